@@ -1,0 +1,236 @@
+"""Price catalog: litellm's bundled price map as the base, YAML overrides on top.
+
+Pure: reads its data files, never the network. litellm's map is read straight from the
+installed package's JSON file (importing litellm itself costs seconds and is not needed).
+
+Prices are per token in USD. Every price carries an effective date: a lookup at time T uses
+the newest price whose ``effective_from`` is at or before T, so a price change applies from its
+date on and never rewrites what was metered before it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.metadata
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import orjson
+import yaml
+
+from pricing.usage import Usage
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TIER_RE = re.compile(r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost)_above_(\d+)k_tokens$")
+DEFAULT_OVERRIDES = Path(__file__).with_name("data") / "overrides.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Prices that apply to the whole request once its prompt exceeds ``above_tokens``."""
+
+    above_tokens: int
+    input: float | None = None
+    output: float | None = None
+    cache_read: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None  # None: reasoning tokens are billed as output
+    tiers: tuple[Tier, ...] = ()
+    effective_from: datetime = EPOCH
+    source: str = "litellm"
+    provider: str | None = None
+    mode: str = "chat"
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+
+    @property
+    def version(self) -> str:
+        return f"{self.source}@{self.effective_from.date().isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The API cost of one request's usage at one price. ``lines`` maps a meter to USD."""
+
+    total: float
+    lines: Mapping[str, float]
+    price: ModelPrice
+
+
+class PricingError(ValueError):
+    pass
+
+
+def _f(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def price_from_litellm_entry(entry: Mapping[str, Any], *, source: str, effective_from: datetime = EPOCH) -> ModelPrice | None:
+    """A ModelPrice from one entry in litellm's map format; None when it has no token prices."""
+    inp, out = _f(entry.get("input_cost_per_token")), _f(entry.get("output_cost_per_token"))
+    if inp is None and out is None:
+        return None
+    tiers: dict[int, dict[str, float]] = {}
+    for key, value in entry.items():
+        m = _TIER_RE.match(key)
+        if m and _f(value) is not None:
+            name = {"input_cost_per_token": "input", "output_cost_per_token": "output",
+                    "cache_read_input_token_cost": "cache_read"}[m.group(1)]
+            tiers.setdefault(int(m.group(2)) * 1000, {})[name] = float(value)
+    return ModelPrice(
+        input=inp or 0.0,
+        output=out or 0.0,
+        cache_read=_f(entry.get("cache_read_input_token_cost")),
+        cache_write=_f(entry.get("cache_creation_input_token_cost")),
+        reasoning=_f(entry.get("output_cost_per_reasoning_token")),
+        tiers=tuple(Tier(above_tokens=k, **v) for k, v in sorted(tiers.items())),
+        effective_from=effective_from,
+        source=source,
+        provider=entry.get("litellm_provider"),
+        mode=str(entry.get("mode") or "chat"),
+        max_input_tokens=entry.get("max_input_tokens") if isinstance(entry.get("max_input_tokens"), int) else None,
+        max_output_tokens=entry.get("max_output_tokens") if isinstance(entry.get("max_output_tokens"), int) else None,
+    )
+
+
+def litellm_price_map_path() -> Path:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        raise PricingError("litellm is not installed; its price map is the catalog's base")
+    return Path(list(spec.submodule_search_locations)[0]) / "model_prices_and_context_window_backup.json"
+
+
+def litellm_version() -> str:
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - litellm is a pinned dependency
+        return "unknown"
+
+
+def _parse_date(value: Any, where: str) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        try:
+            dt = datetime.fromisoformat(str(value))
+        except ValueError as exc:
+            raise PricingError(f"{where}: effective_from {value!r} is not an ISO date") from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class PriceCatalog:
+    """Model name -> dated price history. Build with :meth:`load`; immutable once built."""
+
+    _history: dict[str, list[ModelPrice]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, overrides: Iterable[Path] = (DEFAULT_OVERRIDES,), *, base: Path | None = None) -> "PriceCatalog":
+        cat = cls()
+        base = base or litellm_price_map_path()
+        source = f"litellm-{litellm_version()}"
+        raw = orjson.loads(base.read_bytes())
+        for name, entry in raw.items():
+            if name == "sample_spec" or not isinstance(entry, dict):
+                continue
+            price = price_from_litellm_entry(entry, source=source)
+            if price is not None:
+                cat._history[name] = [price]
+        for path in overrides:
+            cat.add_overrides(yaml.safe_load(Path(path).read_text()) or {}, source=f"overrides:{Path(path).name}")
+        return cat
+
+    def add_overrides(self, doc: Mapping[str, Any], *, source: str) -> None:
+        """Add price versions from an overrides document (see pricing/data/overrides.yaml)."""
+        models = doc.get("models") or {}
+        if not isinstance(models, Mapping):
+            raise PricingError(f"{source}: 'models' must be a mapping of model name to prices")
+        for name, versions in models.items():
+            for i, ver in enumerate(versions if isinstance(versions, list) else [versions]):
+                where = f"{source}: models.{name}[{i}]"
+                if not isinstance(ver, Mapping):
+                    raise PricingError(f"{where}: expected a mapping")
+                entry = dict(ver)
+                for per_m, per_tok in (("input_per_mtok", "input_cost_per_token"),
+                                       ("output_per_mtok", "output_cost_per_token"),
+                                       ("cache_read_per_mtok", "cache_read_input_token_cost"),
+                                       ("cache_write_per_mtok", "cache_creation_input_token_cost"),
+                                       ("reasoning_per_mtok", "output_cost_per_reasoning_token")):
+                    if per_m in entry:
+                        entry[per_tok] = float(entry.pop(per_m)) / 1e6
+                when = _parse_date(entry.pop("effective_from", EPOCH), where)
+                price = price_from_litellm_entry(entry, source=source, effective_from=when)
+                if price is None:
+                    raise PricingError(f"{where}: needs input and output prices")
+                self.add(name, price)
+
+    def add(self, name: str, price: ModelPrice) -> None:
+        hist = self._history.setdefault(name, [])
+        keys = [p.effective_from for p in hist]
+        idx = bisect.bisect_right(keys, price.effective_from)
+        if idx and hist[idx - 1].effective_from == price.effective_from:
+            hist[idx - 1] = price  # same date: the later file wins
+        else:
+            hist.insert(idx, price)
+
+    def history(self, name: str) -> list[ModelPrice]:
+        return list(self._history.get(name, ()))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._history
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+    def price(self, name: str, at: datetime | None = None) -> ModelPrice | None:
+        """The price in force for ``name`` at ``at`` (now by default); None when unpriced."""
+        hist = self._history.get(name)
+        if not hist:
+            return None
+        if len(hist) == 1 and at is None:
+            return hist[0] if hist[0].effective_from <= datetime.now(timezone.utc) else None
+        idx = bisect.bisect_right([p.effective_from for p in hist], at or datetime.now(timezone.utc))
+        return hist[idx - 1] if idx else None
+
+
+def cost_of(usage: Usage, price: ModelPrice) -> Cost:
+    """API cost of ``usage`` at ``price``.
+
+    OpenAI conventions: ``prompt_tokens`` includes cached (read) and cache-write tokens;
+    ``completion_tokens`` includes reasoning tokens. A tier whose threshold the prompt exceeds
+    reprices the whole request, as providers bill long-context requests.
+    """
+    inp, out, cread = price.input, price.output, price.cache_read
+    for tier in price.tiers:
+        if usage.prompt_tokens > tier.above_tokens:
+            inp = tier.input if tier.input is not None else inp
+            out = tier.output if tier.output is not None else out
+            cread = tier.cache_read if tier.cache_read is not None else cread
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+    fresh = usage.prompt_tokens - cached - written
+    reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
+    lines = {
+        "input": fresh * inp,
+        "cached_input": cached * (cread if cread is not None else inp),
+        "cache_write": written * (price.cache_write if price.cache_write is not None else inp),
+        "output": (usage.completion_tokens - reasoning) * out,
+        "reasoning": reasoning * (price.reasoning if price.reasoning is not None else out),
+    }
+    return Cost(total=sum(lines.values()), lines=lines, price=price)

@@ -1,0 +1,103 @@
+"""Virtual keys: bearer tokens mapped to tenants, stored only as salted hashes.
+
+Keys are random 192-bit tokens, so a salted SHA-256 is enough (no password stretching needed)
+and keeps verification in microseconds. Comparison is constant-time. Keys made by
+``switchyard keys create`` look like ``sk-sy-<id>.<secret>``; the id finds the record without
+scanning. Keys given as environment references are hashed at load and the clear value dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+PREFIX = "sk-sy-"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: str
+    key_id: str
+    models: frozenset[str] | None  # None: every model
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    principal: Principal
+    salt: bytes
+    digest: bytes
+    revoked: bool = False
+
+
+def hash_key(key: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    return f"sha256${salt.hex()}${hashlib.sha256(salt + key.encode()).hexdigest()}"
+
+
+def _parse_hash(h: str) -> tuple[bytes, bytes]:
+    _, salt, digest = h.split("$")
+    return bytes.fromhex(salt), bytes.fromhex(digest)
+
+
+def new_key(key_id: str) -> str:
+    return f"{PREFIX}{key_id}.{secrets.token_hex(24)}"
+
+
+class KeyStore:
+    """Looks up the principal for a presented bearer token. Immutable: reload builds a new one."""
+
+    def __init__(self, entries: Iterable[_Entry], admin_hash: str | None = None):
+        self._by_id: dict[str, _Entry] = {}
+        self._unindexed: list[_Entry] = []
+        for e in entries:
+            self._by_id[e.principal.key_id] = e
+            self._unindexed.append(e)
+        self._admin = _parse_hash(admin_hash) if admin_hash else None
+
+    @classmethod
+    def build(cls, keys: Iterable[Mapping[str, Any]], tenants: Mapping[str, frozenset[str] | None],
+              resolve: Callable[[str], str | None], admin_hash: str | None) -> "KeyStore":
+        """Keys as config mappings (id, tenant, hash or key reference, models, revoked)."""
+        entries = []
+        for k in keys:
+            if k.get("hash"):
+                salt, digest = _parse_hash(k["hash"])
+            else:
+                salt, digest = _parse_hash(hash_key(resolve(k["key"]) or ""))
+            models = frozenset(k["models"]) if k.get("models") is not None else tenants.get(k["tenant"])
+            entries.append(_Entry(Principal(k["tenant"], k["id"], models), salt, digest, bool(k.get("revoked"))))
+        return cls(entries, admin_hash)
+
+    @staticmethod
+    def _matches(entry_salt: bytes, entry_digest: bytes, token: str) -> bool:
+        return hmac.compare_digest(hashlib.sha256(entry_salt + token.encode()).digest(), entry_digest)
+
+    def authenticate(self, token: str) -> Principal | None:
+        if not token or len(token) > 512:
+            return None
+        if token.startswith(PREFIX) and "." in token:
+            entry = self._by_id.get(token[len(PREFIX):].split(".", 1)[0])
+            if entry is not None:
+                ok = self._matches(entry.salt, entry.digest, token)
+                return entry.principal if ok and not entry.revoked else None
+        for entry in self._unindexed:
+            if self._matches(entry.salt, entry.digest, token):
+                return None if entry.revoked else entry.principal
+        return None
+
+    def is_admin(self, token: str) -> bool:
+        return bool(self._admin and token and len(token) <= 512 and self._matches(*self._admin, token))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def bearer(authorization: str | None) -> str:
+    if not authorization:
+        return ""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

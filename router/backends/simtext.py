@@ -1,0 +1,93 @@
+"""Deterministic content for the simulated providers: prose, tool arguments, JSON instances.
+
+Everything is drawn from one ``random.Random`` so a given seed gives the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+WORDS = (
+    "the a routing model token price cost quality request gateway cheap fast answer provider "
+    "budget cache latency stream policy tenant margin chip cloud serve plan user data result "
+    "value system simple clear good better best small large open weight context window output "
+    "input reason check verify choose pick send return balance measure meter report track "
+    "every each many few more less often rarely always never quickly slowly carefully well "
+    "and or but so because while when if then also still just only even about across through "
+    "with without from into over under between after before during is are was were be been "
+    "can could should would will may might must does did has have had this that these those"
+).split()
+
+
+def prose(rng: random.Random, n_words: int) -> str:
+    out: list[str] = []
+    sentence_left = rng.randint(6, 14)
+    cap = True
+    for i in range(n_words):
+        w = rng.choice(WORDS)
+        out.append(w.capitalize() if cap else w)
+        cap = False
+        sentence_left -= 1
+        if sentence_left == 0 or i == n_words - 1:
+            out[-1] += "."
+            sentence_left = rng.randint(6, 14)
+            cap = True
+    return " ".join(out)
+
+
+def instance(schema: Any, rng: random.Random, depth: int = 0) -> Any:
+    """A value that satisfies a (simple) JSON Schema: types, enums, consts, required, items."""
+    if not isinstance(schema, dict) or depth > 6:
+        return rng.choice(WORDS)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return rng.choice(schema["enum"])
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return instance(schema[key][0], rng, depth + 1)
+    typ = schema.get("type")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if t != "null"), "null")
+    if typ is None:
+        typ = "object" if "properties" in schema else "string"
+    if typ == "object":
+        props = schema.get("properties") or {}
+        required = set(schema.get("required") or props.keys())
+        return {k: instance(v, rng, depth + 1) for k, v in props.items() if k in required}
+    if typ == "array":
+        lo = int(schema.get("minItems", 1))
+        hi = max(lo, min(int(schema.get("maxItems", 3)), lo + 2))
+        return [instance(schema.get("items") or {}, rng, depth + 1) for _ in range(rng.randint(lo, hi))]
+    if typ == "integer":
+        lo, hi = int(schema.get("minimum", 0)), int(schema.get("maximum", 100))
+        return rng.randint(lo, max(lo, hi))
+    if typ == "number":
+        lo, hi = float(schema.get("minimum", 0)), float(schema.get("maximum", 100))
+        return round(rng.uniform(lo, max(lo, hi)), 2)
+    if typ == "boolean":
+        return rng.random() < 0.5
+    if typ == "null":
+        return None
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
+
+
+def logprob_entries(tokens: list[str], rng: random.Random, top: int) -> list[dict[str, Any]]:
+    entries = []
+    for tok in tokens:
+        lp = -abs(rng.gauss(0, 0.6))
+        alts = [{"token": tok, "logprob": lp, "bytes": list(tok.encode())}]
+        for _ in range(max(0, top - 1)):
+            alt = rng.choice(WORDS)
+            alts.append({"token": alt, "logprob": lp - abs(rng.gauss(2, 1)), "bytes": list(alt.encode())})
+        entries.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": alts[:top]})
+    return entries
+
+
+def embedding(text_seed: int, dims: int) -> list[float]:
+    rng = random.Random(text_seed)
+    vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]

@@ -1,0 +1,164 @@
+"""The ``switchyard`` command line."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from router.config import Config, ConfigError, embedded_default, load_config
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Switchyard: an OpenAI-compatible gateway that routes by price and quality and meters every token.")
+keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys.")
+cli.add_typer(keys_cli, name="keys")
+
+
+def _load(config: Optional[Path]) -> Config:
+    try:
+        return load_config(config) if config else embedded_default()
+    except ConfigError as exc:
+        typer.echo(exc.render(), err=True)
+        raise typer.Exit(2)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cli.command()
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; default: the embedded simulated setup."),
+    host: Optional[str] = typer.Option(None, help="Bind address (default: the config's, 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: the config's, 4000)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes; share state through Redis when more than one."),
+    access_log: bool = typer.Option(False, help="Log every request line."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the OpenAI-compatible API."""
+    import uvicorn
+
+    from router.app import ENV_ADMIN_KEY_HASH, ENV_CONFIG, ENV_DEMO_KEY_HASH
+    from router.auth import hash_key, new_key
+
+    cfg = _load(config)
+    host = host or cfg.server.host
+    port = port or cfg.server.port
+    if config:
+        os.environ[ENV_CONFIG] = str(config.resolve())
+    else:
+        os.environ.pop(ENV_CONFIG, None)
+    notes = []
+    if not cfg.auth.keys:
+        if not _is_loopback(host):
+            typer.echo(f"Refusing to bind {host}: no virtual keys are configured (auth.keys). "
+                       "Without keys Switchyard serves loopback only.", err=True)
+            raise typer.Exit(2)
+        demo = new_key("demo")
+        os.environ[ENV_DEMO_KEY_HASH] = hash_key(demo)
+        notes.append(f"  API key (demo tenant, this run only): {demo}")
+    if not cfg.auth.admin_key:
+        admin = new_key("admin")
+        os.environ[ENV_ADMIN_KEY_HASH] = hash_key(admin)
+        notes.append(f"  Admin key (this run only):           {admin}")
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"Switchyard serving on http://{shown}:{port}/v1  ({'config ' + str(config) if config else 'embedded default: simulated providers, no keys needed'})")
+    for line in notes:
+        typer.echo(line)
+    typer.echo(f"  Models: {', '.join(_names(cfg))}")
+    sys.stdout.flush()
+    uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", access_log=access_log, log_level=log_level,
+                timeout_graceful_shutdown=30, server_header=False)
+
+
+def _names(cfg: Config) -> list[str]:
+    return list(dict.fromkeys([d.model_name for d in cfg.model_list] + list(cfg.aliases)))
+
+
+@cli.command("check-config")
+def check_config(config: Path = typer.Argument(..., help="The YAML file to validate.")) -> None:
+    """Validate a config file without serving; every problem is reported with its line."""
+    cfg = _load(config)
+    typer.echo(f"{config}: OK - {len(cfg.model_list)} deployment(s), {len(cfg.aliases)} alias(es), "
+               f"{len(cfg.auth.keys)} key(s)")
+
+
+@cli.command()
+def price(
+    model: str = typer.Argument(..., help="A model name in the price catalog, e.g. gpt-4o."),
+    input: int = typer.Option(0, "--input", min=0, help="Prompt tokens (including cached)."),
+    output: int = typer.Option(0, "--output", min=0, help="Completion tokens (including reasoning)."),
+    cached: int = typer.Option(0, "--cached", min=0, help="Prompt tokens read from the cache."),
+    cache_write: int = typer.Option(0, "--cache-write", min=0, help="Prompt tokens written to the cache."),
+    reasoning: int = typer.Option(0, "--reasoning", min=0, help="Reasoning tokens (part of --output)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Price one request's usage with the catalog."""
+    from pricing import PriceCatalog, Usage, cost_of
+
+    cat = PriceCatalog.load()
+    p = cat.price(model)
+    if p is None:
+        typer.echo(f"{model}: unpriced (not in the catalog)", err=True)
+        raise typer.Exit(1)
+    c = cost_of(Usage(input, output, cached_tokens=cached, cache_write_tokens=cache_write, reasoning_tokens=reasoning), p)
+    if as_json:
+        typer.echo(json.dumps({"model": model, "price_version": p.version, "cost_usd": c.total, "lines": dict(c.lines)}))
+        return
+    typer.echo(f"{model}  (price {p.version})")
+    for name, usd in c.lines.items():
+        if usd:
+            typer.echo(f"  {name:<13} ${usd:.8f}")
+    typer.echo(f"  {'total':<13} ${c.total:.8f}")
+
+
+@keys_cli.command("create")
+def keys_create(key_id: str = typer.Argument(..., help="Key id: a-z, 0-9 and '-'."),
+                tenant: str = typer.Option(..., help="Tenant the key bills to.")) -> None:
+    """Make a new key: prints the key once, and the config entry holding only its hash."""
+    from router.auth import hash_key, new_key
+    from router.config import KEY_ID
+
+    if not KEY_ID.match(key_id):
+        typer.echo("key id must be 1-40 characters of a-z, 0-9 and '-'", err=True)
+        raise typer.Exit(2)
+    key = new_key(key_id)
+    typer.echo(f"key (shown once): {key}")
+    typer.echo("config entry for auth.keys:")
+    typer.echo(f"  - {{id: {key_id}, tenant: {tenant}, hash: '{hash_key(key)}'}}")
+
+
+@cli.command()
+def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic workload."),
+         port: int = typer.Option(0, help="Port (0: any free port).")) -> None:
+    """Serve the embedded default and drive a mixed workload through it: routing and costs."""
+    from router.demo import run_demo
+
+    run_demo(requests=requests, port=port or _free_port())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

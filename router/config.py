@@ -1,0 +1,303 @@
+"""The configuration file: one YAML document, validated at start-up.
+
+Deployments use LiteLLM's ``model_list`` shape so LiteLLM users can bring their file;
+Switchyard's own sections (server, auth, storage, pricing, aliases) sit beside it. Secrets are
+only ever references to environment variables (``os.environ/VAR``). Errors name the file, the
+line, the field and what is wrong, and all of them are reported at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_REF = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
+KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+SECRET_HELP = "must be a reference to an environment variable, 'os.environ/VAR_NAME'; secrets never sit in the file"
+
+
+def _secret_ref(v: Any) -> Any:
+    if v is None:
+        return v
+    if not isinstance(v, str) or not ENV_REF.match(v):
+        raise ValueError(SECRET_HELP)
+    return v
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LiteLLMParams(BaseModel):
+    """How to reach one deployment. Extra keys are provider parameters (or simulated knobs)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, description="provider/name, e.g. openai/gpt-4o, anthropic/claude-3-5-haiku, simulated/mid")
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    timeout: float = Field(default=600.0, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    backend: Literal["auto", "openai", "litellm", "simulated"] = "auto"
+
+    _check_key = field_validator("api_key")(classmethod(lambda cls, v: _secret_ref(v)))
+
+    @field_validator("api_base")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class ModelInfo(BaseModel):
+    """Optional facts about a deployment; prices here override the catalog for it."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    base_model: str | None = None
+    mode: Literal["chat", "embedding"] | None = None
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+    cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    region: str | None = None
+
+
+class DeploymentConfig(_Strict):
+    model_name: str = Field(min_length=1)
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
+
+
+class KeyConfig(_Strict):
+    id: str
+    tenant: str = Field(min_length=1)
+    hash: str | None = Field(default=None, description="sha256$<salt-hex>$<digest-hex>, from `switchyard keys create`")
+    key: str | None = Field(default=None, description="os.environ/VAR holding the key itself")
+    models: list[str] | None = Field(default=None, description="allow-list of models and aliases; default: the tenant's")
+    revoked: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not KEY_ID.match(v):
+            raise ValueError("must be 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit")
+        return v
+
+    @field_validator("hash")
+    @classmethod
+    def _hash(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^sha256\$[0-9a-f]{16,64}\$[0-9a-f]{64}$", v):
+            raise ValueError("must look like sha256$<salt-hex>$<64 hex digits> (see `switchyard keys create`)")
+        return v
+
+    _check_key = field_validator("key")(classmethod(lambda cls, v: _secret_ref(v)))
+
+
+class TenantConfig(_Strict):
+    id: str = Field(min_length=1)
+    name: str | None = None
+    models: list[str] | None = None
+
+
+class AuthConfig(_Strict):
+    admin_key: str | None = None
+    keys: list[KeyConfig] = Field(default_factory=list)
+    tenants: list[TenantConfig] = Field(default_factory=list)
+
+    _check_admin = field_validator("admin_key")(classmethod(lambda cls, v: _secret_ref(v)))
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=4096, ge=1)
+    max_tokens_limit: int = Field(default=1_000_000, ge=1, description="largest max_tokens a request may ask for")
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    num_retries: int = Field(default=2, ge=0, le=10, description="other deployments tried after a retryable failure")
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class StorageConfig(_Strict):
+    data_dir: str = ".switchyard"
+    database_url: str | None = None
+    redis_url: str | None = None
+
+
+class PricingConfig(_Strict):
+    overrides: list[str] = Field(default_factory=list, description="extra price override files, applied in order")
+
+
+class Config(_Strict):
+    model_list: list[DeploymentConfig] = Field(min_length=1)
+    aliases: dict[str, list[str]] = Field(default_factory=dict, description="alias -> model names, tried in order")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    # Accepted so a LiteLLM proxy file loads; Switchyard reads only router_settings.model_group_alias.
+    litellm_settings: dict[str, Any] | None = None
+    general_settings: dict[str, Any] | None = None
+    router_settings: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int | None
+    message: str
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s) in the configuration"]
+        for p in self.problems:
+            where = f"{self.source}:{p.line}" if p.line else self.source
+            lines.append(f"  {where}: {p.path or '(top level)'}: {p.message}")
+        return "\n".join(lines)
+
+
+def _fmt_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_index(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
+    """Maps each path in the YAML document to its 1-based line."""
+    index: dict[tuple[Any, ...], int] = {}
+
+    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
+        index[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                index[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, path + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return index
+
+
+def _line_for(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    while loc:
+        if loc in index:
+            return index[loc]
+        loc = loc[:-1]
+    return index.get(())
+
+
+def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[Any, ...], str]]:
+    out: list[tuple[tuple[Any, ...], str]] = []
+    names = {d.model_name for d in cfg.model_list}
+    aliases = dict(cfg.aliases)
+    for alias, target in ((cfg.router_settings or {}).get("model_group_alias") or {}).items():
+        aliases.setdefault(alias, [target] if isinstance(target, str) else list(target))
+    for alias, targets in cfg.aliases.items():
+        if alias in names:
+            out.append((("aliases", alias), f"alias '{alias}' has the same name as a model in model_list"))
+        for i, t in enumerate(targets):
+            if t not in names:
+                out.append((("aliases", alias, i), f"'{t}' is not a model_name in model_list"))
+        if not targets:
+            out.append((("aliases", alias), "an alias needs at least one model"))
+    for i, d in enumerate(cfg.model_list):
+        for field_name in ("api_key",):
+            ref = getattr(d.litellm_params, field_name)
+            if ref and ENV_REF.match(ref).group(1) not in env:  # type: ignore[union-attr]
+                out.append((("model_list", i, "litellm_params", field_name),
+                            f"environment variable {ENV_REF.match(ref).group(1)} is not set"))  # type: ignore[union-attr]
+        provider = d.litellm_params.model.split("/", 1)[0] if "/" in d.litellm_params.model else "openai"
+        if provider in ("hosted_vllm", "vllm", "sglang", "lm_studio", "llamafile", "azure") and not d.litellm_params.api_base:
+            out.append((("model_list", i, "litellm_params", "api_base"), f"provider '{provider}' needs an api_base"))
+        if provider == "azure" and not d.litellm_params.api_version:
+            out.append((("model_list", i, "litellm_params", "api_version"), "azure deployments need an api_version"))
+    seen: dict[str, int] = {}
+    tenant_ids = {t.id for t in cfg.auth.tenants}
+    for i, k in enumerate(cfg.auth.keys):
+        if k.id in seen:
+            out.append((("auth", "keys", i, "id"), f"key id '{k.id}' is also used by auth.keys[{seen[k.id]}]"))
+        seen.setdefault(k.id, i)
+        if (k.hash is None) == (k.key is None):
+            out.append((("auth", "keys", i), "give exactly one of 'hash' or 'key'"))
+        if k.key and ENV_REF.match(k.key).group(1) not in env:  # type: ignore[union-attr]
+            out.append((("auth", "keys", i, "key"), f"environment variable {ENV_REF.match(k.key).group(1)} is not set"))  # type: ignore[union-attr]
+        if tenant_ids and k.tenant not in tenant_ids:
+            out.append((("auth", "keys", i, "tenant"), f"tenant '{k.tenant}' is not listed in auth.tenants"))
+    if cfg.auth.admin_key and ENV_REF.match(cfg.auth.admin_key).group(1) not in env:  # type: ignore[union-attr]
+        out.append((("auth", "admin_key"), f"environment variable {ENV_REF.match(cfg.auth.admin_key).group(1)} is not set"))  # type: ignore[union-attr]
+    return out
+
+
+def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate a YAML document; raise ConfigError listing every problem found."""
+    env = os.environ if env is None else env
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(source, [Problem("", mark.line + 1 if mark else None, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, [Problem("", 1, "the file must be a YAML mapping with a model_list")])
+    index = _line_index(node)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown field '{loc[-1]}'"
+            problems.append(Problem(_fmt_path(loc), _line_for(index, loc), msg))
+        raise ConfigError(source, problems) from None
+    semantic = _semantic_problems(cfg, env)
+    if semantic:
+        raise ConfigError(source, [Problem(_fmt_path(loc), _line_for(index, loc), msg) for loc, msg in semantic])
+    return cfg
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(str(p), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    return parse_config(text, str(p), env)
+
+
+def embedded_default() -> Config:
+    """The no-config default: simulated providers only, loopback, no keys needed from anyone."""
+    text = resources.files("router.defaults").joinpath("embedded.yaml").read_text()
+    return parse_config(text, "<embedded default>", env={})
+
+
+def resolve_env(ref: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The value behind an ``os.environ/VAR`` reference."""
+    if ref is None:
+        return None
+    m = ENV_REF.match(ref)
+    if not m:  # validated earlier; never echo the value
+        raise ValueError("not an environment reference")
+    return (os.environ if env is None else env).get(m.group(1))

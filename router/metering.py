@@ -1,0 +1,151 @@
+"""Metering: the usage and API cost of every upstream attempt, and the record it leaves.
+
+Usage comes from the upstream response. When an upstream gives none, or a stream is cut, the
+tokens are counted here (router.tokens) and the record says ``usage_source: estimated``.
+A model with no known price is metered as ``unpriced`` - never silently as zero.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Protocol
+
+from pricing import PriceCatalog, Usage, cost_of
+from router.metrics import Metrics
+from router.registry import Deployment
+from router.tokens import Tokenizer
+
+
+@dataclass(slots=True)
+class Priced:
+    usage: Usage
+    cost_usd: float | None  # None: unpriced
+    price_version: str | None
+
+    def header(self) -> str:
+        return "unpriced" if self.cost_usd is None else f"{self.cost_usd:.10f}"
+
+
+class RecordSink(Protocol):
+    def submit(self, record: dict[str, Any]) -> None: ...
+
+
+class MemorySink:
+    """Keeps the most recent records in memory (the embedded default until a ledger is set)."""
+
+    def __init__(self, maxlen: int = 10000):
+        self.records: deque[dict[str, Any]] = deque(maxlen=maxlen)
+
+    def submit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class StreamTally:
+    """What a stream has carried so far, to estimate usage if it ends without a usage chunk."""
+
+    text: list[str] = field(default_factory=list)
+    chunks: int = 0
+    first_chunk_at: float | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self.chunks += 1
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.perf_counter()
+        for ch in chunk["choices"]:
+            delta = ch["delta"]
+            content = delta.get("content")
+            if content:
+                self.text.append(content)
+            for tc in delta.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                self.text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+
+
+def answer_text(body: dict[str, Any]) -> list[str]:
+    """The generated text of a non-streaming answer (content and tool-call arguments)."""
+    out: list[str] = []
+    for ch in body.get("choices") or ():
+        msg = ch.get("message") or {}
+        if msg.get("content"):
+            out.append(msg["content"])
+        for tc in msg.get("tool_calls") or ():
+            fn = tc.get("function") or {}
+            out.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    return out
+
+
+class Meter:
+    def __init__(self, catalog: PriceCatalog, tokenizer: Tokenizer, metrics: Metrics, sink: RecordSink):
+        self.catalog = catalog
+        self.tokenizer = tokenizer
+        self.metrics = metrics
+        self.sink = sink
+
+    def estimate(self, dep: Deployment, body: dict[str, Any], completion_text: Iterable[str] = ()) -> Usage:
+        model = dep.upstream_model
+        if dep.mode == "embedding":
+            inputs = body.get("input")
+            items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else inputs or []
+            prompt = sum(self.tokenizer.count(model, x) if isinstance(x, str) else len(x) for x in items)
+            return Usage(prompt_tokens=prompt, source="estimated")
+        prompt = self.tokenizer.count_messages(model, body.get("messages") or [], body.get("tools"))
+        completion = self.tokenizer.count(model, "".join(completion_text))
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
+
+    def price(self, dep: Deployment, usage: Usage, at: datetime | None = None) -> Priced:
+        price = dep.price(self.catalog, at)
+        if price is None:
+            return Priced(usage, None, None)
+        return Priced(usage, cost_of(usage, price).total, price.version)
+
+    def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
+               priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
+               started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool) -> None:
+        now = time.perf_counter()
+        total = now - started
+        label = dep.model_name if dep else "none"
+        m = self.metrics
+        m.requests.labels(endpoint, label, str(status)).inc()
+        m.duration.labels(endpoint, "true" if stream else "false").observe(total)
+        m.overhead.labels(endpoint).observe(max(0.0, total - upstream_seconds))
+        if dep is not None and priced is not None:
+            u = priced.usage
+            for kind, n in (("input", u.prompt_tokens - u.cached_tokens), ("cached_input", u.cached_tokens),
+                            ("output", u.completion_tokens - u.reasoning_tokens), ("reasoning", u.reasoning_tokens)):
+                if n:
+                    m.tokens.labels(label, dep.provider, kind).inc(n)
+            if priced.cost_usd is None:
+                m.unpriced.labels(label).inc()
+            else:
+                m.cost.labels(label, dep.provider).inc(priced.cost_usd)
+        if first_chunk_at is not None and dep is not None:
+            m.ttft.labels(label).observe(first_chunk_at - started)
+        self.sink.submit({
+            "request_id": request_id,
+            "ts": datetime.now(timezone.utc).isoformat(),
+            "tenant": getattr(principal, "tenant", None),
+            "key_id": getattr(principal, "key_id", None),
+            "endpoint": endpoint,
+            "requested_model": requested,
+            "model": dep.model_name if dep else None,
+            "deployment": dep.id if dep else None,
+            "provider": dep.provider if dep else None,
+            "stream": stream,
+            "status": status,
+            "error": error,
+            "attempts": attempts,
+            "usage": None if priced is None else {
+                "prompt_tokens": priced.usage.prompt_tokens, "completion_tokens": priced.usage.completion_tokens,
+                "cached_tokens": priced.usage.cached_tokens, "cache_write_tokens": priced.usage.cache_write_tokens,
+                "reasoning_tokens": priced.usage.reasoning_tokens},
+            "usage_source": None if priced is None else priced.usage.source,
+            "cost_usd": None if priced is None else priced.cost_usd,
+            "price_version": None if priced is None else priced.price_version,
+            "latency_s": total,
+            "ttft_s": None if first_chunk_at is None else first_chunk_at - started,
+            "upstream_s": upstream_seconds,
+        })

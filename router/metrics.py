@@ -1,0 +1,44 @@
+"""Prometheus metrics, in a registry owned by the app (no process-global collectors).
+
+Names follow Prometheus conventions (base units, ``_total`` counters, ``_seconds``
+histograms) and OpenTelemetry's GenAI vocabulary where it fits. Every label has a bounded set
+of values: model names and aliases come from the config, never from the client.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("switchyard_requests", "Requests answered, by endpoint, model and status code.",
+                                ["endpoint", "model", "status"], registry=r)
+        self.duration = Histogram("switchyard_request_duration_seconds", "Total request latency.",
+                                  ["endpoint", "stream"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("switchyard_time_to_first_token_seconds", "Time to first streamed chunk.",
+                              ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.overhead = Histogram("switchyard_gateway_overhead_seconds", "Latency added by the gateway itself.",
+                                  ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r)
+        self.tokens = Counter("switchyard_tokens", "Tokens metered, by model and token type (gen_ai.token.type).",
+                              ["model", "provider", "type"], registry=r)
+        self.cost = Counter("switchyard_cost_usd", "API cost metered, in USD.", ["model", "provider"], registry=r)
+        self.unpriced = Counter("switchyard_unpriced_requests", "Requests served by a model with no known price.",
+                                ["model"], registry=r)
+        self.upstream_errors = Counter("switchyard_upstream_errors", "Failed upstream attempts by error kind.",
+                                       ["model", "provider", "kind"], registry=r)
+        self.fallbacks = Counter("switchyard_fallbacks", "Requests answered by a deployment other than the first tried.",
+                                 ["model"], registry=r)
+        self.in_flight = Gauge("switchyard_requests_in_flight", "Requests being served.", registry=r)
+        self.disconnects = Counter("switchyard_client_disconnects", "Streams the client left before the end.",
+                                   ["model"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

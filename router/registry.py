@@ -1,0 +1,153 @@
+"""Deployments built from the config: which backend serves each model name, at what price,
+and the order in which a model name or alias tries its deployments."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from pricing import ModelPrice, PriceCatalog
+from pricing.catalog import price_from_litellm_entry
+from router.backends.base import Backend
+from router.backends.litellm_backend import LiteLLMBackend
+from router.backends.openai_compat import OpenAICompatBackend
+from router.backends.simulated import SimSettings, SimulatedBackend
+from router.config import Config, DeploymentConfig
+from router.tokens import Tokenizer
+
+# OpenAI-compatible providers and their public endpoints; the rest need an api_base.
+OPENAI_COMPAT_BASES: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "azure": None,
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "ollama_chat": "http://127.0.0.1:11434/v1",
+    "hosted_vllm": None,
+    "vllm": None,
+    "sglang": None,
+    "lm_studio": None,
+    "llamafile": None,
+}
+_PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend"}
+
+
+@dataclass
+class Deployment:
+    id: str
+    model_name: str
+    provider: str
+    upstream_model: str
+    backend: Backend
+    mode: str
+    timeout: float
+    stream_timeout: float
+    price_key: str | None
+    fixed_price: ModelPrice | None = None
+    region: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
+        if self.fixed_price is not None:
+            return self.fixed_price
+        return catalog.price(self.price_key, at) if self.price_key else None
+
+
+def split_model(model: str) -> tuple[str, str]:
+    provider, sep, name = model.partition("/")
+    return (provider, name) if sep else ("openai", model)
+
+
+def _price_key(provider: str, name: str, dep: DeploymentConfig, catalog: PriceCatalog) -> str | None:
+    for key in (dep.model_info.base_model, f"{provider}/{name}", name):
+        if key and key in catalog:
+            return key
+    return None
+
+
+class Registry:
+    def __init__(self, deployments: list[Deployment], aliases: dict[str, list[str]]):
+        self.deployments = deployments
+        self.aliases = aliases
+        self._by_name: dict[str, list[Deployment]] = {}
+        for d in deployments:
+            self._by_name.setdefault(d.model_name, []).append(d)
+        self._rr = {name: itertools.count() for name in self._by_name}
+
+    @classmethod
+    def build(cls, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
+              resolve: Callable[[str | None], str | None]) -> "Registry":
+        deps = []
+        for i, dc in enumerate(cfg.model_list):
+            deps.append(_build_deployment(i, dc, cfg, catalog, tokenizer, resolve))
+        litellm_aliases = (cfg.router_settings or {}).get("model_group_alias") or {}
+        aliases = {a: [t] if isinstance(t, str) else list(t) for a, t in litellm_aliases.items()}
+        aliases.update(cfg.aliases)
+        return cls(deps, aliases)
+
+    def names(self) -> list[str]:
+        return list(self._by_name) + [a for a in self.aliases if a not in self._by_name]
+
+    def knows(self, name: str) -> bool:
+        return name in self._by_name or name in self.aliases
+
+    def candidates(self, name: str, mode: str) -> list[Deployment]:
+        """Deployments to try for a model or alias, in order; a model's replicas rotate."""
+        out: list[Deployment] = []
+        for model_name in self.aliases.get(name, [name]):
+            group = [d for d in self._by_name.get(model_name, ()) if d.mode == mode]
+            if len(group) > 1:
+                start = next(self._rr[model_name]) % len(group)
+                group = group[start:] + group[:start]
+            out.extend(group)
+        return out
+
+    async def aclose(self) -> None:
+        for d in self.deployments:
+            await d.backend.aclose()
+
+
+def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
+                      resolve: Callable[[str | None], str | None]) -> Deployment:
+    p = dc.litellm_params
+    provider, name = split_model(p.model)
+    extra = {k: v for k, v in (p.model_extra or {}).items() if k not in _PARAM_FIELDS}
+    kind = p.backend
+    if kind == "auto":
+        kind = "simulated" if provider == "simulated" else ("openai" if provider in OPENAI_COMPAT_BASES else "litellm")
+    mode = dc.model_info.mode or "chat"
+    region = dc.model_info.region
+    price_key: str | None
+    backend: Backend
+    if kind == "simulated":
+        sim = SimSettings.from_params(name, extra)
+        backend = SimulatedBackend(sim, tokenizer)
+        mode, region = dc.model_info.mode or sim.mode, region or sim.region
+        price_key = sim.stands_in_for if sim.stands_in_for in catalog else None
+    elif kind == "openai":
+        base = p.api_base or OPENAI_COMPAT_BASES.get(provider)
+        if base is None:
+            raise ValueError(f"model_list[{i}]: provider '{provider}' needs an api_base")
+        backend = OpenAICompatBackend(api_base=base, api_key=resolve(p.api_key),
+                                      azure_api_version=p.api_version if provider == "azure" else None,
+                                      azure_deployment=name if provider == "azure" else None,
+                                      max_response_bytes=cfg.server.max_response_bytes,
+                                      headers={str(k): str(v) for k, v in (extra.get("extra_headers") or {}).items()})
+        price_key = _price_key(provider, name, dc, catalog)
+    else:
+        backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=p.api_base,
+                                 extra={**extra, "api_version": p.api_version})
+        price_key = _price_key(provider, name, dc, catalog)
+    info = dc.model_info.model_dump(exclude_none=True)
+    fixed = price_from_litellm_entry(info, source=f"config:{dc.model_name}") if (
+        dc.model_info.input_cost_per_token is not None or dc.model_info.output_cost_per_token is not None) else None
+    return Deployment(
+        id=dc.model_info.id or f"{dc.model_name}#{i}", model_name=dc.model_name, provider=provider,
+        upstream_model=name, backend=backend, mode=mode, timeout=p.timeout,
+        stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
+        region=region, info=info)

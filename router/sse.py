@@ -1,0 +1,52 @@
+"""A server-sent-events response that notices a client leaving at once.
+
+Starlette's StreamingResponse (ASGI 2.4 servers) only learns of a disconnect on its next write
+and never closes the body iterator itself. Here the body is pumped in one task while another
+waits for ``http.disconnect``; a disconnect cancels the pump, and the body iterator is always
+closed, so its ``finally`` (abort the upstream call, meter the partial usage) runs promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Mapping
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+
+class SSEResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None):
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})})
+
+    async def _pump(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _watch(receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(self._watch(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                if not task.done():
+                    task.cancel()
+            results = await asyncio.gather(pump, watch, return_exceptions=True)
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+        if isinstance(results[0], OSError):
+            return  # the client went away mid-write: nothing more to say to it
+        if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
+            raise results[0]

@@ -1,0 +1,102 @@
+"""Token counting with tiktoken, offline.
+
+OpenAI-family models use their own encoding (o200k_base for the gpt-4o/4.1/5 and o-series,
+cl100k_base for gpt-4, gpt-3.5 and the embedding models). Every other model is counted with
+cl100k_base: a documented approximation (typically within 10-15% of the model's own tokenizer
+for English text), and metered records counted this way say ``usage_source: estimated``.
+The BPE files ship inside the pinned litellm package, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+import tiktoken
+
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
+# Per-message overheads from OpenAI's published counting recipe for chat models.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+IMAGE_TOKENS = 85  # a low-detail image; high-detail tiles are not counted (approximation)
+
+
+def _bundled_cache_dir() -> str | None:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
+    return str(path) if path.is_dir() else None
+
+
+def encoding_name(model: str) -> str:
+    name = model.rsplit("/", 1)[-1].lower()
+    return "o200k_base" if name.startswith(_O200K_PREFIXES) else "cl100k_base"
+
+
+class Tokenizer:
+    """Counts tokens for a model name. Encodings load once per instance, on first use."""
+
+    def __init__(self) -> None:
+        cache = _bundled_cache_dir()
+        if cache and not os.environ.get("TIKTOKEN_CACHE_DIR"):
+            # tiktoken reads its cache location from the environment only.
+            os.environ["TIKTOKEN_CACHE_DIR"] = cache
+        self._encodings: dict[str, tiktoken.Encoding] = {}
+        self._lock = threading.Lock()
+
+    def encoding(self, model: str) -> tiktoken.Encoding:
+        name = encoding_name(model)
+        enc = self._encodings.get(name)
+        if enc is None:
+            with self._lock:
+                enc = self._encodings.get(name) or tiktoken.get_encoding(name)
+                self._encodings[name] = enc
+        return enc
+
+    def warm(self) -> None:
+        for name in ("gpt-4o", "gpt-4"):
+            self.encoding(name)
+
+    def count(self, model: str, text: str) -> int:
+        return len(self.encoding(model).encode(text, disallowed_special=())) if text else 0
+
+    def encode(self, model: str, text: str) -> list[int]:
+        return self.encoding(model).encode(text, disallowed_special=())
+
+    def decode(self, model: str, tokens: list[int]) -> str:
+        return self.encoding(model).decode(tokens)
+
+    def count_messages(self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None) -> int:
+        enc = self.encoding(model)
+
+        def n(text: str) -> int:
+            return len(enc.encode(text, disallowed_special=())) if text else 0
+
+        total = REPLY_PRIMING
+        for msg in messages:
+            total += TOKENS_PER_MESSAGE + n(str(msg.get("role", "")))
+            content = msg.get("content")
+            if isinstance(content, str):
+                total += n(content)
+            elif isinstance(content, list):
+                for part in content:
+                    if not isinstance(part, dict):
+                        continue
+                    if part.get("type") == "text":
+                        total += n(str(part.get("text", "")))
+                    elif part.get("type") in ("image_url", "input_image"):
+                        total += IMAGE_TOKENS
+            if msg.get("name"):
+                total += TOKENS_PER_NAME + n(str(msg["name"]))
+            for call in msg.get("tool_calls") or ():
+                fn = call.get("function") or {} if isinstance(call, dict) else {}
+                total += n(str(fn.get("name", ""))) + n(str(fn.get("arguments", "")))
+        if tools:
+            total += n(orjson.dumps(tools).decode())
+        return total

@@ -1,0 +1,177 @@
+"""Shared fixtures: real processes on loopback (the gateway via its CLI, the mock upstream)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT.parent / "shared" / "data" / "openai-schemas" / "openai_response_schemas.json"
+SWITCHYARD = str(Path(sys.executable).with_name("switchyard"))
+
+# Canary secrets: they must never show up in anything the gateway says or logs.
+PROVIDER_KEY = "sk-upstream-CANARY-7f3a9c1e5b"
+KEY_A = "tenant-a-CANARY-key-0c4d2e8f9a71"
+KEY_B = "tenant-b-CANARY-key-5e6f7a8b9c0d"
+ADMIN_KEY = "admin-CANARY-key-11aa22bb33cc"
+SECRETS = (PROVIDER_KEY, KEY_A, KEY_B, ADMIN_KEY)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before serving {url}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class Proc:
+    proc: subprocess.Popen
+    base: str
+    log: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start(cmd: list[str], ready_path: str, port: int, log: Path, env: dict[str, str] | None = None) -> Proc:
+    fh = open(log, "w")
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            start_new_session=True, cwd=str(log.parent))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + ready_path, proc)
+    except RuntimeError:
+        fh.flush()
+        Proc(proc, base, log).stop()
+        raise RuntimeError(f"could not start {cmd}:\n{log.read_text()[-3000:]}")
+    return Proc(proc, base, log)
+
+
+@pytest.fixture(scope="session")
+def mock_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    port = free_port()
+    p = start([sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)], "/_stats", port,
+              tmp_path_factory.mktemp("mock") / "mock.log")
+    yield p
+    p.stop()
+
+
+def mock_config(mock_base: str) -> str:
+    api = f"{mock_base}/v1"
+    models = ["mock-gpt", "mock-nousage", "mock-tools", "mock-500", "mock-503", "mock-429", "mock-400", "mock-401",
+              "mock-badjson", "mock-timeout", "mock-cut", "mock-nodone", "mock-slow", "mock-huge"]
+    lines = ["model_list:"]
+    for m in models:
+        lines += [f"  - model_name: {m}",
+                  f"    litellm_params: {{model: openai/{m}, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 2}}",
+                  "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}"]
+    lines += [
+        "  - model_name: mock-embed",
+        f"    litellm_params: {{model: openai/mock-embed, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY}}",
+        "    model_info: {mode: embedding, input_cost_per_token: 0.0000001}",
+        "  - model_name: mock-unpriced",
+        f"    litellm_params: {{model: openai/mock-gpt, api_base: '{api}'}}",
+        "  - model_name: via-litellm",
+        f"    litellm_params: {{model: openai/mock-gpt, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY, backend: litellm}}",
+        "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}",
+        "  - model_name: fast-sim",
+        "    litellm_params: {model: simulated/mid, speed: 50}",
+        "  - model_name: fast-embed",
+        "    litellm_params: {model: simulated/embed, speed: 50}",
+        "aliases:",
+        "  failover: [mock-500, mock-gpt]",
+        "  failover-stream: [mock-503, mock-gpt]",
+        "  all-down: [mock-500, mock-503]",
+        "  all-limited: [mock-429]",
+        "server:",
+        "  max_body_bytes: 65536",
+        "  max_messages: 50",
+        "  max_response_bytes: 1048576",
+        "auth:",
+        "  admin_key: os.environ/TEST_ADMIN_KEY",
+        "  keys:",
+        "    - {id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}",
+        "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+GATEWAY_ENV = {"MOCK_PROVIDER_KEY": PROVIDER_KEY, "TEST_KEY_A": KEY_A, "TEST_KEY_B": KEY_B, "TEST_ADMIN_KEY": ADMIN_KEY}
+
+
+@pytest.fixture(scope="session")
+def gateway(mock_upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """The gateway as a user runs it: `switchyard serve --config FILE`, against the mock."""
+    d = tmp_path_factory.mktemp("gateway")
+    cfg = d / "config.yaml"
+    cfg.write_text(mock_config(mock_upstream.base))
+    port = free_port()
+    p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port, d / "gateway.log",
+              env=GATEWAY_ENV)
+    p.extra["config"] = cfg
+    p.extra["mock"] = mock_upstream
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """`switchyard serve` with no config: the README's first command (on a free port)."""
+    d = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    p = start([SWITCHYARD, "serve", "--port", str(port)], "/healthz", port, d / "embedded.log")
+    m = re.search(r"API key \(demo tenant[^)]*\): (\S+)", p.output())
+    assert m, p.output()
+    p.extra["key"] = m.group(1)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_schemas() -> dict[str, Any]:
+    if not SCHEMAS.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"OpenAI schemas not found at {SCHEMAS}")
+        pytest.skip(f"OpenAI schemas not found at {SCHEMAS} (../shared is absent)")
+    return json.loads(SCHEMAS.read_text())
+
+
+def mock_stats(mock: Proc) -> dict[str, Any]:
+    return httpx.get(mock.base + "/_stats").json()

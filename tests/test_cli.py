@@ -1,0 +1,62 @@
+"""The CLI as a newcomer uses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+
+from router.auth import KeyStore, hash_key
+from tests.conftest import SWITCHYARD, free_port
+
+
+def test_serve_refuses_public_bind_without_keys() -> None:
+    r = subprocess.run([SWITCHYARD, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Refusing to bind 0.0.0.0" in r.stderr
+
+
+def test_embedded_default_binds_loopback_and_prints_a_working_key(embedded) -> None:
+    out = embedded.output()
+    assert "http://127.0.0.1:" in out
+    key = embedded.extra["key"]
+    r = httpx.get(embedded.base + "/v1/models", headers={"authorization": f"Bearer {key}"})
+    assert r.status_code == 200
+    assert {"sim-frontier", "sim-mid", "sim-small", "sim-open", "sim-embed", "auto"} <= {m["id"] for m in r.json()["data"]}
+    assert httpx.get(embedded.base + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(embedded.base + "/readyz").json()["status"] == "ready"
+
+
+def test_keys_create_prints_a_hash_that_authenticates() -> None:
+    r = subprocess.run([SWITCHYARD, "keys", "create", "team-x", "--tenant", "acme"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    key = r.stdout.split("key (shown once): ")[1].split()[0]
+    h = r.stdout.split("hash: '")[1].split("'")[0]
+    assert key not in r.stdout.split("config entry")[1], "the config entry holds only the hash"
+    store = KeyStore.build([{"id": "team-x", "tenant": "acme", "hash": h}], {}, lambda _: None, None)
+    assert store.authenticate(key).tenant == "acme"
+    assert store.authenticate(key + "x") is None
+
+
+def test_price_command() -> None:
+    r = subprocess.run([SWITCHYARD, "price", "gpt-4o", "--input", "1000", "--output", "100", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    data = json.loads(r.stdout)
+    assert abs(data["cost_usd"] - (1000 * 2.5e-6 + 100 * 1e-5)) < 1e-12
+    r = subprocess.run([SWITCHYARD, "price", "no-such-model", "--input", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "unpriced" in r.stderr
+
+
+def test_keys_are_salted_and_revocable() -> None:
+    a, b = hash_key("same"), hash_key("same")
+    assert a != b, "each hash has its own salt"
+    store = KeyStore.build([{"id": "k", "tenant": "t", "hash": a, "revoked": True}], {}, lambda _: None, None)
+    assert store.authenticate("same") is None
+
+
+def test_demo_runs_a_mixed_workload() -> None:
+    r = subprocess.run([SWITCHYARD, "demo", "--requests", "20"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "20/20 answered 200" in r.stdout
+    assert "sim-mid" in r.stdout and "total" in r.stdout

@@ -1,0 +1,111 @@
+"""The config file: validation with every problem located, LiteLLM files accepted, secrets by reference."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+from router.config import ConfigError, parse_config
+from tests.conftest import SWITCHYARD
+
+THREE_MISTAKES = textwrap.dedent("""\
+    model_list:
+      - model_name: gpt-4o
+        litellm_params:
+          model: openai/gpt-4o
+          api_key: sk-live-abc123
+      - litellm_params:
+          model: simulated/mid
+    server:
+      port: eighty
+""")
+
+
+def run_check(tmp_path, text: str) -> subprocess.CompletedProcess:
+    f = tmp_path / "config.yaml"
+    f.write_text(text)
+    return subprocess.run([SWITCHYARD, "check-config", str(f)], capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_reports_all_three_mistakes_with_locations(tmp_path) -> None:
+    r = run_check(tmp_path, THREE_MISTAKES)
+    assert r.returncode == 2
+    err = r.stderr
+    assert "3 problem(s)" in err
+    assert "config.yaml:5: model_list[0].litellm_params.api_key: must be a reference to an environment variable" in err
+    assert "config.yaml:6: model_list[1].model_name: Field required" in err
+    assert "config.yaml:9: server.port:" in err and "valid integer" in err
+    assert "sk-live-abc123" not in err, "the offending secret is not echoed back"
+
+
+def test_check_config_reports_semantic_mistakes(tmp_path) -> None:
+    text = textwrap.dedent("""\
+        model_list:
+          - model_name: a
+            litellm_params: {model: hosted_vllm/llama, api_key: os.environ/SURELY_UNSET_VAR_42}
+        aliases:
+          auto: [a, b]
+        auth:
+          keys:
+            - {id: k1, tenant: t, hash: 'sha256$00112233445566778899aabbccddeeff$%s'}
+            - {id: k1, tenant: t, key: os.environ/SURELY_UNSET_VAR_43}
+          unknown_thing: 1
+        """ % ("ab" * 32))
+    r = run_check(tmp_path, text)
+    assert r.returncode == 2
+    assert "auth.unknown_thing: unknown field 'unknown_thing'" in r.stderr
+    text = text.replace("  unknown_thing: 1\n", "")
+    r = run_check(tmp_path, text)
+    assert r.returncode == 2, r.stdout
+    for expected in ("SURELY_UNSET_VAR_42 is not set", "needs an api_base", "aliases.auto[1]: 'b' is not a model_name",
+                     "key id 'k1' is also used", "SURELY_UNSET_VAR_43 is not set"):
+        assert expected in r.stderr
+
+
+def test_check_config_ok_and_yaml_syntax_error(tmp_path) -> None:
+    r = run_check(tmp_path, "model_list:\n  - model_name: m\n    litellm_params: {model: simulated/small}\n")
+    assert r.returncode == 0 and "OK" in r.stdout
+    r = run_check(tmp_path, "model_list:\n  - model_name: [unclosed\n")
+    assert r.returncode == 2 and "not valid YAML" in r.stderr and "config.yaml:" in r.stderr
+
+
+def test_litellm_proxy_file_loads() -> None:
+    text = textwrap.dedent("""\
+        model_list:
+          - model_name: gpt-4o
+            litellm_params:
+              model: azure/my-gpt4o
+              api_base: https://example-resource.openai.azure.com
+              api_key: os.environ/AZURE_KEY
+              api_version: "2024-10-21"
+              rpm: 600
+            model_info: {base_model: azure/gpt-4o}
+          - model_name: claude
+            litellm_params: {model: anthropic/claude-3-5-haiku-20241022, api_key: os.environ/ANTHROPIC_KEY}
+        router_settings:
+          model_group_alias: {smart: gpt-4o}
+        litellm_settings: {drop_params: true}
+        general_settings: {master_key: os.environ/MASTER}
+        """)
+    cfg = parse_config(text, "litellm.yaml", env={"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"})
+    assert cfg.model_list[0].litellm_params.model_extra == {"rpm": 600}
+    assert cfg.router_settings["model_group_alias"] == {"smart": "gpt-4o"}
+
+
+def test_missing_model_list_is_an_error() -> None:
+    try:
+        parse_config("server: {port: 1}\n", "x.yaml", env={})
+    except ConfigError as exc:
+        assert exc.problems[0].path == "model_list"
+    else:
+        raise AssertionError("expected a ConfigError")
+
+
+def test_example_configs_in_the_repo_validate() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted((root / "examples").glob("*.yaml")):
+        env = {v: "x" for v in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "SWITCHYARD_ADMIN_KEY",
+                                "ACME_KEY", "AZURE_API_KEY", "VLLM_API_KEY")}
+        parse_config(path.read_text(), str(path), env=env)

@@ -1,0 +1,146 @@
+"""Streams through a running gateway: relay, fallback before the first byte, failures after it,
+and clients that leave mid-stream."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+
+from tests.conftest import KEY_A, PROVIDER_KEY, Proc, mock_stats
+
+H = {"authorization": f"Bearer {KEY_A}"}
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def events(gw: Proc, body: dict) -> tuple[httpx.Response, list[str]]:
+    with httpx.stream("POST", gw.base + "/v1/chat/completions", headers=H, json=body, timeout=30) as r:
+        lines = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    return r, lines
+
+
+def test_stream_relays_chunk_by_chunk(gateway) -> None:
+    """The first chunk reaches the client long before a slow upstream stream ends."""
+    t0 = time.monotonic()
+    with httpx.stream("POST", gateway.base + "/v1/chat/completions", headers=H,
+                      json={"model": "mock-slow", "messages": MSG, "stream": True}, timeout=30) as r:
+        it = r.iter_lines()
+        first = next(line for line in it if line.startswith("data: "))
+        first_at = time.monotonic() - t0
+        rest = [line for line in it if line.startswith("data: ")]
+    total = time.monotonic() - t0
+    assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+    assert first_at < 1.0 and total > 5.0, (first_at, total)  # 200 chunks x 50 ms upstream
+    assert rest[-1] == "data: [DONE]"
+
+
+def test_usage_requested_upstream_but_hidden_from_client(gateway) -> None:
+    mock = gateway.extra["mock"]
+    r, ev = events(gateway, {"model": "mock-gpt", "messages": MSG, "stream": True, "max_tokens": 4})
+    sent = mock_stats(mock)["last_body"]
+    assert sent["stream_options"] == {"include_usage": True}
+    chunks = [json.loads(e) for e in ev[:-1]]
+    assert all("usage" not in c for c in chunks) and all(c["choices"] for c in chunks)
+    assert r.headers["x-switchyard-model"] == "mock-gpt"
+
+
+def test_fields_pass_through_and_forbidden_ones_do_not(gateway) -> None:
+    mock = gateway.extra["mock"]
+    body = {"model": "mock-gpt", "messages": MSG, "seed": 7, "user": "u-1", "metadata": {"team": "x"},
+            "logprobs": True, "top_k": 40, "api_base": "http://evil.example/v1", "api_key": "sk-client-chosen",
+            "base_url": "http://evil.example"}
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json=body)
+    assert r.status_code == 200
+    stats = mock_stats(mock)
+    sent = stats["last_body"]
+    assert sent["model"] == "mock-gpt"
+    assert {k: sent[k] for k in ("seed", "user", "metadata", "logprobs", "top_k")} == \
+        {"seed": 7, "user": "u-1", "metadata": {"team": "x"}, "logprobs": True, "top_k": 40}
+    assert not {"api_base", "api_key", "base_url"} & set(sent)
+    assert stats["last_headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
+
+
+def test_fallback_before_first_byte(gateway) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json={"model": "failover", "messages": MSG})
+    assert r.status_code == 200
+    assert r.headers["x-switchyard-model"] == "mock-gpt" and r.headers["x-switchyard-attempts"] == "2"
+    r, ev = events(gateway, {"model": "failover-stream", "messages": MSG, "stream": True})
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "mock-gpt" and ev[-1] == "[DONE]"
+
+
+def test_stream_cut_after_first_byte_ends_with_error_event(gateway) -> None:
+    r, ev = events(gateway, {"model": "mock-cut", "messages": MSG, "stream": True, "max_tokens": 10})
+    assert r.status_code == 200
+    assert ev[-1] != "[DONE]"
+    last = json.loads(ev[-1])
+    assert last["error"]["code"] == "upstream_stream_cut" and last["error"]["type"] == "api_error"
+    assert len(ev) >= 3  # the chunks before the cut reached the client
+
+
+def test_stream_without_done_ends_with_error_event(gateway) -> None:
+    _, ev = events(gateway, {"model": "mock-nodone", "messages": MSG, "stream": True, "max_tokens": 3})
+    assert json.loads(ev[-1])["error"]["code"] == "upstream_stream_cut"
+
+
+def test_stream_failure_before_first_byte_is_a_plain_error(gateway) -> None:
+    r, _ = events(gateway, {"model": "mock-500", "messages": MSG, "stream": True})
+    assert r.status_code == 502
+
+
+def test_client_disconnect_aborts_upstream_and_gateway_keeps_serving(gateway) -> None:
+    mock = gateway.extra["mock"]
+    before = mock_stats(mock)
+    port = int(gateway.base.rsplit(":", 1)[1])
+    body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+        got = b""
+        while got.count(b"data: ") < 3:
+            got += s.recv(65536)
+        s.close()  # leave mid-stream (the upstream has ~10 s left to send)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        st = mock_stats(mock)
+        if st["streams_aborted"] - before["streams_aborted"] >= 3:
+            break
+        time.sleep(0.1)
+    st = mock_stats(mock)
+    assert st["streams_aborted"] - before["streams_aborted"] == 3, "each upstream stream was cut when its client left"
+    assert st["streams_completed"] == before["streams_completed"]
+    # later requests are unaffected
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json={"model": "mock-gpt", "messages": MSG})
+    assert r.status_code == 200
+    metrics = httpx.get(gateway.base + "/metrics").text
+    assert 'switchyard_client_disconnects_total{model="mock-slow"} 3.0' in metrics
+
+
+def test_no_usage_upstream_is_estimated(gateway) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H,
+                   json={"model": "mock-nousage", "messages": MSG, "max_tokens": 4})
+    assert r.headers["x-switchyard-usage-source"] == "estimated"
+    assert r.json()["usage"]["completion_tokens"] > 0
+    _, ev = events(gateway, {"model": "mock-nousage", "messages": MSG, "stream": True, "max_tokens": 4,
+                             "stream_options": {"include_usage": True}})
+    tail = json.loads(ev[-2])
+    assert tail["choices"] == [] and tail["switchyard"]["usage_source"] == "estimated"
+    assert tail["usage"]["completion_tokens"] > 0
+
+
+def test_cost_header_and_unpriced_state(gateway) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H,
+                   json={"model": "mock-gpt", "messages": MSG, "max_tokens": 4})
+    # mock usage: 11 prompt + 4 completion at $1/$2 per 1M (model_info prices)
+    assert float(r.headers["x-switchyard-cost-usd"]) == pytest_approx(11e-6 + 8e-6)
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json={"model": "mock-unpriced", "messages": MSG})
+    assert r.status_code == 200 and r.headers["x-switchyard-cost-usd"] == "unpriced"
+    assert 'switchyard_unpriced_requests_total{model="mock-unpriced"}' in httpx.get(gateway.base + "/metrics").text
+
+
+def pytest_approx(v: float):
+    import pytest
+
+    return pytest.approx(v, rel=1e-9)
