@@ -25,7 +25,10 @@ import yaml
 from pricing.usage import Usage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_TIER_RE = re.compile(r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost)_above_(\d+)k_tokens$")
+_TIER_RE = re.compile(r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|"
+                      r"cache_creation_input_token_cost)_above_(\d+)(k?)_tokens$")
+_TIER_FIELD = {"input_cost_per_token": "input", "output_cost_per_token": "output",
+               "cache_read_input_token_cost": "cache_read", "cache_creation_input_token_cost": "cache_write"}
 DEFAULT_OVERRIDES = Path(__file__).with_name("data") / "overrides.yaml"
 
 
@@ -37,6 +40,8 @@ class Tier:
     input: float | None = None
     output: float | None = None
     cache_read: float | None = None
+    cache_write: float | None = None
+    inclusive: bool = False  # the tier starts AT the threshold (xAI bills that way)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +86,34 @@ def _f(v: Any) -> float | None:
         return None
 
 
-def price_from_litellm_entry(entry: Mapping[str, Any], *, source: str, effective_from: datetime = EPOCH) -> ModelPrice | None:
-    """A ModelPrice from one entry in litellm's map format; None when it has no token prices."""
+def price_from_litellm_entry(entry: Mapping[str, Any], *, source: str, effective_from: datetime = EPOCH,
+                             rules: Mapping[str, Any] | None = None) -> ModelPrice | None:
+    """A ModelPrice from one entry in litellm's map format; None when it has no token prices.
+
+    ``rules`` are provider-level pricing rules (pricing/data/overrides.yaml ``providers``):
+    ``default_cache_read_ratio`` (cached input billed at this share of input when the entry
+    names no cache price) and ``inclusive_thresholds`` (long-context tiers start at the threshold).
+    """
     inp, out = _f(entry.get("input_cost_per_token")), _f(entry.get("output_cost_per_token"))
     if inp is None and out is None:
         return None
+    rules = rules or {}
     tiers: dict[int, dict[str, float]] = {}
     for key, value in entry.items():
         m = _TIER_RE.match(key)
         if m and _f(value) is not None:
-            name = {"input_cost_per_token": "input", "output_cost_per_token": "output",
-                    "cache_read_input_token_cost": "cache_read"}[m.group(1)]
-            tiers.setdefault(int(m.group(2)) * 1000, {})[name] = float(value)
+            tiers.setdefault(int(m.group(2)) * (1000 if m.group(3) else 1), {})[_TIER_FIELD[m.group(1)]] = float(value)
+    cache_read = _f(entry.get("cache_read_input_token_cost"))
+    if cache_read is None and inp is not None and rules.get("default_cache_read_ratio") is not None:
+        cache_read = inp * float(rules["default_cache_read_ratio"])
+    inclusive = bool(rules.get("inclusive_thresholds"))
     return ModelPrice(
         input=inp or 0.0,
         output=out or 0.0,
-        cache_read=_f(entry.get("cache_read_input_token_cost")),
+        cache_read=cache_read,
         cache_write=_f(entry.get("cache_creation_input_token_cost")),
         reasoning=_f(entry.get("output_cost_per_reasoning_token")),
-        tiers=tuple(Tier(above_tokens=k, **v) for k, v in sorted(tiers.items())),
+        tiers=tuple(Tier(above_tokens=k, inclusive=inclusive, **v) for k, v in sorted(tiers.items())),
         effective_from=effective_from,
         source=source,
         provider=entry.get("litellm_provider"),
@@ -145,15 +159,19 @@ class PriceCatalog:
         cat = cls()
         base = base or litellm_price_map_path()
         source = f"litellm-{litellm_version()}"
+        docs = [(Path(p), yaml.safe_load(Path(p).read_text()) or {}) for p in overrides]
+        rules: dict[str, Any] = {}
+        for _, doc in docs:
+            rules.update(doc.get("providers") or {})
         raw = orjson.loads(base.read_bytes())
         for name, entry in raw.items():
             if name == "sample_spec" or not isinstance(entry, dict):
                 continue
-            price = price_from_litellm_entry(entry, source=source)
+            price = price_from_litellm_entry(entry, source=source, rules=rules.get(str(entry.get("litellm_provider"))))
             if price is not None:
                 cat._history[name] = [price]
-        for path in overrides:
-            cat.add_overrides(yaml.safe_load(Path(path).read_text()) or {}, source=f"overrides:{Path(path).name}")
+        for path, doc in docs:
+            cat.add_overrides(doc, source=f"overrides:{path.name}")
         return cat
 
     def add_overrides(self, doc: Mapping[str, Any], *, source: str) -> None:
@@ -192,6 +210,14 @@ class PriceCatalog:
     def history(self, name: str) -> list[ModelPrice]:
         return list(self._history.get(name, ()))
 
+    def key_for(self, model: str, base_model: str | None = None) -> str | None:
+        """The catalog key for a deployment's ``provider/name`` (or its declared base model)."""
+        provider, sep, name = model.partition("/")
+        for key in (base_model, model, name if sep else None, f"{provider}/{name.rsplit('/', 1)[-1]}" if sep else None):
+            if key and key in self._history:
+                return key
+        return None
+
     def __contains__(self, name: str) -> bool:
         return name in self._history
 
@@ -216,12 +242,13 @@ def cost_of(usage: Usage, price: ModelPrice) -> Cost:
     ``completion_tokens`` includes reasoning tokens. A tier whose threshold the prompt exceeds
     reprices the whole request, as providers bill long-context requests.
     """
-    inp, out, cread = price.input, price.output, price.cache_read
+    inp, out, cread, cwrite = price.input, price.output, price.cache_read, price.cache_write
     for tier in price.tiers:
-        if usage.prompt_tokens > tier.above_tokens:
+        if usage.prompt_tokens > tier.above_tokens or (tier.inclusive and usage.prompt_tokens == tier.above_tokens):
             inp = tier.input if tier.input is not None else inp
             out = tier.output if tier.output is not None else out
             cread = tier.cache_read if tier.cache_read is not None else cread
+            cwrite = tier.cache_write if tier.cache_write is not None else cwrite
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
     fresh = usage.prompt_tokens - cached - written
@@ -229,7 +256,7 @@ def cost_of(usage: Usage, price: ModelPrice) -> Cost:
     lines = {
         "input": fresh * inp,
         "cached_input": cached * (cread if cread is not None else inp),
-        "cache_write": written * (price.cache_write if price.cache_write is not None else inp),
+        "cache_write": written * (cwrite if cwrite is not None else inp),
         "output": (usage.completion_tokens - reasoning) * out,
         "reasoning": reasoning * (price.reasoning if price.reasoning is not None else out),
     }

@@ -21,12 +21,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pricing import PriceCatalog
+from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
 from router.auth import KeyStore, Principal, bearer, hash_key
 from router.config import Config, load_config, embedded_default, resolve_env
 from router.errors import APIError, authentication_error, invalid_request, model_not_found, not_found
-from router.metering import Meter, MemorySink, RecordSink
+from router.metering import Billing, Meter, MemorySink, RecordSink
 from router.metrics import Metrics
 from router.protocol import validate_chat, validate_embeddings
 from router.proxy import Gateway
@@ -95,7 +95,10 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
         admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
     keys = KeyStore.build(key_maps, tenants, resolve, admin_hash)
     metrics = Metrics()
-    meter = Meter(catalog, tokenizer, metrics, sink or MemorySink())
+    plans = cfg.billing.plans
+    billing = Billing(profile=load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],
+                      tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan})
+    meter = Meter(catalog, tokenizer, metrics, sink or MemorySink(), billing)
     gateway = Gateway(registry, meter, cfg.server.num_retries)
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, int(time.time()))
 

@@ -125,6 +125,62 @@ def price(
     typer.echo(f"  {'total':<13} ${c.total:.8f}")
 
 
+@cli.command()
+def economics(
+    profile: str = typer.Option("h200", "--profile", help="A stack profile name from pricing/data/profiles.yaml."),
+    model_class: Optional[str] = typer.Option(None, "--model-class", help="Only this model class."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Per-GPU-hour economics of a stack profile, and the cost of 1M tokens at each layer."""
+    from pricing.profiles import load_profiles
+
+    profiles = load_profiles()
+    if profile not in profiles:
+        typer.echo(f"unknown profile '{profile}'; known: {', '.join(sorted(profiles))}", err=True)
+        raise typer.Exit(2)
+    p = profiles[profile]
+    e = p.economics()
+    classes = [model_class] if model_class else list(p.throughput)
+    if model_class and model_class not in p.throughput:
+        typer.echo(f"unknown model class '{model_class}'; known: {', '.join(p.throughput)}", err=True)
+        raise typer.Exit(2)
+    per_mtok = {}
+    for c in classes:
+        tp = p.throughput[c]
+        per_mtok[c] = {}
+        for kind, tps in (("input", tp.prefill_tokens_per_s), ("output", tp.decode_tokens_per_s)):
+            hours = 1e6 / (tps * p.utilisation) / 3600
+            per_mtok[c][kind] = {"gpu_hours": hours, "chips": hours * e.chips, "electricity": hours * e.electricity,
+                                 "colocation": hours * e.colocation, "iaas_cost": hours * e.all_in,
+                                 "iaas_price": hours * e.rental, "iaas_margin": hours * e.iaas_margin}
+    if as_json:
+        typer.echo(json.dumps({"profile": profile, "description": p.description, "per_gpu_hour": e.as_dict(),
+                               "utilisation": p.utilisation, "per_mtok": per_mtok}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"{profile}: USD per GPU-hour ({p.description})")
+    t.add_column("item")
+    t.add_column("USD/GPU-h", justify="right")
+    rows = [("depreciation", e.depreciation), ("  of which chips", e.chips), ("  of which rest of server", e.other_capex),
+            ("electricity", e.electricity), ("colocation", e.colocation), ("all-in cost", e.all_in),
+            ("rental price", e.rental), ("IaaS margin", e.iaas_margin), ("chip vendor margin", e.chip_vendor_margin)]
+    for name, v in rows:
+        t.add_row(name, f"{v:.4f}")
+    t.add_row("IaaS gross margin", f"{e.iaas_gross_margin:.1%}")
+    console.print(t)
+    t2 = Table(title=f"USD per 1M tokens at {p.utilisation:.0%} utilisation")
+    for col in ("class", "tokens", "GPU-hours", "chips", "power", "colocation", "IaaS cost", "IaaS price"):
+        t2.add_column(col, justify="left" if col in ("class", "tokens") else "right")
+    for c, kinds in per_mtok.items():
+        for kind, v in kinds.items():
+            t2.add_row(c, kind, f"{v['gpu_hours']:.4f}", f"{v['chips']:.4f}", f"{v['electricity']:.4f}",
+                       f"{v['colocation']:.4f}", f"{v['iaas_cost']:.4f}", f"{v['iaas_price']:.4f}")
+    console.print(t2)
+
+
 @keys_cli.command("create")
 def keys_create(key_id: str = typer.Argument(..., help="Key id: a-z, 0-9 and '-'."),
                 tenant: str = typer.Option(..., help="Tenant the key bills to.")) -> None:

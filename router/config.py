@@ -18,6 +18,9 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pricing.plans import Plan
+from pricing.profiles import load_profiles
+
 ENV_REF = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
 KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 SECRET_HELP = "must be a reference to an environment variable, 'os.environ/VAR_NAME'; secrets never sit in the file"
@@ -70,6 +73,8 @@ class ModelInfo(BaseModel):
     cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
     max_input_tokens: int | None = Field(default=None, gt=0)
     region: str | None = None
+    self_hosted: bool | None = Field(default=None, description="served on the operator's own GPUs: cost built from GPU-hours")
+    model_class: str | None = Field(default=None, description="stack profile throughput class (default: by name and price)")
 
 
 class DeploymentConfig(_Strict):
@@ -107,6 +112,7 @@ class TenantConfig(_Strict):
     id: str = Field(min_length=1)
     name: str | None = None
     models: list[str] | None = None
+    plan: str | None = Field(default=None, description="a plan name from billing.plans; default: billing.default_plan")
 
 
 class AuthConfig(_Strict):
@@ -138,6 +144,12 @@ class PricingConfig(_Strict):
     overrides: list[str] = Field(default_factory=list, description="extra price override files, applied in order")
 
 
+class BillingConfig(_Strict):
+    profile: str = Field(default="h200", description="stack profile used to attribute cost and margin")
+    default_plan: str = "pass-through"
+    plans: dict[str, Plan] = Field(default_factory=lambda: {"pass-through": Plan()})
+
+
 class Config(_Strict):
     model_list: list[DeploymentConfig] = Field(min_length=1)
     aliases: dict[str, list[str]] = Field(default_factory=dict, description="alias -> model names, tried in order")
@@ -145,6 +157,7 @@ class Config(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard reads only router_settings.model_group_alias.
     litellm_settings: dict[str, Any] | None = None
     general_settings: dict[str, Any] | None = None
@@ -244,6 +257,21 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
             out.append((("auth", "keys", i, "key"), f"environment variable {ENV_REF.match(k.key).group(1)} is not set"))  # type: ignore[union-attr]
         if tenant_ids and k.tenant not in tenant_ids:
             out.append((("auth", "keys", i, "tenant"), f"tenant '{k.tenant}' is not listed in auth.tenants"))
+    plans = cfg.billing.plans
+    if cfg.billing.default_plan not in plans:
+        out.append((("billing", "default_plan"), f"plan '{cfg.billing.default_plan}' is not in billing.plans"))
+    for i, t in enumerate(cfg.auth.tenants):
+        if t.plan is not None and t.plan not in plans:
+            out.append((("auth", "tenants", i, "plan"), f"plan '{t.plan}' is not in billing.plans"))
+    profiles = load_profiles()
+    if cfg.billing.profile not in profiles:
+        out.append((("billing", "profile"), f"unknown stack profile '{cfg.billing.profile}'; known: {', '.join(sorted(profiles))}"))
+    else:
+        classes = profiles[cfg.billing.profile].throughput
+        for i, d in enumerate(cfg.model_list):
+            if d.model_info.model_class is not None and d.model_info.model_class not in classes:
+                out.append((("model_list", i, "model_info", "model_class"),
+                            f"'{d.model_info.model_class}' is not a class of profile '{cfg.billing.profile}' ({', '.join(classes)})"))
     if cfg.auth.admin_key and ENV_REF.match(cfg.auth.admin_key).group(1) not in env:  # type: ignore[union-attr]
         out.append((("auth", "admin_key"), f"environment variable {ENV_REF.match(cfg.auth.admin_key).group(1)} is not set"))  # type: ignore[union-attr]
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Protocol
 
-from pricing import PriceCatalog, Usage, cost_of
+from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
 from router.metrics import Metrics
 from router.registry import Deployment
 from router.tokens import Tokenizer
@@ -22,11 +22,20 @@ from router.tokens import Tokenizer
 @dataclass(slots=True)
 class Priced:
     usage: Usage
-    cost_usd: float | None  # None: unpriced
+    cost_usd: float | None  # the API cost at list price; None: unpriced
     price_version: str | None
+    charge_usd: float | None = None  # what the tenant's plan charges; None: unpriced
+    waterfall: Waterfall | None = None
+
+    @staticmethod
+    def _fmt(v: float | None) -> str:
+        return "unpriced" if v is None else f"{v:.10f}"
 
     def header(self) -> str:
-        return "unpriced" if self.cost_usd is None else f"{self.cost_usd:.10f}"
+        return self._fmt(self.cost_usd)
+
+    def charge_header(self) -> str:
+        return self._fmt(self.charge_usd)
 
 
 class RecordSink(Protocol):
@@ -78,12 +87,26 @@ def answer_text(body: dict[str, Any]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Billing:
+    """Who pays what: tenant plans and the stack profile that attributes each dollar."""
+
+    profile: StackProfile
+    default_plan: Plan
+    tenant_plans: dict[str, Plan] = field(default_factory=dict)
+
+    def plan(self, tenant: str | None) -> Plan:
+        return self.tenant_plans.get(tenant or "", self.default_plan)
+
+
 class Meter:
-    def __init__(self, catalog: PriceCatalog, tokenizer: Tokenizer, metrics: Metrics, sink: RecordSink):
+    def __init__(self, catalog: PriceCatalog, tokenizer: Tokenizer, metrics: Metrics, sink: RecordSink,
+                 billing: Billing):
         self.catalog = catalog
         self.tokenizer = tokenizer
         self.metrics = metrics
         self.sink = sink
+        self.billing = billing
 
     def estimate(self, dep: Deployment, body: dict[str, Any], completion_text: Iterable[str] = ()) -> Usage:
         model = dep.upstream_model
@@ -96,11 +119,20 @@ class Meter:
         completion = self.tokenizer.count(model, "".join(completion_text))
         return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
 
-    def price(self, dep: Deployment, usage: Usage, at: datetime | None = None) -> Priced:
+    def price(self, dep: Deployment, usage: Usage, *, tenant: str | None, requested: str,
+              at: datetime | None = None) -> Priced:
+        """API cost at the price in force, the tenant's charge, and its split across the stack."""
         price = dep.price(self.catalog, at)
-        if price is None:
-            return Priced(usage, None, None)
-        return Priced(usage, cost_of(usage, price).total, price.version)
+        api = cost_of(usage, price).total if price is not None else None
+        charge = self.billing.plan(tenant).charge(requested, usage, api)
+        waterfall = None
+        if charge is not None:
+            profile = self.billing.profile
+            cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
+                                                         price.output * 1e6 if price is not None else None)
+            waterfall = attribute(usage, charge=charge, api_cost=api, profile=profile, model_class=cls,
+                                  self_hosted=dep.self_hosted)
+        return Priced(usage, api, price.version if price is not None else None, charge, waterfall)
 
     def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
@@ -122,6 +154,16 @@ class Meter:
                 m.unpriced.labels(label).inc()
             else:
                 m.cost.labels(label, dep.provider).inc(priced.cost_usd)
+            if priced.charge_usd is not None:
+                m.charge.labels(label).inc(priced.charge_usd)
+            if priced.waterfall is not None:
+                for layer in priced.waterfall.layers:
+                    m.layer_revenue.labels(layer.name).inc(layer.revenue)
+                    margin = layer.margin
+                    if margin >= 0:
+                        m.layer_margin.labels(layer.name).inc(margin)
+                    else:
+                        m.layer_loss.labels(layer.name).inc(-margin)
         if first_chunk_at is not None and dep is not None:
             m.ttft.labels(label).observe(first_chunk_at - started)
         self.sink.submit({
@@ -144,7 +186,9 @@ class Meter:
                 "reasoning_tokens": priced.usage.reasoning_tokens},
             "usage_source": None if priced is None else priced.usage.source,
             "cost_usd": None if priced is None else priced.cost_usd,
+            "charge_usd": None if priced is None else priced.charge_usd,
             "price_version": None if priced is None else priced.price_version,
+            "stack": None if priced is None or priced.waterfall is None else priced.waterfall.as_dict(),
             "latency_s": total,
             "ttft_s": None if first_chunk_at is None else first_chunk_at - started,
             "upstream_s": upstream_seconds,

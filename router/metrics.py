@@ -30,6 +30,14 @@ class Metrics:
         self.tokens = Counter("switchyard_tokens", "Tokens metered, by model and token type (gen_ai.token.type).",
                               ["model", "provider", "type"], registry=r)
         self.cost = Counter("switchyard_cost_usd", "API cost metered, in USD.", ["model", "provider"], registry=r)
+        self.charge = Counter("switchyard_charge_usd", "Charged to tenants under their plans, in USD.", ["model"],
+                              registry=r)
+        self.layer_revenue = Counter("switchyard_stack_revenue_usd", "Revenue by token-factory layer (estimates below the application).",
+                                     ["layer"], registry=r)
+        self.layer_margin = Counter("switchyard_stack_margin_usd", "Positive margin by token-factory layer, in USD.",
+                                    ["layer"], registry=r)
+        self.layer_loss = Counter("switchyard_stack_loss_usd", "Negative margin (loss) by token-factory layer, in USD.",
+                                  ["layer"], registry=r)
         self.unpriced = Counter("switchyard_unpriced_requests", "Requests served by a model with no known price.",
                                 ["model"], registry=r)
         self.upstream_errors = Counter("switchyard_upstream_errors", "Failed upstream attempts by error kind.",

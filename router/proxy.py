@@ -87,6 +87,7 @@ class Gateway:
              "x-switchyard-attempts": str(len(attempts.items))}
         if priced is not None:
             h["x-switchyard-cost-usd"] = priced.header()
+            h["x-switchyard-charge-usd"] = priced.charge_header()
             h["x-switchyard-usage-source"] = priced.usage.source
         return h
 
@@ -115,7 +116,7 @@ class Gateway:
                     continue
                 attempts.served(dep, time.perf_counter() - t0)
                 usage = Usage.from_openai(raw.get("usage")) or self.meter.estimate(dep, body, answer_text(out))
-                priced = self.meter.price(dep, usage)
+                priced = self.meter.price(dep, usage, tenant=principal.tenant, requested=requested)
                 out["usage"] = ({"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
                                 if mode == "embedding" else usage.to_openai())
                 dep_used, status = dep, 200
@@ -188,12 +189,13 @@ class Gateway:
                     yield b"data: " + orjson.dumps(norm) + b"\n\n"
                 chunk = await anext(chunks, None)
             finished = True
-            priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text))
+            priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text),
+                                      tenant=principal.tenant, requested=body["model"])
             if client_usage:
                 tail = {"id": stream_id, "object": "chat.completion.chunk", "created": created,
                         "model": dep.model_name, "choices": [], "usage": priced.usage.to_openai(),
-                        "switchyard": {"cost_usd": priced.cost_usd, "usage_source": priced.usage.source,
-                                       "price_version": priced.price_version}}
+                        "switchyard": {"cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd,
+                                       "usage_source": priced.usage.source, "price_version": priced.price_version}}
                 yield b"data: " + orjson.dumps(tail) + b"\n\n"
             yield b"data: [DONE]\n\n"
         except UpstreamError as exc:
@@ -212,7 +214,8 @@ class Gateway:
             upstream_s = time.perf_counter() - t0
             attempts.items.append({"deployment": dep.id, "error": err_kind, "seconds": round(upstream_s, 6)})
             if priced is None:  # cut, failed or abandoned: what was relayed is counted here
-                priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text))
+                priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text),
+                                          tenant=principal.tenant, requested=body["model"])
             self.meter.record(request_id=rid, principal=principal, endpoint="chat", requested=body["model"], dep=dep,
                               priced=priced, status=status, error=err_kind, attempts=attempts.items,
                               started=started, first_chunk_at=tally.first_chunk_at,

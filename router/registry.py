@@ -50,6 +50,8 @@ class Deployment:
     price_key: str | None
     fixed_price: ModelPrice | None = None
     region: str | None = None
+    self_hosted: bool = False
+    model_class: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
@@ -61,13 +63,6 @@ class Deployment:
 def split_model(model: str) -> tuple[str, str]:
     provider, sep, name = model.partition("/")
     return (provider, name) if sep else ("openai", model)
-
-
-def _price_key(provider: str, name: str, dep: DeploymentConfig, catalog: PriceCatalog) -> str | None:
-    for key in (dep.model_info.base_model, f"{provider}/{name}", name):
-        if key and key in catalog:
-            return key
-    return None
 
 
 class Registry:
@@ -122,12 +117,14 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         kind = "simulated" if provider == "simulated" else ("openai" if provider in OPENAI_COMPAT_BASES else "litellm")
     mode = dc.model_info.mode or "chat"
     region = dc.model_info.region
+    self_hosted = bool(dc.model_info.self_hosted)
     price_key: str | None
     backend: Backend
     if kind == "simulated":
         sim = SimSettings.from_params(name, extra)
         backend = SimulatedBackend(sim, tokenizer)
         mode, region = dc.model_info.mode or sim.mode, region or sim.region
+        self_hosted = sim.self_hosted if dc.model_info.self_hosted is None else self_hosted
         price_key = sim.stands_in_for if sim.stands_in_for in catalog else None
     elif kind == "openai":
         base = p.api_base or OPENAI_COMPAT_BASES.get(provider)
@@ -138,11 +135,11 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
                                       azure_deployment=name if provider == "azure" else None,
                                       max_response_bytes=cfg.server.max_response_bytes,
                                       headers={str(k): str(v) for k, v in (extra.get("extra_headers") or {}).items()})
-        price_key = _price_key(provider, name, dc, catalog)
+        price_key = catalog.key_for(p.model, dc.model_info.base_model)
     else:
         backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=p.api_base,
                                  extra={**extra, "api_version": p.api_version})
-        price_key = _price_key(provider, name, dc, catalog)
+        price_key = catalog.key_for(p.model, dc.model_info.base_model)
     info = dc.model_info.model_dump(exclude_none=True)
     fixed = price_from_litellm_entry(info, source=f"config:{dc.model_name}") if (
         dc.model_info.input_cost_per_token is not None or dc.model_info.output_cost_per_token is not None) else None
@@ -150,4 +147,4 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         id=dc.model_info.id or f"{dc.model_name}#{i}", model_name=dc.model_name, provider=provider,
         upstream_model=name, backend=backend, mode=mode, timeout=p.timeout,
         stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
-        region=region, info=info)
+        region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class, info=info)

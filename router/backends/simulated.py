@@ -53,6 +53,7 @@ class SimSettings:
     context_window: int = 128000
     capabilities: list[str] = field(default_factory=list)
     region: str = "us"
+    self_hosted: bool = False
     # failure injection: probabilities per request, drawn from a seeded generator
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
