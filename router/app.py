@@ -6,13 +6,10 @@ body models: the gateway validates what it must and forwards the client's own fi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator
 
 import orjson
 from fastapi import FastAPI, Request
@@ -21,22 +18,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pricing import PriceCatalog, load_profiles
-from pricing.catalog import DEFAULT_OVERRIDES
-from router.auth import KeyStore, Principal, bearer, hash_key
-from router.config import Config, load_config, embedded_default, resolve_env
+from router.auth import Principal, bearer
+from router.config import Config, embedded_default, load_config
 from router.errors import APIError, authentication_error, invalid_request, model_not_found, not_found
-from router.metering import Billing, Meter, MemorySink, RecordSink
-from router.metrics import Metrics
 from router.protocol import validate_chat, validate_embeddings
-from router.proxy import Gateway
-from router.registry import Registry
-from router.tokens import Tokenizer
+from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
+from router.usage_api import add_usage_routes
 
 _JSON = "application/json"
 ENV_CONFIG = "SWITCHYARD_CONFIG"
-ENV_DEMO_KEY_HASH = "SWITCHYARD_DEMO_KEY_HASH"
-ENV_ADMIN_KEY_HASH = "SWITCHYARD_ADMIN_KEY_HASH"
+__all__ = ["ENV_ADMIN_KEY_HASH", "ENV_CONFIG", "ENV_DEMO_KEY_HASH", "app_from_env", "create_app"]
 
 
 class RequestIdMiddleware:
@@ -59,48 +50,6 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-@dataclass
-class Services:
-    """Everything the routes need, built once per app from the config."""
-
-    config: Config
-    keys: KeyStore
-    registry: Registry
-    gateway: Gateway
-    meter: Meter
-    metrics: Metrics
-    tokenizer: Tokenizer
-    started_at: int
-
-
-def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: RecordSink | None = None,
-                   catalog: PriceCatalog | None = None) -> Services:
-    env = os.environ if env is None else env
-
-    def resolve(ref: str | None) -> str | None:
-        return resolve_env(ref, env)
-
-    tokenizer = Tokenizer()
-    catalog = catalog or PriceCatalog.load([DEFAULT_OVERRIDES, *cfg.pricing.overrides])
-    registry = Registry.build(cfg, catalog, tokenizer, resolve)
-    tenants = {t.id: (frozenset(t.models) if t.models is not None else None) for t in cfg.auth.tenants}
-    key_maps: list[dict[str, Any]] = [k.model_dump() for k in cfg.auth.keys]
-    demo_hash = env.get(ENV_DEMO_KEY_HASH)
-    if demo_hash:
-        key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
-    admin_hash = env.get(ENV_ADMIN_KEY_HASH)
-    if cfg.auth.admin_key:
-        admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
-    keys = KeyStore.build(key_maps, tenants, resolve, admin_hash)
-    metrics = Metrics()
-    plans = cfg.billing.plans
-    billing = Billing(profile=load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],
-                      tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan})
-    meter = Meter(catalog, tokenizer, metrics, sink or MemorySink(), billing)
-    gateway = Gateway(registry, meter, cfg.server.num_retries)
-    return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, int(time.time()))
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -130,9 +79,12 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(svc.tokenizer.warm)
-        yield
-        await svc.registry.aclose()
+        await svc.start()
+        try:
+            yield
+        finally:
+            svc.draining = True
+            await svc.stop()
 
     app = FastAPI(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = svc
@@ -145,6 +97,16 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         if p is None:
             raise authentication_error()
         return p
+
+    def admin(request: Request) -> None:
+        token = bearer(request.headers.get("authorization"))
+        if not token:
+            raise authentication_error("Admin endpoints need 'Authorization: Bearer <admin key>'.")
+        if not svc.keys.is_admin(token):
+            if svc.keys.authenticate(token) is not None:
+                raise APIError(403, "This endpoint needs the admin key; a tenant key cannot use it.",
+                               type="permission_error", code="admin_only")
+            raise authentication_error()
 
     max_body = cfg.server.max_body_bytes
 
@@ -191,10 +153,22 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        checks = {"config": True, "deployments": len(svc.registry.deployments) > 0}
-        ok = all(checks.values())
+        checks = await svc.readiness()
+        ok = all(v for k, v in checks.items() if k != "draining") and not checks["draining"]
         return Response(orjson.dumps({"status": "ready" if ok else "not_ready", "checks": checks}),
                         status_code=200 if ok else 503, media_type=_JSON)
+
+    @app.post("/admin/pricing/reload")
+    async def reload_pricing(request: Request) -> Response:
+        admin(request)
+        try:
+            n = svc.reload_catalog()
+        except Exception as exc:  # a bad price file keeps the old catalog
+            raise APIError(400, f"The price files could not be loaded; the previous catalog stays: {str(exc)[:300]}",
+                           code="invalid_pricing") from None
+        return Response(orjson.dumps({"status": "reloaded", "models": n}), media_type=_JSON)
+
+    add_usage_routes(app, svc, principal, admin)
 
     @app.get("/metrics")
     async def metrics() -> Response:

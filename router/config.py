@@ -135,9 +135,20 @@ class ServerConfig(_Strict):
 
 
 class StorageConfig(_Strict):
-    data_dir: str = ".switchyard"
-    database_url: str | None = None
-    redis_url: str | None = None
+    data_dir: str = Field(default=".switchyard", description="SQLite ledger, spill files; relative to the working directory")
+    database_url: str | None = Field(default=None, description="PostgreSQL for the ledger, e.g. os.environ/DATABASE_URL; default: SQLite in data_dir")
+    redis_url: str | None = Field(default=None, description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory")
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or ENV_REF.match(v):
+            return v
+        if re.match(r"^[a-z0-9+]+://[^/@]*:[^/@]*@", v):
+            raise ValueError("a URL with a password must come from the environment: os.environ/VAR_NAME")
+        if not re.match(r"^(postgres|postgresql|sqlite|redis|rediss)(\+[a-z0-9]+)?://", v):
+            raise ValueError("must be a postgresql://, sqlite://, redis:// or rediss:// URL, or os.environ/VAR_NAME")
+        return v
 
 
 class PricingConfig(_Strict):
@@ -150,6 +161,30 @@ class BillingConfig(_Strict):
     plans: dict[str, Plan] = Field(default_factory=lambda: {"pass-through": Plan()})
 
 
+class RateLimitRule(_Strict):
+    scope: Literal["key", "tenant"]
+    id: str = Field(min_length=1, description="a key id or tenant id; '*' applies to each one separately")
+    rpm: int | None = Field(default=None, ge=0, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=0, description="tokens per minute (prompt + max output at admission)")
+
+
+class BudgetRule(_Strict):
+    scope: Literal["key", "tenant", "alias"]
+    id: str = Field(min_length=1, description="a key id, tenant id or alias; '*' applies to each one separately")
+    period: Literal["day", "month"]
+    usd: float = Field(gt=0, description="limit on the tenant charge in the period (UTC calendar)")
+    soft: bool = Field(default=False, description="alert (log line and metric) instead of blocking")
+
+
+class LimitsConfig(_Strict):
+    fail_mode: Literal["open", "closed"] = Field(default="open", description="when Redis is unreachable: local limits, or 503")
+    default_max_tokens: int = Field(default=4096, ge=1, description="output bound assumed when a request and the catalog give none")
+    max_request_usd: float | None = Field(default=None, gt=0, description="per-request cap on the worst-case charge")
+    prompt_safety: float = Field(default=1.25, ge=1.0, description="prompt-token estimate multiplier for reservations")
+    rate_limits: list[RateLimitRule] = Field(default_factory=list)
+    budgets: list[BudgetRule] = Field(default_factory=list)
+
+
 class Config(_Strict):
     model_list: list[DeploymentConfig] = Field(min_length=1)
     aliases: dict[str, list[str]] = Field(default_factory=dict, description="alias -> model names, tried in order")
@@ -158,6 +193,7 @@ class Config(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard reads only router_settings.model_group_alias.
     litellm_settings: dict[str, Any] | None = None
     general_settings: dict[str, Any] | None = None
@@ -272,6 +308,10 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
             if d.model_info.model_class is not None and d.model_info.model_class not in classes:
                 out.append((("model_list", i, "model_info", "model_class"),
                             f"'{d.model_info.model_class}' is not a class of profile '{cfg.billing.profile}' ({', '.join(classes)})"))
+    for name in ("database_url", "redis_url"):
+        ref = getattr(cfg.storage, name)
+        if ref and ENV_REF.match(ref) and ENV_REF.match(ref).group(1) not in env:  # type: ignore[union-attr]
+            out.append((("storage", name), f"environment variable {ENV_REF.match(ref).group(1)} is not set"))  # type: ignore[union-attr]
     if cfg.auth.admin_key and ENV_REF.match(cfg.auth.admin_key).group(1) not in env:  # type: ignore[union-attr]
         out.append((("auth", "admin_key"), f"environment variable {ENV_REF.match(cfg.auth.admin_key).group(1)} is not set"))  # type: ignore[union-attr]
     return out
@@ -321,11 +361,13 @@ def embedded_default() -> Config:
     return parse_config(text, "<embedded default>", env={})
 
 
-def resolve_env(ref: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The value behind an ``os.environ/VAR`` reference."""
+def resolve_env(ref: str | None, env: Mapping[str, str] | None = None, *, literal_ok: bool = False) -> str | None:
+    """The value behind an ``os.environ/VAR`` reference (or the literal, where one is allowed)."""
     if ref is None:
         return None
     m = ENV_REF.match(ref)
-    if not m:  # validated earlier; never echo the value
-        raise ValueError("not an environment reference")
+    if not m:
+        if literal_ok:
+            return ref
+        raise ValueError("not an environment reference")  # validated earlier; never echo the value
     return (os.environ if env is None else env).get(m.group(1))

@@ -19,7 +19,8 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from router.app import ENV_DEMO_KEY_HASH, build_services, create_app
+from router.app import create_app
+from router.services import ENV_DEMO_KEY_HASH, build_services
 from router.auth import hash_key, new_key
 from router.config import embedded_default
 from router.metering import MemorySink

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Protocol
 
 from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
@@ -119,6 +119,17 @@ class Meter:
         completion = self.tokenizer.count(model, "".join(completion_text))
         return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
 
+    def worst_case(self, dep: Deployment, tenant: str | None, requested: str, prompt: int, out: int) -> float:
+        """The largest charge a request of ``prompt`` tokens and ``out`` output tokens can incur."""
+        price = dep.price(self.catalog)
+        plan = self.billing.plan(tenant)
+        worst = 0.0
+        for reasoning in (0, out):  # reasoning may be priced above plain output
+            usage = Usage(prompt, out, reasoning_tokens=reasoning)
+            api = cost_of(usage, price).total if price is not None else None
+            worst = max(worst, plan.charge(requested, usage, api) or 0.0)
+        return worst
+
     def price(self, dep: Deployment, usage: Usage, *, tenant: str | None, requested: str,
               at: datetime | None = None) -> Priced:
         """API cost at the price in force, the tenant's charge, and its split across the stack."""
@@ -168,7 +179,7 @@ class Meter:
             m.ttft.labels(label).observe(first_chunk_at - started)
         self.sink.submit({
             "request_id": request_id,
-            "ts": datetime.now(timezone.utc).isoformat(),
+            "ts": time.time() - total,
             "tenant": getattr(principal, "tenant", None),
             "key_id": getattr(principal, "key_id", None),
             "endpoint": endpoint,

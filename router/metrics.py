@@ -44,9 +44,30 @@ class Metrics:
                                        ["model", "provider", "kind"], registry=r)
         self.fallbacks = Counter("switchyard_fallbacks", "Requests answered by a deployment other than the first tried.",
                                  ["model"], registry=r)
-        self.in_flight = Gauge("switchyard_requests_in_flight", "Requests being served.", registry=r)
+        self.in_flight = Gauge("switchyard_requests_in_flight", "Requests being served.", registry=r,
+                               multiprocess_mode="livesum")
         self.disconnects = Counter("switchyard_client_disconnects", "Streams the client left before the end.",
                                    ["model"], registry=r)
+
+        self.ledger_queue = Gauge("switchyard_ledger_queue_depth", "Ledger records waiting to be written.",
+                                  registry=r, multiprocess_mode="livesum")
+        self.ledger_written = Counter("switchyard_ledger_records_written", "Ledger records written to the database.",
+                                      registry=r)
+        self.ledger_spilled = Counter("switchyard_ledger_records_spilled", "Ledger records spilled to the local file.",
+                                      registry=r)
+        self.ledger_replayed = Counter("switchyard_ledger_records_replayed", "Spilled records replayed into the database.",
+                                       registry=r)
+        self.ledger_write_errors = Counter("switchyard_ledger_write_errors", "Failed ledger batch writes.", registry=r)
+        self.ledger_spill_bytes = Gauge("switchyard_ledger_spill_bytes", "Size of the local ledger spill files.",
+                                        registry=r, multiprocess_mode="max")
+
+        self.budget_rejections = Counter("switchyard_budget_rejections", "Requests refused for an exhausted budget.",
+                                         ["scope", "period"], registry=r)
+        self.budget_alerts = Counter("switchyard_budget_alerts", "Budgets that reached their limit (soft: alert only).",
+                                     ["scope", "period", "kind"], registry=r)
+        self.rate_rejections = Counter("switchyard_rate_limit_rejections", "Requests refused by a rate limit.",
+                                       ["limit"], registry=r)
+        self.state_errors = Counter("switchyard_state_errors", "Shared-state (Redis) calls that failed.", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

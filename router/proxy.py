@@ -22,6 +22,7 @@ from router.backends.base import Call, UpstreamBadResponse, UpstreamError, Upstr
 from router.errors import APIError, model_not_found, permission_error
 from router.metering import Meter, Priced, StreamTally, answer_text
 from router.protocol import normalize_chat, normalize_chunk, normalize_embeddings, upstream_body
+from router.limits import Limiter, Ticket
 from router.registry import Deployment, Registry
 from router.sse import SSEResponse
 
@@ -65,10 +66,36 @@ def _final_error(requested: str, attempts: Attempts) -> APIError:
 
 
 class Gateway:
-    def __init__(self, registry: Registry, meter: Meter, num_retries: int):
+    def __init__(self, registry: Registry, meter: Meter, limiter: Limiter, num_retries: int):
         self.registry = registry
         self.meter = meter
+        self.limiter = limiter
         self.num_retries = num_retries
+
+    async def _admit(self, who: Principal, body: dict[str, Any], cands: list[Deployment], mode: str) -> Ticket | None:
+        """Rate limits and budget reservation for this request (None when no limit applies)."""
+        if not self.limiter.active:
+            return None
+        if not self.limiter.counts_tokens:
+            return await self.limiter.admit(who, body["model"], 0, None)
+        cfg = self.limiter.cfg
+        prompt = self.meter.estimate(cands[0], body).prompt_tokens
+        prompt = int(prompt * cfg.prompt_safety) + 32
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        n = body.get("n") or 1
+        worst_out, worst_charge = 0, 0.0
+        for dep in cands:
+            out = 0
+            if mode == "chat":
+                price = dep.price(self.meter.catalog)
+                bound = asked or (price.max_output_tokens if price is not None else None)
+                if bound is None:
+                    # Nothing bounds the answer: cap it, so the reservation is a true upper bound.
+                    bound = asked = body["max_tokens"] = cfg.default_max_tokens
+                out = bound * n
+            worst_out = max(worst_out, out)
+            worst_charge = max(worst_charge, self.meter.worst_case(dep, who.tenant, body["model"], prompt, out))
+        return await self.limiter.admit(who, body["model"], prompt + worst_out, worst_charge)
 
     def candidates(self, principal: Principal, model: str, mode: str) -> list[Deployment]:
         if not self.registry.knows(model):
@@ -98,8 +125,11 @@ class Gateway:
         started = time.perf_counter()
         attempts = Attempts()
         status, err_kind, dep_used, priced = 500, None, None, None
+        ticket: Ticket | None = None
         try:
-            for dep in self.candidates(principal, requested, mode):
+            cands = self.candidates(principal, requested, mode)
+            ticket = await self._admit(principal, body, cands, mode)
+            for dep in cands:
                 call = Call(body=upstream_body(body, dep.upstream_model), timeout=dep.timeout, request_id=rid)
                 t0 = time.perf_counter()
                 try:
@@ -122,7 +152,10 @@ class Gateway:
                 dep_used, status = dep, 200
                 if len(attempts.items) > 1:
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
-                return Response(orjson.dumps(out), media_type=_JSON, headers=self._headers(rid, dep, priced, attempts))
+                headers = self._headers(rid, dep, priced, attempts)
+                if ticket is not None:
+                    headers.update(ticket.headers)
+                return Response(orjson.dumps(out), media_type=_JSON, headers=headers)
             error = _final_error(requested, attempts)
             status, err_kind = error.status, error.code
             raise error
@@ -130,6 +163,8 @@ class Gateway:
             status, err_kind = exc.status, exc.code
             raise
         finally:
+            if ticket is not None:
+                self.limiter.settle(ticket, priced.charge_usd if priced else 0.0, priced.usage.total_tokens if priced else 0)
             if attempts.items:  # reached a backend: always metered
                 self.meter.record(request_id=rid, principal=principal, endpoint=endpoint, requested=requested,
                                   dep=dep_used, priced=priced, status=status, error=err_kind,
@@ -142,7 +177,9 @@ class Gateway:
         client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         started = time.perf_counter()
         attempts = Attempts()
-        for dep in self.candidates(principal, requested, "chat"):
+        cands = self.candidates(principal, requested, "chat")
+        ticket = await self._admit(principal, body, cands, "chat")
+        for dep in cands:
             up = upstream_body(body, dep.upstream_model)
             up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             call = Call(body=up, timeout=dep.stream_timeout, request_id=rid)
@@ -161,8 +198,13 @@ class Gateway:
                 continue
             if len(attempts.items) > 0:
                 self.meter.metrics.fallbacks.labels(dep.model_name).inc()
-            relay = self._relay(principal, body, rid, dep, chunks, first, attempts, started, t0, client_usage)
-            return SSEResponse(relay, headers=self._headers(rid, dep, None, attempts))
+            relay = self._relay(principal, body, rid, dep, chunks, first, attempts, started, t0, client_usage, ticket)
+            headers = self._headers(rid, dep, None, attempts)
+            if ticket is not None:
+                headers.update(ticket.headers)
+            return SSEResponse(relay, headers=headers)
+        if ticket is not None:
+            self.limiter.settle(ticket, 0.0, 0)
         error = _final_error(requested, attempts)
         self.meter.record(request_id=rid, principal=principal, endpoint="chat", requested=requested, dep=None,
                           priced=None, status=error.status, error=error.code, attempts=attempts.items,
@@ -171,7 +213,7 @@ class Gateway:
 
     async def _relay(self, principal: Principal, body: dict[str, Any], rid: str, dep: Deployment,
                      chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], attempts: Attempts,
-                     started: float, t0: float, client_usage: bool) -> AsyncIterator[bytes]:
+                     started: float, t0: float, client_usage: bool, ticket: Ticket | None) -> AsyncIterator[bytes]:
         stream_id = first.get("id") if isinstance(first.get("id"), str) else f"chatcmpl-{uuid.uuid4().hex}"
         created = first.get("created") if isinstance(first.get("created"), int) else int(time.time())
         tally = StreamTally()
@@ -216,6 +258,8 @@ class Gateway:
             if priced is None:  # cut, failed or abandoned: what was relayed is counted here
                 priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text),
                                           tenant=principal.tenant, requested=body["model"])
+            if ticket is not None:
+                self.limiter.settle(ticket, priced.charge_usd, priced.usage.total_tokens)
             self.meter.record(request_id=rid, principal=principal, endpoint="chat", requested=body["model"], dep=dep,
                               priced=priced, status=status, error=err_kind, attempts=attempts.items,
                               started=started, first_chunk_at=tally.first_chunk_at,

@@ -1,0 +1,1 @@
+"""The ledger: one record per request, written off the hot path, queried by the usage API."""

@@ -1,0 +1,94 @@
+"""The ledger table (SQLAlchemy Core) and how a meter record becomes a row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# The stack slices, in pricing.attribution.SLICES order, as ledger columns.
+SLICE_COLUMNS = {
+    "application_margin": "app_margin_usd",
+    "paas_margin": "paas_margin_usd",
+    "model_lab": "model_lab_usd",
+    "iaas_margin": "iaas_margin_usd",
+    "electricity": "electricity_usd",
+    "colocation": "colocation_usd",
+    "other_capex": "other_capex_usd",
+    "chip_vendor_cost": "chip_cost_usd",
+    "chip_vendor_margin": "chip_margin_usd",
+}
+
+requests = Table(
+    "requests", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("ts", Float, nullable=False),  # start, UNIX seconds (portable bucketing in SQLite and PostgreSQL)
+    Column("tenant", String(128)),
+    Column("key_id", String(64)),
+    Column("endpoint", String(32), nullable=False),
+    Column("alias", String(256)),  # the model name the client asked for
+    Column("policy", String(128)),
+    Column("decision", Text),  # JSON: candidates, reasons, fallbacks
+    Column("model", String(256)),
+    Column("deployment", String(256)),
+    Column("provider", String(64)),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("status", Integer, nullable=False),
+    Column("error", String(64)),
+    Column("attempts", Text),  # JSON list
+    Column("fallbacks", Integer, nullable=False, default=0),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("usage_source", String(16)),
+    Column("latency_s", Float),
+    Column("ttft_s", Float),
+    Column("upstream_s", Float),
+    Column("overhead_s", Float),
+    Column("price_version", String(128)),
+    Column("cost_usd", Float),  # API cost at list price; NULL: unpriced
+    Column("charge_usd", Float),  # the tenant's charge; NULL: unpriced
+    Column("serving", String(16)),
+    Column("model_class", String(32)),
+    Column("gpu_hours", Float),
+    *[Column(col, Float) for col in SLICE_COLUMNS.values()],
+    Index("ix_requests_ts", "ts"),
+    Index("ix_requests_tenant_ts", "tenant", "ts"),
+    Index("ix_requests_model_ts", "model", "ts"),
+    Index("ix_requests_alias_ts", "alias", "ts"),
+    Index("ix_requests_charge", "tenant", "charge_usd"),
+)
+
+DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": requests.c.alias,
+              "model": requests.c.model, "provider": requests.c.provider, "status": requests.c.status}
+
+
+def to_row(rec: dict[str, Any]) -> dict[str, Any]:
+    usage = rec.get("usage") or {}
+    stack = rec.get("stack") or {}
+    slices = stack.get("slices") or {}
+    latency, upstream = rec.get("latency_s"), rec.get("upstream_s")
+    row = {
+        "request_id": rec["request_id"], "ts": rec["ts"], "tenant": rec.get("tenant"), "key_id": rec.get("key_id"),
+        "endpoint": rec["endpoint"], "alias": rec.get("requested_model"), "policy": rec.get("policy"),
+        "decision": orjson.dumps(rec["decision"]).decode() if rec.get("decision") is not None else None,
+        "model": rec.get("model"), "deployment": rec.get("deployment"), "provider": rec.get("provider"),
+        "stream": bool(rec.get("stream")), "status": rec["status"], "error": rec.get("error"),
+        "attempts": orjson.dumps(rec.get("attempts") or []).decode(),
+        "fallbacks": max(0, len(rec.get("attempts") or []) - 1),
+        "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+        "cached_tokens": usage.get("cached_tokens", 0), "cache_write_tokens": usage.get("cache_write_tokens", 0),
+        "reasoning_tokens": usage.get("reasoning_tokens", 0), "usage_source": rec.get("usage_source"),
+        "latency_s": latency, "ttft_s": rec.get("ttft_s"), "upstream_s": upstream,
+        "overhead_s": None if latency is None or upstream is None else max(0.0, latency - upstream),
+        "price_version": rec.get("price_version"), "cost_usd": rec.get("cost_usd"), "charge_usd": rec.get("charge_usd"),
+        "serving": stack.get("serving"), "model_class": stack.get("model_class"), "gpu_hours": stack.get("gpu_hours"),
+    }
+    for name, col in SLICE_COLUMNS.items():
+        row[col] = slices.get(name)
+    return row

@@ -1,0 +1,123 @@
+"""Builds everything the gateway needs from a config, and starts and stops what runs in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from pricing import PriceCatalog, load_profiles
+from pricing.catalog import DEFAULT_OVERRIDES
+from router.auth import KeyStore, hash_key
+from router.config import Config, resolve_env
+from router.ledger.store import LedgerStore, redact_url, sqlite_url
+from router.ledger.writer import LedgerWriter
+from router.limits import Limiter
+from router.metering import Billing, Meter, RecordSink
+from router.metrics import Metrics
+from router.proxy import Gateway
+from router.registry import Registry
+from router.state import MemoryState, RedisState, StateStore
+from router.tokens import Tokenizer
+
+ENV_DEMO_KEY_HASH = "SWITCHYARD_DEMO_KEY_HASH"
+ENV_ADMIN_KEY_HASH = "SWITCHYARD_ADMIN_KEY_HASH"
+log = logging.getLogger("switchyard")
+
+
+@dataclass
+class Services:
+    """Everything the routes need, built once per app from the config."""
+
+    config: Config
+    keys: KeyStore
+    registry: Registry
+    gateway: Gateway
+    meter: Meter
+    metrics: Metrics
+    tokenizer: Tokenizer
+    limiter: Limiter
+    state: StateStore
+    store: LedgerStore | None
+    writer: LedgerWriter | None
+    started_at: int
+    draining: bool = False
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.tokenizer.warm)
+        if self.store is not None and self.writer is not None:
+            await self.store.migrate()
+            await self.writer.start()
+            await self.writer.replay()
+
+    async def stop(self) -> None:
+        """Flush: settle budgets, write every queued ledger record, close connections."""
+        await self.limiter.aclose()
+        if self.writer is not None:
+            await self.writer.close()
+        if self.store is not None:
+            await self.store.dispose()
+        await self.registry.aclose()
+
+    def reload_catalog(self) -> int:
+        """Re-read the price files; requests metered before keep the prices they were metered at."""
+        catalog = load_catalog(self.config)
+        self.meter.catalog = catalog
+        return len(catalog)
+
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {"config": True, "deployments": len(self.registry.deployments) > 0,
+                                  "draining": self.draining}
+        if self.store is not None:
+            checks["ledger"] = await self.store.ping()
+        checks["state"] = await self.state.ping()
+        return checks
+
+
+def load_catalog(cfg: Config) -> PriceCatalog:
+    return PriceCatalog.load([DEFAULT_OVERRIDES, *(Path(p) for p in cfg.pricing.overrides)])
+
+
+def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: RecordSink | None = None,
+                   catalog: PriceCatalog | None = None) -> Services:
+    """``sink`` replaces the ledger (tests and the demo keep records in memory)."""
+    env = os.environ if env is None else env
+
+    def resolve(ref: str | None) -> str | None:
+        return resolve_env(ref, env)
+
+    tokenizer = Tokenizer()
+    catalog = catalog or load_catalog(cfg)
+    registry = Registry.build(cfg, catalog, tokenizer, resolve)
+    tenants = {t.id: (frozenset(t.models) if t.models is not None else None) for t in cfg.auth.tenants}
+    key_maps: list[dict[str, Any]] = [k.model_dump() for k in cfg.auth.keys]
+    demo_hash = env.get(ENV_DEMO_KEY_HASH)
+    if demo_hash:
+        key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
+    admin_hash = env.get(ENV_ADMIN_KEY_HASH)
+    if cfg.auth.admin_key:
+        admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
+    keys = KeyStore.build(key_maps, tenants, resolve, admin_hash)
+    metrics = Metrics()
+    plans = cfg.billing.plans
+    billing = Billing(profile=load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],
+                      tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan})
+
+    store = writer = None
+    if sink is None:
+        db_url = resolve_env(cfg.storage.database_url, env, literal_ok=True) or sqlite_url(cfg.storage.data_dir)
+        store = LedgerStore(db_url)
+        log.info("ledger: %s", redact_url(store.url))
+        writer = LedgerWriter(store, Path(cfg.storage.data_dir) / "spill", metrics)
+        sink = writer
+    redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
+    state: StateStore = RedisState(redis_url) if redis_url else MemoryState()
+    limiter = Limiter(cfg.limits, state, metrics)
+    meter = Meter(catalog, tokenizer, metrics, sink, billing)
+    gateway = Gateway(registry, meter, limiter, cfg.server.num_retries)
+    return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
+                    int(time.time()))

@@ -1,0 +1,215 @@
+"""Shared state for rate limits and budgets, behind one interface.
+
+``admit`` checks every counter and budget of a request and, only if all pass, increments them,
+atomically: in one Redis Lua script (one round trip) across replicas, or in one synchronous
+step in-process. Budgets hold money in integer nano-dollars, so sums are exact.
+``settle`` turns a budget reservation into actual spend and refunds unused tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+NANO = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CounterReq:
+    key: str
+    limit: int
+    amount: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReq:
+    key: str
+    limit_nano: int
+    reserve_nano: int
+    ttl: int
+    hard: bool
+
+
+@dataclass(slots=True)
+class Admission:
+    ok: bool
+    counters: list[int]  # value after increment, per CounterReq (when ok)
+    spent_nano: list[int]  # spent so far, per BudgetReq (when ok)
+    failed_kind: str | None = None  # "rate" | "budget"
+    failed_index: int | None = None
+    failed_value: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    budget_keys: Sequence[str]
+    reserve_nano: int
+    actual_nano: int
+    counter_refunds: Sequence[tuple[str, int]]  # (key, tokens to give back)
+
+
+class StateStore(Protocol):
+    async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission: ...
+    async def settle(self, s: Settlement) -> None: ...
+    async def ping(self) -> bool: ...
+    async def aclose(self) -> None: ...
+
+
+class MemoryState:
+    """In-process state: exact for one process (the embedded default)."""
+
+    def __init__(self) -> None:
+        self._counters: dict[str, tuple[int, float]] = {}
+        self._budgets: dict[str, dict[str, int]] = {}
+
+    def _get(self, key: str) -> int:
+        v = self._counters.get(key)
+        if v is None or v[1] < time.monotonic():
+            return 0
+        return v[0]
+
+    async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission:
+        for i, c in enumerate(counters):
+            cur = self._get(c.key)
+            if c.limit >= 0 and cur + c.amount > c.limit:
+                return Admission(False, [], [], "rate", i, cur)
+        for i, b in enumerate(budgets):
+            h = self._budgets.get(b.key, {})
+            total = h.get("spent", 0) + h.get("reserved", 0)
+            if b.hard and total + b.reserve_nano > b.limit_nano:
+                return Admission(False, [], [], "budget", i, total)
+        values = []
+        for c in counters:
+            cur = self._get(c.key)
+            expiry = self._counters[c.key][1] if cur else time.monotonic() + c.ttl
+            self._counters[c.key] = (cur + c.amount, expiry)
+            values.append(cur + c.amount)
+        spent = []
+        for b in budgets:
+            h = self._budgets.setdefault(b.key, {"spent": 0, "reserved": 0})
+            h["reserved"] += b.reserve_nano
+            spent.append(h["spent"])
+        if len(self._counters) > 100_000:
+            now = time.monotonic()
+            self._counters = {k: v for k, v in self._counters.items() if v[1] >= now}
+        return Admission(True, values, spent)
+
+    async def settle(self, s: Settlement) -> None:
+        for key in s.budget_keys:
+            h = self._budgets.setdefault(key, {"spent": 0, "reserved": 0})
+            h["reserved"] -= s.reserve_nano
+            h["spent"] += s.actual_nano
+        for key, refund in s.counter_refunds:
+            v = self._counters.get(key)
+            if v is not None:
+                self._counters[key] = (v[0] - refund, v[1])
+
+    async def spent(self, key: str) -> int:
+        return self._budgets.get(key, {}).get("spent", 0)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+ADMIT_LUA = """
+local nr = tonumber(ARGV[1])
+local nb = tonumber(ARGV[2])
+local i = 3
+for r = 1, nr do
+  local cur = tonumber(redis.call('GET', KEYS[r]) or '0')
+  local lim = tonumber(ARGV[i])
+  if lim >= 0 and cur + tonumber(ARGV[i + 1]) > lim then return {'rate', r - 1, cur} end
+  i = i + 3
+end
+for b = 1, nb do
+  local k = KEYS[nr + b]
+  local spent = tonumber(redis.call('HGET', k, 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', k, 'reserved') or '0')
+  if ARGV[i + 3] == '1' and spent + reserved + tonumber(ARGV[i + 1]) > tonumber(ARGV[i]) then
+    return {'budget', b - 1, spent + reserved}
+  end
+  i = i + 4
+end
+local values = {}
+local spents = {}
+i = 3
+for r = 1, nr do
+  local v = redis.call('INCRBY', KEYS[r], ARGV[i + 1])
+  if redis.call('TTL', KEYS[r]) < 0 then redis.call('EXPIRE', KEYS[r], ARGV[i + 2]) end
+  values[r] = v
+  i = i + 3
+end
+for b = 1, nb do
+  local k = KEYS[nr + b]
+  redis.call('HINCRBY', k, 'reserved', ARGV[i + 1])
+  redis.call('EXPIRE', k, ARGV[i + 2])
+  spents[b] = tonumber(redis.call('HGET', k, 'spent') or '0')
+  i = i + 4
+end
+return {'ok', values, spents}
+"""
+
+SETTLE_LUA = """
+local nb = tonumber(ARGV[1])
+for b = 1, nb do
+  redis.call('HINCRBY', KEYS[b], 'reserved', -tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[b], 'spent', ARGV[3])
+end
+local i = 4
+for r = nb + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[r]) == 1 then redis.call('DECRBY', KEYS[r], ARGV[i]) end
+  i = i + 1
+end
+return 1
+"""
+
+
+class RedisState:
+    """Redis-backed state shared by every worker and replica. One round trip per call."""
+
+    def __init__(self, url: str, *, prefix: str = "sy:", timeout: float = 0.5):
+        import redis.asyncio as aioredis
+
+        self._r = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                    health_check_interval=10, retry_on_timeout=False)
+        self._prefix = prefix
+        self._admit = self._r.register_script(ADMIT_LUA)
+        self._settle = self._r.register_script(SETTLE_LUA)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission:
+        keys = [self._k(c.key) for c in counters] + [self._k(b.key) for b in budgets]
+        args: list[Any] = [len(counters), len(budgets)]
+        for c in counters:
+            args += [c.limit, c.amount, c.ttl]
+        for b in budgets:
+            args += [b.limit_nano, b.reserve_nano, b.ttl, 1 if b.hard else 0]
+        res = await self._admit(keys=keys, args=args)
+        kind = res[0].decode() if isinstance(res[0], bytes) else res[0]
+        if kind == "ok":
+            return Admission(True, [int(v) for v in res[1]], [int(v) for v in res[2]])
+        return Admission(False, [], [], kind, int(res[1]), int(res[2]))
+
+    async def settle(self, s: Settlement) -> None:
+        keys = [self._k(k) for k in s.budget_keys] + [self._k(k) for k, _ in s.counter_refunds]
+        args = [len(s.budget_keys), s.reserve_nano, s.actual_nano] + [r for _, r in s.counter_refunds]
+        await self._settle(keys=keys, args=args)
+
+    async def spent(self, key: str) -> int:
+        return int(await self._r.hget(self._k(key), "spent") or 0)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._r.ping())
+        except Exception:  # noqa: BLE001 - any failure means unreachable
+            return False
+
+    async def aclose(self) -> None:
+        await self._r.aclose()

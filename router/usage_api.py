@@ -1,0 +1,157 @@
+"""The usage API: aggregated spend and tokens from the ledger, and single-request lookups.
+
+``GET /v1/usage`` and ``GET /v1/requests/{id}`` only ever see the caller's tenant; the
+``/admin/...`` twins need the admin key and may filter by tenant. Dashboards read these.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from router.errors import APIError, invalid_request
+from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS
+from router.ledger.store import UsageQuery
+from router.services import Services
+
+BUCKETS = {"none": None, "minute": 60, "hour": 3600, "day": 86400}
+_REL = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_LIMIT = 10_000
+
+
+def parse_time(value: str | None, default: float, name: str) -> float:
+    """An ISO date/datetime, UNIX seconds, or a duration before now ('24h', '7d')."""
+    if value is None or value == "":
+        return default
+    m = _REL.match(value)
+    if m:
+        return time.time() - int(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid_request(f"Invalid value for '{name}': use an ISO date, UNIX seconds or a duration like 24h.",
+                              param=name, code="invalid_value") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def stack_layers(row: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per-layer revenue, cost and margin, rebuilt from the summed slices of a usage row."""
+    s = {name: row.get(col, 0.0) or 0.0 for name, col in SLICE_COLUMNS.items()}
+    charge = row.get("charge_usd", 0.0) or 0.0
+    api = charge - s["application_margin"]
+    chips = s["chip_vendor_cost"] + s["chip_vendor_margin"]
+    rent = s["iaas_margin"] + s["electricity"] + s["colocation"] + s["other_capex"] + chips
+
+    def layer(revenue: float, margin: float) -> dict[str, float]:
+        return {"revenue": revenue, "cost": revenue - margin, "margin": margin}
+
+    return {"application": layer(charge, s["application_margin"]), "paas": layer(api, s["paas_margin"]),
+            "model_lab": layer(s["model_lab"], s["model_lab"]), "iaas": layer(rent, s["iaas_margin"]),
+            "chips": layer(chips, s["chip_vendor_margin"]),
+            "pass_through": {"electricity": s["electricity"], "colocation": s["colocation"],
+                             "other_capex": s["other_capex"]}}
+
+
+def build_query(request: Request, tenant: str | None) -> UsageQuery:
+    qp = request.query_params
+    now = time.time()
+    start = parse_time(qp.get("start") or qp.get("since"), now - 86400, "start")
+    end = parse_time(qp.get("end") or qp.get("until"), now + 1, "end")
+    if end <= start:
+        raise invalid_request("'end' must be after 'start'.", param="end", code="invalid_value")
+    bucket = qp.get("bucket", "day")
+    if bucket not in BUCKETS:
+        raise invalid_request(f"Invalid value for 'bucket': one of {', '.join(BUCKETS)}.", param="bucket", code="invalid_value")
+    group_by = tuple(g for g in (qp.get("group_by") or "").split(",") if g)
+    for g in group_by:
+        if g not in DIMENSIONS:
+            raise invalid_request(f"Invalid value for 'group_by': '{g[:40]}' is not one of {', '.join(DIMENSIONS)}.",
+                                  param="group_by", code="invalid_value")
+    filters = []
+    for dim in ("key", "alias", "model", "provider", "status"):
+        if qp.get(dim):
+            filters.append((dim, qp[dim][:256]))
+    if tenant is None and qp.get("tenant"):
+        filters.append(("tenant", qp["tenant"][:128]))
+    try:
+        limit = min(int(qp.get("limit", 1000)), MAX_LIMIT)
+        offset = int(qp.get("offset", 0))
+    except ValueError:
+        raise invalid_request("'limit' and 'offset' must be integers.", param="limit", code="invalid_value") from None
+    if limit < 1 or offset < 0 or ("status" in dict(filters) and not dict(filters)["status"].isdigit()):
+        raise invalid_request("'limit' must be positive, 'offset' and 'status' non-negative integers.",
+                              param="limit", code="invalid_value")
+    return UsageQuery(start=start, end=end, bucket_seconds=BUCKETS[bucket], group_by=group_by, tenant=tenant,
+                      filters=tuple(filters), limit=limit, offset=offset)
+
+
+def _json(obj: Any) -> Response:
+    return Response(orjson.dumps(obj), media_type="application/json")
+
+
+def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
+                     admin: Callable[[Request], None]) -> None:
+    def need_store() -> Any:
+        if svc.store is None:
+            raise APIError(501, "This gateway keeps no ledger (it was started with an in-memory sink).",
+                           type="api_error", code="no_ledger")
+        return svc.store
+
+    async def usage(request: Request, tenant: str | None) -> Response:
+        q = build_query(request, tenant)
+        rows, more = await need_store().usage(q)
+        for r in rows:
+            if "bucket" in r:
+                r["bucket_start"] = datetime.fromtimestamp(r["bucket"], timezone.utc).isoformat().replace("+00:00", "Z")
+            r["layers"] = stack_layers(r)
+        return _json({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
+                      "tenant": tenant})
+
+    async def lookup(request_id: str, tenant: str | None) -> Response:
+        row = await need_store().get(request_id[:64], tenant)
+        if row is None:  # another tenant's id looks exactly like a missing one
+            raise APIError(404, f"No request '{request_id[:64]}' for this tenant.", code="request_not_found")
+        row["layers"] = stack_layers({**row, **{c: row.get(c) for c in SLICE_COLUMNS.values()}})
+        return _json(row)
+
+    async def top(request: Request, tenant: str | None) -> Response:
+        q = build_query(request, tenant)
+        return _json({"object": "list", "data": await need_store().top(q, min(q.limit, 100))})
+
+    @app.get("/v1/usage")
+    async def tenant_usage(request: Request) -> Response:
+        return await usage(request, principal(request).tenant)
+
+    @app.get("/admin/usage")
+    async def admin_usage(request: Request) -> Response:
+        admin(request)
+        return await usage(request, None)
+
+    @app.get("/v1/requests/top")
+    async def tenant_top(request: Request) -> Response:
+        return await top(request, principal(request).tenant)
+
+    @app.get("/admin/requests/top")
+    async def admin_top(request: Request) -> Response:
+        admin(request)
+        return await top(request, None)
+
+    @app.get("/v1/requests/{request_id}")
+    async def tenant_lookup(request: Request, request_id: str) -> Response:
+        return await lookup(request_id, principal(request).tenant)
+
+    @app.get("/admin/requests/{request_id}")
+    async def admin_lookup(request: Request, request_id: str) -> Response:
+        admin(request)
+        return await lookup(request_id, None)
