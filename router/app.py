@@ -7,6 +7,7 @@ body models: the gateway validates what it must and forwards the client's own fi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from typing import Any, AsyncIterator
@@ -26,6 +27,7 @@ from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, bui
 from router.usage_api import add_usage_routes
 
 _JSON = "application/json"
+log = logging.getLogger("switchyard")
 ENV_CONFIG = "SWITCHYARD_CONFIG"
 __all__ = ["ENV_ADMIN_KEY_HASH", "ENV_CONFIG", "ENV_DEMO_KEY_HASH", "app_from_env", "create_app"]
 
@@ -190,6 +192,8 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace or internal detail in the answer; the request id finds the log line.
+        log.error("internal error on %s %s (request %s)", request.method, request.url.path,
+                  getattr(request.state, "request_id", "?"), exc_info=exc)
         return APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
                         type="api_error", code="internal_error").response()
 

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Switchyard: an OpenAI-compatible gateway that routes by price and quality and meters every token.")
 keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys.")
 cli.add_typer(keys_cli, name="keys")
+export_cli = typer.Typer(no_args_is_help=True, help="Exports of the ledger.")
+cli.add_typer(export_cli, name="export")
 
 
 def _load(config: Optional[Path]) -> Config:
@@ -79,6 +82,11 @@ def serve(
         typer.echo(line)
     typer.echo(f"  Models: {', '.join(_names(cfg))}")
     sys.stdout.flush()
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT (in-flight requests finish, the lifespan
+    # flushes the ledger), then re-raises the signal to the handler that was installed before it.
+    # A no-op handler here turns that graceful stop into exit status 0, as orchestrators expect.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http="httptools", access_log=access_log, log_level=log_level,
                 timeout_graceful_shutdown=30, server_header=False)
@@ -204,6 +212,42 @@ def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic
     from router.demo import run_demo
 
     run_demo(requests=requests, port=port or _free_port())
+
+
+@export_cli.command("focus")
+def export_focus_cmd(
+    since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
+    until: Optional[str] = typer.Option(None, help="End (default: now)."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
+) -> None:
+    """Write the ledger as FinOps FOCUS 1.2 rows (with 1.3 provider columns) to a CSV file."""
+    import asyncio
+    import time as _time
+
+    from router.config import resolve_env
+    from router.focus import export_focus
+    from router.ledger.store import LedgerStore, sqlite_url
+    from router.usage_api import parse_time
+
+    cfg = _load(config)
+    try:
+        start = parse_time(since, 0.0, "since")
+        end = parse_time(until, _time.time() + 1, "until")
+    except Exception as exc:
+        typer.echo(str(getattr(exc, "message", exc)), err=True)
+        raise typer.Exit(2)
+
+    async def run() -> dict[str, float]:
+        store = LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir))
+        try:
+            await store.migrate()
+            return await export_focus(store.rows(start, end), out)
+        finally:
+            await store.dispose()
+
+    totals = asyncio.run(run())
+    typer.echo(f"wrote {int(totals['rows'])} FOCUS rows to {out}; BilledCost total ${totals['billed']:.6f}")
 
 
 def _free_port() -> int:

@@ -26,6 +26,7 @@ class Priced:
     price_version: str | None
     charge_usd: float | None = None  # what the tenant's plan charges; None: unpriced
     waterfall: Waterfall | None = None
+    lines: dict[str, float] | None = None  # API cost by token type
 
     @staticmethod
     def _fmt(v: float | None) -> str:
@@ -134,7 +135,8 @@ class Meter:
               at: datetime | None = None) -> Priced:
         """API cost at the price in force, the tenant's charge, and its split across the stack."""
         price = dep.price(self.catalog, at)
-        api = cost_of(usage, price).total if price is not None else None
+        cost = cost_of(usage, price) if price is not None else None
+        api = cost.total if cost is not None else None
         charge = self.billing.plan(tenant).charge(requested, usage, api)
         waterfall = None
         if charge is not None:
@@ -143,7 +145,8 @@ class Meter:
                                                          price.output * 1e6 if price is not None else None)
             waterfall = attribute(usage, charge=charge, api_cost=api, profile=profile, model_class=cls,
                                   self_hosted=dep.self_hosted)
-        return Priced(usage, api, price.version if price is not None else None, charge, waterfall)
+        return Priced(usage, api, price.version if price is not None else None, charge, waterfall,
+                      dict(cost.lines) if cost is not None else None)
 
     def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
@@ -198,6 +201,7 @@ class Meter:
             "usage_source": None if priced is None else priced.usage.source,
             "cost_usd": None if priced is None else priced.cost_usd,
             "charge_usd": None if priced is None else priced.charge_usd,
+            "cost_lines": None if priced is None else priced.lines,
             "price_version": None if priced is None else priced.price_version,
             "stack": None if priced is None or priced.waterfall is None else priced.waterfall.as_dict(),
             "latency_s": total,

@@ -175,3 +175,22 @@ def openai_schemas() -> dict[str, Any]:
 
 def mock_stats(mock: Proc) -> dict[str, Any]:
     return httpx.get(mock.base + "/_stats").json()
+
+
+def start_gateway(workdir: Path, config_text: str, env: dict[str, str] | None = None, name: str = "gw") -> Proc:
+    """A gateway process with its own config and working directory (its SQLite ledger lives there)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / f"{name}.yaml"
+    cfg.write_text(config_text)
+    port = free_port()
+    p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port,
+              workdir / f"{name}.log", env={**GATEWAY_ENV, **(env or {})})
+    p.extra["config"] = cfg
+    return p
+
+
+def start_mock(workdir: Path) -> Proc:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    return start([sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)], "/_stats", port,
+                 workdir / "mock.log")

@@ -22,6 +22,10 @@ SLICE_COLUMNS = {
     "chip_vendor_margin": "chip_margin_usd",
 }
 
+# API cost lines (pricing.catalog.cost_of) as ledger columns.
+LINE_COLUMNS = {"input": "cost_input_usd", "cached_input": "cost_cached_input_usd", "cache_write": "cost_cache_write_usd",
+                "output": "cost_output_usd", "reasoning": "cost_reasoning_usd"}
+
 requests = Table(
     "requests", metadata,
     Column("request_id", String(64), primary_key=True),
@@ -57,6 +61,7 @@ requests = Table(
     Column("model_class", String(32)),
     Column("gpu_hours", Float),
     *[Column(col, Float) for col in SLICE_COLUMNS.values()],
+    *[Column(col, Float) for col in LINE_COLUMNS.values()],
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_tenant_ts", "tenant", "ts"),
     Index("ix_requests_model_ts", "model", "ts"),
@@ -91,4 +96,7 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
     }
     for name, col in SLICE_COLUMNS.items():
         row[col] = slices.get(name)
+    lines = rec.get("cost_lines") or {}
+    for name, col in LINE_COLUMNS.items():
+        row[col] = lines.get(name)
     return row

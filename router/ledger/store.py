@@ -178,7 +178,7 @@ class LedgerStore:
                 if not chunk:
                     return
                 for r in chunk:
-                    yield dict(r)
+                    yield {str(k): v for k, v in r.items()}
                 last_ts, last_id = chunk[-1]["ts"], chunk[-1]["request_id"]
 
     async def dispose(self) -> None:
@@ -186,6 +186,7 @@ class LedgerStore:
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    row = {str(k): v for k, v in row.items()}  # plain str keys (SQLAlchemy may hand back str subclasses)
     for k, v in row.items():
         if k in TOKEN_COLUMNS or k in ("requests", "errors", "unpriced", "estimated", "status"):
             row[k] = int(v or 0)
@@ -195,6 +196,7 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    row = {str(k): v for k, v in row.items()}
     for key in ("decision", "attempts"):
         if isinstance(row.get(key), str):
             row[key] = orjson.loads(row[key])
