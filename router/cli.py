@@ -76,6 +76,13 @@ def serve(
         admin = new_key("admin")
         os.environ[ENV_ADMIN_KEY_HASH] = hash_key(admin)
         notes.append(f"  Admin key (this run only):           {admin}")
+    if workers > 1:
+        # Each worker counts into files here; /metrics on any worker aggregates them all.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="switchyard-metrics-")
+        if not cfg.storage.redis_url:
+            notes.append("  Note: several workers without storage.redis_url keep rate limits and budgets per worker.")
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Switchyard serving on http://{shown}:{port}/v1  ({'config ' + str(config) if config else 'embedded default: simulated providers, no keys needed'})")
     for line in notes:

@@ -7,7 +7,9 @@ of values: model names and aliases come from the config, never from the client.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -70,4 +72,11 @@ class Metrics:
         self.state_errors = Counter("switchyard_state_errors", "Shared-state (Redis) calls that failed.", registry=r)
 
     def render(self) -> bytes:
+        """The exposition; with several workers (PROMETHEUS_MULTIPROC_DIR set by `serve --workers`),
+        every worker's values, aggregated."""
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if path:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=path)
+            return generate_latest(registry)
         return generate_latest(self.registry)

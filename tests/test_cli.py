@@ -60,3 +60,25 @@ def test_demo_runs_a_mixed_workload() -> None:
     assert r.returncode == 0, r.stderr
     assert "20/20 answered 200" in r.stdout
     assert "sim-mid" in r.stdout and "total" in r.stdout
+
+
+def test_several_workers_share_metrics(tmp_path) -> None:
+    import re
+
+    from tests.conftest import start
+
+    port = free_port()
+    p = start([SWITCHYARD, "serve", "--port", str(port), "--workers", "2"], "/healthz", port, tmp_path / "w.log")
+    try:
+        key = re.search(r"API key \(demo tenant[^)]*\): (\S+)", p.output()).group(1)
+        with httpx.Client(headers={"authorization": f"Bearer {key}"}) as c:
+            for _ in range(12):  # new connections spread over both workers
+                assert httpx.post(p.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                                  json={"model": "sim-small", "messages": [{"role": "user", "content": "x"}],
+                                        "max_tokens": 1}).status_code == 200
+        for _ in range(4):  # whichever worker answers the scrape reports every worker's counts
+            text = httpx.get(p.base + "/metrics").text
+            assert 'switchyard_requests_total{endpoint="chat",model="sim-small",status="200"} 12.0' in text
+        assert p.output().count("Started server process") == 2
+    finally:
+        assert p.stop() == 0
