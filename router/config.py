@@ -55,8 +55,8 @@ class LiteLLMParams(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError("must be an http:// or https:// URL")
+        if v is not None and not ENV_REF.match(v) and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http:// or https:// URL, or os.environ/VAR_NAME")
         return v
 
 
@@ -271,9 +271,9 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
         if not targets:
             out.append((("aliases", alias), "an alias needs at least one model"))
     for i, d in enumerate(cfg.model_list):
-        for field_name in ("api_key",):
+        for field_name in ("api_key", "api_base"):
             ref = getattr(d.litellm_params, field_name)
-            if ref and ENV_REF.match(ref).group(1) not in env:  # type: ignore[union-attr]
+            if ref and ENV_REF.match(ref) and ENV_REF.match(ref).group(1) not in env:  # type: ignore[union-attr]
                 out.append((("model_list", i, "litellm_params", field_name),
                             f"environment variable {ENV_REF.match(ref).group(1)} is not set"))  # type: ignore[union-attr]
         provider = d.litellm_params.model.split("/", 1)[0] if "/" in d.litellm_params.model else "openai"

@@ -14,7 +14,7 @@ from router.backends.base import Backend
 from router.backends.litellm_backend import LiteLLMBackend
 from router.backends.openai_compat import OpenAICompatBackend
 from router.backends.simulated import SimSettings, SimulatedBackend
-from router.config import Config, DeploymentConfig
+from router.config import ENV_REF, Config, DeploymentConfig
 from router.tokens import Tokenizer
 
 # OpenAI-compatible providers and their public endpoints; the rest need an api_base.
@@ -58,6 +58,10 @@ class Deployment:
         if self.fixed_price is not None:
             return self.fixed_price
         return catalog.price(self.price_key, at) if self.price_key else None
+
+
+def _ref_or_literal(value: str | None, resolve: Callable[[str | None], str | None]) -> str | None:
+    return resolve(value) if value and ENV_REF.match(value) else value
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -127,7 +131,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         self_hosted = sim.self_hosted if dc.model_info.self_hosted is None else self_hosted
         price_key = sim.stands_in_for if sim.stands_in_for in catalog else None
     elif kind == "openai":
-        base = p.api_base or OPENAI_COMPAT_BASES.get(provider)
+        base = _ref_or_literal(p.api_base, resolve) or OPENAI_COMPAT_BASES.get(provider)
         if base is None:
             raise ValueError(f"model_list[{i}]: provider '{provider}' needs an api_base")
         backend = OpenAICompatBackend(api_base=base, api_key=resolve(p.api_key),
@@ -137,7 +141,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
                                       headers={str(k): str(v) for k, v in (extra.get("extra_headers") or {}).items()})
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     else:
-        backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=p.api_base,
+        backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=_ref_or_literal(p.api_base, resolve),
                                  extra={**extra, "api_version": p.api_version})
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     info = dc.model_info.model_dump(exclude_none=True)
