@@ -40,3 +40,19 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     val = np.fromiter(feats.values(), dtype=np.float32, count=len(feats))
     val /= np.sqrt((val * val).sum())
     return idx, val
+
+
+_CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\breturn\b|;\s*$|#include|\bimport |=>", re.M)
+_MATH = re.compile(r"\d+\s*[-+*/^=]\s*\d+|\bsolve\b|\bequation\b|\bcalculate\b|\bintegral\b|\bprobability\b", re.I)
+
+
+def categorize(prompt: str, wants_json: bool = False) -> str:
+    """A coarse task category for per-category priors and feedback: code, math, json or general."""
+    tail = prompt[-2000:]
+    if wants_json:
+        return "json"
+    if _CODE.search(tail):
+        return "code"
+    if _MATH.search(tail):
+        return "math"
+    return "general"

@@ -112,3 +112,15 @@ def attribute(usage: Usage, *, charge: float, api_cost: float | None, profile: S
     slices = {"application_margin": charge - math.fsum(lower.values()), **lower}
     return Waterfall(charge=charge, api_cost=api, gpu_hours=hours, model_class=model_class, serving=serving,
                      layers=layers, slices=slices)
+
+
+def merge(parts: list[Waterfall]) -> Waterfall:
+    """One waterfall for several calls of one request (a cascade): layers and slices add up."""
+    if len(parts) == 1:
+        return parts[0]
+    layers = tuple(Layer(name, sum(p.layer(name).revenue for p in parts), sum(p.layer(name).cost for p in parts),
+                         any(p.layer(name).estimated for p in parts)) for name in LAYERS)
+    slices = {k: math.fsum(p.slices[k] for p in parts) for k in SLICES}
+    return Waterfall(charge=math.fsum(p.charge for p in parts), api_cost=math.fsum(p.api_cost for p in parts),
+                     gpu_hours=sum(p.gpu_hours for p in parts), model_class=parts[-1].model_class,
+                     serving=parts[-1].serving, layers=layers, slices=slices)

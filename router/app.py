@@ -134,12 +134,12 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     async def list_models(request: Request) -> Response:
         who = principal(request)
-        names = [n for n in svc.registry.names() if who.models is None or n in who.models]
+        names = [n for n in svc.planner.names() if who.models is None or n in who.models]
         return Response(orjson.dumps({"object": "list", "data": [_model_obj(n) for n in names]}), media_type=_JSON)
 
     async def get_model(request: Request, model: str) -> Response:
         who = principal(request)
-        if not svc.registry.knows(model) or (who.models is not None and model not in who.models):
+        if not svc.planner.knows(model) or (who.models is not None and model not in who.models):
             raise model_not_found(model)
         return Response(orjson.dumps(_model_obj(model)), media_type=_JSON)
 
@@ -169,6 +169,39 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
             raise APIError(400, f"The price files could not be loaded; the previous catalog stays: {str(exc)[:300]}",
                            code="invalid_pricing") from None
         return Response(orjson.dumps({"status": "reloaded", "models": n}), media_type=_JSON)
+
+    @app.post("/admin/policies/reload")
+    async def reload_policies(request: Request) -> Response:
+        admin(request)
+        ok, problems = svc.policies.reload()
+        if not ok:
+            raise APIError(400, "The policy files were rejected; the previous policies stay: " + " | ".join(problems)[:2000],
+                           code="invalid_policy")
+        return Response(orjson.dumps({"status": "reloaded", "version": svc.policies.version,
+                                      "policies": [x.policy.name for x in svc.policies.loaded]}), media_type=_JSON)
+
+    @app.get("/admin/policies")
+    async def list_policies(request: Request) -> Response:
+        admin(request)
+        return Response(orjson.dumps({"version": svc.policies.version, "policies": [
+            {"name": x.policy.name, "source": x.source, "bind": x.policy.bind.model_dump(),
+             "objective": x.policy.objective.model_dump(by_alias=True)} for x in svc.policies.loaded]}),
+            media_type=_JSON)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        who = principal(request)
+        body = await read_json(request, 64 * 1024)
+        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+            raise invalid_request("Send {\"request_id\": \"...\", \"score\": 0..1}.", param="request_id",
+                                  code="missing_required_parameter")
+        score = body.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            raise invalid_request("'score' must be a number from 0 to 1.", param="score", code="invalid_value")
+        found = await svc.feedback(body["request_id"][:64], who.tenant, float(score))
+        if not found:
+            raise APIError(404, "No routed request with that id for this tenant.", code="request_not_found")
+        return Response(orjson.dumps({"status": "recorded", "request_id": body["request_id"][:64]}), media_type=_JSON)
 
     add_usage_routes(app, svc, principal, admin)
 

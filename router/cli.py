@@ -26,10 +26,11 @@ cli.add_typer(export_cli, name="export")
 
 def _load(config: Optional[Path]) -> Config:
     try:
-        return load_config(config) if config else embedded_default()
+        cfg = load_config(config) if config else embedded_default()
     except ConfigError as exc:
         typer.echo(exc.render(), err=True)
         raise typer.Exit(2)
+    return cfg
 
 
 def _is_loopback(host: str) -> bool:

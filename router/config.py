@@ -75,6 +75,9 @@ class ModelInfo(BaseModel):
     region: str | None = None
     self_hosted: bool | None = Field(default=None, description="served on the operator's own GPUs: cost built from GPU-hours")
     model_class: str | None = Field(default=None, description="stack profile throughput class (default: by name and price)")
+    capabilities: list[Literal["tools", "json_schema", "vision"]] | None = Field(
+        default=None, description="what the model supports; default: everything (constraints cannot exclude it)")
+    quality: float | None = Field(default=None, ge=0, le=1, description="quality prior for routing policies")
 
 
 class DeploymentConfig(_Strict):
@@ -185,6 +188,13 @@ class LimitsConfig(_Strict):
     budgets: list[BudgetRule] = Field(default_factory=list)
 
 
+class PoliciesConfig(_Strict):
+    files: list[str] = Field(default_factory=list, description="policy YAML files")
+    dirs: list[str] = Field(default_factory=list, description="directories whose *.yaml files are policies")
+    builtin: bool = Field(default=False, description="also load the packaged default policies (router/defaults/policies)")
+    watch_interval: float = Field(default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching")
+
+
 class Config(_Strict):
     model_list: list[DeploymentConfig] = Field(min_length=1)
     aliases: dict[str, list[str]] = Field(default_factory=dict, description="alias -> model names, tried in order")
@@ -194,6 +204,7 @@ class Config(_Strict):
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard reads only router_settings.model_group_alias.
     litellm_settings: dict[str, Any] | None = None
     general_settings: dict[str, Any] | None = None

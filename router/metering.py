@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Iterable, Protocol
 
 from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
+from pricing.attribution import merge
 from router.metrics import Metrics
 from router.registry import Deployment
 from router.tokens import Tokenizer
@@ -37,6 +38,28 @@ class Priced:
 
     def charge_header(self) -> str:
         return self._fmt(self.charge_usd)
+
+    @staticmethod
+    def combine(parts: list["Priced"]) -> "Priced":
+        """Several calls made for one request (a cascade): usage, cost, charge and stack add up."""
+        if len(parts) == 1:
+            return parts[0]
+        u = [p.usage for p in parts]
+        usage = Usage(sum(x.prompt_tokens for x in u), sum(x.completion_tokens for x in u),
+                      cached_tokens=sum(x.cached_tokens for x in u), cache_write_tokens=sum(x.cache_write_tokens for x in u),
+                      reasoning_tokens=sum(x.reasoning_tokens for x in u),
+                      source="estimated" if any(x.source == "estimated" for x in u) else "upstream")
+
+        def total(vals: list[float | None]) -> float | None:
+            return None if any(v is None for v in vals) else sum(vals)  # type: ignore[arg-type]
+
+        lines: dict[str, float] | None = None
+        if all(p.lines is not None for p in parts):
+            lines = {k: sum(p.lines[k] for p in parts) for k in parts[0].lines}  # type: ignore[index,union-attr]
+        falls = [p.waterfall for p in parts]
+        return Priced(usage, total([p.cost_usd for p in parts]), parts[-1].price_version,
+                      total([p.charge_usd for p in parts]),
+                      merge(falls) if all(w is not None for w in falls) else None, lines)  # type: ignore[arg-type]
 
 
 class RecordSink(Protocol):
@@ -150,7 +173,8 @@ class Meter:
 
     def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
-               started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool) -> None:
+               started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
+               decision: dict[str, Any] | None = None) -> None:
         now = time.perf_counter()
         total = now - started
         label = dep.model_name if dep else "none"
@@ -180,9 +204,13 @@ class Meter:
                         m.layer_loss.labels(layer.name).inc(-margin)
         if first_chunk_at is not None and dep is not None:
             m.ttft.labels(label).observe(first_chunk_at - started)
+        if decision is not None and dep is not None:
+            m.decisions.labels(decision["policy"], label, str(decision["rule"]).split("(")[0]).inc()
         self.sink.submit({
             "request_id": request_id,
             "ts": time.time() - total,
+            "policy": decision.get("policy") if decision else None,
+            "decision": decision,
             "tenant": getattr(principal, "tenant", None),
             "key_id": getattr(principal, "key_id", None),
             "endpoint": endpoint,

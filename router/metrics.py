@@ -46,6 +46,11 @@ class Metrics:
                                        ["model", "provider", "kind"], registry=r)
         self.fallbacks = Counter("switchyard_fallbacks", "Requests answered by a deployment other than the first tried.",
                                  ["model"], registry=r)
+        self.decisions = Counter("switchyard_routing_decisions", "Routing decisions by policy, chosen model and rule.",
+                                 ["policy", "model", "rule"], registry=r)
+        self.breaker_opened = Counter("switchyard_circuit_breaker_opened", "Times a deployment's circuit opened.",
+                                      ["model"], registry=r)
+        self.feedback = Counter("switchyard_feedback", "Feedback scores received, by policy.", ["policy"], registry=r)
         self.in_flight = Gauge("switchyard_requests_in_flight", "Requests being served.", registry=r,
                                multiprocess_mode="livesum")
         self.disconnects = Counter("switchyard_client_disconnects", "Streams the client left before the end.",

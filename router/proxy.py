@@ -1,8 +1,9 @@
-"""Serving one OpenAI request: choose deployments, call them with fallback, relay, meter.
+"""Serving one OpenAI request: plan the route, call deployments with fallback, relay, meter.
 
 Fallback happens only before the first byte reaches the client: on a retryable failure the next
-deployment is tried, within ``server.num_retries``. After the first byte, a failure ends the
-stream with an OpenAI-style error event and the partial usage is metered as estimated.
+deployment in the plan is tried. After the first byte, a failure ends the stream with an
+OpenAI-style error event and the partial usage is metered as estimated. A cascade (non-streaming)
+answers with a cheaper model and escalates when its check fails; every call is metered.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import orjson
 from starlette.responses import Response
 
 from pricing import Usage
+from router import cascade as checks
 from router.auth import Principal
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamRateLimited
-from router.errors import APIError, model_not_found, permission_error
-from router.metering import Meter, Priced, StreamTally, answer_text
-from router.protocol import normalize_chat, normalize_chunk, normalize_embeddings, upstream_body
+from router.errors import APIError
+from router.health import Health
 from router.limits import Limiter, Ticket
-from router.registry import Deployment, Registry
+from router.metering import Meter, Priced, StreamTally, answer_text
+from router.planning import Plan, Planner
+from router.protocol import normalize_chat, normalize_chunk, normalize_embeddings, upstream_body
+from router.registry import Deployment
 from router.sse import SSEResponse
 
 _JSON = "application/json"
@@ -37,50 +41,43 @@ class Attempts:
     last_error: UpstreamError | None = None
     upstream_seconds: float = 0.0
 
-    def failed(self, dep: Deployment, err: UpstreamError, seconds: float, meter: Meter) -> None:
-        self.items.append({"deployment": dep.id, "error": err.kind, "status": err.upstream_status,
-                           "seconds": round(seconds, 6)})
-        self.last_error = err
-        self.upstream_seconds += seconds
-        meter.metrics.upstream_errors.labels(dep.model_name, dep.provider, err.kind).inc()
 
-    def served(self, dep: Deployment, seconds: float) -> None:
-        self.items.append({"deployment": dep.id, "error": None, "seconds": round(seconds, 6)})
-        self.upstream_seconds += seconds
+def _ascii(text: str, n: int = 200) -> str:
+    return text.encode("ascii", "replace").decode()[:n]
 
 
 def _final_error(requested: str, attempts: Attempts) -> APIError:
     err = attempts.last_error
     n = len(attempts.items)
-    if err is None:  # pragma: no cover - only reached with no candidate, which is handled earlier
+    if err is None:
         return APIError(503, f"No deployment could serve '{requested}'.", type="api_error", code="no_deployment")
     if not err.retryable:
         return APIError(err.status, err.message, type="invalid_request_error", code="upstream_rejected")
-    headers = {}
     if isinstance(err, UpstreamRateLimited):
-        headers["retry-after"] = str(int(err.retry_after or 1))
         return APIError(429, f"Every deployment for '{requested}' is rate limited ({n} tried); retry later.",
-                        type="rate_limit_error", code="upstream_rate_limited", headers=headers)
+                        type="rate_limit_error", code="upstream_rate_limited",
+                        headers={"retry-after": str(int(err.retry_after or 1))})
     return APIError(err.status, f"Upstream failure for '{requested}' after {n} attempt(s): {err.message}.",
                     type="api_error", code=f"upstream_{err.kind}")
 
 
 class Gateway:
-    def __init__(self, registry: Registry, meter: Meter, limiter: Limiter, num_retries: int):
-        self.registry = registry
+    def __init__(self, planner: Planner, meter: Meter, limiter: Limiter, health: Health):
+        self.planner = planner
         self.meter = meter
         self.limiter = limiter
-        self.num_retries = num_retries
+        self.health = health
 
-    async def _admit(self, who: Principal, body: dict[str, Any], cands: list[Deployment], mode: str) -> Ticket | None:
+    # -- shared steps ---------------------------------------------------------------------------------
+    async def _admit(self, who: Principal, body: dict[str, Any], cands: list[Deployment], mode: str,
+                     cascade: bool = False) -> Ticket | None:
         """Rate limits and budget reservation for this request (None when no limit applies)."""
         if not self.limiter.active:
             return None
         if not self.limiter.counts_tokens:
             return await self.limiter.admit(who, body["model"], 0, None)
         cfg = self.limiter.cfg
-        prompt = self.meter.estimate(cands[0], body).prompt_tokens
-        prompt = int(prompt * cfg.prompt_safety) + 32
+        prompt = int(self.meter.estimate(cands[0], body).prompt_tokens * cfg.prompt_safety) + 32
         asked = body.get("max_completion_tokens") or body.get("max_tokens")
         n = body.get("n") or 1
         worst_out, worst_charge = 0, 0.0
@@ -95,67 +92,103 @@ class Gateway:
                 out = bound * n
             worst_out = max(worst_out, out)
             worst_charge = max(worst_charge, self.meter.worst_case(dep, who.tenant, body["model"], prompt, out))
+        if cascade:
+            worst_charge *= len(cands)  # a cascade may call every step (and its checks)
         return await self.limiter.admit(who, body["model"], prompt + worst_out, worst_charge)
 
-    def candidates(self, principal: Principal, model: str, mode: str) -> list[Deployment]:
-        if not self.registry.knows(model):
-            raise model_not_found(model)
-        if principal.models is not None and model not in principal.models:
-            raise permission_error(f"This key is not allowed to use the model '{model}'.")
-        cands = self.registry.candidates(model, mode)
-        if not cands:
-            kind = "an embeddings" if mode == "embedding" else "a chat"
-            raise APIError(400, f"The model '{model}' is not {kind} model.", param="model", code="wrong_model_type")
-        return cands[: 1 + self.num_retries]
+    def _failed(self, attempts: Attempts, dep: Deployment, err: UpstreamError, seconds: float) -> None:
+        attempts.items.append({"deployment": dep.id, "model": dep.model_name, "error": err.kind,
+                               "status": err.upstream_status, "seconds": round(seconds, 6)})
+        attempts.last_error = err
+        attempts.upstream_seconds += seconds
+        self.meter.metrics.upstream_errors.labels(dep.model_name, dep.provider, err.kind).inc()
+        if err.retryable and self.health.failure(dep.id):
+            self.meter.metrics.breaker_opened.labels(dep.model_name).inc()
+
+    def _served(self, attempts: Attempts, dep: Deployment, seconds: float, note: str | None = None) -> None:
+        attempts.items.append({"deployment": dep.id, "model": dep.model_name, "error": None,
+                               "seconds": round(seconds, 6), **({"note": note} if note else {})})
+        attempts.upstream_seconds += seconds
+        self.health.success(dep.id)
 
     @staticmethod
-    def _headers(rid: str, dep: Deployment, priced: Priced | None, attempts: Attempts) -> dict[str, str]:
+    def _headers(dep: Deployment, plan: Plan, priced: Priced | None, attempts: Attempts,
+                 ticket: Ticket | None) -> dict[str, str]:
         h = {"x-switchyard-model": dep.model_name, "x-switchyard-provider": dep.provider,
              "x-switchyard-attempts": str(len(attempts.items))}
+        if plan.decision is not None:
+            h["x-switchyard-policy"] = _ascii(plan.decision.policy, 100)
+            h["x-switchyard-reason"] = _ascii(plan.decision.reason)
         if priced is not None:
             h["x-switchyard-cost-usd"] = priced.header()
             h["x-switchyard-charge-usd"] = priced.charge_header()
             h["x-switchyard-usage-source"] = priced.usage.source
+        if ticket is not None:
+            h.update(ticket.headers)
         return h
 
+    @staticmethod
+    def _decision(plan: Plan) -> dict[str, Any] | None:
+        if plan.decision is None:
+            return None
+        return {**plan.decision.as_dict(), "category": plan.category}
+
+    async def _call(self, dep: Deployment, body: dict[str, Any], rid: str, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        call = Call(body=upstream_body(body, dep.upstream_model), timeout=dep.timeout, request_id=rid)
+        raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
+        try:
+            out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
+        except ValueError as exc:
+            raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
+        return raw, out
+
+    def _priced(self, dep: Deployment, body: dict[str, Any], raw: dict[str, Any], out: dict[str, Any],
+                who: Principal) -> Priced:
+        usage = Usage.from_openai(raw.get("usage")) or self.meter.estimate(dep, body, answer_text(out))
+        return self.meter.price(dep, usage, tenant=who.tenant, requested=body["model"])
+
     # -- non-streaming chat and embeddings ----------------------------------------------------------
-    async def unary(self, principal: Principal, body: dict[str, Any], rid: str, *, endpoint: str) -> Response:
+    async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str) -> Response:
         mode = "embedding" if endpoint == "embeddings" else "chat"
         requested = body["model"]
         started = time.perf_counter()
         attempts = Attempts()
-        status, err_kind, dep_used, priced = 500, None, None, None
+        plan: Plan | None = None
+        status, err_kind, dep_used, parts = 500, None, None, []
         ticket: Ticket | None = None
         try:
-            cands = self.candidates(principal, requested, mode)
-            ticket = await self._admit(principal, body, cands, mode)
-            for dep in cands:
-                call = Call(body=upstream_body(body, dep.upstream_model), timeout=dep.timeout, request_id=rid)
+            plan = self.planner.plan(who, body, mode, rid)
+            spec = plan.decision.cascade if plan.decision is not None else None
+            ticket = await self._admit(who, body, plan.deployments, mode, cascade=bool(spec))
+            if spec and not body.get("logprobs") and spec["check"]["type"] == "logprob":
+                body = {**body, "logprobs": True}  # the check needs them
+            steps = plan.deployments
+            for i, dep in enumerate(steps):
                 t0 = time.perf_counter()
                 try:
-                    raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
-                    out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
+                    raw, out = await self._call(dep, body, rid, mode)
                 except UpstreamError as exc:
-                    attempts.failed(dep, exc, time.perf_counter() - t0, self.meter)
+                    self._failed(attempts, dep, exc, time.perf_counter() - t0)
                     if not exc.retryable:
                         break
                     continue
-                except ValueError as exc:
-                    attempts.failed(dep, UpstreamBadResponse(f"upstream answer is malformed ({exc})"),
-                                    time.perf_counter() - t0, self.meter)
+                priced = self._priced(dep, body, raw, out, who)
+                parts.append(priced)
+                last = i == len(steps) - 1
+                if spec and not last and not await self._check(spec, dep, body, out, who, rid, attempts, parts):
+                    self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
                     continue
-                attempts.served(dep, time.perf_counter() - t0)
-                usage = Usage.from_openai(raw.get("usage")) or self.meter.estimate(dep, body, answer_text(out))
-                priced = self.meter.price(dep, usage, tenant=principal.tenant, requested=requested)
-                out["usage"] = ({"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
-                                if mode == "embedding" else usage.to_openai())
+                self._served(attempts, dep, time.perf_counter() - t0)
+                priced = Priced.combine(parts)
+                out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
+                                if mode == "embedding" else parts[-1].usage.to_openai())
                 dep_used, status = dep, 200
+                self.health.observe_output(dep.model_name, parts[-1].usage.completion_tokens)
+                self.planner.remember(plan, dep)
                 if len(attempts.items) > 1:
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
-                headers = self._headers(rid, dep, priced, attempts)
-                if ticket is not None:
-                    headers.update(ticket.headers)
-                return Response(orjson.dumps(out), media_type=_JSON, headers=headers)
+                return Response(orjson.dumps(out), media_type=_JSON,
+                                headers=self._headers(dep, plan, priced, attempts, ticket))
             error = _final_error(requested, attempts)
             status, err_kind = error.status, error.code
             raise error
@@ -163,23 +196,51 @@ class Gateway:
             status, err_kind = exc.status, exc.code
             raise
         finally:
+            priced_all = Priced.combine(parts) if parts else None
             if ticket is not None:
-                self.limiter.settle(ticket, priced.charge_usd if priced else 0.0, priced.usage.total_tokens if priced else 0)
-            if attempts.items:  # reached a backend: always metered
-                self.meter.record(request_id=rid, principal=principal, endpoint=endpoint, requested=requested,
-                                  dep=dep_used, priced=priced, status=status, error=err_kind,
+                self.limiter.settle(ticket, priced_all.charge_usd if priced_all else 0.0,
+                                    priced_all.usage.total_tokens if priced_all else 0)
+            if attempts.items:  # reached a backend: always metered, every call of a cascade included
+                self.meter.record(request_id=rid, principal=who, endpoint=endpoint, requested=requested,
+                                  dep=dep_used, priced=priced_all, status=status, error=err_kind,
                                   attempts=attempts.items, started=started, first_chunk_at=None,
-                                  upstream_seconds=attempts.upstream_seconds, stream=False)
+                                  upstream_seconds=attempts.upstream_seconds, stream=False,
+                                  decision=self._decision(plan) if plan else None)
+
+    async def _check(self, spec: dict[str, Any], dep: Deployment, body: dict[str, Any], out: dict[str, Any],
+                     who: Principal, rid: str, attempts: Attempts, parts: list[Priced]) -> bool:
+        check = spec["check"]
+        if check["type"] == "rule":
+            return checks.rule_ok(check, out)
+        if check["type"] == "logprob":
+            return checks.logprob_ok(check, out)
+        voters = [d for name in check.get("with") or () for d in self.planner.registry.candidates(name, "chat")[:1]]
+        if not voters:
+            return False
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(self._call(v, body, rid, "chat") for v in voters), return_exceptions=True)
+        answers = []
+        for v, res in zip(voters, results):
+            if isinstance(res, UpstreamError):
+                self._failed(attempts, v, res, time.perf_counter() - t0)
+                continue
+            if isinstance(res, BaseException):
+                raise res
+            raw, vout = res
+            parts.append(self._priced(v, body, raw, vout, who))
+            self._served(attempts, v, time.perf_counter() - t0, note="cascade check")
+            answers.append(vout)
+        return len(answers) == len(voters) and checks.agree(out, answers)
 
     # -- streaming chat ------------------------------------------------------------------------------
-    async def stream(self, principal: Principal, body: dict[str, Any], rid: str) -> Response:
+    async def stream(self, who: Principal, body: dict[str, Any], rid: str) -> Response:
         requested = body["model"]
         client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         started = time.perf_counter()
         attempts = Attempts()
-        cands = self.candidates(principal, requested, "chat")
-        ticket = await self._admit(principal, body, cands, "chat")
-        for dep in cands:
+        plan = self.planner.plan(who, body, "chat", rid)
+        ticket = await self._admit(who, body, plan.deployments, "chat")
+        for dep in plan.deployments:
             up = upstream_body(body, dep.upstream_model)
             up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             call = Call(body=up, timeout=dep.stream_timeout, request_id=rid)
@@ -188,38 +249,38 @@ class Gateway:
             try:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
-                attempts.failed(dep, UpstreamBadResponse("upstream stream was empty"), time.perf_counter() - t0, self.meter)
+                self._failed(attempts, dep, UpstreamBadResponse("upstream stream was empty"), time.perf_counter() - t0)
                 continue
             except UpstreamError as exc:
-                attempts.failed(dep, exc, time.perf_counter() - t0, self.meter)
+                self._failed(attempts, dep, exc, time.perf_counter() - t0)
                 await chunks.aclose()
                 if not exc.retryable:
                     break
                 continue
-            if len(attempts.items) > 0:
+            self.health.observe_ttft(dep.id, time.perf_counter() - t0)
+            if attempts.items:
                 self.meter.metrics.fallbacks.labels(dep.model_name).inc()
-            relay = self._relay(principal, body, rid, dep, chunks, first, attempts, started, t0, client_usage, ticket)
-            headers = self._headers(rid, dep, None, attempts)
-            if ticket is not None:
-                headers.update(ticket.headers)
-            return SSEResponse(relay, headers=headers)
+            relay = self._relay(who, body, rid, dep, chunks, first, attempts, started, t0, client_usage, ticket, plan)
+            return SSEResponse(relay, headers=self._headers(dep, plan, None, attempts, ticket))
         if ticket is not None:
             self.limiter.settle(ticket, 0.0, 0)
         error = _final_error(requested, attempts)
-        self.meter.record(request_id=rid, principal=principal, endpoint="chat", requested=requested, dep=None,
+        self.meter.record(request_id=rid, principal=who, endpoint="chat", requested=requested, dep=None,
                           priced=None, status=error.status, error=error.code, attempts=attempts.items,
-                          started=started, first_chunk_at=None, upstream_seconds=attempts.upstream_seconds, stream=True)
+                          started=started, first_chunk_at=None, upstream_seconds=attempts.upstream_seconds,
+                          stream=True, decision=self._decision(plan))
         raise error
 
-    async def _relay(self, principal: Principal, body: dict[str, Any], rid: str, dep: Deployment,
+    async def _relay(self, who: Principal, body: dict[str, Any], rid: str, dep: Deployment,
                      chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], attempts: Attempts,
-                     started: float, t0: float, client_usage: bool, ticket: Ticket | None) -> AsyncIterator[bytes]:
+                     started: float, t0: float, client_usage: bool, ticket: Ticket | None,
+                     plan: Plan) -> AsyncIterator[bytes]:
         stream_id = first.get("id") if isinstance(first.get("id"), str) else f"chatcmpl-{uuid.uuid4().hex}"
         created = first.get("created") if isinstance(first.get("created"), int) else int(time.time())
         tally = StreamTally()
         usage: Usage | None = None
         priced: Priced | None = None
-        status, err_kind, finished = 200, None, False
+        status, err_kind = 200, None
         chunk: dict[str, Any] | None = first
         try:
             while chunk is not None:
@@ -230,9 +291,8 @@ class Gateway:
                     tally.add(norm)
                     yield b"data: " + orjson.dumps(norm) + b"\n\n"
                 chunk = await anext(chunks, None)
-            finished = True
             priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text),
-                                      tenant=principal.tenant, requested=body["model"])
+                                      tenant=who.tenant, requested=body["model"])
             if client_usage:
                 tail = {"id": stream_id, "object": "chat.completion.chunk", "created": created,
                         "model": dep.model_name, "choices": [], "usage": priced.usage.to_openai(),
@@ -254,16 +314,22 @@ class Gateway:
         finally:
             await chunks.aclose()  # aborts the upstream request if it is still running
             upstream_s = time.perf_counter() - t0
-            attempts.items.append({"deployment": dep.id, "error": err_kind, "seconds": round(upstream_s, 6)})
+            attempts.items.append({"deployment": dep.id, "model": dep.model_name, "error": err_kind,
+                                   "seconds": round(upstream_s, 6)})
             if priced is None:  # cut, failed or abandoned: what was relayed is counted here
                 priced = self.meter.price(dep, usage or self.meter.estimate(dep, body, tally.text),
-                                          tenant=principal.tenant, requested=body["model"])
+                                          tenant=who.tenant, requested=body["model"])
+            if status == 200:
+                self.health.success(dep.id)
+                self.health.observe_output(dep.model_name, priced.usage.completion_tokens)
+                self.planner.remember(plan, dep)
             if ticket is not None:
                 self.limiter.settle(ticket, priced.charge_usd, priced.usage.total_tokens)
-            self.meter.record(request_id=rid, principal=principal, endpoint="chat", requested=body["model"], dep=dep,
+            self.meter.record(request_id=rid, principal=who, endpoint="chat", requested=body["model"], dep=dep,
                               priced=priced, status=status, error=err_kind, attempts=attempts.items,
                               started=started, first_chunk_at=tally.first_chunk_at,
-                              upstream_seconds=attempts.upstream_seconds + upstream_s, stream=True)
+                              upstream_seconds=attempts.upstream_seconds + upstream_s, stream=True,
+                              decision=self._decision(plan))
 
 
 def _error_event(message: str, code: str) -> bytes:

@@ -52,6 +52,9 @@ class Deployment:
     region: str | None = None
     self_hosted: bool = False
     model_class: str | None = None
+    capabilities: frozenset[str] = frozenset({"tools", "json_schema", "vision"})
+    context_window: int | None = None
+    quality: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
@@ -122,6 +125,9 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
     mode = dc.model_info.mode or "chat"
     region = dc.model_info.region
     self_hosted = bool(dc.model_info.self_hosted)
+    caps = dc.model_info.capabilities
+    context = dc.model_info.max_input_tokens
+    quality = dc.model_info.quality
     price_key: str | None
     backend: Backend
     if kind == "simulated":
@@ -129,6 +135,9 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         backend = SimulatedBackend(sim, tokenizer)
         mode, region = dc.model_info.mode or sim.mode, region or sim.region
         self_hosted = sim.self_hosted if dc.model_info.self_hosted is None else self_hosted
+        caps = caps if caps is not None else sim.capabilities
+        context = context or sim.context_window
+        quality = quality if quality is not None else sim.quality
         price_key = sim.stands_in_for if sim.stands_in_for in catalog else None
     elif kind == "openai":
         base = _ref_or_literal(p.api_base, resolve) or OPENAI_COMPAT_BASES.get(provider)
@@ -145,10 +154,15 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
                                  extra={**extra, "api_version": p.api_version})
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     info = dc.model_info.model_dump(exclude_none=True)
+    if context is None and price_key:
+        listed = catalog.price(price_key)
+        context = listed.max_input_tokens if listed is not None else None
     fixed = price_from_litellm_entry(info, source=f"config:{dc.model_name}") if (
         dc.model_info.input_cost_per_token is not None or dc.model_info.output_cost_per_token is not None) else None
     return Deployment(
         id=dc.model_info.id or f"{dc.model_name}#{i}", model_name=dc.model_name, provider=provider,
         upstream_model=name, backend=backend, mode=mode, timeout=p.timeout,
         stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
-        region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class, info=info)
+        region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class,
+        capabilities=frozenset(caps) if caps is not None else Deployment.capabilities, context_window=context,
+        quality=quality, info=info)

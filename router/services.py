@@ -19,6 +19,9 @@ from router.ledger.writer import LedgerWriter
 from router.limits import Limiter
 from router.metering import Billing, Meter, RecordSink
 from router.metrics import Metrics
+from router.health import Health
+from router.planning import Planner
+from router.policy_store import PolicyStore
 from router.proxy import Gateway
 from router.registry import Registry
 from router.state import MemoryState, RedisState, StateStore
@@ -44,8 +47,11 @@ class Services:
     state: StateStore
     store: LedgerStore | None
     writer: LedgerWriter | None
+    policies: PolicyStore
+    planner: Planner
     started_at: int
     draining: bool = False
+    _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self.tokenizer.warm)
@@ -53,9 +59,12 @@ class Services:
             await self.store.migrate()
             await self.writer.start()
             await self.writer.replay()
+        self._watcher = asyncio.create_task(self.policies.watch(), name="policy-watch")
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.limiter.aclose()
         if self.writer is not None:
             await self.writer.close()
@@ -68,6 +77,25 @@ class Services:
         catalog = load_catalog(self.config)
         self.meter.catalog = catalog
         return len(catalog)
+
+    async def feedback(self, request_id: str, tenant: str, score: float) -> bool:
+        """Score a routed request of this tenant: updates the policy's bandit. False: not found."""
+        if self.store is None:
+            return False
+        for _ in range(20):  # the record may still be in the writer's queue
+            row = await self.store.get(request_id, tenant)
+            if row is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            return False
+        decision = row.get("decision") or {}
+        bandit = self.policies.bandits.get(decision.get("policy") or "")
+        if bandit is None or not row.get("model"):
+            return False
+        bandit.record(row["model"], decision.get("category", "general"), score)
+        self.metrics.feedback.labels(decision["policy"]).inc()
+        return True
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"config": True, "deployments": len(self.registry.deployments) > 0,
@@ -118,6 +146,18 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     state: StateStore = RedisState(redis_url) if redis_url else MemoryState()
     limiter = Limiter(cfg.limits, state, metrics)
     meter = Meter(catalog, tokenizer, metrics, sink, billing)
-    gateway = Gateway(registry, meter, limiter, cfg.server.num_retries)
+    policies = PolicyStore(cfg.policies, registry)
+    ok, problems = policies.reload()
+    if not ok:
+        raise PolicyStartupError(problems)
+    health = Health()
+    planner = Planner(registry, policies, health, meter, cfg.server.num_retries)
+    gateway = Gateway(planner, meter, limiter, health)
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
-                    int(time.time()))
+                    policies, planner, int(time.time()))
+
+
+class PolicyStartupError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid policy files:\n  " + "\n  ".join(problems))

@@ -1,0 +1,186 @@
+"""The routing decision: constraints first, then the policy's objective, and an explanation.
+
+``PolicyRouter.decide`` is the one scoring method: given the request's features and the live
+facts about each candidate, it returns the deployments to try in order and why. Pure: prices
+come in through ``pricing``, health and latency come in as data; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.quality import QualityModel
+from policies.schema import Policy
+from pricing import ModelPrice, Usage, cost_of
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    name: str
+    provider: str
+    price: ModelPrice | None
+    region: str | None = None
+    self_hosted: bool = False
+    capabilities: frozenset[str] = frozenset()
+    context_window: int | None = None
+    ttft_ms: float | None = None  # live, smoothed
+    healthy: bool = True  # circuit breaker closed (or half-open and probing)
+    expected_output: float | None = None  # from history
+
+
+@dataclass(frozen=True)
+class RequestFeatures:
+    prompt: str
+    prompt_tokens: int
+    max_tokens: int | None = None
+    needs: frozenset[str] = frozenset()
+    category: str = "general"
+    stream: bool = False
+    affinity: str | None = None  # the model holding this conversation's prompt cache
+    cached_prefix_tokens: int = 0
+    concrete: bool = False  # the client named a model: constraints only, no objective
+
+
+@dataclass
+class Decision:
+    policy: str
+    rule: str
+    order: list[str]
+    reason: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    arm: str | None = None
+    explored: bool = False
+    cascade: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "rule": self.rule, "order": self.order, "reason": self.reason,
+                "candidates": self.candidates, "arm": self.arm, "explored": self.explored, "cascade": self.cascade}
+
+
+def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0) -> float | None:
+    if price is None:
+        return None
+    return cost_of(Usage(prompt_tokens, int(output_tokens), cached_tokens=min(cached, prompt_tokens)), price).total
+
+
+class PolicyRouter:
+    def __init__(self, policy: Policy, quality: QualityModel):
+        self.policy = policy
+        self.quality = quality
+
+    def _removed(self, c: CandidateInfo, f: RequestFeatures, out_bound: int) -> str | None:
+        k = self.policy.constraints
+        missing = f.needs - c.capabilities
+        if missing:
+            return f"lacks {', '.join(sorted(missing))}"
+        if c.context_window is not None and f.prompt_tokens + out_bound > c.context_window:
+            return f"context window {c.context_window} < {f.prompt_tokens + out_bound} tokens"
+        for cap in k.capabilities:
+            if cap not in c.capabilities:
+                return f"lacks {cap} (policy)"
+        if k.regions and (c.region or "") not in k.regions:
+            return f"region {c.region or 'unknown'} not allowed"
+        if k.no_third_party and not c.self_hosted:
+            return "third-party processing not allowed"
+        if k.providers_allow and c.provider not in k.providers_allow:
+            return f"provider {c.provider} not allowed"
+        if c.provider in k.providers_deny:
+            return f"provider {c.provider} denied"
+        if k.max_ttft_ms is not None and c.ttft_ms is not None and c.ttft_ms > k.max_ttft_ms:
+            return f"live TTFT {c.ttft_ms:.0f} ms > {k.max_ttft_ms:.0f} ms"
+        return None
+
+    def decide(self, f: RequestFeatures, candidates: list[CandidateInfo], rng: random.Random) -> Decision:
+        p = self.policy
+        out_bound = f.max_tokens or 0
+        feasible: list[CandidateInfo] = []
+        table: list[dict[str, Any]] = []
+        for c in candidates:
+            why = self._removed(c, f, out_bound)
+            table.append({"model": c.name, "removed_by": why})
+            if why is None:
+                feasible.append(c)
+        healthy = [c for c in feasible if c.healthy] or feasible  # every circuit open: try anyway
+        for row in table:
+            if row["removed_by"] is None and all(c.name != row["model"] for c in healthy):
+                row["removed_by"] = "circuit open"
+        names = [c.name for c in healthy]
+        if not healthy:
+            return Decision(p.name, "constraints", [], "no candidate satisfies the constraints", table)
+        q, explored = self.quality.estimate(names, f.prompt, f.category, rng)
+        costs: dict[str, float] = {}
+        for c in healthy:
+            out = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
+            cached = f.cached_prefix_tokens if c.name == f.affinity else 0
+            cost = expected_cost(c.price, f.prompt_tokens, out, cached)
+            costs[c.name] = float("inf") if cost is None else cost
+        for row in table:
+            if row["model"] in q:
+                row["quality"] = round(q[row["model"]], 4)
+                row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
+        order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng)
+        order = order[: p.max_attempts]
+        return Decision(p.name, rule, order, reason, table, arm, explored, cascade)
+
+    def _objective(self, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
+                   rng: random.Random) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
+        obj = self.policy.objective
+        by_cost = sorted(names, key=lambda n: (cost[n], -q[n]))
+        by_quality = sorted(names, key=lambda n: (-q[n], cost[n]))
+        if f.concrete:
+            return names, "concrete", f"requested {names[0]}", None, None
+
+        def fmt(n: str) -> str:
+            c = cost[n]
+            return f"{n} q={q[n]:.2f} ${c:.6f}" if c != float("inf") else f"{n} q={q[n]:.2f} unpriced"
+
+        if obj.type == "cheapest_above":
+            ok = [n for n in by_cost if q[n] >= obj.target]
+            rest = [n for n in by_quality if n not in ok]
+            order = self._affinity(ok + rest, f, cost, lambda n: q[n] >= obj.target)
+            rule = f"cheapest_above({obj.target:.2f})"
+            if not ok:
+                return order, rule, f"none reaches {obj.target:.2f}; best: {fmt(order[0])}", None, None
+            why = "cache affinity" if order[0] != ok[0] else f"cheapest of {len(ok)} at or above target"
+            return order, rule, f"{fmt(order[0])}; {why}", None, None
+        if obj.type == "best_under":
+            ok = [n for n in by_quality if cost[n] <= obj.max_cost_usd]
+            rest = [n for n in by_cost if n not in ok]
+            order = self._affinity(ok + rest, f, cost, lambda n: cost[n] <= obj.max_cost_usd)
+            rule = f"best_under(${obj.max_cost_usd:g})"
+            if not ok:
+                return order, rule, f"none under the cap; cheapest: {fmt(order[0])}", None, None
+            return order, rule, f"{fmt(order[0])}; best of {len(ok)} under the cap", None, None
+        if obj.type == "utility":
+            lam = obj.lambda_
+            score = {n: q[n] - lam * cost[n] for n in names}
+            order = self._affinity(sorted(names, key=lambda n: -score[n]), f, cost, lambda n: True)
+            return order, f"utility(lambda={lam:g})", f"{fmt(order[0])}; max quality - {lam:g} x cost", None, None
+        if obj.type == "split":
+            arms = [a for a in obj.arms if a.model in names]
+            if not arms:
+                return by_quality, "split", "no arm available; best remaining", None, None
+            pick = rng.choices([a.model for a in arms], weights=[a.weight for a in arms])[0]
+            return [pick] + [n for n in by_quality if n != pick], "split", f"arm {pick}", pick, None
+        if obj.type == "fixed":
+            first = obj.model if obj.model in names else by_quality[0]
+            return [first] + [n for n in by_quality if n != first], "fixed", f"fixed {first}", None, None
+        # cascade
+        steps = [s for s in obj.steps if s in names]
+        if f.stream or len(steps) < 2:  # a stream cannot be checked before it is sent: serve the last step
+            last = steps[-1] if steps else by_quality[0]
+            return [last] + [n for n in by_quality if n != last], "cascade", f"{last}; streams skip the cascade", None, None
+        return (steps, "cascade", f"start {steps[0]}, escalate on a failed {obj.check.type} check", None,
+                {"steps": steps, "check": obj.check.model_dump(by_alias=True)})
+
+    def _affinity(self, order: list[str], f: RequestFeatures, cost: dict[str, float], acceptable: Any) -> list[str]:
+        """Keep the conversation on the model holding its prompt cache when that is no dearer."""
+        k = self.policy.constraints
+        a = f.affinity
+        if not k.cache_affinity or a is None or a not in order or order[0] == a or not acceptable(a):
+            return order
+        if cost[a] <= cost[order[0]]:  # cost[a] already counts the cached prefix at the cache price
+            return [a] + [n for n in order if n != a]
+        return order

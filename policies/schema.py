@@ -1,0 +1,166 @@
+"""Routing policy files: the schema users write in YAML, validated with pydantic.
+
+``switchyard policies schema`` prints the JSON Schema for editor completion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bind(_M):
+    aliases: list[str] = Field(min_length=1, description="model names clients send; '*' = any concrete model (constraints only)")
+    tenants: list[str] = Field(default_factory=list, description="only these tenants (default: every tenant)")
+
+
+class CheapestAbove(_M):
+    type: Literal["cheapest_above"]
+    target: float = Field(ge=0, le=1, description="predicted quality the answer must reach")
+
+
+class BestUnder(_M):
+    type: Literal["best_under"]
+    max_cost_usd: float = Field(gt=0, description="expected cost cap per request")
+
+
+class Utility(_M):
+    type: Literal["utility"]
+    lambda_: float = Field(alias="lambda", ge=0, description="quality points given up per USD saved")
+
+
+class Check(_M):
+    type: Literal["agreement", "logprob", "rule"]
+    with_: list[str] = Field(default_factory=list, alias="with", description="agreement: models that must agree")
+    min_mean_logprob: float = Field(default=-0.5, description="logprob: mean token logprob at least this")
+    min_chars: int = Field(default=1, ge=0, description="rule: answer at least this long")
+    json: bool = Field(default=False, description="rule: answer must parse as JSON")
+    not_contains: list[str] = Field(default_factory=list, description="rule: phrases that fail the check")
+
+
+class Cascade(_M):
+    type: Literal["cascade"]
+    steps: list[str] = Field(min_length=2, description="cheapest first; the last step is never checked")
+    check: Check
+
+
+class Arm(_M):
+    model: str
+    weight: float = Field(gt=0)
+
+
+class Split(_M):
+    type: Literal["split"]
+    arms: list[Arm] = Field(min_length=1)
+
+
+class Fixed(_M):
+    type: Literal["fixed"]
+    model: str
+
+
+Objective = Annotated[Union[CheapestAbove, BestUnder, Utility, Cascade, Split, Fixed], Field(discriminator="type")]
+
+
+class Constraints(_M):
+    capabilities: list[Literal["tools", "json_schema", "vision"]] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list, description="allowed regions (data residency); empty: any")
+    no_third_party: bool = Field(default=False, description="only self-hosted deployments")
+    providers_allow: list[str] = Field(default_factory=list)
+    providers_deny: list[str] = Field(default_factory=list)
+    max_ttft_ms: float | None = Field(default=None, gt=0, description="live time-to-first-token ceiling")
+    cache_affinity: bool = Field(default=True, description="keep a conversation where its prompt cache is, when cheaper")
+
+
+class Bandit(_M):
+    enabled: bool = True
+    exploration: float = Field(default=0.05, ge=0, le=0.5, description="share of decisions that sample (Thompson)")
+    prior_strength: float = Field(default=20.0, gt=0, description="pseudo-observations behind the prior")
+
+
+class Quality(_M):
+    priors: dict[str, float] = Field(default_factory=dict, description="model -> quality in [0, 1]")
+    by_category: dict[str, dict[str, float]] = Field(default_factory=dict, description="category -> model -> quality")
+    predictor: str | None = Field(default=None, description="a trained predictor (.npz), relative to the policy file")
+    bandit: Bandit = Bandit()
+
+
+class Policy(_M):
+    name: str = Field(min_length=1)
+    description: str = ""
+    bind: Bind
+    candidates: list[str] = Field(default_factory=list, description="model names; default: the objective's models")
+    objective: Objective
+    constraints: Constraints = Constraints()
+    quality: Quality = Quality()
+    max_attempts: int = Field(default=3, ge=1, le=10, description="deployments tried per request, fallbacks included")
+    default_output_tokens: int = Field(default=256, ge=1, description="expected output when max_tokens is absent and no history")
+
+    @model_validator(mode="after")
+    def _pool(self) -> "Policy":
+        obj = self.objective
+        named = {"cascade": lambda: list(obj.steps) + list(obj.check.with_),  # type: ignore[union-attr]
+                 "split": lambda: [a.model for a in obj.arms],  # type: ignore[union-attr]
+                 "fixed": lambda: [obj.model]}.get(obj.type, lambda: [])()  # type: ignore[union-attr]
+        if not self.candidates and not named:
+            raise ValueError("list the candidate models (candidates:) for this objective")
+        if named and self.candidates:
+            missing = [m for m in named if m not in self.candidates]
+            if missing:
+                raise ValueError(f"objective names models outside candidates: {', '.join(missing)}")
+        return self
+
+    @property
+    def pool(self) -> list[str]:
+        if self.candidates:
+            return list(self.candidates)
+        obj = self.objective
+        if obj.type == "cascade":
+            return list(dict.fromkeys([*obj.steps, *obj.check.with_]))
+        if obj.type == "split":
+            return [a.model for a in obj.arms]
+        return [obj.model]  # type: ignore[union-attr]
+
+
+class PolicyError(ValueError):
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(source, [f"not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if not isinstance(data, dict):
+        raise PolicyError(source, ["a policy file is a YAML mapping"])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union")))
+            problems.append(f"{loc or '(top level)'}: {e['msg'].removeprefix('Value error, ')}")
+        raise PolicyError(source, problems) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
+    return parse_policy(text, str(p))
+
+
+def json_schema() -> dict:
+    return Policy.model_json_schema(by_alias=True)

@@ -1,0 +1,155 @@
+"""From a request to an ordered list of deployments: the policy's decision, or the static route.
+
+Builds the request's features (prompt text, token count, needed capabilities, task category,
+prompt-cache affinity) and each candidate's live facts (price, health, TTFT, output history),
+asks the matching policy, and maps the chosen models to deployments that are not circuit-open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from policies.decide import CandidateInfo, Decision, RequestFeatures
+from policies.features import categorize
+from router.auth import Principal
+from router.errors import APIError, model_not_found, permission_error
+from router.health import Health
+from router.metering import Meter
+from router.policy_store import PolicyStore
+from router.registry import Deployment, Registry
+
+
+@dataclass
+class Plan:
+    deployments: list[Deployment]
+    decision: Decision | None = None
+    category: str = "general"
+    prefix_key: bytes | None = None
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """The text a quality predictor reads: the last user turn (text parts)."""
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            c = msg.get("content")
+            if isinstance(c, str):
+                return c
+            if isinstance(c, list):
+                return "\n".join(str(p.get("text", "")) for p in c if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def needs(body: dict[str, Any]) -> frozenset[str]:
+    out = set()
+    if body.get("tools"):
+        out.add("tools")
+    if (body.get("response_format") or {}).get("type") == "json_schema":
+        out.add("json_schema")
+    for msg in body.get("messages") or ():
+        c = msg.get("content")
+        if isinstance(c, list) and any(isinstance(p, dict) and p.get("type") in ("image_url", "input_image") for p in c):
+            out.add("vision")
+    return frozenset(out)
+
+
+def _key(messages: list[dict[str, Any]]) -> bytes:
+    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+class Planner:
+    def __init__(self, registry: Registry, policies: PolicyStore, health: Health, meter: Meter, num_retries: int):
+        self.registry = registry
+        self.policies = policies
+        self.health = health
+        self.meter = meter
+        self.num_retries = num_retries
+        self._affinity: OrderedDict[bytes, str] = OrderedDict()
+
+    def knows(self, name: str) -> bool:
+        return self.registry.knows(name) or name in self.policies.aliases()
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(self.registry.names() + self.policies.aliases()))
+
+    def _info(self, name: str, mode: str) -> CandidateInfo | None:
+        deps = self.registry.candidates(name, mode)
+        if not deps:
+            return None
+        d = deps[0]
+        ttfts = [t for t in (self.health.ttft_ms(x.id) for x in deps) if t is not None]
+        return CandidateInfo(
+            name=name, provider=d.provider, price=d.price(self.meter.catalog), region=d.region,
+            self_hosted=d.self_hosted, capabilities=d.capabilities, context_window=d.context_window,
+            ttft_ms=min(ttfts) if ttfts else None,
+            healthy=any(self.health.state(x.id) != "open" for x in deps),
+            expected_output=self.health.expected_output(name))
+
+    def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
+        requested = body["model"]
+        if not self.knows(requested):
+            raise model_not_found(requested)
+        if who.models is not None and requested not in who.models:
+            raise permission_error(f"This key is not allowed to use the model '{requested}'.")
+        concrete = requested not in self.registry.aliases and bool(self.registry.candidates(requested, mode))
+        router = self.policies.match(requested, who.tenant, concrete) if mode == "chat" else None
+        if router is None:
+            deps = self.registry.candidates(requested, mode)
+            if not deps:
+                kind = "an embeddings" if mode == "embedding" else "a chat"
+                raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
+            return Plan(self._available(deps)[: 1 + self.num_retries])
+        messages = body["messages"]
+        pool = [requested] if concrete else router.policy.pool
+        infos = [i for i in (self._info(n, mode) for n in pool) if i is not None]
+        text = prompt_text(messages)
+        category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))
+        first = self.registry.candidates(infos[0].name, mode)[0] if infos else None
+        prompt_tokens = self.meter.estimate(first, body).prompt_tokens if first is not None else 0
+        # A conversation continues as messages + [assistant reply, new user turn]: its cached prefix is
+        # this request's whole message list, which is what ``remember`` stores.
+        affinity, cached = None, 0
+        for cut in (2, 1):
+            if len(messages) > cut:
+                hit = self._affinity.get(_key(messages[:-cut]))
+                if hit is not None:
+                    affinity = hit
+                    if first is not None:
+                        cached = self.meter.tokenizer.count_messages(first.upstream_model, messages[:-cut])
+                    break
+        features = RequestFeatures(
+            prompt=text, prompt_tokens=prompt_tokens,
+            max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"), needs=needs(body),
+            category=category, stream=bool(body.get("stream")), affinity=affinity, cached_prefix_tokens=cached,
+            concrete=concrete)
+        rng = random.Random(rid)
+        decision = router.decide(features, infos, rng)
+        if not decision.order:
+            reasons = "; ".join(f"{c['model']}: {c['removed_by']}" for c in decision.candidates)
+            raise APIError(400, f"No model satisfies policy '{decision.policy}' for this request ({reasons}).",
+                           param="model", code="no_eligible_model")
+        deps: list[Deployment] = []
+        for name in decision.order:
+            deps.extend(self._available(self.registry.candidates(name, mode)))
+        if not deps:  # every circuit open: try the first choice anyway
+            deps = self.registry.candidates(decision.order[0], mode)
+        return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
+                    _key(messages))
+
+    def _available(self, deps: list[Deployment]) -> list[Deployment]:
+        ok = [d for d in deps if self.health.state(d.id) != "open"]
+        return ok or deps
+
+    def remember(self, plan: Plan, dep: Deployment) -> None:
+        """The conversation's prefix is now cached where ``dep`` served it."""
+        if plan.prefix_key is None:
+            return
+        self._affinity[plan.prefix_key] = dep.model_name
+        self._affinity.move_to_end(plan.prefix_key)
+        if len(self._affinity) > 100_000:
+            self._affinity.popitem(last=False)

@@ -1,0 +1,138 @@
+"""Policies loaded from files, matched to requests, and reloaded live.
+
+A reload (a changed file seen by the watcher, or ``POST /admin/policies/reload``) parses and
+checks every file first and swaps the whole set only if all are valid: an invalid file is
+rejected with its errors and the previous policies stay. Feedback (bandit) state survives
+reloads, keyed by policy name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from policies.decide import PolicyRouter
+from policies.predictor import QualityPredictor
+from policies.quality import BanditState, QualityModel
+from policies.schema import Policy, PolicyError, load_policy, parse_policy
+from router.config import PoliciesConfig
+from router.registry import Registry
+
+log = logging.getLogger("switchyard.policies")
+
+
+@dataclass
+class Loaded:
+    policy: Policy
+    router: PolicyRouter
+    source: str
+
+
+class PolicyStore:
+    def __init__(self, cfg: PoliciesConfig, registry: Registry):
+        self.cfg = cfg
+        self.registry = registry
+        self.bandits: dict[str, BanditState] = {}
+        self.loaded: list[Loaded] = []
+        self._mtimes: dict[str, float] = {}
+        self.version = 0
+
+    def _sources(self) -> list[tuple[str, str, Path | None]]:
+        """(source name, text, path) for every policy file."""
+        out: list[tuple[str, str, Path | None]] = []
+        if self.cfg.builtin:
+            for entry in sorted(resources.files("router.defaults").joinpath("policies").iterdir(), key=lambda e: e.name):
+                if entry.name.endswith(".yaml"):
+                    out.append((f"builtin:{entry.name}", entry.read_text(), None))
+        paths = [Path(f) for f in self.cfg.files]
+        for d in self.cfg.dirs:
+            paths += sorted(Path(d).glob("*.yaml"))
+        for p in paths:
+            try:
+                out.append((str(p), p.read_text(), p))
+            except OSError as exc:
+                raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
+        return out
+
+    def _build(self, policy: Policy, path: Path | None) -> PolicyRouter:
+        problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.pool
+                    if m not in self.registry.aliases and not self.registry.candidates(m, "chat")]
+        predictor = None
+        if policy.quality.predictor:
+            pred_path = Path(policy.quality.predictor)
+            if not pred_path.is_absolute() and path is not None:
+                pred_path = path.parent / pred_path
+            try:
+                predictor = QualityPredictor.load(pred_path)
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(f"quality.predictor: cannot load {pred_path}: {type(exc).__name__}")
+        if problems:
+            raise PolicyError(policy.name, problems)
+        defaults = {}
+        for name in policy.pool:
+            deps = self.registry.candidates(name, "chat")
+            q = next((d.quality for d in deps if d.quality is not None), None)
+            if q is not None:
+                defaults[name] = q
+        bandit = self.bandits.setdefault(policy.name, BanditState())
+        return PolicyRouter(policy, QualityModel(policy.quality, defaults, predictor, bandit))
+
+    def reload(self) -> tuple[bool, list[str]]:
+        """Load every file; swap in the new set only if all are valid. Returns (ok, problems)."""
+        try:
+            sources = self._sources()
+            loaded = []
+            names: set[str] = set()
+            for source, text, path in sources:
+                policy = parse_policy(text, source)
+                if policy.name in names:
+                    raise PolicyError(source, [f"another file already defines policy '{policy.name}'"])
+                names.add(policy.name)
+                loaded.append(Loaded(policy, self._build(policy, path), source))
+        except PolicyError as exc:
+            problems = [f"{exc.source}: {p}" for p in exc.problems]
+            log.warning("policy reload rejected, previous policies kept: %s", "; ".join(problems))
+            return False, problems
+        self.loaded = loaded
+        self.version += 1
+        self._mtimes = self._current_mtimes()
+        log.info("policies loaded: %s", ", ".join(x.policy.name for x in loaded) or "(none)")
+        return True, []
+
+    def match(self, requested: str, tenant: str | None, concrete: bool) -> PolicyRouter | None:
+        for x in self.loaded:
+            b = x.policy.bind
+            if b.tenants and tenant not in b.tenants:
+                continue
+            if requested in b.aliases or (concrete and "*" in b.aliases):
+                return x.router
+        return None
+
+    def aliases(self) -> list[str]:
+        return [a for x in self.loaded for a in x.policy.bind.aliases if a != "*"]
+
+    def _current_mtimes(self) -> dict[str, float]:
+        out = {}
+        paths = [Path(f) for f in self.cfg.files]
+        for d in self.cfg.dirs:
+            paths += list(Path(d).glob("*.yaml"))
+        for p in paths:
+            try:
+                out[str(p)] = p.stat().st_mtime
+            except OSError:
+                out[str(p)] = -1.0
+        return out
+
+    async def watch(self) -> None:
+        """Poll the policy files; reload when one changes (or appears, or disappears)."""
+        if self.cfg.watch_interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.cfg.watch_interval)
+            if self._current_mtimes() != self._mtimes:
+                ok, _ = self.reload()
+                if not ok:  # do not retry the same broken files every tick
+                    self._mtimes = self._current_mtimes()
