@@ -135,6 +135,8 @@ class ServerConfig(_Strict):
     max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     num_retries: int = Field(default=2, ge=0, le=10, description="other deployments tried after a retryable failure")
     cors_origins: list[str] = Field(default_factory=list)
+    breaker_threshold: int = Field(default=5, ge=1, description="consecutive failures that open a deployment's circuit")
+    breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds a circuit stays open before a probe")
 
 
 class StorageConfig(_Strict):

@@ -150,7 +150,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     ok, problems = policies.reload()
     if not ok:
         raise PolicyStartupError(problems)
-    health = Health()
+    health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
     planner = Planner(registry, policies, health, meter, cfg.server.num_retries)
     gateway = Gateway(planner, meter, limiter, health)
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,

@@ -26,7 +26,9 @@ BEHAVIOURS = {
     "mock-badjson": "200 with a body that is not JSON", "mock-timeout": "no answer for 30 s",
     "mock-cut": "stream: 3 chunks then the connection drops", "mock-nodone": "stream: ends without [DONE]",
     "mock-slow": "stream: 200 chunks, one every 50 ms", "mock-huge": "an answer of about 3 MB",
+    "mock-flaky": "HTTP 503 while POST /_flaky {\"fail\": true} is in force, else normal",
 }
+FLAKY = {"fail": False}
 
 STATS: dict[str, Any] = {"requests": Counter(), "streams_started": 0, "streams_completed": 0,
                          "streams_aborted": 0, "last_body": None, "last_headers": None}
@@ -60,6 +62,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": {"message": f"Incorrect API key provided: {key}"}}, status=401)
     if model == "mock-badjson":
         return web.Response(text="<html>oops</html>", content_type="application/json")
+    if model == "mock-flaky" and FLAKY["fail"]:
+        return web.json_response({"error": {"message": "flaky is down"}}, status=503)
     if model == "mock-timeout":
         await asyncio.sleep(30)
     n = min(int(body.get("max_tokens") or body.get("max_completion_tokens") or 5), 1000)
@@ -136,12 +140,18 @@ async def reset(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def flaky(request: web.Request) -> web.Response:
+    FLAKY["fail"] = bool((await request.json()).get("fail"))
+    return web.json_response(FLAKY)
+
+
 def make_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/_stats", stats)
     app.router.add_post("/_reset", reset)
+    app.router.add_post("/_flaky", flaky)
     return app
 
 

@@ -104,7 +104,7 @@ class SimulatedBackend:
     def _rng(self, body: dict[str, Any]) -> random.Random:
         seed = body.get("seed")
         if isinstance(seed, int) and not isinstance(seed, bool):
-            basis = orjson.dumps([seed, body.get("messages"), body.get("input")], option=orjson.OPT_SORT_KEYS)
+            basis = orjson.dumps([self.s.name, seed, body.get("messages"), body.get("input")], option=orjson.OPT_SORT_KEYS)
             return random.Random(hashlib.sha256(basis).digest())
         return random.Random()
 

@@ -1,0 +1,237 @@
+"""Routing policies through the running gateway (simulated providers and the mock upstream):
+targets, constraints, fallback, circuit breaker, cascade, feedback, live reload, explanations."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, start_gateway, start_mock
+from tests.test_ledger import record
+
+A = {"authorization": f"Bearer {KEY_A}"}
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+MSG = [{"role": "user", "content": "Tell me something about routers."}]
+
+POLICIES = {
+    "low.yaml": """
+name: low
+bind: {aliases: [auto-low]}
+candidates: [open, small, mid, frontier]
+objective: {type: cheapest_above, target: 0.6}
+quality: {bandit: {enabled: false}}
+""",
+    "high.yaml": """
+name: high
+bind: {aliases: [auto-high]}
+candidates: [open, small, mid, frontier]
+objective: {type: cheapest_above, target: 0.85}
+quality: {bandit: {enabled: false}}
+""",
+    "eu.yaml": """
+name: eu-only
+bind: {aliases: [auto-eu]}
+candidates: [open, small, mid, frontier]
+objective: {type: cheapest_above, target: 0.1}
+constraints: {regions: [eu]}
+""",
+    "fallback.yaml": """
+name: fallback
+bind: {aliases: [auto-fallback]}
+candidates: [broken, mid]
+objective: {type: fixed, model: broken}
+""",
+    "flaky.yaml": """
+name: flaky
+bind: {aliases: [auto-flaky]}
+candidates: [flaky, mid]
+objective: {type: fixed, model: flaky}
+""",
+    "cascade.yaml": """
+name: cascade
+bind: {aliases: [auto-cascade]}
+objective: {type: cascade, steps: [small, frontier], check: {type: agreement, with: [open]}}
+""",
+    "bandit.yaml": """
+name: bandit
+bind: {aliases: [auto-bandit]}
+candidates: [mid, frontier]
+objective: {type: cheapest_above, target: 0.7}
+quality: {bandit: {enabled: true, exploration: 0.0, prior_strength: 10}}
+""",
+    "tenant-b.yaml": """
+name: tenant-b-perimeter
+bind: {aliases: ['*'], tenants: [b]}
+candidates: [open, small, mid, frontier]
+objective: {type: fixed, model: open}
+constraints: {no_third_party: true}
+""",
+}
+
+
+def config(mock_base: str, policy_dir: str) -> str:
+    sims = "\n".join(f"  - model_name: {n}\n    litellm_params: {{model: simulated/{p}, speed: 100}}"
+                     for n, p in (("open", "open-weights"), ("small", "small"), ("mid", "mid"), ("frontier", "frontier")))
+    return f"""
+model_list:
+{sims}
+  - model_name: broken
+    litellm_params: {{model: simulated/small, speed: 100, error_rate: 1.0}}
+  - model_name: flaky
+    litellm_params: {{model: openai/mock-flaky, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
+server: {{breaker_threshold: 3, breaker_cooldown: 1.5}}
+policies: {{dirs: ['{policy_dir}'], watch_interval: 0.3}}
+auth:
+  admin_key: os.environ/TEST_ADMIN_KEY
+  keys:
+    - {{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}}
+    - {{id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B}}
+"""
+
+
+@pytest.fixture(scope="module")
+def pgw(tmp_path_factory):
+    d = tmp_path_factory.mktemp("policies")
+    pdir = d / "policies"
+    pdir.mkdir()
+    for name, text in POLICIES.items():
+        (pdir / name).write_text(text)
+    mock = start_mock(d / "mock")
+    gw = start_gateway(d / "gw", config(mock.base, str(pdir)))
+    gw.extra.update(mock=mock, pdir=pdir)
+    yield gw
+    gw.stop()
+    mock.stop()
+
+
+def chat(gw, model: str, headers=A, **kw) -> httpx.Response:
+    return httpx.post(gw.base + "/v1/chat/completions", headers=headers, timeout=30,
+                      json={"model": model, "messages": MSG, "max_tokens": 20, **kw})
+
+
+def test_target_changes_the_choice_and_explains_it(pgw) -> None:
+    low, high = chat(pgw, "auto-low"), chat(pgw, "auto-high")
+    assert low.status_code == high.status_code == 200
+    # quality priors of the simulated tiers: open 0.55, small 0.62, mid 0.78, frontier 0.90
+    assert low.headers["x-switchyard-model"] == "small"
+    assert high.headers["x-switchyard-model"] == "frontier"
+    assert high.headers["x-switchyard-policy"] == "high"
+    assert "cheapest of 1 at or above target" in high.headers["x-switchyard-reason"]
+    rec = record(pgw, high.headers["x-request-id"])
+    assert rec["policy"] == "high"
+    d = rec["decision"]
+    assert d["rule"] == "cheapest_above(0.85)" and d["order"][0] == "frontier"
+    by_model = {c["model"]: c for c in d["candidates"]}
+    assert by_model["small"]["quality"] == pytest.approx(0.62) and by_model["small"]["expected_cost_usd"] > 0
+    assert by_model["frontier"]["expected_cost_usd"] > by_model["mid"]["expected_cost_usd"]
+
+
+def test_constraints_exclude_the_right_candidates(pgw) -> None:
+    r = chat(pgw, "auto-eu")
+    assert r.headers["x-switchyard-model"] == "small"  # the only eu candidate
+    d = record(pgw, r.headers["x-request-id"])["decision"]
+    removed = {c["model"]: c["removed_by"] for c in d["candidates"]}
+    assert removed["mid"] == "region us not allowed" and removed["open"] == "region self-hosted not allowed"
+    # capability: an image needs vision, which small and open lack
+    img = [{"role": "user", "content": [{"type": "text", "text": "what is this"},
+                                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+    r = httpx.post(pgw.base + "/v1/chat/completions", headers=A, json={"model": "auto-low", "messages": img, "max_tokens": 5})
+    assert r.headers["x-switchyard-model"] == "mid"
+    removed = {c["model"]: c["removed_by"] for c in record(pgw, r.headers["x-request-id"])["decision"]["candidates"]}
+    assert removed["small"] == "lacks vision" and removed["open"] == "lacks vision"
+    # context length: 140k tokens of prompt exceed open, mid and frontier (131k / 128k windows)
+    long = [{"role": "user", "content": "route " * 140_000}]
+    r = httpx.post(pgw.base + "/v1/chat/completions", headers=A, timeout=60,
+                   json={"model": "auto-high", "messages": long, "max_tokens": 5})
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small", r.text
+    removed = {c["model"]: c["removed_by"] for c in record(pgw, r.headers["x-request-id"])["decision"]["candidates"]}
+    assert removed["frontier"].startswith("context window 128000")
+
+
+def test_concrete_model_keeps_constraints_and_skips_objective(pgw) -> None:
+    h = {"authorization": f"Bearer {KEY_B}"}
+    r = chat(pgw, "open", headers=h)
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "open"
+    r = chat(pgw, "mid", headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_eligible_model"
+    assert "third-party processing not allowed" in r.json()["error"]["message"]
+    assert chat(pgw, "mid").headers["x-switchyard-model"] == "mid"  # tenant a has no such perimeter
+
+
+def test_fallback_on_injected_failure(pgw) -> None:
+    r = chat(pgw, "auto-fallback")
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "mid"
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [a["model"] for a in rec["attempts"]] == ["broken", "mid"] and rec["attempts"][0]["error"]
+
+
+def test_circuit_breaker_opens_and_closes(pgw) -> None:
+    mock = pgw.extra["mock"]
+    httpx.post(mock.base + "/_flaky", json={"fail": True})
+    for _ in range(3):  # three consecutive failures open the circuit
+        r = chat(pgw, "auto-flaky")
+        assert r.headers["x-switchyard-attempts"] == "2" and r.headers["x-switchyard-model"] == "mid"
+    before = httpx.get(mock.base + "/_stats").json()["requests"].get("mock-flaky", 0)
+    r = chat(pgw, "auto-flaky")
+    assert r.headers["x-switchyard-attempts"] == "1", "open circuit: the flaky deployment is skipped"
+    assert httpx.get(mock.base + "/_stats").json()["requests"].get("mock-flaky", 0) == before
+    assert "switchyard_circuit_breaker_opened_total{model=\"flaky\"} 1.0" in httpx.get(pgw.base + "/metrics").text
+    httpx.post(mock.base + "/_flaky", json={"fail": False})
+    time.sleep(1.7)  # cooldown: the next request probes, succeeds, and closes the circuit
+    r = chat(pgw, "auto-flaky")
+    assert r.headers["x-switchyard-model"] == "flaky" and r.headers["x-switchyard-attempts"] == "1"
+    assert chat(pgw, "auto-flaky").headers["x-switchyard-model"] == "flaky"
+
+
+def test_cascade_escalates_when_the_check_fails(pgw) -> None:
+    r = chat(pgw, "auto-cascade", seed=5)
+    assert r.status_code == 200
+    # small's and open's simulated answers differ, so the agreement check fails and frontier answers
+    assert r.headers["x-switchyard-model"] == "frontier"
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [a["model"] for a in rec["attempts"]] == ["open", "small", "frontier"]
+    assert rec["decision"]["cascade"]["steps"] == ["small", "frontier"]
+    body = r.json()
+    total = rec["prompt_tokens"]
+    assert total > body["usage"]["prompt_tokens"], "every call of the cascade is metered"
+    assert rec["charge_usd"] == pytest.approx(float(r.headers["x-switchyard-charge-usd"]))
+
+
+def test_feedback_shifts_the_bandit(pgw) -> None:
+    r = chat(pgw, "auto-bandit")
+    assert r.headers["x-switchyard-model"] == "mid"  # mid 0.78 >= 0.7 and cheaper than frontier
+    for _ in range(4):
+        rid = chat(pgw, "auto-bandit").headers["x-request-id"]
+        f = httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 0.0})
+        assert f.status_code == 200, f.text
+    # prior 0.78 with strength 10, four zeros: (7.8 + 0) / 14 = 0.56 < 0.7
+    assert chat(pgw, "auto-bandit").headers["x-switchyard-model"] == "frontier"
+    # tenant-scoped: b cannot score a's request; nonsense scores are refused
+    f = httpx.post(pgw.base + "/v1/feedback", headers={"authorization": f"Bearer {KEY_B}"},
+                   json={"request_id": rid, "score": 1.0})
+    assert f.status_code == 404
+    assert httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 7}).status_code == 400
+
+
+def test_live_reload_and_invalid_file_keeps_old_policy(pgw) -> None:
+    pdir = pgw.extra["pdir"]
+    assert chat(pgw, "auto-low").headers["x-switchyard-model"] == "small"
+    (pdir / "low.yaml").write_text(POLICIES["low.yaml"].replace("target: 0.6", "target: 0.7"))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and chat(pgw, "auto-low").headers["x-switchyard-model"] != "mid":
+        time.sleep(0.1)
+    assert chat(pgw, "auto-low").headers["x-switchyard-model"] == "mid", "the watcher picked up the change"
+    (pdir / "low.yaml").write_text(POLICIES["low.yaml"].replace("target: 0.6", "target: 7"))
+    r = httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN)
+    assert r.status_code == 400 and "objective.cheapest_above.target" in r.json()["error"]["message"]
+    time.sleep(0.5)
+    assert chat(pgw, "auto-low").headers["x-switchyard-model"] == "mid", "the previous policy stays"
+    (pdir / "low.yaml").write_text(POLICIES["low.yaml"])
+    r = httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN)
+    assert r.status_code == 200 and "low" in r.json()["policies"]
+    assert chat(pgw, "auto-low").headers["x-switchyard-model"] == "small"
+    assert httpx.post(pgw.base + "/admin/policies/reload", headers=A).status_code == 403
+
