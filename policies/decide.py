@@ -28,6 +28,7 @@ class CandidateInfo:
     ttft_ms: float | None = None  # live, smoothed
     healthy: bool = True  # circuit breaker closed (or half-open and probing)
     expected_output: float | None = None  # from history
+    expected_cost_usd: float | None = None  # known outright (offline replays without token prices)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class PolicyRouter:
         for c in healthy:
             out = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
             cached = f.cached_prefix_tokens if c.name == f.affinity else 0
-            cost = expected_cost(c.price, f.prompt_tokens, out, cached)
+            cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(c.price, f.prompt_tokens, out, cached)
             costs[c.name] = float("inf") if cost is None else cost
         for row in table:
             if row["model"] in q:

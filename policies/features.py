@@ -23,36 +23,37 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the (L2-normalised) sparse feature vector of ``text``."""
     tail = text[-4000:].lower()
     words = WORD.findall(tail)[-max_words:]
-    feats: dict[int, float] = {}
-    prev = "^"
-    for w in words:
-        for key in (w, prev + " " + w):
-            h = crc32(key.encode()) & MASK
-            feats[h] = feats.get(h, 0.0) + 1.0
-        prev = w
-    # shape signals: length of the whole prompt, in log buckets; code-like punctuation density
+    hs = [crc32(w.encode()) for w in words]
+    # unigrams, and word pairs hashed from their two word hashes (no string building)
+    keys = [h & MASK for h in hs]
+    keys += [((a * 0x9E3779B1) ^ b) & MASK for a, b in zip([0x2545F491, *hs[:-1]], hs)]
+    # shape signals: prompt length (log buckets), code-like punctuation density, how many numbers
+    # and sentences the question holds (multi-step problems are harder for small models)
     n = len(text)
-    feats[crc32(f"__len{int(math.log2(n + 1))}".encode()) & MASK] = 2.0
     code = sum(text.count(c) for c in "(){}[]=:_") / (n + 1)
-    feats[crc32(f"__code{min(int(code * 50), 10)}".encode()) & MASK] = 2.0
-    feats[0] = 1.0  # bias feature
-    idx = np.fromiter(feats.keys(), dtype=np.int64, count=len(feats))
-    val = np.fromiter(feats.values(), dtype=np.float32, count=len(feats))
+    numbers = sum(1 for w in words if w.isdigit())
+    sentences = tail.count(". ") + tail.count("? ") + tail.count("?\n") + 1
+    shape = [f"__len{int(math.log2(n + 1))}", f"__code{min(int(code * 50), 10)}", f"__nums{min(numbers, 12)}",
+             f"__sent{min(sentences, 12)}", f"__words{min(len(words) // 10, 30)}"]
+    idx, counts = np.unique(np.array(keys, dtype=np.int64), return_counts=True)
+    extra = np.array([crc32(k.encode()) & MASK for k in shape] + [0], dtype=np.int64)  # 0: the bias feature
+    idx = np.concatenate([idx, extra])
+    val = np.concatenate([counts.astype(np.float32), np.array([2.0] * len(shape) + [1.0], dtype=np.float32)])
     val /= np.sqrt((val * val).sum())
     return idx, val
 
-
-_CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\breturn\b|;\s*$|#include|\bimport |=>", re.M)
-_MATH = re.compile(r"\d+\s*[-+*/^=]\s*\d+|\bsolve\b|\bequation\b|\bcalculate\b|\bintegral\b|\bprobability\b", re.I)
+_CODE_MARKS = ("```", "def ", "class ", "function", "return ", "#include", "import ", "=>", "};", "python", "code")
+_MATH_WORDS = ("solve", "equation", "calculate", "integral", "probability", "how many", "how much", "percent")
+_ARITH = re.compile(r"\d\s*[-+*/^=]\s*\d")
 
 
 def categorize(prompt: str, wants_json: bool = False) -> str:
     """A coarse task category for per-category priors and feedback: code, math, json or general."""
-    tail = prompt[-2000:]
     if wants_json:
         return "json"
-    if _CODE.search(tail):
+    tail = prompt[-2000:].lower()
+    if any(k in tail for k in _CODE_MARKS):
         return "code"
-    if _MATH.search(tail):
+    if any(k in tail for k in _MATH_WORDS) or _ARITH.search(tail):
         return "math"
     return "general"

@@ -41,7 +41,7 @@ class Check(_M):
     with_: list[str] = Field(default_factory=list, alias="with", description="agreement: models that must agree")
     min_mean_logprob: float = Field(default=-0.5, description="logprob: mean token logprob at least this")
     min_chars: int = Field(default=1, ge=0, description="rule: answer at least this long")
-    json: bool = Field(default=False, description="rule: answer must parse as JSON")
+    json_: bool = Field(default=False, alias="json", description="rule: answer must parse as JSON")
     not_contains: list[str] = Field(default_factory=list, description="rule: phrases that fail the check")
 
 

@@ -1,19 +1,10 @@
-"""Cascade checks: is a cheaper model's answer good enough to send, or must the request escalate?
-
-- ``rule``: the answer is long enough, parses as JSON when asked, avoids given phrases;
-- ``logprob``: the answer's mean token log-probability reaches a threshold (requested upstream);
-- ``agreement``: other models, asked the same thing, give the same answer (compared on the
-  normalised first line: case, spacing and punctuation ignored).
-"""
+"""Cascade checks applied to OpenAI response bodies (the text logic lives in policies.checks)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import orjson
-
-_PUNCT = re.compile(r"[\s\W_]+")
+from policies.checks import agree_texts, logprob_ok_values, rule_ok_text
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -25,32 +16,15 @@ def answer_text(body: dict[str, Any]) -> str:
     return "".join(str((c.get("function") or {}).get("arguments", "")) for c in calls)
 
 
-def normalise(text: str) -> str:
-    first = next((line for line in text.strip().splitlines() if line.strip()), "")
-    return _PUNCT.sub("", first.lower())
-
-
 def rule_ok(check: dict[str, Any], body: dict[str, Any]) -> bool:
-    text = answer_text(body)
-    if len(text.strip()) < check.get("min_chars", 1):
-        return False
-    if check.get("json"):
-        try:
-            orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return False
-    lowered = text.lower()
-    return not any(p.lower() in lowered for p in check.get("not_contains") or ())
+    return rule_ok_text(check, answer_text(body))
 
 
 def logprob_ok(check: dict[str, Any], body: dict[str, Any]) -> bool:
     lp = ((body.get("choices") or [{}])[0].get("logprobs") or {}).get("content") or []
-    values = [t.get("logprob") for t in lp if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))]
-    if not values:
-        return False  # no evidence of confidence: escalate
-    return sum(values) / len(values) >= check.get("min_mean_logprob", -0.5)
+    return logprob_ok_values(check, [t["logprob"] for t in lp if isinstance(t, dict)
+                                     and isinstance(t.get("logprob"), (int, float))])
 
 
 def agree(first: dict[str, Any], others: list[dict[str, Any]]) -> bool:
-    want = normalise(answer_text(first))
-    return bool(want) and all(normalise(answer_text(o)) == want for o in others)
+    return agree_texts(answer_text(first), [answer_text(o) for o in others])

@@ -1,0 +1,280 @@
+"""Offline evaluation: replay a dataset of prompts with per-model outcomes through a policy.
+
+Dataset format (JSON lines): ``id``, ``prompt``, optional ``benchmark``, a split field
+(``split`` or ``routerdc_split``), and per model flat keys ``"<model>|score"`` (0/1, or 1-10
+judge scores, normalised to [0, 1]) plus ``"<model>|cost_usd"`` (or ``|cost_usd_est``), or token
+counts (``|input_tokens``, ``|output_tokens``) priced with ``prices``.
+
+The policy sees only what a live request would: the prompt, its token count, and prices; the
+scores are read after the choice, to grade it (the oracle baseline alone reads them to choose).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from policies import metrics
+from policies.checks import agree_texts, rule_ok_text
+from policies.decide import CandidateInfo, PolicyRouter, RequestFeatures
+from policies.features import categorize
+from policies.predictor import QualityPredictor
+from policies.quality import QualityModel
+from policies.schema import Policy
+from pricing import ModelPrice
+
+
+@dataclass
+class Dataset:
+    rows: list[dict[str, Any]]
+    models: list[str]
+    split_field: str
+
+    def split(self, name: str | None) -> list[dict[str, Any]]:
+        return self.rows if name in (None, "all") else [r for r in self.rows if r.get(self.split_field) == name]
+
+
+def load_dataset(path: str | Path, *, include_excluded: bool = False) -> Dataset:
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            if line.strip():
+                r = json.loads(line)
+                if r.get("excluded_by_routellm_decontamination") and not include_excluded:
+                    continue
+                rows.append(r)
+    models = sorted({k.split("|")[0] for k in rows[0] if k.endswith("|score")})
+    split_field = "split" if "split" in rows[0] else "routerdc_split"
+    return Dataset(rows, models, split_field)
+
+
+def score(row: dict[str, Any], model: str) -> float:
+    v = float(row[f"{model}|score"])
+    return v / 10.0 if v > 1.0 else v  # 1-10 judge scores become [0.1, 1]
+
+
+def tokens(row: dict[str, Any], model: str) -> tuple[int, int]:
+    inp = row.get(f"{model}|input_tokens") or row.get(f"{model}|input_tokens_question_only") or 0
+    return int(inp), int(row.get(f"{model}|output_tokens") or 0)
+
+
+def cost(row: dict[str, Any], model: str, prices: dict[str, ModelPrice]) -> float:
+    for key in (f"{model}|cost_usd", f"{model}|cost_usd_est"):
+        if row.get(key) is not None:
+            return float(row[key])
+    inp, out = tokens(row, model)
+    p = prices[model]
+    return inp * p.input + out * p.output
+
+
+def load_prices(path: str | Path | None, models: list[str]) -> dict[str, ModelPrice]:
+    """Per-model prices: a prices.json as shipped with the routing data ({model: {dataset_price_usd_per_1M: ...}})."""
+    out: dict[str, ModelPrice] = {}
+    doc = json.loads(Path(path).read_text()) if path else {}
+    for m in models:
+        entry = doc.get(m) or doc.get(m.split("/")[-1]) or {}
+        per_m = entry.get("dataset_price_usd_per_1M") or entry
+        out[m] = ModelPrice(input=float(per_m.get("input", 0.0)) / 1e6, output=float(per_m.get("output", 0.0)) / 1e6,
+                            source="dataset")
+    return out
+
+
+def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epochs: int = 5) -> QualityPredictor:
+    rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
+    y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
+    return QualityPredictor.train([r["prompt"] for r in rows], y, ds.models, epochs=epochs,
+                                  meta={"rows": len(rows), "split": split, "excluded": list(exclude)})
+
+
+def with_param(policy: Policy, name: str, value: float) -> Policy:
+    """A copy of ``policy`` with one parameter set, e.g. ``target``, ``lambda``, ``max_cost_usd``."""
+    data = policy.model_dump(by_alias=True)
+    obj = data["objective"]
+    key = name.split(".")[-1]
+    if key not in obj:
+        raise ValueError(f"the {obj['type']} objective has no parameter '{key}'")
+    obj[key] = value
+    return Policy.model_validate(data)
+
+
+class Replay:
+    """Replays rows through a policy, as the gateway would decide for each prompt."""
+
+    def __init__(self, policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
+                 history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None):
+        self.policy = policy
+        self.ds = ds
+        self.prices = prices
+        self.responses = responses or {}
+        quality = QualityModel(policy.quality.model_copy(update={"bandit": policy.quality.bandit.model_copy(
+            update={"enabled": False})}), {}, predictor)
+        self.router = PolicyRouter(policy, quality)
+        # expected output tokens per (benchmark, model), from the history rows (the train split)
+        acc: dict[tuple[str, str], list[int]] = defaultdict(list)
+        spent: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for r in history_rows:
+            for m in ds.models:
+                acc[(r.get("benchmark", ""), m)].append(tokens(r, m)[1])
+                spent[(r.get("benchmark", ""), m)].append(cost(r, m, prices))
+        self.expected_out = {k: float(np.mean(v)) for k, v in acc.items() if v}
+        # without token counts to price, the expected cost is the history's mean cost per prompt
+        self.expected_cost = {k: float(np.mean(v)) for k, v in spent.items() if v}
+        self.priced_by_tokens = all(prices[m].input or prices[m].output for m in ds.models)
+
+    def choose(self, row: dict[str, Any]) -> tuple[str, float, float, list[str]]:
+        """(answering model, quality, cost, models called) for one row."""
+        pool = [m for m in self.policy.pool if m in self.ds.models] or self.ds.models
+        key = row.get("benchmark", "")
+        infos = [CandidateInfo(name=m, provider="dataset", price=self.prices[m],
+                               expected_output=self.expected_out.get((key, m)),
+                               expected_cost_usd=None if self.priced_by_tokens else self.expected_cost.get((key, m)))
+                 for m in pool]
+        prompt_tokens = max(tokens(row, m)[0] for m in pool)
+        f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=categorize(row["prompt"]))
+        d = self.router.decide(f, infos, random.Random(str(row["id"])))
+        if d.cascade is None:
+            m = d.order[0]
+            return m, score(row, m), cost(row, m, self.prices), [m]
+        return self._cascade(row, d.cascade)
+
+    def _cascade(self, row: dict[str, Any], spec: dict[str, Any]) -> tuple[str, float, float, list[str]]:
+        check = spec["check"]
+        called: list[str] = []
+        total = 0.0
+        answers = self.responses.get(str(row["id"]), {})
+        for i, m in enumerate(spec["steps"]):
+            called.append(m)
+            total += cost(row, m, self.prices)
+            if i == len(spec["steps"]) - 1:
+                return m, score(row, m), total, called
+            text = answers.get(m, "")
+            if check["type"] == "rule" and rule_ok_text(check, text):
+                return m, score(row, m), total, called
+            if check["type"] == "agreement":
+                voters = [v for v in check.get("with") or () if v in self.ds.models]
+                for v in voters:
+                    if v not in called:
+                        called.append(v)
+                        total += cost(row, v, self.prices)
+                if voters and agree_texts(text, [answers.get(v, "") for v in voters]):
+                    return m, score(row, m), total, called
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def router_score(self, row: dict[str, Any], strong: str, weak: str) -> float:
+        """Two-model routers rank prompts by the predicted quality gain of the strong model."""
+        q = self.router.quality.prior([strong, weak], row["prompt"], categorize(row["prompt"]))
+        return q[strong] - q[weak]
+
+
+def baselines(rows: list[dict[str, Any]], models: list[str], prices: dict[str, ModelPrice],
+              strongest: str, cheapest: str) -> dict[str, dict[str, float]]:
+    def avg(fn: Any) -> float:
+        return float(np.mean([fn(r) for r in rows]))
+
+    def oracle(r: dict[str, Any]) -> str:
+        best = max(score(r, m) for m in models)
+        return min((m for m in models if score(r, m) == best), key=lambda m: cost(r, m, prices))
+
+    return {
+        "always_strongest": {"model": strongest, "quality": avg(lambda r: score(r, strongest)),
+                             "cost": avg(lambda r: cost(r, strongest, prices))},
+        "always_cheapest": {"model": cheapest, "quality": avg(lambda r: score(r, cheapest)),
+                            "cost": avg(lambda r: cost(r, cheapest, prices))},
+        "random": {"quality": avg(lambda r: np.mean([score(r, m) for m in models])),
+                   "cost": avg(lambda r: np.mean([cost(r, m, prices) for m in models]))},
+        "oracle": {"quality": avg(lambda r: score(r, oracle(r))), "cost": avg(lambda r: cost(r, oracle(r), prices))},
+    }
+
+
+def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[str, ModelPrice],
+             predictor: QualityPredictor | None = None, sweep: tuple[str, list[float]] | None = None,
+             responses: dict[str, dict[str, str]] | None = None, train_split: str = "train") -> dict[str, Any]:
+    rows = ds.split(split)
+    history = ds.split(train_split)
+    if not rows:
+        raise ValueError(f"no rows in split '{split}'")
+    train_q = {m: float(np.mean([score(r, m) for r in history])) for m in ds.models} if history else {}
+    train_c = {m: float(np.mean([cost(r, m, prices) for r in history])) for m in ds.models} if history else {}
+    strongest = max(ds.models, key=lambda m: train_q.get(m, 0.0))
+    cheapest = min(ds.models, key=lambda m: train_c.get(m, 0.0))
+    values = sweep[1] if sweep else [None]
+    settings: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
+    per_bench_points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for v in values:
+        pol = with_param(policy, sweep[0], v) if sweep and v is not None else policy
+        replay = Replay(pol, ds, prices, predictor, history, responses)
+        qs, cs = [], []
+        by_bench: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for r in rows:
+            m, q, c, called = replay.choose(r)
+            qs.append(q)
+            cs.append(c)
+            by_bench[r.get("benchmark", "all")].append((c, q))
+            line = {"id": r["id"], "model": m}
+            if len(called) > 1:
+                line["called"] = called
+            if sweep:
+                line[sweep[0]] = v
+            decisions.append(line)
+        setting = {"quality": float(np.mean(qs)), "cost": float(np.mean(cs)), "cost_total": float(np.sum(cs))}
+        if sweep:
+            setting[sweep[0]] = v
+        setting["by_benchmark"] = {b: {"quality": float(np.mean([q for _, q in pts])), "cost": float(np.mean([c for c, _ in pts]))}
+                                   for b, pts in by_bench.items()}
+        for b, s in setting["by_benchmark"].items():
+            per_bench_points[b].append((s["cost"], s["quality"]))
+        settings.append(setting)
+    report: dict[str, Any] = {"policy": policy.name, "split": split, "rows": len(rows), "models": ds.models,
+                              "strongest": strongest, "cheapest": cheapest, "settings": settings,
+                              "baselines": baselines(rows, ds.models, prices, strongest, cheapest)}
+    report["benchmarks"] = {}
+    for b in sorted(per_bench_points):
+        brows = [r for r in rows if r.get("benchmark", "all") == b]
+        singles = [(float(np.mean([cost(r, m, prices) for r in brows])), float(np.mean([score(r, m) for r in brows])))
+                   for m in ds.models]
+        c_max = max(c for c, _ in singles)
+        best_c, best_q = dict(zip(ds.models, singles))[strongest]
+        pts = per_bench_points[b]
+        entry: dict[str, Any] = {"rows": len(brows), "aiq": metrics.aiq(pts, c_max), "zero_router_aiq": metrics.aiq(singles, c_max)}
+        for pct in (95, 100):
+            need = metrics.cost_to_reach(pts, best_q * pct / 100)
+            entry[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best_c
+        if len(ds.models) == 2:
+            weak = next(m for m in ds.models if m != strongest)
+            replay = Replay(policy, ds, prices, predictor, history, responses)
+            s_router = [replay.router_score(r, strongest, weak) for r in brows]
+            qs_, qw_ = [score(r, strongest) for r in brows], [score(r, weak) for r in brows]
+            curve = metrics.routellm_curve(s_router, qs_, qw_)
+            ms, mw = float(np.mean(qs_)), float(np.mean(qw_))
+            entry.update({"apgr": metrics.apgr(curve, ms, mw), "cpt50": metrics.cpt(curve, ms, mw, 0.5),
+                          "cpt80": metrics.cpt(curve, ms, mw, 0.8), "strong_quality": ms, "weak_quality": mw})
+        report["benchmarks"][b] = entry
+    aiqs = [e["aiq"] for e in report["benchmarks"].values()]
+    report["mean_aiq"] = float(np.mean(aiqs))
+    report["mean_zero_router_aiq"] = float(np.mean([e["zero_router_aiq"] for e in report["benchmarks"].values()]))
+    pooled = [(s["cost"], s["quality"]) for s in settings]
+    best = report["baselines"]["always_strongest"]
+    for pct in (95, 100):
+        need = metrics.cost_to_reach(pooled, best["quality"] * pct / 100)
+        report[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best["cost"]
+    report["decisions"] = decisions
+    return report
+
+
+def load_responses(path: str | Path | None) -> dict[str, dict[str, str]] | None:
+    if not path or not Path(path).exists():
+        return None
+    out = {}
+    with open(path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            out[str(r.pop("id"))] = {k: str(v) for k, v in r.items()}
+    return out
+
