@@ -7,9 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: serve test install demo bench clean
 
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	sh deploy/install.sh $(VENV) -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -143,6 +143,8 @@ class StorageConfig(_Strict):
     data_dir: str = Field(default=".switchyard", description="SQLite ledger, spill files; relative to the working directory")
     database_url: str | None = Field(default=None, description="PostgreSQL for the ledger, e.g. os.environ/DATABASE_URL; default: SQLite in data_dir")
     redis_url: str | None = Field(default=None, description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory")
+    ledger_flush_interval: float = Field(default=0.2, gt=0, le=10,
+                                         description="seconds a ledger batch may wait; also what a hard kill can lose")
 
     @field_validator("database_url", "redis_url")
     @classmethod

@@ -54,7 +54,8 @@ class Services:
     _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.tokenizer.warm)
+        # only the encodings the configured models use (each costs 30-70 MB of memory)
+        await asyncio.to_thread(self.tokenizer.warm, {d.upstream_model for d in self.registry.deployments})
         if self.store is not None and self.writer is not None:
             await self.store.migrate()
             await self.writer.start()
@@ -140,7 +141,8 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
         db_url = resolve_env(cfg.storage.database_url, env, literal_ok=True) or sqlite_url(cfg.storage.data_dir)
         store = LedgerStore(db_url)
         log.info("ledger: %s", redact_url(store.url))
-        writer = LedgerWriter(store, Path(cfg.storage.data_dir) / "spill", metrics)
+        writer = LedgerWriter(store, Path(cfg.storage.data_dir) / "spill", metrics,
+                              flush_interval=cfg.storage.ledger_flush_interval)
         sink = writer
     redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
     state: StateStore = RedisState(redis_url) if redis_url else MemoryState()

@@ -59,8 +59,9 @@ class Tokenizer:
                 self._encodings[name] = enc
         return enc
 
-    def warm(self) -> None:
-        for name in ("gpt-4o", "gpt-4"):
+    def warm(self, models: Iterable[str] = ("gpt-4o", "gpt-4")) -> None:
+        """Load the encodings these models use now, rather than on a first request."""
+        for name in models:
             self.encoding(name)
 
     def count(self, model: str, text: str) -> int:

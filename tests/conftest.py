@@ -25,8 +25,9 @@ SWITCHYARD = str(Path(sys.executable).with_name("switchyard"))
 PROVIDER_KEY = "sk-upstream-CANARY-7f3a9c1e5b"
 KEY_A = "tenant-a-CANARY-key-0c4d2e8f9a71"
 KEY_B = "tenant-b-CANARY-key-5e6f7a8b9c0d"
+KEY_C = "tenant-c-CANARY-key-77e1d2c3b4a5"
 ADMIN_KEY = "admin-CANARY-key-11aa22bb33cc"
-SECRETS = (PROVIDER_KEY, KEY_A, KEY_B, ADMIN_KEY)
+SECRETS = (PROVIDER_KEY, KEY_A, KEY_B, KEY_C, ADMIN_KEY)
 
 
 def free_port() -> int:
@@ -133,7 +134,8 @@ def mock_config(mock_base: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-GATEWAY_ENV = {"MOCK_PROVIDER_KEY": PROVIDER_KEY, "TEST_KEY_A": KEY_A, "TEST_KEY_B": KEY_B, "TEST_ADMIN_KEY": ADMIN_KEY}
+GATEWAY_ENV = {"MOCK_PROVIDER_KEY": PROVIDER_KEY, "TEST_KEY_A": KEY_A, "TEST_KEY_B": KEY_B, "TEST_KEY_C": KEY_C,
+               "TEST_ADMIN_KEY": ADMIN_KEY}
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,28 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, start_gateway, start_mock
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, start_gateway, start_mock
 from tests.servers import fresh_database, shared_database_url, shared_redis_url
 
 BUDGET_USD = 0.002
+PICK = """
+name: pick
+bind: {{aliases: [pick]}}
+candidates: [mock-gpt, other-gpt]
+objective: {{type: fixed, model: {model}}}
+"""
 
 
-def replica_config(mock_base: str) -> str:
+def replica_config(mock_base: str, policy_dir: str) -> str:
     return f"""
 model_list:
   - model_name: mock-gpt
     litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
     model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+  - model_name: other-gpt
+    litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+policies: {{dirs: ['{policy_dir}'], watch_interval: 0.3}}
 storage:
   database_url: os.environ/SY_TEST_DATABASE_URL
   redis_url: os.environ/SY_TEST_REDIS_URL
@@ -35,6 +45,7 @@ auth:
   keys:
     - {{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}}
     - {{id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B}}
+    - {{id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}}
 """
 
 
@@ -46,7 +57,12 @@ def replicas(tmp_path_factory):
     d = tmp_path_factory.mktemp("replicas")
     mock = start_mock(d / "mock")
     env = {"SY_TEST_DATABASE_URL": db_url, "SY_TEST_REDIS_URL": redis_url}
-    gws = [start_gateway(d / f"gw{i}", replica_config(mock.base), env) for i in range(2)]
+    pdir = d / "policies"
+    pdir.mkdir()
+    (pdir / "pick.yaml").write_text(PICK.format(model="mock-gpt"))
+    gws = [start_gateway(d / f"gw{i}", replica_config(mock.base, str(pdir)), env) for i in range(2)]
+    for g in gws:
+        g.extra["pdir"] = pdir
     yield gws, mock, redis_url
     for g in gws:
         g.stop()
@@ -108,3 +124,21 @@ def test_rate_limit_is_global_across_replicas(replicas) -> None:
     remaining = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in ok)
     assert remaining == list(range(25)), "each admission saw the shared counter"
     assert all(r.headers["retry-after"] for r in limited)
+
+
+def test_policy_reload_reaches_both_replicas(replicas) -> None:
+    gws, _, _ = replicas
+    h = {"authorization": f"Bearer {KEY_C}"}
+    body = {"model": "pick", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert {httpx.post(g.base + "/v1/chat/completions", headers=h, json=body).headers["x-switchyard-model"]
+            for g in gws} == {"mock-gpt"}
+    (gws[0].extra["pdir"] / "pick.yaml").write_text(PICK.format(model="other-gpt"))  # one shared file, as a ConfigMap
+    deadline = time.monotonic() + 10
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        seen = {httpx.post(g.base + "/v1/chat/completions", headers=h, json=body).headers.get("x-switchyard-model", "")
+                for g in gws}
+        if seen == {"other-gpt"}:
+            break
+        time.sleep(0.3)
+    assert seen == {"other-gpt"}, "both replicas reloaded the changed policy without a restart"

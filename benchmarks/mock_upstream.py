@@ -1,0 +1,80 @@
+"""A lean mock OpenAI upstream for benchmarks: raw asyncio HTTP/1.1 keep-alive, no framework.
+
+    python benchmarks/mock_upstream.py PORT
+
+POST .../chat/completions answers 20 completion tokens with usage; with "stream": true it sends a
+role chunk, 20 content chunks, a finish chunk, a usage chunk (when asked) and [DONE].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+TOKENS = 20
+USAGE = {"prompt_tokens": 30, "completion_tokens": TOKENS, "total_tokens": 30 + TOKENS}
+
+
+def body_nonstream(model: str) -> bytes:
+    return json.dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()), "model": model,
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * TOKENS},
+                                    "finish_reason": "stop"}], "usage": USAGE}).encode()
+
+
+def stream_events(model: str, usage: bool) -> bytes:
+    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    out += [{**base, "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]} for _ in range(TOKENS)]
+    out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage:
+        out.append({**base, "choices": [], "usage": USAGE})
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in out) + b"data: [DONE]\n\n"
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            raw = await reader.readexactly(length) if length else b"{}"
+            req = json.loads(raw or b"{}")
+            model = req.get("model", "mock")
+            if req.get("stream"):
+                payload = stream_events(model, bool((req.get("stream_options") or {}).get("include_usage")))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                # one HTTP chunk per SSE event, as a real server streams them
+                for event in payload.split(b"\n\n")[:-1]:
+                    event += b"\n\n"
+                    writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                writer.write(b"0\r\n\r\n")
+            else:
+                payload = body_nonstream(model)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port: int) -> None:
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    if uvloop is not None:
+        uvloop.install()
+    asyncio.run(main(int(sys.argv[1])))

@@ -1,0 +1,319 @@
+"""Switchyard's gateway benchmark: what the gateway adds, measured against the upstream alone.
+
+    python benchmarks/run.py [--duration 10] [--rates 100,300] [--redis-url U --database-url U]
+                             [--litellm /path/to/venv] [--out benchmarks/results.json]
+
+Starts the lean mock upstream (benchmarks/mock_upstream.py) on CPU 0 and the gateway exactly as
+a user would (``switchyard serve --config benchmarks/bench-config.yaml``) pinned to CPU 1, with
+metering, the ledger, budgets and rate limits on; then, for non-streaming and 20-chunk streaming
+chat: the start-to-first-answer time, open-loop latency at each rate against the mock measured
+directly in the same run (added p50/p90/p99, time to first byte), closed-loop maximum throughput,
+gateway CPU milliseconds per request (its process tree), and peak resident memory. With
+``--redis-url/--database-url`` a second configuration runs on Redis and PostgreSQL; with
+``--litellm VENV`` LiteLLM's proxy runs through the same scenarios in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HZ = os.sysconf("SC_CLK_TCK")
+BODY = {"model": "mock-gpt", "max_tokens": 20, "messages": [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Write one short sentence about load testing an LLM gateway."}]}
+KEY = "sk-bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError):
+            pass
+    return total / HZ
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_flag = pid, 0.0, False
+
+    def run(self) -> None:
+        while not self.stop_flag:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.25)
+
+
+def start(cmd: list[str], cpus: str, env: dict[str, str], cwd: str) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", cpus, *cmd], env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(Path(cwd) / "stderr.log", "ab"))
+
+
+def stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+async def first_answer(url: str, headers: dict[str, str], timeout: float = 120) -> float:
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() - t0 < timeout:
+            try:
+                async with s.post(url, json=BODY, headers=headers) as r:
+                    if r.status == 200:
+                        await r.read()
+                        return time.monotonic() - t0
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    raise RuntimeError(f"{url} never answered")
+
+
+async def open_loop(url: str, headers: dict[str, str], body: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
+    """Requests at fixed intervals; latency counted from the scheduled start (no coordinated omission)."""
+    n = int(rate * seconds)
+    lat: list[float] = []
+    ttfb: list[float] = []
+    errors = 0
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        t0 = time.perf_counter() + 0.05
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            at = t0 + i / rate
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            try:
+                async with s.post(url, json=body, headers=headers) as r:
+                    first = None
+                    async for _ in r.content.iter_any():
+                        first = first or time.perf_counter()
+                    if r.status != 200:
+                        errors += 1
+                        return
+                    ttfb.append((first or time.perf_counter()) - at)
+                    lat.append(time.perf_counter() - at)
+            except aiohttp.ClientError:
+                errors += 1
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    lat.sort()
+    ttfb.sort()
+
+    def q(xs: list[float], p: float) -> float:
+        return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else float("nan")
+
+    return {"requests": n, "errors": errors, "p50": q(lat, 0.5), "p90": q(lat, 0.9), "p99": q(lat, 0.99),
+            "ttfb50": q(ttfb, 0.5)}
+
+
+async def closed_loop(url: str, headers: dict[str, str], body: dict[str, Any], conns: int, seconds: float) -> dict[str, Any]:
+    done = errors = 0
+    stop_at = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns)) as s:
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < stop_at:
+                try:
+                    async with s.post(url, json=body, headers=headers) as r:
+                        await r.read()
+                        done += r.status == 200
+                        errors += r.status != 200
+                except aiohttp.ClientError:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conns)))
+        return {"rps": done / (time.perf_counter() - t0), "errors": errors, "requests": done}
+
+
+def wrk_max(url: str, body: dict[str, Any], conns: int, seconds: float) -> dict[str, Any] | None:
+    """Closed loop with wrk when it is installed (a C client, so the client is not the limit)."""
+    if subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n'
+                f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer {KEY}"\n')
+    out = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", f.name, url],
+                         capture_output=True, text=True).stdout
+    rps = next((float(line.split()[1]) for line in out.splitlines() if line.startswith("Requests/sec")), 0.0)
+    total = next((int(line.split()[0]) for line in out.splitlines() if "requests in" in line), 0)
+    non2xx = next((int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line), 0)
+    return {"rps": rps, "errors": non2xx, "requests": total}
+
+
+async def scenario_set(label: str, url: str, pid: int | None, args: argparse.Namespace, headers: dict[str, str]) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for mode in ("nonstream", "stream"):
+        body = dict(BODY, stream=True, stream_options={"include_usage": True}) if mode == "stream" else BODY
+        for rate in args.rates:
+            await open_loop(url, headers, body, rate, 1.0)  # warm-up
+            c0 = cpu_seconds(pid) if pid else 0.0
+            r = await open_loop(url, headers, body, rate, args.duration)
+            if pid:
+                r["cpu_ms_per_req"] = (cpu_seconds(pid) - c0) * 1000 / max(1, r["requests"] - r["errors"])
+            res[f"{mode}@{rate}"] = r
+            print(f"  {label:<22} {mode:<9} {rate:>5} rps  p50 {r['p50']:7.2f}  p90 {r['p90']:7.2f}  p99 {r['p99']:7.2f} ms"
+                  f"  ttfb50 {r['ttfb50']:6.2f}  err {r['errors']}  cpu {r.get('cpu_ms_per_req', float('nan')):.2f} ms/req",
+                  flush=True)
+        c0 = cpu_seconds(pid) if pid else 0.0
+        m = wrk_max(url, body, args.connections, args.duration) if not args.no_wrk else None
+        if m is None:
+            m = await closed_loop(url, headers, body, args.connections, args.duration)
+        if pid:
+            m["cpu_ms_per_req"] = (cpu_seconds(pid) - c0) * 1000 / max(1, m["requests"])
+        res[f"{mode}@max"] = m
+        print(f"  {label:<22} {mode:<9}   max  {m['rps']:9.1f} rps  err {m['errors']}  "
+              f"cpu {m.get('cpu_ms_per_req', float('nan')):.2f} ms/req", flush=True)
+    return res
+
+
+async def run_gateway(label: str, cmd: list[str], env: dict[str, str], args: argparse.Namespace, mock_url: str,
+                      headers: dict[str, str]) -> dict[str, Any]:
+    port = free_port()
+    work = tempfile.mkdtemp(prefix=f"bench-{label}-")
+    full = [c.replace("{port}", str(port)) for c in cmd]
+    t0 = time.monotonic()
+    p = start(full, "1", {**env, "UPSTREAM_URL": mock_url, "MOCK_URL": mock_url}, work)
+    sampler = Sampler(p.pid)
+    sampler.start()
+    try:
+        startup = await first_answer(f"http://127.0.0.1:{port}/v1/chat/completions", headers)
+        startup = time.monotonic() - t0
+        print(f"  {label:<22} start to first answer {startup:.2f} s", flush=True)
+        out = await scenario_set(label, f"http://127.0.0.1:{port}/v1/chat/completions", p.pid, args, headers)
+        out["startup_s"] = startup
+        out["peak_rss_mb"] = sampler.peak
+        out["idle_rss_mb"] = rss_mb(p.pid)
+        return out
+    finally:
+        sampler.stop_flag = True
+        stop(p)
+
+
+def added(gw: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, g in gw.items():
+        d = direct.get(key)
+        if isinstance(g, dict) and d and "p50" in g:
+            out[key] = {k: round(g[k] - d[k], 3) for k in ("p50", "p90", "p99", "ttfb50")}
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--rates", default="100,300")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--redis-url")
+    ap.add_argument("--database-url")
+    ap.add_argument("--litellm", help="a venv holding litellm[proxy]==1.106.2")
+    ap.add_argument("--no-wrk", action="store_true")
+    ap.add_argument("--out", default=str(HERE / "results.json"))
+    args = ap.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
+    os.sched_setaffinity(0, {0})  # the client (and the mock) on CPU 0; gateways on CPU 1
+    mock_port = free_port()
+    mock = start([sys.executable, str(HERE / "mock_upstream.py"), str(mock_port)], "0", {}, tempfile.mkdtemp())
+    mock_url = f"http://127.0.0.1:{mock_port}/v1"
+    switchyard = str(Path(sys.executable).with_name("switchyard"))
+    headers = {"authorization": f"Bearer {KEY}"}
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                           "python": platform.python_version(), "processor": platform.processor()},
+                               "args": {k: v for k, v in vars(args).items()}}
+    try:
+        await first_answer(mock_url + "/chat/completions", {})
+        print("direct (mock upstream alone)", flush=True)
+        results["direct"] = await scenario_set("direct", mock_url + "/chat/completions", None, args, {})
+        serve = [switchyard, "serve", "--config", str(HERE / "bench-config.yaml"), "--port", "{port}", "--log-level", "warning"]
+        env = {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream"}
+        print("switchyard (in-memory state, SQLite ledger)", flush=True)
+        results["switchyard"] = await run_gateway("switchyard", serve, env, args, mock_url, headers)
+        if args.redis_url and args.database_url:
+            print("switchyard (Redis, PostgreSQL)", flush=True)
+            results["switchyard_redis_pg"] = await run_gateway(
+                "switchyard-redis-pg", [*serve[:3], str(HERE / "bench-config-redis-pg.yaml"), *serve[4:]],
+                {**env, "BENCH_REDIS_URL": args.redis_url, "BENCH_DATABASE_URL": args.database_url}, args, mock_url, headers)
+        if args.litellm:
+            cfg = ROOT.parent / "shared" / "bench" / "gateways" / "litellm" / "config.yaml"
+            print("litellm proxy", flush=True)
+            results["litellm"] = await run_gateway(
+                "litellm", [str(Path(args.litellm) / "bin" / "litellm"), "--config", str(cfg), "--host", "127.0.0.1",
+                            "--port", "{port}", "--num_workers", "1"],
+                {"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                args, mock_url, {"authorization": "Bearer sk-bench-1234"})
+    finally:
+        stop(mock)
+    for name in ("switchyard", "switchyard_redis_pg", "litellm"):
+        if name in results:
+            results[f"{name}_added_ms"] = added(results[name], results["direct"])
+    if "litellm" in results:
+        results["ratio_max_rps"] = {m: results["switchyard"][f"{m}@max"]["rps"] / max(results["litellm"][f"{m}@max"]["rps"], 1e-9)
+                                    for m in ("nonstream", "stream")}
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k.endswith("_added_ms") or k == "ratio_max_rps"}, indent=2))
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
