@@ -6,9 +6,11 @@ body models: the gateway validates what it must and forwards the client's own fi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from typing import Any, AsyncIterator
 
@@ -19,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.auth import Principal, bearer
+from router.auth import AuthThrottle, Principal, bearer
 from router.config import Config, embedded_default, load_config
 from router.errors import APIError, authentication_error, invalid_request, model_not_found, not_found
 from router.protocol import validate_chat, validate_embeddings
@@ -54,7 +56,15 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int, timeout: float = 30.0) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_json(request, limit)
+    except TimeoutError:
+        raise APIError(408, f"The request body did not arrive within {timeout:g} s.", code="request_timeout") from None
+
+
+async def _read_json(request: Request, limit: int) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise APIError(413, f"Request body too large: {length} bytes (the limit is {limit}).",
@@ -91,30 +101,47 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app = FastAPI(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = svc
 
+    throttle = AuthThrottle(limit=cfg.server.auth_failures_per_minute, window=60.0)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "?"
+
+    def check_throttle(request: Request) -> None:
+        wait = throttle.blocked(client_of(request), time.monotonic())
+        if wait:
+            raise APIError(429, "Too many failed authentication attempts from this address; try again later.",
+                           type="rate_limit_error", code="auth_rate_limited", headers={"retry-after": str(int(wait) + 1)})
+
     def principal(request: Request) -> Principal:
+        check_throttle(request)
         token = bearer(request.headers.get("authorization"))
         if not token:
+            throttle.failed(client_of(request), time.monotonic())
             raise authentication_error("You didn't provide an API key. Send 'Authorization: Bearer <key>'.")
         p = svc.keys.authenticate(token)
         if p is None:
+            throttle.failed(client_of(request), time.monotonic())
             raise authentication_error()
         return p
 
     def admin(request: Request) -> None:
+        check_throttle(request)
         token = bearer(request.headers.get("authorization"))
         if not token:
+            throttle.failed(client_of(request), time.monotonic())
             raise authentication_error("Admin endpoints need 'Authorization: Bearer <admin key>'.")
         if not svc.keys.is_admin(token):
             if svc.keys.authenticate(token) is not None:
                 raise APIError(403, "This endpoint needs the admin key; a tenant key cannot use it.",
                                type="permission_error", code="admin_only")
+            throttle.failed(client_of(request), time.monotonic())
             raise authentication_error()
 
     max_body = cfg.server.max_body_bytes
 
     async def chat(request: Request) -> Response:
         who = principal(request)
-        body = await read_json(request, max_body)
+        body = await read_json(request, max_body, cfg.server.body_timeout)
         validate_chat(body, max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
         rid = request.state.request_id
         if body.get("stream"):
@@ -123,7 +150,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     async def embeddings(request: Request) -> Response:
         who = principal(request)
-        body = await read_json(request, max_body)
+        body = await read_json(request, max_body, cfg.server.body_timeout)
         validate_embeddings(body)
         return await svc.gateway.unary(who, body, request.state.request_id, endpoint="embeddings")
 
@@ -143,9 +170,12 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
             raise model_not_found(model)
         return Response(orjson.dumps(_model_obj(model)), media_type=_JSON)
 
+    bodies = request_body_schemas()
     for prefix in ("/v1", ""):
-        app.add_api_route(f"{prefix}/chat/completions", chat, methods=["POST"], include_in_schema=prefix == "/v1")
-        app.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"], include_in_schema=prefix == "/v1")
+        app.add_api_route(f"{prefix}/chat/completions", chat, methods=["POST"], include_in_schema=prefix == "/v1",
+                          openapi_extra=bodies["ChatRequest"])
+        app.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"], include_in_schema=prefix == "/v1",
+                          openapi_extra=bodies["EmbeddingsRequest"])
         app.add_api_route(f"{prefix}/models", list_models, methods=["GET"], include_in_schema=prefix == "/v1")
         app.add_api_route(prefix + "/models/{model:path}", get_model, methods=["GET"], include_in_schema=prefix == "/v1")
 
@@ -179,6 +209,12 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                            code="invalid_policy")
         return Response(orjson.dumps({"status": "reloaded", "version": svc.policies.version,
                                       "policies": [x.policy.name for x in svc.policies.loaded]}), media_type=_JSON)
+
+    @app.post("/admin/keys/reload")
+    async def reload_keys(request: Request) -> Response:
+        admin(request)
+        n = svc.reload_keys()
+        return Response(orjson.dumps({"status": "reloaded", "keys": n}), media_type=_JSON)
 
     @app.get("/admin/policies")
     async def list_policies(request: Request) -> Response:
@@ -230,11 +266,39 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         return APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
                         type="api_error", code="internal_error").response()
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, plus the request-body schemas the routes validate by hand."""
+        if app.openapi_schema is None:
+            doc = default_openapi()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(bodies["$defs"])
+            doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            doc["security"] = [{"bearer": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     if cfg.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def request_body_schemas() -> dict[str, Any]:
+    """OpenAPI requestBody entries for chat and embeddings, and the component schemas they use."""
+    from router.protocol import ChatRequest, EmbeddingsRequest
+
+    out: dict[str, Any] = {"$defs": {}}
+    for model in (ChatRequest, EmbeddingsRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out["$defs"].update(schema.pop("$defs", {}))
+        out["$defs"][model.__name__] = schema
+        out[model.__name__] = {"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+    return out
 
 
 def app_from_env() -> FastAPI:

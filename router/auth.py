@@ -96,6 +96,34 @@ class KeyStore:
         return len(self._by_id)
 
 
+class AuthThrottle:
+    """Repeated authentication failures from one client address are refused for a while.
+
+    After ``limit`` failures within ``window`` seconds, the address gets 429 without its keys
+    being checked until the window ends. Bounded: the oldest addresses are forgotten first.
+    """
+
+    def __init__(self, limit: int = 20, window: float = 60.0, max_clients: int = 100_000):
+        self.limit, self.window, self.max_clients = limit, window, max_clients
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def blocked(self, client: str, now: float) -> float:
+        """Seconds until ``client`` may try again (0: not blocked)."""
+        start, n = self._seen.get(client, (now, 0))
+        if now - start >= self.window:
+            self._seen.pop(client, None)
+            return 0.0
+        return self.window - (now - start) if n >= self.limit else 0.0
+
+    def failed(self, client: str, now: float) -> None:
+        start, n = self._seen.get(client, (now, 0))
+        if now - start >= self.window:
+            start, n = now, 0
+        self._seen[client] = (start, n + 1)
+        if len(self._seen) > self.max_clients:
+            self._seen.pop(next(iter(self._seen)))
+
+
 def bearer(authorization: str | None) -> str:
     if not authorization:
         return ""

@@ -97,9 +97,20 @@ def serve(
     # A no-op handler here turns that graceful stop into exit status 0, as orchestrators expect.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    _raise_file_limit()
     uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http="httptools", access_log=access_log, log_level=log_level,
-                timeout_graceful_shutdown=30, server_header=False)
+                timeout_graceful_shutdown=cfg.server.graceful_shutdown, timeout_keep_alive=cfg.server.keepalive_timeout,
+                backlog=4096, server_header=False)
+
+
+def _raise_file_limit() -> None:
+    """A gateway holds a socket per client and per upstream: lift the soft descriptor limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _names(cfg: Config) -> list[str]:

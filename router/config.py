@@ -135,6 +135,10 @@ class ServerConfig(_Strict):
     max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     num_retries: int = Field(default=2, ge=0, le=10, description="other deployments tried after a retryable failure")
     cors_origins: list[str] = Field(default_factory=list)
+    keepalive_timeout: float = Field(default=5.0, gt=0, description="seconds an idle client connection stays open")
+    graceful_shutdown: float = Field(default=30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM")
+    body_timeout: float = Field(default=30.0, gt=0, description="seconds a client may take to send its request body (408)")
+    auth_failures_per_minute: int = Field(default=20, ge=1, description="failed authentications per client address before 429")
     breaker_threshold: int = Field(default=5, ge=1, description="consecutive failures that open a deployment's circuit")
     breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds a circuit stays open before a probe")
 

@@ -52,6 +52,8 @@ class Services:
     started_at: int
     draining: bool = False
     _watcher: asyncio.Task[None] | None = None
+    _config_watcher: asyncio.Task[None] | None = None
+    _config_mtime: float = 0.0
 
     async def start(self) -> None:
         # only the encodings the configured models use (each costs 30-70 MB of memory)
@@ -61,17 +63,47 @@ class Services:
             await self.writer.start()
             await self.writer.replay()
         self._watcher = asyncio.create_task(self.policies.watch(), name="policy-watch")
+        self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._config_watcher):
+            if task is not None:
+                task.cancel()
         await self.limiter.aclose()
         if self.writer is not None:
             await self.writer.close()
         if self.store is not None:
             await self.store.dispose()
         await self.registry.aclose()
+
+    def reload_keys(self) -> int:
+        """Re-read the config file's auth section: new, changed and revoked keys apply at once.
+        (Other sections need a restart.) Returns the number of keys."""
+        path = os.environ.get("SWITCHYARD_CONFIG")
+        if path:
+            from router.config import load_config
+
+            fresh = load_config(path)
+            self.keys = build_keys(fresh, os.environ)
+            self._config_mtime = _mtime(path)
+        return len(self.keys)
+
+    async def watch_config(self, interval: float = 2.0) -> None:
+        """Apply key changes (revocations) when the config file changes, without a restart."""
+        path = os.environ.get("SWITCHYARD_CONFIG")
+        if not path:
+            return
+        self._config_mtime = _mtime(path)
+        while True:
+            await asyncio.sleep(interval)
+            if _mtime(path) != self._config_mtime:
+                try:
+                    self.reload_keys()
+                    log.warning("config file changed: keys reloaded")
+                except Exception as exc:  # an invalid file keeps the current keys
+                    self._config_mtime = _mtime(path)
+                    log.warning("config file changed but is invalid; keys unchanged: %s", str(exc)[:500])
 
     def reload_catalog(self) -> int:
         """Re-read the price files; requests metered before keep the prices they were metered at."""
@@ -107,6 +139,28 @@ class Services:
         return checks
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return -1.0
+
+
+def build_keys(cfg: Config, env: Mapping[str, str]) -> KeyStore:
+    def resolve(ref: str | None) -> str | None:
+        return resolve_env(ref, env)
+
+    tenants = {t.id: (frozenset(t.models) if t.models is not None else None) for t in cfg.auth.tenants}
+    key_maps: list[dict[str, Any]] = [k.model_dump() for k in cfg.auth.keys]
+    demo_hash = env.get(ENV_DEMO_KEY_HASH)
+    if demo_hash:
+        key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
+    admin_hash = env.get(ENV_ADMIN_KEY_HASH)
+    if cfg.auth.admin_key:
+        admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
+    return KeyStore.build(key_maps, tenants, resolve, admin_hash)
+
+
 def load_catalog(cfg: Config) -> PriceCatalog:
     return PriceCatalog.load([DEFAULT_OVERRIDES, *(Path(p) for p in cfg.pricing.overrides)])
 
@@ -122,15 +176,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     tokenizer = Tokenizer()
     catalog = catalog or load_catalog(cfg)
     registry = Registry.build(cfg, catalog, tokenizer, resolve)
-    tenants = {t.id: (frozenset(t.models) if t.models is not None else None) for t in cfg.auth.tenants}
-    key_maps: list[dict[str, Any]] = [k.model_dump() for k in cfg.auth.keys]
-    demo_hash = env.get(ENV_DEMO_KEY_HASH)
-    if demo_hash:
-        key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
-    admin_hash = env.get(ENV_ADMIN_KEY_HASH)
-    if cfg.auth.admin_key:
-        admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
-    keys = KeyStore.build(key_maps, tenants, resolve, admin_hash)
+    keys = build_keys(cfg, env)
     metrics = Metrics()
     plans = cfg.billing.plans
     billing = Billing(profile=load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],

@@ -122,6 +122,7 @@ def mock_config(mock_base: str) -> str:
         "  all-down: [mock-500, mock-503]",
         "  all-limited: [mock-429]",
         "server:",
+        "  auth_failures_per_minute: 1000",
         "  max_body_bytes: 65536",
         "  max_messages: 50",
         "  max_response_bytes: 1048576",

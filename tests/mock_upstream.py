@@ -27,6 +27,7 @@ BEHAVIOURS = {
     "mock-cut": "stream: 3 chunks then the connection drops", "mock-nodone": "stream: ends without [DONE]",
     "mock-slow": "stream: 200 chunks, one every 50 ms", "mock-huge": "an answer of about 3 MB",
     "mock-flaky": "HTTP 503 while POST /_flaky {\"fail\": true} is in force, else normal",
+    "mock-slowbody": "200 with JSON headers, then one body byte a second",
 }
 FLAKY = {"fail": False}
 
@@ -66,6 +67,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": {"message": "flaky is down"}}, status=503)
     if model == "mock-timeout":
         await asyncio.sleep(30)
+    if model == "mock-slowbody":
+        resp = web.StreamResponse(headers={"content-type": "application/json"})
+        await resp.prepare(request)
+        try:
+            for ch in b'{"choices": []}':
+                await resp.write(bytes([ch]))
+                await asyncio.sleep(1.0)
+        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+            pass
+        return resp
     n = min(int(body.get("max_tokens") or body.get("max_completion_tokens") or 5), 1000)
     if body.get("stream"):
         return await _stream(request, body, model, n)
@@ -97,7 +108,7 @@ async def _stream(request: web.Request, body: dict[str, Any], model: str, n: int
 
     try:
         await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-        count = 200 if model == "mock-slow" else n
+        count = (int(body.get("max_tokens") or 200) if model == "mock-slow" else n)
         for i, word in enumerate(_words(count)):
             if model == "mock-cut" and i == 3:
                 request.transport.close()  # drop the connection mid-stream

@@ -26,6 +26,15 @@ from router.backends.base import (
 MAX_ERROR_BODY = 64 * 1024
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """aiohttp reports a read timeout as a ClientError, sometimes wrapping the TimeoutError."""
+    while exc is not None:
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 class OpenAICompatBackend:
     def __init__(self, *, api_base: str, api_key: str | None = None, azure_api_version: str | None = None,
                  azure_deployment: str | None = None, connect_timeout: float = 5.0,
@@ -109,15 +118,23 @@ class OpenAICompatBackend:
         try:
             if resp.content_length is not None and resp.content_length > self._max_bytes:
                 raise UpstreamBadResponse(f"upstream answer of {resp.content_length} bytes exceeds the limit")
-            raw = await resp.content.read(self._max_bytes + 1)
-            if len(raw) > self._max_bytes:
-                raise UpstreamBadResponse("upstream answer exceeds the response size limit")
-            body = orjson.loads(raw)
+            parts, size = [], 0
+            while True:  # StreamReader.read(n) returns what has arrived: read to the end, capped
+                chunk = await resp.content.read(1 << 16)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise UpstreamBadResponse("upstream answer exceeds the response size limit")
+                parts.append(chunk)
+            body = orjson.loads(b"".join(parts))
         except orjson.JSONDecodeError:
             raise UpstreamBadResponse("upstream answered with invalid JSON") from None
         except asyncio.TimeoutError:
             raise UpstreamTimeout("upstream timed out while sending its answer") from None
         except aiohttp.ClientError as exc:
+            if _is_timeout(exc):
+                raise UpstreamTimeout("upstream timed out while sending its answer") from None
             raise UpstreamStreamCut(f"upstream connection broke while reading: {type(exc).__name__}") from None
         finally:
             resp.release()
@@ -171,6 +188,8 @@ class OpenAICompatBackend:
         except asyncio.TimeoutError:
             raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            if _is_timeout(exc):
+                raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
             raise UpstreamStreamCut(f"upstream stream broke: {type(exc).__name__}") from None
         except ValueError as exc:  # aiohttp: a line longer than the read buffer
             raise UpstreamBadResponse(f"upstream stream is malformed: {str(exc)[:100]}") from None

@@ -79,36 +79,41 @@ class LedgerWriter:
         await self.replay()  # one last try, so a clean shutdown leaves no spill when the DB is up
 
     # -- writing -----------------------------------------------------------------------------------
-    async def _run(self) -> None:
+    def _drain(self, batch: list[dict[str, Any]]) -> bool:
+        """Move what is queued into ``batch`` (up to batch_size) without waiting; True on the stop marker."""
         stop = False
-        while not stop:
-            first = await self._queue.get()
-            batch: list[dict[str, Any]] = []
-            if first.get("__stop__"):
+        while len(batch) < self.batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item.get("__stop__"):
                 stop = True
-            else:
-                batch.append(first)
-            deadline = time.monotonic() + self.flush_interval
-            while len(batch) < self.batch_size:
-                try:
-                    if stop:
-                        item = self._queue.get_nowait()
-                    else:
-                        item = await asyncio.wait_for(self._queue.get(), max(0.0, deadline - time.monotonic()))
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                    if stop and not self._queue.empty():
-                        continue
-                    break
-                if item.get("__stop__"):
+                continue
+            batch.append(item)
+        return stop
+
+    async def _run(self) -> None:
+        # Greedy batches: under load the queue refills while a batch is written, so batches grow
+        # (one await per batch, never one per record: a saturated event loop would starve that).
+        stop = False
+        while True:
+            batch: list[dict[str, Any]] = []
+            if not stop:
+                first = await self._queue.get()
+                if first.get("__stop__"):
                     stop = True
-                    continue
-                batch.append(item)
+                else:
+                    batch.append(first)
+            stop = self._drain(batch) or stop
+            if not stop and len(batch) < self.batch_size:
+                await asyncio.sleep(self.flush_interval)  # let a batch gather at low rates
+                stop = self._drain(batch) or stop
             if batch:
                 await self._write(batch)
-            if stop and not self._queue.empty():
-                stop = False  # drain what arrived during the final flush, then stop
-                await self._queue.put({"__stop__": True})
             self.metrics.ledger_queue.set(self._queue.qsize())
+            if stop and self._queue.empty():
+                return
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         try:

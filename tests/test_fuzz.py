@@ -1,0 +1,99 @@
+"""Hostile input against the running gateway: schemathesis over the gateway's own OpenAPI document,
+and hypothesis for chat and embeddings bodies. Every answer is a valid result or a 4xx in OpenAI's
+error shape: never a 5xx, never a crash, never a hang."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import KEY_A, SECRETS
+
+H = {"authorization": f"Bearer {KEY_A}"}
+
+
+@pytest.fixture(scope="session")
+def api_schema(gateway):
+    return schemathesis.openapi.from_url(gateway.base + "/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+def assert_clean(r: httpx.Response | object) -> None:
+    status = r.status_code  # type: ignore[attr-defined]
+    text = r.text  # type: ignore[attr-defined]
+    assert status < 500, f"{status}: {text[:300]}"
+    if status >= 400:
+        err = json.loads(text)["error"]
+        assert set(err) == {"message", "type", "param", "code"}
+    assert "Traceback" not in text and not any(s in text for s in SECRETS)
+
+
+@schema.include(path_regex=r"^/v1/(chat/completions|embeddings|models|usage|feedback|requests)").parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_openapi_fuzzing_finds_no_server_error(case) -> None:
+    r = case.call(headers=H, timeout=30)
+    assert_clean(r)
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                      st.text(max_size=50))
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                             st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                          max_leaves=20)
+message = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "bogus"]),
+                           "content": st.one_of(st.text(max_size=200), json_value)}),
+    json_value)
+chat_body = st.fixed_dictionaries(
+    {"model": st.one_of(st.just("fast-sim"), st.just("mock-gpt"), json_value),
+     "messages": st.one_of(st.lists(message, min_size=0, max_size=5), json_value)},
+    optional={"max_tokens": st.one_of(st.integers(-10**12, 10**12), json_value),
+              "temperature": json_value, "stream": st.one_of(st.booleans(), json_value), "n": st.integers(-5, 200),
+              "tools": json_value, "tool_choice": json_value, "response_format": json_value, "stop": json_value,
+              "seed": json_value, "logprobs": json_value, st.text(max_size=10): json_value})
+
+
+@given(body=chat_body)
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_chat_bodies_never_break_the_gateway(gateway, body) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, content=json.dumps(body), timeout=30)
+    assert_clean(r)
+
+
+@given(body=st.fixed_dictionaries({"model": st.one_of(st.just("fast-embed"), json_value), "input": json_value},
+                                  optional={"dimensions": json_value, "encoding_format": json_value}))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_embedding_bodies_never_break_the_gateway(gateway, body) -> None:
+    r = httpx.post(gateway.base + "/v1/embeddings", headers=H, content=json.dumps(body), timeout=30)
+    assert_clean(r)
+
+
+@given(raw=st.binary(max_size=300))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_raw_bytes_never_break_the_gateway(gateway, raw) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers={**H, "content-type": "application/json"},
+                   content=raw, timeout=30)
+    assert_clean(r)
+    assert r.status_code == 400 or r.status_code == 200
+
+
+@pytest.mark.parametrize("name,raw", [
+    ("deeply nested", b'{"model": "fast-sim", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    ("null bytes", b'{"model": "fast-sim\\u0000", "messages": [{"role": "user", "content": "a\\u0000b"}]}'),
+    ("invalid utf-8", b'{"model": "fast-sim", "messages": [{"role": "user", "content": "\xff\xfe"}]}'),
+    ("lone surrogate", b'{"model": "fast-sim", "messages": [{"role": "user", "content": "\\ud800"}]}'),
+    ("thousands of messages", json.dumps({"model": "fast-sim", "messages": [{"role": "user", "content": "x"}] * 5000}).encode()),
+    ("huge number", b'{"model": "fast-sim", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1' + b"0" * 5000 + b"}"),
+])
+def test_pathological_bodies(gateway, name, raw) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers={**H, "content-type": "application/json"},
+                   content=raw, timeout=30)
+    assert_clean(r)
+    assert r.status_code in (200, 400, 413), name

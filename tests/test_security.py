@@ -1,0 +1,119 @@
+"""Security: headers a client cannot spoof, CORS off, authentication throttling, key revocation
+without a restart, request-body timeouts, and canary secrets searched for in every output."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, SECRETS, start_gateway, start_mock
+
+A = {"authorization": f"Bearer {KEY_A}"}
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def small_config(mock_base: str, extra_server: str = "", keys: str = "") -> str:
+    return f"""
+model_list:
+  - model_name: mock-gpt
+    litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+server: {{auth_failures_per_minute: 3, body_timeout: 1.5{extra_server}}}
+auth:
+  admin_key: os.environ/TEST_ADMIN_KEY
+  keys:
+    - {{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}}
+{keys or "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B}"}
+"""
+
+
+def test_switchyard_headers_cannot_be_spoofed(gateway) -> None:
+    spoof = {**A, "x-request-id": "req_attacker", "x-switchyard-model": "mock-tools", "x-switchyard-tenant": "b",
+             "x-switchyard-charge-usd": "0", "x-switchyard-policy": "free"}
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=spoof, json={"model": "mock-gpt", "messages": MSG})
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] != "req_attacker" and r.headers["x-request-id"].startswith("req_")
+    assert r.headers["x-switchyard-model"] == "mock-gpt" and float(r.headers["x-switchyard-charge-usd"]) > 0
+    from tests.test_ledger import record
+
+    rec = record(gateway, r.headers["x-request-id"])
+    assert rec["tenant"] == "a" and rec["charge_usd"] > 0
+
+
+def test_cors_is_off_unless_configured(gateway) -> None:
+    r = httpx.options(gateway.base + "/v1/chat/completions",
+                      headers={"origin": "https://evil.example", "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers={**A, "origin": "https://evil.example"},
+                   json={"model": "mock-gpt", "messages": MSG})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_slow_bodies_time_out_keys_revoke_without_restart_and_auth_failures_throttle(tmp_path) -> None:
+    mock = start_mock(tmp_path / "mock")
+    gw = start_gateway(tmp_path / "gw", small_config(mock.base))
+    try:
+        body = {"model": "mock-gpt", "messages": MSG}
+        # a client that starts a body and stalls gets 408, and its connection is freed
+        port = int(gw.base.rsplit(":", 1)[1])
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  + f"authorization: Bearer {KEY_A}\r\ncontent-length: 1000\r\n\r\n".encode() + b'{"model":')
+        s.settimeout(10)
+        t0 = time.monotonic()
+        reply = s.recv(4096)
+        s.close()
+        assert b" 408 " in reply.split(b"\r\n")[0] and time.monotonic() - t0 < 5
+
+        # revoke tenant b's key in the config file: applied without a restart
+        hb = {"authorization": f"Bearer {KEY_B}"}
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=hb, json=body).status_code == 200
+        pid = gw.proc.pid
+        gw.extra["config"].write_text(small_config(
+            mock.base, keys="    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, revoked: true}"))
+        r = httpx.post(gw.base + "/admin/keys/reload", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.status_code == 200
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=hb, json=body).status_code == 401
+        assert gw.proc.pid == pid and gw.proc.poll() is None
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=A, json=body).status_code == 200
+
+        # repeated failures from one address: 429 for the rest of the window, good key or not
+        for _ in range(2):
+            assert httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": "Bearer guess"},
+                              json=body).status_code == 401
+        r = httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": "Bearer guess-4"}, json=body)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "auth_rate_limited"
+        assert int(r.headers["retry-after"]) > 0
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=A, json=body).status_code == 429
+    finally:
+        gw.stop()
+        mock.stop()
+    out = gw.output()
+    assert not any(secret in out for secret in SECRETS)
+
+
+def test_canary_secrets_appear_in_no_output(gateway, tmp_path) -> None:
+    """Logs, error bodies, headers, /metrics, ledger records and usage rows, after traffic that
+    exercises success and every failure path, hold none of the planted secrets."""
+    texts = []
+    for model in ("mock-gpt", "mock-401", "mock-500", "mock-400", "failover", "mock-cut"):
+        r = httpx.post(gateway.base + "/v1/chat/completions", headers=A, json={"model": model, "messages": MSG,
+                                                                                 "stream": model == "mock-cut"})
+        texts += [r.text, str(dict(r.headers))]
+        if "x-request-id" in r.headers:
+            from tests.test_ledger import record
+
+            try:
+                texts.append(str(record(gateway, r.headers["x-request-id"], timeout=3)))
+            except AssertionError:
+                pass
+    texts.append(httpx.get(gateway.base + "/metrics").text)
+    texts.append(httpx.get(gateway.base + "/admin/usage?bucket=none&group_by=tenant,key,model",
+                           headers={"authorization": f"Bearer {ADMIN_KEY}"}).text)
+    texts.append(httpx.get(gateway.base + "/admin/requests/top?start=0", headers={"authorization": f"Bearer {ADMIN_KEY}"}).text)
+    texts.append(gateway.output())
+    blob = "\n".join(texts)
+    for secret in SECRETS:
+        assert secret not in blob
