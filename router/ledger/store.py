@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Float, Integer, and_, case, cast, func, select
+from sqlalchemy import Float, Integer, and_, case, cast, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -73,6 +73,15 @@ class LedgerStore:
             kw.update(connect_args={"timeout": 10})
         self.engine: AsyncEngine = create_async_engine(self.url, **kw)
         self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                # WAL with synchronous=NORMAL: durable across process crashes (a hard kill loses
+                # nothing committed), one fsync per checkpoint instead of per batch.
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
 
     async def migrate(self) -> None:
@@ -85,8 +94,6 @@ class LedgerStore:
             command.upgrade(cfg, "head")
 
         async with self.engine.begin() as conn:
-            if self.dialect == "sqlite":
-                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             await conn.run_sync(upgrade)
 
     async def ping(self) -> bool:
