@@ -132,3 +132,36 @@ def test_redis_down_and_back(tmp_path, fail_mode) -> None:
         gw.stop()
         mock.stop()
         rd.stop()
+
+
+def test_slow_redis_fails_open_within_its_timeout(tmp_path) -> None:
+    """Redis that answers nothing for 3 s (DEBUG SLEEP): admissions time out after 0.5 s and the
+    gateway keeps serving on local limits; when Redis wakes, admissions go back to it."""
+    import redis as redis_lib
+
+    rd = PrivateRedis()
+    rd.start()
+    mock = start_mock(tmp_path / "mock")
+    gw = start_gateway(tmp_path / "gw", config(mock.base, redis=True, fail_mode="open"), {"SY_REDIS": rd.url})
+    try:
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=H, json=BODY).status_code == 200
+        slept: list[object] = []
+        sleeper = threading.Thread(target=lambda: slept.append(
+            redis_lib.Redis.from_url(rd.url, socket_timeout=10).execute_command("DEBUG", "SLEEP", "3")))
+        sleeper.start()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        r = httpx.post(gw.base + "/v1/chat/completions", headers=H, json=BODY, timeout=10)
+        assert r.status_code == 200 and time.monotonic() - t0 < 2.0
+        sleeper.join()
+        assert slept, "Redis really was asleep"
+        errors = [line for line in httpx.get(gw.base + "/metrics").text.splitlines()
+                  if line.startswith("switchyard_state_errors_total")]
+        assert float(errors[0].split()[-1]) >= 1, "the admission timed out against the sleeping Redis"
+        keys_before = len(redis_lib.Redis.from_url(rd.url).keys("sy:rl:*"))
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=H, json=BODY).status_code == 200
+        assert len(redis_lib.Redis.from_url(rd.url).keys("sy:rl:*")) >= max(keys_before, 1)
+    finally:
+        gw.stop()
+        mock.stop()
+        rd.stop()

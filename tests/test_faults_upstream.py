@@ -111,8 +111,7 @@ def test_broken_streams_reconcile(rig, model) -> None:
 
 def test_idle_keepalive_connections_are_closed(rig) -> None:
     """A client that keeps a connection open after its answer is disconnected after
-    server.keepalive_timeout (2 s here). (A connection that never sends a request is left to the
-    fronting load balancer: see SECURITY.md.)"""
+    server.keepalive_timeout (2 s here)."""
     gw, _ = rig
     s = socket.create_connection(("127.0.0.1", int(gw.base.rsplit(":", 1)[1])))
     s.settimeout(10)
@@ -125,6 +124,16 @@ def test_idle_keepalive_connections_are_closed(rig) -> None:
     assert b" 200 " in got.split(b"\r\n")[0]
     t0 = time.monotonic()
     assert s.recv(10) == b""  # the server closed the idle connection
+    assert 1.5 < time.monotonic() - t0 < 6
+    s.close()
+
+
+def test_connections_that_never_send_a_request_are_closed(rig) -> None:
+    gw, _ = rig
+    s = socket.create_connection(("127.0.0.1", int(gw.base.rsplit(":", 1)[1])))
+    s.settimeout(10)
+    t0 = time.monotonic()
+    assert s.recv(10) == b""  # closed after server.keepalive_timeout (2 s), not held forever
     assert 1.5 < time.monotonic() - t0 < 6
     s.close()
 

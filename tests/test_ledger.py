@@ -132,3 +132,12 @@ def test_usage_api_buckets_pagination_and_layers(gateway) -> None:
     assert layers["iaas"]["revenue"] > layers["iaas"]["cost"] > 0
     bad = httpx.get(gateway.base + "/v1/usage?group_by=password", headers=A)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
+
+
+def test_price_catalog_reloads_without_restart(gateway) -> None:
+    r = httpx.post(gateway.base + "/admin/pricing/reload", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["models"] > 1000
+    assert httpx.post(gateway.base + "/admin/pricing/reload", headers=A).status_code == 403
+    # requests keep being priced after the swap
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=A, json={"model": "fast-sim", "messages": MSG})
+    assert float(r.headers["x-switchyard-cost-usd"]) > 0
