@@ -26,6 +26,7 @@ from router.config import Config, embedded_default, load_config
 from router.errors import APIError, authentication_error, invalid_request, model_not_found, not_found
 from router.protocol import validate_chat, validate_embeddings
 from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
+from router.dashboard import add_dashboard_routes
 from router.usage_api import add_usage_routes
 
 _JSON = "application/json"
@@ -240,6 +241,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         return Response(orjson.dumps({"status": "recorded", "request_id": body["request_id"][:64]}), media_type=_JSON)
 
     add_usage_routes(app, svc, principal, admin)
+    add_dashboard_routes(app, svc, principal, admin)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -77,7 +77,7 @@ class Planner:
     def names(self) -> list[str]:
         return list(dict.fromkeys(self.registry.names() + self.policies.aliases()))
 
-    def _info(self, name: str, mode: str) -> CandidateInfo | None:
+    def info(self, name: str, mode: str) -> CandidateInfo | None:
         deps = self.registry.candidates(name, mode)
         if not deps:
             return None
@@ -106,7 +106,7 @@ class Planner:
             return Plan(self._available(deps)[: 1 + self.num_retries])
         messages = body["messages"]
         pool = [requested] if concrete else router.policy.pool
-        infos = [i for i in (self._info(n, mode) for n in pool) if i is not None]
+        infos = [i for i in (self.info(n, mode) for n in pool) if i is not None]
         text = prompt_text(messages)
         category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))
         first = self.registry.candidates(infos[0].name, mode)[0] if infos else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from policies.decide import PolicyRouter
 from policies.predictor import QualityPredictor
 from policies.quality import BanditState, QualityModel
-from policies.schema import Policy, PolicyError, load_policy, parse_policy
+from policies.schema import Policy, PolicyError, parse_policy
 from router.config import PoliciesConfig
 from router.registry import Registry
 
@@ -57,7 +57,7 @@ class PolicyStore:
                 raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
         return out
 
-    def _build(self, policy: Policy, path: Path | None) -> PolicyRouter:
+    def build(self, policy: Policy, path: Path | None) -> PolicyRouter:
         problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.pool
                     if m not in self.registry.aliases and not self.registry.candidates(m, "chat")]
         predictor = None
@@ -91,7 +91,7 @@ class PolicyStore:
                 if policy.name in names:
                     raise PolicyError(source, [f"another file already defines policy '{policy.name}'"])
                 names.add(policy.name)
-                loaded.append(Loaded(policy, self._build(policy, path), source))
+                loaded.append(Loaded(policy, self.build(policy, path), source))
         except PolicyError as exc:
             problems = [f"{exc.source}: {p}" for p in exc.problems]
             log.warning("policy reload rejected, previous policies kept: %s", "; ".join(problems))

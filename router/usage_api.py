@@ -79,9 +79,12 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
             raise invalid_request(f"Invalid value for 'group_by': '{g[:40]}' is not one of {', '.join(DIMENSIONS)}.",
                                   param="group_by", code="invalid_value")
     filters = []
-    for dim in ("key", "alias", "model", "provider", "status"):
+    for dim in ("key", "alias", "model", "provider", "status", "policy", "rule", "category", "endpoint"):
         if qp.get(dim):
             filters.append((dim, qp[dim][:256]))
+    if tenant is not None and qp.get("tenant") and qp["tenant"] != tenant:
+        raise APIError(403, "A tenant key sees its own tenant only; the tenant filter needs the admin key.",
+                       type="permission_error", code="tenant_forbidden")
     if tenant is None and qp.get("tenant"):
         filters.append(("tenant", qp["tenant"][:128]))
     try:
@@ -115,6 +118,7 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
             if "bucket" in r:
                 r["bucket_start"] = datetime.fromtimestamp(r["bucket"], timezone.utc).isoformat().replace("+00:00", "Z")
             r["layers"] = stack_layers(r)
+            r["latency_s_avg"] = r["latency_s_sum"] / r["requests"] if r["requests"] else 0.0
         return _json({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
                       "tenant": tenant})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, case
 
 metadata = MetaData()
 
@@ -35,6 +35,8 @@ requests = Table(
     Column("endpoint", String(32), nullable=False),
     Column("alias", String(256)),  # the model name the client asked for
     Column("policy", String(128)),
+    Column("rule", String(64)),  # the policy rule that picked the model (objective type, cascade, constraints)
+    Column("category", String(32)),  # the request category the policy saw
     Column("decision", Text),  # JSON: candidates, reasons, fallbacks
     Column("model", String(256)),
     Column("deployment", String(256)),
@@ -67,10 +69,24 @@ requests = Table(
     Index("ix_requests_model_ts", "model", "ts"),
     Index("ix_requests_alias_ts", "alias", "ts"),
     Index("ix_requests_charge", "tenant", "charge_usd"),
+    Index("ix_requests_charge_only", "charge_usd"),
 )
 
+PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
+
+
+def prompt_size(tokens: int) -> int:
+    return next((b for b in PROMPT_SIZES[:-1] if tokens < b), PROMPT_SIZES[-1])
+
+
 DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": requests.c.alias,
-              "model": requests.c.model, "provider": requests.c.provider, "status": requests.c.status}
+              "model": requests.c.model, "provider": requests.c.provider, "status": requests.c.status,
+              "policy": requests.c.policy, "rule": requests.c.rule, "category": requests.c.category,
+              "endpoint": requests.c.endpoint,
+              # prompt size class: the upper bound of the request's prompt tokens (what-if replays group by it)
+              "prompt_size": case(*[(requests.c.prompt_tokens < b, b) for b in PROMPT_SIZES[:-1]],
+                                  else_=PROMPT_SIZES[-1])}
+PROMPT_SIZE_MIDPOINTS = {256: 128, 1024: 640, 4096: 2560, 16384: 10240, 65536: 40960, 1048576: 100000}
 
 
 def to_row(rec: dict[str, Any]) -> dict[str, Any]:
@@ -78,9 +94,12 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
     stack = rec.get("stack") or {}
     slices = stack.get("slices") or {}
     latency, upstream = rec.get("latency_s"), rec.get("upstream_s")
+    decision = rec.get("decision") or {}
     row = {
         "request_id": rec["request_id"], "ts": rec["ts"], "tenant": rec.get("tenant"), "key_id": rec.get("key_id"),
         "endpoint": rec["endpoint"], "alias": rec.get("requested_model"), "policy": rec.get("policy"),
+        "rule": str(decision["rule"]).split("(")[0][:64] if decision.get("rule") else None,
+        "category": str(decision["category"])[:32] if decision.get("category") else None,
         "decision": orjson.dumps(rec["decision"]).decode() if rec.get("decision") is not None else None,
         "model": rec.get("model"), "deployment": rec.get("deployment"), "provider": rec.get("provider"),
         "stream": bool(rec.get("stream")), "status": rec["status"], "error": rec.get("error"),
@@ -100,3 +119,59 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
     for name, col in LINE_COLUMNS.items():
         row[col] = lines.get(name)
     return row
+
+
+# Hourly roll-up of the ledger, kept in the same transaction as each insert: dashboards and the
+# usage API read whole hours from here and only the partial hours at a range's edges from
+# ``requests``, so a query over a month of traffic touches hundreds of rows, not millions.
+# Text dimensions store '' for NULL so the unique key (and the upsert on it) sees them as equal.
+ROLLUP_DIMS = {"tenant": "tenant", "key": "key_id", "alias": "alias", "model": "model", "provider": "provider",
+               "status": "status", "policy": "policy", "rule": "rule", "category": "category", "endpoint": "endpoint",
+               "prompt_size": "prompt_size"}
+ROLLUP_COUNTS = ("requests", "errors", "unpriced", "estimated", "fallbacks")
+ROLLUP_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+ROLLUP_MONEY = ("cost_usd", "charge_usd", *SLICE_COLUMNS.values(), "gpu_hours", "latency_s_sum")
+
+usage_hourly = Table(
+    "usage_hourly", metadata,
+    Column("hour", Float, nullable=False),
+    *[Column(col, Integer if col in ("status", "prompt_size") else String(256), nullable=False)
+      for col in ROLLUP_DIMS.values()],
+    *[Column(col, Integer, nullable=False) for col in (*ROLLUP_COUNTS, *ROLLUP_TOKENS)],
+    *[Column(col, Float, nullable=False) for col in ROLLUP_MONEY],
+    Column("latency_s_max", Float, nullable=False),
+    Index("ux_usage_hourly", "hour", *ROLLUP_DIMS.values(), unique=True),
+)
+
+
+def rollup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ledger rows summed per (hour, dimensions): the increments for ``usage_hourly``."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        dims = {"hour": float(int(r["ts"] // 3600) * 3600)}
+        for col in ROLLUP_DIMS.values():
+            if col == "prompt_size":
+                dims[col] = prompt_size(r["prompt_tokens"] or 0)
+            elif col == "status":
+                dims[col] = int(r["status"])
+            else:
+                dims[col] = r.get(col) or ""
+        key = tuple(dims.values())
+        acc = out.get(key)
+        if acc is None:
+            acc = out[key] = {**dims, **{c: 0 for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS)},
+                              **{c: 0.0 for c in ROLLUP_MONEY}, "latency_s_max": 0.0}
+        acc["requests"] += 1
+        acc["errors"] += r["status"] >= 400
+        acc["unpriced"] += r.get("cost_usd") is None
+        acc["estimated"] += r.get("usage_source") == "estimated"
+        acc["fallbacks"] += r.get("fallbacks") or 0
+        for c in ROLLUP_TOKENS:
+            acc[c] += r.get(c) or 0
+        for c in ROLLUP_MONEY:
+            if c == "latency_s_sum":
+                acc[c] += r.get("latency_s") or 0.0
+            else:
+                acc[c] += r.get(c) or 0.0
+        acc["latency_s_max"] = max(acc["latency_s_max"], r.get("latency_s") or 0.0)
+    return list(out.values())

@@ -7,7 +7,8 @@ lands exactly once. Reads are aggregates over indexed columns.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
 
@@ -19,7 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS, requests
+from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, SLICE_COLUMNS,
+                                  requests, rollup, usage_hourly)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -84,14 +86,14 @@ class LedgerStore:
                 cur.close()
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest (or the given) Alembic revision."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
 
         def upgrade(conn: Any) -> None:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade)
@@ -106,21 +108,34 @@ class LedgerStore:
             return False
 
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows (a replayed row already present is skipped) and add the new ones to the roll-up."""
         if not rows:
             return
-        stmt = self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"])
+        stmt = (self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(requests.c.request_id))
         async with self.engine.begin() as conn:
-            await conn.execute(stmt, list(rows))
+            new = {r[0] for r in (await conn.execute(stmt, list(rows))).all()}
+            increments = rollup([r for r in rows if r["request_id"] in new])
+            if increments:
+                await conn.execute(self._rollup_upsert, increments)
+
+    @property
+    def _rollup_upsert(self) -> Any:
+        ins = self._insert(usage_hourly)
+        t, x = usage_hourly.c, ins.excluded
+        added = {c: t[c] + x[c] for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS, *ROLLUP_MONEY)}
+        added["latency_s_max"] = case((x.latency_s_max > t.latency_s_max, x.latency_s_max), else_=t.latency_s_max)
+        return ins.on_conflict_do_update(index_elements=["hour", *ROLLUP_DIMS.values()], set_=added)
 
     async def count(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(requests))).scalar_one())
 
-    def _bucket_expr(self, seconds: int) -> Any:
+    def _bucket_expr(self, ts: Any, seconds: int) -> Any:
         # ts is positive, so integer truncation is floor; PostgreSQL rounds casts, so it uses floor().
         if self.dialect == "postgresql":
-            return (func.floor(requests.c.ts / seconds) * seconds).label("bucket")
-        return (cast(cast(requests.c.ts / seconds, Integer), Float) * seconds).label("bucket")
+            return (func.floor(ts / seconds) * seconds).label("bucket")
+        return (cast(cast(ts / seconds, Integer), Float) * seconds).label("bucket")
 
     def _where(self, q: UsageQuery) -> Any:
         conds = [requests.c.ts >= q.start, requests.c.ts < q.end]
@@ -132,15 +147,44 @@ class LedgerStore:
         return and_(*conds)
 
     async def usage(self, q: UsageQuery) -> tuple[list[dict[str, Any]], bool]:
-        """Aggregated usage rows, and whether more rows follow (pagination)."""
-        keys = []
+        """Aggregated usage rows, and whether more rows follow (pagination).
+
+        Whole hours come from the hourly roll-up, the partial hours at either edge from the ledger
+        itself; minute buckets read the ledger only.
+        """
+        keys = (["bucket"] if q.bucket_seconds else []) + list(q.group_by)
+        h0, h1 = math.ceil(q.start / 3600) * 3600, math.floor(q.end / 3600) * 3600
+        if (q.bucket_seconds and q.bucket_seconds % 3600) or h1 <= h0:
+            parts = [await self._raw_usage(q, q.start, q.end)]
+        else:
+            parts = [await self._rollup_usage(q, h0, h1)]
+            if q.start < h0:
+                parts.append(await self._raw_usage(q, q.start, h0))
+            if h1 < q.end:
+                parts.append(await self._raw_usage(q, h1, q.end))
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for part in parts:
+            for r in part:
+                k = tuple(r[c] for c in keys)
+                acc = merged.get(k)
+                if acc is None:
+                    merged[k] = r
+                    continue
+                for c, v in r.items():
+                    if c == "latency_s_max":
+                        acc[c] = max(acc[c], v)
+                    elif c not in keys:
+                        acc[c] += v
+        ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple((v is not None, v) for v in k))]
+        page = ordered[q.offset: q.offset + q.limit]
+        return page, len(ordered) > q.offset + q.limit
+
+    async def _raw_usage(self, q: UsageQuery, start: float, end: float) -> list[dict[str, Any]]:
         cols: list[Any] = []
         if q.bucket_seconds:
-            cols.append(self._bucket_expr(q.bucket_seconds))
-            keys.append("bucket")
+            cols.append(self._bucket_expr(requests.c.ts, q.bucket_seconds))
         for dim in q.group_by:
             cols.append(DIMENSIONS[dim].label(dim))
-            keys.append(dim)
         aggs = [
             func.count().label("requests"),
             func.sum(case((requests.c.status >= 400, 1), else_=0)).label("errors"),
@@ -149,15 +193,36 @@ class LedgerStore:
             *[func.coalesce(func.sum(requests.c[c]), 0).label(c) for c in TOKEN_COLUMNS],
             *[func.coalesce(func.sum(requests.c[c]), 0.0).label(c) for c in MONEY_COLUMNS],
             func.coalesce(func.sum(requests.c.gpu_hours), 0.0).label("gpu_hours"),
+            func.coalesce(func.sum(requests.c.latency_s), 0.0).label("latency_s_sum"),
+            func.coalesce(func.max(requests.c.latency_s), 0.0).label("latency_s_max"),
+            func.coalesce(func.sum(requests.c.fallbacks), 0).label("fallbacks"),
         ]
-        stmt = select(*cols, *aggs).where(self._where(q))
-        if keys:
-            stmt = stmt.group_by(*cols).order_by(*cols)
-        stmt = stmt.limit(q.limit + 1).offset(q.offset)
+        stmt = select(*cols, *aggs).where(self._where(replace(q, start=start, end=end)))
+        if cols:
+            stmt = stmt.group_by(*cols)
         async with self.engine.connect() as conn:
-            result = (await conn.execute(stmt)).mappings().all()
-        rows = [_clean(dict(r)) for r in result[: q.limit]]
-        return rows, len(result) > q.limit
+            return [_clean(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
+
+    async def _rollup_usage(self, q: UsageQuery, start: float, end: float) -> list[dict[str, Any]]:
+        t = usage_hourly.c
+        cols: list[Any] = []
+        if q.bucket_seconds:
+            cols.append(self._bucket_expr(t.hour, q.bucket_seconds))
+        for dim in q.group_by:
+            col = t[ROLLUP_DIMS[dim]]
+            cols.append((col if dim in ("status", "prompt_size") else func.nullif(col, "")).label(dim))
+        conds = [t.hour >= start, t.hour < end]
+        if q.tenant is not None:
+            conds.append(t.tenant == q.tenant)
+        for dim, value in q.filters:
+            conds.append(t[ROLLUP_DIMS[dim]] == (int(value) if dim == "status" else value))
+        aggs = [*[func.coalesce(func.sum(t[c]), 0).label(c) for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS, *ROLLUP_MONEY)],
+                func.coalesce(func.max(t.latency_s_max), 0.0).label("latency_s_max")]
+        stmt = select(*cols, *aggs).where(and_(*conds))
+        if cols:
+            stmt = stmt.group_by(*cols)
+        async with self.engine.connect() as conn:
+            return [_clean(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
 
     async def get(self, request_id: str, tenant: str | None) -> dict[str, Any] | None:
         conds = [requests.c.request_id == request_id]
@@ -195,9 +260,10 @@ class LedgerStore:
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     row = {str(k): v for k, v in row.items()}  # plain str keys (SQLAlchemy may hand back str subclasses)
     for k, v in row.items():
-        if k in TOKEN_COLUMNS or k in ("requests", "errors", "unpriced", "estimated", "status"):
+        if k in TOKEN_COLUMNS or k in ("requests", "errors", "unpriced", "estimated", "status", "fallbacks",
+                                       "prompt_size"):
             row[k] = int(v or 0)
-        elif k in MONEY_COLUMNS or k in ("bucket", "gpu_hours"):
+        elif k in MONEY_COLUMNS or k in ("bucket", "gpu_hours", "latency_s_sum", "latency_s_max"):
             row[k] = float(v or 0.0)
     return row
 

@@ -1,0 +1,152 @@
+"""The cost dashboard: a static single page at ``/dashboard`` and the insight endpoints it reads.
+
+The page ships inside the package (``router/dashboard_static``, Chart.js vendored from npm) and
+fetches nothing from the internet. It logs in with a key kept in the tab's sessionStorage and
+reads the usage API: a tenant key reads ``/v1/...`` (its own tenant only, enforced here), the
+admin key reads ``/admin/...`` and may filter by tenant.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from importlib import resources
+from typing import Any, Callable
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import RedirectResponse, Response
+
+from policies.schema import PolicyError
+from router import insights
+from router.auth import bearer
+from router.errors import APIError, invalid_request
+from router.ledger.store import LedgerStore, UsageQuery
+from router.services import Services
+from router.usage_api import build_query
+
+STATIC = resources.files("router").joinpath("dashboard_static")
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
+# Everything same-origin; no inline script; the page cannot be framed.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
+                    "x-frame-options": "DENY"}
+
+
+def _json(obj: Any) -> Response:
+    return Response(orjson.dumps(obj), media_type="application/json")
+
+
+def _asset(name: str) -> Response:
+    suffix = name[name.rfind("."):] if "." in name else ""
+    entry = STATIC.joinpath(name)
+    if "/" in name or name.startswith(".") or suffix not in TYPES or not entry.is_file():
+        raise APIError(404, f"No dashboard asset '{name[:80]}'.", code="not_found")
+    cache = "no-cache" if suffix == ".html" else "public, max-age=300"
+    return Response(entry.read_bytes(), media_type=TYPES[suffix], headers={**SECURITY_HEADERS, "cache-control": cache})
+
+
+def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
+                         admin: Callable[[Request], None]) -> None:
+    def need_store() -> LedgerStore:
+        if svc.store is None:
+            raise APIError(501, "This gateway keeps no ledger (it was started with an in-memory sink).",
+                           type="api_error", code="no_ledger")
+        return svc.store
+
+    def scope(request: Request, as_admin: bool) -> str | None:
+        """The tenant a caller may see: its own for a tenant key, None (all, or ?tenant=) for the admin."""
+        if as_admin:
+            admin(request)
+            return None
+        return principal(request).tenant
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> Response:
+        return _asset("index.html")
+
+    @app.get("/dashboard/", include_in_schema=False)
+    async def dashboard_slash() -> Response:
+        return RedirectResponse("/dashboard", status_code=308)
+
+    @app.get("/dashboard/static/{name}", include_in_schema=False)
+    async def dashboard_asset(name: str) -> Response:
+        return _asset(name)
+
+    @app.get("/v1/whoami")
+    async def whoami(request: Request) -> Response:
+        token = bearer(request.headers.get("authorization"))
+        if token and svc.keys.is_admin(token):
+            return _json({"role": "admin", "tenant": None, "key_id": None})
+        who = principal(request)
+        return _json({"role": "tenant", "tenant": who.tenant, "key_id": who.key_id})
+
+    async def options(request: Request, tenant: str | None) -> Response:
+        q = build_query(request, tenant)
+        store = need_store()
+        values: dict[str, list[str]] = {}
+        for dim in ("tenant", "alias", "model", "provider"):
+            if dim == "tenant" and tenant is not None:
+                values[dim] = [tenant] if tenant else []
+                continue
+            rows, _ = await store.usage(UsageQuery(start=q.start, end=q.end, group_by=(dim,), tenant=tenant, limit=500))
+            values[dim] = [str(r[dim]) for r in rows if r[dim] is not None]
+        return _json({"filters": values, "baselines": insights.chat_models(svc),
+                      "policies": [x.policy.name for x in svc.policies.loaded],
+                      "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan})
+
+    async def savings(request: Request, tenant: str | None) -> Response:
+        q = build_query(request, tenant)
+        baseline = request.query_params.get("baseline") or ""
+        try:
+            return _json(await insights.savings(svc, need_store(), q, baseline))
+        except ValueError:
+            raise invalid_request(f"'{baseline[:80]}' is not a priced chat model on this gateway; pick one from "
+                                  "the dashboard options.", param="baseline", code="invalid_value") from None
+
+    async def budgets(request: Request, tenant: str | None) -> Response:
+        only = request.query_params.get("tenant") if tenant is None else None
+        data = await insights.budgets(svc, need_store(), tenant, time.time(), only_tenant=only or None)
+        return _json({"object": "list", "data": data})
+
+    async def whatif(request: Request, tenant: str | None, yaml_text: str | None = None) -> Response:
+        q = build_query(request, tenant)
+        # here ?policy= names the policy to replay through, not a filter on the recorded traffic
+        q = replace(q, filters=tuple(f for f in q.filters if f[0] != "policy"))
+        name = request.query_params.get("policy")
+        if yaml_text is None and not name:
+            raise invalid_request("Name a loaded policy (?policy=...) or POST its YAML as {\"yaml\": \"...\"}.",
+                                  param="policy", code="missing_required_parameter")
+        try:
+            return _json(await insights.whatif(svc, need_store(), q, name, yaml_text))
+        except LookupError:
+            raise invalid_request(f"No loaded policy '{(name or '')[:80]}'.", param="policy", code="invalid_value") from None
+        except PolicyError as exc:
+            raise invalid_request("The policy is invalid: " + " | ".join(exc.problems)[:1500], param="yaml",
+                                  code="invalid_policy") from None
+
+    views: dict[str, Callable[..., Any]] = {"options": options, "savings": savings, "budgets": budgets, "whatif": whatif}
+    for name, view in views.items():
+        def register(view: Callable[..., Any] = view, name: str = name) -> None:
+            async def tenant_route(request: Request) -> Response:
+                return await view(request, scope(request, False))
+
+            async def admin_route(request: Request) -> Response:
+                return await view(request, scope(request, True))
+
+            app.add_api_route(f"/v1/insights/{name}", tenant_route, methods=["GET"], name=f"tenant_{name}")
+            app.add_api_route(f"/admin/insights/{name}", admin_route, methods=["GET"], name=f"admin_{name}")
+
+        register()
+
+    @app.post("/admin/insights/whatif")
+    async def admin_whatif_yaml(request: Request) -> Response:
+        admin(request)
+        from router.app import read_json
+
+        body = await read_json(request, 256 * 1024)
+        if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
+            raise invalid_request("Send {\"yaml\": \"<policy YAML>\"}.", param="yaml", code="missing_required_parameter")
+        return await whatif(request, None, body["yaml"])

@@ -1,0 +1,209 @@
+"""What the dashboard computes beyond plain aggregates: savings against a baseline model, margin
+under each plan, budget burn-down with a forecast, and a policy what-if over recorded traffic.
+
+Everything here reads ledger aggregates (``LedgerStore.usage``), never row by row, so it stays
+fast on a ledger of millions of rows. Token sums per (alias, model) group are priced with the
+catalog; tiered prices are applied to the group's sums, which the results mark as estimates.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from policies.decide import PolicyRouter, RequestFeatures
+from pricing import Usage, cost_of
+from router.config import BudgetRule
+from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
+from router.ledger.store import LedgerStore, UsageQuery
+from router.services import Services
+
+MAX_GROUPS = 10_000
+
+
+def _usage(row: dict[str, Any]) -> Usage:
+    return Usage(prompt_tokens=int(row["prompt_tokens"]), completion_tokens=int(row["completion_tokens"]),
+                 cached_tokens=int(row["cached_tokens"]), cache_write_tokens=int(row["cache_write_tokens"]),
+                 reasoning_tokens=int(row["reasoning_tokens"]))
+
+
+def chat_models(svc: Services) -> list[str]:
+    """Concrete chat models that have a price: the baselines a user can pick."""
+    out = []
+    for name in svc.registry.names():
+        deps = svc.registry.candidates(name, "chat")
+        if name not in svc.registry.aliases and deps and deps[0].price(svc.meter.catalog) is not None:
+            out.append(name)
+    return sorted(out)
+
+
+async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: str) -> dict[str, Any]:
+    """Actual API cost against "had every chat request gone to ``baseline``", and margin per plan."""
+    deps = svc.registry.candidates(baseline, "chat")
+    price = deps[0].price(svc.meter.catalog) if deps else None
+    if price is None:
+        raise ValueError(baseline)
+    rows, _ = await store.usage(replace(q, bucket_seconds=None, group_by=("alias", "model"),
+                                        filters=(*q.filters, ("endpoint", "chat")), limit=MAX_GROUPS, offset=0))
+    plans = svc.config.billing.plans
+    actual = baseline_cost = charge = 0.0
+    per_plan = {name: {"charge_usd": 0.0, "unpriced": 0} for name in plans}
+    by_model: list[dict[str, Any]] = []
+    requests = unpriced = 0
+    for r in rows:
+        if r["cost_usd"] is None or r["requests"] == r["unpriced"]:
+            unpriced += r["requests"]
+            continue
+        u = _usage(r)
+        base = cost_of(u, price).total
+        requests += r["requests"]
+        unpriced += r["unpriced"]
+        actual += r["cost_usd"]
+        charge += r["charge_usd"]
+        baseline_cost += base
+        by_model.append({"alias": r["alias"], "model": r["model"], "requests": r["requests"], "cost_usd": r["cost_usd"],
+                         "baseline_cost_usd": base})
+        for name, plan in plans.items():
+            c = plan.charge(r["alias"] or "", u, r["cost_usd"])
+            if c is None:
+                per_plan[name]["unpriced"] += r["requests"]
+            else:
+                per_plan[name]["charge_usd"] += c
+    plan_rows = []
+    for name, p in per_plan.items():
+        plan_rows.append({"plan": name, **p, "margin_usd": p["charge_usd"] - actual,
+                          "margin_at_baseline_usd": p["charge_usd"] - baseline_cost,
+                          "routing_margin_usd": baseline_cost - actual})
+    return {"baseline": baseline, "requests": requests, "unpriced": unpriced, "cost_usd": actual,
+            "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual,
+            "savings_pct": (baseline_cost - actual) / baseline_cost * 100 if baseline_cost else 0.0,
+            "charge_usd": charge, "by_model": by_model, "plans": plan_rows, "estimate": True}
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float]:
+    t = datetime.fromtimestamp(now, timezone.utc)
+    if period == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.timestamp(), start.timestamp() + 86400
+    start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(t.year, t.month)[1]
+    return start.timestamp(), start.timestamp() + days * 86400
+
+
+async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: float,
+                  only_tenant: str | None = None) -> list[dict[str, Any]]:
+    """Per budget rule and id: spend so far this period by day, the limit, and a run-rate forecast.
+
+    ``tenant`` scopes a tenant key to its own tenant and keys; alias budgets are shared across
+    tenants and shown to the admin only.
+    """
+    out: list[dict[str, Any]] = []
+    rules: list[BudgetRule] = list(svc.config.limits.budgets)
+    for rule in rules:
+        if rule.scope == "alias" and tenant is not None:
+            continue
+        start, end = period_bounds(rule.period, now)
+        bucket = 3600 if rule.period == "day" else 86400
+        dim = {"key": "key", "tenant": "tenant", "alias": "alias"}[rule.scope]
+        filters: list[tuple[str, str]] = []
+        if rule.id != "*":
+            filters.append((dim, rule.id))
+        scope_tenant = tenant if tenant is not None else only_tenant
+        rows, _ = await store.usage(UsageQuery(start=start, end=end, bucket_seconds=bucket, group_by=(dim,),
+                                               tenant=scope_tenant, filters=tuple(filters), limit=MAX_GROUPS))
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            if r[dim] is None:
+                continue
+            series.setdefault(str(r[dim]), []).append((r["bucket"], r["charge_usd"]))
+        if rule.id != "*" and not series and (tenant is None or rule.scope != "tenant" or rule.id == tenant):
+            series[rule.id] = []
+        elapsed = max(min(now, end) - start, 60.0)
+        for ident, points in sorted(series.items()):
+            cumulative, total = [], 0.0
+            for ts, spend in sorted(points):
+                total += spend
+                cumulative.append({"t": ts + bucket, "spent_usd": total})
+            forecast = total * (end - start) / elapsed
+            out.append({"scope": rule.scope, "id": ident, "rule_id": rule.id, "period": rule.period,
+                        "limit_usd": rule.usd, "soft": rule.soft, "start": start, "end": end, "spent_usd": total,
+                        "remaining_usd": rule.usd - total, "forecast_usd": forecast,
+                        "forecast_over": forecast > rule.usd, "burn": cumulative})
+    return out
+
+
+def _router_for(svc: Services, name: str | None, yaml_text: str | None) -> PolicyRouter:
+    if yaml_text is not None:
+        from policies.schema import parse_policy
+
+        policy = parse_policy(yaml_text, "what-if")
+        return svc.policies.build(policy, None)  # checks the pool against this gateway's models
+    for x in svc.policies.loaded:
+        if x.policy.name == name:
+            return x.router
+    raise LookupError(name)
+
+
+async def whatif(svc: Services, store: LedgerStore, q: UsageQuery, policy: str | None,
+                 yaml_text: str | None = None) -> dict[str, Any]:
+    """Replay recorded chat traffic's features (alias, category, prompt size, tokens) through a policy.
+
+    Requests are grouped by (alias, category, prompt size class, served model); each group is
+    decided once with the group's mean prompt length, and its recorded tokens are priced at the
+    model the policy picks. Quality is the policy's own prediction for the served and the picked
+    model (the ledger keeps no per-request feedback scores).
+    """
+    router = _router_for(svc, policy, yaml_text)
+    rows, truncated = await store.usage(replace(q, bucket_seconds=None, limit=MAX_GROUPS, offset=0,
+                                                group_by=("alias", "category", "prompt_size", "model"),
+                                                filters=(*q.filters, ("endpoint", "chat"))))
+    infos = [i for i in (svc.planner.info(n, "chat") for n in router.policy.pool) if i is not None]
+    prices = {i.name: i.price for i in infos}
+    rng = random.Random(0)
+    actual = estimated = 0.0
+    q_actual = q_new = 0.0
+    q_weight = 0
+    replayed = skipped = 0
+    picks: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["model"] is None or r["requests"] == r["unpriced"]:
+            skipped += r["requests"]
+            continue
+        n = r["requests"] - r["unpriced"]
+        skipped += r["unpriced"]
+        mean_prompt = r["prompt_tokens"] // n if n else PROMPT_SIZE_MIDPOINTS.get(r["prompt_size"], 0)
+        f = RequestFeatures(prompt="", prompt_tokens=mean_prompt, category=r["category"] or "general")
+        d = router.decide(f, infos, rng)
+        if not d.order:
+            skipped += n
+            continue
+        pick = d.order[0]
+        price = prices.get(pick)
+        if price is None:
+            skipped += n
+            continue
+        new = cost_of(_usage(r), price).total
+        replayed += n
+        actual += r["cost_usd"]
+        estimated += new
+        quality = {c["model"]: c.get("quality") for c in d.candidates}
+        if quality.get(pick) is not None and quality.get(r["model"]) is not None:
+            q_actual += quality[r["model"]] * n
+            q_new += quality[pick] * n
+            q_weight += n
+        p = picks.setdefault(pick, {"model": pick, "requests": 0, "estimated_cost_usd": 0.0, "reasons": {}})
+        p["requests"] += n
+        p["estimated_cost_usd"] += new
+        p["reasons"][d.reason] = p["reasons"].get(d.reason, 0) + n
+    for p in picks.values():
+        p["reasons"] = sorted(({"reason": k, "requests": v} for k, v in p["reasons"].items()),
+                              key=lambda x: -x["requests"])[:5]
+    return {"policy": router.policy.name, "requests": replayed, "skipped": skipped, "truncated": truncated,
+            "actual_cost_usd": actual, "estimated_cost_usd": estimated, "change_usd": estimated - actual,
+            "change_pct": (estimated - actual) / actual * 100 if actual else 0.0,
+            "quality_actual": q_actual / q_weight if q_weight else None,
+            "quality_estimated": q_new / q_weight if q_weight else None, "quality_requests": q_weight,
+            "picks": sorted(picks.values(), key=lambda x: -x["requests"]), "estimate": True}

@@ -1,0 +1,88 @@
+"""``switchyard report``: the dashboard's numbers in the terminal, read from a gateway's usage API.
+
+It reads the same endpoints the dashboard does (``/v1/usage`` with a tenant key, ``/admin/usage``
+with the admin key), so the table and ``--json`` match the API for the same range.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from router.usage_api import parse_time
+
+BY = ("model", "alias", "tenant", "provider", "key", "layer")
+LAYERS = {"application": "Application (operator)", "paas": "Token API (PaaS)", "model_lab": "Model lab",
+          "iaas": "GPU cloud (IaaS)", "chips": "Chip vendor"}
+
+
+class ReportError(Exception):
+    pass
+
+
+def fetch(url: str, key: str, since: str, until: str | None, by: str, timeout: float = 30.0) -> dict[str, Any]:
+    now = time.time()
+    start = parse_time(since, now - 86400, "since")
+    end = parse_time(until, now + 1, "until")
+    headers = {"authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout) as http:
+        who = http.get("/v1/whoami")
+        if who.status_code != 200:
+            raise ReportError(_message(who))
+        prefix = "/admin" if who.json()["role"] == "admin" else "/v1"
+        params: dict[str, Any] = {"start": repr(start), "end": repr(end), "bucket": "none", "limit": 10000}
+        if by != "layer":
+            params["group_by"] = by
+        r = http.get(prefix + "/usage", params=params)
+        if r.status_code != 200:
+            raise ReportError(_message(r))
+    body = r.json()
+    if by == "layer":
+        total = body["data"][0] if body["data"] else None
+        rows = [] if total is None else [{"layer": k, **total["layers"][k]} for k in LAYERS]
+    else:
+        rows = body["data"]
+    return {"start": start, "end": end, "by": by, "tenant": body.get("tenant"), "rows": rows}
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return f"{r.status_code}: {r.json()['error']['message']}"
+    except Exception:  # not an OpenAI-style error body
+        return f"{r.status_code}: {r.text[:200]}"
+
+
+def _usd(v: float) -> str:
+    return f"${v:,.6f}" if abs(v) < 1 else f"${v:,.2f}"
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    by = report["by"]
+    span = f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(report['start']))} to " \
+           f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(report['end']))} UTC"
+    if by == "layer":
+        t = Table(title=f"Where the tenant's dollars went, {span} (all but the application layer are estimates)")
+        for col in ("Layer", "Revenue", "Cost", "Margin"):
+            t.add_column(col, justify="left" if col == "Layer" else "right")
+        for r in report["rows"]:
+            t.add_row(LAYERS[r["layer"]], _usd(r["revenue"]), _usd(r["cost"]), _usd(r["margin"]))
+        console.print(t)
+        return
+    t = Table(title=f"Usage by {by}, {span}")
+    cols = ("Requests", "Errors", "Prompt tokens", "Completion tokens", "API cost", "Charge", "Operator margin")
+    t.add_column(by.capitalize())
+    for c in cols:
+        t.add_column(c, justify="right")
+    sums = [0, 0, 0, 0, 0.0, 0.0, 0.0]
+    for r in report["rows"]:
+        vals = [r["requests"], r["errors"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"], r["charge_usd"],
+                r["app_margin_usd"]]
+        sums = [a + b for a, b in zip(sums, vals)]
+        t.add_row(str(r[by]), *[f"{v:,}" for v in vals[:4]], *[_usd(v) for v in vals[4:]])
+    t.add_section()
+    t.add_row("Total", *[f"{v:,}" for v in sums[:4]], *[_usd(v) for v in sums[4:]], style="bold")
+    console.print(t)

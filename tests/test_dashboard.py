@@ -1,0 +1,355 @@
+"""The cost dashboard: its APIs, `switchyard report`, and every view in a real headless Chromium.
+
+One gateway process (simulated providers, SQLite ledger, budgets, two plans) is seeded with real
+traffic from two tenants; the page and the report must show exactly what the ledger holds.
+Screenshots of each view land in a temporary folder printed by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pricing import PriceCatalog, Usage, cost_of
+from router.ledger.schema import SLICE_COLUMNS
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, SWITCHYARD, Proc, start_gateway
+
+A = {"authorization": f"Bearer {KEY_A}"}
+B = {"authorization": f"Bearer {KEY_B}"}
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+VIEWS = ["spend", "routing", "savings", "stack", "budgets", "top", "live", "whatif"]
+
+CONFIG = """
+model_list:
+  - {model_name: sim-frontier, litellm_params: {model: simulated/frontier, speed: 50}}
+  - {model_name: sim-mid, litellm_params: {model: simulated/mid, speed: 50}}
+  - {model_name: sim-small, litellm_params: {model: simulated/small, speed: 50}}
+  - {model_name: sim-open, litellm_params: {model: simulated/open-weights, speed: 50}}
+  - {model_name: sim-reasoning, litellm_params: {model: simulated/reasoning, speed: 50}}
+aliases:
+  cheap: [sim-small, sim-open]
+policies: {builtin: true}
+server: {auth_failures_per_minute: 1000}
+billing:
+  default_plan: standard
+  plans:
+    standard: {markup: 0.25}
+    flat-auto: {markup: 0.25, fixed: {auto: {input_per_mtok: 0.5, output_per_mtok: 2.0}}}
+limits:
+  budgets:
+    - {scope: tenant, id: a, period: month, usd: 5}
+    - {scope: key, id: "*", period: day, usd: 0.002, soft: true}
+auth:
+  admin_key: os.environ/TEST_ADMIN_KEY
+  keys:
+    - {id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}
+    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B}
+"""
+
+PROMPTS = ["Explain the difference between a mutex and a semaphore.", "Write a haiku about falling GPU prices.",
+           "Prove that the square root of two is irrational, step by step.", "Translate 'invoice overdue' into French."]
+
+
+def usage(gw: Proc, headers: dict, path: str = "/admin/usage", **params: object) -> list[dict]:
+    r = httpx.get(gw.base + path, headers=headers, params={"bucket": "none", "start": "1d", **params})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("dashboard")
+    gw = start_gateway(workdir, CONFIG, name="dash")
+    sent = {"a": 0, "b": 0}
+    with httpx.Client(base_url=gw.base, timeout=30) as http:
+        for i in range(6):
+            for tenant, headers, models in (("a", A, ["auto", "cheap", "sim-mid", "sim-frontier"]),
+                                            ("b", B, ["auto", "sim-small"])):
+                for model in models:
+                    body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[i % 4] + f" ({i})"}],
+                            "max_tokens": 30 + 10 * i, "stream": i % 3 == 0}
+                    r = http.post("/v1/chat/completions", headers=headers, json=body)
+                    assert r.status_code == 200, r.text
+                    sent[tenant] += 1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        rows = usage(gw, ADMIN, group_by="tenant")
+        if {r["tenant"]: r["requests"] for r in rows} == sent:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"ledger did not catch up: {rows} != {sent}")
+    gw.extra["sent"] = sent
+    gw.extra["ledger"] = next(workdir.rglob("ledger.db"))
+    yield gw
+    gw.stop()
+
+
+def ledger_sum(gw: Proc, where: str, args: tuple, cols: list[str]) -> list[float]:
+    with sqlite3.connect(gw.extra["ledger"]) as db:
+        return list(db.execute(f"SELECT {', '.join(f'COALESCE(SUM({c}), 0)' for c in cols)} FROM requests WHERE {where}",
+                               args).fetchone())
+
+
+# ---- API --------------------------------------------------------------------------------------
+
+def test_tenant_key_sees_only_its_tenant(dash) -> None:
+    assert httpx.get(dash.base + "/v1/whoami", headers=A).json() == {"role": "tenant", "tenant": "a", "key_id": "tenant-a"}
+    assert httpx.get(dash.base + "/v1/whoami", headers=ADMIN).json()["role"] == "admin"
+    rows = usage(dash, A, "/v1/usage", group_by="tenant")
+    assert [(r["tenant"], r["requests"]) for r in rows] == [("a", dash.extra["sent"]["a"])]
+    for path in ("/v1/usage", "/v1/insights/savings", "/v1/requests/top", "/v1/insights/options"):
+        r = httpx.get(dash.base + path, headers=A, params={"tenant": "b", "baseline": "sim-frontier"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "tenant_forbidden", path
+    for path in ("/admin/usage", "/admin/insights/budgets", "/admin/insights/savings", "/admin/requests/top"):
+        r = httpx.get(dash.base + path, headers=A)
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error", path
+    opts = httpx.get(dash.base + "/v1/insights/options", headers=B).json()
+    assert opts["filters"]["tenant"] == ["b"] and set(opts["filters"]["model"]) <= {"sim-mid", "sim-small", "sim-open"}
+    top = httpx.get(dash.base + "/v1/requests/top", headers=B).json()["data"]
+    assert top and {r["tenant"] for r in top} == {"b"}
+    budgets = httpx.get(dash.base + "/v1/insights/budgets", headers=B).json()["data"]
+    assert [(b["scope"], b["id"]) for b in budgets] == [("key", "tenant-b")]  # not tenant a's budget
+    assert httpx.get(dash.base + "/v1/insights/savings", headers=A).status_code == 400  # no baseline named
+
+
+def test_waterfall_totals_equal_the_ledger(dash) -> None:
+    cols = ["charge_usd", "cost_usd", *SLICE_COLUMNS.values()]
+    for params, where, args in (({}, "1=1", ()), ({"tenant": "a"}, "tenant = ?", ("a",)),
+                                ({"alias": "auto"}, "alias = ?", ("auto",))):
+        [row] = usage(dash, ADMIN, **params)
+        expected = ledger_sum(dash, where, args, cols)
+        for col, want in zip(cols, expected):
+            assert row[col] == pytest.approx(want, rel=1e-12, abs=1e-15), (params, col)
+        assert sum(row[c] for c in SLICE_COLUMNS.values()) == pytest.approx(row["charge_usd"], rel=1e-9)
+        layers = row["layers"]
+        assert layers["application"]["revenue"] == pytest.approx(row["charge_usd"])
+        assert layers["paas"]["revenue"] == pytest.approx(row["cost_usd"])
+
+
+def test_savings_against_a_baseline_model(dash) -> None:
+    s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
+    assert s["requests"] == sum(dash.extra["sent"].values())
+    # Independently: every recorded request's tokens at sim-frontier's catalog price.
+    price = PriceCatalog.load().price("gpt-4o")  # what sim-frontier stands in for
+    with sqlite3.connect(dash.extra["ledger"]) as db:
+        rows = db.execute("SELECT prompt_tokens, completion_tokens, cached_tokens FROM requests").fetchall()
+    baseline = sum(cost_of(Usage(p, c, cached_tokens=k), price).total for p, c, k in rows)
+    assert s["baseline_cost_usd"] == pytest.approx(baseline, rel=1e-9)
+    assert s["cost_usd"] == pytest.approx(ledger_sum(dash, "1=1", (), ["cost_usd"])[0], rel=1e-12)
+    assert 0 < s["savings_usd"] < s["baseline_cost_usd"]  # the frontier model is the priciest on offer
+    plans = {p["plan"]: p for p in s["plans"]}
+    assert plans["standard"]["charge_usd"] == pytest.approx(1.25 * s["cost_usd"], rel=1e-9)
+    assert plans["standard"]["margin_usd"] == pytest.approx(0.25 * s["cost_usd"], rel=1e-9)
+    assert plans["flat-auto"]["charge_usd"] != pytest.approx(plans["standard"]["charge_usd"])
+
+
+def test_policy_what_if_replays_recorded_traffic(dash) -> None:
+    r = httpx.get(dash.base + "/admin/insights/whatif", headers=ADMIN, params={"policy": "auto", "start": "1d"}).json()
+    assert r["requests"] == sum(dash.extra["sent"].values()) and r["skipped"] == 0
+    assert r["actual_cost_usd"] == pytest.approx(ledger_sum(dash, "1=1", (), ["cost_usd"])[0], rel=1e-12)
+    assert sum(p["requests"] for p in r["picks"]) == r["requests"]
+    # A policy that always sends everything to the frontier model costs exactly the savings baseline.
+    fixed = ("name: all-frontier\nbind: {aliases: [frontier-only]}\nobjective: {type: fixed, model: sim-frontier}\n")
+    w = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": fixed}).json()
+    s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
+    assert w["estimated_cost_usd"] == pytest.approx(s["baseline_cost_usd"], rel=1e-9)
+    assert [p["model"] for p in w["picks"]] == ["sim-frontier"]
+    bad = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, json={"yaml": "name: x\nobjective: {type: nope}"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_policy"
+    assert httpx.post(dash.base + "/admin/insights/whatif", headers=A, json={"yaml": fixed}).status_code == 403
+    own = httpx.get(dash.base + "/v1/insights/whatif", headers=B, params={"policy": "auto", "start": "1d"}).json()
+    assert own["requests"] == dash.extra["sent"]["b"]
+
+
+def test_report_matches_the_usage_api(dash) -> None:
+    now = time.time()
+    start, end = repr(now - 86400), repr(now + 5)
+    env = {**os.environ, "SWITCHYARD_URL": dash.base}
+    for key, path in ((ADMIN_KEY, "/admin/usage"), (KEY_A, "/v1/usage")):
+        for by in ("model", "alias", "tenant"):
+            out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", by, "--json"],
+                                 env={**env, "SWITCHYARD_API_KEY": key}, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            api = usage(dash, {"authorization": f"Bearer {key}"}, path, start=start, end=end, group_by=by)
+            assert json.loads(out.stdout)["rows"] == api
+    out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
+                         env={**env, "SWITCHYARD_API_KEY": KEY_A}, capture_output=True, text=True, timeout=60)
+    [total] = usage(dash, A, "/v1/usage", start=start, end=end)
+    assert {r["layer"]: r["margin"] for r in json.loads(out.stdout)["rows"]} == {k: v["margin"] for k, v in total["layers"].items()
+                                                                               if k != "pass_through"}
+    table = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "model"],
+                           env={**env, "SWITCHYARD_API_KEY": KEY_A}, capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and "Total" in table.stdout and f"{total['requests']:,}" in table.stdout
+    assert KEY_A not in table.stdout + table.stderr
+    bad = subprocess.run([SWITCHYARD, "report"], env={**env, "SWITCHYARD_API_KEY": "wrong"}, capture_output=True, text=True)
+    assert bad.returncode == 1 and "401" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dashboard_assets_are_local_and_locked_down(dash) -> None:
+    page = httpx.get(dash.base + "/dashboard")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+    js = httpx.get(dash.base + "/dashboard/static/chart.umd.min.js")
+    assert js.status_code == 200 and "Chart.js v4" in js.text[:200]
+    for bad in ("../app.py", "..%2Fapp.py", "nope.js", ".hidden.js"):
+        assert httpx.get(dash.base + "/dashboard/static/" + bad).status_code == 404
+
+
+# ---- browser ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but Debian's chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dashboard-screenshots")
+    print(f"\ndashboard screenshots: {path}")
+    return path
+
+
+CHART_DATA = """() => [...document.querySelectorAll('section.view:not([hidden]) canvas')].map(c => {
+  const ch = Chart.getChart(c);
+  if (!ch) return [c.id, 0, 0];
+  const values = ch.data.datasets.flatMap(d => d.data.map(v =>
+    Array.isArray(v) ? v[1] - v[0] : (v !== null && typeof v === 'object') ? v.y : v));
+  return [c.id, values.filter(v => typeof v === 'number' && isFinite(v)).length, values.reduce((a, v) => a + Math.abs(v || 0), 0)];
+})"""
+
+
+def open_dashboard(browser, dash: Proc, key: str):
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    calls: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: calls.append(r.url))
+    page.goto(dash.base + "/dashboard")
+    page.fill("#login-key", key)
+    page.click("#login-form button")
+    return page, errors, calls
+
+
+def rendered(page, view: str) -> None:
+    page.wait_for_selector(f'body[data-rendered="{view}"][data-loading=""]', state="attached")
+
+
+def kpi(page, name: str) -> float:
+    return float(page.get_attribute(f'section.view:not([hidden]) [data-kpi="{name}"] [data-value]', "data-value"))
+
+
+def test_login_rejects_a_bad_key(dash, browser, shots) -> None:
+    page, _, _ = open_dashboard(browser, dash, "not-a-real-key")
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert "not accepted" in page.inner_text("#login-error")
+    assert page.is_hidden("#app")
+    page.screenshot(path=str(shots / "login-rejected.png"))
+    page.close()
+
+
+def test_admin_sees_every_view_with_data(dash, browser, shots) -> None:
+    page, errors, calls = open_dashboard(browser, dash, ADMIN_KEY)
+    rendered(page, "spend")
+    assert "admin" in page.inner_text("#role-badge") and page.is_visible("#f-tenant")
+    [total] = usage(dash, ADMIN, start="7d")
+    for view in VIEWS:
+        page.click(f'nav#tabs button[data-view="{view}"]')
+        rendered(page, view)
+        if view == "whatif":
+            page.select_option("#whatif-policy", "auto")
+            page.click("#whatif-form button[type=submit]")
+            page.wait_for_selector("#whatif-table tbody tr")
+            rendered(page, view)
+        assert page.is_hidden("#status"), page.inner_text("#status")
+        data = page.evaluate(CHART_DATA)
+        assert data or view == "top", view  # top requests is a table
+        for chart_id, points, total_abs in data:  # the error-rate chart may rightly be all zeros
+            assert points > 0 and (total_abs > 0 or chart_id == "live-errors"), (view, chart_id, points, total_abs)
+        page.screenshot(path=str(shots / f"admin-{view}.png"), full_page=True)
+        if view == "spend":
+            assert kpi(page, "charge_usd") == pytest.approx(total["charge_usd"], rel=1e-12)
+            assert kpi(page, "requests") == total["requests"] == sum(dash.extra["sent"].values())
+        if view == "stack":
+            assert kpi(page, "charge_usd") == pytest.approx(total["charge_usd"], rel=1e-12)
+            assert kpi(page, "app_margin_usd") == pytest.approx(total["app_margin_usd"], rel=1e-12)
+            cells = page.locator("#stack-table tbody tr").first.locator("[data-value]")
+            assert float(cells.nth(0).get_attribute("data-value")) == pytest.approx(total["layers"]["application"]["revenue"])
+        if view == "savings":
+            s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN,
+                          params={"baseline": page.input_value("#savings-baseline"), "start": "7d"}).json()
+            assert kpi(page, "baseline_cost_usd") == pytest.approx(s["baseline_cost_usd"], rel=1e-12)
+        if view == "top":
+            assert page.locator("#top-table tbody tr").count() == 20
+            assert "Why:" in page.inner_text("#top-detail")
+        if view == "budgets":
+            assert page.locator("[data-budget]").count() == 3  # tenant a's month, and each key's day
+    # the tenant filter narrows every view to that tenant
+    page.select_option("#f-tenant", "b")
+    page.click("#filters button[type=submit]")
+    rendered(page, "whatif")
+    page.click('nav#tabs button[data-view="spend"]')
+    rendered(page, "spend")
+    [b_total] = usage(dash, ADMIN, start="7d", tenant="b")
+    assert kpi(page, "charge_usd") == pytest.approx(b_total["charge_usd"], rel=1e-12)
+    assert not errors, errors
+    assert all("127.0.0.1" in u or u.startswith("data:") for u in calls), calls  # nothing from the internet
+    page.close()
+
+
+def test_tenant_sees_only_its_own_traffic(dash, browser, shots) -> None:
+    page, errors, calls = open_dashboard(browser, dash, KEY_A)
+    rendered(page, "spend")
+    assert page.inner_text("#role-badge") == "tenant a" and page.is_hidden("#f-tenant-wrap")
+    [own] = usage(dash, A, "/v1/usage", start="7d")
+    assert kpi(page, "charge_usd") == pytest.approx(own["charge_usd"], rel=1e-12)
+    assert kpi(page, "requests") == dash.extra["sent"]["a"]
+    for view in VIEWS:
+        page.click(f'nav#tabs button[data-view="{view}"]')
+        rendered(page, view)
+        if view == "whatif":
+            assert page.is_hidden("#whatif-yaml-wrap")
+            page.click("#whatif-form button[type=submit]")
+            page.wait_for_selector("#whatif-table tbody tr")
+            rendered(page, view)
+            assert kpi(page, "requests") == dash.extra["sent"]["a"]
+        assert page.is_hidden("#status"), page.inner_text("#status")
+        page.screenshot(path=str(shots / f"tenant-{view}.png"), full_page=True)
+    top_tenants = {t.strip() for t in page.locator("#top-table tbody tr td:nth-child(2)").all_inner_texts()} \
+        if page.locator("#top-table tbody tr").count() else set()
+    assert not errors, errors
+    api_calls = [u.split("127.0.0.1", 1)[1] for u in calls if "/v1/" in u or "/admin/" in u]
+    assert api_calls and not any("/admin/" in u for u in api_calls), api_calls
+    # The page's own key cannot reach the admin API, nor another tenant through the tenant API.
+    probe = page.evaluate("""async (key) => [
+      (await fetch('/admin/usage', {headers: {Authorization: 'Bearer ' + key}})).status,
+      (await fetch('/v1/usage?tenant=b', {headers: {Authorization: 'Bearer ' + key}})).status]""", KEY_A)
+    assert probe == [403, 403]
+    page.click('nav#tabs button[data-view="top"]')
+    rendered(page, "top")
+    tenants = set(page.locator("#top-table tbody tr td:nth-child(2)").all_inner_texts())
+    assert tenants == {"a"} and top_tenants <= {"a"}
+    page.close()
