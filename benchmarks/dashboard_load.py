@@ -4,7 +4,7 @@
 
 Fills two SQLite ledgers with synthetic records spread over ``--days`` (through the ledger's own
 schema and migrations), serves each with a real gateway process, and measures, in the same run:
-every API call the dashboard makes for a 7-day and a 30-day range (median of 5), and the page
+every API call the dashboard makes for a 24-hour, 7-day and 30-day range (median of 5), and the page
 itself in headless Chromium (log in, then each view until rendered). Writes
 benchmarks/dashboard.json.
 """
@@ -71,10 +71,11 @@ def records(n: int, days: int, seed: int):
         slices["paas_margin"] += cost - sum(slices.values())  # the API cost splits exactly
         slices["application_margin"] = charge - cost
         status = 200 if rng.random() > 0.02 else 502
+        key = rng.randint(1, 60)  # each key belongs to one of 25 tenants
         routed = alias in ("auto",)
         yield to_row({
             "request_id": f"req_{seed}_{i:09d}", "ts": now - rng.random() * days * 86400,
-            "tenant": f"tenant-{rng.randint(1, 25):02d}", "key_id": f"key-{rng.randint(1, 60):02d}", "endpoint": "chat",
+            "tenant": f"tenant-{key % 25 + 1:02d}", "key_id": f"key-{key:02d}", "endpoint": "chat",
             "requested_model": alias, "model": model, "deployment": model, "provider": "simulated",
             "stream": rng.random() < 0.4, "status": status, "error": None if status == 200 else "upstream_error",
             "attempts": [{"deployment": model}], "policy": "auto" if routed else None,
@@ -123,7 +124,7 @@ def build_ledger(data_dir: Path, n: int, days: int) -> float:
 
 def calls(range_: str) -> list[tuple[str, str, dict]]:
     """The API calls the dashboard's views make (router/dashboard_static/app.js)."""
-    bucket = "hour" if range_ == "7d" else "day"
+    bucket = "hour" if range_ == "24h" else "day"  # as the page picks it (app.js bucketFor)
     r = {"start": range_}
     return [
         ("options", "/admin/insights/options", r),
@@ -166,7 +167,7 @@ def time_api(base: str, repeat: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     headers = {"authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=base, headers=headers, timeout=300) as http:
-        for range_ in ("7d", "30d"):
+        for range_ in ("24h", "7d", "30d"):
             for name, path, params in calls(range_):
                 times = []
                 for _ in range(repeat):

@@ -86,13 +86,9 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
     async def options(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
         store = need_store()
-        values: dict[str, list[str]] = {}
-        for dim in ("tenant", "alias", "model", "provider"):
-            if dim == "tenant" and tenant is not None:
-                values[dim] = [tenant] if tenant else []
-                continue
-            rows, _ = await store.usage(UsageQuery(start=q.start, end=q.end, group_by=(dim,), tenant=tenant, limit=500))
-            values[dim] = [str(r[dim]) for r in rows if r[dim] is not None]
+        dims = ("tenant", "alias", "model", "provider")
+        rows, _ = await store.usage(UsageQuery(start=q.start, end=q.end, group_by=dims, tenant=tenant, limit=10_000))
+        values = {d: sorted({str(r[d]) for r in rows if r[d] is not None}) for d in dims}
         return _json({"filters": values, "baselines": insights.chat_models(svc),
                       "policies": [x.policy.name for x in svc.policies.loaded],
                       "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan})

@@ -191,6 +191,13 @@ def test_hourly_rollup_answers_exactly_like_the_ledger(tmp_path, backend: str) -
                 want = want[q.offset: q.offset + q.limit]
                 out.append(((await written.usage(q))[0], want))
                 out.append(((await backfilled.usage(q))[0], want))
+            # the costliest requests, tenant-scoped and not, from the covering indexes
+            for tenant in (None, "globex"):
+                top = await written.top(UsageQuery(start=0, end=time.time() + 60, tenant=tenant), 20)
+                expect = sorted((r for r in records if r["charge_usd"] is not None and tenant in (None, r["tenant"])),
+                                key=lambda r: -r["charge_usd"])[:20]
+                assert [r["charge_usd"] for r in top] == pytest.approx([r["charge_usd"] for r in expect])  # ties: any order
+                assert all(tenant in (None, r["tenant"]) for r in top)
             return out
         finally:
             await written.dispose()

@@ -64,12 +64,12 @@ requests = Table(
     Column("gpu_hours", Float),
     *[Column(col, Float) for col in SLICE_COLUMNS.values()],
     *[Column(col, Float) for col in LINE_COLUMNS.values()],
-    Index("ix_requests_ts", "ts"),
-    Index("ix_requests_tenant_ts", "tenant", "ts"),
+    # (ts, charge, id) and (tenant, ts, charge, id) cover the top-cost queries: the costliest
+    # requests in a range are found in the index without reading the wide rows.
+    Index("ix_requests_ts_charge", "ts", "charge_usd", "request_id"),
+    Index("ix_requests_tenant_ts_charge", "tenant", "ts", "charge_usd", "request_id"),
     Index("ix_requests_model_ts", "model", "ts"),
     Index("ix_requests_alias_ts", "alias", "ts"),
-    Index("ix_requests_charge", "tenant", "charge_usd"),
-    Index("ix_requests_charge_only", "charge_usd"),
 )
 
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
@@ -121,9 +121,10 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-# Hourly roll-up of the ledger, kept in the same transaction as each insert: dashboards and the
-# usage API read whole hours from here and only the partial hours at a range's edges from
-# ``requests``, so a query over a month of traffic touches hundreds of rows, not millions.
+# Roll-ups of the ledger by hour and by UTC day, kept in the same transaction as each insert:
+# the usage API reads whole days from ``usage_daily``, whole hours at a range's edges from
+# ``usage_hourly``, and only the partial hours at the very edges from ``requests``, so a query
+# over a month of traffic reads thousands of narrow rows, not a million wide ones.
 # Text dimensions store '' for NULL so the unique key (and the upsert on it) sees them as equal.
 ROLLUP_DIMS = {"tenant": "tenant", "key": "key_id", "alias": "alias", "model": "model", "provider": "provider",
                "status": "status", "policy": "policy", "rule": "rule", "category": "category", "endpoint": "endpoint",
@@ -132,23 +133,30 @@ ROLLUP_COUNTS = ("requests", "errors", "unpriced", "estimated", "fallbacks")
 ROLLUP_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 ROLLUP_MONEY = ("cost_usd", "charge_usd", *SLICE_COLUMNS.values(), "gpu_hours", "latency_s_sum")
 
-usage_hourly = Table(
-    "usage_hourly", metadata,
-    Column("hour", Float, nullable=False),
-    *[Column(col, Integer if col in ("status", "prompt_size") else String(256), nullable=False)
-      for col in ROLLUP_DIMS.values()],
-    *[Column(col, Integer, nullable=False) for col in (*ROLLUP_COUNTS, *ROLLUP_TOKENS)],
-    *[Column(col, Float, nullable=False) for col in ROLLUP_MONEY],
-    Column("latency_s_max", Float, nullable=False),
-    Index("ux_usage_hourly", "hour", *ROLLUP_DIMS.values(), unique=True),
-)
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name, metadata,
+        Column("t", Float, nullable=False),  # period start, UNIX seconds
+        *[Column(col, Integer if col in ("status", "prompt_size") else String(256), nullable=False)
+          for col in ROLLUP_DIMS.values()],
+        *[Column(col, Integer, nullable=False) for col in (*ROLLUP_COUNTS, *ROLLUP_TOKENS)],
+        *[Column(col, Float, nullable=False) for col in ROLLUP_MONEY],
+        Column("latency_s_max", Float, nullable=False),
+        Index(f"ux_{name}", "t", *ROLLUP_DIMS.values(), unique=True),
+    )
 
 
-def rollup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ledger rows summed per (hour, dimensions): the increments for ``usage_hourly``."""
+usage_hourly = _rollup_table("usage_hourly")
+usage_daily = _rollup_table("usage_daily")
+ROLLUPS = ((86400, usage_daily), (3600, usage_hourly))  # coarsest first
+
+
+def rollup(rows: list[dict[str, Any]], period: int) -> list[dict[str, Any]]:
+    """Ledger rows summed per (period, dimensions): the increments for a roll-up table."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
-        dims = {"hour": float(int(r["ts"] // 3600) * 3600)}
+        dims: dict[str, Any] = {"t": float(int(r["ts"] // period) * period)}
         for col in ROLLUP_DIMS.values():
             if col == "prompt_size":
                 dims[col] = prompt_size(r["prompt_tokens"] or 0)
@@ -168,10 +176,8 @@ def rollup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         acc["fallbacks"] += r.get("fallbacks") or 0
         for c in ROLLUP_TOKENS:
             acc[c] += r.get(c) or 0
-        for c in ROLLUP_MONEY:
-            if c == "latency_s_sum":
-                acc[c] += r.get("latency_s") or 0.0
-            else:
-                acc[c] += r.get(c) or 0.0
+        for c in ROLLUP_MONEY[:-1]:
+            acc[c] += r.get(c) or 0.0
+        acc["latency_s_sum"] += r.get("latency_s") or 0.0
         acc["latency_s_max"] = max(acc["latency_s_max"], r.get("latency_s") or 0.0)
     return list(out.values())

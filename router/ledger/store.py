@@ -20,8 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, SLICE_COLUMNS,
-                                  requests, rollup, usage_hourly)
+from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, ROLLUPS,
+                                  SLICE_COLUMNS, requests, rollup)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -85,6 +85,7 @@ class LedgerStore:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        self._upserts = {period: self._upsert(table) for period, table in ROLLUPS}
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to the newest (or the given) Alembic revision."""
@@ -115,17 +116,17 @@ class LedgerStore:
                 .returning(requests.c.request_id))
         async with self.engine.begin() as conn:
             new = {r[0] for r in (await conn.execute(stmt, list(rows))).all()}
-            increments = rollup([r for r in rows if r["request_id"] in new])
-            if increments:
-                await conn.execute(self._rollup_upsert, increments)
+            fresh = [r for r in rows if r["request_id"] in new]
+            if fresh:
+                for period, table in ROLLUPS:
+                    await conn.execute(self._upserts[period], rollup(fresh, period))
 
-    @property
-    def _rollup_upsert(self) -> Any:
-        ins = self._insert(usage_hourly)
-        t, x = usage_hourly.c, ins.excluded
+    def _upsert(self, table: Any) -> Any:
+        ins = self._insert(table)
+        t, x = table.c, ins.excluded
         added = {c: t[c] + x[c] for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS, *ROLLUP_MONEY)}
         added["latency_s_max"] = case((x.latency_s_max > t.latency_s_max, x.latency_s_max), else_=t.latency_s_max)
-        return ins.on_conflict_do_update(index_elements=["hour", *ROLLUP_DIMS.values()], set_=added)
+        return ins.on_conflict_do_update(index_elements=["t", *ROLLUP_DIMS.values()], set_=added)
 
     async def count(self) -> int:
         async with self.engine.connect() as conn:
@@ -149,19 +150,11 @@ class LedgerStore:
     async def usage(self, q: UsageQuery) -> tuple[list[dict[str, Any]], bool]:
         """Aggregated usage rows, and whether more rows follow (pagination).
 
-        Whole hours come from the hourly roll-up, the partial hours at either edge from the ledger
-        itself; minute buckets read the ledger only.
+        Whole UTC days come from the daily roll-up, whole hours at the edges from the hourly one,
+        the partial hours at the very edges from the ledger itself; minute buckets read the ledger.
         """
         keys = (["bucket"] if q.bucket_seconds else []) + list(q.group_by)
-        h0, h1 = math.ceil(q.start / 3600) * 3600, math.floor(q.end / 3600) * 3600
-        if (q.bucket_seconds and q.bucket_seconds % 3600) or h1 <= h0:
-            parts = [await self._raw_usage(q, q.start, q.end)]
-        else:
-            parts = [await self._rollup_usage(q, h0, h1)]
-            if q.start < h0:
-                parts.append(await self._raw_usage(q, q.start, h0))
-            if h1 < q.end:
-                parts.append(await self._raw_usage(q, h1, q.end))
+        parts = await self._parts(q, q.start, q.end, 0)
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         for part in parts:
             for r in part:
@@ -178,6 +171,20 @@ class LedgerStore:
         ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple((v is not None, v) for v in k))]
         page = ordered[q.offset: q.offset + q.limit]
         return page, len(ordered) > q.offset + q.limit
+
+    async def _parts(self, q: UsageQuery, start: float, end: float, level: int) -> list[list[dict[str, Any]]]:
+        if start >= end:
+            return []
+        for i in range(level, len(ROLLUPS)):
+            period, table = ROLLUPS[i]
+            if q.bucket_seconds and q.bucket_seconds % period:
+                continue
+            a, b = math.ceil(start / period) * period, math.floor(end / period) * period
+            if b <= a:
+                continue
+            return [await self._rollup_usage(q, table, a, b), *await self._parts(q, start, a, i + 1),
+                    *await self._parts(q, b, end, i + 1)]
+        return [await self._raw_usage(q, start, end)]
 
     async def _raw_usage(self, q: UsageQuery, start: float, end: float) -> list[dict[str, Any]]:
         cols: list[Any] = []
@@ -203,15 +210,15 @@ class LedgerStore:
         async with self.engine.connect() as conn:
             return [_clean(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
 
-    async def _rollup_usage(self, q: UsageQuery, start: float, end: float) -> list[dict[str, Any]]:
-        t = usage_hourly.c
+    async def _rollup_usage(self, q: UsageQuery, table: Any, start: float, end: float) -> list[dict[str, Any]]:
+        t = table.c
         cols: list[Any] = []
         if q.bucket_seconds:
-            cols.append(self._bucket_expr(t.hour, q.bucket_seconds))
+            cols.append(self._bucket_expr(t.t, q.bucket_seconds))
         for dim in q.group_by:
             col = t[ROLLUP_DIMS[dim]]
             cols.append((col if dim in ("status", "prompt_size") else func.nullif(col, "")).label(dim))
-        conds = [t.hour >= start, t.hour < end]
+        conds = [t.t >= start, t.t < end]
         if q.tenant is not None:
             conds.append(t.tenant == q.tenant)
         for dim, value in q.filters:
@@ -233,8 +240,10 @@ class LedgerStore:
         return _decode(dict(row)) if row else None
 
     async def top(self, q: UsageQuery, n: int = 20) -> list[dict[str, Any]]:
-        stmt = (select(requests).where(self._where(q)).where(requests.c.charge_usd.is_not(None))
-                .order_by(requests.c.charge_usd.desc()).limit(n))
+        # The ids first, from a covering index; then only those rows.
+        ids = (select(requests.c.request_id).where(self._where(q)).where(requests.c.charge_usd.is_not(None))
+               .order_by(requests.c.charge_usd.desc()).limit(n))
+        stmt = select(requests).where(requests.c.request_id.in_(ids)).order_by(requests.c.charge_usd.desc())
         async with self.engine.connect() as conn:
             return [_decode(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
 
