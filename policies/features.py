@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 from zlib import crc32
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 DIM_BITS = 18
@@ -21,6 +23,8 @@ MASK = DIM - 1
 
 def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the (L2-normalised) sparse feature vector of ``text``."""
+    import numpy as np  # only policies with a learned predictor need it
+
     tail = text[-4000:].lower()
     words = WORD.findall(tail)[-max_words:]
     hs = [crc32(w.encode()) for w in words]

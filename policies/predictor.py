@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from policies.features import DIM, featurize
+
+if TYPE_CHECKING:
+    import numpy as np
+# numpy is imported where it is used: a gateway whose policies use no predictor never loads it
+# (about 15 MB of resident memory per worker).
 
 
 @dataclass
@@ -27,6 +30,7 @@ class QualityPredictor:
     def train(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, epochs: int = 8,
               lr: float = 0.5, l2: float = 1e-6, seed: int = 0, meta: dict | None = None) -> "QualityPredictor":
         """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model)."""
+        import numpy as np
         n, m = scores.shape
         w = np.zeros((m, DIM), dtype=np.float32)
         g2 = np.full((m, DIM), 1e-6, dtype=np.float32)
@@ -49,19 +53,23 @@ class QualityPredictor:
         return cls(list(models), w, dict(meta or {}))
 
     def predict(self, prompt: str) -> dict[str, float]:
+        import numpy as np
         idx, val = featurize(prompt)
         z = self.weights[:, idx] @ val
         p = 1.0 / (1.0 + np.exp(-z))
         return dict(zip(self.models, p.tolist()))
 
     def predict_many(self, prompts: Iterable[str]) -> np.ndarray:
+        import numpy as np
         return np.array([[p for p in self.predict(t).values()] for t in prompts])
 
     def save(self, path: str | Path) -> None:
+        import numpy as np
         np.savez_compressed(path, weights=self.weights.astype(np.float16),
                             models=np.array(self.models), meta=np.array(json.dumps(self.meta)))
 
     @classmethod
     def load(cls, path: str | Path) -> "QualityPredictor":
+        import numpy as np
         with np.load(path, allow_pickle=False) as f:
             return cls([str(m) for m in f["models"]], f["weights"].astype(np.float32), json.loads(str(f["meta"])))
