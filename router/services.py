@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
+from router import memory
 from router.auth import KeyStore, hash_key
 from router.config import Config, resolve_env
 from router.ledger.store import LedgerStore, redact_url, sqlite_url
@@ -53,6 +54,7 @@ class Services:
     draining: bool = False
     _watcher: asyncio.Task[None] | None = None
     _config_watcher: asyncio.Task[None] | None = None
+    _trimmer: asyncio.Task[None] | None = None
     _config_mtime: float = 0.0
 
     async def start(self) -> None:
@@ -64,10 +66,11 @@ class Services:
             await self.writer.replay()
         self._watcher = asyncio.create_task(self.policies.watch(), name="policy-watch")
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
+        self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        for task in (self._watcher, self._config_watcher):
+        for task in (self._watcher, self._config_watcher, self._trimmer):
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()

@@ -9,6 +9,7 @@ The BPE files ship inside the pinned litellm package, so nothing is downloaded.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import threading
@@ -17,6 +18,8 @@ from typing import Any, Iterable
 
 import orjson
 import tiktoken
+
+from router import memory
 
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
 # Per-message overheads from OpenAI's published counting recipe for chat models.
@@ -32,6 +35,18 @@ def _bundled_cache_dir() -> str | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
     return str(path) if path.is_dir() else None
+
+
+def _release_python_ranks(enc: tiktoken.Encoding) -> None:
+    """Drop the encoding's Python copy of its BPE ranks and hand the memory back to the OS.
+
+    tiktoken keeps the ranks twice: in its Rust core, which encodes and decodes, and as a Python
+    dict (100-200k bytes keys, 15-30 MB) that only pickling reads. Counting needs only the core.
+    """
+    if isinstance(getattr(enc, "_mergeable_ranks", None), dict):
+        enc._mergeable_ranks = {}
+        gc.collect()
+        memory.trim()
 
 
 def encoding_name(model: str) -> str:
@@ -55,8 +70,11 @@ class Tokenizer:
         enc = self._encodings.get(name)
         if enc is None:
             with self._lock:
-                enc = self._encodings.get(name) or tiktoken.get_encoding(name)
-                self._encodings[name] = enc
+                enc = self._encodings.get(name)
+                if enc is None:
+                    enc = tiktoken.get_encoding(name)
+                    _release_python_ranks(enc)
+                    self._encodings[name] = enc
         return enc
 
     def warm(self, models: Iterable[str] = ("gpt-4o", "gpt-4")) -> None:
