@@ -57,11 +57,11 @@ def queries() -> list[UsageQuery]:
     ]
 
 
-async def _load(store: LedgerStore, records: list[dict]) -> None:
+async def _load(store: LedgerStore, records: list[dict], fresh: bool = False) -> None:
     await store.migrate()
     rows = [to_row(r) for r in records]
     for i in range(0, len(rows), 500):
-        await store.insert(rows[i:i + 500])
+        await store.insert(rows[i:i + 500], fresh=fresh)
 
 
 def test_same_totals_from_sqlite_and_postgresql(tmp_path) -> None:
@@ -179,7 +179,7 @@ def test_hourly_rollup_answers_exactly_like_the_ledger(tmp_path, backend: str) -
     async def run() -> list[tuple[list[dict], list[dict]]]:
         written, backfilled = LedgerStore(url), LedgerStore(url2)
         try:
-            await _load(written, records)
+            await _load(written, records, fresh=True)  # the live writer's path: plain driver executemany
             await written.insert([to_row(r) for r in records[1000:1600]])  # a replay adds nothing
             await backfilled.migrate("0003")
             async with backfilled.engine.begin() as conn:

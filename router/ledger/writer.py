@@ -117,7 +117,7 @@ class LedgerWriter:
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
-            await self.store.insert(batch)
+            await self.store.insert(batch, fresh=True)  # live records: their request ids are new
         except Exception as exc:  # the database is down or refusing: keep the records on disk
             if self.db_ok:
                 log.warning("ledger database unreachable (%s); spilling to %s", type(exc).__name__, self.spill_path)
