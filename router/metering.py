@@ -131,6 +131,7 @@ class Meter:
         self.metrics = metrics
         self.sink = sink
         self.billing = billing
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def estimate(self, dep: Deployment, body: dict[str, Any], completion_text: Iterable[str] = ()) -> Usage:
         model = dep.upstream_model
@@ -171,6 +172,16 @@ class Meter:
         return Priced(usage, api, price.version if price is not None else None, charge, waterfall,
                       dict(cost.lines) if cost is not None else None)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: a request updates about twenty series."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 50_000:  # label values come from config and upstream statuses: bounded
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
                started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
@@ -179,33 +190,33 @@ class Meter:
         total = now - started
         label = dep.model_name if dep else "none"
         m = self.metrics
-        m.requests.labels(endpoint, label, str(status)).inc()
-        m.duration.labels(endpoint, "true" if stream else "false").observe(total)
-        m.overhead.labels(endpoint).observe(max(0.0, total - upstream_seconds))
+        self._child(m.requests, endpoint, label, str(status)).inc()
+        self._child(m.duration, endpoint, "true" if stream else "false").observe(total)
+        self._child(m.overhead, endpoint).observe(max(0.0, total - upstream_seconds))
         if dep is not None and priced is not None:
             u = priced.usage
             for kind, n in (("input", u.prompt_tokens - u.cached_tokens), ("cached_input", u.cached_tokens),
                             ("output", u.completion_tokens - u.reasoning_tokens), ("reasoning", u.reasoning_tokens)):
                 if n:
-                    m.tokens.labels(label, dep.provider, kind).inc(n)
+                    self._child(m.tokens, label, dep.provider, kind).inc(n)
             if priced.cost_usd is None:
-                m.unpriced.labels(label).inc()
+                self._child(m.unpriced, label).inc()
             else:
-                m.cost.labels(label, dep.provider).inc(priced.cost_usd)
+                self._child(m.cost, label, dep.provider).inc(priced.cost_usd)
             if priced.charge_usd is not None:
-                m.charge.labels(label).inc(priced.charge_usd)
+                self._child(m.charge, label).inc(priced.charge_usd)
             if priced.waterfall is not None:
                 for layer in priced.waterfall.layers:
-                    m.layer_revenue.labels(layer.name).inc(layer.revenue)
+                    self._child(m.layer_revenue, layer.name).inc(layer.revenue)
                     margin = layer.margin
                     if margin >= 0:
-                        m.layer_margin.labels(layer.name).inc(margin)
+                        self._child(m.layer_margin, layer.name).inc(margin)
                     else:
-                        m.layer_loss.labels(layer.name).inc(-margin)
+                        self._child(m.layer_loss, layer.name).inc(-margin)
         if first_chunk_at is not None and dep is not None:
-            m.ttft.labels(label).observe(first_chunk_at - started)
+            self._child(m.ttft, label).observe(first_chunk_at - started)
         if decision is not None and dep is not None:
-            m.decisions.labels(decision["policy"], label, str(decision["rule"]).split("(")[0]).inc()
+            self._child(m.decisions, decision["policy"], label, str(decision["rule"]).split("(")[0]).inc()
         self.sink.submit({
             "request_id": request_id,
             "ts": time.time() - total,

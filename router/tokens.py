@@ -13,6 +13,7 @@ import gc
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,6 +27,7 @@ _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "c
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
+COUNT_CACHE = 4096  # message texts whose token counts are remembered
 IMAGE_TOKENS = 85  # a low-detail image; high-detail tiles are not counted (approximation)
 
 
@@ -64,6 +66,10 @@ class Tokenizer:
             os.environ["TIKTOKEN_CACHE_DIR"] = cache
         self._encodings: dict[str, tiktoken.Encoding] = {}
         self._lock = threading.Lock()
+        # Token counts of recently seen message texts: system prompts and conversation history
+        # come back on every turn, so a conversation's estimate costs about its newest message.
+        # Keyed by (encoding, hash, length), not the text, so it holds no prompt and stays small.
+        self._counts: OrderedDict[tuple[str, int, int], int] = OrderedDict()
 
     def encoding(self, model: str) -> tiktoken.Encoding:
         name = encoding_name(model)
@@ -93,9 +99,18 @@ class Tokenizer:
 
     def count_messages(self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None) -> int:
         enc = self.encoding(model)
+        cache = self._counts
 
         def n(text: str) -> int:
-            return len(enc.encode(text, disallowed_special=())) if text else 0
+            if not text:
+                return 0
+            key = (enc.name, hash(text), len(text))
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = len(enc.encode(text, disallowed_special=()))
+                if len(cache) > COUNT_CACHE:
+                    cache.popitem(last=False)
+            return hit
 
         total = REPLY_PRIMING
         for msg in messages:
