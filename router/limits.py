@@ -95,7 +95,7 @@ class Limiter:
         day = datetime.now(timezone.utc)
         budgets: list[BudgetReq] = []
         for b in budget_rules:
-            period = day.strftime("%Y-%m-%d") if b.period == "day" else day.strftime("%Y-%m")
+            period = f"{day.year:04d}-{day.month:02d}-{day.day:02d}" if b.period == "day" else f"{day.year:04d}-{day.month:02d}"
             scope_id = {"key": who.key_id, "tenant": who.tenant, "alias": requested}[b.scope]
             budgets.append(BudgetReq(f"bud:{b.scope}:{scope_id}:{period}", int(b.usd * NANO),
                                      reserve if not b.soft else 0, 2 * 86400 if b.period == "day" else 40 * 86400,

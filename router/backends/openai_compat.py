@@ -54,6 +54,7 @@ class OpenAICompatBackend:
             else:
                 self._headers["Authorization"] = f"Bearer {api_key}"
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[bool, float], aiohttp.ClientTimeout] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     def _url(self, path: str) -> str:
@@ -72,8 +73,11 @@ class OpenAICompatBackend:
         return text.replace(self._secret, "[redacted]") if self._secret else text
 
     async def _post(self, path: str, call: Call, *, stream: bool) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(total=None if stream else call.timeout, connect=self._connect_timeout,
-                                        sock_read=call.timeout)
+        key = (stream, call.timeout)
+        timeout = self._timeouts.get(key)
+        if timeout is None:  # one immutable ClientTimeout per (stream, timeout) pair, not one per request
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None if stream else call.timeout, connect=self._connect_timeout, sock_read=call.timeout)
         headers = {**self._headers, **call.extra_headers} if call.extra_headers else self._headers
         try:
             resp = await self._get_session().post(self._url(path), data=orjson.dumps(call.body), headers=headers,

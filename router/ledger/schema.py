@@ -75,10 +75,6 @@ requests = Table(
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 
-def prompt_size(tokens: int) -> int:
-    return next((b for b in PROMPT_SIZES[:-1] if tokens < b), PROMPT_SIZES[-1])
-
-
 DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": requests.c.alias,
               "model": requests.c.model, "provider": requests.c.provider, "status": requests.c.status,
               "policy": requests.c.policy, "rule": requests.c.rule, "category": requests.c.category,
@@ -121,7 +117,7 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-# Roll-ups of the ledger by hour and by UTC day, kept in the same transaction as each insert:
+# Roll-ups of the ledger by hour and by UTC day, kept by an insert trigger (migration 0004):
 # the usage API reads whole days from ``usage_daily``, whole hours at a range's edges from
 # ``usage_hourly``, and only the partial hours at the very edges from ``requests``, so a query
 # over a month of traffic reads thousands of narrow rows, not a million wide ones.
@@ -150,34 +146,3 @@ def _rollup_table(name: str) -> Table:
 usage_hourly = _rollup_table("usage_hourly")
 usage_daily = _rollup_table("usage_daily")
 ROLLUPS = ((86400, usage_daily), (3600, usage_hourly))  # coarsest first
-
-
-def rollup(rows: list[dict[str, Any]], period: int) -> list[dict[str, Any]]:
-    """Ledger rows summed per (period, dimensions): the increments for a roll-up table."""
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in rows:
-        dims: dict[str, Any] = {"t": float(int(r["ts"] // period) * period)}
-        for col in ROLLUP_DIMS.values():
-            if col == "prompt_size":
-                dims[col] = prompt_size(r["prompt_tokens"] or 0)
-            elif col == "status":
-                dims[col] = int(r["status"])
-            else:
-                dims[col] = r.get(col) or ""
-        key = tuple(dims.values())
-        acc = out.get(key)
-        if acc is None:
-            acc = out[key] = {**dims, **{c: 0 for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS)},
-                              **{c: 0.0 for c in ROLLUP_MONEY}, "latency_s_max": 0.0}
-        acc["requests"] += 1
-        acc["errors"] += r["status"] >= 400
-        acc["unpriced"] += r.get("cost_usd") is None
-        acc["estimated"] += r.get("usage_source") == "estimated"
-        acc["fallbacks"] += r.get("fallbacks") or 0
-        for c in ROLLUP_TOKENS:
-            acc[c] += r.get(c) or 0
-        for c in ROLLUP_MONEY[:-1]:
-            acc[c] += r.get(c) or 0.0
-        acc["latency_s_sum"] += r.get("latency_s") or 0.0
-        acc["latency_s_max"] = max(acc["latency_s_max"], r.get("latency_s") or 0.0)
-    return list(out.values())

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, ROLLUPS,
-                                  SLICE_COLUMNS, requests, rollup)
+                                  SLICE_COLUMNS, requests)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -128,30 +128,21 @@ class LedgerStore:
             return False
 
     async def insert(self, rows: Sequence[dict[str, Any]], *, fresh: bool = False) -> None:
-        """Insert rows and add them to the roll-ups, in one transaction.
+        """Insert rows; a row whose request id is already in the ledger (a replay) is skipped.
 
-        ``fresh``: the caller knows no row is in the ledger yet (the live writer: request ids are
-        new). Then rows go to the driver as plain tuples in one ``executemany`` per table, which
-        costs a fraction of SQLAlchemy's per-column parameter processing. Otherwise (replays of
-        spilled rows, which may already have landed) the insert reports which rows were new and
-        only those reach the roll-ups, so a replay never counts a request twice.
+        The roll-ups follow inside the same statement: an insert trigger (migration 0004) adds
+        each inserted row to its hour and day, and skipped rows fire nothing, so a replay never
+        counts a request twice. ``fresh``: the live writer's batches (new request ids) go to the
+        driver as plain tuples in one ``executemany``, a fraction of the cost of SQLAlchemy's
+        per-column parameter processing.
         """
         if not rows:
             return
         async with self.engine.begin() as conn:
             if fresh:
                 await conn.exec_driver_sql(self._raw_insert, [tuple(r.get(c) for c in self._columns) for r in rows])
-                new_rows = list(rows)
             else:
-                stmt = (self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"])
-                        .returning(requests.c.request_id))
-                new = {r[0] for r in (await conn.execute(stmt, list(rows))).all()}
-                new_rows = [r for r in rows if r["request_id"] in new]
-            if new_rows:
-                for period, table in ROLLUPS:
-                    increments = rollup(new_rows, period)
-                    await conn.exec_driver_sql(self._raw_upserts[period],
-                                               [tuple(r[c] for c in self._rollup_columns) for r in increments])
+                await conn.execute(self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"]), list(rows))
 
     def _params(self, n: int) -> str:
         style = self.engine.dialect.paramstyle
@@ -166,17 +157,6 @@ class LedgerStore:
         self._columns = [c.name for c in requests.columns]
         self._raw_insert = (f"INSERT INTO requests ({', '.join(self._columns)}) VALUES ({self._params(len(self._columns))}) "
                             "ON CONFLICT (request_id) DO NOTHING")
-        measures = [*ROLLUP_COUNTS, *ROLLUP_TOKENS, *ROLLUP_MONEY]
-        self._rollup_columns = ["t", *ROLLUP_DIMS.values(), *measures, "latency_s_max"]
-        self._raw_upserts = {}
-        for period, table in ROLLUPS:
-            name = table.name
-            sets = [f"{c} = {name}.{c} + excluded.{c}" for c in measures]
-            sets.append(f"latency_s_max = CASE WHEN excluded.latency_s_max > {name}.latency_s_max "
-                        f"THEN excluded.latency_s_max ELSE {name}.latency_s_max END")
-            self._raw_upserts[period] = (
-                f"INSERT INTO {name} ({', '.join(self._rollup_columns)}) VALUES ({self._params(len(self._rollup_columns))}) "
-                f"ON CONFLICT (t, {', '.join(ROLLUP_DIMS.values())}) DO UPDATE SET {', '.join(sets)}")
 
     async def count(self) -> int:
         async with self.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""Hourly and daily roll-ups of the ledger, backfilled from existing rows; covering indexes for top-cost queries.
+"""Hourly and daily roll-ups of the ledger, backfilled from existing rows and kept by an insert trigger;
+covering indexes for top-cost queries.
 
 Revision ID: 0004
 Revises: 0003
@@ -46,9 +47,47 @@ def upgrade() -> None:
         op.execute(
             f"INSERT INTO {table} (t, {', '.join(DIMS)}, {', '.join(COUNTS)}, {', '.join(MONEY)}, latency_s_max) "
             f"SELECT {start}, {', '.join(dims)}, {', '.join(sums)} FROM requests GROUP BY {start}, {', '.join(dims)}")
+    _create_triggers(postgres)
+
+
+def _row_values(period: int, postgres: bool) -> str:
+    """One ledger row (NEW) as a roll-up row: the VALUES of the trigger's upsert."""
+    start = f"floor(NEW.ts / {period}) * {period}" if postgres else f"CAST(CAST(NEW.ts / {period} AS INTEGER) * {period} AS REAL)"
+    size = "CASE " + " ".join(f"WHEN NEW.prompt_tokens < {b} THEN {b}" for b in (256, 1024, 4096, 16384, 65536)) + " ELSE 1048576 END"
+    dims = [*[f"COALESCE(NEW.{c}, '')" for c in ("tenant", "key_id", "alias", "model", "provider")], "NEW.status",
+            "COALESCE(NEW.policy, '')", "COALESCE(NEW.rule, '')", "COALESCE(NEW.category, '')", "NEW.endpoint", size]
+    counts = ["1", "CASE WHEN NEW.status >= 400 THEN 1 ELSE 0 END", "CASE WHEN NEW.cost_usd IS NULL THEN 1 ELSE 0 END",
+              "CASE WHEN NEW.usage_source = 'estimated' THEN 1 ELSE 0 END", "COALESCE(NEW.fallbacks, 0)",
+              *[f"COALESCE(NEW.{c}, 0)" for c in COUNTS[5:]]]
+    money = [*[f"COALESCE(NEW.{c}, 0)" for c in MONEY[:-1]], "COALESCE(NEW.latency_s, 0)"]
+    return ", ".join([start, *dims, *counts, *money, "COALESCE(NEW.latency_s, 0)"])
+
+
+def _upsert(table: str, period: int, postgres: bool) -> str:
+    measures = [*COUNTS, *MONEY]
+    sets = [f"{c} = {table}.{c} + excluded.{c}" for c in measures]
+    bigger = "GREATEST" if postgres else "max"
+    sets.append(f"latency_s_max = {bigger}({table}.latency_s_max, excluded.latency_s_max)")
+    return (f"INSERT INTO {table} (t, {', '.join(DIMS)}, {', '.join(measures)}, latency_s_max) "
+            f"VALUES ({_row_values(period, postgres)}) ON CONFLICT (t, {', '.join(DIMS)}) DO UPDATE SET {', '.join(sets)};")
+
+
+def _create_triggers(postgres: bool) -> None:
+    # A row the insert skips (a replayed request id: ON CONFLICT DO NOTHING) fires no trigger, so
+    # the roll-ups count every request exactly once, whichever path wrote it.
+    body = "\n".join(_upsert(t, p, postgres) for t, p in (("usage_hourly", 3600), ("usage_daily", 86400)))
+    if postgres:
+        op.execute(f"CREATE OR REPLACE FUNCTION requests_rollup() RETURNS trigger AS $$ BEGIN\n{body}\n"
+                   "RETURN NULL; END $$ LANGUAGE plpgsql")
+        op.execute("CREATE TRIGGER requests_rollup AFTER INSERT ON requests FOR EACH ROW EXECUTE FUNCTION requests_rollup()")
+    else:
+        op.execute(f"CREATE TRIGGER requests_rollup AFTER INSERT ON requests BEGIN\n{body}\nEND")
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS requests_rollup" + (" ON requests" if op.get_bind().dialect.name == "postgresql" else ""))
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS requests_rollup()")
     op.drop_table("usage_daily")
     op.drop_table("usage_hourly")
     op.drop_index("ix_requests_tenant_ts_charge", "requests")
