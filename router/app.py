@@ -56,6 +56,13 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+def internal_error(request: Request, rid: str, exc: Exception) -> Response:
+    """Never a stack trace or internal detail in the answer; the request id finds the log line."""
+    log.error("internal error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
+    return APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
+                    type="api_error", code="internal_error").response()
+
+
 class SwitchyardApp(FastAPI):
     """FastAPI, with the OpenAI hot routes served straight from ASGI.
 
@@ -81,9 +88,7 @@ class SwitchyardApp(FastAPI):
         except APIError as exc:
             response = exc.response()
         except Exception as exc:  # the same answer FastAPI's handler below gives
-            log.error("internal error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
-            response = APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
-                                type="api_error", code="internal_error").response()
+            response = internal_error(request, rid, exc)
         response.raw_headers.append((b"x-request-id", rid.encode()))
         await response(scope, receive, send)
 
@@ -298,10 +303,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace or internal detail in the answer; the request id finds the log line.
-        log.error("internal error on %s %s (request %s)", request.method, request.url.path,
-                  getattr(request.state, "request_id", "?"), exc_info=exc)
-        return APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
-                        type="api_error", code="internal_error").response()
+        return internal_error(request, getattr(request.state, "request_id", "?"), exc)
 
     default_openapi = app.openapi
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 from importlib import resources
 from typing import Any, Callable
 
-import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -23,7 +22,7 @@ from router.auth import bearer
 from router.errors import APIError, invalid_request
 from router.ledger.store import LedgerStore, UsageQuery
 from router.services import Services
-from router.usage_api import build_query
+from router.usage_api import build_query, json_response, ledger_of
 
 STATIC = resources.files("router").joinpath("dashboard_static")
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -33,10 +32,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
                     "x-frame-options": "DENY"}
-
-
-def _json(obj: Any) -> Response:
-    return Response(orjson.dumps(obj), media_type="application/json")
 
 
 def _asset(name: str) -> Response:
@@ -51,10 +46,7 @@ def _asset(name: str) -> Response:
 def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
                          admin: Callable[[Request], None]) -> None:
     def need_store() -> LedgerStore:
-        if svc.store is None:
-            raise APIError(501, "This gateway keeps no ledger (it was started with an in-memory sink).",
-                           type="api_error", code="no_ledger")
-        return svc.store
+        return ledger_of(svc)
 
     def scope(request: Request, as_admin: bool) -> str | None:
         """The tenant a caller may see: its own for a tenant key, None (all, or ?tenant=) for the admin."""
@@ -79,9 +71,9 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
     async def whoami(request: Request) -> Response:
         token = bearer(request.headers.get("authorization"))
         if token and svc.keys.is_admin(token):
-            return _json({"role": "admin", "tenant": None, "key_id": None})
+            return json_response({"role": "admin", "tenant": None, "key_id": None})
         who = principal(request)
-        return _json({"role": "tenant", "tenant": who.tenant, "key_id": who.key_id})
+        return json_response({"role": "tenant", "tenant": who.tenant, "key_id": who.key_id})
 
     async def options(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
@@ -89,7 +81,7 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
         dims = ("tenant", "alias", "model", "provider")
         rows, _ = await store.usage(UsageQuery(start=q.start, end=q.end, group_by=dims, tenant=tenant, limit=10_000))
         values = {d: sorted({str(r[d]) for r in rows if r[d] is not None}) for d in dims}
-        return _json({"filters": values, "baselines": insights.chat_models(svc),
+        return json_response({"filters": values, "baselines": insights.chat_models(svc),
                       "policies": [x.policy.name for x in svc.policies.loaded],
                       "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan})
 
@@ -97,7 +89,7 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
         q = build_query(request, tenant)
         baseline = request.query_params.get("baseline") or ""
         try:
-            return _json(await insights.savings(svc, need_store(), q, baseline))
+            return json_response(await insights.savings(svc, need_store(), q, baseline))
         except ValueError:
             raise invalid_request(f"'{baseline[:80]}' is not a priced chat model on this gateway; pick one from "
                                   "the dashboard options.", param="baseline", code="invalid_value") from None
@@ -105,7 +97,7 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
     async def budgets(request: Request, tenant: str | None) -> Response:
         only = request.query_params.get("tenant") if tenant is None else None
         data = await insights.budgets(svc, need_store(), tenant, time.time(), only_tenant=only or None)
-        return _json({"object": "list", "data": data})
+        return json_response({"object": "list", "data": data})
 
     async def whatif(request: Request, tenant: str | None, yaml_text: str | None = None) -> Response:
         q = build_query(request, tenant)
@@ -116,7 +108,7 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
             raise invalid_request("Name a loaded policy (?policy=...) or POST its YAML as {\"yaml\": \"...\"}.",
                                   param="policy", code="missing_required_parameter")
         try:
-            return _json(await insights.whatif(svc, need_store(), q, name, yaml_text))
+            return json_response(await insights.whatif(svc, need_store(), q, name, yaml_text))
         except LookupError:
             raise invalid_request(f"No loaded policy '{(name or '')[:80]}'.", param="policy", code="invalid_value") from None
         except PolicyError as exc:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
 from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS
-from router.ledger.store import UsageQuery
+from router.ledger.store import LedgerStore, UsageQuery
 from router.services import Services
 
 BUCKETS = {"none": None, "minute": 60, "hour": 3600, "day": 86400}
@@ -99,17 +99,22 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
                       filters=tuple(filters), limit=limit, offset=offset)
 
 
-def _json(obj: Any) -> Response:
+def json_response(obj: Any) -> Response:
     return Response(orjson.dumps(obj), media_type="application/json")
+
+
+def ledger_of(svc: Services) -> LedgerStore:
+    """The gateway's ledger, or 501 when it keeps none (started with an in-memory sink)."""
+    if svc.store is None:
+        raise APIError(501, "This gateway keeps no ledger (it was started with an in-memory sink).",
+                       type="api_error", code="no_ledger")
+    return svc.store
 
 
 def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
                      admin: Callable[[Request], None]) -> None:
-    def need_store() -> Any:
-        if svc.store is None:
-            raise APIError(501, "This gateway keeps no ledger (it was started with an in-memory sink).",
-                           type="api_error", code="no_ledger")
-        return svc.store
+    def need_store() -> LedgerStore:
+        return ledger_of(svc)
 
     async def usage(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
@@ -119,7 +124,7 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
                 r["bucket_start"] = datetime.fromtimestamp(r["bucket"], timezone.utc).isoformat().replace("+00:00", "Z")
             r["layers"] = stack_layers(r)
             r["latency_s_avg"] = r["latency_s_sum"] / r["requests"] if r["requests"] else 0.0
-        return _json({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
+        return json_response({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
                       "tenant": tenant})
 
     async def lookup(request_id: str, tenant: str | None) -> Response:
@@ -127,11 +132,11 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
         if row is None:  # another tenant's id looks exactly like a missing one
             raise APIError(404, f"No request '{request_id[:64]}' for this tenant.", code="request_not_found")
         row["layers"] = stack_layers({**row, **{c: row.get(c) for c in SLICE_COLUMNS.values()}})
-        return _json(row)
+        return json_response(row)
 
     async def top(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
-        return _json({"object": "list", "data": await need_store().top(q, min(q.limit, 100))})
+        return json_response({"object": "list", "data": await need_store().top(q, min(q.limit, 100))})
 
     @app.get("/v1/usage")
     async def tenant_usage(request: Request) -> Response:

@@ -46,6 +46,18 @@ def synthetic_records(n: int, seed: int = 1) -> list[dict]:
     return out
 
 
+def assert_same_rows(got: list[dict], want: list[dict], abs_tol: float) -> None:
+    """Same usage rows: same keys, equal integers and labels, floats equal to 1e-9 relative."""
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want):
+        assert set(a) == set(b)
+        for k in a:
+            if isinstance(a[k], float):
+                assert a[k] == pytest.approx(b[k], rel=1e-9, abs=abs_tol), k
+            else:
+                assert a[k] == b[k], k
+
+
 def queries() -> list[UsageQuery]:
     end = time.time() + 10
     return [
@@ -85,14 +97,7 @@ def test_same_totals_from_sqlite_and_postgresql(tmp_path) -> None:
     finally:
         drop()
     for a_rows, b_rows in results:
-        assert len(a_rows) == len(b_rows) > 0
-        for a, b in zip(a_rows, b_rows):
-            assert set(a) == set(b)
-            for k in a:
-                if isinstance(a[k], float):
-                    assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-9), k
-                else:
-                    assert a[k] == b[k], k
+        assert_same_rows(a_rows, b_rows, abs_tol=1e-9)
     total = results[0][0][0]
     assert total["requests"] == 3000
     assert total["charge_usd"] == pytest.approx(sum(r["charge_usd"] or 0 for r in records), rel=1e-9)
@@ -210,11 +215,4 @@ def test_hourly_rollup_answers_exactly_like_the_ledger(tmp_path, backend: str) -
             drop()
             drop2()
     for got, want in results:
-        assert len(got) == len(want) > 0
-        for a, b in zip(got, want):
-            assert set(a) == set(b)
-            for k in a:
-                if isinstance(a[k], float):
-                    assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), k
-                else:
-                    assert a[k] == b[k], k
+        assert_same_rows(got, want, abs_tol=1e-12)

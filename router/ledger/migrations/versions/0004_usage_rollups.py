@@ -36,31 +36,28 @@ def upgrade() -> None:
             sa.Column("latency_s_max", sa.Float, nullable=False),
         )
         op.create_index(f"ux_{table}", table, ["t", *DIMS], unique=True)
-        start = f"floor(ts / {period}) * {period}" if postgres else f"CAST(CAST(ts / {period} AS INTEGER) * {period} AS REAL)"
-        size = "CASE " + " ".join(f"WHEN prompt_tokens < {b} THEN {b}" for b in (256, 1024, 4096, 16384, 65536)) + " ELSE 1048576 END"
-        dims = [*[f"COALESCE({c}, '')" for c in ("tenant", "key_id", "alias", "model", "provider")], "status",
-                "COALESCE(policy, '')", "COALESCE(rule, '')", "COALESCE(category, '')", "endpoint", size]
-        sums = ["COUNT(*)", "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END)", "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)",
-                "SUM(CASE WHEN usage_source = 'estimated' THEN 1 ELSE 0 END)", "COALESCE(SUM(fallbacks), 0)",
-                *[f"COALESCE(SUM({c}), 0)" for c in COUNTS[5:]],
-                *[f"COALESCE(SUM({c}), 0)" for c in MONEY[:-1]], "COALESCE(SUM(latency_s), 0)", "COALESCE(MAX(latency_s), 0)"]
+        dims, row = _dims("", period, postgres), _measures("")
+        values = [f"SUM({m})" for m in row[:-1]] + [f"MAX({row[-1]})"]
         op.execute(
             f"INSERT INTO {table} (t, {', '.join(DIMS)}, {', '.join(COUNTS)}, {', '.join(MONEY)}, latency_s_max) "
-            f"SELECT {start}, {', '.join(dims)}, {', '.join(sums)} FROM requests GROUP BY {start}, {', '.join(dims)}")
+            f"SELECT {', '.join(dims)}, {', '.join(values)} FROM requests GROUP BY {', '.join(dims)}")
     _create_triggers(postgres)
 
 
-def _row_values(period: int, postgres: bool) -> str:
-    """One ledger row (NEW) as a roll-up row: the VALUES of the trigger's upsert."""
-    start = f"floor(NEW.ts / {period}) * {period}" if postgres else f"CAST(CAST(NEW.ts / {period} AS INTEGER) * {period} AS REAL)"
-    size = "CASE " + " ".join(f"WHEN NEW.prompt_tokens < {b} THEN {b}" for b in (256, 1024, 4096, 16384, 65536)) + " ELSE 1048576 END"
-    dims = [*[f"COALESCE(NEW.{c}, '')" for c in ("tenant", "key_id", "alias", "model", "provider")], "NEW.status",
-            "COALESCE(NEW.policy, '')", "COALESCE(NEW.rule, '')", "COALESCE(NEW.category, '')", "NEW.endpoint", size]
-    counts = ["1", "CASE WHEN NEW.status >= 400 THEN 1 ELSE 0 END", "CASE WHEN NEW.cost_usd IS NULL THEN 1 ELSE 0 END",
-              "CASE WHEN NEW.usage_source = 'estimated' THEN 1 ELSE 0 END", "COALESCE(NEW.fallbacks, 0)",
-              *[f"COALESCE(NEW.{c}, 0)" for c in COUNTS[5:]]]
-    money = [*[f"COALESCE(NEW.{c}, 0)" for c in MONEY[:-1]], "COALESCE(NEW.latency_s, 0)"]
-    return ", ".join([start, *dims, *counts, *money, "COALESCE(NEW.latency_s, 0)"])
+def _dims(p: str, period: int, postgres: bool) -> list[str]:
+    """A ledger row's period start and roll-up dimensions, as SQL over columns prefixed ``p`` ('' or 'NEW.')."""
+    start = f"floor({p}ts / {period}) * {period}" if postgres else f"CAST(CAST({p}ts / {period} AS INTEGER) * {period} AS REAL)"
+    size = "CASE " + " ".join(f"WHEN {p}prompt_tokens < {b} THEN {b}" for b in (256, 1024, 4096, 16384, 65536)) + " ELSE 1048576 END"
+    return [start, *[f"COALESCE({p}{c}, '')" for c in ("tenant", "key_id", "alias", "model", "provider")], f"{p}status",
+            f"COALESCE({p}policy, '')", f"COALESCE({p}rule, '')", f"COALESCE({p}category, '')", f"{p}endpoint", size]
+
+
+def _measures(p: str) -> list[str]:
+    """One ledger row's contribution to COUNTS, MONEY and latency_s_max (summed, or max for the last)."""
+    return ["1", f"CASE WHEN {p}status >= 400 THEN 1 ELSE 0 END", f"CASE WHEN {p}cost_usd IS NULL THEN 1 ELSE 0 END",
+            f"CASE WHEN {p}usage_source = 'estimated' THEN 1 ELSE 0 END", f"COALESCE({p}fallbacks, 0)",
+            *[f"COALESCE({p}{c}, 0)" for c in COUNTS[5:]], *[f"COALESCE({p}{c}, 0)" for c in MONEY[:-1]],
+            f"COALESCE({p}latency_s, 0)", f"COALESCE({p}latency_s, 0)"]
 
 
 def _upsert(table: str, period: int, postgres: bool) -> str:
@@ -69,7 +66,7 @@ def _upsert(table: str, period: int, postgres: bool) -> str:
     bigger = "GREATEST" if postgres else "max"
     sets.append(f"latency_s_max = {bigger}({table}.latency_s_max, excluded.latency_s_max)")
     return (f"INSERT INTO {table} (t, {', '.join(DIMS)}, {', '.join(measures)}, latency_s_max) "
-            f"VALUES ({_row_values(period, postgres)}) ON CONFLICT (t, {', '.join(DIMS)}) DO UPDATE SET {', '.join(sets)};")
+            f"VALUES ({', '.join(_dims('NEW.', period, postgres) + _measures('NEW.'))}) ON CONFLICT (t, {', '.join(DIMS)}) DO UPDATE SET {', '.join(sets)};")
 
 
 def _create_triggers(postgres: bool) -> None:
