@@ -6,16 +6,17 @@ body models: the gateway validates what it must and forwards the client's own fi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from typing import Any, AsyncIterator
 
 import orjson
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,17 +35,30 @@ ENV_CONFIG = "SWITCHYARD_CONFIG"
 __all__ = ["ENV_ADMIN_KEY_HASH", "ENV_CONFIG", "ENV_DEMO_KEY_HASH", "app_from_env", "create_app"]
 
 
+class RequestIds:
+    """Request ids: "req_" and 32 hex digits, 128 random bits per id like a uuid4. Drawn from a
+    generator seeded once from the OS rather than an ``os.urandom`` system call per request; ids
+    only name requests (feedback and lookups are tenant-scoped), they grant nothing."""
+
+    def __init__(self) -> None:
+        self._bits = random.Random(os.urandom(32)).getrandbits
+
+    def __call__(self) -> str:
+        return "req_%032x" % self._bits(128)
+
+
 class RequestIdMiddleware:
     """Gives every request an id and every response (errors included) an ``x-request-id``."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, ids: RequestIds):
         self.app = app
+        self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = "req_" + os.urandom(16).hex()  # as random as uuid4, without building a UUID
+        rid = self.ids()
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
 
@@ -73,13 +87,14 @@ class SwitchyardApp(FastAPI):
     """
 
     fast_routes: dict[tuple[str, str], Any] = {}
+    request_ids: RequestIds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.fast_routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
         if handler is None:
             await super().__call__(scope, receive, send)
             return
-        rid = "req_" + os.urandom(16).hex()  # as random as uuid4, without building a UUID
+        rid = self.request_ids()
         scope.setdefault("state", {})["request_id"] = rid
         scope["app"] = self
         request = Request(scope, receive)
@@ -93,25 +108,22 @@ class SwitchyardApp(FastAPI):
         await response(scope, receive, send)
 
 
-async def read_json(request: Request, limit: int, timeout: float = 30.0) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            return await _read_json(request, limit)
-    except TimeoutError:
-        raise APIError(408, f"The request body did not arrive within {timeout:g} s.", code="request_timeout") from None
-
-
-async def _read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body parsed as JSON, at most ``limit`` bytes. How long the body may take to
+    arrive is the server's business (``server.body_timeout``, router/http.py), not a timer here."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise APIError(413, f"Request body too large: {length} bytes (the limit is {limit}).",
                        code="request_too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"Request body too large (the limit is {limit} bytes).", code="request_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"Request body too large (the limit is {limit} bytes).", code="request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise APIError(499, "The client went away before its request body arrived.", code="client_disconnected") from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.", code="invalid_body")
@@ -136,6 +148,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
             await svc.stop()
 
     app = SwitchyardApp(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.request_ids = ids = RequestIds()
     app.state.services = svc
 
     throttle = AuthThrottle(limit=cfg.server.auth_failures_per_minute, window=60.0)
@@ -178,7 +191,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     async def chat(request: Request) -> Response:
         who = principal(request)
-        body = await read_json(request, max_body, cfg.server.body_timeout)
+        body = await read_json(request, max_body)
         validate_chat(body, max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
         rid = request.state.request_id
         if body.get("stream"):
@@ -187,7 +200,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     async def embeddings(request: Request) -> Response:
         who = principal(request)
-        body = await read_json(request, max_body, cfg.server.body_timeout)
+        body = await read_json(request, max_body)
         validate_embeddings(body)
         return await svc.gateway.unary(who, body, request.state.request_id, endpoint="embeddings")
 
@@ -322,7 +335,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     if cfg.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, ids=ids)
     return app
 
 

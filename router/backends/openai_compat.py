@@ -71,9 +71,9 @@ class OpenAICompatBackend:
                 raw = await resp.read(MAX_ERROR_BODY)
             except http1.HTTPClientError:
                 raw = b""
-            finally:
-                resp.release()
-            raise self._status_error(resp, raw)
+            error = self._status_error(resp, raw)  # before release: a released connection is reset
+            resp.release()
+            raise error
         return resp
 
     def _status_error(self, resp: http1.Connection, raw: bytes) -> UpstreamError:
