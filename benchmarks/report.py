@@ -41,7 +41,20 @@ def main() -> None:
             rows.append((f"{mode} @ {float(rate):g} rps: added p50/p90/p99, CPU ms/req", cell))
     for name, fn in rows:
         print(f"| {name} | " + " | ".join(fn(g) for g in gws) + " |")
-    if "ratio_max_rps" in r:
+    if "paired_max" in r:
+        print("\nMax throughput in alternating windows (Switchyard, LiteLLM, LiteLLM, Switchyard, ...; "
+              f"{r['args'].get('pair_seconds', 5):g} s each):\n")
+        print("| | Switchyard req/s (median) | LiteLLM req/s (median) | per-round ratios | ratio (median) |")
+        print("|---|---:|---:|---|---:|")
+        for mode in ("nonstream", "stream"):
+            p = r["paired_max"][mode]
+            print(f"| {mode} | {fmt(p['median_rps_switchyard'], 0)} | {fmt(p['median_rps_litellm'], 1)} | "
+                  + " ".join(f"{x:.1f}" for x in p["ratios"]) + f" | **{p['median_ratio']:.1f}x** |")
+    if "ratio_max_rps_blocks" in r:
+        b = r["ratio_max_rps_blocks"]
+        print(f"\nThe same ratio from the scenario blocks above (minutes apart): non-streaming {b['nonstream']:.1f}x, "
+              f"streaming {b['stream']:.1f}x.")
+    elif "ratio_max_rps" in r:
         print(f"\nMax throughput, Switchyard / LiteLLM in the same run: non-streaming "
               f"{r['ratio_max_rps']['nonstream']:.1f}x, streaming {r['ratio_max_rps']['stream']:.1f}x.")
 

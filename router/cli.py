@@ -97,10 +97,12 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     _raise_file_limit()
-    from router.http import SwitchyardHttp
+    from router.http import ENV_BODY_TIMEOUT, SwitchyardHttp
+
+    os.environ[ENV_BODY_TIMEOUT] = str(cfg.server.body_timeout)
 
     uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http=SwitchyardHttp.configured(body_timeout=cfg.server.body_timeout), access_log=access_log, log_level=log_level,
+                loop="uvloop", http=SwitchyardHttp, access_log=access_log, log_level=log_level,
                 timeout_graceful_shutdown=cfg.server.graceful_shutdown, timeout_keep_alive=cfg.server.keepalive_timeout,
                 backlog=4096, server_header=False)
 

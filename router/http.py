@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from asyncio import TimerHandle, Transport
 from typing import Any
 
@@ -17,16 +18,13 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
+ENV_BODY_TIMEOUT = "SWITCHYARD_BODY_TIMEOUT"  # set by `switchyard serve`; workers inherit it
+
+
 class SwitchyardHttp(HttpToolsProtocol):
-    body_timeout: float = 30.0
-
-    @classmethod
-    def configured(cls, *, body_timeout: float) -> type[SwitchyardHttp]:
-        """This protocol with the server's settings, as the class uvicorn instantiates per connection."""
-        return type(cls.__name__, (cls,), {"body_timeout": body_timeout})
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.body_timeout = float(os.environ.get(ENV_BODY_TIMEOUT) or 30.0)
         self._body_timer: TimerHandle | None = None
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
