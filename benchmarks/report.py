@@ -27,6 +27,7 @@ def main() -> None:
     for mode in ("nonstream", "stream"):
         rows.append((f"{mode}: max throughput (req/s)", lambda g, m=mode: fmt(r[g][f"{m}@max"]["rps"], 0)))
         rows.append((f"{mode}: CPU ms/request at max", lambda g, m=mode: fmt(r[g][f"{m}@max"].get("cpu_ms_per_req"))))
+        rows.append((f"{mode}: ledger queue right after the max window", lambda g, m=mode: fmt(r[g][f"{m}@max"].get("ledger_queue_after"), 0)))
         rates = sorted({k.split("@")[1] for g in gws for k in r[g] if k.startswith(mode + "@") and k != f"{mode}@max"},
                        key=float)
         for rate in rates:

@@ -204,6 +204,18 @@ def wrk_max(url: str, headers: dict[str, str], body: dict[str, Any], conns: int,
     return {"rps": rps * ok / total if total else 0.0, "errors": non2xx, "requests": ok}
 
 
+async def ledger_queue(url: str) -> float | None:
+    """The gateway's ledger queue depth right after a window: a writer falling behind would show
+    here (and as memory), so maximum throughput is only quoted with the ledger keeping up."""
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url.split("/v1/")[0] + "/metrics") as r:
+                text = await r.text() if r.status == 200 else ""
+    except aiohttp.ClientError:
+        return None
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith("switchyard_ledger_queue_depth")), None)
+
+
 async def scenario_set(label: str, url: str, pid: int | None, args: argparse.Namespace, headers: dict[str, str],
                        rates: list[float] | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {}
@@ -225,9 +237,11 @@ async def scenario_set(label: str, url: str, pid: int | None, args: argparse.Nam
             m = await closed_loop(url, headers, body, args.connections, args.duration)
         if pid:
             m["cpu_ms_per_req"] = (cpu_seconds(pid) - c0) * 1000 / max(1, m["requests"])
+            m["ledger_queue_after"] = await ledger_queue(url)
         res[f"{mode}@max"] = m
         print(f"  {label:<22} {mode:<9}   max  {m['rps']:9.1f} rps  err {m['errors']}  "
-              f"cpu {m.get('cpu_ms_per_req', float('nan')):.2f} ms/req", flush=True)
+              f"cpu {m.get('cpu_ms_per_req', float('nan')):.2f} ms/req  ledger queue after {m.get('ledger_queue_after')}",
+              flush=True)
     return res
 
 

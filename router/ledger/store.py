@@ -67,7 +67,7 @@ class UsageQuery:
     offset: int = 0
 
 
-_ROW_LADDER = (256, 64, 16, 4, 1)  # rows per multi-row SQLite insert; 256 x 48 columns < SQLite's 32,766 parameters
+_ROW_LADDER = (8, 32, 128, 512)  # rows per multi-row SQLite insert; 512 x 48 columns < SQLite's 32,766 parameters
 
 
 class LedgerStore:
@@ -143,15 +143,21 @@ class LedgerStore:
             return
         async with self.engine.begin() as conn:
             if fresh and self.dialect == "sqlite":
-                # Multi-row statements: Python's sqlite3 releases and retakes the GIL around every
-                # statement it steps, and with a busy event loop each retake waits for a thread
-                # switch (up to 5 ms). One statement per many rows keeps the writer ahead of the
-                # traffic at saturation. Sizes come from a fixed ladder so few statements are prepared.
-                cols, i = self._columns, 0
-                while i < len(rows):
-                    n = next(k for k in _ROW_LADDER if k <= len(rows) - i)
-                    await conn.exec_driver_sql(self._multi_insert(n), tuple([r.get(c) for r in rows[i:i + n] for c in cols]))
-                    i += n
+                # One multi-row statement per batch. Python's sqlite3 releases and retakes the GIL
+                # around every statement it steps (executemany: every row), and with a busy event
+                # loop each retake waits for a thread switch; every await on the driver also waits
+                # a full turn of a saturated loop. A batch is padded up to a size from a fixed
+                # ladder by repeating its last row (the repeat conflicts on request_id and is
+                # skipped, firing no trigger), so only a handful of statements are ever prepared.
+                cols = self._columns
+                for i in range(0, len(rows), _ROW_LADDER[-1]):
+                    part = rows[i:i + _ROW_LADDER[-1]]
+                    n = next(k for k in _ROW_LADDER if k >= len(part))
+                    params = [r.get(c) for r in part for c in cols]
+                    if n > len(part):
+                        last = params[-len(cols):]
+                        params += last * (n - len(part))
+                    await conn.exec_driver_sql(self._multi_insert(n), tuple(params))
             elif fresh:
                 await conn.exec_driver_sql(self._raw_insert, [tuple(r.get(c) for c in self._columns) for r in rows])
             else:
