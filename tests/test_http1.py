@@ -91,6 +91,11 @@ class Scripted:
             return False
         elif name == "big":
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+        elif name == "then-408":  # answers, then sends an unsolicited 408 on the idle connection
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await w.drain()
+            await asyncio.sleep(0.05)
+            w.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
         elif name == "slow-ok":
             await asyncio.sleep(0.1)
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -227,4 +232,13 @@ async def test_idle_connections_expire(server) -> None:
     assert pool.connections == 1
     await asyncio.sleep(0.4)
     assert pool.connections == 0
+    await pool.aclose()
+
+
+async def test_unsolicited_bytes_on_an_idle_connection_retire_it(server) -> None:
+    pool = http1.Pool(server.base)
+    assert await get(pool, "then-408") == (200, b"ok")
+    await asyncio.sleep(0.2)
+    assert await get(pool, "ok") == (200, b'{"a": true}')  # not the stray 408
+    assert server.connections == 2
     await pool.aclose()

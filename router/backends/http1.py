@@ -84,6 +84,7 @@ class Connection(asyncio.Protocol):
         self._decoder: zlib._Decompress | None = None  # type: ignore[name-defined]
         self._got_bytes = False
         self._keep_alive = False
+        self._in_exchange = False
         self.deadline = _INF
         self._total_deadline = _INF
         self._read_timeout = _INF
@@ -93,6 +94,9 @@ class Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self._in_exchange:  # bytes nobody asked for (e.g. a 408 before an idle close): unusable
+            self._abort()
+            return
         self._got_bytes = True
         self.deadline = min(self._total_deadline, time.monotonic() + self._read_timeout)
         try:
@@ -202,6 +206,7 @@ class Connection(asyncio.Protocol):
         self._read_timeout = timeout
         self._total_deadline = now + total if total is not None else _INF
         self.deadline = min(self._total_deadline, now + timeout)
+        self._in_exchange = True
         self._transport.write(data)  # type: ignore[union-attr]
 
     async def _await_headers(self) -> None:
