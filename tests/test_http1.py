@@ -242,3 +242,33 @@ async def test_unsolicited_bytes_on_an_idle_connection_retire_it(server) -> None
     assert await get(pool, "ok") == (200, b'{"a": true}')  # not the stray 408
     assert server.connections == 2
     await pool.aclose()
+
+
+async def test_tls_with_the_callers_trust_and_hostname_check(tmp_path) -> None:
+    """HTTPS upstreams: the certificate is verified against the pool's SSL context and host name."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    s = Scripted()
+    s.server = await asyncio.start_server(s._conn, "127.0.0.1", 0, ssl=server_ctx)
+    port = s.server.sockets[0].getsockname()[1]
+    trusted = ssl.create_default_context(cafile=str(cert))
+    pool = http1.Pool(f"https://localhost:{port}/v1", ssl_context=trusted)
+    for _ in range(3):
+        assert await get(pool, "chunked") == (200, b"hello world")
+    assert s.connections == 1
+    await pool.aclose()
+    untrusted = http1.Pool(f"https://localhost:{port}/v1", connect_timeout=2)  # the system's CAs only
+    with pytest.raises(http1.ConnectFailed):
+        await get(untrusted, "ok")
+    await untrusted.aclose()
+    await s.stop()
