@@ -257,6 +257,8 @@ class Connection(asyncio.Protocol):
     def release(self) -> None:
         """Done with this response: a complete keep-alive answer returns the connection to the pool."""
         if self._done and not self.closed and self._error is None and self._keep_alive:
+            if self._paused:  # a large answer paused reading; the next exchange must read again
+                self._transport.resume_reading()  # type: ignore[union-attr]
             self._reset()
             self._pool._put_back(self)
         else:
