@@ -245,20 +245,25 @@ async def scenario_set(label: str, url: str, pid: int | None, args: argparse.Nam
     return res
 
 
-async def run_gateway(label: str, cmd: list[str], env: dict[str, str], args: argparse.Namespace, mock_url: str,
-                      headers: dict[str, str], rates: list[float] | None = None) -> dict[str, Any]:
+def launch(label: str, cmd: list[str], env: dict[str, str], mock_url: str) -> tuple[subprocess.Popen, str]:
+    """A gateway on CPU 1 on a free port, in its own working directory: (process, chat URL)."""
     port = free_port()
     work = tempfile.mkdtemp(prefix=f"bench-{label}-")
-    full = [c.replace("{port}", str(port)) for c in cmd]
+    p = start([c.replace("{port}", str(port)) for c in cmd], "1", {**env, "UPSTREAM_URL": mock_url, "MOCK_URL": mock_url}, work)
+    return p, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+async def run_gateway(label: str, cmd: list[str], env: dict[str, str], args: argparse.Namespace, mock_url: str,
+                      headers: dict[str, str], rates: list[float] | None = None) -> dict[str, Any]:
     t0 = time.monotonic()
-    p = start(full, "1", {**env, "UPSTREAM_URL": mock_url, "MOCK_URL": mock_url}, work)
+    p, url = launch(label, cmd, env, mock_url)
     sampler = Sampler(p.pid)
     sampler.start()
     try:
-        startup = await first_answer(f"http://127.0.0.1:{port}/v1/chat/completions", headers)
+        await first_answer(url, headers)
         startup = time.monotonic() - t0
         print(f"  {label:<22} start to first answer {startup:.2f} s", flush=True)
-        out = await scenario_set(label, f"http://127.0.0.1:{port}/v1/chat/completions", p.pid, args, headers, rates)
+        out = await scenario_set(label, url, p.pid, args, headers, rates)
         out["startup_s"] = startup
         out["peak_rss_mb"] = sampler.peak
         out["idle_rss_mb"] = rss_mb(p.pid)
@@ -278,10 +283,7 @@ async def paired_max(gateways: dict[str, tuple[list[str], dict[str, str], dict[s
     out: dict[str, Any] = {}
     try:
         for label, (cmd, env, headers) in gateways.items():
-            port = free_port()
-            work = tempfile.mkdtemp(prefix=f"bench-pair-{label}-")
-            p = start([c.replace("{port}", str(port)) for c in cmd], "1", {**env, "UPSTREAM_URL": mock_url, "MOCK_URL": mock_url}, work)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            p, url = launch(f"pair-{label}", cmd, env, mock_url)
             procs[label] = (p, url, headers)
             await first_answer(url, headers)
         names = list(procs)

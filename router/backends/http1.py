@@ -124,12 +124,6 @@ class Connection(asyncio.Protocol):
         self._wake()
         self._pool._forget(self)
 
-    def pause_writing(self) -> None:  # large request bodies: the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # -- httptools callbacks ----------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1").lower()
@@ -192,14 +186,11 @@ class Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
-    def _timed_out(self, now: float) -> bool:
-        if now <= self.deadline:
-            return False
+    def _time_out(self, now: float) -> None:
         self._fail(TimedOut("the upstream sent nothing within the read timeout" if now < self._total_deadline
                             else "the upstream did not finish within the total timeout"))
         self._wake()
         self._abort()
-        return True
 
     def _send(self, data: bytes, timeout: float, total: float | None) -> None:
         now = time.monotonic()
@@ -279,16 +270,15 @@ class Pool:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self.https = url.scheme == "https"
+        https = url.scheme == "https"
+        default_port = 443 if https else 80
         self.host = url.hostname
-        self.port = url.port or (443 if self.https else 80)
+        self.port = url.port or default_port
         self.prefix = url.path.rstrip("/")
-        self._ssl = (ssl_context or ssl.create_default_context()) if self.https else None
-        default_port = 443 if self.https else 80
-        host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
-        if ":" in self.host:  # IPv6 literal
-            host_header = f"[{self.host}]" if self.port == default_port else f"[{self.host}]:{self.port}"
-        static = {"Host": host_header, "Connection": "keep-alive", **(headers or {})}
+        self._ssl = (ssl_context or ssl.create_default_context()) if https else None
+        shown = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literals go in brackets
+        static = {"Host": shown if self.port == default_port else f"{shown}:{self.port}", "Connection": "keep-alive",
+                  **(headers or {})}
         self._static = _encode_headers(static)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
@@ -418,7 +408,7 @@ class Pool:
                 await asyncio.sleep(_SWEEP_S)
                 now = time.monotonic()
                 for conn in [c for c in self._busy if c.deadline < now]:
-                    conn._timed_out(now)
+                    conn._time_out(now)
                 if self._idle and self._idle[0].idle_since + self.keepalive_timeout < now:
                     for conn in [c for c in self._idle if c.idle_since + self.keepalive_timeout < now]:
                         conn.close()

@@ -123,6 +123,24 @@ class OpenAICompatBackend:
     async def embeddings(self, call: Call) -> dict[str, Any]:
         return await self._read_json(await self._post("embeddings", call, stream=False))
 
+    async def _events(self, resp: http1.Connection) -> AsyncIterator[bytes]:
+        """The data of each server-sent event of ``resp``'s body, as each event completes."""
+        data: list[bytes] = []
+        tail = b""
+        async for block in resp.iter_body():
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop()
+            if len(tail) > self._max_bytes:
+                raise UpstreamBadResponse("upstream stream has a line longer than the response size limit")
+            for line in lines:
+                line = line.removesuffix(b"\r")
+                if line.startswith(b"data:"):
+                    data.append(line[5:].lstrip())
+                elif not line and data:  # a blank line ends an event; comments and other fields are skipped
+                    payload = b"\n".join(data)
+                    data.clear()
+                    yield payload
+
     async def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         resp = await self._post("chat/completions", call, stream=True)
         clean = False
@@ -130,41 +148,25 @@ class OpenAICompatBackend:
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 raise UpstreamBadResponse(f"upstream answered a stream request with '{ctype[:60]}'")
-            data: list[bytes] = []
             seen = 0
-            tail = b""
-            async for block in resp.iter_body():
-                lines = (tail + block).split(b"\n") if tail else block.split(b"\n")
-                tail = lines.pop()
-                if len(tail) > self._max_bytes:
-                    raise UpstreamBadResponse("upstream stream has a line longer than the response size limit")
-                for line in lines:
-                    if line.endswith(b"\r"):
-                        line = line[:-1]
-                    if line.startswith(b"data:"):
-                        data.append(line[5:].lstrip())
-                        continue
-                    if line or not data:
-                        continue  # comments, event:/id: fields, keep-alives
-                    payload = b"\n".join(data)
-                    data.clear()
-                    if payload == b"[DONE]":
-                        clean = True
-                        return
-                    seen += len(payload)
-                    if seen > self._max_bytes:
-                        raise UpstreamBadResponse("upstream stream exceeds the response size limit")
-                    try:
-                        chunk = orjson.loads(payload)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamBadResponse("upstream sent a stream chunk that is not valid JSON") from None
-                    if not isinstance(chunk, dict):
-                        raise UpstreamBadResponse("upstream sent a stream chunk that is not an object")
-                    if "error" in chunk and "choices" not in chunk:
-                        err = chunk["error"]
-                        msg = err.get("message") if isinstance(err, dict) else str(err)
-                        raise UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(msg))[:300]}")
-                    yield chunk
+            async for payload in self._events(resp):
+                if payload == b"[DONE]":
+                    clean = True
+                    return
+                seen += len(payload)
+                if seen > self._max_bytes:
+                    raise UpstreamBadResponse("upstream stream exceeds the response size limit")
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise UpstreamBadResponse("upstream sent a stream chunk that is not valid JSON") from None
+                if not isinstance(chunk, dict):
+                    raise UpstreamBadResponse("upstream sent a stream chunk that is not an object")
+                if "error" in chunk and "choices" not in chunk:
+                    err = chunk["error"]
+                    msg = err.get("message") if isinstance(err, dict) else str(err)
+                    raise UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(msg))[:300]}")
+                yield chunk
             raise UpstreamStreamCut("upstream stream ended without [DONE]")
         except http1.TimedOut:
             raise UpstreamTimeout("upstream stream stalled past the read timeout") from None

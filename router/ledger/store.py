@@ -136,8 +136,8 @@ class LedgerStore:
         The roll-ups follow inside the same statement: an insert trigger (migration 0004) adds
         each inserted row to its hour and day, and skipped rows fire nothing, so a replay never
         counts a request twice. ``fresh``: the live writer's batches (new request ids) go to the
-        driver as plain tuples in one ``executemany``, a fraction of the cost of SQLAlchemy's
-        per-column parameter processing.
+        driver as plain parameters (one multi-row statement on SQLite, one ``executemany`` on
+        PostgreSQL), a fraction of the cost of SQLAlchemy's per-column parameter processing.
         """
         if not rows:
             return
@@ -175,7 +175,7 @@ class LedgerStore:
     def _multi_insert(self, n: int) -> str:
         sql = self._multi.get(n)
         if sql is None:
-            one = f"({', '.join('?' * len(self._columns))})"
+            one = f"({self._params(len(self._columns))})"
             sql = self._multi[n] = (f"INSERT INTO requests ({', '.join(self._columns)}) VALUES {', '.join([one] * n)} "
                                     "ON CONFLICT (request_id) DO NOTHING")
         return sql
