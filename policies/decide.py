@@ -13,6 +13,7 @@ from typing import Any
 
 from policies.quality import QualityModel
 from policies.schema import Policy
+from policies.verifier import Verifier
 from pricing import ModelPrice, Usage, cost_of
 
 
@@ -67,9 +68,10 @@ def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: f
 
 
 class PolicyRouter:
-    def __init__(self, policy: Policy, quality: QualityModel):
+    def __init__(self, policy: Policy, quality: QualityModel, verifiers: dict[str, Verifier] | None = None):
         self.policy = policy
         self.quality = quality
+        self.verifiers = verifiers or {}  # by the name the policy's checks give them
 
     def _removed(self, c: CandidateInfo, f: RequestFeatures, out_bound: int) -> str | None:
         k = self.policy.constraints

@@ -27,6 +27,7 @@ from policies.features import categorize
 from policies.predictor import QualityPredictor
 from policies.quality import QualityModel
 from policies.schema import Policy
+from policies.verifier import Verifier
 from pricing import ModelPrice
 
 
@@ -92,14 +93,38 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
                                   meta={"rows": len(rows), "split": split, "excluded": list(exclude)})
 
 
+def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, exclude: Iterable[str] = (),
+                   responses: dict[str, dict[str, str]] | None = None) -> Verifier:
+    """A verifier of ``model``'s answers, trained on the rows of ``split`` that hold its answer text."""
+    texts = {**responses_in_rows(ds), **(responses or {})}
+    skip = set(exclude)
+    answers, votes, good = [], [], []
+    for r in ds.split(split):
+        t = texts.get(str(r["id"]), {})
+        if r.get("benchmark") in skip or t.get(model) is None:
+            continue
+        answers.append(t[model])
+        votes.append([t.get(v, "") for v in voters])
+        good.append(score(r, model))
+    if not answers:
+        raise ValueError(f"no '{split}' rows hold an answer text of {model}")
+    return Verifier.train(answers, votes, good, meta={"model": model, "with": voters, "split": split,
+                                                      "excluded": sorted(skip)})
+
+
 def with_param(policy: Policy, name: str, value: float) -> Policy:
-    """A copy of ``policy`` with one parameter set, e.g. ``target``, ``lambda``, ``max_cost_usd``."""
+    """A copy of ``policy`` with one objective parameter set: ``target``, ``lambda``, ``max_cost_usd``,
+    or a dotted path into it such as ``check.min_confidence``."""
     data = policy.model_dump(by_alias=True)
-    obj = data["objective"]
-    key = name.split(".")[-1]
-    if key not in obj:
-        raise ValueError(f"the {obj['type']} objective has no parameter '{key}'")
-    obj[key] = value
+    node = data["objective"]
+    *path, key = name.removeprefix("objective.").split(".")
+    for part in path:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"the {data['objective']['type']} objective has no parameter '{name}'")
+        node = node[part]
+    if key not in node or isinstance(node[key], (dict, list)):
+        raise ValueError(f"the {data['objective']['type']} objective has no parameter '{name}'")
+    node[key] = value
     return Policy.model_validate(data)
 
 
@@ -107,14 +132,15 @@ class Replay:
     """Replays rows through a policy, as the gateway would decide for each prompt."""
 
     def __init__(self, policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
-                 history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None):
+                 history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None,
+                 verifiers: dict[str, Verifier] | None = None):
         self.policy = policy
         self.ds = ds
         self.prices = prices
         self.responses = responses or {}
         quality = QualityModel(policy.quality.model_copy(update={"bandit": policy.quality.bandit.model_copy(
             update={"enabled": False})}), {}, predictor)
-        self.router = PolicyRouter(policy, quality)
+        self.router = PolicyRouter(policy, quality, verifiers)
         # expected output tokens per (benchmark, model), from the history rows (the train split)
         acc: dict[tuple[str, str], list[int]] = defaultdict(list)
         spent: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -153,21 +179,39 @@ class Replay:
             total += cost(row, m, self.prices)
             if i == len(spec["steps"]) - 1:
                 return m, score(row, m), total, called
-            text = answers.get(m, "")
-            if check["type"] == "rule" and rule_ok_text(check, text):
+            text = answers.get(m)
+            if check["type"] == "rule" and rule_ok_text(check, text or ""):
                 return m, score(row, m), total, called
-            if check["type"] == "agreement":
+            if check["type"] in ("agreement", "verifier"):
                 voters = [v for v in check.get("with") or () if v in self.ds.models]
                 for v in voters:
                     if v not in called:
                         called.append(v)
                         total += cost(row, v, self.prices)
-                if voters and agree_texts(text, [answers.get(v, "") for v in voters]):
+                if check["type"] == "verifier" and self._confidence(row, m, check) >= check["min_confidence"]:
+                    return m, score(row, m), total, called
+                if check["type"] == "agreement" and voters and agree_texts(text or "", [answers.get(v, "") for v in voters]):
                     return m, score(row, m), total, called
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _confidence(self, row: dict[str, Any], model: str, check: dict[str, Any]) -> float:
+        """The verifier's confidence in ``model``'s recorded answer. Data without that answer's text
+        (e.g. RouteLLM's MMLU rows) falls back to the predicted quality of the model for the prompt."""
+        answers = self.responses.get(str(row["id"]), {})
+        text = answers.get(model)
+        if text is None:
+            return self.router.quality.prior([model], row["prompt"], categorize(row["prompt"]))[model]
+        voters = [answers.get(v, "") for v in check.get("with") or () if v in self.ds.models]
+        return self.router.verifiers[check["verifier"]].confidence(text, voters)
+
     def router_score(self, row: dict[str, Any], strong: str, weak: str) -> float:
-        """Two-model routers rank prompts by the predicted quality gain of the strong model."""
+        """Two-model routers rank prompts by the predicted quality gain of the strong model; a cascade
+        that starts with the weak model and checks it with a verifier, by its doubt in the weak answer
+        (where the data holds that answer's text)."""
+        obj = self.policy.objective
+        if (obj.type == "cascade" and obj.check.type == "verifier" and obj.steps[0] == weak
+                and self.responses.get(str(row["id"]), {}).get(weak) is not None):
+            return 1.0 - self._confidence(row, weak, obj.check.model_dump(by_alias=True))
         q = self.router.quality.prior([strong, weak], row["prompt"], categorize(row["prompt"]))
         return q[strong] - q[weak]
 
@@ -194,8 +238,10 @@ def baselines(rows: list[dict[str, Any]], models: list[str], prices: dict[str, M
 
 def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[str, ModelPrice],
              predictor: QualityPredictor | None = None, sweep: tuple[str, list[float]] | None = None,
-             responses: dict[str, dict[str, str]] | None = None, train_split: str = "train") -> dict[str, Any]:
+             responses: dict[str, dict[str, str]] | None = None, train_split: str = "train",
+             verifiers: dict[str, Verifier] | None = None) -> dict[str, Any]:
     rows = ds.split(split)
+    responses = {**responses_in_rows(ds), **(responses or {})}
     history = ds.split(train_split)
     if not rows:
         raise ValueError(f"no rows in split '{split}'")
@@ -209,7 +255,7 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
     per_bench_points: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for v in values:
         pol = with_param(policy, sweep[0], v) if sweep and v is not None else policy
-        replay = Replay(pol, ds, prices, predictor, history, responses)
+        replay = Replay(pol, ds, prices, predictor, history, responses, verifiers)
         qs, cs = [], []
         by_bench: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for r in rows:
@@ -248,7 +294,7 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
             entry[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best_c
         if len(ds.models) == 2:
             weak = next(m for m in ds.models if m != strongest)
-            replay = Replay(policy, ds, prices, predictor, history, responses)
+            replay = Replay(policy, ds, prices, predictor, history, responses, verifiers)
             s_router = [replay.router_score(r, strongest, weak) for r in brows]
             qs_, qw_ = [score(r, strongest) for r in brows], [score(r, weak) for r in brows]
             curve = metrics.routellm_curve(s_router, qs_, qw_)
@@ -266,6 +312,16 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
         report[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best["cost"]
     report["decisions"] = decisions
     return report
+
+
+def responses_in_rows(ds: Dataset) -> dict[str, dict[str, str]]:
+    """Answer texts a dataset carries itself (``"<model>|response"``), by row id and model."""
+    out: dict[str, dict[str, str]] = {}
+    for r in ds.rows:
+        texts = {m: str(r[f"{m}|response"]) for m in ds.models if r.get(f"{m}|response") is not None}
+        if texts:
+            out[str(r["id"])] = texts
+    return out
 
 
 def load_responses(path: str | Path | None) -> dict[str, dict[str, str]] | None:

@@ -37,12 +37,23 @@ class Utility(_M):
 
 
 class Check(_M):
-    type: Literal["agreement", "logprob", "rule"]
-    with_: list[str] = Field(default_factory=list, alias="with", description="agreement: models that must agree")
+    type: Literal["agreement", "logprob", "rule", "verifier"]
+    with_: list[str] = Field(default_factory=list, alias="with",
+                             description="agreement: models that must agree; verifier: models whose answers it compares")
     min_mean_logprob: float = Field(default=-0.5, description="logprob: mean token logprob at least this")
     min_chars: int = Field(default=1, ge=0, description="rule: answer at least this long")
     json_: bool = Field(default=False, alias="json", description="rule: answer must parse as JSON")
     not_contains: list[str] = Field(default_factory=list, description="rule: phrases that fail the check")
+    verifier: str | None = Field(default=None, description="verifier: a trained verifier (.json), relative to the policy file")
+    min_confidence: float = Field(default=0.5, ge=0, le=1, description="verifier: accept when P(answer is good) is at least this")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "Check":
+        if self.type == "verifier" and not self.verifier:
+            raise ValueError("a verifier check names its trained verifier file (verifier: FILE.json)")
+        if self.type == "agreement" and not self.with_:
+            raise ValueError("an agreement check names the models that must agree (with: [...])")
+        return self
 
 
 class Cascade(_M):

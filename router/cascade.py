@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.checks import agree_texts, logprob_ok_values, rule_ok_text
+from policies.verifier import Verifier
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -28,3 +29,9 @@ def logprob_ok(check: dict[str, Any], body: dict[str, Any]) -> bool:
 
 def agree(first: dict[str, Any], others: list[dict[str, Any]]) -> bool:
     return agree_texts(answer_text(first), [answer_text(o) for o in others])
+
+
+def verified(verifier: Verifier, check: dict[str, Any], first: dict[str, Any], others: list[dict[str, Any]]) -> bool:
+    """The verifier's confidence in the answer (voters that failed count as disagreeing) reaches the bar."""
+    voters = [answer_text(o) for o in others] + [""] * (len(check.get("with") or ()) - len(others))
+    return verifier.confidence(answer_text(first), voters) >= check.get("min_confidence", 0.5)

@@ -58,6 +58,36 @@ def policies_train(
     typer.echo(f"trained on {pred.meta['rows']} rows x {len(ds.models)} models in {_time.perf_counter() - t0:.1f}s -> {out}")
 
 
+@policies_cli.command("train-verifier")
+def policies_train_verifier(
+    data: Path = typer.Option(..., help="Outcome data with answer texts (JSON lines)."),
+    model: str = typer.Option(..., help="The model whose answers the verifier judges (a cascade's cheap step)."),
+    out: Path = typer.Option(..., help="Where to write the verifier (.json)."),
+    with_: list[str] = typer.Option([], "--with", help="Models whose answers it compares (the check's with:)."),
+    split: str = typer.Option("train", help="Train on this split only."),
+    exclude_benchmark: list[str] = typer.Option([], help="Leave these benchmarks out of training."),
+    responses: Optional[Path] = typer.Option(None, help="Answer texts by id (default: <data>_responses.jsonl, or the data's own '|response' fields)."),
+) -> None:
+    """Train a cascade's answer verifier on outcome data."""
+    from policies.evaluate import load_dataset, load_responses, train_verifier
+
+    ds = load_dataset(data)
+    unknown = [m for m in [model, *with_] if m not in ds.models]
+    if unknown:
+        typer.echo(f"not in the data: {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    try:
+        ver = train_verifier(ds, split, model, list(with_), exclude=exclude_benchmark,
+                             responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    ver.meta.update(data=data.name)
+    ver.save(out)
+    weights = ", ".join(f"{k} {v:+.2f}" for k, v in ver.weights.items() if v)
+    typer.echo(f"trained on {ver.meta['rows']} answers of {model} -> {out}\n  {weights}")
+
+
 @policies_cli.command("eval")
 def policies_eval(
     data: Path = typer.Option(..., help="Outcome data (JSON lines)."),
@@ -72,18 +102,17 @@ def policies_eval(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Replay a dataset through a policy; report cost and quality beside the baselines."""
+    from policies.assets import load_assets
     from policies.evaluate import evaluate, load_dataset, load_prices, load_responses
-    from policies.predictor import QualityPredictor
     from policies.schema import PolicyError, load_policy
 
     try:
         pol = load_policy(policy)
+        pred, verifiers = load_assets(pol, policy.parent, predictor)
     except PolicyError as exc:
         typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
         raise typer.Exit(2)
     ds = load_dataset(data)
-    pred_path = predictor or ((policy.parent / pol.quality.predictor) if pol.quality.predictor else None)
-    pred = QualityPredictor.load(pred_path) if pred_path else None
     prices_path = prices or (data.parent / "prices.json" if (data.parent / "prices.json").exists() else None)
     resp_path = responses or data.with_name(data.stem + "_responses.jsonl")
     sweep_spec = None
@@ -91,7 +120,7 @@ def policies_eval(
         name, _, values = sweep.partition("=")
         sweep_spec = (name.strip(), [float(v) for v in values.split(",") if v.strip()])
     report = evaluate(pol, ds, split=split, prices=load_prices(prices_path, ds.models), predictor=pred,
-                      sweep=sweep_spec, responses=load_responses(resp_path))
+                      sweep=sweep_spec, responses=load_responses(resp_path), verifiers=verifiers)
     lines = report.pop("decisions")
     if decisions:
         decisions.write_text("".join(json.dumps(x) + "\n" for x in lines))

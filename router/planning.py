@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from policies.decide import CandidateInfo, Decision, RequestFeatures
 from policies.features import categorize
+from policies.verifier import Verifier
 from router.auth import Principal
 from router.errors import APIError, model_not_found, permission_error
 from router.health import Health
@@ -31,6 +32,7 @@ class Plan:
     decision: Decision | None = None
     category: str = "general"
     prefix_key: bytes | None = None
+    verifiers: dict[str, Verifier] = field(default_factory=dict)  # for a cascade's verifier check
 
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
@@ -139,7 +141,7 @@ class Planner:
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
         return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
-                    _key(messages))
+                    _key(messages), router.verifiers)
 
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         ok = [d for d in deps if self.health.state(d.id) != "open"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from policies.assets import load_assets
 from policies.decide import PolicyRouter
-from policies.predictor import QualityPredictor
 from policies.quality import BanditState, QualityModel
 from policies.schema import Policy, PolicyError, parse_policy
 from router.config import PoliciesConfig
@@ -60,15 +60,11 @@ class PolicyStore:
     def build(self, policy: Policy, path: Path | None) -> PolicyRouter:
         problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.pool
                     if m not in self.registry.aliases and not self.registry.candidates(m, "chat")]
-        predictor = None
-        if policy.quality.predictor:
-            pred_path = Path(policy.quality.predictor)
-            if not pred_path.is_absolute() and path is not None:
-                pred_path = path.parent / pred_path
-            try:
-                predictor = QualityPredictor.load(pred_path)
-            except (OSError, ValueError, KeyError) as exc:
-                problems.append(f"quality.predictor: cannot load {pred_path}: {type(exc).__name__}")
+        predictor, verifiers = None, {}
+        try:
+            predictor, verifiers = load_assets(policy, path.parent if path is not None else None)
+        except PolicyError as exc:
+            problems += exc.problems
         if problems:
             raise PolicyError(policy.name, problems)
         defaults = {}
@@ -78,7 +74,7 @@ class PolicyStore:
             if q is not None:
                 defaults[name] = q
         bandit = self.bandits.setdefault(policy.name, BanditState())
-        return PolicyRouter(policy, QualityModel(policy.quality, defaults, predictor, bandit))
+        return PolicyRouter(policy, QualityModel(policy.quality, defaults, predictor, bandit), verifiers)
 
     def reload(self) -> tuple[bool, list[str]]:
         """Load every file; swap in the new set only if all are valid. Returns (ok, problems)."""

@@ -175,7 +175,7 @@ class Gateway:
                 priced = self._priced(dep, body, raw, out, who)
                 parts.append(priced)
                 last = i == len(steps) - 1
-                if spec and not last and not await self._check(spec, dep, body, out, who, rid, attempts, parts):
+                if spec and not last and not await self._check(plan, dep, body, out, who, rid, attempts, parts):
                     self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
                     continue
                 self._served(attempts, dep, time.perf_counter() - t0)
@@ -207,15 +207,15 @@ class Gateway:
                                   upstream_seconds=attempts.upstream_seconds, stream=False,
                                   decision=self._decision(plan) if plan else None)
 
-    async def _check(self, spec: dict[str, Any], dep: Deployment, body: dict[str, Any], out: dict[str, Any],
+    async def _check(self, plan: Plan, dep: Deployment, body: dict[str, Any], out: dict[str, Any],
                      who: Principal, rid: str, attempts: Attempts, parts: list[Priced]) -> bool:
-        check = spec["check"]
+        check = plan.decision.cascade["check"]  # type: ignore[union-attr]
         if check["type"] == "rule":
             return checks.rule_ok(check, out)
         if check["type"] == "logprob":
             return checks.logprob_ok(check, out)
         voters = [d for name in check.get("with") or () for d in self.planner.registry.candidates(name, "chat")[:1]]
-        if not voters:
+        if not voters and check["type"] == "agreement":
             return False
         t0 = time.perf_counter()
         results = await asyncio.gather(*(self._call(v, body, rid, "chat") for v in voters), return_exceptions=True)
@@ -230,6 +230,8 @@ class Gateway:
             parts.append(self._priced(v, body, raw, vout, who))
             self._served(attempts, v, time.perf_counter() - t0, note="cascade check")
             answers.append(vout)
+        if check["type"] == "verifier":
+            return checks.verified(plan.verifiers[check["verifier"]], check, out, answers)
         return len(answers) == len(voters) and checks.agree(out, answers)
 
     # -- streaming chat ------------------------------------------------------------------------------

@@ -54,6 +54,19 @@ name: cascade
 bind: {aliases: [auto-cascade]}
 objective: {type: cascade, steps: [small, frontier], check: {type: agreement, with: [open]}}
 """,
+    "verified.yaml": """
+name: verified
+bind: {aliases: [auto-verified]}
+objective:
+  type: cascade
+  steps: [small, frontier]
+  check: {type: verifier, verifier: trusting.json, with: [open]}
+""",
+    "doubting.yaml": """
+name: doubting
+bind: {aliases: [auto-doubting]}
+objective: {type: cascade, steps: [small, frontier], check: {type: verifier, verifier: doubting.json}}
+""",
     "bandit.yaml": """
 name: bandit
 bind: {aliases: [auto-bandit]}
@@ -99,6 +112,9 @@ def pgw(tmp_path_factory):
     pdir.mkdir()
     for name, text in POLICIES.items():
         (pdir / name).write_text(text)
+    # verifier weights: one trusts any answer, one trusts none (a failed check must escalate)
+    (pdir / "trusting.json").write_text('{"weights": {"bias": 6.0}}')
+    (pdir / "doubting.json").write_text('{"weights": {"bias": -6.0, "voters_agree": 1.0}}')
     mock = start_mock(d / "mock")
     gw = start_gateway(d / "gw", config(mock.base, str(pdir)))
     gw.extra.update(mock=mock, pdir=pdir)
@@ -198,6 +214,18 @@ def test_cascade_escalates_when_the_check_fails(pgw) -> None:
     total = rec["prompt_tokens"]
     assert total > body["usage"]["prompt_tokens"], "every call of the cascade is metered"
     assert rec["charge_usd"] == pytest.approx(float(r.headers["x-switchyard-charge-usd"]))
+
+
+def test_verifier_check_accepts_or_escalates(pgw) -> None:
+    r = chat(pgw, "auto-verified")
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small"
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [a["model"] for a in rec["attempts"]] == ["open", "small"], "the voter is called and metered"
+    r = chat(pgw, "auto-doubting")
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "frontier"
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [a["model"] for a in rec["attempts"]] == ["small", "frontier"]
+    assert rec["decision"]["cascade"]["check"]["type"] == "verifier"
 
 
 def test_feedback_shifts_the_bandit(pgw) -> None:

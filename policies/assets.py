@@ -1,0 +1,43 @@
+"""The trained files a policy names (a quality predictor, answer verifiers), loaded relative to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from policies.predictor import QualityPredictor
+from policies.schema import Check, Policy, PolicyError
+from policies.verifier import Verifier
+
+
+def checks_of(policy: Policy) -> list[Check]:
+    """Every cascade check the policy holds."""
+    return [policy.objective.check] if policy.objective.type == "cascade" else []
+
+
+def _resolve(name: str, base: Path | None) -> Path:
+    p = Path(name)
+    return base / p if base is not None and not p.is_absolute() else p
+
+
+def load_assets(policy: Policy, base: Path | None, predictor_override: Path | None = None
+                ) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
+    """(predictor, verifiers by the name the policy gives them); ``base``: the policy file's folder."""
+    problems: list[str] = []
+    predictor = None
+    pred_path = predictor_override or (_resolve(policy.quality.predictor, base) if policy.quality.predictor else None)
+    if pred_path is not None:
+        try:
+            predictor = QualityPredictor.load(pred_path)
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"quality.predictor: cannot load {pred_path}: {type(exc).__name__}")
+    verifiers: dict[str, Verifier] = {}
+    for check in checks_of(policy):
+        if check.verifier and check.verifier not in verifiers:
+            path = _resolve(check.verifier, base)
+            try:
+                verifiers[check.verifier] = Verifier.load(path)
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(f"check.verifier: cannot load {path}: {type(exc).__name__}: {exc}")
+    if problems:
+        raise PolicyError(policy.name, problems)
+    return predictor, verifiers
