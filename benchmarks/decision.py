@@ -1,9 +1,12 @@
 """Routing decision cost: PolicyRouter.decide, quality prediction included, per decision.
 
     python benchmarks/decision.py [--n 5000]
+    python benchmarks/decision.py --policy policies/examples/routerbench-subset.yaml \
+        --predictor /tmp/rb-pred.npz --data ../shared/data/routing/routerbench_subset.jsonl
 
-Uses the shipped RouteLLM predictor and real prompts from ../shared/data/routing when present
-(else synthetic ones). Target (issue 4): median under 200 microseconds on this machine.
+Default: the shipped RouteLLM policy and predictor on real prompts from ../shared/data/routing
+when present (else synthetic ones). With --policy, every model the policy may call is a
+candidate at a list price. Target (issue 4): median under 200 microseconds on this machine.
 """
 
 from __future__ import annotations
@@ -30,17 +33,20 @@ from pricing import ModelPrice  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--policy", type=Path, default=ROOT / "policies/examples/routellm-gpt4-mixtral.yaml")
+    ap.add_argument("--predictor", type=Path, default=ROOT / "policies/data/routellm-gpt4-mixtral.npz")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/routing/routellm_gpt4_mixtral.jsonl")
     args = ap.parse_args()
-    policy = load_policy(ROOT / "policies/examples/routellm-gpt4-mixtral.yaml")
-    pred = QualityPredictor.load(ROOT / "policies/data/routellm-gpt4-mixtral.npz")
+    policy = load_policy(args.policy)
+    pred = QualityPredictor.load(args.predictor)
     router = PolicyRouter(policy, QualityModel(policy.quality, {}, pred))
-    data = ROOT.parent / "shared/data/routing/routellm_gpt4_mixtral.jsonl"
+    data = args.data
     if data.exists():
         prompts = [json.loads(line)["prompt"] for _, line in zip(range(args.n), open(data))]
     else:
         prompts = [f"Question {i}: explain the difference between a mutex and a semaphore." for i in range(args.n)]
-    infos = [CandidateInfo("gpt-4-1106-preview", "openai", ModelPrice(10e-6, 30e-6)),
-             CandidateInfo("mistralai/Mixtral-8x7B-Instruct-v0.1", "together_ai", ModelPrice(0.6e-6, 0.6e-6))]
+    infos = [CandidateInfo(m, "p", ModelPrice(10e-6, 30e-6) if "gpt-4" in m else ModelPrice(0.6e-6, 0.6e-6))
+             for m in policy.models]
     rng = random.Random(0)
     times = []
     for p in prompts:
@@ -50,7 +56,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     times.sort()
     us = [t * 1e6 for t in times]
-    print(f"decisions: {len(us)}  median {statistics.median(us):.1f} us  p90 {us[int(len(us) * 0.9)]:.1f} us  "
+    print(f"{policy.name} ({len(policy.pool)} candidates)  decisions: {len(us)}  median {statistics.median(us):.1f} us  p90 {us[int(len(us) * 0.9)]:.1f} us  "
           f"p99 {us[int(len(us) * 0.99)]:.1f} us  (prompt chars: median {statistics.median(len(p) for p in prompts):.0f})")
 
 

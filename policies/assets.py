@@ -11,7 +11,8 @@ from policies.verifier import Verifier
 
 def checks_of(policy: Policy) -> list[Check]:
     """Every cascade check the policy holds."""
-    return [policy.objective.check] if policy.objective.type == "cascade" else []
+    own = [policy.objective.check] if policy.objective.type == "cascade" else []
+    return own + [spec.check for spec in policy.cascades.values()]
 
 
 def _resolve(name: str, base: Path | None) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 from policies.quality import QualityModel
 from policies.schema import Policy
 from policies.verifier import Verifier
-from pricing import ModelPrice, Usage, cost_of
+from pricing import ModelPrice, estimate_usd
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Decision:
 def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0) -> float | None:
     if price is None:
         return None
-    return cost_of(Usage(prompt_tokens, int(output_tokens), cached_tokens=min(cached, prompt_tokens)), price).total
+    return estimate_usd(price, prompt_tokens, int(output_tokens), cached)
 
 
 class PolicyRouter:
@@ -96,8 +96,12 @@ class PolicyRouter:
         return None
 
     def decide(self, f: RequestFeatures, candidates: list[CandidateInfo], rng: random.Random) -> Decision:
+        """``candidates``: the live facts of every model the policy may call (``policy.models``); an
+        entry named after one of the policy's cascades may carry its expected cost (offline replays)."""
         p = self.policy
         out_bound = f.max_tokens or 0
+        known = {c.name: c for c in candidates if c.name in p.cascades}
+        candidates = [c for c in candidates if c.name not in p.cascades]
         feasible: list[CandidateInfo] = []
         table: list[dict[str, Any]] = []
         for c in candidates:
@@ -106,26 +110,70 @@ class PolicyRouter:
             if why is None:
                 feasible.append(c)
         healthy = [c for c in feasible if c.healthy] or feasible  # every circuit open: try anyway
+        up = {c.name for c in healthy}
         for row in table:
-            if row["removed_by"] is None and all(c.name != row["model"] for c in healthy):
+            if row["removed_by"] is None and row["model"] not in up:
                 row["removed_by"] = "circuit open"
-        names = [c.name for c in healthy]
-        if not healthy:
+        listed = set(p.pool)
+        names = [c.name for c in healthy if f.concrete or c.name in listed]
+        cascades = [] if f.concrete or not p.cascades else self._cascades(f, table, up)
+        names += cascades
+        if not names:
             return Decision(p.name, "constraints", [], "no candidate satisfies the constraints", table)
-        q, explored = self.quality.estimate(names, f.prompt, f.category, rng)
+        parts = [m for n in cascades for m in p.cascades[n].models if m not in names]
+        q, explored = self.quality.estimate(names + parts, f.prompt, f.category, rng)
         costs: dict[str, float] = {}
         for c in healthy:
             out = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
             cached = f.cached_prefix_tokens if c.name == f.affinity else 0
             cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(c.price, f.prompt_tokens, out, cached)
             costs[c.name] = float("inf") if cost is None else cost
+        for n in cascades:
+            given = known[n].expected_cost_usd if n in known else None
+            costs[n] = given if given is not None else self._cascade_cost(n, q, costs)
+            table.append({"model": n, "removed_by": None, "cascade": p.cascades[n].steps})
         for row in table:
-            if row["model"] in q:
+            if row["model"] in q and row["model"] in costs:
                 row["quality"] = round(q[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
         order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng)
+        if order and order[0] in p.cascades:  # a named cascade won: run it
+            spec = p.cascades[order[0]]
+            cascade = {"name": order[0], "steps": list(spec.steps), "check": spec.check.model_dump(by_alias=True)}
+            return Decision(p.name, rule, list(spec.steps), f"{reason}; escalate on a failed {spec.check.type} check",
+                            table, arm, explored, cascade)
+        # fallbacks never run a cascade: one stands in as its last (strongest) step
+        order = list(dict.fromkeys(p.cascades[n].steps[-1] if n in p.cascades else n for n in order))
         order = order[: p.max_attempts]
         return Decision(p.name, rule, order, reason, table, arm, explored, cascade)
+
+    def _cascades(self, f: RequestFeatures, table: list[dict[str, Any]], up: set[str]) -> list[str]:
+        """The policy's named cascades this request can use: each of their models is available."""
+        removed = {row["model"]: row["removed_by"] for row in table}
+        out = []
+        for name in self.policy.pool:
+            spec = self.policy.cascades.get(name)
+            if spec is None:
+                continue
+            why = "a stream cannot be checked before it is sent" if f.stream else next(
+                (f"{m}: {removed.get(m) or 'not offered'}" for m in spec.models if m not in up), None)
+            if why is None:
+                out.append(name)
+            else:
+                table.append({"model": name, "removed_by": why, "cascade": list(spec.steps)})
+        return out
+
+    def _cascade_cost(self, name: str, q: dict[str, float], costs: dict[str, float]) -> float:
+        """Expected cost of a named cascade: each step is reached when the steps before it failed their
+        check, taken as likely as their predicted quality says; every step pays for its voters."""
+        spec = self.policy.cascades[name]
+        voters = sum(costs.get(v, float("inf")) for v in spec.check.with_)
+        total, reach = 0.0, 1.0
+        for i, step in enumerate(spec.steps):
+            last = i == len(spec.steps) - 1
+            total += reach * (costs.get(step, float("inf")) + (0.0 if last else voters))
+            reach *= 1.0 - q.get(step, 0.5)
+        return total
 
     def _objective(self, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
                    rng: random.Random) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:

@@ -86,11 +86,24 @@ def load_prices(path: str | Path | None, models: list[str]) -> dict[str, ModelPr
     return out
 
 
-def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epochs: int = 5) -> QualityPredictor:
+def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epochs: int = 5, lr: float = 0.5,
+                    policy: Policy | None = None, responses: dict[str, dict[str, str]] | None = None,
+                    verifiers: dict[str, Verifier] | None = None) -> QualityPredictor:
+    """One quality column per model; with a ``policy``, one more per named cascade it defines, its
+    outcome on each row replayed from the recorded answers (the check sees only answer texts)."""
     rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
+    columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
-    return QualityPredictor.train([r["prompt"] for r in rows], y, ds.models, epochs=epochs,
-                                  meta={"rows": len(rows), "split": split, "excluded": list(exclude)})
+    if policy is not None and policy.cascades:
+        replay = Replay(policy, ds, load_prices(None, ds.models), None, [],
+                        {**responses_in_rows(ds), **(responses or {})}, verifiers)
+        extra = list(replay.cascades)
+        if extra:
+            y = np.hstack([y, np.array([[replay._cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
+            columns += extra
+    return QualityPredictor.train([r["prompt"] for r in rows], y, columns, epochs=epochs, lr=lr,
+                                  meta={"rows": len(rows), "split": split, "excluded": list(exclude),
+                                        "epochs": epochs, "lr": lr})
 
 
 def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, exclude: Iterable[str] = (),
@@ -134,6 +147,8 @@ class Replay:
     def __init__(self, policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
                  history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None,
                  verifiers: dict[str, Verifier] | None = None):
+        if not any(m in ds.models for m in policy.pool) and not policy.cascades:
+            policy = policy.model_copy(update={"candidates": list(ds.models)})  # none of its models: the dataset's
         self.policy = policy
         self.ds = ds
         self.prices = prices
@@ -141,28 +156,36 @@ class Replay:
         quality = QualityModel(policy.quality.model_copy(update={"bandit": policy.quality.bandit.model_copy(
             update={"enabled": False})}), {}, predictor)
         self.router = PolicyRouter(policy, quality, verifiers)
-        # expected output tokens per (benchmark, model), from the history rows (the train split)
+        self.models = [m for m in policy.models if m in ds.models]
+        self.cascades = {n: {"steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
+                         for n, c in policy.cascades.items() if all(m in ds.models for m in c.models)}
+        # History (the train split), per task category as the gateway sees it: expected output tokens
+        # per model, and mean cost per prompt (used without token prices, and for named cascades,
+        # whose cost depends on how often they escalate)
         acc: dict[tuple[str, str], list[int]] = defaultdict(list)
         spent: dict[tuple[str, str], list[float]] = defaultdict(list)
         for r in history_rows:
+            key = categorize(r["prompt"])
             for m in ds.models:
-                acc[(r.get("benchmark", ""), m)].append(tokens(r, m)[1])
-                spent[(r.get("benchmark", ""), m)].append(cost(r, m, prices))
+                acc[(key, m)].append(tokens(r, m)[1])
+                spent[(key, m)].append(cost(r, m, prices))
+            for n, spec in self.cascades.items():
+                spent[(key, n)].append(self._cascade(r, spec)[2])
         self.expected_out = {k: float(np.mean(v)) for k, v in acc.items() if v}
-        # without token counts to price, the expected cost is the history's mean cost per prompt
         self.expected_cost = {k: float(np.mean(v)) for k, v in spent.items() if v}
         self.priced_by_tokens = all(prices[m].input or prices[m].output for m in ds.models)
 
     def choose(self, row: dict[str, Any]) -> tuple[str, float, float, list[str]]:
         """(answering model, quality, cost, models called) for one row."""
-        pool = [m for m in self.policy.pool if m in self.ds.models] or self.ds.models
-        key = row.get("benchmark", "")
+        key = categorize(row["prompt"])
         infos = [CandidateInfo(name=m, provider="dataset", price=self.prices[m],
                                expected_output=self.expected_out.get((key, m)),
                                expected_cost_usd=None if self.priced_by_tokens else self.expected_cost.get((key, m)))
-                 for m in pool]
-        prompt_tokens = max(tokens(row, m)[0] for m in pool)
-        f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=categorize(row["prompt"]))
+                 for m in self.models]
+        infos += [CandidateInfo(name=n, provider="dataset", price=None, expected_cost_usd=self.expected_cost.get((key, n)))
+                  for n in self.cascades]
+        prompt_tokens = max(tokens(row, m)[0] for m in self.models)
+        f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=key)
         d = self.router.decide(f, infos, random.Random(str(row["id"])))
         if d.cascade is None:
             m = d.order[0]

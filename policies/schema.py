@@ -56,10 +56,17 @@ class Check(_M):
         return self
 
 
-class Cascade(_M):
-    type: Literal["cascade"]
+class CascadeSpec(_M):
     steps: list[str] = Field(min_length=2, description="cheapest first; the last step is never checked")
     check: Check
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys([*self.steps, *self.check.with_]))
+
+
+class Cascade(CascadeSpec):
+    type: Literal["cascade"]
 
 
 class Arm(_M):
@@ -107,7 +114,9 @@ class Policy(_M):
     name: str = Field(min_length=1)
     description: str = ""
     bind: Bind
-    candidates: list[str] = Field(default_factory=list, description="model names; default: the objective's models")
+    candidates: list[str] = Field(default_factory=list, description="model names or names of cascades below; default: the objective's models")
+    cascades: dict[str, CascadeSpec] = Field(
+        default_factory=dict, description="named cascades: a candidate that answers with its first step and escalates when the check fails")
     objective: Objective
     constraints: Constraints = Constraints()
     quality: Quality = Quality()
@@ -126,7 +135,24 @@ class Policy(_M):
             missing = [m for m in named if m not in self.candidates]
             if missing:
                 raise ValueError(f"objective names models outside candidates: {', '.join(missing)}")
+        for name, spec in self.cascades.items():
+            nested = [m for m in spec.models if m in self.cascades]
+            if nested:
+                raise ValueError(f"cascade '{name}' names cascades ({', '.join(nested)}); its steps are models")
+        if named and self.cascades:
+            raise ValueError(f"a {obj.type} objective takes no named cascades; list them as candidates of a "
+                             "cheapest_above, best_under or utility objective")
         return self
+
+    @property
+    def models(self) -> list[str]:
+        """Every concrete model the policy may call: its candidates, with each cascade's steps and voters."""
+        out: list[str] = []
+        for name in self.pool:
+            out += self.cascades[name].models if name in self.cascades else [name]
+        if self.objective.type == "cascade":
+            out += self.objective.models
+        return list(dict.fromkeys(out))
 
     @property
     def pool(self) -> list[str]:
@@ -134,7 +160,7 @@ class Policy(_M):
             return list(self.candidates)
         obj = self.objective
         if obj.type == "cascade":
-            return list(dict.fromkeys([*obj.steps, *obj.check.with_]))
+            return obj.models
         if obj.type == "split":
             return [a.model for a in obj.arms]
         return [obj.model]  # type: ignore[union-attr]

@@ -1,10 +1,10 @@
 """Pricing: the price catalog, stack economics and cost attribution. Pure: no network, no storage."""
 
 from pricing.attribution import Waterfall, attribute
-from pricing.catalog import Cost, ModelPrice, PriceCatalog, PricingError, cost_of
+from pricing.catalog import Cost, ModelPrice, PriceCatalog, PricingError, cost_of, estimate_usd
 from pricing.plans import FixedPrice, Plan
 from pricing.profiles import StackProfile, load_profiles
 from pricing.usage import Usage
 
 __all__ = ["Cost", "FixedPrice", "ModelPrice", "Plan", "PriceCatalog", "PricingError", "StackProfile", "Usage",
-           "Waterfall", "attribute", "cost_of", "load_profiles"]
+           "Waterfall", "attribute", "cost_of", "estimate_usd", "load_profiles"]

@@ -44,18 +44,33 @@ def policies_train(
     split: str = typer.Option("train", help="Train on this split only."),
     exclude_benchmark: list[str] = typer.Option([], help="Leave these benchmarks out of training."),
     epochs: int = typer.Option(5, min=1),
+    lr: float = typer.Option(0.5, min=0.0, help="AdaGrad step size (smaller: smoother predictions)."),
+    policy: Optional[Path] = typer.Option(None, help="Also predict the outcome of this policy's named cascades."),
+    responses: Optional[Path] = typer.Option(None, help="Answer texts for the cascades' checks (default: <data>_responses.jsonl)."),
 ) -> None:
     """Train the quality predictor on outcome data."""
     import time as _time
 
-    from policies.evaluate import load_dataset, train_predictor
+    from policies.assets import load_assets
+    from policies.evaluate import load_dataset, load_responses, train_predictor
+    from policies.schema import PolicyError, load_policy
 
     ds = load_dataset(data)
+    pol, verifiers = None, {}
+    if policy is not None:
+        try:
+            pol = load_policy(policy)
+            verifiers = load_assets(pol.model_copy(update={"quality": pol.quality.model_copy(update={"predictor": None})}),
+                                    policy.parent)[1]
+        except PolicyError as exc:
+            typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
+            raise typer.Exit(2)
     t0 = _time.perf_counter()
-    pred = train_predictor(ds, split, exclude=exclude_benchmark, epochs=epochs)
+    pred = train_predictor(ds, split, exclude=exclude_benchmark, epochs=epochs, lr=lr, policy=pol, verifiers=verifiers,
+                           responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")))
     pred.meta.update(data=data.name)
     pred.save(out)
-    typer.echo(f"trained on {pred.meta['rows']} rows x {len(ds.models)} models in {_time.perf_counter() - t0:.1f}s -> {out}")
+    typer.echo(f"trained on {pred.meta['rows']} rows x {len(pred.models)} columns in {_time.perf_counter() - t0:.1f}s -> {out}")
 
 
 @policies_cli.command("train-verifier")

@@ -160,7 +160,7 @@ async def whatif(svc: Services, store: LedgerStore, q: UsageQuery, policy: str |
     rows, truncated = await store.usage(replace(q, bucket_seconds=None, limit=MAX_GROUPS, offset=0,
                                                 group_by=("alias", "category", "prompt_size", "model"),
                                                 filters=(*q.filters, ("endpoint", "chat"))))
-    infos = [i for i in (svc.planner.info(n, "chat") for n in router.policy.pool) if i is not None]
+    infos = [i for i in (svc.planner.info(n, "chat") for n in router.policy.models) if i is not None]
     prices = {i.name: i.price for i in infos}
     rng = random.Random(0)
     actual = estimated = 0.0

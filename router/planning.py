@@ -107,7 +107,7 @@ class Planner:
                 raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
             return Plan(self._available(deps)[: 1 + self.num_retries])
         messages = body["messages"]
-        pool = [requested] if concrete else router.policy.pool
+        pool = [requested] if concrete else router.policy.models
         infos = [i for i in (self.info(n, mode) for n in pool) if i is not None]
         text = prompt_text(messages)
         category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))

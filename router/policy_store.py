@@ -58,7 +58,7 @@ class PolicyStore:
         return out
 
     def build(self, policy: Policy, path: Path | None) -> PolicyRouter:
-        problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.pool
+        problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.models
                     if m not in self.registry.aliases and not self.registry.candidates(m, "chat")]
         predictor, verifiers = None, {}
         try:
@@ -68,11 +68,14 @@ class PolicyStore:
         if problems:
             raise PolicyError(policy.name, problems)
         defaults = {}
-        for name in policy.pool:
+        for name in policy.models:
             deps = self.registry.candidates(name, "chat")
             q = next((d.quality for d in deps if d.quality is not None), None)
             if q is not None:
                 defaults[name] = q
+        for name, spec in policy.cascades.items():  # a cascade is at least as good as its last step, a priori
+            if spec.steps[-1] in defaults:
+                defaults[name] = defaults[spec.steps[-1]]
         bandit = self.bandits.setdefault(policy.name, BanditState())
         return PolicyRouter(policy, QualityModel(policy.quality, defaults, predictor, bandit), verifiers)
 

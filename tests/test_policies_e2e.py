@@ -67,6 +67,15 @@ name: doubting
 bind: {aliases: [auto-doubting]}
 objective: {type: cascade, steps: [small, frontier], check: {type: verifier, verifier: doubting.json}}
 """,
+    "named.yaml": """
+name: named
+bind: {aliases: [auto-named]}
+candidates: [mid, frontier, checked]
+cascades:
+  checked: {steps: [small, frontier], check: {type: verifier, verifier: trusting.json}}
+objective: {type: utility, lambda: 0}
+quality: {priors: {mid: 0.5, frontier: 0.9, checked: 0.95}, bandit: {enabled: false}}
+""",
     "bandit.yaml": """
 name: bandit
 bind: {aliases: [auto-bandit]}
@@ -226,6 +235,19 @@ def test_verifier_check_accepts_or_escalates(pgw) -> None:
     rec = record(pgw, r.headers["x-request-id"])
     assert [a["model"] for a in rec["attempts"]] == ["small", "frontier"]
     assert rec["decision"]["cascade"]["check"]["type"] == "verifier"
+
+
+def test_a_named_cascade_wins_the_objective_and_runs(pgw) -> None:
+    r = chat(pgw, "auto-named")
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small", "the verifier accepted small's answer"
+    rec = record(pgw, r.headers["x-request-id"])
+    assert rec["decision"]["cascade"]["name"] == "checked" and rec["decision"]["order"] == ["small", "frontier"]
+    assert "checked q=0.95" in r.headers["x-switchyard-reason"]
+    # a stream cannot be checked before it is sent: the cascade steps aside, the best model streams
+    with httpx.stream("POST", pgw.base + "/v1/chat/completions", headers=A, timeout=30,
+                      json={"model": "auto-named", "messages": MSG, "max_tokens": 5, "stream": True}) as s:
+        assert s.status_code == 200 and s.headers["x-switchyard-model"] == "frontier"
+        s.read()
 
 
 def test_feedback_shifts_the_bandit(pgw) -> None:

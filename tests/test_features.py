@@ -1,0 +1,60 @@
+"""The predictor's prompt features: the fast implementation matches the plain definition exactly
+(a shipped predictor's weights are only valid for the features it was trained on)."""
+
+from __future__ import annotations
+
+import math
+import random
+from zlib import crc32
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.features import MASK, WORD, featurize
+
+
+def reference(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
+    """The definition, written plainly: last max_words words of the 4,000-character tail, their
+    hashes and their pairs' hashes counted, five shape buckets, a bias; L2-normalised."""
+    tail = text[-4000:].lower()
+    words = WORD.findall(tail)[-max_words:]
+    hs = [crc32(w.encode()) for w in words]
+    keys = [h & MASK for h in hs]
+    keys += [((a * 0x9E3779B1) ^ b) & MASK for a, b in zip([0x2545F491, *hs[:-1]], hs)]
+    n = len(text)
+    code = sum(text.count(c) for c in "(){}[]=:_") / (n + 1)
+    numbers = sum(1 for w in words if w.isdigit())
+    sentences = tail.count(". ") + tail.count("? ") + tail.count("?\n") + 1
+    shape = [f"__len{int(math.log2(n + 1))}", f"__code{min(int(code * 50), 10)}", f"__nums{min(numbers, 12)}",
+             f"__sent{min(sentences, 12)}", f"__words{min(len(words) // 10, 30)}"]
+    idx, counts = np.unique(np.array(keys, dtype=np.int64), return_counts=True)
+    idx = np.concatenate([idx, np.array([crc32(k.encode()) & MASK for k in shape] + [0], dtype=np.int64)])
+    val = np.concatenate([counts.astype(np.float32), np.array([2.0] * len(shape) + [1.0], dtype=np.float32)])
+    val /= np.sqrt((val * val).sum())
+    return idx, val
+
+
+def same(text: str) -> None:
+    (i1, v1), (i2, v2) = featurize(text), reference(text)
+    assert i1.dtype == i2.dtype and v1.dtype == v2.dtype
+    assert np.array_equal(i1, i2) and np.array_equal(v1, v2)
+
+
+def test_edge_cases_match_the_definition() -> None:
+    for text in ["", " ", "a", "!!", "x " * 500, "word" * 1000, "abcdefghij " * 300, "a." * 700,
+                 "Q: 12 + 30 = ?\nA) 42\nB) 41\nAnswer:", "def f(x):\n    return x[0] == {'a': 1}\n" * 40]:
+        same(text)
+
+
+def test_long_prompts_whose_window_is_short_of_words_match() -> None:
+    rng = random.Random(3)
+    for _ in range(50):  # long words: the short window holds fewer than max_words of them
+        same(" ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 14)))
+                      for _ in range(rng.randint(100, 700))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=3000))
+def test_any_text_matches_the_definition(text: str) -> None:
+    same(text)
