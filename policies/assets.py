@@ -20,13 +20,14 @@ def _resolve(name: str, base: Path | None) -> Path:
     return base / p if base is not None and not p.is_absolute() else p
 
 
-def load_assets(policy: Policy, base: Path | None, predictor_override: Path | None = None
-                ) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
-    """(predictor, verifiers by the name the policy gives them); ``base``: the policy file's folder."""
+def load_assets(policy: Policy, base: Path | None, predictor_override: Path | None = None, *,
+                with_predictor: bool = True) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
+    """(predictor, verifiers by the name the policy gives them); ``base``: the policy file's folder.
+    ``with_predictor=False`` loads the verifiers only (training the predictor the policy names)."""
     problems: list[str] = []
     predictor = None
     pred_path = predictor_override or (_resolve(policy.quality.predictor, base) if policy.quality.predictor else None)
-    if pred_path is not None:
+    if pred_path is not None and with_predictor:
         try:
             predictor = QualityPredictor.load(pred_path)
         except (OSError, ValueError, KeyError) as exc:

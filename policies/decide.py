@@ -178,8 +178,6 @@ class PolicyRouter:
     def _objective(self, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
                    rng: random.Random) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
         obj = self.policy.objective
-        by_cost = sorted(names, key=lambda n: (cost[n], -q[n]))
-        by_quality = sorted(names, key=lambda n: (-q[n], cost[n]))
         if f.concrete:
             return names, "concrete", f"requested {names[0]}", None, None
 
@@ -187,6 +185,13 @@ class PolicyRouter:
             c = cost[n]
             return f"{n} q={q[n]:.2f} ${c:.6f}" if c != float("inf") else f"{n} q={q[n]:.2f} unpriced"
 
+        if obj.type == "utility":
+            lam = obj.lambda_
+            score = {n: q[n] - lam * cost[n] for n in names}
+            order = self._affinity(sorted(names, key=lambda n: -score[n]), f, cost, lambda n: True)
+            return order, f"utility(lambda={lam:g})", f"{fmt(order[0])}; max quality - {lam:g} x cost", None, None
+        by_cost = sorted(names, key=lambda n: (cost[n], -q[n]))
+        by_quality = sorted(names, key=lambda n: (-q[n], cost[n]))
         if obj.type == "cheapest_above":
             ok = [n for n in by_cost if q[n] >= obj.target]
             rest = [n for n in by_quality if n not in ok]
@@ -204,11 +209,6 @@ class PolicyRouter:
             if not ok:
                 return order, rule, f"none under the cap; cheapest: {fmt(order[0])}", None, None
             return order, rule, f"{fmt(order[0])}; best of {len(ok)} under the cap", None, None
-        if obj.type == "utility":
-            lam = obj.lambda_
-            score = {n: q[n] - lam * cost[n] for n in names}
-            order = self._affinity(sorted(names, key=lambda n: -score[n]), f, cost, lambda n: True)
-            return order, f"utility(lambda={lam:g})", f"{fmt(order[0])}; max quality - {lam:g} x cost", None, None
         if obj.type == "split":
             arms = [a for a in obj.arms if a.model in names]
             if not arms:

@@ -99,7 +99,7 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
                         {**responses_in_rows(ds), **(responses or {})}, verifiers)
         extra = list(replay.cascades)
         if extra:
-            y = np.hstack([y, np.array([[replay._cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
+            y = np.hstack([y, np.array([[replay.run_cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
             columns += extra
     return QualityPredictor.train([r["prompt"] for r in rows], y, columns, epochs=epochs, lr=lr,
                                   meta={"rows": len(rows), "split": split, "excluded": list(exclude),
@@ -126,17 +126,18 @@ def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, ex
 
 
 def with_param(policy: Policy, name: str, value: float) -> Policy:
-    """A copy of ``policy`` with one objective parameter set: ``target``, ``lambda``, ``max_cost_usd``,
-    or a dotted path into it such as ``check.min_confidence``."""
+    """A copy of ``policy`` with one parameter set: an objective's (``target``, ``lambda``,
+    ``max_cost_usd``, ``check.min_confidence``) or a named cascade's (``cascades.NAME.check.min_confidence``)."""
     data = policy.model_dump(by_alias=True)
-    node = data["objective"]
+    node = data if name.startswith("cascades.") else data["objective"]
     *path, key = name.removeprefix("objective.").split(".")
+    where = "the policy" if node is data else f"the {data['objective']['type']} objective"
     for part in path:
         if not isinstance(node.get(part), dict):
-            raise ValueError(f"the {data['objective']['type']} objective has no parameter '{name}'")
+            raise ValueError(f"{where} has no parameter '{name}'")
         node = node[part]
-    if key not in node or isinstance(node[key], (dict, list)):
-        raise ValueError(f"the {data['objective']['type']} objective has no parameter '{name}'")
+    if key not in node or isinstance(node[key], (dict, list, str)) or node[key] is None:
+        raise ValueError(f"{where} has no parameter '{name}'")
     node[key] = value
     return Policy.model_validate(data)
 
@@ -170,7 +171,7 @@ class Replay:
                 acc[(key, m)].append(tokens(r, m)[1])
                 spent[(key, m)].append(cost(r, m, prices))
             for n, spec in self.cascades.items():
-                spent[(key, n)].append(self._cascade(r, spec)[2])
+                spent[(key, n)].append(self.run_cascade(r, spec)[2])
         self.expected_out = {k: float(np.mean(v)) for k, v in acc.items() if v}
         self.expected_cost = {k: float(np.mean(v)) for k, v in spent.items() if v}
         self.priced_by_tokens = all(prices[m].input or prices[m].output for m in ds.models)
@@ -190,9 +191,11 @@ class Replay:
         if d.cascade is None:
             m = d.order[0]
             return m, score(row, m), cost(row, m, self.prices), [m]
-        return self._cascade(row, d.cascade)
+        return self.run_cascade(row, d.cascade)
 
-    def _cascade(self, row: dict[str, Any], spec: dict[str, Any]) -> tuple[str, float, float, list[str]]:
+    def run_cascade(self, row: dict[str, Any], spec: dict[str, Any]) -> tuple[str, float, float, list[str]]:
+        """(answering model, quality, cost, models called) of a cascade on one row, its checks reading
+        only the recorded answer texts."""
         check = spec["check"]
         called: list[str] = []
         total = 0.0

@@ -60,8 +60,7 @@ def policies_train(
     if policy is not None:
         try:
             pol = load_policy(policy)
-            verifiers = load_assets(pol.model_copy(update={"quality": pol.quality.model_copy(update={"predictor": None})}),
-                                    policy.parent)[1]
+            verifiers = load_assets(pol, policy.parent, with_predictor=False)[1]
         except PolicyError as exc:
             typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
             raise typer.Exit(2)
@@ -134,8 +133,12 @@ def policies_eval(
     if sweep:
         name, _, values = sweep.partition("=")
         sweep_spec = (name.strip(), [float(v) for v in values.split(",") if v.strip()])
-    report = evaluate(pol, ds, split=split, prices=load_prices(prices_path, ds.models), predictor=pred,
-                      sweep=sweep_spec, responses=load_responses(resp_path), verifiers=verifiers)
+    try:
+        report = evaluate(pol, ds, split=split, prices=load_prices(prices_path, ds.models), predictor=pred,
+                          sweep=sweep_spec, responses=load_responses(resp_path), verifiers=verifiers)
+    except ValueError as exc:
+        typer.echo(f"{policy}: {exc}", err=True)
+        raise typer.Exit(2)
     lines = report.pop("decisions")
     if decisions:
         decisions.write_text("".join(json.dumps(x) + "\n" for x in lines))

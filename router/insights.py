@@ -180,16 +180,24 @@ async def whatif(svc: Services, store: LedgerStore, q: UsageQuery, policy: str |
         if not d.order:
             skipped += n
             continue
-        pick = d.order[0]
-        price = prices.get(pick)
-        if price is None:
-            skipped += n
-            continue
-        new = cost_of(_usage(r), price).total
+        quality = {c["model"]: c.get("quality") for c in d.candidates}
+        if d.cascade is not None and d.cascade.get("name"):  # a named cascade: its expected cost per request
+            pick = d.cascade["name"]
+            each = next((c.get("expected_cost_usd") for c in d.candidates if c["model"] == pick), None)
+            if each is None:
+                skipped += n
+                continue
+            new = each * n
+        else:
+            pick = d.order[0]
+            price = prices.get(pick)
+            if price is None:
+                skipped += n
+                continue
+            new = cost_of(_usage(r), price).total
         replayed += n
         actual += r["cost_usd"]
         estimated += new
-        quality = {c["model"]: c.get("quality") for c in d.candidates}
         if quality.get(pick) is not None and quality.get(r["model"]) is not None:
             q_actual += quality[r["model"]] * n
             q_new += quality[pick] * n

@@ -165,6 +165,14 @@ def test_policy_what_if_replays_recorded_traffic(dash) -> None:
     s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
     assert w["estimated_cost_usd"] == pytest.approx(s["baseline_cost_usd"], rel=1e-9)
     assert [p["model"] for p in w["picks"]] == ["sim-frontier"]
+    # A named cascade is priced at its expected cost: small and its checker always, frontier when
+    # small fails (as often as small's prior says): below sending everything to frontier
+    named = ("name: checked\nbind: {aliases: [checked]}\ncandidates: [checked]\nobjective: {type: utility, lambda: 0}\n"
+             "cascades: {checked: {steps: [sim-small, sim-frontier], check: {type: agreement, with: [sim-open]}}}\n"
+             "quality: {priors: {sim-small: 0.5}, bandit: {enabled: false}}\n")
+    c = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": named}).json()
+    assert [p["model"] for p in c["picks"]] == ["checked"] and c["requests"] == r["requests"]
+    assert 0 < c["estimated_cost_usd"] < s["baseline_cost_usd"]
     bad = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, json={"yaml": "name: x\nobjective: {type: nope}"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_policy"
     assert httpx.post(dash.base + "/admin/insights/whatif", headers=A, json={"yaml": fixed}).status_code == 403

@@ -1,0 +1,71 @@
+"""How far agreement cascades can lift RouterBench's AIQ: an upper bound, not a router.
+
+    python benchmarks/cascade_bound.py [--data ../shared/data/routing/routerbench_subset.jsonl] [--split test]
+
+For each benchmark, every agreement cascade over the cheaper models (one answering model, one or
+two checking models, a final model when they disagree) is replayed on the split, and AIQ is taken
+over the upper hull of all of them together with the single models. Choosing among them with the
+split's own scores is what a router cannot do, so the figure bounds what any policy built from these
+cascades could score on that split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from policies.checks import normalise  # noqa: E402
+from policies.metrics import aiq  # noqa: E402
+
+CHEAP = ["zero-one-ai/Yi-34B-Chat", "mistralai/mixtral-8x7b-chat", "gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat",
+         "WizardLM/WizardLM-13B-V1.2", "claude-instant-v1", "meta/llama-2-70b-chat", "meta/code-llama-instruct-34b-chat"]
+FINAL = ["gpt-4-1106-preview", "gpt-3.5-turbo-1106", "zero-one-ai/Yi-34B-Chat", "claude-v1"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/routing/routerbench_subset.jsonl")
+    ap.add_argument("--split", default="test")
+    args = ap.parse_args()
+    rows = [r for r in map(json.loads, open(args.data)) if r["routerdc_split"] == args.split]
+    answers = {r["id"]: {m: normalise(str(t)) for m, t in r.items() if m != "id"}
+               for r in map(json.loads, open(args.data.with_name(args.data.stem + "_responses.jsonl")))}
+    models = sorted({k.split("|")[0] for k in rows[0] if k.endswith("|score")})
+    out = []
+    for bench in sorted({r["benchmark"] for r in rows}):
+        rs = [r for r in rows if r["benchmark"] == bench]
+        score = {m: np.array([r[f"{m}|score"] for r in rs], dtype=float) for m in models}
+        cost = {m: np.array([r[f"{m}|cost_usd"] for r in rs]) for m in models}
+        said = {m: [answers[r["id"]][m] for r in rs] for m in models}
+        singles = [(float(cost[m].mean()), float(score[m].mean())) for m in models]
+        points = list(singles)
+        n = 0
+        for first in CHEAP:
+            for k in (1, 2):
+                for voters in itertools.combinations([m for m in CHEAP if m != first], k):
+                    agree = np.array([bool(a) and all(said[v][i] == a for v in voters) for i, a in enumerate(said[first])])
+                    base = cost[first] + sum(cost[v] for v in voters)
+                    for last in FINAL:
+                        if last == first or last in voters:
+                            continue
+                        q = np.where(agree, score[first], score[last]).mean()
+                        c = (base + np.where(agree, 0.0, cost[last])).mean()
+                        points.append((float(c), float(q)))
+                        n += 1
+        c_max = max(c for c, _ in singles)
+        out.append(aiq(points, c_max))
+        print(f"{bench:<14} rows {len(rs):>4}  cascades {n}  zero router AIQ {aiq(singles, c_max):.3f}  "
+              f"hull of singles and cascades {out[-1]:.3f}")
+    print(f"mean AIQ of the hull: {np.mean(out):.3f}")
+
+
+if __name__ == "__main__":
+    main()
