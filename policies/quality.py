@@ -19,7 +19,8 @@ from policies.schema import Quality
 
 @dataclass
 class BanditState:
-    """Feedback totals per (model, category): count and summed score. Owned by the caller."""
+    """Feedback totals per (model, category): count and summed score. Owned by the caller; with a
+    shared store (Redis), replicas write feedback there and replace these totals from it."""
 
     stats: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -33,6 +34,11 @@ class BanditState:
     def get(self, model: str, category: str) -> tuple[float, float]:
         s = self.stats.get((model, category))
         return (s[0], s[1]) if s else (0.0, 0.0)
+
+    def replace(self, totals: dict[tuple[str, str], tuple[float, float]]) -> None:
+        """Take these totals as the whole state (the shared store's, which every replica writes)."""
+        with self._lock:
+            self.stats = {k: [float(n), float(s)] for k, (n, s) in totals.items()}
 
 
 class QualityModel:

@@ -55,6 +55,7 @@ class Services:
     _watcher: asyncio.Task[None] | None = None
     _config_watcher: asyncio.Task[None] | None = None
     _trimmer: asyncio.Task[None] | None = None
+    _bandit_sync: asyncio.Task[None] | None = None
     _config_mtime: float = 0.0
 
     async def start(self) -> None:
@@ -67,10 +68,11 @@ class Services:
         self._watcher = asyncio.create_task(self.policies.watch(), name="policy-watch")
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
+        self._bandit_sync = asyncio.create_task(self.sync_bandits(), name="bandit-sync")
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        for task in (self._watcher, self._config_watcher, self._trimmer):
+        for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync):
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()
@@ -129,9 +131,30 @@ class Services:
         bandit = self.policies.bandits.get(decision.get("policy") or "")
         if bandit is None or not row.get("model"):
             return False
-        bandit.record(row["model"], decision.get("category", "general"), score)
+        category = decision.get("category", "general")
+        bandit.record(row["model"], category, score)
+        try:  # shared with the other replicas (Redis); this process has it already either way
+            await self.state.bandit_add(decision["policy"], row["model"], category, score)
+        except Exception as exc:  # noqa: BLE001 - the store being down must not fail the feedback
+            log.warning("feedback not shared with other replicas: %s", type(exc).__name__)
         self.metrics.feedback.labels(decision["policy"]).inc()
         return True
+
+    async def sync_bandits(self) -> None:
+        """Every policy reload interval, take the shared feedback totals (all replicas') as each
+        bandit's state. Nothing to do without a shared store."""
+        interval = self.config.policies.watch_interval if self.config.policies.watch_interval > 0 else 2.0
+        while True:
+            for name, bandit in list(self.policies.bandits.items()):
+                try:
+                    totals = await self.state.bandit_totals(name)
+                except Exception as exc:  # noqa: BLE001 - keep the local state until the store is back
+                    log.debug("bandit sync failed: %s", type(exc).__name__)
+                    continue
+                if totals is None:
+                    return
+                bandit.replace(totals)
+            await asyncio.sleep(interval)
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"config": True, "deployments": len(self.registry.deployments) > 0,

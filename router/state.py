@@ -53,6 +53,8 @@ class Settlement:
 class StateStore(Protocol):
     async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission: ...
     async def settle(self, s: Settlement) -> None: ...
+    async def bandit_add(self, policy: str, model: str, category: str, score: float) -> None: ...
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 
@@ -108,6 +110,12 @@ class MemoryState:
 
     async def spent(self, key: str) -> int:
         return self._budgets.get(key, {}).get("spent", 0)
+
+    async def bandit_add(self, policy: str, model: str, category: str, score: float) -> None:
+        return None  # one process: its own bandit state is the whole state
+
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
+        return None
 
     async def ping(self) -> bool:
         return True
@@ -204,6 +212,22 @@ class RedisState:
 
     async def spent(self, key: str) -> int:
         return int(await self._r.hget(self._k(key), "spent") or 0)
+
+    # Feedback totals per policy in one hash: "n|model|category" (count) and "s|..." (summed score).
+    async def bandit_add(self, policy: str, model: str, category: str, score: float) -> None:
+        key, field = self._k("bandit:" + policy), f"{model}\x1f{category}"
+        async with self._r.pipeline(transaction=True) as p:
+            p.hincrbyfloat(key, "n\x1f" + field, 1.0)
+            p.hincrbyfloat(key, "s\x1f" + field, max(0.0, min(1.0, score)))
+            await p.execute()
+
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
+        raw = await self._r.hgetall(self._k("bandit:" + policy))
+        out: dict[tuple[str, str], list[float]] = {}
+        for f, v in raw.items():
+            kind, model, category = (f.decode() if isinstance(f, bytes) else f).split("\x1f", 2)
+            out.setdefault((model, category), [0.0, 0.0])[0 if kind == "n" else 1] = float(v)
+        return {k: (n, s) for k, (n, s) in out.items()}
 
     async def ping(self) -> bool:
         try:

@@ -21,6 +21,15 @@ candidates: [mock-gpt, other-gpt]
 objective: {{type: fixed, model: {model}}}
 """
 
+# Same price: cheapest_above prefers the higher predicted quality (other-gpt) until feedback says otherwise
+LEARN = """
+name: learn
+bind: {aliases: [learn]}
+candidates: [mock-gpt, other-gpt]
+objective: {type: cheapest_above, target: 0.7}
+quality: {priors: {mock-gpt: 0.72, other-gpt: 0.9}, bandit: {enabled: true, exploration: 0.0, prior_strength: 10}}
+"""
+
 
 def replica_config(mock_base: str, policy_dir: str) -> str:
     return f"""
@@ -60,6 +69,7 @@ def replicas(tmp_path_factory):
     pdir = d / "policies"
     pdir.mkdir()
     (pdir / "pick.yaml").write_text(PICK.format(model="mock-gpt"))
+    (pdir / "learn.yaml").write_text(LEARN)
     gws = [start_gateway(d / f"gw{i}", replica_config(mock.base, str(pdir)), env) for i in range(2)]
     for g in gws:
         g.extra["pdir"] = pdir
@@ -142,3 +152,25 @@ def test_policy_reload_reaches_both_replicas(replicas) -> None:
             break
         time.sleep(0.3)
     assert seen == {"other-gpt"}, "both replicas reloaded the changed policy without a restart"
+
+
+def test_feedback_on_one_replica_shifts_the_other(replicas) -> None:
+    gws, _, redis_url = replicas
+    h = {"authorization": f"Bearer {KEY_C}"}
+    body = {"model": "learn", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert {httpx.post(g.base + "/v1/chat/completions", headers=h, json=body).headers["x-switchyard-model"]
+            for g in gws} == {"other-gpt"}
+    for _ in range(3):  # posterior of other-gpt: (0.9 x 10 + 0) / (10 + 3) = 0.69 < 0.7
+        r = httpx.post(gws[0].base + "/v1/chat/completions", headers=h, json=body)
+        assert r.headers["x-switchyard-model"] == "other-gpt"
+        fb = httpx.post(gws[0].base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": 0})
+        assert fb.status_code == 200, fb.text
+    assert redis.Redis.from_url(redis_url).hgetall("sy:bandit:learn"), "the feedback totals are shared"
+    deadline = time.monotonic() + 10
+    picked = ""
+    while time.monotonic() < deadline:
+        picked = httpx.post(gws[1].base + "/v1/chat/completions", headers=h, json=body).headers["x-switchyard-model"]
+        if picked == "mock-gpt":
+            break
+        time.sleep(0.3)
+    assert picked == "mock-gpt", "the replica that got no feedback learned from the other's"
