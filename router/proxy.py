@@ -155,6 +155,7 @@ class Gateway:
         attempts = Attempts()
         plan: Plan | None = None
         status, err_kind, dep_used, parts = 500, None, None, []
+        votes: list[dict[str, Any]] | None = None  # a cascade's checking models answer once per request
         ticket: Ticket | None = None
         try:
             plan = self.planner.plan(who, body, mode, rid)
@@ -175,9 +176,12 @@ class Gateway:
                 priced = self._priced(dep, body, raw, out, who)
                 parts.append(priced)
                 last = i == len(steps) - 1
-                if spec and not last and not await self._check(plan, dep, body, out, who, rid, attempts, parts):
-                    self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
-                    continue
+                if spec and not last:
+                    if votes is None and spec["check"]["type"] in ("agreement", "verifier"):
+                        votes = await self._votes(spec["check"], body, who, rid, attempts, parts)
+                    if not self._check(plan, out, votes or []):
+                        self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
+                        continue
                 self._served(attempts, dep, time.perf_counter() - t0)
                 priced = Priced.combine(parts)
                 out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
@@ -207,16 +211,10 @@ class Gateway:
                                   upstream_seconds=attempts.upstream_seconds, stream=False,
                                   decision=self._decision(plan) if plan else None)
 
-    async def _check(self, plan: Plan, dep: Deployment, body: dict[str, Any], out: dict[str, Any],
-                     who: Principal, rid: str, attempts: Attempts, parts: list[Priced]) -> bool:
-        check = plan.decision.cascade["check"]  # type: ignore[union-attr]
-        if check["type"] == "rule":
-            return checks.rule_ok(check, out)
-        if check["type"] == "logprob":
-            return checks.logprob_ok(check, out)
+    async def _votes(self, check: dict[str, Any], body: dict[str, Any], who: Principal, rid: str,
+                     attempts: Attempts, parts: list[Priced]) -> list[dict[str, Any]]:
+        """The checking models' answers (each called once, in parallel, metered); a failed one is missing."""
         voters = [d for name in check.get("with") or () for d in self.planner.registry.candidates(name, "chat")[:1]]
-        if not voters and check["type"] == "agreement":
-            return False
         t0 = time.perf_counter()
         results = await asyncio.gather(*(self._call(v, body, rid, "chat") for v in voters), return_exceptions=True)
         answers = []
@@ -230,9 +228,19 @@ class Gateway:
             parts.append(self._priced(v, body, raw, vout, who))
             self._served(attempts, v, time.perf_counter() - t0, note="cascade check")
             answers.append(vout)
+        return answers
+
+    @staticmethod
+    def _check(plan: Plan, out: dict[str, Any], answers: list[dict[str, Any]]) -> bool:
+        check = plan.decision.cascade["check"]  # type: ignore[union-attr]
+        if check["type"] == "rule":
+            return checks.rule_ok(check, out)
+        if check["type"] == "logprob":
+            return checks.logprob_ok(check, out)
         if check["type"] == "verifier":
             return checks.verified(plan.verifiers[check["verifier"]], check, out, answers)
-        return len(answers) == len(voters) and checks.agree(out, answers)
+        want = len(check.get("with") or ())
+        return want > 0 and len(answers) == want and checks.agree(out, answers)
 
     # -- streaming chat ------------------------------------------------------------------------------
     async def stream(self, who: Principal, body: dict[str, Any], rid: str) -> Response:

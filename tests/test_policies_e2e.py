@@ -76,6 +76,11 @@ cascades:
 objective: {type: utility, lambda: 0}
 quality: {priors: {mid: 0.5, frontier: 0.9, checked: 0.95}, bandit: {enabled: false}}
 """,
+    "three-steps.yaml": """
+name: three-steps
+bind: {aliases: [auto-three]}
+objective: {type: cascade, steps: [small, mid, frontier], check: {type: agreement, with: [open]}}
+""",
     "bandit.yaml": """
 name: bandit
 bind: {aliases: [auto-bandit]}
@@ -223,6 +228,14 @@ def test_cascade_escalates_when_the_check_fails(pgw) -> None:
     total = rec["prompt_tokens"]
     assert total > body["usage"]["prompt_tokens"], "every call of the cascade is metered"
     assert rec["charge_usd"] == pytest.approx(float(r.headers["x-switchyard-charge-usd"]))
+
+
+def test_a_longer_cascade_asks_its_checker_once(pgw) -> None:
+    r = chat(pgw, "auto-three", seed=5)
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "frontier"
+    rec = record(pgw, r.headers["x-request-id"])
+    # open's answer is compared with small's and then with mid's, but asked for (and paid) once
+    assert [a["model"] for a in rec["attempts"]] == ["open", "small", "mid", "frontier"]
 
 
 def test_verifier_check_accepts_or_escalates(pgw) -> None:
