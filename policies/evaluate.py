@@ -305,7 +305,10 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
         settings.append(setting)
     report: dict[str, Any] = {"policy": policy.name, "split": split, "rows": len(rows), "models": ds.models,
                               "strongest": strongest, "cheapest": cheapest, "settings": settings,
-                              "baselines": baselines(rows, ds.models, prices, strongest, cheapest)}
+                              "baselines": baselines(rows, ds.models, prices, strongest, cheapest),
+                              "single_models": {m: {"quality": float(np.mean([score(r, m) for r in rows])),
+                                                    "cost": float(np.mean([cost(r, m, prices) for r in rows]))}
+                                                for m in ds.models}}
     report["benchmarks"] = {}
     for b in sorted(per_bench_points):
         brows = [r for r in rows if r.get("benchmark", "all") == b]

@@ -16,9 +16,16 @@ def frontier_png(report: dict[str, Any], out: Path) -> None:
         raise SystemExit("--plot needs matplotlib: pip install 'switchyard[plot]'") from exc
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     pts = sorted((s["cost"] * 1000, s["quality"]) for s in report["settings"])
-    ax.plot([c for c, _ in pts], [q for _, q in pts], "o-", label=f"policy {report['policy']}")
-    for name, b in report["baselines"].items():
-        ax.scatter([b["cost"] * 1000], [b["quality"]], marker="s", label=name)
+    ax.plot([c for c, _ in pts], [q for _, q in pts], "o-", label=f"policy {report['policy']}", zorder=3)
+    singles = report.get("single_models") or {}
+    ax.scatter([s["cost"] * 1000 for s in singles.values()], [s["quality"] for s in singles.values()],
+               marker="x", color="gray", label="single models", zorder=2)
+    for name, s in singles.items():
+        ax.annotate(name.split("/")[-1], (s["cost"] * 1000, s["quality"]), fontsize=6, color="gray",
+                    xytext=(3, -8), textcoords="offset points")
+    for name, color in (("random", "tab:green"), ("oracle", "tab:red")):
+        b = report["baselines"][name]
+        ax.scatter([b["cost"] * 1000], [b["quality"]], marker="s", color=color, label=name, zorder=2)
     ax.set_xlabel("USD per 1,000 prompts")
     ax.set_ylabel("mean quality")
     ax.set_title(f"{report['policy']}: cost-quality frontier ({report['split']} split)")

@@ -82,6 +82,7 @@ def test_evaluator_learns_and_reports(tmp_path) -> None:
     report = evaluate(policy, ds, split="test", prices=load_prices(None, ds.models), predictor=pred,
                       sweep=("target", [0.3, 0.8, 0.99]))
     assert report["rows"] == 20 and report["strongest"] == "big"
+    assert report["single_models"]["big"] == {"quality": 1.0, "cost": pytest.approx(0.01)}  # plotted with the frontier
     mid = report["settings"][1]
     assert mid["quality"] == 1.0 and mid["cost"] == pytest.approx((10 * 0.01 + 10 * 0.001) / 20)
     assert report["baselines"]["oracle"]["cost"] == pytest.approx(mid["cost"])
