@@ -27,6 +27,7 @@ class CandidateInfo:
     capabilities: frozenset[str] = frozenset()
     context_window: int | None = None
     ttft_ms: float | None = None  # live, smoothed
+    tokens_per_s: float | None = None  # live output rate after the first token, smoothed
     healthy: bool = True  # circuit breaker closed (or half-open and probing)
     expected_output: float | None = None  # from history
     expected_cost_usd: float | None = None  # known outright (offline replays without token prices)
@@ -93,6 +94,12 @@ class PolicyRouter:
             return f"provider {c.provider} denied"
         if k.max_ttft_ms is not None and c.ttft_ms is not None and c.ttft_ms > k.max_ttft_ms:
             return f"live TTFT {c.ttft_ms:.0f} ms > {k.max_ttft_ms:.0f} ms"
+        if k.max_latency_ms is not None and c.tokens_per_s:
+            out = min(f.max_tokens or 10**9, c.expected_output or self.policy.default_output_tokens)
+            total = (c.ttft_ms or 0.0) + 1000.0 * out / c.tokens_per_s
+            if total > k.max_latency_ms:
+                return (f"expected latency {total:.0f} ms > {k.max_latency_ms:.0f} ms "
+                        f"({out:.0f} tokens at {c.tokens_per_s:.0f}/s after {c.ttft_ms or 0:.0f} ms)")
         return None
 
     def decide(self, f: RequestFeatures, candidates: list[CandidateInfo], rng: random.Random) -> Decision:

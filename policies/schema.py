@@ -94,6 +94,9 @@ class Constraints(_M):
     providers_allow: list[str] = Field(default_factory=list)
     providers_deny: list[str] = Field(default_factory=list)
     max_ttft_ms: float | None = Field(default=None, gt=0, description="live time-to-first-token ceiling")
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="ceiling on the expected time to the last token: live TTFT plus the expected "
+                                        "output (max_tokens, else its history) at the live output rate")
     cache_affinity: bool = Field(default=True, description="keep a conversation where its prompt cache is, when cheaper")
 
 

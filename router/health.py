@@ -1,4 +1,5 @@
-"""Live facts about deployments: circuit breakers, smoothed time to first token, output lengths.
+"""Live facts about deployments: circuit breakers, smoothed time to first token and output rate,
+output lengths.
 
 A breaker opens after ``threshold`` consecutive retryable failures, stays open ``cooldown``
 seconds, then lets one probe through (half-open): a success closes it, a failure re-opens it.
@@ -25,6 +26,7 @@ class Health:
     _breakers: dict[str, Breaker] = field(default_factory=dict)
     _ttft: dict[str, float] = field(default_factory=dict)
     _out: dict[str, float] = field(default_factory=dict)
+    _rate: dict[str, float] = field(default_factory=dict)
 
     def available(self, deployment: str, now: float | None = None) -> bool:
         b = self._breakers.get(deployment)
@@ -63,6 +65,17 @@ class Health:
 
     def ttft_ms(self, deployment: str) -> float | None:
         return self._ttft.get(deployment)
+
+    def observe_rate(self, deployment: str, tokens: int, seconds: float) -> None:
+        """Output tokens per second after the first token (too short an answer says nothing)."""
+        if tokens < 8 or seconds < 0.001:
+            return
+        rate = tokens / seconds
+        prev = self._rate.get(deployment)
+        self._rate[deployment] = rate if prev is None else prev + self.alpha * (rate - prev)
+
+    def tokens_per_s(self, deployment: str) -> float | None:
+        return self._rate.get(deployment)
 
     def observe_output(self, model: str, tokens: int) -> None:
         prev = self._out.get(model)

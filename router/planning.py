@@ -85,10 +85,11 @@ class Planner:
             return None
         d = deps[0]
         ttfts = [t for t in (self.health.ttft_ms(x.id) for x in deps) if t is not None]
+        rates = [r for r in (self.health.tokens_per_s(x.id) for x in deps) if r is not None]
         return CandidateInfo(
             name=name, provider=d.provider, price=d.price(self.meter.catalog), region=d.region,
             self_hosted=d.self_hosted, capabilities=d.capabilities, context_window=d.context_window,
-            ttft_ms=min(ttfts) if ttfts else None,
+            ttft_ms=min(ttfts) if ttfts else None, tokens_per_s=max(rates) if rates else None,
             healthy=any(self.health.state(x.id) != "open" for x in deps),
             expected_output=self.health.expected_output(name))
 

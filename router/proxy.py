@@ -173,8 +173,9 @@ class Gateway:
                     if not exc.retryable:
                         break
                     continue
-                priced = self._priced(dep, body, raw, out, who)
-                parts.append(priced)
+                answered = time.perf_counter() - t0
+                own = self._priced(dep, body, raw, out, who)
+                parts.append(own)
                 last = i == len(steps) - 1
                 if spec and not last:
                     if votes is None and spec["check"]["type"] in ("agreement", "verifier"):
@@ -184,10 +185,14 @@ class Gateway:
                         continue
                 self._served(attempts, dep, time.perf_counter() - t0)
                 priced = Priced.combine(parts)
+                # the answer's own usage (a cascade's other calls are metered and charged, not reported here)
                 out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
-                                if mode == "embedding" else parts[-1].usage.to_openai())
+                                if mode == "embedding" else own.usage.to_openai())
                 dep_used, status = dep, 200
-                self.health.observe_output(dep.model_name, parts[-1].usage.completion_tokens)
+                self.health.observe_output(dep.model_name, own.usage.completion_tokens)
+                if mode == "chat":  # no first-token time without a stream: the smoothed TTFT stands in
+                    self.health.observe_rate(dep.id, own.usage.completion_tokens,
+                                             answered - (self.health.ttft_ms(dep.id) or 0.0) / 1000)
                 self.planner.remember(plan, dep)
                 if len(attempts.items) > 1:
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
@@ -332,6 +337,9 @@ class Gateway:
             if status == 200:
                 self.health.success(dep.id)
                 self.health.observe_output(dep.model_name, priced.usage.completion_tokens)
+                if tally.first_chunk_at is not None:
+                    self.health.observe_rate(dep.id, priced.usage.completion_tokens,
+                                             time.perf_counter() - tally.first_chunk_at)
                 self.planner.remember(plan, dep)
             if ticket is not None:
                 self.limiter.settle(ticket, priced.charge_usd, priced.usage.total_tokens)

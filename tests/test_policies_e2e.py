@@ -81,6 +81,13 @@ name: three-steps
 bind: {aliases: [auto-three]}
 objective: {type: cascade, steps: [small, mid, frontier], check: {type: agreement, with: [open]}}
 """,
+    "latency.yaml": """
+name: latency
+bind: {aliases: [auto-latency]}
+candidates: [sluggish, quick]
+objective: {type: fixed, model: sluggish}
+constraints: {max_latency_ms: 150}
+""",
     "bandit.yaml": """
 name: bandit
 bind: {aliases: [auto-bandit]}
@@ -106,6 +113,10 @@ model_list:
 {sims}
   - model_name: broken
     litellm_params: {{model: simulated/small, speed: 100, error_rate: 1.0}}
+  - model_name: sluggish
+    litellm_params: {{model: simulated/small, ttft_ms: 1, tokens_per_second: 50}}
+  - model_name: quick
+    litellm_params: {{model: simulated/small, ttft_ms: 1, tokens_per_second: 5000}}
   - model_name: flaky
     litellm_params: {{model: openai/mock-flaky, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
     model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
@@ -238,11 +249,28 @@ def test_a_longer_cascade_asks_its_checker_once(pgw) -> None:
     assert [a["model"] for a in rec["attempts"]] == ["open", "small", "mid", "frontier"]
 
 
+def test_latency_ceiling_uses_live_output_rate(pgw) -> None:
+    # unmeasured, the slow deployment is allowed; once its output rate is known (~50 tokens/s), the
+    # expected time to the last token breaks the 150 ms ceiling and the policy routes around it
+    first = chat(pgw, "auto-latency", seed=3, max_tokens=40)
+    assert first.status_code == 200 and first.headers["x-switchyard-model"] == "sluggish"
+    assert first.json()["usage"]["completion_tokens"] >= 10
+    r = chat(pgw, "auto-latency", seed=3, max_tokens=40)
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "quick"
+    removed = {c["model"]: c["removed_by"] for c in record(pgw, r.headers["x-request-id"])["decision"]["candidates"]}
+    assert removed["quick"] is None and removed["sluggish"].startswith("expected latency")
+    assert "> 150 ms" in removed["sluggish"]
+
+
 def test_verifier_check_accepts_or_escalates(pgw) -> None:
-    r = chat(pgw, "auto-verified")
+    r = chat(pgw, "auto-verified", seed=11, max_tokens=400)
     assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small"
     rec = record(pgw, r.headers["x-request-id"])
     assert [a["model"] for a in rec["attempts"]] == ["open", "small"], "the voter is called and metered"
+    # the usage reported is the answer's own (small's), not the checker's; the charge covers both
+    assert r.json()["usage"] == chat(pgw, "small", seed=11, max_tokens=400).json()["usage"]
+    assert r.json()["usage"] != chat(pgw, "open", seed=11, max_tokens=400).json()["usage"]
+    assert rec["completion_tokens"] > r.json()["usage"]["completion_tokens"]
     r = chat(pgw, "auto-doubting")
     assert r.status_code == 200 and r.headers["x-switchyard-model"] == "frontier"
     rec = record(pgw, r.headers["x-request-id"])
