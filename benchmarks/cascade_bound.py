@@ -2,9 +2,10 @@
 
     python benchmarks/cascade_bound.py [--data ../shared/data/routing/routerbench_subset.jsonl] [--split test]
 
-For each benchmark, every agreement cascade over the cheaper models (one answering model, one or
-two checking models, a final model when they disagree) is replayed on the split, and AIQ is taken
-over the upper hull of all of them together with the single models. Choosing among them with the
+For each benchmark, every agreement cascade over the cheaper models (one answering model, one to
+``--max-voters`` checking models of which at least k must give the same answer, a final model
+otherwise) is replayed on the split, and AIQ is taken over the upper hull of all of them together
+with the single models. Choosing among them with the
 split's own scores is what a router cannot do, so the figure bounds what any policy built from these
 cascades could score on that split.
 """
@@ -34,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/routing/routerbench_subset.jsonl")
     ap.add_argument("--split", default="test")
+    ap.add_argument("--max-voters", type=int, default=2)
     args = ap.parse_args()
     rows = [r for r in map(json.loads, open(args.data)) if r["routerdc_split"] == args.split]
     answers = {r["id"]: {m: normalise(str(t)) for m, t in r.items() if m != "id"}
@@ -49,17 +51,20 @@ def main() -> None:
         points = list(singles)
         n = 0
         for first in CHEAP:
-            for k in (1, 2):
+            for k in range(1, args.max_voters + 1):
                 for voters in itertools.combinations([m for m in CHEAP if m != first], k):
-                    agree = np.array([bool(a) and all(said[v][i] == a for v in voters) for i, a in enumerate(said[first])])
+                    agreeing = sum(np.array([bool(a) and said[v][i] == a for i, a in enumerate(said[first])])
+                                   for v in voters)
                     base = cost[first] + sum(cost[v] for v in voters)
-                    for last in FINAL:
-                        if last == first or last in voters:
-                            continue
-                        q = np.where(agree, score[first], score[last]).mean()
-                        c = (base + np.where(agree, 0.0, cost[last])).mean()
-                        points.append((float(c), float(q)))
-                        n += 1
+                    for need in range(1, k + 1):
+                        agree = agreeing >= need
+                        for last in FINAL:
+                            if last == first or last in voters:
+                                continue
+                            q = np.where(agree, score[first], score[last]).mean()
+                            c = (base + np.where(agree, 0.0, cost[last])).mean()
+                            points.append((float(c), float(q)))
+                            n += 1
         c_max = max(c for c, _ in singles)
         out.append(aiq(points, c_max))
         print(f"{bench:<14} rows {len(rs):>4}  cascades {n}  zero router AIQ {aiq(singles, c_max):.3f}  "
