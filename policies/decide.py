@@ -73,6 +73,11 @@ class PolicyRouter:
         self.policy = policy
         self.quality = quality
         self.verifiers = verifiers or {}  # by the name the policy's checks give them
+        # the cascades' plain forms, built once (a decision that runs one carries it)
+        obj = policy.objective
+        self.objective_check = obj.check.model_dump(by_alias=True) if obj.type == "cascade" else None
+        self.cascade_specs = {n: {"name": n, "steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
+                              for n, c in policy.cascades.items()}
 
     def _removed(self, c: CandidateInfo, f: RequestFeatures, out_bound: int) -> str | None:
         k = self.policy.constraints
@@ -107,8 +112,10 @@ class PolicyRouter:
         entry named after one of the policy's cascades may carry its expected cost (offline replays)."""
         p = self.policy
         out_bound = f.max_tokens or 0
-        known = {c.name: c for c in candidates if c.name in p.cascades}
-        candidates = [c for c in candidates if c.name not in p.cascades]
+        known: dict[str, CandidateInfo] = {}
+        if p.cascades:
+            known = {c.name: c for c in candidates if c.name in p.cascades}
+            candidates = [c for c in candidates if c.name not in p.cascades]
         feasible: list[CandidateInfo] = []
         table: list[dict[str, Any]] = []
         for c in candidates:
@@ -144,13 +151,13 @@ class PolicyRouter:
                 row["quality"] = round(q[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
         order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng)
-        if order and order[0] in p.cascades:  # a named cascade won: run it
-            spec = p.cascades[order[0]]
-            cascade = {"name": order[0], "steps": list(spec.steps), "check": spec.check.model_dump(by_alias=True)}
-            return Decision(p.name, rule, list(spec.steps), f"{reason}; escalate on a failed {spec.check.type} check",
-                            table, arm, explored, cascade)
-        # fallbacks never run a cascade: one stands in as its last (strongest) step
-        order = list(dict.fromkeys(p.cascades[n].steps[-1] if n in p.cascades else n for n in order))
+        if cascades:
+            if order[0] in p.cascades:  # a named cascade won: run it
+                spec = self.cascade_specs[order[0]]
+                return Decision(p.name, rule, list(spec["steps"]),
+                                f"{reason}; escalate on a failed {spec['check']['type']} check", table, arm, explored, spec)
+            # fallbacks never run a cascade: one stands in as its last (strongest) step
+            order = list(dict.fromkeys(p.cascades[n].steps[-1] if n in p.cascades else n for n in order))
         order = order[: p.max_attempts]
         return Decision(p.name, rule, order, reason, table, arm, explored, cascade)
 
@@ -231,7 +238,7 @@ class PolicyRouter:
             last = steps[-1] if steps else by_quality[0]
             return [last] + [n for n in by_quality if n != last], "cascade", f"{last}; streams skip the cascade", None, None
         return (steps, "cascade", f"start {steps[0]}, escalate on a failed {obj.check.type} check", None,
-                {"steps": steps, "check": obj.check.model_dump(by_alias=True)})
+                {"steps": steps, "check": self.objective_check})
 
     def _affinity(self, order: list[str], f: RequestFeatures, cost: dict[str, float], acceptable: Any) -> list[str]:
         """Keep the conversation on the model holding its prompt cache when that is no dearer."""

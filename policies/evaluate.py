@@ -95,8 +95,7 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
     if policy is not None and policy.cascades:
-        replay = Replay(policy, ds, load_prices(None, ds.models), None, [],
-                        {**responses_in_rows(ds), **(responses or {})}, verifiers)
+        replay = Replay(policy, ds, load_prices(None, ds.models), None, [], answer_texts(ds, responses), verifiers)
         extra = list(replay.cascades)
         if extra:
             y = np.hstack([y, np.array([[replay.run_cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
@@ -109,7 +108,7 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
 def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, exclude: Iterable[str] = (),
                    responses: dict[str, dict[str, str]] | None = None) -> Verifier:
     """A verifier of ``model``'s answers, trained on the rows of ``split`` that hold its answer text."""
-    texts = {**responses_in_rows(ds), **(responses or {})}
+    texts = answer_texts(ds, responses)
     skip = set(exclude)
     answers, votes, good = [], [], []
     for r in ds.split(split):
@@ -158,8 +157,8 @@ class Replay:
             update={"enabled": False})}), {}, predictor)
         self.router = PolicyRouter(policy, quality, verifiers)
         self.models = [m for m in policy.models if m in ds.models]
-        self.cascades = {n: {"steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
-                         for n, c in policy.cascades.items() if all(m in ds.models for m in c.models)}
+        self.cascades = {n: spec for n, spec in self.router.cascade_specs.items()
+                         if all(m in ds.models for m in policy.cascades[n].models)}
         # History (the train split), per task category as the gateway sees it: expected output tokens
         # per model, and mean cost per prompt (used without token prices, and for named cascades,
         # whose cost depends on how often they escalate)
@@ -214,19 +213,23 @@ class Replay:
                     if v not in called:
                         called.append(v)
                         total += cost(row, v, self.prices)
-                if check["type"] == "verifier" and self._confidence(row, m, check) >= check["min_confidence"]:
-                    return m, score(row, m), total, called
+                if check["type"] == "verifier":
+                    # without the answer's text (e.g. RouteLLM's MMLU rows), the model's predicted quality
+                    conf = self._confidence(row, m, check)
+                    if conf is None:
+                        conf = self.router.quality.prior([m], row["prompt"], categorize(row["prompt"]))[m]
+                    if conf >= check["min_confidence"]:
+                        return m, score(row, m), total, called
                 if check["type"] == "agreement" and voters and agree_texts(text or "", [answers.get(v, "") for v in voters]):
                     return m, score(row, m), total, called
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _confidence(self, row: dict[str, Any], model: str, check: dict[str, Any]) -> float:
-        """The verifier's confidence in ``model``'s recorded answer. Data without that answer's text
-        (e.g. RouteLLM's MMLU rows) falls back to the predicted quality of the model for the prompt."""
+    def _confidence(self, row: dict[str, Any], model: str, check: dict[str, Any]) -> float | None:
+        """The verifier's confidence in ``model``'s recorded answer; None when the data holds no text of it."""
         answers = self.responses.get(str(row["id"]), {})
         text = answers.get(model)
         if text is None:
-            return self.router.quality.prior([model], row["prompt"], categorize(row["prompt"]))[model]
+            return None
         voters = [answers.get(v, "") for v in check.get("with") or () if v in self.ds.models]
         return self.router.verifiers[check["verifier"]].confidence(text, voters)
 
@@ -235,9 +238,10 @@ class Replay:
         that starts with the weak model and checks it with a verifier, by its doubt in the weak answer
         (where the data holds that answer's text)."""
         obj = self.policy.objective
-        if (obj.type == "cascade" and obj.check.type == "verifier" and obj.steps[0] == weak
-                and self.responses.get(str(row["id"]), {}).get(weak) is not None):
-            return 1.0 - self._confidence(row, weak, obj.check.model_dump(by_alias=True))
+        if obj.type == "cascade" and obj.check.type == "verifier" and obj.steps[0] == weak:
+            conf = self._confidence(row, weak, self.router.objective_check)  # type: ignore[arg-type]
+            if conf is not None:
+                return 1.0 - conf
         q = self.router.quality.prior([strong, weak], row["prompt"], categorize(row["prompt"]))
         return q[strong] - q[weak]
 
@@ -267,7 +271,7 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
              responses: dict[str, dict[str, str]] | None = None, train_split: str = "train",
              verifiers: dict[str, Verifier] | None = None) -> dict[str, Any]:
     rows = ds.split(split)
-    responses = {**responses_in_rows(ds), **(responses or {})}
+    responses = answer_texts(ds, responses)
     history = ds.split(train_split)
     if not rows:
         raise ValueError(f"no rows in split '{split}'")
@@ -343,14 +347,15 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
     return report
 
 
-def responses_in_rows(ds: Dataset) -> dict[str, dict[str, str]]:
-    """Answer texts a dataset carries itself (``"<model>|response"``), by row id and model."""
+def answer_texts(ds: Dataset, responses: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, str]]:
+    """Answer texts by row id and model: those the dataset carries itself (``"<model>|response"``),
+    then those of a separate responses file."""
     out: dict[str, dict[str, str]] = {}
     for r in ds.rows:
         texts = {m: str(r[f"{m}|response"]) for m in ds.models if r.get(f"{m}|response") is not None}
         if texts:
             out[str(r["id"])] = texts
-    return out
+    return {**out, **(responses or {})}
 
 
 def load_responses(path: str | Path | None) -> dict[str, dict[str, str]] | None:

@@ -32,6 +32,7 @@ class QualityPredictor:
     def __post_init__(self) -> None:
         import numpy as np
         self.by_feature = np.ascontiguousarray(self.weights.T)
+        self.weights = self.by_feature.T  # a view: the weights are held once
 
     @classmethod
     def train(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, epochs: int = 8,

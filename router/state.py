@@ -218,7 +218,7 @@ class RedisState:
         key, field = self._k("bandit:" + policy), f"{model}\x1f{category}"
         async with self._r.pipeline(transaction=True) as p:
             p.hincrbyfloat(key, "n\x1f" + field, 1.0)
-            p.hincrbyfloat(key, "s\x1f" + field, max(0.0, min(1.0, score)))
+            p.hincrbyfloat(key, "s\x1f" + field, score)
             await p.execute()
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
