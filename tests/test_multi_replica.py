@@ -136,21 +136,28 @@ def test_rate_limit_is_global_across_replicas(replicas) -> None:
     assert all(r.headers["retry-after"] for r in limited)
 
 
+def served(gw, headers: dict, body: dict) -> str:
+    """The model that answered one chat request on this replica."""
+    return httpx.post(gw.base + "/v1/chat/completions", headers=headers, json=body).headers.get("x-switchyard-model", "")
+
+
+def eventually(observe, want, seconds: float = 10.0):
+    """Observe until it gives ``want`` or time runs out; the last observation."""
+    deadline = time.monotonic() + seconds
+    seen = observe()
+    while seen != want and time.monotonic() < deadline:
+        time.sleep(0.3)
+        seen = observe()
+    return seen
+
+
 def test_policy_reload_reaches_both_replicas(replicas) -> None:
     gws, _, _ = replicas
     h = {"authorization": f"Bearer {KEY_C}"}
     body = {"model": "pick", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    assert {httpx.post(g.base + "/v1/chat/completions", headers=h, json=body).headers["x-switchyard-model"]
-            for g in gws} == {"mock-gpt"}
+    assert {served(g, h, body) for g in gws} == {"mock-gpt"}
     (gws[0].extra["pdir"] / "pick.yaml").write_text(PICK.format(model="other-gpt"))  # one shared file, as a ConfigMap
-    deadline = time.monotonic() + 10
-    seen: set[str] = set()
-    while time.monotonic() < deadline:
-        seen = {httpx.post(g.base + "/v1/chat/completions", headers=h, json=body).headers.get("x-switchyard-model", "")
-                for g in gws}
-        if seen == {"other-gpt"}:
-            break
-        time.sleep(0.3)
+    seen = eventually(lambda: {served(g, h, body) for g in gws}, {"other-gpt"})
     assert seen == {"other-gpt"}, "both replicas reloaded the changed policy without a restart"
 
 
@@ -158,19 +165,12 @@ def test_feedback_on_one_replica_shifts_the_other(replicas) -> None:
     gws, _, redis_url = replicas
     h = {"authorization": f"Bearer {KEY_C}"}
     body = {"model": "learn", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    assert {httpx.post(g.base + "/v1/chat/completions", headers=h, json=body).headers["x-switchyard-model"]
-            for g in gws} == {"other-gpt"}
+    assert {served(g, h, body) for g in gws} == {"other-gpt"}
     for _ in range(3):  # posterior of other-gpt: (0.9 x 10 + 0) / (10 + 3) = 0.69 < 0.7
         r = httpx.post(gws[0].base + "/v1/chat/completions", headers=h, json=body)
         assert r.headers["x-switchyard-model"] == "other-gpt"
         fb = httpx.post(gws[0].base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": 0})
         assert fb.status_code == 200, fb.text
     assert redis.Redis.from_url(redis_url).hgetall("sy:bandit:learn"), "the feedback totals are shared"
-    deadline = time.monotonic() + 10
-    picked = ""
-    while time.monotonic() < deadline:
-        picked = httpx.post(gws[1].base + "/v1/chat/completions", headers=h, json=body).headers["x-switchyard-model"]
-        if picked == "mock-gpt":
-            break
-        time.sleep(0.3)
+    picked = eventually(lambda: served(gws[1], h, body), "mock-gpt")
     assert picked == "mock-gpt", "the replica that got no feedback learned from the other's"
