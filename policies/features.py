@@ -16,9 +16,23 @@ if TYPE_CHECKING:
     import numpy as np
 
 WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+# the same tokens for ASCII text, as bytes (crc32 reads them without an encode per word); a str
+# pattern's \s also matches the ASCII separators \x1c-\x1f, a bytes pattern's does not
+_WORD_ASCII = re.compile(rb"[a-z0-9]+|[^ \t\n\r\x0b\x0c\x1c-\x1f a-z0-9]")
+_CODE_CHARS = "(){}[]=:_"
+_CODE_BYTES = _CODE_CHARS.encode()
 DIM_BITS = 18
 DIM = 1 << DIM_BITS
 MASK = DIM - 1
+
+
+def _shape_keys(name: str, top: int) -> tuple[int, ...]:
+    return tuple(crc32(f"__{name}{i}".encode()) & MASK for i in range(top + 1))
+
+
+# the hashed keys of the shape buckets, by bucket: __len0..63, __code0..10, __nums0..12, __sent0..12, __words0..30
+_LEN, _CODE, _NUMS, _SENT, _WORDS = (_shape_keys("len", 63), _shape_keys("code", 10), _shape_keys("nums", 12),
+                                     _shape_keys("sent", 12), _shape_keys("words", 30))
 
 
 def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
@@ -28,13 +42,30 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     # the last max_words words: read a short window first, the full 4,000-character tail only when
     # the window holds too few (a window that holds more than max_words words gives the same words)
     tail = text[-4000:].lower()
-    words = WORD.findall(tail[-6 * max_words:])
-    if len(words) <= max_words and len(tail) > 6 * max_words:
-        words = WORD.findall(tail)
-    words = words[-max_words:]
+    window = 6 * max_words
+    n = len(text)
+    if tail.isascii():  # the common case: bytes all the way (ASCII text's UTF-8 is itself)
+        raw = tail.encode()
+        words = _WORD_ASCII.findall(raw[-window:])
+        if len(words) <= max_words and len(raw) > window:
+            words = _WORD_ASCII.findall(raw)
+        words = words[-max_words:]
+        hashes = list(map(crc32, words))
+        numbers = sum(map(bytes.isdigit, words))
+    else:
+        words = WORD.findall(tail[-window:])
+        if len(words) <= max_words and len(tail) > window:
+            words = WORD.findall(tail)
+        words = words[-max_words:]
+        hashes = list(map(crc32, map(str.encode, words)))
+        numbers = sum(map(str.isdigit, words))
+    if text.isascii():
+        code_chars = n - len(text.encode().translate(None, _CODE_BYTES))
+    else:
+        code_chars = sum(text.count(c) for c in _CODE_CHARS)
     k = len(words)
     keys = np.empty(2 * k, dtype=np.uint64)
-    keys[:k] = np.fromiter(map(crc32, map(str.encode, words)), dtype=np.uint64, count=k)
+    keys[:k] = hashes
     # unigrams, and word pairs hashed from their two word hashes (no string building); uint64
     # arithmetic wraps, which leaves the low DIM_BITS bits the same as exact integer arithmetic
     if k:
@@ -46,12 +77,9 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     keys &= np.uint64(MASK)
     # shape signals: prompt length (log buckets), code-like punctuation density, how many numbers
     # and sentences the question holds (multi-step problems are harder for small models)
-    n = len(text)
-    code = sum(text.count(c) for c in "(){}[]=:_") / (n + 1)
-    numbers = sum(map(str.isdigit, words))
     sentences = tail.count(". ") + tail.count("? ") + tail.count("?\n") + 1
-    shape = [f"__len{int(math.log2(n + 1))}", f"__code{min(int(code * 50), 10)}", f"__nums{min(numbers, 12)}",
-             f"__sent{min(sentences, 12)}", f"__words{min(len(words) // 10, 30)}"]
+    shape = [_LEN[int(math.log2(n + 1))], _CODE[min(int(code_chars / (n + 1) * 50), 10)], _NUMS[min(numbers, 12)],
+             _SENT[min(sentences, 12)], _WORDS[min(k // 10, 30)], 0]  # 0: the bias
     # distinct keys and their counts (np.unique's result, without its general-purpose overhead)
     keys.sort()
     first = np.empty(2 * k, dtype=bool)
@@ -59,10 +87,13 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
         first[0] = True
         np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    counts = np.diff(starts, append=2 * k)
-    idx = np.concatenate([keys[starts].astype(np.int64),
-                          np.array([crc32(s.encode()) & MASK for s in shape] + [0], dtype=np.int64)])  # 0: the bias
-    val = np.concatenate([counts.astype(np.float32), np.array([2.0] * len(shape) + [1.0], dtype=np.float32)])
+    m = len(starts)
+    idx = np.empty(m + 6, dtype=np.int64)
+    idx[:m] = keys[starts]
+    idx[m:] = shape
+    val = np.empty(m + 6, dtype=np.float32)
+    val[:m] = np.diff(starts, append=2 * k)
+    val[m:] = (2.0, 2.0, 2.0, 2.0, 2.0, 1.0)
     val /= np.sqrt((val * val).sum())
     return idx, val
 

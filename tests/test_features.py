@@ -58,3 +58,16 @@ def test_long_prompts_whose_window_is_short_of_words_match() -> None:
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=3000))
 def test_any_text_matches_the_definition(text: str) -> None:
     same(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=3000))
+def test_ascii_text_matches_the_definition(text: str) -> None:
+    # ASCII text takes a bytes path; its separators (\x1c-\x1f count as spaces) must match the str one
+    same(text)
+
+
+def test_the_ascii_and_unicode_paths_agree_on_mixed_text() -> None:
+    for text in ["a\x1cb\x1fc d", "x = (1 + 2)\n" * 300 + "caf\u00e9", "\u00e9" + "word " * 400, "word " * 400 + "\u00e9",
+                 "\U0001f600 (a) [b] {c}" * 50, "Q_1: 3*4=12?\nA:" * 200]:
+        same(text)
