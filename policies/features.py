@@ -100,6 +100,10 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
 _CODE_MARKS = ("```", "def ", "class ", "function", "return ", "#include", "import ", "=>", "};", "python", "code")
 _MATH_WORDS = ("solve", "equation", "calculate", "integral", "probability", "how many", "how much", "percent")
 _ARITH = re.compile(r"\d\s*[-+*/^=]\s*\d")
+# the same test on ASCII text with every digit made "0": a pattern that starts with a literal is
+# searched for that character, not tried at every position (5x faster on 2,000 characters)
+_ARITH_ASCII = re.compile(rb"0[ \t\n\r\x0b\x0c\x1c-\x1f]*[-+*/^=][ \t\n\r\x0b\x0c\x1c-\x1f]*0")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 def categorize(prompt: str, wants_json: bool = False) -> str:
@@ -109,6 +113,10 @@ def categorize(prompt: str, wants_json: bool = False) -> str:
     tail = prompt[-2000:].lower()
     if any(k in tail for k in _CODE_MARKS):
         return "code"
-    if any(k in tail for k in _MATH_WORDS) or _ARITH.search(tail):
+    if any(k in tail for k in _MATH_WORDS):
         return "math"
-    return "general"
+    if tail.isascii():
+        arithmetic = _ARITH_ASCII.search(tail.encode().translate(_DIGITS_AS_ZERO))
+    else:
+        arithmetic = _ARITH.search(tail)
+    return "math" if arithmetic else "general"

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.features import MASK, WORD, featurize
+from policies.features import _ARITH, _CODE_MARKS, _MATH_WORDS, MASK, WORD, categorize, featurize
 
 
 def reference(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
@@ -71,3 +71,33 @@ def test_the_ascii_and_unicode_paths_agree_on_mixed_text() -> None:
     for text in ["a\x1cb\x1fc d", "x = (1 + 2)\n" * 300 + "caf\u00e9", "\u00e9" + "word " * 400, "word " * 400 + "\u00e9",
                  "\U0001f600 (a) [b] {c}" * 50, "Q_1: 3*4=12?\nA:" * 200]:
         same(text)
+
+
+def plain_category(prompt: str) -> str:
+    tail = prompt[-2000:].lower()
+    if any(k in tail for k in _CODE_MARKS):
+        return "code"
+    return "math" if any(k in tail for k in _MATH_WORDS) or _ARITH.search(tail) else "general"
+
+
+ARITHMETIC_TEXT = st.text(alphabet=st.sampled_from(list("0123456789+-*/^=xyz \t\n\x0b\x1c\x1f.()") + ["\u0663", "\u00a0"]),
+                          max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(ARITHMETIC_TEXT, st.text(max_size=40)), max_size=8).map("".join))
+def test_the_category_matches_its_plain_definition(text: str) -> None:
+    # arithmetic on ASCII text is searched with the digits made "0"; Unicode digits and spaces take
+    # the str pattern (\u0663 is a digit, \u00a0 a space, to Python's \d and \s)
+    assert categorize(text) == plain_category(text)
+    assert categorize("x" * 3000 + text) == plain_category("x" * 3000 + text)
+
+
+def test_categories_of_typical_prompts() -> None:
+    assert categorize("What is 12 * 3?") == "math"
+    assert categorize("What is 12 *\x1c 3?") == "math"  # \x1c is a space to \s
+    assert categorize("What is 12 *\u00a0\u0663?") == "math"
+    assert categorize("Call 555-0100 or write to us.") == "math"  # as the definition says: digits around a dash
+    assert categorize("Pick A or B.") == "general"
+    assert categorize("Write a python function") == "code"
+    assert categorize("{}", wants_json=True) == "json"
