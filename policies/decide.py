@@ -78,14 +78,22 @@ class PolicyRouter:
         self.objective_check = obj.check.model_dump(by_alias=True) if obj.type == "cascade" else None
         self.cascade_specs = {n: {"name": n, "steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
                               for n, c in policy.cascades.items()}
+        self.listed = frozenset(policy.pool)
+        self.pool_cascades = [n for n in policy.pool if n in policy.cascades]
+        k = policy.constraints  # whether the policy's own constraints need checking per candidate
+        self.constrained = bool(k.capabilities or k.regions or k.no_third_party or k.providers_allow
+                                or k.providers_deny or k.max_ttft_ms is not None or k.max_latency_ms is not None)
 
     def _removed(self, c: CandidateInfo, f: RequestFeatures, out_bound: int) -> str | None:
-        k = self.policy.constraints
-        missing = f.needs - c.capabilities
-        if missing:
-            return f"lacks {', '.join(sorted(missing))}"
+        if f.needs:
+            missing = f.needs - c.capabilities
+            if missing:
+                return f"lacks {', '.join(sorted(missing))}"
         if c.context_window is not None and f.prompt_tokens + out_bound > c.context_window:
             return f"context window {c.context_window} < {f.prompt_tokens + out_bound} tokens"
+        if not self.constrained:
+            return None
+        k = self.policy.constraints
         for cap in k.capabilities:
             if cap not in c.capabilities:
                 return f"lacks {cap} (policy)"
@@ -128,7 +136,7 @@ class PolicyRouter:
         for row in table:
             if row["removed_by"] is None and row["model"] not in up:
                 row["removed_by"] = "circuit open"
-        listed = set(p.pool)
+        listed = self.listed
         names = [c.name for c in healthy if f.concrete or c.name in listed]
         cascades = [] if f.concrete or not p.cascades else self._cascades(f, table, up)
         names += cascades
@@ -163,18 +171,18 @@ class PolicyRouter:
 
     def _cascades(self, f: RequestFeatures, table: list[dict[str, Any]], up: set[str]) -> list[str]:
         """The policy's named cascades this request can use: each of their models is available."""
-        removed = {row["model"]: row["removed_by"] for row in table}
         out = []
-        for name in self.policy.pool:
-            spec = self.policy.cascades.get(name)
-            if spec is None:
-                continue
-            why = "a stream cannot be checked before it is sent" if f.stream else next(
-                (f"{m}: {removed.get(m) or 'not offered'}" for m in spec.models if m not in up), None)
-            if why is None:
+        for name in self.pool_cascades:
+            spec = self.policy.cascades[name]
+            if not f.stream and all(m in up for m in spec.models):
                 out.append(name)
+                continue
+            if f.stream:
+                why = "a stream cannot be checked before it is sent"
             else:
-                table.append({"model": name, "removed_by": why, "cascade": list(spec.steps)})
+                removed = {row["model"]: row["removed_by"] for row in table}
+                why = next(f"{m}: {removed.get(m) or 'not offered'}" for m in spec.models if m not in up)
+            table.append({"model": name, "removed_by": why, "cascade": list(spec.steps)})
         return out
 
     def _cascade_cost(self, name: str, q: dict[str, float], costs: dict[str, float]) -> float:

@@ -54,3 +54,28 @@ def test_health_smooths_the_output_rate_and_ignores_short_answers() -> None:
     h.observe_rate("d", 100, 1.0)
     h.observe_rate("d", 300, 1.0)
     assert h.tokens_per_s("d") == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("constraints, removed", [
+    ("{}", {}),
+    ("{capabilities: [tools]}", {"b": "lacks tools (policy)", "c": "lacks tools (policy)"}),
+    ("{regions: [eu]}", {"b": "region us not allowed", "c": "region unknown not allowed"}),
+    ("{no_third_party: true}", {"a": "third-party processing not allowed", "b": "third-party processing not allowed"}),
+    ("{providers_allow: [p1, p3]}", {"b": "provider p2 not allowed"}),
+    ("{providers_deny: [p1]}", {"a": "provider p1 denied"}),
+])
+def test_each_policy_constraint_removes_the_right_candidates(constraints: str, removed: dict[str, str]) -> None:
+    policy = parse_policy(POLICY.replace("{max_ttft_ms: 500, max_latency_ms: 2000}", constraints))
+    infos = [CandidateInfo("a", "p1", ModelPrice(1e-6, 1e-6), region="eu", capabilities=frozenset({"tools"})),
+             CandidateInfo("b", "p2", ModelPrice(1e-6, 1e-6), region="us", context_window=100),
+             CandidateInfo("c", "p3", ModelPrice(1e-6, 1e-6), self_hosted=True)]
+    router = PolicyRouter(policy, QualityModel(policy.quality, {}))
+    d = router.decide(RequestFeatures(prompt="x", prompt_tokens=10), infos, random.Random(0))
+    assert {c["model"]: c["removed_by"] for c in d.candidates} == {n: removed.get(n) for n in "abc"}
+    assert d.order == [n for n in "abc" if n not in removed]
+    # the request's own needs and the context window apply whatever the policy says
+    d = router.decide(RequestFeatures(prompt="x", prompt_tokens=95, max_tokens=10, needs=frozenset({"tools"})),
+                      infos, random.Random(0))
+    assert {c["model"]: c["removed_by"] for c in d.candidates}["b"] == "lacks tools"
+    d = router.decide(RequestFeatures(prompt="x", prompt_tokens=95, max_tokens=10), infos, random.Random(0))
+    assert {c["model"]: c["removed_by"] for c in d.candidates}["b"] == "context window 100 < 105 tokens"
