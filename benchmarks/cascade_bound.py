@@ -1,19 +1,21 @@
-"""How far agreement cascades can lift RouterBench's AIQ: an upper bound, not a router.
+"""How far agreement cascades and plurality votes can lift RouterBench's AIQ: a bound, not a router.
 
     python benchmarks/cascade_bound.py [--data ../shared/data/routing/routerbench_subset.jsonl] [--split test]
 
 For each benchmark, every agreement cascade over the cheaper models (one answering model, one to
 ``--max-voters`` checking models of which at least k must give the same answer, a final model
 otherwise) is replayed on the split, and AIQ is taken over the upper hull of all of them together
-with the single models. Choosing among them with the
-split's own scores is what a router cannot do, so the figure bounds what any policy built from these
-cascades could score on that split.
+with the single models; then again with plurality votes added (three to five of the cheaper models
+all answer, the most common answer is sent, ties to the better model, all of them paid). Choosing
+among them with the split's own scores is what a router cannot do, so the figures bound what any
+policy built from these cascades or votes could score on that split.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+from collections import Counter
 import json
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ def main() -> None:
     answers = {r["id"]: {m: normalise(str(t)) for m, t in r.items() if m != "id"}
                for r in map(json.loads, open(args.data.with_name(args.data.stem + "_responses.jsonl")))}
     models = sorted({k.split("|")[0] for k in rows[0] if k.endswith("|score")})
-    out = []
+    out, with_votes = [], []
     for bench in sorted({r["benchmark"] for r in rows}):
         rs = [r for r in rows if r["benchmark"] == bench]
         score = {m: np.array([r[f"{m}|score"] for r in rs], dtype=float) for m in models}
@@ -67,9 +69,26 @@ def main() -> None:
                             n += 1
         c_max = max(c for c, _ in singles)
         out.append(aiq(points, c_max))
+        points += votes(said, score, cost, len(rs))
+        with_votes.append(aiq(points, c_max))
         print(f"{bench:<14} rows {len(rs):>4}  cascades {n}  zero router AIQ {aiq(singles, c_max):.3f}  "
-              f"hull of singles and cascades {out[-1]:.3f}")
-    print(f"mean AIQ of the hull: {np.mean(out):.3f}")
+              f"hull of singles and cascades {out[-1]:.3f}  with plurality votes {with_votes[-1]:.3f}")
+    print(f"mean AIQ of the hull: {np.mean(out):.3f}; with plurality votes {np.mean(with_votes):.3f}")
+
+
+def votes(said: dict, score: dict, cost: dict, n: int) -> list[tuple[float, float]]:
+    """(cost, quality) of every plurality vote of three to five cheaper models."""
+    by_quality = sorted(CHEAP, key=lambda m: -score[m].mean())
+    points = []
+    for k in (3, 4, 5):
+        for group in itertools.combinations(by_quality, k):
+            q = np.empty(n)
+            for i in range(n):
+                tally = Counter(said[m][i] for m in group if said[m][i])
+                top = max(tally.values(), default=0)
+                q[i] = next((score[m][i] for m in group if tally.get(said[m][i], -1) == top), score[group[0]][i])
+            points.append((float(sum(cost[m] for m in group).mean()), float(q.mean())))
+    return points
 
 
 if __name__ == "__main__":
