@@ -117,7 +117,17 @@ def _raise_file_limit() -> None:
 
 
 def _names(cfg: Config) -> list[str]:
-    return list(dict.fromkeys([d.model_name for d in cfg.model_list] + list(cfg.aliases)))
+    """Deployments, aliases and the aliases policies bind (the banner's list of what clients may send)."""
+    from policies.schema import PolicyError, parse_policy
+    from router.policy_store import policy_sources
+
+    bound: list[str] = []
+    try:
+        for source, text, _ in policy_sources(cfg.policies):
+            bound += [a for a in parse_policy(text, source).bind.aliases if a != "*"]
+    except PolicyError:
+        pass  # the server reports invalid policy files itself when it loads them
+    return list(dict.fromkeys([d.model_name for d in cfg.model_list] + list(cfg.aliases) + bound))
 
 
 @cli.command("check-config")

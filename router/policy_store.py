@@ -31,6 +31,24 @@ class Loaded:
     source: str
 
 
+def policy_sources(cfg: PoliciesConfig) -> list[tuple[str, str, Path | None]]:
+    """(source name, text, path) for every policy file the config names."""
+    out: list[tuple[str, str, Path | None]] = []
+    if cfg.builtin:
+        for entry in sorted(resources.files("router.defaults").joinpath("policies").iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".yaml"):
+                out.append((f"builtin:{entry.name}", entry.read_text(), None))
+    paths = [Path(f) for f in cfg.files]
+    for d in cfg.dirs:
+        paths += sorted(Path(d).glob("*.yaml"))
+    for p in paths:
+        try:
+            out.append((str(p), p.read_text(), p))
+        except OSError as exc:
+            raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
+    return out
+
+
 class PolicyStore:
     def __init__(self, cfg: PoliciesConfig, registry: Registry):
         self.cfg = cfg
@@ -39,23 +57,6 @@ class PolicyStore:
         self.loaded: list[Loaded] = []
         self._mtimes: dict[str, float] = {}
         self.version = 0
-
-    def _sources(self) -> list[tuple[str, str, Path | None]]:
-        """(source name, text, path) for every policy file."""
-        out: list[tuple[str, str, Path | None]] = []
-        if self.cfg.builtin:
-            for entry in sorted(resources.files("router.defaults").joinpath("policies").iterdir(), key=lambda e: e.name):
-                if entry.name.endswith(".yaml"):
-                    out.append((f"builtin:{entry.name}", entry.read_text(), None))
-        paths = [Path(f) for f in self.cfg.files]
-        for d in self.cfg.dirs:
-            paths += sorted(Path(d).glob("*.yaml"))
-        for p in paths:
-            try:
-                out.append((str(p), p.read_text(), p))
-            except OSError as exc:
-                raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
-        return out
 
     def build(self, policy: Policy, path: Path | None) -> PolicyRouter:
         problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.models
@@ -82,7 +83,7 @@ class PolicyStore:
     def reload(self) -> tuple[bool, list[str]]:
         """Load every file; swap in the new set only if all are valid. Returns (ok, problems)."""
         try:
-            sources = self._sources()
+            sources = policy_sources(self.cfg)
             loaded = []
             names: set[str] = set()
             for source, text, path in sources:

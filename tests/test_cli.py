@@ -23,7 +23,11 @@ def test_embedded_default_binds_loopback_and_prints_a_working_key(embedded) -> N
     key = embedded.extra["key"]
     r = httpx.get(embedded.base + "/v1/models", headers={"authorization": f"Bearer {key}"})
     assert r.status_code == 200
-    assert {"sim-frontier", "sim-mid", "sim-small", "sim-open", "sim-embed", "auto"} <= {m["id"] for m in r.json()["data"]}
+    served = {m["id"] for m in r.json()["data"]}
+    assert {"sim-frontier", "sim-mid", "sim-small", "sim-open", "sim-embed", "auto"} <= served
+    # the banner lists what a client may send, policy aliases included (the README's example uses auto)
+    banner = next(line for line in out.splitlines() if line.strip().startswith("Models:"))
+    assert set(banner.split(":", 1)[1].replace(",", " ").split()) == served
     assert httpx.get(embedded.base + "/healthz").json() == {"status": "ok"}
     assert httpx.get(embedded.base + "/readyz").json()["status"] == "ready"
 
