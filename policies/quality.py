@@ -25,11 +25,16 @@ class BanditState:
     stats: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, model: str, category: str, score: float) -> None:
+    def record(self, model: str, category: str, score: float, replaces: float | None = None) -> None:
+        """One more observation; or, with ``replaces``, a request scored again: its earlier score
+        is swapped for this one and the count stays."""
         with self._lock:
             s = self.stats.setdefault((model, category), [0.0, 0.0])
-            s[0] += 1.0
-            s[1] += max(0.0, min(1.0, score))
+            if replaces is None:
+                s[0] += 1.0
+                s[1] += score
+            else:
+                s[1] += score - replaces
 
     def get(self, model: str, category: str) -> tuple[float, float]:
         s = self.stats.get((model, category))

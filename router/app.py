@@ -288,10 +288,11 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         score = body.get("score")
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
             raise invalid_request("'score' must be a number from 0 to 1.", param="score", code="invalid_value")
-        found = await svc.feedback(body["request_id"][:64], who.tenant, float(score))
+        found, replaced = await svc.feedback(body["request_id"][:64], who.tenant, float(score))
         if not found:
             raise APIError(404, "No routed request with that id for this tenant.", code="request_not_found")
-        return Response(orjson.dumps({"status": "recorded", "request_id": body["request_id"][:64]}), media_type=_JSON)
+        return Response(orjson.dumps({"status": "recorded", "request_id": body["request_id"][:64], "replaced": replaced}),
+                        media_type=_JSON)
 
     add_usage_routes(app, svc, principal, admin)
     add_dashboard_routes(app, svc, principal, admin)

@@ -116,29 +116,31 @@ class Services:
         self.meter.catalog = catalog
         return len(catalog)
 
-    async def feedback(self, request_id: str, tenant: str, score: float) -> bool:
-        """Score a routed request of this tenant: updates the policy's bandit. False: not found."""
+    async def feedback(self, request_id: str, tenant: str, score: float) -> tuple[bool, bool]:
+        """Score a routed request of this tenant: updates the policy's bandit. Returns (found, whether
+        it replaced an earlier score of the same request: one request counts once)."""
         if self.store is None:
-            return False
+            return False, False
         for _ in range(20):  # the record may still be in the writer's queue
             row = await self.store.get(request_id, tenant)
             if row is not None:
                 break
             await asyncio.sleep(0.05)
         else:
-            return False
+            return False, False
         decision = row.get("decision") or {}
         bandit = self.policies.bandits.get(decision.get("policy") or "")
         if bandit is None or not row.get("model"):
-            return False
+            return False, False
         category = decision.get("category", "general")
-        bandit.record(row["model"], category, score)
-        try:  # shared with the other replicas (Redis); this process has it already either way
-            await self.state.bandit_add(decision["policy"], row["model"], category, score)
+        previous = None
+        try:  # shared with the other replicas (Redis), which also says whether it was scored before
+            previous = await self.state.bandit_add(decision["policy"], row["model"], category, score, request_id)
         except Exception as exc:  # noqa: BLE001 - the store being down must not fail the feedback
             log.warning("feedback not shared with other replicas: %s", type(exc).__name__)
+        bandit.record(row["model"], category, score, replaces=previous)
         self.metrics.feedback.labels(decision["policy"]).inc()
-        return True
+        return True, previous is not None
 
     async def sync_bandits(self) -> None:
         """Every policy reload interval, take the shared feedback totals (all replicas') as each

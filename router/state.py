@@ -9,10 +9,13 @@ step in-process. Budgets hold money in integer nano-dollars, so sums are exact.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 NANO = 1_000_000_000
+FEEDBACK_MEMORY = 50_000  # in-process: how many scored requests are remembered, to replace a repeated score
+FEEDBACK_TTL = 30 * 86400  # Redis: how long a request's score is remembered (seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,8 @@ class Settlement:
 class StateStore(Protocol):
     async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission: ...
     async def settle(self, s: Settlement) -> None: ...
-    async def bandit_add(self, policy: str, model: str, category: str, score: float) -> None: ...
+    async def bandit_add(self, policy: str, model: str, category: str, score: float,
+                         request_id: str) -> float | None: ...
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
@@ -65,6 +69,7 @@ class MemoryState:
     def __init__(self) -> None:
         self._counters: dict[str, tuple[int, float]] = {}
         self._budgets: dict[str, dict[str, int]] = {}
+        self._scores: OrderedDict[str, float] = OrderedDict()  # request id -> its feedback score
 
     def _get(self, key: str) -> int:
         v = self._counters.get(key)
@@ -111,8 +116,15 @@ class MemoryState:
     async def spent(self, key: str) -> int:
         return self._budgets.get(key, {}).get("spent", 0)
 
-    async def bandit_add(self, policy: str, model: str, category: str, score: float) -> None:
-        return None  # one process: its own bandit state is the whole state
+    async def bandit_add(self, policy: str, model: str, category: str, score: float,
+                         request_id: str) -> float | None:
+        """One process: its own bandit state is the whole state; this only remembers each request's
+        score (the most recent FEEDBACK_MEMORY of them) so that scoring it again replaces the score."""
+        previous = self._scores.pop(request_id, None)
+        self._scores[request_id] = score
+        if len(self._scores) > FEEDBACK_MEMORY:
+            self._scores.popitem(last=False)
+        return previous
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
         return None
@@ -176,6 +188,18 @@ end
 return 1
 """
 
+FEEDBACK_LUA = """
+local previous = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+if previous then
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[2], tonumber(ARGV[3]) - tonumber(previous))
+else
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], 1)
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[2], ARGV[3])
+end
+return previous
+"""
+
 
 class RedisState:
     """Redis-backed state shared by every worker and replica. One round trip per call."""
@@ -188,6 +212,7 @@ class RedisState:
         self._prefix = prefix
         self._admit = self._r.register_script(ADMIT_LUA)
         self._settle = self._r.register_script(SETTLE_LUA)
+        self._feedback = self._r.register_script(FEEDBACK_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -213,13 +238,14 @@ class RedisState:
     async def spent(self, key: str) -> int:
         return int(await self._r.hget(self._k(key), "spent") or 0)
 
-    # Feedback totals per policy in one hash: "n|model|category" (count) and "s|..." (summed score).
-    async def bandit_add(self, policy: str, model: str, category: str, score: float) -> None:
-        key, field = self._k("bandit:" + policy), f"{model}\x1f{category}"
-        async with self._r.pipeline(transaction=True) as p:
-            p.hincrbyfloat(key, "n\x1f" + field, 1.0)
-            p.hincrbyfloat(key, "s\x1f" + field, score)
-            await p.execute()
+    # Feedback totals per policy in one hash: "n|model|category" (count) and "s|..." (summed score);
+    # each request's own score under "feedback:<request id>", so that scoring it again replaces it.
+    async def bandit_add(self, policy: str, model: str, category: str, score: float,
+                         request_id: str) -> float | None:
+        field = f"{model}\x1f{category}"
+        previous = await self._feedback(keys=[self._k("bandit:" + policy), self._k("feedback:" + request_id)],
+                                        args=["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL])
+        return None if previous is None else float(previous)
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
         raw = await self._r.hgetall(self._k("bandit:" + policy))

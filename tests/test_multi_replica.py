@@ -174,3 +174,26 @@ def test_feedback_on_one_replica_shifts_the_other(replicas) -> None:
     assert redis.Redis.from_url(redis_url).hgetall("sy:bandit:learn"), "the feedback totals are shared"
     picked = eventually(lambda: served(gws[1], h, body), "mock-gpt")
     assert picked == "mock-gpt", "the replica that got no feedback learned from the other's"
+
+
+def test_a_request_scored_again_on_any_replica_counts_once(replicas) -> None:
+    gws, _, redis_url = replicas
+    h = {"authorization": f"Bearer {KEY_C}"}
+    body = {"model": "learn", "messages": [{"role": "user", "content": "once"}], "max_tokens": 2}
+    r = httpx.post(gws[0].base + "/v1/chat/completions", headers=h, json=body)
+    model = r.headers["x-switchyard-model"]
+    shared = redis.Redis.from_url(redis_url)
+
+    def totals() -> tuple[float, float]:
+        raw = shared.hgetall("sy:bandit:learn")
+        return (float(raw.get(f"n\x1f{model}\x1fgeneral".encode(), 0)), float(raw.get(f"s\x1f{model}\x1fgeneral".encode(), 0)))
+
+    n0, s0 = totals()
+    replaced = []
+    for gw, score in ((gws[0], 0.0), (gws[1], 1.0), (gws[0], 0.25)):  # a client re-scoring, on either replica
+        fb = httpx.post(gw.base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": score})
+        assert fb.status_code == 200, fb.text
+        replaced.append(fb.json()["replaced"])
+    assert replaced == [False, True, True]
+    n1, s1 = totals()
+    assert n1 == n0 + 1 and s1 == pytest.approx(s0 + 0.25), "one observation, the latest score"

@@ -95,6 +95,13 @@ candidates: [mid, frontier]
 objective: {type: cheapest_above, target: 0.7}
 quality: {bandit: {enabled: true, exploration: 0.0, prior_strength: 10}}
 """,
+    "bandit2.yaml": """
+name: bandit-2
+bind: {aliases: [auto-bandit-2]}
+candidates: [mid, frontier]
+objective: {type: cheapest_above, target: 0.7}
+quality: {bandit: {enabled: true, exploration: 0.0, prior_strength: 10}}
+""",
     "tenant-b.yaml": """
 name: tenant-b-perimeter
 bind: {aliases: ['*'], tenants: [b]}
@@ -305,6 +312,25 @@ def test_feedback_shifts_the_bandit(pgw) -> None:
                    json={"request_id": rid, "score": 1.0})
     assert f.status_code == 404
     assert httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 7}).status_code == 400
+
+
+def test_a_request_scored_again_replaces_its_score(pgw) -> None:
+    # one request counts once: scoring it again swaps the score, so repeating a score cannot move
+    # the bandit that every tenant of the policy shares
+    assert chat(pgw, "auto-bandit-2").headers["x-switchyard-model"] == "mid"
+    rid = chat(pgw, "auto-bandit-2").headers["x-request-id"]
+    replies = [httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 0.0}).json()
+               for _ in range(10)]
+    assert [r["replaced"] for r in replies] == [False] + [True] * 9
+    # prior 0.78 with strength 10 and one zero: 7.8 / 11 = 0.71 >= 0.7 (ten zeros would give 0.39)
+    assert chat(pgw, "auto-bandit-2").headers["x-switchyard-model"] == "mid"
+    # and the latest score is the one that counts: 1.0 replaces the zero
+    assert httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 1.0}).json()["replaced"]
+    rid2 = chat(pgw, "auto-bandit-2").headers["x-request-id"]
+    httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid2, "score": 0.0})
+    # (7.8 + 1 + 0) / 12 = 0.73: still mid; had the new score been ignored (7.8 / 12 = 0.65) or
+    # added as one more (8.8 / 13 = 0.68), the request would go to frontier
+    assert chat(pgw, "auto-bandit-2").headers["x-switchyard-model"] == "mid"
 
 
 def test_live_reload_and_invalid_file_keeps_old_policy(pgw) -> None:
