@@ -69,6 +69,28 @@ def test_check_config_ok_and_yaml_syntax_error(tmp_path) -> None:
     assert r.returncode == 2 and "not valid YAML" in r.stderr and "config.yaml:" in r.stderr
 
 
+def test_check_config_loads_the_policies_as_the_server_would(tmp_path) -> None:
+    pdir = tmp_path / "policies"
+    pdir.mkdir()
+    config = f"model_list:\n  - model_name: m\n    litellm_params: {{model: simulated/small}}\npolicies: {{dirs: ['{pdir}']}}\n"
+    (pdir / "auto.yaml").write_text("name: auto\nbind: {aliases: [auto]}\ncandidates: [m]\n"
+                                    "objective: {type: cheapest_above, target: 0.5}\n")
+    r = run_check(tmp_path, config)
+    assert r.returncode == 0 and "1 policy file(s)" in r.stdout, r.stderr
+    # a candidate the config does not serve, and a predictor file that is not there: the server
+    # would refuse to start; the check says so first
+    (pdir / "auto.yaml").write_text("name: auto\nbind: {aliases: [auto]}\ncandidates: [m, gone]\n"
+                                    "objective: {type: cheapest_above, target: 0.5}\nquality: {predictor: p.npz}\n")
+    r = run_check(tmp_path, config)
+    assert r.returncode == 2
+    assert "policies: auto: candidate 'gone' is not a model_name in the config" in r.stderr
+    assert "quality.predictor: cannot load" in r.stderr and "p.npz" in r.stderr
+    assert "previous policies kept" not in r.stderr, "no server wording in a check"
+    (pdir / "auto.yaml").write_text("name: auto\nbind: {aliases: [auto]}\nobjective: {type: cheapest_above, target: 2}\n")
+    r = run_check(tmp_path, config)
+    assert r.returncode == 2 and "objective.cheapest_above.target" in r.stderr
+
+
 def test_litellm_proxy_file_loads() -> None:
     text = textwrap.dedent("""\
         model_list:
