@@ -6,7 +6,8 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +32,7 @@ from router.tokens import Tokenizer
 ENV_DEMO_KEY_HASH = "SWITCHYARD_DEMO_KEY_HASH"
 ENV_ADMIN_KEY_HASH = "SWITCHYARD_ADMIN_KEY_HASH"
 log = logging.getLogger("switchyard")
+UNSHARED_MAX = 10_000  # feedback kept for the shared store while it is down; the oldest is dropped beyond
 
 
 @dataclass
@@ -57,6 +59,9 @@ class Services:
     _trimmer: asyncio.Task[None] | None = None
     _bandit_sync: asyncio.Task[None] | None = None
     _config_mtime: float = 0.0
+    # feedback the shared store did not take (it was down): (policy, model, category, score, request id),
+    # handed to it again before the next sync, so that it is not lost when the sync replaces local totals
+    _unshared: deque[tuple[str, str, str, float, str]] = field(default_factory=lambda: deque(maxlen=UNSHARED_MAX))
 
     async def start(self) -> None:
         # only the encodings the configured models use (each costs 30-70 MB of memory)
@@ -134,10 +139,12 @@ class Services:
             return False, False
         category = decision.get("category", "general")
         previous = None
+        entry = (decision["policy"], row["model"], category, score, request_id)
         try:  # shared with the other replicas (Redis), which also says whether it was scored before
-            previous = await self.state.bandit_add(decision["policy"], row["model"], category, score, request_id)
+            previous = await self.state.bandit_add(*entry)
         except Exception as exc:  # noqa: BLE001 - the store being down must not fail the feedback
-            log.warning("feedback not shared with other replicas: %s", type(exc).__name__)
+            log.warning("feedback not shared with other replicas yet (kept to retry): %s", type(exc).__name__)
+            self._unshared.append(entry)
         bandit.record(row["model"], category, score, replaces=previous)
         self.metrics.feedback.labels(decision["policy"]).inc()
         return True, previous is not None
@@ -147,6 +154,7 @@ class Services:
         bandit's state. Nothing to do without a shared store."""
         interval = self.config.policies.watch_interval if self.config.policies.watch_interval > 0 else 2.0
         while True:
+            await self._share_unshared()
             for name, bandit in list(self.policies.bandits.items()):
                 try:
                     totals = await self.state.bandit_totals(name)
@@ -157,6 +165,16 @@ class Services:
                     return
                 bandit.replace(totals)
             await asyncio.sleep(interval)
+
+    async def _share_unshared(self) -> None:
+        """Hand the shared store the feedback it missed while it was down (oldest first; a score it
+        already holds is replaced by the same score, so a retry cannot count twice)."""
+        while self._unshared:
+            try:
+                await self.state.bandit_add(*self._unshared[0])
+            except Exception:  # noqa: BLE001 - still down: keep them for the next round
+                return
+            self._unshared.popleft()
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"config": True, "deployments": len(self.registry.deployments) > 0,

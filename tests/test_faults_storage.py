@@ -165,3 +165,36 @@ def test_slow_redis_fails_open_within_its_timeout(tmp_path) -> None:
         gw.stop()
         mock.stop()
         rd.stop()
+
+
+def test_feedback_given_while_redis_is_down_reaches_it_when_it_is_back(tmp_path) -> None:
+    rd = PrivateRedis()
+    rd.start()
+    mock = start_mock(tmp_path / "mock")
+    pdir = tmp_path / "policies"
+    pdir.mkdir()
+    (pdir / "learn.yaml").write_text("name: learn\nbind: {aliases: [learn]}\ncandidates: [mock-gpt]\n"
+                                     "objective: {type: cheapest_above, target: 0.5}\n"
+                                     "quality: {bandit: {enabled: true, exploration: 0}}\n")
+    text = config(mock.base, redis=True) + f"policies: {{dirs: ['{pdir}'], watch_interval: 0.2}}\n"
+    gw = start_gateway(tmp_path / "gw", text, {"SY_REDIS": rd.url})
+    body = {**BODY, "model": "learn"}
+    try:
+        rid = httpx.post(gw.base + "/v1/chat/completions", headers=H, json=body).headers["x-request-id"]
+        rd.stop()
+        fb = httpx.post(gw.base + "/v1/feedback", headers=H, json={"request_id": rid, "score": 0.25})
+        assert fb.status_code == 200, "feedback is taken while the shared store is down"
+        rd.start()
+        import redis as redis_lib
+
+        shared = redis_lib.Redis.from_url(rd.url)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not shared.hgetall("sy:bandit:learn"):
+            time.sleep(0.2)
+        totals = shared.hgetall("sy:bandit:learn")
+        assert float(totals[b"n\x1fmock-gpt\x1fgeneral"]) == 1.0 and float(totals[b"s\x1fmock-gpt\x1fgeneral"]) == 0.25, \
+            "handed to Redis once it was back, so the next sync does not drop it"
+    finally:
+        gw.stop()
+        mock.stop()
+        rd.stop()
