@@ -187,13 +187,15 @@ class PolicyRouter:
 
     def _cascade_cost(self, name: str, q: dict[str, float], costs: dict[str, float]) -> float:
         """Expected cost of a named cascade: each step is reached when the steps before it failed their
-        check, taken as likely as their predicted quality says; every step pays for its voters."""
+        check, taken as likely as their predicted quality says. Checking models answer once per
+        request (agreement, verifier), judges once per checked step."""
         spec = self.policy.cascades[name]
         voters = sum(costs.get(v, float("inf")) for v in spec.check.with_)
-        total, reach = 0.0, 1.0
+        per_step = spec.check.type == "judge"
+        total, reach = voters if spec.check.with_ and not per_step else 0.0, 1.0
         for i, step in enumerate(spec.steps):
             last = i == len(spec.steps) - 1
-            total += reach * (costs.get(step, float("inf")) + (0.0 if last else voters))
+            total += reach * (costs.get(step, float("inf")) + (voters if per_step and not last else 0.0))
             reach *= 1.0 - q.get(step, 0.5)
         return total
 

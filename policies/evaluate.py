@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from policies import metrics
+from policies.assets import checks_of
 from policies.checks import agree_texts, rule_ok_text
 from policies.decide import CandidateInfo, PolicyRouter, RequestFeatures
 from policies.features import categorize
@@ -141,12 +142,20 @@ def with_param(policy: Policy, name: str, value: float) -> Policy:
     return Policy.model_validate(data)
 
 
+# checks that need what outcome data does not record (the answers' own text is what the others read)
+UNREPLAYABLE = {"logprob": "token log-probabilities", "judge": "verdicts of the judge models on each answer"}
+
+
 class Replay:
     """Replays rows through a policy, as the gateway would decide for each prompt."""
 
     def __init__(self, policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
                  history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None,
                  verifiers: dict[str, Verifier] | None = None):
+        for check in checks_of(policy):
+            if check.type in UNREPLAYABLE:
+                raise ValueError(f"a {check.type} check cannot be replayed offline: the data holds no "
+                                 f"{UNREPLAYABLE[check.type]}")
         if not any(m in ds.models for m in policy.pool) and not policy.cascades:
             policy = policy.model_copy(update={"candidates": list(ds.models)})  # none of its models: the dataset's
         self.policy = policy

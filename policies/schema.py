@@ -37,15 +37,18 @@ class Utility(_M):
 
 
 class Check(_M):
-    type: Literal["agreement", "logprob", "rule", "verifier"]
+    type: Literal["agreement", "logprob", "rule", "verifier", "judge"]
     with_: list[str] = Field(default_factory=list, alias="with",
-                             description="agreement: models that must agree; verifier: models whose answers it compares")
+                             description="agreement: models that must agree; verifier: models whose answers it compares; "
+                                         "judge: models asked whether the answer is right (every one must say yes)")
     min_mean_logprob: float = Field(default=-0.5, description="logprob: mean token logprob at least this")
     min_chars: int = Field(default=1, ge=0, description="rule: answer at least this long")
     json_: bool = Field(default=False, alias="json", description="rule: answer must parse as JSON")
     not_contains: list[str] = Field(default_factory=list, description="rule: phrases that fail the check")
     verifier: str | None = Field(default=None, description="verifier: a trained verifier (.json), relative to the policy file")
     min_confidence: float = Field(default=0.5, ge=0, le=1, description="verifier: accept when P(answer is good) is at least this")
+    prompt: str | None = Field(default=None, description="judge: the question put to the judges, with {conversation} and "
+                                                         "{answer} in it (default: policies.checks.JUDGE_PROMPT)")
 
     @model_validator(mode="after")
     def _needs(self) -> "Check":
@@ -53,6 +56,10 @@ class Check(_M):
             raise ValueError("a verifier check names its trained verifier file (verifier: FILE.json)")
         if self.type == "agreement" and not self.with_:
             raise ValueError("an agreement check names the models that must agree (with: [...])")
+        if self.type == "judge" and not self.with_:
+            raise ValueError("a judge check names the models that judge the answer (with: [...])")
+        if self.prompt is not None and ("{conversation}" not in self.prompt or "{answer}" not in self.prompt):
+            raise ValueError("a judge prompt holds {conversation} and {answer}")
         return self
 
 

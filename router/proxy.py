@@ -70,8 +70,10 @@ class Gateway:
 
     # -- shared steps ---------------------------------------------------------------------------------
     async def _admit(self, who: Principal, body: dict[str, Any], cands: list[Deployment], mode: str,
-                     cascade: bool = False) -> Ticket | None:
-        """Rate limits and budget reservation for this request (None when no limit applies)."""
+                     cascade: dict[str, Any] | None = None) -> Ticket | None:
+        """Rate limits and budget reservation for this request (None when no limit applies). A cascade
+        reserves for every call it may make: each step, and its checking models (judges: at every step
+        but the last), each at the dearest step's worst case."""
         if not self.limiter.active:
             return None
         if not self.limiter.counts_tokens:
@@ -93,7 +95,8 @@ class Gateway:
             worst_out = max(worst_out, out)
             worst_charge = max(worst_charge, self.meter.worst_case(dep, who.tenant, body["model"], prompt, out))
         if cascade:
-            worst_charge *= len(cands)  # a cascade may call every step (and its checks)
+            checkers = len(cascade["check"].get("with") or ())
+            worst_charge *= len(cands) + checkers * (len(cands) - 1 if cascade["check"]["type"] == "judge" else 1)
         return await self.limiter.admit(who, body["model"], prompt + worst_out, worst_charge)
 
     def _failed(self, attempts: Attempts, dep: Deployment, err: UpstreamError, seconds: float) -> None:
@@ -160,9 +163,10 @@ class Gateway:
         try:
             plan = self.planner.plan(who, body, mode, rid)
             spec = plan.decision.cascade if plan.decision is not None else None
-            ticket = await self._admit(who, body, plan.deployments, mode, cascade=bool(spec))
-            if spec and not body.get("logprobs") and spec["check"]["type"] == "logprob":
-                body = {**body, "logprobs": True}  # the check needs them
+            ticket = await self._admit(who, body, plan.deployments, mode, cascade=spec)
+            unasked_logprobs = bool(spec) and not body.get("logprobs") and spec["check"]["type"] == "logprob"
+            if unasked_logprobs:
+                body = {**body, "logprobs": True}  # the check needs them; the client is not sent them
             steps = plan.deployments
             for i, dep in enumerate(steps):
                 t0 = time.perf_counter()
@@ -178,12 +182,19 @@ class Gateway:
                 parts.append(own)
                 last = i == len(steps) - 1
                 if spec and not last:
-                    if votes is None and spec["check"]["type"] in ("agreement", "verifier"):
-                        votes = await self._votes(spec["check"], body, who, rid, attempts, parts)
-                    if not self._check(plan, out, votes or []):
+                    if spec["check"]["type"] == "judge":  # judges read each step's own answer
+                        ok = await self._judged(spec["check"], body, out, who, rid, attempts, parts)
+                    else:
+                        if votes is None and spec["check"]["type"] in ("agreement", "verifier"):
+                            votes = await self._votes(spec["check"], body, who, rid, attempts, parts)
+                        ok = self._check(plan, out, votes or [])
+                    if not ok:
                         self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
                         continue
                 self._served(attempts, dep, time.perf_counter() - t0)
+                if unasked_logprobs:
+                    for choice in out.get("choices") or ():
+                        choice["logprobs"] = None
                 priced = Priced.combine(parts)
                 # the answer's own usage (a cascade's other calls are metered and charged, not reported here)
                 out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
@@ -234,6 +245,12 @@ class Gateway:
             self._served(attempts, v, time.perf_counter() - t0, note="cascade check")
             answers.append(vout)
         return answers
+
+    async def _judged(self, check: dict[str, Any], body: dict[str, Any], answer: dict[str, Any], who: Principal,
+                      rid: str, attempts: Attempts, parts: list[Priced]) -> bool:
+        """Every judge model, asked about this answer, says yes (a judge that fails or is missing: no)."""
+        verdicts = await self._votes(check, checks.judge_request(check, body, answer), who, rid, attempts, parts)
+        return len(verdicts) == len(check.get("with") or ()) and checks.approved(verdicts)
 
     @staticmethod
     def _check(plan: Plan, out: dict[str, Any], answers: list[dict[str, Any]]) -> bool:

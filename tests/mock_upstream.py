@@ -81,6 +81,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if body.get("stream"):
         return await _stream(request, body, model, n)
     content = "".join(_words(n))
+    if model in ("mock-judge-yes", "mock-judge-no"):  # a cascade's judge: a one-word verdict
+        content = "YES" if model.endswith("yes") else "NO"
     if model == "mock-huge":
         content = "x" * 3_000_000
     msg: dict[str, Any] = {"role": "assistant", "content": content}

@@ -108,3 +108,26 @@ def test_the_predictor_learns_a_cascade_and_the_replay_runs_it(tmp_path) -> None
     by_model = {m: [d for d in report["decisions"] if d["model"] == m] for m in ("big", "small")}
     assert len(by_model["big"]) == 20 and all("called" not in d for d in by_model["big"])
     assert len(by_model["small"]) == 20 and all(d["called"] == ["small", "judge"] for d in by_model["small"])
+
+
+@pytest.mark.parametrize("kind", ["agreement", "judge"])
+def test_expected_cost_counts_checkers_once_or_at_every_checked_step(kind: str) -> None:
+    policy = parse_policy(f"""
+name: three
+bind: {{aliases: [auto]}}
+candidates: [small, mid, big, checked]
+cascades:
+  checked: {{steps: [small, mid, big], check: {{type: {kind}, with: [judge]}}}}
+objective: {{type: utility, lambda: 1}}
+quality: {{priors: {{small: 0.5, mid: 0.8, big: 0.95, judge: 0.6, checked: 0.9}}, bandit: {{enabled: false}}}}
+""")
+    prices = {"small": 1e-7, "mid": 1e-6, "big": 1e-5, "judge": 1e-7}
+    cands = [CandidateInfo(name=n, provider="p", price=ModelPrice(input=p, output=p)) for n, p in prices.items()]
+    d = PolicyRouter(policy, QualityModel(policy.quality, {})).decide(
+        RequestFeatures(prompt="hi", prompt_tokens=1000, max_tokens=100), cands, random.Random(0))
+    row = next(c for c in d.candidates if c["model"] == "checked")
+    small, mid, big, judge = (1100 * prices[n] for n in ("small", "mid", "big", "judge"))
+    # mid is reached half the time (small's predicted quality 0.5), big a tenth (and mid's 0.8)
+    steps = small + 0.5 * mid + 0.5 * 0.2 * big
+    checks = judge if kind == "agreement" else judge + 0.5 * judge  # answer the question once / judge each answer
+    assert row["expected_cost_usd"] == pytest.approx(steps + checks)

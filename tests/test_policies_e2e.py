@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, start_gateway, start_mock
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, mock_stats, start_gateway, start_mock
 from tests.test_ledger import record
 
 A = {"authorization": f"Bearer {KEY_A}"}
@@ -102,6 +102,26 @@ candidates: [mid, frontier]
 objective: {type: cheapest_above, target: 0.7}
 quality: {bandit: {enabled: true, exploration: 0.0, prior_strength: 10}}
 """,
+    "judged.yaml": """
+name: judged
+bind: {aliases: [auto-judged]}
+objective: {type: cascade, steps: [small, frontier], check: {type: judge, with: [judge-yes]}}
+""",
+    "judged-no.yaml": """
+name: judged-no
+bind: {aliases: [auto-judged-no]}
+objective: {type: cascade, steps: [small, mid, frontier], check: {type: judge, with: [judge-no]}}
+""",
+    "logprob.yaml": """
+name: logprob
+bind: {aliases: [auto-logprob]}
+objective: {type: cascade, steps: [small, frontier], check: {type: logprob, min_mean_logprob: -100}}
+""",
+    "logprob-strict.yaml": """
+name: logprob-strict
+bind: {aliases: [auto-logprob-strict]}
+objective: {type: cascade, steps: [small, frontier], check: {type: logprob, min_mean_logprob: 0}}
+""",
     "tenant-b.yaml": """
 name: tenant-b-perimeter
 bind: {aliases: ['*'], tenants: [b]}
@@ -126,6 +146,12 @@ model_list:
     litellm_params: {{model: simulated/small, ttft_ms: 1, tokens_per_second: 5000}}
   - model_name: flaky
     litellm_params: {{model: openai/mock-flaky, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
+  - model_name: judge-yes
+    litellm_params: {{model: openai/mock-judge-yes, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
+  - model_name: judge-no
+    litellm_params: {{model: openai/mock-judge-no, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
     model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
 server: {{breaker_threshold: 3, breaker_cooldown: 1.5}}
 policies: {{dirs: ['{policy_dir}'], watch_interval: 0.3}}
@@ -254,6 +280,38 @@ def test_a_longer_cascade_asks_its_checker_once(pgw) -> None:
     rec = record(pgw, r.headers["x-request-id"])
     # open's answer is compared with small's and then with mid's, but asked for (and paid) once
     assert [a["model"] for a in rec["attempts"]] == ["open", "small", "mid", "frontier"]
+
+
+def test_a_judge_model_accepts_or_escalates_each_answer(pgw) -> None:
+    r = chat(pgw, "auto-judged", seed=4)
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small", "the judge said yes"
+    # the judge was shown the conversation and small's answer, and asked for a one-word verdict
+    sent = mock_stats(pgw.extra["mock"])["last_body"]
+    assert sent["model"] == "mock-judge-yes" and sent["max_tokens"] == 8
+    question = sent["messages"][0]["content"]
+    assert "User: Tell me something about routers." in question
+    assert r.json()["choices"][0]["message"]["content"] in question
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [(a["model"], a.get("note")) for a in rec["attempts"]] == [("judge-yes", "cascade check"), ("small", None)]
+    assert rec["decision"]["cascade"]["check"]["type"] == "judge"
+    # a judge that says no sends every checked step's answer to it, then the last step answers
+    r = chat(pgw, "auto-judged-no", seed=4)
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "frontier"
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [a["model"] for a in rec["attempts"]] == ["judge-no", "small", "judge-no", "mid", "frontier"]
+    assert rec["charge_usd"] == pytest.approx(float(r.headers["x-switchyard-charge-usd"]))
+    assert rec["completion_tokens"] > r.json()["usage"]["completion_tokens"], "the judges' and steps' calls are metered"
+
+
+def test_a_logprob_check_accepts_or_escalates_without_sending_unasked_logprobs(pgw) -> None:
+    r = chat(pgw, "auto-logprob", seed=4)
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small"
+    assert r.json()["choices"][0]["logprobs"] is None, "the gateway asked for them; the client did not"
+    r = chat(pgw, "auto-logprob", seed=4, logprobs=True)
+    assert r.json()["choices"][0]["logprobs"]["content"], "asked for: passed on"
+    r = chat(pgw, "auto-logprob-strict", seed=4)  # a mean log-probability of 0 means certainty: escalate
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "frontier"
+    assert [a["model"] for a in record(pgw, r.headers["x-request-id"])["attempts"]] == ["small", "frontier"]
 
 
 def test_latency_ceiling_uses_live_output_rate(pgw) -> None:
