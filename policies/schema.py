@@ -131,6 +131,9 @@ class Policy(_M):
     constraints: Constraints = Constraints()
     quality: Quality = Quality()
     max_attempts: int = Field(default=3, ge=1, le=10, description="deployments tried per request, fallbacks included")
+    deadline_s: float | None = Field(
+        default=None, gt=0, description="seconds a request may take until its answer starts (a stream: its first chunk), "
+                                        "fallbacks and cascade steps included; each attempt's timeout is cut to what is left")
     default_output_tokens: int = Field(default=256, ge=1, description="expected output when max_tokens is absent and no history")
 
     @model_validator(mode="after")

@@ -33,6 +33,12 @@ class Plan:
     category: str = "general"
     prefix_key: bytes | None = None
     verifiers: dict[str, Verifier] = field(default_factory=dict)  # for a cascade's verifier check
+    deadline_s: float | None = None  # the request's time budget: the client's ``timeout`` or the policy's, the shorter
+
+
+def _deadline(client: float | None, policy: float | None) -> float | None:
+    given = [float(x) for x in (client, policy) if x]
+    return min(given) if given else None
 
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
@@ -106,7 +112,7 @@ class Planner:
             if not deps:
                 kind = "an embeddings" if mode == "embedding" else "a chat"
                 raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
-            return Plan(self._available(deps)[: 1 + self.num_retries])
+            return Plan(self._available(deps)[: 1 + self.num_retries], deadline_s=_deadline(body.get("timeout"), None))
         messages = body["messages"]
         pool = [requested] if concrete else router.policy.models
         infos = [i for i in (self.info(n, mode) for n in pool) if i is not None]
@@ -142,7 +148,7 @@ class Planner:
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
         return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
-                    _key(messages), router.verifiers)
+                    _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s))
 
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         ok = [d for d in deps if self.health.state(d.id) != "open"]

@@ -20,6 +20,8 @@ from router.errors import APIError, invalid_request
 FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "api_version", "custom_llm_provider",
                               "extra_headers", "extra_body", "headers", "organization", "azure_ad_token",
                               "aws_access_key_id", "aws_secret_access_key", "vertex_credentials", "mock_response"})
+# Read by the gateway itself, not forwarded: ``timeout`` (seconds) bounds the request, fallbacks included.
+GATEWAY_FIELDS = frozenset({"timeout"})
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
@@ -113,6 +115,7 @@ class ChatRequest(_Open):
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     logit_bias: dict[StrictStr, Num] | None = None
+    timeout: Annotated[Num, Field(gt=0, le=86400)] | None = None
 
 
 EmbeddingInput = (StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)]
@@ -126,6 +129,7 @@ class EmbeddingsRequest(_Open):
     dimensions: Annotated[StrictInt, Field(ge=1, le=65536)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
     user: Annotated[StrictStr, Field(max_length=256)] | None = None
+    timeout: Annotated[Num, Field(gt=0, le=86400)] | None = None
 
 
 _UNION_TAGS = frozenset({"str", "int", "float", "bool", "NamedToolChoice"})
@@ -196,8 +200,8 @@ def validate_embeddings(body: Any) -> EmbeddingsRequest:
 
 
 def upstream_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-    """The body forwarded upstream: the client's fields minus the forbidden ones."""
-    out = {k: v for k, v in body.items() if k not in FORBIDDEN_FIELDS}
+    """The body forwarded upstream: the client's fields minus the forbidden ones and the gateway's own."""
+    out = {k: v for k, v in body.items() if k not in FORBIDDEN_FIELDS and k not in GATEWAY_FIELDS}
     out["model"] = upstream_model
     return out
 

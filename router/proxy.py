@@ -20,7 +20,7 @@ from starlette.responses import Response
 from pricing import Usage
 from router import cascade as checks
 from router.auth import Principal
-from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamRateLimited
+from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from router.errors import APIError
 from router.health import Health
 from router.limits import Limiter, Ticket
@@ -46,9 +46,17 @@ def _ascii(text: str, n: int = 200) -> str:
     return text.encode("ascii", "replace").decode()[:n]
 
 
-def _final_error(requested: str, attempts: Attempts) -> APIError:
+def _late(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() >= deadline
+
+
+def _final_error(requested: str, attempts: Attempts, deadline_s: float | None = None) -> APIError:
+    """The error for a request no attempt answered; ``deadline_s``: its deadline passed, which is why."""
     err = attempts.last_error
     n = len(attempts.items)
+    if deadline_s is not None:
+        return APIError(504, f"The request's deadline of {deadline_s:g} s passed after {n} attempt(s) for '{requested}'.",
+                        type="api_error", code="deadline_exceeded")
     if err is None:
         return APIError(503, f"No deployment could serve '{requested}'.", type="api_error", code="no_deployment")
     if not err.retryable:
@@ -136,8 +144,11 @@ class Gateway:
             return None
         return {**plan.decision.as_dict(), "category": plan.category}
 
-    async def _call(self, dep: Deployment, body: dict[str, Any], rid: str, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        call = Call(body=upstream_body(body, dep.upstream_model), timeout=dep.timeout, request_id=rid)
+    async def _call(self, dep: Deployment, body: dict[str, Any], rid: str, mode: str,
+                    deadline: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One upstream call; its timeout is the deployment's, cut to what the request's deadline leaves."""
+        timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
+        call = Call(body=upstream_body(body, dep.upstream_model), timeout=timeout, request_id=rid)
         raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
         try:
             out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
@@ -162,6 +173,7 @@ class Gateway:
         ticket: Ticket | None = None
         try:
             plan = self.planner.plan(who, body, mode, rid)
+            deadline = started + plan.deadline_s if plan.deadline_s else None
             spec = plan.decision.cascade if plan.decision is not None else None
             ticket = await self._admit(who, body, plan.deployments, mode, cascade=spec)
             unasked_logprobs = bool(spec) and not body.get("logprobs") and spec["check"]["type"] == "logprob"
@@ -170,8 +182,10 @@ class Gateway:
             steps = plan.deployments
             for i, dep in enumerate(steps):
                 t0 = time.perf_counter()
+                if deadline is not None and t0 >= deadline:
+                    break  # no further attempt: the request's time is up
                 try:
-                    raw, out = await self._call(dep, body, rid, mode)
+                    raw, out = await self._call(dep, body, rid, mode, deadline)
                 except UpstreamError as exc:
                     self._failed(attempts, dep, exc, time.perf_counter() - t0)
                     if not exc.retryable:
@@ -183,10 +197,10 @@ class Gateway:
                 last = i == len(steps) - 1
                 if spec and not last:
                     if spec["check"]["type"] == "judge":  # judges read each step's own answer
-                        ok = await self._judged(spec["check"], body, out, who, rid, attempts, parts)
+                        ok = await self._judged(spec["check"], body, out, who, rid, attempts, parts, deadline)
                     else:
                         if votes is None and spec["check"]["type"] in ("agreement", "verifier"):
-                            votes = await self._votes(spec["check"], body, who, rid, attempts, parts)
+                            votes = await self._votes(spec["check"], body, who, rid, attempts, parts, deadline)
                         ok = self._check(plan, out, votes or [])
                     if not ok:
                         self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
@@ -209,7 +223,7 @@ class Gateway:
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
                 return Response(orjson.dumps(out), media_type=_JSON,
                                 headers=self._headers(dep, plan, priced, attempts, ticket))
-            error = _final_error(requested, attempts)
+            error = _final_error(requested, attempts, plan.deadline_s if _late(deadline) else None)
             status, err_kind = error.status, error.code
             raise error
         except APIError as exc:
@@ -228,11 +242,14 @@ class Gateway:
                                   decision=self._decision(plan) if plan else None)
 
     async def _votes(self, check: dict[str, Any], body: dict[str, Any], who: Principal, rid: str,
-                     attempts: Attempts, parts: list[Priced]) -> list[dict[str, Any]]:
+                     attempts: Attempts, parts: list[Priced], deadline: float | None) -> list[dict[str, Any]]:
         """The checking models' answers (each called once, in parallel, metered); a failed one is missing."""
         voters = [d for name in check.get("with") or () for d in self.planner.registry.candidates(name, "chat")[:1]]
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(self._call(v, body, rid, "chat") for v in voters), return_exceptions=True)
+        if _late(deadline):
+            return []  # no time to check: the check fails
+        results = await asyncio.gather(*(self._call(v, body, rid, "chat", deadline) for v in voters),
+                                       return_exceptions=True)
         answers = []
         for v, res in zip(voters, results):
             if isinstance(res, UpstreamError):
@@ -247,9 +264,10 @@ class Gateway:
         return answers
 
     async def _judged(self, check: dict[str, Any], body: dict[str, Any], answer: dict[str, Any], who: Principal,
-                      rid: str, attempts: Attempts, parts: list[Priced]) -> bool:
+                      rid: str, attempts: Attempts, parts: list[Priced], deadline: float | None) -> bool:
         """Every judge model, asked about this answer, says yes (a judge that fails or is missing: no)."""
-        verdicts = await self._votes(check, checks.judge_request(check, body, answer), who, rid, attempts, parts)
+        verdicts = await self._votes(check, checks.judge_request(check, body, answer), who, rid, attempts, parts,
+                                     deadline)
         return len(verdicts) == len(check.get("with") or ()) and checks.approved(verdicts)
 
     @staticmethod
@@ -272,14 +290,23 @@ class Gateway:
         attempts = Attempts()
         plan = self.planner.plan(who, body, "chat", rid)
         ticket = await self._admit(who, body, plan.deployments, "chat")
+        deadline = started + plan.deadline_s if plan.deadline_s else None
         for dep in plan.deployments:
             up = upstream_body(body, dep.upstream_model)
             up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             call = Call(body=up, timeout=dep.stream_timeout, request_id=rid)
             t0 = time.perf_counter()
+            if deadline is not None and t0 >= deadline:
+                break
             chunks = dep.backend.chat_stream(call)
             try:
-                first = await chunks.__anext__()
+                # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
+                first = await (chunks.__anext__() if deadline is None else asyncio.wait_for(chunks.__anext__(), deadline - t0))
+            except TimeoutError:
+                self._failed(attempts, dep, UpstreamTimeout("no first chunk before the request's deadline"),
+                             time.perf_counter() - t0)
+                await chunks.aclose()
+                break
             except StopAsyncIteration:
                 self._failed(attempts, dep, UpstreamBadResponse("upstream stream was empty"), time.perf_counter() - t0)
                 continue
@@ -296,7 +323,7 @@ class Gateway:
             return SSEResponse(relay, headers=self._headers(dep, plan, None, attempts, ticket))
         if ticket is not None:
             self.limiter.settle(ticket, 0.0, 0)
-        error = _final_error(requested, attempts)
+        error = _final_error(requested, attempts, plan.deadline_s if _late(deadline) else None)
         self.meter.record(request_id=rid, principal=who, endpoint="chat", requested=requested, dep=None,
                           priced=None, status=error.status, error=error.code, attempts=attempts.items,
                           started=started, first_chunk_at=None, upstream_seconds=attempts.upstream_seconds,

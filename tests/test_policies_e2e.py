@@ -122,6 +122,27 @@ name: logprob-strict
 bind: {aliases: [auto-logprob-strict]}
 objective: {type: cascade, steps: [small, frontier], check: {type: logprob, min_mean_logprob: 0}}
 """,
+    "deadline.yaml": """
+name: deadline
+bind: {aliases: [auto-deadline]}
+candidates: [hang, mid]
+objective: {type: fixed, model: hang}
+deadline_s: 1.0
+""",
+    "patient.yaml": """
+name: patient
+bind: {aliases: [auto-patient]}
+candidates: [hang, mid]
+objective: {type: fixed, model: hang}
+deadline_s: 20
+""",
+    "brief.yaml": """
+name: brief
+bind: {aliases: [auto-brief]}
+candidates: [hang-brief, mid]
+objective: {type: fixed, model: hang-brief}
+deadline_s: 10
+""",
     "tenant-b.yaml": """
 name: tenant-b-perimeter
 bind: {aliases: ['*'], tenants: [b]}
@@ -146,6 +167,12 @@ model_list:
     litellm_params: {{model: simulated/small, ttft_ms: 1, tokens_per_second: 5000}}
   - model_name: flaky
     litellm_params: {{model: openai/mock-flaky, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
+  - model_name: hang
+    litellm_params: {{model: openai/mock-timeout, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 30}}
+    model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
+  - model_name: hang-brief
+    litellm_params: {{model: openai/mock-timeout, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 0.3}}
     model_info: {{input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}}
   - model_name: judge-yes
     litellm_params: {{model: openai/mock-judge-yes, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
@@ -312,6 +339,37 @@ def test_a_logprob_check_accepts_or_escalates_without_sending_unasked_logprobs(p
     r = chat(pgw, "auto-logprob-strict", seed=4)  # a mean log-probability of 0 means certainty: escalate
     assert r.status_code == 200 and r.headers["x-switchyard-model"] == "frontier"
     assert [a["model"] for a in record(pgw, r.headers["x-request-id"])["attempts"]] == ["small", "frontier"]
+
+
+def test_the_request_deadline_bounds_attempts_and_fallbacks(pgw) -> None:
+    # hang never answers (the mock sleeps 30 s): the policy's 1 s deadline cuts the attempt and
+    # leaves no time for the fallback
+    t0 = time.monotonic()
+    r = chat(pgw, "auto-deadline")
+    assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded", r.text
+    assert time.monotonic() - t0 < 5
+    rec = record(pgw, r.headers["x-request-id"])
+    assert [(a["model"], a["error"]) for a in rec["attempts"]] == [("hang", "timeout")]
+    # the client's own timeout (seconds, LiteLLM's field) shortens a longer policy deadline, and is
+    # not forwarded upstream
+    t0 = time.monotonic()
+    r = chat(pgw, "auto-patient", timeout=0.5)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
+    assert time.monotonic() - t0 < 5
+    assert "timeout" not in mock_stats(pgw.extra["mock"])["last_body"]
+    # a stream: the deadline bounds the wait for the first chunk
+    t0 = time.monotonic()
+    with httpx.stream("POST", pgw.base + "/v1/chat/completions", headers=A, timeout=30,
+                      json={"model": "auto-deadline", "messages": MSG, "max_tokens": 5, "stream": True}) as s:
+        assert s.status_code == 504
+        assert '"deadline_exceeded"' in s.read().decode()
+    assert time.monotonic() - t0 < 5
+    # time left after a failed attempt: the fallback answers
+    r = chat(pgw, "auto-brief")
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "mid"
+    assert [a["model"] for a in record(pgw, r.headers["x-request-id"])["attempts"]] == ["hang-brief", "mid"]
+    bad = chat(pgw, "auto-patient", timeout=-1)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "timeout"
 
 
 def test_latency_ceiling_uses_live_output_rate(pgw) -> None:
