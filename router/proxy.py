@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 import orjson
@@ -20,7 +19,8 @@ from starlette.responses import Response
 from pricing import Usage
 from router import cascade as checks
 from router.auth import Principal
-from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamRateLimited, UpstreamTimeout
+from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from router.attempts import Attempts, final_error, late
 from router.errors import APIError
 from router.health import Health
 from router.limits import Limiter, Ticket
@@ -33,40 +33,8 @@ from router.sse import SSEResponse
 _JSON = "application/json"
 
 
-@dataclass
-class Attempts:
-    """The deployments tried for one request, for metrics, the record and the final error."""
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-    last_error: UpstreamError | None = None
-    upstream_seconds: float = 0.0
-
-
 def _ascii(text: str, n: int = 200) -> str:
     return text.encode("ascii", "replace").decode()[:n]
-
-
-def _late(deadline: float | None) -> bool:
-    return deadline is not None and time.perf_counter() >= deadline
-
-
-def _final_error(requested: str, attempts: Attempts, deadline_s: float | None = None) -> APIError:
-    """The error for a request no attempt answered; ``deadline_s``: its deadline passed, which is why."""
-    err = attempts.last_error
-    n = len(attempts.items)
-    if deadline_s is not None:
-        return APIError(504, f"The request's deadline of {deadline_s:g} s passed after {n} attempt(s) for '{requested}'.",
-                        type="api_error", code="deadline_exceeded")
-    if err is None:
-        return APIError(503, f"No deployment could serve '{requested}'.", type="api_error", code="no_deployment")
-    if not err.retryable:
-        return APIError(err.status, err.message, type="invalid_request_error", code="upstream_rejected")
-    if isinstance(err, UpstreamRateLimited):
-        return APIError(429, f"Every deployment for '{requested}' is rate limited ({n} tried); retry later.",
-                        type="rate_limit_error", code="upstream_rate_limited",
-                        headers={"retry-after": str(int(err.retry_after or 1))})
-    return APIError(err.status, f"Upstream failure for '{requested}' after {n} attempt(s): {err.message}.",
-                    type="api_error", code=f"upstream_{err.kind}")
 
 
 class Gateway:
@@ -223,7 +191,7 @@ class Gateway:
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
                 return Response(orjson.dumps(out), media_type=_JSON,
                                 headers=self._headers(dep, plan, priced, attempts, ticket))
-            error = _final_error(requested, attempts, plan.deadline_s if _late(deadline) else None)
+            error = final_error(requested, attempts, plan.deadline_s if late(deadline) else None)
             status, err_kind = error.status, error.code
             raise error
         except APIError as exc:
@@ -246,7 +214,7 @@ class Gateway:
         """The checking models' answers (each called once, in parallel, metered); a failed one is missing."""
         voters = [d for name in check.get("with") or () for d in self.planner.registry.candidates(name, "chat")[:1]]
         t0 = time.perf_counter()
-        if _late(deadline):
+        if late(deadline):
             return []  # no time to check: the check fails
         results = await asyncio.gather(*(self._call(v, body, rid, "chat", deadline) for v in voters),
                                        return_exceptions=True)
@@ -323,7 +291,7 @@ class Gateway:
             return SSEResponse(relay, headers=self._headers(dep, plan, None, attempts, ticket))
         if ticket is not None:
             self.limiter.settle(ticket, 0.0, 0)
-        error = _final_error(requested, attempts, plan.deadline_s if _late(deadline) else None)
+        error = final_error(requested, attempts, plan.deadline_s if late(deadline) else None)
         self.meter.record(request_id=rid, principal=who, endpoint="chat", requested=requested, dep=None,
                           priced=None, status=error.status, error=error.code, attempts=attempts.items,
                           started=started, first_chunk_at=None, upstream_seconds=attempts.upstream_seconds,
