@@ -145,9 +145,10 @@ class PolicyRouter:
         parts = [m for n in cascades for m in p.cascades[n].models if m not in names]
         q, explored = self.quality.estimate(names + parts, f.prompt, f.category, rng)
         costs: dict[str, float] = {}
+        cache = p.constraints.cache_affinity  # the conversation's cached prefix priced at the cache rate
         for c in healthy:
             out = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
-            cached = f.cached_prefix_tokens if c.name == f.affinity else 0
+            cached = f.cached_prefix_tokens if cache and c.name == f.affinity else 0
             cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(c.price, f.prompt_tokens, out, cached)
             costs[c.name] = float("inf") if cost is None else cost
         for n in cascades:
@@ -159,6 +160,8 @@ class PolicyRouter:
                 row["quality"] = round(q[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
         order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng)
+        if cache and f.cached_prefix_tokens and order and order[0] == f.affinity:
+            reason += f"; its prompt cache holds {f.cached_prefix_tokens} tokens of this conversation"
         if cascades:
             if order[0] in p.cascades:  # a named cascade won: run it
                 spec = self.cascade_specs[order[0]]
@@ -212,23 +215,22 @@ class PolicyRouter:
         if obj.type == "utility":
             lam = obj.lambda_
             score = {n: q[n] - lam * cost[n] for n in names}
-            order = self._affinity(sorted(names, key=lambda n: -score[n]), f, cost, lambda n: True)
+            order = sorted(names, key=lambda n: -score[n])
             return order, f"utility(lambda={lam:g})", f"{fmt(order[0])}; max quality - {lam:g} x cost", None, None
         by_cost = sorted(names, key=lambda n: (cost[n], -q[n]))
         by_quality = sorted(names, key=lambda n: (-q[n], cost[n]))
         if obj.type == "cheapest_above":
             ok = [n for n in by_cost if q[n] >= obj.target]
             rest = [n for n in by_quality if n not in ok]
-            order = self._affinity(ok + rest, f, cost, lambda n: q[n] >= obj.target)
+            order = ok + rest
             rule = f"cheapest_above({obj.target:.2f})"
             if not ok:
                 return order, rule, f"none reaches {obj.target:.2f}; best: {fmt(order[0])}", None, None
-            why = "cache affinity" if order[0] != ok[0] else f"cheapest of {len(ok)} at or above target"
-            return order, rule, f"{fmt(order[0])}; {why}", None, None
+            return order, rule, f"{fmt(order[0])}; cheapest of {len(ok)} at or above target", None, None
         if obj.type == "best_under":
             ok = [n for n in by_quality if cost[n] <= obj.max_cost_usd]
             rest = [n for n in by_cost if n not in ok]
-            order = self._affinity(ok + rest, f, cost, lambda n: cost[n] <= obj.max_cost_usd)
+            order = ok + rest
             rule = f"best_under(${obj.max_cost_usd:g})"
             if not ok:
                 return order, rule, f"none under the cap; cheapest: {fmt(order[0])}", None, None
@@ -249,13 +251,3 @@ class PolicyRouter:
             return [last] + [n for n in by_quality if n != last], "cascade", f"{last}; streams skip the cascade", None, None
         return (steps, "cascade", f"start {steps[0]}, escalate on a failed {obj.check.type} check", None,
                 {"steps": steps, "check": self.objective_check})
-
-    def _affinity(self, order: list[str], f: RequestFeatures, cost: dict[str, float], acceptable: Any) -> list[str]:
-        """Keep the conversation on the model holding its prompt cache when that is no dearer."""
-        k = self.policy.constraints
-        a = f.affinity
-        if not k.cache_affinity or a is None or a not in order or order[0] == a or not acceptable(a):
-            return order
-        if cost[a] <= cost[order[0]]:  # cost[a] already counts the cached prefix at the cache price
-            return [a] + [n for n in order if n != a]
-        return order

@@ -104,7 +104,8 @@ class Constraints(_M):
     max_latency_ms: float | None = Field(
         default=None, gt=0, description="ceiling on the expected time to the last token: live TTFT plus the expected "
                                         "output (max_tokens, else its history) at the live output rate")
-    cache_affinity: bool = Field(default=True, description="keep a conversation where its prompt cache is, when cheaper")
+    cache_affinity: bool = Field(default=True, description="price a conversation's cached prefix at the cache rate on the "
+                                                            "deployment that holds it, and send it there when chosen")
 
 
 class Bandit(_M):

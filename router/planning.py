@@ -77,7 +77,8 @@ class Planner:
         self.health = health
         self.meter = meter
         self.num_retries = num_retries
-        self._affinity: OrderedDict[bytes, str] = OrderedDict()
+        self._affinity: OrderedDict[bytes, str] = OrderedDict()  # conversation prefix -> deployment id
+        self._by_id = {d.id: d for d in registry.deployments}
 
     def knows(self, name: str) -> bool:
         return self.registry.knows(name) or name in self.policies.aliases()
@@ -122,15 +123,15 @@ class Planner:
         prompt_tokens = self.meter.estimate(first, body).prompt_tokens if first is not None else 0
         # A conversation continues as messages + [assistant reply, new user turn]: its cached prefix is
         # this request's whole message list, which is what ``remember`` stores.
-        affinity, cached = None, 0
+        holder: Deployment | None = None  # the deployment that served the conversation so far
+        cached = 0
         for cut in (2, 1):
             if len(messages) > cut:
-                hit = self._affinity.get(_key(messages[:-cut]))
-                if hit is not None:
-                    affinity = hit
-                    if first is not None:
-                        cached = self.meter.tokenizer.count_messages(first.upstream_model, messages[:-cut])
+                holder = self._by_id.get(self._affinity.get(_key(messages[:-cut]), ""))
+                if holder is not None:
+                    cached = self.meter.tokenizer.count_messages(holder.upstream_model, messages[:-cut])
                     break
+        affinity = holder.model_name if holder is not None else None
         features = RequestFeatures(
             prompt=text, prompt_tokens=prompt_tokens,
             max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"), needs=needs(body),
@@ -143,8 +144,12 @@ class Planner:
             raise APIError(400, f"No model satisfies policy '{decision.policy}' for this request ({reasons}).",
                            param="model", code="no_eligible_model")
         deps: list[Deployment] = []
+        pin = holder is not None and router.policy.constraints.cache_affinity
         for name in decision.order:
-            deps.extend(self._available(self.registry.candidates(name, mode)))
+            group = self._available(self.registry.candidates(name, mode))
+            if pin and holder in group:  # the replica that holds the conversation's prefix cache first
+                group = [holder] + [d for d in group if d is not holder]
+            deps.extend(group)
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
         return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
@@ -158,7 +163,7 @@ class Planner:
         """The conversation's prefix is now cached where ``dep`` served it."""
         if plan.prefix_key is None:
             return
-        self._affinity[plan.prefix_key] = dep.model_name
+        self._affinity[plan.prefix_key] = dep.id
         self._affinity.move_to_end(plan.prefix_key)
         if len(self._affinity) > 100_000:
             self._affinity.popitem(last=False)
