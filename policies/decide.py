@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from itertools import accumulate
+from zlib import crc32
 from typing import Any
 
 from policies.quality import QualityModel
@@ -44,6 +46,7 @@ class RequestFeatures:
     affinity: str | None = None  # the model holding this conversation's prompt cache
     cached_prefix_tokens: int = 0
     concrete: bool = False  # the client named a model: constraints only, no objective
+    unit: dict[str, str] = field(default_factory=dict)  # who asks, for a split's sticky arms: user, key, tenant
 
 
 @dataclass
@@ -239,8 +242,15 @@ class PolicyRouter:
             arms = [a for a in obj.arms if a.model in names]
             if not arms:
                 return by_quality, "split", "no arm available; best remaining", None, None
-            pick = rng.choices([a.model for a in arms], weights=[a.weight for a in arms])[0]
-            return [pick] + [n for n in by_quality if n != pick], "split", f"arm {pick}", pick, None
+            unit = None if obj.assign_by == "request" else (
+                f.unit.get(obj.assign_by) or (f.unit.get("key") if obj.assign_by == "user" else None))
+            # a unit keeps its arm: a stable hash of it picks the arm in proportion to the weights
+            draw = crc32(f"{self.policy.name}\x1f{unit}".encode()) / 2**32 if unit else rng.random()
+            total = sum(a.weight for a in arms)
+            pick = next((a.model for a, edge in zip(arms, accumulate(a.weight / total for a in arms)) if draw < edge),
+                        arms[-1].model)
+            by = f" (by {obj.assign_by})" if unit else ""
+            return [pick] + [n for n in by_quality if n != pick], "split", f"arm {pick}{by}", pick, None
         if obj.type == "fixed":
             first = obj.model if obj.model in names else by_quality[0]
             return [first] + [n for n in by_quality if n != first], "fixed", f"fixed {first}", None, None

@@ -84,6 +84,9 @@ class Arm(_M):
 class Split(_M):
     type: Literal["split"]
     arms: list[Arm] = Field(min_length=1)
+    assign_by: Literal["user", "key", "tenant", "request"] = Field(
+        default="user", description="what keeps its arm: the request's user field (else its API key), the API key, "
+                                    "the tenant, or nothing (each request drawn anew)")
 
 
 class Fixed(_M):

@@ -36,6 +36,14 @@ class Plan:
     deadline_s: float | None = None  # the request's time budget: the client's ``timeout`` or the policy's, the shorter
 
 
+def _units(who: Principal, body: dict[str, Any]) -> dict[str, str]:
+    """Who asks, for a split's sticky arms: the end user the client names (within its tenant), the key, the tenant."""
+    units = {"key": who.key_id, "tenant": who.tenant}
+    if body.get("user"):
+        units["user"] = f"{who.tenant}\x1f{body['user']}"
+    return units
+
+
 def _deadline(client: float | None, policy: float | None) -> float | None:
     given = [float(x) for x in (client, policy) if x]
     return min(given) if given else None
@@ -136,7 +144,7 @@ class Planner:
             prompt=text, prompt_tokens=prompt_tokens,
             max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"), needs=needs(body),
             category=category, stream=bool(body.get("stream")), affinity=affinity, cached_prefix_tokens=cached,
-            concrete=concrete)
+            concrete=concrete, unit=_units(who, body))
         rng = random.Random(rid)
         decision = router.decide(features, infos, rng)
         if not decision.order:
