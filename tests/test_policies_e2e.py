@@ -3,6 +3,8 @@ targets, constraints, fallback, circuit breaker, cascade, feedback, live reload,
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import httpx
@@ -468,3 +470,35 @@ def test_live_reload_and_invalid_file_keeps_old_policy(pgw) -> None:
     assert chat(pgw, "auto-low").headers["x-switchyard-model"] == "small"
     assert httpx.post(pgw.base + "/admin/policies/reload", headers=A).status_code == 403
 
+
+
+def test_reloads_under_load_drop_no_request(pgw) -> None:
+    pdir = pgw.extra["pdir"]
+    pid = pgw.proc.pid
+    served: list[tuple[int, str]] = []
+
+    async def load(stop: float) -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def worker() -> None:
+                while time.monotonic() < stop:
+                    r = await client.post(pgw.base + "/v1/chat/completions", headers=A,
+                                          json={"model": "auto-low", "messages": MSG, "max_tokens": 3})
+                    served.append((r.status_code, r.headers.get("x-switchyard-model", "")))
+            await asyncio.gather(*(worker() for _ in range(6)))
+
+    thread = threading.Thread(target=lambda: asyncio.run(load(time.monotonic() + 3)))
+    thread.start()
+    reloads = 0
+    while thread.is_alive():  # alternate the target: the routed model flips between small and mid
+        target = "0.7" if reloads % 2 == 0 else "0.6"
+        (pdir / "low.yaml").write_text(POLICIES["low.yaml"].replace("target: 0.6", f"target: {target}"))
+        assert httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN).status_code == 200
+        reloads += 1
+        time.sleep(0.05)
+    thread.join()
+    (pdir / "low.yaml").write_text(POLICIES["low.yaml"])
+    httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN)
+    assert reloads >= 10 and len(served) >= 50, (reloads, len(served))
+    assert {status for status, _ in served} == {200}, "no request failed while policies were swapped"
+    assert {model for _, model in served} == {"small", "mid"}, "both versions of the policy served"
+    assert pgw.proc.pid == pid and pgw.proc.poll() is None, "the same process throughout"
