@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from itertools import accumulate
-from zlib import crc32
 from typing import Any
+from zlib import crc32
 
 from policies.quality import QualityModel
 from policies.schema import Policy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import signal
 import socket
@@ -134,39 +135,28 @@ def _names(cfg: Config) -> list[str]:
 def check_config(config: Path = typer.Argument(..., help="The YAML file to validate.")) -> None:
     """Validate a config file without serving; every problem is reported with its line."""
     cfg = _load(config)
-    problems = _policy_problems(cfg)
+    count, problems = _load_policies(cfg)
     for problem in problems:
         typer.echo(f"{config}: policies: {problem}", err=True)
     if problems:
         raise typer.Exit(2)
     typer.echo(f"{config}: OK - {len(cfg.model_list)} deployment(s), {len(cfg.aliases)} alias(es), "
-               f"{len(cfg.auth.keys)} key(s), {len(_policy_sources_or_none(cfg))} policy file(s)")
+               f"{len(cfg.auth.keys)} key(s), {count} policy file(s)")
 
 
-def _policy_sources_or_none(cfg: Config) -> list:
-    from policies.schema import PolicyError
-    from router.policy_store import policy_sources
-
-    try:
-        return policy_sources(cfg.policies)
-    except PolicyError:
-        return []
-
-
-def _policy_problems(cfg: Config) -> list[str]:
-    """What the server would refuse at start-up in the config's policy files: the schema, their
-    predictor and verifier files, candidates that are no model or alias of the config."""
+def _load_policies(cfg: Config) -> tuple[int, list[str]]:
+    """Load the config's policy files as the server would at start-up (schema, predictor and verifier
+    files, candidates that are no model or alias of the config): how many, and what it would refuse."""
     from router.policy_store import PolicyStore
     from router.registry import Registry
     from router.services import load_catalog
     from router.tokens import Tokenizer
 
-    import logging
-
-    logging.getLogger("switchyard.policies").setLevel(logging.ERROR)  # the problems are printed below instead
+    logging.getLogger("switchyard.policies").setLevel(logging.ERROR)  # the problems are printed instead
     registry = Registry.build(cfg, load_catalog(cfg), Tokenizer(), lambda ref: None)  # no secret is read
-    ok, problems = PolicyStore(cfg.policies, registry).reload()
-    return [] if ok else problems
+    store = PolicyStore(cfg.policies, registry)
+    ok, problems = store.reload()
+    return len(store.loaded), ([] if ok else problems)
 
 
 @cli.command()

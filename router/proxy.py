@@ -18,9 +18,9 @@ from starlette.responses import Response
 
 from pricing import Usage
 from router import cascade as checks
+from router.attempts import Attempts, final_error, late
 from router.auth import Principal
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
-from router.attempts import Attempts, final_error, late
 from router.errors import APIError
 from router.health import Health
 from router.limits import Limiter, Ticket
