@@ -10,6 +10,9 @@ from router.backends.base import UpstreamError, UpstreamRateLimited
 from router.errors import APIError
 
 
+ESCALATED = "escalated: check failed"  # the note on a cascade step whose answer the check refused
+
+
 @dataclass
 class Attempts:
     """The deployments tried for one request, for metrics, the record and the final error."""

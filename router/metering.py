@@ -15,6 +15,7 @@ from typing import Any, Iterable, Protocol
 
 from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
 from pricing.attribution import merge
+from router.attempts import ESCALATED
 from router.metrics import Metrics
 from router.registry import Deployment
 from router.tokens import Tokenizer
@@ -217,6 +218,10 @@ class Meter:
             self._child(m.ttft, label).observe(first_chunk_at - started)
         if decision is not None and dep is not None:
             self._child(m.decisions, decision["policy"], label, str(decision["rule"]).split("(")[0]).inc()
+        if decision is not None and decision.get("cascade"):
+            for a in attempts:
+                if a.get("note") == ESCALATED:
+                    self._child(m.escalations, decision["policy"], a["model"]).inc()
         self.sink.submit({
             "request_id": request_id,
             "ts": time.time() - total,

@@ -48,6 +48,8 @@ class Metrics:
                                  ["model"], registry=r)
         self.decisions = Counter("switchyard_routing_decisions", "Routing decisions by policy, chosen model and rule.",
                                  ["policy", "model", "rule"], registry=r)
+        self.escalations = Counter("switchyard_cascade_escalations", "Cascade steps whose answer failed the check, "
+                                   "by policy and the step's model.", ["policy", "model"], registry=r)
         self.breaker_opened = Counter("switchyard_circuit_breaker_opened", "Times a deployment's circuit opened.",
                                       ["model"], registry=r)
         self.feedback = Counter("switchyard_feedback", "Feedback scores received, by policy.", ["policy"], registry=r)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from pricing import Usage
 from router import cascade as checks
-from router.attempts import Attempts, final_error, late
+from router.attempts import ESCALATED, Attempts, final_error, late
 from router.auth import Principal
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.errors import APIError
@@ -171,7 +171,7 @@ class Gateway:
                             votes = await self._votes(spec["check"], body, who, rid, attempts, parts, deadline)
                         ok = self._check(plan, out, votes or [])
                     if not ok:
-                        self._served(attempts, dep, time.perf_counter() - t0, note="escalated: check failed")
+                        self._served(attempts, dep, time.perf_counter() - t0, note=ESCALATED)
                         continue
                 self._served(attempts, dep, time.perf_counter() - t0)
                 if unasked_logprobs:

@@ -330,6 +330,9 @@ def test_a_judge_model_accepts_or_escalates_each_answer(pgw) -> None:
     assert [a["model"] for a in rec["attempts"]] == ["judge-no", "small", "judge-no", "mid", "frontier"]
     assert rec["charge_usd"] == pytest.approx(float(r.headers["x-switchyard-charge-usd"]))
     assert rec["completion_tokens"] > r.json()["usage"]["completion_tokens"], "the judges' and steps' calls are metered"
+    metrics = httpx.get(pgw.base + "/metrics").text
+    for step in ("small", "mid"):  # each refused step is counted, for the escalation rate
+        assert f'switchyard_cascade_escalations_total{{model="{step}",policy="judged-no"}} 1.0' in metrics
 
 
 def test_a_logprob_check_accepts_or_escalates_without_sending_unasked_logprobs(pgw) -> None:
