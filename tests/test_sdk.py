@@ -176,3 +176,18 @@ def test_logprobs_and_n_on_simulated(embedded, openai_schemas) -> None:
     assert_valid(openai_schemas, "CreateChatCompletionResponse", data)
     assert [c["index"] for c in data["choices"]] == [0, 1]
     assert len(data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]) == 2
+
+
+def test_a_client_timeout_bounds_the_request_on_simulated_providers(embedded) -> None:
+    # the simulated models answer after their profile's latency (sim-frontier: hundreds of ms); a
+    # client timeout under it ends the request with 504 deadline_exceeded, through the SDK too
+    client = openai.OpenAI(base_url=embedded.base + "/v1", api_key=embedded.extra["key"], max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="sim-frontier", messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=50, extra_body={"timeout": 0.05})
+    assert err.value.status_code == 504 and err.value.body["code"] == "deadline_exceeded"
+    r = client.chat.completions.with_raw_response.create(model="sim-small", messages=[{"role": "user", "content": "hi"}],
+                                                         max_tokens=5, extra_body={"timeout": 30})
+    assert r.http_response.status_code == 200
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="sim-embed", input="x", extra_body={"timeout": 0})

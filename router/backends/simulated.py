@@ -83,6 +83,15 @@ class SimulatedBackend:
         if seconds > 0 and self.s.speed > 0:
             await asyncio.sleep(seconds / self.s.speed)
 
+    async def _answer_within(self, seconds: float, call: Call) -> None:
+        """The simulated time to the answer (a stream: its first chunk), held to the call's timeout as a
+        real upstream's would be."""
+        wait = seconds / self.s.speed if self.s.speed > 0 else 0.0
+        if wait > call.timeout:
+            await asyncio.sleep(call.timeout)
+            raise UpstreamTimeout(f"simulated provider '{self.s.name}' did not answer within {call.timeout:g} s")
+        await asyncio.sleep(max(wait, 0.0))
+
     async def _maybe_fail(self, call: Call) -> bool:
         """Raise an injected failure; return True when the stream should be cut later."""
         r = self._failures.random()
@@ -197,7 +206,7 @@ class SimulatedBackend:
         body = call.body
         choices, usage, rng = self._answer(body)
         decode_tokens = max(c["tokens"] for c in choices) + usage["completion_tokens_details"]["reasoning_tokens"]
-        await self._sleep(self.s.ttft_ms / 1000 + decode_tokens / max(self.s.tokens_per_second, 1e-9))
+        await self._answer_within(self.s.ttft_ms / 1000 + decode_tokens / max(self.s.tokens_per_second, 1e-9), call)
         out = self._envelope("chat.completion")
         out["choices"] = [{"index": i, "message": c["message"], "logprobs": self._logprobs(body, c, rng),
                            "finish_reason": c["finish_reason"]} for i, c in enumerate(choices)]
@@ -210,7 +219,7 @@ class SimulatedBackend:
         choices, usage, rng = self._answer(body)
         reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
         per_token = 1.0 / max(self.s.tokens_per_second, 1e-9)
-        await self._sleep(self.s.ttft_ms / 1000 + reasoning * per_token)
+        await self._answer_within(self.s.ttft_ms / 1000 + reasoning * per_token, call)
         env = self._envelope("chat.completion.chunk")
 
         def chunk(choices_: list[dict[str, Any]], usage_: Any = None) -> dict[str, Any]:
@@ -270,7 +279,7 @@ class SimulatedBackend:
             else:
                 emb = vec
             data.append({"object": "embedding", "index": i, "embedding": emb})
-        await self._sleep(self.s.ttft_ms / 1000)
+        await self._answer_within(self.s.ttft_ms / 1000, call)
         return {"object": "list", "data": data, "model": self.s.stands_in_for,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
