@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from router.errors import APIError, invalid_request
 
@@ -115,7 +115,7 @@ class ChatRequest(_Open):
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     logit_bias: dict[StrictStr, Num] | None = None
-    timeout: Annotated[Num, Field(gt=0, le=86400)] | None = None
+    timeout: Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)] | None = None
 
 
 EmbeddingInput = (StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)]
@@ -129,7 +129,7 @@ class EmbeddingsRequest(_Open):
     dimensions: Annotated[StrictInt, Field(ge=1, le=65536)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
     user: Annotated[StrictStr, Field(max_length=256)] | None = None
-    timeout: Annotated[Num, Field(gt=0, le=86400)] | None = None
+    timeout: Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)] | None = None
 
 
 _UNION_TAGS = frozenset({"str", "int", "float", "bool", "NamedToolChoice"})

@@ -189,5 +189,6 @@ def test_a_client_timeout_bounds_the_request_on_simulated_providers(embedded) ->
     r = client.chat.completions.with_raw_response.create(model="sim-small", messages=[{"role": "user", "content": "hi"}],
                                                          max_tokens=5, extra_body={"timeout": 30})
     assert r.http_response.status_code == 200
-    with pytest.raises(openai.BadRequestError):
-        client.embeddings.create(model="sim-embed", input="x", extra_body={"timeout": 0})
+    for bad in (0, True, "5", 10**6):  # seconds as a number: a flag or a string is refused, not read as 1 or 5
+        with pytest.raises(openai.BadRequestError):
+            client.embeddings.create(model="sim-embed", input="x", extra_body={"timeout": bad})
