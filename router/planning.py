@@ -7,7 +7,9 @@ asks the matching policy, and maps the chosen models to deployments that are not
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,6 +26,12 @@ from router.health import Health
 from router.metering import Meter
 from router.policy_store import PolicyStore
 from router.registry import Deployment, Registry
+from router.state import StateStore
+
+log = logging.getLogger("switchyard.planning")
+AFFINITY_MEMORY = 100_000  # conversations whose serving deployment this process remembers
+AFFINITY_TTL = 600  # seconds the shared store keeps it: providers keep a prompt cache for minutes
+CACHEABLE_TOKENS = 1024  # providers cache prompt prefixes from 1,024 tokens; shorter ones are not shared
 
 
 @dataclass
@@ -34,6 +42,7 @@ class Plan:
     prefix_key: bytes | None = None
     verifiers: dict[str, Verifier] = field(default_factory=dict)  # for a cascade's verifier check
     deadline_s: float | None = None  # the request's time budget: the client's ``timeout`` or the policy's, the shorter
+    cacheable: bool = False  # long enough for providers to cache its prefix: where it is served is shared
 
 
 def _units(who: Principal, body: dict[str, Any]) -> dict[str, str]:
@@ -79,7 +88,8 @@ def _key(messages: list[dict[str, Any]]) -> bytes:
 
 
 class Planner:
-    def __init__(self, registry: Registry, policies: PolicyStore, health: Health, meter: Meter, num_retries: int):
+    def __init__(self, registry: Registry, policies: PolicyStore, health: Health, meter: Meter, num_retries: int,
+                 shared: StateStore | None = None):
         self.registry = registry
         self.policies = policies
         self.health = health
@@ -87,6 +97,27 @@ class Planner:
         self.num_retries = num_retries
         self._affinity: OrderedDict[bytes, str] = OrderedDict()  # conversation prefix -> deployment id
         self._by_id = {d.id: d for d in registry.deployments}
+        self.shared = shared  # where other replicas learn where a conversation was served (Redis)
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def recall(self, body: dict[str, Any]) -> None:
+        """Before planning a conversation's next turn: where an earlier turn was served, from the shared
+        store when this process has not seen the conversation (another replica served it)."""
+        messages = body.get("messages")
+        if self.shared is None or not isinstance(messages, list) or len(messages) < 2:
+            return
+        keys = [k for k in (_key(messages[:-cut]) for cut in (2, 1) if len(messages) > cut) if k not in self._affinity]
+        if not keys:
+            return
+        try:
+            found = await self.shared.affinity_get([k.hex() for k in keys])
+        except Exception as exc:  # noqa: BLE001 - no shared memory: route by price alone
+            log.debug("affinity lookup failed: %s", type(exc).__name__)
+            self.meter.metrics.state_errors.inc()
+            return
+        for k, dep in zip(keys, found):
+            if dep is not None and dep in self._by_id:
+                self._note(k, dep)
 
     def knows(self, name: str) -> bool:
         return self.registry.knows(name) or name in self.policies.aliases()
@@ -161,17 +192,33 @@ class Planner:
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
         return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
-                    _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s))
+                    _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s),
+                    prompt_tokens >= CACHEABLE_TOKENS)
 
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         ok = [d for d in deps if self.health.state(d.id) != "open"]
         return ok or deps
 
     def remember(self, plan: Plan, dep: Deployment) -> None:
-        """The conversation's prefix is now cached where ``dep`` served it."""
+        """The conversation's prefix is now cached where ``dep`` served it (shared with the other
+        replicas, off the request's path, when the prompt is long enough to be cached at all)."""
         if plan.prefix_key is None:
             return
-        self._affinity[plan.prefix_key] = dep.id
-        self._affinity.move_to_end(plan.prefix_key)
-        if len(self._affinity) > 100_000:
+        self._note(plan.prefix_key, dep.id)
+        if self.shared is not None and plan.cacheable:
+            task = asyncio.get_running_loop().create_task(self._share(plan.prefix_key.hex(), dep.id))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    def _note(self, key: bytes, dep_id: str) -> None:
+        self._affinity[key] = dep_id
+        self._affinity.move_to_end(key)
+        if len(self._affinity) > AFFINITY_MEMORY:
             self._affinity.popitem(last=False)
+
+    async def _share(self, key: str, dep_id: str) -> None:
+        try:
+            await self.shared.affinity_set(key, dep_id, AFFINITY_TTL)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - the next turn routes by price alone
+            log.debug("affinity write failed: %s", type(exc).__name__)
+            self.meter.metrics.state_errors.inc()

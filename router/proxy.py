@@ -140,6 +140,7 @@ class Gateway:
         votes: list[dict[str, Any]] | None = None  # a cascade's checking models answer once per request
         ticket: Ticket | None = None
         try:
+            await self.planner.recall(body)
             plan = self.planner.plan(who, body, mode, rid)
             deadline = started + plan.deadline_s if plan.deadline_s else None
             spec = plan.decision.cascade if plan.decision is not None else None
@@ -256,6 +257,7 @@ class Gateway:
         client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         started = time.perf_counter()
         attempts = Attempts()
+        await self.planner.recall(body)
         plan = self.planner.plan(who, body, "chat", rid)
         ticket = await self._admit(who, body, plan.deployments, "chat")
         deadline = started + plan.deadline_s if plan.deadline_s else None

@@ -245,7 +245,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     if not ok:
         raise PolicyStartupError(problems)
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
-    planner = Planner(registry, policies, health, meter, cfg.server.num_retries)
+    planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if redis_url else None)
     gateway = Gateway(planner, meter, limiter, health)
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
                     policies, planner, int(time.time()))

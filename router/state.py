@@ -59,6 +59,8 @@ class StateStore(Protocol):
     async def bandit_add(self, policy: str, model: str, category: str, score: float,
                          request_id: str) -> float | None: ...
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
+    async def affinity_get(self, keys: Sequence[str]) -> list[str | None]: ...
+    async def affinity_set(self, key: str, deployment: str, ttl: int) -> None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 
@@ -127,6 +129,12 @@ class MemoryState:
         return previous
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
+        return None
+
+    async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:
+        return [None] * len(keys)  # one process: the planner's own memory is the whole state
+
+    async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
         return None
 
     async def ping(self) -> bool:
@@ -254,6 +262,14 @@ class RedisState:
             kind, model, category = (f.decode() if isinstance(f, bytes) else f).split("\x1f", 2)
             out.setdefault((model, category), [0.0, 0.0])[0 if kind == "n" else 1] = float(v)
         return {k: (n, s) for k, (n, s) in out.items()}
+
+    # Where a conversation was served: "aff:<prefix hash>" -> deployment id, for its next turn on any replica.
+    async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:
+        found = await self._r.mget([self._k("aff:" + k) for k in keys])
+        return [v.decode() if isinstance(v, bytes) else v for v in found]
+
+    async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
+        await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
 
     async def ping(self) -> bool:
         try:

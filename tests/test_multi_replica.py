@@ -12,6 +12,7 @@ import redis
 
 from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, start_gateway, start_mock
 from tests.servers import fresh_database, shared_database_url, shared_redis_url
+from tests.test_ledger import record
 
 BUDGET_USD = 0.002
 PICK = """
@@ -40,6 +41,12 @@ model_list:
   - model_name: other-gpt
     litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
     model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+  - model_name: pair
+    litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{id: pair-1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+  - model_name: pair
+    litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
+    model_info: {{id: pair-2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
 policies: {{dirs: ['{policy_dir}'], watch_interval: 0.3}}
 storage:
   database_url: os.environ/SY_TEST_DATABASE_URL
@@ -70,6 +77,7 @@ def replicas(tmp_path_factory):
     pdir.mkdir()
     (pdir / "pick.yaml").write_text(PICK.format(model="mock-gpt"))
     (pdir / "learn.yaml").write_text(LEARN)
+    (pdir / "pair.yaml").write_text("name: pair\nbind: {aliases: [pair-chat]}\nobjective: {type: fixed, model: pair}\n")
     gws = [start_gateway(d / f"gw{i}", replica_config(mock.base, str(pdir)), env) for i in range(2)]
     for g in gws:
         g.extra["pdir"] = pdir
@@ -197,3 +205,28 @@ def test_a_request_scored_again_on_any_replica_counts_once(replicas) -> None:
     assert replaced == [False, True, True]
     n1, s1 = totals()
     assert n1 == n0 + 1 and s1 == pytest.approx(s0 + 0.25), "one observation, the latest score"
+
+
+def test_a_long_conversation_continues_on_its_replica_through_either_gateway(replicas) -> None:
+    gws, _, redis_url = replicas
+    h = {"authorization": f"Bearer {KEY_C}"}
+
+    def turn(gw, messages: list[dict]) -> tuple[str, str]:
+        r = httpx.post(gw.base + "/v1/chat/completions", headers=h, timeout=30,
+                       json={"model": "pair-chat", "messages": messages, "max_tokens": 3})
+        assert r.status_code == 200, r.text
+        return record(gw, r.headers["x-request-id"])["deployment"], r.json()["choices"][0]["message"]["content"]
+
+    context = "context " * 1500  # long enough for a provider to cache it
+    started = []
+    for i in range(6):  # first turns on gateway 0, spread over both replicas of the model
+        msgs = [{"role": "user", "content": f"{i} {context}"}]
+        dep, answer = turn(gws[0], msgs)
+        started.append((msgs + [{"role": "assistant", "content": answer}], dep))
+    assert {dep for _, dep in started} == {"pair-1", "pair-2"}
+    shared = redis.Redis.from_url(redis_url)
+    assert eventually(lambda: len(shared.keys("sy:aff:*")) >= 6, True), "written off the request path"
+    turn(gws[1], [{"role": "user", "content": "unrelated"}])  # gateway 1's round robin is out of step with 0's
+    for i, (msgs, dep) in enumerate(started):  # next turns through gateway 1, which never saw them
+        again, _ = turn(gws[1], msgs + [{"role": "user", "content": "and then?"}])
+        assert again == dep, f"conversation {i} left the replica holding its cache"
