@@ -44,6 +44,10 @@ class Plan:
     deadline_s: float | None = None  # the request's time budget: the client's ``timeout`` or the policy's, the shorter
     cacheable: bool = False  # long enough for providers to cache its prefix: where it is served is shared
 
+    def deadline(self, started: float) -> float | None:
+        """The time.perf_counter() reading by which the answer must start (None: no deadline)."""
+        return started + self.deadline_s if self.deadline_s else None
+
 
 def _units(who: Principal, body: dict[str, Any]) -> dict[str, str]:
     """Who asks, for a split's sticky arms: the end user the client names (within its tenant), the key, the tenant."""
@@ -100,24 +104,29 @@ class Planner:
         self.shared = shared  # where other replicas learn where a conversation was served (Redis)
         self._writes: set[asyncio.Task[None]] = set()
 
-    async def recall(self, body: dict[str, Any]) -> None:
-        """Before planning a conversation's next turn: where an earlier turn was served, from the shared
-        store when this process has not seen the conversation (another replica served it)."""
-        messages = body.get("messages")
-        if self.shared is None or not isinstance(messages, list) or len(messages) < 2:
-            return
-        keys = [k for k in (_key(messages[:-cut]) for cut in (2, 1) if len(messages) > cut) if k not in self._affinity]
-        if not keys:
-            return
-        try:
-            found = await self.shared.affinity_get([k.hex() for k in keys])
-        except Exception as exc:  # noqa: BLE001 - no shared memory: route by price alone
-            log.debug("affinity lookup failed: %s", type(exc).__name__)
-            self.meter.metrics.state_errors.inc()
-            return
-        for k, dep in zip(keys, found):
-            if dep is not None and dep in self._by_id:
-                self._note(k, dep)
+    async def _holder(self, messages: list[dict[str, Any]]) -> tuple[Deployment | None, int]:
+        """The deployment that served this conversation's earlier turns, and how many of its tokens are
+        cached there. A conversation continues as messages + [assistant reply, new user turn], so its
+        cached prefix is an earlier request's whole message list (what ``remember`` stores). This
+        process's memory first; the shared store for prefixes it has not seen (another replica's)."""
+        prefixes = [messages[:-cut] for cut in (2, 1) if len(messages) > cut]
+        keys = [_key(p) for p in prefixes]
+        unseen = [k for k in keys if k not in self._affinity]
+        if self.shared is not None and unseen:
+            try:
+                found = await self.shared.affinity_get([k.hex() for k in unseen])
+            except Exception as exc:  # noqa: BLE001 - no shared memory: route by price alone
+                log.debug("affinity lookup failed: %s", type(exc).__name__)
+                self.meter.metrics.state_errors.inc()
+                found = []
+            for k, dep in zip(unseen, found):
+                if dep is not None and dep in self._by_id:
+                    self._note(k, dep)
+        for prefix, key in zip(prefixes, keys):
+            holder = self._by_id.get(self._affinity.get(key, ""))
+            if holder is not None:
+                return holder, self.meter.tokenizer.count_messages(holder.upstream_model, prefix)
+        return None, 0
 
     def knows(self, name: str) -> bool:
         return self.registry.knows(name) or name in self.policies.aliases()
@@ -139,7 +148,7 @@ class Planner:
             healthy=any(self.health.state(x.id) != "open" for x in deps),
             expected_output=self.health.expected_output(name))
 
-    def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
+    async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
         requested = body["model"]
         if not self.knows(requested):
             raise model_not_found(requested)
@@ -160,16 +169,7 @@ class Planner:
         category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))
         first = self.registry.candidates(infos[0].name, mode)[0] if infos else None
         prompt_tokens = self.meter.estimate(first, body).prompt_tokens if first is not None else 0
-        # A conversation continues as messages + [assistant reply, new user turn]: its cached prefix is
-        # this request's whole message list, which is what ``remember`` stores.
-        holder: Deployment | None = None  # the deployment that served the conversation so far
-        cached = 0
-        for cut in (2, 1):
-            if len(messages) > cut:
-                holder = self._by_id.get(self._affinity.get(_key(messages[:-cut]), ""))
-                if holder is not None:
-                    cached = self.meter.tokenizer.count_messages(holder.upstream_model, messages[:-cut])
-                    break
+        holder, cached = await self._holder(messages)
         affinity = holder.model_name if holder is not None else None
         features = RequestFeatures(
             prompt=text, prompt_tokens=prompt_tokens,

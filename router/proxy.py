@@ -140,9 +140,8 @@ class Gateway:
         votes: list[dict[str, Any]] | None = None  # a cascade's checking models answer once per request
         ticket: Ticket | None = None
         try:
-            await self.planner.recall(body)
-            plan = self.planner.plan(who, body, mode, rid)
-            deadline = started + plan.deadline_s if plan.deadline_s else None
+            plan = await self.planner.plan(who, body, mode, rid)
+            deadline = plan.deadline(started)
             spec = plan.decision.cascade if plan.decision is not None else None
             ticket = await self._admit(who, body, plan.deployments, mode, cascade=spec)
             unasked_logprobs = bool(spec) and not body.get("logprobs") and spec["check"]["type"] == "logprob"
@@ -257,10 +256,9 @@ class Gateway:
         client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         started = time.perf_counter()
         attempts = Attempts()
-        await self.planner.recall(body)
-        plan = self.planner.plan(who, body, "chat", rid)
+        plan = await self.planner.plan(who, body, "chat", rid)
         ticket = await self._admit(who, body, plan.deployments, "chat")
-        deadline = started + plan.deadline_s if plan.deadline_s else None
+        deadline = plan.deadline(started)
         for dep in plan.deployments:
             up = upstream_body(body, dep.upstream_model)
             up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}

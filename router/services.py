@@ -152,6 +152,8 @@ class Services:
     async def sync_bandits(self) -> None:
         """Every policy reload interval, take the shared feedback totals (all replicas') as each
         bandit's state. Nothing to do without a shared store."""
+        if not self.state.shared:
+            return
         interval = self.config.policies.watch_interval if self.config.policies.watch_interval > 0 else 2.0
         while True:
             await self._share_unshared()
@@ -161,9 +163,8 @@ class Services:
                 except Exception as exc:  # noqa: BLE001 - keep the local state until the store is back
                     log.debug("bandit sync failed: %s", type(exc).__name__)
                     continue
-                if totals is None:
-                    return
-                bandit.replace(totals)
+                if totals is not None:
+                    bandit.replace(totals)
             await asyncio.sleep(interval)
 
     async def _share_unshared(self) -> None:
@@ -245,7 +246,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     if not ok:
         raise PolicyStartupError(problems)
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
-    planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if redis_url else None)
+    planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None)
     gateway = Gateway(planner, meter, limiter, health)
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
                     policies, planner, int(time.time()))

@@ -54,6 +54,8 @@ class Settlement:
 
 
 class StateStore(Protocol):
+    shared: bool  # other processes (workers, replicas) read and write the same state
+
     async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission: ...
     async def settle(self, s: Settlement) -> None: ...
     async def bandit_add(self, policy: str, model: str, category: str, score: float,
@@ -67,6 +69,8 @@ class StateStore(Protocol):
 
 class MemoryState:
     """In-process state: exact for one process (the embedded default)."""
+
+    shared = False  # no other process sees it: feedback totals and conversation affinity stay local
 
     def __init__(self) -> None:
         self._counters: dict[str, tuple[int, float]] = {}
@@ -211,6 +215,8 @@ return previous
 
 class RedisState:
     """Redis-backed state shared by every worker and replica. One round trip per call."""
+
+    shared = True
 
     def __init__(self, url: str, *, prefix: str = "sy:", timeout: float = 0.5):
         import redis.asyncio as aioredis
