@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from policies.features import categorize  # noqa: E402
 from policies.metrics import aiq  # noqa: E402
+from policies.verifier import fit_logistic  # noqa: E402
 
 BENCHES = ["arc-challenge", "winogrande", "mbpp"]
 STRONG = "gpt-4-1106-preview"
@@ -55,20 +56,6 @@ def embed(texts: list[str], cache: Path) -> np.ndarray:
     e = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
     np.save(cache, e)
     return e
-
-
-def logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 25) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method (bias unpenalised)."""
-    x1 = np.hstack([x, np.ones((len(x), 1))])
-    w = np.zeros(x1.shape[1])
-    reg = np.full(x1.shape[1], l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-x1 @ w))
-        grad = x1.T @ (p - y) + reg * w
-        hess = (x1 * (p * (1 - p))[:, None]).T @ x1 + np.diag(reg) + 1e-9 * np.eye(len(w))
-        w -= np.linalg.solve(hess, grad)
-    return w
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float | None:
@@ -114,8 +101,9 @@ def main() -> None:
         expected[cat == c] = cost[train & (cat == c)].mean(axis=0)
     predictors = {}
     for l2 in map(float, args.l2.split(",")):
-        ws = [logistic(e[train], score[train, j], l2) for j in range(len(models))]
-        predictors[f"logistic l2={l2:g}"] = np.column_stack([1 / (1 + np.exp(-(e @ w[:-1] + w[-1]))) for w in ws])
+        x = np.hstack([np.ones((len(e), 1)), e])  # the bias first, as fit_logistic expects
+        ws = [fit_logistic(x[train], score[train, j], l2) for j in range(len(models))]
+        predictors[f"logistic l2={l2:g}"] = np.column_stack([1 / (1 + np.exp(-(x @ w))) for w in ws])
     sims = e @ e[train].T
     for k in map(int, args.k.split(",")):
         near = np.argpartition(-sims, k, axis=1)[:, :k]

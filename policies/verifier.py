@@ -105,6 +105,24 @@ def features(answer: str, voters: Sequence[str] = ()) -> dict[str, float]:
     }
 
 
+def fit_logistic(x: Any, y: Any, l2: float, *, iterations: int = 50) -> Any:
+    """L2-regularised logistic regression by Newton's method; column 0 of ``x`` is the bias (not
+    shrunk). Exact for a few hundred features: no learning rate to tune."""
+    import numpy as np
+
+    w = np.zeros(x.shape[1])
+    reg = l2 * np.eye(x.shape[1])
+    reg[0, 0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        hess = (x * (p * (1 - p))[:, None]).T @ x + reg
+        step = np.linalg.solve(hess, x.T @ (p - y) + reg @ w)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return w
+
+
 @dataclass
 class Verifier:
     weights: dict[str, float]
@@ -118,22 +136,12 @@ class Verifier:
     @classmethod
     def train(cls, answers: Sequence[str], voters: Sequence[Sequence[str]], good: Sequence[float], *,
               l2: float = 1.0, meta: dict[str, Any] | None = None) -> "Verifier":
-        """Logistic regression by Newton's method (ten features: exact, no learning rate to tune)."""
+        """A logistic regression over the ten features (``fit_logistic``; "bias" is the first)."""
         import numpy as np
 
         x = np.array([[features(a, v)[k] for k in FEATURES] for a, v in zip(answers, voters)], dtype=float)
-        y = np.asarray(good, dtype=float)
-        w = np.zeros(len(FEATURES))
-        reg = l2 * np.eye(len(FEATURES))
-        reg[0, 0] = 0.0  # the bias is not shrunk
-        for _ in range(50):
-            p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
-            hess = (x * (p * (1 - p))[:, None]).T @ x + reg
-            step = np.linalg.solve(hess, x.T @ (p - y) + reg @ w)
-            w -= step
-            if float(np.abs(step).max()) < 1e-8:
-                break
-        return cls({k: round(float(v), 6) for k, v in zip(FEATURES, w)}, {"rows": len(y), **(meta or {})})
+        w = fit_logistic(x, np.asarray(good, dtype=float), l2)
+        return cls({k: round(float(v), 6) for k, v in zip(FEATURES, w)}, {"rows": len(x), **(meta or {})})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"weights": self.weights, "meta": self.meta}, indent=1) + "\n")
