@@ -42,5 +42,7 @@ def final_error(requested: str, attempts: Attempts, deadline_s: float | None = N
         return APIError(429, f"Every deployment for '{requested}' is rate limited ({n} tried); retry later.",
                         type="rate_limit_error", code="upstream_rate_limited",
                         headers={"retry-after": str(int(err.retry_after or 1))})
+    # an overloaded or unavailable upstream: tell the client when to come back, as the provider did
+    retry = {"retry-after": str(max(1, int(err.retry_after or 1)))} if err.status == 503 else None
     return APIError(err.status, f"Upstream failure for '{requested}' after {n} attempt(s): {err.message}.",
-                    type="api_error", code=f"upstream_{err.kind}")
+                    type="api_error", code=f"upstream_{err.kind}", headers=retry)

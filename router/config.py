@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -49,6 +49,10 @@ class LiteLLMParams(BaseModel):
     timeout: float = Field(default=600.0, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
     backend: Literal["auto", "openai", "litellm", "simulated"] = "auto"
+    pass_through_fields: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
+        default_factory=list, description="request fields beyond OpenAI's own that reach this deployment "
+        "(e.g. top_k); everything else a client sends that the API does not define is dropped")
+    weight: float = Field(default=1.0, gt=0, le=1000, description="share of the model's traffic among its deployments")
 
     _check_key = field_validator("api_key")(classmethod(lambda cls, v: _secret_ref(v)))
 

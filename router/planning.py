@@ -157,7 +157,7 @@ class Planner:
         concrete = requested not in self.registry.aliases and bool(self.registry.candidates(requested, mode))
         router = self.policies.match(requested, who.tenant, concrete) if mode == "chat" else None
         if router is None:
-            deps = self.registry.candidates(requested, mode)
+            deps = self.registry.route(requested, mode)
             if not deps:
                 kind = "an embeddings" if mode == "embedding" else "a chat"
                 raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
@@ -185,7 +185,7 @@ class Planner:
         deps: list[Deployment] = []
         pin = holder is not None and router.policy.constraints.cache_affinity
         for name in decision.order:
-            group = self._available(self.registry.candidates(name, mode))
+            group = self._available(self.registry.route(name, mode))
             if pin and holder in group:  # the replica that holds the conversation's prefix cache first
                 group = [holder] + [d for d in group if d is not holder]
             deps.extend(group)

@@ -1,9 +1,8 @@
 """The OpenAI wire protocol: request validation and response normalisation.
 
-Requests are validated against the fields the gateway understands and must get right; the
-client's own dict is what is forwarded (minus fields that would let a client steer upstream
-URLs or credentials), so fields the gateway does not model still reach upstreams that accept
-them. Responses are normalised to OpenAI's published schema field for field.
+Requests are validated against the fields the gateway understands and must get right; what is
+forwarded is the client's values of the fields the API defines (an allow-list, plus the fields an
+operator passes through per deployment), never anything else the client sent. Responses are normalised to OpenAI's published schema field for field.
 """
 
 from __future__ import annotations
@@ -12,15 +11,24 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
+                      model_validator)
 
 from router.errors import APIError, invalid_request
 
-# Never forwarded: they would let a client pick upstream URLs, credentials or providers.
-FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "api_version", "custom_llm_provider",
-                              "extra_headers", "extra_body", "headers", "organization", "azure_ad_token",
-                              "aws_access_key_id", "aws_secret_access_key", "vertex_credentials", "mock_response"})
-# Read by the gateway itself, not forwarded: ``timeout`` (seconds) bounds the request, fallbacks included.
+# What reaches an upstream is an allow-list: the fields OpenAI's API defines for each endpoint
+# (CreateChatCompletionRequest, CreateEmbeddingRequest), plus the pass-through fields an operator
+# enables per deployment. Nothing else a client sends is forwarded, so no field can pick an upstream
+# URL, a credential, a provider-side mock or an adapter's own control parameter (litellm's
+# ``fallbacks``, ``mock_response``, ``api_base``...). ``model`` is always the deployment's own.
+CHAT_FIELDS = frozenset({
+    "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "temperature", "top_p",
+    "presence_penalty", "frequency_penalty", "stop", "tools", "tool_choice", "parallel_tool_calls",
+    "response_format", "seed", "user", "metadata", "logprobs", "top_logprobs", "logit_bias", "functions",
+    "function_call", "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "service_tier", "store",
+    "web_search_options", "prompt_cache_key", "safety_identifier"})
+EMBEDDINGS_FIELDS = frozenset({"input", "dimensions", "encoding_format", "user"})
+# Read by the gateway itself, never forwarded: ``timeout`` (seconds) bounds the request, fallbacks included.
 GATEWAY_FIELDS = frozenset({"timeout"})
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
@@ -50,8 +58,27 @@ class NamedToolChoice(_Open):
     function: ToolChoiceFunction
 
 
+# Each content part type and the field that carries its content (OpenAI answers 400 without it).
+_PART_FIELDS = {"text": "text", "image_url": "image_url", "input_audio": "input_audio", "file": "file",
+                "refusal": "refusal"}
+
+
 class ContentPart(_Open):
     type: StrictStr
+
+    @model_validator(mode="after")
+    def _has_content(self) -> "ContentPart":
+        need = _PART_FIELDS.get(self.type)
+        if need is None:
+            raise ValueError(f"unknown content part type '{self.type[:40]}' (expected one of {sorted(_PART_FIELDS)})")
+        value = (self.model_extra or {}).get(need)
+        if need in ("text", "refusal") and not isinstance(value, str):
+            raise ValueError(f"a '{self.type}' part needs a string '{need}'")
+        if need not in ("text", "refusal") and not isinstance(value, dict):
+            raise ValueError(f"a '{self.type}' part needs an object '{need}'")
+        if self.type == "image_url" and not isinstance(value.get("url"), str):  # type: ignore[union-attr]
+            raise ValueError("an 'image_url' part needs 'image_url.url' as a string")
+        return self
 
 
 class ToolCallFunction(_Open):
@@ -89,7 +116,26 @@ class StreamOptions(_Open):
 
 
 PosInt = Annotated[StrictInt, Field(ge=1)]
-Num = StrictInt | float
+Num = StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]  # "0.5" and true are not numbers
+
+
+class FunctionCallName(_Open):
+    name: StrictStr
+
+
+class AudioOutput(_Open):
+    voice: StrictStr | dict[str, Any]
+    format: Literal["wav", "aac", "mp3", "flac", "opus", "pcm16"]
+
+
+class Prediction(_Open):
+    type: Literal["content"]
+    content: StrictStr | list[ContentPart]
+
+
+class WebSearchOptions(_Open):
+    search_context_size: Literal["low", "medium", "high"] | None = None
+    user_location: dict[str, Any] | None = None
 
 
 class ChatRequest(_Open):
@@ -111,11 +157,24 @@ class ChatRequest(_Open):
     response_format: ResponseFormat | None = None
     seed: StrictInt | None = None
     user: Annotated[StrictStr, Field(max_length=256)] | None = None
-    metadata: dict[StrictStr, StrictStr] | None = None
+    metadata: Annotated[dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]],
+                        Field(max_length=16)] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
-    logit_bias: dict[StrictStr, Num] | None = None
-    timeout: Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)] | None = None
+    logit_bias: dict[StrictStr, Annotated[Num, Field(ge=-100, le=100)]] | None = None
+    functions: Annotated[list[FunctionDef], Field(min_length=1, max_length=128)] | None = None
+    function_call: Literal["none", "auto"] | FunctionCallName | None = None
+    modalities: Annotated[list[Literal["text", "audio"]], Field(max_length=2)] | None = None
+    audio: AudioOutput | None = None
+    prediction: Prediction | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    store: StrictBool | None = None
+    web_search_options: WebSearchOptions | None = None
+    prompt_cache_key: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    safety_identifier: Annotated[StrictStr, Field(max_length=256)] | None = None
+    timeout: Annotated[StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)], Field(gt=0, le=86400)] | None = None
 
 
 EmbeddingInput = (StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)]
@@ -132,7 +191,7 @@ class EmbeddingsRequest(_Open):
     timeout: Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)] | None = None
 
 
-_UNION_TAGS = frozenset({"str", "int", "float", "bool", "NamedToolChoice"})
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "NamedToolChoice", "FunctionCallName", "function-after"})
 
 
 def _param(loc: tuple[Any, ...]) -> str:
@@ -150,10 +209,16 @@ def _validation_error(exc: ValidationError) -> APIError:
     for err in exc.errors(include_url=False, include_input=False):
         groups.setdefault(_param(tuple(err["loc"])), []).append(err)
     param, errs = next(iter(groups.items()))
+    deeper = [k for k in groups if k != param and k.startswith(param) and k[len(param):][:1] in (".", "[")]
+    if deeper:  # a union's other branch got further into the value: its error says more
+        param = max(deeper, key=len)
+        errs = groups.pop(param)
+        groups = {param: errs, **groups}
+        groups.pop(next(k for k in groups if k != param and param.startswith(k)), None)
     if errs[0]["type"] == "missing":
         text, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
     else:
-        reasons = list(dict.fromkeys(e["msg"] for e in errs))
+        reasons = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in errs))
         text, code = f"Invalid value for '{param}': {'; or '.join(reasons)}.", "invalid_value"
     if len(groups) > 1:
         text += f" ({len(groups) - 1} more parameter(s) are invalid.)"
@@ -182,6 +247,12 @@ def validate_chat(body: Any, *, max_messages: int, max_tokens_limit: int) -> Cha
     if req.stream_options is not None and not req.stream:
         raise invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                               param="stream_options", code="invalid_value")
+    if req.tool_choice is not None and not req.tools:
+        raise invalid_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+                              param="tool_choice", code="invalid_value")
+    if req.function_call is not None and not req.functions:
+        raise invalid_request("Invalid value for 'function_call': it is only allowed when 'functions' are specified.",
+                              param="function_call", code="invalid_value")
     if req.top_logprobs is not None and not req.logprobs:
         raise invalid_request("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs", code="invalid_value")
     return req
@@ -199,9 +270,12 @@ def validate_embeddings(body: Any) -> EmbeddingsRequest:
     return req
 
 
-def upstream_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-    """The body forwarded upstream: the client's fields minus the forbidden ones and the gateway's own."""
-    out = {k: v for k, v in body.items() if k not in FORBIDDEN_FIELDS and k not in GATEWAY_FIELDS}
+def upstream_body(body: dict[str, Any], upstream_model: str, mode: str = "chat",
+                  pass_through: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The body forwarded upstream: the API's own fields of the client's body (and the deployment's
+    pass-through fields), with the deployment's model name."""
+    allowed = CHAT_FIELDS if mode == "chat" else EMBEDDINGS_FIELDS
+    out = {k: v for k, v in body.items() if k in allowed or k in pass_through}
     out["model"] = upstream_model
     return out
 
@@ -258,6 +332,15 @@ def normalize_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     return out
 
 
+def _tool_call_delta(tc: Any) -> Any:
+    if not isinstance(tc, dict):
+        return tc
+    out = {k: v for k, v in tc.items() if v is not None}
+    if isinstance(out.get("function"), dict):
+        out["function"] = {k: v for k, v in out["function"].items() if v is not None}
+    return out
+
+
 def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: int) -> dict[str, Any] | None:
     """A chat.completion.chunk in OpenAI's shape (without usage); None for an empty keep-alive."""
     choices = chunk.get("choices")
@@ -275,6 +358,8 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
                 delta.pop(key, None)
         if delta.get("tool_calls") == []:
             del delta["tool_calls"]
+        elif isinstance(delta.get("tool_calls"), list):  # adapters send null for what a delta leaves out
+            delta["tool_calls"] = [_tool_call_delta(tc) for tc in delta["tool_calls"]]
         finish = ch.get("finish_reason")
         out_choices.append({
             "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,

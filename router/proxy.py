@@ -116,7 +116,8 @@ class Gateway:
                     deadline: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """One upstream call; its timeout is the deployment's, cut to what the request's deadline leaves."""
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
-        call = Call(body=upstream_body(body, dep.upstream_model), timeout=timeout, request_id=rid)
+        call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
+                    request_id=rid)
         raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
         try:
             out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
@@ -260,7 +261,7 @@ class Gateway:
         ticket = await self._admit(who, body, plan.deployments, "chat")
         deadline = plan.deadline(started)
         for dep in plan.deployments:
-            up = upstream_body(body, dep.upstream_model)
+            up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
             up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             call = Call(body=up, timeout=dep.stream_timeout, request_id=rid)
             t0 = time.perf_counter()

@@ -3,7 +3,6 @@ and the order in which a model name or alias tries its deployments."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -34,7 +33,8 @@ OPENAI_COMPAT_BASES: dict[str, str | None] = {
     "lm_studio": None,
     "llamafile": None,
 }
-_PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend"}
+_PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend",
+                 "pass_through_fields", "weight"}
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Deployment:
     context_window: int | None = None
     quality: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    pass_through: frozenset[str] = frozenset()  # request fields beyond the API's own that reach it
+    weight: float = 1.0  # share of its model's traffic
 
     def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
         if self.fixed_price is not None:
@@ -79,7 +81,7 @@ class Registry:
         self._by_name: dict[str, list[Deployment]] = {}
         for d in deployments:
             self._by_name.setdefault(d.model_name, []).append(d)
-        self._rr = {name: itertools.count() for name in self._by_name}
+        self._current: dict[str, list[float]] = {name: [0.0] * len(g) for name, g in self._by_name.items()}
 
     @classmethod
     def build(cls, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
@@ -99,14 +101,28 @@ class Registry:
         return name in self._by_name or name in self.aliases
 
     def candidates(self, name: str, mode: str) -> list[Deployment]:
-        """Deployments to try for a model or alias, in order; a model's replicas rotate."""
+        """Deployments of a model or alias, in configured order (a look-up: nothing rotates)."""
         out: list[Deployment] = []
         for model_name in self.aliases.get(name, [name]):
-            group = [d for d in self._by_name.get(model_name, ()) if d.mode == mode]
-            if len(group) > 1:
-                start = next(self._rr[model_name]) % len(group)
-                group = group[start:] + group[:start]
-            out.extend(group)
+            out.extend(d for d in self._by_name.get(model_name, ()) if d.mode == mode)
+        return out
+
+    def route(self, name: str, mode: str) -> list[Deployment]:
+        """Deployments to try for one request, in order: each model's deployments take turns leading
+        in proportion to their weights (smooth weighted round robin, as nginx's upstream balancer),
+        the others follow as fallbacks. Call it once per request."""
+        out: list[Deployment] = []
+        for model_name in self.aliases.get(name, [name]):
+            group = self._by_name.get(model_name, [])
+            idx = [i for i, d in enumerate(group) if d.mode == mode]
+            if len(idx) > 1:
+                current, total = self._current[model_name], sum(group[i].weight for i in idx)
+                for i in idx:
+                    current[i] += group[i].weight
+                lead = max(idx, key=lambda i: current[i])
+                current[lead] -= total
+                idx = [lead] + [i for i in idx if i != lead]
+            out.extend(group[i] for i in idx)
         return out
 
     async def aclose(self) -> None:
@@ -151,7 +167,8 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     else:
         backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=_ref_or_literal(p.api_base, resolve),
-                                 extra={**extra, "api_version": p.api_version})
+                                 extra={**extra, "api_version": p.api_version},
+                                 pass_through=frozenset(p.pass_through_fields))
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     info = dc.model_info.model_dump(exclude_none=True)
     if context is None and price_key:
@@ -165,4 +182,4 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
         region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class,
         capabilities=frozenset(caps) if caps is not None else Deployment.capabilities, context_window=context,
-        quality=quality, info=info)
+        quality=quality, info=info, pass_through=frozenset(p.pass_through_fields), weight=p.weight)

@@ -12,6 +12,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,7 +32,7 @@ BEHAVIOURS = {
 }
 FLAKY = {"fail": False}
 
-STATS: dict[str, Any] = {"requests": Counter(), "streams_started": 0, "streams_completed": 0,
+STATS: dict[str, Any] = {"requests": Counter(), "fields": Counter(), "streams_started": 0, "streams_completed": 0,
                          "streams_aborted": 0, "last_body": None, "last_headers": None}
 
 
@@ -48,6 +49,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
     model = body.get("model", "")
     STATS["requests"][model] += 1
+    STATS["fields"].update(list(body) if isinstance(body, dict) else [])
     STATS["last_body"] = body
     STATS["last_headers"] = {str(k).lower(): v for k, v in request.headers.items()}
     if model in ("mock-500", "mock-503"):
@@ -144,11 +146,12 @@ async def embeddings(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.Response(body=orjson.dumps({**STATS, "requests": dict(STATS["requests"])}), content_type="application/json")
+    return web.Response(body=orjson.dumps({**STATS, "requests": dict(STATS["requests"]), "fields": dict(STATS["fields"])}),
+                        content_type="application/json")
 
 
 async def reset(request: web.Request) -> web.Response:
-    STATS.update(requests=Counter(), streams_started=0, streams_completed=0, streams_aborted=0,
+    STATS.update(requests=Counter(), fields=Counter(), streams_started=0, streams_completed=0, streams_aborted=0,
                  last_body=None, last_headers=None)
     return web.json_response({"ok": True})
 
@@ -165,6 +168,10 @@ def make_app() -> web.Application:
     app.router.add_get("/_stats", stats)
     app.router.add_post("/_reset", reset)
     app.router.add_post("/_flaky", flaky)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import mock_native  # the Anthropic and Gemini shapes, for the litellm backend's native providers
+
+    mock_native.add_routes(app, STATS)
     return app
 
 
