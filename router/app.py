@@ -21,9 +21,10 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.auth import AuthThrottle, Principal, bearer
+from router.auth import AuthThrottle, ClientAddress, Principal, bearer, key_prefix
 from router.config import Config, embedded_default, load_config
 from router.errors import APIError, authentication_error, invalid_request, model_not_found, not_found
+from router.inputs import check_depth, clean_text
 from router.protocol import validate_chat, validate_embeddings
 from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
 from router.dashboard import add_dashboard_routes
@@ -128,10 +129,12 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.", code="invalid_body")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise invalid_request("We could not parse the JSON body of your request: it is not valid JSON (or not UTF-8).",
                               code="invalid_json") from None
+    check_depth(body, len(raw), raw.count(b"[") + raw.count(b"{"))
+    return body
 
 
 def create_app(cfg: Config | None = None, *, services: Services | None = None) -> FastAPI:
@@ -153,38 +156,47 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     throttle = AuthThrottle(limit=cfg.server.auth_failures_per_minute, window=60.0)
 
-    def client_of(request: Request) -> str:
-        return request.client.host if request.client else "?"
+    addresses = ClientAddress(cfg.server.trusted_proxies)
 
-    def check_throttle(request: Request) -> None:
-        wait = throttle.blocked(client_of(request), time.monotonic())
+    def client_of(request: Request, token: str) -> tuple[str, str]:
+        """Who a failure is counted against: the client's address (through trusted proxies only)
+        and the presented key's prefix."""
+        peer = request.client.host if request.client else "?"
+        h = request.headers
+        return addresses.resolve(peer, h.get("x-forwarded-for"), h.get("forwarded")), key_prefix(token)
+
+    def check_throttle(request: Request, token: str) -> tuple[str, str]:
+        client = client_of(request, token)
+        wait = throttle.blocked(client, time.monotonic())
         if wait:
-            raise APIError(429, "Too many failed authentication attempts from this address; try again later.",
-                           type="rate_limit_error", code="auth_rate_limited", headers={"retry-after": str(int(wait) + 1)})
+            raise APIError(429, "Too many failed authentication attempts with this key from this address; "
+                           "try again later.", type="rate_limit_error", code="auth_rate_limited",
+                           headers={"retry-after": str(int(wait) + 1)})
+        return client
 
     def principal(request: Request) -> Principal:
-        check_throttle(request)
         token = bearer(request.headers.get("authorization"))
+        client = check_throttle(request, token)
         if not token:
-            throttle.failed(client_of(request), time.monotonic())
+            throttle.failed(client, time.monotonic())
             raise authentication_error("You didn't provide an API key. Send 'Authorization: Bearer <key>'.")
         p = svc.keys.authenticate(token)
         if p is None:
-            throttle.failed(client_of(request), time.monotonic())
+            throttle.failed(client, time.monotonic())
             raise authentication_error()
         return p
 
     def admin(request: Request) -> None:
-        check_throttle(request)
         token = bearer(request.headers.get("authorization"))
+        client = check_throttle(request, token)
         if not token:
-            throttle.failed(client_of(request), time.monotonic())
+            throttle.failed(client, time.monotonic())
             raise authentication_error("Admin endpoints need 'Authorization: Bearer <admin key>'.")
         if not svc.keys.is_admin(token):
             if svc.keys.authenticate(token) is not None:
                 raise APIError(403, "This endpoint needs the admin key; a tenant key cannot use it.",
                                type="permission_error", code="admin_only")
-            throttle.failed(client_of(request), time.monotonic())
+            throttle.failed(client, time.monotonic())
             raise authentication_error()
 
     max_body = cfg.server.max_body_bytes
@@ -239,10 +251,9 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        checks = await svc.readiness()
-        ok = all(v for k, v in checks.items() if k != "draining") and not checks["draining"]
-        return Response(orjson.dumps({"status": "ready" if ok else "not_ready", "checks": checks}),
-                        status_code=200 if ok else 503, media_type=_JSON)
+        status, checks, degraded = await svc.readiness()
+        return Response(orjson.dumps({"status": status, "checks": checks, "degraded": degraded}),
+                        status_code=503 if status == "not_ready" else 200, media_type=_JSON)
 
     @app.post("/admin/pricing/reload")
     async def reload_pricing(request: Request) -> Response:
@@ -285,6 +296,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
             raise invalid_request("Send {\"request_id\": \"...\", \"score\": 0..1}.", param="request_id",
                                   code="missing_required_parameter")
+        clean_text(body["request_id"], "request_id", 128)
         score = body.get("score")
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
             raise invalid_request("'score' must be a number from 0 to 1.", param="score", code="invalid_value")

@@ -9,7 +9,9 @@ scanning. Keys given as environment references are hashed at load and the clear 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -89,6 +91,10 @@ class KeyStore:
                 return None if entry.revoked else entry.principal
         return None
 
+    def tenant_of(self, key_id: str) -> str | None:
+        entry = self._by_id.get(key_id)
+        return entry.principal.tenant if entry is not None else None
+
     def is_admin(self, token: str) -> bool:
         return bool(self._admin and token and len(token) <= 512 and self._matches(*self._admin, token))
 
@@ -96,26 +102,63 @@ class KeyStore:
         return len(self._by_id)
 
 
-class AuthThrottle:
-    """Repeated authentication failures from one client address are refused for a while.
+def key_prefix(token: str) -> str:
+    """What a failure is counted under besides the address: a Switchyard key's id, else the token's
+    first twelve characters, so that one client's failures never lock out a different key."""
+    if token.startswith(PREFIX) and "." in token:
+        return token[len(PREFIX):].split(".", 1)[0][:40]
+    return token[:12]
 
-    After ``limit`` failures within ``window`` seconds, the address gets 429 without its keys
-    being checked until the window ends. Bounded: the oldest addresses are forgotten first.
+
+class ClientAddress:
+    """The client's address: the TCP peer, or, when the peer is a configured trusted proxy, the
+    nearest untrusted address of its ``X-Forwarded-For`` (or ``Forwarded: for=``) chain. No header
+    is believed from any other peer, loopback included."""
+
+    def __init__(self, trusted: Iterable[str]):
+        self._nets = [ipaddress.ip_network(n, strict=False) for n in trusted]
+
+    def _trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._nets)
+
+    def resolve(self, peer: str, forwarded_for: str | None, forwarded: str | None) -> str:
+        if not self._nets or not self._trusted(peer):
+            return peer
+        chain = [a.strip() for a in (forwarded_for or "").split(",") if a.strip()]
+        if not chain and forwarded:
+            chain = [m.strip('"[]') for m in re.findall(r'for=("[^"]*"|[^;,\s]+)', forwarded, re.I)]
+            chain = [c.rsplit(":", 1)[0] if c.count(":") == 1 else c for c in chain]  # host:port
+        for addr in reversed(chain[-16:]):
+            if not self._trusted(addr):
+                return addr[:64]
+        return chain[0][:64] if chain else peer
+
+
+class AuthThrottle:
+    """Repeated authentication failures are refused for a while, counted per (client address,
+    presented key prefix): after ``limit`` failures within ``window`` seconds that pair gets 429
+    without its key being checked until the window ends. Another key from the same address (every
+    tenant behind one proxy or NAT) is never refused because of them. Bounded: the oldest pairs are
+    forgotten first.
     """
 
     def __init__(self, limit: int = 20, window: float = 60.0, max_clients: int = 100_000):
         self.limit, self.window, self.max_clients = limit, window, max_clients
-        self._seen: dict[str, tuple[float, int]] = {}
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def blocked(self, client: str, now: float) -> float:
-        """Seconds until ``client`` may try again (0: not blocked)."""
+    def blocked(self, client: tuple[str, str], now: float) -> float:
+        """Seconds until ``client`` (address, key prefix) may try again (0: not blocked)."""
         start, n = self._seen.get(client, (now, 0))
         if now - start >= self.window:
             self._seen.pop(client, None)
             return 0.0
         return self.window - (now - start) if n >= self.limit else 0.0
 
-    def failed(self, client: str, now: float) -> None:
+    def failed(self, client: tuple[str, str], now: float) -> None:
         start, n = self._seen.get(client, (now, 0))
         if now - start >= self.window:
             start, n = now, 0

@@ -98,14 +98,19 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     _raise_file_limit()
-    from router.http import ENV_BODY_TIMEOUT, SwitchyardHttp
+    from router.http import ENV_BODY_TIMEOUT, ENV_MAX_HEADER_BYTES, ENV_MAX_HEADERS, SwitchyardHttp
 
     os.environ[ENV_BODY_TIMEOUT] = str(cfg.server.body_timeout)
+    os.environ[ENV_MAX_HEADER_BYTES] = str(cfg.server.max_header_bytes)
+    os.environ[ENV_MAX_HEADERS] = str(cfg.server.max_headers)
 
     uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http=SwitchyardHttp, access_log=access_log, log_level=log_level,
                 timeout_graceful_shutdown=cfg.server.graceful_shutdown, timeout_keep_alive=cfg.server.keepalive_timeout,
-                backlog=4096, server_header=False)
+                backlog=4096, server_header=False,
+                # client addresses are resolved by the app, through server.trusted_proxies only
+                # (uvicorn would believe X-Forwarded-For from any loopback peer)
+                proxy_headers=False)
 
 
 def _raise_file_limit() -> None:

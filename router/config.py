@@ -142,6 +142,24 @@ class ServerConfig(_Strict):
     keepalive_timeout: float = Field(default=5.0, gt=0, description="seconds an idle client connection stays open")
     graceful_shutdown: float = Field(default=30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM")
     body_timeout: float = Field(default=30.0, gt=0, description="seconds a client may take to send its request body (408)")
+    max_header_bytes: int = Field(default=32768, ge=1024, le=1048576,
+                                  description="request line and headers, in bytes, before a 431")
+    max_headers: int = Field(default=100, ge=8, le=1000, description="headers in one request before a 431")
+    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or CIDRs (e.g. 10.0.0.0/8) of the "
+                                       "reverse proxies whose X-Forwarded-For names the client; no other peer's is "
+                                       "believed, loopback included")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"'{n}' is not an IP address or CIDR network") from None
+        return v
     auth_failures_per_minute: int = Field(default=20, ge=1, description="failed authentications per client address before 429")
     breaker_threshold: int = Field(default=5, ge=1, description="consecutive failures that open a deployment's circuit")
     breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds a circuit stays open before a probe")
@@ -153,6 +171,9 @@ class StorageConfig(_Strict):
     redis_url: str | None = Field(default=None, description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory")
     ledger_flush_interval: float = Field(default=0.2, gt=0, le=10,
                                          description="seconds a ledger batch may wait; also what a hard kill can lose")
+    redis_timeout: float = Field(default=1.0, gt=0, le=30, description="seconds a Redis call may take before the "
+                                 "gateway treats Redis as down (fail_mode decides what then); includes time the "
+                                 "event loop is busy, so leave room on loaded hosts")
 
     @field_validator("database_url", "redis_url")
     @classmethod

@@ -93,6 +93,19 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
     return start.timestamp(), start.timestamp() + days * 86400
 
 
+def _rule_visible(svc: Services, rule: BudgetRule, tenant: str | None, admin: bool = False) -> bool:
+    """Whether a budget rule belongs to ``tenant`` (None: everyone's). A tenant sees its own tenant's
+    rule, the rules of its own keys and the wildcard rules (filtered to its spend); alias rules are
+    shared across tenants, so only the admin sees them."""
+    if tenant is None or rule.id == "*":
+        return tenant is None or rule.scope != "alias" or admin
+    if rule.scope == "tenant":
+        return rule.id == tenant
+    if rule.scope == "key":
+        return svc.keys.tenant_of(rule.id) == tenant
+    return admin
+
+
 async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: float,
                   only_tenant: str | None = None) -> list[dict[str, Any]]:
     """Per budget rule and id: spend so far this period by day, the limit, and a run-rate forecast.
@@ -103,7 +116,7 @@ async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: fl
     out: list[dict[str, Any]] = []
     rules: list[BudgetRule] = list(svc.config.limits.budgets)
     for rule in rules:
-        if rule.scope == "alias" and tenant is not None:
+        if not _rule_visible(svc, rule, tenant) or not _rule_visible(svc, rule, only_tenant, admin=True):
             continue
         start, end = period_bounds(rule.period, now)
         bucket = 3600 if rule.period == "day" else 86400

@@ -54,6 +54,7 @@ class Limiter:
         self.local = state if isinstance(state, MemoryState) else MemoryState()
         self.metrics = metrics
         self._pending: set[asyncio.Task[None]] = set()
+        self._failing_open = False
 
     @property
     def active(self) -> bool:
@@ -108,9 +109,16 @@ class Limiter:
             if self.cfg.fail_mode == "closed":
                 raise APIError(503, "Rate-limit and budget state is unavailable; try again shortly.",
                                type="api_error", code="state_unavailable") from None
-            log.warning("shared state unavailable (%s); failing open with local limits", type(exc).__name__)
+            if not self._failing_open:  # once per outage, not once per request
+                self._failing_open = True
+                log.warning("shared state unavailable (%s); failing open with local limits until it answers",
+                            type(exc).__name__)
             store = self.local
             result = await store.admit(counters, budgets)
+        else:
+            if self._failing_open:
+                self._failing_open = False
+                log.warning("shared state reachable again; limits and budgets are shared once more")
         if not result.ok:
             if result.failed_kind == "budget":
                 b = budget_rules[result.failed_index or 0]

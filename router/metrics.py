@@ -77,6 +77,9 @@ class Metrics:
         self.rate_rejections = Counter("switchyard_rate_limit_rejections", "Requests refused by a rate limit.",
                                        ["limit"], registry=r)
         self.state_errors = Counter("switchyard_state_errors", "Shared-state (Redis) calls that failed.", registry=r)
+        self.component_up = Gauge("switchyard_component_up", "Whether a storage component answered the last "
+                                  "readiness check (1) or the gateway is serving degraded without it (0).",
+                                  ["component"], registry=r, multiprocess_mode="min")
 
     def render(self) -> bytes:
         """The exposition; with several workers (PROMETHEUS_MULTIPROC_DIR set by `serve --workers`),

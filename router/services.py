@@ -177,13 +177,31 @@ class Services:
                 return
             self._unshared.popleft()
 
-    async def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> tuple[str, dict[str, Any], list[str]]:
+        """("ready" | "degraded" | "not_ready", the checks, what is degraded). Ready means "can serve":
+        a ledger database that is down spills records to disk and a shared state that is down under
+        ``fail_mode: open`` falls back to local limits, so both leave the gateway serving, degraded;
+        only a gateway that cannot answer (no deployments, draining, state down under
+        ``fail_mode: closed``) is not ready."""
         checks: dict[str, Any] = {"config": True, "deployments": len(self.registry.deployments) > 0,
                                   "draining": self.draining}
+        degraded: list[str] = []
         if self.store is not None:
             checks["ledger"] = await self.store.ping()
+            if not checks["ledger"]:
+                degraded.append("ledger database unreachable: records spill to local disk and replay later")
         checks["state"] = await self.state.ping()
-        return checks
+        serving = checks["deployments"] and not self.draining
+        if not checks["state"]:
+            if self.config.limits.fail_mode == "closed" and self.limiter.active:
+                serving = False
+            else:
+                degraded.append("shared state unreachable: limits and budgets enforced locally (fail_mode: open)")
+        for component in ("ledger", "state"):
+            if component in checks:
+                self.metrics.component_up.labels(component).set(1 if checks[component] else 0)
+        status = "not_ready" if not serving else ("degraded" if degraded else "ready")
+        return status, checks, degraded
 
 
 def _mtime(path: str) -> float:
@@ -238,7 +256,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
                               flush_interval=cfg.storage.ledger_flush_interval)
         sink = writer
     redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
-    state: StateStore = RedisState(redis_url) if redis_url else MemoryState()
+    state: StateStore = RedisState(redis_url, timeout=cfg.storage.redis_timeout) if redis_url else MemoryState()
     limiter = Limiter(cfg.limits, state, metrics)
     meter = Meter(catalog, tokenizer, metrics, sink, billing)
     policies = PolicyStore(cfg.policies, registry)

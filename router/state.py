@@ -220,9 +220,17 @@ class RedisState:
 
     def __init__(self, url: str, *, prefix: str = "sy:", timeout: float = 0.5):
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
+        # One immediate retry on a broken connection (a pooled connection to a Redis that restarted
+        # fails on first use; the command never reached the new server). Never on a timeout: the
+        # admission script may have run, and running it twice would count the request twice.
+        # (redis-py's default is ten retries with backoff, timeouts included.)
         self._r = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                    health_check_interval=10, retry_on_timeout=False)
+                                    health_check_interval=10, retry_on_timeout=False,
+                                    retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         self._prefix = prefix
         self._admit = self._r.register_script(ADMIT_LUA)
         self._settle = self._r.register_script(SETTLE_LUA)

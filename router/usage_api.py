@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
+from router.inputs import clean_text, finite_time
 from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS
 from router.ledger.store import LedgerStore, UsageQuery
 from router.services import Services
@@ -24,6 +25,7 @@ BUCKETS = {"none": None, "minute": 60, "hour": 3600, "day": 86400}
 _REL = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_LIMIT = 10_000
+MAX_OFFSET = 10**9
 
 
 def parse_time(value: str | None, default: float, name: str) -> float:
@@ -32,9 +34,9 @@ def parse_time(value: str | None, default: float, name: str) -> float:
         return default
     m = _REL.match(value)
     if m:
-        return time.time() - int(m.group(1)) * _UNITS[m.group(2)]
+        return finite_time(time.time() - min(int(m.group(1)), 10**7) * _UNITS[m.group(2)], name)
     try:
-        return float(value)
+        return finite_time(float(value), name)
     except ValueError:
         pass
     try:
@@ -42,7 +44,7 @@ def parse_time(value: str | None, default: float, name: str) -> float:
     except ValueError:
         raise invalid_request(f"Invalid value for '{name}': use an ISO date, UNIX seconds or a duration like 24h.",
                               param=name, code="invalid_value") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return finite_time((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp(), name)
 
 
 def stack_layers(row: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -81,20 +83,24 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
     filters = []
     for dim in ("key", "alias", "model", "provider", "status", "policy", "rule", "category", "endpoint"):
         if qp.get(dim):
-            filters.append((dim, qp[dim][:256]))
+            filters.append((dim, clean_text(qp[dim], dim, 256)))
     if tenant is not None and qp.get("tenant") and qp["tenant"] != tenant:
         raise APIError(403, "A tenant key sees its own tenant only; the tenant filter needs the admin key.",
                        type="permission_error", code="tenant_forbidden")
     if tenant is None and qp.get("tenant"):
-        filters.append(("tenant", qp["tenant"][:128]))
+        filters.append(("tenant", clean_text(qp["tenant"], "tenant", 128)))
     try:
         limit = min(int(qp.get("limit", 1000)), MAX_LIMIT)
         offset = int(qp.get("offset", 0))
     except ValueError:
         raise invalid_request("'limit' and 'offset' must be integers.", param="limit", code="invalid_value") from None
-    if limit < 1 or offset < 0 or ("status" in dict(filters) and not dict(filters)["status"].isdigit()):
-        raise invalid_request("'limit' must be positive, 'offset' and 'status' non-negative integers.",
-                              param="limit", code="invalid_value")
+    if limit < 1 or not 0 <= offset <= MAX_OFFSET:
+        raise invalid_request(f"'limit' must be positive, 'offset' from 0 to {MAX_OFFSET}.", param="limit",
+                              code="invalid_value")
+    status = dict(filters).get("status")
+    if status is not None and not (status.isascii() and status.isdigit() and 100 <= int(status) <= 599):
+        raise invalid_request("Invalid value for 'status': an HTTP status from 100 to 599.", param="status",
+                              code="invalid_value")
     return UsageQuery(start=start, end=end, bucket_seconds=BUCKETS[bucket], group_by=group_by, tenant=tenant,
                       filters=tuple(filters), limit=limit, offset=offset)
 
@@ -128,7 +134,7 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
                       "tenant": tenant})
 
     async def lookup(request_id: str, tenant: str | None) -> Response:
-        row = await need_store().get(request_id[:64], tenant)
+        row = await need_store().get(clean_text(request_id, "request_id", 128)[:64], tenant)
         if row is None:  # another tenant's id looks exactly like a missing one
             raise APIError(404, f"No request '{request_id[:64]}' for this tenant.", code="request_not_found")
         row["layers"] = stack_layers({**row, **{c: row.get(c) for c in SLICE_COLUMNS.values()}})

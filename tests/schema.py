@@ -1,4 +1,4 @@
-"""Validation against OpenAI's published response schemas (../shared/data/openai-schemas)."""
+"""Validation against OpenAI's published response schemas (vendored in tests/data/openai-schemas)."""
 
 from __future__ import annotations
 

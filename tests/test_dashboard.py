@@ -48,6 +48,8 @@ limits:
   budgets:
     - {scope: tenant, id: a, period: month, usd: 5}
     - {scope: key, id: "*", period: day, usd: 0.002, soft: true}
+    - {scope: key, id: tenant-a, period: month, usd: 7, soft: true}
+    - {scope: alias, id: cheap, period: month, usd: 9, soft: true}
 auth:
   admin_key: os.environ/TEST_ADMIN_KEY
   keys:
@@ -121,6 +123,48 @@ def test_tenant_key_sees_only_its_tenant(dash) -> None:
     budgets = httpx.get(dash.base + "/v1/insights/budgets", headers=B).json()["data"]
     assert [(b["scope"], b["id"]) for b in budgets] == [("key", "tenant-b")]  # not tenant a's budget
     assert httpx.get(dash.base + "/v1/insights/savings", headers=A).status_code == 400  # no baseline named
+    mine = {(b["scope"], b["id"], b["limit_usd"]) for b in httpx.get(dash.base + "/v1/insights/budgets", headers=A).json()["data"]}
+    assert ("key", "tenant-a", 7) in mine and ("tenant", "a", 5) in mine and not any(b[0] == "alias" for b in mine)
+    every = {(b["scope"], b["id"]) for b in httpx.get(dash.base + "/admin/insights/budgets", headers=ADMIN).json()["data"]}
+    assert {("key", "tenant-a"), ("alias", "cheap"), ("tenant", "a")} <= every
+
+
+def _owners(value: object) -> set[str]:
+    """Every tenant or key id named anywhere in a JSON answer."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("tenant", "key_id") and isinstance(v, str):
+                found.add(v)
+            elif k == "scope" and v in ("key", "tenant") and isinstance(value.get("id"), str):
+                found.add(value["id"])
+            found |= _owners(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= _owners(v)
+    return found
+
+
+def test_every_tenant_route_is_scoped_to_the_callers_tenant(dash) -> None:
+    """Each GET route a tenant key may call (enumerated from the gateway's own OpenAPI document) shows
+    tenant b nothing of tenant a: no tenant, key or budget rule of a's, and a's requests are 404."""
+    spec = httpx.get(dash.base + "/openapi.json").json()
+    paths = sorted(p for p, ops in spec["paths"].items() if "get" in ops and p.startswith("/v1/"))
+    assert {"/v1/insights/budgets", "/v1/insights/savings", "/v1/insights/options", "/v1/insights/whatif",
+            "/v1/usage", "/v1/requests/top", "/v1/requests/{request_id}"} <= set(paths), paths
+    top_a = httpx.get(dash.base + "/v1/requests/top", headers=A).json()["data"]
+    a_request = top_a[0]["request_id"]
+    params = {"baseline": "sim-frontier", "policy": "auto", "start": "1d", "bucket": "none", "group_by": "tenant"}
+    for path in paths:
+        url = dash.base + path.replace("{request_id}", a_request).replace("{model}", "sim-mid")
+        r = httpx.get(url, headers=B, params=params)
+        if "{request_id}" in path:
+            assert r.status_code == 404, (path, r.text[:200])
+            continue
+        assert r.status_code in (200, 400), (path, r.status_code, r.text[:200])
+        owners = _owners(r.json())
+        assert owners <= {"b", "tenant-b"}, (path, owners)
+        assert "tenant-a" not in r.text, path
 
 
 def test_waterfall_totals_equal_the_ledger(dash) -> None:
@@ -315,7 +359,8 @@ def test_admin_sees_every_view_with_data(dash, browser, shots) -> None:
             assert page.locator("#top-table tbody tr").count() == 20
             assert "Why:" in page.inner_text("#top-detail")
         if view == "budgets":
-            assert page.locator("[data-budget]").count() == 3  # tenant a's month, and each key's day
+            # tenant a's month, each key's day, key tenant-a's own month and the alias cheap's month
+            assert page.locator("[data-budget]").count() == 5
     # the tenant filter narrows every view to that tenant
     page.select_option("#f-tenant", "b")
     page.click("#filters button[type=submit]")

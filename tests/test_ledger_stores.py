@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
+import signal
 import time
 import uuid
 
@@ -224,3 +226,50 @@ def test_hourly_rollup_answers_exactly_like_the_ledger(tmp_path, backend: str) -
             drop2()
     for got, want in results:
         assert_same_rows(got, want, abs_tol=1e-12)
+
+
+def test_ten_replicas_started_together_on_an_empty_database_all_become_ready(tmp_path) -> None:
+    """Each replica migrates on start-up; an advisory lock lets one migrate while the others wait,
+    so none dies in a race on the new tables (UniqueViolationError on pg_type before)."""
+    import subprocess
+
+    import httpx
+
+    from tests.conftest import GATEWAY_ENV, SWITCHYARD, free_port
+
+    url, drop = fresh_database(shared_database_url())
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("model_list:\n  - {model_name: sim, litellm_params: {model: simulated/mid, speed: 50}}\n"
+                   "storage: {database_url: os.environ/SY_PG}\n"
+                   "auth: {admin_key: os.environ/TEST_ADMIN_KEY, keys: [{id: k, tenant: t, key: os.environ/TEST_KEY_A}]}\n")
+    env = {**os.environ, **GATEWAY_ENV, "SY_PG": url}
+    ports = [free_port() for _ in range(10)]
+    procs = []
+    try:
+        for i, port in enumerate(ports):
+            log = open(tmp_path / f"gw{i}.log", "w")
+            procs.append(subprocess.Popen([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], stdout=log,
+                                          stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True))
+        ready: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(ready) < len(ports) and time.monotonic() < deadline:
+            for i, (port, p) in enumerate(zip(ports, procs)):
+                assert p.poll() is None, f"replica {i} exited:\n{(tmp_path / f'gw{i}.log').read_text()[-2000:]}"
+                if i not in ready:
+                    try:
+                        if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                            ready.add(i)
+                    except httpx.HTTPError:
+                        pass
+            time.sleep(0.2)
+        assert len(ready) == len(ports), f"ready: {sorted(ready)}"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        drop()

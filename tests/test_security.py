@@ -79,14 +79,19 @@ def test_slow_bodies_time_out_keys_revoke_without_restart_and_auth_failures_thro
         assert gw.proc.pid == pid and gw.proc.poll() is None
         assert httpx.post(gw.base + "/v1/chat/completions", headers=A, json=body).status_code == 200
 
-        # repeated failures from one address: 429 for the rest of the window, good key or not
-        for _ in range(2):
-            assert httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": "Bearer guess"},
+        # repeated failures with one key from one address: 429 for the rest of the window for that
+        # key; a valid key from the same address is never refused because of them
+        for i in range(3):
+            assert httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer guessing-key-{i}"},
                               json=body).status_code == 401
-        r = httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": "Bearer guess-4"}, json=body)
+        r = httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": "Bearer guessing-key-4"}, json=body)
         assert r.status_code == 429 and r.json()["error"]["code"] == "auth_rate_limited"
         assert int(r.headers["retry-after"]) > 0
-        assert httpx.post(gw.base + "/v1/chat/completions", headers=A, json=body).status_code == 429
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=A, json=body).status_code == 200
+        # a client address claimed in X-Forwarded-For by an untrusted peer (loopback here) is ignored
+        spoofed = {"authorization": "Bearer guessing-key-5", "x-forwarded-for": "203.0.113.9",
+                   "forwarded": "for=203.0.113.10"}
+        assert httpx.post(gw.base + "/v1/chat/completions", headers=spoofed, json=body).status_code == 429
     finally:
         gw.stop()
         mock.stop()
@@ -117,3 +122,22 @@ def test_canary_secrets_appear_in_no_output(gateway, tmp_path) -> None:
     blob = "\n".join(texts)
     for secret in SECRETS:
         assert secret not in blob
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_throttle(tmp_path) -> None:
+    """With the proxy's address in server.trusted_proxies, X-Forwarded-For names the client: one
+    client's failures throttle that client, not another behind the same proxy."""
+    mock = start_mock(tmp_path / "mock")
+    gw = start_gateway(tmp_path / "gw", small_config(mock.base, ", trusted_proxies: [127.0.0.0/8]"))
+    body = {"model": "mock-gpt", "messages": MSG}
+    try:
+        def post(client: str, key: str) -> int:
+            h = {"authorization": f"Bearer {key}", "x-forwarded-for": f"198.51.100.77, {client}"}
+            return httpx.post(gw.base + "/v1/chat/completions", headers=h, json=body).status_code
+
+        assert [post("203.0.113.1", "guessing-key-x") for _ in range(4)] == [401, 401, 401, 429]
+        assert post("203.0.113.2", "guessing-key-x") == 401, "another client behind the proxy is not throttled"
+        assert post("203.0.113.1", KEY_A) == 200
+    finally:
+        gw.stop()
+        mock.stop()

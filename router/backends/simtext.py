@@ -37,9 +37,79 @@ def prose(rng: random.Random, n_words: int) -> str:
     return " ".join(out)
 
 
+MAX_DEPTH = 6  # deeper than this, ``instance`` answers a word
+MAX_VALUES = 10_000  # the most values one generated instance may hold
+
+
+class SchemaError(ValueError):
+    """A JSON Schema the simulated provider refuses (malformed, or too large to instantiate)."""
+
+
+def _number(schema: dict[str, Any], key: str, integer: bool = False) -> None:
+    v = schema.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int))):
+        raise SchemaError(f"'{key}' must be {'an integer' if integer else 'a number'}")
+    if integer and v is not None and v < 0:
+        raise SchemaError(f"'{key}' must not be negative")
+
+
+def _size(schema: Any, depth: int, budget: int) -> int:
+    """How many values ``instance`` makes for ``schema`` at most (stops counting past ``budget``);
+    SchemaError for the shapes it cannot read."""
+    if not isinstance(schema, dict) or depth > MAX_DEPTH or "const" in schema:
+        return 1
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        raise SchemaError("'enum' must be a list")
+    if schema.get("enum"):
+        return 1
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema and not isinstance(schema[key], list):
+            raise SchemaError(f"'{key}' must be a list")
+        if isinstance(schema.get(key), list) and schema[key]:
+            return _size(schema[key][0], depth + 1, budget)
+    for key in ("minimum", "maximum"):
+        _number(schema, key)
+    for key in ("minItems", "maxItems"):
+        _number(schema, key, integer=True)
+    props = schema.get("properties")
+    if props is not None and not isinstance(props, dict):
+        raise SchemaError("'properties' must be an object")
+    required = schema.get("required")
+    if required is not None and (not isinstance(required, list) or not all(isinstance(r, str) for r in required)):
+        raise SchemaError("'required' must be a list of property names")
+    if "items" in schema and not isinstance(schema["items"], (dict, bool)):
+        raise SchemaError("'items' must be a schema")
+    total = 1
+    if props:
+        wanted = set(required) if required is not None else set(props)
+        for k, v in props.items():
+            if k in wanted:
+                total += _size(v, depth + 1, budget - total)
+                if total > budget:
+                    return total
+    typ = schema.get("type")
+    if typ == "array" or (isinstance(typ, list) and "array" in typ):
+        lo = int(schema.get("minItems", 1))
+        hi = max(lo, min(int(schema.get("maxItems", 3)), lo + 2))
+        if hi > budget:
+            return hi
+        total += hi * _size(schema.get("items") or {}, depth + 1, budget // max(hi, 1) + 1)
+    return total
+
+
+def check_schema(schema: Any) -> None:
+    """SchemaError unless ``instance`` can read ``schema`` and answer with at most MAX_VALUES values:
+    checked before any generation, so a tiny request cannot ask for an exponential answer."""
+    if schema is not None and not isinstance(schema, dict):
+        raise SchemaError("the schema must be an object")
+    n = _size(schema or {}, 0, MAX_VALUES)
+    if n > MAX_VALUES:
+        raise SchemaError(f"an instance of this schema would hold more than {MAX_VALUES:,} values")
+
+
 def instance(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     """A value that satisfies a (simple) JSON Schema: types, enums, consts, required, items."""
-    if not isinstance(schema, dict) or depth > 6:
+    if not isinstance(schema, dict) or depth > MAX_DEPTH:
         return rng.choice(WORDS)
     if "const" in schema:
         return schema["const"]

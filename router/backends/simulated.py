@@ -22,6 +22,7 @@ import yaml
 from router.backends import simtext
 from router.backends.base import (
     Call,
+    UpstreamRejected,
     UpstreamRateLimited,
     UpstreamServerError,
     UpstreamStreamCut,
@@ -145,7 +146,8 @@ class SimulatedBackend:
                 fn = next((t["function"] for t in tools if t.get("function", {}).get("name") == wanted), tools[0]["function"])
             else:
                 fn = rng.choice(tools)["function"]
-            args = orjson.dumps(simtext.instance(fn.get("parameters") or {"type": "object"}, rng)).decode()
+            args = orjson.dumps(simtext.instance(_checked(fn.get("parameters") or {"type": "object"},
+                                                          f"tools.{fn['name']}.parameters"), rng)).decode()
             call = {"id": "call_" + uuid.UUID(int=rng.getrandbits(128)).hex[:24], "type": "function",
                     "function": {"name": fn["name"], "arguments": args}}
             pieces = [args[i:i + 8] for i in range(0, len(args), 8)] or [""]
@@ -154,7 +156,8 @@ class SimulatedBackend:
                     "tokens": self._tok.count(model, fn["name"] + args) + 4}
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema":
-            text = orjson.dumps(simtext.instance((fmt.get("json_schema") or {}).get("schema") or {}, rng)).decode()
+            schema = _checked((fmt.get("json_schema") or {}).get("schema") or {}, "response_format.json_schema.schema")
+            text = orjson.dumps(simtext.instance(schema, rng)).decode()
         elif fmt.get("type") == "json_object":
             text = orjson.dumps({"answer": simtext.prose(rng, rng.randint(8, 30))}).decode()
         else:
@@ -265,6 +268,9 @@ class SimulatedBackend:
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
         dims = body.get("dimensions") or self.s.dimensions
+        if dims > self.s.dimensions:  # as a real model: it cannot answer wider than it is
+            raise UpstreamRejected(f"'dimensions' must be at most {self.s.dimensions} for this model.",
+                                   upstream_status=400)
         data, tokens = [], 0
         for i, item in enumerate(inputs):
             if isinstance(item, str):
@@ -285,3 +291,12 @@ class SimulatedBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+def _checked(schema: Any, where: str) -> Any:
+    """The schema, or a 400 before any generation when it is malformed or too large to instantiate."""
+    try:
+        simtext.check_schema(schema)
+    except simtext.SchemaError as exc:
+        raise UpstreamRejected(f"Invalid schema for '{where}': {exc}.", upstream_status=400) from None
+    return schema

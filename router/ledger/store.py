@@ -67,6 +67,7 @@ class UsageQuery:
     offset: int = 0
 
 
+MIGRATION_LOCK_ID = 0x5377_7964  # PostgreSQL advisory lock key held while migrating ("Swyd")
 _ROW_LADDER = (8, 32, 128, 512)  # rows per multi-row SQLite insert; 512 x 48 columns < SQLite's 32,766 parameters
 
 
@@ -112,6 +113,14 @@ class LedgerStore:
             command.upgrade(cfg, revision)
 
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Replicas starting together on a new database: one migrates, the others wait here
+                # and then find the schema at head (the lock ends with this transaction).
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
+                if revision == "head" and (await conn.exec_driver_sql("SELECT to_regclass('alembic_version')")).scalar():
+                    done = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar()
+                    if done == head_revision():
+                        return
             await conn.run_sync(upgrade)
 
     async def _revision(self) -> str | None:
