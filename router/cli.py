@@ -98,11 +98,14 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     _raise_file_limit()
-    from router.http import ENV_BODY_TIMEOUT, ENV_MAX_HEADER_BYTES, ENV_MAX_HEADERS, SwitchyardHttp
+    from router.http import (ENV_BODY_TIMEOUT, ENV_HEADER_TIMEOUT, ENV_MAX_HEADER_BYTES, ENV_MAX_HEADERS,
+                             ENV_MAX_INCOMPLETE, SwitchyardHttp)
 
     os.environ[ENV_BODY_TIMEOUT] = str(cfg.server.body_timeout)
     os.environ[ENV_MAX_HEADER_BYTES] = str(cfg.server.max_header_bytes)
     os.environ[ENV_MAX_HEADERS] = str(cfg.server.max_headers)
+    os.environ[ENV_HEADER_TIMEOUT] = str(cfg.server.header_timeout)
+    os.environ[ENV_MAX_INCOMPLETE] = str(cfg.server.max_incomplete_requests)
 
     uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http=SwitchyardHttp, access_log=access_log, log_level=log_level,

@@ -145,6 +145,10 @@ class ServerConfig(_Strict):
     max_header_bytes: int = Field(default=32768, ge=1024, le=1048576,
                                   description="request line and headers, in bytes, before a 431")
     max_headers: int = Field(default=100, ge=8, le=1000, description="headers in one request before a 431")
+    header_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds a request line and headers may "
+                                  "take to arrive once started (408)")
+    max_incomplete_requests: int = Field(default=1024, ge=1, description="request heads read at once that came in "
+                                         "more than one read, per process (503 beyond)")
     trusted_proxies: list[str] = Field(default_factory=list, description="addresses or CIDRs (e.g. 10.0.0.0/8) of the "
                                        "reverse proxies whose X-Forwarded-For names the client; no other peer's is "
                                        "believed, loopback included")

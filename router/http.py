@@ -5,6 +5,9 @@
   and the first bytes received cancel it, as they do between requests.
 - A request whose body does not arrive within ``body_timeout`` gets a 408 (OpenAI-style error)
   and its connection is closed.
+- A request head that takes more than one read must arrive within ``server.header_timeout``
+  (408), and at most ``server.max_incomplete_requests`` such heads are read at once per process
+  (503 beyond): slow-header clients cannot hold the gateway's connections.
 - A request line and headers larger than ``server.max_header_bytes`` or with more than
   ``server.max_headers`` headers get a 431 before the parser's cost (which grows faster than the
   head's size) can, and malformed HTTP gets a 400, both in the JSON error shape. The timer is armed only when a body is still incomplete after a
@@ -24,6 +27,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 ENV_BODY_TIMEOUT = "SWITCHYARD_BODY_TIMEOUT"  # set by `switchyard serve`; workers inherit it
 ENV_MAX_HEADER_BYTES = "SWITCHYARD_MAX_HEADER_BYTES"
 ENV_MAX_HEADERS = "SWITCHYARD_MAX_HEADERS"
+ENV_HEADER_TIMEOUT = "SWITCHYARD_HEADER_TIMEOUT"
+ENV_MAX_INCOMPLETE = "SWITCHYARD_MAX_INCOMPLETE"
 
 
 class _HeadRefused(Exception):
@@ -38,8 +43,13 @@ def error_response(status: int, reason: str, message: str, code: str, type_: str
 
 
 class SwitchyardHttp(HttpToolsProtocol):
+    incomplete = 0  # connections of this process whose request head is partly read (unauthenticated work)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.header_timeout = float(os.environ.get(ENV_HEADER_TIMEOUT) or 10.0)
+        self.max_incomplete = int(os.environ.get(ENV_MAX_INCOMPLETE) or 1024)
+        self._head_timer: TimerHandle | None = None
         self.body_timeout = float(os.environ.get(ENV_BODY_TIMEOUT) or 30.0)
         self.max_head = int(os.environ.get(ENV_MAX_HEADER_BYTES) or 32768)
         self.max_headers = int(os.environ.get(ENV_MAX_HEADERS) or 100)
@@ -65,6 +75,14 @@ class SwitchyardHttp(HttpToolsProtocol):
             if self._head_bytes > self.max_head:
                 self._refuse(f"The request line and headers exceed this gateway's limit of {self.max_head} bytes.")
                 return
+            if self._head_timer is None:  # a head that takes more than one read: bounded in time and number
+                if SwitchyardHttp.incomplete >= self.max_incomplete:
+                    self.transport.write(error_response(503, "Service Unavailable", "Too many requests are arriving "
+                                                        "slowly at once; try again.", "server_busy", "api_error"))
+                    self.transport.close()
+                    return
+                SwitchyardHttp.incomplete += 1
+                self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
         cycle = self.cycle
         if cycle is not None and cycle.more_body and self._body_timer is None and not cycle.response_complete:
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out, cycle)
@@ -81,6 +99,7 @@ class SwitchyardHttp(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
         self._in_head, self._head_bytes = False, 0
         self._events += 1
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)  # a head that came in one read
@@ -97,7 +116,22 @@ class SwitchyardHttp(HttpToolsProtocol):
         self.transport.write(error_response(400, "Bad Request", "The request is not valid HTTP/1.1.", "invalid_http"))
         self.transport.close()
 
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+            SwitchyardHttp.incomplete -= 1
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        SwitchyardHttp.incomplete -= 1
+        if not self.transport.is_closing():
+            self.transport.write(error_response(408, "Request Timeout", "The request line and headers did not arrive "
+                                                f"within {self.header_timeout:g} s.", "request_timeout"))
+            self.transport.close()
+
     def _refuse(self, message: str) -> None:
+        self._cancel_head_timer()
         self._in_head = False
         self.transport.write(error_response(431, "Request Header Fields Too Large", message, "headers_too_large"))
         self.transport.close()
@@ -110,6 +144,7 @@ class SwitchyardHttp(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_body_timer()
+        self._cancel_head_timer()
         super().connection_lost(exc)
 
     def _cancel_body_timer(self) -> None:

@@ -8,8 +8,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +23,7 @@ from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
 ENV = {"SWITCHYARD_ADMIN_KEY": "x", "SWITCHYARD_DEMO_KEY": "y", "DATABASE_URL": "postgresql://u@h/db",
-       "REDIS_URL": "redis://h:6379/0"}
+       "REDIS_URL": "redis://h:6379/0", "GRAFANA_ADMIN_PASSWORD": "z"}
 
 
 def need(tool: str) -> str:
@@ -56,6 +58,22 @@ def test_compose_file_renders_and_its_files_exist() -> None:
     targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
     assert {t.split(":")[0] for t in targets} == {"gateway-1", "gateway-2"}
     assert all(t.endswith(":4000") for t in targets)
+    # only the gateway (through nginx) is published; Prometheus and Grafana on the host's loopback
+    for name in ("prometheus", "grafana"):
+        for p in services[name]["ports"]:  # "127.0.0.1:9090:9090" (compose v1) or the long form
+            assert (p.startswith("127.0.0.1:") if isinstance(p, str) else p.get("host_ip") == "127.0.0.1"), p
+    assert services["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    # the gateways trust X-Forwarded-For from the nginx container's fixed address only
+    lb_ip = services["lb"]["networks"]["default"]["ipv4_address"]
+    cfg = parse_config((DEPLOY / "compose" / "switchyard.yaml").read_text(), "switchyard.yaml", env=ENV)
+    assert cfg.server.trusted_proxies == [lb_ip]
+    assert all(not str(s.get("image", "")).endswith(":latest") for s in services.values())
+
+
+def test_nginx_conf_names_the_client_and_hides_metrics() -> None:
+    conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf, "the edge replaces what the client claims"
+    assert re.search(r"location = /metrics \{\s*return 404;", conf)
 
 
 def test_gateway_configs_in_deploy_validate() -> None:
@@ -86,11 +104,48 @@ def test_kustomize_overlays_render_and_validate(overlay: str) -> None:
     mounted = {v["name"] for v in deploy["spec"]["template"]["spec"]["volumes"] if "configMap" in v}
     assert mounted == {"config", "policies"}
     if overlay == "production":
-        assert deploy["spec"]["replicas"] == 3
+        assert "replicas" not in deploy["spec"], "the autoscaler owns the count: an apply must not reset it"
         assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor"} <= kinds
     else:
         assert deploy["spec"]["replicas"] == 1 and "HorizontalPodAutoscaler" not in kinds
     assert not any(d["kind"] in ("StatefulSet", "PersistentVolumeClaim") for d in docs), "Redis/PostgreSQL are external"
+    image = c["image"]
+    assert ":" in image and not image.endswith(":latest") and "/" in image, image
+    assert {"NetworkPolicy", "Ingress"} <= kinds
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert [p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]] == [4000]
+    ingress = next(d for d in docs if d["kind"] == "Ingress")
+    paths = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    assert "/metrics" not in paths and "/" not in paths and "/v1" in paths
+    # the Secret the Deployment reads is documented for this overlay's namespace
+    namespace = deploy["metadata"]["namespace"]
+    secrets = (DEPLOY / "k8s" / "secrets.md").read_text()
+    assert f"`{namespace}`" in secrets and "switchyard-secrets" in secrets
+    refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"]}
+    assert all(f"`{k}`" in secrets for k in refs)
+
+
+def test_every_referenced_deploy_document_exists() -> None:
+    for path in DEPLOY.rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".yml", ".md", ".conf"):
+            for ref in re.findall(r"see (\S+\.md)", path.read_text()):
+                assert (path.parent / ref.rstrip(".,)")).exists(), f"{path} refers to {ref}"
+
+
+def test_lock_file_pins_what_pyproject_pins_with_hashes() -> None:
+    import tomllib
+
+    lock = (DEPLOY / "requirements.lock").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", lock, re.M))
+    pins = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    assert len(pins) > 40 and lock.count("--hash=sha256:") >= len(pins), "every pin carries its hashes"
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name, version = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^]]*\])?==(\S+)", dep).groups()
+        assert pins.get(name.lower().replace("_", "-")) == version, f"{dep} differs in deploy/requirements.lock"
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert all("==" in b for b in build), build
 
 
 def test_dockerfile_passes_hadolint_and_shares_the_install_step() -> None:
@@ -104,9 +159,77 @@ def test_dockerfile_passes_hadolint_and_shares_the_install_step() -> None:
     r = subprocess.run([hadolint, "--failure-threshold", "warning", str(dockerfile)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     text = dockerfile.read_text()
-    assert "sh deploy/install.sh /opt/switchyard ." in text
+    assert "SWITCHYARD_LOCK=deploy/requirements.lock sh deploy/install.sh /opt/switchyard ." in text
     assert "sh deploy/install.sh $(VENV)" in (ROOT / "Makefile").read_text(), "one install script for tests and image"
     assert "USER 10001" in text and "HEALTHCHECK" in text and "/healthz" in text
+
+
+def _instruction(text: str, name: str) -> list[str]:
+    """The exec-form argument list of a Dockerfile instruction (continuation lines joined)."""
+    joined = re.sub(r"\s*\\\n\s*", " ", text)
+    line = next(ln for ln in joined.splitlines() if ln.startswith(name + " "))
+    return json.loads(line[line.index("["):])
+
+
+def test_the_images_command_and_health_check_run_against_the_installed_package(tmp_path) -> None:
+    """The Dockerfile's own CMD and HEALTHCHECK, run here with the installed package and the files the
+    image copies into place (no container engine needed): the default command starts with no
+    configuration at all, the health check follows SWITCHYARD_PORT, and the generated keys work."""
+    from tests.conftest import free_port
+
+    text = (DEPLOY / "Dockerfile").read_text()
+    copies = dict((dst, src) for src, dst in re.findall(r"^COPY (deploy/\S+) (\S+)$", text, re.M))
+    cmd = [copies.get(a, a) for a in _instruction(text, "CMD")]
+    health = _instruction(text, "HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD")
+    config = ROOT / copies["/etc/switchyard/config.yaml"]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
+    env.update(PATH=f"{Path(sys.executable).parent}:{env['PATH']}", SWITCHYARD_PORT=str(port),
+               SWITCHYARD_CONFIG=str(config), SWITCHYARD_STATE_DIR=str(tmp_path))
+    log = open(tmp_path / "image.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "image.log").read_text()
+            if subprocess.run(health, env=env, capture_output=True, timeout=10).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the health check never passed:\n" + (tmp_path / "image.log").read_text())
+        keys = dict(line.split("=", 1) for line in (tmp_path / "generated-keys").read_text().split())
+        assert (tmp_path / "generated-keys").stat().st_mode & 0o077 == 0, "readable by its owner only"
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"authorization": f"Bearer {keys['SWITCHYARD_DEMO_KEY']}"})
+        assert r.status_code == 200 and any(m["id"] == "sim-mid" for m in r.json()["data"])
+        admin = httpx.get(f"http://127.0.0.1:{port}/admin/policies",
+                          headers={"authorization": f"Bearer {keys['SWITCHYARD_ADMIN_KEY']}"})
+        assert admin.status_code == 200
+        other = dict(env, SWITCHYARD_PORT=str(free_port()))
+        assert subprocess.run(health, env=other, capture_output=True, timeout=10).returncode != 0, \
+            "the health check follows SWITCHYARD_PORT"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0
+    out = (tmp_path / "image.log").read_text()
+    assert not any(v in out for v in keys.values()), "generated keys are never printed"
+
+
+def _container_builder() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        return ["docker", "build"]
+    for tool in ("podman", "buildah"):
+        if shutil.which(tool):
+            return [tool, "build" if tool == "podman" else "bud"]
+    return None
+
+
+def test_the_image_builds_where_a_container_builder_exists(tmp_path) -> None:
+    builder = _container_builder()
+    if builder is None:
+        pytest.skip("no container builder: the docker daemon is not running, podman and buildah are not installed")
+    r = subprocess.run([*builder, "-f", str(DEPLOY / "Dockerfile"), "-t", "switchyard:test", str(ROOT)],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def exported_metric_names(text: str) -> set[str]:

@@ -198,3 +198,73 @@ def test_feedback_given_while_redis_is_down_reaches_it_when_it_is_back(tmp_path)
         gw.stop()
         mock.stop()
         rd.stop()
+
+
+@pytest.mark.parametrize("component", ["postgresql", "redis"])
+def test_a_30_s_outage_keeps_the_gateway_ready_and_loses_nothing(tmp_path, component) -> None:
+    """A 30 s outage of the ledger database, or of Redis under fail_mode: open, mid-load: /readyz
+    stays 200 and says degraded (a readiness probe must not pull every replica for a database blip),
+    no request fails, and afterwards the ledger holds one record per answered request. With the
+    database down again, SIGTERM still stops the gateway cleanly (exit 0, no traceback)."""
+    server = PrivatePostgres() if component == "postgresql" else PrivateRedis()
+    server.start()
+    mock = start_mock(tmp_path / "mock")
+    if component == "postgresql":
+        gw = start_gateway(tmp_path / "gw", config(mock.base, db=True), {"SY_PG": server.url})
+    else:
+        gw = start_gateway(tmp_path / "gw", config(mock.base, redis=True, fail_mode="open"), {"SY_REDIS": server.url})
+    probes: list[tuple[int, str]] = []
+    down = threading.Event()
+    finished = threading.Event()
+
+    def outage() -> None:
+        time.sleep(1.0)
+        server.stop()
+        down.set()
+        time.sleep(30.0)
+        server.start()
+        down.clear()
+
+    def probe() -> None:
+        with httpx.Client(timeout=5) as c:
+            while not finished.is_set():
+                try:
+                    r = c.get(gw.base + "/readyz")
+                    probes.append((r.status_code, r.json()["status"] if down.is_set() else "-"))
+                except httpx.HTTPError:
+                    probes.append((0, "unreachable"))
+                time.sleep(0.25)
+
+    try:
+        threads = [threading.Thread(target=outage), threading.Thread(target=probe)]
+        for t in threads:
+            t.start()
+        statuses = asyncio.run(load(gw.base, 33.0, concurrency=2))
+        threads[0].join()
+        finished.set()
+        threads[1].join()
+        served = mock_stats(mock)["requests"]["mock-gpt"]
+        assert statuses.count(200) == len(statuses) == served, "no request failed during the outage"
+        assert {s for s, _ in probes} == {200}, "readiness held throughout"
+        assert "degraded" in {state for _, state in probes}, "the outage shows in /readyz"
+        after = httpx.get(gw.base + "/readyz").json()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (after["status"] != "ready" or ledger_count(gw) != served):
+            time.sleep(0.3)
+            after = httpx.get(gw.base + "/readyz").json()
+        assert after["status"] == "ready" and after["degraded"] == []
+        assert ledger_count(gw) == served
+        print(f"\n{component} outage of 30 s: {served} requests answered, {ledger_count(gw)} ledger records, "
+              f"{len(probes)} readiness probes all 200")
+        if component == "postgresql":
+            server.stop()
+            assert gw.stop() == 0
+            assert "Traceback" not in gw.output()
+    finally:
+        finished.set()
+        gw.stop()
+        mock.stop()
+        if component == "postgresql":
+            server.cleanup()
+        else:
+            server.stop()

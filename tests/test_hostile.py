@@ -256,3 +256,44 @@ def test_any_schema_is_refused_or_instantiated_within_the_value_bound(schema: An
         return 1
 
     assert count(value) <= simtext.MAX_VALUES
+
+
+def test_slow_request_heads_time_out_and_their_number_is_bounded(tmp_path) -> None:
+    """Slowloris: heads sent a piece at a time get 408 after server.header_timeout, and no more than
+    server.max_incomplete_requests of them are read at once (503 beyond), while complete requests
+    are served throughout."""
+    cfg = CONFIG.replace("storage: {database_url: os.environ/SY_PG}\n", "").replace(
+        "max_headers: 64}", "max_headers: 64, header_timeout: 2, max_incomplete_requests: 3}")
+    gw = start_gateway(tmp_path, cfg)
+    port = int(gw.base.rsplit(":", 1)[1])
+    pending: list[socket.socket] = []
+    refused = None
+    try:
+        for _ in range(10):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")  # never finished
+            s.settimeout(0.5)
+            try:
+                refused = s.recv(65536)
+                s.close()
+                break
+            except TimeoutError:
+                pending.append(s)
+        assert refused is not None and b" 503 " in refused.split(b"\r\n")[0], refused
+        assert json.loads(refused.partition(b"\r\n\r\n")[2])["error"]["code"] == "server_busy"
+        assert 3 <= len(pending) <= 5, len(pending)
+        assert httpx.get(gw.base + "/healthz").status_code == 200, "a head that arrives whole is not held up"
+        for s in pending:
+            s.settimeout(15)
+            reply = s.recv(65536)
+            assert b" 408 " in reply.split(b"\r\n")[0], reply
+            assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)  # room again once they are gone
+        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        s.sendall(b"connection: close\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.close()
+    finally:
+        for s in pending:
+            s.close()
+        gw.stop()

@@ -140,3 +140,13 @@ def test_a_models_deployments_take_turns_by_weight(native: Proc) -> None:
                     for _ in range(200)]
         served = Counter(record(native, rid)["attempts"][-1]["deployment"] for rid in rids)
         assert served == want, served
+
+
+def test_json_object_reaches_claude_as_a_json_schema(native: Proc) -> None:
+    """litellm drops response_format json_object for Anthropic; it is sent as a schema of any object
+    (a forced tool call upstream) and the answer comes back as JSON content."""
+    r = _chat(native, model="claude", messages=MSG, response_format={"type": "json_object"})
+    assert r.status_code == 200, r.text
+    assert json.loads(r.json()["choices"][0]["message"]["content"]) == {"city": "Paris"}
+    sent = mock_stats(native.extra["mock"])["last_body"]
+    assert sent["tool_choice"]["type"] == "tool" and sent["tools"][0]["input_schema"] == {"type": "object"}

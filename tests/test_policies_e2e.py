@@ -476,32 +476,43 @@ def test_live_reload_and_invalid_file_keeps_old_policy(pgw) -> None:
 
 
 def test_reloads_under_load_drop_no_request(pgw) -> None:
+    """Twenty reloads, each made while requests are in flight (the next one waits until the load has
+    moved on: synchronised on progress, not on a time window a busy machine could miss)."""
     pdir = pgw.extra["pdir"]
     pid = pgw.proc.pid
     served: list[tuple[int, str]] = []
+    stop = threading.Event()
 
-    async def load(stop: float) -> None:
+    async def load() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
             async def worker() -> None:
-                while time.monotonic() < stop:
+                while not stop.is_set():
                     r = await client.post(pgw.base + "/v1/chat/completions", headers=A,
                                           json={"model": "auto-low", "messages": MSG, "max_tokens": 3})
                     served.append((r.status_code, r.headers.get("x-switchyard-model", "")))
             await asyncio.gather(*(worker() for _ in range(6)))
 
-    thread = threading.Thread(target=lambda: asyncio.run(load(time.monotonic() + 3)))
+    thread = threading.Thread(target=lambda: asyncio.run(load()))
     thread.start()
     reloads = 0
-    while thread.is_alive():  # alternate the target: the routed model flips between small and mid
-        target = "0.7" if reloads % 2 == 0 else "0.6"
-        (pdir / "low.yaml").write_text(POLICIES["low.yaml"].replace("target: 0.6", f"target: {target}"))
-        assert httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN).status_code == 200
-        reloads += 1
-        time.sleep(0.05)
-    thread.join()
+    try:
+        while reloads < 20:  # alternate the target: the routed model flips between small and mid
+            seen = len(served)
+            target = "0.7" if reloads % 2 == 0 else "0.6"
+            (pdir / "low.yaml").write_text(POLICIES["low.yaml"].replace("target: 0.6", f"target: {target}"))
+            assert httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN).status_code == 200
+            reloads += 1
+            deadline = time.monotonic() + 60
+            while len(served) < seen + 3 and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)  # requests were served under this version before the next swap
+        while len(served) < 50 and thread.is_alive():
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
     (pdir / "low.yaml").write_text(POLICIES["low.yaml"])
     httpx.post(pgw.base + "/admin/policies/reload", headers=ADMIN)
-    assert reloads >= 10 and len(served) >= 50, (reloads, len(served))
+    assert reloads == 20 and len(served) >= 50, (reloads, len(served))
     assert {status for status, _ in served} == {200}, "no request failed while policies were swapped"
     assert {model for _, model in served} == {"small", "mid"}, "both versions of the policy served"
     assert pgw.proc.pid == pid and pgw.proc.poll() is None, "the same process throughout"

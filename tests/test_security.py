@@ -3,10 +3,13 @@ without a restart, request-body timeouts, and canary secrets searched for in eve
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, SECRETS, start_gateway, start_mock
 
@@ -139,5 +142,67 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_throttle(tmp_path) -> No
         assert post("203.0.113.2", "guessing-key-x") == 401, "another client behind the proxy is not throttled"
         assert post("203.0.113.1", KEY_A) == 200
     finally:
+        gw.stop()
+        mock.stop()
+
+
+def test_behind_the_shipped_nginx_a_bad_key_flood_spares_other_clients(tmp_path) -> None:
+    """The compose nginx config (deploy/nginx/nginx.conf, its upstreams pointed at a local gateway):
+    1,000 bad keys through it do not refuse another client's valid key, a client's own
+    X-Forwarded-For does not get it out of its throttle, and /metrics is not reachable through it."""
+    import concurrent.futures
+    import shutil
+    import subprocess
+
+    from tests.conftest import ROOT, free_port
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed (.ci/run installs nginx-light)")
+        pytest.skip("nginx is not installed")
+    mock = start_mock(tmp_path / "mock")
+    gw = start_gateway(tmp_path / "gw", small_config(mock.base, ", trusted_proxies: [127.0.0.1]"))
+    port = free_port()
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    upstream = gw.base.removeprefix("http://")
+    conf = re.sub(r"server gateway-1:4000[^;]*;", f"server {upstream};", conf)
+    conf = re.sub(r"\s*server gateway-2:4000[^;]*;", "", conf)
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    conf = conf.replace("http {", "http {\n  access_log off;", 1)
+    (tmp_path / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g",
+                             f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    lb = f"http://127.0.0.1:{port}"
+    body = {"model": "mock-gpt", "messages": MSG}
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(lb + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "error.log").read_text()
+            time.sleep(0.1)
+        assert httpx.get(lb + "/metrics").status_code == 404
+        assert httpx.get(gw.base + "/metrics").status_code == 200, "Prometheus scrapes the replicas directly"
+
+        def bad(i: int) -> int:
+            h = {"authorization": f"Bearer guessing-key-{i}", "x-forwarded-for": f"198.51.100.{i % 250}"}
+            return httpx.post(lb + "/v1/chat/completions", headers=h, json=body, timeout=30).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            flood = pool.map(bad, range(1000))
+            good = [httpx.post(lb + "/v1/chat/completions", headers=A, json=body, timeout=30).status_code
+                    for _ in range(50)]
+            flooded = list(flood)
+        assert good == [200] * 50, "the valid key was never refused during the flood"
+        assert flooded.count(401) == 3 and flooded.count(429) == 997, "one client, however it names itself"
+        assert httpx.post(lb + "/v1/chat/completions", headers=A, json=body).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
         gw.stop()
         mock.stop()

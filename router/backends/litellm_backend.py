@@ -104,6 +104,9 @@ class LiteLLMBackend:
             raise ValueError(f"pass_through_fields {refused} are litellm's own arguments (URLs, credentials, "
                              "routing or mocks), not provider fields")
         self._model = model
+        # litellm drops json_object for Claude (it has no JSON mode): it is asked as a JSON Schema of
+        # any object instead, which litellm answers through a forced tool call, as content
+        self._json_object_as_schema = model.startswith("anthropic/") or "claude" in model.lower()
         self._secret = api_key
         self._kw: dict[str, Any] = {k: v for k, v in (extra or {}).items() if v is not None}
         if api_key:
@@ -113,6 +116,9 @@ class LiteLLMBackend:
 
     def _args(self, call: Call) -> dict[str, Any]:
         params = {k: v for k, v in call.body.items() if k not in _NOT_KWARGS}
+        if self._json_object_as_schema and (params.get("response_format") or {}).get("type") == "json_object":
+            params["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "json_object", "schema": {"type": "object"}}}
         return {**params, **self._kw, "model": self._model, "timeout": call.timeout, "num_retries": 0}
 
     def _error(self, exc: Exception) -> UpstreamError:
