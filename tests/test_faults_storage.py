@@ -110,6 +110,7 @@ def test_redis_down_and_back(tmp_path, fail_mode) -> None:
         assert ready["checks"]["state"] is False
         if fail_mode == "open":
             assert [r.status_code for r in during] == [200] * 5  # local limits, logged and counted
+            assert gw.output().count("failing open") == 1, "logged once per outage, not once per request"
         else:
             assert [r.status_code for r in during] == [503] * 5
             assert during[0].json()["error"]["code"] == "state_unavailable"
@@ -268,3 +269,23 @@ def test_a_30_s_outage_keeps_the_gateway_ready_and_loses_nothing(tmp_path, compo
             server.cleanup()
         else:
             server.stop()
+
+
+def test_a_redis_restart_costs_no_request(tmp_path) -> None:
+    """Pooled connections to a Redis that restarted are broken; the first command on each is retried
+    once on a fresh connection, so under fail_mode: closed no request gets a 503 for it."""
+    rd = PrivateRedis()
+    rd.start()
+    mock = start_mock(tmp_path / "mock")
+    gw = start_gateway(tmp_path / "gw", config(mock.base, redis=True, fail_mode="closed"), {"SY_REDIS": rd.url})
+    try:
+        first = asyncio.run(load(gw.base, 1.0, concurrency=8))  # several pooled connections in use
+        assert set(first) == {200}
+        rd.stop()
+        rd.start()
+        after = asyncio.run(load(gw.base, 1.0, concurrency=8))
+        assert set(after) == {200}, f"{after.count(503)} of {len(after)} got 503 after the restart"
+    finally:
+        gw.stop()
+        mock.stop()
+        rd.stop()
