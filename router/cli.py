@@ -308,6 +308,39 @@ def report(
         render(data, Console() if sys.stdout.isatty() else Console(width=160))
 
 
+@cli.command()
+def advise(
+    since: str = typer.Option("30d", help="Start of the traffic to judge by: ISO date, UNIX seconds or a duration."),
+    until: Optional[str] = typer.Option(None, help="End (default: now)."),
+    profile: Optional[str] = typer.Option(None, help="Stack profile (default: the config's billing.profile)."),
+    utilisation: Optional[float] = typer.Option(None, help="Utilisation at the busiest hour (default: the profile's)."),
+    rental: Optional[float] = typer.Option(None, help="GPU rent, USD per GPU-hour (default: the profile's)."),
+    decline: float = typer.Option(0.1, help="API price after one year, as a factor (0.1: ten times cheaper)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON the dashboard's Build or buy view reads."),
+    url: str = typer.Option("http://127.0.0.1:4000", envvar="SWITCHYARD_URL", help="The gateway."),
+    key: str = typer.Option(..., envvar="SWITCHYARD_ADMIN_KEY", help="The admin key."),
+) -> None:
+    """Build or buy: each model's traffic served by its API, on rented GPUs or on owned ones."""
+    from rich.console import Console
+
+    from router.errors import APIError
+    from router.report import ReportError, fetch_advice, render_advice
+
+    try:
+        data = fetch_advice(url, key, since, until, {"profile": profile, "utilisation": utilisation,
+                                                     "rental": rental, "decline": decline})
+    except (ReportError, APIError) as exc:
+        typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+    else:
+        render_advice(data, Console() if sys.stdout.isatty() else Console(width=200))
+
+
 @export_cli.command("focus")
 def export_focus_cmd(
     since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from policies.schema import PolicyError
 from router import insights
+from router.advise import build_or_buy
 from router.auth import bearer
 from router.errors import APIError, invalid_request
 from router.ledger.store import LedgerStore, UsageQuery
@@ -128,6 +129,34 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
             app.add_api_route(f"/admin/insights/{name}", admin_route, methods=["GET"], name=f"admin_{name}")
 
         register()
+
+    def number(request: Request, name: str, lo: float, hi: float, default: float | None) -> float | None:
+        raw = request.query_params.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not lo < value <= hi:  # NaN fails too
+            raise invalid_request(f"Invalid value for '{name}': a number above {lo:g} and at most {hi:g}.",
+                                  param=name, code="invalid_value")
+        return value
+
+    @app.get("/admin/insights/advise")
+    async def admin_advise(request: Request) -> Response:
+        """Build or buy for the range's traffic (operator economics: the admin key only)."""
+        admin(request)
+        q = build_query(request, None)
+        try:
+            data = await build_or_buy(svc, need_store(), q, profile_name=request.query_params.get("profile") or None,
+                                      utilisation=number(request, "utilisation", 0, 1, None),
+                                      rental=number(request, "rental", 0, 1000, None),
+                                      decline=number(request, "decline", 0, 1, 0.1) or 0.1)
+        except LookupError:
+            raise invalid_request("Unknown stack profile; see 'profiles' in an answer without it.", param="profile",
+                                  code="invalid_value") from None
+        return json_response(data)
 
     @app.post("/admin/insights/whatif")
     async def admin_whatif_yaml(request: Request) -> Response:

@@ -86,3 +86,42 @@ def render(report: dict[str, Any], console: Console) -> None:
     t.add_section()
     t.add_row("Total", *[f"{v:,}" for v in sums[:4]], *[_usd(v) for v in sums[4:]], style="bold")
     console.print(t)
+
+
+def fetch_advice(url: str, key: str, since: str, until: str | None, params: dict[str, Any],
+                 timeout: float = 60.0) -> dict[str, Any]:
+    """``switchyard advise``: the dashboard's "Build or buy" answer (``/admin/insights/advise``)."""
+    now = time.time()
+    query = {"start": repr(parse_time(since, now - 30 * 86400, "since")), "end": repr(parse_time(until, now + 1, "until")),
+             **{k: v for k, v in params.items() if v is not None}}
+    with httpx.Client(base_url=url.rstrip("/"), headers={"authorization": f"Bearer {key}"}, timeout=timeout) as http:
+        r = http.get("/admin/insights/advise", params=query)
+    if r.status_code != 200:
+        raise ReportError(_message(r))
+    return r.json()
+
+
+def _money(v: float | None) -> str:
+    return "unpriced" if v is None else _usd(v)
+
+
+def render_advice(advice: dict[str, Any], console: Console) -> None:
+    e, p = advice["economics"], advice["params"]
+    console.print(f"Profile {advice['profile']}: owned ${e['all_in']:.4f} per GPU-hour all-in "
+                  f"(depreciation ${e['depreciation']:.4f}, power ${e['electricity']:.4f}, colocation ${e['colocation']:.4f}); "
+                  f"rented ${p['usd_per_gpu_hour']:.2f}; utilisation at the busiest hour {p['utilisation']:.0%}; "
+                  f"API prices x{p['api_price_decline_per_year']:g} a year")
+    t = Table(title="Build or buy, per model (USD per 1M tokens; GPUs for the busiest hour)")
+    for col in ("Model", "Class", "Tokens/day", "API", "Rent", "GPUs", "Util.", "Own", "Servers", "Break-even rent",
+                "Break-even own", "Buy by"):
+        t.add_column(col, justify="left" if col in ("Model", "Class", "Buy by") else "right")
+    for m in advice["models"]:
+        own = m["own"]
+        buy_by = (time.strftime("%Y-%m-%d", time.gmtime(own["buy_by"])) if own["buy_by"] else
+                  "any time" if own["payback_always"] else "unpriced" if m["buy"]["unpriced"] else "never")
+        t.add_row(m["model"] + (" (self-hosted)" if m["self_hosted"] else ""), m["model_class"],
+                  f"{m['tokens_per_day']['total']:,.0f}", _money(m["buy"]["usd_per_mtok"]), _money(m["rent"]["usd_per_mtok"]),
+                  str(m["rent"]["gpus"]), f"{m['rent']['utilisation']:.1%}", _money(own["usd_per_mtok"]), str(own["servers"]),
+                  *[f"{x:,.0f}" if x is not None else "never" for x in (m["rent"]["break_even_tokens_per_day"],
+                                                                      own["break_even_tokens_per_day"])], buy_by)
+    console.print(t)

@@ -47,8 +47,9 @@ def test_economics_cli_prints_the_same_figures() -> None:
     assert data["per_gpu_hour"]["iaas_gross_margin"] == pytest.approx(e.iaas_gross_margin)
     assert set(data["per_mtok"]) == set(H200.throughput)
     small = data["per_mtok"]["small"]
-    # decode: 1M tokens / (6,000 tok/s x 0.6 utilisation) GPU-seconds at the all-in cost
-    assert small["output"]["iaas_cost"] == pytest.approx(1e6 / (6000 * 0.6) / 3600 * e.all_in)
+    # decode: 1M tokens / (7,700 tok/s x 0.6 utilisation) GPU-seconds at the all-in cost
+    assert H200.throughput["small"].decode_tokens_per_s == 7700
+    assert small["output"]["iaas_cost"] == pytest.approx(1e6 / (7700 * 0.6) / 3600 * e.all_in)
     r = subprocess.run([SWITCHYARD, "economics", "--profile", "h200"], capture_output=True, text=True, timeout=60)
     assert "all-in" in r.stdout and "rental" in r.stdout
 

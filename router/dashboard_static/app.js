@@ -279,6 +279,7 @@ async function login(key) {
   $("who").hidden = false; $("login").hidden = true; $("app").hidden = false;
   $("f-tenant-wrap").hidden = who.role !== "admin";
   $("whatif-yaml-wrap").hidden = who.role !== "admin";
+  $("tab-advise").hidden = who.role !== "admin";
   await loadOptions();
   await show(location.hash.slice(1) in VIEWS ? location.hash.slice(1) : "spend");
 }
