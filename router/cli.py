@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -287,15 +287,22 @@ def report(
     key: str = typer.Option(..., envvar="SWITCHYARD_API_KEY", help="A tenant key (its tenant) or the admin key (all)."),
 ) -> None:
     """Spend, tokens and margin from a gateway's usage API, as a table or JSON."""
-    from rich.console import Console
-
-    from router.errors import APIError
-    from router.report import BY, ReportError, fetch, render
+    from router.report import BY, fetch, render
 
     if by not in BY:
         raise typer.BadParameter(f"one of {', '.join(BY)}", param_hint="--by")
+    _fetch_and_print(lambda: fetch(url, key, since, until, by), render, url, as_json, 160)
+
+
+def _fetch_and_print(get: Any, render: Any, url: str, as_json: bool, width: int) -> None:
+    """Read a gateway's answer and print it as JSON or as tables; a clear error line, never a traceback."""
+    from rich.console import Console
+
+    from router.errors import APIError
+    from router.report import ReportError
+
     try:
-        data = fetch(url, key, since, until, by)
+        data = get()
     except (ReportError, APIError) as exc:
         typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
         raise typer.Exit(1) from None
@@ -305,7 +312,7 @@ def report(
     if as_json:
         typer.echo(json.dumps(data, indent=1))
     else:
-        render(data, Console() if sys.stdout.isatty() else Console(width=160))
+        render(data, Console() if sys.stdout.isatty() else Console(width=width))
 
 
 @cli.command()
@@ -321,24 +328,10 @@ def advise(
     key: str = typer.Option(..., envvar="SWITCHYARD_ADMIN_KEY", help="The admin key."),
 ) -> None:
     """Build or buy: each model's traffic served by its API, on rented GPUs or on owned ones."""
-    from rich.console import Console
+    from router.report import fetch_advice, render_advice
 
-    from router.errors import APIError
-    from router.report import ReportError, fetch_advice, render_advice
-
-    try:
-        data = fetch_advice(url, key, since, until, {"profile": profile, "utilisation": utilisation,
-                                                     "rental": rental, "decline": decline})
-    except (ReportError, APIError) as exc:
-        typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(data, indent=1))
-    else:
-        render_advice(data, Console() if sys.stdout.isatty() else Console(width=200))
+    params = {"profile": profile, "utilisation": utilisation, "rental": rental, "decline": decline}
+    _fetch_and_print(lambda: fetch_advice(url, key, since, until, params), render_advice, url, as_json, 200)
 
 
 @export_cli.command("focus")
