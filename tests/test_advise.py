@@ -243,6 +243,10 @@ def test_build_or_buy_view_in_a_browser(dash, browser, shots) -> None:
                 m["own"]["usd_per_mtok"], m["own"]["servers"]]
         assert shown[:6] == pytest.approx(want, rel=1e-6)
     assert page.locator("#advise-layers tbody tr").count() == 10  # nine slices and the price paid
+    first = advice["models"][0]
+    assert page.locator("#advise-subs tbody tr").count() == len(first["substitutes"]) > 0
+    shape = page.evaluate("() => Chart.getChart(document.getElementById('advise-shape')).data.datasets[0].data")
+    assert shape == pytest.approx([100 * x for x in first["hourly_share"]])
     assert not errors, errors
     tenant, _, _ = open_dashboard(browser, dash, KEY_A)
     rendered(tenant, "spend")

@@ -55,6 +55,12 @@ function adviseLayers() {
   const rows = ADVISE_SLICES.map(([k, label]) => [label, ...WAYS.map(([w]) => (m[w].slices ? money(m[w].slices[k]) : unpriced()))]);
   rows.push(["Price paid per day", ...WAYS.map(([w]) => maybe(m[w].usd_per_day, money))]);
   table("advise-layers", ["Who", ...WAYS.map(([, label]) => label + "#")], rows);
+  chart("advise-shape", { type: "bar", data: { labels: m.hourly_share.map((_, h) => String(h).padStart(2, "0") + ":00"),
+    datasets: [{ label: m.model, backgroundColor: PALETTE[0], data: m.hourly_share.map((x) => 100 * x) }] },
+    options: { plugins: { legend: { display: false } }, scales: { y: { title: { display: true, text: "% of the day's tokens" } } } } });
+  table("advise-subs", ["Model", "Class", "Quality#", "Rent $/Mtok#", "GPUs#", "Own $/Mtok#", "Break-even rent, tokens/day#"],
+    m.substitutes.map((x) => [x.model, x.model_class, x.quality === null ? "-" : x.quality.toFixed(2), money(x.rent.usd_per_mtok),
+      count(x.rent.gpus), money(x.own.usd_per_mtok), perDay(x.rent.break_even_tokens_per_day)]));
 }
 
 VIEWS.advise = viewAdvise;
