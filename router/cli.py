@@ -161,7 +161,10 @@ def _load_policies(cfg: Config) -> tuple[int, list[str]]:
     from router.tokens import Tokenizer
 
     logging.getLogger("switchyard.policies").setLevel(logging.ERROR)  # the problems are printed instead
-    registry = Registry.build(cfg, load_catalog(cfg), Tokenizer(), lambda ref: None)  # no secret is read
+    # no secret is read: every os.environ/ reference (parse_config already checked each is set) stands
+    # for a placeholder URL, so deployments whose api_base is such a reference build as they will
+    registry = Registry.build(cfg, load_catalog(cfg), Tokenizer(), lambda ref: "https://env-reference.invalid/v1"
+                              if ref else None)
     store = PolicyStore(cfg.policies, registry)
     ok, problems = store.reload()
     return len(store.loaded), ([] if ok else problems)

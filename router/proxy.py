@@ -289,7 +289,9 @@ class Gateway:
             if attempts.items:
                 self.meter.metrics.fallbacks.labels(dep.model_name).inc()
             relay = self._relay(who, body, rid, dep, chunks, first, attempts, started, t0, client_usage, ticket, plan)
-            return SSEResponse(relay, headers=self._headers(dep, plan, None, attempts, ticket))
+            headers = self._headers(dep, plan, None, attempts, ticket)
+            headers["x-switchyard-attempts"] = str(len(attempts.items) + 1)  # the failed ones and this one
+            return SSEResponse(relay, headers=headers)
         if ticket is not None:
             self.limiter.settle(ticket, 0.0, 0)
         error = final_error(requested, attempts, plan.deadline_s if late(deadline) else None)

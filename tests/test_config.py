@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import textwrap
 
@@ -131,3 +132,18 @@ def test_example_configs_in_the_repo_validate() -> None:
         env = {v: "x" for v in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "SWITCHYARD_ADMIN_KEY",
                                 "ACME_KEY", "AZURE_API_KEY", "VLLM_API_KEY")}
         parse_config(path.read_text(), str(path), env=env)
+
+
+def test_check_config_takes_api_bases_from_the_environment(tmp_path) -> None:
+    """azure, hosted_vllm, vllm, sglang, ... need an api_base; given as os.environ/VAR (as the README
+    recommends) check-config accepted the file only as far as a traceback."""
+    f = tmp_path / "config.yaml"
+    f.write_text("model_list:\n"
+                 "  - model_name: az\n    litellm_params: {model: azure/gpt-4o, api_base: os.environ/AZ_BASE, "
+                 "api_key: os.environ/AZ_KEY, api_version: '2024-10-21'}\n"
+                 "  - model_name: v\n    litellm_params: {model: hosted_vllm/llama, api_base: os.environ/VLLM_BASE}\n"
+                 "  - model_name: s\n    litellm_params: {model: sglang/qwen, api_base: os.environ/VLLM_BASE}\n")
+    env = {**os.environ, "AZ_BASE": "https://example.openai.azure.com", "AZ_KEY": "k", "VLLM_BASE": "http://127.0.0.1:9/v1"}
+    r = subprocess.run([SWITCHYARD, "check-config", str(f)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and "OK - 3 deployment(s)" in r.stdout, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr

@@ -69,6 +69,9 @@ def test_fallback_before_first_byte(gateway) -> None:
     assert r.headers["x-switchyard-model"] == "mock-gpt" and r.headers["x-switchyard-attempts"] == "2"
     r, ev = events(gateway, {"model": "failover-stream", "messages": MSG, "stream": True})
     assert r.status_code == 200 and r.headers["x-switchyard-model"] == "mock-gpt" and ev[-1] == "[DONE]"
+    assert r.headers["x-switchyard-attempts"] == "2", "a stream counts its attempts as a unary answer does"
+    r, ev = events(gateway, {"model": "mock-gpt", "messages": MSG, "stream": True})
+    assert r.headers["x-switchyard-attempts"] == "1"
 
 
 def test_stream_cut_after_first_byte_ends_with_error_event(gateway) -> None:
