@@ -301,6 +301,8 @@ def _fetch_and_print(get: Any, render: Any, url: str, as_json: bool, width: int)
     """Read a gateway's answer and print it as JSON or as tables; a clear error line, never a traceback."""
     from rich.console import Console
 
+    import httpx
+
     from router.errors import APIError
     from router.report import ReportError
 
@@ -309,8 +311,8 @@ def _fetch_and_print(get: Any, render: Any, url: str, as_json: bool, width: int)
     except (ReportError, APIError) as exc:
         typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
         raise typer.Exit(1) from None
-    except OSError as exc:
-        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+    except (OSError, httpx.HTTPError) as exc:
+        typer.echo(f"error: cannot reach {url}: {exc or type(exc).__name__}", err=True)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(data, indent=1))

@@ -24,12 +24,18 @@ class ReportError(Exception):
     pass
 
 
+def base_url(url: str) -> str:
+    """The gateway's root, also when given as its API base (``http://host:4000/v1``, as SDKs take it)."""
+    url = url.rstrip("/")
+    return url[:-3] if url.endswith("/v1") else url
+
+
 def fetch(url: str, key: str, since: str, until: str | None, by: str, timeout: float = 30.0) -> dict[str, Any]:
     now = time.time()
     start = parse_time(since, now - 86400, "since")
     end = parse_time(until, now + 1, "until")
     headers = {"authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout) as http:
+    with httpx.Client(base_url=base_url(url), headers=headers, timeout=timeout) as http:
         who = http.get("/v1/whoami")
         if who.status_code != 200:
             raise ReportError(_message(who))
@@ -94,7 +100,7 @@ def fetch_advice(url: str, key: str, since: str, until: str | None, params: dict
     now = time.time()
     query = {"start": repr(parse_time(since, now - 30 * 86400, "since")), "end": repr(parse_time(until, now + 1, "until")),
              **{k: v for k, v in params.items() if v is not None}}
-    with httpx.Client(base_url=url.rstrip("/"), headers={"authorization": f"Bearer {key}"}, timeout=timeout) as http:
+    with httpx.Client(base_url=base_url(url), headers={"authorization": f"Bearer {key}"}, timeout=timeout) as http:
         r = http.get("/admin/insights/advise", params=query)
     if r.status_code != 200:
         raise ReportError(_message(r))

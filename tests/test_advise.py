@@ -251,3 +251,17 @@ def test_build_or_buy_view_in_a_browser(dash, browser, shots) -> None:
     tenant, _, _ = open_dashboard(browser, dash, KEY_A)
     rendered(tenant, "spend")
     assert tenant.locator("#tab-advise").is_hidden()
+
+
+def test_report_and_advise_take_the_api_base_and_say_when_no_gateway_answers(dash) -> None:
+    from tests.conftest import free_port
+
+    env = {**GATEWAY_ENV, "PATH": "/usr/bin:/bin", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY, "SWITCHYARD_API_KEY": KEY_A}
+    ok = subprocess.run([SWITCHYARD, "advise", "--url", dash.base + "/v1/", "--json"], env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["models"], ok.stderr  # the SDK-style base URL works too
+    closed = f"http://127.0.0.1:{free_port()}"
+    for cmd in (["advise"], ["report"]):
+        r = subprocess.run([SWITCHYARD, *cmd, "--url", closed], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "cannot reach" in r.stderr and "Traceback" not in r.stderr, r.stderr[-500:]
+        assert len(r.stderr.splitlines()) == 1
