@@ -118,7 +118,13 @@ class Gateway:
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
         call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
                     request_id=rid)
-        raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
+        try:
+            raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
+        except UpstreamTimeout as exc:
+            # the deadline cut this call short: its timeout is the request's deadline, whatever the
+            # clocks say a moment later (a timer may fire a hair early)
+            exc.by_deadline = timeout < dep.timeout  # type: ignore[attr-defined]
+            raise
         try:
             out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
         except ValueError as exc:
@@ -139,6 +145,7 @@ class Gateway:
         plan: Plan | None = None
         status, err_kind, dep_used, parts = 500, None, None, []
         votes: list[dict[str, Any]] | None = None  # a cascade's checking models answer once per request
+        out_of_time = False  # an attempt was cut off by the request's deadline
         ticket: Ticket | None = None
         try:
             plan = await self.planner.plan(who, body, mode, rid)
@@ -157,6 +164,9 @@ class Gateway:
                     raw, out = await self._call(dep, body, rid, mode, deadline)
                 except UpstreamError as exc:
                     self._failed(attempts, dep, exc, time.perf_counter() - t0)
+                    if getattr(exc, "by_deadline", False):
+                        out_of_time = True
+                        break
                     if not exc.retryable:
                         break
                     continue
@@ -192,7 +202,7 @@ class Gateway:
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
                 return Response(orjson.dumps(out), media_type=_JSON,
                                 headers=self._headers(dep, plan, priced, attempts, ticket))
-            error = final_error(requested, attempts, plan.deadline_s if late(deadline) else None)
+            error = final_error(requested, attempts, plan.deadline_s if out_of_time or late(deadline) else None)
             status, err_kind = error.status, error.code
             raise error
         except APIError as exc:
@@ -260,6 +270,7 @@ class Gateway:
         plan = await self.planner.plan(who, body, "chat", rid)
         ticket = await self._admit(who, body, plan.deployments, "chat")
         deadline = plan.deadline(started)
+        out_of_time = False
         for dep in plan.deployments:
             up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
             up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -275,6 +286,7 @@ class Gateway:
                 self._failed(attempts, dep, UpstreamTimeout("no first chunk before the request's deadline"),
                              time.perf_counter() - t0)
                 await chunks.aclose()
+                out_of_time = True
                 break
             except StopAsyncIteration:
                 self._failed(attempts, dep, UpstreamBadResponse("upstream stream was empty"), time.perf_counter() - t0)
@@ -294,7 +306,7 @@ class Gateway:
             return SSEResponse(relay, headers=headers)
         if ticket is not None:
             self.limiter.settle(ticket, 0.0, 0)
-        error = final_error(requested, attempts, plan.deadline_s if late(deadline) else None)
+        error = final_error(requested, attempts, plan.deadline_s if out_of_time or late(deadline) else None)
         self.meter.record(request_id=rid, principal=who, endpoint="chat", requested=requested, dep=None,
                           priced=None, status=error.status, error=error.code, attempts=attempts.items,
                           started=started, first_chunk_at=None, upstream_seconds=attempts.upstream_seconds,
