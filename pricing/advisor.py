@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pricing.attribution import SLICES, attribute
+from pricing.attribution import attribute
 from pricing.profiles import GpuHour, StackProfile
 from pricing.usage import Usage
 
@@ -66,11 +66,12 @@ class Fleet:
     work_gpu_hours_per_day: float  # GPU time the tokens take at full speed
     utilisation_cap: float  # the share of a GPU-hour that does useful work at the busiest hour
     observed_utilisation: float  # useful work / provisioned GPU time over the whole day
+    scale_per_gpu: float  # how many times the traffic one GPU carries at the busiest hour (0: no work)
 
 
-def fleet(t: Traffic, profile: StackProfile, utilisation: float, scale: float = 1.0, whole: int = 1) -> Fleet:
-    """The fleet for ``scale`` x the traffic, in multiples of ``whole`` GPUs (a server when owned)."""
-    per_day = scale / t.days
+def fleet(t: Traffic, profile: StackProfile, utilisation: float, whole: int = 1) -> Fleet:
+    """The fleet for the traffic, in multiples of ``whole`` GPUs (a server when owned)."""
+    per_day = 1.0 / t.days
     work = gpu_seconds((t.prompt_tokens - t.cached_tokens) * per_day, t.completion_tokens * per_day, profile,
                        t.model_class) / 3600.0
     peak_share = max(t.hourly) if t.hourly and sum(t.hourly) > 0 else 1.0 / DAY_HOURS
@@ -78,7 +79,7 @@ def fleet(t: Traffic, profile: StackProfile, utilisation: float, scale: float = 
     needed = peak / utilisation
     gpus = max(whole, math.ceil(needed / whole - 1e-9) * whole) if work > 0 else 0
     observed = work / (gpus * DAY_HOURS) if gpus else 0.0
-    return Fleet(gpus, work, utilisation, observed)
+    return Fleet(gpus, work, utilisation, observed, utilisation / peak if peak > 0 else 0.0)
 
 
 def self_hosted_slices(gpu_hours: float, econ: GpuHour, profile: StackProfile, licence: float,
@@ -159,8 +160,7 @@ def advise(t: Traffic, profile: StackProfile, *, utilisation: float | None = Non
     work_hours = rented.work_gpu_hours_per_day / util
     metered_day = work_hours * rate + licence_day
 
-    unit_scale = (1.0 / (rented.work_gpu_hours_per_day * max(t.hourly or (1 / DAY_HOURS,)) / util)
-                  if rented.work_gpu_hours_per_day > 0 else 0.0)  # traffic scale one GPU carries at peak
+    unit_scale = rented.scale_per_gpu
     per_server = unit_scale * profile.server.gpus_per_server
     be_rent = be_own = None
     if api_day is not None:
@@ -209,10 +209,5 @@ def advise(t: Traffic, profile: StackProfile, *, utilisation: float | None = Non
     }
 
 
-def gpu_hour_economics(profile: StackProfile) -> dict[str, float]:
-    """Per GPU-hour, layer by layer (depreciation, power, colocation, all-in, rental, margins)."""
-    return profile.economics().as_dict()
-
-
-__all__ = ["SLICES", "Fleet", "Traffic", "advise", "break_even", "fleet", "gpu_hour_economics", "gpu_seconds",
-           "payback_deadline_years", "self_hosted_slices"]
+__all__ = ["Fleet", "Traffic", "advise", "break_even", "fleet", "gpu_seconds", "payback_deadline_years",
+           "self_hosted_slices"]

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from pricing import StackProfile, load_profiles
-from pricing.advisor import Traffic, advise, gpu_hour_economics
+from pricing.advisor import Traffic, advise
 from router.ledger.store import LedgerStore, UsageQuery
 from router.registry import Deployment
 from router.services import Services
@@ -90,7 +90,7 @@ async def build_or_buy(svc: Services, store: LedgerStore, q: UsageQuery, *, prof
                 row["substitutes"].append({"model": dep.model_name, "model_class": alt.model_class,
                                            "quality": dep.quality, "rent": _brief(a["rent"]), "own": _brief(a["own"])})
         models.append(row)
-    return {"profile": name, "profiles": sorted(profiles), "economics": gpu_hour_economics(profile),
+    return {"profile": name, "profiles": sorted(profiles), "economics": profile.economics().as_dict(),
             "gpus_per_server": profile.server.gpus_per_server, "server_capex_usd": profile.server.capex_usd,
             "depreciation_years": profile.server.depreciation_years,
             "params": {"utilisation": utilisation if utilisation is not None else profile.utilisation,

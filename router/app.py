@@ -133,7 +133,7 @@ async def read_json(request: Request, limit: int) -> Any:
     except orjson.JSONDecodeError:
         raise invalid_request("We could not parse the JSON body of your request: it is not valid JSON (or not UTF-8).",
                               code="invalid_json") from None
-    check_depth(body, len(raw), raw.count(b"[") + raw.count(b"{"))
+    check_depth(body, raw.count(b"[") + raw.count(b"{"))
     return body
 
 
@@ -165,7 +165,11 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         h = request.headers
         return addresses.resolve(peer, h.get("x-forwarded-for"), h.get("forwarded")), key_prefix(token)
 
-    def check_throttle(request: Request, token: str) -> tuple[str, str]:
+    def check_throttle(request: Request, token: str) -> tuple[str, str] | None:
+        """429 when this (address, key prefix) is throttled; its identity, or None while nobody has
+        failed (the common case: no header parsing for it on the request path)."""
+        if not throttle.active:
+            return None
         client = client_of(request, token)
         wait = throttle.blocked(client, time.monotonic())
         if wait:
@@ -178,11 +182,11 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         token = bearer(request.headers.get("authorization"))
         client = check_throttle(request, token)
         if not token:
-            throttle.failed(client, time.monotonic())
+            throttle.failed(client or client_of(request, token), time.monotonic())
             raise authentication_error("You didn't provide an API key. Send 'Authorization: Bearer <key>'.")
         p = svc.keys.authenticate(token)
         if p is None:
-            throttle.failed(client, time.monotonic())
+            throttle.failed(client or client_of(request, token), time.monotonic())
             raise authentication_error()
         return p
 
@@ -190,13 +194,13 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         token = bearer(request.headers.get("authorization"))
         client = check_throttle(request, token)
         if not token:
-            throttle.failed(client, time.monotonic())
+            throttle.failed(client or client_of(request, token), time.monotonic())
             raise authentication_error("Admin endpoints need 'Authorization: Bearer <admin key>'.")
         if not svc.keys.is_admin(token):
             if svc.keys.authenticate(token) is not None:
                 raise APIError(403, "This endpoint needs the admin key; a tenant key cannot use it.",
                                type="permission_error", code="admin_only")
-            throttle.failed(client, time.monotonic())
+            throttle.failed(client or client_of(request, token), time.monotonic())
             raise authentication_error()
 
     max_body = cfg.server.max_body_bytes

@@ -150,6 +150,11 @@ class AuthThrottle:
         self.limit, self.window, self.max_clients = limit, window, max_clients
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
+    @property
+    def active(self) -> bool:
+        """Whether any failure is remembered (nothing can be blocked otherwise)."""
+        return bool(self._seen)
+
     def blocked(self, client: tuple[str, str], now: float) -> float:
         """Seconds until ``client`` (address, key prefix) may try again (0: not blocked)."""
         start, n = self._seen.get(client, (now, 0))

@@ -35,7 +35,7 @@ def finite_time(value: float, name: str) -> float:
     return value
 
 
-def check_depth(obj: Any, raw_len: int, opens: int, limit: int = MAX_JSON_DEPTH) -> None:
+def check_depth(obj: Any, opens: int, limit: int = MAX_JSON_DEPTH) -> None:
     """400 when a parsed JSON body nests deeper than ``limit``. ``opens``: the body's count of '[' and
     '{' bytes; a body with fewer cannot be that deep, so most bodies are never walked."""
     if opens <= limit:
