@@ -92,9 +92,10 @@ class Gateway:
 
     @staticmethod
     def _headers(dep: Deployment, plan: Plan, priced: Priced | None, attempts: Attempts,
-                 ticket: Ticket | None) -> dict[str, str]:
+                 ticket: Ticket | None, in_flight: int = 0) -> dict[str, str]:
+        """``in_flight``: attempts still running, not yet in ``attempts`` (a stream being relayed)."""
         h = {"x-switchyard-model": dep.model_name, "x-switchyard-provider": dep.provider,
-             "x-switchyard-attempts": str(len(attempts.items))}
+             "x-switchyard-attempts": str(len(attempts.items) + in_flight)}
         if plan.decision is not None:
             h["x-switchyard-policy"] = _ascii(plan.decision.policy, 100)
             h["x-switchyard-reason"] = _ascii(plan.decision.reason)
@@ -123,7 +124,7 @@ class Gateway:
         except UpstreamTimeout as exc:
             # the deadline cut this call short: its timeout is the request's deadline, whatever the
             # clocks say a moment later (a timer may fire a hair early)
-            exc.by_deadline = timeout < dep.timeout  # type: ignore[attr-defined]
+            exc.by_deadline = timeout < dep.timeout
             raise
         try:
             out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
@@ -164,7 +165,7 @@ class Gateway:
                     raw, out = await self._call(dep, body, rid, mode, deadline)
                 except UpstreamError as exc:
                     self._failed(attempts, dep, exc, time.perf_counter() - t0)
-                    if getattr(exc, "by_deadline", False):
+                    if exc.by_deadline:
                         out_of_time = True
                         break
                     if not exc.retryable:
@@ -301,9 +302,7 @@ class Gateway:
             if attempts.items:
                 self.meter.metrics.fallbacks.labels(dep.model_name).inc()
             relay = self._relay(who, body, rid, dep, chunks, first, attempts, started, t0, client_usage, ticket, plan)
-            headers = self._headers(dep, plan, None, attempts, ticket)
-            headers["x-switchyard-attempts"] = str(len(attempts.items) + 1)  # the failed ones and this one
-            return SSEResponse(relay, headers=headers)
+            return SSEResponse(relay, headers=self._headers(dep, plan, None, attempts, ticket, in_flight=1))
         if ticket is not None:
             self.limiter.settle(ticket, 0.0, 0)
         error = final_error(requested, attempts, plan.deadline_s if out_of_time or late(deadline) else None)

@@ -41,6 +41,7 @@ class UpstreamError(Exception):
     retryable = True
     status = 502
     kind = "upstream_error"
+    by_deadline = False  # the call's timeout was the request's deadline (set by the gateway)
 
     def __init__(self, message: str, *, upstream_status: int | None = None, retry_after: float | None = None,
                  body: Any = None):
