@@ -33,6 +33,7 @@ class CandidateInfo:
     healthy: bool = True  # circuit breaker closed (or half-open and probing)
     expected_output: float | None = None  # from history
     expected_cost_usd: float | None = None  # known outright (offline replays without token prices)
+    reasoning_allowance: float = 0.0  # reasoning tokens billed per output token, beyond the output bound
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,12 @@ class Decision:
                 "candidates": self.candidates, "arm": self.arm, "explored": self.explored, "cascade": self.cascade}
 
 
-def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0) -> float | None:
+def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0,
+                  reasoning: float = 0.0) -> float | None:
+    """``output_tokens``: the visible answer; ``reasoning``: reasoning tokens billed on top of it."""
     if price is None:
         return None
-    return estimate_usd(price, prompt_tokens, int(output_tokens), cached)
+    return estimate_usd(price, prompt_tokens, int(output_tokens), cached, reasoning=int(reasoning))
 
 
 class PolicyRouter:
@@ -152,7 +155,8 @@ class PolicyRouter:
         for c in healthy:
             out = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
             cached = f.cached_prefix_tokens if cache and c.name == f.affinity else 0
-            cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(c.price, f.prompt_tokens, out, cached)
+            cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(
+                c.price, f.prompt_tokens, out, cached, reasoning=out * c.reasoning_allowance)
             costs[c.name] = float("inf") if cost is None else cost
         for n in cascades:
             given = known[n].expected_cost_usd if n in known else None

@@ -235,12 +235,15 @@ class PriceCatalog:
         return hist[idx - 1] if idx else None
 
 
-def estimate_usd(price: ModelPrice, prompt_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+def estimate_usd(price: ModelPrice, prompt_tokens: int, output_tokens: int, cached_tokens: int = 0,
+                 reasoning: int = 0) -> float:
     """``cost_of(...).total`` for an estimate, without building the cost lines when nothing but the
-    input and output rates applies (the routing decision prices every candidate this way)."""
-    if not price.tiers and not cached_tokens:
+    input and output rates applies (the routing decision prices every candidate this way).
+    ``reasoning``: reasoning tokens billed on top of the ``output_tokens`` of the visible answer."""
+    if not price.tiers and not cached_tokens and not reasoning:
         return prompt_tokens * price.input + output_tokens * price.output
-    return cost_of(Usage(prompt_tokens, output_tokens, cached_tokens=min(cached_tokens, prompt_tokens)), price).total
+    return cost_of(Usage(prompt_tokens, output_tokens + reasoning, cached_tokens=min(cached_tokens, prompt_tokens),
+                         reasoning_tokens=reasoning), price).total
 
 
 def cost_of(usage: Usage, price: ModelPrice) -> Cost:

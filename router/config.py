@@ -82,6 +82,9 @@ class ModelInfo(BaseModel):
     capabilities: list[Literal["tools", "json_schema", "vision"]] | None = Field(
         default=None, description="what the model supports; default: everything (constraints cannot exclude it)")
     quality: float | None = Field(default=None, ge=0, le=1, description="quality prior for routing policies")
+    reasoning_allowance: float | None = Field(default=None, ge=0, le=100, description=(
+        "reasoning tokens the model may bill beyond the output bound, as a multiple of it: budgets reserve "
+        "them and routing expects them (default 0; a simulated model: its reasoning_ratio)"))
 
 
 class DeploymentConfig(_Strict):
@@ -221,6 +224,17 @@ class LimitsConfig(_Strict):
     default_max_tokens: int = Field(default=4096, ge=1, description="output bound assumed when a request and the catalog give none")
     max_request_usd: float | None = Field(default=None, gt=0, description="per-request cap on the worst-case charge")
     prompt_safety: float = Field(default=1.25, ge=1.0, description="prompt-token estimate multiplier for reservations")
+    reservation_lease: float = Field(default=120.0, gt=0, le=86400, description=(
+        "seconds a budget reservation lives without its replica renewing it (renewed while the request runs); "
+        "a killed replica's reservations return within this time"))
+    reconcile_interval: float = Field(default=30.0, gt=0, le=3600, description=(
+        "seconds between reconciliations of each active budget with the ledger (one replica does each)"))
+    settled_horizon: float = Field(default=300.0, gt=0, le=86400, description=(
+        "seconds after which a settlement the ledger does not hold is dropped (its record was lost, e.g. a "
+        "killed replica's unwritten batch): the ledger is the truth"))
+    fail_open_share: float = Field(default=0.5, gt=0, le=1, description=(
+        "with fail_mode open and Redis down: the share of each budget's remaining room one replica may spend "
+        "on its own (set it to 1/replicas or less)"))
     rate_limits: list[RateLimitRule] = Field(default_factory=list)
     budgets: list[BudgetRule] = Field(default_factory=list)
 

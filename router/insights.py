@@ -8,10 +8,8 @@ catalog; tiered prices are applied to the group's sums, which the results mark a
 
 from __future__ import annotations
 
-import calendar
 import random
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 from policies.decide import PolicyRouter, RequestFeatures
@@ -19,6 +17,7 @@ from pricing import Usage, cost_of
 from router.config import BudgetRule
 from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
 from router.ledger.store import LedgerStore, UsageQuery
+from router.limits import period_bounds
 from router.services import Services
 
 MAX_GROUPS = 10_000
@@ -81,16 +80,6 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
             "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual,
             "savings_pct": (baseline_cost - actual) / baseline_cost * 100 if baseline_cost else 0.0,
             "charge_usd": charge, "by_model": by_model, "plans": plan_rows, "estimate": True}
-
-
-def period_bounds(period: str, now: float) -> tuple[float, float]:
-    t = datetime.fromtimestamp(now, timezone.utc)
-    if period == "day":
-        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.timestamp(), start.timestamp() + 86400
-    start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    days = calendar.monthrange(t.year, t.month)[1]
-    return start.timestamp(), start.timestamp() + days * 86400
 
 
 def _rule_visible(svc: Services, rule: BudgetRule, tenant: str | None, admin: bool = False) -> bool:

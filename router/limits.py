@@ -1,21 +1,37 @@
-"""Rate limits and budgets: which rules apply to a request, admission and settlement.
+"""Rate limits and budgets: which rules apply to a request, admission, settlement, reconciliation.
 
 Budgets reserve the request's worst-case charge before the upstream call (prompt tokens times a
-safety factor plus the output bound, at the most expensive candidate's price) and settle to the
-actual charge afterwards, so concurrent requests can never spend past a hard limit: overshoot is
-zero as long as the upstream counts at most ``prompt_safety`` times our prompt estimate and
-honours the output bound. Rate limits are fixed one-minute windows, global through Redis.
+safety factor plus the output bound and any reasoning allowance, at the dearest candidate's price)
+and settle to the actual charge afterwards, so concurrent requests never spend past a hard limit.
+The bound that remains: one request's excess beyond its own reservation, when an upstream counts
+more than ``prompt_safety`` times our prompt estimate or bills beyond the output bound it was given.
+
+The ledger is the source of truth; the state (Redis, or this process's memory) is a fast copy:
+- a reservation is keyed by request id with a lease its replica renews while the request runs;
+  a dead replica's reservations are reclaimed when the lease ends;
+- a settlement is keyed by request id: a retry never counts twice; a settlement that cannot reach
+  the state is retried until it can;
+- a budget key the state does not hold (never built, evicted, Redis restarted) is rebuilt from the
+  ledger's sum for the period before anything is admitted against it;
+- every ``reconcile_interval`` one replica sets each active budget to the ledger's sum plus the
+  settlements the ledger does not hold yet (dropping those older than ``settled_horizon``: their
+  record was lost), so the state equals the ledger whatever happened in between;
+- soft budgets reserve nothing, record spend and alert when crossed;
+- with Redis down and ``fail_mode: open`` each replica spends at most ``fail_open_share`` of the
+  room each budget had when last seen, and its settlements reach Redis once it answers.
+Rate limits are fixed one-minute windows, global through Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 from router.auth import Principal
 from router.config import BudgetRule, LimitsConfig, RateLimitRule
@@ -26,12 +42,54 @@ from router.state import NANO, BudgetReq, CounterReq, MemoryState, Settlement, S
 log = logging.getLogger("switchyard.limits")
 
 
+class BudgetLedger(Protocol):
+    """What budgets need from the ledger (router.ledger.store.LedgerStore)."""
+
+    async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
+                          among: Sequence[str]) -> tuple[int, dict[str, int]]: ...
+
+
+class Flushable(Protocol):
+    async def flush(self, timeout: float = 5.0) -> None: ...
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float]:
+    """The UTC day or month holding ``now``, as UNIX seconds [start, end)."""
+    t = datetime.fromtimestamp(now, timezone.utc)
+    if period == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.timestamp(), start.timestamp() + 86400
+    start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(t.year, t.month)[1]
+    return start.timestamp(), start.timestamp() + days * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetKey:
+    """One budget rule applied to one key, tenant or alias for one period."""
+
+    rule: BudgetRule
+    scope_id: str
+    start: float
+    end: float
+
+    @property
+    def key(self) -> str:
+        label = datetime.fromtimestamp(self.start, timezone.utc).strftime("%Y-%m-%d" if self.rule.period == "day" else "%Y-%m")
+        return f"bud:{self.rule.scope}:{self.scope_id}:{label}"
+
+    @property
+    def ttl(self) -> int:
+        return int(self.end - self.start) + 86400  # kept a day past its period: late settlements land
+
+
 @dataclass
 class Ticket:
     """What one admission reserved, to be settled once the request ends."""
 
-    store: StateStore
-    budgets: list[tuple[BudgetRule, str, int]]  # rule, key, spent before (nano)
+    request_id: str
+    store: StateStore  # where it was admitted: the shared state, or the local one while that is down
+    budgets: list[tuple[BudgetKey, int]]  # budget, spent before (nano)
     reserve_nano: int
     token_keys: list[str]
     tokens_reserved: int
@@ -48,13 +106,24 @@ def _duration(seconds: float) -> str:
 
 
 class Limiter:
-    def __init__(self, cfg: LimitsConfig, state: StateStore, metrics: Metrics):
+    def __init__(self, cfg: LimitsConfig, state: StateStore, metrics: Metrics, *,
+                 ledger: BudgetLedger | None = None, writer: Flushable | None = None, flush_interval: float = 0.2):
         self.cfg = cfg
         self.state = state
         self.local = state if isinstance(state, MemoryState) else MemoryState()
         self.metrics = metrics
+        self.ledger = ledger
+        self.writer = writer
+        # before rebuilding a shared key, wait for every replica's ledger batch in flight to land
+        self.rebuild_grace = 2 * flush_interval + 0.1 if state.shared else 0.0
         self._pending: set[asyncio.Task[None]] = set()
+        self._open: dict[str, Ticket] = {}  # admitted, not yet settled in the state: their leases are renewed
+        self._active: dict[str, BudgetKey] = {}  # budget keys this process used this period: reconciled
+        self._room: dict[str, int] = {}  # nano-dollars each budget key had left when the shared state last said
+        self._rebuilding: dict[str, asyncio.Lock] = {}
         self._failing_open = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._closing = False
 
     @property
     def active(self) -> bool:
@@ -64,21 +133,36 @@ class Limiter:
     def counts_tokens(self) -> bool:
         return bool(self.cfg.budgets or self.cfg.max_request_usd or any(r.tpm is not None for r in self.cfg.rate_limits))
 
+    def start(self) -> None:
+        if self.cfg.budgets and not self._loops:
+            self._loops = [asyncio.create_task(self._renew_loop(), name="budget-leases"),
+                           asyncio.create_task(self._reconcile_loop(), name="budget-reconcile")]
+
     def _rules(self, who: Principal, requested: str) -> tuple[list[RateLimitRule], list[BudgetRule]]:
         ids = {"key": who.key_id, "tenant": who.tenant, "alias": requested}
         rates = [r for r in self.cfg.rate_limits if _matches(r.id, ids[r.scope])]
         budgets = [b for b in self.cfg.budgets if _matches(b.id, ids[b.scope])]
         return rates, budgets
 
-    async def admit(self, who: Principal, requested: str, tokens: int, max_charge_usd: float | None) -> Ticket:
-        """Admit or raise 429 (rate or budget) / 400 (per-request cap) / 503 (state down, fail closed)."""
+    def budget_keys(self, who: Principal, requested: str, now: float) -> list[BudgetKey]:
+        ids = {"key": who.key_id, "tenant": who.tenant, "alias": requested}
+        out = []
+        for b in self._rules(who, requested)[1]:
+            start, end = period_bounds(b.period, now)
+            out.append(BudgetKey(b, str(ids[b.scope]), start, end))
+        return out
+
+    async def admit(self, who: Principal, requested: str, tokens: int, max_charge_usd: float | None, *,
+                    request_id: str, now: float | None = None) -> Ticket:
+        """Admit or raise 429 (rate or budget) / 400 (per-request cap) / 503 (state down, fail closed).
+        ``now``: the request's start (UNIX seconds), which also dates its ledger record."""
         if self.cfg.max_request_usd is not None and max_charge_usd is not None and max_charge_usd > self.cfg.max_request_usd:
             raise invalid_request(
                 f"This request could cost up to ${max_charge_usd:.4f}, above the per-request cap of "
                 f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.", param="max_tokens",
                 code="request_cost_cap")
-        rates, budget_rules = self._rules(who, requested)
-        now = time.time()
+        now = time.time() if now is None else now
+        rates, _ = self._rules(who, requested)
         minute = int(now // 60)
         reset = (minute + 1) * 60 - now
         ids = {"key": who.key_id, "tenant": who.tenant}
@@ -93,35 +177,33 @@ class Limiter:
                 counters.append(CounterReq(f"{base}:tok:{minute}", r.tpm, tokens, 70))
                 kinds.append(("tokens", r.tpm))
         reserve = math.ceil((max_charge_usd or 0.0) * NANO)
-        day = datetime.now(timezone.utc)
-        budgets: list[BudgetReq] = []
-        for b in budget_rules:
-            period = f"{day.year:04d}-{day.month:02d}-{day.day:02d}" if b.period == "day" else f"{day.year:04d}-{day.month:02d}"
-            scope_id = {"key": who.key_id, "tenant": who.tenant, "alias": requested}[b.scope]
-            budgets.append(BudgetReq(f"bud:{b.scope}:{scope_id}:{period}", int(b.usd * NANO),
-                                     reserve if not b.soft else 0, 2 * 86400 if b.period == "day" else 40 * 86400,
-                                     hard=not b.soft))
+        keys = self.budget_keys(who, requested, now)
+        budgets = [BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
+                   for k in keys]
         store = self.state
         try:
-            result = await store.admit(counters, budgets)
-        except Exception as exc:  # Redis unreachable or timing out
+            result = await self._admit(store, request_id, counters, budgets, keys, now)
+        except Exception as exc:  # Redis (or, rebuilding a budget, the ledger) unreachable or timing out
             self.metrics.state_errors.inc()
-            if self.cfg.fail_mode == "closed":
+            if self.cfg.fail_mode == "closed" or store is self.local:
                 raise APIError(503, "Rate-limit and budget state is unavailable; try again shortly.",
                                type="api_error", code="state_unavailable") from None
             if not self._failing_open:  # once per outage, not once per request
                 self._failing_open = True
-                log.warning("shared state unavailable (%s); failing open with local limits until it answers",
-                            type(exc).__name__)
+                self.local.forget_budgets()  # this outage starts from what the shared state last said
+                log.warning("shared state unavailable (%s); failing open with local limits (%.0f%% of each budget's "
+                            "remaining room) until it answers", type(exc).__name__, 100 * self.cfg.fail_open_share)
             store = self.local
-            result = await store.admit(counters, budgets)
+            result = await self._admit(store, request_id, counters, budgets, keys, now)
         else:
             if self._failing_open:
                 self._failing_open = False
                 log.warning("shared state reachable again; limits and budgets are shared once more")
+            for k, used in zip(keys, result.used_nano):
+                self._room[k.key] = int(k.rule.usd * NANO) - used
         if not result.ok:
             if result.failed_kind == "budget":
-                b = budget_rules[result.failed_index or 0]
+                b = keys[result.failed_index or 0].rule
                 self.metrics.budget_rejections.labels(b.scope, b.period).inc()
                 raise APIError(429, f"Budget exhausted: the {b.period}ly {b.scope} budget of ${b.usd:.2f} has no room "
                                "for this request.", type="insufficient_quota", code="insufficient_quota")
@@ -132,8 +214,130 @@ class Limiter:
                            headers={"retry-after": str(math.ceil(reset)), **self._headers(kinds, [limit + 1] * len(kinds), reset)})
         headers = self._headers(kinds, result.counters, reset)
         token_keys = [c.key for c, (what, _) in zip(counters, kinds) if what == "tokens"]
-        return Ticket(store, [(b, req.key, spent) for b, req, spent in zip(budget_rules, budgets, result.spent_nano)],
-                      reserve, token_keys, tokens, headers)
+        ticket = Ticket(request_id, store, list(zip(keys, result.spent_nano)), reserve, token_keys, tokens, headers)
+        for k in keys:
+            self._active.setdefault(k.key, k)
+        if keys and reserve:
+            self._open[request_id] = ticket
+        return ticket
+
+    async def _admit(self, store: StateStore, request_id: str, counters: list[CounterReq], budgets: list[BudgetReq],
+                     keys: list[BudgetKey], now: float) -> Any:
+        """One admission; a budget key the store does not hold is built first (from the ledger, or for
+        the local store during an outage, from the room last seen), then admission runs again."""
+        for _ in range(len(budgets) + 2):
+            result = await store.admit(request_id, counters, budgets, now, self.cfg.reservation_lease)
+            if result.failed_kind != "rebuild":
+                return result
+            key = keys[result.failed_index or 0]
+            if store is self.local and self._failing_open:
+                await self._seed_local(key)
+            else:
+                await self.rebuild(key, store)
+        raise RuntimeError("a budget key could not be rebuilt")
+
+    async def _seed_local(self, key: BudgetKey) -> None:
+        limit = int(key.rule.usd * NANO)
+        room = self._room.get(key.key)
+        if room is None:  # never seen: the ledger's figure if it answers quickly, else the whole budget
+            room = limit
+            if self.ledger is not None:
+                try:
+                    async with asyncio.timeout(1.0):
+                        spent, _ = await self.ledger.budget_sums(key.rule.scope, key.scope_id, key.start, key.end, ())
+                    room = limit - spent
+                except Exception:  # noqa: BLE001 - no ledger either: a share of the whole budget
+                    pass
+        share = max(0, math.floor(max(0, room) * self.cfg.fail_open_share))
+        await self.local.budget_apply(key.key, limit - share, (), key.ttl, time.time())
+
+    async def rebuild(self, key: BudgetKey, store: StateStore | None = None) -> None:
+        """Build a budget key the state does not hold, from the ledger, before it admits anything."""
+        store = store or self.state
+        lock = self._rebuilding.setdefault(key.key, asyncio.Lock())
+        async with lock:
+            if (await store.budget_view(key.key)).base_nano is not None:
+                return  # another request of this process rebuilt it meanwhile
+            deadline = time.monotonic() + 10
+            while True:
+                token = await store.lock("rebuild:" + key.key, 5)
+                if token is not None:
+                    break
+                await asyncio.sleep(0.05)  # another replica is rebuilding it
+                if (await store.budget_view(key.key)).base_nano is not None:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("budget rebuild by another replica did not finish")
+            try:
+                if self.rebuild_grace:
+                    await asyncio.sleep(self.rebuild_grace)
+                if self.writer is not None:
+                    await self.writer.flush()
+                await self.reconcile(key, store, rebuilding=True)
+                log.warning("budget %s rebuilt from the ledger", key.key)
+            finally:
+                await store.unlock("rebuild:" + key.key, token)
+
+    async def reconcile(self, key: BudgetKey, store: StateStore | None = None, *, rebuilding: bool = False) -> None:
+        """Set the budget's base to the ledger's sum for the period, less the settlements the state holds
+        that the ledger also holds (they count once, in the state); settlements older than the horizon
+        are folded into the base, or dropped if the ledger never got their record."""
+        store = store or self.state
+        view = await store.budget_view(key.key)
+        if view.base_nano is None and not rebuilding:
+            await self.rebuild(key, store)  # lost (Redis restarted) and not used since: built now
+            return
+        if self.ledger is None:
+            base, prune = view.base_nano or 0, []
+        else:
+            total, found = await self.ledger.budget_sums(key.rule.scope, key.scope_id, key.start, key.end,
+                                                         list(view.recent))
+            horizon = time.time() - self.cfg.settled_horizon
+            prune = [rid for rid, (_, at) in view.recent.items() if at < horizon]
+            pruned = set(prune)
+            base = total - sum(v for rid, v in found.items() if rid not in pruned)
+        await store.budget_apply(key.key, base, prune, key.ttl, time.time())
+
+    async def reconcile_all(self) -> int:
+        """Reconcile every budget this process used in the current period now; the number reconciled."""
+        now = time.time()
+        n = 0
+        for name, key in list(self._active.items()):
+            if key.end <= now - 86400:
+                del self._active[name]
+                continue
+            await self.reconcile(key)
+            n += 1
+        return n
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.reconcile_interval)
+            now = time.time()
+            for name, key in list(self._active.items()):
+                if key.end <= now - 86400:
+                    self._active.pop(name, None)
+                    continue
+                try:
+                    # one replica per key per interval: the lock is left to expire, not released
+                    if await self.state.lock("reconcile:" + name, self.cfg.reconcile_interval * 0.8) is None:
+                        continue
+                    await self.reconcile(key)
+                except Exception as exc:  # noqa: BLE001 - state or ledger down: the next round tries again
+                    log.info("budget reconciliation of %s skipped: %s", name, type(exc).__name__)
+
+    async def _renew_loop(self) -> None:
+        lease = self.cfg.reservation_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            leases = [(rid, [k.key for k, _ in t.budgets if not k.rule.soft]) for rid, t in self._open.items()
+                      if t.store is self.state]
+            if not leases:
+                continue
+            try:
+                await self.state.renew(leases, time.time() + lease)
+            except Exception:  # noqa: BLE001 - state down: the leases may lapse; settlements still count
+                self.metrics.state_errors.inc()
 
     @staticmethod
     def _headers(kinds: list[tuple[str, int]], values: list[int], reset: float) -> dict[str, str]:
@@ -148,45 +352,60 @@ class Limiter:
         return out
 
     def settle(self, ticket: Ticket, charge_usd: float | None, tokens: int) -> None:
-        """Settle in the background (off the response path); ``drain`` waits for all of them."""
+        """Settle in the background (off the response path), exactly once; ``drain`` waits for all."""
         if ticket.settled:
             return
         ticket.settled = True
         actual = math.ceil((charge_usd or 0.0) * NANO)
         refund = max(0, ticket.tokens_reserved - tokens)
-        for rule, _, spent in ticket.budgets:
+        for key, spent in ticket.budgets:
+            rule = key.rule
             if spent + actual > rule.usd * NANO >= spent:
                 self.metrics.budget_alerts.labels(rule.scope, rule.period, "soft" if rule.soft else "hard").inc()
-                log.warning("budget reached: %s %s %s budget of $%.2f", rule.scope, rule.id, rule.period, rule.usd)
+                log.warning("budget reached: %s %s %s budget of $%.2f", rule.scope, key.scope_id, rule.period, rule.usd)
         refunds = [(k, refund) for k in ticket.token_keys] if refund else []
         if not ticket.budgets and not refunds:
+            self._open.pop(ticket.request_id, None)
             return
-        task = asyncio.get_running_loop().create_task(self._settle(ticket, actual, refunds))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        s = Settlement(ticket.request_id, [k.key for k, _ in ticket.budgets], actual, refunds,
+                       ttl=max((k.ttl for k, _ in ticket.budgets), default=86400))
+        stores = [ticket.store] if ticket.store is self.state else [ticket.store, self.state]
+        for store in stores:  # admitted locally during an outage: the shared state learns of it too
+            task = asyncio.get_running_loop().create_task(self._settle(ticket, store, s))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
-    async def _settle(self, ticket: Ticket, actual: int, refunds: list[tuple[str, int]]) -> None:
-        # soft budgets reserved nothing: they settle with a reserve of 0
-        hard = [k for (rule, k, _) in ticket.budgets if not rule.soft]
-        soft = [k for (rule, k, _) in ticket.budgets if rule.soft]
-        for _attempt in range(3):
+    async def _settle(self, ticket: Ticket, store: StateStore, s: Settlement) -> None:
+        """Retry until the state takes it: settlement is idempotent by request id."""
+        delay, warned = 0.05, False
+        while True:
             try:
-                if hard or refunds:
-                    await ticket.store.settle(Settlement(hard, ticket.reserve_nano, actual, refunds))
-                if soft:
-                    await ticket.store.settle(Settlement(soft, 0, actual, []))
-                return
-            except Exception:  # noqa: BLE001 - Redis blip: retry, then account locally
-                await asyncio.sleep(0.2)
-        self.metrics.state_errors.inc()
-        log.warning("could not settle a budget reservation in shared state; it expires with its period")
+                await store.settle(s, time.time())
+                break
+            except Exception:  # noqa: BLE001 - Redis blip or outage: retry with backoff
+                self.metrics.state_errors.inc()
+                if not warned:
+                    warned = True
+                    log.warning("could not settle a budget in shared state; retrying until it answers")
+                if self._closing:
+                    log.warning("shutting down with a budget settlement undelivered; its reservation lapses "
+                                "with its lease and the ledger reconciles its spend")
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if store is ticket.store:
+            self._open.pop(ticket.request_id, None)
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float | None = None) -> None:
         if self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+            await asyncio.wait(list(self._pending), timeout=timeout)
 
     async def aclose(self) -> None:
-        await self.drain()
+        for task in self._loops:
+            task.cancel()
+        await self.drain(timeout=5.0)
+        self._closing = True
+        await self.drain(timeout=2.0)
         await self.state.aclose()
 
     def describe(self) -> dict[str, Any]:

@@ -186,7 +186,8 @@ class Meter:
     def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
                started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
-               decision: dict[str, Any] | None = None) -> None:
+               decision: dict[str, Any] | None = None, ts: float | None = None) -> None:
+        """``ts``: the request's start (UNIX seconds); default: now less its duration."""
         now = time.perf_counter()
         total = now - started
         label = dep.model_name if dep else "none"
@@ -224,7 +225,7 @@ class Meter:
                     self._child(m.escalations, decision["policy"], a["model"]).inc()
         self.sink.submit({
             "request_id": request_id,
-            "ts": time.time() - total,
+            "ts": time.time() - total if ts is None else ts,
             "policy": decision.get("policy") if decision else None,
             "decision": decision,
             "tenant": getattr(principal, "tenant", None),

@@ -146,7 +146,7 @@ class Planner:
             self_hosted=d.self_hosted, capabilities=d.capabilities, context_window=d.context_window,
             ttft_ms=min(ttfts) if ttfts else None, tokens_per_s=max(rates) if rates else None,
             healthy=any(self.health.state(x.id) != "open" for x in deps),
-            expected_output=self.health.expected_output(name))
+            expected_output=self.health.expected_output(name), reasoning_allowance=d.reasoning_allowance)
 
     async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
         requested = body["model"]

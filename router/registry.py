@@ -58,6 +58,7 @@ class Deployment:
     info: dict[str, Any] = field(default_factory=dict)
     pass_through: frozenset[str] = frozenset()  # request fields beyond the API's own that reach it
     weight: float = 1.0  # share of its model's traffic
+    reasoning_allowance: float = 0.0  # reasoning tokens billed beyond the output bound, per output token
 
     def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
         if self.fixed_price is not None:
@@ -144,6 +145,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
     caps = dc.model_info.capabilities
     context = dc.model_info.max_input_tokens
     quality = dc.model_info.quality
+    reasoning = dc.model_info.reasoning_allowance
     price_key: str | None
     backend: Backend
     if kind == "simulated":
@@ -154,6 +156,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         caps = caps if caps is not None else sim.capabilities
         context = context or sim.context_window
         quality = quality if quality is not None else sim.quality
+        reasoning = reasoning if reasoning is not None else sim.reasoning_ratio
         price_key = sim.stands_in_for if sim.stands_in_for in catalog else None
     elif kind == "openai":
         base = _ref_or_literal(p.api_base, resolve) or OPENAI_COMPAT_BASES.get(provider)
@@ -182,4 +185,5 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
         region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class,
         capabilities=frozenset(caps) if caps is not None else Deployment.capabilities, context_window=context,
-        quality=quality, info=info, pass_through=frozenset(p.pass_through_fields), weight=p.weight)
+        quality=quality, info=info, pass_through=frozenset(p.pass_through_fields), weight=p.weight,
+        reasoning_allowance=reasoning or 0.0)

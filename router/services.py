@@ -70,6 +70,7 @@ class Services:
             await self.store.migrate()
             await self.writer.start()
             await self.writer.replay()
+        self.limiter.start()
         self._watcher = asyncio.create_task(self.policies.watch(), name="policy-watch")
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
@@ -257,7 +258,8 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
         sink = writer
     redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
     state: StateStore = RedisState(redis_url, timeout=cfg.storage.redis_timeout) if redis_url else MemoryState()
-    limiter = Limiter(cfg.limits, state, metrics)
+    limiter = Limiter(cfg.limits, state, metrics, ledger=store, writer=writer,
+                      flush_interval=cfg.storage.ledger_flush_interval)
     meter = Meter(catalog, tokenizer, metrics, sink, billing)
     policies = PolicyStore(cfg.policies, registry)
     ok, problems = policies.reload()

@@ -9,7 +9,7 @@ closed, so its ``finally`` (abort the upstream call, meter the partial usage) ru
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Mapping
+from typing import AsyncIterator, Awaitable, Callable, Mapping
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -18,8 +18,10 @@ from starlette.types import Receive, Scope, Send
 class SSEResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None):
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None,
+                 on_close: Callable[[], Awaitable[None]] | None = None):
         self.body_iterator = body
+        self.on_close = on_close  # runs last, whether or not the body was ever read
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})})
@@ -46,6 +48,8 @@ class SSEResponse(Response):
                     task.cancel()
             results = await asyncio.gather(pump, watch, return_exceptions=True)
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            if self.on_close is not None:
+                await self.on_close()
         if isinstance(results[0], OSError):
             return  # the client went away mid-write: nothing more to say to it
         if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):

@@ -9,8 +9,9 @@ step in-process. Budgets hold money in integer nano-dollars, so sums are exact.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 NANO = 1_000_000_000
@@ -39,25 +40,51 @@ class BudgetReq:
 class Admission:
     ok: bool
     counters: list[int]  # value after increment, per CounterReq (when ok)
-    spent_nano: list[int]  # spent so far, per BudgetReq (when ok)
-    failed_kind: str | None = None  # "rate" | "budget"
+    spent_nano: list[int]  # spent so far (settled), per BudgetReq (when ok)
+    failed_kind: str | None = None  # "rate" | "budget" | "rebuild" (a budget key has no ledger base)
     failed_index: int | None = None
     failed_value: int | None = None
+    used_nano: list[int] = field(default_factory=list)  # spent + reserved after this admission, per BudgetReq
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
+    request_id: str
     budget_keys: Sequence[str]
-    reserve_nano: int
     actual_nano: int
     counter_refunds: Sequence[tuple[str, int]]  # (key, tokens to give back)
+    ttl: int = 40 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    """One budget key as the state holds it: ``base`` (from the ledger; None: never built or lost),
+    the settlements not yet folded into it (request id -> (nano, settled at)), and what is reserved."""
+
+    base_nano: int | None
+    recent: dict[str, tuple[int, float]]
+    reserved_nano: int
+    reservations: int
+    recent_nano: int  # the running sum admission counts (equals the sum of ``recent``)
+
+    @property
+    def spent_nano(self) -> int:
+        """What admission counts as spent."""
+        return (self.base_nano or 0) + self.recent_nano
 
 
 class StateStore(Protocol):
     shared: bool  # other processes (workers, replicas) read and write the same state
 
-    async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission: ...
-    async def settle(self, s: Settlement) -> None: ...
+    async def admit(self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq],
+                    now: float, lease: float) -> Admission: ...
+    async def settle(self, s: Settlement, now: float) -> None: ...
+    async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None: ...
+    async def budget_view(self, key: str) -> BudgetView: ...
+    async def budget_apply(self, key: str, base_nano: int, prune: Sequence[str], ttl: int, now: float) -> None:
+        """Set the base, drop the settlements ``prune`` names, reclaim leases ended by ``now``."""
+    async def lock(self, name: str, seconds: float) -> str | None: ...
+    async def unlock(self, name: str, token: str) -> None: ...
     async def bandit_add(self, policy: str, model: str, category: str, score: float,
                          request_id: str) -> float | None: ...
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
@@ -67,6 +94,21 @@ class StateStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass
+class _Budget:
+    """One budget key in process memory (the same fields the Redis hashes hold)."""
+
+    base: int | None = None
+    recent: dict[str, tuple[int, float]] = field(default_factory=dict)  # request id -> (nano, settled at)
+    recent_sum: int = 0
+    reserved: dict[str, tuple[int, float]] = field(default_factory=dict)  # request id -> (nano, lease end)
+    reserved_sum: int = 0
+
+    def reclaim(self, now: float) -> None:
+        for rid in [r for r, (_, end) in self.reserved.items() if end <= now]:
+            self.reserved_sum -= self.reserved.pop(rid)[0]
+
+
 class MemoryState:
     """In-process state: exact for one process (the embedded default)."""
 
@@ -74,7 +116,9 @@ class MemoryState:
 
     def __init__(self) -> None:
         self._counters: dict[str, tuple[int, float]] = {}
-        self._budgets: dict[str, dict[str, int]] = {}
+        self._budgets: dict[str, _Budget] = {}
+        self._settled: OrderedDict[str, None] = OrderedDict()  # request ids settled (the most recent ones)
+        self._locks: dict[str, float] = {}
         self._scores: OrderedDict[str, float] = OrderedDict()  # request id -> its feedback score
 
     def _get(self, key: str) -> int:
@@ -83,44 +127,95 @@ class MemoryState:
             return 0
         return v[0]
 
-    async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission:
+    async def admit(self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq],
+                    now: float, lease: float) -> Admission:
         for i, c in enumerate(counters):
             cur = self._get(c.key)
             if c.limit >= 0 and cur + c.amount > c.limit:
                 return Admission(False, [], [], "rate", i, cur)
         for i, b in enumerate(budgets):
-            h = self._budgets.get(b.key, {})
-            total = h.get("spent", 0) + h.get("reserved", 0)
-            if b.hard and total + b.reserve_nano > b.limit_nano:
-                return Admission(False, [], [], "budget", i, total)
+            h = self._budgets.get(b.key)
+            if h is None or h.base is None:
+                return Admission(False, [], [], "rebuild", i, 0)
+            h.reclaim(now)
+            used = h.base + h.recent_sum + h.reserved_sum
+            if b.hard and request_id not in h.reserved and used + b.reserve_nano > b.limit_nano:
+                return Admission(False, [], [], "budget", i, used)
         values = []
         for c in counters:
             cur = self._get(c.key)
             expiry = self._counters[c.key][1] if cur else time.monotonic() + c.ttl
             self._counters[c.key] = (cur + c.amount, expiry)
             values.append(cur + c.amount)
-        spent = []
+        spent, used = [], []
         for b in budgets:
-            h = self._budgets.setdefault(b.key, {"spent": 0, "reserved": 0})
-            h["reserved"] += b.reserve_nano
-            spent.append(h["spent"])
+            h = self._budgets[b.key]
+            if b.reserve_nano > 0 and request_id not in h.reserved:
+                h.reserved[request_id] = (b.reserve_nano, now + lease)
+                h.reserved_sum += b.reserve_nano
+            spent.append(h.base + h.recent_sum)  # type: ignore[operator]
+            used.append(spent[-1] + h.reserved_sum)
         if len(self._counters) > 100_000:
-            now = time.monotonic()
-            self._counters = {k: v for k, v in self._counters.items() if v[1] >= now}
-        return Admission(True, values, spent)
+            mono = time.monotonic()
+            self._counters = {k: v for k, v in self._counters.items() if v[1] >= mono}
+        return Admission(True, values, spent, used_nano=used)
 
-    async def settle(self, s: Settlement) -> None:
+    async def settle(self, s: Settlement, now: float) -> None:
+        if s.request_id in self._settled:
+            return  # settled already: a retry never counts twice
+        self._settled[s.request_id] = None
+        if len(self._settled) > FEEDBACK_MEMORY:
+            self._settled.popitem(last=False)
         for key in s.budget_keys:
-            h = self._budgets.setdefault(key, {"spent": 0, "reserved": 0})
-            h["reserved"] -= s.reserve_nano
-            h["spent"] += s.actual_nano
+            h = self._budgets.setdefault(key, _Budget())
+            held = h.reserved.pop(s.request_id, None)
+            if held is not None:
+                h.reserved_sum -= held[0]
+            if s.request_id not in h.recent:
+                h.recent[s.request_id] = (s.actual_nano, now)
+                h.recent_sum += s.actual_nano
         for key, refund in s.counter_refunds:
             v = self._counters.get(key)
             if v is not None:
                 self._counters[key] = (v[0] - refund, v[1])
 
+    async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None:
+        for rid, keys in leases:
+            for key in keys:
+                h = self._budgets.get(key)
+                if h is not None and rid in h.reserved:
+                    h.reserved[rid] = (h.reserved[rid][0], until)
+
+    async def budget_view(self, key: str) -> BudgetView:
+        h = self._budgets.get(key) or _Budget()
+        return BudgetView(h.base, dict(h.recent), h.reserved_sum, len(h.reserved), h.recent_sum)
+
+    async def budget_apply(self, key: str, base_nano: int, prune: Sequence[str], ttl: int, now: float) -> None:
+        h = self._budgets.setdefault(key, _Budget())
+        h.reclaim(now)
+        for rid in prune:
+            got = h.recent.pop(rid, None)
+            if got is not None:
+                h.recent_sum -= got[0]
+        h.base = base_nano
+
+    def forget_budgets(self) -> None:
+        """Drop every budget (a fail-open store starts each outage from what the shared one last said)."""
+        self._budgets.clear()
+
+    async def lock(self, name: str, seconds: float) -> str | None:
+        now = time.monotonic()
+        held = self._locks.get(name)
+        if held is not None and held > now:
+            return None
+        self._locks[name] = now + seconds
+        return name
+
+    async def unlock(self, name: str, token: str) -> None:
+        self._locks.pop(name, None)
+
     async def spent(self, key: str) -> int:
-        return self._budgets.get(key, {}).get("spent", 0)
+        return (await self.budget_view(key)).spent_nano
 
     async def bandit_add(self, policy: str, model: str, category: str, score: float,
                          request_id: str) -> float | None:
@@ -148,28 +243,48 @@ class MemoryState:
         return None
 
 
+# A budget key K is four Redis structures (all expiring with the period):
+#   K      hash  base (nano-dollars settled as of the last reconciliation with the ledger; absent
+#                when the key was never built or Redis lost it), recent (sum of K:s), reserved (sum of K:r)
+#   K:r    hash  request id -> nano-dollars reserved;  K:l zset request id -> lease end (UNIX s)
+#   K:s    hash  request id -> nano-dollars settled since the last reconciliation;  K:t zset -> settled at
+# Admission refuses to count against a key without a base ("rebuild"): the gateway rebuilds it from
+# the ledger first. Settlement is idempotent by request id (K:s), reservations by request id (K:r).
 ADMIT_LUA = """
 local nr = tonumber(ARGV[1])
 local nb = tonumber(ARGV[2])
-local i = 3
+local now = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
+local rid = ARGV[5]
+local i = 6
 for r = 1, nr do
   local cur = tonumber(redis.call('GET', KEYS[r]) or '0')
   local lim = tonumber(ARGV[i])
   if lim >= 0 and cur + tonumber(ARGV[i + 1]) > lim then return {'rate', r - 1, cur} end
   i = i + 3
 end
+local bstart = i
 for b = 1, nb do
   local k = KEYS[nr + b]
-  local spent = tonumber(redis.call('HGET', k, 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', k, 'reserved') or '0')
-  if ARGV[i + 3] == '1' and spent + reserved + tonumber(ARGV[i + 1]) > tonumber(ARGV[i]) then
-    return {'budget', b - 1, spent + reserved}
+  local base = redis.call('HGET', k, 'base')
+  if not base then return {'rebuild', b - 1, 0} end
+  local expired = redis.call('ZRANGEBYSCORE', k .. ':l', '-inf', now, 'LIMIT', 0, 1000)
+  for _, old in ipairs(expired) do
+    local held = tonumber(redis.call('HGET', k .. ':r', old) or '0')
+    if held > 0 then redis.call('HINCRBY', k, 'reserved', -held) end
+    redis.call('HDEL', k .. ':r', old)
+    redis.call('ZREM', k .. ':l', old)
+  end
+  local used = tonumber(base) + tonumber(redis.call('HGET', k, 'recent') or '0') + tonumber(redis.call('HGET', k, 'reserved') or '0')
+  if ARGV[i + 3] == '1' and redis.call('HEXISTS', k .. ':r', rid) == 0 and used + tonumber(ARGV[i + 1]) > tonumber(ARGV[i]) then
+    return {'budget', b - 1, used}
   end
   i = i + 4
 end
 local values = {}
 local spents = {}
-i = 3
+local useds = {}
+i = 6
 for r = 1, nr do
   local v = redis.call('INCRBY', KEYS[r], ARGV[i + 1])
   if redis.call('TTL', KEYS[r]) < 0 then redis.call('EXPIRE', KEYS[r], ARGV[i + 2]) end
@@ -178,26 +293,81 @@ for r = 1, nr do
 end
 for b = 1, nb do
   local k = KEYS[nr + b]
-  redis.call('HINCRBY', k, 'reserved', ARGV[i + 1])
-  redis.call('EXPIRE', k, ARGV[i + 2])
-  spents[b] = tonumber(redis.call('HGET', k, 'spent') or '0')
+  local amount = tonumber(ARGV[i + 1])
+  if amount > 0 and redis.call('HEXISTS', k .. ':r', rid) == 0 then
+    redis.call('HSET', k .. ':r', rid, ARGV[i + 1])
+    redis.call('ZADD', k .. ':l', now + lease, rid)
+    redis.call('HINCRBY', k, 'reserved', ARGV[i + 1])
+  end
+  for _, sub in ipairs({'', ':r', ':l', ':s', ':t'}) do
+    if redis.call('EXISTS', k .. sub) == 1 then redis.call('EXPIRE', k .. sub, ARGV[i + 2]) end
+  end
+  local spent = tonumber(redis.call('HGET', k, 'base')) + tonumber(redis.call('HGET', k, 'recent') or '0')
+  spents[b] = spent
+  useds[b] = spent + tonumber(redis.call('HGET', k, 'reserved') or '0')
   i = i + 4
 end
-return {'ok', values, spents}
+return {'ok', values, spents, useds}
 """
 
 SETTLE_LUA = """
 local nb = tonumber(ARGV[1])
+local rid = ARGV[2]
+local actual = tonumber(ARGV[3])
+local now = ARGV[4]
+local ttl = ARGV[5]
 for b = 1, nb do
-  redis.call('HINCRBY', KEYS[b], 'reserved', -tonumber(ARGV[2]))
-  redis.call('HINCRBY', KEYS[b], 'spent', ARGV[3])
+  local k = KEYS[b]
+  if redis.call('HEXISTS', k .. ':s', rid) == 0 then
+    local held = tonumber(redis.call('HGET', k .. ':r', rid) or '0')
+    if held > 0 then redis.call('HINCRBY', k, 'reserved', -held) end
+    redis.call('HDEL', k .. ':r', rid)
+    redis.call('ZREM', k .. ':l', rid)
+    redis.call('HSET', k .. ':s', rid, ARGV[3])
+    redis.call('ZADD', k .. ':t', now, rid)
+    if actual > 0 then redis.call('HINCRBY', k, 'recent', ARGV[3]) end
+    for _, sub in ipairs({'', ':s', ':t'}) do redis.call('EXPIRE', k .. sub, ttl) end
+  end
 end
-local i = 4
-for r = nb + 1, #KEYS do
-  if redis.call('EXISTS', KEYS[r]) == 1 then redis.call('DECRBY', KEYS[r], ARGV[i]) end
-  i = i + 1
+if #KEYS > nb and redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 3600) then
+  local i = 6
+  for r = nb + 1, #KEYS - 1 do
+    if redis.call('EXISTS', KEYS[r]) == 1 then redis.call('DECRBY', KEYS[r], ARGV[i]) end
+    i = i + 1
+  end
 end
 return 1
+"""
+
+APPLY_LUA = """
+local k = KEYS[1]
+local pruned = 0
+local expired = redis.call('ZRANGEBYSCORE', k .. ':l', '-inf', ARGV[3])
+for _, old in ipairs(expired) do
+  local held = tonumber(redis.call('HGET', k .. ':r', old) or '0')
+  if held > 0 then redis.call('HINCRBY', k, 'reserved', -held) end
+  redis.call('HDEL', k .. ':r', old)
+  redis.call('ZREM', k .. ':l', old)
+end
+for i = 4, #ARGV do
+  local v = tonumber(redis.call('HGET', k .. ':s', ARGV[i]) or '-1')
+  if v >= 0 then
+    redis.call('HDEL', k .. ':s', ARGV[i])
+    redis.call('ZREM', k .. ':t', ARGV[i])
+    if v > 0 then redis.call('HINCRBY', k, 'recent', -v) end
+    pruned = pruned + 1
+  end
+end
+redis.call('HSET', k, 'base', ARGV[1])
+for _, sub in ipairs({'', ':r', ':l', ':s', ':t'}) do
+  if redis.call('EXISTS', k .. sub) == 1 then redis.call('EXPIRE', k .. sub, ARGV[2]) end
+end
+return pruned
+"""
+
+UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 FEEDBACK_LUA = """
@@ -234,14 +404,17 @@ class RedisState:
         self._prefix = prefix
         self._admit = self._r.register_script(ADMIT_LUA)
         self._settle = self._r.register_script(SETTLE_LUA)
+        self._apply = self._r.register_script(APPLY_LUA)
+        self._unlock = self._r.register_script(UNLOCK_LUA)
         self._feedback = self._r.register_script(FEEDBACK_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
 
-    async def admit(self, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq]) -> Admission:
+    async def admit(self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq],
+                    now: float, lease: float) -> Admission:
         keys = [self._k(c.key) for c in counters] + [self._k(b.key) for b in budgets]
-        args: list[Any] = [len(counters), len(budgets)]
+        args: list[Any] = [len(counters), len(budgets), repr(now), repr(lease), request_id]
         for c in counters:
             args += [c.limit, c.amount, c.ttl]
         for b in budgets:
@@ -249,16 +422,51 @@ class RedisState:
         res = await self._admit(keys=keys, args=args)
         kind = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if kind == "ok":
-            return Admission(True, [int(v) for v in res[1]], [int(v) for v in res[2]])
+            return Admission(True, [int(v) for v in res[1]], [int(v) for v in res[2]],
+                             used_nano=[int(v) for v in res[3]])
         return Admission(False, [], [], kind, int(res[1]), int(res[2]))
 
-    async def settle(self, s: Settlement) -> None:
-        keys = [self._k(k) for k in s.budget_keys] + [self._k(k) for k, _ in s.counter_refunds]
-        args = [len(s.budget_keys), s.reserve_nano, s.actual_nano] + [r for _, r in s.counter_refunds]
+    async def settle(self, s: Settlement, now: float) -> None:
+        keys = [self._k(k) for k in s.budget_keys]
+        args: list[Any] = [len(s.budget_keys), s.request_id, s.actual_nano, repr(now), s.ttl]
+        if s.counter_refunds:
+            keys += [self._k(k) for k, _ in s.counter_refunds] + [self._k("stl:" + s.request_id)]
+            args += [r for _, r in s.counter_refunds]
         await self._settle(keys=keys, args=args)
 
+    async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for rid, keys in leases:
+                for key in keys:
+                    pipe.zadd(self._k(key) + ":l", {rid: until}, xx=True)
+            await pipe.execute()
+
+    async def budget_view(self, key: str) -> BudgetView:
+        k = self._k(key)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hget(k, "base").hget(k, "reserved").hgetall(k + ":s").zrange(k + ":t", 0, -1, withscores=True)
+            pipe.hlen(k + ":r").hget(k, "recent")
+            base, reserved, amounts, times, n, recent_sum = await pipe.execute()
+        at = {(r.decode() if isinstance(r, bytes) else r): t for r, t in times}
+        recent = {}
+        for r, v in amounts.items():
+            rid = r.decode() if isinstance(r, bytes) else r
+            recent[rid] = (int(v), at.get(rid, 0.0))
+        return BudgetView(None if base is None else int(base), recent, int(reserved or 0), int(n), int(recent_sum or 0))
+
+    async def budget_apply(self, key: str, base_nano: int, prune: Sequence[str], ttl: int, now: float) -> None:
+        await self._apply(keys=[self._k(key)], args=[base_nano, ttl, repr(now), *prune])
+
+    async def lock(self, name: str, seconds: float) -> str | None:
+        token = uuid.uuid4().hex
+        ok = await self._r.set(self._k("lock:" + name), token, nx=True, px=max(1, int(seconds * 1000)))
+        return token if ok else None
+
+    async def unlock(self, name: str, token: str) -> None:
+        await self._unlock(keys=[self._k("lock:" + name)], args=[token])
+
     async def spent(self, key: str) -> int:
-        return int(await self._r.hget(self._k(key), "spent") or 0)
+        return (await self.budget_view(key)).spent_nano
 
     # Feedback totals per policy in one hash: "n|model|category" (count) and "s|..." (summed score);
     # each request's own score under "feedback:<request id>", so that scoring it again replaces it.

@@ -47,16 +47,20 @@ class LedgerWriter:
         self._replayer: asyncio.Task[None] | None = None
         self._closing = False
         self.written = 0
+        self._submitted = 0  # records handed to submit(); _done: of those, written or spilled
+        self._done = 0
         self.spilled = 0
         self.db_ok = True
 
     # -- the request path ---------------------------------------------------------------------------
     def submit(self, record: dict[str, Any]) -> None:
         row = to_row(record)
+        self._submitted += 1
         try:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:
             self._spill([row])  # overload: to disk rather than unbounded memory
+            self._done += 1
         self.metrics.ledger_queue.set(self._queue.qsize())
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -77,6 +81,13 @@ class LedgerWriter:
                 await self._replayer
             self._replayer = None
         await self.replay()  # one last try, so a clean shutdown leaves no spill when the DB is up
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until what was submitted before this call is written (or spilled), up to ``timeout``."""
+        target = self._submitted
+        deadline = time.monotonic() + timeout
+        while self._done < target and time.monotonic() < deadline and self._task is not None:
+            await asyncio.sleep(0.01)
 
     # -- writing -----------------------------------------------------------------------------------
     def _drain(self, batch: list[dict[str, Any]]) -> bool:
@@ -111,6 +122,7 @@ class LedgerWriter:
                 stop = self._drain(batch) or stop
             if batch:
                 await self._write(batch)
+                self._done += len(batch)
             self.metrics.ledger_queue.set(self._queue.qsize())
             if stop and self._queue.empty():
                 return

@@ -1,0 +1,111 @@
+"""One request's money, from admission to its single close.
+
+An exchange is opened when a request is planned and closed exactly once, whatever happens: an
+answer, an upstream failure, the deadline, a client that leaves, a cancellation, a stream the
+server never started sending. Its close settles the budget reservation and writes the ledger
+record, in this one place; the strategies that serve the request (router.proxy) only add calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from router.attempts import Attempts
+from router.auth import Principal
+from router.backends.base import UpstreamError
+from router.limits import Ticket
+from router.metering import Priced
+from router.planning import Plan
+from router.registry import Deployment
+
+if TYPE_CHECKING:
+    from router.proxy import Gateway
+
+
+@dataclass
+class Exchange:
+    gateway: "Gateway"
+    who: Principal
+    body: dict[str, Any]  # what the client sent (never modified)
+    request_id: str
+    endpoint: str  # "chat" | "embeddings"
+    stream: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    started_wall: float = field(default_factory=time.time)  # dates the record and the budget period
+    plan: Plan | None = None
+    ticket: Ticket | None = None
+    attempts: Attempts = field(default_factory=Attempts)
+    parts: list[Priced] = field(default_factory=list)  # every priced upstream call
+    status: int = 500
+    error: str | None = None
+    dep: Deployment | None = None  # the deployment whose answer the client got
+    first_chunk_at: float | None = None
+    in_flight: tuple[Deployment, float] | None = None  # a call under way (cut off if the exchange closes)
+    closed: bool = False
+
+    @property
+    def requested(self) -> str:
+        return str(self.body["model"])
+
+    # -- what happened ---------------------------------------------------------------------------------
+    def calling(self, dep: Deployment) -> float:
+        t0 = time.perf_counter()
+        self.in_flight = (dep, t0)
+        return t0
+
+    def failed(self, dep: Deployment, err: UpstreamError, seconds: float) -> None:
+        self.in_flight = None
+        a = self.attempts
+        a.items.append({"deployment": dep.id, "model": dep.model_name, "error": err.kind,
+                        "status": err.upstream_status, "seconds": round(seconds, 6)})
+        a.last_error = err
+        a.upstream_seconds += seconds
+        m = self.gateway.meter.metrics
+        m.upstream_errors.labels(dep.model_name, dep.provider, err.kind).inc()
+        if err.retryable and self.gateway.health.failure(dep.id):
+            m.breaker_opened.labels(dep.model_name).inc()
+
+    def served(self, dep: Deployment, seconds: float, note: str | None = None, error: str | None = None) -> None:
+        self.in_flight = None
+        self.attempts.items.append({"deployment": dep.id, "model": dep.model_name, "error": error,
+                                    "seconds": round(seconds, 6), **({"note": note} if note else {})})
+        self.attempts.upstream_seconds += seconds
+        if error is None:
+            self.gateway.health.success(dep.id)
+
+    def fail(self, status: int, code: str | None) -> None:
+        self.status, self.error = status, code
+
+    # -- the one close ---------------------------------------------------------------------------------
+    def close(self) -> Priced | None:
+        """Settle the budget and write the record, once. A call still under way (the client left,
+        the task was cancelled) is metered at its prompt, which the upstream has already read."""
+        if self.closed:
+            return None
+        self.closed = True
+        gw = self.gateway
+        if self.in_flight is not None:
+            dep, t0 = self.in_flight
+            self.in_flight = None
+            seconds = time.perf_counter() - t0
+            self.parts.append(gw.meter.price(dep, gw.meter.estimate(dep, self.body), tenant=self.who.tenant,
+                                             requested=self.requested))
+            self.served(dep, seconds, error=self.error or "client_disconnected")
+            if self.status < 400:
+                self.status, self.error = 499, "client_disconnected"
+        priced = Priced.combine(self.parts) if self.parts else None
+        if self.ticket is not None:
+            gw.limiter.settle(self.ticket, priced.charge_usd if priced else 0.0,
+                              priced.usage.total_tokens if priced else 0)
+        if self.attempts.items:  # reached a backend: always metered, every call included
+            decision = None
+            if self.plan is not None and self.plan.decision is not None:
+                decision = {**self.plan.decision.as_dict(), "category": self.plan.category}
+            gw.meter.record(request_id=self.request_id, principal=self.who, endpoint=self.endpoint,
+                            requested=self.requested, dep=self.dep, priced=priced, status=self.status,
+                            error=self.error, attempts=self.attempts.items, started=self.started,
+                            first_chunk_at=self.first_chunk_at, upstream_seconds=self.attempts.upstream_seconds,
+                            stream=self.stream, decision=decision, ts=self.started_wall)
+        return priced

@@ -1,0 +1,305 @@
+"""Budget admission and settlement driven with a failure injected at state calls, before and after
+the call ran, on Redis and in process memory; Redis reset (flushed) mid-run. Afterwards the state's
+spend for every budget equals the ledger's, nothing is counted twice, nothing stays reserved, and
+no hard budget was exceeded (fail closed)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from typing import Any, Sequence
+
+import pytest
+
+from router.auth import Principal
+from router.config import LimitsConfig
+from router.errors import APIError
+from router.limits import BudgetKey, Limiter
+from router.metrics import Metrics
+from router.state import NANO, MemoryState, RedisState
+from tests.servers import shared_redis_url
+
+
+class Ledger:
+    """The ledger as budgets read it: one row per request that reached a backend."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.queries = 0
+
+    def write(self, rid: str, who: Principal, alias: str, ts: float, charge: float) -> None:
+        assert rid not in self.rows
+        self.rows[rid] = {"key": who.key_id, "tenant": who.tenant, "alias": alias, "ts": ts, "charge": charge}
+
+    def spent(self, key: BudgetKey) -> int:
+        return sum(math.ceil(r["charge"] * NANO) for r in self.rows.values()
+                   if r[key.rule.scope] == key.scope_id and key.start <= r["ts"] < key.end)
+
+    async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
+                          among: Sequence[str]) -> tuple[int, dict[str, int]]:
+        self.queries += 1
+        mine = {rid: math.ceil(r["charge"] * NANO) for rid, r in self.rows.items()
+                if r[scope] == scope_id and start <= r["ts"] < end}
+        return sum(mine.values()), {rid: mine[rid] for rid in among if rid in mine}
+
+
+class Flaky:
+    """A state store whose calls fail at random: before the call reaches the store, or after it ran."""
+
+    def __init__(self, inner: Any, rng: random.Random, p: float):
+        self.inner, self.rng, self.p = inner, rng, p
+        self.shared = inner.shared
+        self.failures = {"before": 0, "after": 0}
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name not in ("admit", "settle", "renew", "budget_view", "budget_apply", "lock", "unlock"):
+            return target
+
+        async def call(*a: Any, **kw: Any) -> Any:
+            roll = self.rng.random()
+            if roll < self.p / 2:
+                self.failures["before"] += 1
+                raise ConnectionError("injected before the call")
+            out = await target(*a, **kw)
+            if roll < self.p:
+                self.failures["after"] += 1
+                raise ConnectionError("injected after the call ran")
+            return out
+        return call
+
+
+BUDGETS = [
+    {"scope": "tenant", "id": "t1", "period": "day", "usd": 0.05},
+    {"scope": "key", "id": "k1", "period": "month", "usd": 0.02, "soft": True},
+    {"scope": "alias", "id": "cheap", "period": "day", "usd": 0.08},
+]
+WHO = [Principal(key_id="k1", tenant="t1", models=None), Principal(key_id="k2", tenant="t1", models=None), Principal(key_id="k3", tenant="t2", models=None)]
+
+
+async def drive(state: Any, flaky: Flaky, seed: int, *, fail_mode: str, resets: Any = None) -> tuple[Limiter, Ledger, dict]:
+    rng = random.Random(seed)
+    ledger = Ledger()
+    cfg = LimitsConfig(fail_mode=fail_mode, budgets=BUDGETS, reservation_lease=0.3, settled_horizon=3600,
+                       fail_open_share=0.5)
+    limiter = Limiter(cfg, flaky, Metrics(), ledger=ledger, flush_interval=0.0)
+    stats = {"admitted": 0, "refused": 0, "unavailable": 0}
+
+    async def one(i: int) -> None:
+        who = rng.choice(WHO)
+        alias = rng.choice(["cheap", "dear"])
+        worst = rng.choice([0.0004, 0.001, 0.003])
+        rid = f"req-{seed}-{i}"
+        now = time.time()
+        try:
+            ticket = await limiter.admit(who, alias, 100, worst, request_id=rid, now=now)
+        except APIError as exc:
+            stats["refused" if exc.status == 429 else "unavailable"] += 1
+            return
+        stats["admitted"] += 1
+        await asyncio.sleep(rng.random() * 0.002)
+        charge = round(worst * rng.random(), 12)
+        ledger.write(rid, who, alias, now, charge)  # the record, written whatever the settlement does
+        limiter.settle(ticket, charge, 60)
+
+    for wave in range(40):
+        await asyncio.gather(*(one(wave * 10 + j) for j in range(10)))
+        if resets is not None and wave in (12, 27):
+            await resets()  # Redis lost everything (a restart without persistence)
+    flaky.p = 0.0  # the outage ends: settlements still pending go through
+    await limiter.drain(timeout=10)
+    assert not limiter._pending, "every settlement was delivered"
+    await asyncio.sleep(0.35)  # leases of admissions whose answer was lost have ended
+    return limiter, ledger, stats
+
+
+async def check(limiter: Limiter, ledger: Ledger, state: Any, *, hard_holds: bool) -> None:
+    await limiter.reconcile_all()
+    keys = list(limiter._active.values())
+    assert {k.rule.scope for k in keys} == {"tenant", "key", "alias"}
+    for key in keys:
+        view = await state.budget_view(key.key)
+        if view.spent_nano != ledger.spent(key):
+            mine = {rid for rid, r in ledger.rows.items() if r[key.rule.scope] == key.scope_id}
+            print("MISMATCH", key.key, view, "not in ledger:", [r for r in view.recent if r not in mine],
+                  "sum recent", sum(v for v, _ in view.recent.values()))
+        assert view.spent_nano == ledger.spent(key), f"{key.key}: state {view.spent_nano} != ledger {ledger.spent(key)}"
+        assert view.recent_nano == sum(v for v, _ in view.recent.values())
+        assert view.reserved_nano == 0 and view.reservations == 0, f"{key.key}: still reserved {view.reserved_nano}"
+        if hard_holds and not key.rule.soft:
+            assert ledger.spent(key) <= key.rule.usd * NANO, f"{key.key} overspent"
+
+
+@pytest.fixture
+def redis_state():
+    """A Redis state under a key prefix of its own (other runs may share the database)."""
+    url = shared_redis_url().rsplit("/", 1)[0] + "/12"
+    import redis as sync_redis
+
+    prefix = f"sy-test-{uuid.uuid4().hex[:10]}:"
+    state = RedisState(url, timeout=2.0, prefix=prefix)
+    yield state, url, prefix
+    r = sync_redis.Redis.from_url(url)
+    for k in r.scan_iter(prefix + "*"):
+        r.delete(k)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_redis_settlement_with_failures_before_and_after_every_call(redis_state, seed) -> None:
+    state, url, prefix = redis_state
+
+    async def main() -> None:
+        import redis.asyncio as aioredis
+
+        flaky = Flaky(state, random.Random(seed * 7), p=0.25)
+        r = aioredis.from_url(url)
+
+        async def reset() -> None:  # every key of this state gone at once, as after a restart without persistence
+            await r.eval("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end", 0, prefix + "*")
+
+        limiter, ledger, stats = await drive(state, flaky, seed, fail_mode="closed", resets=reset)
+        print(f"\nseed {seed}: {stats}, injected {flaky.failures}, ledger rebuilds/reconciles: {ledger.queries}")
+        assert flaky.failures["before"] > 20 and flaky.failures["after"] > 20
+        assert stats["admitted"] > 50
+        await check(limiter, ledger, state, hard_holds=True)
+        await r.aclose()
+        await state.aclose()
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_memory_settlement_with_failures_and_a_process_restart(seed) -> None:
+    """In process memory (the embedded default): a restart loses the state; the ledger rebuilds it."""
+    async def main() -> None:
+        state = MemoryState()
+        flaky = Flaky(state, random.Random(seed), p=0.2)
+
+        async def restart() -> None:
+            fresh = MemoryState()
+            flaky.inner = fresh
+            nonlocal_state[0] = fresh
+
+        nonlocal_state = [state]
+        limiter, ledger, stats = await drive(state, flaky, seed, fail_mode="closed", resets=restart)
+        assert stats["admitted"] > 50 and stats["refused"] > 0
+        await check(limiter, ledger, nonlocal_state[0], hard_holds=True)
+    asyncio.run(main())
+
+
+def test_fail_open_settlements_reach_redis_when_it_answers_again(redis_state) -> None:
+    """Fail open with failures injected: requests admitted locally while Redis failed settle into
+    Redis once it answers; Redis then equals the ledger."""
+    state, url, prefix = redis_state
+
+    async def main() -> None:
+        flaky = Flaky(state, random.Random(11), p=0.3)
+        limiter, ledger, stats = await drive(state, flaky, 9, fail_mode="open")
+        assert stats["unavailable"] == 0  # fail open: nobody is refused for the outage
+        await check(limiter, ledger, state, hard_holds=False)
+        await state.aclose()
+    asyncio.run(main())
+
+
+def test_fail_open_each_replica_spends_only_its_share_of_what_is_left(redis_state) -> None:
+    """Three replicas; Redis goes away after $0.02 of a $0.05 budget was spent: each replica then
+    spends at most half (fail_open_share) of the $0.03 it last saw left, not the whole budget."""
+    state, url, prefix = redis_state
+
+    async def main() -> None:
+        ledger = Ledger()
+        cfg = LimitsConfig(fail_mode="open", budgets=[BUDGETS[0]], fail_open_share=0.25)
+        stores = [Flaky(RedisState(url, timeout=2.0, prefix=prefix), random.Random(i), p=0.0) for i in range(3)]
+        limiters = [Limiter(cfg, s, Metrics(), ledger=ledger, flush_interval=0.0) for s in stores]
+        who = WHO[0]
+        n = 0
+
+        async def spend(lim: Limiter, usd: float) -> bool:
+            nonlocal n
+            n += 1
+            rid, now = f"r{n}", time.time()
+            try:
+                t = await lim.admit(who, "dear", 10, usd, request_id=rid, now=now)
+            except APIError:
+                return False
+            ledger.write(rid, who, "dear", now, usd)
+            lim.settle(t, usd, 10)
+            if lim.state.p == 0.0:  # Redis is up: let the settlement land
+                await lim.drain()
+            return True
+
+        for i in range(20):  # $0.02 through the replicas in turn
+            assert await spend(limiters[i % 3], 0.001)
+        for lim in limiters:  # each has seen the room left ($0.03)
+            assert await spend(lim, 0.0)
+        for s in stores:
+            s.p = 1.0  # Redis down for everyone
+        local_spend = []
+        for lim in limiters:
+            k = 0
+            while await spend(lim, 0.001):
+                k += 1
+            local_spend.append(k * 0.001)
+        assert all(v == pytest.approx(0.25 * 0.03, abs=0.0011) for v in local_spend), local_spend
+        assert 0.02 + sum(local_spend) <= 0.05
+        for s in stores:
+            s.p = 0.0
+        for lim in limiters:
+            await lim.drain(timeout=10)
+        key = limiters[0].budget_keys(who, "dear", time.time())[0]
+        assert (await state.budget_view(key.key)).spent_nano == ledger.spent(key)
+        for s in stores:
+            await s.inner.aclose()
+        await state.aclose()
+    asyncio.run(main())
+
+
+def _reasoning_run(allowance: str) -> tuple[int, float, float]:
+    """Requests to the simulated o3-mini until a $0.01 hard budget refuses: (served, charged, allowance)."""
+    from starlette.testclient import TestClient
+
+    from router.app import create_app
+    from router.config import parse_config
+    from router.metering import MemorySink
+    from router.services import build_services
+
+    env = {"SY_REASONING_KEY": "sk-test-reasoning-0123456789"}
+    cfg = parse_config(f"""
+model_list:
+  - model_name: thinker
+    litellm_params: {{model: simulated/reasoning, speed: 0}}
+    model_info: {{{allowance}}}
+limits:
+  budgets: [{{scope: tenant, id: t, period: day, usd: 0.01}}]
+auth:
+  keys: [{{id: k, tenant: t, key: os.environ/SY_REASONING_KEY}}]
+""", env=env)
+    sink = MemorySink()
+    svc = build_services(cfg, env=env, sink=sink)
+    app = create_app(cfg, services=svc)
+    served = 0
+    with TestClient(app) as c:
+        for _ in range(100):
+            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {env['SY_REASONING_KEY']}"},
+                       json={"model": "thinker", "max_tokens": 60,
+                             "messages": [{"role": "user", "content": "Write a long essay about rivers."}]})
+            if r.status_code == 429:
+                break
+            assert r.status_code == 200, r.text
+            served += 1
+            assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+    return served, sum(rec["charge_usd"] for rec in sink.records), svc.registry.candidates("thinker", "chat")[0].reasoning_allowance
+
+
+def test_a_reasoning_model_reserves_its_reasoning_allowance() -> None:
+    """The simulated o3-mini bills reasoning tokens beyond the output bound (3x its answer): a hard
+    budget reserves them, so it is not overspent; told the model has no allowance, it would be."""
+    served, charged, allowance = _reasoning_run("")
+    assert allowance == 3.0  # from the simulated model's reasoning_ratio
+    assert served >= 5
+    assert charged <= 0.01, f"overspent: ${charged:.6f} on a $0.01 budget"
+    served, charged, allowance = _reasoning_run("reasoning_allowance: 0")
+    assert allowance == 0.0
+    assert charged > 0.01, "without the allowance the reservation trusts the output bound and the budget is overspent"
