@@ -165,6 +165,8 @@ def test_two_replicas_hard_and_soft_budgets_reconcile_with_the_ledger(mock, tmp_
             spent, reserved, held = state[rule]
             assert reserved == 0 and held == 0, f"{rule}: {reserved} nano still reserved by {held} requests"
             assert spent == ledger[rule], f"{rule}: redis {spent} != ledger {ledger[rule]}"
+        if disturbance == "redis_restart":  # the lost keys were rebuilt from the ledger before admitting
+            assert any("rebuilt from the ledger" in g.output() for g in gws)
         if disturbance == "none":
             assert "conn" not in counts and set(counts) <= {"200", "429"}, counts
         # the budget was used, not refused early: less than one reservation of room is left
