@@ -68,6 +68,13 @@ def gpu_hours(usage: Usage, profile: StackProfile, model_class: str) -> float:
     return (prefill + decode) / profile.utilisation / 3600.0
 
 
+def self_hosted_cost(usage: Usage, profile: StackProfile, model_class: str) -> float:
+    """What serving ``usage`` on the operator's own GPUs costs: GPU rent at the profile's throughput
+    and utilisation, plus the model licence (the cost ``attribute`` books for self-hosted traffic)."""
+    rent = gpu_hours(usage, profile, model_class) * profile.economics().rental
+    return rent + usage.total_tokens * profile.model_lab.licence_usd_per_mtok / 1e6
+
+
 def attribute(usage: Usage, *, charge: float, api_cost: float | None, profile: StackProfile,
               model_class: str, self_hosted: bool = False) -> Waterfall:
     """Split ``charge`` across the stack. ``api_cost`` is the upstream price of ``usage`` (None
@@ -79,7 +86,7 @@ def attribute(usage: Usage, *, charge: float, api_cost: float | None, profile: S
     licence = usage.total_tokens * lab_cfg.licence_usd_per_mtok / 1e6
     if self_hosted or api_cost is None:
         lab = licence
-        api = rent + lab  # what serving cost the operator: no third-party token API
+        api = rent + lab  # what serving cost the operator (self_hosted_cost): no third-party token API
         serving: Literal["api", "self_hosted"] = "self_hosted"
     else:
         api = api_cost

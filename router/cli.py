@@ -148,8 +148,43 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
         typer.echo(f"{config}: policies: {problem}", err=True)
     if problems:
         raise typer.Exit(2)
+    for warning in _self_hosted_losses(cfg):
+        typer.echo(f"{config}: warning: {warning}", err=True)
     typer.echo(f"{config}: OK - {len(cfg.model_list)} deployment(s), {len(cfg.aliases)} alias(es), "
                f"{len(cfg.auth.keys)} key(s), {count} policy file(s)")
+
+
+def _self_hosted_losses(cfg: Config) -> list[str]:
+    """Self-hosted models a plan charges less for than their GPU-hours cost at the stack profile's
+    throughput: every such request loses money (the Stack view shows it as a negative margin)."""
+    from pricing import Usage, load_profiles
+    from pricing.attribution import self_hosted_cost
+    from router.registry import Registry
+    from router.services import load_catalog
+    from router.tokens import Tokenizer
+
+    catalog = load_catalog(cfg)
+    profile = load_profiles()[cfg.billing.profile]
+    registry = Registry.build(cfg, catalog, Tokenizer(), lambda ref: "https://env-reference.invalid/v1" if ref else None)
+    out = []
+    for dep in registry.deployments:
+        if not dep.self_hosted or dep.mode != "chat":
+            continue
+        price = dep.price(catalog)
+        cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
+                                                     price.output * 1e6 if price is not None else None)
+        for kind, usage in (("input", Usage(1_000_000, 0)), ("output", Usage(0, 1_000_000))):
+            cost = self_hosted_cost(usage, profile, cls)
+            api = None
+            if price is not None:
+                api = (price.input if kind == "input" else price.output) * 1e6
+            for name, plan in cfg.billing.plans.items():
+                charge = plan.charge(dep.model_name, usage, api)
+                if charge is not None and charge < cost:
+                    out.append(f"model '{dep.model_name}' is self-hosted ({cls} class): plan '{name}' charges "
+                               f"${charge:.4f} per million {kind} tokens, below their GPU cost of ${cost:.4f} at "
+                               f"profile '{profile.name}' throughput; such requests lose money")
+    return out
 
 
 def _load_policies(cfg: Config) -> tuple[int, list[str]]:

@@ -88,11 +88,11 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
 
     async def savings(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
-        baseline = request.query_params.get("baseline") or ""
+        baseline = request.query_params.get("baseline") or None
         try:
-            return json_response(await insights.savings(svc, need_store(), q, baseline))
+            return json_response(await insights.savings(svc, need_store(), q, baseline, operator=tenant is None))
         except ValueError:
-            raise invalid_request(f"'{baseline[:80]}' is not a priced chat model on this gateway; pick one from "
+            raise invalid_request(f"'{(baseline or '')[:80]}' is not a priced chat model on this gateway; pick one from "
                                   "the dashboard options.", param="baseline", code="invalid_value") from None
 
     async def budgets(request: Request, tenant: str | None) -> Response:

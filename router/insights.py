@@ -39,17 +39,38 @@ def chat_models(svc: Services) -> list[str]:
     return sorted(out)
 
 
-async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: str) -> dict[str, Any]:
-    """Actual API cost against "had every chat request gone to ``baseline``", and margin per plan."""
-    deps = svc.registry.candidates(baseline, "chat")
-    price = deps[0].price(svc.meter.catalog) if deps else None
-    if price is None:
-        raise ValueError(baseline)
+def _chat_price(svc: Services, name: str) -> Any:
+    deps = svc.registry.candidates(name, "chat")
+    return deps[0].price(svc.meter.catalog) if deps else None
+
+
+async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: str | None, *,
+                  operator: bool = True) -> dict[str, Any]:
+    """Actual API cost against "had every chat request gone to ``baseline``", and margin per plan.
+
+    ``baseline`` None: the model that would have cost the most for the range's traffic, among the
+    priced chat models that served some of it (else among all of them). A plan's margin at baseline
+    is what the plan would have charged for the baseline's calls less their cost (a markup plan:
+    the markup on the baseline cost); routing earned the difference. ``operator`` False (a tenant):
+    its own charge and cost only, no plan margins."""
     rows, _ = await store.usage(replace(q, bucket_seconds=None, group_by=("alias", "model"),
                                         filters=(*q.filters, ("endpoint", "chat")), limit=MAX_GROUPS, offset=0))
+    if not baseline:
+        names = chat_models(svc)
+        served = [n for n in names if any(r["model"] == n for r in rows)] or names
+        if not served:
+            raise ValueError("")
+
+        def cost_at(name: str) -> float:
+            price = _chat_price(svc, name)
+            return sum(cost_of(_usage(r), price).total for r in rows if r["requests"] > r["unpriced"])
+        baseline = max(served, key=lambda n: (cost_at(n), n))
+    price = _chat_price(svc, baseline)
+    if price is None:
+        raise ValueError(baseline)
     plans = svc.config.billing.plans
     actual = baseline_cost = charge = 0.0
-    per_plan = {name: {"charge_usd": 0.0, "unpriced": 0} for name in plans}
+    per_plan = {name: {"charge_usd": 0.0, "baseline_charge_usd": 0.0, "unpriced": 0} for name in plans}
     by_model: list[dict[str, Any]] = []
     requests = unpriced = 0
     for r in rows:
@@ -67,15 +88,19 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
                          "baseline_cost_usd": base})
         for name, plan in plans.items():
             c = plan.charge(r["alias"] or "", u, r["cost_usd"])
-            if c is None:
+            at_base = plan.charge(r["alias"] or "", u, base)
+            if c is None or at_base is None:
                 per_plan[name]["unpriced"] += r["requests"]
             else:
                 per_plan[name]["charge_usd"] += c
+                per_plan[name]["baseline_charge_usd"] += at_base
     plan_rows = []
     for name, p in per_plan.items():
-        plan_rows.append({"plan": name, **p, "margin_usd": p["charge_usd"] - actual,
-                          "margin_at_baseline_usd": p["charge_usd"] - baseline_cost,
-                          "routing_margin_usd": baseline_cost - actual})
+        margin, at_baseline = p["charge_usd"] - actual, p["baseline_charge_usd"] - baseline_cost
+        plan_rows.append({"plan": name, **p, "margin_usd": margin, "margin_at_baseline_usd": at_baseline,
+                          "routing_margin_usd": margin - at_baseline})
+    if not operator:
+        plan_rows = []
     return {"baseline": baseline, "requests": requests, "unpriced": unpriced, "cost_usd": actual,
             "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual,
             "savings_pct": (baseline_cost - actual) / baseline_cost * 100 if baseline_cost else 0.0,

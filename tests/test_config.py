@@ -147,3 +147,28 @@ def test_check_config_takes_api_bases_from_the_environment(tmp_path) -> None:
     r = subprocess.run([SWITCHYARD, "check-config", str(f)], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0 and "OK - 3 deployment(s)" in r.stdout, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_check_config_warns_when_a_plan_charges_a_self_hosted_model_below_its_gpu_cost(tmp_path) -> None:
+    """A self-hosted model's charge under each plan against its GPU-hours cost at the stack profile's
+    throughput (pricing.attribution.self_hosted_cost): below it, every request loses money."""
+    from pricing import Usage, load_profiles
+    from pricing.attribution import self_hosted_cost
+
+    cost_out = self_hosted_cost(Usage(0, 1_000_000), load_profiles()["h200"], "small")
+    body = """
+model_list:
+  - model_name: own
+    litellm_params: {{model: simulated/open-weights}}
+    model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: {out}}}
+billing:
+  default_plan: standard
+  plans:
+    standard: {{markup: 0.25}}
+"""
+    losing = run_check(tmp_path, body.format(out=cost_out / 1e6 / 2))  # a quarter markup on half the GPU cost
+    assert losing.returncode == 0, losing.stderr
+    assert "warning: model 'own' is self-hosted (small class): plan 'standard'" in losing.stderr
+    assert "per million output tokens" in losing.stderr and "per million input tokens" not in losing.stderr
+    earning = run_check(tmp_path, body.format(out=cost_out / 1e6))  # 1.25x the GPU cost
+    assert earning.returncode == 0 and "warning" not in earning.stderr, earning.stderr

@@ -122,7 +122,9 @@ def test_tenant_key_sees_only_its_tenant(dash) -> None:
     assert top and {r["tenant"] for r in top} == {"b"}
     budgets = httpx.get(dash.base + "/v1/insights/budgets", headers=B).json()["data"]
     assert [(b["scope"], b["id"]) for b in budgets] == [("key", "tenant-b")]  # not tenant a's budget
-    assert httpx.get(dash.base + "/v1/insights/savings", headers=A).status_code == 400  # no baseline named
+    mine_savings = httpx.get(dash.base + "/v1/insights/savings", headers=A, params={"start": "7d"}).json()
+    assert mine_savings["baseline"] and mine_savings["cost_usd"] > 0  # its own cost against the dearest model
+    assert mine_savings["plans"] == []  # a tenant sees no operator margin, of its plan or any other
     mine = {(b["scope"], b["id"], b["limit_usd"]) for b in httpx.get(dash.base + "/v1/insights/budgets", headers=A).json()["data"]}
     assert ("key", "tenant-a", 7) in mine and ("tenant", "a", 5) in mine and not any(b[0] == "alias" for b in mine)
     every = {(b["scope"], b["id"]) for b in httpx.get(dash.base + "/admin/insights/budgets", headers=ADMIN).json()["data"]}
@@ -201,7 +203,21 @@ def test_savings_against_a_baseline_model(dash) -> None:
     plans = {p["plan"]: p for p in s["plans"]}
     assert plans["standard"]["charge_usd"] == pytest.approx(1.25 * s["cost_usd"], rel=1e-9)
     assert plans["standard"]["margin_usd"] == pytest.approx(0.25 * s["cost_usd"], rel=1e-9)
+    # had it all gone to the baseline, a 25% markup plan would have earned 25% of the baseline cost;
+    # routing to cheaper models earned the difference (negative: a markup shrinks with the cost)
+    assert plans["standard"]["margin_at_baseline_usd"] == pytest.approx(0.25 * s["baseline_cost_usd"], rel=1e-9)
+    assert plans["standard"]["routing_margin_usd"] == pytest.approx(0.25 * (s["cost_usd"] - s["baseline_cost_usd"]), rel=1e-9)
     assert plans["flat-auto"]["charge_usd"] != pytest.approx(plans["standard"]["charge_usd"])
+    for p in plans.values():
+        assert p["margin_usd"] == pytest.approx(p["charge_usd"] - s["cost_usd"], rel=1e-9)
+        assert p["routing_margin_usd"] == pytest.approx(p["margin_usd"] - p["margin_at_baseline_usd"], rel=1e-9)
+    # no baseline named: the model that would have cost the most for this traffic, so routing saved
+    auto = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"start": "1d"}).json()
+    assert auto["baseline"] == "sim-frontier" and auto["savings_usd"] > 0
+    for other in httpx.get(dash.base + "/admin/insights/options", headers=ADMIN).json()["baselines"]:
+        alt = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN,
+                        params={"baseline": other, "start": "1d"}).json()
+        assert alt["baseline_cost_usd"] <= auto["baseline_cost_usd"] + 1e-12
 
 
 def test_policy_what_if_replays_recorded_traffic(dash) -> None:
@@ -361,6 +377,8 @@ def test_admin_sees_every_view_with_data(dash, browser, shots) -> None:
             s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN,
                           params={"baseline": page.input_value("#savings-baseline"), "start": "7d"}).json()
             assert kpi(page, "baseline_cost_usd") == pytest.approx(s["baseline_cost_usd"], rel=1e-12)
+            assert page.input_value("#savings-baseline") == ""  # first render: the dearest model for the traffic
+            assert kpi(page, "savings_usd") >= 0 and kpi(page, "savings_usd") == pytest.approx(s["savings_usd"], rel=1e-9)
         if view == "top":
             assert page.locator("#top-table tbody tr").count() == 20
             assert "Why:" in page.inner_text("#top-detail")

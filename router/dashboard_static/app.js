@@ -123,8 +123,8 @@ async function viewRouting() {
 
 async function viewSavings() {
   const sel = $("savings-baseline");
-  if (!sel.value) throw new ApiError(400, "This gateway has no priced chat model to use as a baseline.");
-  const s = await api("/insights/savings", filters({ baseline: sel.value }));
+  if (!S.options.baselines.length) throw new ApiError(400, "This gateway has no priced chat model to use as a baseline.");
+  const s = await api("/insights/savings", filters(sel.value ? { baseline: sel.value } : {}));
   kpis("savings-kpis", [["Actual API cost", money(s.cost_usd), "cost_usd"], [`Had it all gone to ${s.baseline}`, money(s.baseline_cost_usd), "baseline_cost_usd"],
     ["Saved by routing", money(s.savings_usd), "savings_usd"], ["Saved", el("span", {}, pct(s.savings_pct)), "savings_pct"]]);
   const labels = s.by_model.map((m) => `${m.alias} → ${m.model}`);
@@ -266,8 +266,8 @@ async function loadOptions() {
   S.options = await api("/insights/options", range());
   for (const dim of ["alias", "model", "provider"]) fill("f-" + dim, S.options.filters[dim], true);
   if (S.role === "admin") fill("f-tenant", S.options.filters.tenant, true);
-  fill("savings-baseline", S.options.baselines, false);
-  if (S.options.baselines.length) $("savings-baseline").value = S.options.baselines[S.options.baselines.length - 1];
+  fill("savings-baseline", S.options.baselines, true);  // first: "" = the dearest model for the range's traffic
+  $("savings-baseline").value = "";
   fill("whatif-policy", S.options.policies, false);
 }
 async function login(key) {
