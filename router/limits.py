@@ -72,15 +72,14 @@ class BudgetKey:
     scope_id: str
     start: float
     end: float
+    key: str  # the state's key: bud:<scope>:<id>:<YYYY-MM-DD or YYYY-MM>
+    ttl: int  # seconds the state keeps it: a day past its period, so late settlements land
 
-    @property
-    def key(self) -> str:
-        label = datetime.fromtimestamp(self.start, timezone.utc).strftime("%Y-%m-%d" if self.rule.period == "day" else "%Y-%m")
-        return f"bud:{self.rule.scope}:{self.scope_id}:{label}"
-
-    @property
-    def ttl(self) -> int:
-        return int(self.end - self.start) + 86400  # kept a day past its period: late settlements land
+    @classmethod
+    def of(cls, rule: BudgetRule, scope_id: str, now: float) -> "BudgetKey":
+        start, end = period_bounds(rule.period, now)
+        label = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%d" if rule.period == "day" else "%Y-%m")
+        return cls(rule, scope_id, start, end, f"bud:{rule.scope}:{scope_id}:{label}", int(end - start) + 86400)
 
 
 @dataclass
@@ -121,6 +120,7 @@ class Limiter:
         self._active: dict[str, BudgetKey] = {}  # budget keys this process used this period: reconciled
         self._room: dict[str, int] = {}  # nano-dollars each budget key had left when the shared state last said
         self._rebuilding: dict[str, asyncio.Lock] = {}
+        self._keys: dict[tuple[int, str, int], BudgetKey] = {}
         self._failing_open = False
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
@@ -146,10 +146,16 @@ class Limiter:
 
     def budget_keys(self, who: Principal, requested: str, now: float) -> list[BudgetKey]:
         ids = {"key": who.key_id, "tenant": who.tenant, "alias": requested}
+        day = int(now // 86400)  # UTC days: a key is built once per rule, id and day, then remembered
         out = []
-        for b in self._rules(who, requested)[1]:
-            start, end = period_bounds(b.period, now)
-            out.append(BudgetKey(b, str(ids[b.scope]), start, end))
+        for i, b in enumerate(self._rules(who, requested)[1]):
+            scope_id = str(ids[b.scope])
+            cached = self._keys.get((i, scope_id, day))
+            if cached is None or cached.rule is not b:
+                if len(self._keys) > 100_000:
+                    self._keys.clear()
+                cached = self._keys[(i, scope_id, day)] = BudgetKey.of(b, scope_id, now)
+            out.append(cached)
         return out
 
     async def admit(self, who: Principal, requested: str, tokens: int, max_charge_usd: float | None, *,
@@ -216,7 +222,8 @@ class Limiter:
         token_keys = [c.key for c, (what, _) in zip(counters, kinds) if what == "tokens"]
         ticket = Ticket(request_id, store, list(zip(keys, result.spent_nano)), reserve, token_keys, tokens, headers)
         for k in keys:
-            self._active.setdefault(k.key, k)
+            if k.key not in self._active:
+                self._active[k.key] = k
         if keys and reserve:
             self._open[request_id] = ticket
         return ticket
@@ -279,9 +286,9 @@ class Limiter:
                 await store.unlock("rebuild:" + key.key, token)
 
     async def reconcile(self, key: BudgetKey, store: StateStore | None = None, *, rebuilding: bool = False) -> None:
-        """Set the budget's base to the ledger's sum for the period, less the settlements the state holds
-        that the ledger also holds (they count once, in the state); settlements older than the horizon
-        are folded into the base, or dropped if the ledger never got their record."""
+        """Set the budget's base to the ledger's sum for the period, and fold the settlements the ledger
+        holds into it (they count once); a settlement the ledger does not hold stays counted on its
+        own until the horizon, then is dropped (its record was lost)."""
         store = store or self.state
         view = await store.budget_view(key.key)
         if view.base_nano is None and not rebuilding:
@@ -292,10 +299,11 @@ class Limiter:
         else:
             total, found = await self.ledger.budget_sums(key.rule.scope, key.scope_id, key.start, key.end,
                                                          list(view.recent))
+            # the ledger holds these: their spend moves into the base (which the total already counts);
+            # past the horizon, a settlement the ledger never got is dropped (its record was lost)
             horizon = time.time() - self.cfg.settled_horizon
-            prune = [rid for rid, (_, at) in view.recent.items() if at < horizon]
-            pruned = set(prune)
-            base = total - sum(v for rid, v in found.items() if rid not in pruned)
+            prune = [rid for rid, (_, at) in view.recent.items() if rid in found or at < horizon]
+            base = total
         await store.budget_apply(key.key, base, prune, key.ttl, time.time())
 
     async def reconcile_all(self) -> int:

@@ -185,7 +185,7 @@ class Gateway:
                     self.health.observe_rate(dep.id, own.usage.completion_tokens,
                                              answered - (self.health.ttft_ms(dep.id) or 0.0) / 1000)
                 self.planner.remember(plan, dep)
-                if len(ex.attempts.items) > 1:
+                if ex.attempts.last_error is not None:  # an attempt failed before this one answered
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
                 return Response(orjson.dumps(out), media_type=_JSON, headers=self._headers(dep, ex, priced))
             error = final_error(ex.requested, ex.attempts, plan.deadline_s if out_of_time or late(deadline) else None)
@@ -320,15 +320,18 @@ class _Relay:
         priced: Priced | None = None
         status, err_kind = 200, None
         chunk: dict[str, Any] | None = self.first
+        # the per-chunk loop reads locals only (it runs once per token)
+        chunks, add, dumps, name, sid, created = self.chunks, self.tally.add, orjson.dumps, dep.model_name, \
+            self.stream_id, self.created
         try:
             while chunk is not None:
                 if chunk.get("usage"):
                     self.usage = Usage.from_openai(chunk["usage"]) or self.usage
-                norm = normalize_chunk(chunk, dep.model_name, self.stream_id, self.created)
+                norm = normalize_chunk(chunk, name, sid, created)
                 if norm is not None:
-                    self.tally.add(norm)
-                    yield b"data: " + orjson.dumps(norm) + b"\n\n"
-                chunk = await anext(self.chunks, None)
+                    add(norm)
+                    yield b"data: " + dumps(norm) + b"\n\n"
+                chunk = await anext(chunks, None)
             priced = self._price()
             if self.client_usage:
                 tail = {"id": self.stream_id, "object": "chat.completion.chunk", "created": self.created,

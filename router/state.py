@@ -103,10 +103,19 @@ class _Budget:
     recent_sum: int = 0
     reserved: dict[str, tuple[int, float]] = field(default_factory=dict)  # request id -> (nano, lease end)
     reserved_sum: int = 0
+    first_end: float = float("inf")  # no lease ends before this: nothing to reclaim until then
 
     def reclaim(self, now: float) -> None:
+        if now < self.first_end:
+            return
         for rid in [r for r, (_, end) in self.reserved.items() if end <= now]:
             self.reserved_sum -= self.reserved.pop(rid)[0]
+        self.first_end = min((end for _, end in self.reserved.values()), default=float("inf"))
+
+    def hold(self, rid: str, nano: int, end: float) -> None:
+        self.reserved[rid] = (nano, end)
+        self.reserved_sum += nano
+        self.first_end = min(self.first_end, end)
 
 
 class MemoryState:
@@ -151,8 +160,7 @@ class MemoryState:
         for b in budgets:
             h = self._budgets[b.key]
             if b.reserve_nano > 0 and request_id not in h.reserved:
-                h.reserved[request_id] = (b.reserve_nano, now + lease)
-                h.reserved_sum += b.reserve_nano
+                h.hold(request_id, b.reserve_nano, now + lease)
             spent.append(h.base + h.recent_sum)  # type: ignore[operator]
             used.append(spent[-1] + h.reserved_sum)
         if len(self._counters) > 100_000:

@@ -128,8 +128,18 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
         for r in rows:
             if "bucket" in r:
                 r["bucket_start"] = datetime.fromtimestamp(r["bucket"], timezone.utc).isoformat().replace("+00:00", "Z")
-            r["layers"] = stack_layers(r)
             r["latency_s_avg"] = r["latency_s_sum"] / r["requests"] if r["requests"] else 0.0
+            # money covers the priced requests; ``unpriced`` counts the others (never folded in as $0)
+            r["priced"] = "none" if r["requests"] and r["unpriced"] == r["requests"] else (
+                "partial" if r["unpriced"] else "all")
+            if r["priced"] == "none":
+                for col in ("cost_usd", "charge_usd", *SLICE_COLUMNS.values()):
+                    r[col] = None
+            if tenant is not None:  # a tenant sees its own charge and cost, not how the operator's margin splits
+                for col in SLICE_COLUMNS.values():
+                    r.pop(col, None)
+            else:
+                r["layers"] = None if r["priced"] == "none" else stack_layers(r)
         return json_response({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
                       "tenant": tenant})
 

@@ -405,7 +405,10 @@ def test_tenant_sees_only_its_own_traffic(dash, browser, shots) -> None:
     [own] = usage(dash, A, "/v1/usage", start="7d")
     assert kpi(page, "charge_usd") == pytest.approx(own["charge_usd"], rel=1e-12)
     assert kpi(page, "requests") == dash.extra["sent"]["a"]
-    for view in VIEWS:
+    assert page.is_hidden("#tab-stack")  # the operator's margin is not shown to a tenant
+    own_rows = usage(dash, A, "/v1/usage", start="7d", group_by="model")
+    assert own_rows and all("layers" not in r and "app_margin_usd" not in r for r in own_rows)
+    for view in [v for v in VIEWS if v != "stack"]:
         page.click(f'nav#tabs button[data-view="{view}"]')
         rendered(page, view)
         if view == "whatif":

@@ -127,9 +127,25 @@ def test_usage_api_buckets_pagination_and_layers(gateway) -> None:
     page2 = httpx.get(gateway.base + "/v1/usage?group_by=model&bucket=hour&limit=1&offset=1", headers=A).json()
     assert page2["data"][0] != data["data"][0]
     row = httpx.get(gateway.base + "/v1/usage?bucket=none&model=fast-sim", headers=A).json()["data"][0]
+    assert "layers" not in row and "app_margin_usd" not in row  # a tenant sees its charge, not the operator's margin
+    row = httpx.get(gateway.base + "/admin/usage?bucket=none&model=fast-sim&start=0", headers=ADMIN).json()["data"][0]
     layers = row["layers"]
+    assert row["priced"] == "all"
     assert layers["application"]["revenue"] == pytest.approx(row["charge_usd"])
     assert layers["iaas"]["revenue"] > layers["iaas"]["cost"] > 0
+
+
+def test_unpriced_traffic_is_never_shown_as_zero_dollars(gateway) -> None:
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=A, json={"model": "mock-unpriced", "messages": MSG})
+    assert r.status_code == 200 and r.headers["x-switchyard-cost-usd"] == "unpriced"
+    rec = record(gateway, r.headers["x-request-id"])
+    assert rec["cost_usd"] is None and rec["charge_usd"] is None
+    for path, headers in (("/v1/usage", A), ("/admin/usage", ADMIN)):
+        [row] = httpx.get(gateway.base + path + "?bucket=none&model=mock-unpriced&start=0", headers=headers).json()["data"]
+        assert row["requests"] == row["unpriced"] >= 1 and row["priced"] == "none"
+        assert row["cost_usd"] is None and row["charge_usd"] is None and row.get("layers") is None
+    mixed = httpx.get(gateway.base + "/admin/usage?bucket=none&start=0", headers=ADMIN).json()["data"][0]
+    assert mixed["priced"] == "partial" and mixed["unpriced"] >= 1 and mixed["cost_usd"] > 0
     bad = httpx.get(gateway.base + "/v1/usage?group_by=password", headers=A)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
 

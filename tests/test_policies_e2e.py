@@ -297,6 +297,7 @@ def test_cascade_escalates_when_the_check_fails(pgw) -> None:
     rec = record(pgw, r.headers["x-request-id"])
     assert [a["model"] for a in rec["attempts"]] == ["open", "small", "frontier"]
     assert rec["decision"]["cascade"]["steps"] == ["small", "frontier"]
+    assert rec["fallbacks"] == 0, "an escalation and a check are not fallbacks: nothing failed"
     body = r.json()
     total = rec["prompt_tokens"]
     assert total > body["usage"]["prompt_tokens"], "every call of the cascade is metered"

@@ -100,7 +100,8 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
         "model": rec.get("model"), "deployment": rec.get("deployment"), "provider": rec.get("provider"),
         "stream": bool(rec.get("stream")), "status": rec["status"], "error": rec.get("error"),
         "attempts": orjson.dumps(rec.get("attempts") or []).decode(),
-        "fallbacks": max(0, len(rec.get("attempts") or []) - 1),
+        # attempts that failed before another was made; a cascade's escalations and checks are not fallbacks
+        "fallbacks": sum(1 for a in (rec.get("attempts") or [])[:-1] if a.get("error")),
         "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
         "cached_tokens": usage.get("cached_tokens", 0), "cache_write_tokens": usage.get("cache_write_tokens", 0),
         "reasoning_tokens": usage.get("reasoning_tokens", 0), "usage_source": rec.get("usage_source"),
