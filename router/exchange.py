@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from router.attempts import Attempts
 from router.auth import Principal
 from router.backends.base import UpstreamError
+from router.errors import APIError
 from router.limits import Ticket
 from router.metering import Priced
 from router.planning import Plan
@@ -77,6 +78,13 @@ class Exchange:
 
     def fail(self, status: int, code: str | None) -> None:
         self.status, self.error = status, code
+
+    def ended(self, exc: BaseException) -> None:
+        """The request ends with an API error (its status and code) or the client leaving."""
+        if isinstance(exc, APIError):
+            self.fail(exc.status, exc.code)
+        else:
+            self.fail(499, "client_disconnected")
 
     # -- the one close ---------------------------------------------------------------------------------
     def close(self) -> Priced | None:

@@ -188,14 +188,9 @@ class Gateway:
                 if ex.attempts.last_error is not None:  # an attempt failed before this one answered
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
                 return Response(orjson.dumps(out), media_type=_JSON, headers=self._headers(dep, ex, priced))
-            error = final_error(ex.requested, ex.attempts, plan.deadline_s if out_of_time or late(deadline) else None)
-            ex.fail(error.status, error.code)
-            raise error
-        except APIError as exc:
-            ex.fail(exc.status, exc.code)
-            raise
-        except asyncio.CancelledError:
-            ex.fail(499, "client_disconnected")
+            raise final_error(ex.requested, ex.attempts, plan.deadline_s if out_of_time or late(deadline) else None)
+        except (APIError, asyncio.CancelledError) as exc:
+            ex.ended(exc)
             raise
         finally:
             ex.close()
@@ -277,20 +272,15 @@ class Gateway:
                         break
                     continue
                 self.health.observe_ttft(dep.id, time.perf_counter() - t0)
-                if ex.attempts.items:
+                if ex.attempts.last_error is not None:  # an attempt failed before this one started
                     self.meter.metrics.fallbacks.labels(dep.model_name).inc()
                 relay = _Relay(self, ex, body, dep, chunks, first, t0, client_usage)
                 handed_off = True
                 return SSEResponse(relay.events(), headers=self._headers(dep, ex, None, in_flight=1),
                                    on_close=relay.abandon)
-            error = final_error(ex.requested, ex.attempts, plan.deadline_s if out_of_time or late(deadline) else None)
-            ex.fail(error.status, error.code)
-            raise error
-        except APIError as exc:
-            ex.fail(exc.status, exc.code)
-            raise
-        except asyncio.CancelledError:
-            ex.fail(499, "client_disconnected")
+            raise final_error(ex.requested, ex.attempts, plan.deadline_s if out_of_time or late(deadline) else None)
+        except (APIError, asyncio.CancelledError) as exc:
+            ex.ended(exc)
             raise
         finally:
             if not handed_off:

@@ -258,7 +258,20 @@ class MemoryState:
 #   K:s    hash  request id -> nano-dollars settled since the last reconciliation;  K:t zset -> settled at
 # Admission refuses to count against a key without a base ("rebuild"): the gateway rebuilds it from
 # the ledger first. Settlement is idempotent by request id (K:s), reservations by request id (K:r).
-ADMIT_LUA = """
+# Give back the reservations of budget key k whose lease ended by ``now`` (their holder died).
+RECLAIM_LUA = """
+local function reclaim(k, now)
+  local expired = redis.call('ZRANGEBYSCORE', k .. ':l', '-inf', now, 'LIMIT', 0, 1000)
+  for _, old in ipairs(expired) do
+    local held = tonumber(redis.call('HGET', k .. ':r', old) or '0')
+    if held > 0 then redis.call('HINCRBY', k, 'reserved', -held) end
+    redis.call('HDEL', k .. ':r', old)
+    redis.call('ZREM', k .. ':l', old)
+  end
+end
+"""
+
+ADMIT_LUA = RECLAIM_LUA + """
 local nr = tonumber(ARGV[1])
 local nb = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -276,13 +289,7 @@ for b = 1, nb do
   local k = KEYS[nr + b]
   local base = redis.call('HGET', k, 'base')
   if not base then return {'rebuild', b - 1, 0} end
-  local expired = redis.call('ZRANGEBYSCORE', k .. ':l', '-inf', now, 'LIMIT', 0, 1000)
-  for _, old in ipairs(expired) do
-    local held = tonumber(redis.call('HGET', k .. ':r', old) or '0')
-    if held > 0 then redis.call('HINCRBY', k, 'reserved', -held) end
-    redis.call('HDEL', k .. ':r', old)
-    redis.call('ZREM', k .. ':l', old)
-  end
+  reclaim(k, now)
   local used = tonumber(base) + tonumber(redis.call('HGET', k, 'recent') or '0') + tonumber(redis.call('HGET', k, 'reserved') or '0')
   if ARGV[i + 3] == '1' and redis.call('HEXISTS', k .. ':r', rid) == 0 and used + tonumber(ARGV[i + 1]) > tonumber(ARGV[i]) then
     return {'budget', b - 1, used}
@@ -347,16 +354,10 @@ end
 return 1
 """
 
-APPLY_LUA = """
+APPLY_LUA = RECLAIM_LUA + """
 local k = KEYS[1]
 local pruned = 0
-local expired = redis.call('ZRANGEBYSCORE', k .. ':l', '-inf', ARGV[3])
-for _, old in ipairs(expired) do
-  local held = tonumber(redis.call('HGET', k .. ':r', old) or '0')
-  if held > 0 then redis.call('HINCRBY', k, 'reserved', -held) end
-  redis.call('HDEL', k .. ':r', old)
-  redis.call('ZREM', k .. ':l', old)
-end
+reclaim(k, ARGV[3])
 for i = 4, #ARGV do
   local v = tonumber(redis.call('HGET', k .. ':s', ARGV[i]) or '-1')
   if v >= 0 then

@@ -303,3 +303,49 @@ def test_a_reasoning_model_reserves_its_reasoning_allowance() -> None:
     served, charged, allowance = _reasoning_run("reasoning_allowance: 0")
     assert allowance == 0.0
     assert charged > 0.01, "without the allowance the reservation trusts the output bound and the budget is overspent"
+
+
+def test_a_stream_the_server_never_started_sending_is_settled_and_recorded_once() -> None:
+    """The client is gone before the response's first byte: the relay's generator never runs, yet the
+    exchange closes (the upstream stream is closed, its first chunk metered, the reservation settled,
+    one record written with 499)."""
+    from router.config import parse_config
+    from router.metering import MemorySink
+    from router.services import build_services
+
+    env = {"SY_STREAM_KEY": "sk-test-stream-0123456789"}
+    cfg = parse_config("""
+model_list:
+  - model_name: quick
+    litellm_params: {model: simulated/small, speed: 0}
+limits:
+  budgets: [{scope: tenant, id: t, period: day, usd: 1}]
+auth:
+  keys: [{id: k, tenant: t, key: os.environ/SY_STREAM_KEY}]
+""", env=env)
+    sink = MemorySink()
+    svc = build_services(cfg, env=env, sink=sink)
+    who = Principal(key_id="k", tenant="t", models=None)
+
+    async def main() -> None:
+        body = {"model": "quick", "stream": True, "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}
+        resp = await svc.gateway.stream(who, body, "req-never-sent")
+        assert not sink.records  # nothing recorded while the response is pending
+
+        async def receive() -> dict:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            raise OSError("client gone")
+
+        await resp({"type": "http"}, receive, send)
+        await svc.limiter.drain()
+        [rec] = list(sink.records)
+        assert rec["request_id"] == "req-never-sent" and rec["status"] == 499 and rec["error"] == "client_disconnected"
+        assert rec["usage"]["prompt_tokens"] > 0 and rec["charge_usd"] > 0  # the prompt the upstream read is charged
+        key = svc.limiter.budget_keys(who, "quick", time.time())[0]
+        view = await svc.state.budget_view(key.key)
+        assert view.reserved_nano == 0 and view.spent_nano == math.ceil(rec["charge_usd"] * NANO)
+        await resp({"type": "http"}, receive, send)  # a second close changes nothing
+        assert len(sink.records) == 1
+    asyncio.run(main())
