@@ -44,6 +44,7 @@ COLUMNS = [
     "PublisherName", "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType", "ServiceCategory",
     "ServiceName", "ServiceProviderName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId",
     "SubAccountId", "SubAccountName", "SubAccountType", "Tags", *X_COLUMNS.values(), "x_ApiCost", "x_Requests",
+    "x_Unpriced",
 ]
 
 
@@ -82,7 +83,8 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
         weights = _weights(r)
         tokens = _tokens(r)
         for meter, w in weights.items():
-            key = (hour, r["tenant"], r["alias"], r["model"], r["provider"], meter, r["price_version"], r["serving"])
+            key = (hour, r["tenant"], r["alias"], r["model"], r["provider"], meter, r["price_version"], r["serving"],
+                   r["charge_usd"] is None)
             groups.setdefault(key, r)
             acc = sums[key]
             acc["billed"] += charge * w
@@ -96,7 +98,7 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for key, acc in sorted(sums.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-            hour, tenant, alias, model, provider, meter, version, serving = key
+            hour, tenant, alias, model, provider, meter, version, serving, unpriced = key
             month = datetime.fromtimestamp(hour, timezone.utc).replace(day=1, hour=0)
             next_month = month.replace(year=month.year + (month.month == 12), month=month.month % 12 + 1)
             mtok = acc["tokens"] / 1e6
@@ -127,9 +129,14 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
                 "SkuPriceDetails": orjson.dumps({"price_version": version}).decode(),
                 "SubAccountId": tenant or "", "SubAccountName": tenant or "", "SubAccountType": "Tenant",
                 "Tags": orjson.dumps({"alias": alias, "model": model}).decode(),
-                "x_ApiCost": repr(acc["list"]), "x_Requests": repr(acc["requests"]),
+                "x_ApiCost": repr(acc["list"]), "x_Requests": repr(acc["requests"]), "x_Unpriced": "false",
             })
             for name, col in X_COLUMNS.items():
                 row[col] = repr(acc[name])
+            if unpriced:  # no price is known: nothing was billed, and its cost is unknown (not $0)
+                row.update({"x_Unpriced": "true", "SkuPriceId": f"{model}|{meter}|unpriced", "SkuPriceDetails": "{}",
+                            "ListCost": "", "ListUnitPrice": "", "PricingCurrencyListUnitPrice": "", "x_ApiCost": "",
+                            "ContractedUnitPrice": "", "PricingCurrencyContractedUnitPrice": "",
+                            **{col: "" for col in X_COLUMNS.values()}})
             writer.writerow(row)
     return {"billed": billed_total, "rows": float(len(sums))}

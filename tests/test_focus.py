@@ -32,6 +32,10 @@ def test_focus_export_reconciles_with_the_ledger(gateway, tmp_path) -> None:
                        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
     httpx.post(gateway.base + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY_B}"},
                json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
+    u = httpx.post(gateway.base + "/v1/chat/completions", headers=h,
+                   json={"model": "mock-unpriced", "messages": [{"role": "user", "content": "hi"}]})
+    assert u.status_code == 200, u.text
+    record(gateway, u.headers["x-request-id"])
     record(gateway, r.headers["x-request-id"])
     time.sleep(0.3)
     until = time.time() + 1
@@ -57,6 +61,12 @@ def test_focus_export_reconciles_with_the_ledger(gateway, tmp_path) -> None:
                       headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()["data"][0]
     billed = math.fsum(float(r["BilledCost"]) for r in rows)
     assert billed == pytest.approx(usage["charge_usd"], rel=1e-9, abs=1e-12)
+    unpriced = [r for r in rows if r["x_Unpriced"] == "true"]
+    assert unpriced and all(r["ResourceId"] == "mock-unpriced" and r["SkuPriceId"].endswith("|unpriced") for r in unpriced)
+    assert all(r["ListCost"] == "" and r["x_ApiCost"] == "" and r["x_ApplicationMargin"] == "" for r in unpriced), \
+        "an unknown cost is left blank, never written as $0"
+    rows = [r for r in rows if r["x_Unpriced"] == "false"]
+    assert not any(r["ResourceId"] == "mock-unpriced" for r in rows)
     listed = math.fsum(float(r["ListCost"]) for r in rows)
     assert listed == pytest.approx(usage["cost_usd"], rel=1e-9, abs=1e-12)
     margins = math.fsum(float(r["x_ApplicationMargin"]) for r in rows)
