@@ -128,6 +128,8 @@ def payback_deadline_years(api_per_year: float, own_per_year: float, years: floa
     1: flat). Pays back: the API bill it avoids over those years is at least what owning costs over
     them. None: it does not pay back even if bought now; ``math.inf``: it always does (flat prices)."""
     need = own_per_year * years
+    if need <= 0:
+        return math.inf  # owning costs nothing (no traffic to serve): it always pays back
     if decline >= 1.0 - 1e-12:
         return math.inf if api_per_year * years >= need else None
     avoided_now = api_per_year * (decline ** years - 1) / math.log(decline)  # integral of f^t from 0 to years

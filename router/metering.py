@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Iterable, Protocol
 
 from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
-from pricing.attribution import merge
+from pricing.attribution import merge, self_hosted_cost
 from router.attempts import ESCALATED
 from router.metrics import Metrics
 from router.registry import Deployment
@@ -158,20 +158,27 @@ class Meter:
 
     def price(self, dep: Deployment, usage: Usage, *, tenant: str | None, requested: str,
               at: datetime | None = None) -> Priced:
-        """API cost at the price in force, the tenant's charge, and its split across the stack."""
+        """What serving ``usage`` cost (the API's list price; for a self-hosted model, its GPU-hours and
+        licence at the stack profile, the same figure the waterfall books), the tenant's charge (a plan
+        prices a self-hosted model from its catalog price), and its split across the stack."""
         price = dep.price(self.catalog, at)
         cost = cost_of(usage, price) if price is not None else None
         api = cost.total if cost is not None else None
         charge = self.billing.plan(tenant).charge(requested, usage, api)
+        profile = self.billing.profile
+        cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
+                                                     price.output * 1e6 if price is not None else None)
         waterfall = None
         if charge is not None:
-            profile = self.billing.profile
-            cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
-                                                         price.output * 1e6 if price is not None else None)
             waterfall = attribute(usage, charge=charge, api_cost=api, profile=profile, model_class=cls,
                                   self_hosted=dep.self_hosted)
-        return Priced(usage, api, price.version if price is not None else None, charge, waterfall,
-                      dict(cost.lines) if cost is not None else None)
+        lines = dict(cost.lines) if cost is not None else None
+        spent = api
+        if dep.self_hosted:
+            spent = waterfall.api_cost if waterfall is not None else self_hosted_cost(usage, profile, cls)
+            if lines is not None and api:  # the catalog's split by token type, scaled to what it cost
+                lines = {k: v * spent / api for k, v in lines.items()}
+        return Priced(usage, spent, price.version if price is not None else None, charge, waterfall, lines)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: a request updates about twenty series."""

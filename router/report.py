@@ -40,6 +40,8 @@ def fetch(url: str, key: str, since: str, until: str | None, by: str, timeout: f
         if who.status_code != 200:
             raise ReportError(_message(who))
         prefix = "/admin" if who.json()["role"] == "admin" else "/v1"
+        if by == "layer" and prefix != "/admin":
+            raise ReportError("the layer report shows how the operator's margin splits: it needs the admin key")
         params: dict[str, Any] = {"start": repr(start), "end": repr(end), "bucket": "none", "limit": 10000}
         if by != "layer":
             params["group_by"] = by
@@ -79,18 +81,20 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(t)
         return
     t = Table(title=f"Usage by {by}, {span}")
-    cols = ("Requests", "Errors", "Prompt tokens", "Completion tokens", "API cost", "Charge", "Operator margin")
+    operator = all("app_margin_usd" in r for r in report["rows"])  # a tenant's rows carry no margin
+    cols = ("Requests", "Errors", "Prompt tokens", "Completion tokens", "API cost", "Charge",
+            *(("Operator margin",) if operator else ()))
     t.add_column(by.capitalize())
     for c in cols:
         t.add_column(c, justify="right")
-    sums = [0, 0, 0, 0, 0.0, 0.0, 0.0]
+    sums: list[float] = [0] * len(cols)
     for r in report["rows"]:
         vals = [r["requests"], r["errors"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"], r["charge_usd"],
-                r["app_margin_usd"]]
-        sums = [a + b for a, b in zip(sums, vals)]
-        t.add_row(str(r[by]), *[f"{v:,}" for v in vals[:4]], *[_usd(v) for v in vals[4:]])
+                *((r["app_margin_usd"],) if operator else ())]
+        sums = [a + (b or 0) for a, b in zip(sums, vals)]  # money of unpriced groups is None: not added
+        t.add_row(str(r[by]), *[f"{v:,}" for v in vals[:4]], *["unpriced" if v is None else _usd(v) for v in vals[4:]])
     t.add_section()
-    t.add_row("Total", *[f"{v:,}" for v in sums[:4]], *[_usd(v) for v in sums[4:]], style="bold")
+    t.add_row("Total", *[f"{int(v):,}" for v in sums[:4]], *[_usd(v) for v in sums[4:]], style="bold")
     console.print(t)
 
 

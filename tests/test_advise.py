@@ -203,7 +203,9 @@ def test_the_cli_prints_what_the_view_reads(dash) -> None:
     import time
 
     _serve_self_hosted(dash)
-    start, end = str(time.time() - 86400), str(time.time() + 1)
+    # a window that has ended: both answers read the same days (one still open would grow between them)
+    start, end = str(time.time() - 86400), str(time.time())
+    time.sleep(0.01)
     env = {**GATEWAY_ENV, "PATH": "/usr/bin:/bin", "SWITCHYARD_URL": dash.base, "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
     out = subprocess.run([SWITCHYARD, "advise", "--since", start, "--until", end, "--utilisation", "0.5", "--json"],
                          env=env, capture_output=True, text=True, timeout=60)

@@ -187,6 +187,9 @@ def test_waterfall_totals_equal_the_ledger(dash) -> None:
         [api_cost] = ledger_sum(dash, f"({where}) AND serving = 'api'", args, ["cost_usd"])
         [self_hosted] = ledger_sum(dash, f"({where}) AND serving = 'self_hosted'", args, ["charge_usd - app_margin_usd"])
         assert layers["paas"]["revenue"] == pytest.approx(api_cost + self_hosted)
+        # one cost: the ledger's cost (API price, or GPU-hours for self-hosted) is what the stack books
+        assert layers["paas"]["revenue"] == pytest.approx(row["cost_usd"], rel=1e-9)
+        assert row["app_margin_usd"] == pytest.approx(row["charge_usd"] - row["cost_usd"], rel=1e-9, abs=1e-12)
 
 
 def test_savings_against_a_baseline_model(dash) -> None:
@@ -259,12 +262,16 @@ def test_report_matches_the_usage_api(dash) -> None:
             assert json.loads(out.stdout)["rows"] == api
     out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
                          env={**env, "SWITCHYARD_API_KEY": KEY_A}, capture_output=True, text=True, timeout=60)
-    [total] = usage(dash, A, "/v1/usage", start=start, end=end)
+    assert out.returncode != 0 and "needs the admin key" in out.stderr  # a tenant sees no operator margin
+    out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
+                         env={**env, "SWITCHYARD_API_KEY": ADMIN_KEY}, capture_output=True, text=True, timeout=60)
+    [total] = usage(dash, ADMIN, "/admin/usage", start=start, end=end)
     assert {r["layer"]: r["margin"] for r in json.loads(out.stdout)["rows"]} == {k: v["margin"] for k, v in total["layers"].items()
                                                                                if k != "pass_through"}
     table = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "model"],
                            env={**env, "SWITCHYARD_API_KEY": KEY_A}, capture_output=True, text=True, timeout=60)
-    assert table.returncode == 0 and "Total" in table.stdout and f"{total['requests']:,}" in table.stdout
+    [mine] = usage(dash, A, "/v1/usage", start=start, end=end)
+    assert table.returncode == 0 and "Total" in table.stdout and f"{mine['requests']:,}" in table.stdout
     assert KEY_A not in table.stdout + table.stderr
     bad = subprocess.run([SWITCHYARD, "report"], env={**env, "SWITCHYARD_API_KEY": "wrong"}, capture_output=True, text=True)
     assert bad.returncode == 1 and "401" in bad.stderr and "Traceback" not in bad.stderr
