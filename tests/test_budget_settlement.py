@@ -119,7 +119,8 @@ async def drive(state: Any, flaky: Flaky, seed: int, *, fail_mode: str, resets: 
 async def check(limiter: Limiter, ledger: Ledger, state: Any, *, hard_holds: bool) -> None:
     await limiter.reconcile_all()
     keys = list(limiter._active.values())
-    assert {k.rule.scope for k in keys} == {"tenant", "key", "alias"}
+    # (the soft key budget is exercised only if one of k1's requests got in before t1's budget ran out)
+    assert {"tenant", "alias"} <= {k.rule.scope for k in keys}
     for key in keys:
         view = await state.budget_view(key.key)
         if view.spent_nano != ledger.spent(key):
