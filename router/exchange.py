@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from router.proxy import Gateway
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     gateway: "Gateway"
     who: Principal

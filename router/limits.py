@@ -306,33 +306,32 @@ class Limiter:
             base = total
         await store.budget_apply(key.key, base, prune, key.ttl, time.time())
 
+    def _current(self) -> list[BudgetKey]:
+        """The budgets this process used whose period (plus a day of late settlements) is not over;
+        older ones are forgotten."""
+        now = time.time()
+        for name in [n for n, k in self._active.items() if k.end <= now - 86400]:
+            del self._active[name]
+        return list(self._active.values())
+
     async def reconcile_all(self) -> int:
         """Reconcile every budget this process used in the current period now; the number reconciled."""
-        now = time.time()
-        n = 0
-        for name, key in list(self._active.items()):
-            if key.end <= now - 86400:
-                del self._active[name]
-                continue
+        keys = self._current()
+        for key in keys:
             await self.reconcile(key)
-            n += 1
-        return n
+        return len(keys)
 
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.reconcile_interval)
-            now = time.time()
-            for name, key in list(self._active.items()):
-                if key.end <= now - 86400:
-                    self._active.pop(name, None)
-                    continue
+            for key in self._current():
                 try:
                     # one replica per key per interval: the lock is left to expire, not released
-                    if await self.state.lock("reconcile:" + name, self.cfg.reconcile_interval * 0.8) is None:
+                    if await self.state.lock("reconcile:" + key.key, self.cfg.reconcile_interval * 0.8) is None:
                         continue
                     await self.reconcile(key)
                 except Exception as exc:  # noqa: BLE001 - state or ledger down: the next round tries again
-                    log.info("budget reconciliation of %s skipped: %s", name, type(exc).__name__)
+                    log.info("budget reconciliation of %s skipped: %s", key.key, type(exc).__name__)
 
     async def _renew_loop(self) -> None:
         lease = self.cfg.reservation_lease
