@@ -273,3 +273,28 @@ def test_ten_replicas_started_together_on_an_empty_database_all_become_ready(tmp
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         drop()
+
+
+def test_workers_migrating_one_new_sqlite_file_together_all_succeed(tmp_path) -> None:
+    """`serve --workers N` on a new SQLite ledger: every worker migrates on start-up. A file lock
+    lets one create the tables while the others wait (one worker failed its start with "table
+    requests already exists" before, which stopped the whole server)."""
+    import subprocess
+    import sys
+
+    db, go = tmp_path / "data", tmp_path / "go"  # sqlite_url(db) is data/ledger.db
+    script = ("import asyncio, os, sys, time\n"
+              "from router.ledger.store import LedgerStore, sqlite_url\n"
+              "while not os.path.exists(sys.argv[2]): time.sleep(0.005)\n"
+              "asyncio.run(LedgerStore(sqlite_url(sys.argv[1])).migrate())\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(go)], stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    time.sleep(1.0)  # let every process import and reach the barrier (a late one only waits on the lock)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, "\n".join(e[-600:] for e in errors if e)
+
+    async def revision() -> str | None:
+        return await LedgerStore(sqlite_url(str(db)))._revision()
+    from router.ledger.store import head_revision
+    assert asyncio.run(revision()) == head_revision()

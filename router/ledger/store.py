@@ -102,6 +102,23 @@ class LedgerStore:
         """
         if revision == "head" and await self._revision() == head_revision():
             return
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:":
+            return await self._migrate(revision)
+        # Workers starting together on a new SQLite file: one migrates, the others wait on this lock
+        # and then find the schema at head (two CREATE TABLEs at once would fail one worker's start).
+        import fcntl
+
+        with open(f"{path}.migrate-lock", "a") as lock:
+            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+            try:
+                if revision == "head" and await self._revision() == head_revision():
+                    return
+                await self._migrate(revision)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    async def _migrate(self, revision: str) -> None:
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
