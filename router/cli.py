@@ -402,7 +402,7 @@ def export_focus_cmd(
         store = LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir))
         try:
             await store.migrate()
-            return await export_focus(store.rows(start, end), out)
+            return await export_focus(store.lines(start, end), out)
         finally:
             await store.dispose()
 

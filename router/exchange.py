@@ -38,7 +38,7 @@ class Exchange:
     plan: Plan | None = None
     ticket: Ticket | None = None
     attempts: Attempts = field(default_factory=Attempts)
-    parts: list[Priced] = field(default_factory=list)  # every priced upstream call
+    lines: list[tuple[Deployment, str, Priced]] = field(default_factory=list)  # every priced call: (where, role, price)
     status: int = 500
     error: str | None = None
     dep: Deployment | None = None  # the deployment whose answer the client got
@@ -55,6 +55,14 @@ class Exchange:
         t0 = time.perf_counter()
         self.in_flight = (dep, t0)
         return t0
+
+    def line(self, dep: Deployment, role: str, priced: Priced) -> None:
+        """A priced upstream call (role: answer, cascade_step, check, cut; see router.ledger.schema.ROLES)."""
+        self.lines.append((dep, role, priced))
+
+    def priced(self) -> Priced | None:
+        """The request's usage and money: the sum of its lines."""
+        return Priced.combine([p for _, _, p in self.lines]) if self.lines else None
 
     def failed(self, dep: Deployment, err: UpstreamError, seconds: float) -> None:
         self.in_flight = None
@@ -98,12 +106,12 @@ class Exchange:
             dep, t0 = self.in_flight
             self.in_flight = None
             seconds = time.perf_counter() - t0
-            self.parts.append(gw.meter.price(dep, gw.meter.estimate(dep, self.body), tenant=self.who.tenant,
-                                             requested=self.requested))
+            self.line(dep, "cut", gw.meter.price(dep, gw.meter.estimate(dep, self.body), tenant=self.who.tenant,
+                                                 requested=self.requested))
             self.served(dep, seconds, error=self.error or "client_disconnected")
             if self.status < 400:
                 self.status, self.error = 499, "client_disconnected"
-        priced = Priced.combine(self.parts) if self.parts else None
+        priced = self.priced()
         if self.ticket is not None:
             gw.limiter.settle(self.ticket, priced.charge_usd if priced else 0.0,
                               priced.usage.total_tokens if priced else 0)
@@ -115,5 +123,5 @@ class Exchange:
                             requested=self.requested, dep=self.dep, priced=priced, status=self.status,
                             error=self.error, attempts=self.attempts.items, started=self.started,
                             first_chunk_at=self.first_chunk_at, upstream_seconds=self.attempts.upstream_seconds,
-                            stream=self.stream, decision=decision, ts=self.started_wall)
+                            stream=self.stream, decision=decision, ts=self.started_wall, lines=self.lines)
         return priced

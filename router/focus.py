@@ -1,6 +1,8 @@
 """FinOps FOCUS export: the ledger as FOCUS 1.2 cost-and-usage rows (with the 1.3 provider columns).
 
-Rows are hourly: one per (hour, tenant, alias, model, provider, token meter). Meters are the
+Rows are hourly: one per (hour, tenant, alias, model, provider, token meter). They are built from the
+ledger's cost lines (``LedgerStore.lines``): a cascade's cheap step, its checks and its final answer
+each count at their own model's SKU and price, not blended under the answering model. Meters are the
 token directions and cache actions: Input Tokens, Cached Input Tokens, Cache Write Tokens,
 Output Tokens, Reasoning Tokens. A request's charge and its stack slices are split across its
 meters in proportion to the meters' API list cost (by token count when the model is unpriced),
@@ -90,7 +92,7 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
             acc["billed"] += charge * w
             acc["list"] += r.get(LINE_COLUMNS[meter]) or 0.0
             acc["tokens"] += tokens[meter]
-            acc["requests"] += w
+            acc["requests"] += w * r.get("request_share", 1.0)
             for name, col in SLICE_COLUMNS.items():
                 acc[name] += (r.get(col) or 0.0) * w
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -193,8 +193,11 @@ class Meter:
     def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
                started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
-               decision: dict[str, Any] | None = None, ts: float | None = None) -> None:
-        """``ts``: the request's start (UNIX seconds); default: now less its duration."""
+               decision: dict[str, Any] | None = None, ts: float | None = None,
+               lines: list[tuple[Deployment, str, Priced]] = ()) -> None:
+        """``ts``: the request's start (UNIX seconds); default: now less its duration. ``lines``: every
+        priced call (deployment, role, price); ``priced`` is their sum. A record keeps its lines when
+        there are several."""
         now = time.perf_counter()
         total = now - started
         label = dep.model_name if dep else "none"
@@ -246,17 +249,24 @@ class Meter:
             "status": status,
             "error": error,
             "attempts": attempts,
-            "usage": None if priced is None else {
-                "prompt_tokens": priced.usage.prompt_tokens, "completion_tokens": priced.usage.completion_tokens,
-                "cached_tokens": priced.usage.cached_tokens, "cache_write_tokens": priced.usage.cache_write_tokens,
-                "reasoning_tokens": priced.usage.reasoning_tokens},
-            "usage_source": None if priced is None else priced.usage.source,
-            "cost_usd": None if priced is None else priced.cost_usd,
-            "charge_usd": None if priced is None else priced.charge_usd,
-            "cost_lines": None if priced is None else priced.lines,
-            "price_version": None if priced is None else priced.price_version,
-            "stack": None if priced is None or priced.waterfall is None else priced.waterfall.as_dict(),
+            **_money(priced),
+            "lines": [{"role": role, "model": d.model_name, "deployment": d.id, "provider": d.provider, **_money(p)}
+                      for d, role, p in lines] if len(lines) > 1 else None,
             "latency_s": total,
             "ttft_s": None if first_chunk_at is None else first_chunk_at - started,
             "upstream_s": upstream_seconds,
         })
+
+
+def _money(priced: Priced | None) -> dict[str, Any]:
+    """A record's (or one of its lines') usage and money fields."""
+    if priced is None:
+        return {"usage": None, "usage_source": None, "cost_usd": None, "charge_usd": None, "cost_lines": None,
+                "price_version": None, "stack": None}
+    u = priced.usage
+    return {"usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                      "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
+                      "reasoning_tokens": u.reasoning_tokens},
+            "usage_source": u.source, "cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd,
+            "cost_lines": priced.lines, "price_version": priced.price_version,
+            "stack": None if priced.waterfall is None else priced.waterfall.as_dict()}

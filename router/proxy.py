@@ -159,7 +159,8 @@ class Gateway:
                 answered = time.perf_counter() - t0
                 ex.in_flight = None
                 own = self._priced(ex, dep, body, raw, out)
-                ex.parts.append(own)
+                at = len(ex.lines)
+                ex.line(dep, "answer", own)  # a cascade step until its check passes
                 last = i == len(steps) - 1
                 if spec and not last:
                     if spec["check"]["type"] == "judge":  # judges read each step's own answer
@@ -169,13 +170,14 @@ class Gateway:
                             votes = await self._votes(ex, spec["check"], body, deadline)
                         ok = self._check(plan, out, votes or [])
                     if not ok:
+                        ex.lines[at] = (dep, "cascade_step", own)
                         ex.served(dep, time.perf_counter() - t0, note=ESCALATED)
                         continue
                 ex.served(dep, time.perf_counter() - t0)
                 if unasked_logprobs:
                     for choice in out.get("choices") or ():
                         choice["logprobs"] = None
-                priced = Priced.combine(ex.parts)
+                priced = ex.priced()
                 # the answer's own usage (a cascade's other calls are metered and charged, not reported here)
                 out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
                                 if mode == "embedding" else own.usage.to_openai())
@@ -212,7 +214,7 @@ class Gateway:
             if isinstance(res, BaseException):
                 raise res
             raw, vout = res
-            ex.parts.append(self._priced(ex, v, body, raw, vout))
+            ex.line(v, "check", self._priced(ex, v, body, raw, vout))
             ex.served(v, time.perf_counter() - t0, note="cascade check")
             answers.append(vout)
         return answers
@@ -353,7 +355,7 @@ class _Relay:
         if priced is None:  # cut, failed or abandoned: what was relayed is counted here
             priced = self._price()
         ex.served(dep, time.perf_counter() - self.t0, error=err_kind)
-        ex.parts.append(priced)
+        ex.line(dep, "answer", priced)
         ex.dep, ex.first_chunk_at = dep, self.tally.first_chunk_at
         ex.fail(status, err_kind)
         if status == 200:

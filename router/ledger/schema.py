@@ -72,6 +72,40 @@ requests = Table(
     Index("ix_requests_alias_ts", "alias", "ts"),
 )
 
+# A request's cost lines, one per priced upstream call, when it made several (a cascade's steps and
+# checks, a call cut off when the client left after another had answered): each at its own model,
+# deployment and price. A request with one priced call is its own line (its row in ``requests``), so
+# the common case writes one row. The request's row is the sum of its lines (migration 0005).
+ROLES = ("answer", "cascade_step", "check", "cut")
+calls = Table(
+    "calls", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the order the calls were made in
+    Column("ts", Float, nullable=False),  # the request's start (a line is dated with its request)
+    Column("tenant", String(128)),
+    Column("key_id", String(64)),
+    Column("alias", String(256)),
+    Column("role", String(16), nullable=False),  # ROLES
+    Column("model", String(256)),
+    Column("deployment", String(256)),
+    Column("provider", String(64)),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("usage_source", String(16)),
+    Column("price_version", String(128)),
+    Column("cost_usd", Float),
+    Column("charge_usd", Float),
+    Column("serving", String(16)),
+    Column("model_class", String(32)),
+    Column("gpu_hours", Float),
+    *[Column(col, Float) for col in SLICE_COLUMNS.values()],
+    *[Column(col, Float) for col in LINE_COLUMNS.values()],
+    Index("ix_calls_ts", "ts"),
+)
+
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 
@@ -85,10 +119,27 @@ DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": re
 PROMPT_SIZE_MIDPOINTS = {256: 128, 1024: 640, 4096: 2560, 16384: 10240, 65536: 40960, 1048576: 100000}
 
 
-def to_row(rec: dict[str, Any]) -> dict[str, Any]:
+def _money(rec: dict[str, Any]) -> dict[str, Any]:
+    """The token and money columns of a record or of one of its lines (the same fields in both)."""
     usage = rec.get("usage") or {}
     stack = rec.get("stack") or {}
     slices = stack.get("slices") or {}
+    row = {"prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+           "cached_tokens": usage.get("cached_tokens", 0), "cache_write_tokens": usage.get("cache_write_tokens", 0),
+           "reasoning_tokens": usage.get("reasoning_tokens", 0), "usage_source": rec.get("usage_source"),
+           "price_version": rec.get("price_version"), "cost_usd": rec.get("cost_usd"),
+           "charge_usd": rec.get("charge_usd"), "serving": stack.get("serving"),
+           "model_class": stack.get("model_class"), "gpu_hours": stack.get("gpu_hours")}
+    for name, col in SLICE_COLUMNS.items():
+        row[col] = slices.get(name)
+    lines = rec.get("cost_lines") or {}
+    for name, col in LINE_COLUMNS.items():
+        row[col] = lines.get(name)
+    return row
+
+
+def to_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as its ``requests`` row; its lines (when it has several) ride along under ``_calls``."""
     latency, upstream = rec.get("latency_s"), rec.get("upstream_s")
     decision = rec.get("decision") or {}
     row = {
@@ -102,19 +153,16 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
         "attempts": orjson.dumps(rec.get("attempts") or []).decode(),
         # attempts that failed before another was made; a cascade's escalations and checks are not fallbacks
         "fallbacks": sum(1 for a in (rec.get("attempts") or [])[:-1] if a.get("error")),
-        "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
-        "cached_tokens": usage.get("cached_tokens", 0), "cache_write_tokens": usage.get("cache_write_tokens", 0),
-        "reasoning_tokens": usage.get("reasoning_tokens", 0), "usage_source": rec.get("usage_source"),
         "latency_s": latency, "ttft_s": rec.get("ttft_s"), "upstream_s": upstream,
         "overhead_s": None if latency is None or upstream is None else max(0.0, latency - upstream),
-        "price_version": rec.get("price_version"), "cost_usd": rec.get("cost_usd"), "charge_usd": rec.get("charge_usd"),
-        "serving": stack.get("serving"), "model_class": stack.get("model_class"), "gpu_hours": stack.get("gpu_hours"),
+        **_money(rec),
     }
-    for name, col in SLICE_COLUMNS.items():
-        row[col] = slices.get(name)
-    lines = rec.get("cost_lines") or {}
-    for name, col in LINE_COLUMNS.items():
-        row[col] = lines.get(name)
+    if rec.get("lines"):
+        row["_calls"] = [{"request_id": row["request_id"], "seq": i, "ts": row["ts"], "tenant": row["tenant"],
+                          "key_id": row["key_id"], "alias": row["alias"], "role": line["role"],
+                          "model": line.get("model"), "deployment": line.get("deployment"),
+                          "provider": line.get("provider"), **_money(line)}
+                         for i, line in enumerate(rec["lines"])]
     return row
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, ROLLUPS,
-                                  SLICE_COLUMNS, requests)
+                                  SLICE_COLUMNS, calls, requests)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -167,7 +167,11 @@ class LedgerStore:
         """
         if not rows:
             return
+        lines = [c for r in rows if "_calls" in r for c in r["_calls"]]
         async with self.engine.begin() as conn:
+            if lines:  # a request's lines land with its row, in one transaction (a replay skips both)
+                await conn.execute(self._insert(calls).on_conflict_do_nothing(index_elements=["request_id", "seq"]),
+                                   lines)
             if fresh and self.dialect == "sqlite":
                 # One multi-row statement per batch. Python's sqlite3 releases and retakes the GIL
                 # around every statement it steps (executemany: every row), and with a busy event
@@ -187,7 +191,8 @@ class LedgerStore:
             elif fresh:
                 await conn.exec_driver_sql(self._raw_insert, [tuple(r.get(c) for c in self._columns) for r in rows])
             else:
-                await conn.execute(self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"]), list(rows))
+                await conn.execute(self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"]),
+                                   [{k: v for k, v in r.items() if k != "_calls"} if "_calls" in r else r for r in rows])
 
     def _params(self, n: int) -> str:
         style = self.engine.dialect.paramstyle
@@ -321,7 +326,13 @@ class LedgerStore:
             conds.append(requests.c.tenant == tenant)
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(requests).where(and_(*conds)))).mappings().first()
-        return _decode(dict(row)) if row else None
+            if row is None:
+                return None
+            found = (await conn.execute(select(calls).where(calls.c.request_id == request_id)
+                                        .order_by(calls.c.seq))).mappings().all()
+        out = _decode(dict(row))
+        out["lines"] = [{str(k): v for k, v in r.items()} for r in found] or None
+        return out
 
     async def top(self, q: UsageQuery, n: int = 20) -> list[dict[str, Any]]:
         # The ids first, from a covering index; then only those rows.
@@ -333,6 +344,11 @@ class LedgerStore:
 
     async def rows(self, start: float, end: float, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
         """Every record in [start, end), in time order, streamed in batches."""
+        async for chunk in self._chunks(start, end, batch):
+            for r in chunk:
+                yield r
+
+    async def _chunks(self, start: float, end: float, batch: int) -> AsyncIterator[list[dict[str, Any]]]:
         last_ts, last_id = start, ""
         async with self.engine.connect() as conn:
             while True:
@@ -342,9 +358,28 @@ class LedgerStore:
                 chunk = (await conn.execute(stmt)).mappings().all()
                 if not chunk:
                     return
-                for r in chunk:
-                    yield {str(k): v for k, v in r.items()}
+                yield [{str(k): v for k, v in r.items()} for r in chunk]
                 last_ts, last_id = chunk[-1]["ts"], chunk[-1]["request_id"]
+
+    async def lines(self, start: float, end: float, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+        """Every cost line of the requests in [start, end), in time order: a request with several priced
+        calls as its lines (``calls``), any other as its own row. ``request_share`` is 1 on a request's
+        last line and 0 on the others, so summing it counts requests."""
+        async with self.engine.connect() as conn:
+            async for chunk in self._chunks(start, end, batch):
+                ids = [r["request_id"] for r in chunk]
+                split: dict[str, list[dict[str, Any]]] = {}
+                for i in range(0, len(ids), 500):
+                    stmt = select(calls).where(calls.c.request_id.in_(ids[i:i + 500])).order_by(calls.c.seq)
+                    for c in (await conn.execute(stmt)).mappings().all():
+                        split.setdefault(c["request_id"], []).append({str(k): v for k, v in c.items()})
+                for r in chunk:
+                    own = split.get(r["request_id"])
+                    if own is None:
+                        yield {**r, "role": "answer", "request_share": 1.0}
+                        continue
+                    for j, c in enumerate(own):
+                        yield {**c, "status": r["status"], "request_share": 1.0 if j == len(own) - 1 else 0.0}
 
     async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
                           among: Sequence[str]) -> tuple[int, dict[str, int]]:
