@@ -1,0 +1,117 @@
+"""What every execution strategy shares: one upstream call, its price, the answer's headers, and the
+error a request ends with when no call answered.
+
+A strategy serves one planned, admitted request: it makes upstream calls and adds each to the
+exchange (``Exchange.calling``, ``failed``, ``line``, ``served``). It never settles money or writes
+the ledger: the exchange's single close does (router.exchange).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.responses import Response
+
+from pricing import Usage
+from router.attempts import final_error, late
+from router.backends.base import Call, UpstreamBadResponse, UpstreamTimeout
+from router.errors import APIError
+from router.exchange import Exchange
+from router.metering import Priced, answer_text
+from router.protocol import normalize_chat, normalize_embeddings, upstream_body
+from router.registry import Deployment
+
+if TYPE_CHECKING:
+    from router.proxy import Gateway
+
+_JSON = "application/json"
+
+
+def _ascii(text: str, n: int = 200) -> str:
+    return text.encode("ascii", "replace").decode()[:n]
+
+
+class Strategy:
+    """Serves one request (``run``); ``mode``: "chat" or "embedding"."""
+
+    name = "strategy"
+
+    def __init__(self, gw: "Gateway", ex: Exchange, body: dict[str, Any], mode: str, deadline: float | None):
+        self.gw, self.ex, self.body, self.mode, self.deadline = gw, ex, body, mode, deadline
+        self.out_of_time = False  # an attempt was cut off by the request's deadline
+
+    async def run(self) -> Response:
+        raise NotImplementedError
+
+    # -- shared steps ---------------------------------------------------------------------------------
+    async def call(self, dep: Deployment, body: dict[str, Any] | None = None,
+                   mode: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One upstream call; its timeout is the deployment's, cut to what the request's deadline leaves."""
+        body, mode, deadline = body or self.body, mode or self.mode, self.deadline
+        timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
+        call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
+                    request_id=self.ex.request_id)
+        try:
+            raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
+        except UpstreamTimeout as exc:
+            # the deadline cut this call short: its timeout is the request's deadline, whatever the
+            # clocks say a moment later (a timer may fire a hair early)
+            exc.by_deadline = timeout < dep.timeout
+            raise
+        try:
+            out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
+        except ValueError as exc:
+            raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
+        return raw, out
+
+    def price(self, dep: Deployment, raw: dict[str, Any], out: dict[str, Any],
+              body: dict[str, Any] | None = None) -> Priced:
+        """A call's usage (the upstream's, else counted here) at the deployment's price and the tenant's plan."""
+        meter, ex = self.gw.meter, self.ex
+        usage = Usage.from_openai(raw.get("usage")) or meter.estimate(dep, body or self.body, answer_text(out))
+        return meter.price(dep, usage, tenant=ex.who.tenant, requested=ex.requested)
+
+    def exhausted(self) -> APIError:
+        """The error when no call answered: the last failure's, or the deadline's."""
+        ex, plan = self.ex, self.ex.plan
+        timed_out = self.out_of_time or late(self.deadline)
+        return final_error(ex.requested, ex.attempts, plan.deadline_s if plan is not None and timed_out else None)
+
+    def answer(self, dep: Deployment, own: Priced, out: dict[str, Any], answered: float) -> Response:
+        """The client's answer from ``dep`` (``own``: that call's price; the exchange's lines may hold more)."""
+        gw, ex = self.gw, self.ex
+        priced = ex.priced()
+        assert priced is not None
+        # the answer's own usage (a cascade's other calls are metered and charged, not reported here)
+        out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
+                        if self.mode == "embedding" else own.usage.to_openai())
+        ex.dep, ex.status = dep, 200
+        gw.health.observe_output(dep.model_name, own.usage.completion_tokens - own.usage.reasoning_tokens)
+        if self.mode == "chat":  # no first-token time without a stream: the smoothed TTFT stands in
+            gw.health.observe_rate(dep.id, own.usage.completion_tokens,
+                                   answered - (gw.health.ttft_ms(dep.id) or 0.0) / 1000)
+        if ex.plan is not None:
+            gw.planner.remember(ex.plan, dep)
+        if ex.attempts.last_error is not None:  # an attempt failed before this one answered
+            gw.meter.metrics.fallbacks.labels(dep.model_name).inc()
+        return Response(orjson.dumps(out), media_type=_JSON, headers=headers(dep, ex, priced))
+
+
+def headers(dep: Deployment, ex: Exchange, priced: Priced | None, in_flight: int = 0) -> dict[str, str]:
+    """The answer's x-switchyard-* headers. ``in_flight``: attempts still running, not yet in the
+    exchange's attempts (a stream being relayed)."""
+    plan = ex.plan
+    h = {"x-switchyard-model": dep.model_name, "x-switchyard-provider": dep.provider,
+         "x-switchyard-attempts": str(len(ex.attempts.items) + in_flight)}
+    if plan is not None and plan.decision is not None:
+        h["x-switchyard-policy"] = _ascii(plan.decision.policy, 100)
+        h["x-switchyard-reason"] = _ascii(plan.decision.reason)
+    if priced is not None:
+        h["x-switchyard-cost-usd"] = priced.header()
+        h["x-switchyard-charge-usd"] = priced.charge_header()
+        h["x-switchyard-usage-source"] = priced.usage.source
+    if ex.ticket is not None:
+        h.update(ex.ticket.headers)
+    return h

@@ -1,0 +1,103 @@
+"""A cascade: each step answers in turn, cheapest first; a check (rule, logprob, agreement with other
+models, a verifier, judges) decides whether the answer stands or the next step is asked. The last
+step's answer stands. Every call (steps, checking models) is a priced line of the exchange; an
+escalation is not a fallback (nothing failed). A step that fails is passed over like a fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from router import cascade as checks
+from router.attempts import ESCALATED, late
+from router.backends.base import UpstreamError
+from router.strategies.base import Strategy
+
+
+class Cascade(Strategy):
+    name = "cascade"
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.spec: dict[str, Any] = self.ex.plan.decision.cascade  # type: ignore[union-attr]
+        self.check_type = self.spec["check"]["type"]
+        self.votes: list[dict[str, Any]] | None = None  # agreement/verifier voters answer once per request
+        # a logprob check needs logprobs; the client is not sent those it did not ask for
+        self.unasked_logprobs = self.check_type == "logprob" and not self.body.get("logprobs")
+        if self.unasked_logprobs:
+            self.body = {**self.body, "logprobs": True}
+
+    async def run(self) -> Response:
+        ex, deadline = self.ex, self.deadline
+        steps = ex.plan.deployments  # type: ignore[union-attr]
+        for i, dep in enumerate(steps):
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            t0 = ex.calling(dep)
+            try:
+                raw, out = await self.call(dep)
+            except UpstreamError as exc:
+                ex.failed(dep, exc, time.perf_counter() - t0)
+                if exc.by_deadline:
+                    self.out_of_time = True
+                    break
+                if not exc.retryable:
+                    break
+                continue
+            answered = time.perf_counter() - t0
+            own = self.price(dep, raw, out)
+            at = len(ex.lines)
+            ex.line(dep, "answer", own)  # a cascade step until its check passes
+            if i < len(steps) - 1 and not await self._passes(out):
+                ex.lines[at] = (dep, "cascade_step", own)
+                ex.served(dep, time.perf_counter() - t0, note=ESCALATED)
+                continue
+            ex.served(dep, time.perf_counter() - t0)
+            if self.unasked_logprobs:
+                for choice in out.get("choices") or ():
+                    choice["logprobs"] = None
+            return self.answer(dep, own, out, answered)
+        raise self.exhausted()
+
+    async def _passes(self, out: dict[str, Any]) -> bool:
+        check = self.spec["check"]
+        if self.check_type == "judge":  # judges read each step's own answer
+            verdicts = await self._ask(checks.judge_request(check, self.body, out))
+            return len(verdicts) == len(check.get("with") or ()) and checks.approved(verdicts)
+        if self.votes is None and self.check_type in ("agreement", "verifier"):
+            self.votes = await self._ask(self.body)
+        answers = self.votes or []
+        if self.check_type == "rule":
+            return checks.rule_ok(check, out)
+        if self.check_type == "logprob":
+            return checks.logprob_ok(check, out)
+        if self.check_type == "verifier":
+            return checks.verified(self.ex.plan.verifiers[check["verifier"]], check, out, answers)  # type: ignore[union-attr]
+        want = len(check.get("with") or ())
+        return want > 0 and len(answers) == want and checks.agree(out, answers)
+
+    async def _ask(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The checking models' answers to ``body`` (each called once, in parallel, a priced line);
+        a failed one is missing."""
+        ex = self.ex
+        registry = self.gw.planner.registry
+        voters = [d for name in self.spec["check"].get("with") or () for d in registry.candidates(name, "chat")[:1]]
+        t0 = time.perf_counter()
+        if late(self.deadline):
+            return []  # no time to check: the check fails
+        results = await asyncio.gather(*(self.call(v, body, "chat") for v in voters), return_exceptions=True)
+        answers = []
+        for v, res in zip(voters, results):
+            if isinstance(res, UpstreamError):
+                ex.failed(v, res, time.perf_counter() - t0)
+                continue
+            if isinstance(res, BaseException):
+                raise res
+            raw, vout = res
+            ex.line(v, "check", self.price(v, raw, vout, body))
+            ex.served(v, time.perf_counter() - t0, note="cascade check")
+            answers.append(vout)
+        return answers

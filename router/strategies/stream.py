@@ -1,0 +1,154 @@
+"""A streamed answer: the plan's deployments in order until one starts streaming (fallback happens only
+before the first chunk, the deadline bounds the wait for it); then its chunks are relayed to the
+client as OpenAI chunks. A failure after the first chunk ends the stream with an OpenAI-style error
+event; a cut stream is metered at what was relayed (estimated). The relay closes the exchange when
+the stream ends, fails, is cut, or is never read at all (``abandon``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+import orjson
+from starlette.responses import Response
+
+from pricing import Usage
+from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from router.metering import Priced, StreamTally
+from router.protocol import normalize_chunk, upstream_body
+from router.registry import Deployment
+from router.sse import SSEResponse
+from router.strategies.base import Strategy, headers
+
+
+class Streamed(Strategy):
+    name = "stream"
+    handed_off = False  # the response owns the exchange from here: it closes it
+
+    async def run(self) -> Response:
+        ex, body, deadline = self.ex, self.body, self.deadline
+        client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        for dep in ex.plan.deployments:  # type: ignore[union-attr]
+            up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
+            up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            call = Call(body=up, timeout=dep.stream_timeout, request_id=ex.request_id)
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            t0 = ex.calling(dep)
+            chunks = dep.backend.chat_stream(call)
+            try:
+                # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
+                first = await (chunks.__anext__() if deadline is None
+                               else asyncio.wait_for(chunks.__anext__(), deadline - t0))
+            except TimeoutError:
+                ex.failed(dep, UpstreamTimeout("no first chunk before the request's deadline"), time.perf_counter() - t0)
+                await chunks.aclose()
+                self.out_of_time = True
+                break
+            except StopAsyncIteration:
+                ex.failed(dep, UpstreamBadResponse("upstream stream was empty"), time.perf_counter() - t0)
+                continue
+            except UpstreamError as exc:
+                ex.failed(dep, exc, time.perf_counter() - t0)
+                await chunks.aclose()
+                if not exc.retryable:
+                    break
+                continue
+            self.gw.health.observe_ttft(dep.id, time.perf_counter() - t0)
+            if ex.attempts.last_error is not None:  # an attempt failed before this one started
+                self.gw.meter.metrics.fallbacks.labels(dep.model_name).inc()
+            relay = Relay(self, dep, chunks, first, t0, client_usage)
+            self.handed_off = True
+            return SSEResponse(relay.events(), headers=headers(dep, ex, None, in_flight=1), on_close=relay.abandon)
+        raise self.exhausted()
+
+
+class Relay:
+    """A started upstream stream, relayed to the client as OpenAI chunks."""
+
+    def __init__(self, strategy: Streamed, dep: Deployment, chunks: AsyncIterator[dict[str, Any]],
+                 first: dict[str, Any], t0: float, client_usage: bool):
+        self.gw, self.ex, self.body = strategy.gw, strategy.ex, strategy.body
+        self.dep, self.chunks, self.first, self.t0, self.client_usage = dep, chunks, first, t0, client_usage
+        self.tally = StreamTally()
+        self.usage: Usage | None = Usage.from_openai(first["usage"]) if first.get("usage") else None
+        self.stream_id = first.get("id") if isinstance(first.get("id"), str) else f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = first.get("created") if isinstance(first.get("created"), int) else int(time.time())
+
+    def _price(self) -> Priced:
+        gw, ex = self.gw, self.ex
+        usage = self.usage or gw.meter.estimate(self.dep, self.body, self.tally.text)
+        return gw.meter.price(self.dep, usage, tenant=ex.who.tenant, requested=ex.requested)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        gw, dep = self.gw, self.dep
+        priced: Priced | None = None
+        status, err_kind = 200, None
+        chunk: dict[str, Any] | None = self.first
+        # the per-chunk loop reads locals only (it runs once per token)
+        chunks, add, dumps, name, sid, created = self.chunks, self.tally.add, orjson.dumps, dep.model_name, \
+            self.stream_id, self.created
+        try:
+            while chunk is not None:
+                if chunk.get("usage"):
+                    self.usage = Usage.from_openai(chunk["usage"]) or self.usage
+                norm = normalize_chunk(chunk, name, sid, created)
+                if norm is not None:
+                    add(norm)
+                    yield b"data: " + dumps(norm) + b"\n\n"
+                chunk = await anext(chunks, None)
+            priced = self._price()
+            if self.client_usage:
+                tail = {"id": self.stream_id, "object": "chat.completion.chunk", "created": self.created,
+                        "model": dep.model_name, "choices": [], "usage": priced.usage.to_openai(),
+                        "switchyard": {"cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd,
+                                       "usage_source": priced.usage.source, "price_version": priced.price_version}}
+                yield b"data: " + orjson.dumps(tail) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except UpstreamError as exc:
+            status, err_kind = exc.status, f"upstream_{exc.kind}"
+            gw.meter.metrics.upstream_errors.labels(dep.model_name, dep.provider, exc.kind).inc()
+            yield _error_event(f"The upstream stream failed after it started: {exc.message}.", err_kind)
+        except ValueError as exc:
+            status, err_kind = 502, "upstream_bad_response"
+            yield _error_event(f"The upstream sent a malformed chunk ({exc}).", err_kind)
+        except (asyncio.CancelledError, GeneratorExit):
+            status, err_kind = 499, "client_disconnected"
+            gw.meter.metrics.disconnects.labels(dep.model_name).inc()
+            raise
+        finally:
+            await self._finish(priced, status, err_kind)
+
+    async def _finish(self, priced: Priced | None, status: int, err_kind: str | None) -> None:
+        gw, ex, dep = self.gw, self.ex, self.dep
+        if ex.closed:
+            return
+        ex.in_flight = None
+        await self.chunks.aclose()  # aborts the upstream request if it is still running
+        if priced is None:  # cut, failed or abandoned: what was relayed is counted here
+            priced = self._price()
+        ex.served(dep, time.perf_counter() - self.t0, error=err_kind)
+        ex.line(dep, "answer", priced)
+        ex.dep, ex.first_chunk_at = dep, self.tally.first_chunk_at
+        ex.fail(status, err_kind)
+        if status == 200:
+            gw.health.observe_output(dep.model_name, priced.usage.completion_tokens - priced.usage.reasoning_tokens)
+            if self.tally.first_chunk_at is not None:
+                gw.health.observe_rate(dep.id, priced.usage.completion_tokens,
+                                       time.perf_counter() - self.tally.first_chunk_at)
+            if ex.plan is not None:
+                gw.planner.remember(ex.plan, dep)
+        ex.close()
+
+    async def abandon(self) -> None:
+        """The response ended without the relay finishing (never started, or cut before its cleanup)."""
+        if not self.ex.closed:
+            self.gw.meter.metrics.disconnects.labels(self.dep.model_name).inc()
+            await self._finish(None, 499, "client_disconnected")
+
+
+def _error_event(message: str, code: str) -> bytes:
+    err = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
+    return b"data: " + orjson.dumps(err) + b"\n\n"
