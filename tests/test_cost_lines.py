@@ -143,3 +143,29 @@ def test_lines_land_with_their_request_exactly_once(tmp_path) -> None:
     assert [(x["model"], x["role"], x["request_share"]) for x in lines] == [("small", "cascade_step", 0.0),
                                                                             ("big", "answer", 1.0)]
     assert math.fsum(x["cost_usd"] for x in lines) == pytest.approx(0.3)
+
+
+def test_usage_by_model_books_each_line_to_its_own_model(cgw) -> None:
+    """Grouped by model, a cascade's cheap step and its checker count at their own models; totals
+    do not change; a model filter sees the lines of that model."""
+    until = time.time() + 1
+    before = {r["model"]: r for r in httpx.get(cgw.base + f"/admin/usage?bucket=none&group_by=model&start=0&end={until}",
+                                                headers=ADMIN).json()["data"]}
+    rid = chat(cgw, "auto-cascade", seed=5).headers["x-request-id"]
+    rec = record(cgw, rid)
+    until = time.time() + 1
+    after = {r["model"]: r for r in httpx.get(cgw.base + f"/admin/usage?bucket=none&group_by=model&start=0&end={until}",
+                                               headers=ADMIN).json()["data"]}
+    for line in rec["lines"]:
+        m = line["model"]
+        old = before.get(m, {"prompt_tokens": 0, "cost_usd": 0.0, "charge_usd": 0.0})
+        assert after[m]["prompt_tokens"] - old["prompt_tokens"] == line["prompt_tokens"], m
+        assert after[m]["cost_usd"] - (old["cost_usd"] or 0.0) == pytest.approx(line["cost_usd"], rel=1e-9), m
+        assert after[m]["charge_usd"] - (old["charge_usd"] or 0.0) == pytest.approx(line["charge_usd"], rel=1e-9), m
+    assert after["frontier"]["requests"] - before.get("frontier", {"requests": 0})["requests"] == 1
+    total = httpx.get(cgw.base + f"/admin/usage?bucket=none&start=0&end={until}", headers=ADMIN).json()["data"][0]
+    assert math.fsum(r["charge_usd"] for r in after.values()) == pytest.approx(total["charge_usd"], rel=1e-9)
+    assert sum(r["completion_tokens"] for r in after.values()) == total["completion_tokens"]
+    only = httpx.get(cgw.base + f"/admin/usage?bucket=none&model=small&start=0&end={until}",
+                     headers=ADMIN).json()["data"][0]
+    assert only["prompt_tokens"] == after["small"]["prompt_tokens"]

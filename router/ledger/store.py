@@ -257,9 +257,60 @@ class LedgerStore:
                         acc[c] = max(acc[c], v)
                     elif c not in keys:
                         acc[c] += v
+        if {"model", "provider"} & {*q.group_by, *(d for d, _ in q.filters)}:
+            await self._book_to_lines(q, keys, merged)
         ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple((v is not None, v) for v in k))]
         page = ordered[q.offset: q.offset + q.limit]
         return page, len(ordered) > q.offset + q.limit
+
+    async def _book_to_lines(self, q: UsageQuery, keys: list[str], merged: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+        """Grouped by model or provider, each cost line counts at its own model: a request with several
+        lines (router.ledger.schema.calls) moves its tokens and money from the answering model's group
+        to its lines' groups. Request counts, errors and latency stay with the answering model. Such
+        requests are few (cascades), so this reads only them; the roll-ups stay per request."""
+        on_line = {"model", "provider"}
+        req_filters = tuple((d, v) for d, v in q.filters if d not in on_line)
+        line_filters = [(d, v) for d, v in q.filters if d in on_line]
+        cols: list[Any] = []
+        if q.bucket_seconds:
+            cols.append(self._bucket_expr(requests.c.ts, q.bucket_seconds))
+        cols += [DIMENSIONS[d].label(d) for d in q.group_by]
+        split = select(calls.c.request_id).where(calls.c.ts >= q.start, calls.c.ts < q.end)
+        measures = (*TOKEN_COLUMNS, *MONEY_COLUMNS, "gpu_hours")
+        stmt = (select(requests.c.request_id, *cols, *[requests.c[c].label(f"_{c}") for c in (*measures, *on_line)])
+                .where(self._where(replace(q, filters=req_filters))).where(requests.c.request_id.in_(split)))
+        async with self.engine.connect() as conn:
+            found = [dict(r) for r in (await conn.execute(stmt)).mappings().all()]
+            if not found:
+                return
+            lines: dict[str, list[dict[str, Any]]] = {}
+            ids = [r["request_id"] for r in found]
+            for i in range(0, len(ids), 500):
+                for c in (await conn.execute(select(calls).where(calls.c.request_id.in_(ids[i:i + 500])))).mappings():
+                    lines.setdefault(c["request_id"], []).append(dict(c))
+        template = next(iter(merged.values()), None)
+
+        def group(k: tuple[Any, ...]) -> dict[str, Any]:
+            acc = merged.get(k)
+            if acc is None:
+                base = template or {c: 0 for c in (*ROLLUP_COUNTS, *TOKEN_COLUMNS, *MONEY_COLUMNS, "gpu_hours",
+                                                      "latency_s_sum", "latency_s_max")}
+                acc = merged[k] = {**{c: (0.0 if isinstance(v, float) else 0) for c, v in base.items()},
+                                   **dict(zip(keys, k))}
+            return acc
+
+        for r in found:
+            if all(str(r[f"_{d}"]) == str(v) for d, v in line_filters):
+                acc = group(tuple(r[c] for c in keys))
+                for c in measures:
+                    acc[c] -= r[f"_{c}"] or 0
+            for line in lines.get(r["request_id"], ()):
+                if any(str(line[d]) != str(v) for d, v in line_filters):
+                    continue
+                acc = group(tuple(line[c] if c in on_line else r[c] for c in keys))
+                for c in measures:
+                    if c in TOKEN_COLUMNS or r[f"_{c}"] is not None:  # money the request row left unpriced stays so
+                        acc[c] += line[c] or 0
 
     async def _parts(self, q: UsageQuery, start: float, end: float, level: int) -> list[list[dict[str, Any]]]:
         if start >= end:
