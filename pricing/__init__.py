@@ -2,9 +2,11 @@
 
 from pricing.attribution import Waterfall, attribute
 from pricing.catalog import Cost, ModelPrice, PriceCatalog, PricingError, cost_of, estimate_usd
+from pricing.margins import Margin, Traffic, booked, under_plan
 from pricing.plans import FixedPrice, Plan
 from pricing.profiles import StackProfile, load_profiles
 from pricing.usage import Usage
 
-__all__ = ["Cost", "FixedPrice", "ModelPrice", "Plan", "PriceCatalog", "PricingError", "StackProfile", "Usage",
-           "Waterfall", "attribute", "cost_of", "estimate_usd", "load_profiles"]
+__all__ = ["Cost", "FixedPrice", "Margin", "ModelPrice", "Plan", "PriceCatalog", "PricingError", "StackProfile", "Usage",
+           "Traffic", "Waterfall", "attribute", "booked", "cost_of", "estimate_usd", "load_profiles",
+           "under_plan"]

@@ -8,12 +8,13 @@ catalog; tiered prices are applied to the group's sums, which the results mark a
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 from typing import Any
 
 from policies.decide import PolicyRouter, RequestFeatures
-from pricing import Usage, cost_of
+from pricing import Traffic, Usage, booked, cost_of, under_plan
 from router.config import BudgetRule
 from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
 from router.ledger.store import LedgerStore, UsageQuery
@@ -44,10 +45,26 @@ def _chat_price(svc: Services, name: str) -> Any:
     return deps[0].price(svc.meter.catalog) if deps else None
 
 
+def _traffic(svc: Services, r: dict[str, Any]) -> Traffic:
+    """A usage group (one alias, one model) as priced traffic. A plan marks up the API list cost; for a
+    self-hosted model that is its catalog price, while its cost (the ledger's) is its GPU time."""
+    u = _usage(r)
+    cost = r["cost_usd"] if r["requests"] > r["unpriced"] or r["requests"] == 0 else None
+    list_cost = cost
+    deps = svc.registry.candidates(r["model"], "chat") if r["model"] else []
+    if cost is not None and deps and deps[0].self_hosted:
+        price = deps[0].price(svc.meter.catalog)
+        list_cost = cost_of(u, price).total if price is not None else None
+    return Traffic(r["alias"] or "", u, list_cost, cost, r["charge_usd"] if cost is not None else None,
+                   r["requests"] - r["unpriced"])
+
+
 async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: str | None, *,
                   operator: bool = True) -> dict[str, Any]:
-    """Actual API cost against "had every chat request gone to ``baseline``", and margin per plan.
+    """Actual API cost against "had every chat request gone to ``baseline``", and margin per plan
+    (pricing.margins: the one definition of a margin).
 
+    Usage is read per (alias, model) cost line group, so a cascade's calls count at their own models.
     ``baseline`` None: the model that would have cost the most for the range's traffic, among the
     priced chat models that served some of it (else among all of them). A plan's margin at baseline
     is what the plan would have charged for the baseline's calls less their cost (a markup plan:
@@ -55,6 +72,7 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
     its own charge and cost only, no plan margins."""
     rows, _ = await store.usage(replace(q, bucket_seconds=None, group_by=("alias", "model"),
                                         filters=(*q.filters, ("endpoint", "chat")), limit=MAX_GROUPS, offset=0))
+    priced_rows = [r for r in rows if r["requests"] > r["unpriced"] or (r["requests"] == 0 and r["prompt_tokens"])]
     if not baseline:
         names = chat_models(svc)
         served = [n for n in names if any(r["model"] == n for r in rows)] or names
@@ -63,48 +81,34 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
 
         def cost_at(name: str) -> float:
             price = _chat_price(svc, name)
-            return sum(cost_of(_usage(r), price).total for r in rows if r["requests"] > r["unpriced"])
+            return sum(cost_of(_usage(r), price).total for r in priced_rows)
         baseline = max(served, key=lambda n: (cost_at(n), n))
     price = _chat_price(svc, baseline)
     if price is None:
         raise ValueError(baseline)
-    plans = svc.config.billing.plans
-    actual = baseline_cost = charge = 0.0
-    per_plan = {name: {"charge_usd": 0.0, "baseline_charge_usd": 0.0, "unpriced": 0} for name in plans}
+    traffic = [_traffic(svc, r) for r in priced_rows]
+    at_base = []
     by_model: list[dict[str, Any]] = []
-    requests = unpriced = 0
-    for r in rows:
-        if r["cost_usd"] is None or r["requests"] == r["unpriced"]:
-            unpriced += r["requests"]
-            continue
-        u = _usage(r)
-        base = cost_of(u, price).total
-        requests += r["requests"]
-        unpriced += r["unpriced"]
-        actual += r["cost_usd"]
-        charge += r["charge_usd"]
-        baseline_cost += base
-        by_model.append({"alias": r["alias"], "model": r["model"], "requests": r["requests"], "cost_usd": r["cost_usd"],
+    for r, t in zip(priced_rows, traffic):
+        base = cost_of(t.usage, price).total
+        at_base.append(Traffic(t.alias, t.usage, base, base, None, t.requests))
+        by_model.append({"alias": r["alias"], "model": r["model"], "requests": r["requests"], "cost_usd": t.cost,
                          "baseline_cost_usd": base})
-        for name, plan in plans.items():
-            c = plan.charge(r["alias"] or "", u, r["cost_usd"])
-            at_base = plan.charge(r["alias"] or "", u, base)
-            if c is None or at_base is None:
-                per_plan[name]["unpriced"] += r["requests"]
-            else:
-                per_plan[name]["charge_usd"] += c
-                per_plan[name]["baseline_charge_usd"] += at_base
+    actual = booked(traffic)
+    unpriced = sum(r["requests"] for r in rows) - actual.requests
+    baseline_cost = math.fsum(t.cost for t in at_base)  # type: ignore[misc]
     plan_rows = []
-    for name, p in per_plan.items():
-        margin, at_baseline = p["charge_usd"] - actual, p["baseline_charge_usd"] - baseline_cost
-        plan_rows.append({"plan": name, **p, "margin_usd": margin, "margin_at_baseline_usd": at_baseline,
-                          "routing_margin_usd": margin - at_baseline})
-    if not operator:
-        plan_rows = []
-    return {"baseline": baseline, "requests": requests, "unpriced": unpriced, "cost_usd": actual,
-            "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual,
-            "savings_pct": (baseline_cost - actual) / baseline_cost * 100 if baseline_cost else 0.0,
-            "charge_usd": charge, "by_model": by_model, "plans": plan_rows, "estimate": True}
+    for name, plan in svc.config.billing.plans.items() if operator else ():
+        now, then = under_plan(plan, traffic), under_plan(plan, at_base)
+        plan_rows.append({"plan": name, "charge_usd": now.charge_usd, "baseline_charge_usd": then.charge_usd,
+                          "unpriced": now.unpriced, "margin_usd": now.margin_usd,
+                          "margin_at_baseline_usd": then.margin_usd,
+                          "routing_margin_usd": now.margin_usd - then.margin_usd})
+    return {"baseline": baseline, "requests": actual.requests, "unpriced": unpriced, "cost_usd": actual.cost_usd,
+            "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual.cost_usd,
+            "savings_pct": (baseline_cost - actual.cost_usd) / baseline_cost * 100 if baseline_cost else 0.0,
+            "charge_usd": actual.charge_usd, **({"margin_usd": actual.margin_usd} if operator else {}),
+            "by_model": by_model, "plans": plan_rows, "estimate": True}
 
 
 def _rule_visible(svc: Services, rule: BudgetRule, tenant: str | None, admin: bool = False) -> bool:

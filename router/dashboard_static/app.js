@@ -32,7 +32,14 @@ function el(tag, attrs, ...kids) {
   for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
   return e;
 }
-function money(v) { return el("span", { "data-value": String(v), "data-kind": "usd" }, usd(v)); }
+function money(v) {  // null: no price is known (never shown as $0)
+  if (v === null || v === undefined) return el("span", { "data-value": "", "data-kind": "unpriced", class: "unpriced" }, "unpriced");
+  return el("span", { "data-value": String(v), "data-kind": "usd" }, usd(v));
+}
+function unpricedBadge(t) {  // requests no price covers: their count and tokens, beside the dollars
+  return el("span", { "data-value": String(t.unpriced), "data-tokens": String(t.unpriced_tokens || 0), class: "unpriced" },
+    `${int(t.unpriced)} req · ${int(t.unpriced_tokens || 0)} tok`);
+}
 function count(v) { return el("span", { "data-value": String(v), "data-kind": "int" }, int(v)); }
 function kpis(id, items) {
   $(id).replaceChildren(...items.map(([label, node, key]) =>
@@ -94,7 +101,8 @@ async function viewSpend() {
   const t = total || { charge_usd: 0, cost_usd: 0, requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
   kpis("spend-kpis", [["Spend (tenant charge)", money(t.charge_usd), "charge_usd"], ["API cost", money(t.cost_usd), "cost_usd"],
     ["Requests", count(t.requests), "requests"], ["Tokens", count(t.prompt_tokens + t.completion_tokens), "tokens"],
-    ["Error rate", el("span", {}, pct(t.requests ? (100 * t.errors) / t.requests : 0)), "error_rate"]]);
+    ["Error rate", el("span", {}, pct(t.requests ? (100 * t.errors) / t.requests : 0)), "error_rate"],
+    ...(t.unpriced ? [["Unpriced (not in the dollars)", unpricedBadge(t), "unpriced"]] : [])]);
   const by = $("spend-by").value, measure = $("spend-measure").value;
   const rows = (await api("/usage", filters({ bucket: bucketFor(), group_by: by, limit: 10000 }))).data;
   const buckets = [...new Set(rows.map((r) => r.bucket))].sort((a, b) => a - b);

@@ -174,7 +174,7 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
 ROLLUP_DIMS = {"tenant": "tenant", "key": "key_id", "alias": "alias", "model": "model", "provider": "provider",
                "status": "status", "policy": "policy", "rule": "rule", "category": "category", "endpoint": "endpoint",
                "prompt_size": "prompt_size"}
-ROLLUP_COUNTS = ("requests", "errors", "unpriced", "estimated", "fallbacks")
+ROLLUP_COUNTS = ("requests", "errors", "unpriced", "estimated", "fallbacks", "unpriced_tokens")  # (migration 0006)
 ROLLUP_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 ROLLUP_MONEY = ("cost_usd", "charge_usd", *SLICE_COLUMNS.values(), "gpu_hours", "latency_s_sum")
 

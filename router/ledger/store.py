@@ -276,9 +276,12 @@ class LedgerStore:
             cols.append(self._bucket_expr(requests.c.ts, q.bucket_seconds))
         cols += [DIMENSIONS[d].label(d) for d in q.group_by]
         split = select(calls.c.request_id).where(calls.c.ts >= q.start, calls.c.ts < q.end)
+        # an unpriced request (some line has no price) stays whole under its answering model, counted
+        # there as unpriced: moving its lines would show a priced-looking group with no money
         measures = (*TOKEN_COLUMNS, *MONEY_COLUMNS, "gpu_hours")
         stmt = (select(requests.c.request_id, *cols, *[requests.c[c].label(f"_{c}") for c in (*measures, *on_line)])
-                .where(self._where(replace(q, filters=req_filters))).where(requests.c.request_id.in_(split)))
+                .where(self._where(replace(q, filters=req_filters))).where(requests.c.request_id.in_(split))
+                .where(requests.c.cost_usd.is_not(None)).where(requests.c.charge_usd.is_not(None)))
         async with self.engine.connect() as conn:
             found = [dict(r) for r in (await conn.execute(stmt)).mappings().all()]
             if not found:
@@ -309,8 +312,7 @@ class LedgerStore:
                     continue
                 acc = group(tuple(line[c] if c in on_line else r[c] for c in keys))
                 for c in measures:
-                    if c in TOKEN_COLUMNS or r[f"_{c}"] is not None:  # money the request row left unpriced stays so
-                        acc[c] += line[c] or 0
+                    acc[c] += line[c] or 0
 
     async def _parts(self, q: UsageQuery, start: float, end: float, level: int) -> list[list[dict[str, Any]]]:
         if start >= end:
@@ -336,6 +338,10 @@ class LedgerStore:
             func.count().label("requests"),
             func.sum(case((requests.c.status >= 400, 1), else_=0)).label("errors"),
             func.sum(case((requests.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+            func.coalesce(func.sum(case((requests.c.cost_usd.is_(None),
+                                         func.coalesce(requests.c.prompt_tokens, 0)
+                                         + func.coalesce(requests.c.completion_tokens, 0)), else_=0)), 0
+                          ).label("unpriced_tokens"),
             func.sum(case((requests.c.usage_source == "estimated", 1), else_=0)).label("estimated"),
             *[func.coalesce(func.sum(requests.c[c]), 0).label(c) for c in TOKEN_COLUMNS],
             *[func.coalesce(func.sum(requests.c[c]), 0.0).label(c) for c in MONEY_COLUMNS],
@@ -467,7 +473,7 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     row = {str(k): v for k, v in row.items()}  # plain str keys (SQLAlchemy may hand back str subclasses)
     for k, v in row.items():
         if k in TOKEN_COLUMNS or k in ("requests", "errors", "unpriced", "estimated", "status", "fallbacks",
-                                       "prompt_size"):
+                                       "prompt_size", "unpriced_tokens"):
             row[k] = int(v or 0)
         elif k in MONEY_COLUMNS or k in ("bucket", "gpu_hours", "latency_s_sum", "latency_s_max"):
             row[k] = float(v or 0.0)
