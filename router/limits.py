@@ -18,7 +18,10 @@ The ledger is the source of truth; the state (Redis, or this process's memory) i
   record was lost), so the state equals the ledger whatever happened in between;
 - soft budgets reserve nothing, record spend and alert when crossed;
 - with Redis down and ``fail_mode: open`` each replica spends at most ``fail_open_share`` of the
-  room each budget had when last seen, and its settlements reach Redis once it answers.
+  room each budget had when last seen (at its last admission, or its last room refresh, every
+  ``reconcile_interval``), and its settlements reach Redis once it answers. With N replicas and a
+  share of at most 1/N, the overshoot is bounded by what other replicas spent in the
+  ``reconcile_interval`` before the outage (the staleness of the room each one saw).
 Rate limits are fixed one-minute windows, global through Redis.
 """
 
@@ -321,9 +324,25 @@ class Limiter:
             await self.reconcile(key)
         return len(keys)
 
+    async def refresh_rooms(self) -> None:
+        """Read what each hard budget this process uses has left in the shared state, so a fail-open
+        share is taken of a recent figure, not of the room this replica saw at its last admission
+        (other replicas may have spent since)."""
+        if self._failing_open or self.state is self.local:
+            return
+        for key in self._current():
+            if not key.rule.soft:
+                view = await self.state.budget_view(key.key)
+                if view.base_nano is not None:
+                    self._room[key.key] = int(key.rule.usd * NANO) - view.spent_nano - view.reserved_nano
+
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.reconcile_interval)
+            try:
+                await self.refresh_rooms()
+            except Exception:  # noqa: BLE001 - state down: the rooms last seen stand
+                pass
             for key in self._current():
                 try:
                     # one replica per key per interval: the lock is left to expire, not released
