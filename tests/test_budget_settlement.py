@@ -365,3 +365,53 @@ auth:
         await resp({"type": "http"}, receive, send)  # a second close changes nothing
         assert len(sink.records) == 1
     asyncio.run(main())
+
+
+class DownLedger(Ledger):
+    """The ledger database, unreachable until ``up`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+
+    async def budget_sums(self, *a: Any, **kw: Any) -> tuple[int, dict[str, int]]:
+        if not self.up:
+            raise ConnectionError("ledger database unreachable")
+        return await super().budget_sums(*a, **kw)
+
+
+def test_a_lost_budget_is_not_admitted_against_while_the_ledger_cannot_rebuild_it(redis_state) -> None:
+    """Redis lost a budget key (restart, eviction) and the ledger database is down too: fail closed
+    refuses with 503 rather than admit against an empty key; once the database answers the key is
+    rebuilt from the ledger's sum first, and only the room that sum leaves is admitted."""
+    state, url, prefix = redis_state
+
+    async def main() -> None:
+        ledger = DownLedger()
+        who = WHO[0]
+        cfg = LimitsConfig(fail_mode="closed", budgets=[BUDGETS[0]])  # $0.05 a day for tenant t1
+        limiter = Limiter(cfg, state, Metrics(), ledger=ledger, flush_interval=0.0)
+        for i in range(40):  # $0.04 already spent today, in the ledger (the Redis key is gone)
+            ledger.write(f"old{i}", who, "dear", time.time() - 60, 0.001)
+        with pytest.raises(APIError) as err:
+            await limiter.admit(who, "dear", 10, 0.001, request_id="new0", now=time.time())
+        assert err.value.status == 503 and err.value.code == "state_unavailable"
+        key = limiter.budget_keys(who, "dear", time.time())[0]
+        assert (await state.budget_view(key.key)).base_nano is None, "nothing was admitted against an empty key"
+        ledger.up = True
+        admitted = 0
+        for i in range(1, 40):
+            rid, now = f"new{i}", time.time()
+            try:
+                t = await limiter.admit(who, "dear", 10, 0.001, request_id=rid, now=now)
+            except APIError as exc:
+                assert exc.status == 429
+                break
+            ledger.write(rid, who, "dear", now, 0.001)
+            limiter.settle(t, 0.001, 10)
+            await limiter.drain()
+            admitted += 1
+        assert admitted == 10, "the rebuilt key holds the ledger's $0.04: $0.01 of room, ten requests"
+        assert (await state.budget_view(key.key)).spent_nano == ledger.spent(key) == int(0.05 * NANO)
+        await state.aclose()
+    asyncio.run(main())
