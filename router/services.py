@@ -75,6 +75,7 @@ class Services:
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
         self._bandit_sync = asyncio.create_task(self.sync_bandits(), name="bandit-sync")
+        memory.freeze_startup()
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
