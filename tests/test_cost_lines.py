@@ -4,10 +4,7 @@ their own model's SKU; the request's record is the sum of its lines; FOCUS reads
 from __future__ import annotations
 
 import asyncio
-import csv
 import math
-import os
-import subprocess
 import time
 
 import httpx
@@ -16,7 +13,8 @@ import pytest
 from pricing import PriceCatalog
 from router.ledger.schema import to_row
 from router.ledger.store import LedgerStore, sqlite_url
-from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, SWITCHYARD, start_gateway
+from tests.conftest import ADMIN_KEY, KEY_A, start_gateway
+from tests.test_focus import export
 from tests.test_ledger import record
 
 A = {"authorization": f"Bearer {KEY_A}"}
@@ -90,12 +88,7 @@ def test_focus_prices_each_cascade_call_at_its_own_sku(cgw, tmp_path) -> None:
     for rid in ids:
         record(cgw, rid)
     until = time.time() + 1
-    out = tmp_path / "focus.csv"
-    res = subprocess.run([SWITCHYARD, "export", "focus", "--since", "0", "--until", str(until), "--out", str(out),
-                          "--config", str(cgw.extra["config"])], capture_output=True, text=True, timeout=120,
-                         cwd=str(cgw.log.parent), env={**os.environ, **GATEWAY_ENV})
-    assert res.returncode == 0, res.stderr
-    rows = list(csv.DictReader(out.open()))
+    rows = export(cgw, until, tmp_path / "focus.csv")
     catalog = PriceCatalog.load()
     per_mtok = {"Input Tokens": "input", "Output Tokens": "output"}
     seen = set()

@@ -25,6 +25,15 @@ MANDATORY = ["BilledCost", "BillingAccountId", "BillingAccountName", "BillingCur
              "SubAccountId", "SubAccountName", "Tags", "ServiceProviderName", "HostProviderName"]
 
 
+def export(gw, until: float, out) -> list[dict]:
+    """``switchyard export focus`` of a test gateway's ledger up to ``until``: the CSV's rows."""
+    res = subprocess.run([SWITCHYARD, "export", "focus", "--since", "0", "--until", str(until), "--out", str(out),
+                          "--config", str(gw.extra["config"])], capture_output=True, text=True, timeout=120,
+                         cwd=str(gw.log.parent), env={**os.environ, **GATEWAY_ENV})
+    assert res.returncode == 0, res.stderr
+    return list(csv.DictReader(open(out)))
+
+
 def test_focus_export_reconciles_with_the_ledger(gateway, tmp_path) -> None:
     h = {"authorization": f"Bearer {KEY_A}"}
     for model in ("mock-gpt", "fast-sim"):
@@ -39,12 +48,7 @@ def test_focus_export_reconciles_with_the_ledger(gateway, tmp_path) -> None:
     record(gateway, r.headers["x-request-id"])
     time.sleep(0.3)
     until = time.time() + 1
-    out = tmp_path / "focus.csv"
-    res = subprocess.run([SWITCHYARD, "export", "focus", "--since", "0", "--until", str(until), "--out", str(out),
-                          "--config", str(gateway.extra["config"])], capture_output=True, text=True, timeout=120,
-                         cwd=str(gateway.log.parent), env={**os.environ, **GATEWAY_ENV})
-    assert res.returncode == 0, res.stderr
-    rows = list(csv.DictReader(out.open()))
+    rows = export(gateway, until, tmp_path / "focus.csv")
     assert rows
     assert set(MANDATORY) <= set(rows[0]) and list(rows[0]) == COLUMNS
     for row in rows:

@@ -5,10 +5,8 @@ recomputed here independently from the ledger's raw lines (the SQLite file, read
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import sqlite3
 import subprocess
 import time
@@ -18,8 +16,9 @@ import httpx
 import pytest
 
 from pricing import Plan, PriceCatalog, Usage, cost_of
-from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, KEY_B, KEY_C, SWITCHYARD, start_gateway, start_mock
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, SWITCHYARD, start_gateway, start_mock
 from tests.test_dashboard import browser  # noqa: F401,F811 - the headless Chromium fixture
+from tests.test_focus import export
 from tests.test_ledger import record
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -194,12 +193,7 @@ def test_every_figure_recomputes_from_the_ledger_lines(mgw, tmp_path) -> None:
         assert own["margin_usd"] == pytest.approx(w["charge"] - w["cost"], rel=1e-9, abs=1e-12), tenant
 
     # FOCUS: billed and margin per tenant, unpriced rows flagged and blank
-    out = tmp_path / "focus.csv"
-    res = subprocess.run([SWITCHYARD, "export", "focus", "--since", "0", "--until", str(until), "--out", str(out),
-                          "--config", str(mgw.extra["config"])], capture_output=True, text=True, timeout=120,
-                         cwd=str(mgw.log.parent), env={**os.environ, **GATEWAY_ENV})
-    assert res.returncode == 0, res.stderr
-    focus = list(csv.DictReader(out.open()))
+    focus = export(mgw, until, tmp_path / "focus.csv")
     for tenant, w in want["tenant"].items():
         mine_rows = [r for r in focus if r["SubAccountId"] == tenant and r["x_Unpriced"] == "false"]
         assert math.fsum(float(r["BilledCost"]) for r in mine_rows) == pytest.approx(w["charge"], rel=1e-9)

@@ -9,14 +9,14 @@ the ledger: the exchange's single close does (router.exchange).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import orjson
 from starlette.responses import Response
 
 from pricing import Usage
 from router.attempts import final_error, late
-from router.backends.base import Call, UpstreamBadResponse, UpstreamTimeout
+from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.errors import APIError
 from router.exchange import Exchange
 from router.metering import Priced, answer_text
@@ -41,9 +41,32 @@ class Strategy:
     def __init__(self, gw: "Gateway", ex: Exchange, body: dict[str, Any], mode: str, deadline: float | None):
         self.gw, self.ex, self.body, self.mode, self.deadline = gw, ex, body, mode, deadline
         self.out_of_time = False  # an attempt was cut off by the request's deadline
+        self.stopped = False  # a failure ended the sequence of attempts
 
     async def run(self) -> Response:
         raise NotImplementedError
+
+    # -- the plan's deployments, one attempt each ---------------------------------------------------------
+    def ahead(self) -> Iterator[Deployment]:
+        """The plan's deployments in order, while trying the next makes sense: the deadline has not
+        passed and no failure ended the sequence (a rejection, or the deadline cutting a call)."""
+        for dep in self.ex.plan.deployments:  # type: ignore[union-attr]
+            if self.stopped or late(self.deadline):
+                return
+            yield dep
+
+    async def attempt(self, dep: Deployment) -> tuple[dict[str, Any], dict[str, Any], float] | None:
+        """Call ``dep``: (raw answer, normalized answer, start), or None after a failure (recorded on
+        the exchange; a retryable one lets the next deployment be tried)."""
+        t0 = self.ex.calling(dep)
+        try:
+            raw, out = await self.call(dep)
+        except UpstreamError as exc:
+            self.ex.failed(dep, exc, time.perf_counter() - t0)
+            self.out_of_time = self.out_of_time or exc.by_deadline
+            self.stopped = exc.by_deadline or not exc.retryable
+            return None
+        return raw, out, t0
 
     # -- shared steps ---------------------------------------------------------------------------------
     async def call(self, dep: Deployment, body: dict[str, Any] | None = None,

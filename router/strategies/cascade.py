@@ -31,27 +31,18 @@ class Cascade(Strategy):
             self.body = {**self.body, "logprobs": True}
 
     async def run(self) -> Response:
-        ex, deadline = self.ex, self.deadline
-        steps = ex.plan.deployments  # type: ignore[union-attr]
-        for i, dep in enumerate(steps):
-            if deadline is not None and time.perf_counter() >= deadline:
-                break
-            t0 = ex.calling(dep)
-            try:
-                raw, out = await self.call(dep)
-            except UpstreamError as exc:
-                ex.failed(dep, exc, time.perf_counter() - t0)
-                if exc.by_deadline:
-                    self.out_of_time = True
-                    break
-                if not exc.retryable:
-                    break
+        ex = self.ex
+        last = len(ex.plan.deployments) - 1  # type: ignore[union-attr]
+        for i, dep in enumerate(self.ahead()):
+            got = await self.attempt(dep)
+            if got is None:
                 continue
+            raw, out, t0 = got
             answered = time.perf_counter() - t0
             own = self.price(dep, raw, out)
             at = len(ex.lines)
             ex.line(dep, "answer", own)  # a cascade step until its check passes
-            if i < len(steps) - 1 and not await self._passes(out):
+            if i < last and not await self._passes(out):
                 ex.lines[at] = (dep, "cascade_step", own)
                 ex.served(dep, time.perf_counter() - t0, note=ESCALATED)
                 continue

@@ -7,7 +7,6 @@ import time
 
 from starlette.responses import Response
 
-from router.backends.base import UpstreamError
 from router.strategies.base import Strategy
 
 
@@ -15,24 +14,14 @@ class Single(Strategy):
     name = "single"
 
     async def run(self) -> Response:
-        ex, deadline = self.ex, self.deadline
-        for dep in ex.plan.deployments:  # type: ignore[union-attr]
-            if deadline is not None and time.perf_counter() >= deadline:
-                break  # no further attempt: the request's time is up
-            t0 = ex.calling(dep)
-            try:
-                raw, out = await self.call(dep)
-            except UpstreamError as exc:
-                ex.failed(dep, exc, time.perf_counter() - t0)
-                if exc.by_deadline:
-                    self.out_of_time = True
-                    break
-                if not exc.retryable:
-                    break
+        for dep in self.ahead():
+            got = await self.attempt(dep)
+            if got is None:
                 continue
+            raw, out, t0 = got
             answered = time.perf_counter() - t0
             own = self.price(dep, raw, out)
-            ex.line(dep, "answer", own)
-            ex.served(dep, time.perf_counter() - t0)
+            self.ex.line(dep, "answer", own)
+            self.ex.served(dep, time.perf_counter() - t0)
             return self.answer(dep, own, out, answered)
         raise self.exhausted()
