@@ -25,6 +25,7 @@ from router.errors import APIError, model_not_found, permission_error
 from router.health import Health
 from router.metering import Meter
 from router.policy_store import PolicyStore
+from router.protocol import client_fallbacks
 from router.registry import Deployment, Registry
 from router.state import StateStore
 
@@ -149,6 +150,33 @@ class Planner:
             expected_output=self.health.expected_output(name), reasoning_allowance=d.reasoning_allowance)
 
     async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
+        """The route for one request: the policy's (or the alias's) deployments in the order to try,
+        then the deployments of the models the request names as its own fallbacks."""
+        extra = self._fallbacks(who, body, mode) if mode == "chat" and ("fallbacks" in body or "models" in body) else []
+        plan = await self._plan(who, body, mode, rid)
+        if extra and (plan.decision is None or plan.decision.cascade is None):  # a cascade's steps stay its own
+            have = {d.id for d in plan.deployments}
+            plan.deployments = [*plan.deployments, *(d for d in extra if d.id not in have)]
+        return plan
+
+    def _fallbacks(self, who: Principal, body: dict[str, Any], mode: str) -> list[Deployment]:
+        """The deployments of the request's own fallback models: each one known and allowed to this key
+        (a clear 404 or 403 naming it otherwise, never skipped silently)."""
+        out: list[Deployment] = []
+        for name in client_fallbacks(body):
+            if not self.knows(name):
+                raise APIError(404, f"The fallback model '{name[:256]}' does not exist.", type="invalid_request_error",
+                               param="fallbacks", code="model_not_found")
+            if who.models is not None and name not in who.models:
+                raise permission_error(f"This key is not allowed to use the fallback model '{name[:256]}'.")
+            deps = self._available(self.registry.route(name, mode))
+            if not deps:
+                raise APIError(400, f"The fallback model '{name[:256]}' is not a chat model.", param="fallbacks",
+                               code="wrong_model_type")
+            out.extend(deps)
+        return out
+
+    async def _plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
         requested = body["model"]
         if not self.knows(requested):
             raise model_not_found(requested)

@@ -21,6 +21,7 @@ from router.errors import APIError, invalid_request
 # enables per deployment. Nothing else a client sends is forwarded, so no field can pick an upstream
 # URL, a credential, a provider-side mock or an adapter's own control parameter (litellm's
 # ``fallbacks``, ``mock_response``, ``api_base``...). ``model`` is always the deployment's own.
+MAX_FALLBACKS = 8  # models a request may name as its own fallbacks
 CHAT_FIELDS = frozenset({
     "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "temperature", "top_p",
     "presence_penalty", "frequency_penalty", "stop", "tools", "tool_choice", "parallel_tool_calls",
@@ -169,6 +170,12 @@ class ChatRequest(_Open):
     prediction: Prediction | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
+    # the request's own fallbacks, tried in order after the routed model fails (LiteLLM's name and
+    # OpenRouter's); never sent upstream
+    fallbacks: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=256)]],
+                         Field(min_length=1, max_length=MAX_FALLBACKS)] | None = None
+    models: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=256)]],
+                      Field(min_length=1, max_length=MAX_FALLBACKS + 1)] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     store: StrictBool | None = None
     web_search_options: WebSearchOptions | None = None
@@ -228,6 +235,9 @@ def _validation_error(exc: ValidationError) -> APIError:
 def validate_chat(body: Any, *, max_messages: int, max_tokens_limit: int) -> ChatRequest:
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.", code="invalid_body")
+    models = body.get("models")
+    if "model" not in body and isinstance(models, list) and models and isinstance(models[0], str):
+        body["model"] = models[0]  # OpenRouter's form: the first of `models` is the model asked for
     msgs = body.get("messages")
     if isinstance(msgs, list) and len(msgs) > max_messages:
         raise invalid_request(f"Too many messages: {len(msgs)} (this gateway accepts at most {max_messages}).",
@@ -268,6 +278,17 @@ def validate_embeddings(body: Any) -> EmbeddingsRequest:
     if isinstance(req.input, str) and not req.input:
         raise invalid_request("Invalid value for 'input': it must not be empty.", param="input", code="invalid_value")
     return req
+
+
+def client_fallbacks(body: dict[str, Any]) -> list[str]:
+    """The models a request names as its own fallbacks, in order: ``fallbacks`` (LiteLLM) or the rest of
+    ``models`` (OpenRouter), without the model asked for and without repeats."""
+    names = body.get("fallbacks") or body.get("models") or []
+    out: list[str] = []
+    for name in names:
+        if name != body["model"] and name not in out:
+            out.append(name)
+    return out
 
 
 def upstream_body(body: dict[str, Any], upstream_model: str, mode: str = "chat",
