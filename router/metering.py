@@ -145,6 +145,14 @@ class Meter:
         completion = self.tokenizer.count(model, "".join(completion_text))
         return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
 
+    def prompt_bound(self, dep: Deployment, body: dict[str, Any]) -> int:
+        """At least the prompt tokens ``body`` holds for ``dep`` (by the gateway's count), for a budget
+        reservation: long texts are bounded by their bytes rather than tokenised on the request path."""
+        if dep.mode == "embedding":
+            return self.estimate(dep, body).prompt_tokens
+        return self.tokenizer.count_messages(dep.upstream_model, body.get("messages") or [], body.get("tools"),
+                                             bound=True)
+
     def worst_case(self, dep: Deployment, tenant: str | None, requested: str, prompt: int, out: int) -> float:
         """The largest charge a request of ``prompt`` tokens and ``out`` output tokens can incur."""
         price = dep.price(self.catalog)

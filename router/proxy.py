@@ -46,7 +46,7 @@ class Gateway:
                                                  now=ex.started_wall)
             return body
         cfg = self.limiter.cfg
-        prompt = int(self.meter.estimate(cands[0], body).prompt_tokens * cfg.prompt_safety) + 32
+        prompt = int(self.meter.prompt_bound(cands[0], body) * cfg.prompt_safety) + 32
         asked = body.get("max_completion_tokens") or body.get("max_tokens")
         n = body.get("n") or 1
         worst_out, worst_charge = 0, 0.0
