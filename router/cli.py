@@ -374,19 +374,11 @@ def advise(
     _fetch_and_print(lambda: fetch_advice(url, key, since, until, params), render_advice, url, as_json, 200)
 
 
-@export_cli.command("focus")
-def export_focus_cmd(
-    since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
-    until: Optional[str] = typer.Option(None, help="End (default: now)."),
-    out: Path = typer.Option(..., "--out", help="CSV file to write."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
-) -> None:
-    """Write the ledger as FinOps FOCUS 1.2 rows (with 1.3 provider columns) to a CSV file."""
-    import asyncio
+def _ledger_range(since: str, until: Optional[str], config: Optional[Path]) -> tuple[Any, float, float]:
+    """The ledger a config names (SQLite in its data dir, or its database_url) and a time range."""
     import time as _time
 
     from router.config import resolve_env
-    from router.focus import export_focus
     from router.ledger.store import LedgerStore, sqlite_url
     from router.usage_api import parse_time
 
@@ -397,17 +389,54 @@ def export_focus_cmd(
     except Exception as exc:
         typer.echo(str(getattr(exc, "message", exc)), err=True)
         raise typer.Exit(2)
+    return LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir)), start, end
 
-    async def run() -> dict[str, float]:
-        store = LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir))
+
+def _with_ledger(store: Any, work: Any) -> Any:
+    import asyncio
+
+    async def run() -> Any:
         try:
             await store.migrate()
-            return await export_focus(store.lines(start, end), out)
+            return await work(store)
         finally:
             await store.dispose()
+    return asyncio.run(run())
 
-    totals = asyncio.run(run())
+
+@export_cli.command("focus")
+def export_focus_cmd(
+    since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
+    until: Optional[str] = typer.Option(None, help="End (default: now)."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
+) -> None:
+    """Write the ledger as FinOps FOCUS 1.2 rows (with 1.3 provider columns) to a CSV file."""
+    from router.focus import export_focus
+
+    store, start, end = _ledger_range(since, until, config)
+    totals = _with_ledger(store, lambda s: export_focus(s.lines(start, end), out))
     typer.echo(f"wrote {int(totals['rows'])} FOCUS rows to {out}; BilledCost total ${totals['billed']:.6f}")
+
+
+@export_cli.command("requests")
+def export_requests_cmd(
+    since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
+    until: Optional[str] = typer.Option(None, help="End (default: now)."),
+    out: Path = typer.Option(..., "--out", help="File to write."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (one record per line) or csv."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
+) -> None:
+    """Write the spend log: every ledger record of the range with its cost lines (no prompt content)."""
+    from router.spendlog import FORMATS, export_requests
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")
+    store, start, end = _ledger_range(since, until, config)
+    t = _with_ledger(store, lambda s: export_requests(s, start, end, out, fmt))
+    unpriced = f", {int(t['unpriced'])} unpriced (not in the cost)" if t["unpriced"] else ""
+    typer.echo(f"wrote {int(t['records'])} records to {out}; charge ${t['charge_usd']:.6f}, "
+               f"cost ${t['cost_usd']:.6f}{unpriced}")
 
 
 def _free_port() -> int:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import re
 import time
 from datetime import datetime, timezone
@@ -105,6 +107,35 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
                       filters=tuple(filters), limit=limit, offset=offset)
 
 
+def for_viewer(row: dict[str, Any], tenant: str | None) -> dict[str, Any]:
+    """A ledger record as its viewer may see it: a tenant gets its charge and cost, not the stack
+    slices (how the operator's margin splits), in the record and in each of its cost lines."""
+    if tenant is not None:
+        for rec in (row, *(row.get("lines") or ())):
+            for col in SLICE_COLUMNS.values():
+                rec.pop(col, None)
+        row.pop("layers", None)
+    return row
+
+
+def encode_cursor(ts: float, request_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([ts, request_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """A ``next_cursor`` back to its position; anything else is a clear 400."""
+    if not cursor:
+        return None
+    try:
+        ts, rid = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool) and isinstance(rid, str) and len(rid) <= 64:
+            return float(ts), rid
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        pass
+    raise invalid_request("Invalid value for 'cursor': pass the 'next_cursor' of the previous page.", param="cursor",
+                          code="invalid_value")
+
+
 def json_response(obj: Any) -> Response:
     return Response(orjson.dumps(obj), media_type="application/json")
 
@@ -147,8 +178,21 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
         row = await need_store().get(clean_text(request_id, "request_id", 128)[:64], tenant)
         if row is None:  # another tenant's id looks exactly like a missing one
             raise APIError(404, f"No request '{request_id[:64]}' for this tenant.", code="request_not_found")
-        row["layers"] = stack_layers({**row, **{c: row.get(c) for c in SLICE_COLUMNS.values()}})
-        return json_response(row)
+        if tenant is None:
+            row["layers"] = stack_layers({**row, **{c: row.get(c) for c in SLICE_COLUMNS.values()}})
+        return json_response(for_viewer(row, tenant))
+
+    async def listing(request: Request, tenant: str | None) -> Response:
+        """The spend log: ledger records (with their cost lines), oldest first, a page at a time."""
+        q = build_query(request, tenant)
+        after = decode_cursor(request.query_params.get("cursor"))
+        limit = min(q.limit, 1000)
+        rows = [r async for chunk in need_store().records(q, after, limit + 1) for r in chunk]
+        more = len(rows) > limit
+        rows = [for_viewer(r, tenant) for r in rows[:limit]]
+        nxt = encode_cursor(rows[-1]["ts"], rows[-1]["request_id"]) if more and rows else None
+        return json_response({"object": "list", "data": rows, "has_more": more, "next_cursor": nxt,
+                              "start": q.start, "end": q.end, "tenant": tenant})
 
     async def top(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
@@ -162,6 +206,15 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
     async def admin_usage(request: Request) -> Response:
         admin(request)
         return await usage(request, None)
+
+    @app.get("/v1/requests")
+    async def tenant_listing(request: Request) -> Response:
+        return await listing(request, principal(request).tenant)
+
+    @app.get("/admin/requests")
+    async def admin_listing(request: Request) -> Response:
+        admin(request)
+        return await listing(request, None)
 
     @app.get("/v1/requests/top")
     async def tenant_top(request: Request) -> Response:

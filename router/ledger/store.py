@@ -438,6 +438,37 @@ class LedgerStore:
                     for j, c in enumerate(own):
                         yield {**c, "status": r["status"], "request_share": 1.0 if j == len(own) - 1 else 0.0}
 
+    async def records(self, q: UsageQuery, after: tuple[float, str] | None = None, limit: int | None = None,
+                      batch: int = 2000) -> AsyncIterator[list[dict[str, Any]]]:
+        """The ledger's records matching ``q`` (range, tenant, filters), in (ts, request id) order after
+        ``after``, in chunks, each record with its cost lines (``lines``: None for a single-call request).
+        At most ``limit`` records (None: all), read ``batch`` at a time: memory stays bounded."""
+        last_ts, last_id = after if after is not None else (q.start, "")
+        left = limit
+        async with self.engine.connect() as conn:
+            while left is None or left > 0:
+                n = batch if left is None else min(batch, left)
+                stmt = (select(requests).where(self._where(q))
+                        .where((requests.c.ts > last_ts) | ((requests.c.ts == last_ts) & (requests.c.request_id > last_id)))
+                        .order_by(requests.c.ts, requests.c.request_id).limit(n))
+                chunk = [_decode(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
+                if not chunk:
+                    return
+                ids = [r["request_id"] for r in chunk]
+                split: dict[str, list[dict[str, Any]]] = {}
+                for i in range(0, len(ids), 500):
+                    stmt = select(calls).where(calls.c.request_id.in_(ids[i:i + 500])).order_by(calls.c.seq)
+                    for c in (await conn.execute(stmt)).mappings().all():
+                        split.setdefault(c["request_id"], []).append({str(k): v for k, v in c.items()})
+                for r in chunk:
+                    r["lines"] = split.get(r["request_id"])
+                yield chunk
+                last_ts, last_id = chunk[-1]["ts"], chunk[-1]["request_id"]
+                if left is not None:
+                    left -= len(chunk)
+                if len(chunk) < n:
+                    return
+
     async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
                           among: Sequence[str]) -> tuple[int, dict[str, int]]:
         """What a budget's requests were charged in [start, end), in nano-dollars (each request's

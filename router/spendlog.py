@@ -1,0 +1,67 @@
+"""The spend log export: every ledger record of a range, with its cost lines, as JSON lines or CSV.
+
+Records are read a chunk at a time (``LedgerStore.records``) and written as they come, so memory
+stays bounded whatever the range holds. The ledger holds no prompt or answer content, so neither
+does the export.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from router.ledger.schema import requests
+from router.ledger.store import LedgerStore, UsageQuery
+
+FORMATS = ("jsonl", "csv")
+CSV_COLUMNS = [c.name for c in requests.columns] + ["lines"]  # lines: the record's cost lines as JSON
+
+
+async def export_requests(store: LedgerStore, start: float, end: float, out: Path, fmt: str) -> dict[str, float]:
+    """Write the records in [start, end) to ``out``; returns the count and the summed charge and cost."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    totals = {"records": 0.0, "charge_usd": 0.0, "cost_usd": 0.0, "unpriced": 0.0}
+    charges: list[float] = []
+    costs: list[float] = []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        writer = _Writer(fh, fmt)
+        async for chunk in store.records(UsageQuery(start=start, end=end)):
+            for rec in chunk:
+                writer.write(rec)
+                totals["records"] += 1
+                if rec["cost_usd"] is None:
+                    totals["unpriced"] += 1
+                else:
+                    costs.append(rec["cost_usd"])
+                if rec["charge_usd"] is not None:
+                    charges.append(rec["charge_usd"])
+            # partial sums per chunk keep the lists short and the total exact enough (fsum per chunk)
+            totals["charge_usd"] += math.fsum(charges)
+            totals["cost_usd"] += math.fsum(costs)
+            charges.clear()
+            costs.clear()
+    return totals
+
+
+class _Writer:
+    def __init__(self, fh: IO[str], fmt: str):
+        self.fh, self.fmt = fh, fmt
+        if fmt == "csv":
+            self.csv = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            self.csv.writeheader()
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.fh.write(orjson.dumps(rec).decode() + "\n")
+            return
+        row = dict(rec)
+        for key in ("decision", "attempts", "lines"):
+            if row.get(key) is not None:
+                row[key] = orjson.dumps(row[key]).decode()
+        self.csv.writerow(row)
