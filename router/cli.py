@@ -159,13 +159,9 @@ def _self_hosted_losses(cfg: Config) -> list[str]:
     throughput: every such request loses money (the Stack view shows it as a negative margin)."""
     from pricing import Usage, load_profiles
     from pricing.attribution import self_hosted_cost
-    from router.registry import Registry
-    from router.services import load_catalog
-    from router.tokens import Tokenizer
 
-    catalog = load_catalog(cfg)
+    catalog, registry = _offline_registry(cfg)
     profile = load_profiles()[cfg.billing.profile]
-    registry = Registry.build(cfg, catalog, Tokenizer(), lambda ref: "https://env-reference.invalid/v1" if ref else None)
     out = []
     for dep in registry.deployments:
         if not dep.self_hosted or dep.mode != "chat":
@@ -187,19 +183,26 @@ def _self_hosted_losses(cfg: Config) -> list[str]:
     return out
 
 
-def _load_policies(cfg: Config) -> tuple[int, list[str]]:
-    """Load the config's policy files as the server would at start-up (schema, predictor and verifier
-    files, candidates that are no model or alias of the config): how many, and what it would refuse."""
-    from router.policy_store import PolicyStore
+def _offline_registry(cfg: Config) -> tuple[Any, Any]:
+    """The config's price catalog and its deployments as the server would build them, reading no
+    secret: every os.environ/ reference (parse_config already checked each is set) stands for a
+    placeholder URL, so deployments whose api_base is such a reference build as they will."""
     from router.registry import Registry
     from router.services import load_catalog
     from router.tokens import Tokenizer
 
+    catalog = load_catalog(cfg)
+    return catalog, Registry.build(cfg, catalog, Tokenizer(), lambda ref: "https://env-reference.invalid/v1"
+                                   if ref else None)
+
+
+def _load_policies(cfg: Config) -> tuple[int, list[str]]:
+    """Load the config's policy files as the server would at start-up (schema, predictor and verifier
+    files, candidates that are no model or alias of the config): how many, and what it would refuse."""
+    from router.policy_store import PolicyStore
+
     logging.getLogger("switchyard.policies").setLevel(logging.ERROR)  # the problems are printed instead
-    # no secret is read: every os.environ/ reference (parse_config already checked each is set) stands
-    # for a placeholder URL, so deployments whose api_base is such a reference build as they will
-    registry = Registry.build(cfg, load_catalog(cfg), Tokenizer(), lambda ref: "https://env-reference.invalid/v1"
-                              if ref else None)
+    _, registry = _offline_registry(cfg)
     store = PolicyStore(cfg.policies, registry)
     ok, problems = store.reload()
     return len(store.loaded), ([] if ok else problems)
@@ -214,12 +217,23 @@ def price(
     cache_write: int = typer.Option(0, "--cache-write", min=0, help="Prompt tokens written to the cache."),
     reasoning: int = typer.Option(0, "--reasoning", min=0, help="Reasoning tokens (part of --output)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="A gateway config: its price overrides, model_info prices and model names."),
 ) -> None:
-    """Price one request's usage with the catalog."""
+    """Price one request's usage with the catalog (a catalog name, a provider/name as a deployment
+    writes it, or with --config one of the config's model names)."""
     from pricing import PriceCatalog, Usage, cost_of
 
-    cat = PriceCatalog.load()
-    p = cat.price(model)
+    p = None
+    if config:
+        cat, registry = _offline_registry(_load(config))
+        deps = registry.candidates(model, "chat") or registry.candidates(model, "embedding")
+        p = deps[0].price(cat) if deps else None
+    else:
+        cat = PriceCatalog.load()
+    if p is None:
+        key = cat.key_for(model)
+        p = cat.price(key) if key else None
     if p is None:
         typer.echo(f"{model}: unpriced (not in the catalog)", err=True)
         raise typer.Exit(1)

@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import httpx
+import pytest
 
 from router.auth import KeyStore, hash_key
 from tests.conftest import SWITCHYARD, free_port
@@ -57,6 +58,31 @@ def test_keys_are_salted_and_revocable() -> None:
     assert a != b, "each hash has its own salt"
     store = KeyStore.build([{"id": "k", "tenant": "t", "hash": a, "revoked": True}], {}, lambda _: None, None)
     assert store.authenticate("same") is None
+
+
+def test_price_resolves_provider_names_and_a_configs_own_models(tmp_path) -> None:
+    """`price` takes a deployment's provider/name (openai/gpt-4o, anthropic/..., bedrock/...) and, with
+    --config, the config's model names with their model_info prices and the config's overrides."""
+    def price(*args: str) -> dict:
+        r = subprocess.run([SWITCHYARD, "price", *args, "--input", "1000000", "--json"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    from pricing import PriceCatalog
+
+    cat = PriceCatalog.load()
+    assert price("openai/gpt-4o")["cost_usd"] == pytest.approx(cat.price("gpt-4o").input * 1e6)
+    assert price("anthropic/claude-sonnet-4-5")["cost_usd"] > 0
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("model_list:\n"
+                   "  - model_name: house\n    litellm_params: {model: openai/my-finetune, api_base: 'http://127.0.0.1:9/v1'}\n"
+                   "    model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000009}\n"
+                   "  - model_name: sim-frontier\n    litellm_params: {model: simulated/frontier}\n")
+    assert price("house", "--config", str(cfg))["cost_usd"] == pytest.approx(3.0)
+    assert price("sim-frontier", "--config", str(cfg))["cost_usd"] == pytest.approx(cat.price("gpt-4o").input * 1e6)
+    r = subprocess.run([SWITCHYARD, "price", "house", "--input", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "unpriced" in r.stderr, "without the config, a config's name is not in the catalog"
 
 
 def test_demo_runs_a_mixed_workload() -> None:
