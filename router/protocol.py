@@ -390,6 +390,11 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
         })
     if not out_choices:
         return None
+    if chunk.get("usage") and all(all(v is None for v in c["delta"].values()) and c["finish_reason"] is None
+                                  and c["logprobs"] is None for c in out_choices):
+        # usage riding on a choice that carries nothing (LiteLLM's proxy sends one after the stop
+        # chunk): the usage is read by the caller; relaying the empty choice would follow "stop"
+        return None
     out = {"id": stream_id, "object": "chat.completion.chunk", "created": created, "model": model,
            "choices": out_choices}
     if isinstance(chunk.get("system_fingerprint"), str):

@@ -155,3 +155,22 @@ def pytest_approx(v: float):
     import pytest
 
     return pytest.approx(v, rel=1e-9)
+
+
+def test_usage_on_an_empty_choice_after_stop_adds_no_chunk() -> None:
+    """LiteLLM's proxy sends usage on a chunk whose one choice carries nothing, after the stop chunk:
+    nothing is relayed for it (a client would see a chunk after ``finish_reason: stop``); a chunk with
+    content and usage, or a finish reason, is still relayed."""
+    from router.protocol import normalize_chunk
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    tail = {"choices": [{"index": 0, "delta": {}, "finish_reason": None}], "usage": usage}
+    assert normalize_chunk(tail, "m", "id", 1) is None
+    assert normalize_chunk({**tail, "choices": [{"index": 0, "delta": {"content": None}, "finish_reason": None}]},
+                           "m", "id", 1) is None
+    kept = normalize_chunk({"choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": usage}, "m", "id", 1)
+    assert kept["choices"][0]["delta"] == {"content": "hi"}
+    stop = normalize_chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}, "m", "id", 1)
+    assert stop["choices"][0]["finish_reason"] == "stop"
+    # without usage an empty delta is relayed as before (it may be a provider's keep-alive the client expects)
+    assert normalize_chunk({"choices": [{"index": 0, "delta": {}}]}, "m", "id", 1) is not None
