@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 
 from router.cli_policies import policies_cli
-from router.config import Config, ConfigError, embedded_default, load_config
+from router.config import Config, ConfigError, embedded_default, ignored_litellm_settings, load_config
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Switchyard: an OpenAI-compatible gateway that routes by price and quality and meters every token.")
@@ -67,7 +67,10 @@ def serve(
     else:
         os.environ.pop(ENV_CONFIG, None)
     notes = []
-    if not cfg.auth.keys:
+    ignored = ignored_litellm_settings(cfg)
+    if ignored:
+        notes.append(f"  Note: LiteLLM settings not honoured (ignored): {', '.join(ignored)}")
+    if not cfg.auth.keys and not cfg.master_key:
         if not _is_loopback(host):
             typer.echo(f"Refusing to bind {host}: no virtual keys are configured (auth.keys). "
                        "Without keys Switchyard serves loopback only.", err=True)
@@ -75,7 +78,7 @@ def serve(
         demo = new_key("demo")
         os.environ[ENV_DEMO_KEY_HASH] = hash_key(demo)
         notes.append(f"  API key (demo tenant, this run only): {demo}")
-    if not cfg.auth.admin_key:
+    if not cfg.auth.admin_key and not cfg.master_key:
         admin = new_key("admin")
         os.environ[ENV_ADMIN_KEY_HASH] = hash_key(admin)
         notes.append(f"  Admin key (this run only):           {admin}")
@@ -150,6 +153,9 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
         raise typer.Exit(2)
     for warning in _self_hosted_losses(cfg):
         typer.echo(f"{config}: warning: {warning}", err=True)
+    ignored = ignored_litellm_settings(cfg)
+    if ignored:
+        typer.echo(f"{config}: warning: LiteLLM settings not honoured (ignored): {', '.join(ignored)}", err=True)
     typer.echo(f"{config}: OK - {len(cfg.model_list)} deployment(s), {len(cfg.aliases)} alias(es), "
                f"{len(cfg.auth.keys)} key(s), {count} policy file(s)")
 

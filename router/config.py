@@ -256,10 +256,32 @@ class Config(_Strict):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
-    # Accepted so a LiteLLM proxy file loads; Switchyard reads only router_settings.model_group_alias.
+    # Accepted so a LiteLLM proxy file loads; Switchyard honours router_settings.model_group_alias and
+    # general_settings.master_key, and names every other setting as not honoured (ignored_litellm_settings).
     litellm_settings: dict[str, Any] | None = None
     general_settings: dict[str, Any] | None = None
     router_settings: dict[str, Any] | None = None
+
+    @property
+    def master_key(self) -> str | None:
+        """LiteLLM's ``general_settings.master_key`` (an os.environ/ reference): the admin key unless
+        ``auth.admin_key`` is set, and a key that may call every model (tenant ``default``)."""
+        value = (self.general_settings or {}).get("master_key")
+        return value if isinstance(value, str) and value else None
+
+
+HONOURED_LITELLM = {"router_settings": {"model_group_alias"}, "general_settings": {"master_key"}}
+
+
+def ignored_litellm_settings(cfg: Config) -> list[str]:
+    """The LiteLLM proxy settings in ``cfg`` that Switchyard does not act on, by name (said once at
+    check-config and at start-up, never dropped silently)."""
+    out = []
+    for section in ("litellm_settings", "general_settings", "router_settings"):
+        for key in getattr(cfg, section) or {}:
+            if key not in HONOURED_LITELLM.get(section, set()):
+                out.append(f"{section}.{key}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -332,6 +354,14 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
                 out.append((("aliases", alias, i), f"'{t}' is not a model_name in model_list"))
         if not targets:
             out.append((("aliases", alias), "an alias needs at least one model"))
+    master = (cfg.general_settings or {}).get("master_key")
+    if master is not None:
+        if not isinstance(master, str) or not ENV_REF.match(master):
+            out.append((("general_settings", "master_key"), SECRET_HELP + " (for LiteLLM's example: export "
+                        "LITELLM_MASTER_KEY=sk-1234 and write master_key: os.environ/LITELLM_MASTER_KEY)"))
+        elif ENV_REF.match(master).group(1) not in env:  # type: ignore[union-attr]
+            out.append((("general_settings", "master_key"),
+                        f"environment variable {ENV_REF.match(master).group(1)} is not set"))  # type: ignore[union-attr]
     for i, d in enumerate(cfg.model_list):
         for field_name in ("api_key", "api_base"):
             ref = getattr(d.litellm_params, field_name)

@@ -223,6 +223,10 @@ def build_keys(cfg: Config, env: Mapping[str, str]) -> KeyStore:
     if demo_hash:
         key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
     admin_hash = env.get(ENV_ADMIN_KEY_HASH)
+    master = resolve(cfg.master_key) if cfg.master_key else None
+    if master:  # LiteLLM's master key: calls every model (tenant "default") and is the admin key by default
+        key_maps.append({"id": "master-key", "tenant": "default", "hash": hash_key(master), "models": None})
+        admin_hash = hash_key(master)
     if cfg.auth.admin_key:
         admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
     return KeyStore.build(key_maps, tenants, resolve, admin_hash)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import httpx
@@ -112,3 +113,38 @@ def test_several_workers_share_metrics(tmp_path) -> None:
         assert p.output().count("Started server process") == 2
     finally:
         assert p.stop() == 0
+
+
+def test_a_litellm_master_key_is_the_admin_key_and_calls_models(tmp_path) -> None:
+    """LiteLLM's general_settings.master_key: no demo or generated admin key is issued; the master key
+    calls models and reads the admin API; settings not honoured are named at start-up and by check-config."""
+    from tests.conftest import start
+
+    master = "sk-master-CANARY-3f1e2d"
+    cfg = tmp_path / "litellm.yaml"
+    cfg.write_text("model_list:\n  - {model_name: sim, litellm_params: {model: simulated/small, speed: 100}}\n"
+                   "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY, alerting: [slack]}\n"
+                   "router_settings: {routing_strategy: least-busy, num_retries: 2}\n")
+    env = {"LITELLM_MASTER_KEY": master}
+    port = free_port()
+    p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port, tmp_path / "gw.log",
+              env=env)
+    try:
+        h = {"authorization": f"Bearer {master}"}
+        r = httpx.post(p.base + "/v1/chat/completions", headers=h, timeout=30,
+                       json={"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+        assert r.status_code == 200, r.text
+        assert httpx.get(p.base + "/admin/usage", headers=h).status_code == 200
+        assert httpx.get(p.base + "/v1/whoami", headers=h).json()["role"] == "admin"
+        assert httpx.post(p.base + "/v1/chat/completions", headers={"authorization": "Bearer sk-1234"},
+                          json={"model": "sim", "messages": [{"role": "user", "content": "hi"}]}).status_code == 401
+        out = p.output()
+        assert "demo tenant" not in out and "Admin key (this run only)" not in out
+        assert ("LiteLLM settings not honoured (ignored): general_settings.alerting, router_settings.routing_strategy, "
+                "router_settings.num_retries") in out
+        assert master not in out
+    finally:
+        assert p.stop() == 0
+    r = subprocess.run([SWITCHYARD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **env})
+    assert r.returncode == 0 and "not honoured (ignored): general_settings.alerting" in r.stderr, r.stderr

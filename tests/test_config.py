@@ -110,9 +110,22 @@ def test_litellm_proxy_file_loads() -> None:
         litellm_settings: {drop_params: true}
         general_settings: {master_key: os.environ/MASTER}
         """)
-    cfg = parse_config(text, "litellm.yaml", env={"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"})
+    cfg = parse_config(text, "litellm.yaml", env={"AZURE_KEY": "x", "ANTHROPIC_KEY": "y", "MASTER": "z"})
     assert cfg.model_list[0].litellm_params.model_extra == {"rpm": 600}
     assert cfg.router_settings["model_group_alias"] == {"smart": "gpt-4o"}
+    assert cfg.master_key == "os.environ/MASTER"
+    from router.config import ignored_litellm_settings
+    assert ignored_litellm_settings(cfg) == ["litellm_settings.drop_params"]
+    # the master key is a secret: an unset variable or a literal is a problem naming it
+    for env, literal, want in (({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, False, "MASTER is not set"),
+                               ({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, True, "os.environ/LITELLM_MASTER_KEY")):
+        body = text.replace("os.environ/MASTER", "sk-1234") if literal else text
+        try:
+            parse_config(body, "litellm.yaml", env=env)
+        except ConfigError as exc:
+            assert any(p.path == "general_settings.master_key" and want in p.message for p in exc.problems), exc.problems
+        else:
+            raise AssertionError("expected a ConfigError")
 
 
 def test_missing_model_list_is_an_error() -> None:
