@@ -15,4 +15,3 @@ if [ -n "${SWITCHYARD_LOCK:-}" ]; then
 else
   "$venv/bin/pip" install --quiet --no-cache-dir "$@"
 fi
-touch "$venv/bin/.installed"
