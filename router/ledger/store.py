@@ -286,11 +286,7 @@ class LedgerStore:
             found = [dict(r) for r in (await conn.execute(stmt)).mappings().all()]
             if not found:
                 return
-            lines: dict[str, list[dict[str, Any]]] = {}
-            ids = [r["request_id"] for r in found]
-            for i in range(0, len(ids), 500):
-                for c in (await conn.execute(select(calls).where(calls.c.request_id.in_(ids[i:i + 500])))).mappings():
-                    lines.setdefault(c["request_id"], []).append(dict(c))
+            lines = await _lines_of(conn, [r["request_id"] for r in found])
         template = next(iter(merged.values()), None)
 
         def group(k: tuple[Any, ...]) -> dict[str, Any]:
@@ -385,10 +381,9 @@ class LedgerStore:
             row = (await conn.execute(select(requests).where(and_(*conds)))).mappings().first()
             if row is None:
                 return None
-            found = (await conn.execute(select(calls).where(calls.c.request_id == request_id)
-                                        .order_by(calls.c.seq))).mappings().all()
+            found = await _lines_of(conn, [request_id])
         out = _decode(dict(row))
-        out["lines"] = [{str(k): v for k, v in r.items()} for r in found] or None
+        out["lines"] = found.get(request_id)
         return out
 
     async def top(self, q: UsageQuery, n: int = 20) -> list[dict[str, Any]]:
@@ -399,44 +394,18 @@ class LedgerStore:
         async with self.engine.connect() as conn:
             return [_decode(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
 
-    async def rows(self, start: float, end: float, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
-        """Every record in [start, end), in time order, streamed in batches."""
-        async for chunk in self._chunks(start, end, batch):
-            for r in chunk:
-                yield r
-
-    async def _chunks(self, start: float, end: float, batch: int) -> AsyncIterator[list[dict[str, Any]]]:
-        last_ts, last_id = start, ""
-        async with self.engine.connect() as conn:
-            while True:
-                stmt = (select(requests).where(requests.c.ts < end)
-                        .where(_after(last_ts, last_id))
-                        .order_by(requests.c.ts, requests.c.request_id).limit(batch))
-                chunk = (await conn.execute(stmt)).mappings().all()
-                if not chunk:
-                    return
-                yield [{str(k): v for k, v in r.items()} for r in chunk]
-                last_ts, last_id = chunk[-1]["ts"], chunk[-1]["request_id"]
-
     async def lines(self, start: float, end: float, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
         """Every cost line of the requests in [start, end), in time order: a request with several priced
         calls as its lines (``calls``), any other as its own row. ``request_share`` is 1 on a request's
         last line and 0 on the others, so summing it counts requests."""
-        async with self.engine.connect() as conn:
-            async for chunk in self._chunks(start, end, batch):
-                ids = [r["request_id"] for r in chunk]
-                split: dict[str, list[dict[str, Any]]] = {}
-                for i in range(0, len(ids), 500):
-                    stmt = select(calls).where(calls.c.request_id.in_(ids[i:i + 500])).order_by(calls.c.seq)
-                    for c in (await conn.execute(stmt)).mappings().all():
-                        split.setdefault(c["request_id"], []).append({str(k): v for k, v in c.items()})
-                for r in chunk:
-                    own = split.get(r["request_id"])
-                    if own is None:
-                        yield {**r, "role": "answer", "request_share": 1.0}
-                        continue
-                    for j, c in enumerate(own):
-                        yield {**c, "status": r["status"], "request_share": 1.0 if j == len(own) - 1 else 0.0}
+        async for chunk in self.records(UsageQuery(start=start, end=end), batch=batch):
+            for r in chunk:
+                own = r.pop("lines")
+                if own is None:
+                    yield {**r, "role": "answer", "request_share": 1.0}
+                    continue
+                for j, c in enumerate(own):
+                    yield {**c, "status": r["status"], "request_share": 1.0 if j == len(own) - 1 else 0.0}
 
     async def records(self, q: UsageQuery, after: tuple[float, str] | None = None, limit: int | None = None,
                       batch: int = 2000) -> AsyncIterator[list[dict[str, Any]]]:
@@ -454,12 +423,7 @@ class LedgerStore:
                 chunk = [_decode(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
                 if not chunk:
                     return
-                ids = [r["request_id"] for r in chunk]
-                split: dict[str, list[dict[str, Any]]] = {}
-                for i in range(0, len(ids), 500):
-                    stmt = select(calls).where(calls.c.request_id.in_(ids[i:i + 500])).order_by(calls.c.seq)
-                    for c in (await conn.execute(stmt)).mappings().all():
-                        split.setdefault(c["request_id"], []).append({str(k): v for k, v in c.items()})
+                split = await _lines_of(conn, [r["request_id"] for r in chunk])
                 for r in chunk:
                     r["lines"] = split.get(r["request_id"])
                 yield chunk
@@ -498,6 +462,16 @@ class LedgerStore:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _lines_of(conn: Any, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The cost lines of those of ``ids`` that have several, by request id, in call order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i in range(0, len(ids), 500):
+        stmt = select(calls).where(calls.c.request_id.in_(ids[i:i + 500])).order_by(calls.c.request_id, calls.c.seq)
+        for c in (await conn.execute(stmt)).mappings().all():
+            out.setdefault(c["request_id"], []).append({str(k): v for k, v in c.items()})
+    return out
 
 
 def _after(ts: float, request_id: str) -> Any:
