@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -148,3 +149,20 @@ def test_a_litellm_master_key_is_the_admin_key_and_calls_models(tmp_path) -> Non
     r = subprocess.run([SWITCHYARD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60,
                        env={**os.environ, **env})
     assert r.returncode == 0 and "not honoured (ignored): general_settings.alerting" in r.stderr, r.stderr
+
+
+def test_the_embedded_default_has_a_soft_budget_the_budgets_view_shows(embedded) -> None:
+    """The embedded default ships an illustrative soft budget: a newcomer's Budgets view has data, and
+    the budget refuses nothing."""
+    h = {"authorization": f"Bearer {embedded.extra['key']}"}
+    r = httpx.post(embedded.base + "/v1/chat/completions", headers=h, timeout=30,
+                   json={"model": "sim-small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+    assert r.status_code == 200, r.text
+    for _ in range(100):  # the ledger writer flushes within a fraction of a second
+        budgets = httpx.get(embedded.base + "/v1/insights/budgets", headers=h).json()["data"]
+        if budgets and budgets[0]["spent_usd"] > 0:
+            break
+        time.sleep(0.05)
+    [b] = budgets
+    assert (b["scope"], b["id"], b["period"], b["limit_usd"], b["soft"]) == ("tenant", "demo", "day", 1.0, True)
+    assert b["spent_usd"] > 0
