@@ -441,3 +441,25 @@ def test_tenant_sees_only_its_own_traffic(dash, browser, shots) -> None:
     tenants = set(page.locator("#top-table tbody tr td:nth-child(2)").all_inner_texts())
     assert tenants == {"a"} and top_tenants <= {"a"}
     page.close()
+
+
+def test_charts_keep_a_model_colour_a_bar_per_day_and_gaps_for_idle_minutes(dash, browser) -> None:
+    page, errors, _ = open_dashboard(browser, dash, ADMIN_KEY)
+    rendered(page, "spend")  # the default range, the last 7 days: day buckets, idle days included
+    labels = page.evaluate("() => Chart.getChart('spend-chart').data.labels.length")
+    assert labels in (7, 8), labels  # the range's edges may cut a day in two
+    colours = lambda chart: page.evaluate(  # noqa: E731
+        f"() => Object.fromEntries(Chart.getChart('{chart}').data.datasets.map(d => [d.label, d.backgroundColor]))")
+    spend = colours("spend-chart")
+    page.click('nav#tabs button[data-view="routing"]')
+    rendered(page, "routing")
+    routing = colours("routing-chart")
+    shared = set(spend) & set(routing)
+    assert len(shared) >= 3 and all(spend[m] == routing[m] for m in shared), (spend, routing)
+    page.click('nav#tabs button[data-view="live"]')
+    rendered(page, "live")
+    lat = page.evaluate("() => Chart.getChart('live-latency').data.datasets[0].data")
+    assert any(v is None for v in lat), "idle minutes are gaps, not 0 ms"
+    assert any(v is not None and v > 0 for v in lat)
+    assert not errors, errors
+    page.close()

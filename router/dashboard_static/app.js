@@ -32,6 +32,14 @@ function el(tag, attrs, ...kids) {
   for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
   return e;
 }
+// A model (tenant, alias) has one colour in every view: its place among all the names the options
+// list for that dimension (sorted), else a hash of the name.
+function colorOf(dim, name) {
+  const known = ((S.options && S.options.filters && S.options.filters[dim]) || []);
+  let i = known.indexOf(String(name));
+  if (i < 0) { i = 0; for (const ch of String(name)) i = (i * 31 + ch.charCodeAt(0)) >>> 0; }
+  return PALETTE[i % PALETTE.length];
+}
 function money(v) {  // null: no price is known (never shown as $0)
   if (v === null || v === undefined) return el("span", { "data-value": "", "data-kind": "unpriced", class: "unpriced" }, "unpriced");
   return el("span", { "data-value": String(v), "data-kind": "usd" }, usd(v));
@@ -104,11 +112,13 @@ async function viewSpend() {
     ["Error rate", el("span", {}, pct(t.requests ? (100 * t.errors) / t.requests : 0)), "error_rate"],
     ...(t.unpriced ? [["Unpriced (not in the dollars)", unpricedBadge(t), "unpriced"]] : [])]);
   const by = $("spend-by").value, measure = $("spend-measure").value;
-  const rows = (await api("/usage", filters({ bucket: bucketFor(), group_by: by, limit: 10000 }))).data;
-  const buckets = [...new Set(rows.map((r) => r.bucket))].sort((a, b) => a - b);
+  const res = await api("/usage", filters({ bucket: bucketFor(), group_by: by, limit: 10000 }));
+  const rows = res.data, size = { minute: 60, hour: 3600, day: 86400 }[bucketFor()];
+  const buckets = [];  // every bucket of the range, idle ones included (a bar per day of "last 7 days")
+  for (let t = Math.floor(res.start / size) * size; t < res.end && buckets.length < 2000; t += size) buckets.push(t);
   const groups = [...new Set(rows.map((r) => String(r[by])))];
   const value = (r) => (measure === "tokens" ? r.prompt_tokens + r.completion_tokens : r[measure]);
-  const datasets = groups.map((g, i) => ({ label: g, backgroundColor: PALETTE[i % PALETTE.length],
+  const datasets = groups.map((g) => ({ label: g, backgroundColor: colorOf(by, g),
     data: buckets.map((b) => rows.filter((r) => r.bucket === b && String(r[by]) === g).reduce((a, r) => a + value(r), 0)) }));
   chart("spend-chart", { type: "bar", data: { labels: buckets.map(stamp), datasets },
     options: { scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: measure === "tokens" ? "tokens" : "USD" } } } } });
@@ -118,8 +128,8 @@ async function viewRouting() {
   const rows = (await api("/usage", filters({ bucket: "none", group_by: "alias,model,rule", limit: 10000 }))).data;
   const aliases = [...new Set(rows.map((r) => String(r.alias)))];
   const models = [...new Set(rows.map((r) => String(r.model)))];
-  chart("routing-chart", { type: "bar", data: { labels: aliases, datasets: models.map((m, i) => ({
-    label: m, backgroundColor: PALETTE[i % PALETTE.length],
+  chart("routing-chart", { type: "bar", data: { labels: aliases, datasets: models.map((m) => ({
+    label: m, backgroundColor: colorOf("model", m),
     data: aliases.map((a) => rows.filter((r) => String(r.alias) === a && String(r.model) === m).reduce((s, r) => s + r.requests, 0)) })) },
     options: { indexAxis: "y", scales: { x: { stacked: true, title: { display: true, text: "requests" } }, y: { stacked: true } } } });
   const perAlias = {};
@@ -215,10 +225,11 @@ async function viewLive() {
   const series = mins.map(at);
   const elapsed = (t) => (t === now ? Math.max(1, Date.now() / 1000 - now) : 60);
   const rps = series.map((r, i) => r.requests / elapsed(mins[i]));
-  const lat = series.map((r) => (r.requests ? (1000 * r.latency_s_sum) / r.requests : 0));
-  const err = series.map((r) => (r.requests ? (100 * r.errors) / r.requests : 0));
+  // an idle minute has no latency and no error rate: a gap in the line, not a 0
+  const lat = series.map((r) => (r.requests ? (1000 * r.latency_s_sum) / r.requests : null));
+  const err = series.map((r) => (r.requests ? (100 * r.errors) / r.requests : null));
   const labels = mins.map((t) => stamp(t).slice(11));
-  const line = (id, label, data, color) => chart(id, { type: "line", data: { labels, datasets: [{ label, data, borderColor: color, backgroundColor: color, fill: false }] },
+  const line = (id, label, data, color) => chart(id, { type: "line", data: { labels, datasets: [{ label, data, borderColor: color, backgroundColor: color, fill: false, spanGaps: false }] },
     options: { scales: { y: { beginAtZero: true } } } });
   line("live-rps", "requests/s", rps, PALETTE[0]);
   line("live-latency", "mean latency (ms)", lat, PALETTE[1]);
