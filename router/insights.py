@@ -45,11 +45,17 @@ def _chat_price(svc: Services, name: str) -> Any:
     return deps[0].price(svc.meter.catalog) if deps else None
 
 
+def _priced(r: dict[str, Any]) -> bool:
+    """Whether a usage group has priced traffic: some priced request, or only the cost lines of
+    requests answered by another model (no request of its own; lines are moved only when priced)."""
+    return r["requests"] > r["unpriced"] or (r["requests"] == 0 and r["prompt_tokens"] > 0)
+
+
 def _traffic(svc: Services, r: dict[str, Any]) -> Traffic:
     """A usage group (one alias, one model) as priced traffic. A plan marks up the API list cost; for a
     self-hosted model that is its catalog price, while its cost (the ledger's) is its GPU time."""
     u = _usage(r)
-    cost = r["cost_usd"] if r["requests"] > r["unpriced"] or r["requests"] == 0 else None
+    cost = r["cost_usd"] if _priced(r) else None
     list_cost = cost
     deps = svc.registry.candidates(r["model"], "chat") if r["model"] else []
     if cost is not None and deps and deps[0].self_hosted:
@@ -72,7 +78,7 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
     its own charge and cost only, no plan margins."""
     rows, _ = await store.usage(replace(q, bucket_seconds=None, group_by=("alias", "model"),
                                         filters=(*q.filters, ("endpoint", "chat")), limit=MAX_GROUPS, offset=0))
-    priced_rows = [r for r in rows if r["requests"] > r["unpriced"] or (r["requests"] == 0 and r["prompt_tokens"])]
+    priced_rows = [r for r in rows if _priced(r)]
     if not baseline:
         names = chat_models(svc)
         served = [n for n in names if any(r["model"] == n for r in rows)] or names

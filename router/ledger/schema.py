@@ -119,7 +119,7 @@ DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": re
 PROMPT_SIZE_MIDPOINTS = {256: 128, 1024: 640, 4096: 2560, 16384: 10240, 65536: 40960, 1048576: 100000}
 
 
-def _money(rec: dict[str, Any]) -> dict[str, Any]:
+def _money_columns(rec: dict[str, Any]) -> dict[str, Any]:
     """The token and money columns of a record or of one of its lines (the same fields in both)."""
     usage = rec.get("usage") or {}
     stack = rec.get("stack") or {}
@@ -155,13 +155,13 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
         "fallbacks": sum(1 for a in (rec.get("attempts") or [])[:-1] if a.get("error")),
         "latency_s": latency, "ttft_s": rec.get("ttft_s"), "upstream_s": upstream,
         "overhead_s": None if latency is None or upstream is None else max(0.0, latency - upstream),
-        **_money(rec),
+        **_money_columns(rec),
     }
     if rec.get("lines"):
         row["_calls"] = [{"request_id": row["request_id"], "seq": i, "ts": row["ts"], "tenant": row["tenant"],
                           "key_id": row["key_id"], "alias": row["alias"], "role": line["role"],
                           "model": line.get("model"), "deployment": line.get("deployment"),
-                          "provider": line.get("provider"), **_money(line)}
+                          "provider": line.get("provider"), **_money_columns(line)}
                          for i, line in enumerate(rec["lines"])]
     return row
 
