@@ -162,3 +162,46 @@ def test_usage_by_model_books_each_line_to_its_own_model(cgw) -> None:
     only = httpx.get(cgw.base + f"/admin/usage?bucket=none&model=small&start=0&end={until}",
                      headers=ADMIN).json()["data"][0]
     assert only["prompt_tokens"] == after["small"]["prompt_tokens"]
+
+
+def test_lines_survive_a_database_outage_through_the_spill_file(tmp_path) -> None:
+    """The database refuses the batch (before the write): the record and its lines go to the spill
+    file together and land exactly once on replay, even when the replay itself is repeated."""
+    from router.ledger.writer import LedgerWriter
+    from router.metrics import Metrics
+
+    rec = {"request_id": "r-spill", "ts": time.time(), "endpoint": "chat", "status": 200, "tenant": "t",
+           "usage": {"prompt_tokens": 20, "completion_tokens": 10}, "cost_usd": 0.3, "charge_usd": 0.3,
+           "lines": [{"role": "cascade_step", "model": "small", "usage": {"prompt_tokens": 10}, "cost_usd": 0.1,
+                      "charge_usd": 0.1},
+                     {"role": "answer", "model": "big", "usage": {"prompt_tokens": 10}, "cost_usd": 0.2,
+                      "charge_usd": 0.2}]}
+
+    class Down(LedgerStore):
+        up = False
+
+        async def insert(self, rows, *, fresh=False):  # type: ignore[override]
+            if not self.up:
+                raise ConnectionError("database down")
+            return await super().insert(rows, fresh=fresh)
+
+    async def run() -> tuple[int, list]:
+        store = Down(sqlite_url(tmp_path / "db"))
+        await store.migrate()
+        writer = LedgerWriter(store, tmp_path / "spill", Metrics(), flush_interval=0.01, replay_interval=3600)
+        await writer.start()
+        writer.submit(rec)
+        await writer.flush()
+        assert writer.spilled == 1 and await store.get("r-spill", None) is None
+        store.up = True
+        assert await writer.replay() == 1
+        await store.insert([to_row(rec)])  # the same record replayed again: skipped, lines included
+        await writer.close()
+        got = await store.get("r-spill", None)
+        lines = [x async for x in store.lines(0, time.time() + 10)]
+        await store.dispose()
+        return len(got["lines"]), lines
+
+    n, lines = asyncio.run(run())
+    assert n == 2 and [x["model"] for x in lines] == ["small", "big"]
+    assert math.fsum(x["cost_usd"] for x in lines) == pytest.approx(0.3)
