@@ -26,6 +26,10 @@ from router.config import Config, embedded_default, load_config
 from router.errors import APIError, authentication_error, invalid_request, model_not_found, not_found
 from router.inputs import check_depth, clean_text
 from router.protocol import validate_chat, validate_embeddings
+from router.surfaces import SURFACES, Surface
+from router.surfaces.base import finish_surface
+from router.surfaces.messages import anthropic_error, count_tokens
+from router.ledger.conversations import ResponseStore
 from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
 from router.dashboard import add_dashboard_routes
 from router.usage_api import add_usage_routes
@@ -179,7 +183,8 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         return client
 
     def principal(request: Request) -> Principal:
-        token = bearer(request.headers.get("authorization"))
+        # Anthropic's clients send their key as x-api-key
+        token = bearer(request.headers.get("authorization")) or request.headers.get("x-api-key", "").strip()
         client = check_throttle(request, token)
         if not token:
             throttle.failed(client or client_of(request, token), time.monotonic())
@@ -220,6 +225,63 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         validate_embeddings(body)
         return await svc.gateway.unary(who, body, request.state.request_id, endpoint="embeddings")
 
+    def surface_route(kind: type[Surface]) -> Any:
+        """A route for one API surface: its body adapted to a chat request, its answers and errors in its shape."""
+        async def serve(request: Request) -> Response:
+            try:
+                who = principal(request)
+                body = await read_json(request, max_body)
+                if not isinstance(body, dict):
+                    raise invalid_request("The request body must be a JSON object.", code="invalid_body")
+                surface = kind(body)
+                await surface.prepare(who, svc.responses)
+                chat = surface.chat(max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
+                rid = request.state.request_id
+                if surface.stream:
+                    return await svc.gateway.stream(who, chat, rid, surface=surface)
+                answer = await svc.gateway.unary(who, chat, rid, endpoint=kind.endpoint, surface=surface)
+                await finish_surface(surface)
+                return answer
+            except APIError as exc:
+                return kind.error(exc)
+        return serve
+
+    surface_routes = {path: surface_route(kind) for path, kind in SURFACES.items()}
+
+    async def count_message_tokens(request: Request) -> Response:
+        """Anthropic's ``/v1/messages/count_tokens``: the prompt's tokens, counted here."""
+        try:
+            who = principal(request)
+            model, chat = count_tokens(await read_json(request, max_body), max_messages=cfg.server.max_messages,
+                                       max_tokens_limit=cfg.server.max_tokens_limit)
+            if not svc.planner.knows(model) or (who.models is not None and model not in who.models):
+                raise model_not_found(model)
+            n = svc.meter.tokenizer.count_messages(model, chat["messages"], chat.get("tools"))
+            return Response(orjson.dumps({"input_tokens": n}), media_type=_JSON)
+        except APIError as exc:
+            return anthropic_error(exc)
+
+    def stored_responses() -> ResponseStore:
+        if svc.responses is None or not svc.responses.enabled:
+            raise APIError(404, "This gateway stores no responses (storage.responses_retention_days is 0).",
+                           code="response_not_found")
+        return svc.responses
+
+    async def get_response(request: Request, response_id: str) -> Response:
+        who = principal(request)
+        found = await stored_responses().get(response_id, who.tenant, time.time())
+        if found is None:
+            raise APIError(404, f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
+                           code="response_not_found")
+        return Response(orjson.dumps(found[0]), media_type=_JSON)
+
+    async def delete_response(request: Request, response_id: str) -> Response:
+        who = principal(request)
+        if not await stored_responses().delete(response_id, who.tenant):
+            raise APIError(404, f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
+                           code="response_not_found")
+        return Response(orjson.dumps({"id": response_id, "object": "response", "deleted": True}), media_type=_JSON)
+
     def _model_obj(name: str) -> dict[str, Any]:
         deps = svc.registry.candidates(name, "chat") or svc.registry.candidates(name, "embedding")
         owner = "switchyard" if name in svc.registry.aliases else (deps[0].provider if deps else "switchyard")
@@ -242,12 +304,22 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                           openapi_extra=bodies["ChatRequest"])
         app.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"], include_in_schema=prefix == "/v1",
                           openapi_extra=bodies["EmbeddingsRequest"])
+        for path, handler in surface_routes.items():
+            app.add_api_route(f"{prefix}/{path}", handler, methods=["POST"], include_in_schema=prefix == "/v1",
+                              openapi_extra=bodies[SURFACES[path].__name__])
+        app.add_api_route(prefix + "/responses/{response_id}", get_response, methods=["GET"],
+                          include_in_schema=prefix == "/v1")
+        app.add_api_route(prefix + "/responses/{response_id}", delete_response, methods=["DELETE"],
+                          include_in_schema=prefix == "/v1")
+        app.add_api_route(f"{prefix}/messages/count_tokens", count_message_tokens, methods=["POST"],
+                          include_in_schema=prefix == "/v1", openapi_extra=bodies["Messages"])
         app.add_api_route(f"{prefix}/models", list_models, methods=["GET"], include_in_schema=prefix == "/v1")
         app.add_api_route(prefix + "/models/{model:path}", get_model, methods=["GET"], include_in_schema=prefix == "/v1")
 
     if not cfg.server.cors_origins:  # with CORS on, the middleware must see every request
         app.fast_routes = {("POST", f"{prefix}/{name}"): handler for prefix in ("/v1", "")
-                           for name, handler in (("chat/completions", chat), ("embeddings", embeddings))}
+                           for name, handler in (("chat/completions", chat), ("embeddings", embeddings),
+                                                 *surface_routes.items())}
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -350,23 +422,30 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app.openapi = openapi  # type: ignore[method-assign]
 
     if cfg.server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
     app.add_middleware(RequestIdMiddleware, ids=ids)
     return app
 
 
 def request_body_schemas() -> dict[str, Any]:
-    """OpenAPI requestBody entries for chat and embeddings, and the component schemas they use."""
+    """OpenAPI requestBody entries for every route's body (by model name, and by surface class name),
+    and the component schemas they use."""
     from router.protocol import ChatRequest, EmbeddingsRequest
+    from router.surfaces.completions import CompletionsRequest
+    from router.surfaces.messages import MessagesRequest
+    from router.surfaces.responses import ResponsesRequest
 
     out: dict[str, Any] = {"$defs": {}}
-    for model in (ChatRequest, EmbeddingsRequest):
+    for model, alias in ((ChatRequest, None), (EmbeddingsRequest, None), (CompletionsRequest, "Completions"),
+                         (MessagesRequest, "Messages"), (ResponsesRequest, "Responses")):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out["$defs"].update(schema.pop("$defs", {}))
         out["$defs"][model.__name__] = schema
         out[model.__name__] = {"requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+        if alias:
+            out[alias] = out[model.__name__]
     return out
 
 

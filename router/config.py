@@ -178,6 +178,9 @@ class StorageConfig(_Strict):
     redis_url: str | None = Field(default=None, description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory")
     ledger_flush_interval: float = Field(default=0.2, gt=0, le=10,
                                          description="seconds a ledger batch may wait; also what a hard kill can lose")
+    responses_retention_days: float = Field(default=30.0, ge=0, le=3650,
+                                            description="days a Responses-API answer stored with store: true is kept "
+                                            "for previous_response_id and GET /v1/responses/{id}; 0: never stored")
     redis_timeout: float = Field(default=1.0, gt=0, le=30, description="seconds a Redis call may take before the "
                                  "gateway treats Redis as down (fail_mode decides what then); includes time the "
                                  "event loop is busy, so leave room on loaded hosts")

@@ -23,6 +23,7 @@ from router.registry import Deployment
 
 if TYPE_CHECKING:
     from router.proxy import Gateway
+    from router.surfaces.base import Surface
 
 
 @dataclass(slots=True)
@@ -31,8 +32,9 @@ class Exchange:
     who: Principal
     body: dict[str, Any]  # what the client sent (never modified)
     request_id: str
-    endpoint: str  # "chat" | "embeddings"
+    endpoint: str  # "chat" | "embeddings" | another surface's name (router.surfaces)
     stream: bool = False
+    surface: "Surface | None" = None  # answers in another API's shape than chat completions
     started: float = field(default_factory=time.perf_counter)
     started_wall: float = field(default_factory=time.time)  # dates the record and the budget period
     plan: Plan | None = None

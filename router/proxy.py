@@ -20,6 +20,7 @@ from router.metering import Meter
 from router.planning import Planner
 from router.registry import Deployment
 from router.strategies import Cascade, Single, Streamed
+from router.surfaces.base import Surface
 
 
 class Gateway:
@@ -70,10 +71,12 @@ class Gateway:
         return body
 
     # -- the entry points -------------------------------------------------------------------------------
-    async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str) -> Response:
-        """A non-streaming chat completion or embeddings request."""
+    async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str,
+                    surface: Surface | None = None) -> Response:
+        """A non-streaming chat completion or embeddings request (``surface``: answered in another
+        API's shape; ``body`` is then the surface's internal chat request)."""
         mode = "embedding" if endpoint == "embeddings" else "chat"
-        ex = Exchange(self, who, body, rid, endpoint)
+        ex = Exchange(self, who, body, rid, endpoint, surface=surface)
         try:
             ex.plan = plan = await self.planner.plan(who, body, mode, rid)
             spec = plan.decision.cascade if plan.decision is not None else None
@@ -86,9 +89,10 @@ class Gateway:
         finally:
             ex.close()
 
-    async def stream(self, who: Principal, body: dict[str, Any], rid: str) -> Response:
+    async def stream(self, who: Principal, body: dict[str, Any], rid: str, *,
+                     surface: Surface | None = None) -> Response:
         """A streamed chat completion: the response closes the exchange when the stream ends."""
-        ex = Exchange(self, who, body, rid, "chat", stream=True)
+        ex = Exchange(self, who, body, rid, surface.endpoint if surface else "chat", stream=True, surface=surface)
         strategy: Streamed | None = None
         try:
             ex.plan = plan = await self.planner.plan(who, body, "chat", rid)

@@ -16,6 +16,7 @@ from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
 from router.auth import KeyStore, hash_key
 from router.config import Config, resolve_env
+from router.ledger.conversations import ResponseStore
 from router.ledger.store import LedgerStore, redact_url, sqlite_url
 from router.ledger.writer import LedgerWriter
 from router.limits import Limiter
@@ -53,11 +54,13 @@ class Services:
     policies: PolicyStore
     planner: Planner
     started_at: int
+    responses: ResponseStore | None = None  # stored Responses-API answers (in the ledger database)
     draining: bool = False
     _watcher: asyncio.Task[None] | None = None
     _config_watcher: asyncio.Task[None] | None = None
     _trimmer: asyncio.Task[None] | None = None
     _bandit_sync: asyncio.Task[None] | None = None
+    _pruner: asyncio.Task[None] | None = None
     _config_mtime: float = 0.0
     # feedback the shared store did not take (it was down): (policy, model, category, score, request id),
     # handed to it again before the next sync, so that it is not lost when the sync replaces local totals
@@ -75,11 +78,13 @@ class Services:
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
         self._bandit_sync = asyncio.create_task(self.sync_bandits(), name="bandit-sync")
+        if self.responses is not None and self.responses.enabled:
+            self._pruner = asyncio.create_task(self.prune_responses(), name="responses-prune")
         memory.freeze_startup()
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync):
+        for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync, self._pruner):
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()
@@ -167,6 +172,18 @@ class Services:
                     continue
                 if totals is not None:
                     bandit.replace(totals)
+            await asyncio.sleep(interval)
+
+    async def prune_responses(self, interval: float = 3600.0) -> None:
+        """Hourly, delete stored responses past their retention (any replica may; deleting twice is harmless)."""
+        assert self.responses is not None
+        while True:
+            try:
+                n = await self.responses.prune(time.time())
+                if n:
+                    log.info("deleted %d stored responses past their retention", n)
+            except Exception as exc:  # noqa: BLE001 - the database being down must not end the loop
+                log.warning("pruning stored responses failed: %s", type(exc).__name__)
             await asyncio.sleep(interval)
 
     async def _share_unshared(self) -> None:
@@ -273,8 +290,9 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
     planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None)
     gateway = Gateway(planner, meter, limiter, health)
+    responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
-                    policies, planner, int(time.time()))
+                    policies, planner, int(time.time()), responses)
 
 
 class PolicyStartupError(ValueError):

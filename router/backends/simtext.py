@@ -53,9 +53,32 @@ def _number(schema: dict[str, Any], key: str, integer: bool = False) -> None:
         raise SchemaError(f"'{key}' must not be negative")
 
 
-def _size(schema: Any, depth: int, budget: int) -> int:
+def resolve(schema: Any, root: Any) -> Any:
+    """``schema`` with a local ``$ref`` ("#/$defs/Name", "#/definitions/Name", any "#/" pointer into
+    ``root``) followed, as pydantic's nested models write them; SchemaError for any other reference."""
+    seen = 0
+    while isinstance(schema, dict) and "$ref" in schema:
+        ref = schema["$ref"]
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise SchemaError("'$ref' must be a local reference such as '#/$defs/Name'")
+        target = root
+        for part in (p for p in ref[1:].split("/") if p):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(target, dict) or part not in target:
+                raise SchemaError(f"'$ref' {ref[:100]!r} points at nothing in the schema")
+            target = target[part]
+        seen += 1
+        if seen > 32:
+            raise SchemaError("'$ref' chain is circular")
+        schema = target
+    return schema
+
+
+def _size(schema: Any, depth: int, budget: int, root: Any = None) -> int:
     """How many values ``instance`` makes for ``schema`` at most (stops counting past ``budget``);
     SchemaError for the shapes it cannot read."""
+    root = schema if root is None else root
+    schema = resolve(schema, root)
     if not isinstance(schema, dict) or depth > MAX_DEPTH or "const" in schema:
         return 1
     if "enum" in schema and not isinstance(schema["enum"], list):
@@ -66,7 +89,7 @@ def _size(schema: Any, depth: int, budget: int) -> int:
         if key in schema and not isinstance(schema[key], list):
             raise SchemaError(f"'{key}' must be a list")
         if isinstance(schema.get(key), list) and schema[key]:
-            return _size(schema[key][0], depth + 1, budget)
+            return _size(schema[key][0], depth + 1, budget, root)
     for key in ("minimum", "maximum"):
         _number(schema, key)
     for key in ("minItems", "maxItems"):
@@ -84,7 +107,7 @@ def _size(schema: Any, depth: int, budget: int) -> int:
         wanted = set(required) if required is not None else set(props)
         for k, v in props.items():
             if k in wanted:
-                total += _size(v, depth + 1, budget - total)
+                total += _size(v, depth + 1, budget - total, root)
                 if total > budget:
                     return total
     typ = schema.get("type")
@@ -93,7 +116,7 @@ def _size(schema: Any, depth: int, budget: int) -> int:
         hi = max(lo, min(int(schema.get("maxItems", 3)), lo + 2))
         if hi > budget:
             return hi
-        total += hi * _size(schema.get("items") or {}, depth + 1, budget // max(hi, 1) + 1)
+        total += hi * _size(schema.get("items") or {}, depth + 1, budget // max(hi, 1) + 1, root)
     return total
 
 
@@ -107,8 +130,11 @@ def check_schema(schema: Any) -> None:
         raise SchemaError(f"an instance of this schema would hold more than {MAX_VALUES:,} values")
 
 
-def instance(schema: Any, rng: random.Random, depth: int = 0) -> Any:
-    """A value that satisfies a (simple) JSON Schema: types, enums, consts, required, items."""
+def instance(schema: Any, rng: random.Random, depth: int = 0, root: Any = None) -> Any:
+    """A value that satisfies a (simple) JSON Schema: types, enums, consts, required, items, local
+    ``$ref``s into ``$defs`` (nested pydantic models)."""
+    root = schema if root is None else root
+    schema = resolve(schema, root)
     if not isinstance(schema, dict) or depth > MAX_DEPTH:
         return rng.choice(WORDS)
     if "const" in schema:
@@ -117,7 +143,7 @@ def instance(schema: Any, rng: random.Random, depth: int = 0) -> Any:
         return rng.choice(schema["enum"])
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return instance(schema[key][0], rng, depth + 1)
+            return instance(schema[key][0], rng, depth + 1, root)
     typ = schema.get("type")
     if isinstance(typ, list):
         typ = next((t for t in typ if t != "null"), "null")
@@ -126,11 +152,11 @@ def instance(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     if typ == "object":
         props = schema.get("properties") or {}
         required = set(schema.get("required") or props.keys())
-        return {k: instance(v, rng, depth + 1) for k, v in props.items() if k in required}
+        return {k: instance(v, rng, depth + 1, root) for k, v in props.items() if k in required}
     if typ == "array":
         lo = int(schema.get("minItems", 1))
         hi = max(lo, min(int(schema.get("maxItems", 3)), lo + 2))
-        return [instance(schema.get("items") or {}, rng, depth + 1) for _ in range(rng.randint(lo, hi))]
+        return [instance(schema.get("items") or {}, rng, depth + 1, root) for _ in range(rng.randint(lo, hi))]
     if typ == "integer":
         lo, hi = int(schema.get("minimum", 0)), int(schema.get("maximum", 100))
         return rng.randint(lo, max(lo, hi))

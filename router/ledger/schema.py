@@ -106,6 +106,19 @@ calls = Table(
     Index("ix_calls_ts", "ts"),
 )
 
+# Stored Responses-API answers (``store: true``), so a conversation can continue by
+# ``previous_response_id``; tenant-scoped, kept until ``expires_at`` (storage.responses_retention_days).
+responses = Table(
+    "responses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("response", Text, nullable=False),  # JSON: the Response object as the client got it
+    Column("conversation", Text, nullable=False),  # JSON: the chat messages a continuation starts from
+    Index("ix_responses_expires", "expires_at"),
+)
+
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 

@@ -119,6 +119,8 @@ class Strategy:
             gw.planner.remember(ex.plan, dep)
         if ex.attempts.last_error is not None:  # an attempt failed before this one answered
             gw.meter.metrics.fallbacks.labels(dep.model_name).inc()
+        if ex.surface is not None:
+            out = ex.surface.answer(out)
         return Response(orjson.dumps(out), media_type=_JSON, headers=headers(dep, ex, priced))
 
 

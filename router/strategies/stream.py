@@ -1,6 +1,6 @@
 """A streamed answer: the plan's deployments in order until one starts streaming (fallback happens only
 before the first chunk, the deadline bounds the wait for it); then its chunks are relayed to the
-client as OpenAI chunks. A failure after the first chunk ends the stream with an OpenAI-style error
+client as OpenAI chunks (or, through the request's surface, as that API's events). A failure after the first chunk ends the stream with an OpenAI-style error
 event; a cut stream is metered at what was relayed (estimated). The relay closes the exchange when
 the stream ends, fails, is cut, or is never read at all (``abandon``)."""
 
@@ -11,7 +11,6 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
-import orjson
 from starlette.responses import Response
 
 from pricing import Usage
@@ -21,6 +20,8 @@ from router.protocol import normalize_chunk, upstream_body
 from router.registry import Deployment
 from router.sse import SSEResponse
 from router.strategies.base import Strategy, headers
+from router.surfaces.base import finish_surface
+from router.surfaces.chat import ChatEncoder
 
 
 class Streamed(Strategy):
@@ -66,7 +67,7 @@ class Streamed(Strategy):
 
 
 class Relay:
-    """A started upstream stream, relayed to the client as OpenAI chunks."""
+    """A started upstream stream, relayed to the client as OpenAI chunks (or, through the request's surface, as that API's events)."""
 
     def __init__(self, strategy: Streamed, dep: Deployment, chunks: AsyncIterator[dict[str, Any]],
                  first: dict[str, Any], t0: float, client_usage: bool):
@@ -87,33 +88,40 @@ class Relay:
         priced: Priced | None = None
         status, err_kind = 200, None
         chunk: dict[str, Any] | None = self.first
+        surface = self.ex.surface
+        enc = (surface.encoder if surface is not None else ChatEncoder)(self.stream_id, self.created, dep.model_name,
+                                                                         self.client_usage)
         # the per-chunk loop reads locals only (it runs once per token)
-        chunks, add, dumps, name, sid, created = self.chunks, self.tally.add, orjson.dumps, dep.model_name, \
+        chunks, add, encode, name, sid, created = self.chunks, self.tally.add, enc.chunk, dep.model_name, \
             self.stream_id, self.created
         try:
+            head = enc.begin()
+            if head:
+                yield head
             while chunk is not None:
                 if chunk.get("usage"):
                     self.usage = Usage.from_openai(chunk["usage"]) or self.usage
                 norm = normalize_chunk(chunk, name, sid, created)
                 if norm is not None:
                     add(norm)
-                    yield b"data: " + dumps(norm) + b"\n\n"
+                    out = encode(norm)
+                    if out:
+                        yield out
                 chunk = await anext(chunks, None)
             priced = self._price()
-            if self.client_usage:
-                tail = {"id": self.stream_id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": dep.model_name, "choices": [], "usage": priced.usage.to_openai(),
-                        "switchyard": {"cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd,
-                                       "usage_source": priced.usage.source, "price_version": priced.price_version}}
-                yield b"data: " + orjson.dumps(tail) + b"\n\n"
-            yield b"data: [DONE]\n\n"
+            tail = enc.end(priced.usage.to_openai(), {
+                "cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd, "usage_source": priced.usage.source,
+                "price_version": priced.price_version})
+            if surface is not None:
+                await finish_surface(surface)  # before the end event: a client may continue from it at once
+            yield tail
         except UpstreamError as exc:
             status, err_kind = exc.status, f"upstream_{exc.kind}"
             gw.meter.metrics.upstream_errors.labels(dep.model_name, dep.provider, exc.kind).inc()
-            yield _error_event(f"The upstream stream failed after it started: {exc.message}.", err_kind)
+            yield enc.fail(f"The upstream stream failed after it started: {exc.message}.", err_kind)
         except ValueError as exc:
             status, err_kind = 502, "upstream_bad_response"
-            yield _error_event(f"The upstream sent a malformed chunk ({exc}).", err_kind)
+            yield enc.fail(f"The upstream sent a malformed chunk ({exc}).", err_kind)
         except (asyncio.CancelledError, GeneratorExit):
             status, err_kind = 499, "client_disconnected"
             gw.meter.metrics.disconnects.labels(dep.model_name).inc()
@@ -148,7 +156,3 @@ class Relay:
             self.gw.meter.metrics.disconnects.labels(self.dep.model_name).inc()
             await self._finish(None, 499, "client_disconnected")
 
-
-def _error_event(message: str, code: str) -> bytes:
-    err = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
-    return b"data: " + orjson.dumps(err) + b"\n\n"

@@ -1,0 +1,98 @@
+"""An API surface: one wire protocol apps speak (OpenAI chat completions, legacy completions, the
+Responses API, Anthropic's Messages API), adapted in and out of the gateway's one internal request.
+
+A surface turns its client's body into a chat-completions body (``chat``), which the gateway plans,
+admits, routes, meters and records like any other (the ledger's ``endpoint`` is the surface's
+name), and turns the gateway's OpenAI answer back into its own shape: a whole answer (``answer``),
+a stream (``encoder``: an ``Encoder`` turns each OpenAI chunk into the surface's events) and an
+error (``error``). A surface object serves one request; it keeps what it needs of the client's
+body to answer in kind (the prompt an ``echo`` repeats, the fields a Response echoes back).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.responses import Response
+
+from router.errors import APIError
+
+if TYPE_CHECKING:
+    from router.auth import Principal
+    from router.ledger.conversations import ResponseStore
+
+_JSON = "application/json"
+log = logging.getLogger("switchyard")
+
+
+class Encoder:
+    """One stream's events in a surface's shape. ``chunk`` is called once per upstream chunk (an
+    OpenAI ``chat.completion.chunk`` already normalised); ``end`` once with the request's usage
+    (OpenAI's form) and its money; ``fail`` when the stream breaks after it started."""
+
+    def begin(self) -> bytes:
+        return b""
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def fail(self, message: str, code: str) -> bytes:
+        raise NotImplementedError
+
+
+class Surface:
+    """One request on one API surface (``endpoint``: its name in the ledger and usage API)."""
+
+    endpoint = "chat"
+
+    def __init__(self, body: dict[str, Any]):
+        self.body = body  # the client's own body
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    async def prepare(self, who: Principal, store: ResponseStore | None) -> None:
+        """Work before the request is planned (the Responses API loads the conversation it continues)."""
+
+    async def done(self) -> None:
+        """Work once the answer is complete, before the client gets its end (the Responses API stores it)."""
+
+    def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
+        """The internal chat-completions request; APIError (400) for what this surface rejects."""
+        raise NotImplementedError
+
+    def answer(self, out: dict[str, Any]) -> dict[str, Any]:
+        """The client's answer from an OpenAI chat completion (its ``usage`` is the served call's)."""
+        raise NotImplementedError
+
+    def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:
+        raise NotImplementedError
+
+    @staticmethod
+    def error(exc: APIError) -> Response:
+        """An error in this surface's shape (OpenAI's unless the surface says otherwise)."""
+        return exc.response()
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event with a name (Anthropic's and the Responses API's streams name theirs)."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def json_response(obj: dict[str, Any], headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(obj), media_type=_JSON, headers=headers)
+
+
+async def finish_surface(surface: Surface) -> None:
+    """``surface.done()``; its failure (the database down while storing a response) is logged, never
+    the client's: the answer was served and metered."""
+    try:
+        await surface.done()
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.warning("%s: finishing the answer failed: %s", surface.endpoint, type(exc).__name__)

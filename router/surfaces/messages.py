@@ -1,0 +1,374 @@
+"""Anthropic's Messages API (``POST /v1/messages``, ``/v1/messages/count_tokens``), over the
+gateway's chat requests.
+
+In: ``system`` (a string or text blocks), content blocks (text, image, document, tool_use,
+tool_result; thinking blocks are dropped, ``cache_control`` marks ignored), ``tools`` and
+``tool_choice``, ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``,
+``metadata.user_id``. A user turn's tool results become tool messages ahead of the rest of its
+content, as chat completions require. Out: a ``message`` with text and tool_use blocks, the stop
+reason, and usage split the Anthropic way (``input_tokens`` excludes cache reads and writes, which
+are ``cache_read_input_tokens`` and ``cache_creation_input_tokens``). A stream is Anthropic's event
+sequence (``message_start``, ``ping``, ``content_block_start``/``delta``/``stop`` with text and
+``input_json_delta``, ``message_delta`` with the usage, ``message_stop``); errors are Anthropic's
+``{"type": "error", "error": {"type", "message"}}`` with its status codes.
+
+``top_k`` and ``thinking`` are accepted and not forwarded (chat completions has no such fields);
+``message_start`` reports 0 input tokens and ``message_delta`` the real count.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field, StrictBool, StrictStr, ValidationError
+from starlette.responses import Response
+
+from router.errors import APIError, invalid_request
+from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, validate_chat
+from router.surfaces.base import Encoder, Surface, sse
+
+Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
+                "content_filter": "refusal"}
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+class TextBlock(_Open):
+    type: Literal["text"]
+    text: StrictStr
+
+
+class AnthropicMessage(_Open):
+    role: Literal["user", "assistant"]
+    content: StrictStr | Annotated[list[dict[str, Any]], Field(min_length=0)]
+
+
+class AnthropicTool(_Open):
+    type: Literal["custom"] | None = None
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: StrictStr | None = None
+    input_schema: dict[str, Any]
+
+
+class AnthropicToolChoice(_Open):
+    type: Literal["auto", "any", "tool", "none"]
+    name: StrictStr | None = None
+    disable_parallel_tool_use: StrictBool | None = None
+
+
+class AnthropicMetadata(_Open):
+    user_id: Annotated[StrictStr, Field(max_length=256)] | None = None
+
+
+class Thinking(_Open):
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: PosInt | None = None
+
+
+class MessagesRequest(_Open):
+    model: Name
+    max_tokens: PosInt
+    messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
+    system: StrictStr | list[TextBlock] | None = None
+    stop_sequences: list[StrictStr] | None = None
+    stream: StrictBool | None = None
+    temperature: Annotated[Num, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[Num, Field(ge=0, le=1)] | None = None
+    top_k: PosInt | None = None
+    tools: Annotated[list[AnthropicTool], Field(max_length=128)] | None = None
+    tool_choice: AnthropicToolChoice | None = None
+    metadata: AnthropicMetadata | None = None
+    thinking: Thinking | None = None
+    fallbacks: Annotated[list[Name], Field(min_length=1, max_length=MAX_FALLBACKS)] | None = None
+    timeout: PosInt | Num | None = None
+
+
+class CountTokensRequest(MessagesRequest):
+    max_tokens: PosInt | None = None  # type: ignore[assignment]
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source")
+    if isinstance(src, dict) and src.get("type") == "base64" and isinstance(src.get("data"), str):
+        url = f"data:{src.get('media_type') or 'image/png'};base64,{src['data']}"
+    elif isinstance(src, dict) and src.get("type") == "url" and isinstance(src.get("url"), str):
+        url = src["url"]
+    else:
+        raise invalid_request(f"Invalid value for '{where}.source': an image needs a base64 or url source.",
+                              param=f"{where}.source", code="invalid_value")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _document(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source")
+    if isinstance(src, dict) and src.get("type") == "text" and isinstance(src.get("data"), str):
+        return {"type": "text", "text": src["data"]}
+    if isinstance(src, dict) and src.get("type") == "base64" and isinstance(src.get("data"), str):
+        media = src.get("media_type") or "application/pdf"
+        return {"type": "file", "file": {"filename": str(block.get("title") or "document"),
+                                         "file_data": f"data:{media};base64,{src['data']}"}}
+    raise invalid_request(f"Invalid value for '{where}.source': a document needs a text or base64 source.",
+                          param=f"{where}.source", code="invalid_value")
+
+
+def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
+    """A tool result's content: its text, and its images (sent after the tool messages)."""
+    if isinstance(content, str):
+        return content, []
+    if content is None:
+        return "", []
+    if not isinstance(content, list):
+        raise invalid_request(f"Invalid value for '{where}': a string or a list of blocks.", param=where,
+                              code="invalid_value")
+    texts, images = [], []
+    for j, b in enumerate(content):
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text" and isinstance(b.get("text"), str):
+            texts.append(b["text"])
+        elif kind == "image":
+            images.append(_image(b, f"{where}[{j}]"))
+        else:
+            raise invalid_request(f"Invalid value for '{where}[{j}]': a tool result holds text and image blocks.",
+                                  param=f"{where}[{j}]", code="invalid_value")
+    return "\n".join(texts), images
+
+
+def to_chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
+    """The conversation as chat-completions messages."""
+    out: list[dict[str, Any]] = []
+    if isinstance(req.system, str) and req.system:
+        out.append({"role": "system", "content": req.system})
+    elif isinstance(req.system, list) and req.system:
+        out.append({"role": "system", "content": "\n".join(b.text for b in req.system)})
+    for i, msg in enumerate(req.messages):
+        where = f"messages[{i}].content"
+        if isinstance(msg.content, str):
+            out.append({"role": msg.role, "content": msg.content})
+            continue
+        parts: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        late_images: list[dict[str, Any]] = []
+        for j, block in enumerate(msg.content):
+            kind = block.get("type") if isinstance(block, dict) else None
+            at = f"{where}[{j}]"
+            if kind == "text":
+                if not isinstance(block.get("text"), str):
+                    raise invalid_request(f"Invalid value for '{at}.text': a string.", param=f"{at}.text",
+                                          code="invalid_value")
+                parts.append({"type": "text", "text": block["text"]})
+            elif kind == "image" and msg.role == "user":
+                parts.append(_image(block, at))
+            elif kind == "document" and msg.role == "user":
+                parts.append(_document(block, at))
+            elif kind == "tool_use" and msg.role == "assistant":
+                if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                    raise invalid_request(f"Invalid value for '{at}': a tool_use block needs 'id' and 'name'.",
+                                          param=at, code="invalid_value")
+                calls.append({"id": block["id"], "type": "function", "function": {
+                    "name": block["name"], "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            elif kind == "tool_result" and msg.role == "user":
+                if not isinstance(block.get("tool_use_id"), str):
+                    raise invalid_request(f"Missing required parameter: '{at}.tool_use_id'.", param=f"{at}.tool_use_id",
+                                          code="missing_required_parameter")
+                text, images = _text_of(block.get("content"), f"{at}.content")
+                if block.get("is_error"):
+                    text = "Error: " + text
+                results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
+                late_images.extend(images)
+            elif kind in ("thinking", "redacted_thinking") and msg.role == "assistant":
+                continue  # a model's own reasoning: chat completions has no way to send it back
+            else:
+                raise invalid_request(f"Invalid value for '{at}.type': '{str(kind)[:40]}' is not a content block a "
+                                      f"{msg.role} message can hold here.", param=f"{at}.type", code="invalid_value")
+        if msg.role == "assistant":
+            text = "".join(p["text"] for p in parts)
+            turn: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                turn["tool_calls"] = calls
+            out.append(turn)
+            continue
+        out.extend(results)  # tool results answer the assistant turn just before: they come first
+        parts = late_images + parts
+        if parts:
+            out.append({"role": "user", "content": parts})
+    return out
+
+
+def to_chat_tools(req: MessagesRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if req.tools:
+        out["tools"] = [{"type": "function", "function": {
+            "name": t.name, **({"description": t.description} if t.description else {}), "parameters": t.input_schema}}
+            for t in req.tools]
+    choice = req.tool_choice
+    if choice is not None and req.tools:
+        if choice.type == "tool":
+            if not choice.name:
+                raise invalid_request("Missing required parameter: 'tool_choice.name'.", param="tool_choice.name",
+                                      code="missing_required_parameter")
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        else:
+            out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+        if choice.disable_parallel_tool_use:
+            out["parallel_tool_calls"] = False
+    return out
+
+
+def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI usage the Anthropic way: input excludes what was read from or written to the cache."""
+    details = usage.get("prompt_tokens_details") or {}
+    cached, written = details.get("cached_tokens", 0), details.get("cache_write_tokens", 0)
+    return {"input_tokens": max(0, usage["prompt_tokens"] - cached - written), "output_tokens": usage["completion_tokens"],
+            "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
+
+
+def _parse(model: type[MessagesRequest], body: Any) -> MessagesRequest:
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.", code="invalid_body")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+class Messages(Surface):
+    endpoint = "messages"
+
+    def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
+        req = _parse(MessagesRequest, self.body)
+        chat: dict[str, Any] = {"model": req.model, "messages": to_chat_messages(req), "max_tokens": req.max_tokens,
+                                **to_chat_tools(req)}
+        if req.stop_sequences:
+            if len(req.stop_sequences) > 4:
+                raise invalid_request("This gateway accepts at most 4 'stop_sequences'.", param="stop_sequences",
+                                      code="invalid_value")
+            chat["stop"] = req.stop_sequences
+        for name in ("temperature", "top_p", "fallbacks", "timeout", "stream"):
+            if getattr(req, name) is not None:
+                chat[name] = getattr(req, name)
+        if req.metadata is not None and req.metadata.user_id:
+            chat["user"] = req.metadata.user_id
+        validate_chat(chat, max_messages=max_messages, max_tokens_limit=max_tokens_limit)
+        return chat
+
+    def answer(self, out: dict[str, Any]) -> dict[str, Any]:
+        choice = out["choices"][0]
+        msg = choice["message"]
+        content: list[dict[str, Any]] = []
+        if msg.get("content"):
+            content.append({"type": "text", "text": msg["content"]})
+        for call in msg.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+                            "name": fn.get("name", ""), "input": _arguments(fn.get("arguments"))})
+        return {"id": _msg_id(out["id"]), "type": "message", "role": "assistant", "model": out["model"],
+                "content": content, "stop_reason": STOP_REASONS.get(choice["finish_reason"], "end_turn"),
+                "stop_sequence": None, "usage": anthropic_usage(out["usage"])}
+
+    def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:
+        return _Stream(_msg_id(stream_id), model)
+
+    @staticmethod
+    def error(exc: APIError) -> Response:
+        return anthropic_error(exc)
+
+
+def anthropic_error(exc: APIError) -> Response:
+    kind = ERROR_TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error")
+    if exc.status == 503:
+        kind = "overloaded_error"
+    body = {"type": "error", "error": {"type": kind, "message": exc.message}}
+    return Response(orjson.dumps(body), status_code=exc.status, media_type="application/json", headers=exc.headers)
+
+
+def count_tokens(body: Any, *, max_messages: int, max_tokens_limit: int) -> tuple[str, dict[str, Any]]:
+    """The model and the chat request whose prompt ``/v1/messages/count_tokens`` counts."""
+    req = _parse(CountTokensRequest, body)
+    chat = {"model": req.model, "messages": to_chat_messages(req), "max_tokens": 1, **to_chat_tools(req)}
+    validate_chat(chat, max_messages=max_messages, max_tokens_limit=max_tokens_limit)
+    return req.model, chat
+
+
+def _msg_id(chat_id: str) -> str:
+    return "msg_" + chat_id.removeprefix("chatcmpl-").removeprefix("req_")
+
+
+def _arguments(raw: Any) -> Any:
+    """A tool call's arguments as the object Anthropic's ``input`` is (the text when it is not JSON)."""
+    if not isinstance(raw, str) or not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+class _Stream(Encoder):
+    """Anthropic's stream events from OpenAI chunks (the first choice)."""
+
+    def __init__(self, msg_id: str, model: str):
+        self.msg_id, self.model = msg_id, model
+        self.index = -1  # the open content block's index
+        self.open: str | None = None  # "text" or "tool:<openai index>"
+        self.tool_id: str | None = None  # the open tool_use block's call id
+        self.stop_reason = "end_turn"
+
+    def begin(self) -> bytes:
+        return sse("message_start", {"type": "message_start", "message": {
+            "id": self.msg_id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}) + sse("ping", {"type": "ping"})
+
+    def _close(self) -> bytes:
+        if self.open is None:
+            return b""
+        self.open = None
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self.index})
+
+    def _start(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self.index += 1
+        self.open = kind
+        return out + sse("content_block_start", {"type": "content_block_start", "index": self.index,
+                                                 "content_block": block})
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        out = b""
+        for ch in chunk["choices"]:
+            if ch["index"] != 0:
+                continue
+            delta = ch["delta"]
+            text = delta.get("content")
+            if text:
+                if self.open != "text":
+                    out += self._start("text", {"type": "text", "text": ""})
+                out += sse("content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                                   "delta": {"type": "text_delta", "text": text}})
+            for tc in delta.get("tool_calls") or ():
+                kind = f"tool:{tc.get('index', 0)}"
+                fn = tc.get("function") or {}
+                if self.open != kind or (tc.get("id") and tc["id"] != self.tool_id):
+                    self.tool_id = tc.get("id") or f"toolu_{uuid.uuid4().hex[:24]}"
+                    out += self._start(kind, {"type": "tool_use", "id": self.tool_id, "name": fn.get("name", ""),
+                                              "input": {}})
+                if fn.get("arguments"):
+                    out += sse("content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                                       "delta": {"type": "input_json_delta",
+                                                                 "partial_json": fn["arguments"]}})
+            if ch["finish_reason"] is not None:
+                self.stop_reason = STOP_REASONS.get(ch["finish_reason"], "end_turn")
+        return out
+
+    def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
+        return self._close() + sse("message_delta", {
+            "type": "message_delta", "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+            "usage": anthropic_usage(usage)}) + sse("message_stop", {"type": "message_stop"})
+
+    def fail(self, message: str, code: str) -> bytes:
+        kind = "overloaded_error" if "rate_limited" in code or "unavailable" in code else "api_error"
+        return sse("error", {"type": "error", "error": {"type": kind, "message": message}})
