@@ -193,3 +193,14 @@ def start_mock(workdir: Path) -> Proc:
     workdir.mkdir(parents=True, exist_ok=True)
     return start([sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)], "/_stats", port,
                  workdir / "mock.log")
+
+
+def ledger_record(gw: Proc, key: str, request_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The ledger's record of a request (GET /v1/requests/{id}), once the writer has flushed it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(f"{gw.base}/v1/requests/{request_id}", headers={"authorization": f"Bearer {key}"})
+        if r.status_code == 200 or time.monotonic() > deadline:
+            assert r.status_code == 200, r.text
+            return r.json()
+        time.sleep(0.05)

@@ -12,7 +12,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel
 
-from tests.conftest import Proc
+from tests.conftest import Proc, ledger_record
 from tests.sdk_shape import assert_sdk_shape
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
@@ -38,9 +38,7 @@ def test_text_answer_parses_as_the_sdks_response_and_is_metered(embedded: Proc) 
     assert u.input_tokens_details.cached_tokens == 0 and u.output_tokens_details.reasoning_tokens == 0
     # the ledger holds it under its surface, at the price the header showed
     rid = raw.headers["x-request-id"]
-    rec = httpx.get(f"{embedded.base}/v1/requests/{rid}", headers={"authorization": f"Bearer {embedded.extra['key']}"})
-    assert rec.status_code == 200, rec.text
-    row = rec.json()
+    row = ledger_record(embedded, embedded.extra["key"], rid)
     assert row["endpoint"] == "responses" and row["model"] == "sim-small"
     assert row["prompt_tokens"] == u.input_tokens and row["completion_tokens"] == u.output_tokens
     assert row["charge_usd"] == pytest.approx(float(raw.headers["x-switchyard-charge-usd"]), rel=1e-6)

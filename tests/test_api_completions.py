@@ -1,0 +1,77 @@
+"""OpenAI's legacy completions (POST /v1/completions) with the official openai SDK against the
+embedded default (simulated providers)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+from openai.types import Completion
+
+from tests.conftest import Proc, ledger_record
+from tests.sdk_shape import assert_sdk_shape, unknown_fields
+
+
+def client(p: Proc) -> openai.OpenAI:
+    return openai.OpenAI(base_url=p.base + "/v1", api_key=p.extra["key"], max_retries=0)
+
+
+def test_create_parses_as_the_sdks_completion_and_is_metered(embedded: Proc) -> None:
+    raw = client(embedded).completions.with_raw_response.create(model="sim-small", prompt="Once upon a time",
+                                                                max_tokens=8, n=2, logprobs=2, stop=["zzz"])
+    data = json.loads(raw.text)
+    done = assert_sdk_shape(Completion, data)
+    assert done.object == "text_completion" and done.id.startswith("cmpl-") and len(done.choices) == 2
+    for ch in done.choices:
+        lp = ch.logprobs
+        assert ch.text and ch.finish_reason == "length"
+        assert "".join(lp.tokens) == ch.text and len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs)
+        assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))]
+        assert all(len(top) == 2 for top in lp.top_logprobs)
+    row = ledger_record(embedded, embedded.extra["key"], raw.headers["x-request-id"])
+    assert row["endpoint"] == "completions" and row["completion_tokens"] == done.usage.completion_tokens == 16
+
+
+def test_default_max_tokens_is_16_and_echo_repeats_the_prompt(embedded: Proc) -> None:
+    done = client(embedded).completions.create(model="sim-small", prompt="Hello there", echo=True)
+    assert done.usage.completion_tokens == 16 and done.choices[0].finish_reason == "length"
+    assert done.choices[0].text.startswith("Hello there") and len(done.choices[0].text) > len("Hello there")
+
+
+def test_stream_with_and_without_usage(embedded: Proc) -> None:
+    c = client(embedded)
+    chunks = list(c.completions.create(model="sim-small", prompt="Count:", max_tokens=6, stream=True, echo=True,
+                                       stream_options={"include_usage": True}))
+    for ch in chunks[:-1]:  # (the SDK's type has no null finish_reason, which OpenAI's own chunks carry until the end)
+        assert not unknown_fields(ch)
+    assert unknown_fields(chunks[-1]) == ["$.switchyard"]  # the usage chunk's money, as chat's usage chunk has it
+    assert chunks[-1].switchyard["charge_usd"] > 0
+    text = "".join(x.choices[0].text for x in chunks if x.choices)
+    assert text.startswith("Count:") and chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    assert [x.choices[0].finish_reason for x in chunks if x.choices][-1] == "length"
+    plain = list(c.completions.create(model="sim-small", prompt="Count:", max_tokens=6, stream=True))
+    assert all(x.usage is None and x.choices for x in plain)
+    with httpx.stream("POST", embedded.base + "/v1/completions", headers={"authorization": f"Bearer {embedded.extra['key']}"},
+                      json={"model": "sim-small", "prompt": "x", "max_tokens": 3, "stream": True}) as s:
+        lines = [line for line in s.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"model": "sim-small"}, "prompt"),
+    ({"model": "sim-small", "prompt": ["a", "b"]}, "prompt"),
+    ({"model": "sim-small", "prompt": [1, 2, 3]}, "prompt"),
+    ({"model": "sim-small", "prompt": "x", "suffix": "y"}, "suffix"),
+    ({"model": "sim-small", "prompt": "x", "max_tokens": 0, "echo": True}, "max_tokens"),
+    ({"model": "sim-small", "prompt": "x", "logprobs": 9}, "logprobs"),
+    ({"model": "sim-small", "prompt": "x", "temperature": 5}, "temperature"),
+    ({"model": "sim-small", "prompt": "x", "stream_options": {"include_usage": True}}, "stream_options"),
+])
+def test_bad_input_gets_an_openai_error(embedded: Proc, body: dict, param: str) -> None:
+    r = httpx.post(embedded.base + "/v1/completions", json=body,
+                   headers={"authorization": f"Bearer {embedded.extra['key']}"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["message"]
