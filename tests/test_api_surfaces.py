@@ -1,0 +1,206 @@
+"""Every API surface is one request inside: routed by the same policies, admitted by the same rate
+limits and budgets, metered into the same ledger, in front of mock upstreams speaking OpenAI's chat
+completions and (through litellm) Anthropic's Messages API."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, Proc, ledger_record, mock_config, mock_stats, start_gateway, \
+    start_mock
+
+PRICE = "model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000015}"
+AUTO = """name: auto
+bind: {aliases: [auto]}
+candidates: [mock-tools, claude]
+objective: {type: cheapest_above, target: 0.5}
+quality:
+  priors: {mock-tools: 0.8, claude: 0.9}
+  bandit: {enabled: false}
+"""
+WEATHER_FN = {"type": "function", "name": "get_weather", "description": "weather of a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER_TOOL = {"name": "get_weather", "description": "weather of a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.fixture(scope="module")
+def sgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    d = tmp_path_factory.mktemp("surfaces")
+    mock = start_mock(d / "mock")
+    (d / "policies").mkdir()
+    (d / "policies" / "auto.yaml").write_text(AUTO)
+    claude = (f"  - model_name: claude\n    litellm_params: {{model: anthropic/claude-mock, api_base: '{mock.base}', "
+              f"api_key: os.environ/MOCK_PROVIDER_KEY}}\n    {PRICE}\n")
+    cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + claude, 1)
+    cfg = cfg.replace("    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}",
+                      "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}\n"
+                      "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}")
+    cfg += (f"policies: {{dirs: ['{d / 'policies'}'], watch_interval: 0}}\n"
+            "limits:\n  rate_limits:\n    - {scope: key, id: tenant-c, rpm: 2}\n"
+            "  budgets:\n    - {scope: tenant, id: a, period: day, usd: 100}\n")
+    gw = start_gateway(d / "gw", cfg)
+    gw.extra["mock"] = mock
+    yield gw
+    gw.stop()
+    mock.stop()
+
+
+def oa(gw: Proc, key: str = KEY_A) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base + "/v1", api_key=key, max_retries=0)
+
+
+def an(gw: Proc, key: str = KEY_A) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.base, api_key=key, max_retries=0)
+
+
+def test_an_anthropic_request_routed_by_auto_to_an_openai_compatible_deployment(sgw: Proc) -> None:
+    raw = an(sgw).messages.with_raw_response.create(
+        model="auto", max_tokens=200, tools=[WEATHER_TOOL],
+        messages=[{"role": "user", "content": "Weather in Paris?"}])
+    msg = raw.parse()
+    assert raw.headers["x-switchyard-model"] == "mock-tools" and raw.headers["x-switchyard-policy"] == "auto"
+    use = msg.content[0]
+    assert msg.stop_reason == "tool_use" and use.type == "tool_use" and use.id == "call_1"
+    assert use.name == "get_weather" and use.input == {"city": "Paris"}
+    sent = mock_stats(sgw.extra["mock"])["last_body"]  # what the OpenAI-compatible upstream got
+    assert sent["tools"][0]["function"]["name"] == "get_weather" and sent["max_tokens"] == 200
+    # metered at the serving model's prices (mock-tools: $1 and $2 per 1M)
+    assert float(raw.headers["x-switchyard-cost-usd"]) == pytest.approx(
+        msg.usage.input_tokens * 1e-6 + msg.usage.output_tokens * 2e-6)
+    row = ledger_record(sgw, KEY_A, raw.headers["x-request-id"])
+    assert (row["endpoint"], row["alias"], row["model"], row["policy"]) == ("messages", "auto", "mock-tools", "auto")
+    # the tool's result goes back as Anthropic blocks; the upstream sees a chat tool message
+    follow = [{"role": "user", "content": "Weather in Paris?"},
+              {"role": "assistant", "content": [use.model_dump()]},
+              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "21C"}]}]
+    an(sgw).messages.create(model="mock-gpt", max_tokens=50, tools=[WEATHER_TOOL], messages=follow)
+    sent = mock_stats(sgw.extra["mock"])["last_body"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == "call_1" and json.loads(sent[1]["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
+    assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": "21C"}
+
+
+def test_a_responses_request_to_an_anthropic_deployment_through_litellm(sgw: Proc) -> None:
+    c = oa(sgw)
+    raw = c.responses.with_raw_response.create(model="claude", input="Weather in Paris?", tools=[WEATHER_FN],
+                                               store=False)
+    resp = raw.parse()
+    call = resp.output[0]
+    assert call.type == "function_call" and call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    native = mock_stats(sgw.extra["mock"])["last_body"]  # Anthropic's own request shape reached the upstream
+    assert native["tools"][0]["name"] == "get_weather" and "input_schema" in native["tools"][0]
+    assert float(raw.headers["x-switchyard-cost-usd"]) == pytest.approx(11 * 3e-6 + 5 * 15e-6)
+    assert (resp.usage.input_tokens, resp.usage.output_tokens) == (11, 5)
+    follow = c.responses.create(model="claude", tools=[WEATHER_FN], store=False, input=[
+        {"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": '{"temp_c": 21}'}])
+    assert follow.output_text == "hello world world"
+    events = list(c.responses.create(model="claude", input="Weather in Paris?", tools=[WEATHER_FN], stream=True,
+                                     store=False))
+    done = events[-1].response
+    assert events[-1].type == "response.completed" and done.output[0].type == "function_call"
+    assert json.loads(done.output[0].arguments) == {"city": "Paris"} and done.usage.output_tokens == 5
+
+
+def test_rate_limits_and_upstream_429s_get_each_surfaces_typed_error(sgw: Proc) -> None:
+    with pytest.raises(anthropic.RateLimitError) as e:
+        an(sgw).messages.create(model="all-limited", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.body["error"]["type"] == "rate_limit_error"
+    with pytest.raises(openai.RateLimitError):
+        oa(sgw).responses.create(model="all-limited", input="hi", store=False)
+    with pytest.raises(openai.RateLimitError):
+        oa(sgw).completions.create(model="all-limited", prompt="hi")
+    # the gateway's own limit (tenant-c: 2 requests a minute), whichever surface the requests use
+    oa(sgw, KEY_C).completions.create(model="mock-gpt", prompt="hi")
+    an(sgw, KEY_C).messages.create(model="mock-gpt", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.RateLimitError) as e:
+        an(sgw, KEY_C).messages.create(model="mock-gpt", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert "Rate limit reached" in e.value.body["error"]["message"] and e.value.response.headers["retry-after"]
+    with pytest.raises(openai.RateLimitError):
+        oa(sgw, KEY_C).responses.create(model="mock-gpt", input="hi", store=False)
+
+
+def test_stored_responses_belong_to_their_tenant(sgw: Proc) -> None:
+    mine = oa(sgw, KEY_A).responses.create(model="fast-sim", input="Remember 7.", max_output_tokens=5)
+    other = oa(sgw, KEY_B)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="fast-sim", input="and?", previous_response_id=mine.id)
+    assert oa(sgw, KEY_A).responses.retrieve(mine.id).id == mine.id
+
+
+def test_a_stream_that_breaks_ends_with_each_surfaces_error_event_and_is_metered(sgw: Proc) -> None:
+    h = {"authorization": f"Bearer {KEY_A}"}
+    ends = {}
+    for path, body in (("/v1/messages", {"max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+                       ("/v1/responses", {"input": "hi", "store": False}),
+                       ("/v1/completions", {"prompt": "hi"})):
+        with httpx.stream("POST", sgw.base + path, headers=h, json={"model": "mock-cut", "stream": True, **body}) as s:
+            lines = [line for line in s.iter_lines() if line.startswith("data: ")]
+            rid = s.headers["x-request-id"]
+        ends[path] = json.loads(lines[-1][6:])
+        row = ledger_record(sgw, KEY_A, rid)
+        assert row["status"] >= 500 and row["completion_tokens"] == 3, row  # what was relayed is metered
+    assert ends["/v1/messages"]["type"] == "error" and ends["/v1/messages"]["error"]["type"] == "api_error"
+    assert ends["/v1/responses"]["type"] == "response.failed"
+    assert ends["/v1/responses"]["response"]["error"]["code"] == "server_error"
+    assert ends["/v1/completions"]["error"]["code"].startswith("upstream_")
+
+
+def _admin_records(gw: Proc, since: float) -> list[dict[str, Any]]:
+    out, cursor = [], None
+    while True:
+        params = {"start": since, "end": time.time() + 60, "limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(gw.base + "/admin/requests", headers={"authorization": f"Bearer {ADMIN_KEY}"},
+                         params=params).json()
+        out += page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return out
+
+
+def test_every_surface_reconciles_with_the_ledger(sgw: Proc) -> None:
+    since = time.time()
+    h = {"authorization": f"Bearer {KEY_A}"}
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    bodies = {"chat/completions": chat, "completions": {"prompt": "hi"}, "responses": {"input": "hi", "store": False},
+              "messages": {"max_tokens": 30, **chat}}
+    ids: dict[str, list[str]] = {}
+    shown = 0.0  # money the non-streamed answers' headers showed
+    for path, body in bodies.items():
+        for stream in (False, True):
+            extra = {"stream": True} if stream else {}
+            r = httpx.post(f"{sgw.base}/v1/{path}", headers=h, json={"model": "mock-gpt", **body, **extra})
+            assert r.status_code == 200, r.text
+            ids.setdefault(path, []).append(r.headers["x-request-id"])
+            if not stream:
+                shown += float(r.headers["x-switchyard-charge-usd"])
+    rows = {rid: ledger_record(sgw, KEY_A, rid) for rid_list in ids.values() for rid in rid_list}
+    endpoints = {"chat/completions": "chat", "completions": "completions", "responses": "responses",
+                 "messages": "messages"}
+    for path, rid_list in ids.items():
+        assert {rows[r]["endpoint"] for r in rid_list} == {endpoints[path]}
+        assert [rows[r]["stream"] for r in rid_list] == [False, True]
+        assert all(rows[r]["charge_usd"] > 0 and rows[r]["status"] == 200 for r in rid_list)
+    assert shown == pytest.approx(sum(rows[ids[p][0]]["charge_usd"] for p in ids), rel=1e-9)
+    # the usage API's figures by surface are the sums of the ledger's records
+    records = [r for r in _admin_records(sgw, since) if r["request_id"] in rows]
+    assert len(records) == len(rows)
+    usage = httpx.get(sgw.base + "/v1/usage", headers=h, params={
+        "start": since, "end": time.time() + 60, "bucket": "none", "group_by": "endpoint"}).json()["data"]
+    by_endpoint = {u["endpoint"]: u for u in usage}
+    for ep in endpoints.values():
+        mine = [r for r in records if r["endpoint"] == ep]
+        assert by_endpoint[ep]["requests"] == len(mine) == 2
+        assert by_endpoint[ep]["charge_usd"] == pytest.approx(sum(r["charge_usd"] for r in mine), rel=1e-9)
+        assert by_endpoint[ep]["prompt_tokens"] == sum(r["prompt_tokens"] for r in mine)
