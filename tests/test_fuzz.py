@@ -18,16 +18,20 @@ H = {"authorization": f"Bearer {KEY_A}"}
 
 
 FUZZED = ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/{model}", "/v1/usage", "/v1/feedback",
-          "/v1/requests/{request_id}", "/v1/requests/top")
+          "/v1/requests/{request_id}", "/v1/requests/top", "/v1/completions", "/v1/responses",
+          "/v1/responses/{response_id}", "/v1/messages", "/v1/messages/count_tokens")
 
 
-def assert_clean(r: httpx.Response | object) -> None:
+def assert_clean(r: httpx.Response | object, anthropic: bool = False) -> None:
     status = r.status_code  # type: ignore[attr-defined]
     text = r.text  # type: ignore[attr-defined]
     assert status < 500, f"{status}: {text[:300]}"
     if status >= 400:
-        err = json.loads(text)["error"]
-        assert set(err) == {"message", "type", "param", "code"}
+        body = json.loads(text)
+        if anthropic:  # Anthropic's error shape
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+            return
+        assert set(body["error"]) == {"message", "type", "param", "code"}
     assert "Traceback" not in text and not any(s in text for s in SECRETS)
 
 
@@ -43,7 +47,7 @@ def test_openapi_fuzzing_finds_no_server_error(gateway) -> None:
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case) -> None:
             r = case.call(base_url=gateway.base, headers=H, timeout=30)
-            assert_clean(r)
+            assert_clean(r, anthropic=op.path.startswith("/v1/messages"))
 
         check()
 
@@ -82,6 +86,53 @@ def test_chat_bodies_never_break_the_gateway(gateway, body) -> None:
 def test_embedding_bodies_never_break_the_gateway(gateway, body) -> None:
     r = httpx.post(gateway.base + "/v1/embeddings", headers=H, content=json.dumps(body), timeout=30)
     assert_clean(r)
+
+
+block = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "document",
+                                                    "input_text", "input_image", "function_call",
+                                                    "function_call_output", "message", "reasoning", "bogus"])},
+                          optional={"text": json_value, "source": json_value, "id": json_value, "name": json_value,
+                                    "input": json_value, "tool_use_id": json_value, "content": json_value,
+                                    "call_id": json_value, "arguments": json_value, "output": json_value,
+                                    "role": json_value, "image_url": json_value}),
+    json_value)
+turn = st.one_of(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "developer", "x"]),
+                                        "content": st.one_of(st.text(max_size=100), st.lists(block, max_size=4),
+                                                             json_value)}), block)
+surface_bodies = {
+    "/v1/messages": st.fixed_dictionaries(
+        {"model": st.one_of(st.just("fast-sim"), json_value), "messages": st.one_of(st.lists(turn, max_size=4), json_value)},
+        optional={"max_tokens": st.one_of(st.integers(-5, 10**9), json_value), "system": json_value,
+                  "tools": json_value, "tool_choice": json_value, "stream": st.booleans(),
+                  "stop_sequences": json_value, "thinking": json_value, "metadata": json_value}),
+    "/v1/messages/count_tokens": st.fixed_dictionaries(
+        {"model": st.one_of(st.just("fast-sim"), json_value), "messages": st.one_of(st.lists(turn, max_size=4), json_value)},
+        optional={"system": json_value, "tools": json_value}),
+    "/v1/responses": st.fixed_dictionaries(
+        {"model": st.one_of(st.just("fast-sim"), json_value),
+         "input": st.one_of(st.text(max_size=100), st.lists(turn, max_size=4), json_value)},
+        optional={"instructions": json_value, "tools": json_value, "tool_choice": json_value, "text": json_value,
+                  "max_output_tokens": json_value, "reasoning": json_value, "stream": st.booleans(),
+                  "store": st.booleans(), "previous_response_id": json_value}),
+    "/v1/completions": st.fixed_dictionaries(
+        {"model": st.one_of(st.just("fast-sim"), json_value), "prompt": st.one_of(st.text(max_size=100), json_value)},
+        optional={"max_tokens": json_value, "echo": json_value, "logprobs": json_value, "n": json_value,
+                  "stream": st.booleans(), "suffix": json_value, "best_of": json_value}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(surface_bodies))
+def test_every_surfaces_bodies_never_break_the_gateway(gateway, path) -> None:
+    @given(body=surface_bodies[path])
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(body) -> None:
+        r = httpx.post(gateway.base + path, headers=H, content=json.dumps(body), timeout=30)
+        assert_clean(r, anthropic=path.startswith("/v1/messages"))
+        if r.status_code == 200 and not body.get("stream"):
+            assert r.json()
+
+    check()
 
 
 @given(raw=st.binary(max_size=300))

@@ -28,7 +28,8 @@ _SAME = ("model", "max_tokens", "n", "temperature", "top_p", "presence_penalty",
 
 class CompletionsRequest(_Open):
     model: Name
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | list[StrictInt] | list[list[StrictInt]]
+    prompt: (StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | Annotated[list[StrictInt], Field(min_length=1)]
+             | Annotated[list[list[StrictInt]], Field(min_length=1)])
     max_tokens: Annotated[StrictInt, Field(ge=0)] | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
     best_of: Annotated[StrictInt, Field(ge=1, le=20)] | None = None
