@@ -41,6 +41,18 @@ BODY = {"model": "mock-gpt", "max_tokens": 20, "messages": [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Write one short sentence about load testing an LLM gateway."}]}
 KEY = "sk-bench-key"
+_SYSTEM, _USER = BODY["messages"][0]["content"], BODY["messages"][1]["content"]
+# the same request on each API surface (--surfaces): path under /v1, body
+SURFACES = {
+    "chat": ("/chat/completions", BODY),
+    "responses": ("/responses", {"model": "mock-gpt", "max_output_tokens": 20, "instructions": _SYSTEM, "input": _USER,
+                                 "store": False}),
+    "responses+store": ("/responses", {"model": "mock-gpt", "max_output_tokens": 20, "instructions": _SYSTEM,
+                                       "input": _USER}),
+    "messages": ("/messages", {"model": "mock-gpt", "max_tokens": 20, "system": _SYSTEM,
+                               "messages": [{"role": "user", "content": _USER}]}),
+    "completions": ("/completions", {"model": "mock-gpt", "max_tokens": 20, "prompt": _USER}),
+}
 
 
 def free_port() -> int:
@@ -312,6 +324,46 @@ async def paired_max(gateways: dict[str, tuple[list[str], dict[str, str], dict[s
     return out
 
 
+async def surface_cpu(cmd: list[str], env: dict[str, str], headers: dict[str, str], args: argparse.Namespace,
+                      mock_url: str) -> dict[str, Any]:
+    """Gateway CPU per request on each API surface against chat completions, through one gateway
+    process and the same upstream: per round, each surface at the same open-loop rate in turn (the
+    order rotates), its CPU milliseconds per request divided by chat's in that round; the figure is
+    the median of the rounds' ratios, so the machine's drift cancels out."""
+    p, url = launch("surfaces", cmd, env, mock_url)
+    base = url.rsplit("/chat/completions", 1)[0]
+    names = list(SURFACES)
+    out: dict[str, Any] = {}
+    try:
+        await first_answer(url, headers)
+        for mode in ("nonstream", "stream"):
+            per: dict[str, list[float]] = {n: [] for n in names}
+            for name in names:  # warm-up
+                path, body = SURFACES[name]
+                await open_loop(base + path, headers, dict(body, stream=mode == "stream"), args.surface_rate, 1.0)
+            for r in range(args.surface_rounds):
+                order = names[r % len(names):] + names[:r % len(names)]
+                for name in order:
+                    path, body = SURFACES[name]
+                    c0 = cpu_seconds(p.pid)
+                    res = await open_loop(base + path, headers, dict(body, stream=mode == "stream"), args.surface_rate,
+                                          args.surface_seconds)
+                    if res["errors"]:
+                        raise RuntimeError(f"{name} {mode}: {res['errors']} errors")
+                    per[name].append((cpu_seconds(p.pid) - c0) * 1000 / res["requests"])
+            ratios = {n: sorted(x / c for x, c in zip(per[n], per["chat"])) for n in names}
+            out[mode] = {"cpu_ms_per_req": per, "ratio_to_chat": ratios,
+                         "median_ratio": {n: ratios[n][len(ratios[n]) // 2] for n in names}}
+            for n in names:
+                cpu = sorted(per[n])[len(per[n]) // 2]
+                print(f"  {mode:<9} {n:<16} cpu {cpu:6.2f} ms/req  /chat per round: "
+                      + " ".join(f"{x:.2f}" for x in ratios[n]) + f"  -> median {out[mode]['median_ratio'][n]:.2f}x",
+                      flush=True)
+    finally:
+        stop(p)
+    return out
+
+
 def added(gw: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, g in gw.items():
@@ -334,6 +386,12 @@ async def main() -> None:
     ap.add_argument("--no-wrk", action="store_true")
     ap.add_argument("--pair-rounds", type=int, default=7, help="alternating max-throughput rounds against LiteLLM")
     ap.add_argument("--pair-seconds", type=float, default=5)
+    ap.add_argument("--surfaces", action="store_true",
+                    help="also: CPU per request of /v1/responses, /v1/messages, /v1/completions against chat")
+    ap.add_argument("--only-surfaces", action="store_true", help="run the surface comparison alone")
+    ap.add_argument("--surface-rate", type=float, default=200)
+    ap.add_argument("--surface-seconds", type=float, default=5)
+    ap.add_argument("--surface-rounds", type=int, default=5)
     ap.add_argument("--out", default=str(HERE / "results.json"))
     args = ap.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
@@ -348,13 +406,20 @@ async def main() -> None:
                                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                            "python": platform.python_version(), "processor": platform.processor()},
                                "args": {k: v for k, v in vars(args).items()}}
+    serve = [switchyard, "serve", "--config", str(HERE / "bench-config.yaml"), "--port", "{port}", "--log-level", "warning"]
+    env = {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream"}
     try:
         await first_answer(mock_url + "/chat/completions", {})
+        if args.surfaces or args.only_surfaces:
+            print("API surfaces: gateway CPU per request against chat completions", flush=True)
+            results["surfaces"] = await surface_cpu(serve, env, headers, args, mock_url)
+            if args.only_surfaces:
+                Path(args.out).write_text(json.dumps(results, indent=2))
+                print(f"results: {args.out}")
+                return
         print("direct (mock upstream alone)", flush=True)
         direct_rates = sorted(set(args.rates + (args.litellm_rates if args.litellm else [])))
         results["direct"] = await scenario_set("direct", mock_url + "/chat/completions", None, args, {}, direct_rates)
-        serve = [switchyard, "serve", "--config", str(HERE / "bench-config.yaml"), "--port", "{port}", "--log-level", "warning"]
-        env = {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream"}
         print("switchyard (in-memory state, SQLite ledger)", flush=True)
         results["switchyard"] = await run_gateway("switchyard", serve, env, args, mock_url, headers)
         if args.redis_url and args.database_url:

@@ -94,6 +94,8 @@ def serve(
     for line in notes:
         typer.echo(line)
     typer.echo(f"  Models: {', '.join(_names(cfg))}")
+    typer.echo("  Routes: POST /v1/chat/completions, /v1/responses, /v1/messages (Anthropic; also count_tokens), "
+               "/v1/completions, /v1/embeddings; GET /v1/models, /v1/responses/{id}; dashboard at /dashboard")
     sys.stdout.flush()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (in-flight requests finish, the lifespan
     # flushes the ledger), then re-raises the signal to the handler that was installed before it.

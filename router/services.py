@@ -90,6 +90,8 @@ class Services:
         await self.limiter.aclose()
         if self.writer is not None:
             await self.writer.close()
+        if self.responses is not None:
+            await self.responses.close()
         if self.store is not None:
             await self.store.dispose()
         await self.registry.aclose()
