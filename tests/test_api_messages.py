@@ -142,3 +142,41 @@ def test_images_and_documents_reach_the_model(embedded: Proc) -> None:
         {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "A memo."}},
         {"type": "text", "text": "Describe both."}]}])
     assert msg.content[0].text
+
+
+def test_a_large_agent_loop(embedded: Proc) -> None:
+    """A coding agent's shape: a system prompt of tens of thousands of tokens, dozens of tools, and a
+    long tool-use loop; the repeated prefix is read from the (simulated) cache and priced at the
+    cache rate, reported as Anthropic's cache_read_input_tokens."""
+    c = client(embedded)
+    system = " ".join(f"Rule {i}: keep the change small, test it, and explain it in one line." for i in range(2500))
+    tools = [{"name": f"tool_{i}", "description": f"Tool number {i} of the workspace.",
+              "input_schema": {"type": "object", "properties": {"path": {"type": "string"}, "line": {"type": "integer"}},
+                               "required": ["path"]}} for i in range(40)]
+    messages: list[dict] = [{"role": "user", "content": "Fix the failing test."}]
+    calls = 0
+    last = None
+    for _ in range(12):
+        raw = c.messages.with_raw_response.create(model="sim-small", max_tokens=300, system=system, tools=tools,
+                                                  messages=messages)
+        msg = raw.parse()
+        last = (msg, raw.headers["x-request-id"])
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]})
+        if msg.stop_reason == "tool_use":
+            calls += 1
+            messages.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": b.id, "content": f"ok: {b.input}"}
+                for b in msg.content if b.type == "tool_use"]})
+        else:
+            messages.append({"role": "user", "content": "Next step."})
+    assert calls >= 5 and len(messages) == 25
+    msg, rid = last
+    assert msg.usage.input_tokens + msg.usage.cache_read_input_tokens > 40_000
+    assert msg.usage.cache_read_input_tokens > 30_000  # the prefix the previous turn sent
+    row = ledger_record(embedded, embedded.extra["key"], rid)
+    assert row["cached_tokens"] == msg.usage.cache_read_input_tokens
+    assert row["prompt_tokens"] == msg.usage.input_tokens + msg.usage.cache_read_input_tokens
+    cache_rate = row["cost_cached_input_usd"] / row["cached_tokens"]
+    input_rate = row["cost_input_usd"] / (row["prompt_tokens"] - row["cached_tokens"])
+    assert 0 < cache_rate < input_rate  # cache reads at the cache rate
+    assert row["cost_usd"] == pytest.approx(row["cost_input_usd"] + row["cost_cached_input_usd"] + row["cost_output_usd"])

@@ -119,17 +119,27 @@ class SimulatedBackend:
         return random.Random()
 
     def _cached_tokens(self, messages: list[dict[str, Any]], prompt_tokens: int) -> int:
-        """Simulated prompt caching: a repeated prefix (all but the last message) is a cache hit."""
+        """Simulated prompt caching, as providers do it: the longest prefix of whole messages an
+        earlier prompt began with is a cache hit (in 128-token blocks, from CACHE_MIN_TOKENS). Each
+        prompt is remembered whole and without its last message (a retry, an agent's next turn)."""
         if len(messages) < 2:
             return 0
-        key = hashlib.sha256(orjson.dumps(messages[:-1])).digest()
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            self._prefixes[key] = self._tok.count_messages(self.s.stands_in_for, messages[:-1])
-            if len(self._prefixes) > 4096:
-                self._prefixes.popitem(last=False)
-            return 0
-        self._prefixes.move_to_end(key)
+        h, keys = hashlib.sha256(), []
+        for m in messages:
+            h.update(orjson.dumps(m))
+            keys.append(h.digest())
+        prefix = 0
+        for k in range(len(keys) - 2, -1, -1):  # a strict prefix: the newest message is never cached
+            hit = self._prefixes.get(keys[k])
+            if hit is not None:
+                self._prefixes.move_to_end(keys[k])
+                prefix = hit
+                break
+        for k in (len(keys) - 2, len(keys) - 1):
+            if keys[k] not in self._prefixes:
+                self._prefixes[keys[k]] = self._tok.count_messages(self.s.stands_in_for, messages[:k + 1])
+                if len(self._prefixes) > 4096:
+                    self._prefixes.popitem(last=False)
         return (min(prefix, prompt_tokens) // 128) * 128 if prefix >= CACHE_MIN_TOKENS else 0
 
     # -- answer construction --------------------------------------------------------------------
