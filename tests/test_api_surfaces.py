@@ -37,9 +37,11 @@ def sgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     mock = start_mock(d / "mock")
     (d / "policies").mkdir()
     (d / "policies" / "auto.yaml").write_text(AUTO)
-    claude = (f"  - model_name: claude\n    litellm_params: {{model: anthropic/claude-mock, api_base: '{mock.base}', "
-              f"api_key: os.environ/MOCK_PROVIDER_KEY}}\n    {PRICE}\n")
+    claude = "".join(f"  - model_name: {name}\n    litellm_params: {{model: anthropic/{model}, api_base: '{mock.base}', "
+                     f"api_key: os.environ/MOCK_PROVIDER_KEY}}\n    {PRICE}\n"
+                     for name, model in (("claude", "claude-mock"), ("claude-529", "claude-mock-529")))
     cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + claude, 1)
+    cfg = cfg.replace("aliases:\n", "aliases:\n  claude-first: [claude-529, mock-gpt]\n", 1)
     cfg = cfg.replace("    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}",
                       "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}\n"
                       "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}")
@@ -204,3 +206,53 @@ def test_every_surface_reconciles_with_the_ledger(sgw: Proc) -> None:
         assert by_endpoint[ep]["requests"] == len(mine) == 2
         assert by_endpoint[ep]["charge_usd"] == pytest.approx(sum(r["charge_usd"] for r in mine), rel=1e-9)
         assert by_endpoint[ep]["prompt_tokens"] == sum(r["prompt_tokens"] for r in mine)
+
+
+def test_a_messages_request_to_an_anthropic_deployment_goes_through_as_it_came(sgw: Proc) -> None:
+    mock = sgw.extra["mock"]
+    body = {"model": "claude", "max_tokens": 300, "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "tools": [WEATHER_TOOL], "fallbacks": ["mock-gpt"],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+                         {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                                                           {"type": "text", "text": "Let me check."}]},
+                         {"role": "user", "content": "Go on."}]}
+    r = httpx.post(sgw.base + "/v1/messages", json=body, headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01"})
+    assert r.status_code == 200, r.text
+    sent = mock_stats(mock)["last_body"]
+    # Anthropic's own request: nothing translated or dropped, the deployment's model name, no gateway field
+    assert sent == {**{k: v for k, v in body.items() if k != "fallbacks"}, "model": "claude-mock"}
+    assert mock_stats(mock)["last_headers"]["x-api-key"] != KEY_A  # the operator's provider key, not the client's
+    msg = r.json()
+    assert msg["id"] == "msg_mock" and msg["model"] == "claude"  # the provider's own answer, under the gateway's name
+    assert msg["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]
+    assert msg["usage"] == {"input_tokens": 11, "output_tokens": 5}
+    assert float(r.headers["x-switchyard-cost-usd"]) == pytest.approx(11 * 3e-6 + 5 * 15e-6)
+    row = ledger_record(sgw, KEY_A, r.headers["x-request-id"])
+    assert (row["endpoint"], row["model"], row["prompt_tokens"], row["completion_tokens"]) == ("messages", "claude", 11, 5)
+    # streamed: the provider's events are relayed as they came, and metered
+    with an(sgw).messages.stream(model="claude", max_tokens=300, tools=[WEATHER_TOOL],
+                                 messages=[{"role": "user", "content": "Weather in Paris?"}]) as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_message()
+        rid = s.response.headers["x-request-id"]
+    assert final.id == "msg_mock" and final.content[0].input == {"city": "Paris"} and final.stop_reason == "tool_use"
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop" and "input_json" in kinds
+    assert mock_stats(mock)["last_body"]["stream"] is True
+    row = ledger_record(sgw, KEY_A, rid)
+    assert (row["stream"], row["prompt_tokens"], row["completion_tokens"], row["status"]) == (True, 11, 5, 200)
+    assert row["cost_usd"] == pytest.approx(11 * 3e-6 + 5 * 15e-6)
+
+
+def test_a_native_failure_falls_back_to_a_translated_deployment(sgw: Proc) -> None:
+    raw = an(sgw).messages.with_raw_response.create(model="claude-first", max_tokens=30,
+                                                    messages=[{"role": "user", "content": "hi"}])
+    msg = raw.parse()
+    assert raw.headers["x-switchyard-model"] == "mock-gpt" and raw.headers["x-switchyard-attempts"] == "2"
+    assert msg.content[0].text.startswith("hello") and msg.model == "mock-gpt"
+    with an(sgw).messages.stream(model="claude-first", max_tokens=30, messages=[{"role": "user", "content": "hi"}]) as s:
+        final = s.get_final_message()
+    assert final.model == "mock-gpt" and final.content[0].text.startswith("hello")
+    with pytest.raises(anthropic.InternalServerError) as e:  # the overloaded provider alone: its 503, Anthropic-shaped
+        an(sgw).messages.create(model="claude-529", max_tokens=30, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 503 and e.value.body["error"]["type"] == "overloaded_error"

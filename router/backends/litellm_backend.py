@@ -113,6 +113,13 @@ class LiteLLMBackend:
             self._kw["api_key"] = api_key
         if api_base:
             self._kw["api_base"] = api_base
+        # APIs this deployment also speaks in their own shape (router.surfaces): a request that arrives
+        # in Anthropic's shape goes to an Anthropic deployment as it is
+        self.native: dict[str, Any] = {}
+        if model.startswith("anthropic/"):
+            from router.backends.anthropic_native import AnthropicMessages
+
+            self.native["messages"] = AnthropicMessages(api_base=api_base, api_key=api_key)
 
     def _args(self, call: Call) -> dict[str, Any]:
         params = {k: v for k, v in call.body.items() if k not in _NOT_KWARGS}
@@ -189,4 +196,5 @@ class LiteLLMBackend:
         return self._dump(resp)
 
     async def aclose(self) -> None:
-        return None
+        for client in self.native.values():
+            await client.aclose()

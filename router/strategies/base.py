@@ -72,8 +72,14 @@ class Strategy:
     async def call(self, dep: Deployment, body: dict[str, Any] | None = None,
                    mode: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """One upstream call; its timeout is the deployment's, cut to what the request's deadline leaves."""
+        surface = self.ex.surface
+        native = surface.native_call(dep) if surface is not None and body is None else None
         body, mode, deadline = body or self.body, mode or self.mode, self.deadline
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
+        if native is not None:  # the deployment speaks the client's API: the request goes as it came
+            client, native_body = native
+            return await self._native(client, Call(body=native_body, timeout=timeout, request_id=self.ex.request_id),
+                                      dep, timeout)
         call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
                     request_id=self.ex.request_id)
         try:
@@ -88,6 +94,20 @@ class Strategy:
         except ValueError as exc:
             raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
         return raw, out
+
+    async def _native(self, client: Any, call: Call, dep: Deployment, timeout: float
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        surface = self.ex.surface
+        assert surface is not None
+        try:
+            answer = await client.create(call)
+        except UpstreamTimeout as exc:
+            exc.by_deadline = timeout < dep.timeout
+            raise
+        try:
+            return surface.from_native(answer, dep.model_name)
+        except ValueError as exc:
+            raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
 
     def price(self, dep: Deployment, raw: dict[str, Any], out: dict[str, Any],
               body: dict[str, Any] | None = None) -> Priced:

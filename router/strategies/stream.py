@@ -31,14 +31,21 @@ class Streamed(Strategy):
     async def run(self) -> Response:
         ex, body, deadline = self.ex, self.body, self.deadline
         client_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        surface = ex.surface
         for dep in ex.plan.deployments:  # type: ignore[union-attr]
-            up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
-            up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            call = Call(body=up, timeout=dep.stream_timeout, request_id=ex.request_id)
+            native = surface.native_call(dep) if surface is not None else None
+            if native is not None:  # the deployment speaks the client's API: its events are relayed as they come
+                client, native_body = native
+                call = Call(body={**native_body, "stream": True}, timeout=dep.stream_timeout, request_id=ex.request_id)
+            else:
+                up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
+                up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+                call = Call(body=up, timeout=dep.stream_timeout, request_id=ex.request_id)
             if deadline is not None and time.perf_counter() >= deadline:
                 break
             t0 = ex.calling(dep)
-            chunks = dep.backend.chat_stream(call)
+            chunks = (surface.native_chunks(client.stream(call), dep.model_name) if native is not None  # type: ignore[union-attr]
+                      else dep.backend.chat_stream(call))
             try:
                 # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
                 first = await (chunks.__anext__() if deadline is None
@@ -60,7 +67,7 @@ class Streamed(Strategy):
             self.gw.health.observe_ttft(dep.id, time.perf_counter() - t0)
             if ex.attempts.last_error is not None:  # an attempt failed before this one started
                 self.gw.meter.metrics.fallbacks.labels(dep.model_name).inc()
-            relay = Relay(self, dep, chunks, first, t0, client_usage)
+            relay = Relay(self, dep, chunks, first, t0, client_usage, native=native is not None)
             self.handed_off = True
             return SSEResponse(relay.events(), headers=headers(dep, ex, None, in_flight=1), on_close=relay.abandon)
         raise self.exhausted()
@@ -70,8 +77,9 @@ class Relay:
     """A started upstream stream, relayed to the client as OpenAI chunks (or, through the request's surface, as that API's events)."""
 
     def __init__(self, strategy: Streamed, dep: Deployment, chunks: AsyncIterator[dict[str, Any]],
-                 first: dict[str, Any], t0: float, client_usage: bool):
+                 first: dict[str, Any], t0: float, client_usage: bool, native: bool = False):
         self.gw, self.ex, self.body = strategy.gw, strategy.ex, strategy.body
+        self.native = native  # the chunks carry the upstream's own events, relayed as they are
         self.dep, self.chunks, self.first, self.t0, self.client_usage = dep, chunks, first, t0, client_usage
         self.tally = StreamTally()
         self.usage: Usage | None = Usage.from_openai(first["usage"]) if first.get("usage") else None
@@ -94,8 +102,9 @@ class Relay:
         # the per-chunk loop reads locals only (it runs once per token)
         chunks, add, encode, name, sid, created = self.chunks, self.tally.add, enc.chunk, dep.model_name, \
             self.stream_id, self.created
+        native = self.native
         try:
-            head = enc.begin()
+            head = b"" if native else enc.begin()
             if head:
                 yield head
             while chunk is not None:
@@ -104,17 +113,21 @@ class Relay:
                 norm = normalize_chunk(chunk, name, sid, created)
                 if norm is not None:
                     add(norm)
+                if native:
+                    yield chunk["_native"]
+                elif norm is not None:
                     out = encode(norm)
                     if out:
                         yield out
                 chunk = await anext(chunks, None)
             priced = self._price()
-            tail = enc.end(priced.usage.to_openai(), {
+            tail = b"" if native else enc.end(priced.usage.to_openai(), {
                 "cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd, "usage_source": priced.usage.source,
                 "price_version": priced.price_version})
             if surface is not None:
                 await finish_surface(surface)  # before the end event: a client may continue from it at once
-            yield tail
+            if tail:
+                yield tail
         except UpstreamError as exc:
             status, err_kind = exc.status, f"upstream_{exc.kind}"
             gw.meter.metrics.upstream_errors.labels(dep.model_name, dep.provider, exc.kind).inc()

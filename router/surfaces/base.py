@@ -12,7 +12,7 @@ body to answer in kind (the prompt an ``echo`` repeats, the fields a Response ec
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import orjson
 from starlette.responses import Response
@@ -21,6 +21,7 @@ from router.errors import APIError
 
 if TYPE_CHECKING:
     from router.auth import Principal
+    from router.registry import Deployment
     from router.ledger.conversations import ResponseStore
 
 _JSON = "application/json"
@@ -69,6 +70,23 @@ class Surface:
 
     def answer(self, out: dict[str, Any]) -> dict[str, Any]:
         """The client's answer from an OpenAI chat completion (its ``usage`` is the served call's)."""
+        raise NotImplementedError
+
+    # -- deployments that speak this surface's API natively -----------------------------------------
+    def native_call(self, dep: Deployment) -> tuple[Any, dict[str, Any]] | None:
+        """(the deployment's client for this API, the body it gets) when ``dep`` speaks this surface's
+        API itself; None to go through chat completions."""
+        return None
+
+    def from_native(self, answer: dict[str, Any], model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A native answer as the gateway meters it: (an OpenAI-shaped raw body with its usage, the
+        normalised chat completion); the native answer rides along for ``answer``. ValueError when
+        it is malformed."""
+        raise NotImplementedError
+
+    def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
+                      ) -> AsyncIterator[dict[str, Any]]:
+        """A native stream as OpenAI chunks (for metering), each carrying its native event to relay."""
         raise NotImplementedError
 
     def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:

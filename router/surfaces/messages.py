@@ -19,17 +19,27 @@ sequence (``message_start``, ``ping``, ``content_block_start``/``delta``/``stop`
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
 
 import orjson
 from pydantic import Field, StrictBool, StrictStr, ValidationError
 from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
-from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, validate_chat
+from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
 from router.surfaces.base import Encoder, Surface, sse
 
+if TYPE_CHECKING:
+    from router.registry import Deployment
+
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+NATIVE = "_native"  # where a native answer or event rides on the gateway's OpenAI-shaped view of it
+# what an Anthropic deployment gets of a Messages request (nothing that makes the provider fetch URLs
+# or run servers on the operator's account: no mcp_servers, no container)
+NATIVE_FIELDS = frozenset({"messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature",
+                           "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"})
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                  "refusal": "content_filter", "pause_turn": "stop"}
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -218,6 +228,15 @@ def to_chat_tools(req: MessagesRequest) -> dict[str, Any]:
     return out
 
 
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic usage the OpenAI way: the prompt includes what was read from and written to the cache."""
+    read, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + read + written
+    out = usage.get("output_tokens") or 0
+    return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out,
+            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written}}
+
+
 def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage the Anthropic way: input excludes what was read from or written to the cache."""
     details = usage.get("prompt_tokens_details") or {}
@@ -256,6 +275,9 @@ class Messages(Surface):
         return chat
 
     def answer(self, out: dict[str, Any]) -> dict[str, Any]:
+        native = out.get(NATIVE)
+        if native is not None:  # the Anthropic deployment's own answer, as it came (but the model's name)
+            return {**native, "model": out["model"]}
         choice = out["choices"][0]
         msg = choice["message"]
         content: list[dict[str, Any]] = []
@@ -275,6 +297,62 @@ class Messages(Surface):
     @staticmethod
     def error(exc: APIError) -> Response:
         return anthropic_error(exc)
+
+    # -- Anthropic deployments: the request as it came --------------------------------------------
+    def native_call(self, dep: Deployment) -> tuple[Any, dict[str, Any]] | None:
+        client = (getattr(dep.backend, "native", None) or {}).get("messages")
+        if client is None:
+            return None
+        body = {k: v for k, v in self.body.items() if k in NATIVE_FIELDS}
+        body["model"] = dep.upstream_model
+        return client, body
+
+    def from_native(self, answer: dict[str, Any], model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not isinstance(answer.get("content"), list) or not isinstance(answer.get("usage"), dict):
+            raise ValueError("an Anthropic message without content or usage")
+        text = "".join(b.get("text", "") for b in answer["content"] if isinstance(b, dict) and b.get("type") == "text")
+        calls = [{"id": b.get("id"), "type": "function", "function": {
+            "name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()}}
+            for b in answer["content"] if isinstance(b, dict) and b.get("type") == "tool_use"]
+        message: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+        raw = {"id": answer.get("id"), "choices": [{"index": 0, "message": message,
+                                                    "finish_reason": FINISH_REASONS.get(answer.get("stop_reason"), "stop")}],
+               "usage": openai_usage(answer["usage"])}
+        out = normalize_chat(raw, model)
+        out[NATIVE] = answer
+        return raw, out
+
+    async def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
+                            ) -> AsyncIterator[dict[str, Any]]:
+        usage: dict[str, Any] = {}
+        async for event, raw in events:
+            kind = event["type"]
+            chunk: dict[str, Any] = {"choices": [], NATIVE: raw}
+            delta: dict[str, Any] | None = None
+            finish = None
+            if kind == "message_start":
+                usage = dict((event.get("message") or {}).get("usage") or {})
+                chunk["usage"] = openai_usage(usage)
+            elif kind == "content_block_start":
+                block = event.get("content_block") or {}
+                if block.get("type") == "tool_use":
+                    delta = {"tool_calls": [{"index": event.get("index", 0), "id": block.get("id"), "type": "function",
+                                             "function": {"name": block.get("name"), "arguments": ""}}]}
+            elif kind == "content_block_delta":
+                d = event.get("delta") or {}
+                if d.get("type") == "text_delta":
+                    delta = {"content": d.get("text", "")}
+                elif d.get("type") == "input_json_delta":
+                    delta = {"tool_calls": [{"index": event.get("index", 0),
+                                             "function": {"arguments": d.get("partial_json", "")}}]}
+            elif kind == "message_delta":
+                usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+                chunk["usage"] = openai_usage(usage)
+                finish = FINISH_REASONS.get((event.get("delta") or {}).get("stop_reason"), "stop")
+                delta = {}
+            if delta is not None:
+                chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+            yield chunk
 
 
 def anthropic_error(exc: APIError) -> Response:
