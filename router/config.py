@@ -53,6 +53,9 @@ class LiteLLMParams(BaseModel):
         default_factory=list, description="request fields beyond OpenAI's own that reach this deployment "
         "(e.g. top_k); everything else a client sends that the API does not define is dropped")
     weight: float = Field(default=1.0, gt=0, le=1000, description="share of the model's traffic among its deployments")
+    native_apis: list[Literal["responses"]] | None = Field(
+        default=None, description="client APIs this OpenAI-compatible server also speaks itself: a /v1/responses "
+        "request routed here goes through as it came (default: [responses] for OpenAI's own API, none otherwise)")
 
     _check_key = field_validator("api_key")(classmethod(lambda cls, v: _secret_ref(v)))
 

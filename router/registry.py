@@ -34,7 +34,7 @@ OPENAI_COMPAT_BASES: dict[str, str | None] = {
     "llamafile": None,
 }
 _PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend",
-                 "pass_through_fields", "weight"}
+                 "pass_through_fields", "weight", "native_apis"}
 
 
 @dataclass
@@ -166,7 +166,10 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
                                       azure_api_version=p.api_version if provider == "azure" else None,
                                       azure_deployment=name if provider == "azure" else None,
                                       max_response_bytes=cfg.server.max_response_bytes,
-                                      headers={str(k): str(v) for k, v in (extra.get("extra_headers") or {}).items()})
+                                      headers={str(k): str(v) for k, v in (extra.get("extra_headers") or {}).items()},
+                                      native_apis=frozenset(p.native_apis if p.native_apis is not None else (
+                                          ["responses"] if provider == "openai" and base == OPENAI_COMPAT_BASES["openai"]
+                                          else [])))
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     else:
         backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=_ref_or_literal(p.api_base, resolve),

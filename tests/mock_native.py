@@ -2,6 +2,8 @@
 process (tests/mock_upstream.py), for the litellm backend's native providers.
 
 - ``POST /v1/messages`` (Anthropic; litellm's ``anthropic/`` with ``api_base`` = the mock's root)
+- ``POST /v1/responses`` (OpenAI's Responses API: a text answer, or a function call when the request
+  offers function tools and its last input item is not a function call's output)
 - ``POST /gemini/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``
   (litellm's ``gemini/`` with ``api_base`` = ``<mock>/gemini``)
 
@@ -91,6 +93,64 @@ def anthropic_handler(stats: dict[str, Any]) -> Any:
     return messages
 
 
+# -- OpenAI Responses ------------------------------------------------------------------------------
+def _responses_wants_tool(body: dict[str, Any]) -> str | None:
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    items = body.get("input")
+    last = items[-1] if isinstance(items, list) and items else {}
+    return tools[0]["name"] if tools and last.get("type") != "function_call_output" else None
+
+
+def responses_handler(stats: dict[str, Any]) -> Any:
+    async def responses(request: web.Request) -> web.StreamResponse:
+        body = await request.json(loads=orjson.loads)
+        model = str(body.get("model", ""))
+        _note(stats, model, body, request)
+        tool = _responses_wants_tool(body)
+        usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+                 "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 16}
+        text = "".join(WORDS)
+        item = ({"id": "fc_mock", "type": "function_call", "status": "completed", "call_id": "call_mock", "name": tool,
+                 "arguments": orjson.dumps(TOOL_ARGS).decode()} if tool else
+                {"id": "msg_mock", "type": "message", "status": "completed", "role": "assistant",
+                 "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
+        resp = {"id": "resp_mock" + str(stats["requests"][model]), "object": "response", "created_at": 1700000000,
+                "status": "completed", "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
+                "model": model, "output": [item], "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto",
+                "tools": body.get("tools") or [], "top_p": 1.0, "usage": usage, "metadata": {}}
+        if not body.get("stream"):
+            return web.json_response(resp)
+        seq = iter(range(100))
+        ev: list[tuple[str | None, dict[str, Any]]] = []
+
+        def add(kind: str, **data: Any) -> None:
+            ev.append((kind, {"type": kind, "sequence_number": next(seq), **data}))
+
+        start = {**resp, "status": "in_progress", "output": [], "usage": None}
+        add("response.created", response=start)
+        add("response.in_progress", response=start)
+        if tool:
+            add("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "arguments": ""})
+            for piece in (item["arguments"][:5], item["arguments"][5:]):
+                add("response.function_call_arguments.delta", item_id="fc_mock", output_index=0, delta=piece)
+            add("response.function_call_arguments.done", item_id="fc_mock", output_index=0, name=tool,
+                arguments=item["arguments"])
+        else:
+            add("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
+            add("response.content_part.added", item_id="msg_mock", output_index=0, content_index=0,
+                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+            for w in WORDS:
+                add("response.output_text.delta", item_id="msg_mock", output_index=0, content_index=0, delta=w, logprobs=[])
+            add("response.output_text.done", item_id="msg_mock", output_index=0, content_index=0, text=text, logprobs=[])
+            add("response.content_part.done", item_id="msg_mock", output_index=0, content_index=0,
+                part=item["content"][0])
+        add("response.output_item.done", output_index=0, item=item)
+        add("response.completed", response=resp)
+        return await _sse(request, ev)
+
+    return responses
+
+
 # -- Gemini ------------------------------------------------------------------------------------------
 def _gemini_wants_tool(body: dict[str, Any]) -> str | None:
     decls = [f for t in body.get("tools") or [] for f in t.get("functionDeclarations") or t.get("function_declarations") or []]
@@ -130,4 +190,5 @@ def gemini_handler(stats: dict[str, Any]) -> Any:
 
 def add_routes(app: web.Application, stats: dict[str, Any]) -> None:
     app.router.add_post("/v1/messages", anthropic_handler(stats))
+    app.router.add_post("/v1/responses", responses_handler(stats))
     app.router.add_post("/gemini/models/{tail}", gemini_handler(stats))

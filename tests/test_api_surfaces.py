@@ -42,6 +42,9 @@ def sgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
                      for name, model in (("claude", "claude-mock"), ("claude-529", "claude-mock-529")))
     cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + claude, 1)
     cfg = cfg.replace("aliases:\n", "aliases:\n  claude-first: [claude-529, mock-gpt]\n", 1)
+    cfg = cfg.replace("model_list:\n", "model_list:\n  - model_name: gpt-native\n    litellm_params: {model: openai/mock-gpt, "
+                      f"api_base: '{mock.base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY, native_apis: [responses]}}\n"
+                      "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n", 1)
     cfg = cfg.replace("    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}",
                       "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}\n"
                       "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}")
@@ -256,3 +259,46 @@ def test_a_native_failure_falls_back_to_a_translated_deployment(sgw: Proc) -> No
     with pytest.raises(anthropic.InternalServerError) as e:  # the overloaded provider alone: its 503, Anthropic-shaped
         an(sgw).messages.create(model="claude-529", max_tokens=30, messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 503 and e.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_a_responses_request_to_a_deployment_that_speaks_it_goes_through_as_it_came(sgw: Proc) -> None:
+    mock, c = sgw.extra["mock"], oa(sgw)
+    raw = c.responses.with_raw_response.create(model="gpt-native", input="hi", instructions="Be brief.",
+                                               reasoning={"effort": "low"}, include=["reasoning.encrypted_content"],
+                                               max_output_tokens=50, store=False)
+    resp = raw.parse()
+    sent = mock_stats(mock)["last_body"]
+    assert sent == {"model": "mock-gpt", "input": "hi", "instructions": "Be brief.", "reasoning": {"effort": "low"},
+                    "include": ["reasoning.encrypted_content"], "max_output_tokens": 50, "store": False}
+    assert resp.id.startswith("resp_mock") and resp.model == "gpt-native" and resp.output_text == "hello world world"
+    assert float(raw.headers["x-switchyard-cost-usd"]) == pytest.approx(11 * 1e-6 + 5 * 2e-6)
+    row = ledger_record(sgw, KEY_A, raw.headers["x-request-id"])
+    assert (row["endpoint"], row["model"], row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"]) == (
+        "responses", "gpt-native", 11, 5, 2)
+    # a tool round trip continued by id: the gateway kept the conversation and sends it whole
+    first = c.responses.create(model="gpt-native", input="Weather in Paris?", tools=[WEATHER_FN])
+    call = first.output[0]
+    assert call.type == "function_call" and call.call_id == "call_mock" and json.loads(call.arguments) == {"city": "Paris"}
+    follow = c.responses.create(model="gpt-native", previous_response_id=first.id, tools=[WEATHER_FN],
+                                input=[{"type": "function_call_output", "call_id": "call_mock", "output": "21C"}])
+    sent = mock_stats(mock)["last_body"]
+    assert "previous_response_id" not in sent and sent["store"] is False
+    assert [i.get("type") for i in sent["input"]] == ["message", "function_call", "function_call_output"]
+    assert sent["input"][0]["content"] == "Weather in Paris?" and sent["input"][1]["call_id"] == "call_mock"
+    assert follow.output_text == "hello world world" and follow.previous_response_id == first.id
+    assert c.responses.retrieve(follow.id).output_text == "hello world world"
+    # streamed: the deployment's events, relayed; the final Response under the gateway's name, stored
+    with c.responses.stream(model="gpt-native", input="hi") as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert final.model == "gpt-native" and final.output_text == "hello world world"
+    assert mock_stats(mock)["last_body"]["stream"] is True
+    assert c.responses.retrieve(final.id).output_text == "hello world world"
+    with httpx.stream("POST", sgw.base + "/v1/responses", headers={"authorization": f"Bearer {KEY_A}"},
+                      json={"model": "gpt-native", "input": "hi", "stream": True, "store": False}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        rid = r.headers["x-request-id"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))  # the deployment's own numbering
+    row = ledger_record(sgw, KEY_A, rid)
+    assert (row["stream"], row["prompt_tokens"], row["completion_tokens"], row["status"]) == (True, 11, 5, 200)

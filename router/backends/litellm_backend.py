@@ -117,9 +117,10 @@ class LiteLLMBackend:
         # in Anthropic's shape goes to an Anthropic deployment as it is
         self.native: dict[str, Any] = {}
         if model.startswith("anthropic/"):
-            from router.backends.anthropic_native import AnthropicMessages
+            from router.backends.anthropic_native import AnthropicBackend
 
-            self.native["messages"] = AnthropicMessages(api_base=api_base, api_key=api_key)
+            self._anthropic = AnthropicBackend(api_base=api_base, api_key=api_key)
+            self.native = self._anthropic.native
 
     def _args(self, call: Call) -> dict[str, Any]:
         params = {k: v for k, v in call.body.items() if k not in _NOT_KWARGS}
@@ -196,5 +197,5 @@ class LiteLLMBackend:
         return self._dump(resp)
 
     async def aclose(self) -> None:
-        for client in self.native.values():
-            await client.aclose()
+        if self.native:
+            await self._anthropic.aclose()

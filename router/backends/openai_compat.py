@@ -30,7 +30,7 @@ class OpenAICompatBackend:
     def __init__(self, *, api_base: str, api_key: str | None = None, azure_api_version: str | None = None,
                  azure_deployment: str | None = None, connect_timeout: float = 5.0,
                  max_response_bytes: int = 32 * 1024 * 1024, max_connections: int = 256,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, native_apis: frozenset[str] = frozenset()):
         self._azure_version = azure_api_version
         self._azure_deployment = azure_deployment
         self._max_bytes = max_response_bytes
@@ -46,6 +46,10 @@ class OpenAICompatBackend:
             raise ValueError("api_base must not carry a query string")
         self._pool = http1.Pool(base, max_connections=max_connections, connect_timeout=connect_timeout,
                                 keepalive_timeout=30.0, headers=static)
+        # client APIs this server also speaks in their own shape (router.surfaces): a request that
+        # arrives in that shape and is routed here goes through as it came
+        self.native: dict[str, Any] = {"responses": NativeAPI(self, "responses", RESPONSES_ENDS)} \
+            if "responses" in native_apis else {}
 
     # -- plumbing ---------------------------------------------------------------------------
     def _path(self, path: str) -> str:
@@ -180,5 +184,64 @@ class OpenAICompatBackend:
             else:
                 resp.close()  # drop the connection: the upstream sees the abort and stops generating
 
+    async def typed_events(self, path: str, call: Call, ends: frozenset[str]
+                           ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+        """A stream of typed events (each event's data names its ``type``, as Anthropic's and the
+        Responses API's do), up to one of ``ends``: (the data, the event as the client gets it). An
+        ``error`` event, or the stream ending early, is the upstream's failure."""
+        resp = await self._post(path, call, stream=True)
+        clean = False
+        try:
+            ctype = resp.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                raise UpstreamBadResponse(f"upstream answered a stream request with '{ctype[:60]}'")
+            async for payload in self._events(resp):
+                try:
+                    event = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise UpstreamBadResponse("upstream sent a stream event that is not valid JSON") from None
+                kind = event.get("type") if isinstance(event, dict) else None
+                if not isinstance(kind, str):
+                    raise UpstreamBadResponse("upstream sent a stream event without a type")
+                if kind == "error":
+                    raise self._event_error(event)
+                yield event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
+                if kind in ends:
+                    clean = True
+                    return
+            raise UpstreamStreamCut("upstream stream ended before its last event")
+        except http1.TimedOut:
+            raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
+        except http1.BadResponse as exc:
+            raise UpstreamBadResponse(f"upstream stream is malformed: {str(exc)[:100]}") from None
+        except http1.HTTPClientError as exc:
+            raise UpstreamStreamCut(f"upstream stream broke: {exc}") from None
+        finally:
+            if clean:
+                resp.release()
+            else:
+                resp.close()
+
+    def _event_error(self, event: dict[str, Any]) -> UpstreamError:
+        err = event.get("error") if isinstance(event.get("error"), dict) else event
+        return UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(err.get('message', '')))[:300]}")
+
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class NativeAPI:
+    """One client API a backend speaks itself at ``path``: a whole answer, or its typed events."""
+
+    def __init__(self, backend: OpenAICompatBackend, path: str, ends: frozenset[str]):
+        self.backend, self.path, self.ends = backend, path, ends
+
+    async def create(self, call: Call) -> dict[str, Any]:
+        b = self.backend
+        return await b._read_json(await b._post(self.path, call, stream=False))
+
+    def stream(self, call: Call) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+        return self.backend.typed_events(self.path, call, self.ends)

@@ -23,19 +23,26 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
 
 import orjson
 from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from router.errors import APIError, invalid_request
-from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, validate_chat
-from router.surfaces.base import Encoder, Surface, sse
+from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
+from router.surfaces.base import Encoder, Surface, finish_surface, sse
 
 if TYPE_CHECKING:
     from router.auth import Principal
     from router.ledger.conversations import ResponseStore
+    from router.registry import Deployment
 
+NATIVE = "_native"  # where a native answer or event rides on the gateway's OpenAI-shaped view of it
+# what a deployment that speaks the Responses API gets of the request (the gateway's own fields out;
+# ``store`` is always false there: the gateway keeps the conversation)
+NATIVE_FIELDS = frozenset({"input", "instructions", "tools", "tool_choice", "text", "max_output_tokens", "reasoning",
+                           "temperature", "top_p", "metadata", "user", "parallel_tool_calls", "stream", "truncation",
+                           "top_logprobs", "service_tier", "safety_identifier", "prompt_cache_key", "include"})
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Metadata = Annotated[dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]],
                      Field(max_length=16)]
@@ -237,6 +244,50 @@ def response_usage(usage: dict[str, Any]) -> dict[str, Any]:
             "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 
 
+def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """A Response's usage the chat-completions way."""
+    pd, od = usage.get("input_tokens_details") or {}, usage.get("output_tokens_details") or {}
+    prompt, completion = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": pd.get("cached_tokens") or 0},
+            "completion_tokens_details": {"reasoning_tokens": od.get("reasoning_tokens") or 0}}
+
+
+def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat-completions messages as Responses input items (a stored conversation, sent to a deployment
+    that speaks the Responses API)."""
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "tool":
+            items.append({"type": "function_call_output", "call_id": m.get("tool_call_id"),
+                          "output": content if isinstance(content, str) else orjson.dumps(content).decode()})
+        elif role == "assistant":
+            if content:
+                items.append({"type": "message", "role": "assistant",
+                              "content": [{"type": "output_text", "text": content if isinstance(content, str) else
+                                           "".join(p.get("text", "") for p in content)}]})
+            for c in m.get("tool_calls") or ():
+                fn = c.get("function") or {}
+                items.append({"type": "function_call", "call_id": c.get("id"), "name": fn.get("name"),
+                              "arguments": fn.get("arguments") or ""})
+        elif isinstance(content, str):
+            items.append({"type": "message", "role": role, "content": content})
+        else:
+            parts = []
+            for p in content or ():
+                if p.get("type") == "text":
+                    parts.append({"type": "input_text", "text": p.get("text", "")})
+                elif p.get("type") == "image_url":
+                    img = p.get("image_url") or {}
+                    parts.append({"type": "input_image", "image_url": img.get("url"), "detail": img.get("detail", "auto")})
+                elif p.get("type") == "file":
+                    f = p.get("file") or {}
+                    parts.append({"type": "input_file", "file_data": f.get("file_data"), "filename": f.get("filename")})
+            items.append({"type": "message", "role": role, "content": parts})
+    return items
+
+
 def _hex() -> str:
     return uuid.uuid4().hex
 
@@ -253,6 +304,7 @@ class Responses(Surface):
         self.conversation: list[dict[str, Any]] = []  # this request's messages, without its instructions
         self.tenant: str | None = None
         self.store: ResponseStore | None = None
+        self.stored = False
 
     def _parse(self) -> ResponsesRequest:
         if self.req is None:
@@ -344,6 +396,9 @@ class Responses(Surface):
     def answer(self, out: dict[str, Any]) -> dict[str, Any]:
         choice = out["choices"][0]
         msg = choice["message"]
+        native = out.get(NATIVE)
+        if native is not None:  # the deployment's own Response, as it came (but the model's name)
+            return self._keep(native, out["model"], msg)
         resp = self.envelope(out["model"], float(out["created"]), "completed")
         if msg.get("content"):
             resp["output"].append(_message_item(f"msg_{_hex()}", msg["content"], "completed"))
@@ -357,10 +412,80 @@ class Responses(Surface):
         return _Stream(self, model, float(created))
 
     async def done(self) -> None:
-        if self.result is None or not self.storing or self.tenant is None:
+        if self.result is None or not self.storing or self.tenant is None or self.stored:
             return
         assert self.store is not None
+        self.stored = True
         await self.store.put(self.id, self.tenant, self.result, self.conversation, time.time())
+
+    # -- deployments that speak the Responses API: the request as it came ---------------------------
+    def native_call(self, dep: Deployment) -> tuple[Any, dict[str, Any]] | None:
+        client = (getattr(dep.backend, "native", None) or {}).get("responses")
+        if client is None:
+            return None
+        body = {k: v for k, v in self.body.items() if k in NATIVE_FIELDS}
+        if self.history:  # the gateway keeps conversations: the provider gets the whole one, stores nothing
+            body["input"] = [*to_items(self.history), *to_items(to_chat_messages(self.req.input))]  # type: ignore[union-attr]
+        body["model"], body["store"] = dep.upstream_model, False
+        return client, body
+
+    def from_native(self, answer: dict[str, Any], model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        output, usage = answer.get("output"), answer.get("usage")
+        if not isinstance(output, list) or not isinstance(usage, dict):
+            raise ValueError("a Response without output or usage")
+        text = "".join(p.get("text", "") for item in output if isinstance(item, dict) and item.get("type") == "message"
+                       for p in item.get("content") or () if isinstance(p, dict) and p.get("type") == "output_text")
+        calls = [{"id": i.get("call_id"), "type": "function", "function": {"name": i.get("name"),
+                                                                          "arguments": i.get("arguments") or ""}}
+                 for i in output if isinstance(i, dict) and i.get("type") == "function_call"]
+        message: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+        reason = (answer.get("incomplete_details") or {}).get("reason")
+        finish = "tool_calls" if calls else {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
+            reason, "stop")
+        raw = {"id": answer.get("id"), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+               "usage": chat_usage(usage)}
+        out = normalize_chat(raw, model)
+        out[NATIVE] = answer
+        return raw, out
+
+    def _keep(self, native: dict[str, Any], model: str, message: dict[str, Any]) -> dict[str, Any]:
+        """The provider's Response under the gateway's model name and the request's own continuation
+        id, remembered for storing with the assistant's turn."""
+        resp = {**native, "model": model, "previous_response_id": self.req.previous_response_id}  # type: ignore[union-attr]
+        resp.pop("store", None)
+        if isinstance(native.get("id"), str):
+            self.id = native["id"]
+        self.result = resp
+        self.conversation.append(_chat_turn(message))
+        return resp
+
+    async def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
+                            ) -> AsyncIterator[dict[str, Any]]:
+        async for event, raw in events:
+            kind = event["type"]
+            chunk: dict[str, Any] = {"choices": [], NATIVE: raw}
+            delta: dict[str, Any] | None = None
+            if kind == "response.output_text.delta":
+                delta = {"content": event.get("delta", "")}
+            elif kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
+                item = event["item"]
+                delta = {"tool_calls": [{"index": event.get("output_index", 0), "id": item.get("call_id"),
+                                         "type": "function", "function": {"name": item.get("name"), "arguments": ""}}]}
+            elif kind == "response.function_call_arguments.delta":
+                delta = {"tool_calls": [{"index": event.get("output_index", 0),
+                                         "function": {"arguments": event.get("delta", "")}}]}
+            if delta is not None:
+                chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": None}]
+            if isinstance(event.get("response"), dict):  # the events that carry the Response: the gateway's model name
+                event = {**event, "response": {**event["response"], "model": model}}
+                if kind in ("response.completed", "response.incomplete") and isinstance(event["response"].get("usage"), dict):
+                    raw_out, out = self.from_native(event["response"], model)
+                    chunk["usage"] = raw_out["usage"]
+                    chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": out["choices"][0]["finish_reason"]}]
+                    event["response"] = self._keep(event["response"], model, out["choices"][0]["message"])
+                    await finish_surface(self)  # stored before the client sees the end: it may continue at once
+                chunk[NATIVE] = sse(kind, event)
+            yield chunk
 
 
 def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
