@@ -233,7 +233,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                 body = await read_json(request, max_body)
                 if not isinstance(body, dict):
                     raise invalid_request("The request body must be a JSON object.", code="invalid_body")
-                surface = kind(body)
+                surface = kind(body, request.headers)
                 await surface.prepare(who, svc.responses)
                 chat = surface.chat(max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
                 rid = request.state.request_id

@@ -11,7 +11,7 @@ import pytest
 from anthropic.types import Message
 
 from tests.conftest import Proc, ledger_record
-from tests.sdk_shape import assert_sdk_shape
+from tests.sdk_shape import assert_sdk_shape, unknown_fields
 
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -59,6 +59,8 @@ def test_raw_stream_event_order(embedded: Proc) -> None:
     events = list(client(embedded).messages.create(model="sim-small", max_tokens=2000, stream=True,
                                                    messages=[{"role": "user", "content": "Say hello."}]))
     kinds = [e.type for e in events]
+    for e in events:  # every event is one the SDK knows, with no field it does not
+        assert not unknown_fields(e), e
     body = kinds[2:-3]
     assert kinds[:2] == ["message_start", "content_block_start"] and set(body) == {"content_block_delta"}
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]

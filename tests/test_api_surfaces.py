@@ -220,9 +220,11 @@ def test_a_messages_request_to_an_anthropic_deployment_goes_through_as_it_came(s
                          {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig"},
                                                            {"type": "text", "text": "Let me check."}]},
                          {"role": "user", "content": "Go on."}]}
-    r = httpx.post(sgw.base + "/v1/messages", json=body, headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01"})
+    r = httpx.post(sgw.base + "/v1/messages", json=body, headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01",
+                                                                  "anthropic-beta": "interleaved-thinking-2025-05-14"})
     assert r.status_code == 200, r.text
     sent = mock_stats(mock)["last_body"]
+    assert mock_stats(mock)["last_headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
     # Anthropic's own request: nothing translated or dropped, the deployment's model name, no gateway field
     assert sent == {**{k: v for k, v in body.items() if k != "fallbacks"}, "model": "claude-mock"}
     assert mock_stats(mock)["last_headers"]["x-api-key"] != KEY_A  # the operator's provider key, not the client's

@@ -78,8 +78,8 @@ class Strategy:
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
         if native is not None:  # the deployment speaks the client's API: the request goes as it came
             client, native_body = native
-            return await self._native(client, Call(body=native_body, timeout=timeout, request_id=self.ex.request_id),
-                                      dep, timeout)
+            return await self._native(client, Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
+                                                   extra_headers=surface.native_headers), dep, timeout)
         call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
                     request_id=self.ex.request_id)
         try:

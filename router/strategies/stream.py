@@ -20,7 +20,7 @@ from router.protocol import normalize_chunk, upstream_body
 from router.registry import Deployment
 from router.sse import SSEResponse
 from router.strategies.base import Strategy, headers
-from router.surfaces.base import finish_surface
+from router.surfaces.base import NATIVE, finish_surface
 from router.surfaces.chat import ChatEncoder
 
 
@@ -36,7 +36,8 @@ class Streamed(Strategy):
             native = surface.native_call(dep) if surface is not None else None
             if native is not None:  # the deployment speaks the client's API: its events are relayed as they come
                 client, native_body = native
-                call = Call(body={**native_body, "stream": True}, timeout=dep.stream_timeout, request_id=ex.request_id)
+                call = Call(body={**native_body, "stream": True}, timeout=dep.stream_timeout, request_id=ex.request_id,
+                            extra_headers=surface.native_headers)  # type: ignore[union-attr]
             else:
                 up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
                 up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -114,7 +115,7 @@ class Relay:
                 if norm is not None:
                     add(norm)
                 if native:
-                    yield chunk["_native"]
+                    yield chunk[NATIVE]
                 elif norm is not None:
                     out = encode(norm)
                     if out:

@@ -7,6 +7,10 @@ name), and turns the gateway's OpenAI answer back into its own shape: a whole an
 a stream (``encoder``: an ``Encoder`` turns each OpenAI chunk into the surface's events) and an
 error (``error``). A surface object serves one request; it keeps what it needs of the client's
 body to answer in kind (the prompt an ``echo`` repeats, the fields a Response echoes back).
+
+A deployment that speaks the surface's API itself (``native_call``) gets the client's request as it
+came; its answer (or each stream event) rides under ``NATIVE`` on the OpenAI-shaped view the gateway
+meters (``from_native``, ``native_chunks``) and reaches the client as the deployment sent it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ if TYPE_CHECKING:
     from router.registry import Deployment
     from router.ledger.conversations import ResponseStore
 
-_JSON = "application/json"
 log = logging.getLogger("switchyard")
+NATIVE = "_native"  # where a native answer or event rides on the gateway's OpenAI-shaped view of it
 
 
 class Encoder:
@@ -51,8 +55,12 @@ class Surface:
 
     endpoint = "chat"
 
-    def __init__(self, body: dict[str, Any]):
+    # request headers a deployment that speaks the surface's API natively gets as the client sent them
+    NATIVE_HEADERS: tuple[str, ...] = ()
+
+    def __init__(self, body: dict[str, Any], headers: Any = None):
         self.body = body  # the client's own body
+        self.native_headers = {h: headers[h] for h in self.NATIVE_HEADERS if h in headers} if headers else {}
 
     @property
     def stream(self) -> bool:
@@ -102,9 +110,6 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     """One server-sent event with a name (Anthropic's and the Responses API's streams name theirs)."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-
-def json_response(obj: dict[str, Any], headers: dict[str, str]) -> Response:
-    return Response(orjson.dumps(obj), media_type=_JSON, headers=headers)
 
 
 async def finish_surface(surface: Surface) -> None:

@@ -27,13 +27,12 @@ from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
 from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
-from router.surfaces.base import Encoder, Surface, sse
+from router.surfaces.base import NATIVE, Encoder, Surface, sse
 
 if TYPE_CHECKING:
     from router.registry import Deployment
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-NATIVE = "_native"  # where a native answer or event rides on the gateway's OpenAI-shaped view of it
 # what an Anthropic deployment gets of a Messages request (nothing that makes the provider fetch URLs
 # or run servers on the operator's account: no mcp_servers, no container)
 NATIVE_FIELDS = frozenset({"messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature",
@@ -256,6 +255,7 @@ def _parse(model: type[MessagesRequest], body: Any) -> MessagesRequest:
 
 class Messages(Surface):
     endpoint = "messages"
+    NATIVE_HEADERS = ("anthropic-beta",)  # the client's beta features, for an Anthropic deployment
 
     def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
         req = _parse(MessagesRequest, self.body)

@@ -30,14 +30,13 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from router.errors import APIError, invalid_request
 from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
-from router.surfaces.base import Encoder, Surface, finish_surface, sse
+from router.surfaces.base import NATIVE, Encoder, Surface, finish_surface, sse
 
 if TYPE_CHECKING:
     from router.auth import Principal
     from router.ledger.conversations import ResponseStore
     from router.registry import Deployment
 
-NATIVE = "_native"  # where a native answer or event rides on the gateway's OpenAI-shaped view of it
 # what a deployment that speaks the Responses API gets of the request (the gateway's own fields out;
 # ``store`` is always false there: the gateway keeps the conversation)
 NATIVE_FIELDS = frozenset({"input", "instructions", "tools", "tool_choice", "text", "max_output_tokens", "reasoning",
@@ -295,8 +294,8 @@ def _hex() -> str:
 class Responses(Surface):
     endpoint = "responses"
 
-    def __init__(self, body: dict[str, Any]):
-        super().__init__(body)
+    def __init__(self, body: dict[str, Any], headers: Any = None):
+        super().__init__(body, headers)
         self.req: ResponsesRequest | None = None
         self.history: list[dict[str, Any]] = []  # the stored conversation this one continues
         self.id = f"resp_{_hex()}"
