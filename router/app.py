@@ -235,13 +235,21 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                     raise invalid_request("The request body must be a JSON object.", code="invalid_body")
                 surface = kind(body, request.headers)
                 await surface.prepare(who, svc.responses)
-                chat = surface.chat(max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
                 rid = request.state.request_id
-                if surface.stream:
-                    return await svc.gateway.stream(who, chat, rid, surface=surface)
-                answer = await svc.gateway.unary(who, chat, rid, endpoint=kind.endpoint, surface=surface)
-                await finish_surface(surface)
-                return answer
+
+                async def send(part: Surface, chat: dict[str, Any], part_id: str) -> Response:
+                    if part.stream:
+                        return await svc.gateway.stream(who, chat, part_id, surface=part)
+                    answer = await svc.gateway.unary(who, chat, part_id, endpoint=kind.endpoint, surface=part)
+                    await finish_surface(part)
+                    return answer
+
+                chat = surface.chat(max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
+                parts = surface.parts()
+                if len(parts) > 1:  # a batch: each part its own request
+                    return await kind.serve_batch(parts, rid, lambda part, part_id: send(part, part.chat(
+                        max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit), part_id))
+                return await send(surface, chat, rid)
             except APIError as exc:
                 return kind.error(exc)
         return serve

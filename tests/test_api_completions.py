@@ -61,7 +61,7 @@ def test_stream_with_and_without_usage(embedded: Proc) -> None:
 
 @pytest.mark.parametrize("body,param", [
     ({"model": "sim-small"}, "prompt"),
-    ({"model": "sim-small", "prompt": ["a", "b"]}, "prompt"),
+    ({"model": "sim-small", "prompt": ["a"] * 21}, "prompt"),
     ({"model": "sim-small", "prompt": [1, 2, 3]}, "prompt"),
     ({"model": "sim-small", "prompt": "x", "suffix": "y"}, "suffix"),
     ({"model": "sim-small", "prompt": "x", "max_tokens": 0, "echo": True}, "max_tokens"),
@@ -75,3 +75,33 @@ def test_bad_input_gets_an_openai_error(embedded: Proc, body: dict, param: str) 
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["param"] == param and err["message"]
+
+
+def test_a_batch_of_prompts_is_one_answer_and_a_request_each_in_the_ledger(embedded: Proc) -> None:
+    c = client(embedded)
+    prompts = ["Roses are", "The sky is", "Once upon"]
+    raw = c.completions.with_raw_response.create(model="sim-small", prompt=prompts, max_tokens=5, n=2, echo=True)
+    done = assert_sdk_shape(Completion, json.loads(raw.text))
+    assert [ch.index for ch in done.choices] == list(range(6))
+    for ch in done.choices:  # choice i * n + j answers prompt i
+        assert ch.text.startswith(prompts[ch.index // 2])
+    ids = raw.headers["x-switchyard-batch-request-ids"].split(",")
+    assert ids == [f"{raw.headers['x-request-id']}-{i}" for i in range(3)]
+    rows = [ledger_record(embedded, embedded.extra["key"], i) for i in ids]
+    assert all(r["endpoint"] == "completions" and r["completion_tokens"] == 10 for r in rows)
+    assert done.usage.completion_tokens == 30 and done.usage.prompt_tokens == sum(r["prompt_tokens"] for r in rows)
+    assert float(raw.headers["x-switchyard-charge-usd"]) == pytest.approx(sum(r["charge_usd"] for r in rows), rel=1e-9)
+    assert float(raw.headers["x-switchyard-cost-usd"]) == pytest.approx(sum(r["cost_usd"] for r in rows), rel=1e-9)
+    # streamed: the parts one after the other, one usage chunk with the sums, one [DONE]
+    chunks = list(c.completions.create(model="sim-small", prompt=prompts, max_tokens=4, stream=True,
+                                       stream_options={"include_usage": True}))
+    texts: dict[int, str] = {}
+    for ch in chunks:
+        for choice in ch.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert sorted(texts) == [0, 1, 2] and all(texts.values())
+    assert [x for x in chunks if x.usage] == [chunks[-1]] and chunks[-1].usage.completion_tokens == 12
+    with httpx.stream("POST", embedded.base + "/v1/completions", headers={"authorization": f"Bearer {embedded.extra['key']}"},
+                      json={"model": "sim-small", "prompt": prompts, "max_tokens": 3, "stream": True}) as s:
+        lines = [line for line in s.iter_lines() if line.startswith("data: ")]
+    assert lines.count("data: [DONE]") == 1 and lines[-1] == "data: [DONE]"

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, Proc, ledger_record, mock_config, mock_stats, start_gateway, \
     start_mock
 
+KEY_D, KEY_E = "tenant-d-CANARY-key-1d2e3f4a5b6c", "tenant-e-CANARY-key-6c5b4a3f2e1d"
 PRICE = "model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000015}"
 AUTO = """name: auto
 bind: {aliases: [auto]}
@@ -47,11 +48,14 @@ def sgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
                       "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n", 1)
     cfg = cfg.replace("    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}",
                       "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}\n"
-                      "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}")
+                      "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}\n"
+                      "    - {id: tenant-d, tenant: d, key: os.environ/TEST_KEY_D}\n"
+                      "    - {id: tenant-e, tenant: e, key: os.environ/TEST_KEY_E}")
     cfg += (f"policies: {{dirs: ['{d / 'policies'}'], watch_interval: 0}}\n"
             "limits:\n  rate_limits:\n    - {scope: key, id: tenant-c, rpm: 2}\n"
+            "    - {scope: key, id: tenant-d, rpm: 2}\n    - {scope: key, id: tenant-e, rpm: 2}\n"
             "  budgets:\n    - {scope: tenant, id: a, period: day, usd: 100}\n")
-    gw = start_gateway(d / "gw", cfg)
+    gw = start_gateway(d / "gw", cfg, env={"TEST_KEY_D": KEY_D, "TEST_KEY_E": KEY_E})
     gw.extra["mock"] = mock
     yield gw
     gw.stop()
@@ -304,3 +308,22 @@ def test_a_responses_request_to_a_deployment_that_speaks_it_goes_through_as_it_c
     assert [e["sequence_number"] for e in events] == list(range(len(events)))  # the deployment's own numbering
     row = ledger_record(sgw, KEY_A, rid)
     assert (row["stream"], row["prompt_tokens"], row["completion_tokens"], row["status"]) == (True, 11, 5, 200)
+
+
+def test_a_batch_whose_part_is_refused(sgw: Proc) -> None:
+    """Three prompts under a limit of two requests a minute: the third part is refused. Unstreamed,
+    the request is refused (the parts that ran are metered); streamed, the stream ends with the refusal."""
+    r = httpx.post(sgw.base + "/v1/completions", headers={"authorization": f"Bearer {KEY_D}"},
+                   json={"model": "mock-gpt", "prompt": ["a", "b", "c"], "max_tokens": 3})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    rid = r.headers["x-request-id"]
+    assert all(ledger_record(sgw, KEY_D, f"{rid}-{i}")["status"] == 200 for i in (0, 1))  # served, metered
+    third = httpx.get(f"{sgw.base}/v1/requests/{rid}-2", headers={"authorization": f"Bearer {KEY_D}"})
+    assert third.status_code == 404  # refused before any backend: nothing to meter
+    with httpx.stream("POST", sgw.base + "/v1/completions", headers={"authorization": f"Bearer {KEY_E}"},
+                      json={"model": "mock-gpt", "prompt": ["a", "b", "c"], "max_tokens": 3, "stream": True}) as s:
+        assert s.status_code == 200
+        events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+    assert "[DONE]" not in events and json.loads(events[-1])["error"]["code"] == "rate_limit_exceeded"
+    texts = {c["index"] for e in events[:-1] for c in json.loads(e)["choices"]}
+    assert texts == {0, 1}

@@ -156,11 +156,13 @@ def test_every_tenant_route_is_scoped_to_the_callers_tenant(dash) -> None:
             "/v1/usage", "/v1/requests/top", "/v1/requests/{request_id}"} <= set(paths), paths
     top_a = httpx.get(dash.base + "/v1/requests/top", headers=A).json()["data"]
     a_request = top_a[0]["request_id"]
+    a_response = "resp_of_tenant_a"  # (a stored response's own scoping: tests/test_api_surfaces.py)
     params = {"baseline": "sim-frontier", "policy": "auto", "start": "1d", "bucket": "none", "group_by": "tenant"}
     for path in paths:
-        url = dash.base + path.replace("{request_id}", a_request).replace("{model}", "sim-mid")
+        url = dash.base + path.replace("{request_id}", a_request).replace("{model}", "sim-mid").replace(
+            "{response_id}", a_response)
         r = httpx.get(url, headers=B, params=params)
-        if "{request_id}" in path:
+        if "{request_id}" in path or "{response_id}" in path:
             assert r.status_code == 404, (path, r.text[:200])
             continue
         assert r.status_code in (200, 400), (path, r.status_code, r.text[:200])

@@ -16,7 +16,7 @@ meters (``from_native``, ``native_chunks``) and reaches the client as the deploy
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 from starlette.responses import Response
@@ -65,6 +65,15 @@ class Surface:
     @property
     def stream(self) -> bool:
         return bool(self.body.get("stream"))
+
+    def parts(self) -> list["Surface"]:
+        """The requests this one is served as (a legacy batch of prompts: one each); itself by default."""
+        return [self]
+
+    @staticmethod
+    async def serve_batch(parts: list[Any], rid: str, serve: Callable[[Any, str], Awaitable[Response]]) -> Response:
+        """Several parts (``parts()``) served and answered as one request."""
+        raise NotImplementedError
 
     async def prepare(self, who: Principal, store: ResponseStore | None) -> None:
         """Work before the request is planned (the Responses API loads the conversation it continues)."""

@@ -25,5 +25,10 @@ class ChatEncoder(Encoder):
         return b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n"
 
     def fail(self, message: str, code: str) -> bytes:
-        err = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
-        return b"data: " + orjson.dumps(err) + b"\n\n"
+        return error_event(message, code)
+
+
+def error_event(message: str, code: str) -> bytes:
+    """An OpenAI-style error as a stream's last event."""
+    err = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
+    return b"data: " + orjson.dumps(err) + b"\n\n"

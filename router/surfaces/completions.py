@@ -3,23 +3,31 @@
 The prompt becomes one user message; the answer's text (after the prompt when ``echo`` is set) and
 its log-probabilities come back in the legacy shape (``tokens``, ``token_logprobs``,
 ``top_logprobs``, ``text_offset``). ``max_tokens`` defaults to 16, as OpenAI's does.
-Not served: several prompts in one request (a batch), token-id prompts and ``suffix`` (insertion):
-each gets a 400 saying so rather than a silently different answer.
+Several prompts (a batch, at most MAX_PROMPTS) are served as one request each, in the ledger as
+``<request id>-<i>``, and answered as one: choice ``i * n + j`` is prompt ``i``'s choice ``j``, the
+usage and the money headers are the parts' sums; a stream relays the parts one after the other.
+Not served: token-id prompts and ``suffix`` (insertion): each gets a 400 saying so rather than a
+silently different answer.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from router.errors import invalid_request
+from starlette.responses import Response
+
+from router.errors import APIError, invalid_request
+from router.sse import SSEResponse
 from router.protocol import MAX_FALLBACKS, Num, PosInt, StreamOptions, _Open, _validation_error, validate_chat
 from router.surfaces.base import Encoder, Surface
-from router.surfaces.chat import ChatEncoder
+from router.surfaces.chat import ChatEncoder, error_event
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+MAX_PROMPTS = 20  # prompts one request may batch
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 # passed to the chat request as they are
 _SAME = ("model", "max_tokens", "n", "temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed",
@@ -45,8 +53,52 @@ class CompletionsRequest(_Open):
     timeout: PosInt | Num | None = None
 
 
+class Batch:
+    """What the parts of a batched request share: how many there are, the usage and money of those
+    done so far, and whether one failed."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.usage: dict[str, Any] | None = None
+        self.money: dict[str, Any] = {}
+        self.failed = False
+
+    def add(self, usage: dict[str, Any], money: dict[str, Any]) -> None:
+        self.usage = usage if self.usage is None else _sum_usage(self.usage, usage)
+        for k in ("cost_usd", "charge_usd"):
+            mine, theirs = self.money.get(k, 0.0), money.get(k)
+            self.money[k] = None if mine is None or theirs is None else mine + theirs
+        self.money["usage_source"] = ("estimated" if "estimated" in (self.money.get("usage_source"), money.get("usage_source"))
+                                      else money.get("usage_source"))
+        self.money["price_version"] = money.get("price_version")
+
+
+def _sum_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in a.keys() | b.keys():
+        x, y = a.get(k), b.get(k)
+        out[k] = _sum_usage(x or {}, y or {}) if isinstance(x, dict) or isinstance(y, dict) else (x or 0) + (y or 0)
+    return out
+
+
 class Completions(Surface):
     endpoint = "completions"
+    serve_batch = staticmethod(lambda parts, rid, serve: serve_batch(parts, rid, serve))
+    prompts: list[str] | None = None  # a batch's prompts
+    offset = 0  # a batch part's first choice index
+    batch: Batch | None = None
+    last = True  # the batch's last part (or no batch)
+
+    def parts(self) -> list["Completions"]:
+        """The request, one part per prompt (a batch), or itself."""
+        if not self.prompts or len(self.prompts) < 2:
+            return [self]
+        batch, n, out = Batch(len(self.prompts)), self.body.get("n") or 1, []
+        for i, prompt in enumerate(self.prompts):
+            part = Completions({**self.body, "prompt": prompt})
+            part.offset, part.batch, part.last = i * n, batch, i == len(self.prompts) - 1
+            out.append(part)
+        return out
 
     def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
         body = self.body
@@ -59,9 +111,10 @@ class Completions(Surface):
             if not all(isinstance(p, str) for p in prompt):
                 raise invalid_request("Token-id prompts are not supported by this gateway; send the prompt as text.",
                                       param="prompt", code="unsupported_value")
-            if len(prompt) > 1:
-                raise invalid_request(f"This gateway serves one prompt per request; send the {len(prompt)} prompts "
-                                      "as separate requests.", param="prompt", code="unsupported_value")
+            if len(prompt) > MAX_PROMPTS:
+                raise invalid_request(f"At most {MAX_PROMPTS} prompts in one request ({len(prompt)} sent).",
+                                      param="prompt", code="invalid_value")
+            self.prompts = list(prompt)
             prompt = prompt[0]
         if req.suffix:
             raise invalid_request("'suffix' (insertion) is not supported by this gateway.", param="suffix",
@@ -92,7 +145,7 @@ class Completions(Surface):
             msg = ch["message"]
             text = msg.get("content") or ""
             finish = ch["finish_reason"]
-            choices.append({"text": head + text, "index": ch["index"],
+            choices.append({"text": head + text, "index": ch["index"] + self.offset,
                             "logprobs": _legacy_logprobs(ch.get("logprobs"), len(head)),
                             "finish_reason": finish if finish in ("stop", "length", "content_filter") else "stop"})
         answer = {"id": _cmpl_id(out["id"]), "object": "text_completion", "created": out["created"],
@@ -143,10 +196,10 @@ class _Stream(ChatEncoder):
     def begin(self) -> bytes:
         if not self.s.echo:
             return b""
-        n = self.s.body.get("n") or 1
+        n, first = self.s.body.get("n") or 1, self.s.offset
         for i in range(n):
             self.offsets[i] = len(self.s.prompt)
-        return self._event([{"text": self.s.prompt, "index": i, "logprobs": None, "finish_reason": None}
+        return self._event([{"text": self.s.prompt, "index": first + i, "logprobs": None, "finish_reason": None}
                             for i in range(n)])
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
@@ -160,10 +213,83 @@ class _Stream(ChatEncoder):
             at = self.offsets.get(i, 0)
             lp = _legacy_logprobs(ch.get("logprobs"), at)
             self.offsets[i] = at + len(text)
-            choices.append({"text": text, "index": i, "logprobs": lp,
+            choices.append({"text": text, "index": i + self.s.offset, "logprobs": lp,
                             "finish_reason": finish if finish in (None, "stop", "length", "content_filter") else "stop"})
         return self._event(choices) if choices else b""
 
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
+        batch = self.s.batch
+        if batch is not None:  # a batch's parts: one usage chunk and one [DONE], after the last
+            batch.add(usage, money)
+            if not self.s.last:
+                return b""
+            usage, money = batch.usage or usage, batch.money
         tail = self._event([], usage=usage, switchyard=money) if self.client_usage else b""
         return tail + b"data: [DONE]\n\n"
+
+    def fail(self, message: str, code: str) -> bytes:
+        if self.s.batch is not None:
+            self.s.batch.failed = True
+        return super().fail(message, code)
+
+
+async def serve_batch(parts: list[Completions], rid: str, serve: Callable[[Completions, str], Awaitable[Response]]
+                      ) -> Response:
+    """A batch's parts served as requests of their own (``<rid>-<i>``) and answered as one."""
+    ids = [f"{rid}-{i}" for i in range(len(parts))]
+    if parts[0].stream:
+        return await _stream_batch(parts, ids, serve)
+    answers = await asyncio.gather(*(serve(p, i) for p, i in zip(parts, ids)))
+    bodies = [orjson.loads(a.body) for a in answers]
+    out = {**bodies[0], "choices": [c for b in bodies for c in b["choices"]]}
+    usage = bodies[0]["usage"]
+    for b in bodies[1:]:
+        usage = _sum_usage(usage, b["usage"])
+    out["usage"] = usage
+    headers = dict(answers[0].headers)
+    for name in ("x-switchyard-cost-usd", "x-switchyard-charge-usd"):
+        values = [a.headers.get(name) for a in answers]
+        headers[name] = "unpriced" if any(v in (None, "unpriced") for v in values) else repr(sum(float(v) for v in values))
+    headers["x-switchyard-attempts"] = str(sum(int(a.headers.get("x-switchyard-attempts", "1")) for a in answers))
+    if any(a.headers.get("x-switchyard-usage-source") == "estimated" for a in answers):
+        headers["x-switchyard-usage-source"] = "estimated"
+    headers["x-switchyard-batch-request-ids"] = ",".join(ids)
+    for drop in ("content-length", "content-type"):
+        headers.pop(drop, None)
+    return Response(orjson.dumps(out), media_type="application/json", headers=headers)
+
+
+async def _stream_batch(parts: list[Completions], ids: list[str],
+                        serve: Callable[[Completions, str], Awaitable[Response]]) -> Response:
+    first = await serve(parts[0], ids[0])
+    assert isinstance(first, SSEResponse)
+    current: list[SSEResponse] = [first]
+
+    async def relay() -> AsyncIterator[bytes]:
+        for k in range(len(parts)):
+            if k:
+                try:
+                    current[0] = await serve(parts[k], ids[k])  # type: ignore[assignment]
+                except APIError as exc:  # a later part refused (a budget, a limit): the stream ends with it
+                    yield error_event(exc.message, exc.code or "error")
+                    return
+            part = current[0]
+            try:
+                async for chunk in part.body_iterator:
+                    yield chunk
+            finally:
+                await part.body_iterator.aclose()  # type: ignore[attr-defined]
+                if part.on_close is not None:
+                    await part.on_close()
+            if parts[k].batch is not None and parts[k].batch.failed:
+                return
+
+    async def close() -> None:
+        part = current[0]
+        await part.body_iterator.aclose()  # type: ignore[attr-defined]
+        if part.on_close is not None:
+            await part.on_close()
+
+    headers = {k: v for k, v in first.headers.items() if k.startswith("x-")}
+    headers["x-switchyard-batch-request-ids"] = ",".join(ids)
+    return SSEResponse(relay(), headers=headers, on_close=close)
