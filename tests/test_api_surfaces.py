@@ -17,6 +17,7 @@ from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, Proc, ledger_record, 
     start_mock
 
 KEY_D, KEY_E = "tenant-d-CANARY-key-1d2e3f4a5b6c", "tenant-e-CANARY-key-6c5b4a3f2e1d"
+KEY_F = "tenant-f-CANARY-key-0f9e8d7c6b5a"
 PRICE = "model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000015}"
 AUTO = """name: auto
 bind: {aliases: [auto]}
@@ -50,12 +51,14 @@ def sgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
                       "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}\n"
                       "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C}\n"
                       "    - {id: tenant-d, tenant: d, key: os.environ/TEST_KEY_D}\n"
-                      "    - {id: tenant-e, tenant: e, key: os.environ/TEST_KEY_E}")
+                      "    - {id: tenant-e, tenant: e, key: os.environ/TEST_KEY_E}\n"
+                      "    - {id: tenant-f, tenant: f, key: os.environ/TEST_KEY_F}")
     cfg += (f"policies: {{dirs: ['{d / 'policies'}'], watch_interval: 0}}\n"
             "limits:\n  rate_limits:\n    - {scope: key, id: tenant-c, rpm: 2}\n"
             "    - {scope: key, id: tenant-d, rpm: 2}\n    - {scope: key, id: tenant-e, rpm: 2}\n"
-            "  budgets:\n    - {scope: tenant, id: a, period: day, usd: 100}\n")
-    gw = start_gateway(d / "gw", cfg, env={"TEST_KEY_D": KEY_D, "TEST_KEY_E": KEY_E})
+            "  budgets:\n    - {scope: tenant, id: a, period: day, usd: 100}\n"
+            "    - {scope: tenant, id: f, period: day, usd: 0.000001}\n")
+    gw = start_gateway(d / "gw", cfg, env={"TEST_KEY_D": KEY_D, "TEST_KEY_E": KEY_E, "TEST_KEY_F": KEY_F})
     gw.extra["mock"] = mock
     yield gw
     gw.stop()
@@ -327,3 +330,28 @@ def test_a_batch_whose_part_is_refused(sgw: Proc) -> None:
     assert "[DONE]" not in events and json.loads(events[-1])["error"]["code"] == "rate_limit_exceeded"
     texts = {c["index"] for e in events[:-1] for c in json.loads(e)["choices"]}
     assert texts == {0, 1}
+
+
+def test_a_budget_refuses_on_every_surface_in_its_shape(sgw: Proc) -> None:
+    """Tenant f's daily budget ($0.000001) has no room for any request's worst case."""
+    with pytest.raises(anthropic.RateLimitError) as e:
+        an(sgw, KEY_F).messages.create(model="mock-gpt", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.body["error"]["type"] == "rate_limit_error" and "Budget exhausted" in e.value.body["error"]["message"]
+    for call in (lambda c: c.responses.create(model="mock-gpt", input="hi", store=False),
+                 lambda c: c.completions.create(model="mock-gpt", prompt="hi"),
+                 lambda c: c.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "hi"}])):
+        with pytest.raises(openai.RateLimitError) as err:
+            call(oa(sgw, KEY_F))
+        assert "Budget exhausted" in err.value.body["message"]
+    with httpx.stream("POST", sgw.base + "/v1/messages", headers={"x-api-key": KEY_F}, json={
+            "model": "mock-gpt", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as s:
+        assert s.status_code == 429 and json.loads(s.read())["error"]["type"] == "rate_limit_error"
+
+
+def test_a_responses_request_names_its_own_fallbacks(sgw: Proc) -> None:
+    raw = oa(sgw).responses.with_raw_response.create(model="mock-500", input="hi", store=False,
+                                                     extra_body={"fallbacks": ["mock-gpt"]})
+    assert raw.headers["x-switchyard-model"] == "mock-gpt" and raw.parse().output_text.startswith("hello")
+    raw = an(sgw).messages.with_raw_response.create(model="mock-500", max_tokens=20, extra_body={"fallbacks": ["mock-gpt"]},
+                                                    messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-switchyard-model"] == "mock-gpt"
