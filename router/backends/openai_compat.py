@@ -6,7 +6,7 @@ encoded with orjson, streams relayed chunk by chunk as they arrive (nothing buff
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import orjson
@@ -145,33 +145,20 @@ class OpenAICompatBackend:
                     data.clear()
                     yield payload
 
-    async def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        resp = await self._post("chat/completions", call, stream=True)
-        clean = False
+    async def _stream(self, path: str, call: Call, body: Callable[[http1.Connection, list[bool]], AsyncIterator[Any]]
+                      ) -> AsyncIterator[Any]:
+        """A streamed answer's items (``body`` reads them from the response and marks ``done[0]`` when
+        the answer ended properly), with transport failures mapped; the connection goes back to the
+        pool only after a proper end, and is dropped otherwise (the upstream sees the abort and stops
+        generating)."""
+        resp = await self._post(path, call, stream=True)
+        done = [False]
         try:
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 raise UpstreamBadResponse(f"upstream answered a stream request with '{ctype[:60]}'")
-            seen = 0
-            async for payload in self._events(resp):
-                if payload == b"[DONE]":
-                    clean = True
-                    return
-                seen += len(payload)
-                if seen > self._max_bytes:
-                    raise UpstreamBadResponse("upstream stream exceeds the response size limit")
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise UpstreamBadResponse("upstream sent a stream chunk that is not valid JSON") from None
-                if not isinstance(chunk, dict):
-                    raise UpstreamBadResponse("upstream sent a stream chunk that is not an object")
-                if "error" in chunk and "choices" not in chunk:
-                    err = chunk["error"]
-                    msg = err.get("message") if isinstance(err, dict) else str(err)
-                    raise UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(msg))[:300]}")
-                yield chunk
-            raise UpstreamStreamCut("upstream stream ended without [DONE]")
+            async for item in body(resp, done):
+                yield item
         except http1.TimedOut:
             raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
         except http1.BadResponse as exc:
@@ -179,22 +166,41 @@ class OpenAICompatBackend:
         except http1.HTTPClientError as exc:
             raise UpstreamStreamCut(f"upstream stream broke: {exc}") from None
         finally:
-            if clean:
-                resp.release()  # back to the pool only if the answer also ended there
+            if done[0]:
+                resp.release()
             else:
-                resp.close()  # drop the connection: the upstream sees the abort and stops generating
+                resp.close()
 
-    async def typed_events(self, path: str, call: Call, ends: frozenset[str]
-                           ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+    def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("chat/completions", call, self._chunks)
+
+    async def _chunks(self, resp: http1.Connection, done: list[bool]) -> AsyncIterator[dict[str, Any]]:
+        seen = 0
+        async for payload in self._events(resp):
+            if payload == b"[DONE]":
+                done[0] = True
+                return
+            seen += len(payload)
+            if seen > self._max_bytes:
+                raise UpstreamBadResponse("upstream stream exceeds the response size limit")
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamBadResponse("upstream sent a stream chunk that is not valid JSON") from None
+            if not isinstance(chunk, dict):
+                raise UpstreamBadResponse("upstream sent a stream chunk that is not an object")
+            if "error" in chunk and "choices" not in chunk:
+                err = chunk["error"]
+                msg = err.get("message") if isinstance(err, dict) else str(err)
+                raise UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(msg))[:300]}")
+            yield chunk
+        raise UpstreamStreamCut("upstream stream ended without [DONE]")
+
+    def typed_events(self, path: str, call: Call, ends: frozenset[str]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
         """A stream of typed events (each event's data names its ``type``, as Anthropic's and the
         Responses API's do), up to one of ``ends``: (the data, the event as the client gets it). An
         ``error`` event, or the stream ending early, is the upstream's failure."""
-        resp = await self._post(path, call, stream=True)
-        clean = False
-        try:
-            ctype = resp.headers.get("content-type", "")
-            if "text/event-stream" not in ctype:
-                raise UpstreamBadResponse(f"upstream answered a stream request with '{ctype[:60]}'")
+        async def events(resp: http1.Connection, done: list[bool]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
             async for payload in self._events(resp):
                 try:
                     event = orjson.loads(payload)
@@ -207,20 +213,11 @@ class OpenAICompatBackend:
                     raise self._event_error(event)
                 yield event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
                 if kind in ends:
-                    clean = True
+                    done[0] = True
                     return
             raise UpstreamStreamCut("upstream stream ended before its last event")
-        except http1.TimedOut:
-            raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
-        except http1.BadResponse as exc:
-            raise UpstreamBadResponse(f"upstream stream is malformed: {str(exc)[:100]}") from None
-        except http1.HTTPClientError as exc:
-            raise UpstreamStreamCut(f"upstream stream broke: {exc}") from None
-        finally:
-            if clean:
-                resp.release()
-            else:
-                resp.close()
+
+        return self._stream(path, call, events)
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:
         err = event.get("error") if isinstance(event.get("error"), dict) else event

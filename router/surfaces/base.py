@@ -50,6 +50,65 @@ class Encoder:
         raise NotImplementedError
 
 
+class BlockEncoder(Encoder):
+    """An encoder for APIs whose answers are a sequence of blocks (Anthropic's content blocks, the
+    Responses API's output items): the first choice's text opens a text block, each tool call its
+    own block; a new block closes the open one. Subclasses say how a block opens, grows and closes."""
+
+    def __init__(self) -> None:
+        self.open: str | None = None  # "text" or "tool:<openai index>"
+        self.tool_id: str | None = None  # the open tool block's call id
+        self.finish: str | None = None  # the choice's finish reason
+
+    def open_text(self) -> bytes:
+        raise NotImplementedError
+
+    def text(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def open_tool(self, call_id: str | None, name: str) -> bytes:
+        raise NotImplementedError
+
+    def arguments(self, fragment: str) -> bytes:
+        raise NotImplementedError
+
+    def close_block(self) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> bytes:
+        if self.open is None:
+            return b""
+        out = self.close_block()
+        self.open = None
+        return out
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        out = b""
+        for ch in chunk["choices"]:
+            if ch["index"] != 0:
+                continue
+            delta = ch["delta"]
+            text = delta.get("content")
+            if text:
+                if self.open != "text":
+                    out += self.close() + self.open_text()
+                    self.open = "text"
+                out += self.text(text)
+            for tc in delta.get("tool_calls") or ():
+                kind = f"tool:{tc.get('index', 0)}"
+                fn = tc.get("function") or {}
+                if self.open != kind or (tc.get("id") and tc["id"] != self.tool_id):
+                    out += self.close()
+                    self.tool_id = tc.get("id")
+                    out += self.open_tool(self.tool_id, fn.get("name", ""))
+                    self.open = kind
+                if fn.get("arguments"):
+                    out += self.arguments(fn["arguments"])
+            if ch["finish_reason"] is not None:
+                self.finish = ch["finish_reason"]
+        return out
+
+
 class Surface:
     """One request on one API surface (``endpoint``: its name in the ledger and usage API)."""
 

@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
 from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
-from router.surfaces.base import NATIVE, Encoder, Surface, sse
+from router.surfaces.base import NATIVE, BlockEncoder, Encoder, Surface, sse
 
 if TYPE_CHECKING:
     from router.registry import Deployment
@@ -386,15 +386,13 @@ def _arguments(raw: Any) -> Any:
     return value if isinstance(value, dict) else {"value": value}
 
 
-class _Stream(Encoder):
+class _Stream(BlockEncoder):
     """Anthropic's stream events from OpenAI chunks (the first choice)."""
 
     def __init__(self, msg_id: str, model: str):
+        super().__init__()
         self.msg_id, self.model = msg_id, model
         self.index = -1  # the open content block's index
-        self.open: str | None = None  # "text" or "tool:<openai index>"
-        self.tool_id: str | None = None  # the open tool_use block's call id
-        self.stop_reason = "end_turn"
 
     def begin(self) -> bytes:
         return sse("message_start", {"type": "message_start", "message": {
@@ -402,49 +400,33 @@ class _Stream(Encoder):
             "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0}}}) + sse("ping", {"type": "ping"})
 
-    def _close(self) -> bytes:
-        if self.open is None:
-            return b""
-        self.open = None
+    def _block(self, block: dict[str, Any]) -> bytes:
+        self.index += 1
+        return sse("content_block_start", {"type": "content_block_start", "index": self.index, "content_block": block})
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return sse("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+
+    def open_text(self) -> bytes:
+        return self._block({"type": "text", "text": ""})
+
+    def text(self, text: str) -> bytes:
+        return self._delta({"type": "text_delta", "text": text})
+
+    def open_tool(self, call_id: str | None, name: str) -> bytes:
+        return self._block({"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex[:24]}", "name": name,
+                            "input": {}})
+
+    def arguments(self, fragment: str) -> bytes:
+        return self._delta({"type": "input_json_delta", "partial_json": fragment})
+
+    def close_block(self) -> bytes:
         return sse("content_block_stop", {"type": "content_block_stop", "index": self.index})
 
-    def _start(self, kind: str, block: dict[str, Any]) -> bytes:
-        out = self._close()
-        self.index += 1
-        self.open = kind
-        return out + sse("content_block_start", {"type": "content_block_start", "index": self.index,
-                                                 "content_block": block})
-
-    def chunk(self, chunk: dict[str, Any]) -> bytes:
-        out = b""
-        for ch in chunk["choices"]:
-            if ch["index"] != 0:
-                continue
-            delta = ch["delta"]
-            text = delta.get("content")
-            if text:
-                if self.open != "text":
-                    out += self._start("text", {"type": "text", "text": ""})
-                out += sse("content_block_delta", {"type": "content_block_delta", "index": self.index,
-                                                   "delta": {"type": "text_delta", "text": text}})
-            for tc in delta.get("tool_calls") or ():
-                kind = f"tool:{tc.get('index', 0)}"
-                fn = tc.get("function") or {}
-                if self.open != kind or (tc.get("id") and tc["id"] != self.tool_id):
-                    self.tool_id = tc.get("id") or f"toolu_{uuid.uuid4().hex[:24]}"
-                    out += self._start(kind, {"type": "tool_use", "id": self.tool_id, "name": fn.get("name", ""),
-                                              "input": {}})
-                if fn.get("arguments"):
-                    out += sse("content_block_delta", {"type": "content_block_delta", "index": self.index,
-                                                       "delta": {"type": "input_json_delta",
-                                                                 "partial_json": fn["arguments"]}})
-            if ch["finish_reason"] is not None:
-                self.stop_reason = STOP_REASONS.get(ch["finish_reason"], "end_turn")
-        return out
-
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
-        return self._close() + sse("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+        stop = STOP_REASONS.get(self.finish or "stop", "end_turn")
+        return self.close() + sse("message_delta", {
+            "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
             "usage": anthropic_usage(usage)}) + sse("message_stop", {"type": "message_stop"})
 
     def fail(self, message: str, code: str) -> bytes:

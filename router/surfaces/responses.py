@@ -30,7 +30,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from router.errors import APIError, invalid_request
 from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
-from router.surfaces.base import NATIVE, Encoder, Surface, finish_surface, sse
+from router.surfaces.base import NATIVE, BlockEncoder, Encoder, Surface, finish_surface, sse
 
 if TYPE_CHECKING:
     from router.auth import Principal
@@ -505,16 +505,14 @@ def _chat_turn(msg: dict[str, Any]) -> dict[str, Any]:
     return turn
 
 
-class _Stream(Encoder):
+class _Stream(BlockEncoder):
     """The Responses API's stream events from OpenAI chunks (the first choice)."""
 
     def __init__(self, surface: Responses, model: str, created: float):
+        super().__init__()
         self.s, self.model, self.created = surface, model, created
         self.seq = 0
         self.items: list[dict[str, Any]] = []  # output items so far (the open one last)
-        self.open: str | None = None  # "text" or "tool:<openai index>"
-        self.tool_id: str | None = None
-        self.finish: str | None = None
 
     def _ev(self, kind: str, **data: Any) -> bytes:
         out = sse(kind, {"type": kind, "sequence_number": self.seq, **data})
@@ -525,11 +523,36 @@ class _Stream(Encoder):
         resp = self.s.envelope(self.model, self.created, "in_progress")
         return self._ev("response.created", response=resp) + self._ev("response.in_progress", response=resp)
 
-    def _close(self) -> bytes:
-        if self.open is None:
-            return b""
+    def _add(self, item: dict[str, Any]) -> bytes:
+        self.items.append(item)
+        at = len(self.items) - 1
+        shown = {**item, "content": []} if item["type"] == "message" else item
+        out = self._ev("response.output_item.added", output_index=at, item=shown)
+        if item["type"] == "message":
+            out += self._ev("response.content_part.added", item_id=item["id"], output_index=at, content_index=0,
+                            part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+        return out
+
+    def open_text(self) -> bytes:
+        return self._add(_message_item(f"msg_{_hex()}", "", "in_progress"))
+
+    def text(self, text: str) -> bytes:
+        item = self.items[-1]
+        item["content"][0]["text"] += text
+        return self._ev("response.output_text.delta", item_id=item["id"], output_index=len(self.items) - 1,
+                        content_index=0, delta=text, logprobs=[])
+
+    def open_tool(self, call_id: str | None, name: str) -> bytes:
+        return self._add(_call_item(f"fc_{_hex()}", call_id or f"call_{_hex()}", name, "", "in_progress"))
+
+    def arguments(self, fragment: str) -> bytes:
+        item = self.items[-1]
+        item["arguments"] += fragment
+        return self._ev("response.function_call_arguments.delta", item_id=item["id"], output_index=len(self.items) - 1,
+                        delta=fragment)
+
+    def close_block(self) -> bytes:
         item, at = self.items[-1], len(self.items) - 1
-        self.open = None
         item["status"] = "completed"
         if item["type"] == "message":
             part = item["content"][0]
@@ -541,50 +564,8 @@ class _Stream(Encoder):
                            name=item["name"], arguments=item["arguments"])
         return out + self._ev("response.output_item.done", output_index=at, item=item)
 
-    def _start(self, kind: str, item: dict[str, Any]) -> bytes:
-        out = self._close()
-        self.open = kind
-        self.items.append(item)
-        at = len(self.items) - 1
-        shown = {**item, "content": []} if item["type"] == "message" else item
-        out += self._ev("response.output_item.added", output_index=at, item=shown)
-        if item["type"] == "message":
-            out += self._ev("response.content_part.added", item_id=item["id"], output_index=at, content_index=0,
-                            part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
-        return out
-
-    def chunk(self, chunk: dict[str, Any]) -> bytes:
-        out = b""
-        for ch in chunk["choices"]:
-            if ch["index"] != 0:
-                continue
-            delta = ch["delta"]
-            text = delta.get("content")
-            if text:
-                if self.open != "text":
-                    out += self._start("text", _message_item(f"msg_{_hex()}", "", "in_progress"))
-                item = self.items[-1]
-                item["content"][0]["text"] += text
-                out += self._ev("response.output_text.delta", item_id=item["id"], output_index=len(self.items) - 1,
-                                content_index=0, delta=text, logprobs=[])
-            for tc in delta.get("tool_calls") or ():
-                kind = f"tool:{tc.get('index', 0)}"
-                fn = tc.get("function") or {}
-                if self.open != kind or (tc.get("id") and tc["id"] != self.tool_id):
-                    self.tool_id = tc.get("id") or f"call_{_hex()}"
-                    out += self._start(kind, _call_item(f"fc_{_hex()}", self.tool_id, fn.get("name", ""), "",
-                                                        "in_progress"))
-                if fn.get("arguments"):
-                    item = self.items[-1]
-                    item["arguments"] += fn["arguments"]
-                    out += self._ev("response.function_call_arguments.delta", item_id=item["id"],
-                                    output_index=len(self.items) - 1, delta=fn["arguments"])
-            if ch["finish_reason"] is not None:
-                self.finish = ch["finish_reason"]
-        return out
-
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
-        out = self._close()
+        out = self.close()
         resp = self.s.envelope(self.model, self.created, "completed")
         resp["output"] = self.items
         text = "".join(i["content"][0]["text"] for i in self.items if i["type"] == "message")
