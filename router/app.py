@@ -32,6 +32,7 @@ from router.surfaces.messages import anthropic_error, count_tokens
 from router.ledger.conversations import ResponseStore
 from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
 from router.dashboard import add_dashboard_routes
+from router.keys_api import add_key_routes
 from router.usage_api import add_usage_routes
 
 _JSON = "application/json"
@@ -345,14 +346,17 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         try:
             n = svc.reload_catalog()
         except Exception as exc:  # a bad price file keeps the old catalog
+            await svc.audit("admin", "pricing.reload", None, {"ok": False})
             raise APIError(400, f"The price files could not be loaded; the previous catalog stays: {str(exc)[:300]}",
                            code="invalid_pricing") from None
+        await svc.audit("admin", "pricing.reload", None, {"ok": True, "models": n})
         return Response(orjson.dumps({"status": "reloaded", "models": n}), media_type=_JSON)
 
     @app.post("/admin/policies/reload")
     async def reload_policies(request: Request) -> Response:
         admin(request)
         ok, problems = svc.policies.reload()
+        await svc.audit("admin", "policies.reload", None, {"ok": ok, "version": svc.policies.version})
         if not ok:
             raise APIError(400, "The policy files were rejected; the previous policies stay: " + " | ".join(problems)[:2000],
                            code="invalid_policy")
@@ -363,6 +367,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     async def reload_keys(request: Request) -> Response:
         admin(request)
         n = svc.reload_keys()
+        await svc.audit("admin", "keys.reload", None, {"keys": n})
         return Response(orjson.dumps({"status": "reloaded", "keys": n}), media_type=_JSON)
 
     @app.get("/admin/policies")
@@ -391,6 +396,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                         media_type=_JSON)
 
     add_usage_routes(app, svc, principal, admin)
+    add_key_routes(app, svc, admin, read_json)
     add_dashboard_routes(app, svc, principal, admin)
 
     @app.get("/metrics")
@@ -430,7 +436,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app.openapi = openapi  # type: ignore[method-assign]
 
     if cfg.server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+        app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
     app.add_middleware(RequestIdMiddleware, ids=ids)
     return app

@@ -13,6 +13,7 @@ import ipaddress
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -25,6 +26,8 @@ class Principal:
     key_id: str
     models: frozenset[str] | None  # None: every model
     admin: bool = False
+    # the key's own limits (keys issued over HTTP): (rate-limit rules, budget rules), as config rules
+    rules: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,16 @@ class _Entry:
     salt: bytes
     digest: bytes
     revoked: bool = False
+    expires: float | None = None  # UNIX seconds
+    previous: tuple[bytes, bytes, float] | None = None  # a rotated key's old secret: (salt, digest, valid until)
+
+    def accepts(self, token: str, now: float) -> bool:
+        if self.revoked or (self.expires is not None and now >= self.expires):
+            return False
+        if KeyStore._matches(self.salt, self.digest, token):
+            return True
+        old = self.previous
+        return old is not None and now < old[2] and KeyStore._matches(old[0], old[1], token)
 
 
 def hash_key(key: str, salt: bytes | None = None) -> str:
@@ -63,7 +76,8 @@ class KeyStore:
     @classmethod
     def build(cls, keys: Iterable[Mapping[str, Any]], tenants: Mapping[str, frozenset[str] | None],
               resolve: Callable[[str], str | None], admin_hash: str | None) -> "KeyStore":
-        """Keys as config mappings (id, tenant, hash or key reference, models, revoked)."""
+        """Keys as mappings (id, tenant, hash or key reference, models, revoked; for keys issued over
+        HTTP also expires_at, previous_hash and previous_until, and their limits as ``rules``)."""
         entries = []
         for k in keys:
             if k.get("hash"):
@@ -71,7 +85,10 @@ class KeyStore:
             else:
                 salt, digest = _parse_hash(hash_key(resolve(k["key"]) or ""))
             models = frozenset(k["models"]) if k.get("models") is not None else tenants.get(k["tenant"])
-            entries.append(_Entry(Principal(k["tenant"], k["id"], models), salt, digest, bool(k.get("revoked"))))
+            previous = (*_parse_hash(k["previous_hash"]), float(k["previous_until"])) \
+                if k.get("previous_hash") and k.get("previous_until") else None
+            entries.append(_Entry(Principal(k["tenant"], k["id"], models, rules=k.get("rules")), salt, digest,
+                                  bool(k.get("revoked")), k.get("expires_at"), previous))
         return cls(entries, admin_hash)
 
     @staticmethod
@@ -81,15 +98,18 @@ class KeyStore:
     def authenticate(self, token: str) -> Principal | None:
         if not token or len(token) > 512:
             return None
+        now = time.time()
         if token.startswith(PREFIX) and "." in token:
             entry = self._by_id.get(token[len(PREFIX):].split(".", 1)[0])
             if entry is not None:
-                ok = self._matches(entry.salt, entry.digest, token)
-                return entry.principal if ok and not entry.revoked else None
+                return entry.principal if entry.accepts(token, now) else None
         for entry in self._unindexed:
             if self._matches(entry.salt, entry.digest, token):
-                return None if entry.revoked else entry.principal
+                return entry.principal if entry.accepts(token, now) else None
         return None
+
+    def ids(self) -> frozenset[str]:
+        return frozenset(self._by_id)
 
     def tenant_of(self, key_id: str) -> str | None:
         entry = self._by_id.get(key_id)

@@ -125,19 +125,29 @@ class Limiter:
         self._rebuilding: dict[str, asyncio.Lock] = {}
         self._keys: dict[tuple[int, str, int], BudgetKey] = {}
         self._failing_open = False
+        # limits set on keys issued over HTTP (router.ledger.keys): whether any key has them
+        self.key_rates = self.key_budgets = self.key_tokens = False
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
 
     @property
     def active(self) -> bool:
-        return bool(self.cfg.rate_limits or self.cfg.budgets or self.cfg.max_request_usd)
+        return bool(self.cfg.rate_limits or self.cfg.budgets or self.cfg.max_request_usd or self.key_rates
+                    or self.key_budgets)
 
     @property
     def counts_tokens(self) -> bool:
-        return bool(self.cfg.budgets or self.cfg.max_request_usd or any(r.tpm is not None for r in self.cfg.rate_limits))
+        return bool(self.cfg.budgets or self.cfg.max_request_usd or self.key_budgets or self.key_tokens
+                    or any(r.tpm is not None for r in self.cfg.rate_limits))
+
+    def key_limits(self, rates: bool, budgets: bool, tokens: bool) -> None:
+        """Whether any key issued over HTTP carries its own rate limits, budget, token limit."""
+        self.key_rates, self.key_budgets, self.key_tokens = rates, budgets, tokens
+        if budgets:
+            self.start()
 
     def start(self) -> None:
-        if self.cfg.budgets and not self._loops:
+        if (self.cfg.budgets or self.key_budgets) and not self._loops:
             self._loops = [asyncio.create_task(self._renew_loop(), name="budget-leases"),
                            asyncio.create_task(self._reconcile_loop(), name="budget-reconcile")]
 
@@ -145,6 +155,9 @@ class Limiter:
         ids = {"key": who.key_id, "tenant": who.tenant, "alias": requested}
         rates = [r for r in self.cfg.rate_limits if _matches(r.id, ids[r.scope])]
         budgets = [b for b in self.cfg.budgets if _matches(b.id, ids[b.scope])]
+        if who.rules is not None:  # the key's own (set over HTTP)
+            rates += who.rules[0]
+            budgets += who.rules[1]
         return rates, budgets
 
     def budget_keys(self, who: Principal, requested: str, now: float) -> list[BudgetKey]:

@@ -9,14 +9,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
 from router.auth import KeyStore, hash_key
-from router.config import Config, resolve_env
+from router.config import BudgetRule, Config, RateLimitRule, resolve_env
 from router.ledger.conversations import ResponseStore
+from router.ledger.keys import KeyTable
 from router.ledger.store import LedgerStore, redact_url, sqlite_url
 from router.ledger.writer import LedgerWriter
 from router.limits import Limiter
@@ -33,6 +34,7 @@ from router.tokens import Tokenizer
 ENV_DEMO_KEY_HASH = "SWITCHYARD_DEMO_KEY_HASH"
 ENV_ADMIN_KEY_HASH = "SWITCHYARD_ADMIN_KEY_HASH"
 log = logging.getLogger("switchyard")
+KEY_SYNC_INTERVAL = 1.0  # seconds between a replica's checks for keys changed on another replica
 UNSHARED_MAX = 10_000  # feedback kept for the shared store while it is down; the oldest is dropped beyond
 
 
@@ -55,6 +57,10 @@ class Services:
     planner: Planner
     started_at: int
     responses: ResponseStore | None = None  # stored Responses-API answers (in the ledger database)
+    key_table: KeyTable | None = None  # keys issued over HTTP, and the audit log (in the ledger database)
+    key_rows: list[dict[str, Any]] = field(default_factory=list)
+    _key_version: tuple[float | None, int] | None = None
+    _key_sync: asyncio.Task[None] | None = None
     draining: bool = False
     _watcher: asyncio.Task[None] | None = None
     _config_watcher: asyncio.Task[None] | None = None
@@ -78,13 +84,17 @@ class Services:
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
         self._bandit_sync = asyncio.create_task(self.sync_bandits(), name="bandit-sync")
+        if self.key_table is not None:
+            await self.sync_keys()  # before the first request: keys issued over HTTP answer at once
+            self._key_sync = asyncio.create_task(self.watch_keys(), name="key-sync")
         if self.responses is not None and self.responses.enabled:
             self._pruner = asyncio.create_task(self.prune_responses(), name="responses-prune")
         memory.freeze_startup()
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync, self._pruner):
+        for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync, self._pruner,
+                     self._key_sync):
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()
@@ -104,7 +114,7 @@ class Services:
             from router.config import load_config
 
             fresh = load_config(path)
-            self.keys = build_keys(fresh, os.environ)
+            self.keys = build_keys(fresh, os.environ, self.key_rows)
             self._config_mtime = _mtime(path)
         return len(self.keys)
 
@@ -176,6 +186,44 @@ class Services:
                     bandit.replace(totals)
             await asyncio.sleep(interval)
 
+    # -- keys issued over HTTP ---------------------------------------------------------------------
+    async def sync_keys(self, force: bool = False) -> bool:
+        """Take the key table's rows when they changed (or ``force``); whether they did."""
+        assert self.key_table is not None
+        version = await self.key_table.version()
+        if version == self._key_version and not force:
+            return False
+        rows = await self.key_table.rows()
+        self._key_version = version
+        self.apply_key_rows(rows)
+        return True
+
+    def apply_key_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.key_rows = rows
+        self.keys = build_keys(self.config, os.environ, rows)
+        self.limiter.key_limits(rates=any(r["rpm"] is not None or r["tpm"] is not None for r in rows),
+                                budgets=any(r["budget_usd"] is not None for r in rows),
+                                tokens=any(r["tpm"] is not None for r in rows))
+
+    async def watch_keys(self, interval: float = KEY_SYNC_INTERVAL) -> None:
+        """Every replica: a key created, changed or revoked on any replica applies here within ``interval``."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sync_keys()
+            except Exception as exc:  # noqa: BLE001 - the database down: keep the keys we have
+                log.debug("key sync failed: %s", type(exc).__name__)
+
+    async def audit(self, actor: str, action: str, target: str | None = None,
+                    detail: dict[str, Any] | None = None) -> None:
+        """Record an admin action; a database that is down costs the record, never the action."""
+        if self.key_table is None:
+            return
+        try:
+            await self.key_table.record(actor, action, target, detail)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("audit record of %s failed: %s", action, type(exc).__name__)
+
     async def prune_responses(self, interval: float = 3600.0) -> None:
         """Hourly, delete stored responses past their retention (any replica may; deleting twice is harmless)."""
         assert self.responses is not None
@@ -232,7 +280,7 @@ def _mtime(path: str) -> float:
         return -1.0
 
 
-def build_keys(cfg: Config, env: Mapping[str, str]) -> KeyStore:
+def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, Any]] = ()) -> KeyStore:
     def resolve(ref: str | None) -> str | None:
         return resolve_env(ref, env)
 
@@ -248,7 +296,18 @@ def build_keys(cfg: Config, env: Mapping[str, str]) -> KeyStore:
         admin_hash = hash_key(master)
     if cfg.auth.admin_key:
         admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
+    taken = {k["id"] for k in key_maps}
+    key_maps += [{**r, "rules": key_rules(r)} for r in rows if r["id"] not in taken]  # issued over HTTP
     return KeyStore.build(key_maps, tenants, resolve, admin_hash)
+
+
+def key_rules(row: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """A key's own limits as config rules (scoped to the key)."""
+    rates = (RateLimitRule(scope="key", id=row["id"], rpm=row["rpm"], tpm=row["tpm"]),) \
+        if row.get("rpm") is not None or row.get("tpm") is not None else ()
+    budgets = (BudgetRule(scope="key", id=row["id"], period=row["budget_period"] or "month", usd=row["budget_usd"],
+                          soft=bool(row.get("budget_soft"))),) if row.get("budget_usd") is not None else ()
+    return (rates, budgets) if rates or budgets else None
 
 
 def load_catalog(cfg: Config) -> PriceCatalog:
@@ -294,7 +353,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     gateway = Gateway(planner, meter, limiter, health)
     responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
-                    policies, planner, int(time.time()), responses)
+                    policies, planner, int(time.time()), responses, KeyTable(store) if store is not None else None)
 
 
 class PolicyStartupError(ValueError):

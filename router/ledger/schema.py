@@ -119,6 +119,42 @@ responses = Table(
     Index("ix_responses_expires", "expires_at"),
 )
 
+# Virtual keys issued over HTTP (POST /admin/keys): every replica reads them (router/ledger/keys.py);
+# only the salted hash of a secret is kept. Config-file keys live beside them, in the config.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("name", String(128)),
+    Column("hash", String(200), nullable=False),
+    Column("previous_hash", String(200)),  # a rotated key's old secret, valid until previous_until
+    Column("previous_until", Float),
+    Column("models", Text),  # JSON list; NULL: the tenant's models
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("budget_usd", Float),
+    Column("budget_period", String(8)),  # day | month
+    Column("budget_soft", Boolean, nullable=False, default=False),
+    Column("expires_at", Float),
+    Column("metadata", Text),  # JSON object
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_api_keys_updated", "updated_at"),
+)
+
+# Who did what to the gateway: keys created, changed, rotated, revoked; prices, policies and keys reloaded.
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(64), nullable=False),  # the key id that acted ("admin": the admin key)
+    Column("action", String(64), nullable=False),
+    Column("target", String(128)),
+    Column("detail", Text),  # JSON
+    Index("ix_audit_ts", "ts"),
+)
+
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 

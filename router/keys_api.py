@@ -1,0 +1,187 @@
+"""Virtual keys over HTTP (admin key): issue, list, change, rotate and revoke keys without touching
+the config file, and read the audit log. Keys live in the ledger database (router/ledger/keys.py);
+every replica picks a change up within a second (router.services.watch_keys), and the replica that
+made it at once. Config-file keys keep working beside them (listed, read-only here)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated, Any, Callable, Literal
+
+import orjson
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import Response
+
+from router.auth import hash_key, new_key
+from router.config import KEY_ID
+from router.errors import APIError, invalid_request
+from router.protocol import _validation_error
+
+_JSON = "application/json"
+MAX_GRACE = 7 * 86400
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    usd: float = Field(gt=0)
+    period: Literal["day", "month"] = "month"
+    soft: bool = False
+
+
+class KeyChange(BaseModel):
+    """What PATCH may change (null clears a limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(max_length=128)] | None = None
+    models: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=1000)] | None = None
+    rpm: Annotated[int, Field(ge=0)] | None = None
+    tpm: Annotated[int, Field(ge=0)] | None = None
+    budget: Budget | None = None
+    expires_at: Annotated[float, Field(gt=0)] | None = None
+    metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=32)] | None = None
+
+
+class KeyCreate(KeyChange):
+    id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    tenant: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace_seconds: Annotated[float, Field(ge=0, le=MAX_GRACE)] = 3600.0
+
+
+def _parse(model: type[BaseModel], body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.", code="invalid_body")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def _columns(change: KeyChange, fields: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: getattr(change, k) for k in ("name", "models", "rpm", "tpm", "expires_at", "metadata")
+                           if k in fields}
+    if "budget" in fields:
+        b = change.budget
+        out.update(budget_usd=b.usd if b else None, budget_period=b.period if b else None,
+                   budget_soft=bool(b and b.soft))
+    return out
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A key as the API shows it: never its secret or hash."""
+    budget = ({"usd": row["budget_usd"], "period": row["budget_period"], "soft": row["budget_soft"]}
+              if row.get("budget_usd") is not None else None)
+    now = time.time()
+    return {"id": row["id"], "object": "key", "source": "api", "tenant": row["tenant"], "name": row.get("name"),
+            "models": row.get("models"), "rpm": row.get("rpm"), "tpm": row.get("tpm"), "budget": budget,
+            "expires_at": row.get("expires_at"), "metadata": row.get("metadata") or {}, "revoked": row["revoked"],
+            "previous_secret_valid_until": row["previous_until"] if (row.get("previous_until") or 0) > now else None,
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any]) -> None:
+    def table() -> Any:
+        if svc.key_table is None:
+            raise APIError(404, "This gateway has no key table (it runs without a ledger database).", code="no_key_table")
+        return svc.key_table
+
+    def config_ids() -> set[str]:
+        return {k.id for k in svc.config.auth.keys} | {"demo", "master-key"}
+
+    async def found(key_id: str) -> dict[str, Any]:
+        row = await table().get(key_id)
+        if row is None:
+            where = "the config file (change it there)" if key_id in config_ids() else "this gateway"
+            raise APIError(404, f"No key '{key_id[:40]}' issued over HTTP on {where}.", code="key_not_found")
+        return row
+
+    def answer(obj: Any, status: int = 200) -> Response:
+        return Response(orjson.dumps(obj), status_code=status, media_type=_JSON)
+
+    @app.post("/admin/keys")
+    async def create_key(request: Request) -> Response:
+        admin(request)
+        req = _parse(KeyCreate, await read_json(request, 64 * 1024))
+        key_id = req.id or f"k-{secrets.token_hex(6)}"
+        if not KEY_ID.match(key_id):
+            raise invalid_request("Invalid value for 'id': 1-40 characters of a-z, 0-9 and '-', starting with a letter "
+                                  "or digit.", param="id", code="invalid_value")
+        if key_id in config_ids() or await table().get(key_id) is not None:
+            raise APIError(409, f"A key with id '{key_id}' already exists.", param="id", code="key_exists")
+        secret = new_key(key_id)
+        values = {"id": key_id, "tenant": req.tenant, "hash": hash_key(secret), "revoked": False,
+                  **_columns(req, req.model_fields_set | {"budget"})}
+        await table().create(values, actor="admin")
+        await svc.sync_keys(force=True)
+        return answer({**public(await found(key_id)), "key": secret}, 201)
+
+    @app.get("/admin/keys")
+    async def list_keys(request: Request) -> Response:
+        admin(request)
+        tenant = request.query_params.get("tenant")
+        rows = [public(r) for r in await table().rows() if tenant is None or r["tenant"] == tenant]
+        rows += [{"id": k.id, "object": "key", "source": "config", "tenant": k.tenant, "models": k.models,
+                  "revoked": k.revoked} for k in svc.config.auth.keys if tenant is None or k.tenant == tenant]
+        return answer({"object": "list", "data": sorted(rows, key=lambda r: r["id"])})
+
+    @app.get("/admin/keys/{key_id}")
+    async def get_key(request: Request, key_id: str) -> Response:
+        admin(request)
+        return answer(public(await found(key_id)))
+
+    @app.patch("/admin/keys/{key_id}")
+    async def change_key(request: Request, key_id: str) -> Response:
+        admin(request)
+        await found(key_id)
+        change = _parse(KeyChange, await read_json(request, 64 * 1024))
+        values = _columns(change, change.model_fields_set)
+        if not values:
+            raise invalid_request("Send at least one of name, models, rpm, tpm, budget, expires_at, metadata.",
+                                  code="empty_change")
+        await table().update(key_id, values, "admin", "key.change")
+        await svc.sync_keys(force=True)
+        return answer(public(await found(key_id)))
+
+    @app.post("/admin/keys/{key_id}/revoke")
+    async def revoke_key(request: Request, key_id: str) -> Response:
+        admin(request)
+        await found(key_id)
+        await table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, "admin",
+                             "key.revoke", {})
+        await svc.sync_keys(force=True)
+        return answer(public(await found(key_id)))
+
+    @app.post("/admin/keys/{key_id}/rotate")
+    async def rotate_key(request: Request, key_id: str) -> Response:
+        admin(request)
+        row = await found(key_id)
+        if row["revoked"]:
+            raise APIError(409, "A revoked key cannot be rotated; issue a new one.", code="key_revoked")
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            raise invalid_request("The request body is not valid JSON.", code="invalid_json") from None
+        rot = _parse(Rotation, body)
+        secret = new_key(key_id)
+        until = time.time() + rot.grace_seconds
+        await table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
+                             "admin", "key.rotate", {"grace_seconds": rot.grace_seconds})
+        await svc.sync_keys(force=True)
+        return answer({**public(await found(key_id)), "key": secret})
+
+    @app.get("/admin/audit")
+    async def audit_log(request: Request) -> Response:
+        admin(request)
+        q = request.query_params
+        try:
+            limit = min(500, max(1, int(q.get("limit", "100"))))
+            before = int(q["before"]) if "before" in q else None
+        except ValueError:
+            raise invalid_request("'limit' and 'before' must be integers.", code="invalid_value") from None
+        return answer({"object": "list", "data": await table().audit_log(limit, before)})

@@ -1,0 +1,157 @@
+"""Virtual keys over HTTP (POST/GET/PATCH /admin/keys, revoke, rotate) and the audit log: on one
+gateway, and across two replicas sharing PostgreSQL and Redis (a change on one holds on the other
+within 2 seconds; a key's limits hold across both)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, KEY_A, Proc, mock_config, start_gateway, start_mock
+from tests.servers import fresh_database, shared_database_url, shared_redis_url
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def chat(gw: Proc, key: str, **extra: Any) -> httpx.Response:
+    return httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                      json={**CHAT, **extra}, timeout=30)
+
+
+def within(seconds: float, ok: Callable[[], bool]) -> float:
+    """How long until ``ok()`` held (checked every 50 ms); fails past ``seconds``."""
+    t0 = time.monotonic()
+    while not ok():
+        assert time.monotonic() - t0 < seconds, f"not within {seconds} s"
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def kgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    d = tmp_path_factory.mktemp("keys")
+    mock = start_mock(d / "mock")
+    gw = start_gateway(d / "gw", mock_config(mock.base))
+    yield gw
+    gw.stop()
+    mock.stop()
+
+
+def test_issue_use_list_change_revoke(kgw: Proc) -> None:
+    r = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={
+        "id": "app-one", "tenant": "apps", "name": "App one", "models": ["mock-gpt"], "metadata": {"team": "search"}})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    secret = made.pop("key")
+    assert secret.startswith("sk-sy-app-one.") and made["tenant"] == "apps" and made["source"] == "api"
+    assert chat(kgw, secret).status_code == 200  # at once on the replica that issued it
+    assert chat(kgw, secret, model="fast-sim").status_code == 403  # outside its allow-list
+    listed = httpx.get(kgw.base + "/admin/keys", headers=ADMIN).json()["data"]
+    assert {k["id"] for k in listed} >= {"app-one", "tenant-a", "tenant-b"}
+    assert secret not in str(listed) and "sha256$" not in str(listed)  # never the secret or its hash
+    assert httpx.get(kgw.base + "/admin/keys/app-one", headers=ADMIN).json()["metadata"] == {"team": "search"}
+    # the key's usage is billed to its tenant
+    rid = chat(kgw, secret).headers["x-request-id"]
+    row = within(5, lambda: httpx.get(f"{kgw.base}/admin/requests/{rid}", headers=ADMIN).status_code == 200)
+    assert row < 5 and httpx.get(f"{kgw.base}/admin/requests/{rid}", headers=ADMIN).json()["tenant"] == "apps"
+    # widen its models, then revoke it
+    r = httpx.patch(kgw.base + "/admin/keys/app-one", headers=ADMIN, json={"models": ["mock-gpt", "fast-sim"]})
+    assert r.status_code == 200 and r.json()["models"] == ["mock-gpt", "fast-sim"]
+    assert chat(kgw, secret, model="fast-sim").status_code == 200
+    assert httpx.post(kgw.base + "/admin/keys/app-one/revoke", headers=ADMIN).json()["revoked"] is True
+    assert chat(kgw, secret).status_code == 401
+    # the audit log holds each action, never a secret
+    log = httpx.get(kgw.base + "/admin/audit", headers=ADMIN).json()["data"]
+    mine = [(e["action"], e["actor"]) for e in log if e["target"] == "app-one"]
+    assert mine == [("key.revoke", "admin"), ("key.change", "admin"), ("key.create", "admin")]
+    assert "sha256$" not in str(log) and secret not in str(log)
+
+
+def test_rotation_grace_expiry_and_limits(kgw: Proc) -> None:
+    secret = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={"id": "app-two", "tenant": "apps"}).json()["key"]
+    rot = httpx.post(kgw.base + "/admin/keys/app-two/rotate", headers=ADMIN, json={"grace_seconds": 1.5}).json()
+    new = rot["key"]
+    assert new != secret and rot["previous_secret_valid_until"] > time.time()
+    assert chat(kgw, new).status_code == 200 and chat(kgw, secret).status_code == 200  # both, during the grace
+    within(5, lambda: chat(kgw, secret).status_code == 401)  # the old one, not after it
+    assert chat(kgw, new).status_code == 200
+    # an expiry, and a rate limit set on the key
+    httpx.patch(kgw.base + "/admin/keys/app-two", headers=ADMIN, json={"rpm": 2})
+    assert [chat(kgw, new).status_code for _ in range(3)] == [200, 200, 429]
+    httpx.patch(kgw.base + "/admin/keys/app-two", headers=ADMIN, json={"rpm": None, "expires_at": time.time() + 1})
+    within(5, lambda: chat(kgw, new).status_code == 401)
+
+
+@pytest.mark.parametrize("body,status,param", [
+    ({"tenant": "x", "id": "Bad Id"}, 400, "id"),
+    ({"id": "no-tenant"}, 400, "tenant"),
+    ({"tenant": "x", "rpm": -1}, 400, "rpm"),
+    ({"tenant": "x", "budget": {"usd": 0}}, 400, "budget.usd"),
+    ({"tenant": "x", "surprise": 1}, 400, "surprise"),
+    ({"tenant": "x", "id": "tenant-a"}, 409, "id"),  # a config key's id
+])
+def test_bad_key_requests(kgw: Proc, body: dict, status: int, param: str) -> None:
+    r = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_only_the_admin_key_manages_keys(kgw: Proc) -> None:
+    assert httpx.post(kgw.base + "/admin/keys", headers={"authorization": f"Bearer {KEY_A}"},
+                      json={"tenant": "a"}).status_code == 403
+    assert httpx.get(kgw.base + "/admin/keys").status_code == 401
+    assert httpx.get(kgw.base + "/admin/keys/nope", headers=ADMIN).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
+    d = tmp_path_factory.mktemp("key-replicas")
+    url, drop = fresh_database(shared_database_url())
+    mock = start_mock(d / "mock")
+    cfg = mock_config(mock.base) + ("storage: {database_url: os.environ/KEYS_DB, redis_url: os.environ/KEYS_REDIS}\n"
+                                    "limits: {reconcile_interval: 1}\n")
+    redis_url = shared_redis_url().rsplit("/", 1)[0] + "/13"
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()  # no counters or budgets left from an earlier run
+    env = {"KEYS_DB": url, "KEYS_REDIS": redis_url}
+    a, b = start_gateway(d / "a", cfg, env, name="a"), start_gateway(d / "b", cfg, env, name="b")
+    yield a, b
+    for p in (a, b, mock):
+        p.stop()
+    drop()
+
+
+def test_a_change_on_one_replica_holds_on_the_other_within_two_seconds(replicas: tuple[Proc, Proc]) -> None:
+    a, b = replicas
+    secret = httpx.post(a.base + "/admin/keys", headers=ADMIN, json={"id": "multi", "tenant": "apps"}).json()["key"]
+    assert within(2.0, lambda: chat(b, secret).status_code == 200) < 2.0
+    assert httpx.post(b.base + "/admin/keys/multi/revoke", headers=ADMIN).status_code == 200
+    assert chat(b, secret).status_code == 401
+    assert within(2.0, lambda: chat(a, secret).status_code == 401) < 2.0
+    # rotated on A: the old secret works on B during the grace, and not after
+    old = httpx.post(a.base + "/admin/keys", headers=ADMIN, json={"id": "multi-2", "tenant": "apps"}).json()["key"]
+    new = httpx.post(a.base + "/admin/keys/multi-2/rotate", headers=ADMIN, json={"grace_seconds": 3}).json()["key"]
+    within(2.0, lambda: chat(b, new).status_code == 200)
+    assert chat(b, old).status_code == 200
+    within(6.0, lambda: chat(b, old).status_code == 401)
+
+
+def test_a_keys_limits_hold_across_replicas(replicas: tuple[Proc, Proc]) -> None:
+    a, b = replicas
+    secret = httpx.post(a.base + "/admin/keys", headers=ADMIN, json={
+        "id": "limited", "tenant": "apps", "rpm": 4, "budget": {"usd": 50, "period": "day"}}).json()["key"]
+    within(2.0, lambda: httpx.get(b.base + "/admin/keys/limited", headers=ADMIN).status_code == 200)
+    time.sleep(1.2)  # B's poll has applied the key (and its limits) by now
+    codes = [chat(p, secret).status_code for p in (a, b, a, b, a, b)]
+    assert codes.count(200) == 4 and codes[-2:] == [429, 429], codes
+    # the budget, set to less than what was spent, refuses on both
+    httpx.patch(a.base + "/admin/keys/limited", headers=ADMIN, json={"rpm": None, "budget": {"usd": 1e-9}})
+    time.sleep(1.2)
+    for p in (a, b):
+        r = chat(p, secret)
+        assert r.status_code == 429 and "Budget exhausted" in r.json()["error"]["message"], r.text
