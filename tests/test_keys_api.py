@@ -155,3 +155,28 @@ def test_a_keys_limits_hold_across_replicas(replicas: tuple[Proc, Proc]) -> None
     for p in (a, b):
         r = chat(p, secret)
         assert r.status_code == 429 and "Budget exhausted" in r.json()["error"]["message"], r.text
+
+
+def test_the_cli_issues_lists_rotates_and_revokes(kgw: Proc) -> None:
+    import subprocess
+
+    from tests.conftest import SWITCHYARD
+
+    def run(*args: str) -> str:
+        res = subprocess.run([SWITCHYARD, "keys", *args, "--url", kgw.base], capture_output=True, text=True,
+                             env={**__import__("os").environ, "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    out = run("create", "cli-key", "--tenant", "apps", "--models", "mock-gpt", "--rpm", "100")
+    secret = out.rsplit(" ", 1)[-1].strip()
+    assert secret.startswith("sk-sy-cli-key.") and chat(kgw, secret).status_code == 200
+    assert httpx.get(kgw.base + "/admin/keys/cli-key", headers=ADMIN).json()["rpm"] == 100
+    assert "cli-key" in run("list", "--tenant", "apps") and secret not in run("list")
+    new = run("rotate", "cli-key", "--grace-seconds", "0").split("shown once: ")[1].split()[0]
+    assert chat(kgw, new).status_code == 200 and chat(kgw, secret).status_code == 401
+    run("revoke", "cli-key")
+    assert chat(kgw, new).status_code == 401
+    bad = subprocess.run([SWITCHYARD, "keys", "revoke", "cli-key", "--url", kgw.base, "--admin-key", "wrong"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "401" in bad.stderr
