@@ -180,3 +180,41 @@ def test_the_cli_issues_lists_rotates_and_revokes(kgw: Proc) -> None:
     bad = subprocess.run([SWITCHYARD, "keys", "revoke", "cli-key", "--url", kgw.base, "--admin-key", "wrong"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "401" in bad.stderr
+
+
+def test_the_keys_page_issues_reveals_once_and_revokes(kgw: Proc, browser) -> None:
+    from tests.test_dashboard import open_dashboard, rendered
+
+    page, errors, _ = open_dashboard(browser, kgw, ADMIN_KEY)
+    rendered(page, "spend")
+    page.click('nav#tabs button[data-view="keys"]')
+    rendered(page, "keys")
+    page.fill("#key-tenant", "web")
+    page.fill("#key-id", "web-ui")
+    page.fill("#key-models", "mock-gpt")
+    page.fill("#key-rpm", "50")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-secret-value")
+    secret = page.inner_text("#key-secret-value")
+    assert secret.startswith("sk-sy-web-ui.") and chat(kgw, secret).status_code == 200
+    row = page.locator("#keys-table tbody tr", has_text="web-ui")
+    assert "web" in row.inner_text() and row.locator('[data-state="active"]').count() == 1
+    # shown once: a fresh page has no way to see it again
+    page2, _, _ = open_dashboard(browser, kgw, ADMIN_KEY)
+    rendered(page2, "spend")
+    page2.click('nav#tabs button[data-view="keys"]')
+    rendered(page2, "keys")
+    assert secret not in page2.content() and "web-ui" in page2.inner_text("#keys-table")
+    page2.click('#keys-table button.revoke[data-key="web-ui"]')
+    page2.wait_for_selector('#keys-table tr:has-text("web-ui") [data-state="revoked"]')
+    assert chat(kgw, secret).status_code == 401
+    audit = page2.inner_text("#audit-table")
+    assert "key.create" in audit and "key.revoke" in audit and secret not in page2.content()
+    # a tenant key sees no Keys tab, and the API refuses it
+    page3, _, _ = open_dashboard(browser, kgw, KEY_A)
+    rendered(page3, "spend")
+    assert page3.is_hidden("#tab-keys")
+    assert not errors, errors
+
+
+from tests.test_dashboard import browser  # noqa: E402,F401 - the shared chromium fixture

@@ -299,6 +299,7 @@ async function login(key) {
   $("f-tenant-wrap").hidden = who.role !== "admin";
   $("whatif-yaml-wrap").hidden = who.role !== "admin";
   $("tab-advise").hidden = who.role !== "admin";
+  $("tab-keys").hidden = who.role !== "admin";
   $("tab-stack").hidden = who.role !== "admin";  // how the operator's margin splits: not a tenant's business
   await loadOptions();
   await show(location.hash.slice(1) in VIEWS ? location.hash.slice(1) : "spend");
