@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pricing.plans import Plan
 from pricing.profiles import load_profiles
@@ -267,6 +267,35 @@ class Config(_Strict):
     litellm_settings: dict[str, Any] | None = None
     general_settings: dict[str, Any] | None = None
     router_settings: dict[str, Any] | None = None
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict, description="model -> models tried, in order, when all of its deployments fail "
+        "(a request's own fallbacks take their place); LiteLLM's fallbacks map here")
+    context_window_fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict, description="model -> larger-context models: a prompt that does not fit the model's "
+        "context window goes to the first that fits it; LiteLLM's context_window_fallbacks map here")
+
+    @model_validator(mode="after")
+    def _litellm_router(self) -> "Config":
+        """LiteLLM's router settings, where the native ones are not set: fallbacks,
+        context_window_fallbacks, num_retries, timeout, allowed_fails and cooldown_time."""
+        ll = {**(self.litellm_settings or {}), **(self.router_settings or {})}
+        for name, target in (("fallbacks", self.fallbacks), ("context_window_fallbacks", self.context_window_fallbacks)):
+            for entry in ll.get(name) or ():
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{name}: each entry maps a model to a list of models, e.g. {{gpt-4o: [gpt-4o-mini]}}")
+                for model, others in entry.items():
+                    target.setdefault(str(model), [others] if isinstance(others, str) else [str(o) for o in others])
+        server = self.server
+        for key, field_name in (("num_retries", "num_retries"), ("allowed_fails", "breaker_threshold"),
+                                ("cooldown_time", "breaker_cooldown")):
+            if key in ll and field_name not in server.model_fields_set:
+                setattr(server, field_name, type(getattr(server, field_name))(ll[key]))
+        timeout = ll.get("timeout", ll.get("request_timeout"))
+        if timeout is not None:
+            for d in self.model_list:
+                if "timeout" not in d.litellm_params.model_fields_set:
+                    d.litellm_params.timeout = float(timeout)
+        return self
 
     @property
     def master_key(self) -> str | None:
@@ -276,7 +305,13 @@ class Config(_Strict):
         return value if isinstance(value, str) and value else None
 
 
-HONOURED_LITELLM = {"router_settings": {"model_group_alias"}, "general_settings": {"master_key"}}
+HONOURED_LITELLM = {
+    "router_settings": {"model_group_alias", "fallbacks", "context_window_fallbacks", "num_retries", "timeout",
+                        "allowed_fails", "cooldown_time"},
+    "litellm_settings": {"fallbacks", "context_window_fallbacks", "num_retries", "request_timeout"},
+    "general_settings": {"master_key"}}
+# LiteLLM's per-deployment router fields: never sent to a provider, and named as not honoured
+ROUTER_ONLY_PARAMS = frozenset({"rpm", "tpm", "max_parallel_requests", "order", "tags"})
 
 
 def ignored_litellm_settings(cfg: Config) -> list[str]:
@@ -287,6 +322,8 @@ def ignored_litellm_settings(cfg: Config) -> list[str]:
         for key in getattr(cfg, section) or {}:
             if key not in HONOURED_LITELLM.get(section, set()):
                 out.append(f"{section}.{key}")
+    for i, d in enumerate(cfg.model_list):
+        out += [f"model_list[{i}].litellm_params.{k}" for k in sorted(ROUTER_ONLY_PARAMS & set(d.litellm_params.model_extra or {}))]
     return out
 
 
@@ -352,6 +389,12 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
     aliases = dict(cfg.aliases)
     for alias, target in ((cfg.router_settings or {}).get("model_group_alias") or {}).items():
         aliases.setdefault(alias, [target] if isinstance(target, str) else list(target))
+    for field_name in ("fallbacks", "context_window_fallbacks"):
+        for model, others in getattr(cfg, field_name).items():
+            for i, t in enumerate([model, *others]):
+                if t not in names and t not in aliases:
+                    out.append(((field_name, model, *([i - 1] if i else [])),
+                                f"'{t}' is not a model_name or alias of this config"))
     for alias, targets in cfg.aliases.items():
         if alias in names:
             out.append((("aliases", alias), f"alias '{alias}' has the same name as a model in model_list"))

@@ -94,8 +94,11 @@ def _key(messages: list[dict[str, Any]]) -> bytes:
 
 class Planner:
     def __init__(self, registry: Registry, policies: PolicyStore, health: Health, meter: Meter, num_retries: int,
-                 shared: StateStore | None = None):
+                 shared: StateStore | None = None, fallbacks: dict[str, list[str]] | None = None,
+                 context_fallbacks: dict[str, list[str]] | None = None):
         self.registry = registry
+        self.fallbacks = fallbacks or {}  # model -> models tried when all of its deployments fail (config)
+        self.context_fallbacks = context_fallbacks or {}  # model -> larger-context models (config)
         self.policies = policies
         self.health = health
         self.meter = meter
@@ -152,12 +155,44 @@ class Planner:
     async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
         """The route for one request: the policy's (or the alias's) deployments in the order to try,
         then the deployments of the models the request names as its own fallbacks."""
-        extra = self._fallbacks(who, body, mode) if mode == "chat" and ("fallbacks" in body or "models" in body) else []
+        if mode == "chat" and body["model"] in self.context_fallbacks:
+            body = self._fitting(who, body)
+        extra: list[Deployment] = []
+        if mode == "chat" and ("fallbacks" in body or "models" in body):
+            extra = self._fallbacks(who, body, mode)
+        elif mode == "chat" and body["model"] in self.fallbacks:
+            extra = self._configured(who, body["model"])
         plan = await self._plan(who, body, mode, rid)
         if extra and (plan.decision is None or plan.decision.cascade is None):  # a cascade's steps stay its own
             have = {d.id for d in plan.deployments}
             plan.deployments = [*plan.deployments, *(d for d in extra if d.id not in have)]
         return plan
+
+    def _configured(self, who: Principal, model: str) -> list[Deployment]:
+        """The config's fallbacks for ``model`` this key may use (the others are skipped: the operator's
+        list, not the client's)."""
+        out: list[Deployment] = []
+        for name in self.fallbacks[model]:
+            if name != model and (who.models is None or name in who.models):
+                out.extend(self._available(self.registry.route(name, "chat")))
+        return out
+
+    def _fitting(self, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """The request, for the model whose context window holds its prompt: the model asked for, else the
+        first of its context-window fallbacks that fits (a 400 when none does)."""
+        model = body["model"]
+        names = [model, *self.context_fallbacks[model]]
+        counted: int | None = None
+        for name in names:
+            deps = self.registry.candidates(name, "chat")
+            window = max((d.context_window or 0) for d in deps) if deps else 0
+            if counted is None and deps:
+                counted = self.meter.estimate(deps[0], body).prompt_tokens
+            if deps and (not window or (counted or 0) <= window) and (name == model or who.models is None
+                                                                      or name in who.models):
+                return body if name == model else {**body, "model": name}
+        raise APIError(400, f"The prompt ({counted} tokens) fits neither '{model[:256]}' nor its context-window "
+                       "fallbacks.", param="messages", code="context_length_exceeded")
 
     def _fallbacks(self, who: Principal, body: dict[str, Any], mode: str) -> list[Deployment]:
         """The deployments of the request's own fallback models: each one known and allowed to this key

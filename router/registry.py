@@ -13,7 +13,7 @@ from router.backends.base import Backend
 from router.backends.litellm_backend import LiteLLMBackend
 from router.backends.openai_compat import OpenAICompatBackend
 from router.backends.simulated import SimSettings, SimulatedBackend
-from router.config import ENV_REF, Config, DeploymentConfig
+from router.config import ENV_REF, ROUTER_ONLY_PARAMS, Config, DeploymentConfig
 from router.tokens import Tokenizer
 
 # OpenAI-compatible providers and their public endpoints; the rest need an api_base.
@@ -135,7 +135,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
                       resolve: Callable[[str | None], str | None]) -> Deployment:
     p = dc.litellm_params
     provider, name = split_model(p.model)
-    extra = {k: v for k, v in (p.model_extra or {}).items() if k not in _PARAM_FIELDS}
+    extra = {k: v for k, v in (p.model_extra or {}).items() if k not in _PARAM_FIELDS and k not in ROUTER_ONLY_PARAMS}
     kind = p.backend
     if kind == "auto":
         kind = "simulated" if provider == "simulated" else ("openai" if provider in OPENAI_COMPAT_BASES else "litellm")

@@ -349,7 +349,8 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     if not ok:
         raise PolicyStartupError(problems)
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
-    planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None)
+    planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None,
+                      fallbacks=cfg.fallbacks, context_fallbacks=cfg.context_window_fallbacks)
     gateway = Gateway(planner, meter, limiter, health)
     responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,

@@ -115,7 +115,7 @@ def test_litellm_proxy_file_loads() -> None:
     assert cfg.router_settings["model_group_alias"] == {"smart": "gpt-4o"}
     assert cfg.master_key == "os.environ/MASTER"
     from router.config import ignored_litellm_settings
-    assert ignored_litellm_settings(cfg) == ["litellm_settings.drop_params"]
+    assert ignored_litellm_settings(cfg) == ["litellm_settings.drop_params", "model_list[0].litellm_params.rpm"]
     # the master key is a secret: an unset variable or a literal is a problem naming it
     for env, literal, want in (({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, False, "MASTER is not set"),
                                ({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, True, "os.environ/LITELLM_MASTER_KEY")):

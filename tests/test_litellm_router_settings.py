@@ -1,0 +1,98 @@
+"""A LiteLLM proxy config's router settings mean what they say: fallbacks, context-window
+fallbacks, num_retries, timeout, allowed_fails and cooldown_time map onto Switchyard's own
+mechanisms; per-deployment router fields (rpm, tpm...) never reach a provider; every setting not
+honoured is named, exactly."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Iterator
+
+import httpx
+import pytest
+
+from router.config import Config, ignored_litellm_settings, load_config
+from tests.conftest import KEY_A, SWITCHYARD, Proc, mock_config, mock_stats, start_gateway, start_mock
+
+H = {"authorization": f"Bearer {KEY_A}"}
+ROUTER = """router_settings:
+  num_retries: 0
+  allowed_fails: 2
+  cooldown_time: 30
+  timeout: 9
+  routing_strategy: least-busy
+  fallbacks: [{mock-500: [mock-gpt]}]
+  context_window_fallbacks: [{small-ctx: [mock-gpt]}]
+litellm_settings:
+  drop_params: true
+"""
+
+
+@pytest.fixture(scope="module")
+def lgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    d = tmp_path_factory.mktemp("litellm-router")
+    mock = start_mock(d / "mock")
+    small = (f"  - model_name: small-ctx\n    litellm_params: {{model: openai/mock-gpt, api_base: '{mock.base}/v1', "
+             "api_key: os.environ/MOCK_PROVIDER_KEY, rpm: 60, tpm: 1000}\n"
+             "    model_info: {max_input_tokens: 60, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n")
+    cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + small, 1) + ROUTER
+    gw = start_gateway(d / "gw", cfg)
+    gw.extra["mock"] = mock
+    yield gw
+    gw.stop()
+    mock.stop()
+
+
+def chat(gw: Proc, model: str, text: str = "hi") -> httpx.Response:
+    return httpx.post(gw.base + "/v1/chat/completions", headers=H, timeout=30,
+                      json={"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 5})
+
+
+def test_fallbacks_follow_a_failed_model(lgw: Proc) -> None:
+    r = chat(lgw, "mock-500")
+    assert r.status_code == 200 and r.headers["x-switchyard-model"] == "mock-gpt"
+    assert r.headers["x-switchyard-attempts"] == "2"
+    # a request's own fallbacks take the config's place
+    r = httpx.post(lgw.base + "/v1/chat/completions", headers=H, json={
+        "model": "mock-500", "messages": [{"role": "user", "content": "hi"}], "fallbacks": ["mock-400"]})
+    assert r.status_code == 400  # mock-400's rejection, not the config's mock-gpt
+
+
+def test_a_prompt_too_long_for_the_context_window_goes_to_the_larger_model(lgw: Proc) -> None:
+    short = chat(lgw, "small-ctx")
+    assert short.status_code == 200 and short.headers["x-switchyard-model"] == "small-ctx"
+    long = chat(lgw, "small-ctx", "word " * 200)
+    assert long.status_code == 200 and long.headers["x-switchyard-model"] == "mock-gpt"
+    sent = mock_stats(lgw.extra["mock"])["last_body"]
+    assert not {"rpm", "tpm"} & set(sent)  # LiteLLM's router fields never reach the provider
+
+
+def test_num_retries_and_allowed_fails(lgw: Proc) -> None:
+    # alias [mock-503, mock-gpt]; num_retries 0: its first model only, while that model's circuit is closed
+    codes = [chat(lgw, "failover-stream").status_code for _ in range(3)]
+    # allowed_fails 2: after two failures the circuit opens (cooldown_time 30 s) and the alias skips it
+    assert codes[:2] == [503, 503] and codes[2] == 200, codes
+    assert chat(lgw, "failover-stream").headers["x-switchyard-model"] == "mock-gpt"
+
+
+def test_the_settings_map_onto_switchyards_own(tmp_path) -> None:
+    cfg: Config = Config.model_validate({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_base": "http://h/v1", "rpm": 5}},
+                       {"model_name": "n", "litellm_params": {"model": "openai/y", "api_base": "http://h/v1", "timeout": 3}}],
+        "router_settings": {"num_retries": 1, "allowed_fails": 4, "cooldown_time": 12, "timeout": 9,
+                            "fallbacks": [{"m": ["n"]}], "routing_strategy": "usage-based-routing"},
+        "litellm_settings": {"context_window_fallbacks": [{"m": "n"}], "success_callback": ["langfuse"]}})
+    assert (cfg.server.num_retries, cfg.server.breaker_threshold, cfg.server.breaker_cooldown) == (1, 4, 12.0)
+    assert [d.litellm_params.timeout for d in cfg.model_list] == [9.0, 3.0]  # an explicit timeout stays
+    assert cfg.fallbacks == {"m": ["n"]} and cfg.context_window_fallbacks == {"m": ["n"]}
+    assert ignored_litellm_settings(cfg) == ["litellm_settings.success_callback", "router_settings.routing_strategy",
+                                             "model_list[0].litellm_params.rpm"]
+    # a fallback naming an unknown model is a config error, with its line
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: openai/x, api_base: 'http://h/v1'}\n"
+                   "router_settings:\n  fallbacks: [{m: [nope]}]\n")
+    res = subprocess.run([SWITCHYARD, "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "'nope' is not a model_name or alias" in res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    with pytest.raises(Exception):
+        load_config(str(bad))
