@@ -22,8 +22,14 @@ install: $(BIN)/.installed
 serve: $(BIN)/.runtime
 	$(BIN)/switchyard serve --host $(HOST) --port $(PORT)
 
+# drives the gateway `make serve` started (its demo key is in .switchyard/demo-key), else one in-process
 demo: $(BIN)/.runtime
-	$(BIN)/switchyard demo
+	@if [ -f .switchyard/demo-key ] && $(BIN)/python -c "import urllib.request; urllib.request.urlopen('http://$(HOST):$(PORT)/healthz', timeout=2)" 2>/dev/null; then \
+		$(BIN)/switchyard demo --url http://$(HOST):$(PORT) --key-file .switchyard/demo-key; \
+	else \
+		echo "No gateway from 'make serve' answers on $(HOST):$(PORT): running the demo in-process. (Start 'make serve' in another terminal first to fill its dashboard.)"; \
+		$(BIN)/switchyard demo; \
+	fi
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

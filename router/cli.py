@@ -79,6 +79,7 @@ def serve(
         demo = new_key("demo")
         os.environ[ENV_DEMO_KEY_HASH] = hash_key(demo)
         notes.append(f"  API key (demo tenant, this run only): {demo}")
+        _keep_demo_key(Path(cfg.storage.data_dir), demo)
     if not cfg.auth.admin_key and not cfg.master_key:
         admin = new_key("admin")
         os.environ[ENV_ADMIN_KEY_HASH] = hash_key(admin)
@@ -120,6 +121,19 @@ def serve(
                 # client addresses are resolved by the app, through server.trusted_proxies only
                 # (uvicorn would believe X-Forwarded-For from any loopback peer)
                 proxy_headers=False)
+
+
+def _keep_demo_key(data_dir: Path, key: str) -> None:
+    """This run's demo key, readable by its owner only, for ``switchyard demo --key-file`` (make demo)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / "demo-key"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+    except OSError:  # a read-only directory: the banner still shows the key
+        pass
 
 
 def _raise_file_limit() -> None:
@@ -411,10 +425,25 @@ def keys_rotate(key_id: str = typer.Argument(...), url: str = typer.Option(..., 
 
 @cli.command()
 def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic workload."),
-         port: int = typer.Option(0, help="Port (0: any free port).")) -> None:
-    """Serve the embedded default and drive a mixed workload through it: routing and costs."""
-    from router.demo import run_demo
+         port: int = typer.Option(0, help="Port (0: any free port)."),
+         url: str = typer.Option(None, help="drive this running gateway (the embedded default's models) instead"),
+         key: str = typer.Option(None, envvar="SWITCHYARD_API_KEY", help="its API key (with --url)"),
+         key_file: Path = typer.Option(None, help="a file holding the key (make serve writes .switchyard/demo-key)")) -> None:
+    """Drive a mixed workload through the embedded default (served here) or a running gateway
+    (--url): where the requests went and what they cost."""
+    from router.demo import run_demo, run_demo_against
 
+    if url:
+        if key is None and key_file is not None:
+            try:
+                key = key_file.read_text().strip()
+            except OSError as exc:
+                typer.echo(f"cannot read {key_file}: {exc.strerror}", err=True)
+                raise typer.Exit(2) from None
+        if not key:
+            typer.echo("--url needs --key (or SWITCHYARD_API_KEY, or --key-file)", err=True)
+            raise typer.Exit(2)
+        raise typer.Exit(run_demo_against(url, key, requests=requests))
     run_demo(requests=requests, port=port or _free_port())
 
 

@@ -89,6 +89,49 @@ def run_demo(*, requests: int, port: int, concurrency: int = 8) -> None:
     _report(console, list(sink.records), ok, elapsed)
 
 
+def run_demo_against(url: str, key: str, *, requests: int, concurrency: int = 8) -> int:
+    """Drive a running gateway (``url``) with the workload, then report from its own ledger (the
+    key's tenant's records of this run, as GET /v1/requests gives them). The exit status."""
+    console = Console()
+    base = url.rstrip("/").removesuffix("/v1")
+    console.print(f"Switchyard demo: {requests} requests to {base}/v1, {concurrency} at a time")
+    t0, wall = time.perf_counter(), time.time()
+    try:
+        ok = asyncio.run(_drive(base, key, _workload(requests, random.Random(7)), concurrency))
+    except aiohttp.ClientError as exc:
+        console.print(f"cannot reach {base}: {exc}")
+        return 1
+    elapsed = time.perf_counter() - t0
+    records = asyncio.run(_ledger_records(base, key, wall - 1, requests))
+    _report(console, records, ok, elapsed)
+    return 0 if ok else 1
+
+
+async def _ledger_records(base: str, key: str, since: float, expected: int, wait: float = 5.0) -> list[dict[str, Any]]:
+    """This run's records in the gateway's ledger (the writer flushes in batches: wait a little for them)."""
+    deadline = time.monotonic() + wait
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as http:
+        while True:
+            rows: list[dict[str, Any]] = []
+            cursor = None
+            while True:
+                params = {"start": str(since), "end": str(time.time() + 60), "limit": "500",
+                          **({"cursor": cursor} if cursor else {})}
+                async with http.get(base + "/v1/requests", params=params) as resp:
+                    if resp.status != 200:
+                        return rows
+                    page = await resp.json()
+                rows += page["data"]
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+            if len(rows) >= expected or time.monotonic() > deadline:
+                return [{"model": r.get("model"), "requested_model": r.get("alias"), "cost_usd": r.get("cost_usd"),
+                         "usage": {"prompt_tokens": r.get("prompt_tokens") or 0,
+                                   "completion_tokens": r.get("completion_tokens") or 0}} for r in rows]
+            await asyncio.sleep(0.2)
+
+
 def _report(console: Console, records: list[dict[str, Any]], ok: int, elapsed: float) -> None:
     by_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     routes: dict[tuple[str, str], int] = defaultdict(int)

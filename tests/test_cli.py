@@ -165,3 +165,23 @@ def test_the_embedded_default_has_a_soft_budget_the_budgets_view_shows(embedded)
     [b] = budgets
     assert (b["scope"], b["id"], b["period"], b["limit_usd"], b["soft"]) == ("tenant", "demo", "day", 1.0, True)
     assert b["spent_usd"] > 0
+
+
+def test_demo_drives_a_running_gateway_with_the_key_make_serve_kept(embedded) -> None:
+    """`make demo` beside `make serve`: the served gateway's demo key is kept (owner-only) in its data
+    directory, and `switchyard demo --url --key-file` fills that gateway's ledger and dashboard."""
+    import stat
+
+    key_file = embedded.log.parent / ".switchyard" / "demo-key"
+    assert key_file.read_text().strip() == embedded.extra["key"]
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    h = {"authorization": f"Bearer {embedded.extra['key']}"}
+    before = httpx.get(embedded.base + "/v1/usage", headers=h, params={"start": "1d", "bucket": "none"}).json()["data"]
+    res = subprocess.run([SWITCHYARD, "demo", "--url", embedded.base + "/v1", "--key-file", str(key_file),
+                          "--requests", "20"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Where the requests went" in res.stdout and "20/20 answered 200" in res.stdout, res.stdout
+    after = httpx.get(embedded.base + "/v1/usage", headers=h, params={"start": "1d", "bucket": "none"}).json()["data"]
+    assert after[0]["requests"] - (before[0]["requests"] if before else 0) >= 20
+    bad = subprocess.run([SWITCHYARD, "demo", "--url", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "needs --key" in bad.stderr
