@@ -11,13 +11,13 @@ from typing import Annotated, Any, Callable, Literal
 
 import orjson
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from router.auth import hash_key, new_key
 from router.config import KEY_ID
 from router.errors import APIError, invalid_request
-from router.protocol import _validation_error
+from router.protocol import parse_body
 
 _JSON = "application/json"
 MAX_GRACE = 7 * 86400
@@ -51,15 +51,6 @@ class KeyCreate(KeyChange):
 class Rotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grace_seconds: Annotated[float, Field(ge=0, le=MAX_GRACE)] = 3600.0
-
-
-def _parse(model: type[BaseModel], body: Any) -> Any:
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.", code="invalid_body")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _validation_error(exc) from None
 
 
 def _columns(change: KeyChange, fields: set[str]) -> dict[str, Any]:
@@ -106,7 +97,7 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
     @app.post("/admin/keys")
     async def create_key(request: Request) -> Response:
         admin(request)
-        req = _parse(KeyCreate, await read_json(request, 64 * 1024))
+        req = parse_body(KeyCreate, await read_json(request, 64 * 1024))
         key_id = req.id or f"k-{secrets.token_hex(6)}"
         if not KEY_ID.match(key_id):
             raise invalid_request("Invalid value for 'id': 1-40 characters of a-z, 0-9 and '-', starting with a letter "
@@ -138,7 +129,7 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
     async def change_key(request: Request, key_id: str) -> Response:
         admin(request)
         await found(key_id)
-        change = _parse(KeyChange, await read_json(request, 64 * 1024))
+        change = parse_body(KeyChange, await read_json(request, 64 * 1024))
         values = _columns(change, change.model_fields_set)
         if not values:
             raise invalid_request("Send at least one of name, models, rpm, tpm, budget, expires_at, metadata.",
@@ -167,7 +158,7 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
             body = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError:
             raise invalid_request("The request body is not valid JSON.", code="invalid_json") from None
-        rot = _parse(Rotation, body)
+        rot = parse_body(Rotation, body)
         secret = new_key(key_id)
         until = time.time() + rot.grace_seconds
         await table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},

@@ -232,6 +232,16 @@ def _validation_error(exc: ValidationError) -> APIError:
     return invalid_request(text, param=param or None, code=code)
 
 
+def parse_body(model: type[BaseModel], body: Any) -> Any:
+    """``body`` as ``model``: a 400 for a body that is not an object, or for its first invalid field."""
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.", code="invalid_body")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
 def validate_chat(body: Any, *, max_messages: int, max_tokens_limit: int) -> ChatRequest:
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.", code="invalid_body")

@@ -182,7 +182,7 @@ def test_the_cli_issues_lists_rotates_and_revokes(kgw: Proc) -> None:
     assert bad.returncode == 1 and "401" in bad.stderr
 
 
-def test_the_keys_page_issues_reveals_once_and_revokes(kgw: Proc, browser) -> None:
+def test_the_keys_page_issues_reveals_once_and_revokes(kgw: Proc, browser) -> None:  # noqa: F811
     from tests.test_dashboard import open_dashboard, rendered
 
     page, errors, _ = open_dashboard(browser, kgw, ADMIN_KEY)

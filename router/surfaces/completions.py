@@ -16,13 +16,13 @@ import asyncio
 from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 
 import orjson
-from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
 from router.sse import SSEResponse
-from router.protocol import MAX_FALLBACKS, Num, PosInt, StreamOptions, _Open, _validation_error, validate_chat
+from router.protocol import MAX_FALLBACKS, Num, PosInt, StreamOptions, _Open, parse_body, validate_chat
 from router.surfaces.base import Encoder, Surface
 from router.surfaces.chat import ChatEncoder, error_event
 
@@ -102,10 +102,7 @@ class Completions(Surface):
 
     def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
         body = self.body
-        try:
-            req = CompletionsRequest.model_validate(body)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        req = parse_body(CompletionsRequest, body)
         prompt = req.prompt
         if isinstance(prompt, list):
             if not all(isinstance(p, str) for p in prompt):

@@ -22,11 +22,11 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
 
 import orjson
-from pydantic import Field, StrictBool, StrictStr, ValidationError
+from pydantic import Field, StrictBool, StrictStr
 from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
-from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
+from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, normalize_chat, parse_body, validate_chat
 from router.surfaces.base import NATIVE, BlockEncoder, Encoder, Surface, sse
 
 if TYPE_CHECKING:
@@ -244,21 +244,12 @@ def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
             "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
 
 
-def _parse(model: type[MessagesRequest], body: Any) -> MessagesRequest:
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.", code="invalid_body")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _validation_error(exc) from None
-
-
 class Messages(Surface):
     endpoint = "messages"
     NATIVE_HEADERS = ("anthropic-beta",)  # the client's beta features, for an Anthropic deployment
 
     def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
-        req = _parse(MessagesRequest, self.body)
+        req = parse_body(MessagesRequest, self.body)
         chat: dict[str, Any] = {"model": req.model, "messages": to_chat_messages(req), "max_tokens": req.max_tokens,
                                 **to_chat_tools(req)}
         if req.stop_sequences:
@@ -365,7 +356,7 @@ def anthropic_error(exc: APIError) -> Response:
 
 def count_tokens(body: Any, *, max_messages: int, max_tokens_limit: int) -> tuple[str, dict[str, Any]]:
     """The model and the chat request whose prompt ``/v1/messages/count_tokens`` counts."""
-    req = _parse(CountTokensRequest, body)
+    req = parse_body(CountTokensRequest, body)
     chat = {"model": req.model, "messages": to_chat_messages(req), "max_tokens": 1, **to_chat_tools(req)}
     validate_chat(chat, max_messages=max_messages, max_tokens_limit=max_tokens_limit)
     return req.model, chat

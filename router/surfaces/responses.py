@@ -26,10 +26,10 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
 
 import orjson
-from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from router.errors import APIError, invalid_request
-from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, _validation_error, normalize_chat, validate_chat
+from router.protocol import MAX_FALLBACKS, Num, PosInt, _Open, normalize_chat, parse_body, validate_chat
 from router.surfaces.base import NATIVE, BlockEncoder, Encoder, Surface, finish_surface, sse
 
 if TYPE_CHECKING:
@@ -307,10 +307,7 @@ class Responses(Surface):
 
     def _parse(self) -> ResponsesRequest:
         if self.req is None:
-            try:
-                self.req = ResponsesRequest.model_validate(self.body)
-            except ValidationError as exc:
-                raise _validation_error(exc) from None
+            self.req = parse_body(ResponsesRequest, self.body)
         return self.req
 
     @property
