@@ -91,9 +91,19 @@ class ModelInfo(BaseModel):
 
 
 class DeploymentConfig(_Strict):
-    model_name: str = Field(min_length=1)
+    model_name: str = Field(min_length=1, description="the name clients send; 'prefix/*' (a wildcard, as LiteLLM's) "
+                            "serves every name under the prefix, its litellm_params.model ending in '*' too")
     litellm_params: LiteLLMParams
     model_info: ModelInfo = Field(default_factory=ModelInfo)
+
+    @model_validator(mode="after")
+    def _wildcard(self) -> "DeploymentConfig":
+        if "*" in self.model_name or "*" in self.litellm_params.model:
+            if not (self.model_name.endswith("*") and self.litellm_params.model.endswith("*")
+                    and self.model_name.count("*") == 1 and self.litellm_params.model.count("*") == 1):
+                raise ValueError("a wildcard deployment ends both model_name and litellm_params.model with one '*' "
+                                 "(e.g. model_name: openai/*, model: openai/*)")
+        return self
 
 
 class KeyConfig(_Strict):
@@ -385,7 +395,14 @@ def _line_for(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | 
 
 def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[Any, ...], str]]:
     out: list[tuple[tuple[Any, ...], str]] = []
-    names = {d.model_name for d in cfg.model_list}
+    wild = tuple(d.model_name[:-1] for d in cfg.model_list if d.model_name.endswith("*"))
+
+    class _Names(set):  # model names, and every name a wildcard deployment serves
+        def __contains__(self, name: object) -> bool:
+            return super().__contains__(name) or (isinstance(name, str) and any(
+                name.startswith(w) and len(name) > len(w) for w in wild))
+
+    names = _Names(d.model_name for d in cfg.model_list)
     aliases = dict(cfg.aliases)
     for alias, target in ((cfg.router_settings or {}).get("model_group_alias") or {}).items():
         aliases.setdefault(alias, [target] if isinstance(target, str) else list(target))

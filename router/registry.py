@@ -75,36 +75,62 @@ def split_model(model: str) -> tuple[str, str]:
     return (provider, name) if sep else ("openai", model)
 
 
+MAX_WILDCARD_NAMES = 1000  # distinct names one gateway serves through wildcard deployments
+
+
 class Registry:
-    def __init__(self, deployments: list[Deployment], aliases: dict[str, list[str]]):
+    def __init__(self, deployments: list[Deployment], aliases: dict[str, list[str]],
+                 wildcards: list[tuple[str, Callable[[str], Deployment]]] | None = None):
         self.deployments = deployments
         self.aliases = aliases
         self._by_name: dict[str, list[Deployment]] = {}
         for d in deployments:
             self._by_name.setdefault(d.model_name, []).append(d)
         self._current: dict[str, list[float]] = {name: [0.0] * len(g) for name, g in self._by_name.items()}
+        # wildcard deployments ('openai/*'): (name prefix, builder of the deployment for one name); a name is
+        # built the first time a request asks for it, then served like any configured model
+        self._wildcards = wildcards or []
+        self._wild_names = 0
+
+    def _materialize(self, name: str) -> bool:
+        """Whether ``name`` matches a wildcard deployment (building its deployments on first use)."""
+        if not self._wildcards or "*" in name:
+            return False
+        built = [make(name) for prefix, make in self._wildcards if name.startswith(prefix) and len(name) > len(prefix)]
+        if not built or self._wild_names >= MAX_WILDCARD_NAMES:
+            return False
+        self._wild_names += 1
+        self.deployments.extend(built)
+        self._by_name[name] = built
+        self._current[name] = [0.0] * len(built)
+        return True
 
     @classmethod
     def build(cls, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
               resolve: Callable[[str | None], str | None]) -> "Registry":
-        deps = []
+        deps, wildcards = [], []
         for i, dc in enumerate(cfg.model_list):
+            if dc.model_name.endswith("*"):
+                wildcards.append((dc.model_name[:-1], _wildcard_builder(i, dc, cfg, catalog, tokenizer, resolve)))
+                continue
             deps.append(_build_deployment(i, dc, cfg, catalog, tokenizer, resolve))
         litellm_aliases = (cfg.router_settings or {}).get("model_group_alias") or {}
         aliases = {a: [t] if isinstance(t, str) else list(t) for a, t in litellm_aliases.items()}
         aliases.update(cfg.aliases)
-        return cls(deps, aliases)
+        return cls(deps, aliases, wildcards)
 
     def names(self) -> list[str]:
         return list(self._by_name) + [a for a in self.aliases if a not in self._by_name]
 
     def knows(self, name: str) -> bool:
-        return name in self._by_name or name in self.aliases
+        return name in self._by_name or name in self.aliases or self._materialize(name)
 
     def candidates(self, name: str, mode: str) -> list[Deployment]:
         """Deployments of a model or alias, in configured order (a look-up: nothing rotates)."""
         out: list[Deployment] = []
         for model_name in self.aliases.get(name, [name]):
+            if model_name not in self._by_name:
+                self._materialize(model_name)
             out.extend(d for d in self._by_name.get(model_name, ()) if d.mode == mode)
         return out
 
@@ -114,6 +140,8 @@ class Registry:
         the others follow as fallbacks. Call it once per request."""
         out: list[Deployment] = []
         for model_name in self.aliases.get(name, [name]):
+            if model_name not in self._by_name:
+                self._materialize(model_name)
             group = self._by_name.get(model_name, [])
             idx = [i for i, d in enumerate(group) if d.mode == mode]
             if len(idx) > 1:
@@ -129,6 +157,23 @@ class Registry:
     async def aclose(self) -> None:
         for d in self.deployments:
             await d.backend.aclose()
+
+
+def _wildcard_builder(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
+                      resolve: Callable[[str | None], str | None]) -> Callable[[str], Deployment]:
+    """Builds the deployment a wildcard serves one name with: the name's suffix after the wildcard's
+    prefix is the upstream model's (model_name 'openai/*', model 'openai/*': 'openai/gpt-4o' is
+    'openai/gpt-4o' upstream, priced at the catalog's price for it)."""
+    prefix, upstream = dc.model_name[:-1], dc.litellm_params.model[:-1]
+
+    def build(name: str) -> Deployment:
+        params = dc.litellm_params.model_copy(update={"model": upstream + name[len(prefix):]})
+        one = dc.model_copy(update={"model_name": name, "litellm_params": params})
+        dep = _build_deployment(i, one, cfg, catalog, tokenizer, resolve)
+        dep.id = f"{name}#{i}"
+        return dep
+
+    return build
 
 
 def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,

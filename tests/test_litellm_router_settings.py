@@ -35,7 +35,12 @@ def lgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     small = (f"  - model_name: small-ctx\n    litellm_params: {{model: openai/mock-gpt, api_base: '{mock.base}/v1', "
              "api_key: os.environ/MOCK_PROVIDER_KEY, rpm: 60, tpm: 1000}\n"
              "    model_info: {max_input_tokens: 60, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n")
-    cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + small, 1) + ROUTER
+    wild = (f"  - model_name: 'mockai/*'\n    litellm_params: {{model: 'openai/*', api_base: '{mock.base}/v1', "
+            "api_key: os.environ/MOCK_PROVIDER_KEY}\n"
+            f"  - model_name: gpt-4o-mini\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{mock.base}/v1', "
+            "api_key: os.environ/MOCK_PROVIDER_KEY}\n")
+    cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + small + wild, 1) + ROUTER
+    cfg = cfg.replace("aliases:\n", "aliases:\n  via-wildcard: [mockai/mock-gpt]\n", 1)
     gw = start_gateway(d / "gw", cfg)
     gw.extra["mock"] = mock
     yield gw
@@ -96,3 +101,19 @@ def test_the_settings_map_onto_switchyards_own(tmp_path) -> None:
     assert "Traceback" not in res.stdout + res.stderr
     with pytest.raises(Exception):
         load_config(str(bad))
+
+
+def test_a_wildcard_deployment_serves_every_name_under_its_prefix(lgw: Proc) -> None:
+    mock = lgw.extra["mock"]
+    # an alias naming a wildcard's model, asked before anything else built that model
+    assert chat(lgw, "via-wildcard").headers["x-switchyard-model"] == "mockai/mock-gpt"
+    wild, named = chat(lgw, "mockai/gpt-4o-mini"), chat(lgw, "gpt-4o-mini")
+    assert wild.status_code == named.status_code == 200, wild.text
+    assert wild.headers["x-switchyard-model"] == "mockai/gpt-4o-mini"
+    assert mock_stats(mock)["requests"]["gpt-4o-mini"] == 2  # the upstream model is the name's suffix
+    # priced at the catalog's price for openai/gpt-4o-mini, as the named deployment is
+    assert float(wild.headers["x-switchyard-cost-usd"]) == pytest.approx(float(named.headers["x-switchyard-cost-usd"]))
+    assert float(wild.headers["x-switchyard-cost-usd"]) > 0
+    assert chat(lgw, "mockai/mock-gpt").headers["x-switchyard-cost-usd"] == "unpriced"  # not in the catalog: never $0
+    for name in ("other/gpt-4o-mini", "mockai/", "mockai/*"):
+        assert chat(lgw, name).status_code == 404, name
