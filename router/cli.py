@@ -177,6 +177,20 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
                f"{len(cfg.auth.keys)} key(s), {count} policy file(s)")
 
 
+@cli.command("import-litellm")
+def import_litellm(config: Path = typer.Argument(..., help="A LiteLLM proxy config file."),
+                   out: Path = typer.Option(None, help="write here instead of printing")) -> None:
+    """Print a LiteLLM proxy config as Switchyard's own config, what it does not carry in comments."""
+    from router.litellm_import import native_config
+
+    text = native_config(_load(config))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+
+
 def _self_hosted_losses(cfg: Config) -> list[str]:
     """Self-hosted models a plan charges less for than their GPU-hours cost at the stack profile's
     throughput: every such request loses money (the Stack view shows it as a negative margin)."""

@@ -117,3 +117,46 @@ def test_a_wildcard_deployment_serves_every_name_under_its_prefix(lgw: Proc) -> 
     assert chat(lgw, "mockai/mock-gpt").headers["x-switchyard-cost-usd"] == "unpriced"  # not in the catalog: never $0
     for name in ("other/gpt-4o-mini", "mockai/", "mockai/*"):
         assert chat(lgw, name).status_code == 404, name
+
+
+def test_import_litellm_prints_an_equivalent_native_config(tmp_path, monkeypatch) -> None:
+    src = tmp_path / "litellm.yaml"
+    src.write_text("""\
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY, rpm: 600}
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-3-5-haiku-20241022, api_key: os.environ/ANTHROPIC_API_KEY}
+  - model_name: 'openai/*'
+    litellm_params: {model: 'openai/*', api_key: os.environ/OPENAI_API_KEY}
+router_settings:
+  model_group_alias: {smart: gpt-4o}
+  num_retries: 1
+  allowed_fails: 3
+  routing_strategy: latency-based-routing
+  fallbacks: [{gpt-4o: [claude]}]
+  context_window_fallbacks: [{claude: [gpt-4o]}]
+litellm_settings: {drop_params: true, request_timeout: 30}
+general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}
+""")
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LITELLM_MASTER_KEY"):
+        monkeypatch.setenv(name, "x")
+    env = dict(__import__("os").environ)
+    res = subprocess.run([SWITCHYARD, "import-litellm", str(src), "--out", str(tmp_path / "native.yaml")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "native.yaml").read_text()
+    assert "#   router_settings.routing_strategy" in text and "#   litellm_settings.drop_params" in text
+    assert "#   model_list[0].litellm_params.rpm" in text and "rpm" not in text.split("model_list:")[1]
+    before, after = load_config(str(src)), load_config(str(tmp_path / "native.yaml"))
+    assert ignored_litellm_settings(after) == []  # nothing left that Switchyard would not honour
+    assert after.fallbacks == before.fallbacks == {"gpt-4o": ["claude"]}
+    assert after.context_window_fallbacks == before.context_window_fallbacks
+    assert after.aliases == {"smart": ["gpt-4o"]}
+    assert (after.server.num_retries, after.server.breaker_threshold) == (1, 3)
+    assert [d.litellm_params.timeout for d in after.model_list] == [30.0] * 3
+    assert after.auth.admin_key == "os.environ/LITELLM_MASTER_KEY"
+    assert [(k.id, k.tenant, k.key) for k in after.auth.keys] == [("master-key", "default", "os.environ/LITELLM_MASTER_KEY")]
+    check = subprocess.run([SWITCHYARD, "check-config", str(tmp_path / "native.yaml")], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert check.returncode == 0 and "not honoured" not in check.stderr, check.stderr
