@@ -72,6 +72,8 @@ class ModelInfo(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     id: str | None = None
+    access_groups: list[str] = Field(default_factory=list, description="LiteLLM's model access groups: a key or "
+                                     "tenant whose models list names a group may use every model in it")
     base_model: str | None = None
     mode: Literal["chat", "embedding"] | None = None
     input_cost_per_token: float | None = Field(default=None, ge=0)
@@ -144,6 +146,16 @@ class AuthConfig(_Strict):
     tenants: list[TenantConfig] = Field(default_factory=list)
 
     _check_admin = field_validator("admin_key")(classmethod(lambda cls, v: _secret_ref(v)))
+
+
+def access_groups(cfg: "Config") -> dict[str, list[str]]:
+    """Each model access group and the model names in it."""
+    out: dict[str, list[str]] = {}
+    for d in cfg.model_list:
+        for group in d.model_info.access_groups:
+            if d.model_name not in out.setdefault(group, []):
+                out[group].append(d.model_name)
+    return out
 
 
 class ServerConfig(_Strict):

@@ -15,7 +15,7 @@ from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
 from router.auth import KeyStore, hash_key
-from router.config import BudgetRule, Config, RateLimitRule, resolve_env
+from router.config import BudgetRule, Config, RateLimitRule, access_groups, resolve_env
 from router.ledger.conversations import ResponseStore
 from router.ledger.keys import KeyTable
 from router.ledger.store import LedgerStore, redact_url, sqlite_url
@@ -284,8 +284,13 @@ def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, 
     def resolve(ref: str | None) -> str | None:
         return resolve_env(ref, env)
 
-    tenants = {t.id: (frozenset(t.models) if t.models is not None else None) for t in cfg.auth.tenants}
-    key_maps: list[dict[str, Any]] = [k.model_dump() for k in cfg.auth.keys]
+    groups = access_groups(cfg)
+
+    def expand(models: list[str] | None) -> list[str] | None:  # access groups name their models
+        return None if models is None else [m for name in models for m in groups.get(name, [name])]
+
+    tenants = {t.id: (frozenset(expand(t.models) or ()) if t.models is not None else None) for t in cfg.auth.tenants}
+    key_maps: list[dict[str, Any]] = [{**k.model_dump(), "models": expand(k.models)} for k in cfg.auth.keys]
     demo_hash = env.get(ENV_DEMO_KEY_HASH)
     if demo_hash:
         key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
@@ -297,7 +302,8 @@ def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, 
     if cfg.auth.admin_key:
         admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
     taken = {k["id"] for k in key_maps}
-    key_maps += [{**r, "rules": key_rules(r)} for r in rows if r["id"] not in taken]  # issued over HTTP
+    key_maps += [{**r, "models": expand(r.get("models")), "rules": key_rules(r)}  # issued over HTTP
+                 for r in rows if r["id"] not in taken]
     return KeyStore.build(key_maps, tenants, resolve, admin_hash)
 
 

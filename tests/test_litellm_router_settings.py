@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from router.config import Config, ignored_litellm_settings, load_config
-from tests.conftest import KEY_A, SWITCHYARD, Proc, mock_config, mock_stats, start_gateway, start_mock
+from tests.conftest import KEY_A, KEY_C, SWITCHYARD, Proc, mock_config, mock_stats, start_gateway, start_mock
 
 H = {"authorization": f"Bearer {KEY_A}"}
 ROUTER = """router_settings:
@@ -34,13 +34,17 @@ def lgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     mock = start_mock(d / "mock")
     small = (f"  - model_name: small-ctx\n    litellm_params: {{model: openai/mock-gpt, api_base: '{mock.base}/v1', "
              "api_key: os.environ/MOCK_PROVIDER_KEY, rpm: 60, tpm: 1000}\n"
-             "    model_info: {max_input_tokens: 60, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n")
+             "    model_info: {max_input_tokens: 60, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002,"
+             " access_groups: [beta-models]}\n")
     wild = (f"  - model_name: 'mockai/*'\n    litellm_params: {{model: 'openai/*', api_base: '{mock.base}/v1', "
             "api_key: os.environ/MOCK_PROVIDER_KEY}\n"
             f"  - model_name: gpt-4o-mini\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{mock.base}/v1', "
             "api_key: os.environ/MOCK_PROVIDER_KEY}\n")
     cfg = mock_config(mock.base).replace("model_list:\n", "model_list:\n" + small + wild, 1) + ROUTER
     cfg = cfg.replace("aliases:\n", "aliases:\n  via-wildcard: [mockai/mock-gpt]\n", 1)
+    cfg = cfg.replace("    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}",
+                      "    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, models: [mock-gpt, fast-sim]}\n"
+                      "    - {id: tenant-c, tenant: c, key: os.environ/TEST_KEY_C, models: [beta-models]}")
     gw = start_gateway(d / "gw", cfg)
     gw.extra["mock"] = mock
     yield gw
@@ -160,3 +164,11 @@ general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}
     check = subprocess.run([SWITCHYARD, "check-config", str(tmp_path / "native.yaml")], capture_output=True, text=True,
                            timeout=60, env=env)
     assert check.returncode == 0 and "not honoured" not in check.stderr, check.stderr
+
+
+def test_an_access_group_grants_its_models(lgw: Proc) -> None:
+    h = {"authorization": f"Bearer {KEY_C}"}
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    assert httpx.post(lgw.base + "/v1/chat/completions", headers=h, json={"model": "small-ctx", **body}).status_code == 200
+    assert httpx.post(lgw.base + "/v1/chat/completions", headers=h, json={"model": "mock-gpt", **body}).status_code == 403
+    assert [m["id"] for m in httpx.get(lgw.base + "/v1/models", headers=h).json()["data"]] == ["small-ctx"]
