@@ -39,8 +39,12 @@ class _Entry:
     expires: float | None = None  # UNIX seconds
     previous: tuple[bytes, bytes, float] | None = None  # a rotated key's old secret: (salt, digest, valid until)
 
+    def usable(self, now: float) -> bool:
+        return not self.revoked and (self.expires is None or now < self.expires)
+
     def accepts(self, token: str, now: float) -> bool:
-        if self.revoked or (self.expires is not None and now >= self.expires):
+        """The token is this key's secret (or, during a rotation's grace, its old one) and the key is usable."""
+        if not self.usable(now):
             return False
         if KeyStore._matches(self.salt, self.digest, token):
             return True
@@ -105,7 +109,7 @@ class KeyStore:
                 return entry.principal if entry.accepts(token, now) else None
         for entry in self._unindexed:
             if self._matches(entry.salt, entry.digest, token):
-                return entry.principal if entry.accepts(token, now) else None
+                return entry.principal if entry.usable(now) else None
         return None
 
     def ids(self) -> frozenset[str]:

@@ -83,7 +83,6 @@ def _sum_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 class Completions(Surface):
     endpoint = "completions"
-    serve_batch = staticmethod(lambda parts, rid, serve: serve_batch(parts, rid, serve))
     prompts: list[str] | None = None  # a batch's prompts
     offset = 0  # a batch part's first choice index
     batch: Batch | None = None
@@ -290,3 +289,6 @@ async def _stream_batch(parts: list[Completions], ids: list[str],
     headers = {k: v for k, v in first.headers.items() if k.startswith("x-")}
     headers["x-switchyard-batch-request-ids"] = ",".join(ids)
     return SSEResponse(relay(), headers=headers, on_close=close)
+
+
+Completions.serve_batch = staticmethod(serve_batch)  # type: ignore[method-assign]
