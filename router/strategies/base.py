@@ -78,36 +78,26 @@ class Strategy:
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
         if native is not None:  # the deployment speaks the client's API: the request goes as it came
             client, native_body = native
-            return await self._native(client, Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
-                                                   extra_headers=surface.native_headers), dep, timeout)
-        call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
-                    request_id=self.ex.request_id)
+            pending = client.create(Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
+                                         extra_headers=surface.native_headers))  # type: ignore[union-attr]
+        else:
+            call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
+                        request_id=self.ex.request_id)
+            pending = dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call)
         try:
-            raw = await (dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call))
+            raw = await pending
         except UpstreamTimeout as exc:
             # the deadline cut this call short: its timeout is the request's deadline, whatever the
             # clocks say a moment later (a timer may fire a hair early)
             exc.by_deadline = timeout < dep.timeout
             raise
         try:
+            if native is not None:  # (the OpenAI-shaped view the gateway meters; the native answer rides on it)
+                return surface.from_native(raw, dep.model_name)  # type: ignore[union-attr]
             out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
         except ValueError as exc:
             raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
         return raw, out
-
-    async def _native(self, client: Any, call: Call, dep: Deployment, timeout: float
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-        surface = self.ex.surface
-        assert surface is not None
-        try:
-            answer = await client.create(call)
-        except UpstreamTimeout as exc:
-            exc.by_deadline = timeout < dep.timeout
-            raise
-        try:
-            return surface.from_native(answer, dep.model_name)
-        except ValueError as exc:
-            raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
 
     def price(self, dep: Deployment, raw: dict[str, Any], out: dict[str, Any],
               body: dict[str, Any] | None = None) -> Priced:
