@@ -94,8 +94,15 @@ class SwitchyardApp(FastAPI):
 
     fast_routes: dict[tuple[str, str], Any] = {}
     request_ids: RequestIds
+    telemetry: Any = None  # router.telemetry.Telemetry: each API request in its server span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.telemetry is not None:
+            await self.telemetry.serve(self._serve, scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.fast_routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
         if handler is None:
             await super().__call__(scope, receive, send)
@@ -158,6 +165,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app = SwitchyardApp(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.request_ids = ids = RequestIds()
     app.state.services = svc
+    app.telemetry = svc.gateway.telemetry
 
     throttle = AuthThrottle(limit=cfg.server.auth_failures_per_minute, window=60.0)
 
@@ -376,6 +384,13 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         return Response(orjson.dumps({"version": svc.policies.version, "policies": [
             {"name": x.policy.name, "source": x.source, "bind": x.policy.bind.model_dump(),
              "objective": x.policy.objective.model_dump(by_alias=True)} for x in svc.policies.loaded]}),
+            media_type=_JSON)
+
+    @app.get("/admin/deployments")
+    async def list_deployments(request: Request) -> Response:
+        admin(request)
+        return Response(orjson.dumps({"routing_strategy": svc.config.server.routing_strategy, "data": [
+            svc.registry.describe(d, svc.gateway.health.state(d.id)) for d in svc.registry.deployments]}),
             media_type=_JSON)
 
     @app.post("/v1/feedback")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pricing.plans import Plan
 from pricing.profiles import load_profiles
+from router.balancing import LITELLM_STRATEGIES
 
 ENV_REF = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
 KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -52,7 +53,16 @@ class LiteLLMParams(BaseModel):
     pass_through_fields: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
         default_factory=list, description="request fields beyond OpenAI's own that reach this deployment "
         "(e.g. top_k); everything else a client sends that the API does not define is dropped")
-    weight: float = Field(default=1.0, gt=0, le=1000, description="share of the model's traffic among its deployments")
+    weight: float = Field(default=1.0, gt=0, le=1000, description="share of the model's traffic among its "
+                          "deployments (with routing_strategy weighted); default: its rpm, else its tpm, else 1, as LiteLLM's")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute this deployment takes (across replicas "
+                            "with Redis); at its limit it is skipped until the minute ends")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute this deployment takes, as rpm")
+    max_parallel_requests: int | None = Field(default=None, ge=1, description="calls in flight to this deployment from "
+                                              "one replica; at the limit it is skipped")
+    order: int | None = Field(default=None, ge=0, description="priority among the model's deployments: the lowest "
+                              "order is balanced and tried first, higher orders only after it fails (LiteLLM's order); "
+                              "deployments without one come last")
     native_apis: list[Literal["responses"]] | None = Field(
         default=None, description="client APIs this OpenAI-compatible server also speaks itself: a /v1/responses "
         "request routed here goes through as it came (default: [responses] for OpenAI's own API, none otherwise)")
@@ -195,6 +205,10 @@ class ServerConfig(_Strict):
     auth_failures_per_minute: int = Field(default=20, ge=1, description="failed authentications per client address before 429")
     breaker_threshold: int = Field(default=5, ge=1, description="consecutive failures that open a deployment's circuit")
     breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds a circuit stays open before a probe")
+    routing_strategy: Literal["weighted", "least-busy", "latency", "usage"] = Field(
+        default="weighted", description="which of a model's deployments leads a request: weighted (round robin by "
+        "weight), least-busy (fewest calls in flight), latency (lowest smoothed latency), usage (fewest tokens this "
+        "minute); LiteLLM's router_settings.routing_strategy maps here")
 
 
 class StorageConfig(_Strict):
@@ -274,6 +288,17 @@ class PoliciesConfig(_Strict):
     watch_interval: float = Field(default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching")
 
 
+class TelemetryConfig(_Strict):
+    enabled: bool | None = Field(default=None, description="OpenTelemetry traces and GenAI metrics over OTLP/HTTP "
+                                 "(router.telemetry; needs switchyard[otel]); default: on when an endpoint is set here or "
+                                 "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
+    endpoint: str | None = Field(default=None, pattern=r"^https?://", description="the collector's OTLP/HTTP base URL "
+                                 "(e.g. http://127.0.0.1:4318); default: the OTEL_EXPORTER_OTLP_* variables")
+    service_name: str = Field(default="switchyard", min_length=1, description="service.name (OTEL_SERVICE_NAME wins)")
+    capture_content: bool = Field(default=False, description="put the request's messages on its span "
+                                  "(gen_ai.input.messages); off: no prompt or answer is ever recorded")
+
+
 class Config(_Strict):
     model_list: list[DeploymentConfig] = Field(min_length=1)
     aliases: dict[str, list[str]] = Field(default_factory=dict, description="alias -> model names, tried in order")
@@ -284,6 +309,7 @@ class Config(_Strict):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard honours router_settings.model_group_alias and
     # general_settings.master_key, and names every other setting as not honoured (ignored_litellm_settings).
     litellm_settings: dict[str, Any] | None = None
@@ -299,7 +325,7 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _litellm_router(self) -> "Config":
         """LiteLLM's router settings, where the native ones are not set: fallbacks,
-        context_window_fallbacks, num_retries, timeout, allowed_fails and cooldown_time."""
+        context_window_fallbacks, num_retries, timeout, allowed_fails, cooldown_time and routing_strategy."""
         ll = {**(self.litellm_settings or {}), **(self.router_settings or {})}
         for name, target in (("fallbacks", self.fallbacks), ("context_window_fallbacks", self.context_window_fallbacks)):
             for entry in ll.get(name) or ():
@@ -312,6 +338,9 @@ class Config(_Strict):
                                 ("cooldown_time", "breaker_cooldown")):
             if key in ll and field_name not in server.model_fields_set:
                 setattr(server, field_name, type(getattr(server, field_name))(ll[key]))
+        strategy = LITELLM_STRATEGIES.get(str(ll.get("routing_strategy")))
+        if strategy is not None and "routing_strategy" not in server.model_fields_set:
+            server.routing_strategy = strategy  # type: ignore[assignment]
         timeout = ll.get("timeout", ll.get("request_timeout"))
         if timeout is not None:
             for d in self.model_list:
@@ -329,11 +358,11 @@ class Config(_Strict):
 
 HONOURED_LITELLM = {
     "router_settings": {"model_group_alias", "fallbacks", "context_window_fallbacks", "num_retries", "timeout",
-                        "allowed_fails", "cooldown_time"},
+                        "allowed_fails", "cooldown_time", "routing_strategy"},
     "litellm_settings": {"fallbacks", "context_window_fallbacks", "num_retries", "request_timeout"},
     "general_settings": {"master_key"}}
 # LiteLLM's per-deployment router fields: never sent to a provider, and named as not honoured
-ROUTER_ONLY_PARAMS = frozenset({"rpm", "tpm", "max_parallel_requests", "order", "tags"})
+ROUTER_ONLY_PARAMS = frozenset({"tags"})
 
 
 def ignored_litellm_settings(cfg: Config) -> list[str]:
@@ -344,6 +373,8 @@ def ignored_litellm_settings(cfg: Config) -> list[str]:
         for key in getattr(cfg, section) or {}:
             if key not in HONOURED_LITELLM.get(section, set()):
                 out.append(f"{section}.{key}")
+            elif key == "routing_strategy" and str(cfg.router_settings[key]) not in LITELLM_STRATEGIES:  # type: ignore[index]
+                out.append(f"{section}.{key}: {cfg.router_settings[key]}")  # type: ignore[index]
     for i, d in enumerate(cfg.model_list):
         out += [f"model_list[{i}].litellm_params.{k}" for k in sorted(ROUTER_ONLY_PARAMS & set(d.litellm_params.model_extra or {}))]
     return out

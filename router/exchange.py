@@ -47,6 +47,7 @@ class Exchange:
     first_chunk_at: float | None = None
     in_flight: tuple[Deployment, float] | None = None  # a call under way (cut off if the exchange closes)
     closed: bool = False
+    trace: Any = None  # its OpenTelemetry spans (router.telemetry.RequestTrace), when tracing is on
 
     @property
     def requested(self) -> str:
@@ -56,11 +57,13 @@ class Exchange:
     def calling(self, dep: Deployment) -> float:
         t0 = time.perf_counter()
         self.in_flight = (dep, t0)
+        self.gateway.load.started(dep.id)
         return t0
 
     def line(self, dep: Deployment, role: str, priced: Priced) -> None:
         """A priced upstream call (role: answer, cascade_step, check, cut; see router.ledger.schema.ROLES)."""
         self.lines.append((dep, role, priced))
+        self.gateway.load.tokens(dep.id, priced.usage.total_tokens)
 
     def priced(self) -> Priced | None:
         """The request's usage and money: the sum of its lines."""
@@ -68,6 +71,9 @@ class Exchange:
 
     def failed(self, dep: Deployment, err: UpstreamError, seconds: float) -> None:
         self.in_flight = None
+        self.gateway.load.finished(dep.id, seconds, ok=False)
+        if self.trace is not None:
+            self.trace.ended(dep, err.kind)
         a = self.attempts
         a.items.append({"deployment": dep.id, "model": dep.model_name, "error": err.kind,
                         "status": err.upstream_status, "seconds": round(seconds, 6)})
@@ -80,6 +86,9 @@ class Exchange:
 
     def served(self, dep: Deployment, seconds: float, note: str | None = None, error: str | None = None) -> None:
         self.in_flight = None
+        self.gateway.load.finished(dep.id, seconds, ok=error is None)
+        if self.trace is not None:
+            self.trace.ended(dep, error)
         self.attempts.items.append({"deployment": dep.id, "model": dep.model_name, "error": error,
                                     "seconds": round(seconds, 6), **({"note": note} if note else {})})
         self.attempts.upstream_seconds += seconds
@@ -126,4 +135,6 @@ class Exchange:
                             error=self.error, attempts=self.attempts.items, started=self.started,
                             first_chunk_at=self.first_chunk_at, upstream_seconds=self.attempts.upstream_seconds,
                             stream=self.stream, decision=decision, ts=self.started_wall, lines=self.lines)
+        if self.trace is not None:
+            self.trace.close(self)
         return priced

@@ -38,8 +38,8 @@ def native_config(cfg: Config) -> str:
         auth.setdefault("keys", []).append({"id": "master-key", "tenant": "default", "key": cfg.master_key})
     lines = ["# Switchyard configuration, imported from a LiteLLM proxy config (switchyard import-litellm).",
              "# LiteLLM's fallbacks, context_window_fallbacks, num_retries, timeout, allowed_fails, cooldown_time,",
-             "# model_group_alias, master_key, wildcard deployments and access_groups are carried over as Switchyard's",
-             "# own settings below."]
+             "# routing_strategy, model_group_alias, master_key, wildcard deployments, access_groups and the deployments'",
+             "# rpm, tpm, max_parallel_requests and order are carried over as Switchyard's own settings below."]
     ignored = ignored_litellm_settings(cfg)
     if ignored:
         lines.append("# Not carried over (Switchyard has no equivalent yet):")

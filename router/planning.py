@@ -166,6 +166,8 @@ class Planner:
         if extra and (plan.decision is None or plan.decision.cascade is None):  # a cascade's steps stay its own
             have = {d.id for d in plan.deployments}
             plan.deployments = [*plan.deployments, *(d for d in extra if d.id not in have)]
+        if not plan.deployments:
+            raise self._saturated(body["model"])
         return plan
 
     def _configured(self, who: Principal, model: str) -> list[Deployment]:
@@ -205,6 +207,8 @@ class Planner:
             if who.models is not None and name not in who.models:
                 raise permission_error(f"This key is not allowed to use the fallback model '{name[:256]}'.")
             deps = self._available(self.registry.route(name, mode))
+            if not deps and self.registry.candidates(name, mode):
+                continue  # at capacity: the other fallbacks are tried
             if not deps:
                 raise APIError(400, f"The fallback model '{name[:256]}' is not a chat model.", param="fallbacks",
                                code="wrong_model_type")
@@ -221,6 +225,8 @@ class Planner:
         router = self.policies.match(requested, who.tenant, concrete) if mode == "chat" else None
         if router is None:
             deps = self.registry.route(requested, mode)
+            if not deps and self.registry.candidates(requested, mode):
+                return Plan([], deadline_s=_deadline(body.get("timeout"), None))  # at capacity: fallbacks only
             if not deps:
                 kind = "an embeddings" if mode == "embedding" else "a chat"
                 raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
@@ -252,11 +258,19 @@ class Planner:
             if pin and holder in group:  # the replica that holds the conversation's prefix cache first
                 group = [holder] + [d for d in group if d is not holder]
             deps.extend(group)
+        if not deps and self.registry.limited:  # every deployment at its rpm, tpm or max_parallel_requests
+            raise self._saturated(requested)
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
         return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
                     _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s),
                     prompt_tokens >= CACHEABLE_TOKENS)
+
+    def _saturated(self, requested: str) -> APIError:
+        wait = self.registry.load.seconds_to_room()
+        return APIError(429, f"Every deployment of '{requested[:256]}' is at its requests, tokens or parallel calls "
+                        f"limit (rpm, tpm, max_parallel_requests); try again in {wait} s.", type="rate_limit_error",
+                        code="deployments_at_capacity", headers={"retry-after": str(wait)})
 
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         ok = [d for d in deps if self.health.state(d.id) != "open"]

@@ -15,6 +15,7 @@ from router.auth import Principal
 from router.errors import APIError
 from router.exchange import Exchange
 from router.health import Health
+from router.telemetry import Telemetry
 from router.limits import Limiter
 from router.metering import Meter
 from router.planning import Planner
@@ -24,11 +25,14 @@ from router.surfaces.base import Surface
 
 
 class Gateway:
-    def __init__(self, planner: Planner, meter: Meter, limiter: Limiter, health: Health):
+    def __init__(self, planner: Planner, meter: Meter, limiter: Limiter, health: Health,
+                 telemetry: Telemetry | None = None):
         self.planner = planner
+        self.telemetry = telemetry  # OpenTelemetry (router.telemetry), None when off
         self.meter = meter
         self.limiter = limiter
         self.health = health
+        self.load = planner.registry.load  # calls in flight, latency and usage per deployment (router.balancing)
 
     # -- shared steps ---------------------------------------------------------------------------------
     async def _admit(self, ex: Exchange, cands: list[Deployment], mode: str,
@@ -77,6 +81,8 @@ class Gateway:
         API's shape; ``body`` is then the surface's internal chat request)."""
         mode = "embedding" if endpoint == "embeddings" else "chat"
         ex = Exchange(self, who, body, rid, endpoint, surface=surface)
+        if self.telemetry is not None:
+            ex.trace = self.telemetry.request()
         try:
             ex.plan = plan = await self.planner.plan(who, body, mode, rid)
             spec = plan.decision.cascade if plan.decision is not None else None
@@ -93,6 +99,8 @@ class Gateway:
                      surface: Surface | None = None) -> Response:
         """A streamed chat completion: the response closes the exchange when the stream ends."""
         ex = Exchange(self, who, body, rid, surface.endpoint if surface else "chat", stream=True, surface=surface)
+        if self.telemetry is not None:
+            ex.trace = self.telemetry.request()
         strategy: Streamed | None = None
         try:
             ex.plan = plan = await self.planner.plan(who, body, "chat", rid)

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pricing import ModelPrice, PriceCatalog
 from pricing.catalog import price_from_litellm_entry
 from router.backends.base import Backend
+from router.balancing import BALANCERS, Balancer, Load
 from router.backends.litellm_backend import LiteLLMBackend
 from router.backends.openai_compat import OpenAICompatBackend
 from router.backends.simulated import SimSettings, SimulatedBackend
@@ -34,7 +35,7 @@ OPENAI_COMPAT_BASES: dict[str, str | None] = {
     "llamafile": None,
 }
 _PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend",
-                 "pass_through_fields", "weight", "native_apis"}
+                 "pass_through_fields", "weight", "native_apis", "rpm", "tpm", "max_parallel_requests", "order"}
 
 
 @dataclass
@@ -57,13 +58,21 @@ class Deployment:
     quality: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     pass_through: frozenset[str] = frozenset()  # request fields beyond the API's own that reach it
-    weight: float = 1.0  # share of its model's traffic
+    weight: float = 1.0  # share of its model's traffic (routing_strategy weighted)
+    rpm: int | None = None  # requests per minute it takes (router.balancing)
+    tpm: int | None = None  # tokens per minute it takes
+    max_parallel: int | None = None  # calls in flight from one replica
+    order: int | None = None  # priority among its model's deployments (lowest first; None last)
     reasoning_allowance: float = 0.0  # reasoning tokens billed beyond the output bound, per output token
 
     def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
         if self.fixed_price is not None:
             return self.fixed_price
         return catalog.price(self.price_key, at) if self.price_key else None
+
+
+def _limited(d: Deployment) -> bool:
+    return d.rpm is not None or d.tpm is not None or d.max_parallel is not None
 
 
 def _ref_or_literal(value: str | None, resolve: Callable[[str | None], str | None]) -> str | None:
@@ -80,13 +89,15 @@ MAX_WILDCARD_NAMES = 1000  # distinct names one gateway serves through wildcard 
 
 class Registry:
     def __init__(self, deployments: list[Deployment], aliases: dict[str, list[str]],
-                 wildcards: list[tuple[str, Callable[[str], Deployment]]] | None = None):
+                 wildcards: list[tuple[str, Callable[[str], Deployment]]] | None = None, strategy: str = "weighted"):
         self.deployments = deployments
         self.aliases = aliases
         self._by_name: dict[str, list[Deployment]] = {}
         for d in deployments:
             self._by_name.setdefault(d.model_name, []).append(d)
-        self._current: dict[str, list[float]] = {name: [0.0] * len(g) for name, g in self._by_name.items()}
+        self.load = Load()  # what the balancer reads: calls in flight, latency, this minute's usage
+        self.balancer: Balancer = BALANCERS[strategy](self.load)
+        self.limited = any(_limited(d) for d in deployments)
         # wildcard deployments ('openai/*'): (name prefix, builder of the deployment for one name); a name is
         # built the first time a request asks for it, then served like any configured model
         self._wildcards = wildcards or []
@@ -102,7 +113,7 @@ class Registry:
         self._wild_names += 1
         self.deployments.extend(built)
         self._by_name[name] = built
-        self._current[name] = [0.0] * len(built)
+        self.limited = self.limited or any(_limited(d) for d in built)
         return True
 
     @classmethod
@@ -117,7 +128,10 @@ class Registry:
         litellm_aliases = (cfg.router_settings or {}).get("model_group_alias") or {}
         aliases = {a: [t] if isinstance(t, str) else list(t) for a, t in litellm_aliases.items()}
         aliases.update(cfg.aliases)
-        return cls(deps, aliases, wildcards)
+        reg = cls(deps, aliases, wildcards, cfg.server.routing_strategy)
+        p = [dc.litellm_params for dc in cfg.model_list if dc.model_name.endswith("*")]
+        reg.limited = reg.limited or any(x.rpm or x.tpm or x.max_parallel_requests for x in p)
+        return reg
 
     def names(self) -> list[str]:
         return list(self._by_name) + [a for a in self.aliases if a not in self._by_name]
@@ -135,24 +149,33 @@ class Registry:
         return out
 
     def route(self, name: str, mode: str) -> list[Deployment]:
-        """Deployments to try for one request, in order: each model's deployments take turns leading
-        in proportion to their weights (smooth weighted round robin, as nginx's upstream balancer),
-        the others follow as fallbacks. Call it once per request."""
+        """Deployments to try for one request, in order: for each model, those with room (under their
+        rpm, tpm and max_parallel_requests), the lowest ``order`` first and ordered by the balancer
+        (``server.routing_strategy``), the other orders after them as fallbacks. Call it once per request."""
         out: list[Deployment] = []
+        load = self.load
         for model_name in self.aliases.get(name, [name]):
             if model_name not in self._by_name:
                 self._materialize(model_name)
-            group = self._by_name.get(model_name, [])
-            idx = [i for i, d in enumerate(group) if d.mode == mode]
-            if len(idx) > 1:
-                current, total = self._current[model_name], sum(group[i].weight for i in idx)
-                for i in idx:
-                    current[i] += group[i].weight
-                lead = max(idx, key=lambda i: current[i])
-                current[lead] -= total
-                idx = [lead] + [i for i in idx if i != lead]
-            out.extend(group[i] for i in idx)
+            group = [d for d in self._by_name.get(model_name, ()) if d.mode == mode and load.has_room(d)]
+            if len(group) > 1 and any(d.order is not None for d in group):
+                group.sort(key=lambda d: (d.order is None, d.order or 0))
+                first = [d for d in group if d.order == group[0].order]
+                out.extend(self.balancer.order(model_name, first))
+                out.extend(group[len(first):])
+            else:
+                out.extend(self.balancer.order(model_name, group))
         return out
+
+    def describe(self, d: Deployment, breaker: str) -> dict[str, Any]:
+        """One deployment's live state for operators (GET /admin/deployments): its limits and load."""
+        requests, tokens = self.load.used(d.id)
+        latency = self.load.latency.get(d.id)
+        return {"id": d.id, "model": d.model_name, "provider": d.provider, "mode": d.mode, "weight": d.weight,
+                "order": d.order, "rpm": d.rpm, "tpm": d.tpm, "max_parallel_requests": d.max_parallel,
+                "in_flight": self.load.in_flight.get(d.id, 0), "latency_s": round(latency, 6) if latency else None,
+                "minute": {"requests": requests, "tokens": tokens}, "has_room": self.load.has_room(d),
+                "breaker": breaker}
 
     async def aclose(self) -> None:
         for d in self.deployments:
@@ -233,5 +256,6 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
         region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class,
         capabilities=frozenset(caps) if caps is not None else Deployment.capabilities, context_window=context,
-        quality=quality, info=info, pass_through=frozenset(p.pass_through_fields), weight=p.weight,
-        reasoning_allowance=reasoning or 0.0)
+        quality=quality, info=info, pass_through=frozenset(p.pass_through_fields),
+        weight=p.weight if "weight" in p.model_fields_set else float(p.rpm or p.tpm or 1),
+        rpm=p.rpm, tpm=p.tpm, max_parallel=p.max_parallel_requests, order=p.order, reasoning_allowance=reasoning or 0.0)

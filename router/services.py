@@ -15,6 +15,7 @@ from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
 from router.auth import KeyStore, hash_key
+from router.balancing import USAGE_SYNC_INTERVAL
 from router.config import BudgetRule, Config, RateLimitRule, access_groups, resolve_env
 from router.ledger.conversations import ResponseStore
 from router.ledger.keys import KeyTable
@@ -29,6 +30,7 @@ from router.policy_store import PolicyStore
 from router.proxy import Gateway
 from router.registry import Registry
 from router.state import MemoryState, RedisState, StateStore
+from router.telemetry import build_telemetry
 from router.tokens import Tokenizer
 
 ENV_DEMO_KEY_HASH = "SWITCHYARD_DEMO_KEY_HASH"
@@ -66,6 +68,7 @@ class Services:
     _config_watcher: asyncio.Task[None] | None = None
     _trimmer: asyncio.Task[None] | None = None
     _bandit_sync: asyncio.Task[None] | None = None
+    _usage_sync: asyncio.Task[None] | None = None
     _pruner: asyncio.Task[None] | None = None
     _config_mtime: float = 0.0
     # feedback the shared store did not take (it was down): (policy, model, category, score, request id),
@@ -84,6 +87,8 @@ class Services:
         self._config_watcher = asyncio.create_task(self.watch_config(), name="config-watch")
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
         self._bandit_sync = asyncio.create_task(self.sync_bandits(), name="bandit-sync")
+        if self.state.shared and self.registry.limited:
+            self._usage_sync = asyncio.create_task(self.sync_usage(), name="usage-sync")
         if self.key_table is not None:
             await self.sync_keys()  # before the first request: keys issued over HTTP answer at once
             self._key_sync = asyncio.create_task(self.watch_keys(), name="key-sync")
@@ -94,7 +99,7 @@ class Services:
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
         for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync, self._pruner,
-                     self._key_sync):
+                     self._key_sync, self._usage_sync):
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()
@@ -105,6 +110,8 @@ class Services:
         if self.store is not None:
             await self.store.dispose()
         await self.registry.aclose()
+        if self.gateway.telemetry is not None:
+            await asyncio.to_thread(self.gateway.telemetry.shutdown)
 
     def reload_keys(self) -> int:
         """Re-read the config file's auth section: new, changed and revoked keys apply at once.
@@ -185,6 +192,22 @@ class Services:
                 if totals is not None:
                     bandit.replace(totals)
             await asyncio.sleep(interval)
+
+    async def sync_usage(self) -> None:
+        """Every USAGE_SYNC_INTERVAL, hand this replica's requests and tokens per deployment to the shared
+        state and take every replica's totals, so rpm/tpm hold across replicas (router.balancing)."""
+        load = self.registry.load
+        while True:
+            await asyncio.sleep(USAGE_SYNC_INTERVAL)
+            window, deltas = load.take_unsynced()
+            try:
+                totals = await self.state.usage_sync(window, deltas)
+            except Exception as exc:  # noqa: BLE001 - counted locally until the store is back
+                log.debug("usage sync failed: %s", type(exc).__name__)
+                self.metrics.state_errors.inc()
+                load.give_back(window, deltas)
+                continue
+            load.synced(window, totals)
 
     # -- keys issued over HTTP ---------------------------------------------------------------------
     async def sync_keys(self, force: bool = False) -> bool:
@@ -357,7 +380,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
     planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None,
                       fallbacks=cfg.fallbacks, context_fallbacks=cfg.context_window_fallbacks)
-    gateway = Gateway(planner, meter, limiter, health)
+    gateway = Gateway(planner, meter, limiter, health, build_telemetry(cfg.telemetry, env))
     responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
                     policies, planner, int(time.time()), responses, KeyTable(store) if store is not None else None)

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 NANO = 1_000_000_000
 FEEDBACK_MEMORY = 50_000  # in-process: how many scored requests are remembered, to replace a repeated score
@@ -90,6 +90,7 @@ class StateStore(Protocol):
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]: ...
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None: ...
+    async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 
@@ -243,6 +244,10 @@ class MemoryState:
 
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
         return None
+
+    async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """One process: the balancer's own counts are the whole state."""
+        return {}
 
     async def ping(self) -> bool:
         return True
@@ -501,6 +506,25 @@ class RedisState:
 
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
         await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
+
+    # Requests and tokens per deployment in one minute: "use:<minute>" hash, "<id>\x1fr" and "<id>\x1ft".
+    async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """Add this replica's ``deltas`` to the minute's totals and read every replica's, in one round trip."""
+        key = self._k(f"use:{window}")
+        pipe = self._r.pipeline(transaction=True)
+        for dep, (requests, tokens) in deltas.items():
+            if requests:
+                pipe.hincrby(key, dep + "\x1fr", requests)
+            if tokens:
+                pipe.hincrby(key, dep + "\x1ft", tokens)
+        pipe.expire(key, 120)
+        pipe.hgetall(key)
+        raw = (await pipe.execute())[-1]
+        out: dict[str, list[int]] = {}
+        for f, v in raw.items():
+            dep, kind = (f.decode() if isinstance(f, bytes) else f).rsplit("\x1f", 1)
+            out.setdefault(dep, [0, 0])[0 if kind == "r" else 1] = int(v)
+        return {k: (r, t) for k, (r, t) in out.items()}
 
     async def ping(self) -> bool:
         try:

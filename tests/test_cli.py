@@ -125,7 +125,7 @@ def test_a_litellm_master_key_is_the_admin_key_and_calls_models(tmp_path) -> Non
     cfg = tmp_path / "litellm.yaml"
     cfg.write_text("model_list:\n  - {model_name: sim, litellm_params: {model: simulated/small, speed: 100}}\n"
                    "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY, alerting: [slack]}\n"
-                   "router_settings: {routing_strategy: least-busy, num_retries: 2}\n")
+                   "router_settings: {routing_strategy: cost-based-routing, num_retries: 2}\n")
     env = {"LITELLM_MASTER_KEY": master}
     port = free_port()
     p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port, tmp_path / "gw.log",
@@ -141,7 +141,7 @@ def test_a_litellm_master_key_is_the_admin_key_and_calls_models(tmp_path) -> Non
                           json={"model": "sim", "messages": [{"role": "user", "content": "hi"}]}).status_code == 401
         out = p.output()
         assert "demo tenant" not in out and "Admin key (this run only)" not in out
-        assert "LiteLLM settings not honoured (ignored): general_settings.alerting, router_settings.routing_strategy\n" in out
+        assert "LiteLLM settings not honoured (ignored): general_settings.alerting, router_settings.routing_strategy: cost-based-routing\n" in out
         assert master not in out
     finally:
         assert p.stop() == 0

@@ -102,6 +102,7 @@ def test_litellm_proxy_file_loads() -> None:
               api_key: os.environ/AZURE_KEY
               api_version: "2024-10-21"
               rpm: 600
+              tags: [eu]
             model_info: {base_model: azure/gpt-4o}
           - model_name: claude
             litellm_params: {model: anthropic/claude-3-5-haiku-20241022, api_key: os.environ/ANTHROPIC_KEY}
@@ -111,11 +112,12 @@ def test_litellm_proxy_file_loads() -> None:
         general_settings: {master_key: os.environ/MASTER}
         """)
     cfg = parse_config(text, "litellm.yaml", env={"AZURE_KEY": "x", "ANTHROPIC_KEY": "y", "MASTER": "z"})
-    assert cfg.model_list[0].litellm_params.model_extra == {"rpm": 600}
+    assert cfg.model_list[0].litellm_params.rpm == 600  # honoured: a per-minute limit and the weight
+    assert cfg.model_list[0].litellm_params.model_extra == {"tags": ["eu"]}
     assert cfg.router_settings["model_group_alias"] == {"smart": "gpt-4o"}
     assert cfg.master_key == "os.environ/MASTER"
     from router.config import ignored_litellm_settings
-    assert ignored_litellm_settings(cfg) == ["litellm_settings.drop_params", "model_list[0].litellm_params.rpm"]
+    assert ignored_litellm_settings(cfg) == ["litellm_settings.drop_params", "model_list[0].litellm_params.tags"]
     # the master key is a secret: an unset variable or a literal is a problem naming it
     for env, literal, want in (({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, False, "MASTER is not set"),
                                ({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, True, "os.environ/LITELLM_MASTER_KEY")):

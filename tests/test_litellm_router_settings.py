@@ -94,8 +94,13 @@ def test_the_settings_map_onto_switchyards_own(tmp_path) -> None:
     assert (cfg.server.num_retries, cfg.server.breaker_threshold, cfg.server.breaker_cooldown) == (1, 4, 12.0)
     assert [d.litellm_params.timeout for d in cfg.model_list] == [9.0, 3.0]  # an explicit timeout stays
     assert cfg.fallbacks == {"m": ["n"]} and cfg.context_window_fallbacks == {"m": ["n"]}
-    assert ignored_litellm_settings(cfg) == ["litellm_settings.success_callback", "router_settings.routing_strategy",
-                                             "model_list[0].litellm_params.rpm"]
+    assert cfg.server.routing_strategy == "usage" and cfg.model_list[0].litellm_params.rpm == 5
+    assert ignored_litellm_settings(cfg) == ["litellm_settings.success_callback"]
+    # a strategy Switchyard has no equivalent for is named with its value
+    cost = Config.model_validate({"model_list": [{"model_name": "m", "litellm_params": {"model": "simulated/x"}}],
+                                  "router_settings": {"routing_strategy": "cost-based-routing"}})
+    assert cost.server.routing_strategy == "weighted"
+    assert ignored_litellm_settings(cost) == ["router_settings.routing_strategy: cost-based-routing"]
     # a fallback naming an unknown model is a config error, with its line
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: openai/x, api_base: 'http://h/v1'}\n"
@@ -150,9 +155,10 @@ general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}
                          capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 0, res.stderr
     text = (tmp_path / "native.yaml").read_text()
-    assert "#   router_settings.routing_strategy" in text and "#   litellm_settings.drop_params" in text
-    assert "#   model_list[0].litellm_params.rpm" in text and "rpm" not in text.split("model_list:")[1]
+    assert "#   litellm_settings.drop_params" in text and "#   router_settings" not in text
     before, after = load_config(str(src)), load_config(str(tmp_path / "native.yaml"))
+    assert before.server.routing_strategy == "latency"
+    assert after.model_list[0].litellm_params.rpm == 600 and after.server.routing_strategy == "latency"
     assert ignored_litellm_settings(after) == []  # nothing left that Switchyard would not honour
     assert after.fallbacks == before.fallbacks == {"gpt-4o": ["claude"]}
     assert after.context_window_fallbacks == before.context_window_fallbacks
@@ -172,3 +178,34 @@ def test_an_access_group_grants_its_models(lgw: Proc) -> None:
     assert httpx.post(lgw.base + "/v1/chat/completions", headers=h, json={"model": "small-ctx", **body}).status_code == 200
     assert httpx.post(lgw.base + "/v1/chat/completions", headers=h, json={"model": "mock-gpt", **body}).status_code == 403
     assert [m["id"] for m in httpx.get(lgw.base + "/v1/models", headers=h).json()["data"]] == ["small-ctx"]
+
+
+def test_a_realistic_litellm_proxy_config(monkeypatch) -> None:
+    """Seven providers, fallbacks, context-window fallbacks, a routing strategy, rpm/tpm, order,
+    max_parallel_requests, a master key, a wildcard and access groups: check-config passes and names
+    exactly what Switchyard does not honour; everything else maps onto Switchyard's own settings."""
+    import os
+
+    from tests.conftest import ROOT
+
+    src = ROOT / "tests" / "data" / "litellm_proxy.yaml"
+    env = {**os.environ, "OPENAI_API_KEY": "k", "AZURE_API_BASE": "https://x.openai.azure.com", "AZURE_API_KEY": "k",
+           "ANTHROPIC_API_KEY": "k", "GEMINI_API_KEY": "k", "GROQ_API_KEY": "k", "VLLM_API_BASE": "http://127.0.0.1:9/v1",
+           "LITELLM_MASTER_KEY": "sk-master-test-0123456789", "DATABASE_URL": "postgresql://u@h/db"}
+    res = subprocess.run([SWITCHYARD, "check-config", str(src)], capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ignored = ("litellm_settings.drop_params, litellm_settings.success_callback, litellm_settings.cache, "
+               "general_settings.database_url, router_settings.enable_pre_call_checks, model_list[3].litellm_params.tags")
+    assert f"LiteLLM settings not honoured (ignored): {ignored}\n" in res.stderr, res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    for name in ("OPENAI_API_KEY", "AZURE_API_BASE", "AZURE_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+                 "GROQ_API_KEY", "VLLM_API_BASE", "LITELLM_MASTER_KEY"):
+        monkeypatch.setenv(name, env[name])
+    cfg = load_config(str(src))
+    assert cfg.server.routing_strategy == "usage" and cfg.server.num_retries == 2
+    assert (cfg.server.breaker_threshold, cfg.server.breaker_cooldown) == (3, 30.0)
+    assert cfg.fallbacks == {"gpt-4o": ["claude-sonnet"], "claude-sonnet": ["gemini-flash"]}
+    assert cfg.context_window_fallbacks == {"llama-8b-local": ["llama-70b"]}
+    p = [d.litellm_params for d in cfg.model_list]
+    assert (p[0].rpm, p[0].tpm, p[1].rpm, p[1].order, p[2].tpm, p[4].max_parallel_requests) == (600, 300000, 300, 2, 400000, 20)
+    assert {d.litellm_params.timeout for d in cfg.model_list} == {60.0} and cfg.master_key == "os.environ/LITELLM_MASTER_KEY"

@@ -127,7 +127,10 @@ class LiteLLMBackend:
         if self._json_object_as_schema and (params.get("response_format") or {}).get("type") == "json_object":
             params["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "json_object", "schema": {"type": "object"}}}
-        return {**params, **self._kw, "model": self._model, "timeout": call.timeout, "num_retries": 0}
+        args = {**params, **self._kw, "model": self._model, "timeout": call.timeout, "num_retries": 0}
+        if call.extra_headers:  # (a trace's traceparent) beside the deployment's own extra_headers
+            args["extra_headers"] = {**(self._kw.get("extra_headers") or {}), **call.extra_headers}
+        return args
 
     def _error(self, exc: Exception) -> UpstreamError:
         ll = _litellm()

@@ -78,11 +78,16 @@ class Strategy:
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
         if native is not None:  # the deployment speaks the client's API: the request goes as it came
             client, native_body = native
-            pending = client.create(Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
-                                         extra_headers=surface.native_headers))  # type: ignore[union-attr]
+            call = Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
+                        extra_headers=surface.native_headers)  # type: ignore[union-attr]
+            if self.ex.trace is not None:  # the call's span, its context sent upstream as traceparent
+                call.extra_headers = self.ex.trace.calling(dep, mode, call.extra_headers)
+            pending = client.create(call)
         else:
             call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
                         request_id=self.ex.request_id)
+            if self.ex.trace is not None:
+                call.extra_headers = self.ex.trace.calling(dep, mode, call.extra_headers)
             pending = dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call)
         try:
             raw = await pending

@@ -45,6 +45,8 @@ class Streamed(Strategy):
             if deadline is not None and time.perf_counter() >= deadline:
                 break
             t0 = ex.calling(dep)
+            if ex.trace is not None:  # the call's span, its context sent upstream as traceparent
+                call.extra_headers = ex.trace.calling(dep, "chat", call.extra_headers)
             chunks = (surface.native_chunks(client.stream(call), dep.model_name) if native is not None  # type: ignore[union-attr]
                       else dep.backend.chat_stream(call))
             try:
