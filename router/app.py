@@ -224,15 +224,17 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         body = await read_json(request, max_body)
         validate_chat(body, max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
         rid = request.state.request_id
+        tags = request.headers.get("x-switchyard-tags")
         if body.get("stream"):
-            return await svc.gateway.stream(who, body, rid)
-        return await svc.gateway.unary(who, body, rid, endpoint="chat")
+            return await svc.gateway.stream(who, body, rid, tags=tags)
+        return await svc.gateway.unary(who, body, rid, endpoint="chat", tags=tags)
 
     async def embeddings(request: Request) -> Response:
         who = principal(request)
         body = await read_json(request, max_body)
         validate_embeddings(body)
-        return await svc.gateway.unary(who, body, request.state.request_id, endpoint="embeddings")
+        return await svc.gateway.unary(who, body, request.state.request_id, endpoint="embeddings",
+                                       tags=request.headers.get("x-switchyard-tags"))
 
     def surface_route(kind: type[Surface]) -> Any:
         """A route for one API surface: its body adapted to a chat request, its answers and errors in its shape."""
@@ -246,10 +248,13 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                 await surface.prepare(who, svc.responses)
                 rid = request.state.request_id
 
+                tags = request.headers.get("x-switchyard-tags")
+
                 async def send(part: Surface, chat: dict[str, Any], part_id: str) -> Response:
                     if part.stream:
-                        return await svc.gateway.stream(who, chat, part_id, surface=part)
-                    answer = await svc.gateway.unary(who, chat, part_id, endpoint=kind.endpoint, surface=part)
+                        return await svc.gateway.stream(who, chat, part_id, surface=part, tags=tags)
+                    answer = await svc.gateway.unary(who, chat, part_id, endpoint=kind.endpoint, surface=part,
+                                                     tags=tags)
                     await finish_surface(part)
                     return answer
 

@@ -465,7 +465,7 @@ def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic
 def report(
     since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
     until: Optional[str] = typer.Option(None, help="End (default: now)."),
-    by: str = typer.Option("model", help="Group by: model, alias, tenant, provider, key, or layer (the stack)."),
+    by: str = typer.Option("model", help="Group by: model, alias, tenant, provider, key, user, tag:<key>, or layer (the stack)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     url: str = typer.Option("http://127.0.0.1:4000", envvar="SWITCHYARD_URL", help="The gateway."),
     key: str = typer.Option(..., envvar="SWITCHYARD_API_KEY", help="A tenant key (its tenant) or the admin key (all)."),
@@ -473,8 +473,8 @@ def report(
     """Spend, tokens and margin from a gateway's usage API, as a table or JSON."""
     from router.report import BY, fetch, render
 
-    if by not in BY:
-        raise typer.BadParameter(f"one of {', '.join(BY)}", param_hint="--by")
+    if by not in BY and not (by.startswith("tag:") and len(by) > 4):
+        raise typer.BadParameter(f"one of {', '.join(BY)}, or tag:<key>", param_hint="--by")
     _fetch_and_print(lambda: fetch(url, key, since, until, by), render, url, as_json, 160)
 
 

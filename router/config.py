@@ -247,15 +247,17 @@ class BillingConfig(_Strict):
 
 
 class RateLimitRule(_Strict):
-    scope: Literal["key", "tenant"]
-    id: str = Field(min_length=1, description="a key id or tenant id; '*' applies to each one separately")
+    scope: Literal["key", "tenant", "user", "tag"]
+    id: str = Field(min_length=1, description="a key id, tenant id or user; for tag, key=value ('feature=search'); "
+                    "'*' (a tag: 'feature=*') applies to each one separately")
     rpm: int | None = Field(default=None, ge=0, description="requests per minute")
     tpm: int | None = Field(default=None, ge=0, description="tokens per minute (prompt + max output at admission)")
 
 
 class BudgetRule(_Strict):
-    scope: Literal["key", "tenant", "alias"]
-    id: str = Field(min_length=1, description="a key id, tenant id or alias; '*' applies to each one separately")
+    scope: Literal["key", "tenant", "alias", "user", "tag"]
+    id: str = Field(min_length=1, description="a key id, tenant id, alias or user; for tag, key=value "
+                    "('feature=search'); '*' (a tag: 'feature=*') applies to each one separately")
     period: Literal["day", "month"]
     usd: float = Field(gt=0, description="limit on the tenant charge in the period (UTC calendar)")
     soft: bool = Field(default=False, description="alert (log line and metric) instead of blocking")
@@ -288,6 +290,14 @@ class PoliciesConfig(_Strict):
     watch_interval: float = Field(default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching")
 
 
+class AttributionConfig(_Strict):
+    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
+        default_factory=list, max_length=10, description="request metadata keys recorded as tags (e.g. feature, "
+        "team, env), from the body's metadata or the x-switchyard-tags header (key=value,key=value)")
+    max_values: int = Field(default=10_000, ge=1, le=1_000_000, description="distinct users, and distinct values "
+                            "of each tag, recorded per tenant per UTC day; the rest are recorded as '(other)'")
+
+
 class TelemetryConfig(_Strict):
     enabled: bool | None = Field(default=None, description="OpenTelemetry traces and GenAI metrics over OTLP/HTTP "
                                  "(router.telemetry; needs switchyard[otel]); default: on when an endpoint is set here or "
@@ -310,6 +320,7 @@ class Config(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard honours router_settings.model_group_alias and
     # general_settings.master_key, and names every other setting as not honoured (ignored_litellm_settings).
     litellm_settings: dict[str, Any] | None = None
@@ -482,6 +493,15 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
             out.append((("model_list", i, "litellm_params", "api_base"), f"provider '{provider}' needs an api_base"))
         if provider == "azure" and not d.litellm_params.api_version:
             out.append((("model_list", i, "litellm_params", "api_version"), "azure deployments need an api_version"))
+    for section in ("budgets", "rate_limits"):
+        for i, rule in enumerate(getattr(cfg.limits, section)):
+            if rule.scope == "tag":
+                tag, sep, value = rule.id.partition("=")
+                if not sep or not value:
+                    out.append((("limits", section, i, "id"), "a tag rule's id is key=value (or key=*), e.g. feature=search"))
+                elif tag not in cfg.attribution.tags:
+                    out.append((("limits", section, i, "id"),
+                                f"'{tag}' is not one of attribution.tags ({', '.join(cfg.attribution.tags) or 'none'})"))
     seen: dict[str, int] = {}
     tenant_ids = {t.id for t in cfg.auth.tenants}
     for i, k in enumerate(cfg.auth.keys):

@@ -84,7 +84,8 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
         values = {d: sorted({str(r[d]) for r in rows if r[d] is not None}) for d in dims}
         return json_response({"filters": values, "baselines": insights.chat_models(svc),
                       "policies": [x.policy.name for x in svc.policies.loaded],
-                      "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan})
+                      "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan,
+                      "tags": list(svc.config.attribution.tags)})
 
     async def savings(request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)

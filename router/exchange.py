@@ -47,6 +47,7 @@ class Exchange:
     first_chunk_at: float | None = None
     in_flight: tuple[Deployment, float] | None = None  # a call under way (cut off if the exchange closes)
     closed: bool = False
+    attrs: Any = None  # its user and tags, bounded (router.attribution.Attributes); None: neither
     trace: Any = None  # its OpenTelemetry spans (router.telemetry.RequestTrace), when tracing is on
 
     @property
@@ -134,7 +135,8 @@ class Exchange:
                             requested=self.requested, dep=self.dep, priced=priced, status=self.status,
                             error=self.error, attempts=self.attempts.items, started=self.started,
                             first_chunk_at=self.first_chunk_at, upstream_seconds=self.attempts.upstream_seconds,
-                            stream=self.stream, decision=decision, ts=self.started_wall, lines=self.lines)
+                            stream=self.stream, decision=decision, ts=self.started_wall, lines=self.lines,
+                            attrs=self.attrs)
         if self.trace is not None:
             self.trace.close(self)
         return priced

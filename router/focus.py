@@ -85,8 +85,9 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
         weights = _weights(r)
         tokens = _tokens(r)
         for meter, w in weights.items():
+            tags = r.get("tags")
             key = (hour, r["tenant"], r["alias"], r["model"], r["provider"], meter, r["price_version"], r["serving"],
-                   r["charge_usd"] is None)
+                   r["charge_usd"] is None, r.get("end_user"), tuple(sorted(tags.items())) if tags else ())
             groups.setdefault(key, r)
             acc = sums[key]
             acc["billed"] += charge * w
@@ -100,7 +101,7 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for key, acc in sorted(sums.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-            hour, tenant, alias, model, provider, meter, version, serving, unpriced = key
+            hour, tenant, alias, model, provider, meter, version, serving, unpriced, user, tags = key
             month = datetime.fromtimestamp(hour, timezone.utc).replace(day=1, hour=0)
             next_month = month.replace(year=month.year + (month.month == 12), month=month.month % 12 + 1)
             mtok = acc["tokens"] / 1e6
@@ -130,7 +131,9 @@ async def export_focus(rows: AsyncIterator[dict[str, Any]], out: Path, *, operat
                 "SkuId": model or "", "SkuMeter": METERS[meter][0], "SkuPriceId": f"{model}|{meter}|{version}",
                 "SkuPriceDetails": orjson.dumps({"price_version": version}).decode(),
                 "SubAccountId": tenant or "", "SubAccountName": tenant or "", "SubAccountType": "Tenant",
-                "Tags": orjson.dumps({"alias": alias, "model": model}).decode(),
+                # the request's own tags (attribution.tags), then the gateway's: alias, model, user
+                "Tags": orjson.dumps({**dict(tags), "alias": alias, "model": model,
+                                      **({"user": user} if user else {})}).decode(),
                 "x_ApiCost": repr(acc["list"]), "x_Requests": repr(acc["requests"]), "x_Unpriced": "false",
             })
             for name, col in X_COLUMNS.items():

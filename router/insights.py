@@ -117,12 +117,15 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
             "by_model": by_model, "plans": plan_rows, "estimate": True}
 
 
+SHARED_SCOPES = ("alias", "user", "tag")  # budgets that span tenants: the admin's to see
+
+
 def _rule_visible(svc: Services, rule: BudgetRule, tenant: str | None, admin: bool = False) -> bool:
     """Whether a budget rule belongs to ``tenant`` (None: everyone's). A tenant sees its own tenant's
-    rule, the rules of its own keys and the wildcard rules (filtered to its spend); alias rules are
+    rule, the rules of its own keys and the wildcard rules (filtered to its spend); alias, user and tag rules are
     shared across tenants, so only the admin sees them."""
     if tenant is None or rule.id == "*":
-        return tenant is None or rule.scope != "alias" or admin
+        return tenant is None or rule.scope not in SHARED_SCOPES or admin
     if rule.scope == "tenant":
         return rule.id == tenant
     if rule.scope == "key":
@@ -144,10 +147,15 @@ async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: fl
             continue
         start, end = period_bounds(rule.period, now)
         bucket = 3600 if rule.period == "day" else 86400
-        dim = {"key": "key", "tenant": "tenant", "alias": "alias"}[rule.scope]
+        want = rule.id
+        if rule.scope == "tag":  # id key=value (key=*: each value)
+            tag, _, want = rule.id.partition("=")
+            dim = "tag:" + tag
+        else:
+            dim = {"key": "key", "tenant": "tenant", "alias": "alias", "user": "user"}[rule.scope]
         filters: list[tuple[str, str]] = []
-        if rule.id != "*":
-            filters.append((dim, rule.id))
+        if want != "*":
+            filters.append((dim, want))
         scope_tenant = tenant if tenant is not None else only_tenant
         rows, _ = await store.usage(UsageQuery(start=start, end=end, bucket_seconds=bucket, group_by=(dim,),
                                                tenant=scope_tenant, filters=tuple(filters), limit=MAX_GROUPS))
@@ -155,8 +163,9 @@ async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: fl
         for r in rows:
             if r[dim] is None:
                 continue
-            series.setdefault(str(r[dim]), []).append((r["bucket"], r["charge_usd"]))
-        if rule.id != "*" and not series and (tenant is None or rule.scope != "tenant" or rule.id == tenant):
+            ident = f"{tag}={r[dim]}" if rule.scope == "tag" else str(r[dim])
+            series.setdefault(ident, []).append((r["bucket"], r["charge_usd"]))
+        if want != "*" and not series and (tenant is None or rule.scope != "tenant" or rule.id == tenant):
             series[rule.id] = []
         elapsed = max(min(now, end) - start, 60.0)
         for ident, points in sorted(series.items()):

@@ -103,6 +103,22 @@ def _matches(rule_id: str, value: str | None) -> bool:
     return value is not None and (rule_id == "*" or rule_id == value)
 
 
+def _scope_id(rule: Any, ids: dict[str, str | None], attrs: Any) -> str | None:
+    """The id a rule counts this request under, or None when the rule does not apply to it. A tag rule's
+    id is ``key=value`` (``key=*``: each value of the tag separately)."""
+    if rule.scope != "tag":
+        value = ids[rule.scope]
+        return value if _matches(rule.id, value) else None
+    tag, _, want = rule.id.partition("=")
+    value = attrs.tags.get(tag) if attrs is not None and attrs.tags else None
+    return f"{tag}={value}" if value is not None and (want == "*" or want == value) else None
+
+
+def _ids(who: Principal, requested: str, attrs: Any) -> dict[str, str | None]:
+    return {"key": who.key_id, "tenant": who.tenant, "alias": requested,
+            "user": attrs.user if attrs is not None else None}
+
+
 def _duration(seconds: float) -> str:
     return f"{max(0.0, seconds):.3f}s".replace(".000s", "s")
 
@@ -151,21 +167,21 @@ class Limiter:
             self._loops = [asyncio.create_task(self._renew_loop(), name="budget-leases"),
                            asyncio.create_task(self._reconcile_loop(), name="budget-reconcile")]
 
-    def _rules(self, who: Principal, requested: str) -> tuple[list[RateLimitRule], list[BudgetRule]]:
-        ids = {"key": who.key_id, "tenant": who.tenant, "alias": requested}
-        rates = [r for r in self.cfg.rate_limits if _matches(r.id, ids[r.scope])]
-        budgets = [b for b in self.cfg.budgets if _matches(b.id, ids[b.scope])]
+    def _rules(self, who: Principal, requested: str, attrs: Any = None) -> tuple[list[RateLimitRule], list[BudgetRule]]:
+        ids = _ids(who, requested, attrs)
+        rates = [r for r in self.cfg.rate_limits if _scope_id(r, ids, attrs) is not None]
+        budgets = [b for b in self.cfg.budgets if _scope_id(b, ids, attrs) is not None]
         if who.rules is not None:  # the key's own (set over HTTP)
             rates += who.rules[0]
             budgets += who.rules[1]
         return rates, budgets
 
-    def budget_keys(self, who: Principal, requested: str, now: float) -> list[BudgetKey]:
-        ids = {"key": who.key_id, "tenant": who.tenant, "alias": requested}
+    def budget_keys(self, who: Principal, requested: str, now: float, attrs: Any = None) -> list[BudgetKey]:
+        ids = _ids(who, requested, attrs)
         day = int(now // 86400)  # UTC days: a key is built once per rule, id and day, then remembered
         out = []
-        for i, b in enumerate(self._rules(who, requested)[1]):
-            scope_id = str(ids[b.scope])
+        for i, b in enumerate(self._rules(who, requested, attrs)[1]):
+            scope_id = str(_scope_id(b, ids, attrs))
             cached = self._keys.get((i, scope_id, day))
             if cached is None or cached.rule is not b:
                 if len(self._keys) > 100_000:
@@ -175,7 +191,7 @@ class Limiter:
         return out
 
     async def admit(self, who: Principal, requested: str, tokens: int, max_charge_usd: float | None, *,
-                    request_id: str, now: float | None = None) -> Ticket:
+                    request_id: str, now: float | None = None, attrs: Any = None) -> Ticket:
         """Admit or raise 429 (rate or budget) / 400 (per-request cap) / 503 (state down, fail closed).
         ``now``: the request's start (UNIX seconds), which also dates its ledger record."""
         if self.cfg.max_request_usd is not None and max_charge_usd is not None and max_charge_usd > self.cfg.max_request_usd:
@@ -184,14 +200,15 @@ class Limiter:
                 f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.", param="max_tokens",
                 code="request_cost_cap")
         now = time.time() if now is None else now
-        rates, _ = self._rules(who, requested)
+        rates, _ = self._rules(who, requested, attrs)
         minute = int(now // 60)
         reset = (minute + 1) * 60 - now
-        ids = {"key": who.key_id, "tenant": who.tenant}
+        ids = _ids(who, requested, attrs)
         counters: list[CounterReq] = []
         kinds: list[tuple[str, int]] = []
         for r in rates:
-            base = f"rl:{r.scope}:{ids[r.scope]}"
+            # a wildcard rule and a rule naming the same id count apart (each request once in each)
+            base = f"rl:{r.scope}{'*' if r.id.endswith('*') else ''}:{_scope_id(r, ids, attrs)}"
             if r.rpm is not None:
                 counters.append(CounterReq(f"{base}:req:{minute}", r.rpm, 1, 70))
                 kinds.append(("requests", r.rpm))
@@ -199,7 +216,7 @@ class Limiter:
                 counters.append(CounterReq(f"{base}:tok:{minute}", r.tpm, tokens, 70))
                 kinds.append(("tokens", r.tpm))
         reserve = math.ceil((max_charge_usd or 0.0) * NANO)
-        keys = self.budget_keys(who, requested, now)
+        keys = self.budget_keys(who, requested, now, attrs)
         budgets = [BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
                    for k in keys]
         store = self.state

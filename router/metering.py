@@ -202,7 +202,7 @@ class Meter:
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
                started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
                decision: dict[str, Any] | None = None, ts: float | None = None,
-               lines: list[tuple[Deployment, str, Priced]] = ()) -> None:
+               lines: list[tuple[Deployment, str, Priced]] = (), attrs: Any = None) -> None:
         """``ts``: the request's start (UNIX seconds); default: now less its duration. ``lines``: every
         priced call (deployment, role, price); ``priced`` is their sum. A record keeps its lines when
         there are several."""
@@ -250,6 +250,8 @@ class Meter:
             "key_id": getattr(principal, "key_id", None),
             "endpoint": endpoint,
             "requested_model": requested,
+            "user": attrs.user if attrs is not None else None,
+            "tags": attrs.tags if attrs is not None else None,
             "model": dep.model_name if dep else None,
             "deployment": dep.id if dep else None,
             "provider": dep.provider if dep else None,

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from router.auth import Principal
 from router.errors import APIError
 from router.exchange import Exchange
+from router.attribution import Attribution
 from router.health import Health
 from router.telemetry import Telemetry
 from router.limits import Limiter
@@ -26,8 +27,9 @@ from router.surfaces.base import Surface
 
 class Gateway:
     def __init__(self, planner: Planner, meter: Meter, limiter: Limiter, health: Health,
-                 telemetry: Telemetry | None = None):
+                 telemetry: Telemetry | None = None, attribution: Attribution | None = None):
         self.planner = planner
+        self.attribution = attribution  # a request's user and tags (router.attribution)
         self.telemetry = telemetry  # OpenTelemetry (router.telemetry), None when off
         self.meter = meter
         self.limiter = limiter
@@ -48,7 +50,7 @@ class Gateway:
         who = ex.who
         if not self.limiter.counts_tokens:
             ex.ticket = await self.limiter.admit(who, body["model"], 0, None, request_id=ex.request_id,
-                                                 now=ex.started_wall)
+                                                 now=ex.started_wall, attrs=ex.attrs)
             return body
         cfg = self.limiter.cfg
         prompt = int(self.meter.prompt_bound(cands[0], body) * cfg.prompt_safety) + 32
@@ -71,12 +73,12 @@ class Gateway:
             checkers = len(cascade["check"].get("with") or ())
             worst_charge *= len(cands) + checkers * (len(cands) - 1 if cascade["check"]["type"] == "judge" else 1)
         ex.ticket = await self.limiter.admit(who, body["model"], prompt + worst_out, worst_charge,
-                                             request_id=ex.request_id, now=ex.started_wall)
+                                             request_id=ex.request_id, now=ex.started_wall, attrs=ex.attrs)
         return body
 
     # -- the entry points -------------------------------------------------------------------------------
     async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str,
-                    surface: Surface | None = None) -> Response:
+                    surface: Surface | None = None, tags: str | None = None) -> Response:
         """A non-streaming chat completion or embeddings request (``surface``: answered in another
         API's shape; ``body`` is then the surface's internal chat request)."""
         mode = "embedding" if endpoint == "embeddings" else "chat"
@@ -84,6 +86,8 @@ class Gateway:
         if self.telemetry is not None:
             ex.trace = self.telemetry.request()
         try:
+            if self.attribution is not None:
+                ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
             ex.plan = plan = await self.planner.plan(who, body, mode, rid)
             spec = plan.decision.cascade if plan.decision is not None else None
             sent = await self._admit(ex, plan.deployments, mode, cascade=spec)
@@ -96,13 +100,15 @@ class Gateway:
             ex.close()
 
     async def stream(self, who: Principal, body: dict[str, Any], rid: str, *,
-                     surface: Surface | None = None) -> Response:
+                     surface: Surface | None = None, tags: str | None = None) -> Response:
         """A streamed chat completion: the response closes the exchange when the stream ends."""
         ex = Exchange(self, who, body, rid, surface.endpoint if surface else "chat", stream=True, surface=surface)
         if self.telemetry is not None:
             ex.trace = self.telemetry.request()
         strategy: Streamed | None = None
         try:
+            if self.attribution is not None:
+                ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
             ex.plan = plan = await self.planner.plan(who, body, "chat", rid)
             sent = await self._admit(ex, plan.deployments, "chat")
             strategy = Streamed(self, ex, sent, "chat", plan.deadline(ex.started))

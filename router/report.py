@@ -15,7 +15,7 @@ from rich.table import Table
 
 from router.usage_api import parse_time
 
-BY = ("model", "alias", "tenant", "provider", "key", "layer")
+BY = ("model", "alias", "tenant", "provider", "key", "user", "layer")  # and tag:<key>
 LAYERS = {"application": "Application (operator)", "paas": "Token API (PaaS)", "model_lab": "Model lab",
           "iaas": "GPU cloud (IaaS)", "chips": "Chip vendor"}
 

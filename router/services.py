@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
+from router.attribution import Attribution, rule_values
 from router.auth import KeyStore, hash_key
 from router.balancing import USAGE_SYNC_INTERVAL
 from router.config import BudgetRule, Config, RateLimitRule, access_groups, resolve_env
@@ -380,7 +381,9 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
     planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None,
                       fallbacks=cfg.fallbacks, context_fallbacks=cfg.context_window_fallbacks)
-    gateway = Gateway(planner, meter, limiter, health, build_telemetry(cfg.telemetry, env))
+    exempt = rule_values(cfg.limits.budgets, cfg.limits.rate_limits)
+    gateway = Gateway(planner, meter, limiter, health, build_telemetry(cfg.telemetry, env),
+                      Attribution(cfg.attribution, state, exempt))
     responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
                     policies, planner, int(time.time()), responses, KeyTable(store) if store is not None else None)

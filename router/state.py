@@ -91,6 +91,7 @@ class StateStore(Protocol):
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]: ...
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None: ...
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]: ...
+    async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 
@@ -125,6 +126,7 @@ class MemoryState:
     shared = False  # no other process sees it: feedback totals and conversation affinity stay local
 
     def __init__(self) -> None:
+        self._sets: dict[str, set[str]] = {}
         self._counters: dict[str, tuple[int, float]] = {}
         self._budgets: dict[str, _Budget] = {}
         self._settled: OrderedDict[str, None] = OrderedDict()  # request ids settled (the most recent ones)
@@ -248,6 +250,16 @@ class MemoryState:
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         """One process: the balancer's own counts are the whole state."""
         return {}
+
+    async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
+        """Whether ``value`` is one of the first ``limit`` distinct values of set ``key`` (adding it)."""
+        members = self._sets.setdefault(key, set())
+        if value in members:
+            return True
+        if len(members) >= limit:
+            return False
+        members.add(value)
+        return True
 
     async def ping(self) -> bool:
         return True
@@ -379,6 +391,14 @@ end
 return pruned
 """
 
+# One of the first ARGV[2] distinct values of set KEYS[1]: 1 (added, or already there), else 0.
+DISTINCT_LUA = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 UNLOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -421,6 +441,7 @@ class RedisState:
         self._apply = self._r.register_script(APPLY_LUA)
         self._unlock = self._r.register_script(UNLOCK_LUA)
         self._feedback = self._r.register_script(FEEDBACK_LUA)
+        self._distinct = self._r.register_script(DISTINCT_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -506,6 +527,9 @@ class RedisState:
 
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
         await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
+
+    async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
+        return bool(await self._distinct(keys=[self._k(key)], args=[value, limit, ttl]))
 
     # Requests and tokens per deployment in one minute: "use:<minute>" hash, "<id>\x1fr" and "<id>\x1ft".
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:

@@ -28,6 +28,7 @@ _REL = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_LIMIT = 10_000
 MAX_OFFSET = 10**9
+_TAG_DIM = re.compile(r"^tag:[A-Za-z0-9_.-]{1,64}$")
 
 
 def parse_time(value: str | None, default: float, name: str) -> float:
@@ -79,13 +80,19 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
         raise invalid_request(f"Invalid value for 'bucket': one of {', '.join(BUCKETS)}.", param="bucket", code="invalid_value")
     group_by = tuple(g for g in (qp.get("group_by") or "").split(",") if g)
     for g in group_by:
-        if g not in DIMENSIONS:
-            raise invalid_request(f"Invalid value for 'group_by': '{g[:40]}' is not one of {', '.join(DIMENSIONS)}.",
-                                  param="group_by", code="invalid_value")
+        if g not in DIMENSIONS and not _TAG_DIM.match(g):
+            raise invalid_request(f"Invalid value for 'group_by': '{g[:40]}' is not one of {', '.join(DIMENSIONS)}, "
+                                  "or tag:<key>.", param="group_by", code="invalid_value")
     filters = []
-    for dim in ("key", "alias", "model", "provider", "status", "policy", "rule", "category", "endpoint"):
+    for dim in ("key", "alias", "model", "provider", "status", "policy", "rule", "category", "endpoint", "user"):
         if qp.get(dim):
             filters.append((dim, clean_text(qp[dim], dim, 256)))
+    if qp.get("tag"):  # tag=feature=search
+        tag, sep, value = qp["tag"].partition("=")
+        if not sep or not _TAG_DIM.match("tag:" + tag):
+            raise invalid_request("Invalid value for 'tag': use key=value, e.g. tag=feature=search.", param="tag",
+                                  code="invalid_value")
+        filters.append(("tag:" + tag, clean_text(value, "tag", 256)))
     if tenant is not None and qp.get("tenant") and qp["tenant"] != tenant:
         raise APIError(403, "A tenant key sees its own tenant only; the tenant filter needs the admin key.",
                        type="permission_error", code="tenant_forbidden")

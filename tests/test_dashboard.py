@@ -39,6 +39,7 @@ aliases:
   cheap: [sim-small, sim-open]
 policies: {builtin: true}
 server: {auth_failures_per_minute: 1000}
+attribution: {tags: [feature]}
 billing:
   default_plan: standard
   plans:
@@ -78,7 +79,8 @@ def dash(tmp_path_factory: pytest.TempPathFactory):
                                             ("b", B, ["auto", "sim-small"])):
                 for model in models:
                     body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[i % 4] + f" ({i})"}],
-                            "max_tokens": 30 + 10 * i, "stream": i % 3 == 0}
+                            "max_tokens": 30 + 10 * i, "stream": i % 3 == 0, "user": f"user-{i % 2}",
+                            "metadata": {"feature": ("search", "chat", "docs")[i % 3]}}
                     r = http.post("/v1/chat/completions", headers=headers, json=body)
                     assert r.status_code == 200, r.text
                     sent[tenant] += 1
@@ -404,6 +406,27 @@ def test_admin_sees_every_view_with_data(dash, browser, shots) -> None:
     assert kpi(page, "charge_usd") == pytest.approx(b_total["charge_usd"], rel=1e-12)
     assert not errors, errors
     assert all("127.0.0.1" in u or u.startswith("data:") for u in calls), calls  # nothing from the internet
+    page.close()
+
+
+def test_spend_by_tag_and_the_user_filter(dash, browser, shots) -> None:
+    page, errors, _ = open_dashboard(browser, dash, ADMIN_KEY)
+    rendered(page, "spend")
+    page.select_option("#spend-by", "tag:feature")
+    rendered(page, "spend")
+    got = page.evaluate("""() => Object.fromEntries(Chart.getChart(document.getElementById('spend-chart')).data.datasets
+        .map(d => [d.label, d.data.reduce((a, v) => a + v, 0)]))""")
+    with sqlite3.connect(dash.extra["ledger"]) as db:
+        want = dict(db.execute("SELECT json_extract(tags, '$.feature'), SUM(charge_usd) FROM requests GROUP BY 1"))
+    assert set(got) == set(want) == {"search", "chat", "docs"}
+    assert all(got[k] == pytest.approx(want[k], rel=1e-9) for k in want)
+    page.fill("#f-user", "user-1")
+    page.click("#filters button[type=submit]")
+    rendered(page, "spend")
+    assert kpi(page, "charge_usd") == pytest.approx(
+        ledger_sum(dash, "end_user = ?", ("user-1",), ["charge_usd"])[0], rel=1e-12)
+    page.screenshot(path=str(shots / "admin-spend-by-tag.png"), full_page=True)
+    assert not errors, errors
     page.close()
 
 

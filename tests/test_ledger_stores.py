@@ -197,8 +197,10 @@ def test_hourly_rollup_answers_exactly_like_the_ledger(tmp_path, backend: str) -
                 assert (await conn.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM requests")).one() == (
                     len(records), len(records))
             await backfilled.migrate("0003")
+            later = {"end_user", "tags"}  # columns of migration 0009, not there at 0003
             async with backfilled.engine.begin() as conn:
-                await conn.execute(requests.insert(), [to_row(r) for r in records])
+                await conn.execute(requests.insert(), [{k: v for k, v in to_row(r).items() if k not in later}
+                                                       for r in records])
             await backfilled.migrate()
             out = []
             for q in rollup_queries():

@@ -97,6 +97,8 @@ function rangeSeconds() {
 function filters(extra) {
   const p = Object.assign(range(), extra || {});
   for (const dim of ["alias", "model", "provider"]) if ($("f-" + dim).value) p[dim] = $("f-" + dim).value;
+  if ($("f-user").value.trim()) p.user = $("f-user").value.trim();
+  if ($("f-tag").value.trim()) p.tag = $("f-tag").value.trim();  // key=value
   if (S.role === "admin" && $("f-tenant").value) p.tenant = $("f-tenant").value;
   return p;
 }
@@ -288,6 +290,11 @@ async function loadOptions() {
   fill("savings-baseline", S.options.baselines, true);  // first: "" = the dearest model for the range's traffic
   $("savings-baseline").value = "";
   fill("whatif-policy", S.options.policies, false);
+  // the operator's tags (attribution.tags): a filter, and "stack by tag:<key>" in the Spend view
+  $("f-tag-wrap").hidden = !S.options.tags.length;
+  const by = $("spend-by");
+  for (const o of [...by.options]) if (o.value.startsWith("tag:")) o.remove();
+  for (const t of S.options.tags) by.append(el("option", { value: "tag:" + t }, "tag " + t));
 }
 async function login(key) {
   S.key = key;

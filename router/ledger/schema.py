@@ -64,12 +64,15 @@ requests = Table(
     Column("gpu_hours", Float),
     *[Column(col, Float) for col in SLICE_COLUMNS.values()],
     *[Column(col, Float) for col in LINE_COLUMNS.values()],
+    Column("end_user", String(128)),  # the request's user (bounded per tenant and day: router/attribution.py)
+    Column("tags", Text),  # JSON object: the request's tags, tag key -> value (bounded likewise)
     # (ts, charge, id) and (tenant, ts, charge, id) cover the top-cost queries: the costliest
     # requests in a range are found in the index without reading the wide rows.
     Index("ix_requests_ts_charge", "ts", "charge_usd", "request_id"),
     Index("ix_requests_tenant_ts_charge", "tenant", "ts", "charge_usd", "request_id"),
     Index("ix_requests_model_ts", "model", "ts"),
     Index("ix_requests_alias_ts", "alias", "ts"),
+    Index("ix_requests_user_ts", "end_user", "ts"),
 )
 
 # A request's cost lines, one per priced upstream call, when it made several (a cascade's steps and
@@ -158,7 +161,7 @@ audit = Table(
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 
-DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": requests.c.alias,
+DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": requests.c.alias, "user": requests.c.end_user,
               "model": requests.c.model, "provider": requests.c.provider, "status": requests.c.status,
               "policy": requests.c.policy, "rule": requests.c.rule, "category": requests.c.category,
               "endpoint": requests.c.endpoint,
@@ -204,6 +207,8 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
         "fallbacks": sum(1 for a in (rec.get("attempts") or [])[:-1] if a.get("error")),
         "latency_s": latency, "ttft_s": rec.get("ttft_s"), "upstream_s": upstream,
         "overhead_s": None if latency is None or upstream is None else max(0.0, latency - upstream),
+        "end_user": rec.get("user"),
+        "tags": orjson.dumps(rec["tags"], option=orjson.OPT_SORT_KEYS).decode() if rec.get("tags") else None,
         **_money_columns(rec),
     }
     if rec.get("lines"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
 
 import orjson
-from sqlalchemy import BigInteger, Float, Integer, and_, case, cast, event, func, select
+from sqlalchemy import JSON, BigInteger, Float, Integer, and_, case, cast, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -227,12 +227,21 @@ class LedgerStore:
             return (func.floor(ts / seconds) * seconds).label("bucket")
         return (cast(cast(ts / seconds, Integer), Float) * seconds).label("bucket")
 
+    def dimension(self, name: str) -> Any:
+        """A usage dimension's SQL expression: a column, or for ``tag:<key>`` the tag's value."""
+        if name.startswith("tag:"):
+            key = name[4:]
+            if self.dialect == "postgresql":
+                return func.json_extract_path_text(cast(requests.c.tags, JSON), key)
+            return func.json_extract(requests.c.tags, '$."' + key.replace('"', "") + '"')
+        return DIMENSIONS[name]
+
     def _where(self, q: UsageQuery) -> Any:
         conds = [requests.c.ts >= q.start, requests.c.ts < q.end]
         if q.tenant is not None:
             conds.append(requests.c.tenant == q.tenant)
         for dim, value in q.filters:
-            col = DIMENSIONS[dim]
+            col = self.dimension(dim)
             conds.append(col == (int(value) if dim == "status" else value))
         return and_(*conds)
 
@@ -274,7 +283,7 @@ class LedgerStore:
         cols: list[Any] = []
         if q.bucket_seconds:
             cols.append(self._bucket_expr(requests.c.ts, q.bucket_seconds))
-        cols += [DIMENSIONS[d].label(d) for d in q.group_by]
+        cols += [self.dimension(d).label(d) for d in q.group_by]
         split = select(calls.c.request_id).where(calls.c.ts >= q.start, calls.c.ts < q.end)
         # an unpriced request (some line has no price) stays whole under its answering model, counted
         # there as unpriced: moving its lines would show a priced-looking group with no money
@@ -313,6 +322,8 @@ class LedgerStore:
     async def _parts(self, q: UsageQuery, start: float, end: float, level: int) -> list[list[dict[str, Any]]]:
         if start >= end:
             return []
+        if any(d not in ROLLUP_DIMS for d in (*q.group_by, *(f for f, _ in q.filters))):
+            return [await self._raw_usage(q, start, end)]  # by user or tag: the ledger's own rows
         for i in range(level, len(ROLLUPS)):
             period, table = ROLLUPS[i]
             if q.bucket_seconds and q.bucket_seconds % period:
@@ -329,7 +340,7 @@ class LedgerStore:
         if q.bucket_seconds:
             cols.append(self._bucket_expr(requests.c.ts, q.bucket_seconds))
         for dim in q.group_by:
-            cols.append(DIMENSIONS[dim].label(dim))
+            cols.append(self.dimension(dim).label(dim))
         aggs = [
             func.count().label("requests"),
             func.sum(case((requests.c.status >= 400, 1), else_=0)).label("errors"),
@@ -405,7 +416,8 @@ class LedgerStore:
                     yield {**r, "role": "answer", "request_share": 1.0}
                     continue
                 for j, c in enumerate(own):
-                    yield {**c, "status": r["status"], "request_share": 1.0 if j == len(own) - 1 else 0.0}
+                    yield {**c, "status": r["status"], "end_user": r.get("end_user"), "tags": r.get("tags"),
+                           "request_share": 1.0 if j == len(own) - 1 else 0.0}
 
     async def records(self, q: UsageQuery, after: tuple[float, str] | None = None, limit: int | None = None,
                       batch: int = 2000) -> AsyncIterator[list[dict[str, Any]]]:
@@ -438,7 +450,12 @@ class LedgerStore:
         """What a budget's requests were charged in [start, end), in nano-dollars (each request's
         charge rounded up, as a settlement counts it), and the charges of those of ``among`` (request
         ids) that are in the ledger. One statement, so both figures come from one snapshot."""
-        col = {"key": requests.c.key_id, "tenant": requests.c.tenant, "alias": requests.c.alias}[scope]
+        if scope == "tag":  # scope_id "key=value"
+            tag, _, scope_id = scope_id.partition("=")
+            col = self.dimension("tag:" + tag)
+        else:
+            col = {"key": requests.c.key_id, "tenant": requests.c.tenant, "alias": requests.c.alias,
+                   "user": requests.c.end_user}[scope]
         nano = requests.c.charge_usd * 1e9
         if self.dialect == "postgresql":
             ceil_nano = cast(func.ceil(nano), BigInteger)
@@ -493,7 +510,7 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     row = {str(k): v for k, v in row.items()}
-    for key in ("decision", "attempts"):
+    for key in ("decision", "attempts", "tags"):
         if isinstance(row.get(key), str):
             row[key] = orjson.loads(row[key])
     return row
