@@ -391,6 +391,17 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
              "objective": x.policy.objective.model_dump(by_alias=True)} for x in svc.policies.loaded]}),
             media_type=_JSON)
 
+    @app.get("/admin/alerts")
+    async def list_alerts(request: Request) -> Response:
+        admin(request)
+        if svc.store is None:
+            raise APIError(404, "This gateway keeps no ledger database, so no alert history.", code="no_ledger")
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", 100)), 1000))
+        except ValueError:
+            raise invalid_request("'limit' must be an integer.", param="limit", code="invalid_value") from None
+        return Response(orjson.dumps({"object": "list", "data": await svc.store.alerts(limit)}), media_type=_JSON)
+
     @app.get("/admin/deployments")
     async def list_deployments(request: Request) -> Response:
         admin(request)

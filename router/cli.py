@@ -24,6 +24,8 @@ keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys.")
 cli.add_typer(keys_cli, name="keys")
 export_cli = typer.Typer(no_args_is_help=True, help="Exports of the ledger.")
 cli.add_typer(export_cli, name="export")
+alerts_cli = typer.Typer(no_args_is_help=True, help="Budget alerts (router/alerts.py).")
+cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(policies_cli, name="policies")
 
 
@@ -548,6 +550,28 @@ def _with_ledger(store: Any, work: Any) -> Any:
         finally:
             await store.dispose()
     return asyncio.run(run())
+
+
+@alerts_cli.command("test")
+def alerts_test_cmd(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (its alerts.webhooks)."),
+) -> None:
+    """Send a sample budget alert to every configured webhook, signed and retried as a real one."""
+    import asyncio
+
+    from router.alerts import Alerter
+    from router.config import resolve_env
+    from router.metrics import Metrics
+    from router.state import MemoryState
+
+    cfg = _load(config)
+    if not cfg.alerts.webhooks:
+        typer.echo("no alerts.webhooks in this config: nothing to send", err=True)
+        raise typer.Exit(2)
+    alerter = Alerter(cfg.alerts, MemoryState(), None, Metrics(), lambda ref: resolve_env(ref))
+    status = asyncio.run(alerter.test())
+    typer.echo(f"sample alert to {len(cfg.alerts.webhooks)} webhook(s): {status}")
+    raise typer.Exit(0 if status == "sent" else 1)
 
 
 @export_cli.command("focus")

@@ -290,6 +290,38 @@ class PoliciesConfig(_Strict):
     watch_interval: float = Field(default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching")
 
 
+class WebhookConfig(_Strict):
+    url: str = Field(description="where alerts are POSTed: an http(s) URL or os.environ/VAR")
+    secret: str | None = Field(default=None, description="os.environ/VAR: the HMAC-SHA256 key that signs each body "
+                               "(x-switchyard-signature: v1=hex(hmac(secret, timestamp + '.' + body)))")
+    format: Literal["json", "slack"] = Field(default="json", description="json: the alert object; slack: "
+                                             "{text: ...} for a Slack-compatible incoming webhook")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.match(v) and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http:// or https:// URL, or os.environ/VAR_NAME")
+        return v
+
+    _check_secret = field_validator("secret")(classmethod(lambda cls, v: _secret_ref(v)))
+
+
+class AlertsConfig(_Strict):
+    thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=lambda: [50, 80, 100], description="percent of each budget (hard and soft) that raises an "
+        "alert, once per budget, threshold and period across all replicas")
+    forecast: bool = Field(default=True, description="also alert once per period when the run-rate forecast "
+                           "(spend so far x period / elapsed) exceeds the budget")
+    forecast_after: float = Field(default=0.1, gt=0, le=1, description="share of the period that must have passed "
+                                  "before a forecast alert (a run-rate from the first minutes says little)")
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    retries: int = Field(default=5, ge=0, le=20, description="delivery attempts after the first; then the alert is "
+                         "dead-lettered (status dead in the alert history)")
+    backoff: float = Field(default=1.0, gt=0, le=600, description="seconds before the first retry, doubling after")
+    timeout: float = Field(default=5.0, gt=0, le=60, description="seconds a webhook may take to answer")
+
+
 class AttributionConfig(_Strict):
     tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
         default_factory=list, max_length=10, description="request metadata keys recorded as tags (e.g. feature, "
@@ -321,6 +353,7 @@ class Config(_Strict):
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard honours router_settings.model_group_alias and
     # general_settings.master_key, and names every other setting as not honoured (ignored_litellm_settings).
     litellm_settings: dict[str, Any] | None = None
@@ -493,6 +526,12 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
             out.append((("model_list", i, "litellm_params", "api_base"), f"provider '{provider}' needs an api_base"))
         if provider == "azure" and not d.litellm_params.api_version:
             out.append((("model_list", i, "litellm_params", "api_version"), "azure deployments need an api_version"))
+    for i, hook in enumerate(cfg.alerts.webhooks):
+        for field_name in ("url", "secret"):
+            ref = getattr(hook, field_name)
+            if ref and ENV_REF.match(ref) and ENV_REF.match(ref).group(1) not in env:  # type: ignore[union-attr]
+                out.append((("alerts", "webhooks", i, field_name),
+                            f"environment variable {ENV_REF.match(ref).group(1)} is not set"))  # type: ignore[union-attr]
     for section in ("budgets", "rate_limits"):
         for i, rule in enumerate(getattr(cfg.limits, section)):
             if rule.scope == "tag":

@@ -145,6 +145,7 @@ class Limiter:
         self.key_rates = self.key_budgets = self.key_tokens = False
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
+        self.alerter: Any = None  # router.alerts.Alerter: budget thresholds and forecasts to webhooks
 
     @property
     def active(self) -> bool:
@@ -244,6 +245,8 @@ class Limiter:
             if result.failed_kind == "budget":
                 b = keys[result.failed_index or 0].rule
                 self.metrics.budget_rejections.labels(b.scope, b.period).inc()
+                if self.alerter is not None:
+                    self.alerter.exhausted(keys[result.failed_index or 0], now)
                 raise APIError(429, f"Budget exhausted: the {b.period}ly {b.scope} budget of ${b.usd:.2f} has no room "
                                "for this request.", type="insufficient_quota", code="insufficient_quota")
             what, limit = kinds[result.failed_index or 0]
@@ -416,6 +419,8 @@ class Limiter:
         refund = max(0, ticket.tokens_reserved - tokens)
         for key, spent in ticket.budgets:
             rule = key.rule
+            if self.alerter is not None:
+                self.alerter.observe(key, spent + actual, time.time())
             if spent + actual > rule.usd * NANO >= spent:
                 self.metrics.budget_alerts.labels(rule.scope, rule.period, "soft" if rule.soft else "hard").inc()
                 log.warning("budget reached: %s %s %s budget of $%.2f", rule.scope, key.scope_id, rule.period, rule.usd)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
+from router.alerts import Alerter
 from router.attribution import Attribution, rule_values
 from router.auth import KeyStore, hash_key
 from router.balancing import USAGE_SYNC_INTERVAL
@@ -104,6 +105,8 @@ class Services:
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()
+        if self.limiter.alerter is not None:
+            await self.limiter.alerter.drain()
         if self.writer is not None:
             await self.writer.close()
         if self.responses is not None:
@@ -373,6 +376,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     state: StateStore = RedisState(redis_url, timeout=cfg.storage.redis_timeout) if redis_url else MemoryState()
     limiter = Limiter(cfg.limits, state, metrics, ledger=store, writer=writer,
                       flush_interval=cfg.storage.ledger_flush_interval)
+    limiter.alerter = Alerter(cfg.alerts, state, store, metrics, resolve)
     meter = Meter(catalog, tokenizer, metrics, sink, billing)
     policies = PolicyStore(cfg.policies, registry)
     ok, problems = policies.reload()

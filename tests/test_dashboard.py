@@ -430,6 +430,30 @@ def test_spend_by_tag_and_the_user_filter(dash, browser, shots) -> None:
     page.close()
 
 
+def test_budgets_view_shows_the_alert_history(dash, browser, shots) -> None:
+    # the fixture's traffic crosses thresholds of its soft budgets; with no webhook they are logged
+    history = httpx.get(dash.base + "/admin/alerts", headers=ADMIN).json()["data"]
+    assert history and {h["status"] for h in history} == {"logged"}
+    page, errors, _ = open_dashboard(browser, dash, ADMIN_KEY)
+    rendered(page, "spend")
+    page.click('nav#tabs button[data-view="budgets"]')
+    rendered(page, "budgets")
+    rows = page.locator("#alerts-table tbody tr")
+    assert rows.count() == len(history)
+    first = history[0]
+    assert f"{first['threshold']}%" in rows.first.inner_text() and "logged" in rows.first.inner_text()
+    page.screenshot(path=str(shots / "admin-budgets-alerts.png"), full_page=True)
+    assert not errors, errors
+    page.close()
+    # a tenant's Budgets view has no alert history (the admin's)
+    page, errors, _ = open_dashboard(browser, dash, KEY_A)
+    rendered(page, "spend")
+    page.click('nav#tabs button[data-view="budgets"]')
+    rendered(page, "budgets")
+    assert page.is_hidden("#alerts-card") and not errors
+    page.close()
+
+
 def test_tenant_sees_only_its_own_traffic(dash, browser, shots) -> None:
     page, errors, calls = open_dashboard(browser, dash, KEY_A)
     rendered(page, "spend")

@@ -178,6 +178,17 @@ async function viewStack() {
 async function viewBudgets() {
   const params = S.role === "admin" && $("f-tenant").value ? { tenant: $("f-tenant").value } : {};
   const list = (await api("/insights/budgets", params)).data;
+  if (S.role === "admin") {  // what the budgets raised, and what their delivery did (sent, or dead-lettered)
+    const alerts = (await call("/admin/alerts", { limit: 50 })).data;
+    $("alerts-card").hidden = false;
+    table("alerts-table", ["Time (UTC)", "Budget", "Alert", "Spent#", "Delivery", "Attempts#"], alerts.map((a) => {
+      const b = a.payload.budget;
+      return [stamp(a.ts), `${b.scope} ${b.id} (${b.period}ly ${usd(b.limit_usd)})`,
+        a.kind === "forecast" ? `forecast ${money(a.payload.forecast_usd)}` : a.kind === "test" ? "test"
+          : `${a.threshold}%${a.payload.exhausted ? " (exhausted)" : ""}`,
+        a.payload.spent_usd === null ? "—" : money(a.payload.spent_usd), a.status + (a.last_error ? ` (${a.last_error})` : ""), String(a.attempts)];
+    }));
+  }
   Object.keys(S.charts).filter((k) => k.startsWith("budget-")).forEach((k) => { S.charts[k].destroy(); delete S.charts[k]; });
   if (!list.length) { $("budgets-list").replaceChildren(el("div", { class: "card empty" }, "No budgets apply to this key.")); return; }
   $("budgets-list").replaceChildren(...list.map((b, i) => el("div", { class: "card", "data-budget": `${b.scope}:${b.id}` },

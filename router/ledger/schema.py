@@ -158,6 +158,22 @@ audit = Table(
     Index("ix_audit_ts", "ts"),
 )
 
+# Budget alerts raised (router/alerts.py) and their delivery: sent, or dead-lettered after its retries.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # threshold | forecast | test
+    Column("budget", String(300), nullable=False),
+    Column("threshold", Integer),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sent | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(300)),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_alerts_ts", "ts"),
+)
+
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 

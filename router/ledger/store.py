@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, ROLLUPS,
-                                  SLICE_COLUMNS, calls, requests)
+                                  SLICE_COLUMNS, alerts, calls, requests)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -476,6 +476,25 @@ class LedgerStore:
             total = (await conn.execute(select(func.coalesce(func.sum(ceil_nano), 0)).where(where))).scalar_one()
             await conn.rollback()
         return int(total), found
+
+    async def put_alert(self, row: dict[str, Any]) -> None:
+        """Insert or update one alert of the history (router/alerts.py)."""
+        stmt = self._insert(alerts).values(**row)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
+            k: row[k] for k in ("status", "attempts", "last_error", "updated_at")})
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def alerts(self, limit: int = 100, before: float | None = None) -> list[dict[str, Any]]:
+        """The most recent alerts first, each with its payload."""
+        stmt = select(alerts).order_by(alerts.c.ts.desc()).limit(limit)
+        if before is not None:
+            stmt = stmt.where(alerts.c.ts < before)
+        async with self.engine.connect() as conn:
+            rows = [{str(k): v for k, v in r.items()} for r in (await conn.execute(stmt)).mappings().all()]
+        for r in rows:
+            r["payload"] = orjson.loads(r["payload"])
+        return rows
 
     async def dispose(self) -> None:
         await self.engine.dispose()
