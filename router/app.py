@@ -225,9 +225,11 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         validate_chat(body, max_messages=cfg.server.max_messages, max_tokens_limit=cfg.server.max_tokens_limit)
         rid = request.state.request_id
         tags = request.headers.get("x-switchyard-tags")
+        no_cache = "no-cache" in (request.headers.get("cache-control") or "") or \
+            "no-store" in (request.headers.get("cache-control") or "")
         if body.get("stream"):
-            return await svc.gateway.stream(who, body, rid, tags=tags)
-        return await svc.gateway.unary(who, body, rid, endpoint="chat", tags=tags)
+            return await svc.gateway.stream(who, body, rid, tags=tags, no_cache=no_cache)
+        return await svc.gateway.unary(who, body, rid, endpoint="chat", tags=tags, no_cache=no_cache)
 
     async def embeddings(request: Request) -> Response:
         who = principal(request)

@@ -594,7 +594,7 @@ def export_requests_cmd(
     since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
     until: Optional[str] = typer.Option(None, help="End (default: now)."),
     out: Path = typer.Option(..., "--out", help="File to write."),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl (one record per line) or csv."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (one record per line), csv, or parquet (needs pyarrow: switchyard[parquet])."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
 ) -> None:
     """Write the spend log: every ledger record of the range with its cost lines (no prompt content)."""

@@ -290,6 +290,18 @@ class PoliciesConfig(_Strict):
     watch_interval: float = Field(default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching")
 
 
+class CacheConfig(_Strict):
+    models: list[str] = Field(default_factory=list, description="models and aliases whose requests are cached")
+    keys: list[str] = Field(default_factory=list, description="key ids whose requests are cached")
+    policies: list[str] = Field(default_factory=list, description="policies whose requests are cached")
+    ttl: float = Field(default=3600.0, gt=0, le=30 * 86400, description="seconds an answer is kept")
+    max_entries: int = Field(default=10_000, ge=1, description="answers kept in memory (the embedded default; "
+                             "with Redis, Redis's own maxmemory policy bounds it)")
+    max_entry_bytes: int = Field(default=256 * 1024, ge=1024, description="larger answers are not cached")
+    shared_across_tenants: bool = Field(default=False, description="one tenant's request may be answered with "
+                                        "another's cached answer (off: each tenant's cache is its own)")
+
+
 class WebhookConfig(_Strict):
     url: str = Field(description="where alerts are POSTed: an http(s) URL or os.environ/VAR")
     secret: str | None = Field(default=None, description="os.environ/VAR: the HMAC-SHA256 key that signs each body "
@@ -354,6 +366,7 @@ class Config(_Strict):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     # Accepted so a LiteLLM proxy file loads; Switchyard honours router_settings.model_group_alias and
     # general_settings.master_key, and names every other setting as not honoured (ignored_litellm_settings).
     litellm_settings: dict[str, Any] | None = None

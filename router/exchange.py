@@ -47,6 +47,9 @@ class Exchange:
     first_chunk_at: float | None = None
     in_flight: tuple[Deployment, float] | None = None  # a call under way (cut off if the exchange closes)
     closed: bool = False
+    cache_key: str | None = None  # the response cache's key when its answer is to be kept (router.cache)
+    cached: Priced | None = None  # answered from the response cache: its zero-cost price (and no upstream call)
+    saved_usd: float | None = None  # a cache hit: the API cost of the answer it replayed
     attrs: Any = None  # its user and tags, bounded (router.attribution.Attributes); None: neither
     trace: Any = None  # its OpenTelemetry spans (router.telemetry.RequestTrace), when tracing is on
 
@@ -123,11 +126,11 @@ class Exchange:
             self.served(dep, seconds, error=self.error or "client_disconnected")
             if self.status < 400:
                 self.status, self.error = 499, "client_disconnected"
-        priced = self.priced()
+        priced = self.priced() if self.cached is None else self.cached
         if self.ticket is not None:
             gw.limiter.settle(self.ticket, priced.charge_usd if priced else 0.0,
                               priced.usage.total_tokens if priced else 0)
-        if self.attempts.items:  # reached a backend: always metered, every call included
+        if self.attempts.items or self.cached is not None:  # reached a backend (or the cache): always metered
             decision = None
             if self.plan is not None and self.plan.decision is not None:
                 decision = {**self.plan.decision.as_dict(), "category": self.plan.category}
@@ -136,7 +139,8 @@ class Exchange:
                             error=self.error, attempts=self.attempts.items, started=self.started,
                             first_chunk_at=self.first_chunk_at, upstream_seconds=self.attempts.upstream_seconds,
                             stream=self.stream, decision=decision, ts=self.started_wall, lines=self.lines,
-                            attrs=self.attrs)
+                            attrs=self.attrs, cache="hit" if self.cached is not None else None,
+                            saved_usd=self.saved_usd)
         if self.trace is not None:
             self.trace.close(self)
         return priced

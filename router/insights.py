@@ -110,7 +110,9 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
                           "unpriced": now.unpriced, "margin_usd": now.margin_usd,
                           "margin_at_baseline_usd": then.margin_usd,
                           "routing_margin_usd": now.margin_usd - then.margin_usd})
+    hits, cache_saved = await store.cache_savings(q)
     return {"baseline": baseline, "requests": actual.requests, "unpriced": unpriced, "cost_usd": actual.cost_usd,
+            "cache_hits": hits, "cache_saved_usd": cache_saved,
             "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual.cost_usd,
             "savings_pct": (baseline_cost - actual.cost_usd) / baseline_cost * 100 if baseline_cost else 0.0,
             "charge_usd": actual.charge_usd, **({"margin_usd": actual.margin_usd} if operator else {}),

@@ -202,7 +202,8 @@ class Meter:
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
                started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
                decision: dict[str, Any] | None = None, ts: float | None = None,
-               lines: list[tuple[Deployment, str, Priced]] = (), attrs: Any = None) -> None:
+               lines: list[tuple[Deployment, str, Priced]] = (), attrs: Any = None, cache: str | None = None,
+               saved_usd: float | None = None) -> None:
         """``ts``: the request's start (UNIX seconds); default: now less its duration. ``lines``: every
         priced call (deployment, role, price); ``priced`` is their sum. A record keeps its lines when
         there are several."""
@@ -213,7 +214,7 @@ class Meter:
         self._child(m.requests, endpoint, label, str(status)).inc()
         self._child(m.duration, endpoint, "true" if stream else "false").observe(total)
         self._child(m.overhead, endpoint).observe(max(0.0, total - upstream_seconds))
-        if dep is not None and priced is not None:
+        if dep is not None and priced is not None and cache is None:  # (a hit's tokens were not the upstream's)
             u = priced.usage
             for kind, n in (("input", u.prompt_tokens - u.cached_tokens), ("cached_input", u.cached_tokens),
                             ("output", u.completion_tokens - u.reasoning_tokens), ("reasoning", u.reasoning_tokens)):
@@ -251,6 +252,7 @@ class Meter:
             "endpoint": endpoint,
             "requested_model": requested,
             "user": attrs.user if attrs is not None else None,
+            "cache": cache, "saved_usd": saved_usd,
             "tags": attrs.tags if attrs is not None else None,
             "model": dep.model_name if dep else None,
             "deployment": dep.id if dep else None,

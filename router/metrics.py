@@ -74,6 +74,8 @@ class Metrics:
                                          ["scope", "period"], registry=r)
         self.budget_alerts = Counter("switchyard_budget_alerts", "Budgets that reached their limit (soft: alert only).",
                                      ["scope", "period", "kind"], registry=r)
+        self.cache = Counter("switchyard_response_cache", "Response-cache lookups, by result (hit, miss, bypass: "
+                             "Cache-Control: no-cache).", ["result"], registry=r)
         self.alerts = Counter("switchyard_alerts_delivered", "Budget alerts raised, by kind and final delivery status "
                               "(sent, dead: dead-lettered after its retries).", ["kind", "status"], registry=r)
         self.rate_rejections = Counter("switchyard_rate_limit_rejections", "Requests refused by a rate limit.",

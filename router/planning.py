@@ -135,6 +135,12 @@ class Planner:
     def knows(self, name: str) -> bool:
         return self.registry.knows(name) or name in self.policies.aliases()
 
+    def policy_for(self, who: Principal, requested: str) -> str | None:
+        """The name of the policy a chat request for ``requested`` would be routed by, if any."""
+        concrete = requested not in self.registry.aliases and bool(self.registry.candidates(requested, "chat"))
+        router = self.policies.match(requested, who.tenant, concrete)
+        return router.policy.name if router is not None else None
+
     def names(self) -> list[str]:
         return list(dict.fromkeys(self.registry.names() + self.policies.aliases()))
 

@@ -15,6 +15,7 @@ from router.auth import Principal
 from router.errors import APIError
 from router.exchange import Exchange
 from router.attribution import Attribution
+from router.cache import ResponseCache, cached_answer
 from router.health import Health
 from router.telemetry import Telemetry
 from router.limits import Limiter
@@ -27,8 +28,10 @@ from router.surfaces.base import Surface
 
 class Gateway:
     def __init__(self, planner: Planner, meter: Meter, limiter: Limiter, health: Health,
-                 telemetry: Telemetry | None = None, attribution: Attribution | None = None):
+                 telemetry: Telemetry | None = None, attribution: Attribution | None = None,
+                 cache: ResponseCache | None = None):
         self.planner = planner
+        self.cache = cache if cache is not None and cache.active else None  # router.cache
         self.attribution = attribution  # a request's user and tags (router.attribution)
         self.telemetry = telemetry  # OpenTelemetry (router.telemetry), None when off
         self.meter = meter
@@ -77,8 +80,26 @@ class Gateway:
         return body
 
     # -- the entry points -------------------------------------------------------------------------------
+    async def _cached(self, ex: Exchange, no_cache: bool) -> Response | None:
+        """The cached answer to this request (a hit), or None; on a miss, the key its answer is kept under."""
+        cache, body = self.cache, ex.body
+        assert cache is not None
+        policy = self.planner.policy_for(ex.who, body["model"]) if cache.policies else None
+        if not cache.wanted(ex.who.key_id, body, policy):
+            return None
+        key = cache.key(ex.who.tenant, "chat", body)
+        hit = None if no_cache else await cache.get(key)
+        self.meter.metrics.cache.labels("bypass" if no_cache else "hit" if hit else "miss").inc()
+        if hit is None:
+            ex.cache_key = key
+            return None
+        if self.limiter.active:  # a hit is a request: rate limits count it; it costs nothing
+            ex.ticket = await self.limiter.admit(ex.who, body["model"], 0, None, request_id=ex.request_id,
+                                                 now=ex.started_wall, attrs=ex.attrs)
+        return cached_answer(self, ex, hit)
+
     async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str,
-                    surface: Surface | None = None, tags: str | None = None) -> Response:
+                    surface: Surface | None = None, tags: str | None = None, no_cache: bool = False) -> Response:
         """A non-streaming chat completion or embeddings request (``surface``: answered in another
         API's shape; ``body`` is then the surface's internal chat request)."""
         mode = "embedding" if endpoint == "embeddings" else "chat"
@@ -88,6 +109,10 @@ class Gateway:
         try:
             if self.attribution is not None:
                 ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
+            if self.cache is not None and endpoint == "chat" and surface is None:
+                answer = await self._cached(ex, no_cache)
+                if answer is not None:
+                    return answer
             ex.plan = plan = await self.planner.plan(who, body, mode, rid)
             spec = plan.decision.cascade if plan.decision is not None else None
             sent = await self._admit(ex, plan.deployments, mode, cascade=spec)
@@ -100,7 +125,7 @@ class Gateway:
             ex.close()
 
     async def stream(self, who: Principal, body: dict[str, Any], rid: str, *,
-                     surface: Surface | None = None, tags: str | None = None) -> Response:
+                     surface: Surface | None = None, tags: str | None = None, no_cache: bool = False) -> Response:
         """A streamed chat completion: the response closes the exchange when the stream ends."""
         ex = Exchange(self, who, body, rid, surface.endpoint if surface else "chat", stream=True, surface=surface)
         if self.telemetry is not None:
@@ -109,6 +134,11 @@ class Gateway:
         try:
             if self.attribution is not None:
                 ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
+            if self.cache is not None and surface is None:
+                answer = await self._cached(ex, no_cache)
+                if answer is not None:
+                    return answer
+                ex.cache_key = None  # a streamed answer is not stored
             ex.plan = plan = await self.planner.plan(who, body, "chat", rid)
             sent = await self._admit(ex, plan.deployments, "chat")
             strategy = Streamed(self, ex, sent, "chat", plan.deadline(ex.started))

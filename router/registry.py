@@ -133,6 +133,9 @@ class Registry:
         reg.limited = reg.limited or any(x.rpm or x.tpm or x.max_parallel_requests for x in p)
         return reg
 
+    def by_id(self, dep_id: str) -> Deployment | None:
+        return next((d for d in self.deployments if d.id == dep_id), None)
+
     def names(self) -> list[str]:
         return list(self._by_name) + [a for a in self.aliases if a not in self._by_name]
 

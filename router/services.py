@@ -16,6 +16,7 @@ from pricing.catalog import DEFAULT_OVERRIDES
 from router import memory
 from router.alerts import Alerter
 from router.attribution import Attribution, rule_values
+from router.cache import ResponseCache
 from router.auth import KeyStore, hash_key
 from router.balancing import USAGE_SYNC_INTERVAL
 from router.config import BudgetRule, Config, RateLimitRule, access_groups, resolve_env
@@ -387,7 +388,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
                       fallbacks=cfg.fallbacks, context_fallbacks=cfg.context_window_fallbacks)
     exempt = rule_values(cfg.limits.budgets, cfg.limits.rate_limits)
     gateway = Gateway(planner, meter, limiter, health, build_telemetry(cfg.telemetry, env),
-                      Attribution(cfg.attribution, state, exempt))
+                      Attribution(cfg.attribution, state, exempt), ResponseCache(cfg.cache, state))
     responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
     return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
                     policies, planner, int(time.time()), responses, KeyTable(store) if store is not None else None)

@@ -1,4 +1,5 @@
-"""The spend log export: every ledger record of a range, with its cost lines, as JSON lines or CSV.
+"""The spend log export: every ledger record of a range, with its cost lines, as JSON lines, CSV or
+Parquet (``pip install 'switchyard[parquet]'``: pyarrow; one row group per chunk read).
 
 Records are read a chunk at a time (``LedgerStore.records``) and written as they come, so memory
 stays bounded whatever the range holds. The ledger holds no prompt or answer content, so neither
@@ -17,7 +18,8 @@ import orjson
 from router.ledger.schema import requests
 from router.ledger.store import LedgerStore, UsageQuery
 
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "parquet")
+JSON_COLUMNS = ("decision", "attempts", "tags", "lines")  # nested values, written as JSON text in CSV and Parquet
 CSV_COLUMNS = [c.name for c in requests.columns] + ["lines"]  # lines: the record's cost lines as JSON
 
 
@@ -29,11 +31,14 @@ async def export_requests(store: LedgerStore, start: float, end: float, out: Pat
     charges: list[float] = []
     costs: list[float] = []
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        writer = _Writer(fh, fmt)
+    with open(out, "wb" if fmt == "parquet" else "w", newline=None if fmt == "parquet" else "") as fh:
+        writer: Any = _Parquet(fh) if fmt == "parquet" else _Writer(fh, fmt)
         async for chunk in store.records(UsageQuery(start=start, end=end)):
+            if fmt == "parquet":
+                writer.write_chunk(chunk)
             for rec in chunk:
-                writer.write(rec)
+                if fmt != "parquet":
+                    writer.write(rec)
                 totals["records"] += 1
                 if rec["cost_usd"] is None:
                     totals["unpriced"] += 1
@@ -46,6 +51,8 @@ async def export_requests(store: LedgerStore, start: float, end: float, out: Pat
             totals["cost_usd"] += math.fsum(costs)
             charges.clear()
             costs.clear()
+        if fmt == "parquet":
+            writer.close()
     return totals
 
 
@@ -61,7 +68,41 @@ class _Writer:
             self.fh.write(orjson.dumps(rec).decode() + "\n")
             return
         row = dict(rec)
-        for key in ("decision", "attempts", "lines"):
+        for key in JSON_COLUMNS:
             if row.get(key) is not None:
                 row[key] = orjson.dumps(row[key]).decode()
         self.csv.writerow(row)
+
+
+class _Parquet:
+    """Parquet with the ledger's own column types (nested values as JSON text), a row group per chunk."""
+
+    def __init__(self, fh: IO[bytes]):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError("the parquet format needs pyarrow: pip install 'switchyard[parquet]'") from None
+        from sqlalchemy import Boolean, Float, Integer
+
+        def kind(col: Any) -> Any:
+            t = col.type
+            return pa.bool_() if isinstance(t, Boolean) else pa.int64() if isinstance(t, Integer) else \
+                pa.float64() if isinstance(t, Float) else pa.string()
+
+        self.pa = pa
+        self.schema = pa.schema([(c.name, kind(c)) for c in requests.columns] + [("lines", pa.string())])
+        self.writer = pq.ParquetWriter(fh, self.schema, compression="zstd")
+
+    def write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        cols: dict[str, list[Any]] = {f.name: [] for f in self.schema}
+        for rec in chunk:
+            for name, values in cols.items():
+                v = rec.get(name)
+                if name in JSON_COLUMNS and v is not None:
+                    v = orjson.dumps(v).decode()
+                values.append(v)
+        self.writer.write_table(self.pa.Table.from_pydict(cols, schema=self.schema))
+
+    def close(self) -> None:
+        self.writer.close()

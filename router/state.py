@@ -92,6 +92,8 @@ class StateStore(Protocol):
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None: ...
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]: ...
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool: ...
+    async def cache_get(self, key: str) -> bytes | None: ...
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 
@@ -250,6 +252,12 @@ class MemoryState:
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         """One process: the balancer's own counts are the whole state."""
         return {}
+
+    async def cache_get(self, key: str) -> bytes | None:
+        return None  # one process: the response cache keeps its own memory (router.cache)
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        return None
 
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
         """Whether ``value`` is one of the first ``limit`` distinct values of set ``key`` (adding it)."""
@@ -527,6 +535,12 @@ class RedisState:
 
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
         await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
+
+    async def cache_get(self, key: str) -> bytes | None:
+        return await self._r.get(self._k("cache:" + key))
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))
 
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
         return bool(await self._distinct(keys=[self._k(key)], args=[value, limit, ttl]))

@@ -68,7 +68,7 @@ def test_a_tenant_pages_through_its_own_records_without_the_operators_margin(mgw
         assert r.status_code == 400 and r.json()["error"]["param"] == "cursor", (bad, r.text)
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_export_requests_totals_equal_the_usage_api(mgw, tmp_path, fmt) -> None:  # noqa: F811
     out = tmp_path / f"requests.{fmt}"
     until = mgw.extra["until"]
@@ -76,11 +76,21 @@ def test_export_requests_totals_equal_the_usage_api(mgw, tmp_path, fmt) -> None:
                           "--out", str(out), "--config", str(mgw.extra["config"])], capture_output=True, text=True,
                          timeout=120, cwd=str(mgw.log.parent), env={**os.environ, **GATEWAY_ENV})
     assert res.returncode == 0, res.stderr
-    text = out.read_text()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out)
+        assert table.schema.field("charge_usd").type == "double" and table.schema.field("status").type == "int64"
+        rows = table.to_pylist()
+        for r in rows:
+            r["lines"] = json.loads(r["lines"]) if r["lines"] else None
+        text = json.dumps(rows)
+    else:
+        text = out.read_text()
     assert PROMPT not in text and "CANARY" not in text, "no prompt content, no key"
     if fmt == "jsonl":
         rows = [json.loads(line) for line in text.splitlines()]
-    else:
+    elif fmt == "csv":
         rows = list(csv.DictReader(out.open()))
         for r in rows:
             r["charge_usd"] = float(r["charge_usd"]) if r["charge_usd"] else None

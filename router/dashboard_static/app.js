@@ -146,7 +146,8 @@ async function viewSavings() {
   if (!S.options.baselines.length) throw new ApiError(400, "This gateway has no priced chat model to use as a baseline.");
   const s = await api("/insights/savings", filters(sel.value ? { baseline: sel.value } : {}));
   kpis("savings-kpis", [["Actual API cost", money(s.cost_usd), "cost_usd"], [`Had it all gone to ${s.baseline}`, money(s.baseline_cost_usd), "baseline_cost_usd"],
-    ["Saved by routing", money(s.savings_usd), "savings_usd"], ["Saved", el("span", {}, pct(s.savings_pct)), "savings_pct"]]);
+    ["Saved by routing", money(s.savings_usd), "savings_usd"], ["Saved", el("span", {}, pct(s.savings_pct)), "savings_pct"],
+    ["Saved by the cache", money(s.cache_saved_usd), "cache_saved_usd"], ["Cache hits", count(s.cache_hits), "cache_hits"]]);
   const labels = s.by_model.map((m) => `${m.alias} → ${m.model}`);
   chart("savings-chart", { type: "bar", data: { labels, datasets: [
     { label: "actual", backgroundColor: PALETTE[0], data: s.by_model.map((m) => m.cost_usd) },

@@ -66,6 +66,8 @@ requests = Table(
     *[Column(col, Float) for col in LINE_COLUMNS.values()],
     Column("end_user", String(128)),  # the request's user (bounded per tenant and day: router/attribution.py)
     Column("tags", Text),  # JSON object: the request's tags, tag key -> value (bounded likewise)
+    Column("cache", String(8)),  # 'hit': answered from the response cache (no upstream call, no cost or charge)
+    Column("saved_usd", Float),  # a cache hit: the API cost of the answer it replayed
     # (ts, charge, id) and (tenant, ts, charge, id) cover the top-cost queries: the costliest
     # requests in a range are found in the index without reading the wide rows.
     Index("ix_requests_ts_charge", "ts", "charge_usd", "request_id"),
@@ -223,7 +225,7 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
         "fallbacks": sum(1 for a in (rec.get("attempts") or [])[:-1] if a.get("error")),
         "latency_s": latency, "ttft_s": rec.get("ttft_s"), "upstream_s": upstream,
         "overhead_s": None if latency is None or upstream is None else max(0.0, latency - upstream),
-        "end_user": rec.get("user"),
+        "end_user": rec.get("user"), "cache": rec.get("cache"), "saved_usd": rec.get("saved_usd"),
         "tags": orjson.dumps(rec["tags"], option=orjson.OPT_SORT_KEYS).decode() if rec.get("tags") else None,
         **_money_columns(rec),
     }

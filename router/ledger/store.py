@@ -477,6 +477,16 @@ class LedgerStore:
             await conn.rollback()
         return int(total), found
 
+    async def cache_savings(self, q: UsageQuery) -> tuple[int, float | None]:
+        """Requests answered from the response cache in ``q``'s range and filters, and the API cost
+        their replayed answers had (None when one of them was unpriced: unknown, not $0)."""
+        stmt = select(func.count(), func.sum(requests.c.saved_usd),
+                      func.sum(case((requests.c.saved_usd.is_(None), 1), else_=0))
+                      ).where(self._where(q)).where(requests.c.cache == "hit")
+        async with self.engine.connect() as conn:
+            n, saved, unpriced = (await conn.execute(stmt)).one()
+        return int(n), (None if unpriced else float(saved or 0.0))
+
     async def put_alert(self, row: dict[str, Any]) -> None:
         """Insert or update one alert of the history (router/alerts.py)."""
         stmt = self._insert(alerts).values(**row)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from pricing import Usage
 from router.attempts import final_error, late
+from router.cache import keep
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.errors import APIError
 from router.exchange import Exchange
@@ -134,6 +135,8 @@ class Strategy:
             gw.planner.remember(ex.plan, dep)
         if ex.attempts.last_error is not None:  # an attempt failed before this one answered
             gw.meter.metrics.fallbacks.labels(dep.model_name).inc()
+        if ex.cache_key is not None:  # a cache miss: its answer is kept for the next identical request
+            keep(gw, ex, dep, out, priced)
         if ex.surface is not None:
             out = ex.surface.answer(out)
         return Response(orjson.dumps(out), media_type=_JSON, headers=headers(dep, ex, priced))
@@ -152,6 +155,8 @@ def headers(dep: Deployment, ex: Exchange, priced: Priced | None, in_flight: int
         h["x-switchyard-cost-usd"] = priced.header()
         h["x-switchyard-charge-usd"] = priced.charge_header()
         h["x-switchyard-usage-source"] = priced.usage.source
+    if ex.cache_key is not None:
+        h["x-switchyard-cache"] = "miss"
     if ex.ticket is not None:
         h.update(ex.ticket.headers)
     return h
