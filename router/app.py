@@ -429,7 +429,17 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
                         media_type=_JSON)
 
     add_usage_routes(app, svc, principal, admin)
-    add_key_routes(app, svc, admin, read_json)
+    def manager(request: Request) -> Principal | None:
+        """Who may manage keys: the admin key (None: every tenant), or a tenant admin's key (its own tenant)."""
+        token = bearer(request.headers.get("authorization"))
+        if token and not svc.keys.is_admin(token):
+            p = svc.keys.authenticate(token)
+            if p is not None and p.tenant_admin:
+                return p
+        admin(request)  # the admin key, or the error a non-admin gets
+        return None
+
+    add_key_routes(app, svc, admin, read_json, manager)
     add_dashboard_routes(app, svc, principal, admin)
 
     @app.get("/metrics")

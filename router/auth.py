@@ -26,6 +26,7 @@ class Principal:
     key_id: str
     models: frozenset[str] | None  # None: every model
     admin: bool = False
+    tenant_admin: bool = False  # may issue and manage its own tenant's keys (router/keys_api.py)
     # the key's own limits (keys issued over HTTP): (rate-limit rules, budget rules), as config rules
     rules: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
 
@@ -91,7 +92,8 @@ class KeyStore:
             models = frozenset(k["models"]) if k.get("models") is not None else tenants.get(k["tenant"])
             previous = (*_parse_hash(k["previous_hash"]), float(k["previous_until"])) \
                 if k.get("previous_hash") and k.get("previous_until") else None
-            entries.append(_Entry(Principal(k["tenant"], k["id"], models, rules=k.get("rules")), salt, digest,
+            entries.append(_Entry(Principal(k["tenant"], k["id"], models, rules=k.get("rules"),
+                                            tenant_admin=bool(k.get("tenant_admin"))), salt, digest,
                                   bool(k.get("revoked")), k.get("expires_at"), previous))
         return cls(entries, admin_hash)
 

@@ -381,7 +381,9 @@ def keys_create(key_id: str = typer.Argument(None, help="Key id: a-z, 0-9 and '-
                 models: str = typer.Option(None, help="comma-separated model allow-list"),
                 rpm: int = typer.Option(None, min=0), tpm: int = typer.Option(None, min=0),
                 budget_usd: float = typer.Option(None, min=0), budget_period: str = typer.Option("month"),
-                expires_in_days: float = typer.Option(None, min=0)) -> None:
+                expires_in_days: float = typer.Option(None, min=0),
+                tenant_admin: bool = typer.Option(False, "--tenant-admin",
+                                                  help="the key may manage its own tenant's keys (with --url)")) -> None:
     """Make a new key and print it once. With --url the gateway issues it (every replica knows it
     within seconds); without, this prints the config entry holding only its hash."""
     from router.auth import hash_key, new_key
@@ -399,6 +401,8 @@ def keys_create(key_id: str = typer.Argument(None, help="Key id: a-z, 0-9 and '-
             body["budget"] = {"usd": budget_usd, "period": budget_period}
         if expires_in_days is not None:
             body["expires_at"] = time.time() + expires_in_days * 86400
+        if tenant_admin:
+            body["tenant_admin"] = True
         made = _admin_call(url, admin_key, "POST", "/admin/keys", body)
         typer.echo(f"key {made['id']} (tenant {made['tenant']}), shown once: {made['key']}")
         return

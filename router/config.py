@@ -125,6 +125,8 @@ class KeyConfig(_Strict):
     key: str | None = Field(default=None, description="os.environ/VAR holding the key itself")
     models: list[str] | None = Field(default=None, description="allow-list of models and aliases; default: the tenant's")
     revoked: bool = False
+    tenant_admin: bool = Field(default=False, description="may issue, list, change, rotate and revoke its own "
+                               "tenant's keys over HTTP (POST /admin/keys...), within the tenant's models")
 
     @field_validator("id")
     @classmethod

@@ -1,5 +1,7 @@
-"""Virtual keys over HTTP (admin key): issue, list, change, rotate and revoke keys without touching
-the config file, and read the audit log. Keys live in the ledger database (router/ledger/keys.py);
+"""Virtual keys over HTTP: issue, list, change, rotate and revoke keys without touching the config
+file, and read the audit log. The admin key manages every tenant's keys; a tenant admin's key
+(``tenant_admin: true``) manages its own tenant's, within the tenant's models: it cannot see or touch
+another tenant's keys (they are 404 to it), nor make tenant admins. Keys live in the ledger database (router/ledger/keys.py);
 every replica picks a change up within a second (router.services.watch_keys), and the replica that
 made it at once. Config-file keys keep working beside them (listed, read-only here)."""
 
@@ -14,7 +16,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from router.auth import hash_key, new_key
+from router.auth import Principal, hash_key, new_key
 from router.config import KEY_ID
 from router.errors import APIError, invalid_request
 from router.protocol import parse_body
@@ -45,7 +47,8 @@ class KeyChange(BaseModel):
 
 class KeyCreate(KeyChange):
     id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
-    tenant: Annotated[str, Field(min_length=1, max_length=128)]
+    tenant: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # a tenant admin's: its own
+    tenant_admin: bool = False
 
 
 class Rotation(BaseModel):
@@ -71,11 +74,19 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "object": "key", "source": "api", "tenant": row["tenant"], "name": row.get("name"),
             "models": row.get("models"), "rpm": row.get("rpm"), "tpm": row.get("tpm"), "budget": budget,
             "expires_at": row.get("expires_at"), "metadata": row.get("metadata") or {}, "revoked": row["revoked"],
+            "tenant_admin": bool(row.get("tenant_admin")),
             "previous_secret_valid_until": row["previous_until"] if (row.get("previous_until") or 0) > now else None,
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
-def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any]) -> None:
+def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any],
+                   manager: Callable[[Request], Principal | None]) -> None:
+    """``manager``: who may manage keys: a tenant admin's principal, or None for the admin key."""
+
+    def who(request: Request) -> tuple[str, str | None, frozenset[str] | None]:
+        """(actor for the audit log, the tenant it is limited to, the models it may grant; None: any)."""
+        p = manager(request)
+        return ("admin", None, None) if p is None else (p.key_id, p.tenant, p.models)
     def table() -> Any:
         if svc.key_table is None:
             raise APIError(404, "This gateway has no key table (it runs without a ledger database).", code="no_key_table")
@@ -84,20 +95,36 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
     def config_ids() -> set[str]:
         return {k.id for k in svc.config.auth.keys} | {"demo", "master-key"}
 
-    async def found(key_id: str) -> dict[str, Any]:
+    async def found(key_id: str, scope: str | None = None) -> dict[str, Any]:
         row = await table().get(key_id)
-        if row is None:
-            where = "the config file (change it there)" if key_id in config_ids() else "this gateway"
+        if row is None or (scope is not None and row["tenant"] != scope):  # another tenant's: not there for it
+            where = "the config file (change it there)" if scope is None and key_id in config_ids() else "this gateway"
             raise APIError(404, f"No key '{key_id[:40]}' issued over HTTP on {where}.", code="key_not_found")
         return row
+
+    def within(models: list[str] | None, limit: frozenset[str] | None, scope: str | None) -> None:
+        """A tenant admin grants only models it may use itself (its own key's list, or its tenant's)."""
+        if scope is None or limit is None:
+            return
+        expand, _ = svc.model_lists()
+        if models is None or not set(expand(models) or ()) <= limit:
+            raise APIError(403, "A tenant admin may grant only the models it may use; name them in 'models'.",
+                           type="permission_error", param="models", code="models_not_allowed")
 
     def answer(obj: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(obj), status_code=status, media_type=_JSON)
 
     @app.post("/admin/keys")
     async def create_key(request: Request) -> Response:
-        admin(request)
+        actor, scope, limit = who(request)
         req = parse_body(KeyCreate, await read_json(request, 64 * 1024))
+        tenant = req.tenant or scope
+        if tenant is None:
+            raise invalid_request("Missing required parameter: 'tenant'.", param="tenant", code="missing_required_parameter")
+        if scope is not None and (tenant != scope or req.tenant_admin):
+            raise APIError(403, "A tenant admin issues keys for its own tenant only, and cannot make tenant admins.",
+                           type="permission_error", code="tenant_forbidden")
+        within(req.models, limit, scope)
         key_id = req.id or f"k-{secrets.token_hex(6)}"
         if not KEY_ID.match(key_id):
             raise invalid_request("Invalid value for 'id': 1-40 characters of a-z, 0-9 and '-', starting with a letter "
@@ -105,16 +132,16 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
         if key_id in config_ids() or await table().get(key_id) is not None:
             raise APIError(409, f"A key with id '{key_id}' already exists.", param="id", code="key_exists")
         secret = new_key(key_id)
-        values = {"id": key_id, "tenant": req.tenant, "hash": hash_key(secret), "revoked": False,
-                  **_columns(req, req.model_fields_set | {"budget"})}
-        await table().create(values, actor="admin")
+        values = {"id": key_id, "tenant": tenant, "hash": hash_key(secret), "revoked": False,
+                  "tenant_admin": req.tenant_admin, **_columns(req, req.model_fields_set | {"budget"})}
+        await table().create(values, actor=actor)
         await svc.sync_keys(force=True)
         return answer({**public(await found(key_id)), "key": secret}, 201)
 
     @app.get("/admin/keys")
     async def list_keys(request: Request) -> Response:
-        admin(request)
-        tenant = request.query_params.get("tenant")
+        _, scope, _ = who(request)
+        tenant = scope or request.query_params.get("tenant")
         rows = [public(r) for r in await table().rows() if tenant is None or r["tenant"] == tenant]
         rows += [{"id": k.id, "object": "key", "source": "config", "tenant": k.tenant, "models": k.models,
                   "revoked": k.revoked} for k in svc.config.auth.keys if tenant is None or k.tenant == tenant]
@@ -122,35 +149,37 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
 
     @app.get("/admin/keys/{key_id}")
     async def get_key(request: Request, key_id: str) -> Response:
-        admin(request)
-        return answer(public(await found(key_id)))
+        _, scope, _ = who(request)
+        return answer(public(await found(key_id, scope)))
 
     @app.patch("/admin/keys/{key_id}")
     async def change_key(request: Request, key_id: str) -> Response:
-        admin(request)
-        await found(key_id)
+        actor, scope, limit = who(request)
+        await found(key_id, scope)
         change = parse_body(KeyChange, await read_json(request, 64 * 1024))
         values = _columns(change, change.model_fields_set)
+        if "models" in values:
+            within(values["models"], limit, scope)
         if not values:
             raise invalid_request("Send at least one of name, models, rpm, tpm, budget, expires_at, metadata.",
                                   code="empty_change")
-        await table().update(key_id, values, "admin", "key.change")
+        await table().update(key_id, values, actor, "key.change")
         await svc.sync_keys(force=True)
         return answer(public(await found(key_id)))
 
     @app.post("/admin/keys/{key_id}/revoke")
     async def revoke_key(request: Request, key_id: str) -> Response:
-        admin(request)
-        await found(key_id)
-        await table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, "admin",
+        actor, scope, _ = who(request)
+        await found(key_id, scope)
+        await table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, actor,
                              "key.revoke", {})
         await svc.sync_keys(force=True)
         return answer(public(await found(key_id)))
 
     @app.post("/admin/keys/{key_id}/rotate")
     async def rotate_key(request: Request, key_id: str) -> Response:
-        admin(request)
-        row = await found(key_id)
+        actor, scope, _ = who(request)
+        row = await found(key_id, scope)
         if row["revoked"]:
             raise APIError(409, "A revoked key cannot be rotated; issue a new one.", code="key_revoked")
         raw = await request.body()
@@ -162,7 +191,7 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
         secret = new_key(key_id)
         until = time.time() + rot.grace_seconds
         await table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
-                             "admin", "key.rotate", {"grace_seconds": rot.grace_seconds})
+                             actor, "key.rotate", {"grace_seconds": rot.grace_seconds})
         await svc.sync_keys(force=True)
         return answer({**public(await found(key_id)), "key": secret})
 

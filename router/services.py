@@ -9,7 +9,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from pricing import PriceCatalog, load_profiles
 from pricing.catalog import DEFAULT_OVERRIDES
@@ -117,6 +117,9 @@ class Services:
         await self.registry.aclose()
         if self.gateway.telemetry is not None:
             await asyncio.to_thread(self.gateway.telemetry.shutdown)
+
+    def model_lists(self) -> tuple[Callable[[list[str] | None], list[str] | None], dict[str, frozenset[str] | None]]:
+        return model_lists(self.config)
 
     def reload_keys(self) -> int:
         """Re-read the config file's auth section: new, changed and revoked keys apply at once.
@@ -308,16 +311,21 @@ def _mtime(path: str) -> float:
         return -1.0
 
 
+def model_lists(cfg: Config) -> tuple[Callable[[list[str] | None], list[str] | None], dict[str, frozenset[str] | None]]:
+    """How a models list reads (access groups name their models), and each tenant's allow-list (None: every model)."""
+    groups = access_groups(cfg)
+
+    def expand(models: list[str] | None) -> list[str] | None:
+        return None if models is None else [m for name in models for m in groups.get(name, [name])]
+
+    return expand, {t.id: (frozenset(expand(t.models) or ()) if t.models is not None else None) for t in cfg.auth.tenants}
+
+
 def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, Any]] = ()) -> KeyStore:
     def resolve(ref: str | None) -> str | None:
         return resolve_env(ref, env)
 
-    groups = access_groups(cfg)
-
-    def expand(models: list[str] | None) -> list[str] | None:  # access groups name their models
-        return None if models is None else [m for name in models for m in groups.get(name, [name])]
-
-    tenants = {t.id: (frozenset(expand(t.models) or ()) if t.models is not None else None) for t in cfg.auth.tenants}
+    expand, tenants = model_lists(cfg)
     key_maps: list[dict[str, Any]] = [{**k.model_dump(), "models": expand(k.models)} for k in cfg.auth.keys]
     demo_hash = env.get(ENV_DEMO_KEY_HASH)
     if demo_hash:

@@ -107,6 +107,43 @@ def test_only_the_admin_key_manages_keys(kgw: Proc) -> None:
     assert httpx.get(kgw.base + "/admin/keys/nope", headers=ADMIN).status_code == 404
 
 
+def test_a_tenant_admin_manages_its_own_tenants_keys_only(kgw: Proc) -> None:
+    # the operator makes tenant b's admin, who may use (and so grant) mock-gpt and fast-sim only
+    made = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={"tenant": "b", "tenant_admin": True,
+                                                                    "models": ["mock-gpt", "fast-sim"]}).json()
+    assert made["tenant_admin"] is True
+    tadmin = {"authorization": f"Bearer {made['key']}"}
+    other = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={"tenant": "a", "name": "a's"}).json()
+    # it issues keys for its own tenant (the tenant by default), within the tenant's models ...
+    mine = httpx.post(kgw.base + "/admin/keys", headers=tadmin, json={"name": "ci", "models": ["fast-sim"], "rpm": 5})
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["tenant"] == "b" and chat(kgw, mine.json()["key"], model="fast-sim").status_code == 200
+    # ... and no further: another tenant, a model its tenant may not use, a tenant admin of its own
+    for body, code in (({"tenant": "a"}, "tenant_forbidden"), ({"tenant_admin": True}, "tenant_forbidden"),
+                       ({"models": ["mock-400"]}, "models_not_allowed"), ({}, "models_not_allowed")):
+        r = httpx.post(kgw.base + "/admin/keys", headers=tadmin, json=body)
+        assert r.status_code == 403 and r.json()["error"]["code"] == code, (body, r.text)
+    # it sees and changes its tenant's keys only; another tenant's are not there for it
+    listed = httpx.get(kgw.base + "/admin/keys", headers=tadmin).json()["data"]
+    assert {k["tenant"] for k in listed} == {"b"} and mine.json()["id"] in {k["id"] for k in listed}
+    for method, path in (("GET", ""), ("PATCH", ""), ("POST", "/revoke"), ("POST", "/rotate")):
+        r = httpx.request(method, kgw.base + f"/admin/keys/{other['id']}{path}", headers=tadmin,
+                          json={"name": "x"} if method == "PATCH" else None)
+        assert r.status_code == 404, (method, path, r.text)
+    r = httpx.patch(kgw.base + f"/admin/keys/{mine.json()['id']}", headers=tadmin, json={"models": ["mock-400"]})
+    assert r.status_code == 403
+    r = httpx.post(kgw.base + f"/admin/keys/{mine.json()['id']}/revoke", headers=tadmin)
+    assert r.status_code == 200 and chat(kgw, mine.json()["key"], model="fast-sim").status_code == 401
+    # the audit log names who did it; the log itself is the operator's
+    log = httpx.get(kgw.base + "/admin/audit", headers=ADMIN).json()["data"]
+    assert any(e["actor"] == made["id"] and e["action"] == "key.revoke" and e["target"] == mine.json()["id"]
+               for e in log)
+    assert httpx.get(kgw.base + "/admin/audit", headers=tadmin).status_code == 403
+    assert httpx.get(kgw.base + "/admin/usage", headers=tadmin).status_code == 403  # no other admin powers
+    # an ordinary key of the tenant is no tenant admin
+    assert httpx.get(kgw.base + "/admin/keys", headers={"authorization": f"Bearer {other['key']}"}).status_code == 403
+
+
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
     d = tmp_path_factory.mktemp("key-replicas")

@@ -143,6 +143,7 @@ api_keys = Table(
     Column("expires_at", Float),
     Column("metadata", Text),  # JSON object
     Column("revoked", Boolean, nullable=False, default=False),
+    Column("tenant_admin", Boolean, nullable=False, default=False),  # may manage its own tenant's keys
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_api_keys_updated", "updated_at"),
