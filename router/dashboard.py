@@ -110,7 +110,11 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
             raise invalid_request("Name a loaded policy (?policy=...) or POST its YAML as {\"yaml\": \"...\"}.",
                                   param="policy", code="missing_required_parameter")
         try:
-            return json_response(await insights.whatif(svc, need_store(), q, name, yaml_text))
+            data = await insights.whatif(svc, need_store(), q, name, yaml_text)
+            if tenant is None:  # an admin's replay is an admin action: audited (a pasted policy by its name)
+                await svc.audit("admin", "whatif.run", name or "pasted policy",
+                                {"start": q.start, "end": q.end, **({"yaml_bytes": len(yaml_text)} if yaml_text else {})})
+            return json_response(data)
         except LookupError:
             raise invalid_request(f"No loaded policy '{(name or '')[:80]}'.", param="policy", code="invalid_value") from None
         except PolicyError as exc:

@@ -235,6 +235,8 @@ def test_policy_what_if_replays_recorded_traffic(dash) -> None:
     # A policy that always sends everything to the frontier model costs exactly the savings baseline.
     fixed = ("name: all-frontier\nbind: {aliases: [frontier-only]}\nobjective: {type: fixed, model: sim-frontier}\n")
     w = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": fixed}).json()
+    runs = [e for e in httpx.get(dash.base + "/admin/audit", headers=ADMIN).json()["data"] if e["action"] == "whatif.run"]
+    assert {e["target"] for e in runs} >= {"auto", "pasted policy"}  # an admin's replays are audited
     s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
     assert w["estimated_cost_usd"] == pytest.approx(s["baseline_cost_usd"], rel=1e-9)
     assert [p["model"] for p in w["picks"]] == ["sim-frontier"]
