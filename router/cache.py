@@ -9,7 +9,8 @@ sorted, less the fields that do not change the answer (``stream``, ``stream_opti
 ``metadata``, ``cache``, ``timeout``). Answers are kept ``cache.ttl`` seconds in Redis when the
 gateway has it (every replica answers from it), else in this process's memory (an LRU of
 ``max_entries``); an answer over ``max_entry_bytes`` is not kept. Chat completions only: a
-streamed request is answered from a cached answer as a stream; streamed answers are not stored.
+streamed request is answered from a cached answer as a stream, and a streamed answer is kept when
+it is plain text in one choice (a streamed tool call is not assembled, so not kept).
 
 A hit is a ledger record like any other, with ``cache: hit``, no upstream tokens, cost or charge
 (``usage_source: cache``; the client's answer carries the replayed answer's usage), and

@@ -84,6 +84,8 @@ class StreamTally:
     text: list[str] = field(default_factory=list)
     chunks: int = 0
     first_chunk_at: float | None = None
+    tools: bool = False  # a tool call was streamed (the text is not the answer's content alone)
+    finish: str | None = None  # the last finish_reason seen
 
     def add(self, chunk: dict[str, Any]) -> None:
         self.chunks += 1
@@ -94,7 +96,10 @@ class StreamTally:
             content = delta.get("content")
             if content:
                 self.text.append(content)
+            if ch.get("finish_reason"):
+                self.finish = ch["finish_reason"]
             for tc in delta.get("tool_calls") or ():
+                self.tools = True
                 fn = tc.get("function") or {}
                 self.text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
 

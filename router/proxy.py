@@ -138,7 +138,6 @@ class Gateway:
                 answer = await self._cached(ex, no_cache)
                 if answer is not None:
                     return answer
-                ex.cache_key = None  # a streamed answer is not stored
             ex.plan = plan = await self.planner.plan(who, body, "chat", rid)
             sent = await self._admit(ex, plan.deployments, "chat")
             strategy = Streamed(self, ex, sent, "chat", plan.deadline(ex.started))

@@ -131,6 +131,28 @@ def test_a_hit_replays_as_a_stream(cached: Proc) -> None:
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
 
 
+def test_a_streamed_answer_is_kept_and_replayed(cached: Proc) -> None:
+    def stream(text: str) -> tuple[str, list[dict[str, Any]]]:
+        import json as _json
+
+        with httpx.stream("POST", cached.base + "/v1/chat/completions", timeout=30,
+                          headers={"authorization": f"Bearer {KEY_A}"},
+                          json={"model": "mock-gpt", "messages": [{"role": "user", "content": text}], "max_tokens": 6,
+                                "temperature": 0, "stream": True}) as s:
+            state = s.headers["x-switchyard-cache"]
+            events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        return state, [_json.loads(e) for e in events[:-1]]
+
+    n = upstream(cached)
+    (first, a), (second, b) = stream("streamed first"), stream("streamed first")
+    assert (first, second) == ("miss", "hit") and upstream(cached) == n + 1
+    text = lambda chunks: "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])  # noqa: E731
+    assert text(a) == text(b) and text(a)
+    again = chat(cached, "streamed first")  # and a non-streamed request gets it too
+    assert again.headers["x-switchyard-cache"] == "hit" and again.json()["choices"][0]["message"]["content"] == text(a)
+
+
 def test_a_hit_through_either_replica_and_ttl(tmp_path) -> None:
     url = shared_redis_url().rsplit("/", 1)[0] + "/13"
     redis.Redis.from_url(url).flushdb()

@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 from starlette.responses import Response
 
 from pricing import Usage
+from router.cache import keep
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.metering import Priced, StreamTally
 from router.protocol import normalize_chunk, upstream_body
@@ -157,6 +158,8 @@ class Relay:
         ex.line(dep, "answer", priced)
         ex.dep, ex.first_chunk_at = dep, self.tally.first_chunk_at
         ex.fail(status, err_kind)
+        if status == 200 and ex.cache_key is not None:
+            self._keep(priced)
         if status == 200:
             gw.health.observe_output(dep.model_name, priced.usage.completion_tokens - priced.usage.reasoning_tokens)
             if self.tally.first_chunk_at is not None:
@@ -165,6 +168,18 @@ class Relay:
             if ex.plan is not None:
                 gw.planner.remember(ex.plan, dep)
         ex.close()
+
+    def _keep(self, priced: Priced) -> None:
+        """A streamed miss: its answer is kept as a chat completion when it is plain text in one choice
+        (a tool call's or several choices' chunks are not assembled)."""
+        tally, body = self.tally, self.body
+        if self.native or tally.tools or tally.finish is None or (body.get("n") or 1) != 1:
+            return
+        usage = priced.usage.to_openai()
+        out = {"id": self.stream_id, "object": "chat.completion", "created": self.created, "model": self.dep.model_name,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tally.text)},
+                            "finish_reason": tally.finish}], "usage": usage}
+        keep(self.gw, self.ex, self.dep, out, priced)
 
     async def abandon(self) -> None:
         """The response ended without the relay finishing (never started, or cut before its cleanup)."""
