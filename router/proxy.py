@@ -84,6 +84,8 @@ class Gateway:
         """The cached answer to this request (a hit), or None; on a miss, the key its answer is kept under."""
         cache, body = self.cache, ex.body
         assert cache is not None
+        if ex.who.models is not None and body["model"] not in ex.who.models:
+            return None  # a key that may not use the model gets planning's refusal, never a cached answer
         policy = self.planner.policy_for(ex.who, body["model"]) if cache.policies else None
         if not cache.wanted(ex.who.key_id, body, policy):
             return None

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, Proc, ledger_record, mock_stats, start_gateway, start_mock
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, Proc, ledger_record, mock_stats, start_gateway, start_mock
 from tests.servers import shared_redis_url
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -35,6 +35,7 @@ auth:
   keys:
     - {{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}}
     - {{id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B}}
+    - {{id: tenant-a-other, tenant: a, key: os.environ/TEST_KEY_C, models: [other]}}
 {extra}"""
 
 
@@ -107,6 +108,9 @@ def test_no_cache_bypasses_and_tenants_do_not_share(cached: Proc) -> None:
     other_tenant = chat(cached, "shared question", key=KEY_B)
     assert other_tenant.headers["x-switchyard-cache"] == "miss" and upstream(cached) == n + 2
     assert chat(cached, "shared question", key=KEY_B).headers["x-switchyard-cache"] == "hit"
+    # a key of the same tenant that may not use the model is refused, never answered from the cache
+    refused = chat(cached, "shared question", key=KEY_C)
+    assert refused.status_code == 403 and "x-switchyard-cache" not in refused.headers
     # the fields that do not change the answer do not change the key
     assert chat(cached, "shared question", user="someone", metadata={"x": "y"}).headers["x-switchyard-cache"] == "hit"
 
