@@ -146,6 +146,7 @@ class Limiter:
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
         self.alerter: Any = None  # router.alerts.Alerter: budget thresholds and forecasts to webhooks
+        self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
 
     @property
     def active(self) -> bool:
@@ -208,8 +209,9 @@ class Limiter:
         counters: list[CounterReq] = []
         kinds: list[tuple[str, int]] = []
         for r in rates:
-            # a wildcard rule and a rule naming the same id count apart (each request once in each)
-            base = f"rl:{r.scope}{'*' if r.id.endswith('*') else ''}:{_scope_id(r, ids, attrs)}"
+            # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
+            # config rules by their place in the config, the same on every replica
+            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{_scope_id(r, ids, attrs)}"
             if r.rpm is not None:
                 counters.append(CounterReq(f"{base}:req:{minute}", r.rpm, 1, 70))
                 kinds.append(("requests", r.rpm))
