@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import orjson
 
 from router.config import AlertsConfig
+from router.limits import ADVERB
 from router.state import NANO, StateStore
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def slack_text(alert: dict[str, Any]) -> str:
     else:
         what = (f"forecast to reach ${alert['forecast_usd']:.2f}" if alert["kind"] == "forecast"
                 else f"at {alert['threshold_pct']}%") + f" (${alert['spent_usd']:.4f} spent)"
-    return (f"Switchyard budget alert: the {b['period']}ly {b['scope']} budget '{b['id']}' of ${b['limit_usd']:.2f} "
+    return (f"Switchyard budget alert: the {ADVERB.get(b['period'], b['period'])} {b['scope']} budget '{b['id']}' of ${b['limit_usd']:.2f} "
             f"is {what}{' [test]' if alert['kind'] == 'test' else ''}.")
 
 

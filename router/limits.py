@@ -56,6 +56,9 @@ class Flushable(Protocol):
     async def flush(self, timeout: float = 5.0) -> None: ...
 
 
+ADVERB = {"day": "daily", "month": "monthly"}
+
+
 def period_bounds(period: str, now: float) -> tuple[float, float]:
     """The UTC day or month holding ``now``, as UNIX seconds [start, end)."""
     t = datetime.fromtimestamp(now, timezone.utc)
@@ -249,7 +252,7 @@ class Limiter:
                 self.metrics.budget_rejections.labels(b.scope, b.period).inc()
                 if self.alerter is not None:
                     self.alerter.exhausted(keys[result.failed_index or 0], now)
-                raise APIError(429, f"Budget exhausted: the {b.period}ly {b.scope} budget of ${b.usd:.2f} has no room "
+                raise APIError(429, f"Budget exhausted: the {ADVERB[b.period]} {b.scope} budget of ${b.usd:.2f} has no room "
                                "for this request.", type="insufficient_quota", code="insufficient_quota")
             what, limit = kinds[result.failed_index or 0]
             self.metrics.rate_rejections.labels(what).inc()
