@@ -2,8 +2,9 @@
 
     python benchmarks/mock_upstream.py PORT
 
-POST .../chat/completions answers 20 completion tokens with usage; with "stream": true it sends a
-role chunk, 20 content chunks, a finish chunk, a usage chunk (when asked) and [DONE].
+POST .../chat/completions answers ``max_tokens`` completion tokens (20 when absent; at most 5,000)
+with usage; with "stream": true it sends a role chunk, one content chunk per token, a finish chunk,
+a usage chunk (when asked) and [DONE].
 """
 
 from __future__ import annotations
@@ -19,22 +20,25 @@ except ImportError:  # pragma: no cover
     uvloop = None
 
 TOKENS = 20
-USAGE = {"prompt_tokens": 30, "completion_tokens": TOKENS, "total_tokens": 30 + TOKENS}
 
 
-def body_nonstream(model: str) -> bytes:
+def _usage(tokens: int) -> dict:
+    return {"prompt_tokens": 30, "completion_tokens": tokens, "total_tokens": 30 + tokens}
+
+
+def body_nonstream(model: str, tokens: int = TOKENS) -> bytes:
     return json.dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()), "model": model,
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * TOKENS},
-                                    "finish_reason": "stop"}], "usage": USAGE}).encode()
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * tokens},
+                                    "finish_reason": "stop"}], "usage": _usage(tokens)}).encode()
 
 
-def stream_events(model: str, usage: bool) -> bytes:
+def stream_events(model: str, usage: bool, tokens: int = TOKENS) -> bytes:
     base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    out += [{**base, "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]} for _ in range(TOKENS)]
+    out += [{**base, "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]} for _ in range(tokens)]
     out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if usage:
-        out.append({**base, "choices": [], "usage": USAGE})
+        out.append({**base, "choices": [], "usage": _usage(tokens)})
     return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in out) + b"data: [DONE]\n\n"
 
 
@@ -49,8 +53,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             raw = await reader.readexactly(length) if length else b"{}"
             req = json.loads(raw or b"{}")
             model = req.get("model", "mock")
+            tokens = min(5000, int(req.get("max_tokens") or req.get("max_completion_tokens") or TOKENS))
             if req.get("stream"):
-                payload = stream_events(model, bool((req.get("stream_options") or {}).get("include_usage")))
+                payload = stream_events(model, bool((req.get("stream_options") or {}).get("include_usage")), tokens)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
                 # one HTTP chunk per SSE event, as a real server streams them
                 for event in payload.split(b"\n\n")[:-1]:
@@ -58,7 +63,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 writer.write(b"0\r\n\r\n")
             else:
-                payload = body_nonstream(model)
+                payload = body_nonstream(model, tokens)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
                              + str(len(payload)).encode() + b"\r\n\r\n" + payload)
             await writer.drain()

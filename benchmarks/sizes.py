@@ -1,0 +1,206 @@
+"""CPU per request at every prompt size and stream length, beside a Rust gateway and nginx, in one run.
+
+    python benchmarks/sizes.py [--seconds 4] [--rounds 3] [--connections 32] [--tzvenv /tmp/tzvenv]
+
+Three gateways, each pinned to CPU 1, in front of the same lean mock upstream (CPU 0, with the
+load generator): Switchyard as shipped for benchmarks (`switchyard serve --config
+benchmarks/bench-config.yaml`: metering, SQLite ledger, budgets and rate limits on), TensorZero's
+Rust gateway from its Python wheel (`tensorzero._start_http_gateway`, observability off, one model
+routed to the mock; ``--tzvenv``: a venv with `pip install tensorzero==2026.6.0`), and nginx's
+`proxy_pass` (Debian's, one worker) as the floor. Scenarios: non-streaming chat with a small prompt
+and with 1, 10 and 100 KB prompts, streaming chat of 20, 200 and 1,000 chunks; every request's
+prompt is distinct (a counter leads it), so no gateway sees a repeated prompt. Per scenario and
+round, each gateway takes a closed-loop window of ``--seconds`` in turn (the order rotates); its
+CPU time (process tree) over the window divided by the requests it answered is the figure; the
+median over rounds is reported with the spread. TensorZero refuses to bind its fixed port outside
+a private network namespace, so the script runs itself inside one (`unshare -n`, loopback only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "bench" / "gateways"
+MOCK, SWITCHYARD, TENSORZERO, NGINX = 4890, 4891, 4892, 4893
+KEY = "sk-bench-key"
+SCENARIOS = [("nonstream small", 0, False, 20), ("nonstream 1KB", 1024, False, 20),
+             ("nonstream 10KB", 10 * 1024, False, 20), ("nonstream 100KB", 100 * 1024, False, 20),
+             ("stream 20 chunks", 0, True, 20), ("stream 200 chunks", 0, True, 200),
+             ("stream 1000 chunks", 0, True, 1000)]
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+
+
+def prompts(size: int, n: int, seed: int) -> list[str]:
+    """``n`` distinct texts of about ``size`` bytes (a small question when 0)."""
+    rng = random.Random(seed)
+    if size == 0:
+        return ["Write one short sentence about load testing an LLM gateway."] * n
+    out = []
+    for _ in range(n):
+        words: list[str] = []
+        length = 0
+        while length < size:
+            w = rng.choice(WORDS)
+            words.append(w)
+            length += len(w) + 1
+        out.append(" ".join(words)[:size])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    sys.path.insert(0, str(HERE))
+    from run import cpu_seconds as cpu  # the process tree's CPU time
+
+    return cpu(pid)
+
+
+async def window(url: str, headers: dict[str, str], model: str, texts: list[str], stream: bool, tokens: int,
+                 seconds: float, conns: int, counter: list[int]) -> tuple[int, int]:
+    import aiohttp
+
+    done = errors = 0
+    stop_at = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns)) as s:
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < stop_at:
+                counter[0] += 1
+                i = counter[0]
+                body = {"model": model, "max_tokens": tokens, "stream": stream,
+                        "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                     {"role": "user", "content": f"[{i}] {texts[i % len(texts)]}"}]}
+                if stream:
+                    body["stream_options"] = {"include_usage": True}
+                try:
+                    async with s.post(url, data=json.dumps(body), headers={**headers, "content-type": "application/json"}) as r:
+                        await r.read()
+                        if r.status == 200:
+                            done += 1
+                        else:
+                            errors += 1
+                except aiohttp.ClientError:
+                    errors += 1
+        await asyncio.gather(*(worker() for _ in range(conns)))
+    return done, errors
+
+
+def start(cmd: list[str], cpus: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", cpus, *cmd], env={**os.environ, **env}, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(log.parent))
+
+
+def wait_port(port: int, timeout: float = 120) -> None:
+    import socket
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def inner(args: argparse.Namespace) -> None:
+    os.sched_setaffinity(0, {0})
+    work = Path(tempfile.mkdtemp(prefix="bench-sizes-"))
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        procs["mock"] = start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
+        wait_port(MOCK)
+        switchyard = str(Path(sys.executable).with_name("switchyard"))
+        procs["switchyard"] = start([switchyard, "serve", "--config", str(HERE / "bench-config.yaml"), "--port",
+                                     str(SWITCHYARD), "--log-level", "warning"], "1",
+                                    {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream",
+                                     "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1"}, work / "switchyard.log")
+        tz_cfg = work / "tensorzero.toml"
+        tz_cfg.write_text((SHARED / "tensorzero" / "tensorzero.toml").read_text().replace("4890", str(MOCK)))
+        procs["tensorzero"] = start([str(Path(args.tzvenv) / "bin" / "python"), str(SHARED / "tensorzero" / "serve_tz.py"),
+                                     str(tz_cfg), str(TENSORZERO)], "1", {}, work / "tensorzero.log")
+        ng = work / "nginx"
+        (ng / "tmp").mkdir(parents=True)
+        conf = (SHARED / "nginx" / "nginx.conf").read_text().replace("/tmp/bench-nginx", str(ng)).replace(
+            "4890", str(MOCK)).replace("4895", str(NGINX)).replace("worker_cpu_affinity 10;", "")
+        (ng / "nginx.conf").write_text(conf)
+        procs["nginx"] = start([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(ng / "nginx.conf"), "-g",
+                                "daemon off;"], "1", {}, work / "nginx.log")
+        for port in (SWITCHYARD, TENSORZERO, NGINX):
+            wait_port(port)
+        targets = {
+            "switchyard": (f"http://127.0.0.1:{SWITCHYARD}/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
+                           "mock-gpt"),
+            "tensorzero": (f"http://127.0.0.1:{TENSORZERO}/openai/v1/chat/completions", {},
+                           "tensorzero::model_name::mock-gpt"),
+            "nginx": (f"http://127.0.0.1:{NGINX}/v1/chat/completions", {}, "mock-gpt"),
+        }
+        names = list(targets)
+        counter = [0]
+        out: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
+                               "scenarios": {}}
+        for label, size, stream, tokens in SCENARIOS:
+            texts = prompts(size, 64, seed=size + tokens)
+            per: dict[str, list[float]] = {n: [] for n in names}
+            for name in names:  # warm-up, and a check that every gateway answers this scenario
+                url, headers, model = targets[name]
+                done, errors = await window(url, headers, model, texts, stream, tokens, 0.5, 4, counter)
+                if errors or not done:
+                    raise RuntimeError(f"{name} {label}: {done} answered, {errors} errors")
+            for r in range(args.rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    url, headers, model = targets[name]
+                    pid = procs[name].pid
+                    c0 = cpu_seconds(pid)
+                    done, errors = await window(url, headers, model, texts, stream, tokens, args.seconds,
+                                                args.connections, counter)
+                    if errors:
+                        raise RuntimeError(f"{name} {label}: {errors} errors")
+                    per[name].append((cpu_seconds(pid) - c0) * 1000 / done)
+            med = {n: sorted(v)[len(v) // 2] for n, v in per.items()}
+            out["scenarios"][label] = {"cpu_ms_per_req": per, "median": med}
+            print(f"{label:<20} " + "  ".join(f"{n} {med[n]:7.3f} ms ({min(per[n]):.3f}-{max(per[n]):.3f})"
+                                                for n in names), flush=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+        print(f"results: {args.out}")
+    finally:
+        for p in procs.values():
+            try:
+                os.killpg(p.pid, 15)
+                p.wait(20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, 9)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--tzvenv", default="/tmp/tzvenv")
+    ap.add_argument("--out", default=str(HERE / "sizes.json"))
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inner:
+        asyncio.run(inner(args))
+        return
+    host = str(os.stat("/proc/self/ns/net").st_ino)
+    cmd = " ".join([sys.executable, __file__, "--inner", *sys.argv[1:]])
+    sys.exit(subprocess.call(["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"],
+                             env={**os.environ, "HOST_NETNS": host}))
+
+
+if __name__ == "__main__":
+    main()
