@@ -109,7 +109,7 @@ class Gateway:
         if self.telemetry is not None:
             ex.trace = self.telemetry.request()
         try:
-            if self.attribution is not None:
+            if self.attribution is not None and ("user" in body or self.attribution.keys):
                 ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
             if self.cache is not None and endpoint == "chat" and surface is None:
                 answer = await self._cached(ex, no_cache)
@@ -134,7 +134,7 @@ class Gateway:
             ex.trace = self.telemetry.request()
         strategy: Streamed | None = None
         try:
-            if self.attribution is not None:
+            if self.attribution is not None and ("user" in body or self.attribution.keys):
                 ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
             if self.cache is not None and surface is None:
                 answer = await self._cached(ex, no_cache)
