@@ -33,7 +33,7 @@ IMAGE_TOKENS = 85  # a low-detail image; high-detail tiles are not counted (appr
 # byte-level BPE token covers at least one byte (tiktoken's encodings; SentencePiece with byte
 # fallback too), so a text's UTF-8 length bounds its token count from above, for any of them,
 # at the cost of a len() instead of a tokenisation that grows with the prompt.
-BOUND_ABOVE_CHARS = 2048
+BOUND_ABOVE_CHARS = 256
 
 
 def _bundled_cache_dir() -> str | None:
