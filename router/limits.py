@@ -172,21 +172,23 @@ class Limiter:
             self._loops = [asyncio.create_task(self._renew_loop(), name="budget-leases"),
                            asyncio.create_task(self._reconcile_loop(), name="budget-reconcile")]
 
-    def _rules(self, who: Principal, requested: str, attrs: Any = None) -> tuple[list[RateLimitRule], list[BudgetRule]]:
+    def _rules(self, who: Principal, requested: str, attrs: Any = None
+               ) -> tuple[list[tuple[RateLimitRule, str]], list[tuple[BudgetRule, str]]]:
+        """The rate-limit and budget rules that apply to this request, each with the id it counts under."""
         ids = _ids(who, requested, attrs)
-        rates = [r for r in self.cfg.rate_limits if _scope_id(r, ids, attrs) is not None]
-        budgets = [b for b in self.cfg.budgets if _scope_id(b, ids, attrs) is not None]
+        rates = [(r, s) for r in self.cfg.rate_limits if (s := _scope_id(r, ids, attrs)) is not None]
+        budgets = [(b, s) for b in self.cfg.budgets if (s := _scope_id(b, ids, attrs)) is not None]
         if who.rules is not None:  # the key's own (set over HTTP)
-            rates += who.rules[0]
-            budgets += who.rules[1]
+            rates += [(r, who.key_id) for r in who.rules[0]]
+            budgets += [(b, who.key_id) for b in who.rules[1]]
         return rates, budgets
 
-    def budget_keys(self, who: Principal, requested: str, now: float, attrs: Any = None) -> list[BudgetKey]:
-        ids = _ids(who, requested, attrs)
+    def budget_keys(self, who: Principal, requested: str, now: float, attrs: Any = None,
+                    budgets: list[tuple[BudgetRule, str]] | None = None) -> list[BudgetKey]:
+        """``budgets``: the rules that apply, when the caller has them (``_rules``)."""
         day = int(now // 86400)  # UTC days: a key is built once per rule, id and day, then remembered
         out = []
-        for i, b in enumerate(self._rules(who, requested, attrs)[1]):
-            scope_id = str(_scope_id(b, ids, attrs))
+        for i, (b, scope_id) in enumerate(self._rules(who, requested, attrs)[1] if budgets is None else budgets):
             cached = self._keys.get((i, scope_id, day))
             if cached is None or cached.rule is not b:
                 if len(self._keys) > 100_000:
@@ -205,16 +207,15 @@ class Limiter:
                 f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.", param="max_tokens",
                 code="request_cost_cap")
         now = time.time() if now is None else now
-        rates, _ = self._rules(who, requested, attrs)
+        rates, budget_rules = self._rules(who, requested, attrs)
         minute = int(now // 60)
         reset = (minute + 1) * 60 - now
-        ids = _ids(who, requested, attrs)
         counters: list[CounterReq] = []
         kinds: list[tuple[str, int]] = []
-        for r in rates:
+        for r, scope_id in rates:
             # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
             # config rules by their place in the config, the same on every replica
-            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{_scope_id(r, ids, attrs)}"
+            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
             if r.rpm is not None:
                 counters.append(CounterReq(f"{base}:req:{minute}", r.rpm, 1, 70))
                 kinds.append(("requests", r.rpm))
@@ -222,7 +223,7 @@ class Limiter:
                 counters.append(CounterReq(f"{base}:tok:{minute}", r.tpm, tokens, 70))
                 kinds.append(("tokens", r.tpm))
         reserve = math.ceil((max_charge_usd or 0.0) * NANO)
-        keys = self.budget_keys(who, requested, now, attrs)
+        keys = self.budget_keys(who, requested, now, attrs, budget_rules)
         budgets = [BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
                    for k in keys]
         store = self.state

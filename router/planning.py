@@ -135,10 +135,14 @@ class Planner:
     def knows(self, name: str) -> bool:
         return self.registry.knows(name) or name in self.policies.aliases()
 
+    def _router(self, who: Principal, requested: str, mode: str) -> tuple[bool, Any]:
+        """Whether ``requested`` names a concrete model, and the policy router bound to it (chat only)."""
+        concrete = requested not in self.registry.aliases and bool(self.registry.candidates(requested, mode))
+        return concrete, self.policies.match(requested, who.tenant, concrete) if mode == "chat" else None
+
     def policy_for(self, who: Principal, requested: str) -> str | None:
         """The name of the policy a chat request for ``requested`` would be routed by, if any."""
-        concrete = requested not in self.registry.aliases and bool(self.registry.candidates(requested, "chat"))
-        router = self.policies.match(requested, who.tenant, concrete)
+        router = self._router(who, requested, "chat")[1]
         return router.policy.name if router is not None else None
 
     def names(self) -> list[str]:
@@ -227,8 +231,7 @@ class Planner:
             raise model_not_found(requested)
         if who.models is not None and requested not in who.models:
             raise permission_error(f"This key is not allowed to use the model '{requested}'.")
-        concrete = requested not in self.registry.aliases and bool(self.registry.candidates(requested, mode))
-        router = self.policies.match(requested, who.tenant, concrete) if mode == "chat" else None
+        concrete, router = self._router(who, requested, mode)
         if router is None:
             deps = self.registry.route(requested, mode)
             if not deps and self.registry.candidates(requested, mode):

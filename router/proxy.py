@@ -100,21 +100,31 @@ class Gateway:
                                                  now=ex.started_wall, attrs=ex.attrs)
         return cached_answer(self, ex, hit)
 
+    def _open(self, who: Principal, body: dict[str, Any], rid: str, endpoint: str, surface: Surface | None,
+              stream: bool = False) -> Exchange:
+        ex = Exchange(self, who, body, rid, endpoint, stream=stream, surface=surface)
+        if self.telemetry is not None:
+            ex.trace = self.telemetry.request()
+        return ex
+
+    async def _before_planning(self, ex: Exchange, tags: str | None, no_cache: bool, cacheable: bool) -> Response | None:
+        """The request's user and tags; then, for a chat completion, its cached answer if it has one."""
+        if self.attribution is not None and ("user" in ex.body or self.attribution.keys):
+            ex.attrs = await self.attribution.resolve(ex.who.tenant, ex.body, tags)
+        if self.cache is not None and cacheable:
+            return await self._cached(ex, no_cache)
+        return None
+
     async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str,
                     surface: Surface | None = None, tags: str | None = None, no_cache: bool = False) -> Response:
         """A non-streaming chat completion or embeddings request (``surface``: answered in another
         API's shape; ``body`` is then the surface's internal chat request)."""
         mode = "embedding" if endpoint == "embeddings" else "chat"
-        ex = Exchange(self, who, body, rid, endpoint, surface=surface)
-        if self.telemetry is not None:
-            ex.trace = self.telemetry.request()
+        ex = self._open(who, body, rid, endpoint, surface)
         try:
-            if self.attribution is not None and ("user" in body or self.attribution.keys):
-                ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
-            if self.cache is not None and endpoint == "chat" and surface is None:
-                answer = await self._cached(ex, no_cache)
-                if answer is not None:
-                    return answer
+            answer = await self._before_planning(ex, tags, no_cache, endpoint == "chat" and surface is None)
+            if answer is not None:
+                return answer
             ex.plan = plan = await self.planner.plan(who, body, mode, rid)
             spec = plan.decision.cascade if plan.decision is not None else None
             sent = await self._admit(ex, plan.deployments, mode, cascade=spec)
@@ -129,17 +139,12 @@ class Gateway:
     async def stream(self, who: Principal, body: dict[str, Any], rid: str, *,
                      surface: Surface | None = None, tags: str | None = None, no_cache: bool = False) -> Response:
         """A streamed chat completion: the response closes the exchange when the stream ends."""
-        ex = Exchange(self, who, body, rid, surface.endpoint if surface else "chat", stream=True, surface=surface)
-        if self.telemetry is not None:
-            ex.trace = self.telemetry.request()
+        ex = self._open(who, body, rid, surface.endpoint if surface else "chat", surface, stream=True)
         strategy: Streamed | None = None
         try:
-            if self.attribution is not None and ("user" in body or self.attribution.keys):
-                ex.attrs = await self.attribution.resolve(who.tenant, body, tags)
-            if self.cache is not None and surface is None:
-                answer = await self._cached(ex, no_cache)
-                if answer is not None:
-                    return answer
+            answer = await self._before_planning(ex, tags, no_cache, surface is None)
+            if answer is not None:
+                return answer
             ex.plan = plan = await self.planner.plan(who, body, "chat", rid)
             sent = await self._admit(ex, plan.deployments, "chat")
             strategy = Streamed(self, ex, sent, "chat", plan.deadline(ex.started))

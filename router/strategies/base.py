@@ -81,14 +81,14 @@ class Strategy:
             client, native_body = native
             call = Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
                         extra_headers=surface.native_headers)  # type: ignore[union-attr]
-            if self.ex.trace is not None:  # the call's span, its context sent upstream as traceparent
-                call.extra_headers = self.ex.trace.calling(dep, mode, call.extra_headers)
-            pending = client.create(call)
         else:
             call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
                         request_id=self.ex.request_id)
-            if self.ex.trace is not None:
-                call.extra_headers = self.ex.trace.calling(dep, mode, call.extra_headers)
+        if self.ex.trace is not None:  # the call's span, its context sent upstream as traceparent
+            call.extra_headers = self.ex.trace.calling(dep, mode, call.extra_headers)
+        if native is not None:
+            pending = client.create(call)
+        else:
             pending = dep.backend.embeddings(call) if mode == "embedding" else dep.backend.chat(call)
         try:
             raw = await pending
