@@ -11,7 +11,7 @@ from policies.verifier import Verifier
 
 def checks_of(policy: Policy) -> list[Check]:
     """Every cascade check the policy holds."""
-    own = [policy.objective.check] if policy.objective.type == "cascade" else []
+    own = [o.check for o in (policy.objective, *policy.categories.values()) if o.type == "cascade"]
     return own + [spec.check for spec in policy.cascades.values()]
 
 

@@ -48,6 +48,9 @@ class RequestFeatures:
     cached_prefix_tokens: int = 0
     concrete: bool = False  # the client named a model: constraints only, no objective
     unit: dict[str, str] = field(default_factory=dict)  # who asks, for a split's sticky arms: user, key, tenant
+    # the tenant's fixed price for what it asked for (USD per prompt token, per completion token), when its
+    # plan sells the alias at one: what a margin objective weighs each candidate's expected cost against
+    sold_at: tuple[float, float] | None = None
 
 
 @dataclass
@@ -79,9 +82,11 @@ class PolicyRouter:
         self.policy = policy
         self.quality = quality
         self.verifiers = verifiers or {}  # by the name the policy's checks give them
-        # the cascades' plain forms, built once (a decision that runs one carries it)
-        obj = policy.objective
-        self.objective_check = obj.check.model_dump(by_alias=True) if obj.type == "cascade" else None
+        # the cascades' plain forms, built once (a decision that runs one carries it): the checks of
+        # cascade objectives by category ("" for the policy's own objective), and the named cascades
+        self.objective_checks = {c: o.check.model_dump(by_alias=True)
+                                 for c, o in [("", policy.objective), *policy.categories.items()] if o.type == "cascade"}
+        self.objective_check = self.objective_checks.get("")
         self.cascade_specs = {n: {"name": n, "steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
                               for n, c in policy.cascades.items()}
         self.listed = frozenset(policy.pool)
@@ -151,9 +156,10 @@ class PolicyRouter:
         parts = [m for n in cascades for m in p.cascades[n].models if m not in names]
         q, explored = self.quality.estimate(names + parts, f.prompt, f.category, rng)
         costs: dict[str, float] = {}
+        outs: dict[str, float] = {}  # expected output tokens (what a per-token price charges)
         cache = p.constraints.cache_affinity  # the conversation's cached prefix priced at the cache rate
         for c in healthy:
-            out = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
+            out = outs[c.name] = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
             cached = f.cached_prefix_tokens if cache and c.name == f.affinity else 0
             cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(
                 c.price, f.prompt_tokens, out, cached, reasoning=out * c.reasoning_allowance)
@@ -166,7 +172,7 @@ class PolicyRouter:
             if row["model"] in q and row["model"] in costs:
                 row["quality"] = round(q[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
-        order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng)
+        order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng, outs)
         if cache and f.cached_prefix_tokens and order and order[0] == f.affinity:
             reason += f"; its prompt cache holds {f.cached_prefix_tokens} tokens of this conversation"
         if cascades:
@@ -210,8 +216,8 @@ class PolicyRouter:
         return total
 
     def _objective(self, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
-                   rng: random.Random) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
-        obj = self.policy.objective
+                   rng: random.Random, outs: dict[str, float]) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
+        obj = self.policy.objective_for(f.category)
         if f.concrete:
             return names, "concrete", f"requested {names[0]}", None, None
 
@@ -234,6 +240,17 @@ class PolicyRouter:
             if not ok:
                 return order, rule, f"none reaches {obj.target:.2f}; best: {fmt(order[0])}", None, None
             return order, rule, f"{fmt(order[0])}; cheapest of {len(ok)} at or above target", None, None
+        if obj.type == "gain":
+            if obj.strong not in names or obj.weak not in names:
+                return by_quality, "gain", f"{obj.strong if obj.strong not in names else obj.weak} unavailable; " \
+                    f"best remaining: {fmt(by_quality[0])}", None, None
+            gain = q[obj.strong] - q[obj.weak]
+            first, second = (obj.strong, obj.weak) if gain >= obj.min_gain else (obj.weak, obj.strong)
+            order = [first, second] + [n for n in by_quality if n not in (first, second)]
+            return (order, f"gain({obj.min_gain:g})", f"{fmt(first)}; predicted gain of {obj.strong} {gain:+.3f} "
+                    f"{'>=' if first == obj.strong else '<'} {obj.min_gain:g}", None, None)
+        if obj.type == "margin":
+            return self._margin(obj, f, names, q, cost, outs, by_quality, fmt)
         if obj.type == "best_under":
             ok = [n for n in by_quality if cost[n] <= obj.max_cost_usd]
             rest = [n for n in by_cost if n not in ok]
@@ -263,5 +280,33 @@ class PolicyRouter:
         if f.stream or len(steps) < 2:  # a stream cannot be checked before it is sent: serve the last step
             last = steps[-1] if steps else by_quality[0]
             return [last] + [n for n in by_quality if n != last], "cascade", f"{last}; streams skip the cascade", None, None
+        check = self.objective_checks[f.category if f.category in self.policy.categories else ""]
         return (steps, "cascade", f"start {steps[0]}, escalate on a failed {obj.check.type} check", None,
-                {"steps": steps, "check": self.objective_check})
+                {"steps": steps, "check": check})
+
+    def _margin(self, obj: Any, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
+                outs: dict[str, float], by_quality: list[str], fmt: Any) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
+        """Maximise the expected margin (the tenant's fixed price for this request minus each
+        candidate's expected cost) among candidates predicted to reach ``min_quality``. None
+        reaching it: the best quality among those that keep ``min_margin``, then the rest by margin."""
+        rule = f"margin(q>={obj.min_quality:.2f})"
+        if f.sold_at is None:  # no fixed price: every candidate earns the same, so the margin is the saving
+            revenue = {n: 0.0 for n in names}
+            why = "no fixed price for this request: cheapest"
+        else:
+            p_in, p_out = f.sold_at
+            default = min(f.max_tokens or 10**9, self.policy.default_output_tokens)
+            revenue = {n: p_in * f.prompt_tokens + p_out * outs.get(n, default) for n in names}
+            why = "highest expected margin"
+        margin = {n: revenue[n] - cost[n] for n in names}  # an unpriced candidate: -inf
+        ok = sorted((n for n in names if q[n] >= obj.min_quality), key=lambda n: (-margin[n], -q[n]))
+        if ok:
+            order = ok + [n for n in by_quality if n not in ok]
+            m = margin[ok[0]]
+            shown = f" ${m:.6f}" if f.sold_at is not None and m != float("-inf") else ""
+            return order, rule, f"{fmt(ok[0])}; {why}{shown} of {len(ok)} at or above {obj.min_quality:.2f}", None, None
+        keep = [n for n in by_quality if f.sold_at is not None and margin[n] >= obj.min_margin]
+        order = keep + sorted((n for n in names if n not in keep), key=lambda n: (-margin[n], -q[n]))
+        if keep:
+            return order, rule, f"none reaches {obj.min_quality:.2f}; best that keeps the margin: {fmt(order[0])}", None, None
+        return order, rule, f"none reaches {obj.min_quality:.2f}; highest margin: {fmt(order[0])}", None, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,10 @@ import numpy as np
 from policies import metrics
 from policies.assets import checks_of
 from policies.checks import agree_texts, rule_ok_text
-from policies.decide import CandidateInfo, PolicyRouter, RequestFeatures
+from policies.decide import CandidateInfo, Decision, PolicyRouter, RequestFeatures
 from policies.features import categorize
 from policies.predictor import QualityPredictor
-from policies.quality import QualityModel
+from policies.quality import BanditState, QualityModel
 from policies.schema import Policy
 from policies.verifier import Verifier
 from pricing import ModelPrice
@@ -89,7 +90,8 @@ def load_prices(path: str | Path | None, models: list[str]) -> dict[str, ModelPr
 
 def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epochs: int = 5, lr: float = 0.5,
                     policy: Policy | None = None, responses: dict[str, dict[str, str]] | None = None,
-                    verifiers: dict[str, Verifier] | None = None) -> QualityPredictor:
+                    verifiers: dict[str, Verifier] | None = None, solver: str = "adagrad",
+                    l2: float | None = None) -> QualityPredictor:
     """One quality column per model; with a ``policy``, one more per named cascade it defines, its
     outcome on each row replayed from the recorded answers (the check sees only answer texts)."""
     rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
@@ -101,9 +103,11 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
         if extra:
             y = np.hstack([y, np.array([[replay.run_cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
             columns += extra
-    return QualityPredictor.train([r["prompt"] for r in rows], y, columns, epochs=epochs, lr=lr,
+    l2 = (1e-6 if solver == "adagrad" else 1.0) if l2 is None else l2
+    return QualityPredictor.train([r["prompt"] for r in rows], y, columns, epochs=epochs, lr=lr, l2=l2, solver=solver,
                                   meta={"rows": len(rows), "split": split, "excluded": list(exclude),
-                                        "epochs": epochs, "lr": lr})
+                                        "epochs": epochs, "lr": lr, "solver": solver, "l2": l2,
+                                        "cascade_columns": columns[len(ds.models):]})
 
 
 def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, exclude: Iterable[str] = (),
@@ -127,9 +131,10 @@ def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, ex
 
 def with_param(policy: Policy, name: str, value: float) -> Policy:
     """A copy of ``policy`` with one parameter set: an objective's (``target``, ``lambda``,
-    ``max_cost_usd``, ``check.min_confidence``) or a named cascade's (``cascades.NAME.check.min_confidence``)."""
+    ``max_cost_usd``, ``min_gain``, ``min_quality``, ``check.min_confidence``), a category's objective's
+    (``categories.CATEGORY.min_gain``) or a named cascade's (``cascades.NAME.check.min_confidence``)."""
     data = policy.model_dump(by_alias=True)
-    node = data if name.startswith("cascades.") else data["objective"]
+    node = data if name.startswith(("cascades.", "categories.")) else data["objective"]
     *path, key = name.removeprefix("objective.").split(".")
     where = "the policy" if node is data else f"the {data['objective']['type']} objective"
     for part in path:
@@ -151,7 +156,13 @@ class Replay:
 
     def __init__(self, policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
                  history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None,
-                 verifiers: dict[str, Verifier] | None = None):
+                 verifiers: dict[str, Verifier] | None = None, sold_at: tuple[float, float] | None = None,
+                 bandit: BanditState | None = None, seed: int | None = None):
+        """``bandit``: learn online from feedback into this state (the policy's bandit settings,
+        switched on); without it, decisions use the priors and predictor alone."""
+        self.sold_at = sold_at
+        self.seed = seed
+        self.last: Decision | None = None  # the latest decision (what online feedback credits)
         for check in checks_of(policy):
             if check.type in UNREPLAYABLE:
                 raise ValueError(f"a {check.type} check cannot be replayed offline: the data holds no "
@@ -163,7 +174,7 @@ class Replay:
         self.prices = prices
         self.responses = responses or {}
         quality = QualityModel(policy.quality.model_copy(update={"bandit": policy.quality.bandit.model_copy(
-            update={"enabled": False})}), {}, predictor)
+            update={"enabled": bandit is not None})}), {}, predictor, bandit)
         self.router = PolicyRouter(policy, quality, verifiers)
         self.models = [m for m in policy.models if m in ds.models]
         self.cascades = {n: spec for n, spec in self.router.cascade_specs.items()
@@ -184,6 +195,9 @@ class Replay:
         self.expected_cost = {k: float(np.mean(v)) for k, v in spent.items() if v}
         self.priced_by_tokens = all(prices[m].input or prices[m].output for m in ds.models)
 
+    def category(self, row: dict[str, Any]) -> str:
+        return categorize(row["prompt"])
+
     def choose(self, row: dict[str, Any]) -> tuple[str, float, float, list[str]]:
         """(answering model, quality, cost, models called) for one row."""
         key = categorize(row["prompt"])
@@ -194,8 +208,9 @@ class Replay:
         infos += [CandidateInfo(name=n, provider="dataset", price=None, expected_cost_usd=self.expected_cost.get((key, n)))
                   for n in self.cascades]
         prompt_tokens = max(tokens(row, m)[0] for m in self.models)
-        f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=key)
-        d = self.router.decide(f, infos, random.Random(str(row["id"])))
+        f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=key, sold_at=self.sold_at)
+        d = self.last = self.router.decide(f, infos, random.Random(str(row["id"]) if self.seed is None
+                                                                   else f"{self.seed}\x1f{row['id']}"))
         if d.cascade is None:
             m = d.order[0]
             return m, score(row, m), cost(row, m, self.prices), [m]
@@ -246,12 +261,14 @@ class Replay:
         """Two-model routers rank prompts by the predicted quality gain of the strong model; a cascade
         that starts with the weak model and checks it with a verifier, by its doubt in the weak answer
         (where the data holds that answer's text)."""
-        obj = self.policy.objective
+        category = categorize(row["prompt"])
+        obj = self.policy.objective_for(category)
         if obj.type == "cascade" and obj.check.type == "verifier" and obj.steps[0] == weak:
-            conf = self._confidence(row, weak, self.router.objective_check)  # type: ignore[arg-type]
+            check = self.router.objective_checks[category if category in self.policy.categories else ""]
+            conf = self._confidence(row, weak, check)
             if conf is not None:
                 return 1.0 - conf
-        q = self.router.quality.prior([strong, weak], row["prompt"], categorize(row["prompt"]))
+        q = self.router.quality.prior([strong, weak], row["prompt"], category)
         return q[strong] - q[weak]
 
 
@@ -275,10 +292,42 @@ def baselines(rows: list[dict[str, Any]], models: list[str], prices: dict[str, M
     }
 
 
+Sweep = list[tuple[str, list[float]]]
+
+
+def revenue(row: dict[str, Any], model: str, sold_at: tuple[float, float]) -> float:
+    """What the tenant pays for the answer of ``model`` at a fixed per-token price."""
+    inp, out = tokens(row, model)
+    return inp * sold_at[0] + out * sold_at[1]
+
+
+def _settings(policy: Policy, sweep: Sweep | tuple[str, list[float]] | None) -> list[tuple[dict[str, float], Policy]]:
+    """(swept values, policy) per setting; several sweeps go in lockstep (each the same length)."""
+    if not sweep:
+        return [({}, policy)]
+    sweeps = [sweep] if isinstance(sweep, tuple) else list(sweep)
+    n = len(sweeps[0][1])
+    if any(len(v) != n for _, v in sweeps):
+        raise ValueError("swept parameters go in lockstep: give each the same number of values")
+    out = []
+    for i in range(n):
+        pol, values = policy, {}
+        for name, vals in sweeps:
+            pol = with_param(pol, name, vals[i])
+            values[name] = vals[i]
+        out.append((values, pol))
+    return out
+
+
 def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[str, ModelPrice],
-             predictor: QualityPredictor | None = None, sweep: tuple[str, list[float]] | None = None,
+             predictor: QualityPredictor | None = None, sweep: Sweep | tuple[str, list[float]] | None = None,
              responses: dict[str, dict[str, str]] | None = None, train_split: str = "train",
-             verifiers: dict[str, Verifier] | None = None) -> dict[str, Any]:
+             verifiers: dict[str, Verifier] | None = None, sold_at: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Replay ``split`` through the policy at each setting of the sweep. Every figure comes from the
+    policy's own decisions; two-model data also gets the predictor's ranking curve, labelled as
+    such (``ranking_apgr``: what thresholding the predicted gain would reach, not what the policy
+    does). ``sold_at``: a fixed price (USD per input, per output token) to report the operator's
+    margin under."""
     rows = ds.split(split)
     responses = answer_texts(ds, responses)
     history = ds.split(train_split)
@@ -288,33 +337,38 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
     train_c = {m: float(np.mean([cost(r, m, prices) for r in history])) for m in ds.models} if history else {}
     strongest = max(ds.models, key=lambda m: train_q.get(m, 0.0))
     cheapest = min(ds.models, key=lambda m: train_c.get(m, 0.0))
-    values = sweep[1] if sweep else [None]
     settings: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     per_bench_points: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for v in values:
-        pol = with_param(policy, sweep[0], v) if sweep and v is not None else policy
-        replay = Replay(pol, ds, prices, predictor, history, responses, verifiers)
-        qs, cs = [], []
-        by_bench: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    per_bench_calls: dict[str, list[tuple[float, float]]] = defaultdict(list)  # (share of strongest calls, quality)
+    for values, pol in _settings(policy, sweep):
+        replay = Replay(pol, ds, prices, predictor, history, responses, verifiers, sold_at)
+        qs, cs, rev = [], [], []
+        by_bench: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
         for r in rows:
             m, q, c, called = replay.choose(r)
             qs.append(q)
             cs.append(c)
-            by_bench[r.get("benchmark", "all")].append((c, q))
-            line = {"id": r["id"], "model": m}
+            if sold_at is not None:
+                rev.append(revenue(r, m, sold_at))
+            by_bench[r.get("benchmark", "all")].append((c, q, strongest in called))
+            line: dict[str, Any] = {"id": r["id"], "model": m}
             if len(called) > 1:
                 line["called"] = called
-            if sweep:
-                line[sweep[0]] = v
+            line.update(values)
             decisions.append(line)
-        setting = {"quality": float(np.mean(qs)), "cost": float(np.mean(cs)), "cost_total": float(np.sum(cs))}
-        if sweep:
-            setting[sweep[0]] = v
-        setting["by_benchmark"] = {b: {"quality": float(np.mean([q for _, q in pts])), "cost": float(np.mean([c for c, _ in pts]))}
+        setting: dict[str, Any] = {"quality": float(np.mean(qs)), "cost": float(np.mean(cs)), "cost_total": float(np.sum(cs))}
+        if sold_at is not None:
+            setting["revenue"] = float(np.mean(rev))
+            setting["margin"] = (float(np.sum(rev)) - float(np.sum(cs))) / float(np.sum(rev)) if sum(rev) else None
+        setting.update(values)
+        setting["by_benchmark"] = {b: {"quality": float(np.mean([q for _, q, _ in pts])),
+                                       "cost": float(np.mean([c for c, _, _ in pts])),
+                                       "strongest_calls": float(np.mean([s for _, _, s in pts]))}
                                    for b, pts in by_bench.items()}
-        for b, s in setting["by_benchmark"].items():
-            per_bench_points[b].append((s["cost"], s["quality"]))
+        for b, e in setting["by_benchmark"].items():
+            per_bench_points[b].append((e["cost"], e["quality"]))
+            per_bench_calls[b].append((e["strongest_calls"], e["quality"]))
         settings.append(setting)
     report: dict[str, Any] = {"policy": policy.name, "split": split, "rows": len(rows), "models": ds.models,
                               "strongest": strongest, "cheapest": cheapest, "settings": settings,
@@ -322,6 +376,11 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
                               "single_models": {m: {"quality": float(np.mean([score(r, m) for r in rows])),
                                                     "cost": float(np.mean([cost(r, m, prices) for r in rows]))}
                                                 for m in ds.models}}
+    if sold_at is not None:
+        report["sold_at_per_mtok"] = [sold_at[0] * 1e6, sold_at[1] * 1e6]
+        for m, e in report["single_models"].items():
+            total = sum(revenue(r, m, sold_at) for r in rows)
+            e["margin"] = (total - e["cost"] * len(rows)) / total if total else None
     report["benchmarks"] = {}
     for b in sorted(per_bench_points):
         brows = [r for r in rows if r.get("benchmark", "all") == b]
@@ -336,13 +395,17 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
             entry[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best_c
         if len(ds.models) == 2:
             weak = next(m for m in ds.models if m != strongest)
-            replay = Replay(policy, ds, prices, predictor, history, responses, verifiers)
-            s_router = [replay.router_score(r, strongest, weak) for r in brows]
             qs_, qw_ = [score(r, strongest) for r in brows], [score(r, weak) for r in brows]
-            curve = metrics.routellm_curve(s_router, qs_, qw_)
             ms, mw = float(np.mean(qs_)), float(np.mean(qw_))
+            # the policy's own curve: each setting's share of calls to the strong model and its
+            # quality, anchored at the always-weak and always-strong ends every two-model policy reaches
+            curve = metrics.decision_curve(per_bench_calls[b], ms, mw)
             entry.update({"apgr": metrics.apgr(curve, ms, mw), "cpt50": metrics.cpt(curve, ms, mw, 0.5),
-                          "cpt80": metrics.cpt(curve, ms, mw, 0.8), "strong_quality": ms, "weak_quality": mw})
+                          "cpt80": metrics.cpt(curve, ms, mw, 0.8), "strong_quality": ms, "weak_quality": mw,
+                          "curve": curve})
+            replay = Replay(policy, ds, prices, predictor, history, responses, verifiers)
+            ranking = metrics.routellm_curve([replay.router_score(r, strongest, weak) for r in brows], qs_, qw_)
+            entry["ranking_apgr"] = metrics.apgr(ranking, ms, mw)
         report["benchmarks"][b] = entry
     aiqs = [e["aiq"] for e in report["benchmarks"].values()]
     report["mean_aiq"] = float(np.mean(aiqs))
@@ -354,6 +417,40 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
         report[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best["cost"]
     report["decisions"] = decisions
     return report
+
+
+def resplit(ds: Dataset, seed: int, train: str = "train", test: str = "test") -> Dataset:
+    """The same rows split anew: a seeded hash of each id puts it in ``train`` with the share of
+    rows the dataset's own split gave it, else in ``test``."""
+    share = len(ds.split(train)) / len(ds.rows)
+    rows = []
+    for r in ds.rows:
+        u = zlib.crc32(f"{seed}\x1f{r['id']}".encode()) / 2**32
+        rows.append({**r, ds.split_field: train if u < share else test})
+    return Dataset(rows, ds.models, ds.split_field)
+
+
+def headline(report: dict[str, Any]) -> dict[str, float]:
+    """A report's figures by name (what ``--resplits`` averages); a target never reached is left out."""
+    out: dict[str, float] = {"mean AIQ": report["mean_aiq"], "zero-router mean AIQ": report["mean_zero_router_aiq"],
+                             "AIQ gain over zero router": report["mean_aiq"] - report["mean_zero_router_aiq"]}
+    if report["cost_to_95pct_of_strongest_frac"] is not None:
+        out["pooled cost to 95% of strongest"] = report["cost_to_95pct_of_strongest_frac"]
+    for b, e in report["benchmarks"].items():
+        out[f"{b} AIQ"] = e["aiq"]
+        if e["cost_to_95pct_of_strongest_frac"] is not None:
+            out[f"{b} cost to 95%"] = e["cost_to_95pct_of_strongest_frac"]
+        for k in ("apgr", "ranking_apgr", "cpt50", "cpt80"):
+            if e.get(k) is not None:
+                out[f"{b} {k.replace('_', ' ').upper() if k != 'ranking_apgr' else 'APGR (predictor ranking)'}"] = e[k]
+    for i, st in enumerate(report["settings"]):
+        label = ", ".join(f"{k}={v:g}" for k, v in st.items() if isinstance(v, float) and k not in
+                          ("quality", "cost", "cost_total", "revenue", "margin")) or "policy"
+        out[f"[{label}] quality"] = st["quality"]
+        out[f"[{label}] USD/1k prompts"] = st["cost"] * 1000
+        if st.get("margin") is not None:
+            out[f"[{label}] margin"] = st["margin"]
+    return out
 
 
 def answer_texts(ds: Dataset, responses: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, str]]:

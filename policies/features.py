@@ -104,13 +104,20 @@ _ARITH = re.compile(r"\d\s*[-+*/^=]\s*\d")
 # searched for that character, not tried at every position (5x faster on 2,000 characters)
 _ARITH_ASCII = re.compile(rb"0[ \t\n\r\x0b\x0c\x1c-\x1f]*[-+*/^=][ \t\n\r\x0b\x0c\x1c-\x1f]*0")
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# lettered options on lines of their own, A then B ("A. 4", "(a) Kyle", "A) ..."): a multiple-choice
+# question; the pattern starts with a literal newline, which the regex engine scans for
+_OPTIONS = re.compile(r"\n[ \t]*\(?a[.):][^\n]*\n[ \t]*\(?b[.):]")
 
 
 def categorize(prompt: str, wants_json: bool = False) -> str:
-    """A coarse task category for per-category priors and feedback: code, math, json or general."""
+    """A coarse task category, read from the prompt alone, for per-category objectives, priors and
+    feedback: json (a JSON answer asked for), choice (multiple choice: lettered options), code,
+    math or general."""
     if wants_json:
         return "json"
     tail = prompt[-2000:].lower()
+    if _OPTIONS.search("\n" + tail[-1500:]):
+        return "choice"
     if any(k in tail for k in _CODE_MARKS):
         return "code"
     if any(k in tail for k in _MATH_WORDS):

@@ -2,7 +2,9 @@
 
 - RouteLLM (two models): a router scores each prompt; thresholds at the 0, 10, ..., 100%
   quantiles of the scores route the top share to the strong model, giving 11 points (share of
-  strong calls, mean quality). PGR = (q - q_weak) / (q_strong - q_weak); APGR is the area under
+  strong calls, mean quality). Offline evaluation reports APGR from the policy's own decisions
+  (``decision_curve``: one point per setting of its parameter); the quantile curve of a score
+  the policy does not act on is only labelled as the ranking's. PGR = (q - q_weak) / (q_strong - q_weak); APGR is the area under
   PGR over the call share; CPT(x%) is the share of strong calls needed to reach PGR x, by linear
   interpolation.
 - RouterBench (many models): each router setting is a (cost, quality) point; the NDCH is the
@@ -31,6 +33,20 @@ def routellm_curve(router_scores: Sequence[float], strong: Sequence[float], weak
         to_strong[order[:k]] = True
         points.append((k / n, float(np.where(to_strong, qs, qw).mean())))
     return points
+
+
+def decision_curve(points: Sequence[tuple[float, float]], q_strong: float, q_weak: float) -> list[tuple[float, float]]:
+    """A policy's own curve from its settings' (share of strong calls, quality) points, sorted by the
+    share and anchored at (0, weak quality) and (1, strong quality): the settings that send every
+    prompt to one model, which every two-model policy reaches at the ends of its parameter. Points
+    are kept as they are (a setting worse than another is not dropped); adjacent settings are joined
+    by straight lines, which mixing the two settings at random achieves."""
+    pts = sorted(set(points))
+    if not pts or pts[0][0] > 0:
+        pts.insert(0, (0.0, q_weak))
+    if pts[-1][0] < 1:
+        pts.append((1.0, q_strong))
+    return pts
 
 
 def pgr(quality: float, q_strong: float, q_weak: float) -> float:

@@ -34,3 +34,33 @@ def frontier_png(report: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def learning_png(runs: list[dict[str, Any]], out: Path) -> None:
+    """Running utility (trailing window) of the online policy, per seed, beside the offline policy,
+    the best single model and the oracle (the first seed's order)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the extra being installed
+        raise SystemExit("--plot needs matplotlib: pip install 'switchyard[plot]'") from exc
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    first = runs[0]
+    for i, r in enumerate(runs):
+        pts = r["curves"]["online"]
+        ax.plot([p["n"] for p in pts], [p["window_utility"] for p in pts], color="tab:blue", alpha=0.4 if i else 1.0,
+                label=f"online, from {first['start']} priors" if i == 0 else None)
+    for name, color in (("offline", "tab:orange"), ("best single model", "gray"), ("oracle", "tab:red")):
+        pts = first["curves"][name]
+        ax.plot([p["n"] for p in pts], [p["window_utility"] for p in pts], color=color, linestyle="--",
+                label=f"{name} ({first['best_single_model'].split('/')[-1]})" if name == "best single model" else name)
+    ax.set_xlabel("feedback events (rows streamed)")
+    ax.set_ylabel(f"utility, last {first['window']} rows (quality - {first['lambda']:g} x USD)")
+    ax.set_title(f"{first['policy']}: learning online ({first['split']} split, {len(runs)} seed(s))")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

@@ -1,8 +1,13 @@
 """A learned quality predictor: for each model, P(good answer | prompt).
 
-One logistic regression per model over hashed prompt features (policies.features), trained
-jointly with AdaGrad. Tiny and fast: a prediction is one sparse dot product per model, tens of
-microseconds. Saved as a compressed .npz with its model names and training metadata.
+One logistic regression per model over hashed prompt features (policies.features). Two ways to
+train it: ``adagrad`` (stochastic, a few epochs; the original) and ``batch`` (full-batch Adam on
+an L2-regularised loss over TF-IDF-weighted features: each feature weighed by its inverse
+document frequency on the training prompts, the vector normalised again). The difference of two
+models' predictions is the predicted gain a two-model router thresholds. Tiny and fast: a
+prediction is one sparse dot product per model, tens of microseconds. Saved as a compressed .npz
+with its model names, its feature weights (if any) and training metadata (which holds the
+settings it was trained with, so it can be retrained on another split alike).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class QualityPredictor:
     models: list[str]
     weights: np.ndarray  # [n_models, DIM]
     meta: dict = field(default_factory=dict)
+    idf: np.ndarray | None = None  # [DIM] feature weights (TF-IDF); None: features as they come
+    bias: np.ndarray | None = None  # [n_models] intercepts beside the features (batch-trained)
     # the same weights by feature, contiguous: a prediction gathers a few hundred rows of n_models
     # floats (one cache line each) instead of n_models scattered reads per feature
     by_feature: np.ndarray = field(init=False, repr=False)
@@ -36,8 +43,15 @@ class QualityPredictor:
 
     @classmethod
     def train(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, epochs: int = 8,
-              lr: float = 0.5, l2: float = 1e-6, seed: int = 0, meta: dict | None = None) -> "QualityPredictor":
-        """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model)."""
+              lr: float = 0.5, l2: float = 1e-6, seed: int = 0, meta: dict | None = None,
+              solver: str = "adagrad") -> "QualityPredictor":
+        """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model). ``solver``
+        ``batch``: ``epochs`` full-batch Adam steps of size ``lr`` on the mean log-loss plus
+        ``l2`` / n_prompts x |w|^2 / 2, over TF-IDF-weighted features."""
+        if solver == "batch":
+            return cls._train_batch(prompts, scores, models, steps=epochs, lr=lr, l2=l2, meta=meta)
+        if solver != "adagrad":
+            raise ValueError(f"unknown solver '{solver}' (adagrad, batch)")
         import numpy as np
         n, m = scores.shape
         w = np.zeros((m, DIM), dtype=np.float32)
@@ -60,10 +74,55 @@ class QualityPredictor:
                 w[:, idx] -= lr * grad / np.sqrt(g2[:, idx])
         return cls(list(models), w, dict(meta or {}))
 
-    def predict(self, prompt: str) -> dict[str, float]:
+    @classmethod
+    def _train_batch(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, steps: int, lr: float,
+                     l2: float, meta: dict | None) -> "QualityPredictor":
+        import numpy as np
+        n, m = scores.shape
+        feats = [featurize(p) for p in prompts]
+        rows = np.repeat(np.arange(n), [len(i) for i, _ in feats])
+        cols = np.concatenate([i for i, _ in feats]) if feats else np.zeros(0, dtype=np.int64)
+        vals = np.concatenate([v for _, v in feats]).astype(np.float64) if feats else np.zeros(0)
+        df = np.bincount(cols, minlength=DIM)
+        idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
+        vals = vals * idf[cols]
+        vals /= np.sqrt(np.bincount(rows, weights=vals * vals, minlength=n))[rows]
+        known = ~np.isnan(scores)
+        y = np.nan_to_num(scores)
+        w = np.zeros((m, DIM))
+        base = np.clip(np.nanmean(scores, axis=0), 1e-3, 1 - 1e-3)
+        bias = np.log(base / (1 - base))  # a separate intercept, not regularised
+        mom, sq = np.zeros_like(w), np.zeros_like(w)
+        mb, sb = np.zeros(m), np.zeros(m)
+        counts = np.maximum(known.sum(axis=0), 1)
+        for t in range(1, steps + 1):
+            for j in range(m):
+                z = np.bincount(rows, weights=vals * w[j, cols], minlength=n) + bias[j]
+                g = (1.0 / (1.0 + np.exp(-z)) - y[:, j]) * known[:, j] / counts[j]
+                gw = np.bincount(cols, weights=vals * g[rows], minlength=DIM) + l2 / counts[j] * w[j]
+                gb = g.sum()
+                mom[j] = 0.9 * mom[j] + 0.1 * gw
+                sq[j] = 0.999 * sq[j] + 0.001 * gw * gw
+                w[j] -= lr * (mom[j] / (1 - 0.9**t)) / (np.sqrt(sq[j] / (1 - 0.999**t)) + 1e-8)
+                mb[j] = 0.9 * mb[j] + 0.1 * gb
+                sb[j] = 0.999 * sb[j] + 0.001 * gb * gb
+                bias[j] -= lr * (mb[j] / (1 - 0.9**t)) / (np.sqrt(sb[j] / (1 - 0.999**t)) + 1e-8)
+        return cls(list(models), w.astype(np.float32), dict(meta or {}), idf=idf, bias=bias.astype(np.float32))
+
+    def _features(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
         idx, val = featurize(prompt)
+        if self.idf is not None:
+            val = val * self.idf.take(idx)
+            val /= np.sqrt((val * val).sum())
+        return idx, val
+
+    def predict(self, prompt: str) -> dict[str, float]:
+        import numpy as np
+        idx, val = self._features(prompt)
         z = val @ self.by_feature.take(idx, axis=0)
+        if self.bias is not None:
+            z += self.bias
         p = 1.0 / (1.0 + np.exp(-z))
         return dict(zip(self.models, p.tolist()))
 
@@ -73,11 +132,17 @@ class QualityPredictor:
 
     def save(self, path: str | Path) -> None:
         import numpy as np
+        extra = {} if self.idf is None else {"idf": self.idf.astype(np.float16)}
+        if self.bias is not None:
+            extra["bias"] = self.bias.astype(np.float32)
         np.savez_compressed(path, weights=self.weights.astype(np.float16),
-                            models=np.array(self.models), meta=np.array(json.dumps(self.meta)))
+                            models=np.array(self.models), meta=np.array(json.dumps(self.meta)), **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> "QualityPredictor":
         import numpy as np
         with np.load(path, allow_pickle=False) as f:
-            return cls([str(m) for m in f["models"]], f["weights"].astype(np.float32), json.loads(str(f["meta"])))
+            idf = f["idf"].astype(np.float32) if "idf" in f.files else None
+            bias = f["bias"].astype(np.float32) if "bias" in f.files else None
+            return cls([str(m) for m in f["models"]], f["weights"].astype(np.float32), json.loads(str(f["meta"])),
+                       idf=idf, bias=bias)

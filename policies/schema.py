@@ -36,6 +36,21 @@ class Utility(_M):
     lambda_: float = Field(alias="lambda", ge=0, description="quality points given up per USD saved")
 
 
+class Gain(_M):
+    type: Literal["gain"]
+    strong: str = Field(description="the model called when its predicted quality gain is large enough")
+    weak: str = Field(description="the model called otherwise")
+    min_gain: float = Field(ge=-1, le=1, description="call the strong model when its predicted quality exceeds the "
+                                                     "weak one's by at least this")
+
+
+class Margin(_M):
+    type: Literal["margin"]
+    min_quality: float = Field(ge=0, le=1, description="predicted quality a candidate must reach")
+    min_margin: float = Field(default=0.0, description="when no candidate reaches min_quality: the best quality among "
+                                                       "those whose expected margin (USD) is at least this")
+
+
 class Check(_M):
     type: Literal["agreement", "logprob", "rule", "verifier", "judge"]
     with_: list[str] = Field(default_factory=list, alias="with",
@@ -94,7 +109,22 @@ class Fixed(_M):
     model: str
 
 
-Objective = Annotated[Union[CheapestAbove, BestUnder, Utility, Cascade, Split, Fixed], Field(discriminator="type")]
+Objective = Annotated[Union[CheapestAbove, BestUnder, Utility, Gain, Margin, Cascade, Split, Fixed],
+                      Field(discriminator="type")]
+CATEGORIES = ("json", "code", "choice", "math", "general")
+
+
+def objective_models(obj: CheapestAbove | BestUnder | Utility | Gain | Margin | Cascade | Split | Fixed) -> list[str]:
+    """The models an objective names itself (none for those that choose among the candidates)."""
+    if isinstance(obj, Cascade):
+        return list(obj.steps) + list(obj.check.with_)
+    if isinstance(obj, Split):
+        return [a.model for a in obj.arms]
+    if isinstance(obj, Fixed):
+        return [obj.model]
+    if isinstance(obj, Gain):
+        return [obj.weak, obj.strong]
+    return []
 
 
 class Constraints(_M):
@@ -113,7 +143,7 @@ class Constraints(_M):
 
 class Bandit(_M):
     enabled: bool = True
-    exploration: float = Field(default=0.05, ge=0, le=0.5, description="share of decisions that sample (Thompson)")
+    exploration: float = Field(default=0.05, ge=0, le=1, description="share of decisions that sample (Thompson); 1: every one")
     prior_strength: float = Field(default=20.0, gt=0, description="pseudo-observations behind the prior")
 
 
@@ -132,6 +162,9 @@ class Policy(_M):
     cascades: dict[str, CascadeSpec] = Field(
         default_factory=dict, description="named cascades: a candidate that answers with its first step and escalates when the check fails")
     objective: Objective
+    categories: dict[Literal["json", "code", "choice", "math", "general"], Objective] = Field(
+        default_factory=dict, description="task category (read from the prompt) -> the objective for its prompts; "
+                                          "other categories use objective")
     constraints: Constraints = Constraints()
     quality: Quality = Quality()
     max_attempts: int = Field(default=3, ge=1, le=10, description="deployments tried per request, fallbacks included")
@@ -143,10 +176,9 @@ class Policy(_M):
     @model_validator(mode="after")
     def _pool(self) -> "Policy":
         obj = self.objective
-        named = {"cascade": lambda: list(obj.steps) + list(obj.check.with_),  # type: ignore[union-attr]
-                 "split": lambda: [a.model for a in obj.arms],  # type: ignore[union-attr]
-                 "fixed": lambda: [obj.model]}.get(obj.type, lambda: [])()  # type: ignore[union-attr]
-        if not self.candidates and not named:
+        objectives = [obj, *self.categories.values()]
+        named = list(dict.fromkeys(m for o in objectives for m in objective_models(o)))
+        if not self.candidates and (not named or any(not objective_models(o) for o in objectives)):
             raise ValueError("list the candidate models (candidates:) for this objective")
         if named and self.candidates:
             missing = [m for m in named if m not in self.candidates]
@@ -156,10 +188,15 @@ class Policy(_M):
             nested = [m for m in spec.models if m in self.cascades]
             if nested:
                 raise ValueError(f"cascade '{name}' names cascades ({', '.join(nested)}); its steps are models")
-        if named and self.cascades:
-            raise ValueError(f"a {obj.type} objective takes no named cascades; list them as candidates of a "
-                             "cheapest_above, best_under or utility objective")
+        if self.cascades:
+            for o in objectives:
+                if objective_models(o):
+                    raise ValueError(f"a {o.type} objective takes no named cascades; list them as candidates of a "
+                                     "cheapest_above, best_under, utility or margin objective")
         return self
+
+    def objective_for(self, category: str) -> CheapestAbove | BestUnder | Utility | Gain | Margin | Cascade | Split | Fixed:
+        return self.categories.get(category, self.objective)  # type: ignore[call-overload]
 
     @property
     def models(self) -> list[str]:
@@ -167,20 +204,15 @@ class Policy(_M):
         out: list[str] = []
         for name in self.pool:
             out += self.cascades[name].models if name in self.cascades else [name]
-        if self.objective.type == "cascade":
-            out += self.objective.models
+        for o in (self.objective, *self.categories.values()):
+            out += objective_models(o)
         return list(dict.fromkeys(out))
 
     @property
     def pool(self) -> list[str]:
         if self.candidates:
             return list(self.candidates)
-        obj = self.objective
-        if obj.type == "cascade":
-            return obj.models
-        if obj.type == "split":
-            return [a.model for a in obj.arms]
-        return [obj.model]  # type: ignore[union-attr]
+        return list(dict.fromkeys(m for o in (self.objective, *self.categories.values()) for m in objective_models(o)))
 
 
 class PolicyError(ValueError):

@@ -165,12 +165,13 @@ def _names(cfg: Config) -> list[str]:
 def check_config(config: Path = typer.Argument(..., help="The YAML file to validate.")) -> None:
     """Validate a config file without serving; every problem is reported with its line."""
     cfg = _load(config)
-    count, problems = _load_policies(cfg)
+    store, problems = _load_policies(cfg)
+    count = len(store.loaded)
     for problem in problems:
         typer.echo(f"{config}: policies: {problem}", err=True)
     if problems:
         raise typer.Exit(2)
-    for warning in _self_hosted_losses(cfg):
+    for warning in _self_hosted_losses(cfg) + _fixed_price_losses(cfg, store):
         typer.echo(f"{config}: warning: {warning}", err=True)
     ignored = ignored_litellm_settings(cfg)
     if ignored:
@@ -235,16 +236,46 @@ def _offline_registry(cfg: Config) -> tuple[Any, Any]:
                                    if ref else None)
 
 
-def _load_policies(cfg: Config) -> tuple[int, list[str]]:
+def _fixed_price_losses(cfg: Config, store: Any) -> list[str]:
+    """Aliases a plan sells at a fixed price that can route to a model whose list price per token
+    is above it: every request that model answers costs more than it earns (for the tokens whose
+    rate is above; both rates above: whatever the request)."""
+    catalog, registry = _offline_registry(cfg)
+    reach: dict[str, list[str]] = {alias: list(models) for alias, models in cfg.aliases.items()}
+    for x in store.loaded:
+        for alias in x.policy.bind.aliases:
+            if alias != "*":
+                reach.setdefault(alias, [])
+                reach[alias] += [m for m in x.policy.models if m not in reach[alias]]
+    out = []
+    for plan_name, plan in cfg.billing.plans.items():
+        for alias, fixed in plan.fixed.items():
+            for model in reach.get(alias, []):
+                deps = [d for d in registry.candidates(model, "chat") if not d.self_hosted]
+                price = deps[0].price(catalog) if deps else None
+                if price is None:
+                    continue
+                above = [f"{kind} ${have * 1e6:g} > ${sold:g}" for kind, have, sold in (
+                    ("input", price.input, fixed.input_per_mtok), ("output", price.output, fixed.output_per_mtok))
+                    if have * 1e6 > sold]
+                if above:
+                    out.append(f"plan '{plan_name}' sells '{alias}' at a fixed ${fixed.input_per_mtok:g} / "
+                               f"${fixed.output_per_mtok:g} per million input / output tokens, and '{alias}' can "
+                               f"route to '{model}', which costs more per million tokens ({', '.join(above)}): "
+                               f"requests it answers lose money (a margin objective keeps to those that do not)")
+    return out
+
+
+def _load_policies(cfg: Config) -> tuple[Any, list[str]]:
     """Load the config's policy files as the server would at start-up (schema, predictor and verifier
-    files, candidates that are no model or alias of the config): how many, and what it would refuse."""
+    files, candidates that are no model or alias of the config): the store, and what it would refuse."""
     from router.policy_store import PolicyStore
 
     logging.getLogger("switchyard.policies").setLevel(logging.ERROR)  # the problems are printed instead
     _, registry = _offline_registry(cfg)
     store = PolicyStore(cfg.policies, registry)
     ok, problems = store.reload()
-    return len(store.loaded), ([] if ok else problems)
+    return store, ([] if ok else problems)
 
 
 @cli.command()

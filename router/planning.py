@@ -253,7 +253,7 @@ class Planner:
             prompt=text, prompt_tokens=prompt_tokens,
             max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"), needs=needs(body),
             category=category, stream=bool(body.get("stream")), affinity=affinity, cached_prefix_tokens=cached,
-            concrete=concrete, unit=_units(who, body))
+            concrete=concrete, unit=_units(who, body), sold_at=self._sold_at(who, requested))
         rng = random.Random(rid)
         decision = router.decide(features, infos, rng)
         if not decision.order:
@@ -274,6 +274,11 @@ class Planner:
         return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
                     _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s),
                     prompt_tokens >= CACHEABLE_TOKENS)
+
+    def _sold_at(self, who: Principal, requested: str) -> tuple[float, float] | None:
+        """The tenant's fixed price for what it asked for (USD per prompt and completion token), if its plan has one."""
+        fixed = self.meter.billing.plan(who.tenant).fixed.get(requested)
+        return None if fixed is None else (fixed.input_per_mtok / 1e6, fixed.output_per_mtok / 1e6)
 
     def _saturated(self, requested: str) -> APIError:
         wait = self.registry.load.seconds_to_room()

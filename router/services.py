@@ -173,13 +173,16 @@ class Services:
             return False, False
         category = decision.get("category", "general")
         previous = None
-        entry = (decision["policy"], row["model"], category, score, request_id)
+        # the candidate the policy chose is what earned the score: a named cascade's own arm (the
+        # answering step's quality depends on the check), else the model that answered
+        arm = (decision.get("cascade") or {}).get("name") or row["model"]
+        entry = (decision["policy"], arm, category, score, request_id)
         try:  # shared with the other replicas (Redis), which also says whether it was scored before
             previous = await self.state.bandit_add(*entry)
         except Exception as exc:  # noqa: BLE001 - the store being down must not fail the feedback
             log.warning("feedback not shared with other replicas yet (kept to retry): %s", type(exc).__name__)
             self._unshared.append(entry)
-        bandit.record(row["model"], category, score, replaces=previous)
+        bandit.record(arm, category, score, replaces=previous)
         self.metrics.feedback.labels(decision["policy"]).inc()
         return True, previous is not None
 

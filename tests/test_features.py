@@ -73,8 +73,17 @@ def test_the_ascii_and_unicode_paths_agree_on_mixed_text() -> None:
         same(text)
 
 
+def lettered(line: str, letter: str) -> bool:
+    line = line.lstrip(" \t")
+    line = line[1:] if line.startswith("(") else line
+    return len(line) >= 2 and line[0] == letter and line[1] in ".):"
+
+
 def plain_category(prompt: str) -> str:
     tail = prompt[-2000:].lower()
+    lines = tail[-1500:].split("\n")
+    if any(lettered(a, "a") and lettered(b, "b") for a, b in zip(lines, lines[1:])):
+        return "choice"
     if any(k in tail for k in _CODE_MARKS):
         return "code"
     return "math" if any(k in tail for k in _MATH_WORDS) or _ARITH.search(tail) else "general"
@@ -84,8 +93,12 @@ ARITHMETIC_TEXT = st.text(alphabet=st.sampled_from(list("0123456789+-*/^=xyz \t\
                           max_size=60)
 
 
+OPTIONS_TEXT = st.lists(st.sampled_from(list("aAbB.):( \t\n\x0b") + ["A. 4\n", "\nB) x", "(a) y\n"]),
+                        max_size=12).map("".join)
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.one_of(ARITHMETIC_TEXT, st.text(max_size=40)), max_size=8).map("".join))
+@given(st.lists(st.one_of(ARITHMETIC_TEXT, OPTIONS_TEXT, st.text(max_size=40)), max_size=8).map("".join))
 def test_the_category_matches_its_plain_definition(text: str) -> None:
     # arithmetic on ASCII text is searched with the digits made "0"; Unicode digits and spaces take
     # the str pattern (\u0663 is a digit, \u00a0 a space, to Python's \d and \s)
@@ -101,3 +114,9 @@ def test_categories_of_typical_prompts() -> None:
     assert categorize("Pick A or B.") == "general"
     assert categorize("Write a python function") == "code"
     assert categorize("{}", wants_json=True) == "json"
+    # multiple choice: lettered options on lines of their own, whatever the question is about
+    assert categorize("Find the degree of Q(sqrt(2)) over Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:") == "choice"
+    assert categorize("Which is shorter?\n  (a) def f(): pass\n  (b) lambda: 0") == "choice"
+    assert categorize("Kyle or Logan?\nA) Kyle\nB) Logan\nAnswer:") == "choice"
+    assert categorize("Options: A. one, B. two") == "general"  # not on lines of their own
+    assert categorize("A. first\nC. third") == "general"  # A then B

@@ -78,6 +78,15 @@ cascades:
 objective: {type: utility, lambda: 0}
 quality: {priors: {mid: 0.5, frontier: 0.9, checked: 0.95}, bandit: {enabled: false}}
 """,
+    "named-bandit.yaml": """
+name: named-bandit
+bind: {aliases: [auto-named-bandit]}
+candidates: [frontier, checked]
+cascades:
+  checked: {steps: [small, frontier], check: {type: verifier, verifier: trusting.json}}
+objective: {type: utility, lambda: 0}
+quality: {priors: {frontier: 0.9, checked: 0.95}, bandit: {enabled: true, exploration: 0.0, prior_strength: 10}}
+""",
     "three-steps.yaml": """
 name: three-steps
 bind: {aliases: [auto-three]}
@@ -434,6 +443,20 @@ def test_feedback_shifts_the_bandit(pgw) -> None:
                    json={"request_id": rid, "score": 1.0})
     assert f.status_code == 404
     assert httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 7}).status_code == 400
+
+
+def test_feedback_on_a_named_cascade_moves_the_cascades_own_arm(pgw) -> None:
+    # the cascade wins (0.95 > 0.9) and small answers: the score belongs to the cascade the policy
+    # chose, not to small (which this policy never chooses on its own)
+    r = chat(pgw, "auto-named-bandit")
+    assert r.headers["x-switchyard-model"] == "small", r.headers["x-switchyard-reason"]
+    f = httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": r.headers["x-request-id"], "score": 0.0})
+    assert f.status_code == 200, f.text
+    # the cascade's posterior: (9.5 + 0) / 11 = 0.86 < frontier's 0.9
+    r = chat(pgw, "auto-named-bandit")
+    assert r.headers["x-switchyard-model"] == "frontier", r.headers["x-switchyard-reason"]
+    rows = {c["model"]: c for c in record(pgw, r.headers["x-request-id"])["decision"]["candidates"]}
+    assert rows["checked"]["quality"] == round(9.5 / 11, 4)
 
 
 def test_a_request_scored_again_replaces_its_score(pgw) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from policies import metrics
-from policies.evaluate import evaluate, load_dataset, load_prices, train_predictor
+from policies.evaluate import evaluate, headline, load_dataset, load_prices, resplit, train_predictor
+from policies.predictor import QualityPredictor
 from policies.schema import PolicyError, parse_policy
 from tests.conftest import ROOT
 
@@ -108,3 +109,114 @@ def test_policy_schema_errors() -> None:
     from policies.schema import json_schema
 
     assert "objective" in json_schema()["properties"]
+
+
+def test_the_decision_curve_is_anchored_at_its_ends_and_keeps_every_setting() -> None:
+    # two settings: 30% strong calls at quality 0.7, 60% at 0.65 (worse: kept, not hidden)
+    curve = metrics.decision_curve([(0.6, 0.65), (0.3, 0.7)], q_strong=0.8, q_weak=0.5)
+    assert curve == [(0.0, 0.5), (0.3, 0.7), (0.6, 0.65), (1.0, 0.8)]
+    # PGR 0 -> 2/3 -> 1/2 -> 1: area 0.3*(1/3) + 0.3*(7/12) + 0.4*(3/4)
+    assert metrics.apgr(curve, 0.8, 0.5) == pytest.approx(0.1 + 0.175 + 0.3)
+    assert metrics.decision_curve([(0.0, 0.6), (1.0, 0.8)], 0.8, 0.5) == [(0.0, 0.6), (1.0, 0.8)]
+
+
+def test_the_batch_predictor_learns_the_gain_and_survives_a_round_trip(tmp_path) -> None:
+    ds = load_dataset(fixture_dataset(tmp_path / "fx.jsonl"))
+    pred = train_predictor(ds, "train", epochs=100, lr=0.1, solver="batch", l2=1.0)
+    assert pred.idf is not None and pred.bias is not None and pred.meta["solver"] == "batch"
+    test = ds.split("test")
+    gain = [(lambda q: q["big"] - q["small"])(pred.predict(r["prompt"])) for r in test]
+    hard = [r["small|score"] == 0 for r in test]
+    # every hard prompt ranks above every easy one
+    assert min(g for g, h in zip(gain, hard) if h) > max(g for g, h in zip(gain, hard) if not h)
+    pred.save(tmp_path / "p.npz")
+    back = QualityPredictor.load(tmp_path / "p.npz")
+    for r in test:
+        a, b = pred.predict(r["prompt"]), back.predict(r["prompt"])
+        assert a.keys() == b.keys() and all(abs(a[m] - b[m]) < 2e-3 for m in a)  # float16 weights on disk
+    with pytest.raises(ValueError, match="unknown solver"):
+        QualityPredictor.train(["x"], np.ones((1, 1)), ["m"], solver="sgd")
+
+
+def test_a_resplit_keeps_the_share_and_is_seeded(tmp_path) -> None:
+    ds = load_dataset(fixture_dataset(tmp_path / "fx.jsonl"))
+    a, b, c = resplit(ds, 1), resplit(ds, 1), resplit(ds, 2)
+    assert [r["split"] for r in a.rows] == [r["split"] for r in b.rows]
+    assert [r["split"] for r in a.rows] != [r["split"] for r in c.rows]
+    assert abs(len(a.split("train")) - 40) <= 8 and len(a.split("train")) + len(a.split("test")) == 60
+    assert [r["split"] for r in ds.rows].count("train") == 40  # the dataset itself is left alone
+
+
+def test_gain_policy_apgr_and_margin_come_from_its_own_decisions(tmp_path) -> None:
+    ds = load_dataset(fixture_dataset(tmp_path / "fx.jsonl"))
+    pred = train_predictor(ds, "train", epochs=100, lr=0.1, solver="batch", l2=1.0)
+    policy = parse_policy("name: fx\nbind: {aliases: [auto]}\n"
+                          "objective: {type: gain, strong: big, weak: small, min_gain: 0.5}\n"
+                          "categories: {math: {type: gain, strong: big, weak: small, min_gain: 0}}\n")
+    # sold at $400 per 1M tokens of any kind, each row 1,000 input + 10 output tokens of its model
+    for r in ds.rows:
+        for m in ("big", "small"):
+            r[f"{m}|input_tokens"], r[f"{m}|output_tokens"] = 1000, 10
+    sold = (4e-4, 4e-4)
+    bars = [1.0, 0.5, -1.0]
+    report = evaluate(policy, ds, prices=load_prices(None, ds.models), predictor=pred,
+                      sweep=[("min_gain", bars), ("categories.math.min_gain", [0.0, 0.1, 0.2])], sold_at=sold)
+    rows = {r["id"]: r for r in ds.split("test")}
+    b = report["benchmarks"]["fx"]
+    points = []
+    for s, bar in zip(report["settings"], bars):
+        assert s["min_gain"] == bar
+        mine = [d for d in report["decisions"] if d["min_gain"] == bar]
+        share = np.mean([d["model"] == "big" for d in mine])
+        quality = np.mean([rows[d["id"]][f"{d['model']}|score"] for d in mine])
+        spent = np.sum([rows[d["id"]][f"{d['model']}|cost_usd"] for d in mine])
+        earned = len(mine) * 1010 * 4e-4
+        assert s["quality"] == pytest.approx(quality) and s["margin"] == pytest.approx((earned - spent) / earned)
+        points.append((share, quality))
+    assert [p[0] for p in points] == [0.0, 0.5, 1.0]  # never, the hard half, always
+    # APGR from those points alone: weak 0.5, strong 1.0 on this data; the middle setting is perfect
+    assert b["apgr"] == pytest.approx(metrics.apgr(metrics.decision_curve(points, 1.0, 0.5), 1.0, 0.5)) == 0.75
+    assert b["ranking_apgr"] == pytest.approx(0.75)
+    figures = headline(report)
+    assert figures["fx APGR"] == b["apgr"] and figures["[min_gain=0.5, categories.math.min_gain=0.1] margin"] == report["settings"][1]["margin"]
+    with pytest.raises(ValueError, match="lockstep"):
+        evaluate(policy, ds, prices=load_prices(None, ds.models), predictor=pred, sweep=[("min_gain", [0.1]),
+                                                                                           ("min_gain", [1.0, 2.0])])
+
+
+def bandit_dataset(path: Path) -> Path:
+    """'good' always right at $0.001, 'bad' always wrong at $0.0005: a learner must find out which."""
+    lines = [{"id": f"b{i}", "prompt": f"question {i}", "benchmark": "fx", "split": "train" if i < 100 else "test",
+              "good|score": 1, "good|cost_usd": 0.001, "bad|score": 0, "bad|cost_usd": 0.0005} for i in range(400)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def test_simulate_learns_online_from_uninformed_priors(tmp_path) -> None:
+    from policies.simulate import simulate, utility_gap
+
+    ds = load_dataset(bandit_dataset(tmp_path / "b.jsonl"))
+    policy = parse_policy("name: b\nbind: {aliases: [auto]}\ncandidates: [good, bad]\n"
+                          "objective: {type: utility, lambda: 10}\n"
+                          "quality: {priors: {good: 0.9, bad: 0.2}, bandit: {enabled: false, exploration: 0.05}}\n")
+    prices = load_prices(None, ds.models)
+    r = simulate(policy, ds, prices=prices, predictor=None, start="uninformed", seed=3, window=50, every=25,
+                 checkpoints=(0, 50, 100))
+    best = 1 - 10 * 0.001  # always good
+    assert r["rows"] == 300 and r["lambda"] == 10 and r["best_single_model"] == "good"
+    assert r["offline_utility"] == pytest.approx(best)  # the policy's own priors already pick good
+    # knowing nothing, it starts on the cheaper model; one wrong answer later it moves, and stays
+    assert r["learned_utility"]["0"] == pytest.approx(0 - 10 * 0.0005)
+    assert r["learned_utility"]["50"] == pytest.approx(best) == r["learned_utility"]["100"]
+    online = r["curves"]["online"]
+    assert online[0]["n"] == 25 and online[-1]["n"] == 300 and len(online) == 12
+    assert online[0]["utility"] < best and online[-1]["window_utility"] >= 0.9 * best  # exploration aside
+    assert r["curves"]["oracle"][-1]["utility"] == pytest.approx(best)
+    gap = utility_gap(r, 100)
+    assert gap["n"] == 100 and gap["learned_gap"] == pytest.approx(0.0)
+    # from the trained prior (here the policy's own priors), it is the offline policy from the start
+    t = simulate(policy, ds, prices=prices, predictor=None, start="trained", seed=3, window=50, every=25)
+    assert [p["utility"] for p in t["curves"]["online"]] == pytest.approx([p["utility"] for p in t["curves"]["offline"]],
+                                                                          abs=0.02)
+    with pytest.raises(ValueError, match="uninformed"):
+        simulate(policy, ds, prices=prices, predictor=None, start="never")
