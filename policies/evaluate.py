@@ -434,6 +434,8 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
     """A report's figures by name (what ``--resplits`` averages); a target never reached is left out."""
     out: dict[str, float] = {"mean AIQ": report["mean_aiq"], "zero-router mean AIQ": report["mean_zero_router_aiq"],
                              "AIQ gain over zero router": report["mean_aiq"] - report["mean_zero_router_aiq"]}
+    strongest = report["baselines"]["always_strongest"]["quality"]
+    out["strongest model quality"] = strongest
     if report["cost_to_95pct_of_strongest_frac"] is not None:
         out["pooled cost to 95% of strongest"] = report["cost_to_95pct_of_strongest_frac"]
     for b, e in report["benchmarks"].items():
@@ -447,6 +449,7 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
         label = ", ".join(f"{k}={v:g}" for k, v in st.items() if isinstance(v, float) and k not in
                           ("quality", "cost", "cost_total", "revenue", "margin")) or "policy"
         out[f"[{label}] quality"] = st["quality"]
+        out[f"[{label}] share of strongest quality"] = st["quality"] / strongest if strongest else 0.0
         out[f"[{label}] USD/1k prompts"] = st["cost"] * 1000
         if st.get("margin") is not None:
             out[f"[{label}] margin"] = st["margin"]

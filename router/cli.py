@@ -262,7 +262,7 @@ def _fixed_price_losses(cfg: Config, store: Any) -> list[str]:
                     out.append(f"plan '{plan_name}' sells '{alias}' at a fixed ${fixed.input_per_mtok:g} / "
                                f"${fixed.output_per_mtok:g} per million input / output tokens, and '{alias}' can "
                                f"route to '{model}', which costs more per million tokens ({', '.join(above)}): "
-                               f"requests it answers lose money (a margin objective keeps to those that do not)")
+                               f"requests it answers lose money (a policy with a margin objective weighs this price when it routes)")
     return out
 
 
