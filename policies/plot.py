@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 
-def frontier_png(report: dict[str, Any], out: Path) -> None:
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -14,6 +14,11 @@ def frontier_png(report: dict[str, Any], out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the extra being installed
         raise SystemExit("--plot needs matplotlib: pip install 'switchyard[plot]'") from exc
+    return plt
+
+
+def frontier_png(report: dict[str, Any], out: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     pts = sorted((s["cost"] * 1000, s["quality"]) for s in report["settings"])
     ax.plot([c for c, _ in pts], [q for _, q in pts], "o-", label=f"policy {report['policy']}", zorder=3)
@@ -39,13 +44,7 @@ def frontier_png(report: dict[str, Any], out: Path) -> None:
 def learning_png(runs: list[dict[str, Any]], out: Path) -> None:
     """Running utility (trailing window) of the online policy, per seed, beside the offline policy,
     the best single model and the oracle (the first seed's order)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the extra being installed
-        raise SystemExit("--plot needs matplotlib: pip install 'switchyard[plot]'") from exc
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     first = runs[0]
     for i, r in enumerate(runs):

@@ -196,7 +196,7 @@ class Policy(_M):
         return self
 
     def objective_for(self, category: str) -> CheapestAbove | BestUnder | Utility | Gain | Margin | Cascade | Split | Fixed:
-        return self.categories.get(category, self.objective)  # type: ignore[call-overload]
+        return next((obj for name, obj in self.categories.items() if name == category), self.objective)
 
     @property
     def models(self) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from policies.evaluate import Dataset, Replay, cost, score
 from policies.predictor import QualityPredictor
 from policies.quality import BanditState
-from policies.schema import Policy
+from policies.schema import Policy, Utility
 from policies.verifier import Verifier
 from pricing import ModelPrice
 
@@ -43,7 +43,7 @@ def simulate(policy: Policy, ds: Dataset, *, prices: dict[str, ModelPrice], pred
     if start not in ("uninformed", "trained"):
         raise ValueError(f"start is 'uninformed' or 'trained', not '{start}'")
     if lam is None:
-        lam = float(policy.objective.lambda_) if policy.objective.type == "utility" else 0.0  # type: ignore[union-attr]
+        lam = float(policy.objective.lambda_) if isinstance(policy.objective, Utility) else 0.0
     rows = list(ds.split(split))
     if not rows:
         raise ValueError(f"no rows in split '{split}'")

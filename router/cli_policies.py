@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:  # the commands import what they use when they run (a fast `switchyard --help`)
+    from policies.evaluate import Dataset
+    from policies.predictor import QualityPredictor
+    from policies.schema import Policy
+    from policies.verifier import Verifier
+    from pricing import ModelPrice
 
 policies_cli = typer.Typer(no_args_is_help=True, help="Routing policies: check, train, evaluate.")
 
@@ -109,7 +116,8 @@ def policies_train_verifier(
     typer.echo(f"trained on {ver.meta['rows']} answers of {model} -> {out}\n  {weights}")
 
 
-def _retrained(pol, ds, base: Path, pred, verifiers: dict, responses):  # type: ignore[no-untyped-def]
+def _retrained(pol: Policy, ds: Dataset, pred: QualityPredictor | None, verifiers: dict[str, Verifier],
+               responses: dict[str, dict[str, str]] | None) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
     """The policy's predictor and verifiers trained again on ``ds``'s train split, each with the
     settings it was trained with (its own metadata)."""
     from policies.evaluate import train_predictor, train_verifier
@@ -149,23 +157,12 @@ def policies_eval(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Replay a dataset through a policy; report cost and quality beside the baselines."""
-    from policies.assets import load_assets
-    from policies.evaluate import evaluate, headline, load_dataset, load_prices, load_responses, resplit
-    from policies.schema import PolicyError, load_policy
+    from policies.evaluate import evaluate, headline, resplit
 
-    try:
-        pol = load_policy(policy)
-        pred, verifiers = load_assets(pol, policy.parent, predictor)
-    except PolicyError as exc:
-        typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
-        raise typer.Exit(2)
-    ds = load_dataset(data)
-    prices_path = prices or (data.parent / "prices.json" if (data.parent / "prices.json").exists() else None)
-    resp = load_responses(responses or data.with_name(data.stem + "_responses.jsonl"))
+    pol, pred, verifiers, ds, price_map, resp = _replay_inputs(policy, data, predictor, prices, responses)
     try:
         sweeps = [_parse_sweep(x) for x in sweep]
         sold = _parse_price(sell_at) if sell_at else None
-        price_map = load_prices(prices_path, ds.models)
         report = evaluate(pol, ds, split=split, prices=price_map, predictor=pred, sweep=sweeps, responses=resp,
                           verifiers=verifiers, sold_at=sold)
     except ValueError as exc:
@@ -184,7 +181,7 @@ def policies_eval(
         runs = []
         for seed in range(1, resplits + 1):
             ds_k = resplit(ds, seed)
-            pred_k, ver_k = _retrained(pol, ds_k, policy.parent, pred, verifiers, resp)
+            pred_k, ver_k = _retrained(pol, ds_k, pred, verifiers, resp)
             r = evaluate(pol, ds_k, prices=price_map, predictor=pred_k, sweep=sweeps, responses=resp, verifiers=ver_k,
                          sold_at=sold)
             r.pop("decisions")
@@ -200,6 +197,27 @@ def policies_eval(
         typer.echo(json.dumps(report, indent=2))
         return
     _print_report(report)
+
+
+def _replay_inputs(policy: Path, data: Path, predictor: Optional[Path], prices: Optional[Path],
+                   responses: Optional[Path]) -> tuple[Policy, QualityPredictor | None, dict[str, Verifier], Dataset,
+                                                       dict[str, ModelPrice], dict[str, dict[str, str]] | None]:
+    """What a replay needs: the policy and its trained files, the data, its prices (prices.json
+    beside the data unless given) and recorded answers (<data>_responses.jsonl unless given)."""
+    from policies.assets import load_assets
+    from policies.evaluate import load_dataset, load_prices, load_responses
+    from policies.schema import PolicyError, load_policy
+
+    try:
+        pol = load_policy(policy)
+        pred, verifiers = load_assets(pol, policy.parent, predictor)
+    except PolicyError as exc:
+        typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
+        raise typer.Exit(2)
+    ds = load_dataset(data)
+    prices_path = prices or (data.parent / "prices.json" if (data.parent / "prices.json").exists() else None)
+    resp = load_responses(responses or data.with_name(data.stem + "_responses.jsonl"))
+    return pol, pred, verifiers, ds, load_prices(prices_path, ds.models), resp
 
 
 def _parse_sweep(text: str) -> tuple[str, list[float]]:
@@ -306,22 +324,11 @@ def policies_simulate(
     the learning curve against the offline-trained policy, the best single model and the oracle."""
     import numpy as np
 
-    from policies.assets import load_assets
-    from policies.evaluate import load_dataset, load_prices, load_responses
-    from policies.schema import PolicyError, load_policy
     from policies.simulate import simulate, utility_gap
 
+    pol, pred, verifiers, ds, price_map, resp = _replay_inputs(policy, data, predictor, prices, None)
     try:
-        pol = load_policy(policy)
-        pred, verifiers = load_assets(pol, policy.parent, predictor)
-    except PolicyError as exc:
-        typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
-        raise typer.Exit(2)
-    ds = load_dataset(data)
-    prices_path = prices or (data.parent / "prices.json" if (data.parent / "prices.json").exists() else None)
-    resp = load_responses(data.with_name(data.stem + "_responses.jsonl"))
-    try:
-        runs = [simulate(pol, ds, prices=load_prices(prices_path, ds.models), predictor=pred, start=start, split=split,
+        runs = [simulate(pol, ds, prices=price_map, predictor=pred, start=start, split=split,
                          seed=s, lam=lambda_, window=window, responses=resp, verifiers=verifiers,
                          checkpoints=tuple(sorted({0, 100, 250, at})))
                 for s in range(seed, seed + seeds)]
