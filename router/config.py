@@ -66,6 +66,11 @@ class LiteLLMParams(BaseModel):
     native_apis: list[Literal["responses"]] | None = Field(
         default=None, description="client APIs this OpenAI-compatible server also speaks itself: a /v1/responses "
         "request routed here goes through as it came (default: [responses] for OpenAI's own API, none otherwise)")
+    ssl_verify: bool | str = Field(default=True, description="verify the upstream's TLS certificate: true (the system's "
+                                   "CAs), a CA bundle file (PEM) to trust instead, or false (never in production)")
+    ssl_certificate: str | None = Field(default=None, description="a client certificate (PEM file, with its key unless "
+                                        "ssl_key names one) presented to upstreams that ask for one (mutual TLS)")
+    ssl_key: str | None = Field(default=None, description="the client certificate's private key (PEM file)")
 
     _check_key = field_validator("api_key")(classmethod(lambda cls, v: _secret_ref(v)))
 

@@ -3,6 +3,7 @@ and the order in which a model name or alias tries its deployments."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -14,7 +15,7 @@ from router.balancing import BALANCERS, Balancer, Load
 from router.backends.litellm_backend import LiteLLMBackend
 from router.backends.openai_compat import OpenAICompatBackend
 from router.backends.simulated import SimSettings, SimulatedBackend
-from router.config import ENV_REF, ROUTER_ONLY_PARAMS, Config, DeploymentConfig
+from router.config import ENV_REF, ROUTER_ONLY_PARAMS, Config, DeploymentConfig, LiteLLMParams
 from router.tokens import Tokenizer
 
 # OpenAI-compatible providers and their public endpoints; the rest need an api_base.
@@ -73,6 +74,25 @@ class Deployment:
 
 def _limited(d: Deployment) -> bool:
     return d.rpm is not None or d.tpm is not None or d.max_parallel is not None
+
+
+def tls_context(p: LiteLLMParams, i: int) -> ssl.SSLContext | None:
+    """The deployment's TLS settings as an SSL context (None: the system's defaults)."""
+    if p.ssl_verify is True and p.ssl_certificate is None:
+        return None
+    try:
+        if p.ssl_verify is False:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cafile=p.ssl_verify if isinstance(p.ssl_verify, str) else None)
+        if p.ssl_certificate is not None:
+            ctx.load_cert_chain(p.ssl_certificate, p.ssl_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"model_list[{i}]: TLS settings (ssl_verify, ssl_certificate, ssl_key): "
+                         f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}") from None
+    return ctx
 
 
 def _ref_or_literal(value: str | None, resolve: Callable[[str | None], str | None]) -> str | None:
@@ -233,7 +253,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         base = _ref_or_literal(p.api_base, resolve) or OPENAI_COMPAT_BASES.get(provider)
         if base is None:
             raise ValueError(f"model_list[{i}]: provider '{provider}' needs an api_base")
-        backend = OpenAICompatBackend(api_base=base, api_key=resolve(p.api_key),
+        backend = OpenAICompatBackend(api_base=base, api_key=resolve(p.api_key), ssl_context=tls_context(p, i),
                                       azure_api_version=p.api_version if provider == "azure" else None,
                                       azure_deployment=name if provider == "azure" else None,
                                       max_response_bytes=cfg.server.max_response_bytes,
@@ -244,7 +264,8 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     else:
         backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=_ref_or_literal(p.api_base, resolve),
-                                 extra={**extra, "api_version": p.api_version},
+                                 extra={**extra, "api_version": p.api_version,
+                                        **({"ssl_verify": p.ssl_verify} if p.ssl_verify is not True else {})},
                                  pass_through=frozenset(p.pass_through_fields))
         price_key = catalog.key_for(p.model, dc.model_info.base_model)
     info = dc.model_info.model_dump(exclude_none=True)

@@ -11,24 +11,35 @@ every 50 ms) instead of a timer per request.
 
 A connection carries one exchange at a time; ``Pool.request`` hands it back as the response.
 Read it (``read`` or ``iter_body``) and then ``release()`` it (back to the pool when the answer
-was complete) or ``close()`` it (the upstream sees the abort).
+was complete, or once the rest of its body arrives: a stream's ``[DONE]`` comes before the
+chunked body's end) or ``close()`` it (the upstream sees the abort).
+
+Egress proxies: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (read from the environment when the
+pool is made, as curl and httpx read them): an https origin is reached through a CONNECT tunnel,
+an http one by sending absolute-form requests to the proxy. Decompressed bodies are capped
+(``max_decompressed``) so a small gzip bomb cannot fill memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
+import urllib.request
 import zlib
 from collections import deque
 from typing import AsyncIterator
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
 _INF = float("inf")
 _HIGH_WATER = 256 * 1024  # buffered body bytes before reading from the socket pauses
 _SWEEP_S = 0.05
+_DRAIN_S = 0.25  # how long a released connection waits for the rest of a body nobody reads
+_DRAIN_BYTES = 64 * 1024  # more unread body than this: closing is cheaper than reading it
+USER_AGENT = "switchyard/0.1"
 
 
 class HTTPClientError(Exception):
@@ -51,6 +62,15 @@ class ConnectionBroken(HTTPClientError):
 
 class BadResponse(HTTPClientError):
     pass
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for this origin (None: connect directly)."""
+    proxies = urllib.request.getproxies_environment()
+    chosen = proxies.get(scheme)
+    if not chosen or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return chosen if "://" in chosen else f"http://{chosen}"
 
 
 def _encode_headers(headers: dict[str, str]) -> bytes:
@@ -82,6 +102,8 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._decoder: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self._inflated = 0  # decompressed body bytes so far
+        self._draining = False  # released before the body's end: the rest is read and dropped
         self._got_bytes = False
         self._keep_alive = False
         self._in_exchange = False
@@ -103,10 +125,6 @@ class Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(BadResponse(f"malformed HTTP response: {exc}"))
-            self._abort()
-            return
-        except zlib.error:
-            self._fail(BadResponse("the response body does not decompress"))
             self._abort()
             return
         self._wake()
@@ -144,8 +162,21 @@ class Connection(asyncio.Protocol):
             self._decoder = zlib.decompressobj()
 
     def on_body(self, body: bytes) -> None:
+        if self._draining:
+            self._buffered += len(body)
+            if self._buffered > _DRAIN_BYTES:
+                self._abort()
+            return
         if self._decoder is not None:
-            body = self._decoder.decompress(body)
+            if self._error is not None:
+                return
+            try:
+                body = self._inflate(body)
+            except zlib.error:  # raised here, httptools would report it as a parser error
+                self._fail(BadResponse("the response body does not decompress" if self._inflated <= self._pool.max_decompressed
+                                       else f"the decompressed response exceeds {self._pool.max_decompressed} bytes"))
+                self._abort()
+                return
             if not body:
                 return
         self._chunks.append(body)
@@ -156,9 +187,22 @@ class Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self._headers_done:
+        if self._headers_done and self._error is None:
             self._done = True
             self.deadline = _INF
+            if self._draining:  # the end of a body its reader had let go of: the connection is free again
+                self._pool.draining -= 1
+                self._reset()
+                self._pool._put_back(self)
+
+    def _inflate(self, body: bytes) -> bytes:
+        """Decompress, never past the pool's cap: a few kilobytes of gzip can hold gigabytes."""
+        room = self._pool.max_decompressed - self._inflated
+        out = self._decoder.decompress(body, room + 1)  # type: ignore[union-attr]
+        self._inflated += len(out)
+        if self._inflated > self._pool.max_decompressed:
+            raise zlib.error("decompressed body over the cap")
+        return out
 
     # -- internals --------------------------------------------------------------------------------
     def _until_close(self) -> bool:
@@ -246,12 +290,22 @@ class Connection(asyncio.Protocol):
         return body
 
     def release(self) -> None:
-        """Done with this response: a complete keep-alive answer returns the connection to the pool."""
-        if self._done and not self.closed and self._error is None and self._keep_alive:
-            if self._paused:  # a large answer paused reading; the next exchange must read again
-                self._transport.resume_reading()  # type: ignore[union-attr]
+        """Done with this response: a complete keep-alive answer returns the connection to the pool;
+        one whose framed body has not quite ended (a stream read to its ``[DONE]``) goes back when
+        the rest arrives, within ``_DRAIN_S`` and ``_DRAIN_BYTES``, else it is closed."""
+        healthy = not self.closed and self._error is None and self._keep_alive
+        if self._paused and healthy:  # a large answer paused reading; the next exchange must read again
+            self._paused = False
+            self._transport.resume_reading()  # type: ignore[union-attr]
+        if self._done and healthy:
             self._reset()
             self._pool._put_back(self)
+        elif healthy and self._headers_done and not self._until_close() and self._buffered <= _DRAIN_BYTES:
+            self._draining = True
+            self._pool.draining += 1
+            self._chunks.clear()
+            self._buffered = 0
+            self._total_deadline = self.deadline = time.monotonic() + _DRAIN_S
         else:
             self.close()
 
@@ -266,7 +320,10 @@ class Pool:
 
     def __init__(self, base_url: str, *, max_connections: int = 256, connect_timeout: float = 5.0,
                  keepalive_timeout: float = 30.0, headers: dict[str, str] | None = None,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, max_decompressed: int = 64 * 1024 * 1024,
+                 proxy: str | None = "env"):
+        """``proxy``: an http:// proxy URL, None for none, or "env" (HTTPS_PROXY / HTTP_PROXY as the
+        origin's scheme asks, unless NO_PROXY names its host)."""
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -276,9 +333,25 @@ class Pool:
         self.port = url.port or default_port
         self.prefix = url.path.rstrip("/")
         self._ssl = (ssl_context or ssl.create_default_context()) if https else None
+        self.max_decompressed = max_decompressed
         shown = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literals go in brackets
-        static = {"Host": shown if self.port == default_port else f"{shown}:{self.port}", "Connection": "keep-alive",
-                  **(headers or {})}
+        authority = shown if self.port == default_port else f"{shown}:{self.port}"
+        static = {"Host": authority, "Connection": "keep-alive", "User-Agent": USER_AGENT, **(headers or {})}
+        self.proxy = _proxy_for(url.scheme, self.host) if proxy == "env" else proxy
+        self._proxy_auth: str | None = None
+        self._target = ""  # before the path: the origin in absolute form when an http proxy forwards
+        if self.proxy is not None:
+            purl = urlsplit(self.proxy)
+            if purl.scheme != "http" or not purl.hostname:
+                raise ValueError("the proxy must be an http:// URL")
+            self._proxy_addr = (purl.hostname, purl.port or 80)
+            if purl.username is not None:
+                creds = f"{unquote(purl.username)}:{unquote(purl.password or '')}"
+                self._proxy_auth = "Basic " + base64.b64encode(creds.encode()).decode()
+            if not https:
+                self._target = f"http://{authority}"
+                if self._proxy_auth:
+                    static["Proxy-Authorization"] = self._proxy_auth
         self._static = _encode_headers(static)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
@@ -286,6 +359,8 @@ class Pool:
         self._idle: list[Connection] = []
         self._busy: set[Connection] = set()
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self.draining = 0  # released connections waiting for the end of a body (a stream's, after [DONE])
+        self._drain_waiters: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._closed = False
@@ -331,7 +406,7 @@ class Pool:
     # -- internals --------------------------------------------------------------------------------
     def _head(self, method: str, path: str, length: int, headers: dict[str, str] | None) -> bytes:
         extra = _encode_headers(headers) if headers else b""
-        return (f"{method} {self.prefix}/{path} HTTP/1.1\r\nContent-Length: {length}\r\n".encode("latin-1")
+        return (f"{method} {self._target}{self.prefix}/{path} HTTP/1.1\r\nContent-Length: {length}\r\n".encode("latin-1")
                 + self._static + extra + b"\r\n")
 
     async def _acquire(self) -> tuple[Connection, bool]:
@@ -343,6 +418,21 @@ class Pool:
             if not conn.closed:
                 self._busy.add(conn)
                 return conn, True
+        if self.draining:  # a connection about to come back (its body's last bytes are in flight): take it
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, _DRAIN_S)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                if waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    self._busy.add(conn)
+                    return conn, True
         while len(self._busy) >= self.max_connections:
             waiter = self._loop.create_future()
             self._slot_waiters.append(waiter)
@@ -360,15 +450,16 @@ class Pool:
         conn = Connection(self)
         self._busy.add(conn)  # holds the slot while connecting
         try:
-            await asyncio.wait_for(self._loop.create_connection(
-                lambda: conn, self.host, self.port, ssl=self._ssl,
-                server_hostname=self.host if self._ssl else None), self.connect_timeout)
+            await asyncio.wait_for(self._connect(conn), self.connect_timeout)
         except asyncio.TimeoutError:
             self._forget(conn)
             raise ConnectFailed(f"connecting took longer than {self.connect_timeout:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             self._forget(conn)
             raise ConnectFailed(f"could not connect: {type(exc).__name__}") from None
+        except ConnectFailed:
+            self._forget(conn)
+            raise
         except BaseException:
             conn._abort()
             self._forget(conn)
@@ -377,6 +468,33 @@ class Pool:
             self._sweeper = self._loop.create_task(self._sweep())
         return conn, False
 
+    async def _connect(self, conn: Connection) -> None:
+        if self.proxy is None:
+            await self._loop.create_connection(lambda: conn, self.host, self.port, ssl=self._ssl,
+                                               server_hostname=self.host if self._ssl else None)
+        elif self._ssl is None:  # plain http: requests go to the proxy in absolute form
+            await self._loop.create_connection(lambda: conn, *self._proxy_addr)
+        else:  # https: a CONNECT tunnel through the proxy, then TLS with the origin inside it
+            reader, writer = await asyncio.open_connection(*self._proxy_addr)
+            try:
+                target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+                auth = f"Proxy-Authorization: {self._proxy_auth}\r\n" if self._proxy_auth else ""
+                writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n".encode("latin-1"))
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    raise ConnectFailed("the proxy closed the connection before answering CONNECT") from None
+                status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+                if status != b"200":
+                    raise ConnectFailed(f"the proxy refused the tunnel (HTTP {status.decode('latin-1')[:3]})")
+                await writer.start_tls(self._ssl, server_hostname=self.host)
+            except BaseException:
+                writer.transport.abort()
+                raise
+            transport = writer.transport
+            transport.set_protocol(conn)
+            conn.connection_made(transport)
+
     def _put_back(self, conn: Connection) -> None:
         self._busy.discard(conn)
         if self._closed:
@@ -384,15 +502,28 @@ class Pool:
             return
         conn.idle_since = time.monotonic()
         self._idle.append(conn)
-        self._pass_slot()
+        if not self._wake_drain_waiter():
+            self._pass_slot()
 
     def _forget(self, conn: Connection) -> None:
+        if conn._draining:  # it will not come back: whoever waits for it connects anew
+            conn._draining = False
+            self.draining -= 1
+            self._wake_drain_waiter()
         was_busy = conn in self._busy
         self._busy.discard(conn)
         if conn in self._idle:
             self._idle.remove(conn)
         if was_busy:
             self._pass_slot()
+
+    def _wake_drain_waiter(self) -> bool:
+        while self._drain_waiters:
+            w = self._drain_waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return True
+        return False
 
     def _pass_slot(self) -> None:
         while self._slot_waiters:

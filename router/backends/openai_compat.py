@@ -6,6 +6,7 @@ encoded with orjson, streams relayed chunk by chunk as they arrive (nothing buff
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -30,7 +31,8 @@ class OpenAICompatBackend:
     def __init__(self, *, api_base: str, api_key: str | None = None, azure_api_version: str | None = None,
                  azure_deployment: str | None = None, connect_timeout: float = 5.0,
                  max_response_bytes: int = 32 * 1024 * 1024, max_connections: int = 256,
-                 headers: dict[str, str] | None = None, native_apis: frozenset[str] = frozenset()):
+                 headers: dict[str, str] | None = None, native_apis: frozenset[str] = frozenset(),
+                 ssl_context: ssl.SSLContext | None = None):
         self._azure_version = azure_api_version
         self._azure_deployment = azure_deployment
         self._max_bytes = max_response_bytes
@@ -45,7 +47,8 @@ class OpenAICompatBackend:
         if urlsplit(base).query:
             raise ValueError("api_base must not carry a query string")
         self._pool = http1.Pool(base, max_connections=max_connections, connect_timeout=connect_timeout,
-                                keepalive_timeout=30.0, headers=static)
+                                keepalive_timeout=30.0, headers=static, ssl_context=ssl_context,
+                                max_decompressed=max(max_response_bytes, 1 << 20))
         # client APIs this server also speaks in their own shape (router.surfaces): a request that
         # arrives in that shape and is routed here goes through as it came
         self.native: dict[str, Any] = {"responses": NativeAPI(self, "responses", RESPONSES_ENDS)} \
