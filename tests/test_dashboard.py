@@ -442,8 +442,15 @@ def test_budgets_view_shows_the_alert_history(dash, browser, shots) -> None:
     rendered(page, "budgets")
     rows = page.locator("#alerts-table tbody tr")
     assert rows.count() == len(history)
-    first = history[0]
-    assert f"{first['threshold']}%" in rows.first.inner_text() and "logged" in rows.first.inner_text()
+    for alert, row in zip(history, rows.all()):  # threshold alerts and, early in the day, forecast ones
+        text = row.inner_text()
+        budget = alert["payload"]["budget"]
+        assert "logged" in text and f"({'daily' if budget['period'] == 'day' else 'monthly'} $" in text, text
+        assert "[object" not in text, text
+        if alert["kind"] == "forecast":  # the projected spend, in dollars
+            assert "forecast $" in text, text
+        else:
+            assert f"{alert['threshold']}%" in text, text
     page.screenshot(path=str(shots / "admin-budgets-alerts.png"), full_page=True)
     assert not errors, errors
     page.close()

@@ -184,8 +184,9 @@ async function viewBudgets() {
     $("alerts-card").hidden = false;
     table("alerts-table", ["Time (UTC)", "Budget", "Alert", "Spent#", "Delivery", "Attempts#"], alerts.map((a) => {
       const b = a.payload.budget;
-      return [stamp(a.ts), `${b.scope} ${b.id} (${b.period}ly ${usd(b.limit_usd)})`,
-        a.kind === "forecast" ? `forecast ${money(a.payload.forecast_usd)}` : a.kind === "test" ? "test"
+      return [stamp(a.ts), `${b.scope} ${b.id} (${b.period === "day" ? "daily" : "monthly"} ${usd(b.limit_usd)})`,
+        a.kind === "forecast" ? (a.payload.forecast_usd == null ? "forecast" : `forecast ${usd(a.payload.forecast_usd)}`)
+          : a.kind === "test" ? "test"
           : `${a.threshold}%${a.payload.exhausted ? " (exhausted)" : ""}`,
         a.payload.spent_usd === null ? "—" : money(a.payload.spent_usd), a.status + (a.last_error ? ` (${a.last_error})` : ""), String(a.attempts)];
     }));
