@@ -66,6 +66,9 @@ class LiteLLMParams(BaseModel):
     native_apis: list[Literal["responses"]] | None = Field(
         default=None, description="client APIs this OpenAI-compatible server also speaks itself: a /v1/responses "
         "request routed here goes through as it came (default: [responses] for OpenAI's own API, none otherwise)")
+    transport: Literal["auto", "lean", "httpx"] = Field(
+        default="auto", description="how OpenAI-compatible calls travel: lean (Switchyard's HTTP/1.1 pool, the fastest), "
+        "httpx (HTTP/2 where offered); auto: httpx for https, lean for http")
     ssl_verify: bool | str = Field(default=True, description="verify the upstream's TLS certificate: true (the system's "
                                    "CAs), a CA bundle file (PEM) to trust instead, or false (never in production)")
     ssl_certificate: str | None = Field(default=None, description="a client certificate (PEM file, with its key unless "

@@ -35,7 +35,7 @@ OPENAI_COMPAT_BASES: dict[str, str | None] = {
     "lm_studio": None,
     "llamafile": None,
 }
-_PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend",
+_PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend", "transport",
                  "pass_through_fields", "weight", "native_apis", "rpm", "tpm", "max_parallel_requests", "order"}
 
 
@@ -254,6 +254,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         if base is None:
             raise ValueError(f"model_list[{i}]: provider '{provider}' needs an api_base")
         backend = OpenAICompatBackend(api_base=base, api_key=resolve(p.api_key), ssl_context=tls_context(p, i),
+                                      transport=p.transport,
                                       azure_api_version=p.api_version if provider == "azure" else None,
                                       azure_deployment=name if provider == "azure" else None,
                                       max_response_bytes=cfg.server.max_response_bytes,

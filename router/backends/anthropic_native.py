@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.backends import http1
+from router.backends import transports as tp
 from router.backends.base import UpstreamError, UpstreamServerError, UpstreamUnavailable
 from router.backends.openai_compat import NativeAPI, OpenAICompatBackend
 
@@ -26,7 +26,7 @@ class AnthropicBackend(OpenAICompatBackend):
         self._secret = api_key  # scrubbed from any error text
         self.native = {"messages": NativeAPI(self, "v1/messages", frozenset({"message_stop"}))}
 
-    def _status_error(self, resp: http1.Connection, raw: bytes) -> UpstreamError:
+    def _status_error(self, resp: tp.Response, raw: bytes) -> UpstreamError:
         err = super()._status_error(resp, raw)
         if resp.status == 529:  # Anthropic's "overloaded": come back shortly, as from any 503
             return UpstreamUnavailable(f"provider overloaded: {err.message}", upstream_status=529,

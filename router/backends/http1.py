@@ -27,41 +27,29 @@ import base64
 import ssl
 import time
 import urllib.request
-import zlib
 from collections import deque
 from typing import AsyncIterator
 from urllib.parse import unquote, urlsplit
 
 import httptools
 
+from router.backends.transports import (  # noqa: F401 - the errors are this module's too
+    DRAIN_BYTES,
+    DRAIN_S,
+    USER_AGENT,
+    BadResponse,
+    ConnectFailed,
+    ConnectionBroken,
+    HTTPClientError,
+    Inflater,
+    TimedOut,
+)
+
 _INF = float("inf")
 _HIGH_WATER = 256 * 1024  # buffered body bytes before reading from the socket pauses
 _SWEEP_S = 0.05
-_DRAIN_S = 0.25  # how long a released connection waits for the rest of a body nobody reads
-_DRAIN_BYTES = 64 * 1024  # more unread body than this: closing is cheaper than reading it
-USER_AGENT = "switchyard/0.1"
-
-
-class HTTPClientError(Exception):
-    """Base of this client's failures; ``answered`` says whether response bytes had arrived."""
-
-    answered = False
-
-
-class ConnectFailed(HTTPClientError):
-    pass
-
-
-class TimedOut(HTTPClientError):
-    pass
-
-
-class ConnectionBroken(HTTPClientError):
-    pass
-
-
-class BadResponse(HTTPClientError):
-    pass
+_DRAIN_S = DRAIN_S
+_DRAIN_BYTES = DRAIN_BYTES
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:
@@ -101,8 +89,7 @@ class Connection(asyncio.Protocol):
         self._error: HTTPClientError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
-        self._decoder: zlib._Decompress | None = None  # type: ignore[name-defined]
-        self._inflated = 0  # decompressed body bytes so far
+        self._inflater: Inflater | None = None
         self._draining = False  # released before the body's end: the rest is read and dropped
         self._got_bytes = False
         self._keep_alive = False
@@ -155,11 +142,9 @@ class Connection(asyncio.Protocol):
             return
         self._headers_done = True
         self._keep_alive = self._parser.should_keep_alive()
-        enc = self.headers.get("content-encoding", "").strip().lower()
-        if enc in ("gzip", "x-gzip"):
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif enc == "deflate":
-            self._decoder = zlib.decompressobj()
+        enc = self.headers.get("content-encoding")
+        if Inflater.wanted(enc):
+            self._inflater = Inflater(enc.strip().lower(), self._pool.max_decompressed)  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         if self._draining:
@@ -167,14 +152,13 @@ class Connection(asyncio.Protocol):
             if self._buffered > _DRAIN_BYTES:
                 self._abort()
             return
-        if self._decoder is not None:
+        if self._inflater is not None:
             if self._error is not None:
                 return
             try:
-                body = self._inflate(body)
-            except zlib.error:  # raised here, httptools would report it as a parser error
-                self._fail(BadResponse("the response body does not decompress" if self._inflated <= self._pool.max_decompressed
-                                       else f"the decompressed response exceeds {self._pool.max_decompressed} bytes"))
+                body = self._inflater.feed(body)
+            except BadResponse as exc:  # raised here, httptools would report it as a parser error
+                self._fail(exc)
                 self._abort()
                 return
             if not body:
@@ -194,15 +178,6 @@ class Connection(asyncio.Protocol):
                 self._pool.draining -= 1
                 self._reset()
                 self._pool._put_back(self)
-
-    def _inflate(self, body: bytes) -> bytes:
-        """Decompress, never past the pool's cap: a few kilobytes of gzip can hold gigabytes."""
-        room = self._pool.max_decompressed - self._inflated
-        out = self._decoder.decompress(body, room + 1)  # type: ignore[union-attr]
-        self._inflated += len(out)
-        if self._inflated > self._pool.max_decompressed:
-            raise zlib.error("decompressed body over the cap")
-        return out
 
     # -- internals --------------------------------------------------------------------------------
     def _until_close(self) -> bool:

@@ -1,6 +1,7 @@
 """Backend for any OpenAI-compatible server (vLLM, SGLang, Ollama, OpenAI, Azure, Together, Groq...).
 
-The hot path: one pooled keep-alive connection set per backend (``router.backends.http1``), bodies
+The hot path: one pooled keep-alive connection set per backend (``router.backends.transports``: the
+lean HTTP/1.1 pool for http, httpx with HTTP/2 for https, or as ``transport:`` says), bodies
 encoded with orjson, streams relayed chunk by chunk as they arrive (nothing buffers a whole answer).
 """
 
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from router.backends import http1
+from router.backends import transports as tp
 from router.backends.base import (
     Call,
     UpstreamBadResponse,
@@ -32,7 +33,7 @@ class OpenAICompatBackend:
                  azure_deployment: str | None = None, connect_timeout: float = 5.0,
                  max_response_bytes: int = 32 * 1024 * 1024, max_connections: int = 256,
                  headers: dict[str, str] | None = None, native_apis: frozenset[str] = frozenset(),
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, transport: str = "auto"):
         self._azure_version = azure_api_version
         self._azure_deployment = azure_deployment
         self._max_bytes = max_response_bytes
@@ -46,9 +47,9 @@ class OpenAICompatBackend:
         base = api_base.rstrip("/")
         if urlsplit(base).query:
             raise ValueError("api_base must not carry a query string")
-        self._pool = http1.Pool(base, max_connections=max_connections, connect_timeout=connect_timeout,
-                                keepalive_timeout=30.0, headers=static, ssl_context=ssl_context,
-                                max_decompressed=max(max_response_bytes, 1 << 20))
+        self._pool = tp.make_transport(base, transport, max_connections=max_connections, connect_timeout=connect_timeout,
+                                       keepalive_timeout=30.0, headers=static, ssl_context=ssl_context,
+                                       max_decompressed=max(max_response_bytes, 1 << 20))
         # client APIs this server also speaks in their own shape (router.surfaces): a request that
         # arrives in that shape and is routed here goes through as it came
         self.native: dict[str, Any] = {"responses": NativeAPI(self, "responses", RESPONSES_ENDS)} \
@@ -63,27 +64,27 @@ class OpenAICompatBackend:
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "[redacted]") if self._secret else text
 
-    async def _post(self, path: str, call: Call, *, stream: bool) -> http1.Connection:
+    async def _post(self, path: str, call: Call, *, stream: bool) -> tp.Response:
         try:
             resp = await self._pool.request("POST", self._path(path), orjson.dumps(call.body), timeout=call.timeout,
                                             total=None if stream else call.timeout, headers=call.extra_headers or None)
-        except http1.TimedOut:
+        except tp.TimedOut:
             raise UpstreamTimeout("upstream timed out before answering") from None
-        except http1.BadResponse as exc:
+        except tp.BadResponse as exc:
             raise UpstreamBadResponse(f"upstream answer is malformed: {exc}") from None
-        except http1.HTTPClientError as exc:
+        except tp.HTTPClientError as exc:
             raise UpstreamConnectError(f"upstream request failed: {exc}") from None
         if resp.status != 200:
             try:
                 raw = await resp.read(MAX_ERROR_BODY)
-            except http1.HTTPClientError:
+            except tp.HTTPClientError:
                 raw = b""
             error = self._status_error(resp, raw)  # before release: a released connection is reset
             resp.release()
             raise error
         return resp
 
-    def _status_error(self, resp: http1.Connection, raw: bytes) -> UpstreamError:
+    def _status_error(self, resp: tp.Response, raw: bytes) -> UpstreamError:
         body: Any = None
         message = f"upstream answered HTTP {resp.status}"
         try:
@@ -103,7 +104,7 @@ class OpenAICompatBackend:
                 retry_after = None
         return error_for_status(resp.status, message, retry_after=retry_after, body=body)
 
-    async def _read_json(self, resp: http1.Connection) -> dict[str, Any]:
+    async def _read_json(self, resp: tp.Response) -> dict[str, Any]:
         try:
             length = resp.content_length()
             if length is not None and length > self._max_bytes:
@@ -111,11 +112,11 @@ class OpenAICompatBackend:
             body = orjson.loads(await resp.read(self._max_bytes))
         except orjson.JSONDecodeError:
             raise UpstreamBadResponse("upstream answered with invalid JSON") from None
-        except http1.TimedOut:
+        except tp.TimedOut:
             raise UpstreamTimeout("upstream timed out while sending its answer") from None
-        except http1.BadResponse:
+        except tp.BadResponse:
             raise UpstreamBadResponse("upstream answer exceeds the response size limit or is malformed") from None
-        except http1.HTTPClientError as exc:
+        except tp.HTTPClientError as exc:
             raise UpstreamStreamCut(f"upstream connection broke while reading: {exc}") from None
         finally:
             resp.release()
@@ -130,7 +131,7 @@ class OpenAICompatBackend:
     async def embeddings(self, call: Call) -> dict[str, Any]:
         return await self._read_json(await self._post("embeddings", call, stream=False))
 
-    async def _events(self, resp: http1.Connection) -> AsyncIterator[bytes]:
+    async def _events(self, resp: tp.Response) -> AsyncIterator[bytes]:
         """The data of each server-sent event of ``resp``'s body, as each event completes."""
         data: list[bytes] = []
         tail = b""
@@ -148,7 +149,7 @@ class OpenAICompatBackend:
                     data.clear()
                     yield payload
 
-    async def _stream(self, path: str, call: Call, body: Callable[[http1.Connection, list[bool]], AsyncIterator[Any]]
+    async def _stream(self, path: str, call: Call, body: Callable[[tp.Response, list[bool]], AsyncIterator[Any]]
                       ) -> AsyncIterator[Any]:
         """A streamed answer's items (``body`` reads them from the response and marks ``done[0]`` when
         the answer ended properly), with transport failures mapped; the connection goes back to the
@@ -162,11 +163,11 @@ class OpenAICompatBackend:
                 raise UpstreamBadResponse(f"upstream answered a stream request with '{ctype[:60]}'")
             async for item in body(resp, done):
                 yield item
-        except http1.TimedOut:
+        except tp.TimedOut:
             raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
-        except http1.BadResponse as exc:
+        except tp.BadResponse as exc:
             raise UpstreamBadResponse(f"upstream stream is malformed: {str(exc)[:100]}") from None
-        except http1.HTTPClientError as exc:
+        except tp.HTTPClientError as exc:
             raise UpstreamStreamCut(f"upstream stream broke: {exc}") from None
         finally:
             if done[0]:
@@ -177,7 +178,7 @@ class OpenAICompatBackend:
     def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         return self._stream("chat/completions", call, self._chunks)
 
-    async def _chunks(self, resp: http1.Connection, done: list[bool]) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, resp: tp.Response, done: list[bool]) -> AsyncIterator[dict[str, Any]]:
         seen = 0
         async for payload in self._events(resp):
             if payload == b"[DONE]":
@@ -203,7 +204,7 @@ class OpenAICompatBackend:
         """A stream of typed events (each event's data names its ``type``, as Anthropic's and the
         Responses API's do), up to one of ``ends``: (the data, the event as the client gets it). An
         ``error`` event, or the stream ending early, is the upstream's failure."""
-        async def events(resp: http1.Connection, done: list[bool]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+        async def events(resp: tp.Response, done: list[bool]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
             async for payload in self._events(resp):
                 try:
                     event = orjson.loads(payload)
