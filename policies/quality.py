@@ -3,12 +3,14 @@
 The estimate for (model, request) starts from the learned predictor when it knows the model,
 else the policy's per-category prior, else its per-model prior, else the deployment's default.
 Feedback (scores in [0, 1]) updates a Beta posterior per (model, category) whose prior is that
-estimate with ``prior_strength`` pseudo-observations: the decision uses the posterior mean, and a
-bounded share of decisions (``exploration``) uses a Thompson sample instead.
+estimate with ``prior_strength`` pseudo-observations: the decision uses the posterior mean (plus
+``optimism`` posterior standard deviations: Bayes-UCB), and a bounded share of decisions
+(``exploration``) uses a Thompson sample instead.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from dataclasses import dataclass, field
@@ -81,5 +83,9 @@ class QualityModel:
             count, total = self.bandit.get(n, category)
             a = q0 * b.prior_strength + total
             bb = (1.0 - q0) * b.prior_strength + (count - total)
-            out[n] = rng.betavariate(max(a, 1e-6), max(bb, 1e-6)) if explore else a / (a + bb)
+            if explore:
+                out[n] = rng.betavariate(max(a, 1e-6), max(bb, 1e-6))
+            else:
+                n_ = a + bb
+                out[n] = a / n_ + (b.optimism * math.sqrt(a * bb / (n_ * n_ * (n_ + 1.0))) if b.optimism else 0.0)
         return out, explore

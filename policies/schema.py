@@ -145,6 +145,9 @@ class Bandit(_M):
     enabled: bool = True
     exploration: float = Field(default=0.05, ge=0, le=1, description="share of decisions that sample (Thompson); 1: every one")
     prior_strength: float = Field(default=20.0, gt=0, description="pseudo-observations behind the prior")
+    optimism: float = Field(default=0.0, ge=0, le=5, description="decisions that do not sample use the posterior mean "
+                            "plus this many posterior standard deviations (Bayes-UCB): a model tried rarely, or unluckily "
+                            "early, is tried again instead of being written off")
 
 
 class Quality(_M):

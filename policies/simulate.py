@@ -102,7 +102,7 @@ def _frozen_utility(policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], 
                     history: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None,
                     verifiers: dict[str, Verifier] | None, state: BanditState, rows: list[dict[str, Any]],
                     lam: float) -> float:
-    greedy = policy.quality.bandit.model_copy(update={"exploration": 0.0})
+    greedy = policy.quality.bandit.model_copy(update={"exploration": 0.0, "optimism": 0.0})
     frozen = policy.model_copy(update={"quality": policy.quality.model_copy(update={"bandit": greedy})})
     snapshot = BanditState()
     snapshot.replace({k: (v[0], v[1]) for k, v in state.stats.items()})

@@ -180,3 +180,22 @@ auth:
         assert picks["b"][0] == "small" and "highest margin: small" in picks["b"][1]
     finally:
         assert gw.stop() == 0
+
+
+def test_optimism_retries_a_model_written_off_after_one_unlucky_answer() -> None:
+    """Bayes-UCB: with uniform priors, `a` failed once (mean 1/3, sd 0.24), `b` is right half the
+    time over 30 answers (mean 1/2, sd 0.09). Posterior means pick b; two standard deviations of
+    optimism give a, the less known, another try."""
+    state = BanditState()
+    state.record("a", "general", 0.0)
+    for i in range(30):
+        state.record("b", "general", float(i % 2))
+    infos = [CandidateInfo(m, "p", ModelPrice(1e-9, 1e-9)) for m in ("a", "b")]
+
+    def pick(optimism: float) -> str:
+        policy = parse_policy("name: o\nbind: {aliases: [x]}\ncandidates: [a, b]\nobjective: {type: utility, lambda: 0}\n"
+                              f"quality: {{priors: {{a: 0.5, b: 0.5}}, bandit: {{enabled: true, exploration: 0, "
+                              f"prior_strength: 2, optimism: {optimism}}}}}\n")
+        return PolicyRouter(policy, QualityModel(policy.quality, {}, bandit=state)).decide(F, infos, random.Random(0)).order[0]
+
+    assert pick(0) == "b" and pick(2) == "a"
