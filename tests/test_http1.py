@@ -415,15 +415,27 @@ def make_cert(tmp_path, name: str, ca: tuple | None = None, client: bool = False
     return cert, key
 
 
+async def tls_server(tmp_path, *, client_ca=None) -> tuple[Scripted, str, object]:
+    """A scripted HTTPS server for localhost (its certificate signed by ``client_ca``, which it then
+    also requires client certificates from; else self-signed): (server, base URL, its certificate)."""
+    import ssl
+
+    cert, key = make_cert(tmp_path, "localhost") if client_ca is None else make_cert(tmp_path, "server", ca=client_ca)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=str(client_ca[0]))
+    s = Scripted()
+    s.server = await asyncio.start_server(s._conn, "127.0.0.1", 0, ssl=ctx)
+    return s, f"https://localhost:{s.server.sockets[0].getsockname()[1]}/v1", cert
+
+
 async def test_https_through_an_http_connect_proxy_and_http_in_absolute_form(tmp_path, server, monkeypatch) -> None:
     import ssl
 
-    cert, key = make_cert(tmp_path, "localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    tls = Scripted()
-    tls.server = await asyncio.start_server(tls._conn, "127.0.0.1", 0, ssl=server_ctx)
-    port = tls.server.sockets[0].getsockname()[1]
+    tls, base, cert = await tls_server(tmp_path)
+    port = base.split(":")[2].split("/")[0]
     proxy = ConnectProxy()
     proxy_url = await proxy.start()
     monkeypatch.setenv("HTTPS_PROXY", proxy_url)
@@ -453,12 +465,8 @@ async def test_a_proxy_that_wants_credentials(tmp_path, server, monkeypatch) -> 
     import base64
     import ssl
 
-    cert, key = make_cert(tmp_path, "localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    tls = Scripted()
-    tls.server = await asyncio.start_server(tls._conn, "127.0.0.1", 0, ssl=server_ctx)
-    port = tls.server.sockets[0].getsockname()[1]
+    tls, base, cert = await tls_server(tmp_path)
+    port = base.split(":")[2].split("/")[0]
     proxy = ConnectProxy(need_auth="Basic " + base64.b64encode(b"me:s3cret").decode())
     proxy_url = await proxy.start()
     trusted = ssl.create_default_context(cafile=str(cert))

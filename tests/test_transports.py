@@ -12,7 +12,7 @@ import pytest
 from router.backends import transports as tp
 from router.backends.base import Call, UpstreamBadResponse, UpstreamConnectError
 from router.backends.openai_compat import OpenAICompatBackend
-from tests.test_http1 import ConnectProxy, Scripted, make_cert
+from tests.test_http1 import ConnectProxy, Scripted, make_cert, tls_server
 
 KINDS = ["lean", "httpx"]
 
@@ -32,18 +32,6 @@ def backend(base: str, kind: str, **kw) -> OpenAICompatBackend:
 
 async def stream(b: OpenAICompatBackend, path: str = "sse") -> list:
     return [c async for c in b._stream(path, Call(body={}, timeout=2.0), b._chunks)]
-
-
-async def tls_server(tmp_path, *, client_ca=None) -> tuple[Scripted, str, object]:
-    cert, key = make_cert(tmp_path, "localhost") if client_ca is None else make_cert(tmp_path, "server", ca=client_ca)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    if client_ca is not None:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cafile=str(client_ca[0]))
-    s = Scripted()
-    s.server = await asyncio.start_server(s._conn, "127.0.0.1", 0, ssl=ctx)
-    return s, f"https://localhost:{s.server.sockets[0].getsockname()[1]}/v1", cert
 
 
 def test_auto_picks_httpx_for_https_and_lean_for_http() -> None:

@@ -43,6 +43,7 @@ from router.backends.transports import (  # noqa: F401 - the errors are this mod
     HTTPClientError,
     Inflater,
     TimedOut,
+    read_all,
 )
 
 _INF = float("inf")
@@ -253,13 +254,7 @@ class Connection(asyncio.Protocol):
             body = self._chunks.popleft()
             self._buffered = 0
         else:
-            parts, size = [], 0
-            async for chunk in self.iter_body():
-                size += len(chunk)
-                if size > limit:
-                    raise BadResponse(f"the response exceeds {limit} bytes")
-                parts.append(chunk)
-            body = b"".join(parts)
+            body = await read_all(self.iter_body(), limit)
         if len(body) > limit:
             raise BadResponse(f"the response exceeds {limit} bytes")
         return body

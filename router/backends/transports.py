@@ -74,6 +74,17 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+async def read_all(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """A body's bytes joined; ``BadResponse`` past ``limit`` bytes."""
+    parts, size = [], 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            raise BadResponse(f"the response exceeds {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 class Inflater:
     """gzip / deflate decoding that stops at ``cap`` decompressed bytes (a few kilobytes of gzip can
     hold gigabytes). ``feed`` raises ``BadResponse`` past the cap or on a corrupt body."""
@@ -147,13 +158,7 @@ class HttpxResponse:
                 yield block
 
     async def read(self, limit: int) -> bytes:
-        parts, size = [], 0
-        async for chunk in self.iter_body():
-            size += len(chunk)
-            if size > limit:
-                raise BadResponse(f"the response exceeds {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
+        return await read_all(self.iter_body(), limit)
 
     def release(self) -> None:
         """A complete answer: closing the httpx response returns its connection. One whose body has
