@@ -86,7 +86,6 @@ class PolicyRouter:
         # cascade objectives by category ("" for the policy's own objective), and the named cascades
         self.objective_checks = {c: o.check.model_dump(by_alias=True)
                                  for c, o in [("", policy.objective), *policy.categories.items()] if o.type == "cascade"}
-        self.objective_check = self.objective_checks.get("")
         self.cascade_specs = {n: {"name": n, "steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
                               for n, c in policy.cascades.items()}
         self.listed = frozenset(policy.pool)
