@@ -32,6 +32,7 @@ demo: $(BIN)/.runtime
 	fi
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check --select F,E9 router pricing policies benchmarks tests
 	$(BIN)/python -m pytest -q
 
 clean:

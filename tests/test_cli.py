@@ -103,7 +103,7 @@ def test_several_workers_share_metrics(tmp_path) -> None:
     p = start([SWITCHYARD, "serve", "--port", str(port), "--workers", "2"], "/healthz", port, tmp_path / "w.log")
     try:
         key = re.search(r"API key \(demo tenant[^)]*\): (\S+)", p.output()).group(1)
-        with httpx.Client(headers={"authorization": f"Bearer {key}"}) as c:
+        with httpx.Client(headers={"authorization": f"Bearer {key}"}):
             for _ in range(12):  # new connections spread over both workers
                 assert httpx.post(p.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
                                   json={"model": "sim-small", "messages": [{"role": "user", "content": "x"}],
