@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from policies.predictor import QualityPredictor
-from policies.schema import Check, Policy, PolicyError
+from policies.checks import CheckKind
+from policies.objectives import Cascade
+from policies.schema import Policy, PolicyError
 from policies.verifier import Verifier
 
 
-def checks_of(policy: Policy) -> list[Check]:
+def checks_of(policy: Policy) -> list[CheckKind]:
     """Every cascade check the policy holds."""
-    own = [o.check for o in (policy.objective, *policy.categories.values()) if o.type == "cascade"]
+    own = [o.check for o in (policy.objective, *policy.categories.values()) if isinstance(o, Cascade)]
     return own + [spec.check for spec in policy.cascades.values()]
 
 
@@ -33,11 +35,11 @@ def load_assets(policy: Policy, base: Path | None, predictor_override: Path | No
         except (OSError, ValueError, KeyError) as exc:
             problems.append(f"quality.predictor: cannot load {pred_path}: {type(exc).__name__}")
     verifiers: dict[str, Verifier] = {}
-    for check in checks_of(policy):
-        if check.verifier and check.verifier not in verifiers:
-            path = _resolve(check.verifier, base)
+    for name in dict.fromkeys(f for check in checks_of(policy) for f in check.files()):
+        if name not in verifiers:
+            path = _resolve(name, base)
             try:
-                verifiers[check.verifier] = Verifier.load(path)
+                verifiers[name] = Verifier.load(path)
             except (OSError, ValueError, KeyError) as exc:
                 problems.append(f"check.verifier: cannot load {path}: {type(exc).__name__}: {exc}")
     if problems:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
-from zlib import crc32
 
+from policies.objectives import Choice, Context
 from policies.quality import QualityModel
 from policies.schema import Policy
 from policies.verifier import Verifier
@@ -65,8 +64,9 @@ class Decision:
     cascade: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        cascade = None if self.cascade is None else {**self.cascade, "check": self.cascade["check"].model_dump(by_alias=True)}
         return {"policy": self.policy, "rule": self.rule, "order": self.order, "reason": self.reason,
-                "candidates": self.candidates, "arm": self.arm, "explored": self.explored, "cascade": self.cascade}
+                "candidates": self.candidates, "arm": self.arm, "explored": self.explored, "cascade": cascade}
 
 
 def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0,
@@ -82,12 +82,8 @@ class PolicyRouter:
         self.policy = policy
         self.quality = quality
         self.verifiers = verifiers or {}  # by the name the policy's checks give them
-        # the cascades' plain forms, built once (a decision that runs one carries it): the checks of
-        # cascade objectives by category ("" for the policy's own objective), and the named cascades
-        self.objective_checks = {c: o.check.model_dump(by_alias=True)
-                                 for c, o in [("", policy.objective), *policy.categories.items()] if o.type == "cascade"}
-        self.cascade_specs = {n: {"name": n, "steps": list(c.steps), "check": c.check.model_dump(by_alias=True)}
-                              for n, c in policy.cascades.items()}
+        # the named cascades as a decision that runs one carries them
+        self.cascade_specs = {n: c.plan(name=n) for n, c in policy.cascades.items()}
         self.listed = frozenset(policy.pool)
         self.pool_cascades = [n for n in policy.pool if n in policy.cascades]
         k = policy.constraints  # whether the policy's own constraints need checking per candidate
@@ -171,14 +167,15 @@ class PolicyRouter:
             if row["model"] in q and row["model"] in costs:
                 row["quality"] = round(q[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
-        order, rule, reason, arm, cascade = self._objective(f, names, q, costs, rng, outs)
+        choice = self._objective(f, names, q, costs, rng, outs)
+        order, rule, reason, arm, cascade = choice.order, choice.rule, choice.reason, choice.arm, choice.cascade
         if cache and f.cached_prefix_tokens and order and order[0] == f.affinity:
             reason += f"; its prompt cache holds {f.cached_prefix_tokens} tokens of this conversation"
         if cascades:
             if order[0] in p.cascades:  # a named cascade won: run it
                 spec = self.cascade_specs[order[0]]
                 return Decision(p.name, rule, list(spec["steps"]),
-                                f"{reason}; escalate on a failed {spec['check']['type']} check", table, arm, explored, spec)
+                                f"{reason}; escalate on a failed {spec['check'].type} check", table, arm, explored, spec)
             # fallbacks never run a cascade: one stands in as its last (strongest) step
             order = list(dict.fromkeys(p.cascades[n].steps[-1] if n in p.cascades else n for n in order))
         order = order[: p.max_attempts]
@@ -205,9 +202,9 @@ class PolicyRouter:
         check, taken as likely as their predicted quality says. Checking models answer once per
         request (agreement, verifier), judges once per checked step."""
         spec = self.policy.cascades[name]
-        voters = sum(costs.get(v, float("inf")) for v in spec.check.with_)
-        per_step = spec.check.type == "judge"
-        total, reach = voters if spec.check.with_ and not per_step else 0.0, 1.0
+        voters = sum(costs.get(v, float("inf")) for v in spec.check.models)
+        per_step = spec.check.asks == "about_answer"
+        total, reach = voters if spec.check.models and not per_step else 0.0, 1.0
         for i, step in enumerate(spec.steps):
             last = i == len(spec.steps) - 1
             total += reach * (costs.get(step, float("inf")) + (voters if per_step and not last else 0.0))
@@ -215,97 +212,8 @@ class PolicyRouter:
         return total
 
     def _objective(self, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
-                   rng: random.Random, outs: dict[str, float]) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
-        obj = self.policy.objective_for(f.category)
+                   rng: random.Random, outs: dict[str, float]) -> Choice:
         if f.concrete:
-            return names, "concrete", f"requested {names[0]}", None, None
-
-        def fmt(n: str) -> str:
-            c = cost[n]
-            return f"{n} q={q[n]:.2f} ${c:.6f}" if c != float("inf") else f"{n} q={q[n]:.2f} unpriced"
-
-        if obj.type == "utility":
-            lam = obj.lambda_
-            score = {n: q[n] - lam * cost[n] for n in names}
-            order = sorted(names, key=lambda n: -score[n])
-            return order, f"utility(lambda={lam:g})", f"{fmt(order[0])}; max quality - {lam:g} x cost", None, None
-        by_cost = sorted(names, key=lambda n: (cost[n], -q[n]))
-        by_quality = sorted(names, key=lambda n: (-q[n], cost[n]))
-        if obj.type == "cheapest_above":
-            ok = [n for n in by_cost if q[n] >= obj.target]
-            rest = [n for n in by_quality if n not in ok]
-            order = ok + rest
-            rule = f"cheapest_above({obj.target:.2f})"
-            if not ok:
-                return order, rule, f"none reaches {obj.target:.2f}; best: {fmt(order[0])}", None, None
-            return order, rule, f"{fmt(order[0])}; cheapest of {len(ok)} at or above target", None, None
-        if obj.type == "gain":
-            if obj.strong not in names or obj.weak not in names:
-                return by_quality, "gain", f"{obj.strong if obj.strong not in names else obj.weak} unavailable; " \
-                    f"best remaining: {fmt(by_quality[0])}", None, None
-            gain = q[obj.strong] - q[obj.weak]
-            first, second = (obj.strong, obj.weak) if gain >= obj.min_gain else (obj.weak, obj.strong)
-            order = [first, second] + [n for n in by_quality if n not in (first, second)]
-            return (order, f"gain({obj.min_gain:g})", f"{fmt(first)}; predicted gain of {obj.strong} {gain:+.3f} "
-                    f"{'>=' if first == obj.strong else '<'} {obj.min_gain:g}", None, None)
-        if obj.type == "margin":
-            return self._margin(obj, f, names, q, cost, outs, by_quality, fmt)
-        if obj.type == "best_under":
-            ok = [n for n in by_quality if cost[n] <= obj.max_cost_usd]
-            rest = [n for n in by_cost if n not in ok]
-            order = ok + rest
-            rule = f"best_under(${obj.max_cost_usd:g})"
-            if not ok:
-                return order, rule, f"none under the cap; cheapest: {fmt(order[0])}", None, None
-            return order, rule, f"{fmt(order[0])}; best of {len(ok)} under the cap", None, None
-        if obj.type == "split":
-            arms = [a for a in obj.arms if a.model in names]
-            if not arms:
-                return by_quality, "split", "no arm available; best remaining", None, None
-            unit = None if obj.assign_by == "request" else (
-                f.unit.get(obj.assign_by) or (f.unit.get("key") if obj.assign_by == "user" else None))
-            # a unit keeps its arm: a stable hash of it picks the arm in proportion to the weights
-            draw = crc32(f"{self.policy.name}\x1f{unit}".encode()) / 2**32 if unit else rng.random()
-            total = sum(a.weight for a in arms)
-            pick = next((a.model for a, edge in zip(arms, accumulate(a.weight / total for a in arms)) if draw < edge),
-                        arms[-1].model)
-            by = f" (by {obj.assign_by})" if unit else ""
-            return [pick] + [n for n in by_quality if n != pick], "split", f"arm {pick}{by}", pick, None
-        if obj.type == "fixed":
-            first = obj.model if obj.model in names else by_quality[0]
-            return [first] + [n for n in by_quality if n != first], "fixed", f"fixed {first}", None, None
-        # cascade
-        steps = [s for s in obj.steps if s in names]
-        if f.stream or len(steps) < 2:  # a stream cannot be checked before it is sent: serve the last step
-            last = steps[-1] if steps else by_quality[0]
-            return [last] + [n for n in by_quality if n != last], "cascade", f"{last}; streams skip the cascade", None, None
-        check = self.objective_checks[f.category if f.category in self.policy.categories else ""]
-        return (steps, "cascade", f"start {steps[0]}, escalate on a failed {obj.check.type} check", None,
-                {"steps": steps, "check": check})
-
-    def _margin(self, obj: Any, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
-                outs: dict[str, float], by_quality: list[str], fmt: Any) -> tuple[list[str], str, str, str | None, dict[str, Any] | None]:
-        """Maximise the expected margin (the tenant's fixed price for this request minus each
-        candidate's expected cost) among candidates predicted to reach ``min_quality``. None
-        reaching it: the best quality among those that keep ``min_margin``, then the rest by margin."""
-        rule = f"margin(q>={obj.min_quality:.2f})"
-        if f.sold_at is None:  # no fixed price: every candidate earns the same, so the margin is the saving
-            revenue = {n: 0.0 for n in names}
-            why = "no fixed price for this request: cheapest"
-        else:
-            p_in, p_out = f.sold_at
-            default = min(f.max_tokens or 10**9, self.policy.default_output_tokens)
-            revenue = {n: p_in * f.prompt_tokens + p_out * outs.get(n, default) for n in names}
-            why = "highest expected margin"
-        margin = {n: revenue[n] - cost[n] for n in names}  # an unpriced candidate: -inf
-        ok = sorted((n for n in names if q[n] >= obj.min_quality), key=lambda n: (-margin[n], -q[n]))
-        if ok:
-            order = ok + [n for n in by_quality if n not in ok]
-            m = margin[ok[0]]
-            shown = f" ${m:.6f}" if f.sold_at is not None and m != float("-inf") else ""
-            return order, rule, f"{fmt(ok[0])}; {why}{shown} of {len(ok)} at or above {obj.min_quality:.2f}", None, None
-        keep = [n for n in by_quality if f.sold_at is not None and margin[n] >= obj.min_margin]
-        order = keep + sorted((n for n in names if n not in keep), key=lambda n: (-margin[n], -q[n]))
-        if keep:
-            return order, rule, f"none reaches {obj.min_quality:.2f}; best that keeps the margin: {fmt(order[0])}", None, None
-        return order, rule, f"none reaches {obj.min_quality:.2f}; highest margin: {fmt(order[0])}", None, None
+            return Choice(names, "concrete", f"requested {names[0]}")
+        ctx = Context(self.policy.name, f, names, q, cost, outs, rng, self.policy.default_output_tokens)
+        return self.policy.objective_for(f.category).choose(ctx)

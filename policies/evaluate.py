@@ -23,11 +23,12 @@ import numpy as np
 
 from policies import metrics
 from policies.assets import checks_of
-from policies.checks import agree_texts, rule_ok_text
+from policies.checks import Answer, CheckKind, VerifierCheck
 from policies.decide import CandidateInfo, Decision, PolicyRouter, RequestFeatures
 from policies.features import categorize
 from policies.predictor import QualityPredictor
 from policies.quality import BanditState, QualityModel
+from policies.objectives import Cascade
 from policies.schema import Policy
 from policies.verifier import Verifier
 from pricing import ModelPrice
@@ -147,10 +148,6 @@ def with_param(policy: Policy, name: str, value: float) -> Policy:
     return Policy.model_validate(data)
 
 
-# checks that need what outcome data does not record (the answers' own text is what the others read)
-UNREPLAYABLE = {"logprob": "token log-probabilities", "judge": "verdicts of the judge models on each answer"}
-
-
 class Replay:
     """Replays rows through a policy, as the gateway would decide for each prompt."""
 
@@ -163,10 +160,10 @@ class Replay:
         self.sold_at = sold_at
         self.seed = seed
         self.last: Decision | None = None  # the latest decision (what online feedback credits)
-        for check in checks_of(policy):
-            if check.type in UNREPLAYABLE:
+        for check in checks_of(policy):  # checks that need what outcome data does not record
+            if check.offline_needs:
                 raise ValueError(f"a {check.type} check cannot be replayed offline: the data holds no "
-                                 f"{UNREPLAYABLE[check.type]}")
+                                 f"{check.offline_needs}")
         if not any(m in ds.models for m in policy.pool) and not policy.cascades:
             policy = policy.model_copy(update={"candidates": list(ds.models)})  # none of its models: the dataset's
         self.policy = policy
@@ -219,43 +216,38 @@ class Replay:
     def run_cascade(self, row: dict[str, Any], spec: dict[str, Any]) -> tuple[str, float, float, list[str]]:
         """(answering model, quality, cost, models called) of a cascade on one row, its checks reading
         only the recorded answer texts."""
-        check = spec["check"]
+        check: CheckKind = spec["check"]
         called: list[str] = []
         total = 0.0
         answers = self.responses.get(str(row["id"]), {})
+        voters = [v for v in check.models if v in self.ds.models]
         for i, m in enumerate(spec["steps"]):
             called.append(m)
             total += cost(row, m, self.prices)
             if i == len(spec["steps"]) - 1:
                 return m, score(row, m), total, called
-            text = answers.get(m)
-            if check["type"] == "rule" and rule_ok_text(check, text or ""):
-                return m, score(row, m), total, called
-            if check["type"] in ("agreement", "verifier"):
-                voters = [v for v in check.get("with") or () if v in self.ds.models]
+            if check.asks == "same":  # the checking models answer the request, once
                 for v in voters:
                     if v not in called:
                         called.append(v)
                         total += cost(row, v, self.prices)
-                if check["type"] == "verifier":
-                    # without the answer's text (e.g. RouteLLM's MMLU rows), the model's predicted quality
-                    conf = self._confidence(row, m, check)
-                    if conf is None:
-                        conf = self.router.quality.prior([m], row["prompt"], categorize(row["prompt"]))[m]
-                    if conf >= check["min_confidence"]:
-                        return m, score(row, m), total, called
-                if check["type"] == "agreement" and voters and agree_texts(text or "", [answers.get(v, "") for v in voters]):
-                    return m, score(row, m), total, called
+            votes = [Answer(answers.get(v)) for v in voters]
+            # without the answer's text (e.g. RouteLLM's MMLU rows), checks that can fall back on the
+            # model's predicted quality do
+            if check.replay(Answer(answers.get(m)), votes, len(voters), self.router.verifiers,
+                            lambda: self.router.quality.prior([m], row["prompt"], categorize(row["prompt"]))[m]):
+                return m, score(row, m), total, called
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _confidence(self, row: dict[str, Any], model: str, check: dict[str, Any]) -> float | None:
+    def _confidence(self, row: dict[str, Any], model: str, check: VerifierCheck) -> float | None:
         """The verifier's confidence in ``model``'s recorded answer; None when the data holds no text of it."""
         answers = self.responses.get(str(row["id"]), {})
         text = answers.get(model)
         if text is None:
             return None
-        voters = [answers.get(v, "") for v in check.get("with") or () if v in self.ds.models]
-        return self.router.verifiers[check["verifier"]].confidence(text, voters)
+        voters = [v for v in check.models if v in self.ds.models]
+        return check.confidence(Answer(text), [Answer(answers.get(v, "")) for v in voters], len(voters),
+                                self.router.verifiers)
 
     def router_score(self, row: dict[str, Any], strong: str, weak: str) -> float:
         """Two-model routers rank prompts by the predicted quality gain of the strong model; a cascade
@@ -263,9 +255,8 @@ class Replay:
         (where the data holds that answer's text)."""
         category = categorize(row["prompt"])
         obj = self.policy.objective_for(category)
-        if obj.type == "cascade" and obj.check.type == "verifier" and obj.steps[0] == weak:
-            check = self.router.objective_checks[category if category in self.policy.categories else ""]
-            conf = self._confidence(row, weak, check)
+        if isinstance(obj, Cascade) and isinstance(obj.check, VerifierCheck) and obj.steps[0] == weak:
+            conf = self._confidence(row, weak, obj.check)
             if conf is not None:
                 return 1.0 - conf
         q = self.router.quality.prior([strong, weak], row["prompt"], category)

@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policies.checks import CHECKS
+from policies.objectives import OBJECTIVES, CascadeSpec, ObjectiveKind
 
 
 class _M(BaseModel):
@@ -21,110 +24,8 @@ class Bind(_M):
     tenants: list[str] = Field(default_factory=list, description="only these tenants (default: every tenant)")
 
 
-class CheapestAbove(_M):
-    type: Literal["cheapest_above"]
-    target: float = Field(ge=0, le=1, description="predicted quality the answer must reach")
-
-
-class BestUnder(_M):
-    type: Literal["best_under"]
-    max_cost_usd: float = Field(gt=0, description="expected cost cap per request")
-
-
-class Utility(_M):
-    type: Literal["utility"]
-    lambda_: float = Field(alias="lambda", ge=0, description="quality points given up per USD saved")
-
-
-class Gain(_M):
-    type: Literal["gain"]
-    strong: str = Field(description="the model called when its predicted quality gain is large enough")
-    weak: str = Field(description="the model called otherwise")
-    min_gain: float = Field(ge=-1, le=1, description="call the strong model when its predicted quality exceeds the "
-                                                     "weak one's by at least this")
-
-
-class Margin(_M):
-    type: Literal["margin"]
-    min_quality: float = Field(ge=0, le=1, description="predicted quality a candidate must reach")
-    min_margin: float = Field(default=0.0, description="when no candidate reaches min_quality: the best quality among "
-                                                       "those whose expected margin (USD) is at least this")
-
-
-class Check(_M):
-    type: Literal["agreement", "logprob", "rule", "verifier", "judge"]
-    with_: list[str] = Field(default_factory=list, alias="with",
-                             description="agreement: models that must agree; verifier: models whose answers it compares; "
-                                         "judge: models asked whether the answer is right (every one must say yes)")
-    min_mean_logprob: float = Field(default=-0.5, description="logprob: mean token logprob at least this")
-    min_chars: int = Field(default=1, ge=0, description="rule: answer at least this long")
-    json_: bool = Field(default=False, alias="json", description="rule: answer must parse as JSON")
-    not_contains: list[str] = Field(default_factory=list, description="rule: phrases that fail the check")
-    verifier: str | None = Field(default=None, description="verifier: a trained verifier (.json), relative to the policy file")
-    min_confidence: float = Field(default=0.5, ge=0, le=1, description="verifier: accept when P(answer is good) is at least this")
-    prompt: str | None = Field(default=None, description="judge: the question put to the judges, with {conversation} and "
-                                                         "{answer} in it (default: policies.checks.JUDGE_PROMPT)")
-
-    @model_validator(mode="after")
-    def _needs(self) -> "Check":
-        if self.type == "verifier" and not self.verifier:
-            raise ValueError("a verifier check names its trained verifier file (verifier: FILE.json)")
-        if self.type == "agreement" and not self.with_:
-            raise ValueError("an agreement check names the models that must agree (with: [...])")
-        if self.type == "judge" and not self.with_:
-            raise ValueError("a judge check names the models that judge the answer (with: [...])")
-        if self.prompt is not None and ("{conversation}" not in self.prompt or "{answer}" not in self.prompt):
-            raise ValueError("a judge prompt holds {conversation} and {answer}")
-        return self
-
-
-class CascadeSpec(_M):
-    steps: list[str] = Field(min_length=2, description="cheapest first; the last step is never checked")
-    check: Check
-
-    @property
-    def models(self) -> list[str]:
-        return list(dict.fromkeys([*self.steps, *self.check.with_]))
-
-
-class Cascade(CascadeSpec):
-    type: Literal["cascade"]
-
-
-class Arm(_M):
-    model: str
-    weight: float = Field(gt=0)
-
-
-class Split(_M):
-    type: Literal["split"]
-    arms: list[Arm] = Field(min_length=1)
-    assign_by: Literal["user", "key", "tenant", "request"] = Field(
-        default="user", description="what keeps its arm: the request's user field (else its API key), the API key, "
-                                    "the tenant, or nothing (each request drawn anew)")
-
-
-class Fixed(_M):
-    type: Literal["fixed"]
-    model: str
-
-
-Objective = Annotated[Union[CheapestAbove, BestUnder, Utility, Gain, Margin, Cascade, Split, Fixed],
-                      Field(discriminator="type")]
 CATEGORIES = ("json", "code", "choice", "math", "general")
-
-
-def objective_models(obj: CheapestAbove | BestUnder | Utility | Gain | Margin | Cascade | Split | Fixed) -> list[str]:
-    """The models an objective names itself (none for those that choose among the candidates)."""
-    if isinstance(obj, Cascade):
-        return list(obj.steps) + list(obj.check.with_)
-    if isinstance(obj, Split):
-        return [a.model for a in obj.arms]
-    if isinstance(obj, Fixed):
-        return [obj.model]
-    if isinstance(obj, Gain):
-        return [obj.weak, obj.strong]
-    return []
+Objective = ObjectiveKind  # what a policy's objective field holds: one of the registered objectives
 
 
 class Constraints(_M):
@@ -157,6 +58,8 @@ class Quality(_M):
     bandit: Bandit = Bandit()
 
 
+@OBJECTIVES.holds
+@CHECKS.holds
 class Policy(_M):
     name: str = Field(min_length=1)
     description: str = ""
@@ -164,8 +67,8 @@ class Policy(_M):
     candidates: list[str] = Field(default_factory=list, description="model names or names of cascades below; default: the objective's models")
     cascades: dict[str, CascadeSpec] = Field(
         default_factory=dict, description="named cascades: a candidate that answers with its first step and escalates when the check fails")
-    objective: Objective
-    categories: dict[Literal["json", "code", "choice", "math", "general"], Objective] = Field(
+    objective: OBJECTIVES.field
+    categories: dict[Literal["json", "code", "choice", "math", "general"], OBJECTIVES.field] = Field(
         default_factory=dict, description="task category (read from the prompt) -> the objective for its prompts; "
                                           "other categories use objective")
     constraints: Constraints = Constraints()
@@ -180,8 +83,8 @@ class Policy(_M):
     def _pool(self) -> "Policy":
         obj = self.objective
         objectives = [obj, *self.categories.values()]
-        named = list(dict.fromkeys(m for o in objectives for m in objective_models(o)))
-        if not self.candidates and (not named or any(not objective_models(o) for o in objectives)):
+        named = list(dict.fromkeys(m for o in objectives for m in o.models))
+        if not self.candidates and (not named or any(not o.models for o in objectives)):
             raise ValueError("list the candidate models (candidates:) for this objective")
         if named and self.candidates:
             missing = [m for m in named if m not in self.candidates]
@@ -193,12 +96,13 @@ class Policy(_M):
                 raise ValueError(f"cascade '{name}' names cascades ({', '.join(nested)}); its steps are models")
         if self.cascades:
             for o in objectives:
-                if objective_models(o):
-                    raise ValueError(f"a {o.type} objective takes no named cascades; list them as candidates of a "
-                                     "cheapest_above, best_under, utility or margin objective")
+                if not o.chooses:
+                    choosers = ", ".join(n for n, k in OBJECTIVES.items() if k.chooses)
+                    raise ValueError(f"a {o.type} objective takes no named cascades; list them as candidates of an "
+                                     f"objective that chooses among candidates ({choosers})")
         return self
 
-    def objective_for(self, category: str) -> CheapestAbove | BestUnder | Utility | Gain | Margin | Cascade | Split | Fixed:
+    def objective_for(self, category: str) -> ObjectiveKind:
         return next((obj for name, obj in self.categories.items() if name == category), self.objective)
 
     @property
@@ -208,14 +112,14 @@ class Policy(_M):
         for name in self.pool:
             out += self.cascades[name].models if name in self.cascades else [name]
         for o in (self.objective, *self.categories.values()):
-            out += objective_models(o)
+            out += o.models
         return list(dict.fromkeys(out))
 
     @property
     def pool(self) -> list[str]:
         if self.candidates:
             return list(self.candidates)
-        return list(dict.fromkeys(m for o in (self.objective, *self.categories.values()) for m in objective_models(o)))
+        return list(dict.fromkeys(m for o in (self.objective, *self.categories.values()) for m in o.models))
 
 
 class PolicyError(ValueError):

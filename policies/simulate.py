@@ -19,7 +19,8 @@ import numpy as np
 from policies.evaluate import Dataset, Replay, cost, score
 from policies.predictor import QualityPredictor
 from policies.quality import BanditState
-from policies.schema import Policy, Utility
+from policies.objectives import Utility
+from policies.schema import Policy
 from policies.verifier import Verifier
 from pricing import ModelPrice
 

@@ -1,11 +1,11 @@
-"""Cascade checks applied to OpenAI response bodies (the text logic lives in policies.checks)."""
+"""Cascade checks meet OpenAI response bodies: what a check reads of an answer (its text and token
+log-probabilities) and the transcript a judge is shown. The checks themselves live in policies.checks."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from policies.checks import agree_texts, judge_prompt, judge_says_yes, logprob_ok_values, rule_ok_text
-from policies.verifier import Verifier
+from policies.checks import Answer, CheckKind
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -17,24 +17,10 @@ def answer_text(body: dict[str, Any]) -> str:
     return "".join(str((c.get("function") or {}).get("arguments", "")) for c in calls)
 
 
-def rule_ok(check: dict[str, Any], body: dict[str, Any]) -> bool:
-    return rule_ok_text(check, answer_text(body))
-
-
-def logprob_ok(check: dict[str, Any], body: dict[str, Any]) -> bool:
+def answer_of(body: dict[str, Any]) -> Answer:
     lp = ((body.get("choices") or [{}])[0].get("logprobs") or {}).get("content") or []
-    return logprob_ok_values(check, [t["logprob"] for t in lp if isinstance(t, dict)
-                                     and isinstance(t.get("logprob"), (int, float))])
-
-
-def agree(first: dict[str, Any], others: list[dict[str, Any]]) -> bool:
-    return agree_texts(answer_text(first), [answer_text(o) for o in others])
-
-
-def verified(verifier: Verifier, check: dict[str, Any], first: dict[str, Any], others: list[dict[str, Any]]) -> bool:
-    """The verifier's confidence in the answer (voters that failed count as disagreeing) reaches the bar."""
-    voters = [answer_text(o) for o in others] + [""] * (len(check.get("with") or ()) - len(others))
-    return verifier.confidence(answer_text(first), voters) >= check.get("min_confidence", 0.5)
+    return Answer(answer_text(body), [t["logprob"] for t in lp if isinstance(t, dict)
+                                      and isinstance(t.get("logprob"), (int, float))])
 
 
 def conversation(body: dict[str, Any]) -> str:
@@ -49,11 +35,6 @@ def conversation(body: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
-def judge_request(check: dict[str, Any], body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """What each judge is sent: the question of ``check`` about this answer, a short reply wanted."""
-    return {"model": body.get("model", ""), "max_tokens": 8, "temperature": 0,
-            "messages": [{"role": "user", "content": judge_prompt(check, conversation(body), answer_text(answer))}]}
-
-
-def approved(verdicts: list[dict[str, Any]]) -> bool:
-    return bool(verdicts) and all(judge_says_yes(answer_text(v)) for v in verdicts)
+def question(check: CheckKind, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """What each checking model of a check that asks about an answer (a judge) is sent about this one."""
+    return check.question(body, conversation(body), answer_text(answer))

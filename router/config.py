@@ -49,7 +49,9 @@ class LiteLLMParams(BaseModel):
     api_version: str | None = None
     timeout: float = Field(default=600.0, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
-    backend: Literal["auto", "openai", "litellm", "simulated"] = "auto"
+    backend: str = Field(default="auto", description="the backend kind that calls this deployment: openai (OpenAI-"
+                         "compatible servers, called directly), litellm (any provider litellm speaks), simulated; auto: "
+                         "simulated for simulated/, openai for the OpenAI-compatible providers, litellm otherwise")
     pass_through_fields: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
         default_factory=list, description="request fields beyond OpenAI's own that reach this deployment "
         "(e.g. top_k); everything else a client sends that the API does not define is dropped")
@@ -503,6 +505,17 @@ def _line_for(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | 
     return index.get(())
 
 
+def _backend_problems(provider: str, d: DeploymentConfig) -> list[tuple[str, str]]:
+    """What the deployment's backend kind says of its settings (an unknown kind: that)."""
+    from router.registry import BACKENDS  # the registered kinds (importing it registers the built-in ones)
+
+    try:
+        kind = BACKENDS.choose(d.litellm_params.backend, provider)
+    except KeyError:
+        return [("backend", f"'{d.litellm_params.backend}' is not a backend kind: one of {', '.join(BACKENDS.names)}")]
+    return kind.problems(provider, d.litellm_params)
+
+
 def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[Any, ...], str]]:
     out: list[tuple[tuple[Any, ...], str]] = []
     wild = tuple(d.model_name[:-1] for d in cfg.model_list if d.model_name.endswith("*"))
@@ -545,8 +558,7 @@ def _semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[
                 out.append((("model_list", i, "litellm_params", field_name),
                             f"environment variable {ENV_REF.match(ref).group(1)} is not set"))  # type: ignore[union-attr]
         provider = d.litellm_params.model.split("/", 1)[0] if "/" in d.litellm_params.model else "openai"
-        if provider in ("hosted_vllm", "vllm", "sglang", "lm_studio", "llamafile", "azure") and not d.litellm_params.api_base:
-            out.append((("model_list", i, "litellm_params", "api_base"), f"provider '{provider}' needs an api_base"))
+        out += [(("model_list", i, "litellm_params", field_name), msg) for field_name, msg in _backend_problems(provider, d)]
         if provider == "azure" and not d.litellm_params.api_version:
             out.append((("model_list", i, "litellm_params", "api_version"), "azure deployments need an api_version"))
     for i, hook in enumerate(cfg.alerts.webhooks):

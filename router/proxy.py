@@ -72,9 +72,8 @@ class Gateway:
                 out = math.ceil(bound * (1 + dep.reasoning_allowance)) * n
             worst_out = max(worst_out, out)
             worst_charge = max(worst_charge, self.meter.worst_case(dep, who.tenant, body["model"], prompt, out))
-        if cascade:
-            checkers = len(cascade["check"].get("with") or ())
-            worst_charge *= len(cands) + checkers * (len(cands) - 1 if cascade["check"]["type"] == "judge" else 1)
+        if cascade:  # every step, and every call its check makes, at the dearest candidate's worst case
+            worst_charge *= len(cands) + cascade["check"].calls(len(cands))
         ex.ticket = await self.limiter.admit(who, body["model"], prompt + worst_out, worst_charge,
                                              request_id=ex.request_id, now=ex.started_wall, attrs=ex.attrs)
         return body

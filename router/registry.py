@@ -12,29 +12,18 @@ from pricing import ModelPrice, PriceCatalog
 from pricing.catalog import price_from_litellm_entry
 from router.backends.base import Backend
 from router.balancing import BALANCERS, Balancer, Load
-from router.backends.litellm_backend import LiteLLMBackend
-from router.backends.openai_compat import OpenAICompatBackend
-from router.backends.simulated import SimSettings, SimulatedBackend
-from router.config import ENV_REF, ROUTER_ONLY_PARAMS, Config, DeploymentConfig, LiteLLMParams
+from router.backends.kind import BACKENDS, BuildContext
+from router.backends.litellm_backend import LiteLLMKind
+from router.backends.openai_compat import OpenAIKind
+from router.backends.simulated import SimulatedKind
+from router.config import ROUTER_ONLY_PARAMS, Config, DeploymentConfig, LiteLLMParams
 from router.tokens import Tokenizer
 
-# OpenAI-compatible providers and their public endpoints; the rest need an api_base.
-OPENAI_COMPAT_BASES: dict[str, str | None] = {
-    "openai": "https://api.openai.com/v1",
-    "azure": None,
-    "groq": "https://api.groq.com/openai/v1",
-    "together_ai": "https://api.together.xyz/v1",
-    "deepseek": "https://api.deepseek.com/v1",
-    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
-    "mistral": "https://api.mistral.ai/v1",
-    "openrouter": "https://openrouter.ai/api/v1",
-    "ollama_chat": "http://127.0.0.1:11434/v1",
-    "hosted_vllm": None,
-    "vllm": None,
-    "sglang": None,
-    "lm_studio": None,
-    "llamafile": None,
-}
+# the built-in backend kinds, in the order `backend: auto` asks whether they serve a provider
+# (litellm: what none of them claims)
+for _kind in (SimulatedKind(), OpenAIKind(), LiteLLMKind()):
+    BACKENDS.register(_kind)
+
 _PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend", "transport",
                  "pass_through_fields", "weight", "native_apis", "rpm", "tpm", "max_parallel_requests", "order"}
 
@@ -93,10 +82,6 @@ def tls_context(p: LiteLLMParams, i: int) -> ssl.SSLContext | None:
         raise ValueError(f"model_list[{i}]: TLS settings (ssl_verify, ssl_certificate, ssl_key): "
                          f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}") from None
     return ctx
-
-
-def _ref_or_literal(value: str | None, resolve: Callable[[str | None], str | None]) -> str | None:
-    return resolve(value) if value and ENV_REF.match(value) else value
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -227,48 +212,23 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
     p = dc.litellm_params
     provider, name = split_model(p.model)
     extra = {k: v for k, v in (p.model_extra or {}).items() if k not in _PARAM_FIELDS and k not in ROUTER_ONLY_PARAMS}
-    kind = p.backend
-    if kind == "auto":
-        kind = "simulated" if provider == "simulated" else ("openai" if provider in OPENAI_COMPAT_BASES else "litellm")
-    mode = dc.model_info.mode or "chat"
-    region = dc.model_info.region
-    self_hosted = bool(dc.model_info.self_hosted)
-    caps = dc.model_info.capabilities
-    context = dc.model_info.max_input_tokens
-    quality = dc.model_info.quality
-    reasoning = dc.model_info.reasoning_allowance
-    price_key: str | None
-    backend: Backend
-    if kind == "simulated":
-        sim = SimSettings.from_params(name, extra)
-        backend = SimulatedBackend(sim, tokenizer)
-        mode, region = dc.model_info.mode or sim.mode, region or sim.region
-        self_hosted = sim.self_hosted if dc.model_info.self_hosted is None else self_hosted
-        caps = caps if caps is not None else sim.capabilities
-        context = context or sim.context_window
-        quality = quality if quality is not None else sim.quality
-        reasoning = reasoning if reasoning is not None else sim.reasoning_ratio
-        price_key = sim.stands_in_for if sim.stands_in_for in catalog else None
-    elif kind == "openai":
-        base = _ref_or_literal(p.api_base, resolve) or OPENAI_COMPAT_BASES.get(provider)
-        if base is None:
-            raise ValueError(f"model_list[{i}]: provider '{provider}' needs an api_base")
-        backend = OpenAICompatBackend(api_base=base, api_key=resolve(p.api_key), ssl_context=tls_context(p, i),
-                                      transport=p.transport,
-                                      azure_api_version=p.api_version if provider == "azure" else None,
-                                      azure_deployment=name if provider == "azure" else None,
-                                      max_response_bytes=cfg.server.max_response_bytes,
-                                      headers={str(k): str(v) for k, v in (extra.get("extra_headers") or {}).items()},
-                                      native_apis=frozenset(p.native_apis if p.native_apis is not None else (
-                                          ["responses"] if provider == "openai" and base == OPENAI_COMPAT_BASES["openai"]
-                                          else [])))
-        price_key = catalog.key_for(p.model, dc.model_info.base_model)
-    else:
-        backend = LiteLLMBackend(model=p.model, api_key=resolve(p.api_key), api_base=_ref_or_literal(p.api_base, resolve),
-                                 extra={**extra, "api_version": p.api_version,
-                                        **({"ssl_verify": p.ssl_verify} if p.ssl_verify is not True else {})},
-                                 pass_through=frozenset(p.pass_through_fields))
-        price_key = catalog.key_for(p.model, dc.model_info.base_model)
+    try:
+        kind = BACKENDS.choose(p.backend, provider)
+    except KeyError:
+        raise ValueError(f"model_list[{i}]: backend '{p.backend}' is not one of {', '.join(BACKENDS.names)}") from None
+    built = kind.build(BuildContext(i, provider, name, p, extra, cfg, catalog, tokenizer, resolve, dc.model_info.base_model,
+                                    lambda: tls_context(p, i)))
+    backend, price_key = built.backend, built.price_key
+    mi = dc.model_info
+
+    def fact(key: str, default: Any = None) -> Any:  # the config's value, else what the backend knows, else the default
+        own = getattr(mi, key)
+        if own is not None:
+            return own
+        return built.facts.get(key, default)
+
+    mode, region, self_hosted, caps = fact("mode", "chat"), fact("region"), bool(fact("self_hosted", False)), fact("capabilities")
+    context, quality, reasoning = fact("max_input_tokens"), fact("quality"), fact("reasoning_allowance")
     info = dc.model_info.model_dump(exclude_none=True)
     if context is None and price_key:
         listed = catalog.price(price_key)

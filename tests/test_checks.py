@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from policies.checks import JUDGE_CHARS, judge_prompt, judge_says_yes
+from policies.checks import JUDGE_CHARS, Answer, Judge, judge_prompt, judge_says_yes
 from policies.evaluate import evaluate, load_dataset, load_prices
 from policies.schema import PolicyError, parse_policy
-from router.cascade import approved, conversation, judge_request
+from router.cascade import answer_of, conversation, question
 
 
 @pytest.mark.parametrize("reply, verdict", [
@@ -31,24 +31,28 @@ def test_the_judge_is_shown_the_conversation_and_the_answer() -> None:
         {"role": "assistant", "content": "Which answer?"},
         {"role": "user", "content": "The 40 one."}]}
     answer = {"choices": [{"message": {"role": "assistant", "content": "42 {conversation}"}}]}
-    sent = judge_request({"type": "judge", "with": ["j"]}, body, answer)
+    sent = question(Judge.model_validate({"type": "judge", "with": ["j"]}), body, answer)
     assert sent["max_tokens"] == 8 and sent["temperature"] == 0 and sent["model"] == "auto"
     text = sent["messages"][0]["content"]
     # braces inside the texts stay text; images are left out
     assert "System: Be brief.\n\nUser: What is {answer} + 2?\n\nAssistant: Which answer?\n\nUser: The 40 one." in text
     assert "Answer:\n42 {conversation}\n" in text and "base64" not in text
     assert text.rstrip().endswith("Reply with one word: YES or NO.")
-    own = judge_prompt({"prompt": "Q: {conversation} A: {answer} ok?"}, "c" * (JUDGE_CHARS + 10), "a" * (JUDGE_CHARS + 10))
+    own = judge_prompt("Q: {conversation} A: {answer} ok?", "c" * (JUDGE_CHARS + 10), "a" * (JUDGE_CHARS + 10))
     assert own == f"Q: {'c' * JUDGE_CHARS} A: {'a' * JUDGE_CHARS} ok?", "the latest turns, the answer's start"
     assert conversation({"messages": [{"role": "user", "content": None}]}) == ""
 
 
 def test_every_judge_must_approve() -> None:
-    def reply(text: str) -> dict:
-        return {"choices": [{"message": {"content": text}}]}
-    assert approved([reply("YES"), reply("yes")])
-    assert not approved([reply("YES"), reply("NO")])
-    assert not approved([]), "no verdict is no approval"
+    def reply(text: str) -> Answer:
+        return answer_of({"choices": [{"message": {"content": text}}]})
+
+    judge = Judge.model_validate({"type": "judge", "with": ["j1", "j2"]})
+    answer = Answer("42")
+    assert judge.passes(answer, [reply("YES"), reply("yes")], 2, {})
+    assert not judge.passes(answer, [reply("YES"), reply("NO")], 2, {})
+    assert not judge.passes(answer, [reply("YES")], 2, {}), "a judge that failed to answer is no approval"
+    assert not judge.passes(answer, [], 0, {}), "no verdict is no approval"
 
 
 def test_schema_needs_judges_and_both_placeholders() -> None:

@@ -45,7 +45,7 @@ def test_a_named_cascade_is_chosen_like_a_model_and_run_as_a_cascade() -> None:
     d = decide(30)
     assert d.order == ["small", "big"]
     assert d.cascade == {"name": "checked", "steps": ["small", "big"],
-                         "check": d.cascade["check"]} and d.cascade["check"]["with"] == ["judge"]
+                         "check": d.cascade["check"]} and d.cascade["check"].models == ["judge"]
     row = next(c for c in d.candidates if c["model"] == "checked")
     # cost: small and its judge always, big when small fails (predicted 1 - 0.5 of the time)
     small = 1100 * 1e-7

@@ -10,6 +10,7 @@ import re
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
+from router.backends.kind import BackendKind, BuildContext, Built
 from router.backends.base import (
     Call,
     UpstreamBadResponse,
@@ -202,3 +203,17 @@ class LiteLLMBackend:
     async def aclose(self) -> None:
         if self.native:
             await self._anthropic.aclose()
+
+
+class LiteLLMKind(BackendKind):
+    """Any provider litellm speaks (what ``auto`` falls back to)."""
+
+    name = "litellm"
+
+    def build(self, ctx: BuildContext) -> Built:
+        p = ctx.params
+        tls = {"ssl_verify": p.ssl_verify} if p.ssl_verify is not True else {}
+        backend = LiteLLMBackend(model=p.model, api_key=ctx.resolve(p.api_key), api_base=ctx.ref_or_literal(p.api_base),
+                                 extra={**ctx.extra, "api_version": p.api_version, **tls},
+                                 pass_through=frozenset(p.pass_through_fields))
+        return Built(backend, ctx.listed_price_key())

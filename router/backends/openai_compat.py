@@ -8,12 +8,13 @@ encoded with orjson, streams relayed chunk by chunk as they arrive (nothing buff
 from __future__ import annotations
 
 import ssl
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import orjson
 
 from router.backends import transports as tp
+from router.backends.kind import BackendKind, BuildContext, Built
 from router.backends.base import (
     Call,
     UpstreamBadResponse,
@@ -24,6 +25,9 @@ from router.backends.base import (
     UpstreamTimeout,
     error_for_status,
 )
+
+if TYPE_CHECKING:
+    from router.config import LiteLLMParams
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -246,3 +250,52 @@ class NativeAPI:
 
     def stream(self, call: Call) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
         return self.backend.typed_events(self.path, call, self.ends)
+
+
+# OpenAI-compatible providers and their public endpoints (None: the deployment names its api_base)
+OPENAI_COMPAT_BASES: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "azure": None,
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "ollama_chat": "http://127.0.0.1:11434/v1",
+    "hosted_vllm": None,
+    "vllm": None,
+    "sglang": None,
+    "lm_studio": None,
+    "llamafile": None,
+}
+
+
+class OpenAIKind(BackendKind):
+    """OpenAI's API and the servers that speak it (vLLM, SGLang, Azure OpenAI, Groq...), called directly."""
+
+    name = "openai"
+
+    def serves(self, provider: str) -> bool:
+        return provider in OPENAI_COMPAT_BASES
+
+    def problems(self, provider: str, params: "LiteLLMParams") -> list[tuple[str, str]]:
+        if params.api_base is None and OPENAI_COMPAT_BASES.get(provider) is None:
+            return [("api_base", f"provider '{provider}' needs an api_base")]
+        return []
+
+    def build(self, ctx: BuildContext) -> Built:
+        p, provider = ctx.params, ctx.provider
+        base = ctx.ref_or_literal(p.api_base) or OPENAI_COMPAT_BASES.get(provider)
+        if base is None:
+            raise ValueError(f"model_list[{ctx.index}]: provider '{provider}' needs an api_base")
+        azure = provider == "azure"
+        own = provider == "openai" and base == OPENAI_COMPAT_BASES["openai"]
+        native = p.native_apis if p.native_apis is not None else (["responses"] if own else [])
+        backend = OpenAICompatBackend(api_base=base, api_key=ctx.resolve(p.api_key), ssl_context=ctx.tls(),
+                                      transport=p.transport, azure_api_version=p.api_version if azure else None,
+                                      azure_deployment=ctx.upstream if azure else None,
+                                      max_response_bytes=ctx.cfg.server.max_response_bytes,
+                                      headers={str(k): str(v) for k, v in (ctx.extra.get("extra_headers") or {}).items()},
+                                      native_apis=frozenset(native))
+        return Built(backend, ctx.listed_price_key())

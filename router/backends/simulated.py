@@ -20,6 +20,7 @@ import orjson
 import yaml
 
 from router.backends import simtext
+from router.backends.kind import BackendKind, BuildContext, Built
 from router.backends.base import (
     Call,
     UpstreamRejected,
@@ -310,3 +311,19 @@ def _checked(schema: Any, where: str) -> Any:
     except simtext.SchemaError as exc:
         raise UpstreamRejected(f"Invalid schema for '{where}': {exc}.", upstream_status=400) from None
     return schema
+
+
+class SimulatedKind(BackendKind):
+    """``simulated/<tier>``: a built-in stand-in priced as the model it stands in for."""
+
+    name = "simulated"
+
+    def serves(self, provider: str) -> bool:
+        return provider == "simulated"
+
+    def build(self, ctx: BuildContext) -> Built:
+        sim = SimSettings.from_params(ctx.upstream, ctx.extra)
+        return Built(SimulatedBackend(sim, ctx.tokenizer), sim.stands_in_for if sim.stands_in_for in ctx.catalog else None,
+                     {"mode": sim.mode, "region": sim.region, "self_hosted": sim.self_hosted,
+                      "capabilities": sim.capabilities, "max_input_tokens": sim.context_window, "quality": sim.quality,
+                      "reasoning_allowance": sim.reasoning_ratio})

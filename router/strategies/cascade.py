@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from policies.checks import CheckKind
 from router import cascade as checks
 from router.attempts import ESCALATED, late
 from router.backends.base import UpstreamError
@@ -23,10 +24,10 @@ class Cascade(Strategy):
     def __init__(self, *args: Any, **kw: Any):
         super().__init__(*args, **kw)
         self.spec: dict[str, Any] = self.ex.plan.decision.cascade  # type: ignore[union-attr]
-        self.check_type = self.spec["check"]["type"]
-        self.votes: list[dict[str, Any]] | None = None  # agreement/verifier voters answer once per request
-        # a logprob check needs logprobs; the client is not sent those it did not ask for
-        self.unasked_logprobs = self.check_type == "logprob" and not self.body.get("logprobs")
+        self.check: CheckKind = self.spec["check"]
+        self.votes: list[dict[str, Any]] | None = None  # checking models asked the request itself answer once
+        # a check that reads logprobs gets them; the client is not sent those it did not ask for
+        self.unasked_logprobs = self.check.needs_logprobs and not self.body.get("logprobs")
         if self.unasked_logprobs:
             self.body = {**self.body, "logprobs": True}
 
@@ -54,28 +55,24 @@ class Cascade(Strategy):
         raise self.exhausted()
 
     async def _passes(self, out: dict[str, Any]) -> bool:
-        check = self.spec["check"]
-        if self.check_type == "judge":  # judges read each step's own answer
-            verdicts = await self._ask(checks.judge_request(check, self.body, out))
-            return len(verdicts) == len(check.get("with") or ()) and checks.approved(verdicts)
-        if self.votes is None and self.check_type in ("agreement", "verifier"):
-            self.votes = await self._ask(self.body)
-        answers = self.votes or []
-        if self.check_type == "rule":
-            return checks.rule_ok(check, out)
-        if self.check_type == "logprob":
-            return checks.logprob_ok(check, out)
-        if self.check_type == "verifier":
-            return checks.verified(self.ex.plan.verifiers[check["verifier"]], check, out, answers)  # type: ignore[union-attr]
-        want = len(check.get("with") or ())
-        return want > 0 and len(answers) == want and checks.agree(out, answers)
+        check = self.check
+        if check.asks == "about_answer":  # judges read each step's own answer
+            votes = await self._ask(checks.question(check, self.body, out))
+        elif check.asks == "same":
+            if self.votes is None:
+                self.votes = await self._ask(self.body)
+            votes = self.votes
+        else:
+            votes = []
+        return check.passes(checks.answer_of(out), [checks.answer_of(v) for v in votes], len(check.models),
+                            self.ex.plan.verifiers)  # type: ignore[union-attr]
 
     async def _ask(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The checking models' answers to ``body`` (each called once, in parallel, a priced line);
         a failed one is missing."""
         ex = self.ex
         registry = self.gw.planner.registry
-        voters = [d for name in self.spec["check"].get("with") or () for d in registry.candidates(name, "chat")[:1]]
+        voters = [d for name in self.check.models for d in registry.candidates(name, "chat")[:1]]
         t0 = time.perf_counter()
         if late(self.deadline):
             return []  # no time to check: the check fails
