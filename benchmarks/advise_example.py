@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 
-from pricing import load_profiles
+from pricing.loaders import load_profiles
 from pricing.advisor import Traffic, advise
 
 profile = load_profiles()["h200"]

@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from policies.decide import CandidateInfo, PolicyRouter, RequestFeatures  # noqa: E402
 from policies.features import categorize  # noqa: E402
-from policies.predictor import QualityPredictor  # noqa: E402
 from policies.quality import QualityModel  # noqa: E402
-from policies.schema import load_policy  # noqa: E402
+from policies.loaders import load_policy, load_predictor  # noqa: E402
 from pricing import ModelPrice  # noqa: E402
 
 
@@ -40,7 +39,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/routing/routellm_gpt4_mixtral.jsonl")
     args = ap.parse_args()
     policy = load_policy(args.policy)
-    pred = QualityPredictor.load(args.predictor)
+    pred = load_predictor(args.predictor)
     router = PolicyRouter(policy, QualityModel(policy.quality, {}, pred))
     data = args.data
     if data.exists():

@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from policies import metrics  # noqa: E402
-from policies.evaluate import Dataset, load_dataset, score, train_predictor  # noqa: E402
+from policies.evaluate import Dataset, score, train_predictor  # noqa: E402
+from policies.loaders import load_dataset  # noqa: E402
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 GRID = [(l2, steps) for l2 in (1.0, 3.0, 10.0) for steps in (50, 100, 200)]

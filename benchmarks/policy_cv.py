@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from policies.evaluate import Dataset, evaluate, load_dataset, load_prices, load_responses, train_predictor  # noqa: E402
-from policies.schema import Policy, load_policy  # noqa: E402
+from policies.evaluate import Dataset, evaluate, train_predictor  # noqa: E402
+from policies.loaders import load_dataset, load_policy, load_prices, load_responses  # noqa: E402
+from policies.schema import Policy  # noqa: E402
 
 LAMBDAS = [0, 3, 10, 20, 30, 40, 50, 70, 100, 300, 1000, 3000, 10000]
 

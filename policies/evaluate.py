@@ -11,25 +11,22 @@ scores are read after the choice, to grade it (the oracle baseline alone reads t
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from policies import metrics
-from policies.assets import checks_of
 from policies.checks import Answer, CheckKind, VerifierCheck
 from policies.decide import CandidateInfo, Decision, PolicyRouter, RequestFeatures
 from policies.features import categorize
 from policies.predictor import QualityPredictor
 from policies.quality import BanditState, QualityModel
 from policies.objectives import Cascade
-from policies.schema import Policy
+from policies.schema import Policy, checks_of
 from policies.verifier import Verifier
 from pricing import ModelPrice
 
@@ -44,18 +41,12 @@ class Dataset:
         return self.rows if name in (None, "all") else [r for r in self.rows if r.get(self.split_field) == name]
 
 
-def load_dataset(path: str | Path, *, include_excluded: bool = False) -> Dataset:
-    rows = []
-    with open(path) as fh:
-        for line in fh:
-            if line.strip():
-                r = json.loads(line)
-                if r.get("excluded_by_routellm_decontamination") and not include_excluded:
-                    continue
-                rows.append(r)
-    models = sorted({k.split("|")[0] for k in rows[0] if k.endswith("|score")})
-    split_field = "split" if "split" in rows[0] else "routerdc_split"
-    return Dataset(rows, models, split_field)
+def dataset_from_rows(rows: Iterable[dict[str, Any]], *, include_excluded: bool = False) -> Dataset:
+    """A routing outcome dataset from its rows (``policies.loaders.load_dataset`` reads them)."""
+    kept = [r for r in rows if include_excluded or not r.get("excluded_by_routellm_decontamination")]
+    models = sorted({k.split("|")[0] for k in kept[0] if k.endswith("|score")})
+    split_field = "split" if "split" in kept[0] else "routerdc_split"
+    return Dataset(kept, models, split_field)
 
 
 def score(row: dict[str, Any], model: str) -> float:
@@ -77,10 +68,9 @@ def cost(row: dict[str, Any], model: str, prices: dict[str, ModelPrice]) -> floa
     return inp * p.input + out * p.output
 
 
-def load_prices(path: str | Path | None, models: list[str]) -> dict[str, ModelPrice]:
-    """Per-model prices: a prices.json as shipped with the routing data ({model: {dataset_price_usd_per_1M: ...}})."""
+def prices_from_doc(doc: Mapping[str, Any], models: list[str]) -> dict[str, ModelPrice]:
+    """Per-model prices from a prices.json as shipped with the routing data ({model: {dataset_price_usd_per_1M: ...}})."""
     out: dict[str, ModelPrice] = {}
-    doc = json.loads(Path(path).read_text()) if path else {}
     for m in models:
         entry = doc.get(m) or doc.get(m.split("/")[-1]) or {}
         per_m = entry.get("dataset_price_usd_per_1M") or entry
@@ -99,7 +89,7 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
     if policy is not None and policy.cascades:
-        replay = Replay(policy, ds, load_prices(None, ds.models), None, [], answer_texts(ds, responses), verifiers)
+        replay = Replay(policy, ds, prices_from_doc({}, ds.models), None, [], answer_texts(ds, responses), verifiers)
         extra = list(replay.cascades)
         if extra:
             y = np.hstack([y, np.array([[replay.run_cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
@@ -456,15 +446,3 @@ def answer_texts(ds: Dataset, responses: dict[str, dict[str, str]] | None = None
         if texts:
             out[str(r["id"])] = texts
     return {**out, **(responses or {})}
-
-
-def load_responses(path: str | Path | None) -> dict[str, dict[str, str]] | None:
-    if not path or not Path(path).exists():
-        return None
-    out = {}
-    with open(path) as fh:
-        for line in fh:
-            r = json.loads(line)
-            out[str(r.pop("id"))] = {k: str(v) for k, v in r.items()}
-    return out
-

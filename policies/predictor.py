@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from policies.features import DIM, featurize
 
@@ -130,19 +129,21 @@ class QualityPredictor:
         import numpy as np
         return np.array([[p for p in self.predict(t).values()] for t in prompts])
 
-    def save(self, path: str | Path) -> None:
+    def to_arrays(self) -> dict[str, Any]:
+        """The predictor as named arrays (``policies.loaders.save_predictor`` writes them as .npz)."""
         import numpy as np
-        extra = {} if self.idf is None else {"idf": self.idf.astype(np.float16)}
+        out = {"weights": self.weights.astype(np.float16), "models": np.array(self.models),
+               "meta": np.array(json.dumps(self.meta))}
+        if self.idf is not None:
+            out["idf"] = self.idf.astype(np.float16)
         if self.bias is not None:
-            extra["bias"] = self.bias.astype(np.float32)
-        np.savez_compressed(path, weights=self.weights.astype(np.float16),
-                            models=np.array(self.models), meta=np.array(json.dumps(self.meta)), **extra)
+            out["bias"] = self.bias.astype(np.float32)
+        return out
 
     @classmethod
-    def load(cls, path: str | Path) -> "QualityPredictor":
+    def from_arrays(cls, f: Mapping[str, Any]) -> "QualityPredictor":
         import numpy as np
-        with np.load(path, allow_pickle=False) as f:
-            idf = f["idf"].astype(np.float32) if "idf" in f.files else None
-            bias = f["bias"].astype(np.float32) if "bias" in f.files else None
-            return cls([str(m) for m in f["models"]], f["weights"].astype(np.float32), json.loads(str(f["meta"])),
-                       idf=idf, bias=bias)
+        idf = f["idf"].astype(np.float32) if "idf" in f else None
+        bias = f["bias"].astype(np.float32) if "bias" in f else None
+        return cls([str(m) for m in f["models"]], f["weights"].astype(np.float32), json.loads(str(f["meta"])),
+                   idf=idf, bias=bias)

@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.checks import CHECKS
-from policies.objectives import OBJECTIVES, CascadeSpec, ObjectiveKind
+from policies.checks import CHECKS, CheckKind
+from policies.objectives import OBJECTIVES, Cascade, CascadeSpec, ObjectiveKind
 
 
 class _M(BaseModel):
@@ -146,13 +145,10 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise PolicyError(source, problems) from None
 
 
-def load_policy(path: str | Path) -> Policy:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
-    return parse_policy(text, str(p))
+def checks_of(policy: Policy) -> list[CheckKind]:
+    """Every cascade check the policy holds."""
+    own = [o.check for o in (policy.objective, *policy.categories.values()) if isinstance(o, Cascade)]
+    return own + [spec.check for spec in policy.cascades.values()]
 
 
 def json_schema() -> dict:

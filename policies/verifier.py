@@ -17,13 +17,11 @@ prediction is a few regular expressions and one dot product.
 from __future__ import annotations
 
 import ast
-import json
 import math
 import operator
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from policies.checks import normalise
 
@@ -143,12 +141,12 @@ class Verifier:
         w = fit_logistic(x, np.asarray(good, dtype=float), l2)
         return cls({k: round(float(v), 6) for k, v in zip(FEATURES, w)}, {"rows": len(x), **(meta or {})})
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"weights": self.weights, "meta": self.meta}, indent=1) + "\n")
+    def to_doc(self) -> dict[str, Any]:
+        """The verifier as a JSON document (``policies.loaders.save_verifier`` writes it)."""
+        return {"weights": self.weights, "meta": self.meta}
 
     @classmethod
-    def load(cls, path: str | Path) -> "Verifier":
-        doc = json.loads(Path(path).read_text())
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Verifier":
         weights = {str(k): float(v) for k, v in doc["weights"].items()}
         unknown = sorted(set(weights) - set(FEATURES))
         if unknown:

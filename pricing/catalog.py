@@ -1,7 +1,7 @@
 """Price catalog: litellm's bundled price map as the base, YAML overrides on top.
 
-Pure: reads its data files, never the network. litellm's map is read straight from the
-installed package's JSON file (importing litellm itself costs seconds and is not needed).
+Pure: built from those documents as data (``pricing.loaders.load_catalog`` reads the files); every
+lookup is told the time it prices at.
 
 Prices are per token in USD. Every price carries an effective date: a lookup at time T uses
 the newest price whose ``effective_from`` is at or before T, so a price change applies from its
@@ -11,16 +11,11 @@ date on and never rewrites what was metered before it.
 from __future__ import annotations
 
 import bisect
-import importlib.metadata
-import importlib.util
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import orjson
-import yaml
 
 from pricing.usage import Usage
 
@@ -29,7 +24,6 @@ _TIER_RE = re.compile(r"^(input_cost_per_token|output_cost_per_token|cache_read_
                       r"cache_creation_input_token_cost)_above_(\d+)(k?)_tokens$")
 _TIER_FIELD = {"input_cost_per_token": "input", "output_cost_per_token": "output",
                "cache_read_input_token_cost": "cache_read", "cache_creation_input_token_cost": "cache_write"}
-DEFAULT_OVERRIDES = Path(__file__).with_name("data") / "overrides.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +117,6 @@ def price_from_litellm_entry(entry: Mapping[str, Any], *, source: str, effective
     )
 
 
-def litellm_price_map_path() -> Path:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        raise PricingError("litellm is not installed; its price map is the catalog's base")
-    return Path(list(spec.submodule_search_locations)[0]) / "model_prices_and_context_window_backup.json"
-
-
-def litellm_version() -> str:
-    try:
-        return importlib.metadata.version("litellm")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - litellm is a pinned dependency
-        return "unknown"
-
-
 def _parse_date(value: Any, where: str) -> datetime:
     if isinstance(value, datetime):
         dt = value
@@ -150,28 +130,27 @@ def _parse_date(value: Any, where: str) -> datetime:
 
 @dataclass
 class PriceCatalog:
-    """Model name -> dated price history. Build with :meth:`load`; immutable once built."""
+    """Model name -> dated price history. Build with :meth:`from_documents`; immutable once built."""
 
     _history: dict[str, list[ModelPrice]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, overrides: Iterable[Path] = (DEFAULT_OVERRIDES,), *, base: Path | None = None) -> "PriceCatalog":
+    def from_documents(cls, price_map: Mapping[str, Any], overrides: Iterable[tuple[str, Mapping[str, Any]]] = (), *,
+                       source: str = "litellm") -> "PriceCatalog":
+        """litellm's price map (its JSON, parsed), then each (name, overrides document) on top, in order."""
         cat = cls()
-        base = base or litellm_price_map_path()
-        source = f"litellm-{litellm_version()}"
-        docs = [(Path(p), yaml.safe_load(Path(p).read_text()) or {}) for p in overrides]
+        docs = list(overrides)
         rules: dict[str, Any] = {}
         for _, doc in docs:
             rules.update(doc.get("providers") or {})
-        raw = orjson.loads(base.read_bytes())
-        for name, entry in raw.items():
+        for name, entry in price_map.items():
             if name == "sample_spec" or not isinstance(entry, dict):
                 continue
             price = price_from_litellm_entry(entry, source=source, rules=rules.get(str(entry.get("litellm_provider"))))
             if price is not None:
                 cat._history[name] = [price]
-        for path, doc in docs:
-            cat.add_overrides(doc, source=f"overrides:{path.name}")
+        for doc_name, doc in docs:
+            cat.add_overrides(doc, source=f"overrides:{doc_name}")
         return cat
 
     def add_overrides(self, doc: Mapping[str, Any], *, source: str) -> None:
@@ -224,14 +203,14 @@ class PriceCatalog:
     def __len__(self) -> int:
         return len(self._history)
 
-    def price(self, name: str, at: datetime | None = None) -> ModelPrice | None:
-        """The price in force for ``name`` at ``at`` (now by default); None when unpriced."""
+    def price(self, name: str, at: datetime) -> ModelPrice | None:
+        """The price in force for ``name`` at ``at``; None when unpriced."""
         hist = self._history.get(name)
         if not hist:
             return None
-        if len(hist) == 1 and at is None:
-            return hist[0] if hist[0].effective_from <= datetime.now(timezone.utc) else None
-        idx = bisect.bisect_right([p.effective_from for p in hist], at or datetime.now(timezone.utc))
+        if len(hist) == 1:
+            return hist[0] if hist[0].effective_from <= at else None
+        idx = bisect.bisect_right([p.effective_from for p in hist], at)
         return hist[idx - 1] if idx else None
 
 

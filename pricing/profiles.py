@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 HOURS_PER_YEAR = 8760.0
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12
-DEFAULT_PROFILES = Path(__file__).with_name("data") / "profiles.yaml"
 
 
 class _M(BaseModel):
@@ -132,6 +129,6 @@ class GpuHour:
                 "chip_vendor_margin": self.chip_vendor_margin}
 
 
-def load_profiles(path: Path = DEFAULT_PROFILES) -> dict[str, StackProfile]:
-    doc: dict[str, Any] = yaml.safe_load(Path(path).read_text()) or {}
+def profiles_from_doc(doc: dict[str, Any]) -> dict[str, StackProfile]:
+    """Stack profiles by name from a profiles document (``pricing.loaders.load_profiles`` reads the file)."""
     return {name: StackProfile.model_validate({"name": name, **body}) for name, body in (doc.get("profiles") or {}).items()}

@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from pricing import StackProfile, load_profiles
+from pricing import StackProfile
+from pricing.loaders import load_profiles
 from pricing.advisor import Traffic, advise
 from router.ledger.store import LedgerStore, UsageQuery
 from router.registry import Deployment

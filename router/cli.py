@@ -197,7 +197,8 @@ def import_litellm(config: Path = typer.Argument(..., help="A LiteLLM proxy conf
 def _self_hosted_losses(cfg: Config) -> list[str]:
     """Self-hosted models a plan charges less for than their GPU-hours cost at the stack profile's
     throughput: every such request loses money (the Stack view shows it as a negative margin)."""
-    from pricing import Usage, load_profiles
+    from pricing import Usage
+    from pricing.loaders import load_profiles
     from pricing.attribution import self_hosted_cost
 
     catalog, registry = _offline_registry(cfg)
@@ -292,7 +293,10 @@ def price(
 ) -> None:
     """Price one request's usage with the catalog (a catalog name, a provider/name as a deployment
     writes it, or with --config one of the config's model names)."""
-    from pricing import PriceCatalog, Usage, cost_of
+    from datetime import datetime, timezone
+
+    from pricing import Usage, cost_of
+    from pricing.loaders import load_catalog
 
     p = None
     if config:
@@ -300,10 +304,10 @@ def price(
         deps = registry.candidates(model, "chat") or registry.candidates(model, "embedding")
         p = deps[0].price(cat) if deps else None
     else:
-        cat = PriceCatalog.load()
+        cat = load_catalog()
     if p is None:
         key = cat.key_for(model)
-        p = cat.price(key) if key else None
+        p = cat.price(key, datetime.now(timezone.utc)) if key else None
     if p is None:
         typer.echo(f"{model}: unpriced (not in the catalog)", err=True)
         raise typer.Exit(1)
@@ -325,7 +329,7 @@ def economics(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per-GPU-hour economics of a stack profile, and the cost of 1M tokens at each layer."""
-    from pricing.profiles import load_profiles
+    from pricing.loaders import load_profiles
 
     profiles = load_profiles()
     if profile not in profiles:

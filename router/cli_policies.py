@@ -29,7 +29,8 @@ def policies_schema() -> None:
 @policies_cli.command("check")
 def policies_check(files: list[Path] = typer.Argument(..., help="Policy YAML files.")) -> None:
     """Validate policy files without serving."""
-    from policies.schema import PolicyError, load_policy
+    from policies.loaders import load_policy
+    from policies.schema import PolicyError
 
     bad = False
     for f in files:
@@ -61,9 +62,10 @@ def policies_train(
     """Train the quality predictor on outcome data."""
     import time as _time
 
-    from policies.assets import load_assets
-    from policies.evaluate import load_dataset, load_responses, train_predictor
-    from policies.schema import PolicyError, load_policy
+    from policies.evaluate import train_predictor
+    from policies.loaders import load_assets, load_dataset, load_responses, save_predictor
+    from policies.loaders import load_policy
+    from policies.schema import PolicyError
 
     ds = load_dataset(data)
     pol, verifiers = None, {}
@@ -82,7 +84,7 @@ def policies_train(
                            solver=solver, l2=l2,
                            responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")))
     pred.meta.update(data=data.name)
-    pred.save(out)
+    save_predictor(pred, out)
     typer.echo(f"trained on {pred.meta['rows']} rows x {len(pred.models)} columns in {_time.perf_counter() - t0:.1f}s -> {out}")
 
 
@@ -97,7 +99,8 @@ def policies_train_verifier(
     responses: Optional[Path] = typer.Option(None, help="Answer texts by id (default: <data>_responses.jsonl, or the data's own '|response' fields)."),
 ) -> None:
     """Train a cascade's answer verifier on outcome data."""
-    from policies.evaluate import load_dataset, load_responses, train_verifier
+    from policies.evaluate import train_verifier
+    from policies.loaders import load_dataset, load_responses, save_verifier
 
     ds = load_dataset(data)
     unknown = [m for m in [model, *with_] if m not in ds.models]
@@ -111,7 +114,7 @@ def policies_train_verifier(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
     ver.meta.update(data=data.name)
-    ver.save(out)
+    save_verifier(ver, out)
     weights = ", ".join(f"{k} {v:+.2f}" for k, v in ver.weights.items() if v)
     typer.echo(f"trained on {ver.meta['rows']} answers of {model} -> {out}\n  {weights}")
 
@@ -172,7 +175,7 @@ def policies_eval(
     if decisions:
         decisions.write_text("".join(json.dumps(x) + "\n" for x in lines))
     if plot:
-        from policies.plot import frontier_png
+        from router.plots import frontier_png
 
         frontier_png(report, plot)
     if resplits:
@@ -204,9 +207,9 @@ def _replay_inputs(policy: Path, data: Path, predictor: Optional[Path], prices: 
                                                        dict[str, ModelPrice], dict[str, dict[str, str]] | None]:
     """What a replay needs: the policy and its trained files, the data, its prices (prices.json
     beside the data unless given) and recorded answers (<data>_responses.jsonl unless given)."""
-    from policies.assets import load_assets
-    from policies.evaluate import load_dataset, load_prices, load_responses
-    from policies.schema import PolicyError, load_policy
+    from policies.loaders import load_assets, load_dataset, load_prices, load_responses
+    from policies.loaders import load_policy
+    from policies.schema import PolicyError
 
     try:
         pol = load_policy(policy)
@@ -345,7 +348,7 @@ def policies_simulate(
     if seeds > 1:
         report["runs"] = [r["curves"] for r in runs[1:]]
     if plot:
-        from policies.plot import learning_png
+        from router.plots import learning_png
 
         learning_png(runs, plot)
     if as_json:

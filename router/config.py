@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pricing.plans import Plan
-from pricing.profiles import load_profiles
+from pricing.loaders import load_profiles
 from router.balancing import LITELLM_STRATEGIES
 
 ENV_REF = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")

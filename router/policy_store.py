@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from policies.assets import load_assets
+from policies.loaders import load_assets
 from policies.decide import PolicyRouter
 from policies.quality import BanditState, QualityModel
 from policies.schema import Policy, PolicyError, parse_policy

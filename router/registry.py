@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from pricing import ModelPrice, PriceCatalog
@@ -58,7 +58,7 @@ class Deployment:
     def price(self, catalog: PriceCatalog, at: datetime | None = None) -> ModelPrice | None:
         if self.fixed_price is not None:
             return self.fixed_price
-        return catalog.price(self.price_key, at) if self.price_key else None
+        return catalog.price(self.price_key, at or datetime.now(timezone.utc)) if self.price_key else None
 
 
 def _limited(d: Deployment) -> bool:
@@ -231,7 +231,7 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
     context, quality, reasoning = fact("max_input_tokens"), fact("quality"), fact("reasoning_allowance")
     info = dc.model_info.model_dump(exclude_none=True)
     if context is None and price_key:
-        listed = catalog.price(price_key)
+        listed = catalog.price(price_key, datetime.now(timezone.utc))
         context = listed.max_input_tokens if listed is not None else None
     fixed = price_from_litellm_entry(info, source=f"config:{dc.model_name}") if (
         dc.model_info.input_cost_per_token is not None or dc.model_info.output_cost_per_token is not None) else None

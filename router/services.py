@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from pricing import PriceCatalog, load_profiles
-from pricing.catalog import DEFAULT_OVERRIDES
+from pricing import PriceCatalog
+from pricing import loaders as pricing_data
 from router import memory
 from router.alerts import Alerter
 from router.attribution import Attribution, rule_values
@@ -356,7 +356,7 @@ def key_rules(row: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]
 
 
 def load_catalog(cfg: Config) -> PriceCatalog:
-    return PriceCatalog.load([DEFAULT_OVERRIDES, *(Path(p) for p in cfg.pricing.overrides)])
+    return pricing_data.load_catalog([pricing_data.DEFAULT_OVERRIDES, *(Path(p) for p in cfg.pricing.overrides)])
 
 
 def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: RecordSink | None = None,
@@ -373,7 +373,7 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     keys = build_keys(cfg, env)
     metrics = Metrics()
     plans = cfg.billing.plans
-    billing = Billing(profile=load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],
+    billing = Billing(profile=pricing_data.load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],
                       tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan})
 
     store = writer = None

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pricing import load_profiles
+from pricing.loaders import load_profiles
 from pricing.advisor import Traffic, advise, break_even, fleet, payback_deadline_years
 from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, SWITCHYARD
 from tests.test_dashboard import ADMIN, A, browser, dash, open_dashboard, rendered, shots  # noqa: F401 (fixtures)

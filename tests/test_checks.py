@@ -8,7 +8,8 @@ import json
 import pytest
 
 from policies.checks import JUDGE_CHARS, Answer, Judge, judge_prompt, judge_says_yes
-from policies.evaluate import evaluate, load_dataset, load_prices
+from policies.evaluate import evaluate
+from policies.loaders import load_dataset, load_prices
 from policies.schema import PolicyError, parse_policy
 from router.cascade import answer_of, conversation, question
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import json
 import os
 import subprocess
@@ -71,10 +73,10 @@ def test_price_resolves_provider_names_and_a_configs_own_models(tmp_path) -> Non
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    from pricing import PriceCatalog
+    from pricing.loaders import load_catalog
 
-    cat = PriceCatalog.load()
-    assert price("openai/gpt-4o")["cost_usd"] == pytest.approx(cat.price("gpt-4o").input * 1e6)
+    cat = load_catalog()
+    assert price("openai/gpt-4o")["cost_usd"] == pytest.approx(cat.price("gpt-4o", datetime.now(timezone.utc)).input * 1e6)
     assert price("anthropic/claude-sonnet-4-5")["cost_usd"] > 0
     cfg = tmp_path / "gw.yaml"
     cfg.write_text("model_list:\n"
@@ -82,7 +84,7 @@ def test_price_resolves_provider_names_and_a_configs_own_models(tmp_path) -> Non
                    "    model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000009}\n"
                    "  - model_name: sim-frontier\n    litellm_params: {model: simulated/frontier}\n")
     assert price("house", "--config", str(cfg))["cost_usd"] == pytest.approx(3.0)
-    assert price("sim-frontier", "--config", str(cfg))["cost_usd"] == pytest.approx(cat.price("gpt-4o").input * 1e6)
+    assert price("sim-frontier", "--config", str(cfg))["cost_usd"] == pytest.approx(cat.price("gpt-4o", datetime.now(timezone.utc)).input * 1e6)
     r = subprocess.run([SWITCHYARD, "price", "house", "--input", "1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "unpriced" in r.stderr, "without the config, a config's name is not in the catalog"
 

@@ -167,7 +167,8 @@ def test_check_config_takes_api_bases_from_the_environment(tmp_path) -> None:
 def test_check_config_warns_when_a_plan_charges_a_self_hosted_model_below_its_gpu_cost(tmp_path) -> None:
     """A self-hosted model's charge under each plan against its GPU-hours cost at the stack profile's
     throughput (pricing.attribution.self_hosted_cost): below it, every request loses money."""
-    from pricing import Usage, load_profiles
+    from pricing import Usage
+    from pricing.loaders import load_profiles
     from pricing.attribution import self_hosted_cost
 
     cost_out = self_hosted_cost(Usage(0, 1_000_000), load_profiles()["h200"], "small")

@@ -3,6 +3,8 @@ their own model's SKU; the request's record is the sum of its lines; FOCUS reads
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import asyncio
 import math
 import time
@@ -10,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from pricing import PriceCatalog
+from pricing.loaders import load_catalog
 from router.ledger.schema import to_row
 from router.ledger.store import LedgerStore, sqlite_url
 from tests.conftest import ADMIN_KEY, KEY_A, start_gateway
@@ -72,9 +74,9 @@ def test_a_cascade_records_each_call_as_a_line_that_sums_to_the_request(cgw) -> 
     for col in MONEY:
         assert rec[col] == pytest.approx(math.fsum(x[col] for x in lines), rel=1e-12, abs=1e-15)
     assert rec["charge_usd"] == pytest.approx(float(r.headers["x-switchyard-charge-usd"]), rel=1e-9)
-    catalog = PriceCatalog.load()
+    catalog = load_catalog()
     for x in lines:  # each line at its own model's price, not the answering model's
-        price = catalog.price(STANDS_IN_FOR[x["model"]])
+        price = catalog.price(STANDS_IN_FOR[x["model"]], datetime.fromtimestamp(rec["ts"], timezone.utc))
         assert x["cost_input_usd"] == pytest.approx(x["prompt_tokens"] * price.input, rel=1e-9)
         assert x["price_version"] == price.version
     # a request served by one call is its own line: nothing more is stored for it
@@ -89,11 +91,11 @@ def test_focus_prices_each_cascade_call_at_its_own_sku(cgw, tmp_path) -> None:
         record(cgw, rid)
     until = time.time() + 1
     rows = export(cgw, until, tmp_path / "focus.csv")
-    catalog = PriceCatalog.load()
+    catalog = load_catalog()
     per_mtok = {"Input Tokens": "input", "Output Tokens": "output"}
     seen = set()
     for row in rows:
-        price = catalog.price(STANDS_IN_FOR[row["ResourceId"]])
+        price = catalog.price(STANDS_IN_FOR[row["ResourceId"]], datetime.now(timezone.utc))
         seen.add(row["ResourceId"])
         assert row["SkuPriceId"] == f"{row['ResourceId']}|{per_mtok[row['SkuMeter']]}|{price.version}"
         # the unit price is the SKU's own list price (gpt-4o's $10/Mtok output stays $10, not blended)

@@ -7,6 +7,8 @@ Screenshots of each view land in a temporary folder printed by the test.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import json
 import os
 import shutil
@@ -18,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pricing import PriceCatalog, Usage, cost_of
+from pricing import Usage, cost_of
+from pricing.loaders import load_catalog
 from router.ledger.schema import SLICE_COLUMNS
 from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, SWITCHYARD, Proc, start_gateway
 
@@ -200,7 +203,7 @@ def test_savings_against_a_baseline_model(dash) -> None:
     s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
     assert s["requests"] == sum(dash.extra["sent"].values())
     # Independently: every recorded request's tokens at sim-frontier's catalog price.
-    price = PriceCatalog.load().price("gpt-4o")  # what sim-frontier stands in for
+    price = load_catalog().price("gpt-4o", datetime.now(timezone.utc))  # what sim-frontier stands in for
     with sqlite3.connect(dash.extra["ledger"]) as db:
         rows = db.execute("SELECT prompt_tokens, completion_tokens, cached_tokens FROM requests").fetchall()
     baseline = sum(cost_of(Usage(p, c, cached_tokens=k), price).total for p, c, k in rows)

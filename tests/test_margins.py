@@ -5,6 +5,8 @@ recomputed here independently from the ledger's raw lines (the SQLite file, read
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import json
 import math
 import sqlite3
@@ -15,7 +17,8 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from pricing import Plan, PriceCatalog, Usage, cost_of
+from pricing import Plan, Usage, cost_of
+from pricing.loaders import load_catalog
 from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, SWITCHYARD, start_gateway, start_mock
 from tests.test_dashboard import browser  # noqa: F401,F811 - the headless Chromium fixture
 from tests.test_focus import export
@@ -114,7 +117,7 @@ def expected(lines: list[dict]) -> dict:
     """Booked charge, cost and operator margin per tenant, and each plan's charge for all priced chat
     lines, computed from the lines alone (a plan marks up the list price: for the self-hosted model its
     catalog price; the operator's cost is the line's cost, its GPU time)."""
-    catalog = PriceCatalog.load()
+    catalog = load_catalog()
     out: dict = {"tenant": defaultdict(lambda: defaultdict(float)), "plan_charge": defaultdict(float), "cost": 0.0,
                  "unpriced_requests": 0}
     priced = [x for x in lines if x["cost_usd"] is not None and x["charge_usd"] is not None]
@@ -127,7 +130,7 @@ def expected(lines: list[dict]) -> dict:
         t["charge"] += x["charge_usd"]
         t["cost"] += x["cost_usd"]
         out["cost"] += x["cost_usd"]
-        listed = cost_of(_usage(x), catalog.price(CATALOG_KEY[x["model"]])).total
+        listed = cost_of(_usage(x), catalog.price(CATALOG_KEY[x["model"]], datetime.fromtimestamp(x["ts"], timezone.utc))).total
         if x["model"] != "open":
             assert listed == pytest.approx(x["cost_usd"], rel=1e-9), "an API model costs its list price"
         for name, plan in PLANS.items():

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from policies.decide import CandidateInfo, PolicyRouter, RequestFeatures
-from policies.evaluate import evaluate, load_dataset, load_prices, train_predictor
+from policies.evaluate import evaluate, train_predictor
+from policies.loaders import load_dataset, load_prices
 from policies.quality import QualityModel
 from policies.schema import PolicyError, parse_policy
 from pricing import ModelPrice

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from policies import metrics
-from policies.evaluate import evaluate, headline, load_dataset, load_prices, resplit, train_predictor
+from policies.evaluate import evaluate, headline, resplit, train_predictor
+from policies.loaders import load_dataset, load_predictor, load_prices, save_predictor
 from policies.predictor import QualityPredictor
 from policies.schema import PolicyError, parse_policy
 from tests.conftest import ROOT
@@ -129,8 +130,8 @@ def test_the_batch_predictor_learns_the_gain_and_survives_a_round_trip(tmp_path)
     hard = [r["small|score"] == 0 for r in test]
     # every hard prompt ranks above every easy one
     assert min(g for g, h in zip(gain, hard) if h) > max(g for g, h in zip(gain, hard) if not h)
-    pred.save(tmp_path / "p.npz")
-    back = QualityPredictor.load(tmp_path / "p.npz")
+    save_predictor(pred, tmp_path / "p.npz")
+    back = load_predictor(tmp_path / "p.npz")
     for r in test:
         a, b = pred.predict(r["prompt"]), back.predict(r["prompt"])
         assert a.keys() == b.keys() and all(abs(a[m] - b[m]) < 2e-3 for m in a)  # float16 weights on disk

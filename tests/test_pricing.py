@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pricing import Plan, PriceCatalog, Usage, attribute, cost_of, load_profiles
+from pricing import Plan, Usage, attribute, cost_of
+from pricing.loaders import load_catalog, load_profiles
 from pricing.attribution import LAYERS, SLICES
 from pricing.catalog import ModelPrice
 from pricing.plans import FixedPrice
@@ -55,20 +56,20 @@ def test_economics_cli_prints_the_same_figures() -> None:
 
 
 def test_price_versions_apply_from_their_date_and_never_rewrite_the_past() -> None:
-    cat = PriceCatalog.load()
-    old = cat.price("gpt-4o")
+    cat = load_catalog()
+    old = cat.price("gpt-4o", datetime.now(timezone.utc))
     cat.add_overrides({"models": {"gpt-4o": [{"effective_from": "2030-01-01", "input_per_mtok": 1.0,
                                                "output_per_mtok": 4.0}]}}, source="test")
     before = cat.price("gpt-4o", datetime(2029, 12, 31, tzinfo=timezone.utc))
     after = cat.price("gpt-4o", datetime(2030, 1, 2, tzinfo=timezone.utc))
     assert before == old and after.input == pytest.approx(1e-6) and after.output == pytest.approx(4e-6)
     assert after.version == "test@2030-01-01"
-    assert cat.price("gpt-4o") == old  # "now" is before 2030
-    assert cat.price("no-such-model") is None
+    assert cat.price("gpt-4o", datetime.now(timezone.utc)) == old  # "now" is before 2030
+    assert cat.price("no-such-model", datetime.now(timezone.utc)) is None
 
 
 def test_override_file_adds_self_hosted_model() -> None:
-    p = PriceCatalog.load().price("self-hosted/llama-3.1-8b-instruct")
+    p = load_catalog().price("self-hosted/llama-3.1-8b-instruct", datetime.now(timezone.utc))
     assert p is not None and p.input == pytest.approx(0.02e-6) and p.source.startswith("overrides:")
 
 

@@ -3,11 +3,14 @@ its bundled price map), across providers and token types, to within 1e-9 relativ
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import os
 
 import pytest
 
 from pricing import PriceCatalog, Usage, cost_of
+from pricing.loaders import load_catalog
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
@@ -76,7 +79,7 @@ def litellm_cost(model: str, u: Usage) -> float:
 
 @pytest.fixture(scope="module")
 def catalog() -> PriceCatalog:
-    return PriceCatalog.load()
+    return load_catalog()
 
 
 def test_at_least_thirty_cases_across_providers() -> None:
@@ -89,7 +92,7 @@ def test_at_least_thirty_cases_across_providers() -> None:
 def test_api_cost_matches_litellm(catalog: PriceCatalog, model: str, usage: Usage) -> None:
     key = catalog.key_for(model)
     assert key is not None, f"{model} is not in the catalog"
-    ours = cost_of(usage, catalog.price(key)).total
+    ours = cost_of(usage, catalog.price(key, datetime.now(timezone.utc))).total
     theirs = litellm_cost(model, usage)
     assert theirs > 0
     assert ours == pytest.approx(theirs, rel=1e-9, abs=0), (model, ours, theirs)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from policies.evaluate import evaluate, load_dataset, load_prices, train_verifier, with_param
+from policies.evaluate import evaluate, train_verifier, with_param
+from policies.loaders import load_dataset, load_prices, load_verifier, save_verifier
 from policies.schema import PolicyError, parse_policy
 from policies.verifier import FEATURES, Verifier, arithmetic, features
 
@@ -51,12 +52,12 @@ def test_training_learns_which_answers_hold_and_round_trips(tmp_path) -> None:
     v = Verifier.train(texts, [[]] * len(texts), good)
     assert v.weights["arithmetic_errors"] < 0 and v.weights["has_final"] > 0
     assert v.confidence("2 + 2 = 4\n#### 4") > 0.9 > 0.1 > v.confidence("2 + 2 = 5, roughly 4.5")
-    v.save(tmp_path / "v.json")
-    again = Verifier.load(tmp_path / "v.json")
+    save_verifier(v, tmp_path / "v.json")
+    again = load_verifier(tmp_path / "v.json")
     assert again.weights == v.weights and again.meta["rows"] == 60
     (tmp_path / "bad.json").write_text(json.dumps({"weights": {"bias": 1, "vibes": 2}}))
     with pytest.raises(ValueError, match="vibes"):
-        Verifier.load(tmp_path / "bad.json")
+        load_verifier(tmp_path / "bad.json")
 
 
 def test_verifier_check_needs_its_file() -> None:
