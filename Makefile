@@ -33,6 +33,8 @@ demo: $(BIN)/.runtime
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check --select F,E9 router pricing policies benchmarks tests
+	$(BIN)/mypy --strict policies pricing
+	$(BIN)/mypy router
 	$(BIN)/python -m pytest -q
 
 clean:

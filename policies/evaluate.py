@@ -254,7 +254,7 @@ class Replay:
 
 
 def baselines(rows: list[dict[str, Any]], models: list[str], prices: dict[str, ModelPrice],
-              strongest: str, cheapest: str) -> dict[str, dict[str, float]]:
+              strongest: str, cheapest: str) -> dict[str, dict[str, Any]]:
     def avg(fn: Any) -> float:
         return float(np.mean([fn(r) for r in rows]))
 

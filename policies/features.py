@@ -123,7 +123,7 @@ def categorize(prompt: str, wants_json: bool = False) -> str:
     if any(k in tail for k in _MATH_WORDS):
         return "math"
     if tail.isascii():
-        arithmetic = _ARITH_ASCII.search(tail.encode().translate(_DIGITS_AS_ZERO))
+        arithmetic = _ARITH_ASCII.search(tail.encode().translate(_DIGITS_AS_ZERO)) is not None
     else:
-        arithmetic = _ARITH.search(tail)
+        arithmetic = _ARITH.search(tail) is not None
     return "math" if arithmetic else "general"

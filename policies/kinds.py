@@ -18,10 +18,10 @@ M = TypeVar("M", bound=type[BaseModel])
 
 def type_name(kind: type[BaseModel]) -> str:
     f = kind.model_fields.get("type")
-    args = getattr(f.annotation, "__args__", ()) if f is not None else ()
+    args: tuple[Any, ...] = tuple(getattr(f.annotation, "__args__", ())) if f is not None else ()
     if len(args) != 1 or not isinstance(args[0], str):
         raise TypeError(f"{kind.__name__} declares no type: Literal['its-name']")
-    return str(args[0])
+    return args[0]
 
 
 class Registry(Generic[K]):

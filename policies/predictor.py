@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class QualityPredictor:
     models: list[str]
     weights: np.ndarray  # [n_models, DIM]
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     idf: np.ndarray | None = None  # [DIM] feature weights (TF-IDF); None: features as they come
     bias: np.ndarray | None = None  # [n_models] intercepts beside the features (batch-trained)
     # the same weights by feature, contiguous: a prediction gathers a few hundred rows of n_models
@@ -42,7 +42,7 @@ class QualityPredictor:
 
     @classmethod
     def train(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, epochs: int = 8,
-              lr: float = 0.5, l2: float = 1e-6, seed: int = 0, meta: dict | None = None,
+              lr: float = 0.5, l2: float = 1e-6, seed: int = 0, meta: dict[str, Any] | None = None,
               solver: str = "adagrad") -> "QualityPredictor":
         """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model). ``solver``
         ``batch``: ``epochs`` full-batch Adam steps of size ``lr`` on the mean log-loss plus
@@ -75,7 +75,7 @@ class QualityPredictor:
 
     @classmethod
     def _train_batch(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, steps: int, lr: float,
-                     l2: float, meta: dict | None) -> "QualityPredictor":
+                     l2: float, meta: dict[str, Any] | None) -> "QualityPredictor":
         import numpy as np
         n, m = scores.shape
         feats = [featurize(p) for p in prompts]

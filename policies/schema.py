@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -66,8 +66,8 @@ class Policy(_M):
     candidates: list[str] = Field(default_factory=list, description="model names or names of cascades below; default: the objective's models")
     cascades: dict[str, CascadeSpec] = Field(
         default_factory=dict, description="named cascades: a candidate that answers with its first step and escalates when the check fails")
-    objective: OBJECTIVES.field
-    categories: dict[Literal["json", "code", "choice", "math", "general"], OBJECTIVES.field] = Field(
+    objective: Annotated[ObjectiveKind, OBJECTIVES.field]
+    categories: dict[Literal["json", "code", "choice", "math", "general"], Annotated[ObjectiveKind, OBJECTIVES.field]] = Field(
         default_factory=dict, description="task category (read from the prompt) -> the objective for its prompts; "
                                           "other categories use objective")
     constraints: Constraints = Constraints()
@@ -102,7 +102,8 @@ class Policy(_M):
         return self
 
     def objective_for(self, category: str) -> ObjectiveKind:
-        return next((obj for name, obj in self.categories.items() if name == category), self.objective)
+        found: ObjectiveKind = next((obj for name, obj in self.categories.items() if name == category), self.objective)
+        return found
 
     @property
     def models(self) -> list[str]:
@@ -151,5 +152,5 @@ def checks_of(policy: Policy) -> list[CheckKind]:
     return own + [spec.check for spec in policy.cascades.values()]
 
 
-def json_schema() -> dict:
+def json_schema() -> dict[str, Any]:
     return Policy.model_json_schema(by_alias=True)

@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator
 import orjson
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -76,49 +77,82 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def internal_error(request: Request, rid: str, exc: Exception) -> Response:
-    """Never a stack trace or internal detail in the answer; the request id finds the log line."""
+def error_response(request: Request, exc: Exception) -> Response:
+    """Every error a route raises, as the API's answer: the one place errors are produced, for the
+    model routes and FastAPI's alike (an API surface answers its own errors in its own shape)."""
+    if isinstance(exc, APIError):
+        return exc.response()
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 404:
+            return not_found(request.url.path).response()
+        if exc.status_code == 405:
+            return APIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
+                            code="method_not_allowed").response()
+        return APIError(exc.status_code, str(exc.detail)[:200]).response()
+    # never a stack trace or internal detail in the answer; the request id finds the log line
+    rid = request.scope.get("state", {}).get("request_id", "?")
     log.error("internal error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
     return APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
                     type="api_error", code="internal_error").response()
 
 
-class SwitchyardApp(FastAPI):
-    """FastAPI, with the OpenAI hot routes served straight from ASGI.
+class ModelRoutes:
+    """The model routes (chat, embeddings, the API surfaces: almost all traffic), served from a
+    table; every other request goes on to FastAPI's routing. Same request, same errors."""
 
-    ``POST /v1/chat/completions`` and ``/v1/embeddings`` (and their legacy twins) skip FastAPI's
-    middleware stack and router: the same handlers, the same errors and ``x-request-id``, without
-    about a dozen wrapper layers per request. Everything else (and every request when CORS is on)
-    goes through FastAPI as before.
-    """
-
-    fast_routes: dict[tuple[str, str], Any] = {}
-    request_ids: RequestIds
-    telemetry: Any = None  # router.telemetry.Telemetry: each API request in its server span
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Any]):
+        self.app = app
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.telemetry is not None:
-            await self.telemetry.serve(self._serve, scope, receive, send)
-        else:
-            await self._serve(scope, receive, send)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.fast_routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
+        handler = self.routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
         if handler is None:
-            await super().__call__(scope, receive, send)
+            await self.app(scope, receive, send)
             return
-        rid = self.request_ids()
-        scope.setdefault("state", {})["request_id"] = rid
-        scope["app"] = self
         request = Request(scope, receive)
         try:
             response = await handler(request)
-        except APIError as exc:
-            response = exc.response()
-        except Exception as exc:  # the same answer FastAPI's handler below gives
-            response = internal_error(request, rid, exc)
-        response.raw_headers.append((b"x-request-id", rid.encode()))
+        except Exception as exc:  # noqa: BLE001 - every error becomes the API's answer
+            response = error_response(request, exc)
         await response(scope, receive, send)
+
+
+class SwitchyardApp(FastAPI):
+    """FastAPI behind one ASGI pipeline that every request goes through:
+
+    request ids -> the operator's middleware (``add_middleware``: CORS, or anything added) ->
+    the model routes (``ModelRoutes``) -> FastAPI's own stack and router for the rest.
+
+    ``add_middleware`` adds to this pipeline, so a middleware sees the chat route as it sees every
+    other; errors come from ``error_response`` on both paths.
+    """
+
+    model_routes: dict[tuple[str, str], Any]
+    request_ids: RequestIds
+    telemetry: Any = None  # router.telemetry.Telemetry: each API request in its server span
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model_routes = {}
+        self.request_ids = RequestIds()
+        self.pipeline: list[Middleware] = []
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        if self.middleware_stack is not None:
+            raise RuntimeError("Cannot add middleware after an application has started")
+        self.pipeline.insert(0, Middleware(middleware_class, *args, **kwargs))  # the latest added runs first
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = ModelRoutes(super().build_middleware_stack(), self.model_routes)
+        for cls, args, kwargs in reversed(self.pipeline):
+            app = cls(app, *args, **kwargs)
+        return RequestIdMiddleware(app, self.request_ids)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.telemetry is not None:
+            await self.telemetry.serve(super().__call__, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -163,7 +197,6 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
             await svc.stop()
 
     app = SwitchyardApp(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.request_ids = ids = RequestIds()
     app.state.services = svc
     app.telemetry = svc.gateway.telemetry
 
@@ -340,10 +373,9 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
         app.add_api_route(f"{prefix}/models", list_models, methods=["GET"], include_in_schema=prefix == "/v1")
         app.add_api_route(prefix + "/models/{model:path}", get_model, methods=["GET"], include_in_schema=prefix == "/v1")
 
-    if not cfg.server.cors_origins:  # with CORS on, the middleware must see every request
-        app.fast_routes = {("POST", f"{prefix}/{name}"): handler for prefix in ("/v1", "")
-                           for name, handler in (("chat/completions", chat), ("embeddings", embeddings),
-                                                 *surface_routes.items())}
+    app.model_routes.update({("POST", f"{prefix}/{name}"): handler for prefix in ("/v1", "")
+                             for name, handler in (("chat/completions", chat), ("embeddings", embeddings),
+                                                   *surface_routes.items())})
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -446,23 +478,8 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     async def metrics() -> Response:
         return Response(svc.metrics.render(), media_type=svc.metrics.content_type)
 
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> Response:
-        return exc.response()
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404:
-            return not_found(request.url.path).response()
-        if exc.status_code == 405:
-            return APIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
-                            code="method_not_allowed").response()
-        return APIError(exc.status_code, str(exc.detail)[:200]).response()
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        # Never a stack trace or internal detail in the answer; the request id finds the log line.
-        return internal_error(request, getattr(request.state, "request_id", "?"), exc)
+    for kind in (APIError, StarletteHTTPException, Exception):  # FastAPI's routes: the same errors
+        app.add_exception_handler(kind, error_response)
 
     default_openapi = app.openapi
 
@@ -481,7 +498,6 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     if cfg.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
-    app.add_middleware(RequestIdMiddleware, ids=ids)
     return app
 
 

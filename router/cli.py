@@ -118,7 +118,9 @@ def serve(
 
     uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http=SwitchyardHttp, access_log=access_log, log_level=log_level,
-                timeout_graceful_shutdown=cfg.server.graceful_shutdown, timeout_keep_alive=cfg.server.keepalive_timeout,
+                # uvicorn's hints say int; it takes seconds as float
+                timeout_graceful_shutdown=cfg.server.graceful_shutdown,  # type: ignore[arg-type]
+                timeout_keep_alive=cfg.server.keepalive_timeout,  # type: ignore[arg-type]
                 backlog=4096, server_header=False,
                 # client addresses are resolved by the app, through server.trusted_proxies only
                 # (uvicorn would believe X-Forwarded-For from any loopback peer)
@@ -341,7 +343,7 @@ def economics(
     if model_class and model_class not in p.throughput:
         typer.echo(f"unknown model class '{model_class}'; known: {', '.join(p.throughput)}", err=True)
         raise typer.Exit(2)
-    per_mtok = {}
+    per_mtok: dict[str, Any] = {}
     for c in classes:
         tp = p.throughput[c]
         per_mtok[c] = {}

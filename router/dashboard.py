@@ -137,7 +137,7 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
 
     def number(request: Request, name: str, lo: float, hi: float, default: float | None) -> float | None:
         raw = request.query_params.get(name)
-        if raw in (None, ""):
+        if raw is None or raw == "":
             return default
         try:
             value = float(raw)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+from typing import Any
 import gc
 import ctypes.util
 import time
 
-_libc = None
+_trim: Any = None
 try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _trim = _libc.malloc_trim
+    _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
 except (OSError, AttributeError):  # musl, macOS: nothing to call
     _trim = None
 

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Protocol, Sequence
 
 from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
 from pricing.attribution import merge, self_hosted_cost
@@ -55,8 +55,9 @@ class Priced:
             return None if any(v is None for v in vals) else sum(vals)  # type: ignore[arg-type]
 
         lines: dict[str, float] | None = None
-        if all(p.lines is not None for p in parts):
-            lines = {k: sum(p.lines[k] for p in parts) for k in parts[0].lines}  # type: ignore[index,union-attr]
+        each = [p.lines for p in parts]
+        if all(x is not None for x in each):
+            lines = {k: sum(x[k] for x in each if x is not None) for k in each[0] or {}}
         falls = [p.waterfall for p in parts]
         return Priced(usage, total([p.cost_usd for p in parts]), parts[-1].price_version,
                       total([p.charge_usd for p in parts]),
@@ -207,7 +208,7 @@ class Meter:
                priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
                started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
                decision: dict[str, Any] | None = None, ts: float | None = None,
-               lines: list[tuple[Deployment, str, Priced]] = (), attrs: Any = None, cache: str | None = None,
+               lines: Sequence[tuple[Deployment, str, Priced]] = (), attrs: Any = None, cache: str | None = None,
                saved_usd: float | None = None) -> None:
         """``ts``: the request's start (UNIX seconds); default: now less its duration. ``lines``: every
         priced call (deployment, role, price); ``priced`` is their sum. A record keeps its lines when

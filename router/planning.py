@@ -260,7 +260,7 @@ class Planner:
             reasons = "; ".join(f"{c['model']}: {c['removed_by']}" for c in decision.candidates)
             raise APIError(400, f"No model satisfies policy '{decision.policy}' for this request ({reasons}).",
                            param="model", code="no_eligible_model")
-        deps: list[Deployment] = []
+        deps = []
         pin = holder is not None and router.policy.constraints.cache_affinity
         for name in decision.order:
             group = self._available(self.registry.route(name, mode))

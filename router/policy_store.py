@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from policies.loaders import load_assets
 from policies.decide import PolicyRouter
+from policies.loaders import load_assets
+from policies.predictor import QualityPredictor
 from policies.quality import BanditState, QualityModel
 from policies.schema import Policy, PolicyError, parse_policy
+from policies.verifier import Verifier
 from router.config import PoliciesConfig
 from router.registry import Registry
 
@@ -61,7 +63,8 @@ class PolicyStore:
     def build(self, policy: Policy, path: Path | None) -> PolicyRouter:
         problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.models
                     if m not in self.registry.aliases and not self.registry.candidates(m, "chat")]
-        predictor, verifiers = None, {}
+        predictor: QualityPredictor | None = None
+        verifiers: dict[str, Verifier] = {}
         try:
             predictor, verifiers = load_assets(policy, path.parent if path is not None else None)
         except PolicyError as exc:

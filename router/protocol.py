@@ -338,7 +338,7 @@ def normalize_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         raise ValueError("no choices")
-    out_choices = []
+    out_choices: list[dict[str, Any]] = []
     for i, ch in enumerate(choices):
         if not isinstance(ch, dict):
             raise ValueError("choice is not an object")
@@ -377,7 +377,7 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
     choices = chunk.get("choices")
     if not isinstance(choices, list):
         raise ValueError("chunk without choices")
-    out_choices = []
+    out_choices: list[dict[str, Any]] = []
     for i, ch in enumerate(choices):
         if not isinstance(ch, dict):
             raise ValueError("chunk choice is not an object")
@@ -400,7 +400,7 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
         })
     if not out_choices:
         return None
-    if chunk.get("usage") and all(all(v is None for v in c["delta"].values()) and c["finish_reason"] is None
+    if chunk.get("usage") and all(all(v is None for v in dict(c["delta"] or {}).values()) and c["finish_reason"] is None
                                   and c["logprobs"] is None for c in out_choices):
         # usage riding on a choice that carries nothing (LiteLLM's proxy sends one after the stop
         # chunk): the usage is read by the caller; relaying the empty choice would follow "stop"

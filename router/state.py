@@ -161,17 +161,18 @@ class MemoryState:
             expiry = self._counters[c.key][1] if cur else time.monotonic() + c.ttl
             self._counters[c.key] = (cur + c.amount, expiry)
             values.append(cur + c.amount)
-        spent, used = [], []
+        spent: list[int] = []
+        after: list[int] = []
         for b in budgets:
             h = self._budgets[b.key]
             if b.reserve_nano > 0 and request_id not in h.reserved:
                 h.hold(request_id, b.reserve_nano, now + lease)
-            spent.append(h.base + h.recent_sum)  # type: ignore[operator]
-            used.append(spent[-1] + h.reserved_sum)
+            spent.append((h.base or 0) + h.recent_sum)  # built above: h.base is set
+            after.append(spent[-1] + h.reserved_sum)
         if len(self._counters) > 100_000:
             mono = time.monotonic()
             self._counters = {k: v for k, v in self._counters.items() if v[1] >= mono}
-        return Admission(True, values, spent, used_nano=used)
+        return Admission(True, values, spent, used_nano=after)
 
     async def settle(self, s: Settlement, now: float) -> None:
         if s.request_id in self._settled:
@@ -487,8 +488,9 @@ class RedisState:
     async def budget_view(self, key: str) -> BudgetView:
         k = self._k(key)
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hget(k, "base").hget(k, "reserved").hgetall(k + ":s").zrange(k + ":t", 0, -1, withscores=True)
-            pipe.hlen(k + ":r").hget(k, "recent")
+            for queued in (pipe.hget(k, "base"), pipe.hget(k, "reserved"), pipe.hgetall(k + ":s"),
+                           pipe.zrange(k + ":t", 0, -1, withscores=True), pipe.hlen(k + ":r"), pipe.hget(k, "recent")):
+                del queued  # queued on the pipeline; executed together below
             base, reserved, amounts, times, n, recent_sum = await pipe.execute()
         at = {(r.decode() if isinstance(r, bytes) else r): t for r, t in times}
         recent = {}
@@ -537,7 +539,8 @@ class RedisState:
         await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
 
     async def cache_get(self, key: str) -> bytes | None:
-        return await self._r.get(self._k("cache:" + key))
+        found = await self._r.get(self._k("cache:" + key))
+        return found if isinstance(found, bytes) else None  # a client without decode_responses: bytes
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
         await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))

@@ -5,7 +5,7 @@ candidate of an objective that chooses among candidates). The gateway runs it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ class CascadeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     steps: list[str] = Field(min_length=2, description="cheapest first; the last step is never checked")
-    check: CHECKS.field
+    check: Annotated[CheckKind, CHECKS.field]
 
     @property
     def models(self) -> list[str]:

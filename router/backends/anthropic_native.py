@@ -34,7 +34,7 @@ class AnthropicBackend(OpenAICompatBackend):
         return err
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:
-        err = event.get("error") if isinstance(event.get("error"), dict) else {}
+        err: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else {}
         text = self._scrub(str(err.get("message", "")))[:300]
         if err.get("type") == "overloaded_error":
             return UpstreamUnavailable(f"provider overloaded mid-stream: {text}", retry_after=1.0)

@@ -7,7 +7,7 @@ auth or metering. Bodies are OpenAI-shaped dicts in both directions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncGenerator, Protocol
 
 
 @dataclass(slots=True)
@@ -24,7 +24,7 @@ class Backend(Protocol):
     async def chat(self, call: Call) -> dict[str, Any]:
         """A non-streaming chat completion body."""
 
-    def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         """Chat completion chunks, as parsed dicts, without ``[DONE]``. Closing the iterator
         (``aclose``) must abort the upstream request."""
 

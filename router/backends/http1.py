@@ -57,7 +57,7 @@ def _proxy_for(scheme: str, host: str) -> str | None:
     """The proxy the environment names for this origin (None: connect directly)."""
     proxies = urllib.request.getproxies_environment()
     chosen = proxies.get(scheme)
-    if not chosen or urllib.request.proxy_bypass_environment(host, proxies):
+    if not chosen or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]  # untyped in typeshed
         return None
     return chosen if "://" in chosen else f"http://{chosen}"
 

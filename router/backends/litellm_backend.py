@@ -8,7 +8,7 @@ import json
 import os
 import re
 from functools import lru_cache
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from router.backends.kind import BackendKind, BuildContext, Built
 from router.backends.base import (
@@ -180,7 +180,7 @@ class LiteLLMBackend:
             raise self._error(exc) from None
         return self._dump(resp)
 
-    async def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         ll = _litellm()
         try:
             stream = await ll.acompletion(messages=call.body["messages"], stream=True, _skip_mcp_handler=True,

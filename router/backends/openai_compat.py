@@ -8,7 +8,7 @@ encoded with orjson, streams relayed chunk by chunk as they arrive (nothing buff
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -154,7 +154,7 @@ class OpenAICompatBackend:
                     yield payload
 
     async def _stream(self, path: str, call: Call, body: Callable[[tp.Response, list[bool]], AsyncIterator[Any]]
-                      ) -> AsyncIterator[Any]:
+                      ) -> AsyncGenerator[Any, None]:
         """A streamed answer's items (``body`` reads them from the response and marks ``done[0]`` when
         the answer ended properly), with transport failures mapped; the connection goes back to the
         pool only after a proper end, and is dropped otherwise (the upstream sees the abort and stops
@@ -179,7 +179,7 @@ class OpenAICompatBackend:
             else:
                 resp.close()
 
-    def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         return self._stream("chat/completions", call, self._chunks)
 
     async def _chunks(self, resp: tp.Response, done: list[bool]) -> AsyncIterator[dict[str, Any]]:
@@ -204,7 +204,7 @@ class OpenAICompatBackend:
             yield chunk
         raise UpstreamStreamCut("upstream stream ended without [DONE]")
 
-    def typed_events(self, path: str, call: Call, ends: frozenset[str]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+    def typed_events(self, path: str, call: Call, ends: frozenset[str]) -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
         """A stream of typed events (each event's data names its ``type``, as Anthropic's and the
         Responses API's do), up to one of ``ends``: (the data, the event as the client gets it). An
         ``error`` event, or the stream ending early, is the upstream's failure."""
@@ -228,7 +228,7 @@ class OpenAICompatBackend:
         return self._stream(path, call, events)
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:
-        err = event.get("error") if isinstance(event.get("error"), dict) else event
+        err: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else event
         return UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(err.get('message', '')))[:300]}")
 
     async def aclose(self) -> None:
@@ -248,7 +248,7 @@ class NativeAPI:
         b = self.backend
         return await b._read_json(await b._post(self.path, call, stream=False))
 
-    def stream(self, call: Call) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+    def stream(self, call: Call) -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
         return self.backend.typed_events(self.path, call, self.ends)
 
 

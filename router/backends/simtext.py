@@ -161,8 +161,8 @@ def instance(schema: Any, rng: random.Random, depth: int = 0, root: Any = None) 
         lo, hi = int(schema.get("minimum", 0)), int(schema.get("maximum", 100))
         return rng.randint(lo, max(lo, hi))
     if typ == "number":
-        lo, hi = float(schema.get("minimum", 0)), float(schema.get("maximum", 100))
-        return round(rng.uniform(lo, max(lo, hi)), 2)
+        low, high = float(schema.get("minimum", 0)), float(schema.get("maximum", 100))
+        return round(rng.uniform(low, max(low, high)), 2)
     if typ == "boolean":
         return rng.random() < 0.5
     if typ == "null":

@@ -14,7 +14,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 import orjson
 import yaml
@@ -227,7 +227,7 @@ class SimulatedBackend:
         out["usage"] = usage
         return out
 
-    async def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         cut = await self._maybe_fail(call)
         body = call.body
         choices, usage, rng = self._answer(body)

@@ -118,7 +118,7 @@ class HttpxResponse:
         self.status = resp.status_code
         self.headers = _joined(resp.headers)
         enc = self.headers.get("content-encoding")
-        self._inflater = Inflater(enc.strip().lower(), owner.max_decompressed) if Inflater.wanted(enc) else None
+        self._inflater = Inflater(enc.strip().lower(), owner.max_decompressed) if enc and Inflater.wanted(enc) else None
         self._raw = resp.aiter_raw()
         self._read_timeout = read_timeout
         self._deadline = total_deadline

@@ -458,7 +458,7 @@ class LedgerStore:
                    "user": requests.c.end_user}[scope]
         nano = requests.c.charge_usd * 1e9
         if self.dialect == "postgresql":
-            ceil_nano = cast(func.ceil(nano), BigInteger)
+            ceil_nano: Any = cast(func.ceil(nano), BigInteger)
         else:  # SQLite may lack ceil(): truncate, then add one where a fraction was cut (charges are >= 0)
             ceil_nano = cast(nano, Integer) + case((nano > cast(nano, Integer), 1), else_=0)
         where = and_(col == scope_id, requests.c.ts >= start, requests.c.ts < end, requests.c.charge_usd.is_not(None))

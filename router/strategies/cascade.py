@@ -23,7 +23,9 @@ class Cascade(Strategy):
 
     def __init__(self, *args: Any, **kw: Any):
         super().__init__(*args, **kw)
-        self.spec: dict[str, Any] = self.ex.plan.decision.cascade  # type: ignore[union-attr]
+        decision = self.ex.plan.decision if self.ex.plan is not None else None
+        assert decision is not None and decision.cascade is not None, "a cascade runs the plan of a cascade decision"
+        self.spec: dict[str, Any] = decision.cascade
         self.check: CheckKind = self.spec["check"]
         self.votes: list[dict[str, Any]] | None = None  # checking models asked the request itself answer once
         # a check that reads logprobs gets them; the client is not sent those it did not ask for

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from starlette.responses import Response
 
@@ -80,15 +80,16 @@ class Streamed(Strategy):
 class Relay:
     """A started upstream stream, relayed to the client as OpenAI chunks (or, through the request's surface, as that API's events)."""
 
-    def __init__(self, strategy: Streamed, dep: Deployment, chunks: AsyncIterator[dict[str, Any]],
+    def __init__(self, strategy: Streamed, dep: Deployment, chunks: AsyncGenerator[dict[str, Any], None],
                  first: dict[str, Any], t0: float, client_usage: bool, native: bool = False):
         self.gw, self.ex, self.body = strategy.gw, strategy.ex, strategy.body
         self.native = native  # the chunks carry the upstream's own events, relayed as they are
         self.dep, self.chunks, self.first, self.t0, self.client_usage = dep, chunks, first, t0, client_usage
         self.tally = StreamTally()
         self.usage: Usage | None = Usage.from_openai(first["usage"]) if first.get("usage") else None
-        self.stream_id = first.get("id") if isinstance(first.get("id"), str) else f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = first.get("created") if isinstance(first.get("created"), int) else int(time.time())
+        given_id, given_created = first.get("id"), first.get("created")
+        self.stream_id: str = given_id if isinstance(given_id, str) else f"chatcmpl-{uuid.uuid4().hex}"
+        self.created: int = given_created if isinstance(given_created, int) else int(time.time())
 
     def _price(self) -> Priced:
         gw, ex = self.gw, self.ex

@@ -16,7 +16,7 @@ meters (``from_native``, ``native_chunks``) and reaches the client as the deploy
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence, TYPE_CHECKING
 
 import orjson
 from starlette.responses import Response
@@ -125,12 +125,12 @@ class Surface:
     def stream(self) -> bool:
         return bool(self.body.get("stream"))
 
-    def parts(self) -> list["Surface"]:
+    def parts(self) -> Sequence["Surface"]:
         """The requests this one is served as (a legacy batch of prompts: one each); itself by default."""
         return [self]
 
     @staticmethod
-    async def serve_batch(parts: list[Any], rid: str, serve: Callable[[Any, str], Awaitable[Response]]) -> Response:
+    async def serve_batch(parts: Sequence[Any], rid: str, serve: Callable[[Any, str], Awaitable[Response]]) -> Response:
         """Several parts (``parts()``) served and answered as one request."""
         raise NotImplementedError
 
@@ -161,7 +161,7 @@ class Surface:
         raise NotImplementedError
 
     def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
-                      ) -> AsyncIterator[dict[str, Any]]:
+                      ) -> AsyncGenerator[dict[str, Any], None]:
         """A native stream as OpenAI chunks (for metering), each carrying its native event to relay."""
         raise NotImplementedError
 

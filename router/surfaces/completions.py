@@ -13,7 +13,7 @@ silently different answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import orjson
 from pydantic import Field, StrictBool, StrictInt, StrictStr
@@ -229,8 +229,7 @@ class _Stream(ChatEncoder):
         return super().fail(message, code)
 
 
-async def serve_batch(parts: list[Completions], rid: str, serve: Callable[[Completions, str], Awaitable[Response]]
-                      ) -> Response:
+async def serve_batch(parts: Sequence[Any], rid: str, serve: Callable[[Any, str], Awaitable[Response]]) -> Response:
     """A batch's parts served as requests of their own (``<rid>-<i>``) and answered as one."""
     ids = [f"{rid}-{i}" for i in range(len(parts))]
     if parts[0].stream:
@@ -245,7 +244,8 @@ async def serve_batch(parts: list[Completions], rid: str, serve: Callable[[Compl
     headers = dict(answers[0].headers)
     for name in ("x-switchyard-cost-usd", "x-switchyard-charge-usd"):
         values = [a.headers.get(name) for a in answers]
-        headers[name] = "unpriced" if any(v in (None, "unpriced") for v in values) else repr(sum(float(v) for v in values))
+        known = [float(v) for v in values if v is not None and v != "unpriced"]
+        headers[name] = "unpriced" if len(known) < len(values) else repr(sum(known))
     headers["x-switchyard-attempts"] = str(sum(int(a.headers.get("x-switchyard-attempts", "1")) for a in answers))
     if any(a.headers.get("x-switchyard-usage-source") == "estimated" for a in answers):
         headers["x-switchyard-usage-source"] = "estimated"
@@ -255,8 +255,8 @@ async def serve_batch(parts: list[Completions], rid: str, serve: Callable[[Compl
     return Response(orjson.dumps(out), media_type="application/json", headers=headers)
 
 
-async def _stream_batch(parts: list[Completions], ids: list[str],
-                        serve: Callable[[Completions, str], Awaitable[Response]]) -> Response:
+async def _stream_batch(parts: Sequence[Any], ids: list[str],
+                        serve: Callable[[Any, str], Awaitable[Response]]) -> Response:
     first = await serve(parts[0], ids[0])
     assert isinstance(first, SSEResponse)
     current: list[SSEResponse] = [first]
@@ -265,7 +265,9 @@ async def _stream_batch(parts: list[Completions], ids: list[str],
         for k in range(len(parts)):
             if k:
                 try:
-                    current[0] = await serve(parts[k], ids[k])  # type: ignore[assignment]
+                    nxt = await serve(parts[k], ids[k])
+                    assert isinstance(nxt, SSEResponse)
+                    current[0] = nxt
                 except APIError as exc:  # a later part refused (a budget, a limit): the stream ends with it
                     yield error_event(exc.message, exc.code or "error")
                     return
@@ -277,7 +279,8 @@ async def _stream_batch(parts: list[Completions], ids: list[str],
                 await part.body_iterator.aclose()  # type: ignore[attr-defined]
                 if part.on_close is not None:
                     await part.on_close()
-            if parts[k].batch is not None and parts[k].batch.failed:
+            batch = parts[k].batch
+            if batch is not None and batch.failed:
                 return
 
     async def close() -> None:

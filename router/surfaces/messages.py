@@ -19,7 +19,7 @@ sequence (``message_start``, ``ping``, ``content_block_start``/``delta``/``stop`
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Any, AsyncGenerator, AsyncIterator, Literal, TYPE_CHECKING
 
 import orjson
 from pydantic import Field, StrictBool, StrictStr
@@ -307,14 +307,14 @@ class Messages(Surface):
             for b in answer["content"] if isinstance(b, dict) and b.get("type") == "tool_use"]
         message: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
         raw = {"id": answer.get("id"), "choices": [{"index": 0, "message": message,
-                                                    "finish_reason": FINISH_REASONS.get(answer.get("stop_reason"), "stop")}],
+                                                    "finish_reason": FINISH_REASONS.get(str(answer.get("stop_reason")), "stop")}],
                "usage": openai_usage(answer["usage"])}
         out = normalize_chat(raw, model)
         out[NATIVE] = answer
         return raw, out
 
     async def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
-                            ) -> AsyncIterator[dict[str, Any]]:
+                            ) -> AsyncGenerator[dict[str, Any], None]:
         usage: dict[str, Any] = {}
         async for event, raw in events:
             kind = event["type"]
@@ -339,7 +339,7 @@ class Messages(Surface):
             elif kind == "message_delta":
                 usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
                 chunk["usage"] = openai_usage(usage)
-                finish = FINISH_REASONS.get((event.get("delta") or {}).get("stop_reason"), "stop")
+                finish = FINISH_REASONS.get(str((event.get("delta") or {}).get("stop_reason")), "stop")
                 delta = {}
             if delta is not None:
                 chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]

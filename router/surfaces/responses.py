@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Any, AsyncGenerator, AsyncIterator, Literal, TYPE_CHECKING
 
 import orjson
 from pydantic import Field, StrictBool, StrictInt, StrictStr
@@ -435,7 +435,7 @@ class Responses(Surface):
                                                                           "arguments": i.get("arguments") or ""}}
                  for i in output if isinstance(i, dict) and i.get("type") == "function_call"]
         message: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
-        reason = (answer.get("incomplete_details") or {}).get("reason")
+        reason = str((answer.get("incomplete_details") or {}).get("reason"))
         finish = "tool_calls" if calls else {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
             reason, "stop")
         raw = {"id": answer.get("id"), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
@@ -456,7 +456,7 @@ class Responses(Surface):
         return resp
 
     async def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
-                            ) -> AsyncIterator[dict[str, Any]]:
+                            ) -> AsyncGenerator[dict[str, Any], None]:
         async for event, raw in events:
             kind = event["type"]
             chunk: dict[str, Any] = {"choices": [], NATIVE: raw}

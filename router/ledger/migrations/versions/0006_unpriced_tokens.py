@@ -17,6 +17,7 @@ branch_labels = None
 depends_on = None
 
 _spec = importlib.util.spec_from_file_location("rollups_0004", Path(__file__).with_name("0004_usage_rollups.py"))
+assert _spec is not None and _spec.loader is not None
 r4 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(r4)  # the roll-up dimensions and measures of migration 0004
 
