@@ -166,7 +166,7 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
     @app.post("/admin/insights/whatif")
     async def admin_whatif_yaml(request: Request) -> Response:
         admin(request)
-        from router.app import read_json
+        from router.api import read_json
 
         body = await read_json(request, 256 * 1024)
         if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
