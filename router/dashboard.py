@@ -44,64 +44,81 @@ def _asset(name: str) -> Response:
     return Response(entry.read_bytes(), media_type=TYPES[suffix], headers={**SECURITY_HEADERS, "cache-control": cache})
 
 
-def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
-                         admin: Callable[[Request], None]) -> None:
-    def need_store() -> LedgerStore:
-        return ledger_of(svc)
+def _number(request: Request, name: str, lo: float, hi: float, default: float | None) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not lo < value <= hi:  # NaN fails too
+        raise invalid_request(f"Invalid value for '{name}': a number above {lo:g} and at most {hi:g}.",
+                              param=name, code="invalid_value")
+    return value
 
-    def scope(request: Request, as_admin: bool) -> str | None:
+
+class Dashboard:
+    """The dashboard's page and the insight views it reads: each view answers a tenant key
+    (``/v1/insights/<view>``, its own tenant) and the admin key (``/admin/insights/<view>``)."""
+
+    def __init__(self, svc: Services, principal: Callable[[Request], Any], admin: Callable[[Request], None]):
+        self.svc, self.principal, self.admin = svc, principal, admin
+
+    def need_store(self) -> LedgerStore:
+        return ledger_of(self.svc)
+
+    def scope(self, request: Request, as_admin: bool) -> str | None:
         """The tenant a caller may see: its own for a tenant key, None (all, or ?tenant=) for the admin."""
         if as_admin:
-            admin(request)
+            self.admin(request)
             return None
-        return principal(request).tenant
+        tenant: str | None = self.principal(request).tenant
+        return tenant
 
-    @app.get("/dashboard", include_in_schema=False)
-    async def dashboard_page() -> Response:
+    async def page(self) -> Response:
         return _asset("index.html")
 
-    @app.get("/dashboard/", include_in_schema=False)
-    async def dashboard_slash() -> Response:
+    async def slash(self) -> Response:
         return RedirectResponse("/dashboard", status_code=308)
 
-    @app.get("/dashboard/static/{name}", include_in_schema=False)
-    async def dashboard_asset(name: str) -> Response:
+    async def asset(self, name: str) -> Response:
         return _asset(name)
 
-    @app.get("/v1/whoami")
-    async def whoami(request: Request) -> Response:
+    async def whoami(self, request: Request) -> Response:
         token = bearer(request.headers.get("authorization"))
-        if token and svc.keys.is_admin(token):
+        if token and self.svc.keys.is_admin(token):
             return json_response({"role": "admin", "tenant": None, "key_id": None})
-        who = principal(request)
+        who = self.principal(request)
         return json_response({"role": "tenant", "tenant": who.tenant, "key_id": who.key_id})
 
-    async def options(request: Request, tenant: str | None) -> Response:
+    async def options(self, request: Request, tenant: str | None) -> Response:
+        svc = self.svc
         q = build_query(request, tenant)
-        store = need_store()
         dims = ("tenant", "alias", "model", "provider")
-        rows, _ = await store.usage(UsageQuery(start=q.start, end=q.end, group_by=dims, tenant=tenant, limit=10_000))
+        rows, _ = await self.need_store().usage(UsageQuery(start=q.start, end=q.end, group_by=dims, tenant=tenant,
+                                                           limit=10_000))
         values = {d: sorted({str(r[d]) for r in rows if r[d] is not None}) for d in dims}
         return json_response({"filters": values, "baselines": insights.chat_models(svc),
-                      "policies": [x.policy.name for x in svc.policies.loaded],
-                      "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan,
-                      "tags": list(svc.config.attribution.tags)})
+                              "policies": [x.policy.name for x in svc.policies.loaded],
+                              "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan,
+                              "tags": list(svc.config.attribution.tags)})
 
-    async def savings(request: Request, tenant: str | None) -> Response:
+    async def savings(self, request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
         baseline = request.query_params.get("baseline") or None
         try:
-            return json_response(await insights.savings(svc, need_store(), q, baseline, operator=tenant is None))
+            return json_response(await insights.savings(self.svc, self.need_store(), q, baseline, operator=tenant is None))
         except ValueError:
             raise invalid_request(f"'{(baseline or '')[:80]}' is not a priced chat model on this gateway; pick one from "
                                   "the dashboard options.", param="baseline", code="invalid_value") from None
 
-    async def budgets(request: Request, tenant: str | None) -> Response:
+    async def budgets(self, request: Request, tenant: str | None) -> Response:
         only = request.query_params.get("tenant") if tenant is None else None
-        data = await insights.budgets(svc, need_store(), tenant, time.time(), only_tenant=only or None)
+        data = await insights.budgets(self.svc, self.need_store(), tenant, time.time(), only_tenant=only or None)
         return json_response({"object": "list", "data": data})
 
-    async def whatif(request: Request, tenant: str | None, yaml_text: str | None = None) -> Response:
+    async def whatif(self, request: Request, tenant: str | None, yaml_text: str | None = None) -> Response:
         q = build_query(request, tenant)
         # here ?policy= names the policy to replay through, not a filter on the recorded traffic
         q = replace(q, filters=tuple(f for f in q.filters if f[0] != "policy"))
@@ -110,10 +127,10 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
             raise invalid_request("Name a loaded policy (?policy=...) or POST its YAML as {\"yaml\": \"...\"}.",
                                   param="policy", code="missing_required_parameter")
         try:
-            data = await insights.whatif(svc, need_store(), q, name, yaml_text)
+            data = await insights.whatif(self.svc, self.need_store(), q, name, yaml_text)
             if tenant is None:  # an admin's replay is an admin action: audited (a pasted policy by its name)
-                await svc.audit("admin", "whatif.run", name or "pasted policy",
-                                {"start": q.start, "end": q.end, **({"yaml_bytes": len(yaml_text)} if yaml_text else {})})
+                await self.svc.audit("admin", "whatif.run", name or "pasted policy",
+                                     {"start": q.start, "end": q.end, **({"yaml_bytes": len(yaml_text)} if yaml_text else {})})
             return json_response(data)
         except LookupError:
             raise invalid_request(f"No loaded policy '{(name or '')[:80]}'.", param="policy", code="invalid_value") from None
@@ -121,54 +138,48 @@ def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Reque
             raise invalid_request("The policy is invalid: " + " | ".join(exc.problems)[:1500], param="yaml",
                                   code="invalid_policy") from None
 
-    views: dict[str, Callable[..., Any]] = {"options": options, "savings": savings, "budgets": budgets, "whatif": whatif}
-    for name, view in views.items():
-        def register(view: Callable[..., Any] = view, name: str = name) -> None:
-            async def tenant_route(request: Request) -> Response:
-                return await view(request, scope(request, False))
-
-            async def admin_route(request: Request) -> Response:
-                return await view(request, scope(request, True))
-
-            app.add_api_route(f"/v1/insights/{name}", tenant_route, methods=["GET"], name=f"tenant_{name}")
-            app.add_api_route(f"/admin/insights/{name}", admin_route, methods=["GET"], name=f"admin_{name}")
-
-        register()
-
-    def number(request: Request, name: str, lo: float, hi: float, default: float | None) -> float | None:
-        raw = request.query_params.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not lo < value <= hi:  # NaN fails too
-            raise invalid_request(f"Invalid value for '{name}': a number above {lo:g} and at most {hi:g}.",
-                                  param=name, code="invalid_value")
-        return value
-
-    @app.get("/admin/insights/advise")
-    async def admin_advise(request: Request) -> Response:
+    async def advise(self, request: Request) -> Response:
         """Build or buy for the range's traffic (operator economics: the admin key only)."""
-        admin(request)
+        self.admin(request)
         q = build_query(request, None)
         try:
-            data = await build_or_buy(svc, need_store(), q, profile_name=request.query_params.get("profile") or None,
-                                      utilisation=number(request, "utilisation", 0, 1, None),
-                                      rental=number(request, "rental", 0, 1000, None),
-                                      decline=number(request, "decline", 0, 1, 0.1) or 0.1)
+            data = await build_or_buy(self.svc, self.need_store(), q, profile_name=request.query_params.get("profile") or None,
+                                      utilisation=_number(request, "utilisation", 0, 1, None),
+                                      rental=_number(request, "rental", 0, 1000, None),
+                                      decline=_number(request, "decline", 0, 1, 0.1) or 0.1)
         except LookupError:
             raise invalid_request("Unknown stack profile; see 'profiles' in an answer without it.", param="profile",
                                   code="invalid_value") from None
         return json_response(data)
 
-    @app.post("/admin/insights/whatif")
-    async def admin_whatif_yaml(request: Request) -> Response:
-        admin(request)
+    async def whatif_yaml(self, request: Request) -> Response:
+        self.admin(request)
         from router.api import read_json
 
         body = await read_json(request, 256 * 1024)
         if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
             raise invalid_request("Send {\"yaml\": \"<policy YAML>\"}.", param="yaml", code="missing_required_parameter")
-        return await whatif(request, None, body["yaml"])
+        return await self.whatif(request, None, body["yaml"])
+
+    def view_route(self, view: Callable[..., Any], as_admin: bool) -> Callable[[Request], Any]:
+        async def route(request: Request) -> Response:
+            return await view(request, self.scope(request, as_admin))
+        return route
+
+    def register(self, app: FastAPI) -> None:
+        app.add_api_route("/dashboard", self.page, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/dashboard/", self.slash, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/dashboard/static/{name}", self.asset, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/v1/whoami", self.whoami, methods=["GET"])
+        views: dict[str, Callable[..., Any]] = {"options": self.options, "savings": self.savings,
+                                                "budgets": self.budgets, "whatif": self.whatif}
+        for name, view in views.items():
+            app.add_api_route(f"/v1/insights/{name}", self.view_route(view, False), methods=["GET"], name=f"tenant_{name}")
+            app.add_api_route(f"/admin/insights/{name}", self.view_route(view, True), methods=["GET"], name=f"admin_{name}")
+        app.add_api_route("/admin/insights/advise", self.advise, methods=["GET"])
+        app.add_api_route("/admin/insights/whatif", self.whatif_yaml, methods=["POST"])
+
+
+def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
+                         admin: Callable[[Request], None]) -> None:
+    Dashboard(svc, principal, admin).register(app)

@@ -79,107 +79,109 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
-def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any],
+class KeysApi:
+    """Keys issued over HTTP and the audit log. ``manager``: who may manage keys: a tenant admin's
+    principal (its own tenant), or None for the admin key."""
+
+    def __init__(self, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any],
                    manager: Callable[[Request], Principal | None]) -> None:
-    """``manager``: who may manage keys: a tenant admin's principal, or None for the admin key."""
+        self.svc = svc
+        self.admin = admin
+        self.read_json = read_json
+        self.manager = manager
 
-    def who(request: Request) -> tuple[str, str | None, frozenset[str] | None]:
+    def who(self, request: Request) -> tuple[str, str | None, frozenset[str] | None]:
         """(actor for the audit log, the tenant it is limited to, the models it may grant; None: any)."""
-        p = manager(request)
+        p = self.manager(request)
         return ("admin", None, None) if p is None else (p.key_id, p.tenant, p.models)
-    def table() -> Any:
-        if svc.key_table is None:
+
+    def table(self) -> Any:
+        if self.svc.key_table is None:
             raise APIError(404, "This gateway has no key table (it runs without a ledger database).", code="no_key_table")
-        return svc.key_table
+        return self.svc.key_table
 
-    def config_ids() -> set[str]:
-        return {k.id for k in svc.config.auth.keys} | {"demo", "master-key"}
+    def config_ids(self) -> set[str]:
+        return {k.id for k in self.svc.config.auth.keys} | {"demo", "master-key"}
 
-    async def found(key_id: str, scope: str | None = None) -> dict[str, Any]:
-        row = await table().get(key_id)
+    async def found(self, key_id: str, scope: str | None = None) -> dict[str, Any]:
+        row = await self.table().get(key_id)
         if row is None or (scope is not None and row["tenant"] != scope):  # another tenant's: not there for it
-            where = "the config file (change it there)" if scope is None and key_id in config_ids() else "this gateway"
+            where = "the config file (change it there)" if scope is None and key_id in self.config_ids() else "this gateway"
             raise APIError(404, f"No key '{key_id[:40]}' issued over HTTP on {where}.", code="key_not_found")
         return row
 
-    def within(models: list[str] | None, limit: frozenset[str] | None, scope: str | None) -> None:
+    def within(self, models: list[str] | None, limit: frozenset[str] | None, scope: str | None) -> None:
         """A tenant admin grants only models it may use itself (its own key's list, or its tenant's)."""
         if scope is None or limit is None:
             return
-        expand, _ = svc.model_lists()
+        expand, _ = self.svc.model_lists()
         if models is None or not set(expand(models) or ()) <= limit:
             raise APIError(403, "A tenant admin may grant only the models it may use; name them in 'models'.",
                            type="permission_error", param="models", code="models_not_allowed")
 
-    def answer(obj: Any, status: int = 200) -> Response:
+    def answer(self, obj: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(obj), status_code=status, media_type=_JSON)
 
-    @app.post("/admin/keys")
-    async def create_key(request: Request) -> Response:
-        actor, scope, limit = who(request)
-        req = parse_body(KeyCreate, await read_json(request, 64 * 1024))
+    async def create_key(self, request: Request) -> Response:
+        actor, scope, limit = self.who(request)
+        req = parse_body(KeyCreate, await self.read_json(request, 64 * 1024))
         tenant = req.tenant or scope
         if tenant is None:
             raise invalid_request("Missing required parameter: 'tenant'.", param="tenant", code="missing_required_parameter")
         if scope is not None and (tenant != scope or req.tenant_admin):
             raise APIError(403, "A tenant admin issues keys for its own tenant only, and cannot make tenant admins.",
                            type="permission_error", code="tenant_forbidden")
-        within(req.models, limit, scope)
+        self.within(req.models, limit, scope)
         key_id = req.id or f"k-{secrets.token_hex(6)}"
         if not KEY_ID.match(key_id):
             raise invalid_request("Invalid value for 'id': 1-40 characters of a-z, 0-9 and '-', starting with a letter "
                                   "or digit.", param="id", code="invalid_value")
-        if key_id in config_ids() or await table().get(key_id) is not None:
+        if key_id in self.config_ids() or await self.table().get(key_id) is not None:
             raise APIError(409, f"A key with id '{key_id}' already exists.", param="id", code="key_exists")
         secret = new_key(key_id)
         values = {"id": key_id, "tenant": tenant, "hash": hash_key(secret), "revoked": False,
                   "tenant_admin": req.tenant_admin, **_columns(req, req.model_fields_set | {"budget"})}
-        await table().create(values, actor=actor)
-        await svc.sync_keys(force=True)
-        return answer({**public(await found(key_id)), "key": secret}, 201)
+        await self.table().create(values, actor=actor)
+        await self.svc.sync_keys(force=True)
+        return self.answer({**public(await self.found(key_id)), "key": secret}, 201)
 
-    @app.get("/admin/keys")
-    async def list_keys(request: Request) -> Response:
-        _, scope, _ = who(request)
+    async def list_keys(self, request: Request) -> Response:
+        _, scope, _ = self.who(request)
         tenant = scope or request.query_params.get("tenant")
-        rows = [public(r) for r in await table().rows() if tenant is None or r["tenant"] == tenant]
+        rows = [public(r) for r in await self.table().rows() if tenant is None or r["tenant"] == tenant]
         rows += [{"id": k.id, "object": "key", "source": "config", "tenant": k.tenant, "models": k.models,
-                  "revoked": k.revoked} for k in svc.config.auth.keys if tenant is None or k.tenant == tenant]
-        return answer({"object": "list", "data": sorted(rows, key=lambda r: r["id"])})
+                  "revoked": k.revoked} for k in self.svc.config.auth.keys if tenant is None or k.tenant == tenant]
+        return self.answer({"object": "list", "data": sorted(rows, key=lambda r: r["id"])})
 
-    @app.get("/admin/keys/{key_id}")
-    async def get_key(request: Request, key_id: str) -> Response:
-        _, scope, _ = who(request)
-        return answer(public(await found(key_id, scope)))
+    async def get_key(self, request: Request, key_id: str) -> Response:
+        _, scope, _ = self.who(request)
+        return self.answer(public(await self.found(key_id, scope)))
 
-    @app.patch("/admin/keys/{key_id}")
-    async def change_key(request: Request, key_id: str) -> Response:
-        actor, scope, limit = who(request)
-        await found(key_id, scope)
-        change = parse_body(KeyChange, await read_json(request, 64 * 1024))
+    async def change_key(self, request: Request, key_id: str) -> Response:
+        actor, scope, limit = self.who(request)
+        await self.found(key_id, scope)
+        change = parse_body(KeyChange, await self.read_json(request, 64 * 1024))
         values = _columns(change, change.model_fields_set)
         if "models" in values:
-            within(values["models"], limit, scope)
+            self.within(values["models"], limit, scope)
         if not values:
             raise invalid_request("Send at least one of name, models, rpm, tpm, budget, expires_at, metadata.",
                                   code="empty_change")
-        await table().update(key_id, values, actor, "key.change")
-        await svc.sync_keys(force=True)
-        return answer(public(await found(key_id)))
+        await self.table().update(key_id, values, actor, "key.change")
+        await self.svc.sync_keys(force=True)
+        return self.answer(public(await self.found(key_id)))
 
-    @app.post("/admin/keys/{key_id}/revoke")
-    async def revoke_key(request: Request, key_id: str) -> Response:
-        actor, scope, _ = who(request)
-        await found(key_id, scope)
-        await table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, actor,
+    async def revoke_key(self, request: Request, key_id: str) -> Response:
+        actor, scope, _ = self.who(request)
+        await self.found(key_id, scope)
+        await self.table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, actor,
                              "key.revoke", {})
-        await svc.sync_keys(force=True)
-        return answer(public(await found(key_id)))
+        await self.svc.sync_keys(force=True)
+        return self.answer(public(await self.found(key_id)))
 
-    @app.post("/admin/keys/{key_id}/rotate")
-    async def rotate_key(request: Request, key_id: str) -> Response:
-        actor, scope, _ = who(request)
-        row = await found(key_id, scope)
+    async def rotate_key(self, request: Request, key_id: str) -> Response:
+        actor, scope, _ = self.who(request)
+        row = await self.found(key_id, scope)
         if row["revoked"]:
             raise APIError(409, "A revoked key cannot be rotated; issue a new one.", code="key_revoked")
         raw = await request.body()
@@ -190,18 +192,31 @@ def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], rea
         rot = parse_body(Rotation, body)
         secret = new_key(key_id)
         until = time.time() + rot.grace_seconds
-        await table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
+        await self.table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
                              actor, "key.rotate", {"grace_seconds": rot.grace_seconds})
-        await svc.sync_keys(force=True)
-        return answer({**public(await found(key_id)), "key": secret})
+        await self.svc.sync_keys(force=True)
+        return self.answer({**public(await self.found(key_id)), "key": secret})
 
-    @app.get("/admin/audit")
-    async def audit_log(request: Request) -> Response:
-        admin(request)
+    async def audit_log(self, request: Request) -> Response:
+        self.admin(request)
         q = request.query_params
         try:
             limit = min(500, max(1, int(q.get("limit", "100"))))
             before = int(q["before"]) if "before" in q else None
         except ValueError:
             raise invalid_request("'limit' and 'before' must be integers.", code="invalid_value") from None
-        return answer({"object": "list", "data": await table().audit_log(limit, before)})
+        return self.answer({"object": "list", "data": await self.table().audit_log(limit, before)})
+
+    def register(self, app: FastAPI) -> None:
+        app.add_api_route("/admin/keys", self.create_key, methods=["POST"])
+        app.add_api_route("/admin/keys", self.list_keys, methods=["GET"])
+        app.add_api_route("/admin/keys/{key_id}", self.get_key, methods=["GET"])
+        app.add_api_route("/admin/keys/{key_id}", self.change_key, methods=["PATCH"])
+        app.add_api_route("/admin/keys/{key_id}/revoke", self.revoke_key, methods=["POST"])
+        app.add_api_route("/admin/keys/{key_id}/rotate", self.rotate_key, methods=["POST"])
+        app.add_api_route("/admin/audit", self.audit_log, methods=["GET"])
+
+
+def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any],
+                   manager: Callable[[Request], Principal | None]) -> None:
+    KeysApi(svc, admin, read_json, manager).register(app)

@@ -155,14 +155,21 @@ def ledger_of(svc: Services) -> LedgerStore:
     return svc.store
 
 
-def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
-                     admin: Callable[[Request], None]) -> None:
-    def need_store() -> LedgerStore:
-        return ledger_of(svc)
+class UsageApi:
+    """The usage API: a tenant key reads its own tenant's usage (/v1/...), the admin key every tenant's (/admin/...)."""
 
-    async def usage(request: Request, tenant: str | None) -> Response:
+    def __init__(self, svc: Services, principal: Callable[[Request], Any],
+                     admin: Callable[[Request], None]) -> None:
+        self.svc = svc
+        self.principal = principal
+        self.admin = admin
+
+    def need_store(self) -> LedgerStore:
+        return ledger_of(self.svc)
+
+    async def usage(self, request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
-        rows, more = await need_store().usage(q)
+        rows, more = await self.need_store().usage(q)
         for r in rows:
             if "bucket" in r:
                 r["bucket_start"] = datetime.fromtimestamp(r["bucket"], timezone.utc).isoformat().replace("+00:00", "Z")
@@ -181,62 +188,69 @@ def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request],
         return json_response({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
                       "tenant": tenant})
 
-    async def lookup(request_id: str, tenant: str | None) -> Response:
-        row = await need_store().get(clean_text(request_id, "request_id", 128)[:64], tenant)
+    async def lookup(self, request_id: str, tenant: str | None) -> Response:
+        row = await self.need_store().get(clean_text(request_id, "request_id", 128)[:64], tenant)
         if row is None:  # another tenant's id looks exactly like a missing one
             raise APIError(404, f"No request '{request_id[:64]}' for this tenant.", code="request_not_found")
         if tenant is None:
             row["layers"] = stack_layers({**row, **{c: row.get(c) for c in SLICE_COLUMNS.values()}})
         return json_response(for_viewer(row, tenant))
 
-    async def listing(request: Request, tenant: str | None) -> Response:
+    async def listing(self, request: Request, tenant: str | None) -> Response:
         """The spend log: ledger records (with their cost lines), oldest first, a page at a time."""
         q = build_query(request, tenant)
         after = decode_cursor(request.query_params.get("cursor"))
         limit = min(q.limit, 1000)
-        rows = [r async for chunk in need_store().records(q, after, limit + 1) for r in chunk]
+        rows = [r async for chunk in self.need_store().records(q, after, limit + 1) for r in chunk]
         more = len(rows) > limit
         rows = [for_viewer(r, tenant) for r in rows[:limit]]
         nxt = encode_cursor(rows[-1]["ts"], rows[-1]["request_id"]) if more and rows else None
         return json_response({"object": "list", "data": rows, "has_more": more, "next_cursor": nxt,
                               "start": q.start, "end": q.end, "tenant": tenant})
 
-    async def top(request: Request, tenant: str | None) -> Response:
+    async def top(self, request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
-        return json_response({"object": "list", "data": await need_store().top(q, min(q.limit, 100))})
+        return json_response({"object": "list", "data": await self.need_store().top(q, min(q.limit, 100))})
 
-    @app.get("/v1/usage")
-    async def tenant_usage(request: Request) -> Response:
-        return await usage(request, principal(request).tenant)
+    async def tenant_usage(self, request: Request) -> Response:
+        return await self.usage(request, self.principal(request).tenant)
 
-    @app.get("/admin/usage")
-    async def admin_usage(request: Request) -> Response:
-        admin(request)
-        return await usage(request, None)
+    async def admin_usage(self, request: Request) -> Response:
+        self.admin(request)
+        return await self.usage(request, None)
 
-    @app.get("/v1/requests")
-    async def tenant_listing(request: Request) -> Response:
-        return await listing(request, principal(request).tenant)
+    async def tenant_listing(self, request: Request) -> Response:
+        return await self.listing(request, self.principal(request).tenant)
 
-    @app.get("/admin/requests")
-    async def admin_listing(request: Request) -> Response:
-        admin(request)
-        return await listing(request, None)
+    async def admin_listing(self, request: Request) -> Response:
+        self.admin(request)
+        return await self.listing(request, None)
 
-    @app.get("/v1/requests/top")
-    async def tenant_top(request: Request) -> Response:
-        return await top(request, principal(request).tenant)
+    async def tenant_top(self, request: Request) -> Response:
+        return await self.top(request, self.principal(request).tenant)
 
-    @app.get("/admin/requests/top")
-    async def admin_top(request: Request) -> Response:
-        admin(request)
-        return await top(request, None)
+    async def admin_top(self, request: Request) -> Response:
+        self.admin(request)
+        return await self.top(request, None)
 
-    @app.get("/v1/requests/{request_id}")
-    async def tenant_lookup(request: Request, request_id: str) -> Response:
-        return await lookup(request_id, principal(request).tenant)
+    async def tenant_lookup(self, request: Request, request_id: str) -> Response:
+        return await self.lookup(request_id, self.principal(request).tenant)
 
-    @app.get("/admin/requests/{request_id}")
-    async def admin_lookup(request: Request, request_id: str) -> Response:
-        admin(request)
-        return await lookup(request_id, None)
+    async def admin_lookup(self, request: Request, request_id: str) -> Response:
+        self.admin(request)
+        return await self.lookup(request_id, None)
+
+    def register(self, app: FastAPI) -> None:
+        app.add_api_route("/v1/usage", self.tenant_usage, methods=["GET"])
+        app.add_api_route("/admin/usage", self.admin_usage, methods=["GET"])
+        app.add_api_route("/v1/requests", self.tenant_listing, methods=["GET"])
+        app.add_api_route("/admin/requests", self.admin_listing, methods=["GET"])
+        app.add_api_route("/v1/requests/top", self.tenant_top, methods=["GET"])
+        app.add_api_route("/admin/requests/top", self.admin_top, methods=["GET"])
+        app.add_api_route("/v1/requests/{request_id}", self.tenant_lookup, methods=["GET"])
+        app.add_api_route("/admin/requests/{request_id}", self.admin_lookup, methods=["GET"])
+
+
+def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
+                     admin: Callable[[Request], None]) -> None:
+    UsageApi(svc, principal, admin).register(app)
