@@ -33,6 +33,7 @@ demo: $(BIN)/.runtime
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check --select F,E9 router pricing policies benchmarks tests
+	$(BIN)/ruff check --select C901 router pricing policies
 	$(BIN)/mypy --strict policies pricing
 	$(BIN)/mypy router
 	$(BIN)/python -m pytest -q

@@ -210,18 +210,7 @@ class Limiter:
         rates, budget_rules = self._rules(who, requested, attrs)
         minute = int(now // 60)
         reset = (minute + 1) * 60 - now
-        counters: list[CounterReq] = []
-        kinds: list[tuple[str, int]] = []
-        for r, scope_id in rates:
-            # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
-            # config rules by their place in the config, the same on every replica
-            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
-            if r.rpm is not None:
-                counters.append(CounterReq(f"{base}:req:{minute}", r.rpm, 1, 70))
-                kinds.append(("requests", r.rpm))
-            if r.tpm is not None:
-                counters.append(CounterReq(f"{base}:tok:{minute}", r.tpm, tokens, 70))
-                kinds.append(("tokens", r.tpm))
+        counters, kinds = self._rate_counters(rates, minute, tokens)
         reserve = math.ceil((max_charge_usd or 0.0) * NANO)
         keys = self.budget_keys(who, requested, now, attrs, budget_rules)
         budgets = [BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
@@ -248,18 +237,7 @@ class Limiter:
             for k, used in zip(keys, result.used_nano):
                 self._room[k.key] = int(k.rule.usd * NANO) - used
         if not result.ok:
-            if result.failed_kind == "budget":
-                b = keys[result.failed_index or 0].rule
-                self.metrics.budget_rejections.labels(b.scope, b.period).inc()
-                if self.alerter is not None:
-                    self.alerter.exhausted(keys[result.failed_index or 0], now)
-                raise APIError(429, f"Budget exhausted: the {ADVERB[b.period]} {b.scope} budget of ${b.usd:.2f} has no room "
-                               "for this request.", type="insufficient_quota", code="insufficient_quota")
-            what, limit = kinds[result.failed_index or 0]
-            self.metrics.rate_rejections.labels(what).inc()
-            raise APIError(429, f"Rate limit reached: {limit} {what} per minute. Retry after {math.ceil(reset)}s.",
-                           type="requests" if what == "requests" else "tokens", code="rate_limit_exceeded",
-                           headers={"retry-after": str(math.ceil(reset)), **self._headers(kinds, [limit + 1] * len(kinds), reset)})
+            raise self._refusal(result, keys, kinds, reset, now)
         headers = self._headers(kinds, result.counters, reset)
         token_keys = [c.key for c, (what, _) in zip(counters, kinds) if what == "tokens"]
         ticket = Ticket(request_id, store, list(zip(keys, result.spent_nano)), reserve, token_keys, tokens, headers)
@@ -269,6 +247,38 @@ class Limiter:
         if keys and reserve:
             self._open[request_id] = ticket
         return ticket
+
+    def _rate_counters(self, rates: Any, minute: int, tokens: int) -> tuple[list[CounterReq], list[tuple[str, int]]]:
+        """The counters this minute's request adds to, and what each counts (requests or tokens) and its limit."""
+        counters: list[CounterReq] = []
+        kinds: list[tuple[str, int]] = []
+        for r, scope_id in rates:
+            # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
+            # config rules by their place in the config, the same on every replica
+            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
+            if r.rpm is not None:
+                counters.append(CounterReq(f"{base}:req:{minute}", r.rpm, 1, 70))
+                kinds.append(("requests", r.rpm))
+            if r.tpm is not None:
+                counters.append(CounterReq(f"{base}:tok:{minute}", r.tpm, tokens, 70))
+                kinds.append(("tokens", r.tpm))
+        return counters, kinds
+
+    def _refusal(self, result: Any, keys: list[BudgetKey], kinds: list[tuple[str, int]], reset: float,
+                 now: float) -> APIError:
+        """The 429 for an admission the state refused: a budget without room, or a rate limit reached."""
+        if result.failed_kind == "budget":
+            b = keys[result.failed_index or 0].rule
+            self.metrics.budget_rejections.labels(b.scope, b.period).inc()
+            if self.alerter is not None:
+                self.alerter.exhausted(keys[result.failed_index or 0], now)
+            return APIError(429, f"Budget exhausted: the {ADVERB[b.period]} {b.scope} budget of ${b.usd:.2f} has no room "
+                            "for this request.", type="insufficient_quota", code="insufficient_quota")
+        what, limit = kinds[result.failed_index or 0]
+        self.metrics.rate_rejections.labels(what).inc()
+        return APIError(429, f"Rate limit reached: {limit} {what} per minute. Retry after {math.ceil(reset)}s.",
+                        type="requests" if what == "requests" else "tokens", code="rate_limit_exceeded",
+                        headers={"retry-after": str(math.ceil(reset)), **self._headers(kinds, [limit + 1] * len(kinds), reset)})
 
     async def _admit(self, store: StateStore, request_id: str, counters: list[CounterReq], budgets: list[BudgetReq],
                      keys: list[BudgetKey], now: float) -> Any:

@@ -379,46 +379,58 @@ class Pool:
         return (f"{method} {self._target}{self.prefix}/{path} HTTP/1.1\r\nContent-Length: {length}\r\n".encode("latin-1")
                 + self._static + extra + b"\r\n")
 
-    async def _acquire(self) -> tuple[Connection, bool]:
-        if self._closed:
-            raise ConnectFailed("the client is closed")
-        self._loop = asyncio.get_running_loop()
+    def _take_idle(self) -> Connection | None:
+        """A pooled connection still open, now busy (None: none idle)."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
                 self._busy.add(conn)
-                return conn, True
-        if self.draining:  # a connection about to come back (its body's last bytes are in flight): take it
-            waiter = self._loop.create_future()
-            self._drain_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, _DRAIN_S)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                if waiter in self._drain_waiters:
-                    self._drain_waiters.remove(waiter)
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    self._busy.add(conn)
-                    return conn, True
-        while len(self._busy) >= self.max_connections:
-            waiter = self._loop.create_future()
-            self._slot_waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._pass_slot()  # we were handed a slot we will not use
-                raise
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    self._busy.add(conn)
-                    return conn, True
+                return conn
+        return None
+
+    async def _acquire(self) -> tuple[Connection, bool]:
+        if self._closed:
+            raise ConnectFailed("the client is closed")
+        self._loop = asyncio.get_running_loop()
+        conn = self._take_idle()
+        if conn is None and self.draining:  # a connection about to come back (its body's last bytes are in flight)
+            await self._wait_for_drain()
+            conn = self._take_idle()
+        while conn is None and len(self._busy) >= self.max_connections:
+            await self._wait_for_slot()
+            conn = self._take_idle()
+        if conn is not None:
+            return conn, True
+        return await self._open(), False
+
+    async def _wait_for_drain(self) -> None:
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, _DRAIN_S)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
+
+    async def _wait_for_slot(self) -> None:
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_slot()  # we were handed a slot we will not use
+            raise
+
+    async def _open(self) -> Connection:
+        """A new connection (its slot held while it connects)."""
+        assert self._loop is not None
         conn = Connection(self)
-        self._busy.add(conn)  # holds the slot while connecting
+        self._busy.add(conn)
         try:
             await asyncio.wait_for(self._connect(conn), self.connect_timeout)
         except asyncio.TimeoutError:
@@ -436,7 +448,7 @@ class Pool:
             raise
         if self._sweeper is None:
             self._sweeper = self._loop.create_task(self._sweep())
-        return conn, False
+        return conn
 
     async def _connect(self, conn: Connection) -> None:
         if self.proxy is None:

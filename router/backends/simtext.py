@@ -74,6 +74,23 @@ def resolve(schema: Any, root: Any) -> Any:
     return schema
 
 
+def _checked_fields(schema: dict[str, Any]) -> tuple[Any, Any]:
+    """(properties, required) of an object schema, after checking the fields ``instance`` reads."""
+    for key in ("minimum", "maximum"):
+        _number(schema, key)
+    for key in ("minItems", "maxItems"):
+        _number(schema, key, integer=True)
+    props = schema.get("properties")
+    if props is not None and not isinstance(props, dict):
+        raise SchemaError("'properties' must be an object")
+    required = schema.get("required")
+    if required is not None and (not isinstance(required, list) or not all(isinstance(r, str) for r in required)):
+        raise SchemaError("'required' must be a list of property names")
+    if "items" in schema and not isinstance(schema["items"], (dict, bool)):
+        raise SchemaError("'items' must be a schema")
+    return props, required
+
+
 def _size(schema: Any, depth: int, budget: int, root: Any = None) -> int:
     """How many values ``instance`` makes for ``schema`` at most (stops counting past ``budget``);
     SchemaError for the shapes it cannot read."""
@@ -90,18 +107,7 @@ def _size(schema: Any, depth: int, budget: int, root: Any = None) -> int:
             raise SchemaError(f"'{key}' must be a list")
         if isinstance(schema.get(key), list) and schema[key]:
             return _size(schema[key][0], depth + 1, budget, root)
-    for key in ("minimum", "maximum"):
-        _number(schema, key)
-    for key in ("minItems", "maxItems"):
-        _number(schema, key, integer=True)
-    props = schema.get("properties")
-    if props is not None and not isinstance(props, dict):
-        raise SchemaError("'properties' must be an object")
-    required = schema.get("required")
-    if required is not None and (not isinstance(required, list) or not all(isinstance(r, str) for r in required)):
-        raise SchemaError("'required' must be a list of property names")
-    if "items" in schema and not isinstance(schema["items"], (dict, bool)):
-        raise SchemaError("'items' must be a schema")
+    props, required = _checked_fields(schema)
     total = 1
     if props:
         wanted = set(required) if required is not None else set(props)

@@ -19,6 +19,7 @@ sequence (``message_start``, ``ping``, ``content_block_start``/``delta``/``stop`
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Annotated, Any, AsyncGenerator, AsyncIterator, Literal, TYPE_CHECKING
 
 import orjson
@@ -145,6 +146,61 @@ def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(texts), images
 
 
+@dataclass
+class _Turn:
+    """One Messages turn's content blocks, sorted into what chat completions carries them as."""
+
+    role: str
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    late_images: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, block: Any, at: str) -> None:
+        kind, role = block.get("type") if isinstance(block, dict) else None, self.role
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise invalid_request(f"Invalid value for '{at}.text': a string.", param=f"{at}.text", code="invalid_value")
+            self.parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image" and role == "user":
+            self.parts.append(_image(block, at))
+        elif kind == "document" and role == "user":
+            self.parts.append(_document(block, at))
+        elif kind == "tool_use" and role == "assistant":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                raise invalid_request(f"Invalid value for '{at}': a tool_use block needs 'id' and 'name'.",
+                                      param=at, code="invalid_value")
+            self.calls.append({"id": block["id"], "type": "function", "function": {
+                "name": block["name"], "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+        elif kind == "tool_result" and role == "user":
+            self.result(block, at)
+        elif kind not in ("thinking", "redacted_thinking") or role != "assistant":
+            # (a model's own reasoning is dropped: chat completions has no way to send it back)
+            raise invalid_request(f"Invalid value for '{at}.type': '{str(kind)[:40]}' is not a content block a "
+                                  f"{role} message can hold here.", param=f"{at}.type", code="invalid_value")
+
+    def result(self, block: dict[str, Any], at: str) -> None:
+        if not isinstance(block.get("tool_use_id"), str):
+            raise invalid_request(f"Missing required parameter: '{at}.tool_use_id'.", param=f"{at}.tool_use_id",
+                                  code="missing_required_parameter")
+        text, images = _text_of(block.get("content"), f"{at}.content")
+        if block.get("is_error"):
+            text = "Error: " + text
+        self.results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
+        self.late_images.extend(images)
+
+    def messages(self) -> list[dict[str, Any]]:
+        if self.role == "assistant":
+            text = "".join(p["text"] for p in self.parts)
+            turn: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if self.calls:
+                turn["tool_calls"] = self.calls
+            return [turn]
+        parts = self.late_images + self.parts
+        # tool results answer the assistant turn just before: they come first
+        return self.results + ([{"role": "user", "content": parts}] if parts else [])
+
+
 def to_chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
     """The conversation as chat-completions messages."""
     out: list[dict[str, Any]] = []
@@ -153,57 +209,13 @@ def to_chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
     elif isinstance(req.system, list) and req.system:
         out.append({"role": "system", "content": "\n".join(b.text for b in req.system)})
     for i, msg in enumerate(req.messages):
-        where = f"messages[{i}].content"
         if isinstance(msg.content, str):
             out.append({"role": msg.role, "content": msg.content})
             continue
-        parts: list[dict[str, Any]] = []
-        calls: list[dict[str, Any]] = []
-        results: list[dict[str, Any]] = []
-        late_images: list[dict[str, Any]] = []
+        turn = _Turn(msg.role)
         for j, block in enumerate(msg.content):
-            kind = block.get("type") if isinstance(block, dict) else None
-            at = f"{where}[{j}]"
-            if kind == "text":
-                if not isinstance(block.get("text"), str):
-                    raise invalid_request(f"Invalid value for '{at}.text': a string.", param=f"{at}.text",
-                                          code="invalid_value")
-                parts.append({"type": "text", "text": block["text"]})
-            elif kind == "image" and msg.role == "user":
-                parts.append(_image(block, at))
-            elif kind == "document" and msg.role == "user":
-                parts.append(_document(block, at))
-            elif kind == "tool_use" and msg.role == "assistant":
-                if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
-                    raise invalid_request(f"Invalid value for '{at}': a tool_use block needs 'id' and 'name'.",
-                                          param=at, code="invalid_value")
-                calls.append({"id": block["id"], "type": "function", "function": {
-                    "name": block["name"], "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-            elif kind == "tool_result" and msg.role == "user":
-                if not isinstance(block.get("tool_use_id"), str):
-                    raise invalid_request(f"Missing required parameter: '{at}.tool_use_id'.", param=f"{at}.tool_use_id",
-                                          code="missing_required_parameter")
-                text, images = _text_of(block.get("content"), f"{at}.content")
-                if block.get("is_error"):
-                    text = "Error: " + text
-                results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
-                late_images.extend(images)
-            elif kind in ("thinking", "redacted_thinking") and msg.role == "assistant":
-                continue  # a model's own reasoning: chat completions has no way to send it back
-            else:
-                raise invalid_request(f"Invalid value for '{at}.type': '{str(kind)[:40]}' is not a content block a "
-                                      f"{msg.role} message can hold here.", param=f"{at}.type", code="invalid_value")
-        if msg.role == "assistant":
-            text = "".join(p["text"] for p in parts)
-            turn: dict[str, Any] = {"role": "assistant", "content": text or None}
-            if calls:
-                turn["tool_calls"] = calls
-            out.append(turn)
-            continue
-        out.extend(results)  # tool results answer the assistant turn just before: they come first
-        parts = late_images + parts
-        if parts:
-            out.append({"role": "user", "content": parts})
+            turn.add(block, f"messages[{i}].content[{j}]")
+        out += turn.messages()
     return out
 
 

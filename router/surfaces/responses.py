@@ -131,6 +131,46 @@ def _part(part: Any, where: str, role: str) -> dict[str, Any] | None:
                           "message can hold.", param=f"{where}.type", code="invalid_value")
 
 
+def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise invalid_request(f"Invalid value for '{where}.role': one of user, assistant, system, developer.",
+                              param=f"{where}.role", code="invalid_value")
+    content = item.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise invalid_request(f"Invalid value for '{where}.content': a string or a list of parts.",
+                              param=f"{where}.content", code="invalid_value")
+    parts = [p for j, c in enumerate(content) if (p := _part(c, f"{where}.content[{j}]", role)) is not None]
+    if role == "assistant" or role in ("system", "developer"):
+        return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
+    return {"role": role, "content": parts}
+
+
+def _function_call(item: dict[str, Any], where: str, out: list[dict[str, Any]]) -> None:
+    """A function call joins the assistant turn just before it (consecutive calls are one turn)."""
+    if not all(isinstance(item.get(k), str) for k in ("call_id", "name", "arguments")):
+        raise invalid_request(f"Invalid value for '{where}': a function_call item needs 'call_id', 'name' "
+                              "and 'arguments' as strings.", param=where, code="invalid_value")
+    call = {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}}
+    last = out[-1] if out else None
+    if last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+    else:
+        out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _function_output(item: dict[str, Any], where: str) -> dict[str, Any]:
+    output = item.get("output")
+    if isinstance(output, list):
+        output = "".join(str(p.get("text", "")) for p in output if isinstance(p, dict))
+    if not isinstance(item.get("call_id"), str) or not isinstance(output, str):
+        raise invalid_request(f"Invalid value for '{where}': a function_call_output item needs 'call_id' and "
+                              "'output' as strings.", param=where, code="invalid_value")
+    return {"role": "tool", "tool_call_id": item["call_id"], "content": output}
+
+
 def to_chat_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The input items as chat-completions messages (consecutive function calls join one assistant turn)."""
     if isinstance(items, str):
@@ -140,46 +180,12 @@ def to_chat_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         where = f"input[{i}]"
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "assistant", "system", "developer"):
-                raise invalid_request(f"Invalid value for '{where}.role': one of user, assistant, system, developer.",
-                                      param=f"{where}.role", code="invalid_value")
-            content = item.get("content")
-            if isinstance(content, str):
-                out.append({"role": role, "content": content})
-                continue
-            if not isinstance(content, list):
-                raise invalid_request(f"Invalid value for '{where}.content': a string or a list of parts.",
-                                      param=f"{where}.content", code="invalid_value")
-            parts = [p for j, c in enumerate(content) if (p := _part(c, f"{where}.content[{j}]", role)) is not None]
-            if role == "assistant" or role in ("system", "developer"):
-                out.append({"role": role, "content": "".join(p.get("text", "") for p in parts)})
-            else:
-                out.append({"role": role, "content": parts})
+            out.append(_message(item, where))
         elif kind == "function_call":
-            if not all(isinstance(item.get(k), str) for k in ("call_id", "name", "arguments")):
-                raise invalid_request(f"Invalid value for '{where}': a function_call item needs 'call_id', 'name' "
-                                      "and 'arguments' as strings.", param=where, code="invalid_value")
-            call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": item["arguments"]}}
-            last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(call)
-            elif last is not None and last["role"] == "assistant":
-                last["tool_calls"] = [call]
-            else:
-                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _function_call(item, where, out)
         elif kind == "function_call_output":
-            output = item.get("output")
-            if isinstance(output, list):
-                output = "".join(str(p.get("text", "")) for p in output if isinstance(p, dict))
-            if not isinstance(item.get("call_id"), str) or not isinstance(output, str):
-                raise invalid_request(f"Invalid value for '{where}': a function_call_output item needs 'call_id' and "
-                                      "'output' as strings.", param=where, code="invalid_value")
-            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
-        elif kind == "reasoning":
-            continue  # a model's own reasoning: chat completions has no way to send it back
-        else:
+            out.append(_function_output(item, where))
+        elif kind != "reasoning":  # (a model's own reasoning is dropped: chat completions cannot send it back)
             raise _unsupported(f"Input items of type '{str(kind)[:40]}' are not supported by this gateway "
                                "(messages, function_call and function_call_output are).", f"{where}.type")
     return out
