@@ -18,7 +18,7 @@ from router.backends.base import UpstreamError
 from router.errors import APIError
 from router.limits import Ticket
 from router.metering import Priced
-from router.planning import Plan
+from router.planning import RoutePlan
 from router.registry import Deployment
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Exchange:
     surface: "Surface | None" = None  # answers in another API's shape than chat completions
     started: float = field(default_factory=time.perf_counter)
     started_wall: float = field(default_factory=time.time)  # dates the record and the budget period
-    plan: Plan | None = None
+    plan: RoutePlan | None = None
     ticket: Ticket | None = None
     attempts: Attempts = field(default_factory=Attempts)
     lines: list[tuple[Deployment, str, Priced]] = field(default_factory=list)  # every priced call: (where, role, price)

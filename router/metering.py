@@ -105,7 +105,7 @@ class StreamTally:
                 self.text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
 
 
-def answer_text(body: dict[str, Any]) -> list[str]:
+def generated_texts(body: dict[str, Any]) -> list[str]:
     """The generated text of a non-streaming answer (content and tool-call arguments)."""
     out: list[str] = []
     for ch in body.get("choices") or ():

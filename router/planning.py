@@ -36,7 +36,7 @@ CACHEABLE_TOKENS = 1024  # providers cache prompt prefixes from 1,024 tokens; sh
 
 
 @dataclass
-class Plan:
+class RoutePlan:
     deployments: list[Deployment]
     decision: Decision | None = None
     category: str = "general"
@@ -162,7 +162,7 @@ class Planner:
             healthy=any(self.health.state(x.id) != "open" for x in deps),
             expected_output=self.health.expected_output(name), reasoning_allowance=d.reasoning_allowance)
 
-    async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
+    async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> RoutePlan:
         """The route for one request: the policy's (or the alias's) deployments in the order to try,
         then the deployments of the models the request names as its own fallbacks."""
         if mode == "chat" and body["model"] in self.context_fallbacks:
@@ -225,7 +225,7 @@ class Planner:
             out.extend(deps)
         return out
 
-    async def _plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> Plan:
+    async def _plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> RoutePlan:
         requested = body["model"]
         if not self.knows(requested):
             raise model_not_found(requested)
@@ -235,11 +235,11 @@ class Planner:
         if router is None:
             deps = self.registry.route(requested, mode)
             if not deps and self.registry.candidates(requested, mode):
-                return Plan([], deadline_s=_deadline(body.get("timeout"), None))  # at capacity: fallbacks only
+                return RoutePlan([], deadline_s=_deadline(body.get("timeout"), None))  # at capacity: fallbacks only
             if not deps:
                 kind = "an embeddings" if mode == "embedding" else "a chat"
                 raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
-            return Plan(self._available(deps)[: 1 + self.num_retries], deadline_s=_deadline(body.get("timeout"), None))
+            return RoutePlan(self._available(deps)[: 1 + self.num_retries], deadline_s=_deadline(body.get("timeout"), None))
         messages = body["messages"]
         pool = [requested] if concrete else router.policy.models
         infos = [i for i in (self.info(n, mode) for n in pool) if i is not None]
@@ -271,7 +271,7 @@ class Planner:
             raise self._saturated(requested)
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
-        return Plan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
+        return RoutePlan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
                     _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s),
                     prompt_tokens >= CACHEABLE_TOKENS)
 
@@ -290,7 +290,7 @@ class Planner:
         ok = [d for d in deps if self.health.state(d.id) != "open"]
         return ok or deps
 
-    def remember(self, plan: Plan, dep: Deployment) -> None:
+    def remember(self, plan: RoutePlan, dep: Deployment) -> None:
         """The conversation's prefix is now cached where ``dep`` served it (shared with the other
         replicas, off the request's path, when the prompt is long enough to be cached at all)."""
         if plan.prefix_key is None:

@@ -20,7 +20,7 @@ from router.cache import keep
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.errors import APIError
 from router.exchange import Exchange
-from router.metering import Priced, answer_text
+from router.metering import Priced, generated_texts
 from router.protocol import normalize_chat, normalize_embeddings, upstream_body
 from router.registry import Deployment
 
@@ -109,7 +109,7 @@ class Strategy:
               body: dict[str, Any] | None = None) -> Priced:
         """A call's usage (the upstream's, else counted here) at the deployment's price and the tenant's plan."""
         meter, ex = self.gw.meter, self.ex
-        usage = Usage.from_openai(raw.get("usage")) or meter.estimate(dep, body or self.body, answer_text(out))
+        usage = Usage.from_openai(raw.get("usage")) or meter.estimate(dep, body or self.body, generated_texts(out))
         return meter.price(dep, usage, tenant=ex.who.tenant, requested=ex.requested)
 
     def exhausted(self) -> APIError:
