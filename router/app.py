@@ -141,10 +141,21 @@ class SwitchyardApp(FastAPI):
         return RequestIdMiddleware(app, self.request_ids)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.telemetry is not None:
-            await self.telemetry.serve(super().__call__, scope, receive, send)
-        else:
+        if scope["type"] != "http":  # lifespan (and websockets, which no route takes): FastAPI's own handling
             await super().__call__(scope, receive, send)
+            return
+        # HTTP goes straight to the pipeline: FastAPI's __call__ would ask OpenTelemetry's global
+        # providers (reading the environment) on every request for its own tracing, where the
+        # gateway's telemetry (router/telemetry.py) traces each request itself
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        if self.telemetry is not None:
+            await self.telemetry.serve(self.middleware_stack, scope, receive, send)
+        else:
+            await self.middleware_stack(scope, receive, send)
 
 
 def create_app(cfg: Config | None = None, *, services: Services | None = None) -> FastAPI:
