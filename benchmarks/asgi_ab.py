@@ -41,7 +41,7 @@ async def drive(n: int, stream: bool) -> float:
 
     from router.app import create_app
     from router.config import parse_config
-    from router.metering import MemorySink
+    from router.accounting.metering import MemorySink
     from router.services import build_services
 
     env = {"K": KEY}

@@ -1,6 +1,6 @@
 """The operator's margin: what a plan charges for some traffic, less what serving it cost.
 
-One definition, used wherever a margin is shown (router.insights for the Savings view and
+One definition, used wherever a margin is shown (router.analytics.insights for the Savings view and
 ``/v1/insights/savings``; tests recompute the usage API's, the report's and FOCUS's figures from the
 ledger's lines with it):
 

@@ -33,8 +33,8 @@ from starlette.responses import Response
 
 from pricing import Usage
 from router.config import CacheConfig
-from router.metering import Priced
-from router.state import StateStore
+from router.accounting.metering import Priced
+from router.accounting.state import StateStore
 
 if TYPE_CHECKING:
     from router.exchange import Exchange

@@ -16,8 +16,8 @@ from router.attempts import Attempts
 from router.auth import Principal
 from router.backends.base import UpstreamError
 from router.errors import APIError
-from router.limits import Ticket
-from router.metering import Priced
+from router.accounting.limits import Ticket
+from router.accounting.metering import Priced
 from router.planning import RoutePlan
 from router.registry import Deployment
 
@@ -50,7 +50,7 @@ class Exchange:
     cache_key: str | None = None  # the response cache's key when its answer is to be kept (router.cache)
     cached: Priced | None = None  # answered from the response cache: its zero-cost price (and no upstream call)
     saved_usd: float | None = None  # a cache hit: the API cost of the answer it replayed
-    attrs: Any = None  # its user and tags, bounded (router.attribution.Attributes); None: neither
+    attrs: Any = None  # its user and tags, bounded (router.accounting.attribution.Attributes); None: neither
     trace: Any = None  # its OpenTelemetry spans (router.telemetry.RequestTrace), when tracing is on
 
     @property

@@ -23,11 +23,11 @@ from policies.verifier import Verifier
 from router.auth import Principal
 from router.errors import APIError, model_not_found, permission_error
 from router.health import Health
-from router.metering import Meter
+from router.accounting.metering import Meter
 from router.policy_store import PolicyStore
 from router.protocol import client_fallbacks
 from router.registry import Deployment, Registry
-from router.state import StateStore
+from router.accounting.state import StateStore
 
 log = logging.getLogger("switchyard.planning")
 AFFINITY_MEMORY = 100_000  # conversations whose serving deployment this process remembers

@@ -14,12 +14,12 @@ from starlette.responses import Response
 from router.auth import Principal
 from router.errors import APIError
 from router.exchange import Exchange
-from router.attribution import Attribution
+from router.accounting.attribution import Attribution
 from router.cache import ResponseCache, cached_answer
 from router.health import Health
 from router.telemetry import Telemetry
-from router.limits import Limiter
-from router.metering import Meter
+from router.accounting.limits import Limiter
+from router.accounting.metering import Meter
 from router.planning import Planner
 from router.registry import Deployment
 from router.strategies import Cascade, Single, Streamed
@@ -32,7 +32,7 @@ class Gateway:
                  cache: ResponseCache | None = None):
         self.planner = planner
         self.cache = cache if cache is not None and cache.active else None  # router.cache
-        self.attribution = attribution  # a request's user and tags (router.attribution)
+        self.attribution = attribution  # a request's user and tags (router.accounting.attribution)
         self.telemetry = telemetry  # OpenTelemetry (router.telemetry), None when off
         self.meter = meter
         self.limiter = limiter

@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterable, Mapping
 from pricing import PriceCatalog
 from pricing import loaders as pricing_data
 from router import memory
-from router.alerts import Alerter
-from router.attribution import Attribution, rule_values
+from router.accounting.alerts import Alerter
+from router.accounting.attribution import Attribution, rule_values
 from router.cache import ResponseCache
 from router.auth import KeyStore, hash_key
 from router.balancing import USAGE_SYNC_INTERVAL
@@ -24,15 +24,15 @@ from router.ledger.conversations import ResponseStore
 from router.ledger.keys import KeyTable
 from router.ledger.store import LedgerStore, redact_url, sqlite_url
 from router.ledger.writer import LedgerWriter
-from router.limits import Limiter
-from router.metering import Billing, Meter, RecordSink
+from router.accounting.limits import Limiter
+from router.accounting.metering import Billing, Meter, RecordSink
 from router.metrics import Metrics
 from router.health import Health
 from router.planning import Planner
 from router.policy_store import PolicyStore
 from router.proxy import Gateway
 from router.registry import Registry
-from router.state import MemoryState, RedisState, StateStore
+from router.accounting.state import MemoryState, RedisState, StateStore
 from router.telemetry import build_telemetry
 from router.tokens import Tokenizer
 

@@ -1,4 +1,4 @@
-"""Build or buy (pricing/advisor.py, router/advise.py): the seed's worked example to the cent, the
+"""Build or buy (pricing/advisor.py, router/analytics/advise.py): the seed's worked example to the cent, the
 cost curves' properties, the advisor against the ledger it reads, the CLI against the view, and
 the view in a browser."""
 

@@ -18,11 +18,11 @@ import httpx
 import pytest
 import redis
 
-from router.alerts import Alerter, sign
+from router.accounting.alerts import Alerter, sign
 from router.config import AlertsConfig, BudgetRule, WebhookConfig
-from router.limits import BudgetKey
+from router.accounting.limits import BudgetKey
 from router.metrics import Metrics
-from router.state import NANO, MemoryState
+from router.accounting.state import NANO, MemoryState
 from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, SWITCHYARD, free_port, start_gateway
 from tests.servers import fresh_database, shared_database_url, shared_redis_url
 

@@ -159,9 +159,9 @@ def test_focus_tags_carry_user_and_tags(gw: Proc, tmp_path) -> None:
 def test_a_value_a_rule_names_is_kept_beyond_the_bound() -> None:
     import asyncio
 
-    from router.attribution import Attribution, rule_values
+    from router.accounting.attribution import Attribution, rule_values
     from router.config import AttributionConfig, BudgetRule, RateLimitRule
-    from router.state import MemoryState
+    from router.accounting.state import MemoryState
 
     exempt = rule_values([BudgetRule(scope="tag", id="team=core", period="day", usd=1)],
                          [RateLimitRule(scope="user", id="vip", rpm=1), RateLimitRule(scope="user", id="*", rpm=1)])

@@ -17,9 +17,9 @@ import pytest
 from router.auth import Principal
 from router.config import LimitsConfig
 from router.errors import APIError
-from router.limits import BudgetKey, Limiter
+from router.accounting.limits import BudgetKey, Limiter
 from router.metrics import Metrics
-from router.state import NANO, MemoryState, RedisState
+from router.accounting.state import NANO, MemoryState, RedisState
 from tests.servers import shared_redis_url
 
 
@@ -275,7 +275,7 @@ def _reasoning_run(allowance: str) -> tuple[int, float, float]:
 
     from router.app import create_app
     from router.config import parse_config
-    from router.metering import MemorySink
+    from router.accounting.metering import MemorySink
     from router.services import build_services
 
     env = {"SY_REASONING_KEY": "sk-test-reasoning-0123456789"}
@@ -335,7 +335,7 @@ def test_a_stream_the_server_never_started_sending_is_settled_and_recorded_once(
     exchange closes (the upstream stream is closed, its first chunk metered, the reservation settled,
     one record written with 499)."""
     from router.config import parse_config
-    from router.metering import MemorySink
+    from router.accounting.metering import MemorySink
     from router.services import build_services
 
     env = {"SY_STREAM_KEY": "sk-test-stream-0123456789"}

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from router.focus import COLUMNS
+from router.analytics.focus import COLUMNS
 from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, KEY_B, SWITCHYARD
 from tests.test_ledger import record
 

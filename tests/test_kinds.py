@@ -87,7 +87,7 @@ def test_toy_kinds_run_in_the_gateway(toys, tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
     from router.app import create_app
-    from router.metering import MemorySink
+    from router.accounting.metering import MemorySink
     from router.services import build_services
 
     (tmp_path / "alpha.yaml").write_text(POLICY_ALPHA)

@@ -47,7 +47,7 @@ def gateway():
     from starlette.testclient import TestClient
 
     from router.app import create_app
-    from router.metering import MemorySink
+    from router.accounting.metering import MemorySink
     from router.services import build_services
 
     env = {"SY_PIPE_KEY": KEY}

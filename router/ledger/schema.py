@@ -64,7 +64,7 @@ requests = Table(
     Column("gpu_hours", Float),
     *[Column(col, Float) for col in SLICE_COLUMNS.values()],
     *[Column(col, Float) for col in LINE_COLUMNS.values()],
-    Column("end_user", String(128)),  # the request's user (bounded per tenant and day: router/attribution.py)
+    Column("end_user", String(128)),  # the request's user (bounded per tenant and day: router/accounting/attribution.py)
     Column("tags", Text),  # JSON object: the request's tags, tag key -> value (bounded likewise)
     Column("cache", String(8)),  # 'hit': answered from the response cache (no upstream call, no cost or charge)
     Column("saved_usd", Float),  # a cache hit: the API cost of the answer it replayed
@@ -161,7 +161,7 @@ audit = Table(
     Index("ix_audit_ts", "ts"),
 )
 
-# Budget alerts raised (router/alerts.py) and their delivery: sent, or dead-lettered after its retries.
+# Budget alerts raised (router/accounting/alerts.py) and their delivery: sent, or dead-lettered after its retries.
 alerts = Table(
     "alerts", metadata,
     Column("id", String(40), primary_key=True),

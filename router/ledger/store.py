@@ -488,7 +488,7 @@ class LedgerStore:
         return int(n), (None if unpriced else float(saved or 0.0))
 
     async def put_alert(self, row: dict[str, Any]) -> None:
-        """Insert or update one alert of the history (router/alerts.py)."""
+        """Insert or update one alert of the history (router/accounting/alerts.py)."""
         stmt = self._insert(alerts).values(**row)
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
             k: row[k] for k in ("status", "attempts", "last_error", "updated_at")})

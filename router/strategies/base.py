@@ -20,7 +20,7 @@ from router.cache import keep
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.errors import APIError
 from router.exchange import Exchange
-from router.metering import Priced, generated_texts
+from router.accounting.metering import Priced, generated_texts
 from router.protocol import normalize_chat, normalize_embeddings, upstream_body
 from router.registry import Deployment
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from pricing import Usage
 from router.cache import keep
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
-from router.metering import Priced, StreamTally
+from router.accounting.metering import Priced, StreamTally
 from router.protocol import normalize_chunk, upstream_body
 from router.registry import Deployment
 from router.sse import SSEResponse

@@ -1,6 +1,6 @@
 """Cost by user and tag: the request's end user (OpenAI's ``user``, Anthropic's ``metadata.user_id``)
 and its tags (the operator's listed ``metadata`` keys, or ``x-switchyard-tags``) as columns. Both
-are bounded per tenant and day (router/attribution.py). ALTER TABLE ADD COLUMN, so SQLite keeps the
+are bounded per tenant and day (router/accounting/attribution.py). ALTER TABLE ADD COLUMN, so SQLite keeps the
 roll-up trigger (a batch table rebuild would drop it).
 
 Revision ID: 0009

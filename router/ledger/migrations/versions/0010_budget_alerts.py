@@ -1,5 +1,5 @@
 """Budget alerts: every alert a budget raised (a threshold crossed, a forecast to exceed), what its
-delivery to the webhooks did, and the dead letters (router/alerts.py).
+delivery to the webhooks did, and the dead letters (router/accounting/alerts.py).
 
 Revision ID: 0010
 Revises: 0009

@@ -1,7 +1,7 @@
 """Budget alerts: a budget crossing a threshold (default 50, 80 and 100% of its limit), or forecast
 to exceed it, raises one alert per threshold and period across all replicas, delivered to webhooks.
 
-- **When**: as each request's charge settles (router.limits), against the spend that request saw
+- **When**: as each request's charge settles (router.accounting.limits), against the spend that request saw
   plus its own charge. The check is by level, not by edge: a budget at or above a threshold that
   has not alerted yet alerts on its next settlement, so two replicas crossing together (each
   seeing the other's spend late) cannot both miss it.
@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import orjson
 
 from router.config import AlertsConfig
-from router.limits import ADVERB
-from router.state import NANO, StateStore
+from router.accounting.limits import ADVERB
+from router.accounting.state import NANO, StateStore
 
 if TYPE_CHECKING:
     from router.ledger.store import LedgerStore
-    from router.limits import BudgetKey
+    from router.accounting.limits import BudgetKey
     from router.metrics import Metrics
 
 log = logging.getLogger("switchyard.alerts")

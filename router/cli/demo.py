@@ -23,7 +23,7 @@ from router.app import create_app
 from router.services import ENV_DEMO_KEY_HASH, build_services
 from router.auth import hash_key, new_key
 from router.config import embedded_default
-from router.metering import MemorySink
+from router.accounting.metering import MemorySink
 
 PROMPTS = [
     "Summarise the main risks in this contract clause about termination.",

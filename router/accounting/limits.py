@@ -40,7 +40,7 @@ from router.auth import Principal
 from router.config import BudgetRule, LimitsConfig, RateLimitRule
 from router.errors import APIError, invalid_request
 from router.metrics import Metrics
-from router.state import NANO, BudgetReq, CounterReq, MemoryState, Settlement, StateStore
+from router.accounting.state import NANO, BudgetReq, CounterReq, MemoryState, Settlement, StateStore
 
 log = logging.getLogger("switchyard.limits")
 
@@ -148,7 +148,7 @@ class Limiter:
         self.key_rates = self.key_budgets = self.key_tokens = False
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
-        self.alerter: Any = None  # router.alerts.Alerter: budget thresholds and forecasts to webhooks
+        self.alerter: Any = None  # router.accounting.alerts.Alerter: budget thresholds and forecasts to webhooks
         self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
 
     @property

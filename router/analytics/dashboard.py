@@ -17,13 +17,13 @@ from fastapi import FastAPI, Request
 from starlette.responses import RedirectResponse, Response
 
 from policies.schema import PolicyError
-from router import insights
-from router.advise import build_or_buy
+from router.analytics import insights
+from router.analytics.advise import build_or_buy
 from router.auth import bearer
 from router.errors import APIError, invalid_request
 from router.ledger.store import LedgerStore, UsageQuery
 from router.services import Services
-from router.usage_api import build_query, json_response, ledger_of
+from router.analytics.usage_api import build_query, json_response, ledger_of
 
 STATIC = resources.files("router").joinpath("dashboard_static")
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",

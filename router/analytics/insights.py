@@ -18,7 +18,7 @@ from pricing import Traffic, Usage, booked, cost_of, under_plan
 from router.config import BudgetRule
 from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
 from router.ledger.store import LedgerStore, UsageQuery
-from router.limits import period_bounds
+from router.accounting.limits import period_bounds
 from router.services import Services
 
 MAX_GROUPS = 10_000

@@ -13,7 +13,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from router.usage_api import parse_time
+from router.analytics.usage_api import parse_time
 
 BY = ("model", "alias", "tenant", "provider", "key", "user", "layer")  # and tag:<key>
 LAYERS = {"application": "Application (operator)", "paas": "Token API (PaaS)", "model_lab": "Model lab",

@@ -175,7 +175,7 @@ def policies_eval(
     if decisions:
         decisions.write_text("".join(json.dumps(x) + "\n" for x in lines))
     if plot:
-        from router.plots import frontier_png
+        from router.analytics.plots import frontier_png
 
         frontier_png(report, plot)
     if resplits:
@@ -367,7 +367,7 @@ def policies_simulate(
     if seeds > 1:
         report["runs"] = [r["curves"] for r in runs[1:]]
     if plot:
-        from router.plots import learning_png
+        from router.analytics.plots import learning_png
 
         learning_png(runs, plot)
     if as_json:

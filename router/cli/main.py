@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from router.cli_policies import policies_cli
+from router.cli.policies import policies_cli
 from router.config import Config, ConfigError, embedded_default, ignored_litellm_settings, load_config
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -24,7 +24,7 @@ keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys.")
 cli.add_typer(keys_cli, name="keys")
 export_cli = typer.Typer(no_args_is_help=True, help="Exports of the ledger.")
 cli.add_typer(export_cli, name="export")
-alerts_cli = typer.Typer(no_args_is_help=True, help="Budget alerts (router/alerts.py).")
+alerts_cli = typer.Typer(no_args_is_help=True, help="Budget alerts (router/accounting/alerts.py).")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(policies_cli, name="policies")
 
@@ -186,7 +186,7 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
 def import_litellm(config: Path = typer.Argument(..., help="A LiteLLM proxy config file."),
                    out: Path = typer.Option(None, help="write here instead of printing")) -> None:
     """Print a LiteLLM proxy config as Switchyard's own config, what it does not carry in comments."""
-    from router.litellm_import import native_config
+    from router.cli.litellm_import import native_config
 
     text = native_config(_load(config))
     if out is None:
@@ -488,7 +488,7 @@ def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic
          key_file: Path = typer.Option(None, help="a file holding the key (make serve writes .switchyard/demo-key)")) -> None:
     """Drive a mixed workload through the embedded default (served here) or a running gateway
     (--url): where the requests went and what they cost."""
-    from router.demo import run_demo, run_demo_against
+    from router.cli.demo import run_demo, run_demo_against
 
     if url:
         if key is None and key_file is not None:
@@ -514,7 +514,7 @@ def report(
     key: str = typer.Option(..., envvar="SWITCHYARD_API_KEY", help="A tenant key (its tenant) or the admin key (all)."),
 ) -> None:
     """Spend, tokens and margin from a gateway's usage API, as a table or JSON."""
-    from router.report import BY, fetch, render
+    from router.analytics.report import BY, fetch, render
 
     if by not in BY and not (by.startswith("tag:") and len(by) > 4):
         raise typer.BadParameter(f"one of {', '.join(BY)}, or tag:<key>", param_hint="--by")
@@ -528,7 +528,7 @@ def _fetch_and_print(get: Any, render: Any, url: str, as_json: bool, width: int)
     import httpx
 
     from router.errors import APIError
-    from router.report import ReportError
+    from router.analytics.report import ReportError
 
     try:
         data = get()
@@ -557,7 +557,7 @@ def advise(
     key: str = typer.Option(..., envvar="SWITCHYARD_ADMIN_KEY", help="The admin key."),
 ) -> None:
     """Build or buy: each model's traffic served by its API, on rented GPUs or on owned ones."""
-    from router.report import fetch_advice, render_advice
+    from router.analytics.report import fetch_advice, render_advice
 
     params = {"profile": profile, "utilisation": utilisation, "rental": rental, "decline": decline}
     _fetch_and_print(lambda: fetch_advice(url, key, since, until, params), render_advice, url, as_json, 200)
@@ -569,7 +569,7 @@ def _ledger_range(since: str, until: Optional[str], config: Optional[Path]) -> t
 
     from router.config import resolve_env
     from router.ledger.store import LedgerStore, sqlite_url
-    from router.usage_api import parse_time
+    from router.analytics.usage_api import parse_time
 
     cfg = _load(config)
     try:
@@ -600,10 +600,10 @@ def alerts_test_cmd(
     """Send a sample budget alert to every configured webhook, signed and retried as a real one."""
     import asyncio
 
-    from router.alerts import Alerter
+    from router.accounting.alerts import Alerter
     from router.config import resolve_env
     from router.metrics import Metrics
-    from router.state import MemoryState
+    from router.accounting.state import MemoryState
 
     cfg = _load(config)
     if not cfg.alerts.webhooks:
@@ -623,7 +623,7 @@ def export_focus_cmd(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
 ) -> None:
     """Write the ledger as FinOps FOCUS 1.2 rows (with 1.3 provider columns) to a CSV file."""
-    from router.focus import export_focus
+    from router.analytics.focus import export_focus
 
     store, start, end = _ledger_range(since, until, config)
     totals = _with_ledger(store, lambda s: export_focus(s.lines(start, end), out))
@@ -639,7 +639,7 @@ def export_requests_cmd(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
 ) -> None:
     """Write the spend log: every ledger record of the range with its cost lines (no prompt content)."""
-    from router.spendlog import FORMATS, export_requests
+    from router.analytics.spendlog import FORMATS, export_requests
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from router.config import AttributionConfig
-from router.state import StateStore
+from router.accounting.state import StateStore
 
 log = logging.getLogger("switchyard.attribution")
 OTHER = "(other)"
