@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.checks import Answer, CheckKind
+from router.protocol import content_text
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -27,9 +28,7 @@ def conversation(body: dict[str, Any]) -> str:
     """The request's messages as a transcript of their text (images and tool schemas left out)."""
     lines = []
     for m in body.get("messages") or ():
-        content = m.get("content")
-        if isinstance(content, list):
-            content = "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+        content = content_text(m.get("content"))
         if content:
             lines.append(f"{str(m.get('role', 'user')).capitalize()}: {content}")
     return "\n\n".join(lines)

@@ -25,7 +25,7 @@ from router.errors import APIError, model_not_found, permission_error
 from router.health import Health
 from router.accounting.metering import Meter
 from router.policy_store import PolicyStore
-from router.protocol import client_fallbacks
+from router.protocol import client_fallbacks, content_text
 from router.registry import Deployment, Registry
 from router.accounting.state import StateStore
 
@@ -68,10 +68,8 @@ def prompt_text(messages: list[dict[str, Any]]) -> str:
     for msg in reversed(messages):
         if msg.get("role") == "user":
             c = msg.get("content")
-            if isinstance(c, str):
-                return c
-            if isinstance(c, list):
-                return "\n".join(str(p.get("text", "")) for p in c if isinstance(p, dict) and p.get("type") == "text")
+            if isinstance(c, (str, list)):
+                return content_text(c)
     return ""
 
 

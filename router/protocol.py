@@ -333,6 +333,16 @@ def _norm_message(msg: Any) -> dict[str, Any]:
     return out
 
 
+def content_text(content: Any) -> str:
+    """A message's content as text: a string as it is; OpenAI content parts: their text parts, a line
+    each (images, audio and files left out)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
 def normalize_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     """A chat.completion in OpenAI's exact shape; ValueError when the upstream body is unusable."""
     choices = body.get("choices")
