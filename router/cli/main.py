@@ -4,38 +4,30 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from router.cli.checks import fixed_price_losses, load_policies, offline_registry, self_hosted_losses
+from router.cli.common import load_cfg as _load
+from router.cli.keys import keys_cli
+from router.cli.ledger import alerts_cli, export_cli
 from router.cli.policies import policies_cli
-from router.config import Config, ConfigError, embedded_default, ignored_litellm_settings, load_config
+from router.config import Config, ignored_litellm_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Switchyard: an OpenAI-compatible gateway that routes by price and quality and meters every token.")
-keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys.")
 cli.add_typer(keys_cli, name="keys")
-export_cli = typer.Typer(no_args_is_help=True, help="Exports of the ledger.")
 cli.add_typer(export_cli, name="export")
-alerts_cli = typer.Typer(no_args_is_help=True, help="Budget alerts (router/accounting/alerts.py).")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(policies_cli, name="policies")
 
 
-def _load(config: Optional[Path]) -> Config:
-    try:
-        cfg = load_config(config) if config else embedded_default()
-    except ConfigError as exc:
-        typer.echo(exc.render(), err=True)
-        raise typer.Exit(2)
-    return cfg
 
 
 def _is_loopback(host: str) -> bool:
@@ -167,13 +159,13 @@ def _names(cfg: Config) -> list[str]:
 def check_config(config: Path = typer.Argument(..., help="The YAML file to validate.")) -> None:
     """Validate a config file without serving; every problem is reported with its line."""
     cfg = _load(config)
-    store, problems = _load_policies(cfg)
+    store, problems = load_policies(cfg)
     count = len(store.loaded)
     for problem in problems:
         typer.echo(f"{config}: policies: {problem}", err=True)
     if problems:
         raise typer.Exit(2)
-    for warning in _self_hosted_losses(cfg) + _fixed_price_losses(cfg, store):
+    for warning in self_hosted_losses(cfg) + fixed_price_losses(cfg, store):
         typer.echo(f"{config}: warning: {warning}", err=True)
     ignored = ignored_litellm_settings(cfg)
     if ignored:
@@ -194,91 +186,6 @@ def import_litellm(config: Path = typer.Argument(..., help="A LiteLLM proxy conf
     else:
         out.write_text(text)
         typer.echo(f"wrote {out}")
-
-
-def _self_hosted_losses(cfg: Config) -> list[str]:
-    """Self-hosted models a plan charges less for than their GPU-hours cost at the stack profile's
-    throughput: every such request loses money (the Stack view shows it as a negative margin)."""
-    from pricing import Usage
-    from pricing.loaders import load_profiles
-    from pricing.attribution import self_hosted_cost
-
-    catalog, registry = _offline_registry(cfg)
-    profile = load_profiles()[cfg.billing.profile]
-    out = []
-    for dep in registry.deployments:
-        if not dep.self_hosted or dep.mode != "chat":
-            continue
-        price = dep.price(catalog)
-        cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
-                                                     price.output * 1e6 if price is not None else None)
-        for kind, usage in (("input", Usage(1_000_000, 0)), ("output", Usage(0, 1_000_000))):
-            cost = self_hosted_cost(usage, profile, cls)
-            api = None
-            if price is not None:
-                api = (price.input if kind == "input" else price.output) * 1e6
-            for name, plan in cfg.billing.plans.items():
-                charge = plan.charge(dep.model_name, usage, api)
-                if charge is not None and charge < cost:
-                    out.append(f"model '{dep.model_name}' is self-hosted ({cls} class): plan '{name}' charges "
-                               f"${charge:.4f} per million {kind} tokens, below their GPU cost of ${cost:.4f} at "
-                               f"profile '{profile.name}' throughput; such requests lose money")
-    return out
-
-
-def _offline_registry(cfg: Config) -> tuple[Any, Any]:
-    """The config's price catalog and its deployments as the server would build them, reading no
-    secret: every os.environ/ reference (parse_config already checked each is set) stands for a
-    placeholder URL, so deployments whose api_base is such a reference build as they will."""
-    from router.registry import Registry
-    from router.services import load_catalog
-    from router.tokens import Tokenizer
-
-    catalog = load_catalog(cfg)
-    return catalog, Registry.build(cfg, catalog, Tokenizer(), lambda ref: "https://env-reference.invalid/v1"
-                                   if ref else None)
-
-
-def _fixed_price_losses(cfg: Config, store: Any) -> list[str]:
-    """Aliases a plan sells at a fixed price that can route to a model whose list price per token
-    is above it: every request that model answers costs more than it earns (for the tokens whose
-    rate is above; both rates above: whatever the request)."""
-    catalog, registry = _offline_registry(cfg)
-    reach: dict[str, list[str]] = {alias: list(models) for alias, models in cfg.aliases.items()}
-    for x in store.loaded:
-        for alias in x.policy.bind.aliases:
-            if alias != "*":
-                reach.setdefault(alias, [])
-                reach[alias] += [m for m in x.policy.models if m not in reach[alias]]
-    out = []
-    for plan_name, plan in cfg.billing.plans.items():
-        for alias, fixed in plan.fixed.items():
-            for model in reach.get(alias, []):
-                deps = [d for d in registry.candidates(model, "chat") if not d.self_hosted]
-                price = deps[0].price(catalog) if deps else None
-                if price is None:
-                    continue
-                above = [f"{kind} ${have * 1e6:g} > ${sold:g}" for kind, have, sold in (
-                    ("input", price.input, fixed.input_per_mtok), ("output", price.output, fixed.output_per_mtok))
-                    if have * 1e6 > sold]
-                if above:
-                    out.append(f"plan '{plan_name}' sells '{alias}' at a fixed ${fixed.input_per_mtok:g} / "
-                               f"${fixed.output_per_mtok:g} per million input / output tokens, and '{alias}' can "
-                               f"route to '{model}', which costs more per million tokens ({', '.join(above)}): "
-                               f"requests it answers lose money (a policy with a margin objective weighs this price when it routes)")
-    return out
-
-
-def _load_policies(cfg: Config) -> tuple[Any, list[str]]:
-    """Load the config's policy files as the server would at start-up (schema, predictor and verifier
-    files, candidates that are no model or alias of the config): the store, and what it would refuse."""
-    from router.policy_store import PolicyStore
-
-    logging.getLogger("switchyard.policies").setLevel(logging.ERROR)  # the problems are printed instead
-    _, registry = _offline_registry(cfg)
-    store = PolicyStore(cfg.policies, registry)
-    ok, problems = store.reload()
-    return store, ([] if ok else problems)
 
 
 @cli.command()
@@ -302,7 +209,7 @@ def price(
 
     p = None
     if config:
-        cat, registry = _offline_registry(_load(config))
+        cat, registry = offline_registry(_load(config))
         deps = registry.candidates(model, "chat") or registry.candidates(model, "embedding")
         p = deps[0].price(cat) if deps else None
     else:
@@ -378,106 +285,6 @@ def economics(
             t2.add_row(c, kind, f"{v['gpu_hours']:.4f}", f"{v['chips']:.4f}", f"{v['electricity']:.4f}",
                        f"{v['colocation']:.4f}", f"{v['iaas_cost']:.4f}", f"{v['iaas_price']:.4f}")
     console.print(t2)
-
-
-def _admin_call(url: str, admin_key: str | None, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One call to a running gateway's admin API (stdlib HTTP: the CLI needs no client library)."""
-    import urllib.error
-    import urllib.request
-
-    if not admin_key:
-        typer.echo("--admin-key (or SWITCHYARD_ADMIN_KEY) is needed with --url", err=True)
-        raise typer.Exit(2)
-    req = urllib.request.Request(url.rstrip("/") + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"authorization": f"Bearer {admin_key}", "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except Exception:  # noqa: BLE001 - not our error shape: show the status alone
-            message = exc.reason
-        typer.echo(f"{exc.code}: {message}", err=True)
-        raise typer.Exit(1) from None
-    except urllib.error.URLError as exc:
-        typer.echo(f"cannot reach {url}: {exc.reason}", err=True)
-        raise typer.Exit(1) from None
-
-
-URL_HELP = "a running gateway (e.g. http://127.0.0.1:4000): issue the key there, in its database"
-ADMIN_HELP = "the gateway's admin key (default: $SWITCHYARD_ADMIN_KEY)"
-
-
-@keys_cli.command("create")
-def keys_create(key_id: str = typer.Argument(None, help="Key id: a-z, 0-9 and '-' (with --url: optional)."),
-                tenant: str = typer.Option(..., help="Tenant the key bills to."),
-                url: str = typer.Option(None, help=URL_HELP),
-                admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
-                models: str = typer.Option(None, help="comma-separated model allow-list"),
-                rpm: int = typer.Option(None, min=0), tpm: int = typer.Option(None, min=0),
-                budget_usd: float = typer.Option(None, min=0), budget_period: str = typer.Option("month"),
-                expires_in_days: float = typer.Option(None, min=0),
-                tenant_admin: bool = typer.Option(False, "--tenant-admin",
-                                                  help="the key may manage its own tenant's keys (with --url)")) -> None:
-    """Make a new key and print it once. With --url the gateway issues it (every replica knows it
-    within seconds); without, this prints the config entry holding only its hash."""
-    from router.auth import hash_key, new_key
-    from router.config import KEY_ID
-
-    if key_id is not None and not KEY_ID.match(key_id):
-        typer.echo("key id must be 1-40 characters of a-z, 0-9 and '-'", err=True)
-        raise typer.Exit(2)
-    if url:
-        body: dict[str, Any] = {"tenant": tenant, **({"id": key_id} if key_id else {})}
-        if models:
-            body["models"] = [m.strip() for m in models.split(",") if m.strip()]
-        body.update({k: v for k, v in (("rpm", rpm), ("tpm", tpm)) if v is not None})
-        if budget_usd is not None:
-            body["budget"] = {"usd": budget_usd, "period": budget_period}
-        if expires_in_days is not None:
-            body["expires_at"] = time.time() + expires_in_days * 86400
-        if tenant_admin:
-            body["tenant_admin"] = True
-        made = _admin_call(url, admin_key, "POST", "/admin/keys", body)
-        typer.echo(f"key {made['id']} (tenant {made['tenant']}), shown once: {made['key']}")
-        return
-    if key_id is None:
-        typer.echo("a key id is needed without --url", err=True)
-        raise typer.Exit(2)
-    key = new_key(key_id)
-    typer.echo(f"key (shown once): {key}")
-    typer.echo("config entry for auth.keys:")
-    typer.echo(f"  - {{id: {key_id}, tenant: {tenant}, hash: '{hash_key(key)}'}}")
-
-
-@keys_cli.command("list")
-def keys_list(url: str = typer.Option(..., help="a running gateway"),
-              admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
-              tenant: str = typer.Option(None, help="only this tenant's keys")) -> None:
-    """The gateway's keys (issued over HTTP and from its config file); never a secret."""
-    rows = _admin_call(url, admin_key, "GET", "/admin/keys" + (f"?tenant={tenant}" if tenant else ""))["data"]
-    for k in rows:
-        state = "revoked" if k.get("revoked") else "active"
-        typer.echo(f"{k['id']:<40} {k['tenant']:<20} {k['source']:<7} {state}")
-
-
-@keys_cli.command("revoke")
-def keys_revoke(key_id: str = typer.Argument(...), url: str = typer.Option(..., help="a running gateway"),
-                admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP)) -> None:
-    """Revoke a key issued over HTTP: refused on every replica within seconds."""
-    _admin_call(url, admin_key, "POST", f"/admin/keys/{key_id}/revoke")
-    typer.echo(f"key {key_id} revoked")
-
-
-@keys_cli.command("rotate")
-def keys_rotate(key_id: str = typer.Argument(...), url: str = typer.Option(..., help="a running gateway"),
-                admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
-                grace_seconds: float = typer.Option(3600, min=0, help="how long the old secret keeps working")) -> None:
-    """A new secret for a key (printed once); the old one works for the grace period."""
-    made = _admin_call(url, admin_key, "POST", f"/admin/keys/{key_id}/rotate", {"grace_seconds": grace_seconds})
-    typer.echo(f"key {key_id}, new secret shown once: {made['key']} (the old one works for {grace_seconds:g} s)")
 
 
 @cli.command()
@@ -561,93 +368,6 @@ def advise(
 
     params = {"profile": profile, "utilisation": utilisation, "rental": rental, "decline": decline}
     _fetch_and_print(lambda: fetch_advice(url, key, since, until, params), render_advice, url, as_json, 200)
-
-
-def _ledger_range(since: str, until: Optional[str], config: Optional[Path]) -> tuple[Any, float, float]:
-    """The ledger a config names (SQLite in its data dir, or its database_url) and a time range."""
-    import time as _time
-
-    from router.config import resolve_env
-    from router.ledger.store import LedgerStore, sqlite_url
-    from router.analytics.usage_api import parse_time
-
-    cfg = _load(config)
-    try:
-        start = parse_time(since, 0.0, "since")
-        end = parse_time(until, _time.time() + 1, "until")
-    except Exception as exc:
-        typer.echo(str(getattr(exc, "message", exc)), err=True)
-        raise typer.Exit(2)
-    return LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir)), start, end
-
-
-def _with_ledger(store: Any, work: Any) -> Any:
-    import asyncio
-
-    async def run() -> Any:
-        try:
-            await store.migrate()
-            return await work(store)
-        finally:
-            await store.dispose()
-    return asyncio.run(run())
-
-
-@alerts_cli.command("test")
-def alerts_test_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (its alerts.webhooks)."),
-) -> None:
-    """Send a sample budget alert to every configured webhook, signed and retried as a real one."""
-    import asyncio
-
-    from router.accounting.alerts import Alerter
-    from router.config import resolve_env
-    from router.metrics import Metrics
-    from router.accounting.state import MemoryState
-
-    cfg = _load(config)
-    if not cfg.alerts.webhooks:
-        typer.echo("no alerts.webhooks in this config: nothing to send", err=True)
-        raise typer.Exit(2)
-    alerter = Alerter(cfg.alerts, MemoryState(), None, Metrics(), lambda ref: resolve_env(ref))
-    status = asyncio.run(alerter.test())
-    typer.echo(f"sample alert to {len(cfg.alerts.webhooks)} webhook(s): {status}")
-    raise typer.Exit(0 if status == "sent" else 1)
-
-
-@export_cli.command("focus")
-def export_focus_cmd(
-    since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
-    until: Optional[str] = typer.Option(None, help="End (default: now)."),
-    out: Path = typer.Option(..., "--out", help="CSV file to write."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
-) -> None:
-    """Write the ledger as FinOps FOCUS 1.2 rows (with 1.3 provider columns) to a CSV file."""
-    from router.analytics.focus import export_focus
-
-    store, start, end = _ledger_range(since, until, config)
-    totals = _with_ledger(store, lambda s: export_focus(s.lines(start, end), out))
-    typer.echo(f"wrote {int(totals['rows'])} FOCUS rows to {out}; BilledCost total ${totals['billed']:.6f}")
-
-
-@export_cli.command("requests")
-def export_requests_cmd(
-    since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
-    until: Optional[str] = typer.Option(None, help="End (default: now)."),
-    out: Path = typer.Option(..., "--out", help="File to write."),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl (one record per line), csv, or parquet (needs pyarrow: switchyard[parquet])."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
-) -> None:
-    """Write the spend log: every ledger record of the range with its cost lines (no prompt content)."""
-    from router.analytics.spendlog import FORMATS, export_requests
-
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")
-    store, start, end = _ledger_range(since, until, config)
-    t = _with_ledger(store, lambda s: export_requests(s, start, end, out, fmt))
-    unpriced = f", {int(t['unpriced'])} unpriced (not in the cost)" if t["unpriced"] else ""
-    typer.echo(f"wrote {int(t['records'])} records to {out}; charge ${t['charge_usd']:.6f}, "
-               f"cost ${t['cost_usd']:.6f}{unpriced}")
 
 
 def _free_port() -> int:
