@@ -313,7 +313,7 @@ async def test_streams_read_to_done_keep_their_connection(server, monkeypatch) -
     assert server.connections == 1 and len(server.requests) == 10
     assert b"user-agent: switchyard/" in server.requests[0].lower()
     # a body that never ends after [DONE] (on the same kept connection): dropped after the drain window
-    monkeypatch.setattr(http1, "_DRAIN_S", 0.1)
+    monkeypatch.setattr(http1, "DRAIN_S", 0.1)
     chunks = [c async for c in backend._stream("sse-no-end", Call(body={}, timeout=2.0), backend._chunks)]
     assert chunks == [] and backend._pool.draining == 1
     await asyncio.sleep(0.4)

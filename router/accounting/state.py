@@ -488,9 +488,12 @@ class RedisState:
     async def budget_view(self, key: str) -> BudgetView:
         k = self._k(key)
         async with self._r.pipeline(transaction=True) as pipe:
-            for queued in (pipe.hget(k, "base"), pipe.hget(k, "reserved"), pipe.hgetall(k + ":s"),
-                           pipe.zrange(k + ":t", 0, -1, withscores=True), pipe.hlen(k + ":r"), pipe.hget(k, "recent")):
-                del queued  # queued on the pipeline; executed together below
+            pipe.hget(k, "base")
+            pipe.hget(k, "reserved")
+            pipe.hgetall(k + ":s")
+            pipe.zrange(k + ":t", 0, -1, withscores=True)
+            pipe.hlen(k + ":r")
+            pipe.hget(k, "recent")
             base, reserved, amounts, times, n, recent_sum = await pipe.execute()
         at = {(r.decode() if isinstance(r, bytes) else r): t for r, t in times}
         recent = {}

@@ -49,8 +49,6 @@ from router.backends.transports import (  # noqa: F401 - the errors are this mod
 _INF = float("inf")
 _HIGH_WATER = 256 * 1024  # buffered body bytes before reading from the socket pauses
 _SWEEP_S = 0.05
-_DRAIN_S = DRAIN_S
-_DRAIN_BYTES = DRAIN_BYTES
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:
@@ -143,14 +141,12 @@ class Connection(asyncio.Protocol):
             return
         self._headers_done = True
         self._keep_alive = self._parser.should_keep_alive()
-        enc = self.headers.get("content-encoding")
-        if Inflater.wanted(enc):
-            self._inflater = Inflater(enc.strip().lower(), self._pool.max_decompressed)  # type: ignore[union-attr]
+        self._inflater = Inflater.for_encoding(self.headers.get("content-encoding"), self._pool.max_decompressed)
 
     def on_body(self, body: bytes) -> None:
         if self._draining:
             self._buffered += len(body)
-            if self._buffered > _DRAIN_BYTES:
+            if self._buffered > DRAIN_BYTES:
                 self._abort()
             return
         if self._inflater is not None:
@@ -262,7 +258,7 @@ class Connection(asyncio.Protocol):
     def release(self) -> None:
         """Done with this response: a complete keep-alive answer returns the connection to the pool;
         one whose framed body has not quite ended (a stream read to its ``[DONE]``) goes back when
-        the rest arrives, within ``_DRAIN_S`` and ``_DRAIN_BYTES``, else it is closed."""
+        the rest arrives, within ``DRAIN_S`` and ``DRAIN_BYTES``, else it is closed."""
         healthy = not self.closed and self._error is None and self._keep_alive
         if self._paused and healthy:  # a large answer paused reading; the next exchange must read again
             self._paused = False
@@ -270,12 +266,12 @@ class Connection(asyncio.Protocol):
         if self._done and healthy:
             self._reset()
             self._pool._put_back(self)
-        elif healthy and self._headers_done and not self._until_close() and self._buffered <= _DRAIN_BYTES:
+        elif healthy and self._headers_done and not self._until_close() and self._buffered <= DRAIN_BYTES:
             self._draining = True
             self._pool.draining += 1
             self._chunks.clear()
             self._buffered = 0
-            self._total_deadline = self.deadline = time.monotonic() + _DRAIN_S
+            self._total_deadline = self.deadline = time.monotonic() + DRAIN_S
         else:
             self.close()
 
@@ -404,11 +400,10 @@ class Pool:
         return await self._open(), False
 
     async def _wait_for_drain(self) -> None:
-        assert self._loop is not None
         waiter = self._loop.create_future()
         self._drain_waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, _DRAIN_S)
+            await asyncio.wait_for(waiter, DRAIN_S)
         except asyncio.TimeoutError:
             pass
         finally:
@@ -416,7 +411,6 @@ class Pool:
                 self._drain_waiters.remove(waiter)
 
     async def _wait_for_slot(self) -> None:
-        assert self._loop is not None
         waiter = self._loop.create_future()
         self._slot_waiters.append(waiter)
         try:
@@ -428,7 +422,6 @@ class Pool:
 
     async def _open(self) -> Connection:
         """A new connection (its slot held while it connects)."""
-        assert self._loop is not None
         conn = Connection(self)
         self._busy.add(conn)
         try:

@@ -94,9 +94,11 @@ class Inflater:
         self.cap = cap
         self.size = 0
 
-    @staticmethod
-    def wanted(encoding: str | None) -> bool:
-        return (encoding or "").strip().lower() in ("gzip", "x-gzip", "deflate")
+    @classmethod
+    def for_encoding(cls, content_encoding: str | None, cap: int) -> "Inflater | None":
+        """The decoder a response's ``content-encoding`` needs (None: the body comes as it is)."""
+        encoding = (content_encoding or "").strip().lower()
+        return cls(encoding, cap) if encoding in ("gzip", "x-gzip", "deflate") else None
 
     def feed(self, data: bytes) -> bytes:
         try:
@@ -117,8 +119,7 @@ class HttpxResponse:
         self._resp = resp
         self.status = resp.status_code
         self.headers = _joined(resp.headers)
-        enc = self.headers.get("content-encoding")
-        self._inflater = Inflater(enc.strip().lower(), owner.max_decompressed) if enc and Inflater.wanted(enc) else None
+        self._inflater = Inflater.for_encoding(self.headers.get("content-encoding"), owner.max_decompressed)
         self._raw = resp.aiter_raw()
         self._read_timeout = read_timeout
         self._deadline = total_deadline
