@@ -64,7 +64,7 @@ class Decision:
     cascade: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        cascade = None if self.cascade is None else {**self.cascade, "check": self.cascade["check"].model_dump(by_alias=True)}
+        cascade = None if self.cascade is None else {**self.cascade, "check": self.cascade["check"].as_config}
         return {"policy": self.policy, "rule": self.rule, "order": self.order, "reason": self.reason,
                 "candidates": self.candidates, "arm": self.arm, "explored": self.explored, "cascade": cascade}
 

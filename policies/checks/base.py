@@ -10,6 +10,7 @@ step's answer). The gateway's cascade strategy makes those calls and hands the r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +41,11 @@ class CheckKind(BaseModel):
     # what recorded outcome data lacks to replay the check offline (None: it replays)
     offline_needs: ClassVar[str | None] = None
     needs_logprobs: ClassVar[bool] = False  # the step is asked for token log-probabilities
+
+    @cached_property
+    def as_config(self) -> dict[str, Any]:
+        """The check as a policy file writes it (what a decision's explanation shows), built once."""
+        return self.model_dump(by_alias=True)
 
     @property
     def models(self) -> list[str]:

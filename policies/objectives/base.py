@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict
-
 
 from policies.kinds import Registry
 
@@ -34,11 +34,11 @@ class Context:
     rng: random.Random
     default_output_tokens: int
 
-    @property
+    @cached_property
     def by_cost(self) -> list[str]:
         return sorted(self.names, key=lambda n: (self.cost[n], -self.quality[n]))
 
-    @property
+    @cached_property
     def by_quality(self) -> list[str]:
         return sorted(self.names, key=lambda n: (-self.quality[n], self.cost[n]))
 
