@@ -5,7 +5,7 @@ surfaces) are also served from ``SwitchyardApp``'s table (router/app.py)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 from fastapi import FastAPI, Request
@@ -53,8 +53,21 @@ async def read_json(request: Request, limit: int) -> Any:
     return body
 
 
-def _json(doc: Any, status: int = 200) -> Response:
+def json_response(doc: Any, status: int = 200) -> Response:
+    """A JSON answer (every route's success shape; errors are ``APIError.response()``)."""
     return Response(orjson.dumps(doc), status_code=status, media_type=_JSON)
+
+
+def tenant_scoped(view: Callable[[Request, str | None], Awaitable[Response]], principal: Callable[[Request], Any],
+                  admin: Callable[[Request], None], *, as_admin: bool) -> Callable[[Request], Awaitable[Response]]:
+    """A route for ``view(request, tenant)``: a tenant key sees its own tenant; the admin key (as_admin)
+    every tenant (None). The usage API and the dashboard's insights each answer both ways."""
+    async def route(request: Request) -> Response:
+        if as_admin:
+            admin(request)
+            return await view(request, None)
+        return await view(request, principal(request).tenant)
+    return route
 
 
 class Api:
@@ -188,7 +201,7 @@ class Api:
             if not self.svc.planner.knows(model) or (who.models is not None and model not in who.models):
                 raise model_not_found(model)
             n = self.svc.meter.tokenizer.count_messages(model, chat["messages"], chat.get("tools"))
-            return _json({"input_tokens": n})
+            return json_response({"input_tokens": n})
         except APIError as exc:
             return anthropic_error(exc)
 
@@ -205,14 +218,14 @@ class Api:
         if found is None:
             raise APIError(404, f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
                            code="response_not_found")
-        return _json(found[0])
+        return json_response(found[0])
 
     async def delete_response(self, request: Request, response_id: str) -> Response:
         who = self.principal(request)
         if not await self.stored_responses().delete(response_id, who.tenant):
             raise APIError(404, f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
                            code="response_not_found")
-        return _json({"id": response_id, "object": "response", "deleted": True})
+        return json_response({"id": response_id, "object": "response", "deleted": True})
 
     def _model_obj(self, name: str) -> dict[str, Any]:
         registry = self.svc.registry
@@ -223,13 +236,13 @@ class Api:
     async def list_models(self, request: Request) -> Response:
         who = self.principal(request)
         names = [n for n in self.svc.planner.names() if who.models is None or n in who.models]
-        return _json({"object": "list", "data": [self._model_obj(n) for n in names]})
+        return json_response({"object": "list", "data": [self._model_obj(n) for n in names]})
 
     async def get_model(self, request: Request, model: str) -> Response:
         who = self.principal(request)
         if not self.svc.planner.knows(model) or (who.models is not None and model not in who.models):
             raise model_not_found(model)
-        return _json(self._model_obj(model))
+        return json_response(self._model_obj(model))
 
     # -- health, operations ------------------------------------------------------------------------------
     async def healthz(self) -> Response:
@@ -237,7 +250,7 @@ class Api:
 
     async def readyz(self) -> Response:
         status, checks, degraded = await self.svc.readiness()
-        return _json({"status": status, "checks": checks, "degraded": degraded}, 503 if status == "not_ready" else 200)
+        return json_response({"status": status, "checks": checks, "degraded": degraded}, 503 if status == "not_ready" else 200)
 
     async def metrics(self) -> Response:
         return Response(self.svc.metrics.render(), media_type=self.svc.metrics.content_type)
@@ -251,7 +264,7 @@ class Api:
             raise APIError(400, f"The price files could not be loaded; the previous catalog stays: {str(exc)[:300]}",
                            code="invalid_pricing") from None
         await self.svc.audit("admin", "pricing.reload", None, {"ok": True, "models": n})
-        return _json({"status": "reloaded", "models": n})
+        return json_response({"status": "reloaded", "models": n})
 
     async def reload_policies(self, request: Request) -> Response:
         self.admin(request)
@@ -261,18 +274,18 @@ class Api:
         if not ok:
             raise APIError(400, "The policy files were rejected; the previous policies stay: " + " | ".join(problems)[:2000],
                            code="invalid_policy")
-        return _json({"status": "reloaded", "version": store.version, "policies": [x.policy.name for x in store.loaded]})
+        return json_response({"status": "reloaded", "version": store.version, "policies": [x.policy.name for x in store.loaded]})
 
     async def reload_keys(self, request: Request) -> Response:
         self.admin(request)
         n = self.svc.reload_keys()
         await self.svc.audit("admin", "keys.reload", None, {"keys": n})
-        return _json({"status": "reloaded", "keys": n})
+        return json_response({"status": "reloaded", "keys": n})
 
     async def list_policies(self, request: Request) -> Response:
         self.admin(request)
         store = self.svc.policies
-        return _json({"version": store.version, "policies": [
+        return json_response({"version": store.version, "policies": [
             {"name": x.policy.name, "source": x.source, "bind": x.policy.bind.model_dump(),
              "objective": x.policy.objective.model_dump(by_alias=True)} for x in store.loaded]})
 
@@ -284,12 +297,12 @@ class Api:
             limit = max(1, min(int(request.query_params.get("limit", 100)), 1000))
         except ValueError:
             raise invalid_request("'limit' must be an integer.", param="limit", code="invalid_value") from None
-        return _json({"object": "list", "data": await self.svc.store.alerts(limit)})
+        return json_response({"object": "list", "data": await self.svc.store.alerts(limit)})
 
     async def list_deployments(self, request: Request) -> Response:
         self.admin(request)
         svc = self.svc
-        return _json({"routing_strategy": svc.config.server.routing_strategy, "data": [
+        return json_response({"routing_strategy": svc.config.server.routing_strategy, "data": [
             svc.registry.describe(d, svc.gateway.health.state(d.id)) for d in svc.registry.deployments]})
 
     async def feedback(self, request: Request) -> Response:
@@ -305,7 +318,7 @@ class Api:
         found, replaced = await self.svc.feedback(body["request_id"][:64], who.tenant, float(score))
         if not found:
             raise APIError(404, "No routed request with that id for this tenant.", code="request_not_found")
-        return _json({"status": "recorded", "request_id": body["request_id"][:64], "replaced": replaced})
+        return json_response({"status": "recorded", "request_id": body["request_id"][:64], "replaced": replaced})
 
     # -- the routes --------------------------------------------------------------------------------------
     @property

@@ -28,7 +28,6 @@ from router.analytics.dashboard import add_dashboard_routes
 from router.keys_api import add_key_routes
 from router.analytics.usage_api import add_usage_routes
 
-_JSON = "application/json"
 log = logging.getLogger("switchyard")
 ENV_CONFIG = "SWITCHYARD_CONFIG"
 __all__ = ["ENV_ADMIN_KEY_HASH", "ENV_CONFIG", "ENV_DEMO_KEY_HASH", "app_from_env", "create_app"]

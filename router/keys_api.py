@@ -16,12 +16,12 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from router.api import json_response
 from router.auth import Principal, hash_key, new_key
 from router.config import KEY_ID
 from router.errors import APIError, invalid_request
 from router.protocol import parse_body
 
-_JSON = "application/json"
 MAX_GRACE = 7 * 86400
 
 
@@ -119,9 +119,6 @@ class KeysApi:
             raise APIError(403, "A tenant admin may grant only the models it may use; name them in 'models'.",
                            type="permission_error", param="models", code="models_not_allowed")
 
-    def answer(self, obj: Any, status: int = 200) -> Response:
-        return Response(orjson.dumps(obj), status_code=status, media_type=_JSON)
-
     async def create_key(self, request: Request) -> Response:
         actor, scope, limit = self.who(request)
         req = parse_body(KeyCreate, await self.read_json(request, 64 * 1024))
@@ -143,7 +140,7 @@ class KeysApi:
                   "tenant_admin": req.tenant_admin, **_columns(req, req.model_fields_set | {"budget"})}
         await self.table().create(values, actor=actor)
         await self.svc.sync_keys(force=True)
-        return self.answer({**public(await self.found(key_id)), "key": secret}, 201)
+        return json_response({**public(await self.found(key_id)), "key": secret}, 201)
 
     async def list_keys(self, request: Request) -> Response:
         _, scope, _ = self.who(request)
@@ -151,11 +148,11 @@ class KeysApi:
         rows = [public(r) for r in await self.table().rows() if tenant is None or r["tenant"] == tenant]
         rows += [{"id": k.id, "object": "key", "source": "config", "tenant": k.tenant, "models": k.models,
                   "revoked": k.revoked} for k in self.svc.config.auth.keys if tenant is None or k.tenant == tenant]
-        return self.answer({"object": "list", "data": sorted(rows, key=lambda r: r["id"])})
+        return json_response({"object": "list", "data": sorted(rows, key=lambda r: r["id"])})
 
     async def get_key(self, request: Request, key_id: str) -> Response:
         _, scope, _ = self.who(request)
-        return self.answer(public(await self.found(key_id, scope)))
+        return json_response(public(await self.found(key_id, scope)))
 
     async def change_key(self, request: Request, key_id: str) -> Response:
         actor, scope, limit = self.who(request)
@@ -169,7 +166,7 @@ class KeysApi:
                                   code="empty_change")
         await self.table().update(key_id, values, actor, "key.change")
         await self.svc.sync_keys(force=True)
-        return self.answer(public(await self.found(key_id)))
+        return json_response(public(await self.found(key_id)))
 
     async def revoke_key(self, request: Request, key_id: str) -> Response:
         actor, scope, _ = self.who(request)
@@ -177,7 +174,7 @@ class KeysApi:
         await self.table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, actor,
                              "key.revoke", {})
         await self.svc.sync_keys(force=True)
-        return self.answer(public(await self.found(key_id)))
+        return json_response(public(await self.found(key_id)))
 
     async def rotate_key(self, request: Request, key_id: str) -> Response:
         actor, scope, _ = self.who(request)
@@ -195,7 +192,7 @@ class KeysApi:
         await self.table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
                              actor, "key.rotate", {"grace_seconds": rot.grace_seconds})
         await self.svc.sync_keys(force=True)
-        return self.answer({**public(await self.found(key_id)), "key": secret})
+        return json_response({**public(await self.found(key_id)), "key": secret})
 
     async def audit_log(self, request: Request) -> Response:
         self.admin(request)
@@ -205,7 +202,7 @@ class KeysApi:
             before = int(q["before"]) if "before" in q else None
         except ValueError:
             raise invalid_request("'limit' and 'before' must be integers.", code="invalid_value") from None
-        return self.answer({"object": "list", "data": await self.table().audit_log(limit, before)})
+        return json_response({"object": "list", "data": await self.table().audit_log(limit, before)})
 
     def register(self, app: FastAPI) -> None:
         app.add_api_route("/admin/keys", self.create_key, methods=["POST"])

@@ -23,7 +23,8 @@ from router.auth import bearer
 from router.errors import APIError, invalid_request
 from router.ledger.store import LedgerStore, UsageQuery
 from router.services import Services
-from router.analytics.usage_api import build_query, json_response, ledger_of
+from router.analytics.usage_api import build_query, ledger_of
+from router.api import json_response, tenant_scoped
 
 STATIC = resources.files("router").joinpath("dashboard_static")
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -67,14 +68,6 @@ class Dashboard:
 
     def need_store(self) -> LedgerStore:
         return ledger_of(self.svc)
-
-    def scope(self, request: Request, as_admin: bool) -> str | None:
-        """The tenant a caller may see: its own for a tenant key, None (all, or ?tenant=) for the admin."""
-        if as_admin:
-            self.admin(request)
-            return None
-        tenant: str | None = self.principal(request).tenant
-        return tenant
 
     async def page(self) -> Response:
         return _asset("index.html")
@@ -161,11 +154,6 @@ class Dashboard:
             raise invalid_request("Send {\"yaml\": \"<policy YAML>\"}.", param="yaml", code="missing_required_parameter")
         return await self.whatif(request, None, body["yaml"])
 
-    def view_route(self, view: Callable[..., Any], as_admin: bool) -> Callable[[Request], Any]:
-        async def route(request: Request) -> Response:
-            return await view(request, self.scope(request, as_admin))
-        return route
-
     def register(self, app: FastAPI) -> None:
         app.add_api_route("/dashboard", self.page, methods=["GET"], include_in_schema=False)
         app.add_api_route("/dashboard/", self.slash, methods=["GET"], include_in_schema=False)
@@ -174,8 +162,10 @@ class Dashboard:
         views: dict[str, Callable[..., Any]] = {"options": self.options, "savings": self.savings,
                                                 "budgets": self.budgets, "whatif": self.whatif}
         for name, view in views.items():
-            app.add_api_route(f"/v1/insights/{name}", self.view_route(view, False), methods=["GET"], name=f"tenant_{name}")
-            app.add_api_route(f"/admin/insights/{name}", self.view_route(view, True), methods=["GET"], name=f"admin_{name}")
+            for who, prefix in (("tenant", "/v1"), ("admin", "/admin")):
+                app.add_api_route(f"{prefix}/insights/{name}", tenant_scoped(view, self.principal, self.admin,
+                                                                             as_admin=who == "admin"),
+                                  methods=["GET"], name=f"{who}_{name}")
         app.add_api_route("/admin/insights/advise", self.advise, methods=["GET"])
         app.add_api_route("/admin/insights/whatif", self.whatif_yaml, methods=["POST"])
 

@@ -17,6 +17,7 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from router.api import json_response, tenant_scoped
 from router.errors import APIError, invalid_request
 from router.inputs import clean_text, finite_time
 from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS
@@ -143,10 +144,6 @@ def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
                           code="invalid_value")
 
 
-def json_response(obj: Any) -> Response:
-    return Response(orjson.dumps(obj), media_type="application/json")
-
-
 def ledger_of(svc: Services) -> LedgerStore:
     """The gateway's ledger, or 501 when it keeps none (started with an in-memory sink)."""
     if svc.store is None:
@@ -212,27 +209,6 @@ class UsageApi:
         q = build_query(request, tenant)
         return json_response({"object": "list", "data": await self.need_store().top(q, min(q.limit, 100))})
 
-    async def tenant_usage(self, request: Request) -> Response:
-        return await self.usage(request, self.principal(request).tenant)
-
-    async def admin_usage(self, request: Request) -> Response:
-        self.admin(request)
-        return await self.usage(request, None)
-
-    async def tenant_listing(self, request: Request) -> Response:
-        return await self.listing(request, self.principal(request).tenant)
-
-    async def admin_listing(self, request: Request) -> Response:
-        self.admin(request)
-        return await self.listing(request, None)
-
-    async def tenant_top(self, request: Request) -> Response:
-        return await self.top(request, self.principal(request).tenant)
-
-    async def admin_top(self, request: Request) -> Response:
-        self.admin(request)
-        return await self.top(request, None)
-
     async def tenant_lookup(self, request: Request, request_id: str) -> Response:
         return await self.lookup(request_id, self.principal(request).tenant)
 
@@ -241,12 +217,11 @@ class UsageApi:
         return await self.lookup(request_id, None)
 
     def register(self, app: FastAPI) -> None:
-        app.add_api_route("/v1/usage", self.tenant_usage, methods=["GET"])
-        app.add_api_route("/admin/usage", self.admin_usage, methods=["GET"])
-        app.add_api_route("/v1/requests", self.tenant_listing, methods=["GET"])
-        app.add_api_route("/admin/requests", self.admin_listing, methods=["GET"])
-        app.add_api_route("/v1/requests/top", self.tenant_top, methods=["GET"])
-        app.add_api_route("/admin/requests/top", self.admin_top, methods=["GET"])
+        for name, path, view in (("usage", "usage", self.usage), ("listing", "requests", self.listing),
+                                 ("top", "requests/top", self.top)):
+            for who, prefix in (("tenant", "/v1"), ("admin", "/admin")):
+                app.add_api_route(f"{prefix}/{path}", tenant_scoped(view, self.principal, self.admin, as_admin=who == "admin"),
+                                  methods=["GET"], name=f"{who}_{name}")
         app.add_api_route("/v1/requests/{request_id}", self.tenant_lookup, methods=["GET"])
         app.add_api_route("/admin/requests/{request_id}", self.admin_lookup, methods=["GET"])
 
