@@ -17,6 +17,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _finish(plt: Any, fig: Any, ax: Any, out: Path) -> None:
+    """Grid, legend, layout; written to ``out`` and closed."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def frontier_png(report: dict[str, Any], out: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
@@ -34,11 +43,7 @@ def frontier_png(report: dict[str, Any], out: Path) -> None:
     ax.set_xlabel("USD per 1,000 prompts")
     ax.set_ylabel("mean quality")
     ax.set_title(f"{report['policy']}: cost-quality frontier ({report['split']} split)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _finish(plt, fig, ax, out)
 
 
 def learning_png(runs: list[dict[str, Any]], out: Path) -> None:
@@ -58,8 +63,4 @@ def learning_png(runs: list[dict[str, Any]], out: Path) -> None:
     ax.set_xlabel("feedback events (rows streamed)")
     ax.set_ylabel(f"utility, last {first['window']} rows (quality - {first['lambda']:g} x USD)")
     ax.set_title(f"{first['policy']}: learning online ({first['split']} split, {len(runs)} seed(s))")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _finish(plt, fig, ax, out)
