@@ -32,6 +32,7 @@ demo: $(BIN)/.runtime
 	fi
 
 test: $(BIN)/.installed
+	$(BIN)/ruff format --check router pricing policies benchmarks tests
 	$(BIN)/ruff check --select F,E9 router pricing policies benchmarks tests
 	$(BIN)/ruff check --select C901 router pricing policies
 	$(BIN)/mypy --strict policies pricing

@@ -44,21 +44,37 @@ async def main() -> None:
     env = {"BENCH_KEY": bench.KEY, "BENCH_PROVIDER_KEY": "sk-upstream"}
 
     def serve(root: Path) -> list[str]:
-        return [switchyard, "serve", "--config", str(root / "benchmarks" / "bench-config.yaml"), "--port", "{port}",
-                "--log-level", "warning"]
+        return [
+            switchyard,
+            "serve",
+            "--config",
+            str(root / "benchmarks" / "bench-config.yaml"),
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+        ]
 
     try:
         await bench.first_answer(mock_url + "/chat/completions", {})
-        out = await bench.paired_max({"after": (serve(HERE.parent), env, headers),
-                                      "before": (serve(Path(args.before)), {**env, "PYTHONPATH": args.before}, headers)},
-                                     args, mock_url)
+        out = await bench.paired_max(
+            {
+                "after": (serve(HERE.parent), env, headers),
+                "before": (serve(Path(args.before)), {**env, "PYTHONPATH": args.before}, headers),
+            },
+            args,
+            mock_url,
+        )
     finally:
         bench.stop(mock)
     for mode, r in out.items():
         cpu = {n: sorted(x["cpu_ms_per_req"] for x in runs)[len(runs) // 2] for n, runs in r["rounds"].items()}
-        print(f"{mode:<9} CPU ms per request: before {cpu['before']:.3f}, after {cpu['after']:.3f} "
-              f"({(cpu['after'] / cpu['before'] - 1) * 100:+.1f}%); throughput after/before per round "
-              + " ".join(f"{x:.3f}" for x in r["ratios"]) + f", median {r['median_ratio']:.3f}")
+        print(
+            f"{mode:<9} CPU ms per request: before {cpu['before']:.3f}, after {cpu['after']:.3f} "
+            f"({(cpu['after'] / cpu['before'] - 1) * 100:+.1f}%); throughput after/before per round "
+            + " ".join(f"{x:.3f}" for x in r["ratios"])
+            + f", median {r['median_ratio']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -48,10 +48,20 @@ async def drive(n: int, stream: bool) -> float:
     cfg = parse_config(CFG, env=env)
     svc = build_services(cfg, env=env, sink=MemorySink())
     app = create_app(cfg, services=svc)
-    body = orjson.dumps({"model": "m", "stream": stream, "seed": 1, "max_tokens": 20,
-                         "messages": [{"role": "user", "content": "Say something short."}]})
-    headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
+    body = orjson.dumps(
+        {
+            "model": "m",
+            "stream": stream,
+            "seed": 1,
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": "Say something short."}],
+        }
+    )
+    headers = [
+        (b"authorization", f"Bearer {KEY}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     await svc.start()
 
     async def one() -> None:
@@ -69,9 +79,20 @@ async def drive(n: int, stream: bool) -> float:
         async def send(m: dict) -> None:
             sent.append(m)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-                 "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
-                 "root_path": "", "headers": headers, "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 4000)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1234),
+            "server": ("127.0.0.1", 4000),
+        }
         await app(scope, receive, send)
         assert sent[0]["status"] == 200, sent[:2]
 
@@ -102,14 +123,19 @@ def main() -> None:
         for name, path in (("before", a.before), ("after", str(HERE.parent))):
             env = {**os.environ, "PYTHONPATH": path}
             cmd = ["taskset", "-c", "1", sys.executable, __file__, "--child", "--requests", str(a.requests)]
-            out = subprocess.run(cmd + (["--stream"] if a.stream else []), env=env, capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run(
+                cmd + (["--stream"] if a.stream else []), env=env, capture_output=True, text=True, check=True
+            )
             runs[name].append(float(out.stdout.strip().splitlines()[-1]))
     for name, vals in runs.items():
-        print(f"{name:6} {' '.join(f'{v:.4f}' for v in sorted(vals))}  min {min(vals):.4f}  median {statistics.median(vals):.4f}")
+        print(
+            f"{name:6} {' '.join(f'{v:.4f}' for v in sorted(vals))}  min {min(vals):.4f}  median {statistics.median(vals):.4f}"
+        )
     b, f = runs["before"], runs["after"]
-    print(f"after / before: min {min(f) / min(b):.3f}, median {statistics.median(f) / statistics.median(b):.3f} "
-          f"({'stream' if a.stream else 'non-streaming'} chat, ms of CPU per request)")
+    print(
+        f"after / before: min {min(f) / min(b):.3f}, median {statistics.median(f) / statistics.median(b):.3f} "
+        f"({'stream' if a.stream else 'non-streaming'} chat, ms of CPU per request)"
+    )
 
 
 if __name__ == "__main__":

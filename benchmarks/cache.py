@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import BODY, HERE, KEY, cpu_seconds, first_answer, free_port, launch, start, stop  # noqa: E402
 
 
-async def paced(url: str, headers: dict[str, str], bodies: Any, rate: float, seconds: float) -> tuple[int, int, dict[str, int]]:
+async def paced(
+    url: str, headers: dict[str, str], bodies: Any, rate: float, seconds: float
+) -> tuple[int, int, dict[str, int]]:
     """Open loop: request i at t0 + i / rate with body ``bodies(i)``; (sent, errors, x-switchyard-cache counts)."""
     n = int(rate * seconds)
     errors, seen = 0, {"hit": 0, "miss": 0}
@@ -68,8 +70,16 @@ async def main() -> None:
     if args.redis_url:
         text = text.replace("storage:\n", "storage:\n  redis_url: os.environ/BENCH_REDIS_URL\n", 1)
     cfg.write_text(text + extra)
-    cmd = [str(Path(sys.executable).with_name("switchyard")), "serve", "--config", str(cfg), "--port", "{port}",
-           "--log-level", "warning"]
+    cmd = [
+        str(Path(sys.executable).with_name("switchyard")),
+        "serve",
+        "--config",
+        str(cfg),
+        "--port",
+        "{port}",
+        "--log-level",
+        "warning",
+    ]
     env = {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream", "BENCH_REDIS_URL": args.redis_url or ""}
     headers = {"authorization": f"Bearer {KEY}"}
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args)}
@@ -89,18 +99,27 @@ async def main() -> None:
         await paced(url, headers, fresh, args.rate, 1.0)  # warm-up
         per: dict[str, list[float]] = {"miss": [], "hit": []}
         for r in range(args.rounds):
-            for kind in (("miss", "hit") if r % 2 == 0 else ("hit", "miss")):
+            for kind in ("miss", "hit") if r % 2 == 0 else ("hit", "miss"):
                 c0 = cpu_seconds(p.pid)
-                n, errors, seen = await paced(url, headers, fresh if kind == "miss" else (lambda i: base), args.rate,
-                                              args.seconds)
+                n, errors, seen = await paced(
+                    url, headers, fresh if kind == "miss" else (lambda i: base), args.rate, args.seconds
+                )
                 if errors or seen[kind] != n:
                     raise RuntimeError(f"{kind}: {errors} errors, cache headers {seen} of {n}")
                 per[kind].append((cpu_seconds(p.pid) - c0) * 1000 / n)
         ratios = sorted(h / m for h, m in zip(per["hit"], per["miss"]))
-        out.update({"cpu_ms_per_req": per, "hit_over_miss": ratios, "median_ratio": ratios[len(ratios) // 2],
-                    "median_cpu_ms": {k: sorted(v)[len(v) // 2] for k, v in per.items()}})
-        print(f"  miss  cpu {out['median_cpu_ms']['miss']:.3f} ms/req\n  hit   cpu {out['median_cpu_ms']['hit']:.3f} ms/req"
-              f"  hit/miss per round: {' '.join(f'{x:.3f}' for x in ratios)} -> median {out['median_ratio']:.3f}x")
+        out.update(
+            {
+                "cpu_ms_per_req": per,
+                "hit_over_miss": ratios,
+                "median_ratio": ratios[len(ratios) // 2],
+                "median_cpu_ms": {k: sorted(v)[len(v) // 2] for k, v in per.items()},
+            }
+        )
+        print(
+            f"  miss  cpu {out['median_cpu_ms']['miss']:.3f} ms/req\n  hit   cpu {out['median_cpu_ms']['hit']:.3f} ms/req"
+            f"  hit/miss per round: {' '.join(f'{x:.3f}' for x in ratios)} -> median {out['median_ratio']:.3f}x"
+        )
     finally:
         if p is not None:
             stop(p)

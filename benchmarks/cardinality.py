@@ -50,15 +50,22 @@ async def flood(url: str, n: int, conns: int) -> tuple[int, float]:
     sent = errors = 0
     t0 = time.perf_counter()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns)) as s:
+
         async def worker(w: int) -> None:
             nonlocal sent, errors
             for i in range(w, n, conns):
-                body = {"model": "sim", "max_tokens": 4, "user": f"user-{i}", "metadata": {"feature": f"feature-{i}"},
-                        "messages": [{"role": "user", "content": "hi"}]}
+                body = {
+                    "model": "sim",
+                    "max_tokens": 4,
+                    "user": f"user-{i}",
+                    "metadata": {"feature": f"feature-{i}"},
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
                 async with s.post(url, json=body, headers={"authorization": f"Bearer {KEY}"}) as r:
                     await r.read()
                     sent += 1
                     errors += r.status != 200
+
         await asyncio.gather(*(worker(w) for w in range(conns)))
     return errors, time.perf_counter() - t0
 
@@ -72,8 +79,11 @@ def metrics_bytes(base: str) -> int:
 
 def redis_sets(r: redis.Redis) -> dict[str, Any]:
     keys = list(r.scan_iter("sy:card:*"))
-    return {"sets": len(keys), "members": sum(r.scard(k) for k in keys),
-            "bytes": sum(r.memory_usage(k) or 0 for k in keys)}
+    return {
+        "sets": len(keys),
+        "members": sum(r.scard(k) for k in keys),
+        "bytes": sum(r.memory_usage(k) or 0 for k in keys),
+    }
 
 
 async def main() -> None:
@@ -90,8 +100,12 @@ async def main() -> None:
     (work / "config.yaml").write_text(CONFIG.format(max_values=args.max_values))
     port = free_port()
     switchyard = str(Path(sys.executable).with_name("switchyard"))
-    gw = start([switchyard, "serve", "--config", str(work / "config.yaml"), "--port", str(port), "--log-level", "warning"],
-               "1", {"BENCH_KEY": KEY, "BENCH_ADMIN_KEY": ADMIN, "BENCH_REDIS_URL": args.redis_url}, str(work))
+    gw = start(
+        [switchyard, "serve", "--config", str(work / "config.yaml"), "--port", str(port), "--log-level", "warning"],
+        "1",
+        {"BENCH_KEY": KEY, "BENCH_ADMIN_KEY": ADMIN, "BENCH_REDIS_URL": args.redis_url},
+        str(work),
+    )
     base = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args)}
     try:
@@ -111,9 +125,19 @@ async def main() -> None:
         other = db.execute("SELECT COUNT(*) FROM requests WHERE end_user = '(other)'").fetchone()[0]
         features = db.execute("SELECT COUNT(DISTINCT json_extract(tags, '$.feature')) FROM requests").fetchone()[0]
         after = {"metrics_bytes": metrics_bytes(base), "rss_mb": rss_mb(gw.pid), "redis": redis_sets(r)}
-        out.update({"requests": args.requests, "errors": errors, "seconds": seconds, "ledger_rows": rows,
-                    "distinct_users": users, "other_rows": other, "distinct_features": features,
-                    "before": before, "after": after})
+        out.update(
+            {
+                "requests": args.requests,
+                "errors": errors,
+                "seconds": seconds,
+                "ledger_rows": rows,
+                "distinct_users": users,
+                "other_rows": other,
+                "distinct_features": features,
+                "before": before,
+                "after": after,
+            }
+        )
         print(json.dumps(out, indent=2))
         bound = args.max_values + 1
         assert users <= bound and features <= bound, (users, features)

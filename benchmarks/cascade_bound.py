@@ -28,8 +28,16 @@ import numpy as np  # noqa: E402
 from policies.checks import normalise  # noqa: E402
 from policies.metrics import aiq  # noqa: E402
 
-CHEAP = ["zero-one-ai/Yi-34B-Chat", "mistralai/mixtral-8x7b-chat", "gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat",
-         "WizardLM/WizardLM-13B-V1.2", "claude-instant-v1", "meta/llama-2-70b-chat", "meta/code-llama-instruct-34b-chat"]
+CHEAP = [
+    "zero-one-ai/Yi-34B-Chat",
+    "mistralai/mixtral-8x7b-chat",
+    "gpt-3.5-turbo-1106",
+    "mistralai/mistral-7b-chat",
+    "WizardLM/WizardLM-13B-V1.2",
+    "claude-instant-v1",
+    "meta/llama-2-70b-chat",
+    "meta/code-llama-instruct-34b-chat",
+]
 FINAL = ["gpt-4-1106-preview", "gpt-3.5-turbo-1106", "zero-one-ai/Yi-34B-Chat", "claude-v1"]
 
 
@@ -40,8 +48,10 @@ def main() -> None:
     ap.add_argument("--max-voters", type=int, default=2)
     args = ap.parse_args()
     rows = [r for r in map(json.loads, open(args.data)) if r["routerdc_split"] == args.split]
-    answers = {r["id"]: {m: normalise(str(t)) for m, t in r.items() if m != "id"}
-               for r in map(json.loads, open(args.data.with_name(args.data.stem + "_responses.jsonl")))}
+    answers = {
+        r["id"]: {m: normalise(str(t)) for m, t in r.items() if m != "id"}
+        for r in map(json.loads, open(args.data.with_name(args.data.stem + "_responses.jsonl")))
+    }
     models = sorted({k.split("|")[0] for k in rows[0] if k.endswith("|score")})
     out, with_votes = [], []
     for bench in sorted({r["benchmark"] for r in rows}):
@@ -55,8 +65,9 @@ def main() -> None:
         for first in CHEAP:
             for k in range(1, args.max_voters + 1):
                 for voters in itertools.combinations([m for m in CHEAP if m != first], k):
-                    agreeing = sum(np.array([bool(a) and said[v][i] == a for i, a in enumerate(said[first])])
-                                   for v in voters)
+                    agreeing = sum(
+                        np.array([bool(a) and said[v][i] == a for i, a in enumerate(said[first])]) for v in voters
+                    )
                     base = cost[first] + sum(cost[v] for v in voters)
                     for need in range(1, k + 1):
                         agree = agreeing >= need
@@ -71,8 +82,10 @@ def main() -> None:
         out.append(aiq(points, c_max))
         points += votes(said, score, cost, len(rs))
         with_votes.append(aiq(points, c_max))
-        print(f"{bench:<14} rows {len(rs):>4}  cascades {n}  zero router AIQ {aiq(singles, c_max):.3f}  "
-              f"hull of singles and cascades {out[-1]:.3f}  with plurality votes {with_votes[-1]:.3f}")
+        print(
+            f"{bench:<14} rows {len(rs):>4}  cascades {n}  zero router AIQ {aiq(singles, c_max):.3f}  "
+            f"hull of singles and cascades {out[-1]:.3f}  with plurality votes {with_votes[-1]:.3f}"
+        )
     print(f"mean AIQ of the hull: {np.mean(out):.3f}; with plurality votes {np.mean(with_votes):.3f}")
 
 

@@ -49,10 +49,20 @@ limits:
     - {scope: tenant, id: "*", period: month, usd: 500}
 auth: {admin_key: os.environ/BENCH_ADMIN_KEY}
 """
-MODELS = {"sim-frontier": (2.5e-6, 1e-5), "sim-mid": (1.5e-7, 6e-7), "sim-small": (1e-7, 4e-7),
-          "sim-open": (2e-7, 2e-7), "sim-reasoning": (1.1e-6, 4.4e-6)}
-ALIASES = {"auto": ["sim-mid", "sim-small", "sim-frontier"], "cheap": ["sim-small", "sim-open"],
-           "sim-frontier": ["sim-frontier"], "sim-mid": ["sim-mid"], "sim-reasoning": ["sim-reasoning"]}
+MODELS = {
+    "sim-frontier": (2.5e-6, 1e-5),
+    "sim-mid": (1.5e-7, 6e-7),
+    "sim-small": (1e-7, 4e-7),
+    "sim-open": (2e-7, 2e-7),
+    "sim-reasoning": (1.1e-6, 4.4e-6),
+}
+ALIASES = {
+    "auto": ["sim-mid", "sim-small", "sim-frontier"],
+    "cheap": ["sim-small", "sim-open"],
+    "sim-frontier": ["sim-frontier"],
+    "sim-mid": ["sim-mid"],
+    "sim-reasoning": ["sim-reasoning"],
+}
 CATEGORIES = ["general", "code", "math", "extraction", "creative"]
 
 
@@ -73,21 +83,50 @@ def records(n: int, days: int, seed: int):
         status = 200 if rng.random() > 0.02 else 502
         key = rng.randint(1, 60)  # each key belongs to one of 25 tenants
         routed = alias in ("auto",)
-        yield to_row({
-            "request_id": f"req_{seed}_{i:09d}", "ts": now - rng.random() * days * 86400,
-            "tenant": f"tenant-{key % 25 + 1:02d}", "key_id": f"key-{key:02d}", "endpoint": "chat",
-            "requested_model": alias, "model": model, "deployment": model, "provider": "simulated",
-            "stream": rng.random() < 0.4, "status": status, "error": None if status == 200 else "upstream_error",
-            "attempts": [{"deployment": model}], "policy": "auto" if routed else None,
-            "decision": {"policy": "auto", "rule": "cheapest_above(0.75)", "reason": f"{model} cheapest at or above target",
-                         "category": rng.choice(CATEGORIES), "order": [model], "candidates": []} if routed else None,
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "cached_tokens": 0, "cache_write_tokens": 0,
-                      "reasoning_tokens": 0},
-            "usage_source": "upstream", "cost_usd": cost, "charge_usd": charge, "price_version": "bench",
-            "latency_s": rng.uniform(0.2, 3.0), "ttft_s": 0.2, "upstream_s": 0.19,
-            "stack": {"slices": slices, "serving": "api", "model_class": "mid", "gpu_hours": 1e-6},
-            "cost_lines": {"input": p * pin, "output": c * pout},
-        })
+        yield to_row(
+            {
+                "request_id": f"req_{seed}_{i:09d}",
+                "ts": now - rng.random() * days * 86400,
+                "tenant": f"tenant-{key % 25 + 1:02d}",
+                "key_id": f"key-{key:02d}",
+                "endpoint": "chat",
+                "requested_model": alias,
+                "model": model,
+                "deployment": model,
+                "provider": "simulated",
+                "stream": rng.random() < 0.4,
+                "status": status,
+                "error": None if status == 200 else "upstream_error",
+                "attempts": [{"deployment": model}],
+                "policy": "auto" if routed else None,
+                "decision": {
+                    "policy": "auto",
+                    "rule": "cheapest_above(0.75)",
+                    "reason": f"{model} cheapest at or above target",
+                    "category": rng.choice(CATEGORIES),
+                    "order": [model],
+                    "candidates": [],
+                }
+                if routed
+                else None,
+                "usage": {
+                    "prompt_tokens": p,
+                    "completion_tokens": c,
+                    "cached_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "reasoning_tokens": 0,
+                },
+                "usage_source": "upstream",
+                "cost_usd": cost,
+                "charge_usd": charge,
+                "price_version": "bench",
+                "latency_s": rng.uniform(0.2, 3.0),
+                "ttft_s": 0.2,
+                "upstream_s": 0.19,
+                "stack": {"slices": slices, "serving": "api", "model_class": "mid", "gpu_hours": 1e-6},
+                "cost_lines": {"input": p * pin, "output": c * pout},
+            }
+        )
 
 
 def build_ledger(data_dir: Path, n: int, days: int) -> float:
@@ -136,7 +175,11 @@ def calls(range_: str) -> list[tuple[str, str, dict]]:
         ("top requests", "/admin/requests/top", {**r, "limit": 20}),
         ("live (15 min)", "/admin/usage", {"start": "15m", "bucket": "minute", "limit": 10000}),
         ("what-if", "/admin/insights/whatif", {**r, "policy": "auto"}),
-        ("one tenant, spend over time", "/admin/usage", {**r, "bucket": bucket, "group_by": "model", "tenant": "tenant-07"}),
+        (
+            "one tenant, spend over time",
+            "/admin/usage",
+            {**r, "bucket": bucket, "group_by": "model", "tenant": "tenant-07"},
+        ),
     ]
 
 
@@ -149,9 +192,13 @@ def serve(workdir: Path) -> tuple[subprocess.Popen, str]:
     cfg = workdir / "gw.yaml"
     cfg.write_text(CONFIG.replace("DATA", str(workdir / "data")))
     exe = str(Path(sys.executable).with_name("switchyard"))
-    proc = subprocess.Popen([exe, "serve", "--config", str(cfg), "--port", str(port)], cwd=workdir,
-                            env={**os.environ, "BENCH_ADMIN_KEY": ADMIN}, stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "gw.log", "wb"))
+    proc = subprocess.Popen(
+        [exe, "serve", "--config", str(cfg), "--port", str(port)],
+        cwd=workdir,
+        env={**os.environ, "BENCH_ADMIN_KEY": ADMIN},
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "gw.log", "wb"),
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -187,9 +234,17 @@ def time_page(base: str) -> dict[str, float]:
 
     out: dict[str, float] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.set_default_timeout(300_000)
         t0 = time.perf_counter()
@@ -231,15 +286,22 @@ def main() -> None:
             proc, base = serve(work)
             startup_s = time.perf_counter() - t0
             try:
-                measured[label] = {"build_s": build_s, "startup_with_rollup_backfill_s": startup_s, "db_mb": (work / "data" / "ledger.db").stat().st_size / 2**20,
-                                   "api": time_api(base, args.repeat), "page": time_page(base)}
+                measured[label] = {
+                    "build_s": build_s,
+                    "startup_with_rollup_backfill_s": startup_s,
+                    "db_mb": (work / "data" / "ledger.db").stat().st_size / 2**20,
+                    "api": time_api(base, args.repeat),
+                    "page": time_page(base),
+                }
             finally:
                 proc.terminate()
                 proc.wait(30)
             print(f"{label}: {n} rows built in {build_s:.0f} s", flush=True)
         results.update(measured)
-        ratios = {k: v["median_ms"] / max(measured["baseline"]["api"][k]["median_ms"], 0.01)
-                  for k, v in measured["large"]["api"].items()}
+        ratios = {
+            k: v["median_ms"] / max(measured["baseline"]["api"][k]["median_ms"], 0.01)
+            for k, v in measured["large"]["api"].items()
+        }
         results["api_ratio_large_vs_baseline"] = ratios
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"{'call':45s} {'base ms':>9s} {'1M ms':>9s}")

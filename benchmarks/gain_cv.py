@@ -60,10 +60,17 @@ def main() -> None:
             curve = metrics.routellm_curve(gain, qs, qw)
             apgrs.append(metrics.apgr(curve, float(np.mean(qs)), float(np.mean(qw))))
             held += list(zip(gain, qs, qw))
-        results[f"l2={l2:g} steps={steps}"] = {"l2": l2, "steps": steps, "apgr_mean": float(np.mean(apgrs)),
-                                              "apgr_sd": float(np.std(apgrs, ddof=1)), "folds": apgrs}
+        results[f"l2={l2:g} steps={steps}"] = {
+            "l2": l2,
+            "steps": steps,
+            "apgr_mean": float(np.mean(apgrs)),
+            "apgr_sd": float(np.std(apgrs, ddof=1)),
+            "folds": apgrs,
+        }
         gains_by_setting[(l2, steps)] = held
-        print(f"l2={l2:g} steps={steps}: held-out APGR {np.mean(apgrs):.3f} +/- {np.std(apgrs, ddof=1):.3f}", flush=True)
+        print(
+            f"l2={l2:g} steps={steps}: held-out APGR {np.mean(apgrs):.3f} +/- {np.std(apgrs, ddof=1):.3f}", flush=True
+        )
     best = max(results.values(), key=lambda e: e["apgr_mean"])
     held = np.array(gains_by_setting[(best["l2"], best["steps"])])
     target = 0.95 * held[:, 1].mean()

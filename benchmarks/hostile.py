@@ -92,9 +92,13 @@ def bad_keys(port: int, rate: int, stop, counts) -> None:  # type: ignore[no-unt
         if delay > 0:
             time.sleep(delay)
         c = conns[n % len(conns)]
-        req = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-               b"authorization: Bearer " + secrets.token_hex(16).encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body)
-               + body)
+        req = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"authorization: Bearer "
+            + secrets.token_hex(16).encode()
+            + b"\r\ncontent-length: %d\r\n\r\n" % len(body)
+            + body
+        )
         c.sendall(req)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -126,8 +130,14 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "BENCH_ADMIN": secrets.token_hex(16), "BENCH_KEY": secrets.token_hex(16)}
     exe = str(Path(sys.executable).with_name("switchyard"))
-    gw = subprocess.Popen([exe, "serve", "--config", str(work / "config.yaml"), "--port", str(port)], cwd=work,
-                          env=env, stdout=open(work / "gw.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    gw = subprocess.Popen(
+        [exe, "serve", "--config", str(work / "config.yaml"), "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=open(work / "gw.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         for _ in range(200):
             try:
@@ -140,8 +150,10 @@ def main() -> None:
         stop = manager.Event()
         flood = manager.dict({"cut_off": 0, "bytes": 0})
         keys = manager.dict()
-        procs = [multiprocessing.Process(target=header_flood, args=(port, args.header_mb << 20, stop, flood)),
-                 multiprocessing.Process(target=bad_keys, args=(port, args.bad_keys_per_s, stop, keys))]
+        procs = [
+            multiprocessing.Process(target=header_flood, args=(port, args.header_mb << 20, stop, flood)),
+            multiprocessing.Process(target=bad_keys, args=(port, args.bad_keys_per_s, stop, keys)),
+        ]
         for p in procs:  # separate processes: the probe must not wait for the attackers' interpreter
             p.start()
         time.sleep(1)
@@ -153,10 +165,14 @@ def main() -> None:
         print(summary("at rest", rest))
         print(summary("attacked", attacked))
         print(summary("after", after))
-        print(f"header flood: {flood['bytes'] / 2**20:.0f} MB of {args.header_mb} MB headers sent over "
-              f"{flood['cut_off']} connections, each cut off by a 431 at the header limit")
-        print(f"bad keys: {keys.get('sent', 0)} sent at {keys.get('rate', 0)}/s, answers "
-              f"{dict(sorted((k, v) for k, v in keys.items() if k.isdigit()))}")
+        print(
+            f"header flood: {flood['bytes'] / 2**20:.0f} MB of {args.header_mb} MB headers sent over "
+            f"{flood['cut_off']} connections, each cut off by a 431 at the header limit"
+        )
+        print(
+            f"bad keys: {keys.get('sent', 0)} sent at {keys.get('rate', 0)}/s, answers "
+            f"{dict(sorted((k, v) for k, v in keys.items() if k.isdigit()))}"
+        )
         print(f"gateway alive: {gw.poll() is None}")
     finally:
         os.killpg(gw.pid, signal.SIGTERM)

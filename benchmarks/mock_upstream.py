@@ -27,15 +27,26 @@ def _usage(tokens: int) -> dict:
 
 
 def body_nonstream(model: str, tokens: int = TOKENS) -> bytes:
-    return json.dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()), "model": model,
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * tokens},
-                                    "finish_reason": "stop"}], "usage": _usage(tokens)}).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "tok " * tokens}, "finish_reason": "stop"}
+            ],
+            "usage": _usage(tokens),
+        }
+    ).encode()
 
 
 def stream_events(model: str, usage: bool, tokens: int = TOKENS) -> bytes:
     base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    out += [{**base, "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]} for _ in range(tokens)]
+    out += [
+        {**base, "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]} for _ in range(tokens)
+    ]
     out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if usage:
         out.append({**base, "choices": [], "usage": _usage(tokens)})
@@ -56,7 +67,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             tokens = min(5000, int(req.get("max_tokens") or req.get("max_completion_tokens") or TOKENS))
             if req.get("stream"):
                 payload = stream_events(model, bool((req.get("stream_options") or {}).get("include_usage")), tokens)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                )
                 # one HTTP chunk per SSE event, as a real server streams them
                 for event in payload.split(b"\n\n")[:-1]:
                     event += b"\n\n"
@@ -64,8 +77,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 writer.write(b"0\r\n\r\n")
             else:
                 payload = body_nonstream(model, tokens)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                    + str(len(payload)).encode()
+                    + b"\r\n\r\n"
+                    + payload
+                )
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

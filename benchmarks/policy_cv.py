@@ -62,26 +62,47 @@ def main() -> None:
     names = list(policy.cascades)
     cascade_sets = [tuple(names[:k]) for k in range(len(names) + 1)]
     results = []
-    for epochs, lr, cascades in itertools.product([int(x) for x in args.epochs.split(",")],
-                                                  [float(x) for x in args.lr.split(",")], cascade_sets):
+    for epochs, lr, cascades in itertools.product(
+        [int(x) for x in args.epochs.split(",")], [float(x) for x in args.lr.split(",")], cascade_sets
+    ):
         pol = variant(policy, cascades)
         costs, aiqs = [], []
         for k in range(args.folds):
             rows = [{**r, ds.split_field: "test" if fold_of(r["id"], args.folds) == k else "train"} for r in train]
             fold_ds = Dataset(rows, ds.models, ds.split_field)
             pred = train_predictor(fold_ds, "train", epochs=epochs, lr=lr, policy=pol, responses=responses)
-            rep = evaluate(pol, fold_ds, split="test", prices=prices, predictor=pred, responses=responses,
-                           sweep=("lambda", LAMBDAS))
-            costs.append(1.0 if rep["cost_to_95pct_of_strongest_frac"] is None else rep["cost_to_95pct_of_strongest_frac"])
+            rep = evaluate(
+                pol,
+                fold_ds,
+                split="test",
+                prices=prices,
+                predictor=pred,
+                responses=responses,
+                sweep=("lambda", LAMBDAS),
+            )
+            costs.append(
+                1.0 if rep["cost_to_95pct_of_strongest_frac"] is None else rep["cost_to_95pct_of_strongest_frac"]
+            )
             aiqs.append(rep["mean_aiq"])
-        res = {"epochs": epochs, "lr": lr, "cascades": list(cascades), "cost_to_95pct": float(np.mean(costs)),
-               "mean_aiq": float(np.mean(aiqs)), "folds_cost_to_95pct": costs}
+        res = {
+            "epochs": epochs,
+            "lr": lr,
+            "cascades": list(cascades),
+            "cost_to_95pct": float(np.mean(costs)),
+            "mean_aiq": float(np.mean(aiqs)),
+            "folds_cost_to_95pct": costs,
+        }
         results.append(res)
-        print(f"epochs={epochs} lr={lr:<5g} cascades={len(cascades)}  cost to 95%: {res['cost_to_95pct']:.3f} "
-              f"(folds {', '.join(f'{c:.3f}' for c in costs)})  mean AIQ {res['mean_aiq']:.4f}", flush=True)
+        print(
+            f"epochs={epochs} lr={lr:<5g} cascades={len(cascades)}  cost to 95%: {res['cost_to_95pct']:.3f} "
+            f"(folds {', '.join(f'{c:.3f}' for c in costs)})  mean AIQ {res['mean_aiq']:.4f}",
+            flush=True,
+        )
     best = min(results, key=lambda r: (r["cost_to_95pct"], -r["mean_aiq"]))
-    print(f"chosen: epochs={best['epochs']} lr={best['lr']:g} cascades={best['cascades']} "
-          f"(cost to 95% {best['cost_to_95pct']:.3f}, mean AIQ {best['mean_aiq']:.4f})")
+    print(
+        f"chosen: epochs={best['epochs']} lr={best['lr']:g} cascades={best['cascades']} "
+        f"(cost to 95% {best['cost_to_95pct']:.3f}, mean AIQ {best['mean_aiq']:.4f})"
+    )
     if args.json:
         args.json.write_text(json.dumps({"results": results, "chosen": best}, indent=1) + "\n")
 

@@ -20,10 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from router.ledger.conversations import ResponseStore  # noqa: E402
 from router.ledger.store import LedgerStore, sqlite_url  # noqa: E402
 
-RESPONSE = {"id": "resp", "object": "response", "output": [{"type": "message", "content": [
-    {"type": "output_text", "text": "One short sentence about load testing an LLM gateway. " * 3}]}]}
-CONVERSATION = [{"role": "user", "content": "Write one short sentence about load testing an LLM gateway."},
-                {"role": "assistant", "content": RESPONSE["output"][0]["content"][0]["text"]}]
+RESPONSE = {
+    "id": "resp",
+    "object": "response",
+    "output": [
+        {
+            "type": "message",
+            "content": [{"type": "output_text", "text": "One short sentence about load testing an LLM gateway. " * 3}],
+        }
+    ],
+}
+CONVERSATION = [
+    {"role": "user", "content": "Write one short sentence about load testing an LLM gateway."},
+    {"role": "assistant", "content": RESPONSE["output"][0]["content"][0]["text"]},
+]
 
 
 async def measure(url: str, via_driver: bool, writes: int) -> dict[str, float]:
@@ -38,7 +48,9 @@ async def measure(url: str, via_driver: bool, writes: int) -> dict[str, float]:
             await store.put(f"s{i}-{tag}", "t", RESPONSE, CONVERSATION, time.time())
         one = (time.process_time() - t0) * 1000 / writes
         t0 = time.process_time()
-        await asyncio.gather(*(store.put(f"c{i}-{tag}", "t", RESPONSE, CONVERSATION, time.time()) for i in range(writes)))
+        await asyncio.gather(
+            *(store.put(f"c{i}-{tag}", "t", RESPONSE, CONVERSATION, time.time()) for i in range(writes))
+        )
         many = (time.process_time() - t0) * 1000 / writes
     finally:
         await store.close()
@@ -58,8 +70,11 @@ async def main() -> None:
         for via_driver in (True, False):
             r = await measure(url, via_driver, args.writes)
             path = "driver, kept connection" if via_driver else "SQLAlchemy engine.begin()"
-            print(f"{name:<10} {path:<26} CPU per write: one at a time {r['one_at_a_time_ms']:.3f} ms, "
-                  f"{args.writes} at once {r['concurrent_ms']:.3f} ms", flush=True)
+            print(
+                f"{name:<10} {path:<26} CPU per write: one at a time {r['one_at_a_time_ms']:.3f} ms, "
+                f"{args.writes} at once {r['concurrent_ms']:.3f} ms",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,19 @@ ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "bench" / "gateways"
 MOCK, SWITCHYARD, TENSORZERO, NGINX = 4890, 4891, 4892, 4893
 KEY = "sk-bench-key"
-SCENARIOS = [("nonstream small", 0, False, 20), ("nonstream 1KB", 1024, False, 20),
-             ("nonstream 10KB", 10 * 1024, False, 20), ("nonstream 100KB", 100 * 1024, False, 20),
-             ("stream 20 chunks", 0, True, 20), ("stream 200 chunks", 0, True, 200),
-             ("stream 1000 chunks", 0, True, 1000)]
-WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
-         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+SCENARIOS = [
+    ("nonstream small", 0, False, 20),
+    ("nonstream 1KB", 1024, False, 20),
+    ("nonstream 10KB", 10 * 1024, False, 20),
+    ("nonstream 100KB", 100 * 1024, False, 20),
+    ("stream 20 chunks", 0, True, 20),
+    ("stream 200 chunks", 0, True, 200),
+    ("stream 1000 chunks", 0, True, 1000),
+]
+WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+    "quebec romeo sierra tango uniform victor whiskey xray yankee zulu"
+).split()
 
 
 def prompts(size: int, n: int, seed: int) -> list[str]:
@@ -68,25 +75,43 @@ def cpu_seconds(pid: int) -> float:
     return cpu(pid)
 
 
-async def window(url: str, headers: dict[str, str], model: str, texts: list[str], stream: bool, tokens: int,
-                 seconds: float, conns: int, counter: list[int]) -> tuple[int, int]:
+async def window(
+    url: str,
+    headers: dict[str, str],
+    model: str,
+    texts: list[str],
+    stream: bool,
+    tokens: int,
+    seconds: float,
+    conns: int,
+    counter: list[int],
+) -> tuple[int, int]:
     import aiohttp
 
     done = errors = 0
     stop_at = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns)) as s:
+
         async def worker() -> None:
             nonlocal done, errors
             while time.perf_counter() < stop_at:
                 counter[0] += 1
                 i = counter[0]
-                body = {"model": model, "max_tokens": tokens, "stream": stream,
-                        "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                                     {"role": "user", "content": f"[{i}] {texts[i % len(texts)]}"}]}
+                body = {
+                    "model": model,
+                    "max_tokens": tokens,
+                    "stream": stream,
+                    "messages": [
+                        {"role": "system", "content": "You are a helpful assistant."},
+                        {"role": "user", "content": f"[{i}] {texts[i % len(texts)]}"},
+                    ],
+                }
                 if stream:
                     body["stream_options"] = {"include_usage": True}
                 try:
-                    async with s.post(url, data=json.dumps(body), headers={**headers, "content-type": "application/json"}) as r:
+                    async with s.post(
+                        url, data=json.dumps(body), headers={**headers, "content-type": "application/json"}
+                    ) as r:
                         await r.read()
                         if r.status == 200:
                             done += 1
@@ -94,13 +119,20 @@ async def window(url: str, headers: dict[str, str], model: str, texts: list[str]
                             errors += 1
                 except aiohttp.ClientError:
                     errors += 1
+
         await asyncio.gather(*(worker() for _ in range(conns)))
     return done, errors
 
 
 def start(cmd: list[str], cpus: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(["taskset", "-c", cpus, *cmd], env={**os.environ, **env}, stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(log.parent))
+    return subprocess.Popen(
+        ["taskset", "-c", cpus, *cmd],
+        env={**os.environ, **env},
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(log.parent),
+    )
 
 
 def wait_port(port: int, timeout: float = 120) -> None:
@@ -123,34 +155,73 @@ async def inner(args: argparse.Namespace) -> None:
         procs["mock"] = start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
         wait_port(MOCK)
         switchyard = str(Path(sys.executable).with_name("switchyard"))
-        procs["switchyard"] = start([switchyard, "serve", "--config", str(HERE / "bench-config.yaml"), "--port",
-                                     str(SWITCHYARD), "--log-level", "warning"], "1",
-                                    {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream",
-                                     "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1"}, work / "switchyard.log")
+        procs["switchyard"] = start(
+            [
+                switchyard,
+                "serve",
+                "--config",
+                str(HERE / "bench-config.yaml"),
+                "--port",
+                str(SWITCHYARD),
+                "--log-level",
+                "warning",
+            ],
+            "1",
+            {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream", "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1"},
+            work / "switchyard.log",
+        )
         tz_cfg = work / "tensorzero.toml"
         tz_cfg.write_text((SHARED / "tensorzero" / "tensorzero.toml").read_text().replace("4890", str(MOCK)))
-        procs["tensorzero"] = start([str(Path(args.tzvenv) / "bin" / "python"), str(SHARED / "tensorzero" / "serve_tz.py"),
-                                     str(tz_cfg), str(TENSORZERO)], "1", {}, work / "tensorzero.log")
+        procs["tensorzero"] = start(
+            [
+                str(Path(args.tzvenv) / "bin" / "python"),
+                str(SHARED / "tensorzero" / "serve_tz.py"),
+                str(tz_cfg),
+                str(TENSORZERO),
+            ],
+            "1",
+            {},
+            work / "tensorzero.log",
+        )
         ng = work / "nginx"
         (ng / "tmp").mkdir(parents=True)
-        conf = (SHARED / "nginx" / "nginx.conf").read_text().replace("/tmp/bench-nginx", str(ng)).replace(
-            "4890", str(MOCK)).replace("4895", str(NGINX)).replace("worker_cpu_affinity 10;", "")
+        conf = (
+            (SHARED / "nginx" / "nginx.conf")
+            .read_text()
+            .replace("/tmp/bench-nginx", str(ng))
+            .replace("4890", str(MOCK))
+            .replace("4895", str(NGINX))
+            .replace("worker_cpu_affinity 10;", "")
+        )
         (ng / "nginx.conf").write_text(conf)
-        procs["nginx"] = start([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(ng / "nginx.conf"), "-g",
-                                "daemon off;"], "1", {}, work / "nginx.log")
+        procs["nginx"] = start(
+            [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(ng / "nginx.conf"), "-g", "daemon off;"],
+            "1",
+            {},
+            work / "nginx.log",
+        )
         for port in (SWITCHYARD, TENSORZERO, NGINX):
             wait_port(port)
         targets = {
-            "switchyard": (f"http://127.0.0.1:{SWITCHYARD}/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
-                           "mock-gpt"),
-            "tensorzero": (f"http://127.0.0.1:{TENSORZERO}/openai/v1/chat/completions", {},
-                           "tensorzero::model_name::mock-gpt"),
+            "switchyard": (
+                f"http://127.0.0.1:{SWITCHYARD}/v1/chat/completions",
+                {"authorization": f"Bearer {KEY}"},
+                "mock-gpt",
+            ),
+            "tensorzero": (
+                f"http://127.0.0.1:{TENSORZERO}/openai/v1/chat/completions",
+                {},
+                "tensorzero::model_name::mock-gpt",
+            ),
             "nginx": (f"http://127.0.0.1:{NGINX}/v1/chat/completions", {}, "mock-gpt"),
         }
         names = list(targets)
         counter = [0]
-        out: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args),
-                               "scenarios": {}}
+        out: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "args": vars(args),
+            "scenarios": {},
+        }
         for label, size, stream, tokens in SCENARIOS:
             texts = prompts(size, 64, seed=size + tokens)
             per: dict[str, list[float]] = {n: [] for n in names}
@@ -160,19 +231,23 @@ async def inner(args: argparse.Namespace) -> None:
                 if errors or not done:
                     raise RuntimeError(f"{name} {label}: {done} answered, {errors} errors")
             for r in range(args.rounds):
-                for name in names[r % len(names):] + names[:r % len(names)]:
+                for name in names[r % len(names) :] + names[: r % len(names)]:
                     url, headers, model = targets[name]
                     pid = procs[name].pid
                     c0 = cpu_seconds(pid)
-                    done, errors = await window(url, headers, model, texts, stream, tokens, args.seconds,
-                                                args.connections, counter)
+                    done, errors = await window(
+                        url, headers, model, texts, stream, tokens, args.seconds, args.connections, counter
+                    )
                     if errors:
                         raise RuntimeError(f"{name} {label}: {errors} errors")
                     per[name].append((cpu_seconds(pid) - c0) * 1000 / done)
             med = {n: sorted(v)[len(v) // 2] for n, v in per.items()}
             out["scenarios"][label] = {"cpu_ms_per_req": per, "median": med}
-            print(f"{label:<20} " + "  ".join(f"{n} {med[n]:7.3f} ms ({min(per[n]):.3f}-{max(per[n]):.3f})"
-                                                for n in names), flush=True)
+            print(
+                f"{label:<20} "
+                + "  ".join(f"{n} {med[n]:7.3f} ms ({min(per[n]):.3f}-{max(per[n]):.3f})" for n in names),
+                flush=True,
+            )
         Path(args.out).write_text(json.dumps(out, indent=2))
         print(f"results: {args.out}")
     finally:
@@ -198,8 +273,11 @@ def main() -> None:
         return
     host = str(os.stat("/proc/self/ns/net").st_ino)
     cmd = " ".join([sys.executable, __file__, "--inner", *sys.argv[1:]])
-    sys.exit(subprocess.call(["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"],
-                             env={**os.environ, "HOST_NETNS": host}))
+    sys.exit(
+        subprocess.call(
+            ["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"], env={**os.environ, "HOST_NETNS": host}
+        )
+    )
 
 
 if __name__ == "__main__":

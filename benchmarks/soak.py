@@ -64,9 +64,21 @@ async def main() -> None:
     mport, gport = free_port(), free_port()
     mock = start([sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(mport)], "0", {}, str(work))
     (work / "soak.yaml").write_text(config(f"http://127.0.0.1:{mport}"))
-    gw = start([str(Path(sys.executable).with_name("switchyard")), "serve", "--config", str(work / "soak.yaml"),
-                "--port", str(gport), "--log-level", "warning"], "1",
-               {"PROVIDER_KEY": "sk-up", "SOAK_KEY": KEY, "SOAK_ADMIN_KEY": ADMIN}, str(work))
+    gw = start(
+        [
+            str(Path(sys.executable).with_name("switchyard")),
+            "serve",
+            "--config",
+            str(work / "soak.yaml"),
+            "--port",
+            str(gport),
+            "--log-level",
+            "warning",
+        ],
+        "1",
+        {"PROVIDER_KEY": "sk-up", "SOAK_KEY": KEY, "SOAK_ADMIN_KEY": ADMIN},
+        str(work),
+    )
     base = f"http://127.0.0.1:{gport}"
     h = {"authorization": f"Bearer {KEY}"}
     body = {"model": "soak", "messages": [{"role": "user", "content": "soak"}], "max_tokens": 10}
@@ -119,7 +131,9 @@ async def main() -> None:
             for t in side:
                 t.cancel()
             await asyncio.sleep(1.0)  # let the ledger flush
-            async with s.get(base + "/admin/usage?bucket=none&start=0", headers={"authorization": f"Bearer {ADMIN}"}) as r:
+            async with s.get(
+                base + "/admin/usage?bucket=none&start=0", headers={"authorization": f"Bearer {ADMIN}"}
+            ) as r:
                 ledger = (await r.json())["data"][0]["requests"]
             async with s.get(base + "/metrics") as r:
                 metrics = await r.text()
@@ -128,21 +142,38 @@ async def main() -> None:
     finally:
         stop(gw)
         stop(mock)
-    prom = sum(float(line.split()[-1]) for line in metrics.splitlines()
-               if line.startswith("switchyard_requests_total{") and 'endpoint="chat"' in line)
-    upstream_errors = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                          if line.startswith("switchyard_upstream_errors_total{"))
-    fallbacks = sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("switchyard_fallbacks_total{"))
+    prom = sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("switchyard_requests_total{") and 'endpoint="chat"' in line
+    )
+    upstream_errors = sum(
+        float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("switchyard_upstream_errors_total{")
+    )
+    fallbacks = sum(
+        float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("switchyard_fallbacks_total{")
+    )
     first = [m for t, m in memory if 60 <= t < 120] or [memory[0][1]]
     last = [m for t, m in memory if t >= memory[-1][0] - 60]
     growth = (sum(last) / len(last)) / (sum(first) / len(first)) - 1
     answered = sum(v for k, v in statuses.items() if k)
-    result = {"minutes": args.minutes, "rate": args.rate, "statuses": statuses, "answered": answered,
-              "ledger_records": ledger, "prometheus_requests": prom, "upstream_requests": upstream,
-              "upstream_errors_during_faults": upstream_errors, "fallbacks": fallbacks, "fault_windows": faults,
-              "memory_mb_first_minute": sum(first) / len(first), "memory_mb_last_minute": sum(last) / len(last),
-              "memory_growth": growth, "memory_samples": memory,
-              "reconciled": answered == ledger == prom and sum(upstream.values()) == answered + upstream_errors}
+    result = {
+        "minutes": args.minutes,
+        "rate": args.rate,
+        "statuses": statuses,
+        "answered": answered,
+        "ledger_records": ledger,
+        "prometheus_requests": prom,
+        "upstream_requests": upstream,
+        "upstream_errors_during_faults": upstream_errors,
+        "fallbacks": fallbacks,
+        "fault_windows": faults,
+        "memory_mb_first_minute": sum(first) / len(first),
+        "memory_mb_last_minute": sum(last) / len(last),
+        "memory_growth": growth,
+        "memory_samples": memory,
+        "reconciled": answered == ledger == prom and sum(upstream.values()) == answered + upstream_errors,
+    }
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k not in ("memory_samples",)}, indent=2))
 

@@ -39,7 +39,7 @@ async def build(data: Path, n: int, day_start: float) -> dict:
             r["ts"] = day_start + (r["ts"] % 86400)
         rows = [to_row(r) for r in part]
         for i in range(0, len(rows), 5000):
-            await store.insert(rows[i:i + 5000], fresh=True)
+            await store.insert(rows[i : i + 5000], fresh=True)
         done += len(part)
     [total], _ = await store.usage(UsageQuery(start=day_start, end=day_start + 86400))
     await store.dispose()
@@ -76,20 +76,41 @@ def main() -> None:
         print(json.dumps(asyncio.run(build(Path(args.build_into), args.records, day))))
         return
     work = Path(tempfile.mkdtemp(prefix="spendlog-"))
-    (work / "gw.yaml").write_text("model_list:\n  - {model_name: sim, litellm_params: {model: simulated/small}}\n"
-                                  f"storage: {{data_dir: '{work / 'data'}'}}\n")
+    (work / "gw.yaml").write_text(
+        "model_list:\n  - {model_name: sim, litellm_params: {model: simulated/small}}\n"
+        f"storage: {{data_dir: '{work / 'data'}'}}\n"
+    )
     t0 = time.perf_counter()
     # built in a child, so this process stays small: a child's peak RSS counts the memory it shares
     # with its parent between fork and exec
-    made = subprocess.run([sys.executable, __file__, "--records", str(args.records), "--build-into", str(work / "data")],
-                          capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [sys.executable, __file__, "--records", str(args.records), "--build-into", str(work / "data")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     total = json.loads(made.stdout.strip().splitlines()[-1])
     built = time.perf_counter() - t0
     out = work / f"requests.{args.format}"
     t0 = time.perf_counter()
     switchyard = str(Path(sys.executable).with_name("switchyard"))
-    child = subprocess.Popen([switchyard, "export", "requests", "--since", str(day), "--until", str(day + 86400),
-                              "--format", args.format, "--out", str(out), "--config", str(work / "gw.yaml")])
+    child = subprocess.Popen(
+        [
+            switchyard,
+            "export",
+            "requests",
+            "--since",
+            str(day),
+            "--until",
+            str(day + 86400),
+            "--format",
+            args.format,
+            "--out",
+            str(out),
+            "--config",
+            str(work / "gw.yaml"),
+        ]
+    )
     _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
     took = time.perf_counter() - t0
     assert status == 0, status
@@ -100,12 +121,24 @@ def main() -> None:
         n += 1
         charge += rec["charge_usd"] or 0.0
         cost += rec["cost_usd"] or 0.0
-    print(json.dumps({"format": args.format, "records": n, "ledger_requests": total["requests"], "build_s": round(built, 1),
-                      "export_s": round(took, 1), "export_peak_rss_mb": round(peak_mb, 1),
-                      "file_mb": round(os.path.getsize(out) / 2**20, 1),
-                      "charge_usd": charge, "usage_charge_usd": total["charge_usd"],
-                      "charge_rel_diff": abs(charge - total["charge_usd"]) / total["charge_usd"],
-                      "cost_usd": cost, "usage_cost_usd": total["cost_usd"]}))
+    print(
+        json.dumps(
+            {
+                "format": args.format,
+                "records": n,
+                "ledger_requests": total["requests"],
+                "build_s": round(built, 1),
+                "export_s": round(took, 1),
+                "export_peak_rss_mb": round(peak_mb, 1),
+                "file_mb": round(os.path.getsize(out) / 2**20, 1),
+                "charge_usd": charge,
+                "usage_charge_usd": total["charge_usd"],
+                "charge_rel_diff": abs(charge - total["charge_usd"]) / total["charge_usd"],
+                "cost_usd": cost,
+                "usage_cost_usd": total["cost_usd"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

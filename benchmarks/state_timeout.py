@@ -48,11 +48,16 @@ async def load(base: str, key: str, seconds: float, concurrency: int) -> dict[in
     counts: dict[int, int] = {}
     stop = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+
         async def worker() -> None:
             while time.monotonic() < stop:
-                r = await c.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                                 json={"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+                r = await c.post(
+                    "/v1/chat/completions",
+                    headers={"authorization": f"Bearer {key}"},
+                    json={"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+                )
                 counts[r.status_code] = counts.get(r.status_code, 0) + 1
+
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return counts
 
@@ -64,8 +69,14 @@ def run(timeout: float, redis_url: str, seconds: float) -> dict[int, int]:
     env = {**os.environ, "BENCH_REDIS": redis_url, "BENCH_ADMIN": secrets.token_hex(16), "BENCH_KEY": key}
     port = free_port()
     exe = str(Path(sys.executable).with_name("switchyard"))
-    gw = subprocess.Popen([exe, "serve", "--config", str(work / "c.yaml"), "--port", str(port)], cwd=work, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    gw = subprocess.Popen(
+        [exe, "serve", "--config", str(work / "c.yaml"), "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -94,9 +105,11 @@ def main() -> None:
             for t in (float(x) for x in args.timeouts.split(",")):
                 counts = run(t, args.redis_url, args.seconds)
                 total = sum(counts.values())
-                print(f"round {r + 1} redis_timeout {t:>4}: {total} requests, {counts.get(503, 0)} refused with 503 "
-                      f"({100 * counts.get(503, 0) / max(total, 1):.2f}%), statuses {dict(sorted(counts.items()))}",
-                      flush=True)
+                print(
+                    f"round {r + 1} redis_timeout {t:>4}: {total} requests, {counts.get(503, 0)} refused with 503 "
+                    f"({100 * counts.get(503, 0) / max(total, 1):.2f}%), statuses {dict(sorted(counts.items()))}",
+                    flush=True,
+                )
     finally:
         for h in hogs:
             h.kill()

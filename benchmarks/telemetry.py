@@ -71,9 +71,19 @@ async def main() -> None:
     def serve(src: Path) -> list[str]:
         """``switchyard serve`` on the shipped benchmark config, from the source tree ``src`` (each
         gateway is started the same way, so only the code differs)."""
-        return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src)!r}); sys.argv[0] = 'switchyard'; "
-                "from router.cli import main; main()", "serve", "--config", str(HERE / "bench-config.yaml"),
-                "--port", "{port}", "--log-level", "warning"]
+        return [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(src)!r}); sys.argv[0] = 'switchyard'; "
+            "from router.cli import main; main()",
+            "serve",
+            "--config",
+            str(HERE / "bench-config.yaml"),
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+        ]
 
     gateways = {"off": (serve(ROOT), env), "on": (serve(ROOT), {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector})}
     if args.baseline_src:
@@ -94,7 +104,7 @@ async def main() -> None:
             for label in labels:  # warm-up
                 await open_loop(procs[label][1], headers, body, args.rate, 1.0)
             for r in range(args.rounds):
-                for label in (labels if r % 2 == 0 else labels[::-1]):
+                for label in labels if r % 2 == 0 else labels[::-1]:
                     p, url = procs[label]
                     c0 = cpu_seconds(p.pid)
                     res = await open_loop(url, headers, body, args.rate, args.seconds)
@@ -102,13 +112,19 @@ async def main() -> None:
                         raise RuntimeError(f"{label} {mode}: {res['errors']} errors")
                     per[label].append((cpu_seconds(p.pid) - c0) * 1000 / res["requests"])
             ratios = {k: sorted(x / o for x, o in zip(per[k], per["off"])) for k in labels}
-            out[mode] = {"cpu_ms_per_req": per, "ratio_to_off": ratios,
-                         "median_cpu_ms": {k: sorted(v)[len(v) // 2] for k, v in per.items()},
-                         "median_ratio": {k: v[len(v) // 2] for k, v in ratios.items()}}
+            out[mode] = {
+                "cpu_ms_per_req": per,
+                "ratio_to_off": ratios,
+                "median_cpu_ms": {k: sorted(v)[len(v) // 2] for k, v in per.items()},
+                "median_ratio": {k: v[len(v) // 2] for k, v in ratios.items()},
+            }
             for k in labels:
-                print(f"  {mode:<9} {k:<13} cpu {out[mode]['median_cpu_ms'][k]:6.3f} ms/req  /off per round: "
-                      + " ".join(f"{x:.3f}" for x in ratios[k]) + f"  -> median {out[mode]['median_ratio'][k]:.3f}x",
-                      flush=True)
+                print(
+                    f"  {mode:<9} {k:<13} cpu {out[mode]['median_cpu_ms'][k]:6.3f} ms/req  /off per round: "
+                    + " ".join(f"{x:.3f}" for x in ratios[k])
+                    + f"  -> median {out[mode]['median_ratio'][k]:.3f}x",
+                    flush=True,
+                )
         out["exports"] = {"count": seen[0], "bytes": seen[1]}
         if not seen[0]:
             raise RuntimeError("the traced gateway exported nothing")

@@ -65,12 +65,21 @@ class Decision:
 
     def as_dict(self) -> dict[str, Any]:
         cascade = None if self.cascade is None else {**self.cascade, "check": self.cascade["check"].as_config}
-        return {"policy": self.policy, "rule": self.rule, "order": self.order, "reason": self.reason,
-                "candidates": self.candidates, "arm": self.arm, "explored": self.explored, "cascade": cascade}
+        return {
+            "policy": self.policy,
+            "rule": self.rule,
+            "order": self.order,
+            "reason": self.reason,
+            "candidates": self.candidates,
+            "arm": self.arm,
+            "explored": self.explored,
+            "cascade": cascade,
+        }
 
 
-def expected_cost(price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0,
-                  reasoning: float = 0.0) -> float | None:
+def expected_cost(
+    price: ModelPrice | None, prompt_tokens: int, output_tokens: float, cached: int = 0, reasoning: float = 0.0
+) -> float | None:
     """``output_tokens``: the visible answer; ``reasoning``: reasoning tokens billed on top of it."""
     if price is None:
         return None
@@ -87,8 +96,15 @@ class PolicyRouter:
         self.listed = frozenset(policy.pool)
         self.pool_cascades = [n for n in policy.pool if n in policy.cascades]
         k = policy.constraints  # whether the policy's own constraints need checking per candidate
-        self.constrained = bool(k.capabilities or k.regions or k.no_third_party or k.providers_allow
-                                or k.providers_deny or k.max_ttft_ms is not None or k.max_latency_ms is not None)
+        self.constrained = bool(
+            k.capabilities
+            or k.regions
+            or k.no_third_party
+            or k.providers_allow
+            or k.providers_deny
+            or k.max_ttft_ms is not None
+            or k.max_latency_ms is not None
+        )
 
     def _removed(self, c: CandidateInfo, f: RequestFeatures, out_bound: int) -> str | None:
         if f.needs:
@@ -117,8 +133,10 @@ class PolicyRouter:
             out = min(f.max_tokens or 10**9, c.expected_output or self.policy.default_output_tokens)
             total = (c.ttft_ms or 0.0) + 1000.0 * out / c.tokens_per_s
             if total > k.max_latency_ms:
-                return (f"expected latency {total:.0f} ms > {k.max_latency_ms:.0f} ms "
-                        f"({out:.0f} tokens at {c.tokens_per_s:.0f}/s after {c.ttft_ms or 0:.0f} ms)")
+                return (
+                    f"expected latency {total:.0f} ms > {k.max_latency_ms:.0f} ms "
+                    f"({out:.0f} tokens at {c.tokens_per_s:.0f}/s after {c.ttft_ms or 0:.0f} ms)"
+                )
         return None
 
     def decide(self, f: RequestFeatures, candidates: list[CandidateInfo], rng: random.Random) -> Decision:
@@ -156,8 +174,11 @@ class PolicyRouter:
         for c in healthy:
             out = outs[c.name] = min(f.max_tokens or 10**9, c.expected_output or p.default_output_tokens)
             cached = f.cached_prefix_tokens if cache and c.name == f.affinity else 0
-            cost = c.expected_cost_usd if c.expected_cost_usd is not None else expected_cost(
-                c.price, f.prompt_tokens, out, cached, reasoning=out * c.reasoning_allowance)
+            cost = (
+                c.expected_cost_usd
+                if c.expected_cost_usd is not None
+                else expected_cost(c.price, f.prompt_tokens, out, cached, reasoning=out * c.reasoning_allowance)
+            )
             costs[c.name] = float("inf") if cost is None else cost
         for n in cascades:
             given = known[n].expected_cost_usd if n in known else None
@@ -174,8 +195,16 @@ class PolicyRouter:
         if cascades:
             if order[0] in p.cascades:  # a named cascade won: run it
                 spec = self.cascade_specs[order[0]]
-                return Decision(p.name, rule, list(spec["steps"]),
-                                f"{reason}; escalate on a failed {spec['check'].type} check", table, arm, explored, spec)
+                return Decision(
+                    p.name,
+                    rule,
+                    list(spec["steps"]),
+                    f"{reason}; escalate on a failed {spec['check'].type} check",
+                    table,
+                    arm,
+                    explored,
+                    spec,
+                )
             # fallbacks never run a cascade: one stands in as its last (strongest) step
             order = list(dict.fromkeys(p.cascades[n].steps[-1] if n in p.cascades else n for n in order))
         order = order[: p.max_attempts]
@@ -211,8 +240,15 @@ class PolicyRouter:
             reach *= 1.0 - q.get(step, 0.5)
         return total
 
-    def _objective(self, f: RequestFeatures, names: list[str], q: dict[str, float], cost: dict[str, float],
-                   rng: random.Random, outs: dict[str, float]) -> Choice:
+    def _objective(
+        self,
+        f: RequestFeatures,
+        names: list[str],
+        q: dict[str, float],
+        cost: dict[str, float],
+        rng: random.Random,
+        outs: dict[str, float],
+    ) -> Choice:
         if f.concrete:
             return Choice(names, "concrete", f"requested {names[0]}")
         ctx = Context(self.policy.name, f, names, q, cost, outs, rng, self.policy.default_output_tokens)

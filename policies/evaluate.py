@@ -74,15 +74,25 @@ def prices_from_doc(doc: Mapping[str, Any], models: list[str]) -> dict[str, Mode
     for m in models:
         entry = doc.get(m) or doc.get(m.split("/")[-1]) or {}
         per_m = entry.get("dataset_price_usd_per_1M") or entry
-        out[m] = ModelPrice(input=float(per_m.get("input", 0.0)) / 1e6, output=float(per_m.get("output", 0.0)) / 1e6,
-                            source="dataset")
+        out[m] = ModelPrice(
+            input=float(per_m.get("input", 0.0)) / 1e6, output=float(per_m.get("output", 0.0)) / 1e6, source="dataset"
+        )
     return out
 
 
-def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epochs: int = 5, lr: float = 0.5,
-                    policy: Policy | None = None, responses: dict[str, dict[str, str]] | None = None,
-                    verifiers: dict[str, Verifier] | None = None, solver: str = "adagrad",
-                    l2: float | None = None) -> QualityPredictor:
+def train_predictor(
+    ds: Dataset,
+    split: str,
+    *,
+    exclude: Iterable[str] = (),
+    epochs: int = 5,
+    lr: float = 0.5,
+    policy: Policy | None = None,
+    responses: dict[str, dict[str, str]] | None = None,
+    verifiers: dict[str, Verifier] | None = None,
+    solver: str = "adagrad",
+    l2: float | None = None,
+) -> QualityPredictor:
     """One quality column per model; with a ``policy``, one more per named cascade it defines, its
     outcome on each row replayed from the recorded answers (the check sees only answer texts)."""
     rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
@@ -95,14 +105,36 @@ def train_predictor(ds: Dataset, split: str, *, exclude: Iterable[str] = (), epo
             y = np.hstack([y, np.array([[replay.run_cascade(r, replay.cascades[n])[1] for n in extra] for r in rows])])
             columns += extra
     l2 = (1e-6 if solver == "adagrad" else 1.0) if l2 is None else l2
-    return QualityPredictor.train([r["prompt"] for r in rows], y, columns, epochs=epochs, lr=lr, l2=l2, solver=solver,
-                                  meta={"rows": len(rows), "split": split, "excluded": list(exclude),
-                                        "epochs": epochs, "lr": lr, "solver": solver, "l2": l2,
-                                        "cascade_columns": columns[len(ds.models):]})
+    return QualityPredictor.train(
+        [r["prompt"] for r in rows],
+        y,
+        columns,
+        epochs=epochs,
+        lr=lr,
+        l2=l2,
+        solver=solver,
+        meta={
+            "rows": len(rows),
+            "split": split,
+            "excluded": list(exclude),
+            "epochs": epochs,
+            "lr": lr,
+            "solver": solver,
+            "l2": l2,
+            "cascade_columns": columns[len(ds.models) :],
+        },
+    )
 
 
-def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, exclude: Iterable[str] = (),
-                   responses: dict[str, dict[str, str]] | None = None) -> Verifier:
+def train_verifier(
+    ds: Dataset,
+    split: str,
+    model: str,
+    voters: list[str],
+    *,
+    exclude: Iterable[str] = (),
+    responses: dict[str, dict[str, str]] | None = None,
+) -> Verifier:
     """A verifier of ``model``'s answers, trained on the rows of ``split`` that hold its answer text."""
     texts = answer_texts(ds, responses)
     skip = set(exclude)
@@ -116,8 +148,9 @@ def train_verifier(ds: Dataset, split: str, model: str, voters: list[str], *, ex
         good.append(score(r, model))
     if not answers:
         raise ValueError(f"no '{split}' rows hold an answer text of {model}")
-    return Verifier.train(answers, votes, good, meta={"model": model, "with": voters, "split": split,
-                                                      "excluded": sorted(skip)})
+    return Verifier.train(
+        answers, votes, good, meta={"model": model, "with": voters, "split": split, "excluded": sorted(skip)}
+    )
 
 
 def with_param(policy: Policy, name: str, value: float) -> Policy:
@@ -141,10 +174,19 @@ def with_param(policy: Policy, name: str, value: float) -> Policy:
 class Replay:
     """Replays rows through a policy, as the gateway would decide for each prompt."""
 
-    def __init__(self, policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
-                 history_rows: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None = None,
-                 verifiers: dict[str, Verifier] | None = None, sold_at: tuple[float, float] | None = None,
-                 bandit: BanditState | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        policy: Policy,
+        ds: Dataset,
+        prices: dict[str, ModelPrice],
+        predictor: QualityPredictor | None,
+        history_rows: list[dict[str, Any]],
+        responses: dict[str, dict[str, str]] | None = None,
+        verifiers: dict[str, Verifier] | None = None,
+        sold_at: tuple[float, float] | None = None,
+        bandit: BanditState | None = None,
+        seed: int | None = None,
+    ):
         """``bandit``: learn online from feedback into this state (the policy's bandit settings,
         switched on); without it, decisions use the priors and predictor alone."""
         self.sold_at = sold_at
@@ -152,20 +194,30 @@ class Replay:
         self.last: Decision | None = None  # the latest decision (what online feedback credits)
         for check in checks_of(policy):  # checks that need what outcome data does not record
             if check.offline_needs:
-                raise ValueError(f"a {check.type} check cannot be replayed offline: the data holds no "
-                                 f"{check.offline_needs}")
+                raise ValueError(
+                    f"a {check.type} check cannot be replayed offline: the data holds no {check.offline_needs}"
+                )
         if not any(m in ds.models for m in policy.pool) and not policy.cascades:
             policy = policy.model_copy(update={"candidates": list(ds.models)})  # none of its models: the dataset's
         self.policy = policy
         self.ds = ds
         self.prices = prices
         self.responses = responses or {}
-        quality = QualityModel(policy.quality.model_copy(update={"bandit": policy.quality.bandit.model_copy(
-            update={"enabled": bandit is not None})}), {}, predictor, bandit)
+        quality = QualityModel(
+            policy.quality.model_copy(
+                update={"bandit": policy.quality.bandit.model_copy(update={"enabled": bandit is not None})}
+            ),
+            {},
+            predictor,
+            bandit,
+        )
         self.router = PolicyRouter(policy, quality, verifiers)
         self.models = [m for m in policy.models if m in ds.models]
-        self.cascades = {n: spec for n, spec in self.router.cascade_specs.items()
-                         if all(m in ds.models for m in policy.cascades[n].models)}
+        self.cascades = {
+            n: spec
+            for n, spec in self.router.cascade_specs.items()
+            if all(m in ds.models for m in policy.cascades[n].models)
+        }
         # History (the train split), per task category as the gateway sees it: expected output tokens
         # per model, and mean cost per prompt (used without token prices, and for named cascades,
         # whose cost depends on how often they escalate)
@@ -188,16 +240,25 @@ class Replay:
     def choose(self, row: dict[str, Any]) -> tuple[str, float, float, list[str]]:
         """(answering model, quality, cost, models called) for one row."""
         key = categorize(row["prompt"])
-        infos = [CandidateInfo(name=m, provider="dataset", price=self.prices[m],
-                               expected_output=self.expected_out.get((key, m)),
-                               expected_cost_usd=None if self.priced_by_tokens else self.expected_cost.get((key, m)))
-                 for m in self.models]
-        infos += [CandidateInfo(name=n, provider="dataset", price=None, expected_cost_usd=self.expected_cost.get((key, n)))
-                  for n in self.cascades]
+        infos = [
+            CandidateInfo(
+                name=m,
+                provider="dataset",
+                price=self.prices[m],
+                expected_output=self.expected_out.get((key, m)),
+                expected_cost_usd=None if self.priced_by_tokens else self.expected_cost.get((key, m)),
+            )
+            for m in self.models
+        ]
+        infos += [
+            CandidateInfo(name=n, provider="dataset", price=None, expected_cost_usd=self.expected_cost.get((key, n)))
+            for n in self.cascades
+        ]
         prompt_tokens = max(tokens(row, m)[0] for m in self.models)
         f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=key, sold_at=self.sold_at)
-        d = self.last = self.router.decide(f, infos, random.Random(str(row["id"]) if self.seed is None
-                                                                   else f"{self.seed}\x1f{row['id']}"))
+        d = self.last = self.router.decide(
+            f, infos, random.Random(str(row["id"]) if self.seed is None else f"{self.seed}\x1f{row['id']}")
+        )
         if d.cascade is None:
             m = d.order[0]
             return m, score(row, m), cost(row, m, self.prices), [m]
@@ -224,8 +285,13 @@ class Replay:
             votes = [Answer(answers.get(v)) for v in voters]
             # without the answer's text (e.g. RouteLLM's MMLU rows), checks that can fall back on the
             # model's predicted quality do
-            if check.replay(Answer(answers.get(m)), votes, len(voters), self.router.verifiers,
-                            lambda: self.router.quality.prior([m], row["prompt"], categorize(row["prompt"]))[m]):
+            if check.replay(
+                Answer(answers.get(m)),
+                votes,
+                len(voters),
+                self.router.verifiers,
+                lambda: self.router.quality.prior([m], row["prompt"], categorize(row["prompt"]))[m],
+            ):
                 return m, score(row, m), total, called
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -236,8 +302,9 @@ class Replay:
         if text is None:
             return None
         voters = [v for v in check.models if v in self.ds.models]
-        return check.confidence(Answer(text), [Answer(answers.get(v, "")) for v in voters], len(voters),
-                                self.router.verifiers)
+        return check.confidence(
+            Answer(text), [Answer(answers.get(v, "")) for v in voters], len(voters), self.router.verifiers
+        )
 
     def router_score(self, row: dict[str, Any], strong: str, weak: str) -> float:
         """Two-model routers rank prompts by the predicted quality gain of the strong model; a cascade
@@ -253,8 +320,9 @@ class Replay:
         return q[strong] - q[weak]
 
 
-def baselines(rows: list[dict[str, Any]], models: list[str], prices: dict[str, ModelPrice],
-              strongest: str, cheapest: str) -> dict[str, dict[str, Any]]:
+def baselines(
+    rows: list[dict[str, Any]], models: list[str], prices: dict[str, ModelPrice], strongest: str, cheapest: str
+) -> dict[str, dict[str, Any]]:
     def avg(fn: Any) -> float:
         return float(np.mean([fn(r) for r in rows]))
 
@@ -263,12 +331,20 @@ def baselines(rows: list[dict[str, Any]], models: list[str], prices: dict[str, M
         return min((m for m in models if score(r, m) == best), key=lambda m: cost(r, m, prices))
 
     return {
-        "always_strongest": {"model": strongest, "quality": avg(lambda r: score(r, strongest)),
-                             "cost": avg(lambda r: cost(r, strongest, prices))},
-        "always_cheapest": {"model": cheapest, "quality": avg(lambda r: score(r, cheapest)),
-                            "cost": avg(lambda r: cost(r, cheapest, prices))},
-        "random": {"quality": avg(lambda r: np.mean([score(r, m) for m in models])),
-                   "cost": avg(lambda r: np.mean([cost(r, m, prices) for m in models]))},
+        "always_strongest": {
+            "model": strongest,
+            "quality": avg(lambda r: score(r, strongest)),
+            "cost": avg(lambda r: cost(r, strongest, prices)),
+        },
+        "always_cheapest": {
+            "model": cheapest,
+            "quality": avg(lambda r: score(r, cheapest)),
+            "cost": avg(lambda r: cost(r, cheapest, prices)),
+        },
+        "random": {
+            "quality": avg(lambda r: np.mean([score(r, m) for m in models])),
+            "cost": avg(lambda r: np.mean([cost(r, m, prices) for m in models])),
+        },
         "oracle": {"quality": avg(lambda r: score(r, oracle(r))), "cost": avg(lambda r: cost(r, oracle(r), prices))},
     }
 
@@ -300,10 +376,19 @@ def _settings(policy: Policy, sweep: Sweep | tuple[str, list[float]] | None) -> 
     return out
 
 
-def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[str, ModelPrice],
-             predictor: QualityPredictor | None = None, sweep: Sweep | tuple[str, list[float]] | None = None,
-             responses: dict[str, dict[str, str]] | None = None, train_split: str = "train",
-             verifiers: dict[str, Verifier] | None = None, sold_at: tuple[float, float] | None = None) -> dict[str, Any]:
+def evaluate(
+    policy: Policy,
+    ds: Dataset,
+    *,
+    split: str = "test",
+    prices: dict[str, ModelPrice],
+    predictor: QualityPredictor | None = None,
+    sweep: Sweep | tuple[str, list[float]] | None = None,
+    responses: dict[str, dict[str, str]] | None = None,
+    train_split: str = "train",
+    verifiers: dict[str, Verifier] | None = None,
+    sold_at: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     """Replay ``split`` through the policy at each setting of the sweep. Every figure comes from the
     policy's own decisions; two-model data also gets the predictor's ranking curve, labelled as
     such (``ranking_apgr``: what thresholding the predicted gain would reach, not what the policy
@@ -338,25 +423,44 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
                 line["called"] = called
             line.update(values)
             decisions.append(line)
-        setting: dict[str, Any] = {"quality": float(np.mean(qs)), "cost": float(np.mean(cs)), "cost_total": float(np.sum(cs))}
+        setting: dict[str, Any] = {
+            "quality": float(np.mean(qs)),
+            "cost": float(np.mean(cs)),
+            "cost_total": float(np.sum(cs)),
+        }
         if sold_at is not None:
             setting["revenue"] = float(np.mean(rev))
             setting["margin"] = (float(np.sum(rev)) - float(np.sum(cs))) / float(np.sum(rev)) if sum(rev) else None
         setting.update(values)
-        setting["by_benchmark"] = {b: {"quality": float(np.mean([q for _, q, _ in pts])),
-                                       "cost": float(np.mean([c for c, _, _ in pts])),
-                                       "strongest_calls": float(np.mean([s for _, _, s in pts]))}
-                                   for b, pts in by_bench.items()}
+        setting["by_benchmark"] = {
+            b: {
+                "quality": float(np.mean([q for _, q, _ in pts])),
+                "cost": float(np.mean([c for c, _, _ in pts])),
+                "strongest_calls": float(np.mean([s for _, _, s in pts])),
+            }
+            for b, pts in by_bench.items()
+        }
         for b, e in setting["by_benchmark"].items():
             per_bench_points[b].append((e["cost"], e["quality"]))
             per_bench_calls[b].append((e["strongest_calls"], e["quality"]))
         settings.append(setting)
-    report: dict[str, Any] = {"policy": policy.name, "split": split, "rows": len(rows), "models": ds.models,
-                              "strongest": strongest, "cheapest": cheapest, "settings": settings,
-                              "baselines": baselines(rows, ds.models, prices, strongest, cheapest),
-                              "single_models": {m: {"quality": float(np.mean([score(r, m) for r in rows])),
-                                                    "cost": float(np.mean([cost(r, m, prices) for r in rows]))}
-                                                for m in ds.models}}
+    report: dict[str, Any] = {
+        "policy": policy.name,
+        "split": split,
+        "rows": len(rows),
+        "models": ds.models,
+        "strongest": strongest,
+        "cheapest": cheapest,
+        "settings": settings,
+        "baselines": baselines(rows, ds.models, prices, strongest, cheapest),
+        "single_models": {
+            m: {
+                "quality": float(np.mean([score(r, m) for r in rows])),
+                "cost": float(np.mean([cost(r, m, prices) for r in rows])),
+            }
+            for m in ds.models
+        },
+    }
     if sold_at is not None:
         report["sold_at_per_mtok"] = [sold_at[0] * 1e6, sold_at[1] * 1e6]
         for m, e in report["single_models"].items():
@@ -365,12 +469,18 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
     report["benchmarks"] = {}
     for b in sorted(per_bench_points):
         brows = [r for r in rows if r.get("benchmark", "all") == b]
-        singles = [(float(np.mean([cost(r, m, prices) for r in brows])), float(np.mean([score(r, m) for r in brows])))
-                   for m in ds.models]
+        singles = [
+            (float(np.mean([cost(r, m, prices) for r in brows])), float(np.mean([score(r, m) for r in brows])))
+            for m in ds.models
+        ]
         c_max = max(c for c, _ in singles)
         best_c, best_q = dict(zip(ds.models, singles))[strongest]
         pts = per_bench_points[b]
-        entry: dict[str, Any] = {"rows": len(brows), "aiq": metrics.aiq(pts, c_max), "zero_router_aiq": metrics.aiq(singles, c_max)}
+        entry: dict[str, Any] = {
+            "rows": len(brows),
+            "aiq": metrics.aiq(pts, c_max),
+            "zero_router_aiq": metrics.aiq(singles, c_max),
+        }
         for pct in (95, 100):
             need = metrics.cost_to_reach(pts, best_q * pct / 100)
             entry[f"cost_to_{pct}pct_of_strongest_frac"] = None if need is None else need / best_c
@@ -381,9 +491,16 @@ def evaluate(policy: Policy, ds: Dataset, *, split: str = "test", prices: dict[s
             # the policy's own curve: each setting's share of calls to the strong model and its
             # quality, anchored at the always-weak and always-strong ends every two-model policy reaches
             curve = metrics.decision_curve(per_bench_calls[b], ms, mw)
-            entry.update({"apgr": metrics.apgr(curve, ms, mw), "cpt50": metrics.cpt(curve, ms, mw, 0.5),
-                          "cpt80": metrics.cpt(curve, ms, mw, 0.8), "strong_quality": ms, "weak_quality": mw,
-                          "curve": curve})
+            entry.update(
+                {
+                    "apgr": metrics.apgr(curve, ms, mw),
+                    "cpt50": metrics.cpt(curve, ms, mw, 0.5),
+                    "cpt80": metrics.cpt(curve, ms, mw, 0.8),
+                    "strong_quality": ms,
+                    "weak_quality": mw,
+                    "curve": curve,
+                }
+            )
             replay = Replay(policy, ds, prices, predictor, history, responses, verifiers)
             ranking = metrics.routellm_curve([replay.router_score(r, strongest, weak) for r in brows], qs_, qw_)
             entry["ranking_apgr"] = metrics.apgr(ranking, ms, mw)
@@ -413,8 +530,11 @@ def resplit(ds: Dataset, seed: int, train: str = "train", test: str = "test") ->
 
 def headline(report: dict[str, Any]) -> dict[str, float]:
     """A report's figures by name (what ``--resplits`` averages); a target never reached is left out."""
-    out: dict[str, float] = {"mean AIQ": report["mean_aiq"], "zero-router mean AIQ": report["mean_zero_router_aiq"],
-                             "AIQ gain over zero router": report["mean_aiq"] - report["mean_zero_router_aiq"]}
+    out: dict[str, float] = {
+        "mean AIQ": report["mean_aiq"],
+        "zero-router mean AIQ": report["mean_zero_router_aiq"],
+        "AIQ gain over zero router": report["mean_aiq"] - report["mean_zero_router_aiq"],
+    }
     strongest = report["baselines"]["always_strongest"]["quality"]
     out["strongest model quality"] = strongest
     if report["cost_to_95pct_of_strongest_frac"] is not None:
@@ -427,8 +547,14 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
             if e.get(k) is not None:
                 out[f"{b} {k.replace('_', ' ').upper() if k != 'ranking_apgr' else 'APGR (predictor ranking)'}"] = e[k]
     for i, st in enumerate(report["settings"]):
-        label = ", ".join(f"{k}={v:g}" for k, v in st.items() if isinstance(v, float) and k not in
-                          ("quality", "cost", "cost_total", "revenue", "margin")) or "policy"
+        label = (
+            ", ".join(
+                f"{k}={v:g}"
+                for k, v in st.items()
+                if isinstance(v, float) and k not in ("quality", "cost", "cost_total", "revenue", "margin")
+            )
+            or "policy"
+        )
         out[f"[{label}] quality"] = st["quality"]
         out[f"[{label}] share of strongest quality"] = st["quality"] / strongest if strongest else 0.0
         out[f"[{label}] USD/1k prompts"] = st["cost"] * 1000

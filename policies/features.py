@@ -31,8 +31,13 @@ def _shape_keys(name: str, top: int) -> tuple[int, ...]:
 
 
 # the hashed keys of the shape buckets, by bucket: __len0..63, __code0..10, __nums0..12, __sent0..12, __words0..30
-_LEN, _CODE, _NUMS, _SENT, _WORDS = (_shape_keys("len", 63), _shape_keys("code", 10), _shape_keys("nums", 12),
-                                     _shape_keys("sent", 12), _shape_keys("words", 30))
+_LEN, _CODE, _NUMS, _SENT, _WORDS = (
+    _shape_keys("len", 63),
+    _shape_keys("code", 10),
+    _shape_keys("nums", 12),
+    _shape_keys("sent", 12),
+    _shape_keys("words", 30),
+)
 
 
 def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +83,14 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     # shape signals: prompt length (log buckets), code-like punctuation density, how many numbers
     # and sentences the question holds (multi-step problems are harder for small models)
     sentences = tail.count(". ") + tail.count("? ") + tail.count("?\n") + 1
-    shape = [_LEN[int(math.log2(n + 1))], _CODE[min(int(code_chars / (n + 1) * 50), 10)], _NUMS[min(numbers, 12)],
-             _SENT[min(sentences, 12)], _WORDS[min(k // 10, 30)], 0]  # 0: the bias
+    shape = [
+        _LEN[int(math.log2(n + 1))],
+        _CODE[min(int(code_chars / (n + 1) * 50), 10)],
+        _NUMS[min(numbers, 12)],
+        _SENT[min(sentences, 12)],
+        _WORDS[min(k // 10, 30)],
+        0,
+    ]  # 0: the bias
     # distinct keys and their counts (np.unique's result, without its general-purpose overhead)
     keys.sort()
     first = np.empty(2 * k, dtype=bool)
@@ -96,6 +107,7 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     val[m:] = (2.0, 2.0, 2.0, 2.0, 2.0, 1.0)
     val /= np.sqrt((val * val).sum())
     return idx, val
+
 
 _CODE_MARKS = ("```", "def ", "class ", "function", "return ", "#include", "import ", "=>", "};", "python", "code")
 _MATH_WORDS = ("solve", "equation", "calculate", "integral", "probability", "how many", "how much", "percent")

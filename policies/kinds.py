@@ -35,7 +35,8 @@ class Registry(Generic[K]):
             @classmethod
             def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
                 return core_schema.tagged_union_schema(
-                    {n: handler.generate_schema(k) for n, k in registry._kinds.items()}, discriminator="type")
+                    {n: handler.generate_schema(k) for n, k in registry._kinds.items()}, discriminator="type"
+                )
 
         self.field: Any = Field
 

@@ -51,8 +51,9 @@ def _resolve(name: str, base: Path | None) -> Path:
     return base / p if base is not None and not p.is_absolute() else p
 
 
-def load_assets(policy: Policy, base: Path | None, predictor_override: Path | None = None, *,
-                with_predictor: bool = True) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
+def load_assets(
+    policy: Policy, base: Path | None, predictor_override: Path | None = None, *, with_predictor: bool = True
+) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
     """(predictor, verifiers by the name the policy gives them); ``base``: the policy file's folder.
     ``with_predictor=False`` loads the verifiers only (training the predictor the policy names)."""
     problems: list[str] = []

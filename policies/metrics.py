@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 
 
-def routellm_curve(router_scores: Sequence[float], strong: Sequence[float], weak: Sequence[float],
-                   steps: int = 10) -> list[tuple[float, float]]:
+def routellm_curve(
+    router_scores: Sequence[float], strong: Sequence[float], weak: Sequence[float], steps: int = 10
+) -> list[tuple[float, float]]:
     """(share of strong calls, mean quality) at each quantile threshold of the router's scores."""
     s = np.asarray(router_scores, dtype=float)
     qs, qw = np.asarray(strong, dtype=float), np.asarray(weak, dtype=float)

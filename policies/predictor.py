@@ -37,13 +37,24 @@ class QualityPredictor:
 
     def __post_init__(self) -> None:
         import numpy as np
+
         self.by_feature = np.ascontiguousarray(self.weights.T)
         self.weights = self.by_feature.T  # a view: the weights are held once
 
     @classmethod
-    def train(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, epochs: int = 8,
-              lr: float = 0.5, l2: float = 1e-6, seed: int = 0, meta: dict[str, Any] | None = None,
-              solver: str = "adagrad") -> "QualityPredictor":
+    def train(
+        cls,
+        prompts: Sequence[str],
+        scores: np.ndarray,
+        models: Sequence[str],
+        *,
+        epochs: int = 8,
+        lr: float = 0.5,
+        l2: float = 1e-6,
+        seed: int = 0,
+        meta: dict[str, Any] | None = None,
+        solver: str = "adagrad",
+    ) -> "QualityPredictor":
         """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model). ``solver``
         ``batch``: ``epochs`` full-batch Adam steps of size ``lr`` on the mean log-loss plus
         ``l2`` / n_prompts x |w|^2 / 2, over TF-IDF-weighted features."""
@@ -52,6 +63,7 @@ class QualityPredictor:
         if solver != "adagrad":
             raise ValueError(f"unknown solver '{solver}' (adagrad, batch)")
         import numpy as np
+
         n, m = scores.shape
         w = np.zeros((m, DIM), dtype=np.float32)
         g2 = np.full((m, DIM), 1e-6, dtype=np.float32)
@@ -74,9 +86,19 @@ class QualityPredictor:
         return cls(list(models), w, dict(meta or {}))
 
     @classmethod
-    def _train_batch(cls, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str], *, steps: int, lr: float,
-                     l2: float, meta: dict[str, Any] | None) -> "QualityPredictor":
+    def _train_batch(
+        cls,
+        prompts: Sequence[str],
+        scores: np.ndarray,
+        models: Sequence[str],
+        *,
+        steps: int,
+        lr: float,
+        l2: float,
+        meta: dict[str, Any] | None,
+    ) -> "QualityPredictor":
         import numpy as np
+
         n, m = scores.shape
         feats = [featurize(p) for p in prompts]
         rows = np.repeat(np.arange(n), [len(i) for i, _ in feats])
@@ -110,6 +132,7 @@ class QualityPredictor:
 
     def _features(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
+
         idx, val = featurize(prompt)
         if self.idf is not None:
             val = val * self.idf.take(idx)
@@ -118,6 +141,7 @@ class QualityPredictor:
 
     def predict(self, prompt: str) -> dict[str, float]:
         import numpy as np
+
         idx, val = self._features(prompt)
         z = val @ self.by_feature.take(idx, axis=0)
         if self.bias is not None:
@@ -127,13 +151,18 @@ class QualityPredictor:
 
     def predict_many(self, prompts: Iterable[str]) -> np.ndarray:
         import numpy as np
+
         return np.array([[p for p in self.predict(t).values()] for t in prompts])
 
     def to_arrays(self) -> dict[str, Any]:
         """The predictor as named arrays (``policies.loaders.save_predictor`` writes them as .npz)."""
         import numpy as np
-        out = {"weights": self.weights.astype(np.float16), "models": np.array(self.models),
-               "meta": np.array(json.dumps(self.meta))}
+
+        out = {
+            "weights": self.weights.astype(np.float16),
+            "models": np.array(self.models),
+            "meta": np.array(json.dumps(self.meta)),
+        }
         if self.idf is not None:
             out["idf"] = self.idf.astype(np.float16)
         if self.bias is not None:
@@ -143,7 +172,13 @@ class QualityPredictor:
     @classmethod
     def from_arrays(cls, f: Mapping[str, Any]) -> "QualityPredictor":
         import numpy as np
+
         idf = f["idf"].astype(np.float32) if "idf" in f else None
         bias = f["bias"].astype(np.float32) if "bias" in f else None
-        return cls([str(m) for m in f["models"]], f["weights"].astype(np.float32), json.loads(str(f["meta"])),
-                   idf=idf, bias=bias)
+        return cls(
+            [str(m) for m in f["models"]],
+            f["weights"].astype(np.float32),
+            json.loads(str(f["meta"])),
+            idf=idf,
+            bias=bias,
+        )

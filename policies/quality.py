@@ -49,8 +49,13 @@ class BanditState:
 
 
 class QualityModel:
-    def __init__(self, cfg: Quality, defaults: dict[str, float], predictor: QualityPredictor | None = None,
-                 bandit: BanditState | None = None):
+    def __init__(
+        self,
+        cfg: Quality,
+        defaults: dict[str, float],
+        predictor: QualityPredictor | None = None,
+        bandit: BanditState | None = None,
+    ):
         self.cfg = cfg
         self.defaults = defaults
         self.predictor = predictor
@@ -71,7 +76,9 @@ class QualityModel:
                 out[n] = self.defaults.get(n, 0.5)
         return out
 
-    def estimate(self, names: list[str], prompt: str, category: str, rng: random.Random) -> tuple[dict[str, float], bool]:
+    def estimate(
+        self, names: list[str], prompt: str, category: str, rng: random.Random
+    ) -> tuple[dict[str, float], bool]:
         """Quality per candidate, and whether this decision explored (Thompson sample)."""
         prior = self.prior(names, prompt, category)
         b = self.cfg.bandit

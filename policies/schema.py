@@ -19,7 +19,9 @@ class _M(BaseModel):
 
 
 class Bind(_M):
-    aliases: list[str] = Field(min_length=1, description="model names clients send; '*' = any concrete model (constraints only)")
+    aliases: list[str] = Field(
+        min_length=1, description="model names clients send; '*' = any concrete model (constraints only)"
+    )
     tenants: list[str] = Field(default_factory=list, description="only these tenants (default: every tenant)")
 
 
@@ -35,19 +37,32 @@ class Constraints(_M):
     providers_deny: list[str] = Field(default_factory=list)
     max_ttft_ms: float | None = Field(default=None, gt=0, description="live time-to-first-token ceiling")
     max_latency_ms: float | None = Field(
-        default=None, gt=0, description="ceiling on the expected time to the last token: live TTFT plus the expected "
-                                        "output (max_tokens, else its history) at the live output rate")
-    cache_affinity: bool = Field(default=True, description="price a conversation's cached prefix at the cache rate on the "
-                                                            "deployment that holds it, and send it there when chosen")
+        default=None,
+        gt=0,
+        description="ceiling on the expected time to the last token: live TTFT plus the expected "
+        "output (max_tokens, else its history) at the live output rate",
+    )
+    cache_affinity: bool = Field(
+        default=True,
+        description="price a conversation's cached prefix at the cache rate on the "
+        "deployment that holds it, and send it there when chosen",
+    )
 
 
 class Bandit(_M):
     enabled: bool = True
-    exploration: float = Field(default=0.05, ge=0, le=1, description="share of decisions that sample (Thompson); 1: every one")
+    exploration: float = Field(
+        default=0.05, ge=0, le=1, description="share of decisions that sample (Thompson); 1: every one"
+    )
     prior_strength: float = Field(default=20.0, gt=0, description="pseudo-observations behind the prior")
-    optimism: float = Field(default=0.0, ge=0, le=5, description="decisions that do not sample use the posterior mean "
-                            "plus this many posterior standard deviations (Bayes-UCB): a model tried rarely, or unluckily "
-                            "early, is tried again instead of being written off")
+    optimism: float = Field(
+        default=0.0,
+        ge=0,
+        le=5,
+        description="decisions that do not sample use the posterior mean "
+        "plus this many posterior standard deviations (Bayes-UCB): a model tried rarely, or unluckily "
+        "early, is tried again instead of being written off",
+    )
 
 
 class Quality(_M):
@@ -63,20 +78,33 @@ class Policy(_M):
     name: str = Field(min_length=1)
     description: str = ""
     bind: Bind
-    candidates: list[str] = Field(default_factory=list, description="model names or names of cascades below; default: the objective's models")
+    candidates: list[str] = Field(
+        default_factory=list, description="model names or names of cascades below; default: the objective's models"
+    )
     cascades: dict[str, CascadeSpec] = Field(
-        default_factory=dict, description="named cascades: a candidate that answers with its first step and escalates when the check fails")
+        default_factory=dict,
+        description="named cascades: a candidate that answers with its first step and escalates when the check fails",
+    )
     objective: Annotated[ObjectiveKind, OBJECTIVES.field]
-    categories: dict[Literal["json", "code", "choice", "math", "general"], Annotated[ObjectiveKind, OBJECTIVES.field]] = Field(
-        default_factory=dict, description="task category (read from the prompt) -> the objective for its prompts; "
-                                          "other categories use objective")
+    categories: dict[
+        Literal["json", "code", "choice", "math", "general"], Annotated[ObjectiveKind, OBJECTIVES.field]
+    ] = Field(
+        default_factory=dict,
+        description="task category (read from the prompt) -> the objective for its prompts; "
+        "other categories use objective",
+    )
     constraints: Constraints = Constraints()
     quality: Quality = Quality()
     max_attempts: int = Field(default=3, ge=1, le=10, description="deployments tried per request, fallbacks included")
     deadline_s: float | None = Field(
-        default=None, gt=0, description="seconds a request may take until its answer starts (a stream: its first chunk), "
-                                        "fallbacks and cascade steps included; each attempt's timeout is cut to what is left")
-    default_output_tokens: int = Field(default=256, ge=1, description="expected output when max_tokens is absent and no history")
+        default=None,
+        gt=0,
+        description="seconds a request may take until its answer starts (a stream: its first chunk), "
+        "fallbacks and cascade steps included; each attempt's timeout is cut to what is left",
+    )
+    default_output_tokens: int = Field(
+        default=256, ge=1, description="expected output when max_tokens is absent and no history"
+    )
 
     @model_validator(mode="after")
     def _pool(self) -> "Policy":
@@ -97,8 +125,10 @@ class Policy(_M):
             for o in objectives:
                 if not o.chooses:
                     choosers = ", ".join(n for n, k in OBJECTIVES.items() if k.chooses)
-                    raise ValueError(f"a {o.type} objective takes no named cascades; list them as candidates of an "
-                                     f"objective that chooses among candidates ({choosers})")
+                    raise ValueError(
+                        f"a {o.type} objective takes no named cascades; list them as candidates of an "
+                        f"objective that chooses among candidates ({choosers})"
+                    )
         return self
 
     def objective_for(self, category: str) -> ObjectiveKind:

@@ -33,11 +33,23 @@ def uninformed(policy: Policy) -> Policy:
     return policy.model_copy(update={"quality": quality})
 
 
-def simulate(policy: Policy, ds: Dataset, *, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
-             start: str = "uninformed", split: str = "test", train_split: str = "train", seed: int = 0,
-             lam: float | None = None, window: int = 250, every: int = 50,
-             responses: dict[str, dict[str, str]] | None = None,
-             verifiers: dict[str, Verifier] | None = None, checkpoints: tuple[int, ...] = (0, 100, 250, 500)) -> dict[str, Any]:
+def simulate(
+    policy: Policy,
+    ds: Dataset,
+    *,
+    prices: dict[str, ModelPrice],
+    predictor: QualityPredictor | None,
+    start: str = "uninformed",
+    split: str = "test",
+    train_split: str = "train",
+    seed: int = 0,
+    lam: float | None = None,
+    window: int = 250,
+    every: int = 50,
+    responses: dict[str, dict[str, str]] | None = None,
+    verifiers: dict[str, Verifier] | None = None,
+    checkpoints: tuple[int, ...] = (0, 100, 250, 500),
+) -> dict[str, Any]:
     """``start``: ``uninformed`` (every model at 0.5, no predictor) or ``trained`` (the policy's
     predictor as the bandit's prior). ``lam``: the utility's lambda (default: the policy's, if a
     utility objective). Curves are sampled every ``every`` rows."""
@@ -52,8 +64,17 @@ def simulate(policy: Policy, ds: Dataset, *, prices: dict[str, ModelPrice], pred
     history = ds.split(train_split)
     online_policy = uninformed(policy) if start == "uninformed" else policy
     state = BanditState()
-    online = Replay(online_policy, ds, prices, None if start == "uninformed" else predictor, history, responses,
-                    verifiers, bandit=state, seed=seed)
+    online = Replay(
+        online_policy,
+        ds,
+        prices,
+        None if start == "uninformed" else predictor,
+        history,
+        responses,
+        verifiers,
+        bandit=state,
+        seed=seed,
+    )
     offline = Replay(policy, ds, prices, predictor, history, responses, verifiers)
     models = online.models
     series: dict[str, list[tuple[float, float]]] = {"online": [], "offline": [], "oracle": []}
@@ -63,8 +84,18 @@ def simulate(policy: Policy, ds: Dataset, *, prices: dict[str, ModelPrice], pred
 
     def checkpoint(n: int) -> None:
         if n in checkpoints:
-            learned[n] = _frozen_utility(online_policy, ds, prices, online.router.quality.predictor, history, responses,
-                                         verifiers, state, rows, lam)
+            learned[n] = _frozen_utility(
+                online_policy,
+                ds,
+                prices,
+                online.router.quality.predictor,
+                history,
+                responses,
+                verifiers,
+                state,
+                rows,
+                lam,
+            )
 
     for i, r in enumerate(rows):
         checkpoint(i)
@@ -75,8 +106,9 @@ def simulate(policy: Policy, ds: Dataset, *, prices: dict[str, ModelPrice], pred
         state.record(arm or m, online.category(r), q)
         series["offline"].append(offline.choose(r)[1:3])
         best = max(score(r, x) - lam * cost(r, x, prices) for x in models)
-        series["oracle"].append(next((score(r, x), cost(r, x, prices)) for x in models
-                                     if score(r, x) - lam * cost(r, x, prices) == best))
+        series["oracle"].append(
+            next((score(r, x), cost(r, x, prices)) for x in models if score(r, x) - lam * cost(r, x, prices) == best)
+        )
     checkpoint(len(rows))
     best_single = max(models, key=lambda x: float(np.mean([q - lam * c for q, c in single[x]])))
     series["best single model"] = single[best_single]
@@ -87,22 +119,45 @@ def simulate(policy: Policy, ds: Dataset, *, prices: dict[str, ModelPrice], pred
         out = []
         for n in list(range(every, len(points) + 1, every)) + ([len(points)] if len(points) % every else []):
             lo = max(0, n - window)
-            out.append({"n": n, "quality": float(q[:n].mean()), "cost": float(c[:n].mean()),
-                        "utility": float(q[:n].mean() - lam * c[:n].mean()),
-                        "window_utility": float(q[lo:n].mean() - lam * c[lo:n].mean())})
+            out.append(
+                {
+                    "n": n,
+                    "quality": float(q[:n].mean()),
+                    "cost": float(c[:n].mean()),
+                    "utility": float(q[:n].mean() - lam * c[:n].mean()),
+                    "window_utility": float(q[lo:n].mean() - lam * c[lo:n].mean()),
+                }
+            )
         return out
 
     offline_utility = float(np.mean([q - lam * c for q, c in series["offline"]]))
-    return {"policy": policy.name, "split": split, "rows": len(rows), "seed": seed, "start": start, "lambda": lam,
-            "window": window, "best_single_model": best_single, "offline_utility": offline_utility,
-            "learned_utility": {str(n): u for n, u in learned.items()},
-            "curves": {name: curve(points) for name, points in series.items()}}
+    return {
+        "policy": policy.name,
+        "split": split,
+        "rows": len(rows),
+        "seed": seed,
+        "start": start,
+        "lambda": lam,
+        "window": window,
+        "best_single_model": best_single,
+        "offline_utility": offline_utility,
+        "learned_utility": {str(n): u for n, u in learned.items()},
+        "curves": {name: curve(points) for name, points in series.items()},
+    }
 
 
-def _frozen_utility(policy: Policy, ds: Dataset, prices: dict[str, ModelPrice], predictor: QualityPredictor | None,
-                    history: list[dict[str, Any]], responses: dict[str, dict[str, str]] | None,
-                    verifiers: dict[str, Verifier] | None, state: BanditState, rows: list[dict[str, Any]],
-                    lam: float) -> float:
+def _frozen_utility(
+    policy: Policy,
+    ds: Dataset,
+    prices: dict[str, ModelPrice],
+    predictor: QualityPredictor | None,
+    history: list[dict[str, Any]],
+    responses: dict[str, dict[str, str]] | None,
+    verifiers: dict[str, Verifier] | None,
+    state: BanditState,
+    rows: list[dict[str, Any]],
+    lam: float,
+) -> float:
     greedy = policy.quality.bandit.model_copy(update={"exploration": 0.0, "optimism": 0.0})
     frozen = policy.model_copy(update={"quality": policy.quality.model_copy(update={"bandit": greedy})})
     snapshot = BanditState()
@@ -117,8 +172,15 @@ def utility_gap(report: dict[str, Any], at: int) -> dict[str, float]:
     at = min(at, report["rows"])
     on = next(p for p in report["curves"]["online"] if p["n"] >= at)
     off = next(p for p in report["curves"]["offline"] if p["n"] == on["n"])
-    return {"n": on["n"], "online_window": on["window_utility"], "offline_window": off["window_utility"],
-            "window_gap": (on["window_utility"] - off["window_utility"]) / abs(off["window_utility"]),
-            "cumulative_gap": (on["utility"] - off["utility"]) / abs(off["utility"]),
-            "learned_gap": ((report["learned_utility"][str(at)] - report["offline_utility"]) / abs(report["offline_utility"])
-                            if str(at) in report["learned_utility"] else None)}
+    return {
+        "n": on["n"],
+        "online_window": on["window_utility"],
+        "offline_window": off["window_utility"],
+        "window_gap": (on["window_utility"] - off["window_utility"]) / abs(off["window_utility"]),
+        "cumulative_gap": (on["utility"] - off["utility"]) / abs(off["utility"]),
+        "learned_gap": (
+            (report["learned_utility"][str(at)] - report["offline_utility"]) / abs(report["offline_utility"])
+            if str(at) in report["learned_utility"]
+            else None
+        ),
+    }

@@ -25,17 +25,43 @@ from typing import Any, Mapping, Sequence
 
 from policies.checks import normalise
 
-FEATURES = ("bias", "has_final", "final_is_last_result", "final_not_integer", "arithmetic_errors",
-            "calculations", "chars", "hedges", "voters_agree", "voters_disagree")
+FEATURES = (
+    "bias",
+    "has_final",
+    "final_is_last_result",
+    "final_not_integer",
+    "arithmetic_errors",
+    "calculations",
+    "chars",
+    "hedges",
+    "voters_agree",
+    "voters_disagree",
+)
 
 _NUM = r"-?\d[\d,]*(?:\.\d+)?"
 _CALC_NOTE = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 _PLAIN_CALC = re.compile(rf"({_NUM}(?:\s*[-+*/x×]\s*{_NUM})+)\s*=\s*\$?({_NUM})")
 _FINAL = re.compile(rf"(?:####|the (?:final )?answer is|answer:)\s*\$?\s*({_NUM})", re.IGNORECASE)
-_HEDGES = ("i'm not sure", "i am not sure", "i cannot", "i can't", "i do not", "i don't know", "unfortunately",
-           "as an ai", "not enough information", "i apologize")
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.Mod: operator.mod, ast.Pow: operator.pow}
+_HEDGES = (
+    "i'm not sure",
+    "i am not sure",
+    "i cannot",
+    "i can't",
+    "i do not",
+    "i don't know",
+    "unfortunately",
+    "as an ai",
+    "not enough information",
+    "i apologize",
+)
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 
 
 def _number(text: str) -> float | None:
@@ -132,8 +158,15 @@ class Verifier:
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     @classmethod
-    def train(cls, answers: Sequence[str], voters: Sequence[Sequence[str]], good: Sequence[float], *,
-              l2: float = 1.0, meta: dict[str, Any] | None = None) -> "Verifier":
+    def train(
+        cls,
+        answers: Sequence[str],
+        voters: Sequence[Sequence[str]],
+        good: Sequence[float],
+        *,
+        l2: float = 1.0,
+        meta: dict[str, Any] | None = None,
+    ) -> "Verifier":
         """A logistic regression over the ten features (``fit_logistic``; "bias" is the first)."""
         import numpy as np
 

@@ -8,6 +8,22 @@ from pricing.plans import FixedPrice, Plan
 from pricing.profiles import StackProfile, profiles_from_doc
 from pricing.usage import Usage
 
-__all__ = ["Cost", "FixedPrice", "Margin", "ModelPrice", "Plan", "PriceCatalog", "PricingError", "StackProfile", "Usage",
-           "Traffic", "Waterfall", "attribute", "booked", "cost_of", "estimate_usd", "profiles_from_doc",
-           "under_plan"]
+__all__ = [
+    "Cost",
+    "FixedPrice",
+    "Margin",
+    "ModelPrice",
+    "Plan",
+    "PriceCatalog",
+    "PricingError",
+    "StackProfile",
+    "Usage",
+    "Traffic",
+    "Waterfall",
+    "attribute",
+    "booked",
+    "cost_of",
+    "estimate_usd",
+    "profiles_from_doc",
+    "under_plan",
+]

@@ -72,8 +72,12 @@ class Fleet:
 def fleet(t: Traffic, profile: StackProfile, utilisation: float, whole: int = 1) -> Fleet:
     """The fleet for the traffic, in multiples of ``whole`` GPUs (a server when owned)."""
     per_day = 1.0 / t.days
-    work = gpu_seconds((t.prompt_tokens - t.cached_tokens) * per_day, t.completion_tokens * per_day, profile,
-                       t.model_class) / 3600.0
+    work = (
+        gpu_seconds(
+            (t.prompt_tokens - t.cached_tokens) * per_day, t.completion_tokens * per_day, profile, t.model_class
+        )
+        / 3600.0
+    )
     peak_share = max(t.hourly) if t.hourly and sum(t.hourly) > 0 else 1.0 / DAY_HOURS
     peak = work * peak_share  # GPU-hours of work in the busiest hour
     needed = peak / utilisation
@@ -82,17 +86,24 @@ def fleet(t: Traffic, profile: StackProfile, utilisation: float, whole: int = 1)
     return Fleet(gpus, work, utilisation, observed, utilisation / peak if peak > 0 else 0.0)
 
 
-def self_hosted_slices(gpu_hours: float, econ: GpuHour, profile: StackProfile, licence: float,
-                       rental: float | None) -> dict[str, float]:
+def self_hosted_slices(
+    gpu_hours: float, econ: GpuHour, profile: StackProfile, licence: float, rental: float | None
+) -> dict[str, float]:
     """The waterfall of serving on GPUs: rented (``rental`` per GPU-hour, the cloud keeps its margin)
     or owned (``rental`` None: no cloud margin). The slices sum to what the operator pays."""
     chips = gpu_hours * econ.chips
     chip_margin = chips * profile.chips.vendor_gross_margin
-    return {"application_margin": 0.0, "paas_margin": 0.0, "model_lab": licence,
-            "iaas_margin": gpu_hours * (rental - econ.all_in) if rental is not None else 0.0,
-            "electricity": gpu_hours * econ.electricity, "colocation": gpu_hours * econ.colocation,
-            "other_capex": gpu_hours * econ.other_capex, "chip_vendor_cost": chips - chip_margin,
-            "chip_vendor_margin": chip_margin}
+    return {
+        "application_margin": 0.0,
+        "paas_margin": 0.0,
+        "model_lab": licence,
+        "iaas_margin": gpu_hours * (rental - econ.all_in) if rental is not None else 0.0,
+        "electricity": gpu_hours * econ.electricity,
+        "colocation": gpu_hours * econ.colocation,
+        "other_capex": gpu_hours * econ.other_capex,
+        "chip_vendor_cost": chips - chip_margin,
+        "chip_vendor_margin": chip_margin,
+    }
 
 
 def _per_mtok(cost: float | None, tokens: float) -> float | None:
@@ -107,7 +118,9 @@ def _option(cost_day: float | None, tokens_day: float, slices: dict[str, float] 
     return out
 
 
-def break_even(api_per_day: float, licence_per_day: float, unit_cost_per_day: float, unit_capacity: float) -> float | None:
+def break_even(
+    api_per_day: float, licence_per_day: float, unit_cost_per_day: float, unit_capacity: float
+) -> float | None:
     """The traffic scale (1 = observed) at which serving it yourself costs what the API charges.
 
     API cost is linear in scale (``api_per_day`` x s); the self-hosted cost is ``unit_cost_per_day``
@@ -132,14 +145,21 @@ def payback_deadline_years(api_per_year: float, own_per_year: float, years: floa
         return math.inf  # owning costs nothing (no traffic to serve): it always pays back
     if decline >= 1.0 - 1e-12:
         return math.inf if api_per_year * years >= need else None
-    avoided_now = api_per_year * (decline ** years - 1) / math.log(decline)  # integral of f^t from 0 to years
+    avoided_now = api_per_year * (decline**years - 1) / math.log(decline)  # integral of f^t from 0 to years
     if avoided_now < need:
         return None
     return math.log(need / avoided_now) / math.log(decline)
 
 
-def advise(t: Traffic, profile: StackProfile, *, utilisation: float | None = None, rental: float | None = None,
-           decline: float = 0.1, now: float = 0.0) -> dict[str, Any]:
+def advise(
+    t: Traffic,
+    profile: StackProfile,
+    *,
+    utilisation: float | None = None,
+    rental: float | None = None,
+    decline: float = 0.1,
+    now: float = 0.0,
+) -> dict[str, Any]:
     """Buy, rent and own for one model's traffic, with break-even, waterfalls and sensitivity."""
     util = utilisation if utilisation is not None else profile.utilisation
     econ = profile.economics()
@@ -148,12 +168,16 @@ def advise(t: Traffic, profile: StackProfile, *, utilisation: float | None = Non
     licence_day = tokens_day * profile.model_lab.licence_usd_per_mtok / 1e6
     api_day = t.api_cost_usd / t.days if t.api_cost_usd is not None else None
 
-    usage_day = Usage(prompt_tokens=round(t.prompt_tokens / t.days), completion_tokens=round(t.completion_tokens / t.days),
-                      cached_tokens=round(t.cached_tokens / t.days))
+    usage_day = Usage(
+        prompt_tokens=round(t.prompt_tokens / t.days),
+        completion_tokens=round(t.completion_tokens / t.days),
+        cached_tokens=round(t.cached_tokens / t.days),
+    )
     buy_slices = None
     if api_day is not None:
-        buy_slices = dict(attribute(usage_day, charge=api_day, api_cost=api_day, profile=profile,
-                                    model_class=t.model_class).slices)
+        buy_slices = dict(
+            attribute(usage_day, charge=api_day, api_cost=api_day, profile=profile, model_class=t.model_class).slices
+        )
     rented = fleet(t, profile, util)
     owned = fleet(t, profile, util, whole=profile.server.gpus_per_server)
     rent_day = rented.gpus * DAY_HOURS * rate + licence_day
@@ -177,32 +201,56 @@ def advise(t: Traffic, profile: StackProfile, *, utilisation: float | None = Non
     def at(util_cap: float, rate_: float) -> dict[str, float | None]:
         r = fleet(t, profile, util_cap)
         o = fleet(t, profile, util_cap, whole=profile.server.gpus_per_server)
-        return {"rent_usd_per_mtok": _per_mtok(r.gpus * DAY_HOURS * rate_ + licence_day, tokens_day),
-                "own_usd_per_mtok": _per_mtok(o.gpus * DAY_HOURS * econ.all_in + licence_day, tokens_day),
-                "rent_gpus": r.gpus, "own_gpus": o.gpus}
+        return {
+            "rent_usd_per_mtok": _per_mtok(r.gpus * DAY_HOURS * rate_ + licence_day, tokens_day),
+            "own_usd_per_mtok": _per_mtok(o.gpus * DAY_HOURS * econ.all_in + licence_day, tokens_day),
+            "rent_gpus": r.gpus,
+            "own_gpus": o.gpus,
+        }
 
     return {
-        "model": t.model, "model_class": t.model_class, "quality": t.quality, "self_hosted": t.self_hosted,
+        "model": t.model,
+        "model_class": t.model_class,
+        "quality": t.quality,
+        "self_hosted": t.self_hosted,
         "days": t.days,
-        "tokens_per_day": {"prompt": t.prompt_tokens / t.days, "cached": t.cached_tokens / t.days,
-                           "completion": t.completion_tokens / t.days, "total": tokens_day},
+        "tokens_per_day": {
+            "prompt": t.prompt_tokens / t.days,
+            "cached": t.cached_tokens / t.days,
+            "completion": t.completion_tokens / t.days,
+            "total": tokens_day,
+        },
         "hourly_share": list(t.hourly),
         "peak_hour_utc": max(range(len(t.hourly)), key=lambda h: t.hourly[h]) if t.hourly else None,
         "throughput": profile.throughput[t.model_class].model_dump(),
         "buy": _option(api_day, tokens_day, buy_slices, unpriced=api_day is None),
-        "rent": _option(rent_day, tokens_day, self_hosted_slices(rented.gpus * DAY_HOURS, econ, profile, licence_day, rate),
-                        gpus=rented.gpus, utilisation=rented.observed_utilisation, usd_per_gpu_hour=rate,
-                        break_even_tokens_per_day=be_rent * tokens_day if be_rent is not None else None,
-                        metered_usd_per_day=metered_day, metered_gpu_hours_per_day=work_hours),
-        "own": _option(own_day, tokens_day, self_hosted_slices(owned.gpus * DAY_HOURS, econ, profile, licence_day, None),
-                       gpus=owned.gpus, servers=owned.gpus // profile.server.gpus_per_server,
-                       utilisation=owned.observed_utilisation, usd_per_gpu_hour=econ.all_in,
-                       capex_usd=owned.gpus // profile.server.gpus_per_server * profile.server.capex_usd,
-                       break_even_tokens_per_day=be_own * tokens_day if be_own is not None else None,
-                       payback_deadline_years=deadline if deadline is None or math.isfinite(deadline) else None,
-                       payback_always=deadline == math.inf,
-                       buy_by=(now + deadline * 365.25 * 86400) if deadline is not None and math.isfinite(deadline)
-                       and deadline >= 0 else None),
+        "rent": _option(
+            rent_day,
+            tokens_day,
+            self_hosted_slices(rented.gpus * DAY_HOURS, econ, profile, licence_day, rate),
+            gpus=rented.gpus,
+            utilisation=rented.observed_utilisation,
+            usd_per_gpu_hour=rate,
+            break_even_tokens_per_day=be_rent * tokens_day if be_rent is not None else None,
+            metered_usd_per_day=metered_day,
+            metered_gpu_hours_per_day=work_hours,
+        ),
+        "own": _option(
+            own_day,
+            tokens_day,
+            self_hosted_slices(owned.gpus * DAY_HOURS, econ, profile, licence_day, None),
+            gpus=owned.gpus,
+            servers=owned.gpus // profile.server.gpus_per_server,
+            utilisation=owned.observed_utilisation,
+            usd_per_gpu_hour=econ.all_in,
+            capex_usd=owned.gpus // profile.server.gpus_per_server * profile.server.capex_usd,
+            break_even_tokens_per_day=be_own * tokens_day if be_own is not None else None,
+            payback_deadline_years=deadline if deadline is None or math.isfinite(deadline) else None,
+            payback_always=deadline == math.inf,
+            buy_by=(now + deadline * 365.25 * 86400)
+            if deadline is not None and math.isfinite(deadline) and deadline >= 0
+            else None,
+        ),
         "sensitivity": {
             "utilisation": [{"utilisation": u, **at(u, rate)} for u in UTILISATIONS],
             "rental": [{"usd_per_gpu_hour": rate * f, **at(util, rate * f)} for f in RENTAL_FACTORS],
@@ -211,5 +259,13 @@ def advise(t: Traffic, profile: StackProfile, *, utilisation: float | None = Non
     }
 
 
-__all__ = ["Fleet", "Traffic", "advise", "break_even", "fleet", "gpu_seconds", "payback_deadline_years",
-           "self_hosted_slices"]
+__all__ = [
+    "Fleet",
+    "Traffic",
+    "advise",
+    "break_even",
+    "fleet",
+    "gpu_seconds",
+    "payback_deadline_years",
+    "self_hosted_slices",
+]

@@ -23,8 +23,17 @@ from pricing.profiles import StackProfile
 from pricing.usage import Usage
 
 LAYERS = ("application", "paas", "model_lab", "iaas", "chips")
-SLICES = ("application_margin", "paas_margin", "model_lab", "iaas_margin", "electricity", "colocation",
-          "other_capex", "chip_vendor_cost", "chip_vendor_margin")
+SLICES = (
+    "application_margin",
+    "paas_margin",
+    "model_lab",
+    "iaas_margin",
+    "electricity",
+    "colocation",
+    "other_capex",
+    "chip_vendor_cost",
+    "chip_vendor_margin",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +62,18 @@ class Waterfall:
         return next(layer for layer in self.layers if layer.name == name)
 
     def as_dict(self) -> dict[str, object]:
-        return {"charge": self.charge, "api_cost": self.api_cost, "gpu_hours": self.gpu_hours,
-                "model_class": self.model_class, "serving": self.serving,
-                "layers": [{"name": x.name, "revenue": x.revenue, "cost": x.cost, "margin": x.margin,
-                            "estimated": x.estimated} for x in self.layers],
-                "slices": dict(self.slices)}
+        return {
+            "charge": self.charge,
+            "api_cost": self.api_cost,
+            "gpu_hours": self.gpu_hours,
+            "model_class": self.model_class,
+            "serving": self.serving,
+            "layers": [
+                {"name": x.name, "revenue": x.revenue, "cost": x.cost, "margin": x.margin, "estimated": x.estimated}
+                for x in self.layers
+            ],
+            "slices": dict(self.slices),
+        }
 
 
 def gpu_hours(usage: Usage, profile: StackProfile, model_class: str) -> float:
@@ -75,8 +91,15 @@ def self_hosted_cost(usage: Usage, profile: StackProfile, model_class: str) -> f
     return rent + usage.total_tokens * profile.model_lab.licence_usd_per_mtok / 1e6
 
 
-def attribute(usage: Usage, *, charge: float, api_cost: float | None, profile: StackProfile,
-              model_class: str, self_hosted: bool = False) -> Waterfall:
+def attribute(
+    usage: Usage,
+    *,
+    charge: float,
+    api_cost: float | None,
+    profile: StackProfile,
+    model_class: str,
+    self_hosted: bool = False,
+) -> Waterfall:
     """Split ``charge`` across the stack. ``api_cost`` is the upstream price of ``usage`` (None
     or ignored when self-hosted: the serving cost is then built from GPU-hours)."""
     econ = profile.economics()
@@ -117,17 +140,37 @@ def attribute(usage: Usage, *, charge: float, api_cost: float | None, profile: S
     # The application margin is the remainder, so the slices sum to the charge exactly; it
     # differs from charge - api_cost by float rounding only.
     slices = {"application_margin": charge - math.fsum(lower.values()), **lower}
-    return Waterfall(charge=charge, api_cost=api, gpu_hours=hours, model_class=model_class, serving=serving,
-                     layers=layers, slices=slices)
+    return Waterfall(
+        charge=charge,
+        api_cost=api,
+        gpu_hours=hours,
+        model_class=model_class,
+        serving=serving,
+        layers=layers,
+        slices=slices,
+    )
 
 
 def merge(parts: list[Waterfall]) -> Waterfall:
     """One waterfall for several calls of one request (a cascade): layers and slices add up."""
     if len(parts) == 1:
         return parts[0]
-    layers = tuple(Layer(name, sum(p.layer(name).revenue for p in parts), sum(p.layer(name).cost for p in parts),
-                         any(p.layer(name).estimated for p in parts)) for name in LAYERS)
+    layers = tuple(
+        Layer(
+            name,
+            sum(p.layer(name).revenue for p in parts),
+            sum(p.layer(name).cost for p in parts),
+            any(p.layer(name).estimated for p in parts),
+        )
+        for name in LAYERS
+    )
     slices = {k: math.fsum(p.slices[k] for p in parts) for k in SLICES}
-    return Waterfall(charge=math.fsum(p.charge for p in parts), api_cost=math.fsum(p.api_cost for p in parts),
-                     gpu_hours=sum(p.gpu_hours for p in parts), model_class=parts[-1].model_class,
-                     serving=parts[-1].serving, layers=layers, slices=slices)
+    return Waterfall(
+        charge=math.fsum(p.charge for p in parts),
+        api_cost=math.fsum(p.api_cost for p in parts),
+        gpu_hours=sum(p.gpu_hours for p in parts),
+        model_class=parts[-1].model_class,
+        serving=parts[-1].serving,
+        layers=layers,
+        slices=slices,
+    )

@@ -20,10 +20,16 @@ from typing import Any, Iterable, Mapping
 from pricing.usage import Usage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_TIER_RE = re.compile(r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|"
-                      r"cache_creation_input_token_cost)_above_(\d+)(k?)_tokens$")
-_TIER_FIELD = {"input_cost_per_token": "input", "output_cost_per_token": "output",
-               "cache_read_input_token_cost": "cache_read", "cache_creation_input_token_cost": "cache_write"}
+_TIER_RE = re.compile(
+    r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|"
+    r"cache_creation_input_token_cost)_above_(\d+)(k?)_tokens$"
+)
+_TIER_FIELD = {
+    "input_cost_per_token": "input",
+    "output_cost_per_token": "output",
+    "cache_read_input_token_cost": "cache_read",
+    "cache_creation_input_token_cost": "cache_write",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +86,9 @@ def _f(v: Any) -> float | None:
         return None
 
 
-def price_from_litellm_entry(entry: Mapping[str, Any], *, source: str, effective_from: datetime = EPOCH,
-                             rules: Mapping[str, Any] | None = None) -> ModelPrice | None:
+def price_from_litellm_entry(
+    entry: Mapping[str, Any], *, source: str, effective_from: datetime = EPOCH, rules: Mapping[str, Any] | None = None
+) -> ModelPrice | None:
     """A ModelPrice from one entry in litellm's map format; None when it has no token prices.
 
     ``rules`` are provider-level pricing rules (pricing/data/overrides.yaml ``providers``):
@@ -135,8 +142,13 @@ class PriceCatalog:
     _history: dict[str, list[ModelPrice]] = field(default_factory=dict)
 
     @classmethod
-    def from_documents(cls, price_map: Mapping[str, Any], overrides: Iterable[tuple[str, Mapping[str, Any]]] = (), *,
-                       source: str = "litellm") -> "PriceCatalog":
+    def from_documents(
+        cls,
+        price_map: Mapping[str, Any],
+        overrides: Iterable[tuple[str, Mapping[str, Any]]] = (),
+        *,
+        source: str = "litellm",
+    ) -> "PriceCatalog":
         """litellm's price map (its JSON, parsed), then each (name, overrides document) on top, in order."""
         cat = cls()
         docs = list(overrides)
@@ -164,11 +176,13 @@ class PriceCatalog:
                 if not isinstance(ver, Mapping):
                     raise PricingError(f"{where}: expected a mapping")
                 entry = dict(ver)
-                for per_m, per_tok in (("input_per_mtok", "input_cost_per_token"),
-                                       ("output_per_mtok", "output_cost_per_token"),
-                                       ("cache_read_per_mtok", "cache_read_input_token_cost"),
-                                       ("cache_write_per_mtok", "cache_creation_input_token_cost"),
-                                       ("reasoning_per_mtok", "output_cost_per_reasoning_token")):
+                for per_m, per_tok in (
+                    ("input_per_mtok", "input_cost_per_token"),
+                    ("output_per_mtok", "output_cost_per_token"),
+                    ("cache_read_per_mtok", "cache_read_input_token_cost"),
+                    ("cache_write_per_mtok", "cache_creation_input_token_cost"),
+                    ("reasoning_per_mtok", "output_cost_per_reasoning_token"),
+                ):
                     if per_m in entry:
                         entry[per_tok] = float(entry.pop(per_m)) / 1e6
                 when = _parse_date(entry.pop("effective_from", EPOCH), where)
@@ -214,15 +228,23 @@ class PriceCatalog:
         return hist[idx - 1] if idx else None
 
 
-def estimate_usd(price: ModelPrice, prompt_tokens: int, output_tokens: int, cached_tokens: int = 0,
-                 reasoning: int = 0) -> float:
+def estimate_usd(
+    price: ModelPrice, prompt_tokens: int, output_tokens: int, cached_tokens: int = 0, reasoning: int = 0
+) -> float:
     """``cost_of(...).total`` for an estimate, without building the cost lines when nothing but the
     input and output rates applies (the routing decision prices every candidate this way).
     ``reasoning``: reasoning tokens billed on top of the ``output_tokens`` of the visible answer."""
     if not price.tiers and not cached_tokens and not reasoning:
         return prompt_tokens * price.input + output_tokens * price.output
-    return cost_of(Usage(prompt_tokens, output_tokens + reasoning, cached_tokens=min(cached_tokens, prompt_tokens),
-                         reasoning_tokens=reasoning), price).total
+    return cost_of(
+        Usage(
+            prompt_tokens,
+            output_tokens + reasoning,
+            cached_tokens=min(cached_tokens, prompt_tokens),
+            reasoning_tokens=reasoning,
+        ),
+        price,
+    ).total
 
 
 def cost_of(usage: Usage, price: ModelPrice) -> Cost:

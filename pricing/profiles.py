@@ -73,7 +73,9 @@ class StackProfile(_M):
     @model_validator(mode="after")
     def _consistent(self) -> "StackProfile":
         if self.chips.unit_price_usd * self.server.gpus_per_server > self.server.capex_usd:
-            raise ValueError("the accelerators alone cost more than the whole server (chips.unit_price_usd x gpus_per_server > capex_usd)")
+            raise ValueError(
+                "the accelerators alone cost more than the whole server (chips.unit_price_usd x gpus_per_server > capex_usd)"
+            )
         for rule in self.model_classes:
             if rule.model_class not in self.throughput:
                 raise ValueError(f"model class '{rule.model_class}' has no throughput entry")
@@ -83,8 +85,12 @@ class StackProfile(_M):
         for rule in self.model_classes:
             if rule.match is not None and fnmatch.fnmatchcase(model, rule.match):
                 return rule.model_class
-            if (rule.match is None and rule.max_output_usd_per_mtok is not None and output_usd_per_mtok is not None
-                    and output_usd_per_mtok <= rule.max_output_usd_per_mtok):
+            if (
+                rule.match is None
+                and rule.max_output_usd_per_mtok is not None
+                and output_usd_per_mtok is not None
+                and output_usd_per_mtok <= rule.max_output_usd_per_mtok
+            ):
                 return rule.model_class
         return next(reversed(self.throughput))  # the last class listed: the most expensive to serve
 
@@ -95,10 +101,16 @@ class StackProfile(_M):
         chips = self.chips.unit_price_usd / hours
         electricity = s.kw_per_gpu * s.pue * d.electricity_usd_per_kwh
         colocation = s.kw_per_gpu * d.colocation_usd_per_kw_month / HOURS_PER_MONTH
-        return GpuHour(depreciation=depreciation, chips=chips, other_capex=depreciation - chips,
-                       electricity=electricity, colocation=colocation,
-                       all_in=depreciation + electricity + colocation, rental=self.rental_usd_per_gpu_hour,
-                       chip_vendor_margin=chips * self.chips.vendor_gross_margin)
+        return GpuHour(
+            depreciation=depreciation,
+            chips=chips,
+            other_capex=depreciation - chips,
+            electricity=electricity,
+            colocation=colocation,
+            all_in=depreciation + electricity + colocation,
+            rental=self.rental_usd_per_gpu_hour,
+            chip_vendor_margin=chips * self.chips.vendor_gross_margin,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,12 +135,22 @@ class GpuHour:
         return self.iaas_margin / self.rental
 
     def as_dict(self) -> dict[str, float]:
-        return {"depreciation": self.depreciation, "chips": self.chips, "other_capex": self.other_capex,
-                "electricity": self.electricity, "colocation": self.colocation, "all_in": self.all_in,
-                "rental": self.rental, "iaas_margin": self.iaas_margin, "iaas_gross_margin": self.iaas_gross_margin,
-                "chip_vendor_margin": self.chip_vendor_margin}
+        return {
+            "depreciation": self.depreciation,
+            "chips": self.chips,
+            "other_capex": self.other_capex,
+            "electricity": self.electricity,
+            "colocation": self.colocation,
+            "all_in": self.all_in,
+            "rental": self.rental,
+            "iaas_margin": self.iaas_margin,
+            "iaas_gross_margin": self.iaas_gross_margin,
+            "chip_vendor_margin": self.chip_vendor_margin,
+        }
 
 
 def profiles_from_doc(doc: dict[str, Any]) -> dict[str, StackProfile]:
     """Stack profiles by name from a profiles document (``pricing.loaders.load_profiles`` reads the file)."""
-    return {name: StackProfile.model_validate({"name": name, **body}) for name, body in (doc.get("profiles") or {}).items()}
+    return {
+        name: StackProfile.model_validate({"name": name, **body}) for name, body in (doc.get("profiles") or {}).items()
+    }

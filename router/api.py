@@ -30,8 +30,7 @@ async def read_json(request: Request, limit: int) -> Any:
     arrive is the server's business (``server.body_timeout``, router/http.py), not a timer here."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise APIError(413, f"Request body too large: {length} bytes (the limit is {limit}).",
-                       code="request_too_large")
+        raise APIError(413, f"Request body too large: {length} bytes (the limit is {limit}).", code="request_too_large")
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -40,15 +39,19 @@ async def read_json(request: Request, limit: int) -> Any:
                 raise APIError(413, f"Request body too large (the limit is {limit} bytes).", code="request_too_large")
             chunks.append(chunk)
     except ClientDisconnect:
-        raise APIError(499, "The client went away before its request body arrived.", code="client_disconnected") from None
+        raise APIError(
+            499, "The client went away before its request body arrived.", code="client_disconnected"
+        ) from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.", code="invalid_body")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise invalid_request("We could not parse the JSON body of your request: it is not valid JSON (or not UTF-8).",
-                              code="invalid_json") from None
+        raise invalid_request(
+            "We could not parse the JSON body of your request: it is not valid JSON (or not UTF-8).",
+            code="invalid_json",
+        ) from None
     check_depth(body, raw.count(b"[") + raw.count(b"{"))
     return body
 
@@ -58,15 +61,22 @@ def json_response(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type=_JSON)
 
 
-def tenant_scoped(view: Callable[[Request, str | None], Awaitable[Response]], principal: Callable[[Request], Any],
-                  admin: Callable[[Request], None], *, as_admin: bool) -> Callable[[Request], Awaitable[Response]]:
+def tenant_scoped(
+    view: Callable[[Request, str | None], Awaitable[Response]],
+    principal: Callable[[Request], Any],
+    admin: Callable[[Request], None],
+    *,
+    as_admin: bool,
+) -> Callable[[Request], Awaitable[Response]]:
     """A route for ``view(request, tenant)``: a tenant key sees its own tenant; the admin key (as_admin)
     every tenant (None). The usage API and the dashboard's insights each answer both ways."""
+
     async def route(request: Request) -> Response:
         if as_admin:
             admin(request)
             return await view(request, None)
         return await view(request, principal(request).tenant)
+
     return route
 
 
@@ -95,9 +105,13 @@ class Api:
         client = self.client_of(request, token)
         wait = self.throttle.blocked(client, time.monotonic())
         if wait:
-            raise APIError(429, "Too many failed authentication attempts with this key from this address; "
-                           "try again later.", type="rate_limit_error", code="auth_rate_limited",
-                           headers={"retry-after": str(int(wait) + 1)})
+            raise APIError(
+                429,
+                "Too many failed authentication attempts with this key from this address; try again later.",
+                type="rate_limit_error",
+                code="auth_rate_limited",
+                headers={"retry-after": str(int(wait) + 1)},
+            )
         return client
 
     def failed(self, request: Request, token: str, client: tuple[str, str] | None) -> None:
@@ -124,8 +138,12 @@ class Api:
             raise authentication_error("Admin endpoints need 'Authorization: Bearer <admin key>'.")
         if not self.svc.keys.is_admin(token):
             if self.svc.keys.authenticate(token) is not None:
-                raise APIError(403, "This endpoint needs the admin key; a tenant key cannot use it.",
-                               type="permission_error", code="admin_only")
+                raise APIError(
+                    403,
+                    "This endpoint needs the admin key; a tenant key cannot use it.",
+                    type="permission_error",
+                    code="admin_only",
+                )
             self.failed(request, token, client)
             raise authentication_error()
 
@@ -156,20 +174,26 @@ class Api:
         who = self.principal(request)
         body = await read_json(request, self.server.max_body_bytes)
         validate_embeddings(body)
-        return await self.svc.gateway.unary(who, body, request.state.request_id, endpoint="embeddings",
-                                            tags=request.headers.get("x-switchyard-tags"))
+        return await self.svc.gateway.unary(
+            who, body, request.state.request_id, endpoint="embeddings", tags=request.headers.get("x-switchyard-tags")
+        )
 
     def surface_route(self, kind: type[Surface]) -> Any:
         """A route for one API surface: its body adapted to a chat request, its answers and errors in its shape."""
+
         async def serve(request: Request) -> Response:
             try:
                 return await self._surface(kind, request)
             except APIError as exc:
                 return kind.error(exc)
+
         return serve
 
     async def _surface(self, kind: type[Surface], request: Request) -> Response:
-        svc, limits = self.svc, {"max_messages": self.server.max_messages, "max_tokens_limit": self.server.max_tokens_limit}
+        svc, limits = (
+            self.svc,
+            {"max_messages": self.server.max_messages, "max_tokens_limit": self.server.max_tokens_limit},
+        )
         who = self.principal(request)
         body = await read_json(request, self.server.max_body_bytes)
         if not isinstance(body, dict):
@@ -196,8 +220,11 @@ class Api:
         """Anthropic's ``/v1/messages/count_tokens``: the prompt's tokens, counted here."""
         try:
             who = self.principal(request)
-            model, chat = count_tokens(await read_json(request, self.server.max_body_bytes),
-                                       max_messages=self.server.max_messages, max_tokens_limit=self.server.max_tokens_limit)
+            model, chat = count_tokens(
+                await read_json(request, self.server.max_body_bytes),
+                max_messages=self.server.max_messages,
+                max_tokens_limit=self.server.max_tokens_limit,
+            )
             if not self.svc.planner.knows(model) or (who.models is not None and model not in who.models):
                 raise model_not_found(model)
             n = self.svc.meter.tokenizer.count_messages(model, chat["messages"], chat.get("tools"))
@@ -208,23 +235,32 @@ class Api:
     # -- stored responses, models ----------------------------------------------------------------------
     def stored_responses(self) -> ResponseStore:
         if self.svc.responses is None or not self.svc.responses.enabled:
-            raise APIError(404, "This gateway stores no responses (storage.responses_retention_days is 0).",
-                           code="response_not_found")
+            raise APIError(
+                404,
+                "This gateway stores no responses (storage.responses_retention_days is 0).",
+                code="response_not_found",
+            )
         return self.svc.responses
 
     async def get_response(self, request: Request, response_id: str) -> Response:
         who = self.principal(request)
         found = await self.stored_responses().get(response_id, who.tenant, time.time())
         if found is None:
-            raise APIError(404, f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
-                           code="response_not_found")
+            raise APIError(
+                404,
+                f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
+                code="response_not_found",
+            )
         return json_response(found[0])
 
     async def delete_response(self, request: Request, response_id: str) -> Response:
         who = self.principal(request)
         if not await self.stored_responses().delete(response_id, who.tenant):
-            raise APIError(404, f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
-                           code="response_not_found")
+            raise APIError(
+                404,
+                f"No response with id '{response_id[:64]}' is stored for this key's tenant.",
+                code="response_not_found",
+            )
         return json_response({"id": response_id, "object": "response", "deleted": True})
 
     def _model_obj(self, name: str) -> dict[str, Any]:
@@ -250,7 +286,9 @@ class Api:
 
     async def readyz(self) -> Response:
         status, checks, degraded = await self.svc.readiness()
-        return json_response({"status": status, "checks": checks, "degraded": degraded}, 503 if status == "not_ready" else 200)
+        return json_response(
+            {"status": status, "checks": checks, "degraded": degraded}, 503 if status == "not_ready" else 200
+        )
 
     async def metrics(self) -> Response:
         return Response(self.svc.metrics.render(), media_type=self.svc.metrics.content_type)
@@ -261,8 +299,11 @@ class Api:
             n = self.svc.reload_catalog()
         except Exception as exc:  # a bad price file keeps the old catalog
             await self.svc.audit("admin", "pricing.reload", None, {"ok": False})
-            raise APIError(400, f"The price files could not be loaded; the previous catalog stays: {str(exc)[:300]}",
-                           code="invalid_pricing") from None
+            raise APIError(
+                400,
+                f"The price files could not be loaded; the previous catalog stays: {str(exc)[:300]}",
+                code="invalid_pricing",
+            ) from None
         await self.svc.audit("admin", "pricing.reload", None, {"ok": True, "models": n})
         return json_response({"status": "reloaded", "models": n})
 
@@ -272,9 +313,14 @@ class Api:
         ok, problems = store.reload()
         await self.svc.audit("admin", "policies.reload", None, {"ok": ok, "version": store.version})
         if not ok:
-            raise APIError(400, "The policy files were rejected; the previous policies stay: " + " | ".join(problems)[:2000],
-                           code="invalid_policy")
-        return json_response({"status": "reloaded", "version": store.version, "policies": [x.policy.name for x in store.loaded]})
+            raise APIError(
+                400,
+                "The policy files were rejected; the previous policies stay: " + " | ".join(problems)[:2000],
+                code="invalid_policy",
+            )
+        return json_response(
+            {"status": "reloaded", "version": store.version, "policies": [x.policy.name for x in store.loaded]}
+        )
 
     async def reload_keys(self, request: Request) -> Response:
         self.admin(request)
@@ -285,9 +331,20 @@ class Api:
     async def list_policies(self, request: Request) -> Response:
         self.admin(request)
         store = self.svc.policies
-        return json_response({"version": store.version, "policies": [
-            {"name": x.policy.name, "source": x.source, "bind": x.policy.bind.model_dump(),
-             "objective": x.policy.objective.model_dump(by_alias=True)} for x in store.loaded]})
+        return json_response(
+            {
+                "version": store.version,
+                "policies": [
+                    {
+                        "name": x.policy.name,
+                        "source": x.source,
+                        "bind": x.policy.bind.model_dump(),
+                        "objective": x.policy.objective.model_dump(by_alias=True),
+                    }
+                    for x in store.loaded
+                ],
+            }
+        )
 
     async def list_alerts(self, request: Request) -> Response:
         self.admin(request)
@@ -302,15 +359,20 @@ class Api:
     async def list_deployments(self, request: Request) -> Response:
         self.admin(request)
         svc = self.svc
-        return json_response({"routing_strategy": svc.config.server.routing_strategy, "data": [
-            svc.registry.describe(d, svc.gateway.health.state(d.id)) for d in svc.registry.deployments]})
+        return json_response(
+            {
+                "routing_strategy": svc.config.server.routing_strategy,
+                "data": [svc.registry.describe(d, svc.gateway.health.state(d.id)) for d in svc.registry.deployments],
+            }
+        )
 
     async def feedback(self, request: Request) -> Response:
         who = self.principal(request)
         body = await read_json(request, 64 * 1024)
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
-            raise invalid_request("Send {\"request_id\": \"...\", \"score\": 0..1}.", param="request_id",
-                                  code="missing_required_parameter")
+            raise invalid_request(
+                'Send {"request_id": "...", "score": 0..1}.', param="request_id", code="missing_required_parameter"
+            )
         clean_text(body["request_id"], "request_id", 128)
         score = body.get("score")
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
@@ -331,21 +393,41 @@ class Api:
         for prefix in ("/v1", ""):  # the model routes also answer without /v1, as OpenAI's clients may ask
             doc = prefix == "/v1"
             for name, handler in self.model_routes.items():
-                body = bodies["ChatRequest" if name == "chat/completions" else "EmbeddingsRequest" if name == "embeddings"
-                              else SURFACES[name].__name__]
-                app.add_api_route(f"{prefix}/{name}", handler, methods=["POST"], include_in_schema=doc, openapi_extra=body)
-            app.add_api_route(prefix + "/responses/{response_id}", self.get_response, methods=["GET"], include_in_schema=doc)
-            app.add_api_route(prefix + "/responses/{response_id}", self.delete_response, methods=["DELETE"],
-                              include_in_schema=doc)
-            app.add_api_route(f"{prefix}/messages/count_tokens", self.count_message_tokens, methods=["POST"],
-                              include_in_schema=doc, openapi_extra=bodies["Messages"])
+                body = bodies[
+                    "ChatRequest"
+                    if name == "chat/completions"
+                    else "EmbeddingsRequest"
+                    if name == "embeddings"
+                    else SURFACES[name].__name__
+                ]
+                app.add_api_route(
+                    f"{prefix}/{name}", handler, methods=["POST"], include_in_schema=doc, openapi_extra=body
+                )
+            app.add_api_route(
+                prefix + "/responses/{response_id}", self.get_response, methods=["GET"], include_in_schema=doc
+            )
+            app.add_api_route(
+                prefix + "/responses/{response_id}", self.delete_response, methods=["DELETE"], include_in_schema=doc
+            )
+            app.add_api_route(
+                f"{prefix}/messages/count_tokens",
+                self.count_message_tokens,
+                methods=["POST"],
+                include_in_schema=doc,
+                openapi_extra=bodies["Messages"],
+            )
             app.add_api_route(f"{prefix}/models", self.list_models, methods=["GET"], include_in_schema=doc)
             app.add_api_route(prefix + "/models/{model:path}", self.get_model, methods=["GET"], include_in_schema=doc)
         for path, method, handler in (
-                ("/healthz", "GET", self.healthz), ("/readyz", "GET", self.readyz), ("/metrics", "GET", self.metrics),
-                ("/admin/pricing/reload", "POST", self.reload_pricing),
-                ("/admin/policies/reload", "POST", self.reload_policies),
-                ("/admin/keys/reload", "POST", self.reload_keys), ("/admin/policies", "GET", self.list_policies),
-                ("/admin/alerts", "GET", self.list_alerts), ("/admin/deployments", "GET", self.list_deployments),
-                ("/v1/feedback", "POST", self.feedback)):
+            ("/healthz", "GET", self.healthz),
+            ("/readyz", "GET", self.readyz),
+            ("/metrics", "GET", self.metrics),
+            ("/admin/pricing/reload", "POST", self.reload_pricing),
+            ("/admin/policies/reload", "POST", self.reload_policies),
+            ("/admin/keys/reload", "POST", self.reload_keys),
+            ("/admin/policies", "GET", self.list_policies),
+            ("/admin/alerts", "GET", self.list_alerts),
+            ("/admin/deployments", "GET", self.list_deployments),
+            ("/v1/feedback", "POST", self.feedback),
+        ):
             app.add_api_route(path, handler, methods=[method])

@@ -77,14 +77,19 @@ def error_response(request: Request, exc: Exception) -> Response:
         if exc.status_code == 404:
             return not_found(request.url.path).response()
         if exc.status_code == 405:
-            return APIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
-                            code="method_not_allowed").response()
+            return APIError(
+                405, f"Method {request.method} is not allowed on {request.url.path}.", code="method_not_allowed"
+            ).response()
         return APIError(exc.status_code, str(exc.detail)[:200]).response()
     # never a stack trace or internal detail in the answer; the request id finds the log line
     rid = request.scope.get("state", {}).get("request_id", "?")
     log.error("internal error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
-    return APIError(500, "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
-                    type="api_error", code="internal_error").response()
+    return APIError(
+        500,
+        "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
+        type="api_error",
+        code="internal_error",
+    ).response()
 
 
 class ModelRoutes:
@@ -176,8 +181,9 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     api = Api(svc)
     bodies = request_body_schemas()
     api.register(app, bodies)
-    app.model_routes.update({("POST", f"{prefix}/{name}"): handler for prefix in ("/v1", "")
-                             for name, handler in api.model_routes.items()})
+    app.model_routes.update(
+        {("POST", f"{prefix}/{name}"): handler for prefix in ("/v1", "") for name, handler in api.model_routes.items()}
+    )
     add_usage_routes(app, svc, api.principal, api.admin)
     add_key_routes(app, svc, api.admin, read_json, api.manager)
     add_dashboard_routes(app, svc, api.principal, api.admin)
@@ -200,8 +206,13 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app.openapi = openapi  # type: ignore[method-assign]
 
     if cfg.server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                           allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cfg.server.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+            expose_headers=["x-request-id"],
+        )
     return app
 
 
@@ -214,13 +225,22 @@ def request_body_schemas() -> dict[str, Any]:
     from router.surfaces.responses import ResponsesRequest
 
     out: dict[str, Any] = {"$defs": {}}
-    for model, alias in ((ChatRequest, None), (EmbeddingsRequest, None), (CompletionsRequest, "Completions"),
-                         (MessagesRequest, "Messages"), (ResponsesRequest, "Responses")):
+    for model, alias in (
+        (ChatRequest, None),
+        (EmbeddingsRequest, None),
+        (CompletionsRequest, "Completions"),
+        (MessagesRequest, "Messages"),
+        (ResponsesRequest, "Responses"),
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out["$defs"].update(schema.pop("$defs", {}))
         out["$defs"][model.__name__] = schema
-        out[model.__name__] = {"requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+        out[model.__name__] = {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            }
+        }
         if alias:
             out[alias] = out[model.__name__]
     return out

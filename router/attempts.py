@@ -32,17 +32,30 @@ def final_error(requested: str, attempts: Attempts, deadline_s: float | None = N
     err = attempts.last_error
     n = len(attempts.items)
     if deadline_s is not None:
-        return APIError(504, f"The request's deadline of {deadline_s:g} s passed after {n} attempt(s) for '{requested}'.",
-                        type="api_error", code="deadline_exceeded")
+        return APIError(
+            504,
+            f"The request's deadline of {deadline_s:g} s passed after {n} attempt(s) for '{requested}'.",
+            type="api_error",
+            code="deadline_exceeded",
+        )
     if err is None:
         return APIError(503, f"No deployment could serve '{requested}'.", type="api_error", code="no_deployment")
     if not err.retryable:
         return APIError(err.status, err.message, type="invalid_request_error", code="upstream_rejected")
     if isinstance(err, UpstreamRateLimited):
-        return APIError(429, f"Every deployment for '{requested}' is rate limited ({n} tried); retry later.",
-                        type="rate_limit_error", code="upstream_rate_limited",
-                        headers={"retry-after": str(int(err.retry_after or 1))})
+        return APIError(
+            429,
+            f"Every deployment for '{requested}' is rate limited ({n} tried); retry later.",
+            type="rate_limit_error",
+            code="upstream_rate_limited",
+            headers={"retry-after": str(int(err.retry_after or 1))},
+        )
     # an overloaded or unavailable upstream: tell the client when to come back, as the provider did
     retry = {"retry-after": str(max(1, int(err.retry_after or 1)))} if err.status == 503 else None
-    return APIError(err.status, f"Upstream failure for '{requested}' after {n} attempt(s): {err.message}.",
-                    type="api_error", code=f"upstream_{err.kind}", headers=retry)
+    return APIError(
+        err.status,
+        f"Upstream failure for '{requested}' after {n} attempt(s): {err.message}.",
+        type="api_error",
+        code=f"upstream_{err.kind}",
+        headers=retry,
+    )

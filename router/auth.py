@@ -79,8 +79,13 @@ class KeyStore:
         self._admin = _parse_hash(admin_hash) if admin_hash else None
 
     @classmethod
-    def build(cls, keys: Iterable[Mapping[str, Any]], tenants: Mapping[str, frozenset[str] | None],
-              resolve: Callable[[str], str | None], admin_hash: str | None) -> "KeyStore":
+    def build(
+        cls,
+        keys: Iterable[Mapping[str, Any]],
+        tenants: Mapping[str, frozenset[str] | None],
+        resolve: Callable[[str], str | None],
+        admin_hash: str | None,
+    ) -> "KeyStore":
         """Keys as mappings (id, tenant, hash or key reference, models, revoked; for keys issued over
         HTTP also expires_at, previous_hash and previous_until, and their limits as ``rules``)."""
         entries = []
@@ -90,11 +95,23 @@ class KeyStore:
             else:
                 salt, digest = _parse_hash(hash_key(resolve(k["key"]) or ""))
             models = frozenset(k["models"]) if k.get("models") is not None else tenants.get(k["tenant"])
-            previous = (*_parse_hash(k["previous_hash"]), float(k["previous_until"])) \
-                if k.get("previous_hash") and k.get("previous_until") else None
-            entries.append(_Entry(Principal(k["tenant"], k["id"], models, rules=k.get("rules"),
-                                            tenant_admin=bool(k.get("tenant_admin"))), salt, digest,
-                                  bool(k.get("revoked")), k.get("expires_at"), previous))
+            previous = (
+                (*_parse_hash(k["previous_hash"]), float(k["previous_until"]))
+                if k.get("previous_hash") and k.get("previous_until")
+                else None
+            )
+            entries.append(
+                _Entry(
+                    Principal(
+                        k["tenant"], k["id"], models, rules=k.get("rules"), tenant_admin=bool(k.get("tenant_admin"))
+                    ),
+                    salt,
+                    digest,
+                    bool(k.get("revoked")),
+                    k.get("expires_at"),
+                    previous,
+                )
+            )
         return cls(entries, admin_hash)
 
     @staticmethod
@@ -106,7 +123,7 @@ class KeyStore:
             return None
         now = time.time()
         if token.startswith(PREFIX) and "." in token:
-            entry = self._by_id.get(token[len(PREFIX):].split(".", 1)[0])
+            entry = self._by_id.get(token[len(PREFIX) :].split(".", 1)[0])
             if entry is not None:
                 return entry.principal if entry.accepts(token, now) else None
         for entry in self._unindexed:
@@ -132,7 +149,7 @@ def key_prefix(token: str) -> str:
     """What a failure is counted under besides the address: a Switchyard key's id, else the token's
     first twelve characters, so that one client's failures never lock out a different key."""
     if token.startswith(PREFIX) and "." in token:
-        return token[len(PREFIX):].split(".", 1)[0][:40]
+        return token[len(PREFIX) :].split(".", 1)[0][:40]
     return token[:12]
 
 

@@ -40,7 +40,9 @@ class Load:
         self.latency: dict[str, float] = {}
         self.window = _minute(clock())
         self.mine: dict[str, list[int]] = {}  # this replica's [requests, tokens] this minute, not yet synced
-        self.others: dict[str, list[int]] = {}  # every replica's totals as of the last sync (this one's synced part included)
+        self.others: dict[
+            str, list[int]
+        ] = {}  # every replica's totals as of the last sync (this one's synced part included)
 
     def _roll(self) -> None:
         now = _minute(self.clock())
@@ -183,5 +185,10 @@ class LowestUsage(Balancer):
 
 BALANCERS: dict[str, type[Balancer]] = {b.name: b for b in (Weighted, LeastBusy, LowestLatency, LowestUsage)}
 # LiteLLM's router_settings.routing_strategy names -> Switchyard's
-LITELLM_STRATEGIES = {"simple-shuffle": "weighted", "least-busy": "least-busy", "latency-based-routing": "latency",
-                      "usage-based-routing": "usage", "usage-based-routing-v2": "usage"}
+LITELLM_STRATEGIES = {
+    "simple-shuffle": "weighted",
+    "least-busy": "least-busy",
+    "latency-based-routing": "latency",
+    "usage-based-routing": "usage",
+    "usage-based-routing-v2": "usage",
+}

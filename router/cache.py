@@ -60,8 +60,9 @@ class ResponseCache:
     def wanted(self, key_id: str, body: Mapping[str, Any], policy: str | None) -> bool:
         """Whether this request is cached: opted in by model, key or policy, and deterministic."""
         flag = body.get("cache")
-        if flag is False or not (body.get("model") in self.models or key_id in self.keys
-                                 or (policy is not None and policy in self.policies)):
+        if flag is False or not (
+            body.get("model") in self.models or key_id in self.keys or (policy is not None and policy in self.policies)
+        ):
             return False
         return flag is True or body.get("temperature") == 0
 
@@ -117,11 +118,17 @@ def cached_answer(gw: "Gateway", ex: "Exchange", hit: dict[str, Any]) -> Respons
     ex.saved_usd = hit.get("cost_usd")
     ex.dep, ex.status = dep, 200
     answer = {**hit["answer"], "id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
-    headers = {"x-switchyard-model": hit["model"], "x-switchyard-provider": hit["provider"],
-               "x-switchyard-attempts": "0", "x-switchyard-cache": "hit", "x-switchyard-cost-usd": ex.cached.header(),
-               "x-switchyard-charge-usd": ex.cached.charge_header(), "x-switchyard-usage-source": "cache",
-               "x-switchyard-saved-usd": "unpriced" if ex.saved_usd is None else f"{ex.saved_usd:.10f}",
-               **(ex.ticket.headers if ex.ticket is not None else {})}
+    headers = {
+        "x-switchyard-model": hit["model"],
+        "x-switchyard-provider": hit["provider"],
+        "x-switchyard-attempts": "0",
+        "x-switchyard-cache": "hit",
+        "x-switchyard-cost-usd": ex.cached.header(),
+        "x-switchyard-charge-usd": ex.cached.charge_header(),
+        "x-switchyard-usage-source": "cache",
+        "x-switchyard-saved-usd": "unpriced" if ex.saved_usd is None else f"{ex.saved_usd:.10f}",
+        **(ex.ticket.headers if ex.ticket is not None else {}),
+    }
     if not ex.stream:
         return Response(orjson.dumps(answer), media_type="application/json", headers=headers)
     ex.first_chunk_at = time.perf_counter()
@@ -129,18 +136,29 @@ def cached_answer(gw: "Gateway", ex: "Exchange", hit: dict[str, Any]) -> Respons
     enc = ChatEncoder(answer["id"], answer["created"], answer["model"], client_usage)
 
     async def replay() -> AsyncIterator[bytes]:
-        base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"],
-                "model": answer["model"]}
+        base = {
+            "id": answer["id"],
+            "object": "chat.completion.chunk",
+            "created": answer["created"],
+            "model": answer["model"],
+        }
         for ch in answer.get("choices") or ():
             msg = ch.get("message") or {}
             delta = {"role": "assistant", "content": msg.get("content")}
             if msg.get("tool_calls"):
                 delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(msg["tool_calls"])]
             yield enc.chunk({**base, "choices": [{"index": ch.get("index", 0), "delta": delta, "finish_reason": None}]})
-            yield enc.chunk({**base, "choices": [{"index": ch.get("index", 0), "delta": {},
-                                                  "finish_reason": ch.get("finish_reason") or "stop"}]})
-        yield enc.end(usage.to_openai(), {"cost_usd": 0.0, "charge_usd": 0.0, "usage_source": "cache",
-                                          "saved_usd": ex.saved_usd})
+            yield enc.chunk(
+                {
+                    **base,
+                    "choices": [
+                        {"index": ch.get("index", 0), "delta": {}, "finish_reason": ch.get("finish_reason") or "stop"}
+                    ],
+                }
+            )
+        yield enc.end(
+            usage.to_openai(), {"cost_usd": 0.0, "charge_usd": 0.0, "usage_source": "cache", "saved_usd": ex.saved_usd}
+        )
 
     return SSEResponse(replay(), headers=headers)
 
@@ -150,8 +168,14 @@ def keep(gw: "Gateway", ex: "Exchange", dep: "Deployment", out: dict[str, Any], 
     cache = gw.cache
     if cache is None or ex.cache_key is None:
         return
-    entry = {"answer": out, "usage": out.get("usage"), "cost_usd": priced.cost_usd, "model": dep.model_name,
-             "provider": dep.provider, "deployment": dep.id}
+    entry = {
+        "answer": out,
+        "usage": out.get("usage"),
+        "cost_usd": priced.cost_usd,
+        "model": dep.model_name,
+        "provider": dep.provider,
+        "deployment": dep.id,
+    }
     task = asyncio.get_running_loop().create_task(cache.put(ex.cache_key, entry))
     cache.writes.add(task)
     task.add_done_callback(cache.writes.discard)

@@ -20,8 +20,10 @@ def answer_text(body: dict[str, Any]) -> str:
 
 def answer_of(body: dict[str, Any]) -> Answer:
     lp = ((body.get("choices") or [{}])[0].get("logprobs") or {}).get("content") or []
-    return Answer(answer_text(body), [t["logprob"] for t in lp if isinstance(t, dict)
-                                      and isinstance(t.get("logprob"), (int, float))])
+    return Answer(
+        answer_text(body),
+        [t["logprob"] for t in lp if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))],
+    )
 
 
 def conversation(body: dict[str, Any]) -> str:

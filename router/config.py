@@ -42,38 +42,71 @@ class LiteLLMParams(BaseModel):
     """How to reach one deployment. Extra keys are provider parameters (or simulated knobs)."""
 
     model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, description="provider/name, e.g. openai/gpt-4o, anthropic/claude-3-5-haiku, simulated/mid")
+    model: str = Field(
+        min_length=1, description="provider/name, e.g. openai/gpt-4o, anthropic/claude-3-5-haiku, simulated/mid"
+    )
     api_base: str | None = None
     api_key: str | None = None
     api_version: str | None = None
     timeout: float = Field(default=600.0, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
-    backend: str = Field(default="auto", description="the backend kind that calls this deployment: openai (OpenAI-"
-                         "compatible servers, called directly), litellm (any provider litellm speaks), simulated; auto: "
-                         "simulated for simulated/, openai for the OpenAI-compatible providers, litellm otherwise")
+    backend: str = Field(
+        default="auto",
+        description="the backend kind that calls this deployment: openai (OpenAI-"
+        "compatible servers, called directly), litellm (any provider litellm speaks), simulated; auto: "
+        "simulated for simulated/, openai for the OpenAI-compatible providers, litellm otherwise",
+    )
     pass_through_fields: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
-        default_factory=list, description="request fields beyond OpenAI's own that reach this deployment "
-        "(e.g. top_k); everything else a client sends that the API does not define is dropped")
-    weight: float = Field(default=1.0, gt=0, le=1000, description="share of the model's traffic among its "
-                          "deployments (with routing_strategy weighted); default: its rpm, else its tpm, else 1, as LiteLLM's")
-    rpm: int | None = Field(default=None, ge=1, description="requests per minute this deployment takes (across replicas "
-                            "with Redis); at its limit it is skipped until the minute ends")
+        default_factory=list,
+        description="request fields beyond OpenAI's own that reach this deployment "
+        "(e.g. top_k); everything else a client sends that the API does not define is dropped",
+    )
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="share of the model's traffic among its "
+        "deployments (with routing_strategy weighted); default: its rpm, else its tpm, else 1, as LiteLLM's",
+    )
+    rpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests per minute this deployment takes (across replicas "
+        "with Redis); at its limit it is skipped until the minute ends",
+    )
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute this deployment takes, as rpm")
-    max_parallel_requests: int | None = Field(default=None, ge=1, description="calls in flight to this deployment from "
-                                              "one replica; at the limit it is skipped")
-    order: int | None = Field(default=None, ge=0, description="priority among the model's deployments: the lowest "
-                              "order is balanced and tried first, higher orders only after it fails (LiteLLM's order); "
-                              "deployments without one come last")
+    max_parallel_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="calls in flight to this deployment from one replica; at the limit it is skipped",
+    )
+    order: int | None = Field(
+        default=None,
+        ge=0,
+        description="priority among the model's deployments: the lowest "
+        "order is balanced and tried first, higher orders only after it fails (LiteLLM's order); "
+        "deployments without one come last",
+    )
     native_apis: list[Literal["responses"]] | None = Field(
-        default=None, description="client APIs this OpenAI-compatible server also speaks itself: a /v1/responses "
-        "request routed here goes through as it came (default: [responses] for OpenAI's own API, none otherwise)")
+        default=None,
+        description="client APIs this OpenAI-compatible server also speaks itself: a /v1/responses "
+        "request routed here goes through as it came (default: [responses] for OpenAI's own API, none otherwise)",
+    )
     transport: Literal["auto", "lean", "httpx"] = Field(
-        default="auto", description="how OpenAI-compatible calls travel: lean (Switchyard's HTTP/1.1 pool, the fastest), "
-        "httpx (HTTP/2 where offered); auto: httpx for https, lean for http")
-    ssl_verify: bool | str = Field(default=True, description="verify the upstream's TLS certificate: true (the system's "
-                                   "CAs), a CA bundle file (PEM) to trust instead, or false (never in production)")
-    ssl_certificate: str | None = Field(default=None, description="a client certificate (PEM file, with its key unless "
-                                        "ssl_key names one) presented to upstreams that ask for one (mutual TLS)")
+        default="auto",
+        description="how OpenAI-compatible calls travel: lean (Switchyard's HTTP/1.1 pool, the fastest), "
+        "httpx (HTTP/2 where offered); auto: httpx for https, lean for http",
+    )
+    ssl_verify: bool | str = Field(
+        default=True,
+        description="verify the upstream's TLS certificate: true (the system's "
+        "CAs), a CA bundle file (PEM) to trust instead, or false (never in production)",
+    )
+    ssl_certificate: str | None = Field(
+        default=None,
+        description="a client certificate (PEM file, with its key unless "
+        "ssl_key names one) presented to upstreams that ask for one (mutual TLS)",
+    )
     ssl_key: str | None = Field(default=None, description="the client certificate's private key (PEM file)")
 
     _check_key = field_validator("api_key")(classmethod(lambda cls, v: _secret_ref(v)))
@@ -91,8 +124,11 @@ class ModelInfo(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     id: str | None = None
-    access_groups: list[str] = Field(default_factory=list, description="LiteLLM's model access groups: a key or "
-                                     "tenant whose models list names a group may use every model in it")
+    access_groups: list[str] = Field(
+        default_factory=list,
+        description="LiteLLM's model access groups: a key or "
+        "tenant whose models list names a group may use every model in it",
+    )
     base_model: str | None = None
     mode: Literal["chat", "embedding"] | None = None
     input_cost_per_token: float | None = Field(default=None, ge=0)
@@ -101,29 +137,49 @@ class ModelInfo(BaseModel):
     cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
     max_input_tokens: int | None = Field(default=None, gt=0)
     region: str | None = None
-    self_hosted: bool | None = Field(default=None, description="served on the operator's own GPUs: cost built from GPU-hours")
-    model_class: str | None = Field(default=None, description="stack profile throughput class (default: by name and price)")
+    self_hosted: bool | None = Field(
+        default=None, description="served on the operator's own GPUs: cost built from GPU-hours"
+    )
+    model_class: str | None = Field(
+        default=None, description="stack profile throughput class (default: by name and price)"
+    )
     capabilities: list[Literal["tools", "json_schema", "vision"]] | None = Field(
-        default=None, description="what the model supports; default: everything (constraints cannot exclude it)")
+        default=None, description="what the model supports; default: everything (constraints cannot exclude it)"
+    )
     quality: float | None = Field(default=None, ge=0, le=1, description="quality prior for routing policies")
-    reasoning_allowance: float | None = Field(default=None, ge=0, le=100, description=(
-        "reasoning tokens the model may bill beyond the output bound, as a multiple of it: budgets reserve "
-        "them and routing expects them (default 0; a simulated model: its reasoning_ratio)"))
+    reasoning_allowance: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=(
+            "reasoning tokens the model may bill beyond the output bound, as a multiple of it: budgets reserve "
+            "them and routing expects them (default 0; a simulated model: its reasoning_ratio)"
+        ),
+    )
 
 
 class DeploymentConfig(_Strict):
-    model_name: str = Field(min_length=1, description="the name clients send; 'prefix/*' (a wildcard, as LiteLLM's) "
-                            "serves every name under the prefix, its litellm_params.model ending in '*' too")
+    model_name: str = Field(
+        min_length=1,
+        description="the name clients send; 'prefix/*' (a wildcard, as LiteLLM's) "
+        "serves every name under the prefix, its litellm_params.model ending in '*' too",
+    )
     litellm_params: LiteLLMParams
     model_info: ModelInfo = Field(default_factory=ModelInfo)
 
     @model_validator(mode="after")
     def _wildcard(self) -> "DeploymentConfig":
         if "*" in self.model_name or "*" in self.litellm_params.model:
-            if not (self.model_name.endswith("*") and self.litellm_params.model.endswith("*")
-                    and self.model_name.count("*") == 1 and self.litellm_params.model.count("*") == 1):
-                raise ValueError("a wildcard deployment ends both model_name and litellm_params.model with one '*' "
-                                 "(e.g. model_name: openai/*, model: openai/*)")
+            if not (
+                self.model_name.endswith("*")
+                and self.litellm_params.model.endswith("*")
+                and self.model_name.count("*") == 1
+                and self.litellm_params.model.count("*") == 1
+            ):
+                raise ValueError(
+                    "a wildcard deployment ends both model_name and litellm_params.model with one '*' "
+                    "(e.g. model_name: openai/*, model: openai/*)"
+                )
         return self
 
 
@@ -132,10 +188,15 @@ class KeyConfig(_Strict):
     tenant: str = Field(min_length=1)
     hash: str | None = Field(default=None, description="sha256$<salt-hex>$<digest-hex>, from `switchyard keys create`")
     key: str | None = Field(default=None, description="os.environ/VAR holding the key itself")
-    models: list[str] | None = Field(default=None, description="allow-list of models and aliases; default: the tenant's")
+    models: list[str] | None = Field(
+        default=None, description="allow-list of models and aliases; default: the tenant's"
+    )
     revoked: bool = False
-    tenant_admin: bool = Field(default=False, description="may issue, list, change, rotate and revoke its own "
-                               "tenant's keys over HTTP (POST /admin/keys...), within the tenant's models")
+    tenant_admin: bool = Field(
+        default=False,
+        description="may issue, list, change, rotate and revoke its own "
+        "tenant's keys over HTTP (POST /admin/keys...), within the tenant's models",
+    )
 
     @field_validator("id")
     @classmethod
@@ -189,18 +250,33 @@ class ServerConfig(_Strict):
     num_retries: int = Field(default=2, ge=0, le=10, description="other deployments tried after a retryable failure")
     cors_origins: list[str] = Field(default_factory=list)
     keepalive_timeout: float = Field(default=5.0, gt=0, description="seconds an idle client connection stays open")
-    graceful_shutdown: float = Field(default=30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM")
-    body_timeout: float = Field(default=30.0, gt=0, description="seconds a client may take to send its request body (408)")
-    max_header_bytes: int = Field(default=32768, ge=1024, le=1048576,
-                                  description="request line and headers, in bytes, before a 431")
+    graceful_shutdown: float = Field(
+        default=30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM"
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a client may take to send its request body (408)"
+    )
+    max_header_bytes: int = Field(
+        default=32768, ge=1024, le=1048576, description="request line and headers, in bytes, before a 431"
+    )
     max_headers: int = Field(default=100, ge=8, le=1000, description="headers in one request before a 431")
-    header_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds a request line and headers may "
-                                  "take to arrive once started (408)")
-    max_incomplete_requests: int = Field(default=1024, ge=1, description="request heads read at once that came in "
-                                         "more than one read, per process (503 beyond)")
-    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or CIDRs (e.g. 10.0.0.0/8) of the "
-                                       "reverse proxies whose X-Forwarded-For names the client; no other peer's is "
-                                       "believed, loopback included")
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="seconds a request line and headers may take to arrive once started (408)",
+    )
+    max_incomplete_requests: int = Field(
+        default=1024,
+        ge=1,
+        description="request heads read at once that came in more than one read, per process (503 beyond)",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or CIDRs (e.g. 10.0.0.0/8) of the "
+        "reverse proxies whose X-Forwarded-For names the client; no other peer's is "
+        "believed, loopback included",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -213,27 +289,49 @@ class ServerConfig(_Strict):
             except ValueError:
                 raise ValueError(f"'{n}' is not an IP address or CIDR network") from None
         return v
-    auth_failures_per_minute: int = Field(default=20, ge=1, description="failed authentications per client address before 429")
+
+    auth_failures_per_minute: int = Field(
+        default=20, ge=1, description="failed authentications per client address before 429"
+    )
     breaker_threshold: int = Field(default=5, ge=1, description="consecutive failures that open a deployment's circuit")
     breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds a circuit stays open before a probe")
     routing_strategy: Literal["weighted", "least-busy", "latency", "usage"] = Field(
-        default="weighted", description="which of a model's deployments leads a request: weighted (round robin by "
+        default="weighted",
+        description="which of a model's deployments leads a request: weighted (round robin by "
         "weight), least-busy (fewest calls in flight), latency (lowest smoothed latency), usage (fewest tokens this "
-        "minute); LiteLLM's router_settings.routing_strategy maps here")
+        "minute); LiteLLM's router_settings.routing_strategy maps here",
+    )
 
 
 class StorageConfig(_Strict):
-    data_dir: str = Field(default=".switchyard", description="SQLite ledger, spill files; relative to the working directory")
-    database_url: str | None = Field(default=None, description="PostgreSQL for the ledger, e.g. os.environ/DATABASE_URL; default: SQLite in data_dir")
-    redis_url: str | None = Field(default=None, description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory")
-    ledger_flush_interval: float = Field(default=0.2, gt=0, le=10,
-                                         description="seconds a ledger batch may wait; also what a hard kill can lose")
-    responses_retention_days: float = Field(default=30.0, ge=0, le=3650,
-                                            description="days a Responses-API answer stored with store: true is kept "
-                                            "for previous_response_id and GET /v1/responses/{id}; 0: never stored")
-    redis_timeout: float = Field(default=1.0, gt=0, le=30, description="seconds a Redis call may take before the "
-                                 "gateway treats Redis as down (fail_mode decides what then); includes time the "
-                                 "event loop is busy, so leave room on loaded hosts")
+    data_dir: str = Field(
+        default=".switchyard", description="SQLite ledger, spill files; relative to the working directory"
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL for the ledger, e.g. os.environ/DATABASE_URL; default: SQLite in data_dir"
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory",
+    )
+    ledger_flush_interval: float = Field(
+        default=0.2, gt=0, le=10, description="seconds a ledger batch may wait; also what a hard kill can lose"
+    )
+    responses_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=3650,
+        description="days a Responses-API answer stored with store: true is kept "
+        "for previous_response_id and GET /v1/responses/{id}; 0: never stored",
+    )
+    redis_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="seconds a Redis call may take before the "
+        "gateway treats Redis as down (fail_mode decides what then); includes time the "
+        "event loop is busy, so leave room on loaded hosts",
+    )
 
     @field_validator("database_url", "redis_url")
     @classmethod
@@ -259,37 +357,69 @@ class BillingConfig(_Strict):
 
 class RateLimitRule(_Strict):
     scope: Literal["key", "tenant", "user", "tag"]
-    id: str = Field(min_length=1, description="a key id, tenant id or user; for tag, key=value ('feature=search'); "
-                    "'*' (a tag: 'feature=*') applies to each one separately")
+    id: str = Field(
+        min_length=1,
+        description="a key id, tenant id or user; for tag, key=value ('feature=search'); "
+        "'*' (a tag: 'feature=*') applies to each one separately",
+    )
     rpm: int | None = Field(default=None, ge=0, description="requests per minute")
     tpm: int | None = Field(default=None, ge=0, description="tokens per minute (prompt + max output at admission)")
 
 
 class BudgetRule(_Strict):
     scope: Literal["key", "tenant", "alias", "user", "tag"]
-    id: str = Field(min_length=1, description="a key id, tenant id, alias or user; for tag, key=value "
-                    "('feature=search'); '*' (a tag: 'feature=*') applies to each one separately")
+    id: str = Field(
+        min_length=1,
+        description="a key id, tenant id, alias or user; for tag, key=value "
+        "('feature=search'); '*' (a tag: 'feature=*') applies to each one separately",
+    )
     period: Literal["day", "month"]
     usd: float = Field(gt=0, description="limit on the tenant charge in the period (UTC calendar)")
     soft: bool = Field(default=False, description="alert (log line and metric) instead of blocking")
 
 
 class LimitsConfig(_Strict):
-    fail_mode: Literal["open", "closed"] = Field(default="open", description="when Redis is unreachable: local limits, or 503")
-    default_max_tokens: int = Field(default=4096, ge=1, description="output bound assumed when a request and the catalog give none")
+    fail_mode: Literal["open", "closed"] = Field(
+        default="open", description="when Redis is unreachable: local limits, or 503"
+    )
+    default_max_tokens: int = Field(
+        default=4096, ge=1, description="output bound assumed when a request and the catalog give none"
+    )
     max_request_usd: float | None = Field(default=None, gt=0, description="per-request cap on the worst-case charge")
     prompt_safety: float = Field(default=1.25, ge=1.0, description="prompt-token estimate multiplier for reservations")
-    reservation_lease: float = Field(default=120.0, gt=0, le=86400, description=(
-        "seconds a budget reservation lives without its replica renewing it (renewed while the request runs); "
-        "a killed replica's reservations return within this time"))
-    reconcile_interval: float = Field(default=30.0, gt=0, le=3600, description=(
-        "seconds between reconciliations of each active budget with the ledger (one replica does each)"))
-    settled_horizon: float = Field(default=300.0, gt=0, le=86400, description=(
-        "seconds after which a settlement the ledger does not hold is dropped (its record was lost, e.g. a "
-        "killed replica's unwritten batch): the ledger is the truth"))
-    fail_open_share: float = Field(default=0.5, gt=0, le=1, description=(
-        "with fail_mode open and Redis down: the share of each budget's remaining room one replica may spend "
-        "on its own (set it to 1/replicas or less)"))
+    reservation_lease: float = Field(
+        default=120.0,
+        gt=0,
+        le=86400,
+        description=(
+            "seconds a budget reservation lives without its replica renewing it (renewed while the request runs); "
+            "a killed replica's reservations return within this time"
+        ),
+    )
+    reconcile_interval: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=("seconds between reconciliations of each active budget with the ledger (one replica does each)"),
+    )
+    settled_horizon: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description=(
+            "seconds after which a settlement the ledger does not hold is dropped (its record was lost, e.g. a "
+            "killed replica's unwritten batch): the ledger is the truth"
+        ),
+    )
+    fail_open_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description=(
+            "with fail_mode open and Redis down: the share of each budget's remaining room one replica may spend "
+            "on its own (set it to 1/replicas or less)"
+        ),
+    )
     rate_limits: list[RateLimitRule] = Field(default_factory=list)
     budgets: list[BudgetRule] = Field(default_factory=list)
 
@@ -297,8 +427,12 @@ class LimitsConfig(_Strict):
 class PoliciesConfig(_Strict):
     files: list[str] = Field(default_factory=list, description="policy YAML files")
     dirs: list[str] = Field(default_factory=list, description="directories whose *.yaml files are policies")
-    builtin: bool = Field(default=False, description="also load the packaged default policies (router/defaults/policies)")
-    watch_interval: float = Field(default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching")
+    builtin: bool = Field(
+        default=False, description="also load the packaged default policies (router/defaults/policies)"
+    )
+    watch_interval: float = Field(
+        default=2.0, ge=0, description="seconds between checks for changed files; 0: no watching"
+    )
 
 
 class CacheConfig(_Strict):
@@ -306,19 +440,29 @@ class CacheConfig(_Strict):
     keys: list[str] = Field(default_factory=list, description="key ids whose requests are cached")
     policies: list[str] = Field(default_factory=list, description="policies whose requests are cached")
     ttl: float = Field(default=3600.0, gt=0, le=30 * 86400, description="seconds an answer is kept")
-    max_entries: int = Field(default=10_000, ge=1, description="answers kept in memory (the embedded default; "
-                             "with Redis, Redis's own maxmemory policy bounds it)")
+    max_entries: int = Field(
+        default=10_000,
+        ge=1,
+        description="answers kept in memory (the embedded default; with Redis, Redis's own maxmemory policy bounds it)",
+    )
     max_entry_bytes: int = Field(default=256 * 1024, ge=1024, description="larger answers are not cached")
-    shared_across_tenants: bool = Field(default=False, description="one tenant's request may be answered with "
-                                        "another's cached answer (off: each tenant's cache is its own)")
+    shared_across_tenants: bool = Field(
+        default=False,
+        description="one tenant's request may be answered with "
+        "another's cached answer (off: each tenant's cache is its own)",
+    )
 
 
 class WebhookConfig(_Strict):
     url: str = Field(description="where alerts are POSTed: an http(s) URL or os.environ/VAR")
-    secret: str | None = Field(default=None, description="os.environ/VAR: the HMAC-SHA256 key that signs each body "
-                               "(x-switchyard-signature: v1=hex(hmac(secret, timestamp + '.' + body)))")
-    format: Literal["json", "slack"] = Field(default="json", description="json: the alert object; slack: "
-                                             "{text: ...} for a Slack-compatible incoming webhook")
+    secret: str | None = Field(
+        default=None,
+        description="os.environ/VAR: the HMAC-SHA256 key that signs each body "
+        "(x-switchyard-signature: v1=hex(hmac(secret, timestamp + '.' + body)))",
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json", description="json: the alert object; slack: {text: ...} for a Slack-compatible incoming webhook"
+    )
 
     @field_validator("url")
     @classmethod
@@ -332,36 +476,69 @@ class WebhookConfig(_Strict):
 
 class AlertsConfig(_Strict):
     thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
-        default_factory=lambda: [50, 80, 100], description="percent of each budget (hard and soft) that raises an "
-        "alert, once per budget, threshold and period across all replicas")
-    forecast: bool = Field(default=True, description="also alert once per period when the run-rate forecast "
-                           "(spend so far x period / elapsed) exceeds the budget")
-    forecast_after: float = Field(default=0.1, gt=0, le=1, description="share of the period that must have passed "
-                                  "before a forecast alert (a run-rate from the first minutes says little)")
+        default_factory=lambda: [50, 80, 100],
+        description="percent of each budget (hard and soft) that raises an "
+        "alert, once per budget, threshold and period across all replicas",
+    )
+    forecast: bool = Field(
+        default=True,
+        description="also alert once per period when the run-rate forecast "
+        "(spend so far x period / elapsed) exceeds the budget",
+    )
+    forecast_after: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="share of the period that must have passed "
+        "before a forecast alert (a run-rate from the first minutes says little)",
+    )
     webhooks: list[WebhookConfig] = Field(default_factory=list)
-    retries: int = Field(default=5, ge=0, le=20, description="delivery attempts after the first; then the alert is "
-                         "dead-lettered (status dead in the alert history)")
+    retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="delivery attempts after the first; then the alert is "
+        "dead-lettered (status dead in the alert history)",
+    )
     backoff: float = Field(default=1.0, gt=0, le=600, description="seconds before the first retry, doubling after")
     timeout: float = Field(default=5.0, gt=0, le=60, description="seconds a webhook may take to answer")
 
 
 class AttributionConfig(_Strict):
     tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
-        default_factory=list, max_length=10, description="request metadata keys recorded as tags (e.g. feature, "
-        "team, env), from the body's metadata or the x-switchyard-tags header (key=value,key=value)")
-    max_values: int = Field(default=10_000, ge=1, le=1_000_000, description="distinct users, and distinct values "
-                            "of each tag, recorded per tenant per UTC day; the rest are recorded as '(other)'")
+        default_factory=list,
+        max_length=10,
+        description="request metadata keys recorded as tags (e.g. feature, "
+        "team, env), from the body's metadata or the x-switchyard-tags header (key=value,key=value)",
+    )
+    max_values: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="distinct users, and distinct values "
+        "of each tag, recorded per tenant per UTC day; the rest are recorded as '(other)'",
+    )
 
 
 class TelemetryConfig(_Strict):
-    enabled: bool | None = Field(default=None, description="OpenTelemetry traces and GenAI metrics over OTLP/HTTP "
-                                 "(router.telemetry; needs switchyard[otel]); default: on when an endpoint is set here or "
-                                 "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
-    endpoint: str | None = Field(default=None, pattern=r"^https?://", description="the collector's OTLP/HTTP base URL "
-                                 "(e.g. http://127.0.0.1:4318); default: the OTEL_EXPORTER_OTLP_* variables")
+    enabled: bool | None = Field(
+        default=None,
+        description="OpenTelemetry traces and GenAI metrics over OTLP/HTTP "
+        "(router.telemetry; needs switchyard[otel]); default: on when an endpoint is set here or "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the collector's OTLP/HTTP base URL "
+        "(e.g. http://127.0.0.1:4318); default: the OTEL_EXPORTER_OTLP_* variables",
+    )
     service_name: str = Field(default="switchyard", min_length=1, description="service.name (OTEL_SERVICE_NAME wins)")
-    capture_content: bool = Field(default=False, description="put the request's messages on its span "
-                                  "(gen_ai.input.messages); off: no prompt or answer is ever recorded")
+    capture_content: bool = Field(
+        default=False,
+        description="put the request's messages on its span "
+        "(gen_ai.input.messages); off: no prompt or answer is ever recorded",
+    )
 
 
 class Config(_Strict):
@@ -384,26 +561,38 @@ class Config(_Strict):
     general_settings: dict[str, Any] | None = None
     router_settings: dict[str, Any] | None = None
     fallbacks: dict[str, list[str]] = Field(
-        default_factory=dict, description="model -> models tried, in order, when all of its deployments fail "
-        "(a request's own fallbacks take their place); LiteLLM's fallbacks map here")
+        default_factory=dict,
+        description="model -> models tried, in order, when all of its deployments fail "
+        "(a request's own fallbacks take their place); LiteLLM's fallbacks map here",
+    )
     context_window_fallbacks: dict[str, list[str]] = Field(
-        default_factory=dict, description="model -> larger-context models: a prompt that does not fit the model's "
-        "context window goes to the first that fits it; LiteLLM's context_window_fallbacks map here")
+        default_factory=dict,
+        description="model -> larger-context models: a prompt that does not fit the model's "
+        "context window goes to the first that fits it; LiteLLM's context_window_fallbacks map here",
+    )
 
     @model_validator(mode="after")
     def _litellm_router(self) -> "Config":
         """LiteLLM's router settings, where the native ones are not set: fallbacks,
         context_window_fallbacks, num_retries, timeout, allowed_fails, cooldown_time and routing_strategy."""
         ll = {**(self.litellm_settings or {}), **(self.router_settings or {})}
-        for name, target in (("fallbacks", self.fallbacks), ("context_window_fallbacks", self.context_window_fallbacks)):
+        for name, target in (
+            ("fallbacks", self.fallbacks),
+            ("context_window_fallbacks", self.context_window_fallbacks),
+        ):
             for entry in ll.get(name) or ():
                 if not isinstance(entry, dict):
-                    raise ValueError(f"{name}: each entry maps a model to a list of models, e.g. {{gpt-4o: [gpt-4o-mini]}}")
+                    raise ValueError(
+                        f"{name}: each entry maps a model to a list of models, e.g. {{gpt-4o: [gpt-4o-mini]}}"
+                    )
                 for model, others in entry.items():
                     target.setdefault(str(model), [others] if isinstance(others, str) else [str(o) for o in others])
         server = self.server
-        for key, field_name in (("num_retries", "num_retries"), ("allowed_fails", "breaker_threshold"),
-                                ("cooldown_time", "breaker_cooldown")):
+        for key, field_name in (
+            ("num_retries", "num_retries"),
+            ("allowed_fails", "breaker_threshold"),
+            ("cooldown_time", "breaker_cooldown"),
+        ):
             if key in ll and field_name not in server.model_fields_set:
                 setattr(server, field_name, type(getattr(server, field_name))(ll[key]))
         strategy = LITELLM_STRATEGIES.get(str(ll.get("routing_strategy")))
@@ -425,10 +614,19 @@ class Config(_Strict):
 
 
 HONOURED_LITELLM = {
-    "router_settings": {"model_group_alias", "fallbacks", "context_window_fallbacks", "num_retries", "timeout",
-                        "allowed_fails", "cooldown_time", "routing_strategy"},
+    "router_settings": {
+        "model_group_alias",
+        "fallbacks",
+        "context_window_fallbacks",
+        "num_retries",
+        "timeout",
+        "allowed_fails",
+        "cooldown_time",
+        "routing_strategy",
+    },
     "litellm_settings": {"fallbacks", "context_window_fallbacks", "num_retries", "request_timeout"},
-    "general_settings": {"master_key"}}
+    "general_settings": {"master_key"},
+}
 # LiteLLM's per-deployment router fields: never sent to a provider, and named as not honoured
 ROUTER_ONLY_PARAMS = frozenset({"tags"})
 
@@ -444,7 +642,10 @@ def ignored_litellm_settings(cfg: Config) -> list[str]:
             elif key == "routing_strategy" and str(cfg.router_settings[key]) not in LITELLM_STRATEGIES:  # type: ignore[index]
                 out.append(f"{section}.{key}: {cfg.router_settings[key]}")  # type: ignore[index]
     for i, d in enumerate(cfg.model_list):
-        out += [f"model_list[{i}].litellm_params.{k}" for k in sorted(ROUTER_ONLY_PARAMS & set(d.litellm_params.model_extra or {}))]
+        out += [
+            f"model_list[{i}].litellm_params.{k}"
+            for k in sorted(ROUTER_ONLY_PARAMS & set(d.litellm_params.model_extra or {}))
+        ]
     return out
 
 
@@ -512,7 +713,9 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(source, [Problem("", mark.line + 1 if mark else None, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raise ConfigError(
+            source, [Problem("", mark.line + 1 if mark else None, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(source, [Problem("", 1, "the file must be a YAML mapping with a model_list")])
     index = _line_index(node)

@@ -44,13 +44,19 @@ def _name_problems(cfg: Config, env: Mapping[str, str]) -> list[Issue]:
         aliases.setdefault(alias, [target] if isinstance(target, str) else list(target))
     for field_name in ("fallbacks", "context_window_fallbacks"):
         for model, others in getattr(cfg, field_name).items():
-            out += [((field_name, model, *([i - 1] if i else [])), f"'{t}' is not a model_name or alias of this config")
-                    for i, t in enumerate([model, *others]) if not known(t) and t not in aliases]
+            out += [
+                ((field_name, model, *([i - 1] if i else [])), f"'{t}' is not a model_name or alias of this config")
+                for i, t in enumerate([model, *others])
+                if not known(t) and t not in aliases
+            ]
     for alias, targets in cfg.aliases.items():
         if known(alias):
             out.append((("aliases", alias), f"alias '{alias}' has the same name as a model in model_list"))
-        out += [(("aliases", alias, i), f"'{t}' is not a model_name in model_list") for i, t in enumerate(targets)
-                if not known(t)]
+        out += [
+            (("aliases", alias, i), f"'{t}' is not a model_name in model_list")
+            for i, t in enumerate(targets)
+            if not known(t)
+        ]
         if not targets:
             out.append((("aliases", alias), "an alias needs at least one model"))
     return out
@@ -61,12 +67,24 @@ def _secret_problems(cfg: Config, env: Mapping[str, str]) -> list[Issue]:
     out: list[Issue] = []
     master = (cfg.general_settings or {}).get("master_key")
     if master is not None and (not isinstance(master, str) or not ENV_REF.match(master)):
-        out.append((("general_settings", "master_key"), SECRET_HELP + " (for LiteLLM's example: export "
-                    "LITELLM_MASTER_KEY=sk-1234 and write master_key: os.environ/LITELLM_MASTER_KEY)"))
+        out.append(
+            (
+                ("general_settings", "master_key"),
+                SECRET_HELP + " (for LiteLLM's example: export "
+                "LITELLM_MASTER_KEY=sk-1234 and write master_key: os.environ/LITELLM_MASTER_KEY)",
+            )
+        )
     refs: list[tuple[tuple[Any, ...], Any]] = [(("general_settings", "master_key"), master)]
-    refs += [(("model_list", i, "litellm_params", f), getattr(d.litellm_params, f))
-             for i, d in enumerate(cfg.model_list) for f in ("api_key", "api_base")]
-    refs += [(("alerts", "webhooks", i, f), getattr(h, f)) for i, h in enumerate(cfg.alerts.webhooks) for f in ("url", "secret")]
+    refs += [
+        (("model_list", i, "litellm_params", f), getattr(d.litellm_params, f))
+        for i, d in enumerate(cfg.model_list)
+        for f in ("api_key", "api_base")
+    ]
+    refs += [
+        (("alerts", "webhooks", i, f), getattr(h, f))
+        for i, h in enumerate(cfg.alerts.webhooks)
+        for f in ("url", "secret")
+    ]
     refs += [(("auth", "keys", i, "key"), k.key) for i, k in enumerate(cfg.auth.keys)]
     refs += [(("storage", name), getattr(cfg.storage, name)) for name in ("database_url", "redis_url")]
     refs.append((("auth", "admin_key"), cfg.auth.admin_key))
@@ -78,7 +96,9 @@ def _deployment_problems(cfg: Config, env: Mapping[str, str]) -> list[Issue]:
     out: list[Issue] = []
     for i, d in enumerate(cfg.model_list):
         provider = d.litellm_params.model.split("/", 1)[0] if "/" in d.litellm_params.model else "openai"
-        out += [(("model_list", i, "litellm_params", field_name), msg) for field_name, msg in _backend_problems(provider, d)]
+        out += [
+            (("model_list", i, "litellm_params", field_name), msg) for field_name, msg in _backend_problems(provider, d)
+        ]
         if provider == "azure" and not d.litellm_params.api_version:
             out.append((("model_list", i, "litellm_params", "api_version"), "azure deployments need an api_version"))
     return out
@@ -93,10 +113,16 @@ def _limit_problems(cfg: Config, env: Mapping[str, str]) -> list[Issue]:
                 continue
             tag, sep, value = rule.id.partition("=")
             if not sep or not value:
-                out.append((("limits", section, i, "id"), "a tag rule's id is key=value (or key=*), e.g. feature=search"))
+                out.append(
+                    (("limits", section, i, "id"), "a tag rule's id is key=value (or key=*), e.g. feature=search")
+                )
             elif tag not in cfg.attribution.tags:
-                out.append((("limits", section, i, "id"),
-                            f"'{tag}' is not one of attribution.tags ({', '.join(cfg.attribution.tags) or 'none'})"))
+                out.append(
+                    (
+                        ("limits", section, i, "id"),
+                        f"'{tag}' is not one of attribution.tags ({', '.join(cfg.attribution.tags) or 'none'})",
+                    )
+                )
     return out
 
 
@@ -122,21 +148,38 @@ def _billing_problems(cfg: Config, env: Mapping[str, str]) -> list[Issue]:
     plans = cfg.billing.plans
     if cfg.billing.default_plan not in plans:
         out.append((("billing", "default_plan"), f"plan '{cfg.billing.default_plan}' is not in billing.plans"))
-    out += [(("auth", "tenants", i, "plan"), f"plan '{t.plan}' is not in billing.plans")
-            for i, t in enumerate(cfg.auth.tenants) if t.plan is not None and t.plan not in plans]
+    out += [
+        (("auth", "tenants", i, "plan"), f"plan '{t.plan}' is not in billing.plans")
+        for i, t in enumerate(cfg.auth.tenants)
+        if t.plan is not None and t.plan not in plans
+    ]
     profiles = load_profiles()
     if cfg.billing.profile not in profiles:
-        return out + [(("billing", "profile"),
-                       f"unknown stack profile '{cfg.billing.profile}'; known: {', '.join(sorted(profiles))}")]
+        return out + [
+            (
+                ("billing", "profile"),
+                f"unknown stack profile '{cfg.billing.profile}'; known: {', '.join(sorted(profiles))}",
+            )
+        ]
     classes = profiles[cfg.billing.profile].throughput
-    return out + [(("model_list", i, "model_info", "model_class"),
-                   f"'{d.model_info.model_class}' is not a class of profile '{cfg.billing.profile}' ({', '.join(classes)})")
-                  for i, d in enumerate(cfg.model_list)
-                  if d.model_info.model_class is not None and d.model_info.model_class not in classes]
+    return out + [
+        (
+            ("model_list", i, "model_info", "model_class"),
+            f"'{d.model_info.model_class}' is not a class of profile '{cfg.billing.profile}' ({', '.join(classes)})",
+        )
+        for i, d in enumerate(cfg.model_list)
+        if d.model_info.model_class is not None and d.model_info.model_class not in classes
+    ]
 
 
-SEMANTIC_CHECKS = (_name_problems, _secret_problems, _deployment_problems, _limit_problems, _key_problems,
-                   _billing_problems)
+SEMANTIC_CHECKS = (
+    _name_problems,
+    _secret_problems,
+    _deployment_problems,
+    _limit_problems,
+    _key_problems,
+    _billing_problems,
+)
 
 
 def semantic_problems(cfg: Config, env: Mapping[str, str]) -> list[Issue]:

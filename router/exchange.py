@@ -79,8 +79,15 @@ class Exchange:
         if self.trace is not None:
             self.trace.ended(dep, err.kind)
         a = self.attempts
-        a.items.append({"deployment": dep.id, "model": dep.model_name, "error": err.kind,
-                        "status": err.upstream_status, "seconds": round(seconds, 6)})
+        a.items.append(
+            {
+                "deployment": dep.id,
+                "model": dep.model_name,
+                "error": err.kind,
+                "status": err.upstream_status,
+                "seconds": round(seconds, 6),
+            }
+        )
         a.last_error = err
         a.upstream_seconds += seconds
         m = self.gateway.meter.metrics
@@ -93,8 +100,15 @@ class Exchange:
         self.gateway.load.finished(dep.id, seconds, ok=error is None)
         if self.trace is not None:
             self.trace.ended(dep, error)
-        self.attempts.items.append({"deployment": dep.id, "model": dep.model_name, "error": error,
-                                    "seconds": round(seconds, 6), **({"note": note} if note else {})})
+        self.attempts.items.append(
+            {
+                "deployment": dep.id,
+                "model": dep.model_name,
+                "error": error,
+                "seconds": round(seconds, 6),
+                **({"note": note} if note else {}),
+            }
+        )
         self.attempts.upstream_seconds += seconds
         if error is None:
             self.gateway.health.success(dep.id)
@@ -121,26 +135,46 @@ class Exchange:
             dep, t0 = self.in_flight
             self.in_flight = None
             seconds = time.perf_counter() - t0
-            self.line(dep, "cut", gw.meter.price(dep, gw.meter.estimate(dep, self.body), tenant=self.who.tenant,
-                                                 requested=self.requested))
+            self.line(
+                dep,
+                "cut",
+                gw.meter.price(
+                    dep, gw.meter.estimate(dep, self.body), tenant=self.who.tenant, requested=self.requested
+                ),
+            )
             self.served(dep, seconds, error=self.error or "client_disconnected")
             if self.status < 400:
                 self.status, self.error = 499, "client_disconnected"
         priced = self.priced() if self.cached is None else self.cached
         if self.ticket is not None:
-            gw.limiter.settle(self.ticket, priced.charge_usd if priced else 0.0,
-                              priced.usage.total_tokens if priced else 0)
+            gw.limiter.settle(
+                self.ticket, priced.charge_usd if priced else 0.0, priced.usage.total_tokens if priced else 0
+            )
         if self.attempts.items or self.cached is not None:  # reached a backend (or the cache): always metered
             decision = None
             if self.plan is not None and self.plan.decision is not None:
                 decision = {**self.plan.decision.as_dict(), "category": self.plan.category}
-            gw.meter.record(request_id=self.request_id, principal=self.who, endpoint=self.endpoint,
-                            requested=self.requested, dep=self.dep, priced=priced, status=self.status,
-                            error=self.error, attempts=self.attempts.items, started=self.started,
-                            first_chunk_at=self.first_chunk_at, upstream_seconds=self.attempts.upstream_seconds,
-                            stream=self.stream, decision=decision, ts=self.started_wall, lines=self.lines,
-                            attrs=self.attrs, cache="hit" if self.cached is not None else None,
-                            saved_usd=self.saved_usd)
+            gw.meter.record(
+                request_id=self.request_id,
+                principal=self.who,
+                endpoint=self.endpoint,
+                requested=self.requested,
+                dep=self.dep,
+                priced=priced,
+                status=self.status,
+                error=self.error,
+                attempts=self.attempts.items,
+                started=self.started,
+                first_chunk_at=self.first_chunk_at,
+                upstream_seconds=self.attempts.upstream_seconds,
+                stream=self.stream,
+                decision=decision,
+                ts=self.started_wall,
+                lines=self.lines,
+                attrs=self.attrs,
+                cache="hit" if self.cached is not None else None,
+                saved_usd=self.saved_usd,
+            )
         if self.trace is not None:
             self.trace.close(self)
         return priced

@@ -38,8 +38,11 @@ class _HeadRefused(Exception):
 def error_response(status: int, reason: str, message: str, code: str, type_: str = "invalid_request_error") -> bytes:
     """A complete HTTP/1.1 response with OpenAI's error body, that closes the connection."""
     body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-            % (status, reason.encode(), len(body)) + body)
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % (status, reason.encode(), len(body))
+        + body
+    )
 
 
 class SwitchyardHttp(HttpToolsProtocol):
@@ -63,7 +66,9 @@ class SwitchyardHttp(HttpToolsProtocol):
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.timeout_keep_alive_task is None:
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def data_received(self, data: bytes) -> None:
         events = self._events
@@ -77,8 +82,15 @@ class SwitchyardHttp(HttpToolsProtocol):
                 return
             if self._head_timer is None:  # a head that takes more than one read: bounded in time and number
                 if SwitchyardHttp.incomplete >= self.max_incomplete:
-                    self.transport.write(error_response(503, "Service Unavailable", "Too many requests are arriving "
-                                                        "slowly at once; try again.", "server_busy", "api_error"))
+                    self.transport.write(
+                        error_response(
+                            503,
+                            "Service Unavailable",
+                            "Too many requests are arriving slowly at once; try again.",
+                            "server_busy",
+                            "api_error",
+                        )
+                    )
                     self.transport.close()
                     return
                 SwitchyardHttp.incomplete += 1
@@ -126,8 +138,14 @@ class SwitchyardHttp(HttpToolsProtocol):
         self._head_timer = None
         SwitchyardHttp.incomplete -= 1
         if not self.transport.is_closing():
-            self.transport.write(error_response(408, "Request Timeout", "The request line and headers did not arrive "
-                                                f"within {self.header_timeout:g} s.", "request_timeout"))
+            self.transport.write(
+                error_response(
+                    408,
+                    "Request Timeout",
+                    f"The request line and headers did not arrive within {self.header_timeout:g} s.",
+                    "request_timeout",
+                )
+            )
             self.transport.close()
 
     def _refuse(self, message: str) -> None:
@@ -157,7 +175,13 @@ class SwitchyardHttp(HttpToolsProtocol):
         if cycle is not self.cycle or not cycle.more_body or self.transport.is_closing():
             return
         if not cycle.response_started:
-            self.transport.write(error_response(408, "Request Timeout", f"The request body did not arrive within "
-                                                f"{self.body_timeout:g} s.", "request_timeout"))
+            self.transport.write(
+                error_response(
+                    408,
+                    "Request Timeout",
+                    f"The request body did not arrive within {self.body_timeout:g} s.",
+                    "request_timeout",
+                )
+            )
             cycle.response_started = cycle.response_complete = True  # the app's own answer is dropped
         self.transport.close()  # the handler waiting for the body sees a disconnect

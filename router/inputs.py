@@ -20,18 +20,23 @@ def clean_text(value: str, name: str, limit: int) -> str:
     """An identifier or filter value: at most ``limit`` characters, no NUL, control characters or
     unpaired surrogates (PostgreSQL refuses NUL; no id the gateway issues contains them)."""
     if len(value) > limit:
-        raise invalid_request(f"Invalid value for '{name}': longer than {limit} characters.", param=name,
-                              code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{name}': longer than {limit} characters.", param=name, code="invalid_value"
+        )
     if _BAD_TEXT.search(value):
-        raise invalid_request(f"Invalid value for '{name}': control characters and unpaired surrogates are not "
-                              "allowed.", param=name, code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{name}': control characters and unpaired surrogates are not allowed.",
+            param=name,
+            code="invalid_value",
+        )
     return value
 
 
 def finite_time(value: float, name: str) -> float:
     if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
-        raise invalid_request(f"Invalid value for '{name}': a time between 1970 and 9999.", param=name,
-                              code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{name}': a time between 1970 and 9999.", param=name, code="invalid_value"
+        )
     return value
 
 

@@ -57,34 +57,56 @@ class Rotation(BaseModel):
 
 
 def _columns(change: KeyChange, fields: set[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: getattr(change, k) for k in ("name", "models", "rpm", "tpm", "expires_at", "metadata")
-                           if k in fields}
+    out: dict[str, Any] = {
+        k: getattr(change, k) for k in ("name", "models", "rpm", "tpm", "expires_at", "metadata") if k in fields
+    }
     if "budget" in fields:
         b = change.budget
-        out.update(budget_usd=b.usd if b else None, budget_period=b.period if b else None,
-                   budget_soft=bool(b and b.soft))
+        out.update(
+            budget_usd=b.usd if b else None, budget_period=b.period if b else None, budget_soft=bool(b and b.soft)
+        )
     return out
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
     """A key as the API shows it: never its secret or hash."""
-    budget = ({"usd": row["budget_usd"], "period": row["budget_period"], "soft": row["budget_soft"]}
-              if row.get("budget_usd") is not None else None)
+    budget = (
+        {"usd": row["budget_usd"], "period": row["budget_period"], "soft": row["budget_soft"]}
+        if row.get("budget_usd") is not None
+        else None
+    )
     now = time.time()
-    return {"id": row["id"], "object": "key", "source": "api", "tenant": row["tenant"], "name": row.get("name"),
-            "models": row.get("models"), "rpm": row.get("rpm"), "tpm": row.get("tpm"), "budget": budget,
-            "expires_at": row.get("expires_at"), "metadata": row.get("metadata") or {}, "revoked": row["revoked"],
-            "tenant_admin": bool(row.get("tenant_admin")),
-            "previous_secret_valid_until": row["previous_until"] if (row.get("previous_until") or 0) > now else None,
-            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {
+        "id": row["id"],
+        "object": "key",
+        "source": "api",
+        "tenant": row["tenant"],
+        "name": row.get("name"),
+        "models": row.get("models"),
+        "rpm": row.get("rpm"),
+        "tpm": row.get("tpm"),
+        "budget": budget,
+        "expires_at": row.get("expires_at"),
+        "metadata": row.get("metadata") or {},
+        "revoked": row["revoked"],
+        "tenant_admin": bool(row.get("tenant_admin")),
+        "previous_secret_valid_until": row["previous_until"] if (row.get("previous_until") or 0) > now else None,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 class KeysApi:
     """Keys issued over HTTP and the audit log. ``manager``: who may manage keys: a tenant admin's
     principal (its own tenant), or None for the admin key."""
 
-    def __init__(self, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any],
-                   manager: Callable[[Request], Principal | None]) -> None:
+    def __init__(
+        self,
+        svc: Any,
+        admin: Callable[[Request], None],
+        read_json: Callable[..., Any],
+        manager: Callable[[Request], Principal | None],
+    ) -> None:
         self.svc = svc
         self.admin = admin
         self.read_json = read_json
@@ -97,7 +119,9 @@ class KeysApi:
 
     def table(self) -> Any:
         if self.svc.key_table is None:
-            raise APIError(404, "This gateway has no key table (it runs without a ledger database).", code="no_key_table")
+            raise APIError(
+                404, "This gateway has no key table (it runs without a ledger database).", code="no_key_table"
+            )
         return self.svc.key_table
 
     def config_ids(self) -> set[str]:
@@ -106,7 +130,9 @@ class KeysApi:
     async def found(self, key_id: str, scope: str | None = None) -> dict[str, Any]:
         row = await self.table().get(key_id)
         if row is None or (scope is not None and row["tenant"] != scope):  # another tenant's: not there for it
-            where = "the config file (change it there)" if scope is None and key_id in self.config_ids() else "this gateway"
+            where = (
+                "the config file (change it there)" if scope is None and key_id in self.config_ids() else "this gateway"
+            )
             raise APIError(404, f"No key '{key_id[:40]}' issued over HTTP on {where}.", code="key_not_found")
         return row
 
@@ -116,28 +142,48 @@ class KeysApi:
             return
         expand, _ = self.svc.model_lists()
         if models is None or not set(expand(models) or ()) <= limit:
-            raise APIError(403, "A tenant admin may grant only the models it may use; name them in 'models'.",
-                           type="permission_error", param="models", code="models_not_allowed")
+            raise APIError(
+                403,
+                "A tenant admin may grant only the models it may use; name them in 'models'.",
+                type="permission_error",
+                param="models",
+                code="models_not_allowed",
+            )
 
     async def create_key(self, request: Request) -> Response:
         actor, scope, limit = self.who(request)
         req = parse_body(KeyCreate, await self.read_json(request, 64 * 1024))
         tenant = req.tenant or scope
         if tenant is None:
-            raise invalid_request("Missing required parameter: 'tenant'.", param="tenant", code="missing_required_parameter")
+            raise invalid_request(
+                "Missing required parameter: 'tenant'.", param="tenant", code="missing_required_parameter"
+            )
         if scope is not None and (tenant != scope or req.tenant_admin):
-            raise APIError(403, "A tenant admin issues keys for its own tenant only, and cannot make tenant admins.",
-                           type="permission_error", code="tenant_forbidden")
+            raise APIError(
+                403,
+                "A tenant admin issues keys for its own tenant only, and cannot make tenant admins.",
+                type="permission_error",
+                code="tenant_forbidden",
+            )
         self.within(req.models, limit, scope)
         key_id = req.id or f"k-{secrets.token_hex(6)}"
         if not KEY_ID.match(key_id):
-            raise invalid_request("Invalid value for 'id': 1-40 characters of a-z, 0-9 and '-', starting with a letter "
-                                  "or digit.", param="id", code="invalid_value")
+            raise invalid_request(
+                "Invalid value for 'id': 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit.",
+                param="id",
+                code="invalid_value",
+            )
         if key_id in self.config_ids() or await self.table().get(key_id) is not None:
             raise APIError(409, f"A key with id '{key_id}' already exists.", param="id", code="key_exists")
         secret = new_key(key_id)
-        values = {"id": key_id, "tenant": tenant, "hash": hash_key(secret), "revoked": False,
-                  "tenant_admin": req.tenant_admin, **_columns(req, req.model_fields_set | {"budget"})}
+        values = {
+            "id": key_id,
+            "tenant": tenant,
+            "hash": hash_key(secret),
+            "revoked": False,
+            "tenant_admin": req.tenant_admin,
+            **_columns(req, req.model_fields_set | {"budget"}),
+        }
         await self.table().create(values, actor=actor)
         await self.svc.sync_keys(force=True)
         return json_response({**public(await self.found(key_id)), "key": secret}, 201)
@@ -146,8 +192,18 @@ class KeysApi:
         _, scope, _ = self.who(request)
         tenant = scope or request.query_params.get("tenant")
         rows = [public(r) for r in await self.table().rows() if tenant is None or r["tenant"] == tenant]
-        rows += [{"id": k.id, "object": "key", "source": "config", "tenant": k.tenant, "models": k.models,
-                  "revoked": k.revoked} for k in self.svc.config.auth.keys if tenant is None or k.tenant == tenant]
+        rows += [
+            {
+                "id": k.id,
+                "object": "key",
+                "source": "config",
+                "tenant": k.tenant,
+                "models": k.models,
+                "revoked": k.revoked,
+            }
+            for k in self.svc.config.auth.keys
+            if tenant is None or k.tenant == tenant
+        ]
         return json_response({"object": "list", "data": sorted(rows, key=lambda r: r["id"])})
 
     async def get_key(self, request: Request, key_id: str) -> Response:
@@ -162,8 +218,9 @@ class KeysApi:
         if "models" in values:
             self.within(values["models"], limit, scope)
         if not values:
-            raise invalid_request("Send at least one of name, models, rpm, tpm, budget, expires_at, metadata.",
-                                  code="empty_change")
+            raise invalid_request(
+                "Send at least one of name, models, rpm, tpm, budget, expires_at, metadata.", code="empty_change"
+            )
         await self.table().update(key_id, values, actor, "key.change")
         await self.svc.sync_keys(force=True)
         return json_response(public(await self.found(key_id)))
@@ -171,8 +228,9 @@ class KeysApi:
     async def revoke_key(self, request: Request, key_id: str) -> Response:
         actor, scope, _ = self.who(request)
         await self.found(key_id, scope)
-        await self.table().update(key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, actor,
-                             "key.revoke", {})
+        await self.table().update(
+            key_id, {"revoked": True, "previous_hash": None, "previous_until": None}, actor, "key.revoke", {}
+        )
         await self.svc.sync_keys(force=True)
         return json_response(public(await self.found(key_id)))
 
@@ -189,8 +247,13 @@ class KeysApi:
         rot = parse_body(Rotation, body)
         secret = new_key(key_id)
         until = time.time() + rot.grace_seconds
-        await self.table().update(key_id, {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
-                             actor, "key.rotate", {"grace_seconds": rot.grace_seconds})
+        await self.table().update(
+            key_id,
+            {"hash": hash_key(secret), "previous_hash": row["hash"], "previous_until": until},
+            actor,
+            "key.rotate",
+            {"grace_seconds": rot.grace_seconds},
+        )
         await self.svc.sync_keys(force=True)
         return json_response({**public(await self.found(key_id)), "key": secret})
 
@@ -214,6 +277,11 @@ class KeysApi:
         app.add_api_route("/admin/audit", self.audit_log, methods=["GET"])
 
 
-def add_key_routes(app: FastAPI, svc: Any, admin: Callable[[Request], None], read_json: Callable[..., Any],
-                   manager: Callable[[Request], Principal | None]) -> None:
+def add_key_routes(
+    app: FastAPI,
+    svc: Any,
+    admin: Callable[[Request], None],
+    read_json: Callable[..., Any],
+    manager: Callable[[Request], Principal | None],
+) -> None:
     KeysApi(svc, admin, read_json, manager).register(app)

@@ -21,69 +21,149 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("switchyard_requests", "Requests answered, by endpoint, model and status code.",
-                                ["endpoint", "model", "status"], registry=r)
-        self.duration = Histogram("switchyard_request_duration_seconds", "Total request latency.",
-                                  ["endpoint", "stream"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("switchyard_time_to_first_token_seconds", "Time to first streamed chunk.",
-                              ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.overhead = Histogram("switchyard_gateway_overhead_seconds", "Latency added by the gateway itself.",
-                                  ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r)
-        self.tokens = Counter("switchyard_tokens", "Tokens metered, by model and token type (gen_ai.token.type).",
-                              ["model", "provider", "type"], registry=r)
+        self.requests = Counter(
+            "switchyard_requests",
+            "Requests answered, by endpoint, model and status code.",
+            ["endpoint", "model", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "switchyard_request_duration_seconds",
+            "Total request latency.",
+            ["endpoint", "stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "switchyard_time_to_first_token_seconds",
+            "Time to first streamed chunk.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "switchyard_gateway_overhead_seconds",
+            "Latency added by the gateway itself.",
+            ["endpoint"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "switchyard_tokens",
+            "Tokens metered, by model and token type (gen_ai.token.type).",
+            ["model", "provider", "type"],
+            registry=r,
+        )
         self.cost = Counter("switchyard_cost_usd", "API cost metered, in USD.", ["model", "provider"], registry=r)
-        self.charge = Counter("switchyard_charge_usd", "Charged to tenants under their plans, in USD.", ["model"],
-                              registry=r)
-        self.layer_revenue = Counter("switchyard_stack_revenue_usd", "Revenue by token-factory layer (estimates below the application).",
-                                     ["layer"], registry=r)
-        self.layer_margin = Counter("switchyard_stack_margin_usd", "Positive margin by token-factory layer, in USD.",
-                                    ["layer"], registry=r)
-        self.layer_loss = Counter("switchyard_stack_loss_usd", "Negative margin (loss) by token-factory layer, in USD.",
-                                  ["layer"], registry=r)
-        self.unpriced = Counter("switchyard_unpriced_requests", "Requests served by a model with no known price.",
-                                ["model"], registry=r)
-        self.upstream_errors = Counter("switchyard_upstream_errors", "Failed upstream attempts by error kind.",
-                                       ["model", "provider", "kind"], registry=r)
-        self.fallbacks = Counter("switchyard_fallbacks", "Requests answered by a deployment other than the first tried.",
-                                 ["model"], registry=r)
-        self.decisions = Counter("switchyard_routing_decisions", "Routing decisions by policy, chosen model and rule.",
-                                 ["policy", "model", "rule"], registry=r)
-        self.escalations = Counter("switchyard_cascade_escalations", "Cascade steps whose answer failed the check, "
-                                   "by policy and the step's model.", ["policy", "model"], registry=r)
-        self.breaker_opened = Counter("switchyard_circuit_breaker_opened", "Times a deployment's circuit opened.",
-                                      ["model"], registry=r)
+        self.charge = Counter(
+            "switchyard_charge_usd", "Charged to tenants under their plans, in USD.", ["model"], registry=r
+        )
+        self.layer_revenue = Counter(
+            "switchyard_stack_revenue_usd",
+            "Revenue by token-factory layer (estimates below the application).",
+            ["layer"],
+            registry=r,
+        )
+        self.layer_margin = Counter(
+            "switchyard_stack_margin_usd", "Positive margin by token-factory layer, in USD.", ["layer"], registry=r
+        )
+        self.layer_loss = Counter(
+            "switchyard_stack_loss_usd", "Negative margin (loss) by token-factory layer, in USD.", ["layer"], registry=r
+        )
+        self.unpriced = Counter(
+            "switchyard_unpriced_requests", "Requests served by a model with no known price.", ["model"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "switchyard_upstream_errors",
+            "Failed upstream attempts by error kind.",
+            ["model", "provider", "kind"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "switchyard_fallbacks",
+            "Requests answered by a deployment other than the first tried.",
+            ["model"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "switchyard_routing_decisions",
+            "Routing decisions by policy, chosen model and rule.",
+            ["policy", "model", "rule"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "switchyard_cascade_escalations",
+            "Cascade steps whose answer failed the check, by policy and the step's model.",
+            ["policy", "model"],
+            registry=r,
+        )
+        self.breaker_opened = Counter(
+            "switchyard_circuit_breaker_opened", "Times a deployment's circuit opened.", ["model"], registry=r
+        )
         self.feedback = Counter("switchyard_feedback", "Feedback scores received, by policy.", ["policy"], registry=r)
-        self.in_flight = Gauge("switchyard_requests_in_flight", "Requests being served.", registry=r,
-                               multiprocess_mode="livesum")
-        self.disconnects = Counter("switchyard_client_disconnects", "Streams the client left before the end.",
-                                   ["model"], registry=r)
+        self.in_flight = Gauge(
+            "switchyard_requests_in_flight", "Requests being served.", registry=r, multiprocess_mode="livesum"
+        )
+        self.disconnects = Counter(
+            "switchyard_client_disconnects", "Streams the client left before the end.", ["model"], registry=r
+        )
 
-        self.ledger_queue = Gauge("switchyard_ledger_queue_depth", "Ledger records waiting to be written.",
-                                  registry=r, multiprocess_mode="livesum")
-        self.ledger_written = Counter("switchyard_ledger_records_written", "Ledger records written to the database.",
-                                      registry=r)
-        self.ledger_spilled = Counter("switchyard_ledger_records_spilled", "Ledger records spilled to the local file.",
-                                      registry=r)
-        self.ledger_replayed = Counter("switchyard_ledger_records_replayed", "Spilled records replayed into the database.",
-                                       registry=r)
+        self.ledger_queue = Gauge(
+            "switchyard_ledger_queue_depth",
+            "Ledger records waiting to be written.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.ledger_written = Counter(
+            "switchyard_ledger_records_written", "Ledger records written to the database.", registry=r
+        )
+        self.ledger_spilled = Counter(
+            "switchyard_ledger_records_spilled", "Ledger records spilled to the local file.", registry=r
+        )
+        self.ledger_replayed = Counter(
+            "switchyard_ledger_records_replayed", "Spilled records replayed into the database.", registry=r
+        )
         self.ledger_write_errors = Counter("switchyard_ledger_write_errors", "Failed ledger batch writes.", registry=r)
-        self.ledger_spill_bytes = Gauge("switchyard_ledger_spill_bytes", "Size of the local ledger spill files.",
-                                        registry=r, multiprocess_mode="max")
+        self.ledger_spill_bytes = Gauge(
+            "switchyard_ledger_spill_bytes",
+            "Size of the local ledger spill files.",
+            registry=r,
+            multiprocess_mode="max",
+        )
 
-        self.budget_rejections = Counter("switchyard_budget_rejections", "Requests refused for an exhausted budget.",
-                                         ["scope", "period"], registry=r)
-        self.budget_alerts = Counter("switchyard_budget_alerts", "Budgets that reached their limit (soft: alert only).",
-                                     ["scope", "period", "kind"], registry=r)
-        self.cache = Counter("switchyard_response_cache", "Response-cache lookups, by result (hit, miss, bypass: "
-                             "Cache-Control: no-cache).", ["result"], registry=r)
-        self.alerts = Counter("switchyard_alerts_delivered", "Budget alerts raised, by kind and final delivery status "
-                              "(sent, dead: dead-lettered after its retries).", ["kind", "status"], registry=r)
-        self.rate_rejections = Counter("switchyard_rate_limit_rejections", "Requests refused by a rate limit.",
-                                       ["limit"], registry=r)
+        self.budget_rejections = Counter(
+            "switchyard_budget_rejections", "Requests refused for an exhausted budget.", ["scope", "period"], registry=r
+        )
+        self.budget_alerts = Counter(
+            "switchyard_budget_alerts",
+            "Budgets that reached their limit (soft: alert only).",
+            ["scope", "period", "kind"],
+            registry=r,
+        )
+        self.cache = Counter(
+            "switchyard_response_cache",
+            "Response-cache lookups, by result (hit, miss, bypass: Cache-Control: no-cache).",
+            ["result"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "switchyard_alerts_delivered",
+            "Budget alerts raised, by kind and final delivery status (sent, dead: dead-lettered after its retries).",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.rate_rejections = Counter(
+            "switchyard_rate_limit_rejections", "Requests refused by a rate limit.", ["limit"], registry=r
+        )
         self.state_errors = Counter("switchyard_state_errors", "Shared-state (Redis) calls that failed.", registry=r)
-        self.component_up = Gauge("switchyard_component_up", "Whether a storage component answered the last "
-                                  "readiness check (1) or the gateway is serving degraded without it (0).",
-                                  ["component"], registry=r, multiprocess_mode="min")
+        self.component_up = Gauge(
+            "switchyard_component_up",
+            "Whether a storage component answered the last "
+            "readiness check (1) or the gateway is serving degraded without it (0).",
+            ["component"],
+            registry=r,
+            multiprocess_mode="min",
+        )
 
     def render(self) -> bytes:
         """The exposition; with several workers (PROMETHEUS_MULTIPROC_DIR set by `serve --workers`),

@@ -81,7 +81,9 @@ def needs(body: dict[str, Any]) -> frozenset[str]:
         out.add("json_schema")
     for msg in body.get("messages") or ():
         c = msg.get("content")
-        if isinstance(c, list) and any(isinstance(p, dict) and p.get("type") in ("image_url", "input_image") for p in c):
+        if isinstance(c, list) and any(
+            isinstance(p, dict) and p.get("type") in ("image_url", "input_image") for p in c
+        ):
             out.add("vision")
     return frozenset(out)
 
@@ -91,9 +93,17 @@ def _key(messages: list[dict[str, Any]]) -> bytes:
 
 
 class Planner:
-    def __init__(self, registry: Registry, policies: PolicyStore, health: Health, meter: Meter, num_retries: int,
-                 shared: StateStore | None = None, fallbacks: dict[str, list[str]] | None = None,
-                 context_fallbacks: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        registry: Registry,
+        policies: PolicyStore,
+        health: Health,
+        meter: Meter,
+        num_retries: int,
+        shared: StateStore | None = None,
+        fallbacks: dict[str, list[str]] | None = None,
+        context_fallbacks: dict[str, list[str]] | None = None,
+    ):
         self.registry = registry
         self.fallbacks = fallbacks or {}  # model -> models tried when all of its deployments fail (config)
         self.context_fallbacks = context_fallbacks or {}  # model -> larger-context models (config)
@@ -154,11 +164,19 @@ class Planner:
         ttfts = [t for t in (self.health.ttft_ms(x.id) for x in deps) if t is not None]
         rates = [r for r in (self.health.tokens_per_s(x.id) for x in deps) if r is not None]
         return CandidateInfo(
-            name=name, provider=d.provider, price=d.price(self.meter.catalog), region=d.region,
-            self_hosted=d.self_hosted, capabilities=d.capabilities, context_window=d.context_window,
-            ttft_ms=min(ttfts) if ttfts else None, tokens_per_s=max(rates) if rates else None,
+            name=name,
+            provider=d.provider,
+            price=d.price(self.meter.catalog),
+            region=d.region,
+            self_hosted=d.self_hosted,
+            capabilities=d.capabilities,
+            context_window=d.context_window,
+            ttft_ms=min(ttfts) if ttfts else None,
+            tokens_per_s=max(rates) if rates else None,
             healthy=any(self.health.state(x.id) != "open" for x in deps),
-            expected_output=self.health.expected_output(name), reasoning_allowance=d.reasoning_allowance)
+            expected_output=self.health.expected_output(name),
+            reasoning_allowance=d.reasoning_allowance,
+        )
 
     async def plan(self, who: Principal, body: dict[str, Any], mode: str, rid: str) -> RoutePlan:
         """The route for one request: the policy's (or the alias's) deployments in the order to try,
@@ -198,11 +216,18 @@ class Planner:
             window = max((d.context_window or 0) for d in deps) if deps else 0
             if counted is None and deps:
                 counted = self.meter.estimate(deps[0], body).prompt_tokens
-            if deps and (not window or (counted or 0) <= window) and (name == model or who.models is None
-                                                                      or name in who.models):
+            if (
+                deps
+                and (not window or (counted or 0) <= window)
+                and (name == model or who.models is None or name in who.models)
+            ):
                 return body if name == model else {**body, "model": name}
-        raise APIError(400, f"The prompt ({counted} tokens) fits neither '{model[:256]}' nor its context-window "
-                       "fallbacks.", param="messages", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"The prompt ({counted} tokens) fits neither '{model[:256]}' nor its context-window fallbacks.",
+            param="messages",
+            code="context_length_exceeded",
+        )
 
     def _fallbacks(self, who: Principal, body: dict[str, Any], mode: str) -> list[Deployment]:
         """The deployments of the request's own fallback models: each one known and allowed to this key
@@ -210,16 +235,25 @@ class Planner:
         out: list[Deployment] = []
         for name in client_fallbacks(body):
             if not self.knows(name):
-                raise APIError(404, f"The fallback model '{name[:256]}' does not exist.", type="invalid_request_error",
-                               param="fallbacks", code="model_not_found")
+                raise APIError(
+                    404,
+                    f"The fallback model '{name[:256]}' does not exist.",
+                    type="invalid_request_error",
+                    param="fallbacks",
+                    code="model_not_found",
+                )
             if who.models is not None and name not in who.models:
                 raise permission_error(f"This key is not allowed to use the fallback model '{name[:256]}'.")
             deps = self._available(self.registry.route(name, mode))
             if not deps and self.registry.candidates(name, mode):
                 continue  # at capacity: the other fallbacks are tried
             if not deps:
-                raise APIError(400, f"The fallback model '{name[:256]}' is not a chat model.", param="fallbacks",
-                               code="wrong_model_type")
+                raise APIError(
+                    400,
+                    f"The fallback model '{name[:256]}' is not a chat model.",
+                    param="fallbacks",
+                    code="wrong_model_type",
+                )
             out.extend(deps)
         return out
 
@@ -236,8 +270,12 @@ class Planner:
                 return RoutePlan([], deadline_s=_deadline(body.get("timeout"), None))  # at capacity: fallbacks only
             if not deps:
                 kind = "an embeddings" if mode == "embedding" else "a chat"
-                raise APIError(400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type")
-            return RoutePlan(self._available(deps)[: 1 + self.num_retries], deadline_s=_deadline(body.get("timeout"), None))
+                raise APIError(
+                    400, f"The model '{requested}' is not {kind} model.", param="model", code="wrong_model_type"
+                )
+            return RoutePlan(
+                self._available(deps)[: 1 + self.num_retries], deadline_s=_deadline(body.get("timeout"), None)
+            )
         messages = body["messages"]
         pool = [requested] if concrete else router.policy.models
         infos = [i for i in (self.info(n, mode) for n in pool) if i is not None]
@@ -248,16 +286,28 @@ class Planner:
         holder, cached = await self._holder(messages)
         affinity = holder.model_name if holder is not None else None
         features = RequestFeatures(
-            prompt=text, prompt_tokens=prompt_tokens,
-            max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"), needs=needs(body),
-            category=category, stream=bool(body.get("stream")), affinity=affinity, cached_prefix_tokens=cached,
-            concrete=concrete, unit=_units(who, body), sold_at=self._sold_at(who, requested))
+            prompt=text,
+            prompt_tokens=prompt_tokens,
+            max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+            needs=needs(body),
+            category=category,
+            stream=bool(body.get("stream")),
+            affinity=affinity,
+            cached_prefix_tokens=cached,
+            concrete=concrete,
+            unit=_units(who, body),
+            sold_at=self._sold_at(who, requested),
+        )
         rng = random.Random(rid)
         decision = router.decide(features, infos, rng)
         if not decision.order:
             reasons = "; ".join(f"{c['model']}: {c['removed_by']}" for c in decision.candidates)
-            raise APIError(400, f"No model satisfies policy '{decision.policy}' for this request ({reasons}).",
-                           param="model", code="no_eligible_model")
+            raise APIError(
+                400,
+                f"No model satisfies policy '{decision.policy}' for this request ({reasons}).",
+                param="model",
+                code="no_eligible_model",
+            )
         deps = []
         pin = holder is not None and router.policy.constraints.cache_affinity
         for name in decision.order:
@@ -269,9 +319,15 @@ class Planner:
             raise self._saturated(requested)
         if not deps:  # every circuit open: try the first choice anyway
             deps = self.registry.candidates(decision.order[0], mode)
-        return RoutePlan(deps[: router.policy.max_attempts] if decision.cascade is None else deps, decision, category,
-                    _key(messages), router.verifiers, _deadline(body.get("timeout"), router.policy.deadline_s),
-                    prompt_tokens >= CACHEABLE_TOKENS)
+        return RoutePlan(
+            deps[: router.policy.max_attempts] if decision.cascade is None else deps,
+            decision,
+            category,
+            _key(messages),
+            router.verifiers,
+            _deadline(body.get("timeout"), router.policy.deadline_s),
+            prompt_tokens >= CACHEABLE_TOKENS,
+        )
 
     def _sold_at(self, who: Principal, requested: str) -> tuple[float, float] | None:
         """The tenant's fixed price for what it asked for (USD per prompt and completion token), if its plan has one."""
@@ -280,9 +336,14 @@ class Planner:
 
     def _saturated(self, requested: str) -> APIError:
         wait = self.registry.load.seconds_to_room()
-        return APIError(429, f"Every deployment of '{requested[:256]}' is at its requests, tokens or parallel calls "
-                        f"limit (rpm, tpm, max_parallel_requests); try again in {wait} s.", type="rate_limit_error",
-                        code="deployments_at_capacity", headers={"retry-after": str(wait)})
+        return APIError(
+            429,
+            f"Every deployment of '{requested[:256]}' is at its requests, tokens or parallel calls "
+            f"limit (rpm, tpm, max_parallel_requests); try again in {wait} s.",
+            type="rate_limit_error",
+            code="deployments_at_capacity",
+            headers={"retry-after": str(wait)},
+        )
 
     def _available(self, deps: list[Deployment]) -> list[Deployment]:
         ok = [d for d in deps if self.health.state(d.id) != "open"]

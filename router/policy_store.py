@@ -61,8 +61,11 @@ class PolicyStore:
         self.version = 0
 
     def build(self, policy: Policy, path: Path | None) -> PolicyRouter:
-        problems = [f"candidate '{m}' is not a model_name in the config" for m in policy.models
-                    if m not in self.registry.aliases and not self.registry.candidates(m, "chat")]
+        problems = [
+            f"candidate '{m}' is not a model_name in the config"
+            for m in policy.models
+            if m not in self.registry.aliases and not self.registry.candidates(m, "chat")
+        ]
         predictor: QualityPredictor | None = None
         verifiers: dict[str, Verifier] = {}
         try:

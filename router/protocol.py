@@ -11,8 +11,17 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from router.errors import APIError, invalid_request
 
@@ -22,12 +31,43 @@ from router.errors import APIError, invalid_request
 # URL, a credential, a provider-side mock or an adapter's own control parameter (litellm's
 # ``fallbacks``, ``mock_response``, ``api_base``...). ``model`` is always the deployment's own.
 MAX_FALLBACKS = 8  # models a request may name as its own fallbacks
-CHAT_FIELDS = frozenset({
-    "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "temperature", "top_p",
-    "presence_penalty", "frequency_penalty", "stop", "tools", "tool_choice", "parallel_tool_calls",
-    "response_format", "seed", "user", "metadata", "logprobs", "top_logprobs", "logit_bias", "functions",
-    "function_call", "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "service_tier", "store",
-    "web_search_options", "prompt_cache_key", "safety_identifier"})
+CHAT_FIELDS = frozenset(
+    {
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "seed",
+        "user",
+        "metadata",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "functions",
+        "function_call",
+        "modalities",
+        "audio",
+        "prediction",
+        "reasoning_effort",
+        "verbosity",
+        "service_tier",
+        "store",
+        "web_search_options",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
 EMBEDDINGS_FIELDS = frozenset({"input", "dimensions", "encoding_format", "user"})
 # Read by the gateway itself, never forwarded: ``timeout`` (seconds) bounds the request, fallbacks included.
 GATEWAY_FIELDS = frozenset({"timeout"})
@@ -60,8 +100,13 @@ class NamedToolChoice(_Open):
 
 
 # Each content part type and the field that carries its content (OpenAI answers 400 without it).
-_PART_FIELDS = {"text": "text", "image_url": "image_url", "input_audio": "input_audio", "file": "file",
-                "refusal": "refusal"}
+_PART_FIELDS = {
+    "text": "text",
+    "image_url": "image_url",
+    "input_audio": "input_audio",
+    "file": "file",
+    "refusal": "refusal",
+}
 
 
 class ContentPart(_Open):
@@ -158,8 +203,13 @@ class ChatRequest(_Open):
     response_format: ResponseFormat | None = None
     seed: StrictInt | None = None
     user: Annotated[StrictStr, Field(max_length=256)] | None = None
-    metadata: Annotated[dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]],
-                        Field(max_length=16)] | None = None
+    metadata: (
+        Annotated[
+            dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]],
+            Field(max_length=16),
+        ]
+        | None
+    ) = None
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     logit_bias: dict[StrictStr, Annotated[Num, Field(ge=-100, le=100)]] | None = None
@@ -172,21 +222,36 @@ class ChatRequest(_Open):
     verbosity: Literal["low", "medium", "high"] | None = None
     # the request's own fallbacks, tried in order after the routed model fails (LiteLLM's name and
     # OpenRouter's); never sent upstream
-    fallbacks: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=256)]],
-                         Field(min_length=1, max_length=MAX_FALLBACKS)] | None = None
-    models: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=256)]],
-                      Field(min_length=1, max_length=MAX_FALLBACKS + 1)] | None = None
+    fallbacks: (
+        Annotated[
+            list[Annotated[StrictStr, Field(min_length=1, max_length=256)]],
+            Field(min_length=1, max_length=MAX_FALLBACKS),
+        ]
+        | None
+    ) = None
+    models: (
+        Annotated[
+            list[Annotated[StrictStr, Field(min_length=1, max_length=256)]],
+            Field(min_length=1, max_length=MAX_FALLBACKS + 1),
+        ]
+        | None
+    ) = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     store: StrictBool | None = None
     web_search_options: WebSearchOptions | None = None
     prompt_cache_key: Annotated[StrictStr, Field(max_length=1024)] | None = None
     safety_identifier: Annotated[StrictStr, Field(max_length=256)] | None = None
-    timeout: Annotated[StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)], Field(gt=0, le=86400)] | None = None
+    timeout: Annotated[StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)], Field(gt=0, le=86400)] | None = (
+        None
+    )
 
 
-EmbeddingInput = (StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)]
-                  | Annotated[list[StrictInt], Field(min_length=1)]
-                  | Annotated[list[Annotated[list[StrictInt], Field(min_length=1)]], Field(min_length=1, max_length=2048)])
+EmbeddingInput = (
+    StrictStr
+    | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)]
+    | Annotated[list[StrictInt], Field(min_length=1)]
+    | Annotated[list[Annotated[list[StrictInt], Field(min_length=1)]], Field(min_length=1, max_length=2048)]
+)
 
 
 class EmbeddingsRequest(_Open):
@@ -216,7 +281,7 @@ def _validation_error(exc: ValidationError) -> APIError:
     for err in exc.errors(include_url=False, include_input=False):
         groups.setdefault(_param(tuple(err["loc"])), []).append(err)
     param, errs = next(iter(groups.items()))
-    deeper = [k for k in groups if k != param and k.startswith(param) and k[len(param):][:1] in (".", "[")]
+    deeper = [k for k in groups if k != param and k.startswith(param) and k[len(param) :][:1] in (".", "[")]
     if deeper:  # a union's other branch got further into the value: its error says more
         param = max(deeper, key=len)
         errs = groups.pop(param)
@@ -250,8 +315,11 @@ def validate_chat(body: Any, *, max_messages: int, max_tokens_limit: int) -> Cha
         body["model"] = models[0]  # OpenRouter's form: the first of `models` is the model asked for
     msgs = body.get("messages")
     if isinstance(msgs, list) and len(msgs) > max_messages:
-        raise invalid_request(f"Too many messages: {len(msgs)} (this gateway accepts at most {max_messages}).",
-                              param="messages", code="too_many_messages")
+        raise invalid_request(
+            f"Too many messages: {len(msgs)} (this gateway accepts at most {max_messages}).",
+            param="messages",
+            code="too_many_messages",
+        )
     try:
         req = ChatRequest.model_validate(body)
     except ValidationError as exc:
@@ -259,22 +327,39 @@ def validate_chat(body: Any, *, max_messages: int, max_tokens_limit: int) -> Cha
     for name in ("max_tokens", "max_completion_tokens"):
         v = getattr(req, name)
         if v is not None and v > max_tokens_limit:
-            raise invalid_request(f"Invalid value for '{name}': {v} exceeds this gateway's limit of {max_tokens_limit}.",
-                                  param=name, code="invalid_value")
+            raise invalid_request(
+                f"Invalid value for '{name}': {v} exceeds this gateway's limit of {max_tokens_limit}.",
+                param=name,
+                code="invalid_value",
+            )
     if req.response_format and req.response_format.type == "json_schema" and req.response_format.json_schema is None:
-        raise invalid_request("Missing required parameter: 'response_format.json_schema'.",
-                              param="response_format.json_schema", code="missing_required_parameter")
+        raise invalid_request(
+            "Missing required parameter: 'response_format.json_schema'.",
+            param="response_format.json_schema",
+            code="missing_required_parameter",
+        )
     if req.stream_options is not None and not req.stream:
-        raise invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                              param="stream_options", code="invalid_value")
+        raise invalid_request(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     if req.tool_choice is not None and not req.tools:
-        raise invalid_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
-                              param="tool_choice", code="invalid_value")
+        raise invalid_request(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+            param="tool_choice",
+            code="invalid_value",
+        )
     if req.function_call is not None and not req.functions:
-        raise invalid_request("Invalid value for 'function_call': it is only allowed when 'functions' are specified.",
-                              param="function_call", code="invalid_value")
+        raise invalid_request(
+            "Invalid value for 'function_call': it is only allowed when 'functions' are specified.",
+            param="function_call",
+            code="invalid_value",
+        )
     if req.top_logprobs is not None and not req.logprobs:
-        raise invalid_request("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs", code="invalid_value")
+        raise invalid_request(
+            "'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs", code="invalid_value"
+        )
     return req
 
 
@@ -301,8 +386,9 @@ def client_fallbacks(body: dict[str, Any]) -> list[str]:
     return out
 
 
-def upstream_body(body: dict[str, Any], upstream_model: str, mode: str = "chat",
-                  pass_through: frozenset[str] = frozenset()) -> dict[str, Any]:
+def upstream_body(
+    body: dict[str, Any], upstream_model: str, mode: str = "chat", pass_through: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The body forwarded upstream: the API's own fields of the client's body (and the deployment's
     pass-through fields), with the deployment's model name."""
     allowed = CHAT_FIELDS if mode == "chat" else EMBEDDINGS_FIELDS
@@ -353,12 +439,14 @@ def normalize_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
         if not isinstance(ch, dict):
             raise ValueError("choice is not an object")
         finish = ch.get("finish_reason")
-        out_choices.append({
-            "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,
-            "message": _norm_message(ch.get("message")),
-            "logprobs": ch.get("logprobs") if isinstance(ch.get("logprobs"), dict) else None,
-            "finish_reason": finish if finish in FINISH_REASONS else "stop",
-        })
+        out_choices.append(
+            {
+                "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,
+                "message": _norm_message(ch.get("message")),
+                "logprobs": ch.get("logprobs") if isinstance(ch.get("logprobs"), dict) else None,
+                "finish_reason": finish if finish in FINISH_REASONS else "stop",
+            }
+        )
     out = {
         "id": body.get("id") if isinstance(body.get("id"), str) else f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -392,8 +480,7 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
         if not isinstance(ch, dict):
             raise ValueError("chunk choice is not an object")
         delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
-        delta = {k: v for k, v in delta.items()
-                 if v is not None or k in ("content", "refusal")} if delta else {}
+        delta = {k: v for k, v in delta.items() if v is not None or k in ("content", "refusal")} if delta else {}
         for key in ("provider_specific_fields", "reasoning_content", "thinking_blocks", "function_call", "audio"):
             if delta.get(key) is None:
                 delta.pop(key, None)
@@ -402,21 +489,30 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
         elif isinstance(delta.get("tool_calls"), list):  # adapters send null for what a delta leaves out
             delta["tool_calls"] = [_tool_call_delta(tc) for tc in delta["tool_calls"]]
         finish = ch.get("finish_reason")
-        out_choices.append({
-            "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,
-            "delta": delta,
-            "logprobs": ch.get("logprobs") if isinstance(ch.get("logprobs"), dict) else None,
-            "finish_reason": finish if finish in FINISH_REASONS else None,
-        })
+        out_choices.append(
+            {
+                "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,
+                "delta": delta,
+                "logprobs": ch.get("logprobs") if isinstance(ch.get("logprobs"), dict) else None,
+                "finish_reason": finish if finish in FINISH_REASONS else None,
+            }
+        )
     if not out_choices:
         return None
-    if chunk.get("usage") and all(all(v is None for v in dict(c["delta"] or {}).values()) and c["finish_reason"] is None
-                                  and c["logprobs"] is None for c in out_choices):
+    if chunk.get("usage") and all(
+        all(v is None for v in dict(c["delta"] or {}).values()) and c["finish_reason"] is None and c["logprobs"] is None
+        for c in out_choices
+    ):
         # usage riding on a choice that carries nothing (LiteLLM's proxy sends one after the stop
         # chunk): the usage is read by the caller; relaying the empty choice would follow "stop"
         return None
-    out = {"id": stream_id, "object": "chat.completion.chunk", "created": created, "model": model,
-           "choices": out_choices}
+    out = {
+        "id": stream_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": out_choices,
+    }
     if isinstance(chunk.get("system_fingerprint"), str):
         out["system_fingerprint"] = chunk["system_fingerprint"]
     return out

@@ -27,9 +27,16 @@ from router.surfaces.base import Surface
 
 
 class Gateway:
-    def __init__(self, planner: Planner, meter: Meter, limiter: Limiter, health: Health,
-                 telemetry: Telemetry | None = None, attribution: Attribution | None = None,
-                 cache: ResponseCache | None = None):
+    def __init__(
+        self,
+        planner: Planner,
+        meter: Meter,
+        limiter: Limiter,
+        health: Health,
+        telemetry: Telemetry | None = None,
+        attribution: Attribution | None = None,
+        cache: ResponseCache | None = None,
+    ):
         self.planner = planner
         self.cache = cache if cache is not None and cache.active else None  # router.cache
         self.attribution = attribution  # a request's user and tags (router.accounting.attribution)
@@ -40,8 +47,9 @@ class Gateway:
         self.load = planner.registry.load  # calls in flight, latency and usage per deployment (router.balancing)
 
     # -- shared steps ---------------------------------------------------------------------------------
-    async def _admit(self, ex: Exchange, cands: list[Deployment], mode: str,
-                     cascade: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _admit(
+        self, ex: Exchange, cands: list[Deployment], mode: str, cascade: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Rate limits and budget reservation for this request; the body the upstream calls send (the
         client's, with an output bound added when nothing else bounds a budgeted answer). A cascade
         reserves for every call it may make: each step, and its checking models (judges: at every step
@@ -52,8 +60,9 @@ class Gateway:
             return body
         who = ex.who
         if not self.limiter.counts_tokens:
-            ex.ticket = await self.limiter.admit(who, body["model"], 0, None, request_id=ex.request_id,
-                                                 now=ex.started_wall, attrs=ex.attrs)
+            ex.ticket = await self.limiter.admit(
+                who, body["model"], 0, None, request_id=ex.request_id, now=ex.started_wall, attrs=ex.attrs
+            )
             return body
         cfg = self.limiter.cfg
         prompt = int(self.meter.prompt_bound(cands[0], body) * cfg.prompt_safety) + 32
@@ -74,8 +83,15 @@ class Gateway:
             worst_charge = max(worst_charge, self.meter.worst_case(dep, who.tenant, body["model"], prompt, out))
         if cascade:  # every step, and every call its check makes, at the dearest candidate's worst case
             worst_charge *= len(cands) + cascade["check"].calls(len(cands))
-        ex.ticket = await self.limiter.admit(who, body["model"], prompt + worst_out, worst_charge,
-                                             request_id=ex.request_id, now=ex.started_wall, attrs=ex.attrs)
+        ex.ticket = await self.limiter.admit(
+            who,
+            body["model"],
+            prompt + worst_out,
+            worst_charge,
+            request_id=ex.request_id,
+            now=ex.started_wall,
+            attrs=ex.attrs,
+        )
         return body
 
     # -- the entry points -------------------------------------------------------------------------------
@@ -95,18 +111,28 @@ class Gateway:
             ex.cache_key = key
             return None
         if self.limiter.active:  # a hit is a request: rate limits count it; it costs nothing
-            ex.ticket = await self.limiter.admit(ex.who, body["model"], 0, None, request_id=ex.request_id,
-                                                 now=ex.started_wall, attrs=ex.attrs)
+            ex.ticket = await self.limiter.admit(
+                ex.who, body["model"], 0, None, request_id=ex.request_id, now=ex.started_wall, attrs=ex.attrs
+            )
         return cached_answer(self, ex, hit)
 
-    def _open(self, who: Principal, body: dict[str, Any], rid: str, endpoint: str, surface: Surface | None,
-              stream: bool = False) -> Exchange:
+    def _open(
+        self,
+        who: Principal,
+        body: dict[str, Any],
+        rid: str,
+        endpoint: str,
+        surface: Surface | None,
+        stream: bool = False,
+    ) -> Exchange:
         ex = Exchange(self, who, body, rid, endpoint, stream=stream, surface=surface)
         if self.telemetry is not None:
             ex.trace = self.telemetry.request()
         return ex
 
-    async def _before_planning(self, ex: Exchange, tags: str | None, no_cache: bool, cacheable: bool) -> Response | None:
+    async def _before_planning(
+        self, ex: Exchange, tags: str | None, no_cache: bool, cacheable: bool
+    ) -> Response | None:
         """The request's user and tags; then, for a chat completion, its cached answer if it has one."""
         if self.attribution is not None and ("user" in ex.body or self.attribution.keys):
             ex.attrs = await self.attribution.resolve(ex.who.tenant, ex.body, tags)
@@ -114,8 +140,17 @@ class Gateway:
             return await self._cached(ex, no_cache)
         return None
 
-    async def unary(self, who: Principal, body: dict[str, Any], rid: str, *, endpoint: str,
-                    surface: Surface | None = None, tags: str | None = None, no_cache: bool = False) -> Response:
+    async def unary(
+        self,
+        who: Principal,
+        body: dict[str, Any],
+        rid: str,
+        *,
+        endpoint: str,
+        surface: Surface | None = None,
+        tags: str | None = None,
+        no_cache: bool = False,
+    ) -> Response:
         """A non-streaming chat completion or embeddings request (``surface``: answered in another
         API's shape; ``body`` is then the surface's internal chat request)."""
         mode = "embedding" if endpoint == "embeddings" else "chat"
@@ -135,8 +170,16 @@ class Gateway:
         finally:
             ex.close()
 
-    async def stream(self, who: Principal, body: dict[str, Any], rid: str, *,
-                     surface: Surface | None = None, tags: str | None = None, no_cache: bool = False) -> Response:
+    async def stream(
+        self,
+        who: Principal,
+        body: dict[str, Any],
+        rid: str,
+        *,
+        surface: Surface | None = None,
+        tags: str | None = None,
+        no_cache: bool = False,
+    ) -> Response:
         """A streamed chat completion: the response closes the exchange when the stream ends."""
         ex = self._open(who, body, rid, surface.endpoint if surface else "chat", surface, stream=True)
         strategy: Streamed | None = None

@@ -24,8 +24,23 @@ from router.tokens import Tokenizer
 for _kind in (SimulatedKind(), OpenAIKind(), LiteLLMKind()):
     BACKENDS.register(_kind)
 
-_PARAM_FIELDS = {"model", "api_base", "api_key", "api_version", "timeout", "stream_timeout", "backend", "transport",
-                 "pass_through_fields", "weight", "native_apis", "rpm", "tpm", "max_parallel_requests", "order"}
+_PARAM_FIELDS = {
+    "model",
+    "api_base",
+    "api_key",
+    "api_version",
+    "timeout",
+    "stream_timeout",
+    "backend",
+    "transport",
+    "pass_through_fields",
+    "weight",
+    "native_apis",
+    "rpm",
+    "tpm",
+    "max_parallel_requests",
+    "order",
+}
 
 
 @dataclass
@@ -79,8 +94,10 @@ def tls_context(p: LiteLLMParams, i: int) -> ssl.SSLContext | None:
         if p.ssl_certificate is not None:
             ctx.load_cert_chain(p.ssl_certificate, p.ssl_key)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"model_list[{i}]: TLS settings (ssl_verify, ssl_certificate, ssl_key): "
-                         f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise ValueError(
+            f"model_list[{i}]: TLS settings (ssl_verify, ssl_certificate, ssl_key): "
+            f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     return ctx
 
 
@@ -93,8 +110,13 @@ MAX_WILDCARD_NAMES = 1000  # distinct names one gateway serves through wildcard 
 
 
 class Registry:
-    def __init__(self, deployments: list[Deployment], aliases: dict[str, list[str]],
-                 wildcards: list[tuple[str, Callable[[str], Deployment]]] | None = None, strategy: str = "weighted"):
+    def __init__(
+        self,
+        deployments: list[Deployment],
+        aliases: dict[str, list[str]],
+        wildcards: list[tuple[str, Callable[[str], Deployment]]] | None = None,
+        strategy: str = "weighted",
+    ):
         self.deployments = deployments
         self.aliases = aliases
         self._by_name: dict[str, list[Deployment]] = {}
@@ -122,8 +144,9 @@ class Registry:
         return True
 
     @classmethod
-    def build(cls, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
-              resolve: Callable[[str | None], str | None]) -> "Registry":
+    def build(
+        cls, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer, resolve: Callable[[str | None], str | None]
+    ) -> "Registry":
         deps, wildcards = [], []
         for i, dc in enumerate(cfg.model_list):
             if dc.model_name.endswith("*"):
@@ -170,7 +193,7 @@ class Registry:
                 group.sort(key=lambda d: (d.order is None, d.order or 0))
                 first = [d for d in group if d.order == group[0].order]
                 out.extend(self.balancer.order(model_name, first))
-                out.extend(group[len(first):])
+                out.extend(group[len(first) :])
             else:
                 out.extend(self.balancer.order(model_name, group))
         return out
@@ -179,26 +202,43 @@ class Registry:
         """One deployment's live state for operators (GET /admin/deployments): its limits and load."""
         requests, tokens = self.load.used(d.id)
         latency = self.load.latency.get(d.id)
-        return {"id": d.id, "model": d.model_name, "provider": d.provider, "mode": d.mode, "weight": d.weight,
-                "order": d.order, "rpm": d.rpm, "tpm": d.tpm, "max_parallel_requests": d.max_parallel,
-                "in_flight": self.load.in_flight.get(d.id, 0), "latency_s": round(latency, 6) if latency else None,
-                "minute": {"requests": requests, "tokens": tokens}, "has_room": self.load.has_room(d),
-                "breaker": breaker}
+        return {
+            "id": d.id,
+            "model": d.model_name,
+            "provider": d.provider,
+            "mode": d.mode,
+            "weight": d.weight,
+            "order": d.order,
+            "rpm": d.rpm,
+            "tpm": d.tpm,
+            "max_parallel_requests": d.max_parallel,
+            "in_flight": self.load.in_flight.get(d.id, 0),
+            "latency_s": round(latency, 6) if latency else None,
+            "minute": {"requests": requests, "tokens": tokens},
+            "has_room": self.load.has_room(d),
+            "breaker": breaker,
+        }
 
     async def aclose(self) -> None:
         for d in self.deployments:
             await d.backend.aclose()
 
 
-def _wildcard_builder(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
-                      resolve: Callable[[str | None], str | None]) -> Callable[[str], Deployment]:
+def _wildcard_builder(
+    i: int,
+    dc: DeploymentConfig,
+    cfg: Config,
+    catalog: PriceCatalog,
+    tokenizer: Tokenizer,
+    resolve: Callable[[str | None], str | None],
+) -> Callable[[str], Deployment]:
     """Builds the deployment a wildcard serves one name with: the name's suffix after the wildcard's
     prefix is the upstream model's (model_name 'openai/*', model 'openai/*': 'openai/gpt-4o' is
     'openai/gpt-4o' upstream, priced at the catalog's price for it)."""
     prefix, upstream = dc.model_name[:-1], dc.litellm_params.model[:-1]
 
     def build(name: str) -> Deployment:
-        params = dc.litellm_params.model_copy(update={"model": upstream + name[len(prefix):]})
+        params = dc.litellm_params.model_copy(update={"model": upstream + name[len(prefix) :]})
         one = dc.model_copy(update={"model_name": name, "litellm_params": params})
         dep = _build_deployment(i, one, cfg, catalog, tokenizer, resolve)
         dep.id = f"{name}#{i}"
@@ -207,8 +247,14 @@ def _wildcard_builder(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
     return build
 
 
-def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceCatalog, tokenizer: Tokenizer,
-                      resolve: Callable[[str | None], str | None]) -> Deployment:
+def _build_deployment(
+    i: int,
+    dc: DeploymentConfig,
+    cfg: Config,
+    catalog: PriceCatalog,
+    tokenizer: Tokenizer,
+    resolve: Callable[[str | None], str | None],
+) -> Deployment:
     p = dc.litellm_params
     provider, name = split_model(p.model)
     extra = {k: v for k, v in (p.model_extra or {}).items() if k not in _PARAM_FIELDS and k not in ROUTER_ONLY_PARAMS}
@@ -216,8 +262,21 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
         kind = BACKENDS.choose(p.backend, provider)
     except KeyError:
         raise ValueError(f"model_list[{i}]: backend '{p.backend}' is not one of {', '.join(BACKENDS.names)}") from None
-    built = kind.build(BuildContext(i, provider, name, p, extra, cfg, catalog, tokenizer, resolve, dc.model_info.base_model,
-                                    lambda: tls_context(p, i)))
+    built = kind.build(
+        BuildContext(
+            i,
+            provider,
+            name,
+            p,
+            extra,
+            cfg,
+            catalog,
+            tokenizer,
+            resolve,
+            dc.model_info.base_model,
+            lambda: tls_context(p, i),
+        )
+    )
     backend, price_key = built.backend, built.price_key
     mi = dc.model_info
 
@@ -227,20 +286,45 @@ def _build_deployment(i: int, dc: DeploymentConfig, cfg: Config, catalog: PriceC
             return own
         return built.facts.get(key, default)
 
-    mode, region, self_hosted, caps = fact("mode", "chat"), fact("region"), bool(fact("self_hosted", False)), fact("capabilities")
+    mode, region, self_hosted, caps = (
+        fact("mode", "chat"),
+        fact("region"),
+        bool(fact("self_hosted", False)),
+        fact("capabilities"),
+    )
     context, quality, reasoning = fact("max_input_tokens"), fact("quality"), fact("reasoning_allowance")
     info = dc.model_info.model_dump(exclude_none=True)
     if context is None and price_key:
         listed = catalog.price(price_key, datetime.now(timezone.utc))
         context = listed.max_input_tokens if listed is not None else None
-    fixed = price_from_litellm_entry(info, source=f"config:{dc.model_name}") if (
-        dc.model_info.input_cost_per_token is not None or dc.model_info.output_cost_per_token is not None) else None
+    fixed = (
+        price_from_litellm_entry(info, source=f"config:{dc.model_name}")
+        if (dc.model_info.input_cost_per_token is not None or dc.model_info.output_cost_per_token is not None)
+        else None
+    )
     return Deployment(
-        id=dc.model_info.id or f"{dc.model_name}#{i}", model_name=dc.model_name, provider=provider,
-        upstream_model=name, backend=backend, mode=mode, timeout=p.timeout,
-        stream_timeout=p.stream_timeout or p.timeout, price_key=price_key, fixed_price=fixed,
-        region=region, self_hosted=self_hosted, model_class=dc.model_info.model_class,
-        capabilities=frozenset(caps) if caps is not None else Deployment.capabilities, context_window=context,
-        quality=quality, info=info, pass_through=frozenset(p.pass_through_fields),
+        id=dc.model_info.id or f"{dc.model_name}#{i}",
+        model_name=dc.model_name,
+        provider=provider,
+        upstream_model=name,
+        backend=backend,
+        mode=mode,
+        timeout=p.timeout,
+        stream_timeout=p.stream_timeout or p.timeout,
+        price_key=price_key,
+        fixed_price=fixed,
+        region=region,
+        self_hosted=self_hosted,
+        model_class=dc.model_info.model_class,
+        capabilities=frozenset(caps) if caps is not None else Deployment.capabilities,
+        context_window=context,
+        quality=quality,
+        info=info,
+        pass_through=frozenset(p.pass_through_fields),
         weight=p.weight if "weight" in p.model_fields_set else float(p.rpm or p.tpm or 1),
-        rpm=p.rpm, tpm=p.tpm, max_parallel=p.max_parallel_requests, order=p.order, reasoning_allowance=reasoning or 0.0)
+        rpm=p.rpm,
+        tpm=p.tpm,
+        max_parallel=p.max_parallel_requests,
+        order=p.order,
+        reasoning_allowance=reasoning or 0.0,
+    )

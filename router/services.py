@@ -101,8 +101,15 @@ class Services:
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        for task in (self._watcher, self._config_watcher, self._trimmer, self._bandit_sync, self._pruner,
-                     self._key_sync, self._usage_sync):
+        for task in (
+            self._watcher,
+            self._config_watcher,
+            self._trimmer,
+            self._bandit_sync,
+            self._pruner,
+            self._key_sync,
+            self._usage_sync,
+        ):
             if task is not None:
                 task.cancel()
         await self.limiter.aclose()
@@ -235,9 +242,11 @@ class Services:
     def apply_key_rows(self, rows: list[dict[str, Any]]) -> None:
         self.key_rows = rows
         self.keys = build_keys(self.config, os.environ, rows)
-        self.limiter.key_limits(rates=any(r["rpm"] is not None or r["tpm"] is not None for r in rows),
-                                budgets=any(r["budget_usd"] is not None for r in rows),
-                                tokens=any(r["tpm"] is not None for r in rows))
+        self.limiter.key_limits(
+            rates=any(r["rpm"] is not None or r["tpm"] is not None for r in rows),
+            budgets=any(r["budget_usd"] is not None for r in rows),
+            tokens=any(r["tpm"] is not None for r in rows),
+        )
 
     async def watch_keys(self, interval: float = KEY_SYNC_INTERVAL) -> None:
         """Every replica: a key created, changed or revoked on any replica applies here within ``interval``."""
@@ -248,8 +257,9 @@ class Services:
             except Exception as exc:  # noqa: BLE001 - the database down: keep the keys we have
                 log.debug("key sync failed: %s", type(exc).__name__)
 
-    async def audit(self, actor: str, action: str, target: str | None = None,
-                    detail: dict[str, Any] | None = None) -> None:
+    async def audit(
+        self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
+    ) -> None:
         """Record an admin action; a database that is down costs the record, never the action."""
         if self.key_table is None:
             return
@@ -286,8 +296,11 @@ class Services:
         ``fail_mode: open`` falls back to local limits, so both leave the gateway serving, degraded;
         only a gateway that cannot answer (no deployments, draining, state down under
         ``fail_mode: closed``) is not ready."""
-        checks: dict[str, Any] = {"config": True, "deployments": len(self.registry.deployments) > 0,
-                                  "draining": self.draining}
+        checks: dict[str, Any] = {
+            "config": True,
+            "deployments": len(self.registry.deployments) > 0,
+            "draining": self.draining,
+        }
         degraded: list[str] = []
         if self.store is not None:
             checks["ledger"] = await self.store.ping()
@@ -321,7 +334,9 @@ def model_lists(cfg: Config) -> tuple[Callable[[list[str] | None], list[str] | N
     def expand(models: list[str] | None) -> list[str] | None:
         return None if models is None else [m for name in models for m in groups.get(name, [name])]
 
-    return expand, {t.id: (frozenset(expand(t.models) or ()) if t.models is not None else None) for t in cfg.auth.tenants}
+    return expand, {
+        t.id: (frozenset(expand(t.models) or ()) if t.models is not None else None) for t in cfg.auth.tenants
+    }
 
 
 def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, Any]] = ()) -> KeyStore:
@@ -341,17 +356,34 @@ def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, 
     if cfg.auth.admin_key:
         admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
     taken = {k["id"] for k in key_maps}
-    key_maps += [{**r, "models": expand(r.get("models")), "rules": key_rules(r)}  # issued over HTTP
-                 for r in rows if r["id"] not in taken]
+    key_maps += [
+        {**r, "models": expand(r.get("models")), "rules": key_rules(r)}  # issued over HTTP
+        for r in rows
+        if r["id"] not in taken
+    ]
     return KeyStore.build(key_maps, tenants, resolve, admin_hash)
 
 
 def key_rules(row: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
     """A key's own limits as config rules (scoped to the key)."""
-    rates = (RateLimitRule(scope="key", id=row["id"], rpm=row["rpm"], tpm=row["tpm"]),) \
-        if row.get("rpm") is not None or row.get("tpm") is not None else ()
-    budgets = (BudgetRule(scope="key", id=row["id"], period=row["budget_period"] or "month", usd=row["budget_usd"],
-                          soft=bool(row.get("budget_soft"))),) if row.get("budget_usd") is not None else ()
+    rates = (
+        (RateLimitRule(scope="key", id=row["id"], rpm=row["rpm"], tpm=row["tpm"]),)
+        if row.get("rpm") is not None or row.get("tpm") is not None
+        else ()
+    )
+    budgets = (
+        (
+            BudgetRule(
+                scope="key",
+                id=row["id"],
+                period=row["budget_period"] or "month",
+                usd=row["budget_usd"],
+                soft=bool(row.get("budget_soft")),
+            ),
+        )
+        if row.get("budget_usd") is not None
+        else ()
+    )
     return (rates, budgets) if rates or budgets else None
 
 
@@ -359,8 +391,13 @@ def load_catalog(cfg: Config) -> PriceCatalog:
     return pricing_data.load_catalog([pricing_data.DEFAULT_OVERRIDES, *(Path(p) for p in cfg.pricing.overrides)])
 
 
-def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: RecordSink | None = None,
-                   catalog: PriceCatalog | None = None) -> Services:
+def build_services(
+    cfg: Config,
+    *,
+    env: Mapping[str, str] | None = None,
+    sink: RecordSink | None = None,
+    catalog: PriceCatalog | None = None,
+) -> Services:
     """``sink`` replaces the ledger (tests and the demo keep records in memory)."""
     env = os.environ if env is None else env
 
@@ -373,21 +410,26 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     keys = build_keys(cfg, env)
     metrics = Metrics()
     plans = cfg.billing.plans
-    billing = Billing(profile=pricing_data.load_profiles()[cfg.billing.profile], default_plan=plans[cfg.billing.default_plan],
-                      tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan})
+    billing = Billing(
+        profile=pricing_data.load_profiles()[cfg.billing.profile],
+        default_plan=plans[cfg.billing.default_plan],
+        tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan},
+    )
 
     store = writer = None
     if sink is None:
         db_url = resolve_env(cfg.storage.database_url, env, literal_ok=True) or sqlite_url(cfg.storage.data_dir)
         store = LedgerStore(db_url)
         log.info("ledger: %s", redact_url(store.url))
-        writer = LedgerWriter(store, Path(cfg.storage.data_dir) / "spill", metrics,
-                              flush_interval=cfg.storage.ledger_flush_interval)
+        writer = LedgerWriter(
+            store, Path(cfg.storage.data_dir) / "spill", metrics, flush_interval=cfg.storage.ledger_flush_interval
+        )
         sink = writer
     redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
     state: StateStore = RedisState(redis_url, timeout=cfg.storage.redis_timeout) if redis_url else MemoryState()
-    limiter = Limiter(cfg.limits, state, metrics, ledger=store, writer=writer,
-                      flush_interval=cfg.storage.ledger_flush_interval)
+    limiter = Limiter(
+        cfg.limits, state, metrics, ledger=store, writer=writer, flush_interval=cfg.storage.ledger_flush_interval
+    )
     limiter.alerter = Alerter(cfg.alerts, state, store, metrics, resolve)
     meter = Meter(catalog, tokenizer, metrics, sink, billing)
     policies = PolicyStore(cfg.policies, registry)
@@ -395,14 +437,45 @@ def build_services(cfg: Config, *, env: Mapping[str, str] | None = None, sink: R
     if not ok:
         raise PolicyStartupError(problems)
     health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
-    planner = Planner(registry, policies, health, meter, cfg.server.num_retries, shared=state if state.shared else None,
-                      fallbacks=cfg.fallbacks, context_fallbacks=cfg.context_window_fallbacks)
+    planner = Planner(
+        registry,
+        policies,
+        health,
+        meter,
+        cfg.server.num_retries,
+        shared=state if state.shared else None,
+        fallbacks=cfg.fallbacks,
+        context_fallbacks=cfg.context_window_fallbacks,
+    )
     exempt = rule_values(cfg.limits.budgets, cfg.limits.rate_limits)
-    gateway = Gateway(planner, meter, limiter, health, build_telemetry(cfg.telemetry, env),
-                      Attribution(cfg.attribution, state, exempt), ResponseCache(cfg.cache, state))
+    gateway = Gateway(
+        planner,
+        meter,
+        limiter,
+        health,
+        build_telemetry(cfg.telemetry, env),
+        Attribution(cfg.attribution, state, exempt),
+        ResponseCache(cfg.cache, state),
+    )
     responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
-    return Services(cfg, keys, registry, gateway, meter, metrics, tokenizer, limiter, state, store, writer,
-                    policies, planner, int(time.time()), responses, KeyTable(store) if store is not None else None)
+    return Services(
+        cfg,
+        keys,
+        registry,
+        gateway,
+        meter,
+        metrics,
+        tokenizer,
+        limiter,
+        state,
+        store,
+        writer,
+        policies,
+        planner,
+        int(time.time()),
+        responses,
+        KeyTable(store) if store is not None else None,
+    )
 
 
 class PolicyStartupError(ValueError):

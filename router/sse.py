@@ -18,8 +18,12 @@ from starlette.types import Receive, Scope, Send
 class SSEResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None,
-                 on_close: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ):
         self.body_iterator = body
         self.on_close = on_close  # runs last, whether or not the body was ever read
         self.status_code = 200

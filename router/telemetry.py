@@ -39,18 +39,37 @@ if TYPE_CHECKING:
     from router.registry import Deployment
 
 # gen_ai.provider.name's well-known values, from the providers' names in model strings
-PROVIDERS = {"azure": "azure.ai.openai", "azure_ai": "azure.ai.inference", "bedrock": "aws.bedrock",
-             "gemini": "gcp.gemini", "vertex_ai": "gcp.vertex_ai", "mistral": "mistral_ai", "xai": "x_ai",
-             "watsonx": "ibm.watsonx.ai", "together_ai": "together_ai", "simulated": "switchyard.simulated"}
-OPERATIONS = {"chat": "chat", "embeddings": "embeddings", "completions": "text_completion", "messages": "chat",
-              "responses": "chat"}
+PROVIDERS = {
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "bedrock": "aws.bedrock",
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "mistral": "mistral_ai",
+    "xai": "x_ai",
+    "watsonx": "ibm.watsonx.ai",
+    "together_ai": "together_ai",
+    "simulated": "switchyard.simulated",
+}
+OPERATIONS = {
+    "chat": "chat",
+    "embeddings": "embeddings",
+    "completions": "text_completion",
+    "messages": "chat",
+    "responses": "chat",
+}
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 SECONDS_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
-_PARAMS = (("max_tokens", "gen_ai.request.max_tokens"), ("max_completion_tokens", "gen_ai.request.max_tokens"),
-           ("temperature", "gen_ai.request.temperature"), ("top_p", "gen_ai.request.top_p"),
-           ("frequency_penalty", "gen_ai.request.frequency_penalty"),
-           ("presence_penalty", "gen_ai.request.presence_penalty"), ("seed", "gen_ai.request.seed"))
+_PARAMS = (
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "gen_ai.request.max_tokens"),
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("seed", "gen_ai.request.seed"),
+)
 UNTRACED = ("/metrics", "/healthz", "/readyz", "/favicon.ico")
 
 
@@ -71,8 +90,9 @@ def build_telemetry(cfg: "TelemetryConfig", env: Mapping[str, str] = os.environ)
     try:
         return Telemetry(cfg, env)
     except ImportError as exc:
-        raise RuntimeError(f"telemetry is on but OpenTelemetry is not installed ({exc.name}): "
-                           "pip install 'switchyard[otel]'") from None
+        raise RuntimeError(
+            f"telemetry is on but OpenTelemetry is not installed ({exc.name}): pip install 'switchyard[otel]'"
+        ) from None
 
 
 def provider_name(provider: str) -> str:
@@ -98,29 +118,45 @@ class Telemetry:
         resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or cfg.service_name})
         base = cfg.endpoint.rstrip("/") if cfg.endpoint else None
         self.tracer_provider = TracerProvider(resource=resource)
-        self.tracer_provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=f"{base}/v1/traces") if base else OTLPSpanExporter()))
+        self.tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces") if base else OTLPSpanExporter())
+        )
         reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{base}/v1/metrics") if base else OTLPMetricExporter())
+            OTLPMetricExporter(endpoint=f"{base}/v1/metrics") if base else OTLPMetricExporter()
+        )
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         self.tracer = self.tracer_provider.get_tracer("switchyard")
         meter = self.meter_provider.get_meter("switchyard")
         self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", description="Tokens used per upstream call, by token type",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used per upstream call, by token type",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
         self.call_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="Duration of each upstream call",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Duration of each upstream call",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        )
         self.request_duration = meter.create_histogram(
-            "gen_ai.server.request.duration", unit="s", description="Duration of each request the gateway served",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
+            "gen_ai.server.request.duration",
+            unit="s",
+            description="Duration of each request the gateway served",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        )
         self.ttft = meter.create_histogram(
-            "gen_ai.server.time_to_first_token", unit="s", description="Time to the first streamed chunk",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS)
+            "gen_ai.server.time_to_first_token",
+            unit="s",
+            description="Time to the first streamed chunk",
+            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+        )
         self.propagator = TraceContextTextMapPropagator()
 
     # -- the HTTP server span ------------------------------------------------------------------------
-    async def serve(self, call: Callable[[Any, Any, Any], Awaitable[None]], scope: Any, receive: Any, send: Any) -> None:
+    async def serve(
+        self, call: Callable[[Any, Any, Any], Awaitable[None]], scope: Any, receive: Any, send: Any
+    ) -> None:
         """Run one ASGI request inside its SERVER span (the client's traceparent its parent)."""
         path = scope.get("path", "")
         if scope["type"] != "http" or path in UNTRACED or path.startswith("/dashboard"):
@@ -132,9 +168,12 @@ class Telemetry:
                 carrier[k.decode()] = v.decode("latin-1")
         parent = self.propagator.extract(carrier) if carrier else None
         method = scope.get("method", "")
-        span = self.tracer.start_span(f"{method} {path}", context=parent, kind=self._trace.SpanKind.SERVER,
-                                      attributes={"http.request.method": method, "url.path": path,
-                                                  "url.scheme": scope.get("scheme", "http")})
+        span = self.tracer.start_span(
+            f"{method} {path}",
+            context=parent,
+            kind=self._trace.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path, "url.scheme": scope.get("scheme", "http")},
+        )
         token = self._context.attach(self._trace.set_span_in_context(span, parent))
         status = [0]
 
@@ -187,11 +226,17 @@ class RequestTrace:
         trace = self.tel._trace
         ctx = trace.set_span_in_context(self.span) if self.span is not None else None
         op = "embeddings" if mode == "embedding" else "chat"
-        span = self.tel.tracer.start_span(f"{op} {dep.upstream_model}", context=ctx, kind=trace.SpanKind.CLIENT,
-                                          attributes={"gen_ai.operation.name": op,
-                                                      "gen_ai.provider.name": provider_name(dep.provider),
-                                                      "gen_ai.request.model": dep.upstream_model,
-                                                      "switchyard.deployment": dep.id})
+        span = self.tel.tracer.start_span(
+            f"{op} {dep.upstream_model}",
+            context=ctx,
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": op,
+                "gen_ai.provider.name": provider_name(dep.provider),
+                "gen_ai.request.model": dep.upstream_model,
+                "switchyard.deployment": dep.id,
+            },
+        )
         self.calls.append([dep, span, None, None, op])
         out = dict(headers or {})
         self.tel.propagator.inject(out, context=trace.set_span_in_context(span))
@@ -210,22 +255,34 @@ class RequestTrace:
         now = time.time_ns()
         for dep, span, end, error, op in self.calls:
             line = next((x for x in lines if x[0] is dep), None)
-            attrs: dict[str, Any] = {"gen_ai.operation.name": op, "gen_ai.provider.name": provider_name(dep.provider),
-                                     "gen_ai.request.model": dep.upstream_model}
+            attrs: dict[str, Any] = {
+                "gen_ai.operation.name": op,
+                "gen_ai.provider.name": provider_name(dep.provider),
+                "gen_ai.request.model": dep.upstream_model,
+            }
             if line is not None:
                 lines.remove(line)
                 usage = line[2].usage
-                span.set_attributes({"gen_ai.response.model": dep.upstream_model,
-                                     "gen_ai.usage.input_tokens": usage.prompt_tokens,
-                                     "gen_ai.usage.output_tokens": usage.completion_tokens,
-                                     "switchyard.role": line[1], "switchyard.usage_source": usage.source})
+                span.set_attributes(
+                    {
+                        "gen_ai.response.model": dep.upstream_model,
+                        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                        "gen_ai.usage.output_tokens": usage.completion_tokens,
+                        "switchyard.role": line[1],
+                        "switchyard.usage_source": usage.source,
+                    }
+                )
                 if line[2].cost_usd is not None:
                     span.set_attribute("switchyard.cost_usd", line[2].cost_usd)
-                tel.token_usage.record(usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input",
-                                                             "gen_ai.response.model": dep.upstream_model})
+                tel.token_usage.record(
+                    usage.prompt_tokens,
+                    {**attrs, "gen_ai.token.type": "input", "gen_ai.response.model": dep.upstream_model},
+                )
                 if op == "chat":
-                    tel.token_usage.record(usage.completion_tokens, {**attrs, "gen_ai.token.type": "output",
-                                                                     "gen_ai.response.model": dep.upstream_model})
+                    tel.token_usage.record(
+                        usage.completion_tokens,
+                        {**attrs, "gen_ai.token.type": "output", "gen_ai.response.model": dep.upstream_model},
+                    )
             if error is not None:
                 attrs["error.type"] = error
                 span.set_attribute("error.type", error)
@@ -251,8 +308,13 @@ class RequestTrace:
             tel.ttft.record(ex.first_chunk_at - ex.started, attrs)
         if span is None or not span.is_recording():
             return
-        out = {**attrs, "switchyard.tenant": ex.who.tenant, "switchyard.request_id": ex.request_id,
-               "switchyard.attempts": len(ex.attempts.items), "switchyard.stream": ex.stream}
+        out = {
+            **attrs,
+            "switchyard.tenant": ex.who.tenant,
+            "switchyard.request_id": ex.request_id,
+            "switchyard.attempts": len(ex.attempts.items),
+            "switchyard.stream": ex.stream,
+        }
         if ex.who.key_id:
             out["switchyard.key_id"] = ex.who.key_id
         for field, name in _PARAMS:

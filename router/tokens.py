@@ -102,8 +102,9 @@ class Tokenizer:
     def decode(self, model: str, tokens: list[int]) -> str:
         return self.encoding(model).decode(tokens)
 
-    def count_messages(self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None, *,
-                       bound: bool = False) -> int:
+    def count_messages(
+        self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None, *, bound: bool = False
+    ) -> int:
         """The prompt's tokens by OpenAI's recipe. ``bound``: an upper bound instead, as cheap as the
         bytes it reads: texts over ``BOUND_ABOVE_CHARS`` count as their UTF-8 length (never fewer
         than their tokens); shorter ones are counted exactly (they are cheap, and mostly cached)."""

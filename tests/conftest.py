@@ -73,8 +73,14 @@ class Proc:
 
 def start(cmd: list[str], ready_path: str, port: int, log: Path, env: dict[str, str] | None = None) -> Proc:
     fh = open(log, "w")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            start_new_session=True, cwd=str(log.parent))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        cwd=str(log.parent),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + ready_path, proc)
@@ -88,21 +94,41 @@ def start(cmd: list[str], ready_path: str, port: int, log: Path, env: dict[str, 
 @pytest.fixture(scope="session")
 def mock_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     port = free_port()
-    p = start([sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)], "/_stats", port,
-              tmp_path_factory.mktemp("mock") / "mock.log")
+    p = start(
+        [sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)],
+        "/_stats",
+        port,
+        tmp_path_factory.mktemp("mock") / "mock.log",
+    )
     yield p
     p.stop()
 
 
 def mock_config(mock_base: str) -> str:
     api = f"{mock_base}/v1"
-    models = ["mock-gpt", "mock-nousage", "mock-tools", "mock-500", "mock-503", "mock-429", "mock-400", "mock-401",
-              "mock-badjson", "mock-timeout", "mock-cut", "mock-nodone", "mock-slow", "mock-huge"]
+    models = [
+        "mock-gpt",
+        "mock-nousage",
+        "mock-tools",
+        "mock-500",
+        "mock-503",
+        "mock-429",
+        "mock-400",
+        "mock-401",
+        "mock-badjson",
+        "mock-timeout",
+        "mock-cut",
+        "mock-nodone",
+        "mock-slow",
+        "mock-huge",
+    ]
     lines = ["model_list:"]
     for m in models:
-        lines += [f"  - model_name: {m}",
-                  f"    litellm_params: {{model: openai/{m}, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 2}}",
-                  "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}"]
+        lines += [
+            f"  - model_name: {m}",
+            f"    litellm_params: {{model: openai/{m}, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 2}}",
+            "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}",
+        ]
     lines += [
         "  - model_name: mock-embed",
         f"    litellm_params: {{model: openai/mock-embed, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY}}",
@@ -135,8 +161,13 @@ def mock_config(mock_base: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-GATEWAY_ENV = {"MOCK_PROVIDER_KEY": PROVIDER_KEY, "TEST_KEY_A": KEY_A, "TEST_KEY_B": KEY_B, "TEST_KEY_C": KEY_C,
-               "TEST_ADMIN_KEY": ADMIN_KEY}
+GATEWAY_ENV = {
+    "MOCK_PROVIDER_KEY": PROVIDER_KEY,
+    "TEST_KEY_A": KEY_A,
+    "TEST_KEY_B": KEY_B,
+    "TEST_KEY_C": KEY_C,
+    "TEST_ADMIN_KEY": ADMIN_KEY,
+}
 
 
 @pytest.fixture(scope="session")
@@ -146,8 +177,13 @@ def gateway(mock_upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> It
     cfg = d / "config.yaml"
     cfg.write_text(mock_config(mock_upstream.base))
     port = free_port()
-    p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port, d / "gateway.log",
-              env=GATEWAY_ENV)
+    p = start(
+        [SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)],
+        "/healthz",
+        port,
+        d / "gateway.log",
+        env=GATEWAY_ENV,
+    )
     p.extra["config"] = cfg
     p.extra["mock"] = mock_upstream
     yield p
@@ -182,8 +218,13 @@ def start_gateway(workdir: Path, config_text: str, env: dict[str, str] | None = 
     cfg = workdir / f"{name}.yaml"
     cfg.write_text(config_text)
     port = free_port()
-    p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port,
-              workdir / f"{name}.log", env={**GATEWAY_ENV, **(env or {})})
+    p = start(
+        [SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)],
+        "/healthz",
+        port,
+        workdir / f"{name}.log",
+        env={**GATEWAY_ENV, **(env or {})},
+    )
     p.extra["config"] = cfg
     return p
 
@@ -191,8 +232,9 @@ def start_gateway(workdir: Path, config_text: str, env: dict[str, str] | None = 
 def start_mock(workdir: Path) -> Proc:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    return start([sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)], "/_stats", port,
-                 workdir / "mock.log")
+    return start(
+        [sys.executable, str(ROOT / "tests" / "mock_upstream.py"), str(port)], "/_stats", port, workdir / "mock.log"
+    )
 
 
 def ledger_record(gw: Proc, key: str, request_id: str, timeout: float = 15.0) -> dict[str, Any]:

@@ -22,23 +22,41 @@ BEHAVIOURS = {
     "mock-gpt": "normal answer with usage",
     "mock-nousage": "normal answer, no usage anywhere",
     "mock-tools": "answers with a tool call",
-    "mock-500": "HTTP 500", "mock-503": "HTTP 503", "mock-429": "HTTP 429 with retry-after: 7",
-    "mock-400": "HTTP 400 naming the bad parameter", "mock-401": "HTTP 401 that echoes the provider key",
-    "mock-badjson": "200 with a body that is not JSON", "mock-timeout": "no answer for 30 s",
-    "mock-cut": "stream: 3 chunks then the connection drops", "mock-nodone": "stream: ends without [DONE]",
-    "mock-slow": "stream: 200 chunks, one every 50 ms", "mock-huge": "an answer of about 3 MB",
-    "mock-flaky": "HTTP 503 while POST /_flaky {\"fail\": true} is in force, else normal",
+    "mock-500": "HTTP 500",
+    "mock-503": "HTTP 503",
+    "mock-429": "HTTP 429 with retry-after: 7",
+    "mock-400": "HTTP 400 naming the bad parameter",
+    "mock-401": "HTTP 401 that echoes the provider key",
+    "mock-badjson": "200 with a body that is not JSON",
+    "mock-timeout": "no answer for 30 s",
+    "mock-cut": "stream: 3 chunks then the connection drops",
+    "mock-nodone": "stream: ends without [DONE]",
+    "mock-slow": "stream: 200 chunks, one every 50 ms",
+    "mock-huge": "an answer of about 3 MB",
+    "mock-flaky": 'HTTP 503 while POST /_flaky {"fail": true} is in force, else normal',
     "mock-slowbody": "200 with JSON headers, then one body byte a second",
 }
 FLAKY = {"fail": False}
 
-STATS: dict[str, Any] = {"requests": Counter(), "fields": Counter(), "streams_started": 0, "streams_completed": 0,
-                         "streams_aborted": 0, "last_body": None, "last_headers": None}
+STATS: dict[str, Any] = {
+    "requests": Counter(),
+    "fields": Counter(),
+    "streams_started": 0,
+    "streams_completed": 0,
+    "streams_aborted": 0,
+    "last_body": None,
+    "last_headers": None,
+}
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 def _words(n: int) -> list[str]:
@@ -53,13 +71,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     STATS["last_body"] = body
     STATS["last_headers"] = {str(k).lower(): v for k, v in request.headers.items()}
     if model in ("mock-500", "mock-503"):
-        return web.json_response({"error": {"message": "upstream is sad", "type": "server_error"}}, status=int(model[-3:]))
+        return web.json_response(
+            {"error": {"message": "upstream is sad", "type": "server_error"}}, status=int(model[-3:])
+        )
     if model == "mock-429":
-        return web.json_response({"error": {"message": "slow down", "type": "rate_limit"}}, status=429,
-                                 headers={"retry-after": "7"})
+        return web.json_response(
+            {"error": {"message": "slow down", "type": "rate_limit"}}, status=429, headers={"retry-after": "7"}
+        )
     if model == "mock-400":
-        return web.json_response({"error": {"message": "Unsupported parameter: 'frobnicate'", "param": "frobnicate"}},
-                                 status=400)
+        return web.json_response(
+            {"error": {"message": "Unsupported parameter: 'frobnicate'", "param": "frobnicate"}}, status=400
+        )
     if model == "mock-401":
         key = request.headers.get("authorization", "")
         return web.json_response({"error": {"message": f"Incorrect API key provided: {key}"}}, status=401)
@@ -90,12 +112,25 @@ async def chat(request: web.Request) -> web.StreamResponse:
     msg: dict[str, Any] = {"role": "assistant", "content": content}
     finish = "stop"
     if model == "mock-tools" or (body.get("tools") and body.get("tool_choice") == "required"):
-        msg = {"role": "assistant", "content": None,
-               "tool_calls": [{"id": "call_1", "type": "function",
-                               "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city": "Paris"}'}}]}
+        msg = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        }
         finish = "tool_calls"
-    out: dict[str, Any] = {"id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
-                           "model": model, "choices": [{"index": 0, "message": msg, "finish_reason": finish}]}
+    out: dict[str, Any] = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
+    }
     if model != "mock-nousage":
         out["usage"] = _usage(11, n)
     return web.Response(body=orjson.dumps(out), content_type="application/json")
@@ -111,8 +146,10 @@ async def _stream(request: web.Request, body: dict[str, Any], model: str, n: int
         await resp.write(b"data: " + (obj if isinstance(obj, bytes) else orjson.dumps(obj)) + b"\n\n")
 
     try:
-        await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-        count = (int(body.get("max_tokens") or 200) if model == "mock-slow" else n)
+        await send(
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        )
+        count = int(body.get("max_tokens") or 200) if model == "mock-slow" else n
         for i, word in enumerate(_words(count)):
             if model == "mock-cut" and i == 3:
                 request.transport.close()  # drop the connection mid-stream
@@ -141,18 +178,33 @@ async def embeddings(request: web.Request) -> web.Response:
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
     dims = body.get("dimensions") or 8
     data = [{"object": "embedding", "index": i, "embedding": [0.1] * dims} for i in range(len(inputs))]
-    return web.json_response({"object": "list", "data": data, "model": body.get("model"),
-                              "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}})
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+        }
+    )
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.Response(body=orjson.dumps({**STATS, "requests": dict(STATS["requests"]), "fields": dict(STATS["fields"])}),
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({**STATS, "requests": dict(STATS["requests"]), "fields": dict(STATS["fields"])}),
+        content_type="application/json",
+    )
 
 
 async def reset(request: web.Request) -> web.Response:
-    STATS.update(requests=Counter(), fields=Counter(), streams_started=0, streams_completed=0, streams_aborted=0,
-                 last_body=None, last_headers=None)
+    STATS.update(
+        requests=Counter(),
+        fields=Counter(),
+        streams_started=0,
+        streams_completed=0,
+        streams_aborted=0,
+        last_body=None,
+        last_headers=None,
+    )
     return web.json_response({"ok": True})
 
 

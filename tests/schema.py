@@ -10,7 +10,9 @@ from referencing.jsonschema import DRAFT202012
 
 
 def validator(schemas: dict[str, Any], name: str) -> Draft202012Validator:
-    registry = Registry().with_resource("urn:openai", Resource.from_contents(schemas, default_specification=DRAFT202012))
+    registry = Registry().with_resource(
+        "urn:openai", Resource.from_contents(schemas, default_specification=DRAFT202012)
+    )
     return Draft202012Validator({"$ref": f"urn:openai#/components/schemas/{name}"}, registry=registry)
 
 

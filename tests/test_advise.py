@@ -23,13 +23,30 @@ H200 = load_profiles()["h200"]
 FLAT = tuple([1 / 24] * 24)
 
 
-def traffic(prompt: float, cached: float, completion: float, *, days: float = 1.0, hourly: tuple[float, ...] = FLAT,
-            api: float | None = 1.0, cls: str = "mid") -> Traffic:
-    return Traffic(model="m", model_class=cls, days=days, prompt_tokens=int(prompt), cached_tokens=int(cached),
-                   completion_tokens=int(completion), hourly=hourly, api_cost_usd=api)
+def traffic(
+    prompt: float,
+    cached: float,
+    completion: float,
+    *,
+    days: float = 1.0,
+    hourly: tuple[float, ...] = FLAT,
+    api: float | None = 1.0,
+    cls: str = "mid",
+) -> Traffic:
+    return Traffic(
+        model="m",
+        model_class=cls,
+        days=days,
+        prompt_tokens=int(prompt),
+        cached_tokens=int(cached),
+        completion_tokens=int(completion),
+        hourly=hourly,
+        api_cost_usd=api,
+    )
 
 
 # ---- the worked example -------------------------------------------------------------------------
+
 
 def test_one_h200_server_worked_example_to_the_cent() -> None:
     """The seed's server: $246,391 for 8 x H200 over four years, 10.2 kW at PUE 1.35, $0.087/kWh,
@@ -58,8 +75,11 @@ def test_one_h200_server_worked_example_to_the_cent() -> None:
 
 # ---- properties ---------------------------------------------------------------------------------
 
-shares = st.lists(st.floats(0.0, 1.0), min_size=24, max_size=24).filter(lambda xs: sum(xs) > 0.01).map(
-    lambda xs: tuple(x / sum(xs) for x in xs))
+shares = (
+    st.lists(st.floats(0.0, 1.0), min_size=24, max_size=24)
+    .filter(lambda xs: sum(xs) > 0.01)
+    .map(lambda xs: tuple(x / sum(xs) for x in xs))
+)
 volumes = st.tuples(st.floats(1e5, 1e10), st.floats(0, 1), st.floats(1e4, 1e9))
 
 
@@ -74,8 +94,9 @@ def test_per_token_cost_falls_with_volume_and_utilisation(v, hourly, cls, grow) 
         room = f.gpus / (f.work_gpu_hours_per_day * max(hourly) / H200.utilisation)  # scale the same fleet carries
         scale = min(grow, room * 0.999)  # within the same fleet (token counts are rounded to integers)
         if scale > 1.0001:
-            bigger = advise(traffic(prompt * scale, prompt * cached_share * scale, completion * scale, hourly=hourly,
-                                    cls=cls), H200)
+            bigger = advise(
+                traffic(prompt * scale, prompt * cached_share * scale, completion * scale, hourly=hourly, cls=cls), H200
+            )
             assert bigger[way]["gpus"] == base[way]["gpus"]
             assert bigger[way]["usd_per_mtok"] <= base[way]["usd_per_mtok"] * (1 + 1e-9)
         busier = advise(t, H200, utilisation=min(1.0, H200.utilisation * 1.3))
@@ -93,17 +114,29 @@ def test_break_even_is_where_the_cost_curves_cross(v, hourly, api_per_mtok, cls)
         be = a[way]["break_even_tokens_per_day"]
         if be is None:  # never: the API is cheaper at every volume, so at every scale tried too
             for s in (0.5, 1, 2, 10, 100):
-                scaled = advise(traffic(prompt * s, prompt * cached_share * s, completion * s, hourly=hourly,
-                                        api=api * s, cls=cls), H200)
+                scaled = advise(
+                    traffic(prompt * s, prompt * cached_share * s, completion * s, hourly=hourly, api=api * s, cls=cls),
+                    H200,
+                )
                 assert scaled[way]["usd_per_day"] >= scaled["buy"]["usd_per_day"] * (1 - 1e-9)
             continue
         s = be / a["tokens_per_day"]["total"]
-        at = advise(traffic(prompt * s, prompt * cached_share * s, completion * s, hourly=hourly, api=api * s, cls=cls),
-                    H200)
+        at = advise(
+            traffic(prompt * s, prompt * cached_share * s, completion * s, hourly=hourly, api=api * s, cls=cls), H200
+        )
         if at[way]["gpus"] == (1 if way == "rent" else H200.server.gpus_per_server):  # integer rounding of tokens aside
             assert at[way]["usd_per_day"] == pytest.approx(at["buy"]["usd_per_day"], rel=1e-4)
-            below = advise(traffic(prompt * s * 0.9, prompt * cached_share * s * 0.9, completion * s * 0.9,
-                                   hourly=hourly, api=api * s * 0.9, cls=cls), H200)
+            below = advise(
+                traffic(
+                    prompt * s * 0.9,
+                    prompt * cached_share * s * 0.9,
+                    completion * s * 0.9,
+                    hourly=hourly,
+                    api=api * s * 0.9,
+                    cls=cls,
+                ),
+                H200,
+            )
             assert below[way]["usd_per_day"] > below["buy"]["usd_per_day"]
 
 
@@ -118,8 +151,14 @@ def test_break_even_by_hand() -> None:
 @given(volumes, shares, st.floats(1e-3, 1e3), st.sampled_from(["small", "mid", "frontier"]))
 def test_every_layers_margins_sum_to_the_price_paid(v, hourly, api_per_mtok, cls) -> None:
     prompt, cached_share, completion = v
-    t = traffic(prompt, prompt * cached_share, completion, hourly=hourly, api=(prompt + completion) * api_per_mtok / 1e6,
-                cls=cls)
+    t = traffic(
+        prompt,
+        prompt * cached_share,
+        completion,
+        hourly=hourly,
+        api=(prompt + completion) * api_per_mtok / 1e6,
+        cls=cls,
+    )
     a = advise(t, H200)
     for way in ("buy", "rent", "own"):
         assert math.fsum(a[way]["slices"].values()) == pytest.approx(a[way]["usd_per_day"], rel=1e-9, abs=1e-12)
@@ -131,7 +170,7 @@ def test_payback_deadline_by_hand() -> None:
     # owning costs $100 a year over 4 years; the API bill it avoids is $400/year falling to half each year:
     # bought at s, the avoided bill is 400 x 0.5^s x (0.5^4 - 1) / ln 0.5 = 541.0 x 0.5^s >= 400 until s = 0.436
     s = payback_deadline_years(400, 100, 4, 0.5)
-    assert s == pytest.approx(math.log(400 / (400 * (0.5 ** 4 - 1) / math.log(0.5))) / math.log(0.5))
+    assert s == pytest.approx(math.log(400 / (400 * (0.5**4 - 1) / math.log(0.5))) / math.log(0.5))
     assert 0.43 < s < 0.44
     assert payback_deadline_years(50, 100, 4, 0.5) is None  # does not pay back even now
     assert payback_deadline_years(200, 100, 4, 1.0) == math.inf  # flat prices: any time
@@ -144,6 +183,7 @@ def test_unpriced_traffic_is_never_a_dollar_figure() -> None:
 
 
 # ---- against the ledger, the CLI and the browser ------------------------------------------------
+
 
 def _advice(gw, **params) -> dict:
     r = httpx.get(gw.base + "/admin/insights/advise", headers=ADMIN, params={"start": "1d", **params}, timeout=60)
@@ -160,9 +200,16 @@ def _serve_self_hosted(dash) -> None:
     if before:
         return
     for i in range(4):
-        r = httpx.post(dash.base + "/v1/chat/completions", headers=A, timeout=30, json={
-            "model": "sim-open", "messages": [{"role": "user", "content": f"Summarise the build-or-buy question ({i})."}],
-            "max_tokens": 60})
+        r = httpx.post(
+            dash.base + "/v1/chat/completions",
+            headers=A,
+            timeout=30,
+            json={
+                "model": "sim-open",
+                "messages": [{"role": "user", "content": f"Summarise the build-or-buy question ({i})."}],
+                "max_tokens": 60,
+            },
+        )
         assert r.status_code == 200, r.text
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -178,9 +225,13 @@ def test_self_hosted_traffic_costs_what_the_ledger_attributed(dash) -> None:
     advice = _advice(dash)
     by_model = {m["model"]: m for m in advice["models"]}
     with sqlite3.connect(dash.extra["ledger"]) as db:
-        served = {r[0]: r[1:] for r in db.execute(
-            "SELECT model, SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(gpu_hours), "
-            "SUM(charge_usd - app_margin_usd), COUNT(*) FROM requests WHERE endpoint = 'chat' GROUP BY model")}
+        served = {
+            r[0]: r[1:]
+            for r in db.execute(
+                "SELECT model, SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(gpu_hours), "
+                "SUM(charge_usd - app_margin_usd), COUNT(*) FROM requests WHERE endpoint = 'chat' GROUP BY model"
+            )
+        }
     assert set(by_model) == set(served)
     for name, m in by_model.items():
         prompt, completion, cost, gpu_hours, attributed, _ = served[name]
@@ -207,8 +258,13 @@ def test_the_cli_prints_what_the_view_reads(dash) -> None:
     start, end = str(time.time() - 86400), str(time.time())
     time.sleep(0.01)
     env = {**GATEWAY_ENV, "PATH": "/usr/bin:/bin", "SWITCHYARD_URL": dash.base, "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
-    out = subprocess.run([SWITCHYARD, "advise", "--since", start, "--until", end, "--utilisation", "0.5", "--json"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [SWITCHYARD, "advise", "--since", start, "--until", end, "--utilisation", "0.5", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     cli = json.loads(out.stdout)
     view = _advice(dash, start=start, end=end, utilisation="0.5")
@@ -219,11 +275,13 @@ def test_the_cli_prints_what_the_view_reads(dash) -> None:
             b["own"].pop("buy_by")
             a["own"].pop("buy_by")
     assert cli == view
-    table = subprocess.run([SWITCHYARD, "advise", "--since", start, "--until", end], env=env, capture_output=True,
-                           text=True, timeout=60)
+    table = subprocess.run(
+        [SWITCHYARD, "advise", "--since", start, "--until", end], env=env, capture_output=True, text=True, timeout=60
+    )
     assert table.returncode == 0 and "sim-open (self-hosted)" in table.stdout and "Build or buy" in table.stdout
-    denied = subprocess.run([SWITCHYARD, "advise"], env={**env, "SWITCHYARD_ADMIN_KEY": KEY_A}, capture_output=True,
-                            text=True, timeout=60)
+    denied = subprocess.run(
+        [SWITCHYARD, "advise"], env={**env, "SWITCHYARD_ADMIN_KEY": KEY_A}, capture_output=True, text=True, timeout=60
+    )
     assert denied.returncode == 1 and "403" in denied.stderr and "Traceback" not in denied.stderr
 
 
@@ -241,8 +299,14 @@ def test_build_or_buy_view_in_a_browser(dash, browser, shots) -> None:
         cells = rows.nth(i).locator("td")
         assert cells.nth(0).inner_text().startswith(m["model"])
         shown = [float(x) for x in cells.locator("[data-value]").evaluate_all("els => els.map(e => e.dataset.value)")]
-        want = [m["tokens_per_day"]["total"], m["buy"]["usd_per_mtok"], m["rent"]["usd_per_mtok"], m["rent"]["gpus"],
-                m["own"]["usd_per_mtok"], m["own"]["servers"]]
+        want = [
+            m["tokens_per_day"]["total"],
+            m["buy"]["usd_per_mtok"],
+            m["rent"]["usd_per_mtok"],
+            m["rent"]["gpus"],
+            m["own"]["usd_per_mtok"],
+            m["own"]["servers"],
+        ]
         assert shown[:6] == pytest.approx(want, rel=1e-6)
     assert page.locator("#advise-layers tbody tr").count() == 10  # nine slices and the price paid
     first = advice["models"][0]
@@ -259,8 +323,13 @@ def test_report_and_advise_take_the_api_base_and_say_when_no_gateway_answers(das
     from tests.conftest import free_port
 
     env = {**GATEWAY_ENV, "PATH": "/usr/bin:/bin", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY, "SWITCHYARD_API_KEY": KEY_A}
-    ok = subprocess.run([SWITCHYARD, "advise", "--url", dash.base + "/v1/", "--json"], env=env, capture_output=True,
-                        text=True, timeout=60)
+    ok = subprocess.run(
+        [SWITCHYARD, "advise", "--url", dash.base + "/v1/", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and json.loads(ok.stdout)["models"], ok.stderr  # the SDK-style base URL works too
     closed = f"http://127.0.0.1:{free_port()}"
     for cmd in (["advise"], ["report"]):

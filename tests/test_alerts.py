@@ -57,8 +57,12 @@ class Receiver:
     def alerts(self) -> list[dict[str, Any]]:
         out = []
         for headers, body in list(self.calls):
-            want = "v1=" + hmac.new(SECRET.encode(), headers["x-switchyard-timestamp"].encode() + b"." + body,
-                                    hashlib.sha256).hexdigest()
+            want = (
+                "v1="
+                + hmac.new(
+                    SECRET.encode(), headers["x-switchyard-timestamp"].encode() + b"." + body, hashlib.sha256
+                ).hexdigest()
+            )
             assert hmac.compare_digest(headers["x-switchyard-signature"], want), "a bad signature"
             out.append(json.loads(body))
         return out
@@ -100,12 +104,15 @@ auth:
 
 async def hammer(bases: list[str], n: int) -> list[int]:
     async with httpx.AsyncClient(timeout=30) as client:
+
         async def one(i: int) -> int:
-            r = await client.post(bases[i % len(bases)] + "/v1/chat/completions",
-                                  headers={"authorization": f"Bearer {KEY_A}"},
-                                  json={"model": "sim", "max_tokens": 40,
-                                        "messages": [{"role": "user", "content": "write at length"}]})
+            r = await client.post(
+                bases[i % len(bases)] + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {KEY_A}"},
+                json={"model": "sim", "max_tokens": 40, "messages": [{"role": "user", "content": "write at length"}]},
+            )
             return r.status_code
+
         codes: list[int] = []
         for start in range(0, n, 8):  # waves of 8 at once, spread over both replicas
             codes += await asyncio.gather(*(one(i) for i in range(start, min(n, start + 8))))
@@ -136,12 +143,21 @@ def test_two_replicas_crossing_together_send_each_alert_once(receiver: Receiver,
         alerts = receiver.alerts()
         assert sorted(a["threshold_pct"] for a in alerts) == [50, 80, 100], alerts  # each once, signed
         by = {a["threshold_pct"]: a for a in got}
-        assert by[80]["budget"] == {**by[80]["budget"], "scope": "tenant", "id": "a", "period": "day", "limit_usd": BUDGET}
+        assert by[80]["budget"] == {
+            **by[80]["budget"],
+            "scope": "tenant",
+            "id": "a",
+            "period": "day",
+            "limit_usd": BUDGET,
+        }
         assert by[80]["spent_usd"] >= 0.8 * BUDGET and by[100]["exhausted"] is True
         # the history, on either replica (one ledger), says each was sent
         history = httpx.get(gws[1].base + "/admin/alerts", headers=ADMIN).json()["data"]
         assert sorted((h["threshold"], h["status"], h["attempts"]) for h in history) == [
-            (50, "sent", 1), (80, "sent", 1), (100, "sent", 1)]
+            (50, "sent", 1),
+            (80, "sent", 1),
+            (100, "sent", 1),
+        ]
     finally:
         for g in gws:
             g.stop()
@@ -155,8 +171,11 @@ def test_an_unreachable_webhook_is_retried_then_dead_lettered_without_blocking(t
         t0 = time.monotonic()
         codes = asyncio.run(hammer([gw.base], 400))
         assert 200 in codes and codes[-1] == 429
-        history = wait_for(lambda: [h for h in httpx.get(gw.base + "/admin/alerts", headers=ADMIN).json()["data"]
-                                    if h["status"] == "dead"])
+        history = wait_for(
+            lambda: [
+                h for h in httpx.get(gw.base + "/admin/alerts", headers=ADMIN).json()["data"] if h["status"] == "dead"
+            ]
+        )
         assert {h["attempts"] for h in history} == {3} and history[0]["last_error"]  # the first try and 2 retries
         # requests kept being answered while deliveries were failing
         assert time.monotonic() - t0 < 60
@@ -183,8 +202,9 @@ def test_a_failing_webhook_that_recovers_gets_the_alert(receiver: Receiver) -> N
 
 
 def test_forecast_and_slack_format(receiver: Receiver) -> None:
-    cfg = AlertsConfig(webhooks=[WebhookConfig(url=receiver.url, format="slack")], thresholds=[90],
-                       forecast_after=0.25, retries=0)
+    cfg = AlertsConfig(
+        webhooks=[WebhookConfig(url=receiver.url, format="slack")], thresholds=[90], forecast_after=0.25, retries=0
+    )
     alerter = Alerter(cfg, MemoryState(), None, Metrics(), lambda ref: None)
     rule = BudgetRule(scope="key", id="k1", period="day", usd=10.0)
     day = 1_800_000_000 // 86400 * 86400
@@ -207,13 +227,15 @@ def test_alerts_test_command(receiver: Receiver, tmp_path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config(receiver.url))
     env = {**__import__("os").environ, **GATEWAY_ENV, "TEST_ALERT_SECRET": SECRET}
-    res = subprocess.run([SWITCHYARD, "alerts", "test", "--config", str(cfg)], capture_output=True, text=True,
-                         timeout=60, env=env)
+    res = subprocess.run(
+        [SWITCHYARD, "alerts", "test", "--config", str(cfg)], capture_output=True, text=True, timeout=60, env=env
+    )
     assert res.returncode == 0 and "sent" in res.stdout, res.stdout + res.stderr
     [alert] = receiver.alerts()
     assert alert["kind"] == "test" and alert["budget"]["limit_usd"] == 100.0
     cfg.write_text(config(f"http://127.0.0.1:{free_port()}/x", retries=0))
-    res = subprocess.run([SWITCHYARD, "alerts", "test", "--config", str(cfg)], capture_output=True, text=True,
-                         timeout=60, env=env)
+    res = subprocess.run(
+        [SWITCHYARD, "alerts", "test", "--config", str(cfg)], capture_output=True, text=True, timeout=60, env=env
+    )
     assert res.returncode == 1 and "dead" in res.stdout
     assert sign(SECRET, "1", b"{}") == "v1=" + hmac.new(SECRET.encode(), b"1.{}", hashlib.sha256).hexdigest()

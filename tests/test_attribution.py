@@ -45,10 +45,19 @@ auth:
 {extra}"""
 
 
-def chat(gw: Proc, key: str = KEY_A, user: str | None = None, meta: dict[str, str] | None = None,
-         header: str | None = None, max_tokens: int = 8) -> httpx.Response:
-    body: dict[str, Any] = {"model": "sim", "messages": [{"role": "user", "content": "hello there"}],
-                            "max_tokens": max_tokens}
+def chat(
+    gw: Proc,
+    key: str = KEY_A,
+    user: str | None = None,
+    meta: dict[str, str] | None = None,
+    header: str | None = None,
+    max_tokens: int = 8,
+) -> httpx.Response:
+    body: dict[str, Any] = {
+        "model": "sim",
+        "messages": [{"role": "user", "content": "hello there"}],
+        "max_tokens": max_tokens,
+    }
     if user is not None:
         body["user"] = user
     if meta is not None:
@@ -69,9 +78,13 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 def test_user_and_tags_reach_the_ledger_and_the_usage_api_equals_sql(gw: Proc) -> None:
-    sent = [("alice", {"feature": "chat", "team": "core"}, None), ("bob", {"feature": "chat"}, None),
-            ("alice", None, "feature=summarize,team=growth,ignored=x"), ("carol", {"feature": "chat", "env": "x"}, None),
-            (None, {"team": "core"}, None)]
+    sent = [
+        ("alice", {"feature": "chat", "team": "core"}, None),
+        ("bob", {"feature": "chat"}, None),
+        ("alice", None, "feature=summarize,team=growth,ignored=x"),
+        ("carol", {"feature": "chat", "env": "x"}, None),
+        (None, {"team": "core"}, None),
+    ]
     rids = []
     for user, meta, header in sent:
         r = chat(gw, user=user, meta=meta, header=header)
@@ -80,14 +93,25 @@ def test_user_and_tags_reach_the_ledger_and_the_usage_api_equals_sql(gw: Proc) -
     recs = [ledger_record(gw, KEY_A, rid) for rid in rids]
     assert [r["end_user"] for r in recs] == ["alice", "bob", "alice", "carol", None]
     # only the configured keys; the header wins over the body
-    assert [r["tags"] for r in recs] == [{"feature": "chat", "team": "core"}, {"feature": "chat"},
-                                         {"feature": "summarize", "team": "growth"}, {"feature": "chat"},
-                                         {"team": "core"}]
+    assert [r["tags"] for r in recs] == [
+        {"feature": "chat", "team": "core"},
+        {"feature": "chat"},
+        {"feature": "summarize", "team": "growth"},
+        {"feature": "chat"},
+        {"team": "core"},
+    ]
     db = ledger(gw)
-    for group, sql in (("user", "end_user"), ("tag:feature", "json_extract(tags, '$.feature')"),
-                       ("tag:team", "json_extract(tags, '$.team')")):
-        want = {k: (n, round(c, 12)) for k, n, c in db.execute(
-            f"SELECT {sql}, COUNT(*), SUM(charge_usd) FROM requests WHERE tenant = 'a' GROUP BY 1")}
+    for group, sql in (
+        ("user", "end_user"),
+        ("tag:feature", "json_extract(tags, '$.feature')"),
+        ("tag:team", "json_extract(tags, '$.team')"),
+    ):
+        want = {
+            k: (n, round(c, 12))
+            for k, n, c in db.execute(
+                f"SELECT {sql}, COUNT(*), SUM(charge_usd) FROM requests WHERE tenant = 'a' GROUP BY 1"
+            )
+        }
         rows = httpx.get(gw.base + f"/v1/usage?bucket=none&start=0&group_by={group}", headers=H).json()["data"]
         got = {r[group]: (r["requests"], round(r["charge_usd"], 12)) for r in rows}
         assert got == want, group
@@ -109,8 +133,11 @@ def test_a_budget_scoped_to_a_tag_is_enforced(gw: Proc) -> None:
     refused = chat(gw, meta={"feature": "search"}, max_tokens=200)
     assert refused.json()["error"]["code"] == "insufficient_quota"
     assert chat(gw, meta={"feature": "other"}, max_tokens=200).status_code == 200  # another value: its own room
-    spent = ledger(gw).execute("SELECT SUM(charge_usd) FROM requests WHERE json_extract(tags, '$.feature') = 'search'"
-                               ).fetchone()[0]
+    spent = (
+        ledger(gw)
+        .execute("SELECT SUM(charge_usd) FROM requests WHERE json_extract(tags, '$.feature') = 'search'")
+        .fetchone()[0]
+    )
     assert spent <= SEARCH_BUDGET
     view = httpx.get(gw.base + "/admin/insights/budgets", headers=ADMIN).json()
     rows = view["data"] if isinstance(view, dict) and "data" in view else view["budgets"]
@@ -138,8 +165,12 @@ def test_distinct_users_stay_within_the_bound(gw: Proc) -> None:
     assert ledger_record(gw, KEY_B, rid)["end_user"] == "(other)"
     users = [u for (u,) in ledger(gw).execute("SELECT DISTINCT end_user FROM requests WHERE tenant = 'b'")]
     assert sorted(users) == ["(other)", "flood-0", "flood-1", "flood-2", "flood-3", "flood-4"]
-    features = {f for (f,) in ledger(gw).execute(
-        "SELECT DISTINCT json_extract(tags, '$.feature') FROM requests WHERE tenant = 'b'")}
+    features = {
+        f
+        for (f,) in ledger(gw).execute(
+            "SELECT DISTINCT json_extract(tags, '$.feature') FROM requests WHERE tenant = 'b'"
+        )
+    }
     assert features == {"f0", "f1", "f2", "f3", "f4", "(other)", None}
     # the bound is per tenant: tenant a's own users were not squeezed by b's flood
     assert chat(gw, user="frank").status_code == 200
@@ -149,8 +180,11 @@ def test_focus_tags_carry_user_and_tags(gw: Proc, tmp_path) -> None:
     rows = export(gw, time.time() + 1, tmp_path / "focus.csv")
     tagged = [r for r in rows if json.loads(r["Tags"]).get("feature") == "chat"]
     assert tagged and all(json.loads(r["Tags"])["model"] == "sim" for r in tagged)
-    want = ledger(gw).execute("SELECT SUM(charge_usd) FROM requests WHERE json_extract(tags, '$.feature') = 'chat'"
-                              ).fetchone()[0]
+    want = (
+        ledger(gw)
+        .execute("SELECT SUM(charge_usd) FROM requests WHERE json_extract(tags, '$.feature') = 'chat'")
+        .fetchone()[0]
+    )
     assert sum(float(r["BilledCost"]) for r in tagged) == pytest.approx(want, rel=1e-9)
     users = {json.loads(r["Tags"]).get("user") for r in rows}
     assert {"alice", "bob", "(other)"} <= users
@@ -163,25 +197,39 @@ def test_a_value_a_rule_names_is_kept_beyond_the_bound() -> None:
     from router.config import AttributionConfig, BudgetRule, RateLimitRule
     from router.accounting.state import MemoryState
 
-    exempt = rule_values([BudgetRule(scope="tag", id="team=core", period="day", usd=1)],
-                         [RateLimitRule(scope="user", id="vip", rpm=1), RateLimitRule(scope="user", id="*", rpm=1)])
+    exempt = rule_values(
+        [BudgetRule(scope="tag", id="team=core", period="day", usd=1)],
+        [RateLimitRule(scope="user", id="vip", rpm=1), RateLimitRule(scope="user", id="*", rpm=1)],
+    )
     assert exempt == [("tag:team", "core"), ("user", "vip")]
     att = Attribution(AttributionConfig(tags=["team"], max_values=2), MemoryState(), exempt)
 
     async def run() -> list[Any]:
-        return [await att.resolve("t", {"user": u, "metadata": {"team": t}}, None)
-                for u, t in (("a", "x"), ("b", "y"), ("c", "z"), ("vip", "core"), ("a", "x"))]
+        return [
+            await att.resolve("t", {"user": u, "metadata": {"team": t}}, None)
+            for u, t in (("a", "x"), ("b", "y"), ("c", "z"), ("vip", "core"), ("a", "x"))
+        ]
 
     got = [(a.user, a.tags) for a in asyncio.run(run())]
-    assert got == [("a", {"team": "x"}), ("b", {"team": "y"}), ("(other)", {"team": "(other)"}),
-                   ("vip", {"team": "core"}), ("a", {"team": "x"})]
+    assert got == [
+        ("a", {"team": "x"}),
+        ("b", {"team": "y"}),
+        ("(other)", {"team": "(other)"}),
+        ("vip", {"team": "core"}),
+        ("a", {"team": "x"}),
+    ]
 
 
 def test_tag_rules_name_configured_tags(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(config().replace("feature=search", "nope=search"))
-    res = subprocess.run([SWITCHYARD, "check-config", str(bad)], capture_output=True, text=True, timeout=60,
-                         env={**__import__("os").environ, **GATEWAY_ENV})
+    res = subprocess.run(
+        [SWITCHYARD, "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, **GATEWAY_ENV},
+    )
     assert res.returncode != 0 and "'nope' is not one of attribution.tags (feature, team)" in res.stdout + res.stderr
 
 
@@ -190,8 +238,7 @@ def test_the_bound_holds_across_replicas_through_redis(tmp_path) -> None:
     r = redis.Redis.from_url(url)
     r.flushdb()
     extra = "storage:\n  redis_url: os.environ/SY_TEST_REDIS_URL\n"
-    gws = [start_gateway(tmp_path / f"r{i}", config(extra, max_values=4), {"SY_TEST_REDIS_URL": url})
-           for i in range(2)]
+    gws = [start_gateway(tmp_path / f"r{i}", config(extra, max_values=4), {"SY_TEST_REDIS_URL": url}) for i in range(2)]
     try:
         for i in range(10):
             assert chat(gws[i % 2], key=KEY_B, user=f"u{i}").status_code == 200
@@ -210,8 +257,12 @@ def test_the_bound_holds_across_replicas_through_redis(tmp_path) -> None:
 
 def test_report_by_user_and_by_tag(gw: Proc) -> None:
     for by in ("user", "tag:feature"):
-        res = subprocess.run([SWITCHYARD, "report", "--by", by, "--since", "1d", "--json", "--url", gw.base,
-                              "--key", KEY_A], capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [SWITCHYARD, "report", "--by", by, "--since", "1d", "--json", "--url", gw.base, "--key", KEY_A],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert res.returncode == 0, res.stderr
         got = {r[by]: r["charge_usd"] for r in json.loads(res.stdout)["rows"]}
         rows = httpx.get(gw.base + f"/v1/usage?bucket=none&start=1d&group_by={by}", headers=H).json()["data"]

@@ -35,10 +35,15 @@ class Clock:
 
 
 def registry(strategy: str, *params: dict[str, Any], clock: Clock | None = None) -> Registry:
-    cfg = Config.model_validate({
-        "model_list": [{"model_name": "m", "litellm_params": {"model": "simulated/small", **p},
-                        "model_info": {"id": f"d{i}"}} for i, p in enumerate(params)],
-        "server": {"routing_strategy": strategy}})
+    cfg = Config.model_validate(
+        {
+            "model_list": [
+                {"model_name": "m", "litellm_params": {"model": "simulated/small", **p}, "model_info": {"id": f"d{i}"}}
+                for i, p in enumerate(params)
+            ],
+            "server": {"routing_strategy": strategy},
+        }
+    )
     reg = Registry.build(cfg, load_catalog(cfg), Tokenizer(), lambda x: x)
     if clock is not None:
         reg.load.clock = clock
@@ -155,15 +160,21 @@ def pool(mock_base: str, strategy: str, limits: str = "", extra: str = "") -> st
     api = f"{mock_base}/v1"
     lines = ["model_list:"]
     for i, upstream in enumerate(("mock-slow", "pool-b")):
-        lines += ["  - model_name: pool",
-                  f"    litellm_params: {{model: openai/{upstream}, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY"
-                  f"{limits}}}",
-                  f"    model_info: {{id: pool-{i}, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}"]
-    lines += ["  - model_name: spare",
-              f"    litellm_params: {{model: openai/spare, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY}}",
-              f"router_settings: {{routing_strategy: {strategy}}}",
-              "auth:", "  admin_key: os.environ/TEST_ADMIN_KEY", "  keys:",
-              "    - {id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}"]
+        lines += [
+            "  - model_name: pool",
+            f"    litellm_params: {{model: openai/{upstream}, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY"
+            f"{limits}}}",
+            f"    model_info: {{id: pool-{i}, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}",
+        ]
+    lines += [
+        "  - model_name: spare",
+        f"    litellm_params: {{model: openai/spare, api_base: '{api}', api_key: os.environ/MOCK_PROVIDER_KEY}}",
+        f"router_settings: {{routing_strategy: {strategy}}}",
+        "auth:",
+        "  admin_key: os.environ/TEST_ADMIN_KEY",
+        "  keys:",
+        "    - {id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}",
+    ]
     return "\n".join(lines) + "\n" + extra
 
 
@@ -179,8 +190,12 @@ def reset(mock: Proc) -> None:
 
 
 def chat(gw: Proc, model: str = "pool", **extra: Any) -> httpx.Response:
-    return httpx.post(gw.base + "/v1/chat/completions", headers=H, timeout=30,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, **extra})
+    return httpx.post(
+        gw.base + "/v1/chat/completions",
+        headers=H,
+        timeout=30,
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, **extra},
+    )
 
 
 def inside_one_minute(seconds: float = 10.0) -> None:
@@ -193,8 +208,13 @@ def test_least_busy_sends_a_request_past_a_deployment_busy_streaming(mock: Proc,
     gw = start_gateway(tmp_path, pool(mock.base, "least-busy"))
     try:
         reset(mock)
-        with httpx.stream("POST", gw.base + "/v1/chat/completions", headers=H, timeout=30, json={
-                "model": "pool", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40, "stream": True}) as s:
+        with httpx.stream(
+            "POST",
+            gw.base + "/v1/chat/completions",
+            headers=H,
+            timeout=30,
+            json={"model": "pool", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40, "stream": True},
+        ) as s:
             lines = s.iter_lines()
             assert next(line for line in lines if line.startswith("data:"))  # pool-0 (mock-slow) is streaming
             busy = httpx.get(gw.base + "/admin/deployments", headers=ADMIN).json()

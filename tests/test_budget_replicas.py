@@ -65,6 +65,7 @@ async def traffic(bases: list[str], n: int, disturb=None, at: int = 0) -> dict[s
     sem = asyncio.Semaphore(16)
     started = 0
     async with httpx.AsyncClient(timeout=30) as client:
+
         async def one(i: int) -> None:
             nonlocal started
             async with sem:
@@ -73,15 +74,23 @@ async def traffic(bases: list[str], n: int, disturb=None, at: int = 0) -> dict[s
                     await asyncio.to_thread(disturb)
                 key = KEY_A if i % 2 == 0 else KEY_C
                 stream = i % 5 == 0
-                body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40,
-                        "stream": stream}
+                body = {
+                    "model": "mock-gpt",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "max_tokens": 40,
+                    "stream": stream,
+                }
                 try:
-                    r = await client.post(bases[i % len(bases)] + "/v1/chat/completions",
-                                          headers={"authorization": f"Bearer {key}"}, json=body)
+                    r = await client.post(
+                        bases[i % len(bases)] + "/v1/chat/completions",
+                        headers={"authorization": f"Bearer {key}"},
+                        json=body,
+                    )
                     tag = str(r.status_code)
                 except httpx.HTTPError:
                     tag = "conn"
                 counts[tag] = counts.get(tag, 0) + 1
+
         await asyncio.gather(*(one(i) for i in range(n)))
     return counts
 
@@ -109,8 +118,11 @@ def redis_budgets(url: str) -> dict[str, tuple[int | None, int, int]]:
     r = redis.Redis.from_url(url)
     day, month = time.strftime("%Y-%m-%d", time.gmtime()), time.strftime("%Y-%m", time.gmtime())
     out = {}
-    for rule, key in (("tenant", f"sy:bud:tenant:a:{day}"), ("key", f"sy:bud:key:tenant-a:{month}"),
-                      ("alias", f"sy:bud:alias:mock-gpt:{day}")):
+    for rule, key in (
+        ("tenant", f"sy:bud:tenant:a:{day}"),
+        ("key", f"sy:bud:key:tenant-a:{month}"),
+        ("alias", f"sy:bud:alias:mock-gpt:{day}"),
+    ):
         h = {k.decode(): int(v) for k, v in r.hgetall(key).items()}
         spent = None if "base" not in h else h["base"] + h.get("recent", 0)
         out[rule] = (spent, h.get("reserved", 0), r.hlen(key + ":r"))
@@ -139,20 +151,26 @@ def test_two_replicas_hard_and_soft_budgets_reconcile_with_the_ledger(mock, tmp_
     try:
         disturb, at = None, 0
         if disturbance == "redis_restart":
+
             def disturb() -> None:
                 rds.proc.kill()  # no persistence: every key is gone
                 rds.proc.wait(10)
                 rds.start()
+
             at = 120
         elif disturbance == "redis_pause":
+
             def disturb() -> None:
                 rds.proc.send_signal(signal.SIGSTOP)
                 time.sleep(3)
                 rds.proc.send_signal(signal.SIGCONT)
+
             at = 120
         elif disturbance == "replica_killed":
+
             def disturb() -> None:
                 gws[1].proc.send_signal(signal.SIGKILL)
+
             at = 150
         counts = asyncio.run(traffic([g.base for g in gws], 400, disturb, at))
         state, ledger = settled_state(rds.url, db_url, LEASE + HORIZON + 10 * RECONCILE + 5)
@@ -185,4 +203,3 @@ def test_two_replicas_hard_and_soft_budgets_reconcile_with_the_ledger(mock, tmp_
             g.stop()
         rds.stop()
         drop()
-

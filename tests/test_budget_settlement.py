@@ -35,14 +35,21 @@ class Ledger:
         self.rows[rid] = {"key": who.key_id, "tenant": who.tenant, "alias": alias, "ts": ts, "charge": charge}
 
     def spent(self, key: BudgetKey) -> int:
-        return sum(math.ceil(r["charge"] * NANO) for r in self.rows.values()
-                   if r[key.rule.scope] == key.scope_id and key.start <= r["ts"] < key.end)
+        return sum(
+            math.ceil(r["charge"] * NANO)
+            for r in self.rows.values()
+            if r[key.rule.scope] == key.scope_id and key.start <= r["ts"] < key.end
+        )
 
-    async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
-                          among: Sequence[str]) -> tuple[int, dict[str, int]]:
+    async def budget_sums(
+        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str]
+    ) -> tuple[int, dict[str, int]]:
         self.queries += 1
-        mine = {rid: math.ceil(r["charge"] * NANO) for rid, r in self.rows.items()
-                if r[scope] == scope_id and start <= r["ts"] < end}
+        mine = {
+            rid: math.ceil(r["charge"] * NANO)
+            for rid, r in self.rows.items()
+            if r[scope] == scope_id and start <= r["ts"] < end
+        }
         return sum(mine.values()), {rid: mine[rid] for rid in among if rid in mine}
 
 
@@ -69,6 +76,7 @@ class Flaky:
                 self.failures["after"] += 1
                 raise ConnectionError("injected after the call ran")
             return out
+
         return call
 
 
@@ -77,14 +85,21 @@ BUDGETS = [
     {"scope": "key", "id": "k1", "period": "month", "usd": 0.02, "soft": True},
     {"scope": "alias", "id": "cheap", "period": "day", "usd": 0.08},
 ]
-WHO = [Principal(key_id="k1", tenant="t1", models=None), Principal(key_id="k2", tenant="t1", models=None), Principal(key_id="k3", tenant="t2", models=None)]
+WHO = [
+    Principal(key_id="k1", tenant="t1", models=None),
+    Principal(key_id="k2", tenant="t1", models=None),
+    Principal(key_id="k3", tenant="t2", models=None),
+]
 
 
-async def drive(state: Any, flaky: Flaky, seed: int, *, fail_mode: str, resets: Any = None) -> tuple[Limiter, Ledger, dict]:
+async def drive(
+    state: Any, flaky: Flaky, seed: int, *, fail_mode: str, resets: Any = None
+) -> tuple[Limiter, Ledger, dict]:
     rng = random.Random(seed)
     ledger = Ledger()
-    cfg = LimitsConfig(fail_mode=fail_mode, budgets=BUDGETS, reservation_lease=0.3, settled_horizon=3600,
-                       fail_open_share=0.5)
+    cfg = LimitsConfig(
+        fail_mode=fail_mode, budgets=BUDGETS, reservation_lease=0.3, settled_horizon=3600, fail_open_share=0.5
+    )
     limiter = Limiter(cfg, flaky, Metrics(), ledger=ledger, flush_interval=0.0)
     stats = {"admitted": 0, "refused": 0, "unavailable": 0}
 
@@ -109,8 +124,9 @@ async def drive(state: Any, flaky: Flaky, seed: int, *, fail_mode: str, resets: 
     # (with failures from the start, building a budget takes several calls that must all get
     # through, and the alias budget was sometimes never admitted into at all)
     p, flaky.p = flaky.p, 0.0
-    await asyncio.gather(*(one(-1 - j, who, alias) for j, (who, alias) in enumerate(
-        (w, a) for w in WHO for a in ("cheap", "dear"))))
+    await asyncio.gather(
+        *(one(-1 - j, who, alias) for j, (who, alias) in enumerate((w, a) for w in WHO for a in ("cheap", "dear")))
+    )
     assert stats["admitted"] == 2 * len(WHO), stats
     flaky.p = p
     for wave in range(40):
@@ -132,8 +148,15 @@ async def check(limiter: Limiter, ledger: Ledger, state: Any, *, hard_holds: boo
         view = await state.budget_view(key.key)
         if view.spent_nano != ledger.spent(key):
             mine = {rid for rid, r in ledger.rows.items() if r[key.rule.scope] == key.scope_id}
-            print("MISMATCH", key.key, view, "not in ledger:", [r for r in view.recent if r not in mine],
-                  "sum recent", sum(v for v, _ in view.recent.values()))
+            print(
+                "MISMATCH",
+                key.key,
+                view,
+                "not in ledger:",
+                [r for r in view.recent if r not in mine],
+                "sum recent",
+                sum(v for v, _ in view.recent.values()),
+            )
         assert view.spent_nano == ledger.spent(key), f"{key.key}: state {view.spent_nano} != ledger {ledger.spent(key)}"
         assert view.recent_nano == sum(v for v, _ in view.recent.values())
         assert view.reserved_nano == 0 and view.reservations == 0, f"{key.key}: still reserved {view.reserved_nano}"
@@ -175,12 +198,14 @@ def test_redis_settlement_with_failures_before_and_after_every_call(redis_state,
         await check(limiter, ledger, state, hard_holds=True)
         await r.aclose()
         await state.aclose()
+
     asyncio.run(main())
 
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_memory_settlement_with_failures_and_a_process_restart(seed) -> None:
     """In process memory (the embedded default): a restart loses the state; the ledger rebuilds it."""
+
     async def main() -> None:
         state = MemoryState()
         flaky = Flaky(state, random.Random(seed), p=0.2)
@@ -194,6 +219,7 @@ def test_memory_settlement_with_failures_and_a_process_restart(seed) -> None:
         limiter, ledger, stats = await drive(state, flaky, seed, fail_mode="closed", resets=restart)
         assert stats["admitted"] > 50 and stats["refused"] > 0
         await check(limiter, ledger, nonlocal_state[0], hard_holds=True)
+
     asyncio.run(main())
 
 
@@ -208,6 +234,7 @@ def test_fail_open_settlements_reach_redis_when_it_answers_again(redis_state) ->
         assert stats["unavailable"] == 0  # fail open: nobody is refused for the outage
         await check(limiter, ledger, state, hard_holds=False)
         await state.aclose()
+
     asyncio.run(main())
 
 
@@ -266,6 +293,7 @@ def test_fail_open_each_replica_spends_only_its_share_of_what_is_left(redis_stat
         for s in stores:
             await s.inner.aclose()
         await state.aclose()
+
     asyncio.run(main())
 
 
@@ -279,7 +307,8 @@ def _reasoning_run(allowance: str) -> tuple[int, float, float]:
     from router.services import build_services
 
     env = {"SY_REASONING_KEY": "sk-test-reasoning-0123456789"}
-    cfg = parse_config(f"""
+    cfg = parse_config(
+        f"""
 model_list:
   - model_name: thinker
     litellm_params: {{model: simulated/reasoning, speed: 0}}
@@ -288,16 +317,24 @@ limits:
   budgets: [{{scope: tenant, id: t, period: day, usd: 0.01}}]
 auth:
   keys: [{{id: k, tenant: t, key: os.environ/SY_REASONING_KEY}}]
-""", env=env)
+""",
+        env=env,
+    )
     sink = MemorySink()
     svc = build_services(cfg, env=env, sink=sink)
     app = create_app(cfg, services=svc)
     served = 0
     with TestClient(app) as c:
         for _ in range(100):
-            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {env['SY_REASONING_KEY']}"},
-                       json={"model": "thinker", "max_tokens": 60,
-                             "messages": [{"role": "user", "content": "Write a long essay about rivers."}]})
+            r = c.post(
+                "/v1/chat/completions",
+                headers={"authorization": f"Bearer {env['SY_REASONING_KEY']}"},
+                json={
+                    "model": "thinker",
+                    "max_tokens": 60,
+                    "messages": [{"role": "user", "content": "Write a long essay about rivers."}],
+                },
+            )
             if r.status_code == 429:
                 break
             assert r.status_code == 200, r.text
@@ -306,9 +343,13 @@ auth:
     dep = svc.registry.candidates("thinker", "chat")[0]
     # does each request's charge fit the bound its reservation assumed (its prompt and 60 output tokens,
     # plus the allowance)?
-    excess = [rec["charge_usd"] - svc.meter.worst_case(dep, "t", "thinker", rec["usage"]["prompt_tokens"],
-                                                         math.ceil(60 * (1 + dep.reasoning_allowance)))
-              for rec in sink.records]
+    excess = [
+        rec["charge_usd"]
+        - svc.meter.worst_case(
+            dep, "t", "thinker", rec["usage"]["prompt_tokens"], math.ceil(60 * (1 + dep.reasoning_allowance))
+        )
+        for rec in sink.records
+    ]
     return served, sum(rec["charge_usd"] for rec in sink.records), dep.reasoning_allowance, excess
 
 
@@ -339,7 +380,8 @@ def test_a_stream_the_server_never_started_sending_is_settled_and_recorded_once(
     from router.services import build_services
 
     env = {"SY_STREAM_KEY": "sk-test-stream-0123456789"}
-    cfg = parse_config("""
+    cfg = parse_config(
+        """
 model_list:
   - model_name: quick
     litellm_params: {model: simulated/small, speed: 0}
@@ -347,7 +389,9 @@ limits:
   budgets: [{scope: tenant, id: t, period: day, usd: 1}]
 auth:
   keys: [{id: k, tenant: t, key: os.environ/SY_STREAM_KEY}]
-""", env=env)
+""",
+        env=env,
+    )
     sink = MemorySink()
     svc = build_services(cfg, env=env, sink=sink)
     who = Principal(key_id="k", tenant="t", models=None)
@@ -373,6 +417,7 @@ auth:
         assert view.reserved_nano == 0 and view.spent_nano == math.ceil(rec["charge_usd"] * NANO)
         await resp({"type": "http"}, receive, send)  # a second close changes nothing
         assert len(sink.records) == 1
+
     asyncio.run(main())
 
 
@@ -423,4 +468,5 @@ def test_a_lost_budget_is_not_admitted_against_while_the_ledger_cannot_rebuild_i
         assert admitted == 10, "the rebuilt key holds the ledger's $0.04: $0.01 of room, ten requests"
         assert (await state.budget_view(key.key)).spent_nano == ledger.spent(key) == int(0.05 * NANO)
         await state.aclose()
+
     asyncio.run(main())

@@ -39,11 +39,16 @@ auth:
 {extra}"""
 
 
-def chat(gw: Proc, text: str, key: str = KEY_A, model: str = "mock-gpt", headers: dict[str, str] | None = None,
-         **extra: Any) -> httpx.Response:
+def chat(
+    gw: Proc, text: str, key: str = KEY_A, model: str = "mock-gpt", headers: dict[str, str] | None = None, **extra: Any
+) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 6, "temperature": 0, **extra}
-    return httpx.post(gw.base + "/v1/chat/completions", timeout=30,
-                      headers={"authorization": f"Bearer {key}", **(headers or {})}, json=body)
+    return httpx.post(
+        gw.base + "/v1/chat/completions",
+        timeout=30,
+        headers={"authorization": f"Bearer {key}", **(headers or {})},
+        json=body,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +83,14 @@ def test_a_repeat_is_a_metered_hit_with_its_saving(cached: Proc) -> None:
     assert float(again.headers["x-switchyard-saved-usd"]) == pytest.approx(miss_rec["cost_usd"], rel=1e-9)
     assert miss_rec["cache"] is None and hit_rec["model"] == "mock-gpt"
     # the Savings view: saved by the cache, recomputed from the ledger's lines
-    s = httpx.get(cached.base + "/v1/insights/savings", headers={"authorization": f"Bearer {KEY_A}"},
-                  params={"start": "1d"}).json()
-    page = httpx.get(cached.base + "/v1/requests", headers={"authorization": f"Bearer {KEY_A}"},
-                     params={"start": "1d", "limit": 1000}).json()["data"]
+    s = httpx.get(
+        cached.base + "/v1/insights/savings", headers={"authorization": f"Bearer {KEY_A}"}, params={"start": "1d"}
+    ).json()
+    page = httpx.get(
+        cached.base + "/v1/requests",
+        headers={"authorization": f"Bearer {KEY_A}"},
+        params={"start": "1d", "limit": 1000},
+    ).json()["data"]
     hits = [r for r in page if r.get("cache") == "hit"]
     assert s["cache_hits"] == len(hits) and s["cache_saved_usd"] == pytest.approx(sum(r["saved_usd"] for r in hits))
 
@@ -95,7 +104,9 @@ def test_only_deterministic_opted_in_requests_are_cached(cached: Proc) -> None:
     assert upstream(cached) == n + 3
     # cache: true opts a sampled request in; cache: false opts a deterministic one out
     assert [chat(cached, "a haiku", temperature=0.8, cache=True).headers["x-switchyard-cache"] for _ in range(2)] == [
-        "miss", "hit"]
+        "miss",
+        "hit",
+    ]
     r = chat(cached, "a haiku", temperature=0.8, cache=False)
     assert "x-switchyard-cache" not in r.headers
 
@@ -118,11 +129,20 @@ def test_no_cache_bypasses_and_tenants_do_not_share(cached: Proc) -> None:
 def test_a_hit_replays_as_a_stream(cached: Proc) -> None:
     first = chat(cached, "stream me later")
     n = upstream(cached)
-    with httpx.stream("POST", cached.base + "/v1/chat/completions", timeout=30,
-                      headers={"authorization": f"Bearer {KEY_A}"},
-                      json={"model": "mock-gpt", "messages": [{"role": "user", "content": "stream me later"}],
-                            "max_tokens": 6, "temperature": 0, "stream": True,
-                            "stream_options": {"include_usage": True}}) as s:
+    with httpx.stream(
+        "POST",
+        cached.base + "/v1/chat/completions",
+        timeout=30,
+        headers={"authorization": f"Bearer {KEY_A}"},
+        json={
+            "model": "mock-gpt",
+            "messages": [{"role": "user", "content": "stream me later"}],
+            "max_tokens": 6,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as s:
         assert s.headers["x-switchyard-cache"] == "hit"
         events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]" and upstream(cached) == n
@@ -139,10 +159,19 @@ def test_a_streamed_answer_is_kept_and_replayed(cached: Proc) -> None:
     def stream(text: str) -> tuple[str, list[dict[str, Any]]]:
         import json as _json
 
-        with httpx.stream("POST", cached.base + "/v1/chat/completions", timeout=30,
-                          headers={"authorization": f"Bearer {KEY_A}"},
-                          json={"model": "mock-gpt", "messages": [{"role": "user", "content": text}], "max_tokens": 6,
-                                "temperature": 0, "stream": True}) as s:
+        with httpx.stream(
+            "POST",
+            cached.base + "/v1/chat/completions",
+            timeout=30,
+            headers={"authorization": f"Bearer {KEY_A}"},
+            json={
+                "model": "mock-gpt",
+                "messages": [{"role": "user", "content": text}],
+                "max_tokens": 6,
+                "temperature": 0,
+                "stream": True,
+            },
+        ) as s:
             state = s.headers["x-switchyard-cache"]
             events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]"

@@ -17,15 +17,22 @@ from tests.conftest import KEY_A, start_gateway
 from tests.test_ledger import record
 
 # a is dearer per token than b but reads its cache at a tenth of its input price
-PRICES = {"a": ModelPrice(input=1e-6, output=1e-6, cache_read=0.1e-6), "b": ModelPrice(input=0.8e-6, output=1e-6),
-          "c": ModelPrice(input=5e-6, output=5e-6)}
+PRICES = {
+    "a": ModelPrice(input=1e-6, output=1e-6, cache_read=0.1e-6),
+    "b": ModelPrice(input=0.8e-6, output=1e-6),
+    "c": ModelPrice(input=5e-6, output=5e-6),
+}
 
 
 def decide(objective: str, cached: int, *, affinity: str | None = "a", cache: bool = True):
-    policy = parse_policy(f"name: p\nbind: {{aliases: [x]}}\ncandidates: [a, b, c]\nobjective: {objective}\n"
-                          f"constraints: {{cache_affinity: {str(cache).lower()}}}\n"
-                          "quality: {priors: {a: 0.8, b: 0.8, c: 0.95}, bandit: {enabled: false}}\n")
-    f = RequestFeatures(prompt="go on", prompt_tokens=10_000, max_tokens=100, affinity=affinity, cached_prefix_tokens=cached)
+    policy = parse_policy(
+        f"name: p\nbind: {{aliases: [x]}}\ncandidates: [a, b, c]\nobjective: {objective}\n"
+        f"constraints: {{cache_affinity: {str(cache).lower()}}}\n"
+        "quality: {priors: {a: 0.8, b: 0.8, c: 0.95}, bandit: {enabled: false}}\n"
+    )
+    f = RequestFeatures(
+        prompt="go on", prompt_tokens=10_000, max_tokens=100, affinity=affinity, cached_prefix_tokens=cached
+    )
     infos = [CandidateInfo(n, "p", price) for n, price in PRICES.items()]
     return PolicyRouter(policy, QualityModel(policy.quality, {})).decide(f, infos, random.Random(0))
 
@@ -72,7 +79,9 @@ auth:
 def replicas(tmp_path_factory):
     d = tmp_path_factory.mktemp("affinity")
     (d / "policies").mkdir()
-    (d / "policies" / "p.yaml").write_text("name: p\nbind: {aliases: [chat]}\nobjective: {type: fixed, model: chat-model}\n")
+    (d / "policies" / "p.yaml").write_text(
+        "name: p\nbind: {aliases: [chat]}\nobjective: {type: fixed, model: chat-model}\n"
+    )
     gw = start_gateway(d / "gw", CONFIG % (d / "policies"))
     yield gw
     gw.stop()
@@ -82,10 +91,16 @@ def test_a_conversation_goes_back_to_the_replica_that_served_it(replicas) -> Non
     h = {"authorization": f"Bearer {KEY_A}"}
 
     def served(messages: list[dict]) -> tuple[str, str]:
-        r = httpx.post(replicas.base + "/v1/chat/completions", headers=h, timeout=30,
-                       json={"model": "chat", "messages": messages, "max_tokens": 5})
+        r = httpx.post(
+            replicas.base + "/v1/chat/completions",
+            headers=h,
+            timeout=30,
+            json={"model": "chat", "messages": messages, "max_tokens": 5},
+        )
         assert r.status_code == 200, r.text
-        return record(replicas, r.headers["x-request-id"])["attempts"][-1]["deployment"], r.json()["choices"][0]["message"]["content"]
+        return record(replicas, r.headers["x-request-id"])["attempts"][-1]["deployment"], r.json()["choices"][0][
+            "message"
+        ]["content"]
 
     # unrelated requests alternate between the two replicas (round robin)
     firsts = [served([{"role": "user", "content": f"topic {i}"}]) for i in range(4)]

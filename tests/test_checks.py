@@ -14,23 +14,42 @@ from policies.schema import PolicyError, parse_policy
 from router.cascade import answer_of, conversation, question
 
 
-@pytest.mark.parametrize("reply, verdict", [
-    ("YES", True), ("yes.", True), ("**Yes**, it answers the question.", True), ("\n  Yes", True),
-    ("NO", False), ("No, the total is wrong.", False), ("Yesterday's answer holds", False),
-    ("The answer is correct. YES", False),  # a verdict that does not come first is not taken
-    ("", False), ("42", False),
-])
+@pytest.mark.parametrize(
+    "reply, verdict",
+    [
+        ("YES", True),
+        ("yes.", True),
+        ("**Yes**, it answers the question.", True),
+        ("\n  Yes", True),
+        ("NO", False),
+        ("No, the total is wrong.", False),
+        ("Yesterday's answer holds", False),
+        ("The answer is correct. YES", False),  # a verdict that does not come first is not taken
+        ("", False),
+        ("42", False),
+    ],
+)
 def test_the_judges_verdict_is_the_first_word(reply: str, verdict: bool) -> None:
     assert judge_says_yes(reply) is verdict
 
 
 def test_the_judge_is_shown_the_conversation_and_the_answer() -> None:
-    body = {"model": "auto", "max_tokens": 500, "messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "What is {answer} + 2?"},
-                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
-        {"role": "assistant", "content": "Which answer?"},
-        {"role": "user", "content": "The 40 one."}]}
+    body = {
+        "model": "auto",
+        "max_tokens": 500,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is {answer} + 2?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ],
+            },
+            {"role": "assistant", "content": "Which answer?"},
+            {"role": "user", "content": "The 40 one."},
+        ],
+    }
     answer = {"choices": [{"message": {"role": "assistant", "content": "42 {conversation}"}}]}
     sent = question(Judge.model_validate({"type": "judge", "with": ["j"]}), body, answer)
     assert sent["max_tokens"] == 8 and sent["temperature"] == 0 and sent["model"] == "auto"
@@ -65,14 +84,28 @@ def test_schema_needs_judges_and_both_placeholders() -> None:
         parse_policy(base % "{type: judge, with: [z], prompt: 'Is {answer} right?'}")
 
 
-@pytest.mark.parametrize("check, missing", [("{type: judge, with: [b]}", "verdicts of the judge models"),
-                                            ("{type: logprob}", "token log-probabilities")])
+@pytest.mark.parametrize(
+    "check, missing",
+    [("{type: judge, with: [b]}", "verdicts of the judge models"), ("{type: logprob}", "token log-probabilities")],
+)
 def test_the_replay_refuses_checks_the_data_cannot_show(tmp_path, check: str, missing: str) -> None:
-    rows = [{"id": i, "prompt": f"q{i}", "split": "test", "a|score": 1, "a|cost_usd": 0.001,
-             "b|score": 1, "b|cost_usd": 0.01} for i in range(4)]
+    rows = [
+        {
+            "id": i,
+            "prompt": f"q{i}",
+            "split": "test",
+            "a|score": 1,
+            "a|cost_usd": 0.001,
+            "b|score": 1,
+            "b|cost_usd": 0.01,
+        }
+        for i in range(4)
+    ]
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    policy = parse_policy(f"name: c\nbind: {{aliases: [x]}}\nobjective: {{type: cascade, steps: [a, b], check: {check}}}\n")
+    policy = parse_policy(
+        f"name: c\nbind: {{aliases: [x]}}\nobjective: {{type: cascade, steps: [a, b], check: {check}}}\n"
+    )
     with pytest.raises(ValueError, match=f"cannot be replayed offline: the data holds no {missing}"):
         ds = load_dataset(data)
         evaluate(policy, ds, split="test", prices=load_prices(None, ds.models))

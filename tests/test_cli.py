@@ -17,8 +17,12 @@ from tests.conftest import SWITCHYARD, free_port
 
 
 def test_serve_refuses_public_bind_without_keys() -> None:
-    r = subprocess.run([SWITCHYARD, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [SWITCHYARD, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "Refusing to bind 0.0.0.0" in r.stderr
 
 
@@ -38,7 +42,9 @@ def test_embedded_default_binds_loopback_and_prints_a_working_key(embedded) -> N
 
 
 def test_keys_create_prints_a_hash_that_authenticates() -> None:
-    r = subprocess.run([SWITCHYARD, "keys", "create", "team-x", "--tenant", "acme"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [SWITCHYARD, "keys", "create", "team-x", "--tenant", "acme"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0
     key = r.stdout.split("key (shown once): ")[1].split()[0]
     h = r.stdout.split("hash: '")[1].split("'")[0]
@@ -49,11 +55,17 @@ def test_keys_create_prints_a_hash_that_authenticates() -> None:
 
 
 def test_price_command() -> None:
-    r = subprocess.run([SWITCHYARD, "price", "gpt-4o", "--input", "1000", "--output", "100", "--json"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [SWITCHYARD, "price", "gpt-4o", "--input", "1000", "--output", "100", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     data = json.loads(r.stdout)
     assert abs(data["cost_usd"] - (1000 * 2.5e-6 + 100 * 1e-5)) < 1e-12
-    r = subprocess.run([SWITCHYARD, "price", "no-such-model", "--input", "1"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [SWITCHYARD, "price", "no-such-model", "--input", "1"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1 and "unpriced" in r.stderr
 
 
@@ -67,24 +79,32 @@ def test_keys_are_salted_and_revocable() -> None:
 def test_price_resolves_provider_names_and_a_configs_own_models(tmp_path) -> None:
     """`price` takes a deployment's provider/name (openai/gpt-4o, anthropic/..., bedrock/...) and, with
     --config, the config's model names with their model_info prices and the config's overrides."""
+
     def price(*args: str) -> dict:
-        r = subprocess.run([SWITCHYARD, "price", *args, "--input", "1000000", "--json"], capture_output=True, text=True,
-                           timeout=60)
+        r = subprocess.run(
+            [SWITCHYARD, "price", *args, "--input", "1000000", "--json"], capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
     from pricing.loaders import load_catalog
 
     cat = load_catalog()
-    assert price("openai/gpt-4o")["cost_usd"] == pytest.approx(cat.price("gpt-4o", datetime.now(timezone.utc)).input * 1e6)
+    assert price("openai/gpt-4o")["cost_usd"] == pytest.approx(
+        cat.price("gpt-4o", datetime.now(timezone.utc)).input * 1e6
+    )
     assert price("anthropic/claude-sonnet-4-5")["cost_usd"] > 0
     cfg = tmp_path / "gw.yaml"
-    cfg.write_text("model_list:\n"
-                   "  - model_name: house\n    litellm_params: {model: openai/my-finetune, api_base: 'http://127.0.0.1:9/v1'}\n"
-                   "    model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000009}\n"
-                   "  - model_name: sim-frontier\n    litellm_params: {model: simulated/frontier}\n")
+    cfg.write_text(
+        "model_list:\n"
+        "  - model_name: house\n    litellm_params: {model: openai/my-finetune, api_base: 'http://127.0.0.1:9/v1'}\n"
+        "    model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000009}\n"
+        "  - model_name: sim-frontier\n    litellm_params: {model: simulated/frontier}\n"
+    )
     assert price("house", "--config", str(cfg))["cost_usd"] == pytest.approx(3.0)
-    assert price("sim-frontier", "--config", str(cfg))["cost_usd"] == pytest.approx(cat.price("gpt-4o", datetime.now(timezone.utc)).input * 1e6)
+    assert price("sim-frontier", "--config", str(cfg))["cost_usd"] == pytest.approx(
+        cat.price("gpt-4o", datetime.now(timezone.utc)).input * 1e6
+    )
     r = subprocess.run([SWITCHYARD, "price", "house", "--input", "1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "unpriced" in r.stderr, "without the config, a config's name is not in the catalog"
 
@@ -107,9 +127,14 @@ def test_several_workers_share_metrics(tmp_path) -> None:
         key = re.search(r"API key \(demo tenant[^)]*\): (\S+)", p.output()).group(1)
         with httpx.Client(headers={"authorization": f"Bearer {key}"}):
             for _ in range(12):  # new connections spread over both workers
-                assert httpx.post(p.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                                  json={"model": "sim-small", "messages": [{"role": "user", "content": "x"}],
-                                        "max_tokens": 1}).status_code == 200
+                assert (
+                    httpx.post(
+                        p.base + "/v1/chat/completions",
+                        headers={"authorization": f"Bearer {key}"},
+                        json={"model": "sim-small", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1},
+                    ).status_code
+                    == 200
+                )
         for _ in range(4):  # whichever worker answers the scrape reports every worker's counts
             text = httpx.get(p.base + "/metrics").text
             assert 'switchyard_requests_total{endpoint="chat",model="sim-small",status="200"} 12.0' in text
@@ -125,30 +150,47 @@ def test_a_litellm_master_key_is_the_admin_key_and_calls_models(tmp_path) -> Non
 
     master = "sk-master-CANARY-3f1e2d"
     cfg = tmp_path / "litellm.yaml"
-    cfg.write_text("model_list:\n  - {model_name: sim, litellm_params: {model: simulated/small, speed: 100}}\n"
-                   "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY, alerting: [slack]}\n"
-                   "router_settings: {routing_strategy: cost-based-routing, num_retries: 2}\n")
+    cfg.write_text(
+        "model_list:\n  - {model_name: sim, litellm_params: {model: simulated/small, speed: 100}}\n"
+        "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY, alerting: [slack]}\n"
+        "router_settings: {routing_strategy: cost-based-routing, num_retries: 2}\n"
+    )
     env = {"LITELLM_MASTER_KEY": master}
     port = free_port()
-    p = start([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port, tmp_path / "gw.log",
-              env=env)
+    p = start(
+        [SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], "/healthz", port, tmp_path / "gw.log", env=env
+    )
     try:
         h = {"authorization": f"Bearer {master}"}
-        r = httpx.post(p.base + "/v1/chat/completions", headers=h, timeout=30,
-                       json={"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+        r = httpx.post(
+            p.base + "/v1/chat/completions",
+            headers=h,
+            timeout=30,
+            json={"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+        )
         assert r.status_code == 200, r.text
         assert httpx.get(p.base + "/admin/usage", headers=h).status_code == 200
         assert httpx.get(p.base + "/v1/whoami", headers=h).json()["role"] == "admin"
-        assert httpx.post(p.base + "/v1/chat/completions", headers={"authorization": "Bearer sk-1234"},
-                          json={"model": "sim", "messages": [{"role": "user", "content": "hi"}]}).status_code == 401
+        assert (
+            httpx.post(
+                p.base + "/v1/chat/completions",
+                headers={"authorization": "Bearer sk-1234"},
+                json={"model": "sim", "messages": [{"role": "user", "content": "hi"}]},
+            ).status_code
+            == 401
+        )
         out = p.output()
         assert "demo tenant" not in out and "Admin key (this run only)" not in out
-        assert "LiteLLM settings not honoured (ignored): general_settings.alerting, router_settings.routing_strategy: cost-based-routing\n" in out
+        assert (
+            "LiteLLM settings not honoured (ignored): general_settings.alerting, router_settings.routing_strategy: cost-based-routing\n"
+            in out
+        )
         assert master not in out
     finally:
         assert p.stop() == 0
-    r = subprocess.run([SWITCHYARD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, **env})
+    r = subprocess.run(
+        [SWITCHYARD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
     assert r.returncode == 0 and "not honoured (ignored): general_settings.alerting" in r.stderr, r.stderr
 
 
@@ -156,8 +198,12 @@ def test_the_embedded_default_has_a_soft_budget_the_budgets_view_shows(embedded)
     """The embedded default ships an illustrative soft budget: a newcomer's Budgets view has data, and
     the budget refuses nothing."""
     h = {"authorization": f"Bearer {embedded.extra['key']}"}
-    r = httpx.post(embedded.base + "/v1/chat/completions", headers=h, timeout=30,
-                   json={"model": "sim-small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+    r = httpx.post(
+        embedded.base + "/v1/chat/completions",
+        headers=h,
+        timeout=30,
+        json={"model": "sim-small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+    )
     assert r.status_code == 200, r.text
     for _ in range(100):  # the ledger writer flushes within a fraction of a second
         budgets = httpx.get(embedded.base + "/v1/insights/budgets", headers=h).json()["data"]
@@ -179,11 +225,17 @@ def test_demo_drives_a_running_gateway_with_the_key_make_serve_kept(embedded) ->
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     h = {"authorization": f"Bearer {embedded.extra['key']}"}
     before = httpx.get(embedded.base + "/v1/usage", headers=h, params={"start": "1d", "bucket": "none"}).json()["data"]
-    res = subprocess.run([SWITCHYARD, "demo", "--url", embedded.base + "/v1", "--key-file", str(key_file),
-                          "--requests", "20"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [SWITCHYARD, "demo", "--url", embedded.base + "/v1", "--key-file", str(key_file), "--requests", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Where the requests went" in res.stdout and "20/20 answered 200" in res.stdout, res.stdout
     after = httpx.get(embedded.base + "/v1/usage", headers=h, params={"start": "1d", "bucket": "none"}).json()["data"]
     assert after[0]["requests"] - (before[0]["requests"] if before else 0) >= 20
-    bad = subprocess.run([SWITCHYARD, "demo", "--url", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [SWITCHYARD, "demo", "--url", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "needs --key" in bad.stderr

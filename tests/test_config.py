@@ -40,7 +40,8 @@ def test_check_config_reports_all_three_mistakes_with_locations(tmp_path) -> Non
 
 
 def test_check_config_reports_semantic_mistakes(tmp_path) -> None:
-    text = textwrap.dedent("""\
+    text = textwrap.dedent(
+        """\
         model_list:
           - model_name: a
             litellm_params: {model: hosted_vllm/llama, api_key: os.environ/SURELY_UNSET_VAR_42}
@@ -51,15 +52,22 @@ def test_check_config_reports_semantic_mistakes(tmp_path) -> None:
             - {id: k1, tenant: t, hash: 'sha256$00112233445566778899aabbccddeeff$%s'}
             - {id: k1, tenant: t, key: os.environ/SURELY_UNSET_VAR_43}
           unknown_thing: 1
-        """ % ("ab" * 32))
+        """
+        % ("ab" * 32)
+    )
     r = run_check(tmp_path, text)
     assert r.returncode == 2
     assert "auth.unknown_thing: unknown field 'unknown_thing'" in r.stderr
     text = text.replace("  unknown_thing: 1\n", "")
     r = run_check(tmp_path, text)
     assert r.returncode == 2, r.stdout
-    for expected in ("SURELY_UNSET_VAR_42 is not set", "needs an api_base", "aliases.auto[1]: 'b' is not a model_name",
-                     "key id 'k1' is also used", "SURELY_UNSET_VAR_43 is not set"):
+    for expected in (
+        "SURELY_UNSET_VAR_42 is not set",
+        "needs an api_base",
+        "aliases.auto[1]: 'b' is not a model_name",
+        "key id 'k1' is also used",
+        "SURELY_UNSET_VAR_43 is not set",
+    ):
         assert expected in r.stderr
 
 
@@ -74,20 +82,25 @@ def test_check_config_loads_the_policies_as_the_server_would(tmp_path) -> None:
     pdir = tmp_path / "policies"
     pdir.mkdir()
     config = f"model_list:\n  - model_name: m\n    litellm_params: {{model: simulated/small}}\npolicies: {{dirs: ['{pdir}']}}\n"
-    (pdir / "auto.yaml").write_text("name: auto\nbind: {aliases: [auto]}\ncandidates: [m]\n"
-                                    "objective: {type: cheapest_above, target: 0.5}\n")
+    (pdir / "auto.yaml").write_text(
+        "name: auto\nbind: {aliases: [auto]}\ncandidates: [m]\nobjective: {type: cheapest_above, target: 0.5}\n"
+    )
     r = run_check(tmp_path, config)
     assert r.returncode == 0 and "1 policy file(s)" in r.stdout, r.stderr
     # a candidate the config does not serve, and a predictor file that is not there: the server
     # would refuse to start; the check says so first
-    (pdir / "auto.yaml").write_text("name: auto\nbind: {aliases: [auto]}\ncandidates: [m, gone]\n"
-                                    "objective: {type: cheapest_above, target: 0.5}\nquality: {predictor: p.npz}\n")
+    (pdir / "auto.yaml").write_text(
+        "name: auto\nbind: {aliases: [auto]}\ncandidates: [m, gone]\n"
+        "objective: {type: cheapest_above, target: 0.5}\nquality: {predictor: p.npz}\n"
+    )
     r = run_check(tmp_path, config)
     assert r.returncode == 2
     assert "policies: auto: candidate 'gone' is not a model_name in the config" in r.stderr
     assert "quality.predictor: cannot load" in r.stderr and "p.npz" in r.stderr
     assert "previous policies kept" not in r.stderr, "no server wording in a check"
-    (pdir / "auto.yaml").write_text("name: auto\nbind: {aliases: [auto]}\nobjective: {type: cheapest_above, target: 2}\n")
+    (pdir / "auto.yaml").write_text(
+        "name: auto\nbind: {aliases: [auto]}\nobjective: {type: cheapest_above, target: 2}\n"
+    )
     r = run_check(tmp_path, config)
     assert r.returncode == 2 and "objective.cheapest_above.target" in r.stderr
 
@@ -117,15 +130,20 @@ def test_litellm_proxy_file_loads() -> None:
     assert cfg.router_settings["model_group_alias"] == {"smart": "gpt-4o"}
     assert cfg.master_key == "os.environ/MASTER"
     from router.config import ignored_litellm_settings
+
     assert ignored_litellm_settings(cfg) == ["litellm_settings.drop_params", "model_list[0].litellm_params.tags"]
     # the master key is a secret: an unset variable or a literal is a problem naming it
-    for env, literal, want in (({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, False, "MASTER is not set"),
-                               ({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, True, "os.environ/LITELLM_MASTER_KEY")):
+    for env, literal, want in (
+        ({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, False, "MASTER is not set"),
+        ({"AZURE_KEY": "x", "ANTHROPIC_KEY": "y"}, True, "os.environ/LITELLM_MASTER_KEY"),
+    ):
         body = text.replace("os.environ/MASTER", "sk-1234") if literal else text
         try:
             parse_config(body, "litellm.yaml", env=env)
         except ConfigError as exc:
-            assert any(p.path == "general_settings.master_key" and want in p.message for p in exc.problems), exc.problems
+            assert any(p.path == "general_settings.master_key" and want in p.message for p in exc.problems), (
+                exc.problems
+            )
         else:
             raise AssertionError("expected a ConfigError")
 
@@ -144,8 +162,18 @@ def test_example_configs_in_the_repo_validate() -> None:
 
     root = Path(__file__).resolve().parent.parent
     for path in sorted((root / "examples").glob("*.yaml")):
-        env = {v: "x" for v in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "SWITCHYARD_ADMIN_KEY",
-                                "ACME_KEY", "AZURE_API_KEY", "VLLM_API_KEY")}
+        env = {
+            v: "x"
+            for v in (
+                "OPENAI_API_KEY",
+                "ANTHROPIC_API_KEY",
+                "GROQ_API_KEY",
+                "SWITCHYARD_ADMIN_KEY",
+                "ACME_KEY",
+                "AZURE_API_KEY",
+                "VLLM_API_KEY",
+            )
+        }
         parse_config(path.read_text(), str(path), env=env)
 
 
@@ -153,12 +181,19 @@ def test_check_config_takes_api_bases_from_the_environment(tmp_path) -> None:
     """azure, hosted_vllm, vllm, sglang, ... need an api_base; given as os.environ/VAR (as the README
     recommends) check-config accepted the file only as far as a traceback."""
     f = tmp_path / "config.yaml"
-    f.write_text("model_list:\n"
-                 "  - model_name: az\n    litellm_params: {model: azure/gpt-4o, api_base: os.environ/AZ_BASE, "
-                 "api_key: os.environ/AZ_KEY, api_version: '2024-10-21'}\n"
-                 "  - model_name: v\n    litellm_params: {model: hosted_vllm/llama, api_base: os.environ/VLLM_BASE}\n"
-                 "  - model_name: s\n    litellm_params: {model: sglang/qwen, api_base: os.environ/VLLM_BASE}\n")
-    env = {**os.environ, "AZ_BASE": "https://example.openai.azure.com", "AZ_KEY": "k", "VLLM_BASE": "http://127.0.0.1:9/v1"}
+    f.write_text(
+        "model_list:\n"
+        "  - model_name: az\n    litellm_params: {model: azure/gpt-4o, api_base: os.environ/AZ_BASE, "
+        "api_key: os.environ/AZ_KEY, api_version: '2024-10-21'}\n"
+        "  - model_name: v\n    litellm_params: {model: hosted_vllm/llama, api_base: os.environ/VLLM_BASE}\n"
+        "  - model_name: s\n    litellm_params: {model: sglang/qwen, api_base: os.environ/VLLM_BASE}\n"
+    )
+    env = {
+        **os.environ,
+        "AZ_BASE": "https://example.openai.azure.com",
+        "AZ_KEY": "k",
+        "VLLM_BASE": "http://127.0.0.1:9/v1",
+    }
     r = subprocess.run([SWITCHYARD, "check-config", str(f)], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0 and "OK - 3 deployment(s)" in r.stdout, r.stdout + r.stderr
     assert "Traceback" not in r.stderr

@@ -37,13 +37,27 @@ auth:
   keys:
     - {{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}}
 """
-    gw = start_gateway(tmp_path, cfg, {"SY_TEST_REDIS_URL": f"redis://127.0.0.1:{dead[0]}/0",
-                                       "OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"})
+    gw = start_gateway(
+        tmp_path,
+        cfg,
+        {
+            "SY_TEST_REDIS_URL": f"redis://127.0.0.1:{dead[0]}/0",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        },
+    )
     try:
         h = {"authorization": f"Bearer {KEY_A}"}
         body = {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "temperature": 0}
-        answers = [httpx.post(gw.base + "/v1/chat/completions", headers=h, timeout=30,
-                              json={**body, "user": f"u{i}", "metadata": {"feature": f"f{i}"}}) for i in range(4)]
+        answers = [
+            httpx.post(
+                gw.base + "/v1/chat/completions",
+                headers=h,
+                timeout=30,
+                json={**body, "user": f"u{i}", "metadata": {"feature": f"f{i}"}},
+            )
+            for i in range(4)
+        ]
         served = [r for r in answers if r.status_code == 200]
         assert served, [r.text for r in answers]
         # Redis holds the cache: unreachable, every lookup is a miss and the upstream answers

@@ -54,9 +54,17 @@ def cgw(tmp_path_factory):
 
 
 def chat(gw, model: str, seed: int) -> httpx.Response:
-    r = httpx.post(gw.base + "/v1/chat/completions", headers=A, timeout=30,
-                   json={"model": model, "seed": seed, "max_tokens": 20,
-                         "messages": [{"role": "user", "content": "Tell me something about routers."}]})
+    r = httpx.post(
+        gw.base + "/v1/chat/completions",
+        headers=A,
+        timeout=30,
+        json={
+            "model": model,
+            "seed": seed,
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": "Tell me something about routers."}],
+        },
+    )
     assert r.status_code == 200, r.text
     return r
 
@@ -66,8 +74,11 @@ def test_a_cascade_records_each_call_as_a_line_that_sums_to_the_request(cgw) -> 
     assert r.headers["x-switchyard-model"] == "frontier", "small and checker disagree: the cascade escalates"
     rec = record(cgw, r.headers["x-request-id"])
     lines = rec["lines"]
-    assert [(x["model"], x["role"]) for x in lines] == [("small", "cascade_step"), ("checker", "check"),
-                                                         ("frontier", "answer")], "in the order the calls were made"
+    assert [(x["model"], x["role"]) for x in lines] == [
+        ("small", "cascade_step"),
+        ("checker", "check"),
+        ("frontier", "answer"),
+    ], "in the order the calls were made"
     assert rec["model"] == "frontier" and rec["fallbacks"] == 0
     for col in TOKENS:
         assert rec[col] == sum(x[col] for x in lines)
@@ -112,14 +123,31 @@ def test_focus_prices_each_cascade_call_at_its_own_sku(cgw, tmp_path) -> None:
 def test_lines_land_with_their_request_exactly_once(tmp_path) -> None:
     """A replayed batch (the spill file after an outage) inserts neither the request nor its lines twice;
     a record and its lines are written in one transaction."""
-    def line(model: str, role: str, cost: float) -> dict:
-        return {"role": role, "model": model, "deployment": model, "provider": "simulated",
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5}, "usage_source": "upstream",
-                "cost_usd": cost, "charge_usd": cost, "cost_lines": {"input": cost / 2, "output": cost / 2}}
 
-    rec = {"request_id": "r1", "ts": time.time(), "endpoint": "chat", "status": 200, "tenant": "t",
-           "usage": {"prompt_tokens": 20, "completion_tokens": 10}, "cost_usd": 0.3, "charge_usd": 0.3,
-           "lines": [line("small", "cascade_step", 0.1), line("big", "answer", 0.2)]}
+    def line(model: str, role: str, cost: float) -> dict:
+        return {
+            "role": role,
+            "model": model,
+            "deployment": model,
+            "provider": "simulated",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+            "usage_source": "upstream",
+            "cost_usd": cost,
+            "charge_usd": cost,
+            "cost_lines": {"input": cost / 2, "output": cost / 2},
+        }
+
+    rec = {
+        "request_id": "r1",
+        "ts": time.time(),
+        "endpoint": "chat",
+        "status": 200,
+        "tenant": "t",
+        "usage": {"prompt_tokens": 20, "completion_tokens": 10},
+        "cost_usd": 0.3,
+        "charge_usd": 0.3,
+        "lines": [line("small", "cascade_step", 0.1), line("big", "answer", 0.2)],
+    }
 
     async def run() -> tuple[int, list]:
         store = LedgerStore(sqlite_url(tmp_path))
@@ -135,8 +163,10 @@ def test_lines_land_with_their_request_exactly_once(tmp_path) -> None:
 
     n, lines = asyncio.run(run())
     assert n == 2
-    assert [(x["model"], x["role"], x["request_share"]) for x in lines] == [("small", "cascade_step", 0.0),
-                                                                            ("big", "answer", 1.0)]
+    assert [(x["model"], x["role"], x["request_share"]) for x in lines] == [
+        ("small", "cascade_step", 0.0),
+        ("big", "answer", 1.0),
+    ]
     assert math.fsum(x["cost_usd"] for x in lines) == pytest.approx(0.3)
 
 
@@ -144,13 +174,21 @@ def test_usage_by_model_books_each_line_to_its_own_model(cgw) -> None:
     """Grouped by model, a cascade's cheap step and its checker count at their own models; totals
     do not change; a model filter sees the lines of that model."""
     until = time.time() + 1
-    before = {r["model"]: r for r in httpx.get(cgw.base + f"/admin/usage?bucket=none&group_by=model&start=0&end={until}",
-                                                headers=ADMIN).json()["data"]}
+    before = {
+        r["model"]: r
+        for r in httpx.get(
+            cgw.base + f"/admin/usage?bucket=none&group_by=model&start=0&end={until}", headers=ADMIN
+        ).json()["data"]
+    }
     rid = chat(cgw, "auto-cascade", seed=5).headers["x-request-id"]
     rec = record(cgw, rid)
     until = time.time() + 1
-    after = {r["model"]: r for r in httpx.get(cgw.base + f"/admin/usage?bucket=none&group_by=model&start=0&end={until}",
-                                               headers=ADMIN).json()["data"]}
+    after = {
+        r["model"]: r
+        for r in httpx.get(
+            cgw.base + f"/admin/usage?bucket=none&group_by=model&start=0&end={until}", headers=ADMIN
+        ).json()["data"]
+    }
     for line in rec["lines"]:
         m = line["model"]
         old = before.get(m, {"prompt_tokens": 0, "cost_usd": 0.0, "charge_usd": 0.0})
@@ -161,8 +199,9 @@ def test_usage_by_model_books_each_line_to_its_own_model(cgw) -> None:
     total = httpx.get(cgw.base + f"/admin/usage?bucket=none&start=0&end={until}", headers=ADMIN).json()["data"][0]
     assert math.fsum(r["charge_usd"] for r in after.values()) == pytest.approx(total["charge_usd"], rel=1e-9)
     assert sum(r["completion_tokens"] for r in after.values()) == total["completion_tokens"]
-    only = httpx.get(cgw.base + f"/admin/usage?bucket=none&model=small&start=0&end={until}",
-                     headers=ADMIN).json()["data"][0]
+    only = httpx.get(cgw.base + f"/admin/usage?bucket=none&model=small&start=0&end={until}", headers=ADMIN).json()[
+        "data"
+    ][0]
     assert only["prompt_tokens"] == after["small"]["prompt_tokens"]
 
 
@@ -172,12 +211,26 @@ def test_lines_survive_a_database_outage_through_the_spill_file(tmp_path) -> Non
     from router.ledger.writer import LedgerWriter
     from router.metrics import Metrics
 
-    rec = {"request_id": "r-spill", "ts": time.time(), "endpoint": "chat", "status": 200, "tenant": "t",
-           "usage": {"prompt_tokens": 20, "completion_tokens": 10}, "cost_usd": 0.3, "charge_usd": 0.3,
-           "lines": [{"role": "cascade_step", "model": "small", "usage": {"prompt_tokens": 10}, "cost_usd": 0.1,
-                      "charge_usd": 0.1},
-                     {"role": "answer", "model": "big", "usage": {"prompt_tokens": 10}, "cost_usd": 0.2,
-                      "charge_usd": 0.2}]}
+    rec = {
+        "request_id": "r-spill",
+        "ts": time.time(),
+        "endpoint": "chat",
+        "status": 200,
+        "tenant": "t",
+        "usage": {"prompt_tokens": 20, "completion_tokens": 10},
+        "cost_usd": 0.3,
+        "charge_usd": 0.3,
+        "lines": [
+            {
+                "role": "cascade_step",
+                "model": "small",
+                "usage": {"prompt_tokens": 10},
+                "cost_usd": 0.1,
+                "charge_usd": 0.1,
+            },
+            {"role": "answer", "model": "big", "usage": {"prompt_tokens": 10}, "cost_usd": 0.2, "charge_usd": 0.2},
+        ],
+    }
 
     class Down(LedgerStore):
         up = False

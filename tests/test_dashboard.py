@@ -62,8 +62,12 @@ auth:
     - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B}
 """
 
-PROMPTS = ["Explain the difference between a mutex and a semaphore.", "Write a haiku about falling GPU prices.",
-           "Prove that the square root of two is irrational, step by step.", "Translate 'invoice overdue' into French."]
+PROMPTS = [
+    "Explain the difference between a mutex and a semaphore.",
+    "Write a haiku about falling GPU prices.",
+    "Prove that the square root of two is irrational, step by step.",
+    "Translate 'invoice overdue' into French.",
+]
 
 
 def usage(gw: Proc, headers: dict, path: str = "/admin/usage", **params: object) -> list[dict]:
@@ -79,12 +83,19 @@ def dash(tmp_path_factory: pytest.TempPathFactory):
     sent = {"a": 0, "b": 0}
     with httpx.Client(base_url=gw.base, timeout=30) as http:
         for i in range(6):
-            for tenant, headers, models in (("a", A, ["auto", "cheap", "sim-mid", "sim-frontier"]),
-                                            ("b", B, ["auto", "sim-small"])):
+            for tenant, headers, models in (
+                ("a", A, ["auto", "cheap", "sim-mid", "sim-frontier"]),
+                ("b", B, ["auto", "sim-small"]),
+            ):
                 for model in models:
-                    body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[i % 4] + f" ({i})"}],
-                            "max_tokens": 30 + 10 * i, "stream": i % 3 == 0, "user": f"user-{i % 2}",
-                            "metadata": {"feature": ("search", "chat", "docs")[i % 3]}}
+                    body = {
+                        "model": model,
+                        "messages": [{"role": "user", "content": PROMPTS[i % 4] + f" ({i})"}],
+                        "max_tokens": 30 + 10 * i,
+                        "stream": i % 3 == 0,
+                        "user": f"user-{i % 2}",
+                        "metadata": {"feature": ("search", "chat", "docs")[i % 3]},
+                    }
                     r = http.post("/v1/chat/completions", headers=headers, json=body)
                     assert r.status_code == 200, r.text
                     sent[tenant] += 1
@@ -104,14 +115,22 @@ def dash(tmp_path_factory: pytest.TempPathFactory):
 
 def ledger_sum(gw: Proc, where: str, args: tuple, cols: list[str]) -> list[float]:
     with sqlite3.connect(gw.extra["ledger"]) as db:
-        return list(db.execute(f"SELECT {', '.join(f'COALESCE(SUM({c}), 0)' for c in cols)} FROM requests WHERE {where}",
-                               args).fetchone())
+        return list(
+            db.execute(
+                f"SELECT {', '.join(f'COALESCE(SUM({c}), 0)' for c in cols)} FROM requests WHERE {where}", args
+            ).fetchone()
+        )
 
 
 # ---- API --------------------------------------------------------------------------------------
 
+
 def test_tenant_key_sees_only_its_tenant(dash) -> None:
-    assert httpx.get(dash.base + "/v1/whoami", headers=A).json() == {"role": "tenant", "tenant": "a", "key_id": "tenant-a"}
+    assert httpx.get(dash.base + "/v1/whoami", headers=A).json() == {
+        "role": "tenant",
+        "tenant": "a",
+        "key_id": "tenant-a",
+    }
     assert httpx.get(dash.base + "/v1/whoami", headers=ADMIN).json()["role"] == "admin"
     rows = usage(dash, A, "/v1/usage", group_by="tenant")
     assert [(r["tenant"], r["requests"]) for r in rows] == [("a", dash.extra["sent"]["a"])]
@@ -131,9 +150,14 @@ def test_tenant_key_sees_only_its_tenant(dash) -> None:
     mine_savings = httpx.get(dash.base + "/v1/insights/savings", headers=A, params={"start": "7d"}).json()
     assert mine_savings["baseline"] and mine_savings["cost_usd"] > 0  # its own cost against the dearest model
     assert mine_savings["plans"] == []  # a tenant sees no operator margin, of its plan or any other
-    mine = {(b["scope"], b["id"], b["limit_usd"]) for b in httpx.get(dash.base + "/v1/insights/budgets", headers=A).json()["data"]}
+    mine = {
+        (b["scope"], b["id"], b["limit_usd"])
+        for b in httpx.get(dash.base + "/v1/insights/budgets", headers=A).json()["data"]
+    }
     assert ("key", "tenant-a", 7) in mine and ("tenant", "a", 5) in mine and not any(b[0] == "alias" for b in mine)
-    every = {(b["scope"], b["id"]) for b in httpx.get(dash.base + "/admin/insights/budgets", headers=ADMIN).json()["data"]}
+    every = {
+        (b["scope"], b["id"]) for b in httpx.get(dash.base + "/admin/insights/budgets", headers=ADMIN).json()["data"]
+    }
     assert {("key", "tenant-a"), ("alias", "cheap"), ("tenant", "a")} <= every
 
 
@@ -158,15 +182,23 @@ def test_every_tenant_route_is_scoped_to_the_callers_tenant(dash) -> None:
     tenant b nothing of tenant a: no tenant, key or budget rule of a's, and a's requests are 404."""
     spec = httpx.get(dash.base + "/openapi.json").json()
     paths = sorted(p for p, ops in spec["paths"].items() if "get" in ops and p.startswith("/v1/"))
-    assert {"/v1/insights/budgets", "/v1/insights/savings", "/v1/insights/options", "/v1/insights/whatif",
-            "/v1/usage", "/v1/requests/top", "/v1/requests/{request_id}"} <= set(paths), paths
+    assert {
+        "/v1/insights/budgets",
+        "/v1/insights/savings",
+        "/v1/insights/options",
+        "/v1/insights/whatif",
+        "/v1/usage",
+        "/v1/requests/top",
+        "/v1/requests/{request_id}",
+    } <= set(paths), paths
     top_a = httpx.get(dash.base + "/v1/requests/top", headers=A).json()["data"]
     a_request = top_a[0]["request_id"]
     a_response = "resp_of_tenant_a"  # (a stored response's own scoping: tests/test_api_surfaces.py)
     params = {"baseline": "sim-frontier", "policy": "auto", "start": "1d", "bucket": "none", "group_by": "tenant"}
     for path in paths:
         url = dash.base + path.replace("{request_id}", a_request).replace("{model}", "sim-mid").replace(
-            "{response_id}", a_response)
+            "{response_id}", a_response
+        )
         r = httpx.get(url, headers=B, params=params)
         if "{request_id}" in path or "{response_id}" in path:
             assert r.status_code == 404, (path, r.text[:200])
@@ -179,8 +211,11 @@ def test_every_tenant_route_is_scoped_to_the_callers_tenant(dash) -> None:
 
 def test_waterfall_totals_equal_the_ledger(dash) -> None:
     cols = ["charge_usd", "cost_usd", *SLICE_COLUMNS.values()]
-    for params, where, args in (({}, "1=1", ()), ({"tenant": "a"}, "tenant = ?", ("a",)),
-                                ({"alias": "auto"}, "alias = ?", ("auto",))):
+    for params, where, args in (
+        ({}, "1=1", ()),
+        ({"tenant": "a"}, "tenant = ?", ("a",)),
+        ({"alias": "auto"}, "alias = ?", ("auto",)),
+    ):
         [row] = usage(dash, ADMIN, **params)
         expected = ledger_sum(dash, where, args, cols)
         for col, want in zip(cols, expected):
@@ -193,7 +228,9 @@ def test_waterfall_totals_equal_the_ledger(dash) -> None:
         [served] = ledger_sum(dash, where, args, ["charge_usd - app_margin_usd"])
         assert layers["paas"]["revenue"] == pytest.approx(served)
         [api_cost] = ledger_sum(dash, f"({where}) AND serving = 'api'", args, ["cost_usd"])
-        [self_hosted] = ledger_sum(dash, f"({where}) AND serving = 'self_hosted'", args, ["charge_usd - app_margin_usd"])
+        [self_hosted] = ledger_sum(
+            dash, f"({where}) AND serving = 'self_hosted'", args, ["charge_usd - app_margin_usd"]
+        )
         assert layers["paas"]["revenue"] == pytest.approx(api_cost + self_hosted)
         # one cost: the ledger's cost (API price, or GPU-hours for self-hosted) is what the stack books
         assert layers["paas"]["revenue"] == pytest.approx(row["cost_usd"], rel=1e-9)
@@ -201,7 +238,9 @@ def test_waterfall_totals_equal_the_ledger(dash) -> None:
 
 
 def test_savings_against_a_baseline_model(dash) -> None:
-    s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
+    s = httpx.get(
+        dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}
+    ).json()
     assert s["requests"] == sum(dash.extra["sent"].values())
     # Independently: every recorded request's tokens at sim-frontier's catalog price.
     price = load_catalog().price("gpt-4o", datetime.now(timezone.utc))  # what sim-frontier stands in for
@@ -217,11 +256,17 @@ def test_savings_against_a_baseline_model(dash) -> None:
     # catalog price, while its cost is its GPU time.
     catalog = load_catalog()
     with sqlite3.connect(dash.extra["ledger"]) as db:
-        listed = [cost_of(Usage(p, c, cached_tokens=k), catalog.price("self-hosted/llama-3.1-8b-instruct",
-                                                                      datetime.fromtimestamp(ts, timezone.utc))).total
-                  if model == "sim-open" else cost
-                  for model, p, c, k, cost, ts in db.execute(
-                      "SELECT model, prompt_tokens, completion_tokens, cached_tokens, cost_usd, ts FROM requests")]
+        listed = [
+            cost_of(
+                Usage(p, c, cached_tokens=k),
+                catalog.price("self-hosted/llama-3.1-8b-instruct", datetime.fromtimestamp(ts, timezone.utc)),
+            ).total
+            if model == "sim-open"
+            else cost
+            for model, p, c, k, cost, ts in db.execute(
+                "SELECT model, prompt_tokens, completion_tokens, cached_tokens, cost_usd, ts FROM requests"
+            )
+        ]
     list_cost = math.fsum(listed)
     assert plans["standard"]["charge_usd"] == pytest.approx(1.25 * list_cost, rel=1e-9)
     assert plans["standard"]["margin_usd"] == pytest.approx(1.25 * list_cost - s["cost_usd"], rel=1e-9)
@@ -229,7 +274,8 @@ def test_savings_against_a_baseline_model(dash) -> None:
     # routing to cheaper models earned the difference (negative: a markup shrinks with the cost)
     assert plans["standard"]["margin_at_baseline_usd"] == pytest.approx(0.25 * s["baseline_cost_usd"], rel=1e-9)
     assert plans["standard"]["routing_margin_usd"] == pytest.approx(
-        1.25 * list_cost - s["cost_usd"] - 0.25 * s["baseline_cost_usd"], rel=1e-9)
+        1.25 * list_cost - s["cost_usd"] - 0.25 * s["baseline_cost_usd"], rel=1e-9
+    )
     assert plans["flat-auto"]["charge_usd"] != pytest.approx(plans["standard"]["charge_usd"])
     for p in plans.values():
         assert p["margin_usd"] == pytest.approx(p["charge_usd"] - s["cost_usd"], rel=1e-9)
@@ -238,8 +284,9 @@ def test_savings_against_a_baseline_model(dash) -> None:
     auto = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"start": "1d"}).json()
     assert auto["baseline"] == "sim-frontier" and auto["savings_usd"] > 0
     for other in httpx.get(dash.base + "/admin/insights/options", headers=ADMIN).json()["baselines"]:
-        alt = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN,
-                        params={"baseline": other, "start": "1d"}).json()
+        alt = httpx.get(
+            dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": other, "start": "1d"}
+        ).json()
         assert alt["baseline_cost_usd"] <= auto["baseline_cost_usd"] + 1e-12
 
 
@@ -249,22 +296,34 @@ def test_policy_what_if_replays_recorded_traffic(dash) -> None:
     assert r["actual_cost_usd"] == pytest.approx(ledger_sum(dash, "1=1", (), ["cost_usd"])[0], rel=1e-12)
     assert sum(p["requests"] for p in r["picks"]) == r["requests"]
     # A policy that always sends everything to the frontier model costs exactly the savings baseline.
-    fixed = ("name: all-frontier\nbind: {aliases: [frontier-only]}\nobjective: {type: fixed, model: sim-frontier}\n")
-    w = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": fixed}).json()
-    runs = [e for e in httpx.get(dash.base + "/admin/audit", headers=ADMIN).json()["data"] if e["action"] == "whatif.run"]
+    fixed = "name: all-frontier\nbind: {aliases: [frontier-only]}\nobjective: {type: fixed, model: sim-frontier}\n"
+    w = httpx.post(
+        dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": fixed}
+    ).json()
+    runs = [
+        e for e in httpx.get(dash.base + "/admin/audit", headers=ADMIN).json()["data"] if e["action"] == "whatif.run"
+    ]
     assert {e["target"] for e in runs} >= {"auto", "pasted policy"}  # an admin's replays are audited
-    s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}).json()
+    s = httpx.get(
+        dash.base + "/admin/insights/savings", headers=ADMIN, params={"baseline": "sim-frontier", "start": "1d"}
+    ).json()
     assert w["estimated_cost_usd"] == pytest.approx(s["baseline_cost_usd"], rel=1e-9)
     assert [p["model"] for p in w["picks"]] == ["sim-frontier"]
     # A named cascade is priced at its expected cost: small and its checker always, frontier when
     # small fails (as often as small's prior says): below sending everything to frontier
-    named = ("name: checked\nbind: {aliases: [checked]}\ncandidates: [checked]\nobjective: {type: utility, lambda: 0}\n"
-             "cascades: {checked: {steps: [sim-small, sim-frontier], check: {type: agreement, with: [sim-open]}}}\n"
-             "quality: {priors: {sim-small: 0.5}, bandit: {enabled: false}}\n")
-    c = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": named}).json()
+    named = (
+        "name: checked\nbind: {aliases: [checked]}\ncandidates: [checked]\nobjective: {type: utility, lambda: 0}\n"
+        "cascades: {checked: {steps: [sim-small, sim-frontier], check: {type: agreement, with: [sim-open]}}}\n"
+        "quality: {priors: {sim-small: 0.5}, bandit: {enabled: false}}\n"
+    )
+    c = httpx.post(
+        dash.base + "/admin/insights/whatif", headers=ADMIN, params={"start": "1d"}, json={"yaml": named}
+    ).json()
     assert [p["model"] for p in c["picks"]] == ["checked"] and c["requests"] == r["requests"]
     assert 0 < c["estimated_cost_usd"] < s["baseline_cost_usd"]
-    bad = httpx.post(dash.base + "/admin/insights/whatif", headers=ADMIN, json={"yaml": "name: x\nobjective: {type: nope}"})
+    bad = httpx.post(
+        dash.base + "/admin/insights/whatif", headers=ADMIN, json={"yaml": "name: x\nobjective: {type: nope}"}
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_policy"
     assert httpx.post(dash.base + "/admin/insights/whatif", headers=A, json={"yaml": fixed}).status_code == 403
     own = httpx.get(dash.base + "/v1/insights/whatif", headers=B, params={"policy": "auto", "start": "1d"}).json()
@@ -277,25 +336,48 @@ def test_report_matches_the_usage_api(dash) -> None:
     env = {**os.environ, "SWITCHYARD_URL": dash.base}
     for key, path in ((ADMIN_KEY, "/admin/usage"), (KEY_A, "/v1/usage")):
         for by in ("model", "alias", "tenant"):
-            out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", by, "--json"],
-                                 env={**env, "SWITCHYARD_API_KEY": key}, capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [SWITCHYARD, "report", "--since", start, "--until", end, "--by", by, "--json"],
+                env={**env, "SWITCHYARD_API_KEY": key},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr
             api = usage(dash, {"authorization": f"Bearer {key}"}, path, start=start, end=end, group_by=by)
             assert json.loads(out.stdout)["rows"] == api
-    out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
-                         env={**env, "SWITCHYARD_API_KEY": KEY_A}, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
+        env={**env, "SWITCHYARD_API_KEY": KEY_A},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and "needs the admin key" in out.stderr  # a tenant sees no operator margin
-    out = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
-                         env={**env, "SWITCHYARD_API_KEY": ADMIN_KEY}, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [SWITCHYARD, "report", "--since", start, "--until", end, "--by", "layer", "--json"],
+        env={**env, "SWITCHYARD_API_KEY": ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     [total] = usage(dash, ADMIN, "/admin/usage", start=start, end=end)
-    assert {r["layer"]: r["margin"] for r in json.loads(out.stdout)["rows"]} == {k: v["margin"] for k, v in total["layers"].items()
-                                                                               if k != "pass_through"}
-    table = subprocess.run([SWITCHYARD, "report", "--since", start, "--until", end, "--by", "model"],
-                           env={**env, "SWITCHYARD_API_KEY": KEY_A}, capture_output=True, text=True, timeout=60)
+    assert {r["layer"]: r["margin"] for r in json.loads(out.stdout)["rows"]} == {
+        k: v["margin"] for k, v in total["layers"].items() if k != "pass_through"
+    }
+    table = subprocess.run(
+        [SWITCHYARD, "report", "--since", start, "--until", end, "--by", "model"],
+        env={**env, "SWITCHYARD_API_KEY": KEY_A},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     [mine] = usage(dash, A, "/v1/usage", start=start, end=end)
     assert table.returncode == 0 and "Total" in table.stdout and f"{mine['requests']:,}" in table.stdout
     assert KEY_A not in table.stdout + table.stderr
-    bad = subprocess.run([SWITCHYARD, "report"], env={**env, "SWITCHYARD_API_KEY": "wrong"}, capture_output=True, text=True)
+    bad = subprocess.run(
+        [SWITCHYARD, "report"], env={**env, "SWITCHYARD_API_KEY": "wrong"}, capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "401" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -312,6 +394,7 @@ def test_dashboard_assets_are_local_and_locked_down(dash) -> None:
 
 # ---- browser ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
@@ -321,9 +404,18 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -401,13 +493,20 @@ def test_admin_sees_every_view_with_data(dash, browser, shots) -> None:
             assert kpi(page, "charge_usd") == pytest.approx(total["charge_usd"], rel=1e-12)
             assert kpi(page, "app_margin_usd") == pytest.approx(total["app_margin_usd"], rel=1e-12)
             cells = page.locator("#stack-table tbody tr").first.locator("[data-value]")
-            assert float(cells.nth(0).get_attribute("data-value")) == pytest.approx(total["layers"]["application"]["revenue"])
+            assert float(cells.nth(0).get_attribute("data-value")) == pytest.approx(
+                total["layers"]["application"]["revenue"]
+            )
         if view == "savings":
-            s = httpx.get(dash.base + "/admin/insights/savings", headers=ADMIN,
-                          params={"baseline": page.input_value("#savings-baseline"), "start": "7d"}).json()
+            s = httpx.get(
+                dash.base + "/admin/insights/savings",
+                headers=ADMIN,
+                params={"baseline": page.input_value("#savings-baseline"), "start": "7d"},
+            ).json()
             assert kpi(page, "baseline_cost_usd") == pytest.approx(s["baseline_cost_usd"], rel=1e-12)
             assert page.input_value("#savings-baseline") == ""  # first render: the dearest model for the traffic
-            assert kpi(page, "savings_usd") >= 0 and kpi(page, "savings_usd") == pytest.approx(s["savings_usd"], rel=1e-9)
+            assert kpi(page, "savings_usd") >= 0 and kpi(page, "savings_usd") == pytest.approx(
+                s["savings_usd"], rel=1e-9
+            )
         if view == "top":
             assert page.locator("#top-table tbody tr").count() == 20
             assert "Why:" in page.inner_text("#top-detail")
@@ -442,7 +541,8 @@ def test_spend_by_tag_and_the_user_filter(dash, browser, shots) -> None:
     page.click("#filters button[type=submit]")
     rendered(page, "spend")
     assert kpi(page, "charge_usd") == pytest.approx(
-        ledger_sum(dash, "end_user = ?", ("user-1",), ["charge_usd"])[0], rel=1e-12)
+        ledger_sum(dash, "end_user = ?", ("user-1",), ["charge_usd"])[0], rel=1e-12
+    )
     page.screenshot(path=str(shots / "admin-spend-by-tag.png"), full_page=True)
     assert not errors, errors
     page.close()
@@ -500,15 +600,21 @@ def test_tenant_sees_only_its_own_traffic(dash, browser, shots) -> None:
             assert kpi(page, "requests") == dash.extra["sent"]["a"]
         assert page.is_hidden("#status"), page.inner_text("#status")
         page.screenshot(path=str(shots / f"tenant-{view}.png"), full_page=True)
-    top_tenants = {t.strip() for t in page.locator("#top-table tbody tr td:nth-child(2)").all_inner_texts()} \
-        if page.locator("#top-table tbody tr").count() else set()
+    top_tenants = (
+        {t.strip() for t in page.locator("#top-table tbody tr td:nth-child(2)").all_inner_texts()}
+        if page.locator("#top-table tbody tr").count()
+        else set()
+    )
     assert not errors, errors
     api_calls = [u.split("127.0.0.1", 1)[1] for u in calls if "/v1/" in u or "/admin/" in u]
     assert api_calls and not any("/admin/" in u for u in api_calls), api_calls
     # The page's own key cannot reach the admin API, nor another tenant through the tenant API.
-    probe = page.evaluate("""async (key) => [
+    probe = page.evaluate(
+        """async (key) => [
       (await fetch('/admin/usage', {headers: {Authorization: 'Bearer ' + key}})).status,
-      (await fetch('/v1/usage?tenant=b', {headers: {Authorization: 'Bearer ' + key}})).status]""", KEY_A)
+      (await fetch('/v1/usage?tenant=b', {headers: {Authorization: 'Bearer ' + key}})).status]""",
+        KEY_A,
+    )
     assert probe == [403, 403]
     page.click('nav#tabs button[data-view="top"]')
     rendered(page, "top")
@@ -523,7 +629,8 @@ def test_charts_keep_a_model_colour_a_bar_per_day_and_gaps_for_idle_minutes(dash
     labels = page.evaluate("() => Chart.getChart('spend-chart').data.labels.length")
     assert labels in (7, 8), labels  # the range's edges may cut a day in two
     colours = lambda chart: page.evaluate(  # noqa: E731
-        f"() => Object.fromEntries(Chart.getChart('{chart}').data.datasets.map(d => [d.label, d.backgroundColor]))")
+        f"() => Object.fromEntries(Chart.getChart('{chart}').data.datasets.map(d => [d.label, d.backgroundColor]))"
+    )
     spend = colours("spend-chart")
     page.click('nav#tabs button[data-view="routing"]')
     rendered(page, "routing")

@@ -22,8 +22,13 @@ from router.config import parse_config
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
-ENV = {"SWITCHYARD_ADMIN_KEY": "x", "SWITCHYARD_DEMO_KEY": "y", "DATABASE_URL": "postgresql://u@h/db",
-       "REDIS_URL": "redis://h:6379/0", "GRAFANA_ADMIN_PASSWORD": "z"}
+ENV = {
+    "SWITCHYARD_ADMIN_KEY": "x",
+    "SWITCHYARD_DEMO_KEY": "y",
+    "DATABASE_URL": "postgresql://u@h/db",
+    "REDIS_URL": "redis://h:6379/0",
+    "GRAFANA_ADMIN_PASSWORD": "z",
+}
 
 
 def need(tool: str) -> str:
@@ -38,8 +43,9 @@ def need(tool: str) -> str:
 def test_compose_file_renders_and_its_files_exist() -> None:
     compose = need("docker-compose")
     f = DEPLOY / "compose" / "docker-compose.yml"
-    r = subprocess.run([compose, "-f", str(f), "config"], capture_output=True, text=True, env={**os.environ, **ENV},
-                       timeout=120)
+    r = subprocess.run(
+        [compose, "-f", str(f), "config"], capture_output=True, text=True, env={**os.environ, **ENV}, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     rendered = yaml.safe_load(r.stdout)
     services = rendered["services"]
@@ -61,7 +67,7 @@ def test_compose_file_renders_and_its_files_exist() -> None:
     # only the gateway (through nginx) is published; Prometheus and Grafana on the host's loopback
     for name in ("prometheus", "grafana"):
         for p in services[name]["ports"]:  # "127.0.0.1:9090:9090" (compose v1) or the long form
-            assert (p.startswith("127.0.0.1:") if isinstance(p, str) else p.get("host_ip") == "127.0.0.1"), p
+            assert p.startswith("127.0.0.1:") if isinstance(p, str) else p.get("host_ip") == "127.0.0.1", p
     assert services["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     # the gateways trust X-Forwarded-For from the nginx container's fixed address only
     lb_ip = services["lb"]["networks"]["default"]["ipv4_address"]
@@ -86,8 +92,9 @@ def test_gateway_configs_in_deploy_validate() -> None:
 def test_kustomize_overlays_render_and_validate(overlay: str) -> None:
     kubectl = need("kubectl")
     kv = pytest.importorskip("kubernetes_validate")
-    r = subprocess.run([kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
     kinds = {d["kind"] for d in docs}
@@ -168,7 +175,7 @@ def _instruction(text: str, name: str) -> list[str]:
     """The exec-form argument list of a Dockerfile instruction (continuation lines joined)."""
     joined = re.sub(r"\s*\\\n\s*", " ", text)
     line = next(ln for ln in joined.splitlines() if ln.startswith(name + " "))
-    return json.loads(line[line.index("["):])
+    return json.loads(line[line.index("[") :])
 
 
 def test_the_images_command_and_health_check_run_against_the_installed_package(tmp_path) -> None:
@@ -184,8 +191,12 @@ def test_the_images_command_and_health_check_run_against_the_installed_package(t
     config = ROOT / copies["/etc/switchyard/config.yaml"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
-    env.update(PATH=f"{Path(sys.executable).parent}:{env['PATH']}", SWITCHYARD_PORT=str(port),
-               SWITCHYARD_CONFIG=str(config), SWITCHYARD_STATE_DIR=str(tmp_path))
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        SWITCHYARD_PORT=str(port),
+        SWITCHYARD_CONFIG=str(config),
+        SWITCHYARD_STATE_DIR=str(tmp_path),
+    )
     log = open(tmp_path / "image.log", "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -199,14 +210,19 @@ def test_the_images_command_and_health_check_run_against_the_installed_package(t
             raise AssertionError("the health check never passed:\n" + (tmp_path / "image.log").read_text())
         keys = dict(line.split("=", 1) for line in (tmp_path / "generated-keys").read_text().split())
         assert (tmp_path / "generated-keys").stat().st_mode & 0o077 == 0, "readable by its owner only"
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"authorization": f"Bearer {keys['SWITCHYARD_DEMO_KEY']}"})
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/v1/models", headers={"authorization": f"Bearer {keys['SWITCHYARD_DEMO_KEY']}"}
+        )
         assert r.status_code == 200 and any(m["id"] == "sim-mid" for m in r.json()["data"])
-        admin = httpx.get(f"http://127.0.0.1:{port}/admin/policies",
-                          headers={"authorization": f"Bearer {keys['SWITCHYARD_ADMIN_KEY']}"})
+        admin = httpx.get(
+            f"http://127.0.0.1:{port}/admin/policies",
+            headers={"authorization": f"Bearer {keys['SWITCHYARD_ADMIN_KEY']}"},
+        )
         assert admin.status_code == 200
         other = dict(env, SWITCHYARD_PORT=str(free_port()))
-        assert subprocess.run(health, env=other, capture_output=True, timeout=10).returncode != 0, \
+        assert subprocess.run(health, env=other, capture_output=True, timeout=10).returncode != 0, (
             "the health check follows SWITCHYARD_PORT"
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -227,8 +243,12 @@ def test_the_image_builds_where_a_container_builder_exists(tmp_path) -> None:
     builder = _container_builder()
     if builder is None:
         pytest.skip("no container builder: the docker daemon is not running, podman and buildah are not installed")
-    r = subprocess.run([*builder, "-f", str(DEPLOY / "Dockerfile"), "-t", "switchyard:test", str(ROOT)],
-                       capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(
+        [*builder, "-f", str(DEPLOY / "Dockerfile"), "-t", "switchyard:test", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 

@@ -14,8 +14,15 @@ from tests.schema import assert_valid
 MSG = [{"role": "user", "content": "hi"}]
 
 
-def post(gw: Proc, body: object = None, *, key: str | None = KEY_A, raw: bytes | None = None,
-         path: str = "/v1/chat/completions", headers: dict | None = None) -> httpx.Response:
+def post(
+    gw: Proc,
+    body: object = None,
+    *,
+    key: str | None = KEY_A,
+    raw: bytes | None = None,
+    path: str = "/v1/chat/completions",
+    headers: dict | None = None,
+) -> httpx.Response:
     h = {"content-type": "application/json", **(headers or {})}
     if key is not None:
         h["authorization"] = f"Bearer {key}"
@@ -23,8 +30,15 @@ def post(gw: Proc, body: object = None, *, key: str | None = KEY_A, raw: bytes |
     return httpx.post(gw.base + path, content=content, headers=h, timeout=30)
 
 
-def check(r: httpx.Response, status: int, schemas: dict, *, code: str | None = None, param: str | None = None,
-          type_: str | None = None) -> dict:
+def check(
+    r: httpx.Response,
+    status: int,
+    schemas: dict,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    type_: str | None = None,
+) -> dict:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.headers.get("x-request-id", "").startswith("req_")
@@ -45,49 +59,58 @@ def check(r: httpx.Response, status: int, schemas: dict, *, code: str | None = N
     return err
 
 
-@pytest.mark.parametrize("raw,code", [
-    (b"{not json", "invalid_json"),
-    (b"[1, 2, 3]", "invalid_body"),
-    (b"\xff\xfe{}", "invalid_json"),
-    (b"", "invalid_body"),
-    (b'"just a string"', "invalid_body"),
-])
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        (b"{not json", "invalid_json"),
+        (b"[1, 2, 3]", "invalid_body"),
+        (b"\xff\xfe{}", "invalid_json"),
+        (b"", "invalid_body"),
+        (b'"just a string"', "invalid_body"),
+    ],
+)
 def test_malformed_bodies_are_400(gateway, openai_schemas, raw, code) -> None:
     check(post(gateway, raw=raw), 400, openai_schemas, code=code, type_="invalid_request_error")
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"model": "mock-gpt"}, "messages"),
-    ({"messages": MSG}, "model"),
-    ({"model": "mock-gpt", "messages": []}, "messages"),
-    ({"model": "mock-gpt", "messages": "hi"}, "messages"),
-    ({"model": "mock-gpt", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-    ({"model": "mock-gpt", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-    ({"model": 42, "messages": MSG}, "model"),
-    ({"model": "mock-gpt", "messages": MSG, "max_tokens": -5}, "max_tokens"),
-    ({"model": "mock-gpt", "messages": MSG, "max_tokens": 10**12}, "max_tokens"),
-    ({"model": "mock-gpt", "messages": MSG, "max_tokens": "ten"}, "max_tokens"),
-    ({"model": "mock-gpt", "messages": MSG, "temperature": 7}, "temperature"),
-    ({"model": "mock-gpt", "messages": MSG, "stream": "yes"}, "stream"),
-    ({"model": "mock-gpt", "messages": MSG, "n": 0}, "n"),
-    ({"model": "mock-gpt", "messages": MSG, "tools": [{"type": "function"}]}, "tools[0].function"),
-    ({"model": "mock-gpt", "messages": MSG, "tool_choice": "sometimes"}, "tool_choice"),
-    ({"model": "mock-gpt", "messages": MSG, "response_format": {"type": "yaml"}}, "response_format.type"),
-    ({"model": "mock-gpt", "messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
-    ({"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}] * 51}, "messages"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"model": "mock-gpt"}, "messages"),
+        ({"messages": MSG}, "model"),
+        ({"model": "mock-gpt", "messages": []}, "messages"),
+        ({"model": "mock-gpt", "messages": "hi"}, "messages"),
+        ({"model": "mock-gpt", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": "mock-gpt", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": 42, "messages": MSG}, "model"),
+        ({"model": "mock-gpt", "messages": MSG, "max_tokens": -5}, "max_tokens"),
+        ({"model": "mock-gpt", "messages": MSG, "max_tokens": 10**12}, "max_tokens"),
+        ({"model": "mock-gpt", "messages": MSG, "max_tokens": "ten"}, "max_tokens"),
+        ({"model": "mock-gpt", "messages": MSG, "temperature": 7}, "temperature"),
+        ({"model": "mock-gpt", "messages": MSG, "stream": "yes"}, "stream"),
+        ({"model": "mock-gpt", "messages": MSG, "n": 0}, "n"),
+        ({"model": "mock-gpt", "messages": MSG, "tools": [{"type": "function"}]}, "tools[0].function"),
+        ({"model": "mock-gpt", "messages": MSG, "tool_choice": "sometimes"}, "tool_choice"),
+        ({"model": "mock-gpt", "messages": MSG, "response_format": {"type": "yaml"}}, "response_format.type"),
+        ({"model": "mock-gpt", "messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
+        ({"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}] * 51}, "messages"),
+    ],
+)
 def test_invalid_chat_requests_are_400_naming_the_param(gateway, openai_schemas, body, param) -> None:
     before = mock_stats(gateway.extra["mock"])["requests"]
     check(post(gateway, body), 400, openai_schemas, param=param, type_="invalid_request_error")
     assert mock_stats(gateway.extra["mock"])["requests"] == before, "an invalid request must not reach the upstream"
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"model": "mock-embed"}, "input"),
-    ({"model": "mock-embed", "input": 7}, "input"),
-    ({"model": "mock-embed", "input": "x", "encoding_format": "hex"}, "encoding_format"),
-    ({"model": "mock-embed", "input": "x", "dimensions": 0}, "dimensions"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"model": "mock-embed"}, "input"),
+        ({"model": "mock-embed", "input": 7}, "input"),
+        ({"model": "mock-embed", "input": "x", "encoding_format": "hex"}, "encoding_format"),
+        ({"model": "mock-embed", "input": "x", "dimensions": 0}, "dimensions"),
+    ],
+)
 def test_invalid_embedding_requests_are_400(gateway, openai_schemas, body, param) -> None:
     check(post(gateway, body, path="/v1/embeddings"), 400, openai_schemas, param=param)
 
@@ -105,14 +128,23 @@ def test_missing_and_bad_keys_are_401(gateway, openai_schemas) -> None:
 
 
 def test_model_outside_key_allow_list_is_403(gateway, openai_schemas) -> None:
-    check(post(gateway, {"model": "mock-tools", "messages": MSG}, key=KEY_B), 403, openai_schemas,
-          type_="permission_error")
-    listed = {m["id"] for m in httpx.get(gateway.base + "/v1/models", headers={"authorization": f"Bearer {KEY_B}"}).json()["data"]}
+    check(
+        post(gateway, {"model": "mock-tools", "messages": MSG}, key=KEY_B),
+        403,
+        openai_schemas,
+        type_="permission_error",
+    )
+    listed = {
+        m["id"]
+        for m in httpx.get(gateway.base + "/v1/models", headers={"authorization": f"Bearer {KEY_B}"}).json()["data"]
+    }
     assert listed == {"mock-gpt", "fast-sim"}
 
 
 def test_unknown_model_and_url_are_404(gateway, openai_schemas) -> None:
-    check(post(gateway, {"model": "gpt-99", "messages": MSG}), 404, openai_schemas, code="model_not_found", param="model")
+    check(
+        post(gateway, {"model": "gpt-99", "messages": MSG}), 404, openai_schemas, code="model_not_found", param="model"
+    )
     check(post(gateway, {"model": "mock-gpt", "messages": MSG}, path="/v1/nothing-here"), 404, openai_schemas)
     r = httpx.get(gateway.base + "/v1/models/gpt-99", headers={"authorization": f"Bearer {KEY_A}"})
     check(r, 404, openai_schemas, code="model_not_found")
@@ -121,8 +153,12 @@ def test_unknown_model_and_url_are_404(gateway, openai_schemas) -> None:
 
 
 def test_chat_model_on_embeddings_is_400(gateway, openai_schemas) -> None:
-    check(post(gateway, {"model": "mock-gpt", "input": "x"}, path="/v1/embeddings"), 400, openai_schemas,
-          code="wrong_model_type")
+    check(
+        post(gateway, {"model": "mock-gpt", "input": "x"}, path="/v1/embeddings"),
+        400,
+        openai_schemas,
+        code="wrong_model_type",
+    )
 
 
 def test_oversized_body_is_413(gateway, openai_schemas) -> None:
@@ -135,20 +171,26 @@ def test_oversized_body_is_413(gateway, openai_schemas) -> None:
             yield b"y" * 1000
         yield b'"}]}'
 
-    r = httpx.post(gateway.base + "/v1/chat/completions", content=chunked(),
-                   headers={"authorization": f"Bearer {KEY_A}", "content-type": "application/json"})
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions",
+        content=chunked(),
+        headers={"authorization": f"Bearer {KEY_A}", "content-type": "application/json"},
+    )
     check(r, 413, openai_schemas)
 
 
-@pytest.mark.parametrize("model,status,code", [
-    ("mock-429", 429, "upstream_rate_limited"),
-    ("mock-500", 502, "upstream_server_error"),
-    ("mock-503", 503, "upstream_unavailable"),
-    ("mock-badjson", 502, "upstream_bad_response"),
-    ("mock-timeout", 504, "upstream_timeout"),
-    ("mock-401", 502, "upstream_server_error"),
-    ("mock-huge", 502, "upstream_bad_response"),
-])
+@pytest.mark.parametrize(
+    "model,status,code",
+    [
+        ("mock-429", 429, "upstream_rate_limited"),
+        ("mock-500", 502, "upstream_server_error"),
+        ("mock-503", 503, "upstream_unavailable"),
+        ("mock-badjson", 502, "upstream_bad_response"),
+        ("mock-timeout", 504, "upstream_timeout"),
+        ("mock-401", 502, "upstream_server_error"),
+        ("mock-huge", 502, "upstream_bad_response"),
+    ],
+)
 def test_upstream_failures_map_to_typed_statuses(gateway, openai_schemas, model, status, code) -> None:
     r = post(gateway, {"model": model, "messages": MSG})
     err = check(r, status, openai_schemas, code=code, type_="rate_limit_error" if status == 429 else "api_error")

@@ -69,20 +69,38 @@ def field_names() -> list[str]:
     litellm = _litellm()  # as the gateway imports it: the local price map, nothing fetched
 
     names = set(control_params())
-    names |= set(inspect.signature(litellm.completion).parameters) | set(inspect.signature(litellm.embedding).parameters)
+    names |= set(inspect.signature(litellm.completion).parameters) | set(
+        inspect.signature(litellm.embedding).parameters
+    )
     names |= set(completion_create_params.CompletionCreateParamsBase.__annotations__)
     names |= set(embedding_create_params.EmbeddingCreateParams.__annotations__)
     main = Path(litellm.__file__).parent / "main.py"
     names |= set(re.findall(r"""kwargs\.(?:get|pop)\(\s*["'](\w+)["']""", main.read_text()))
     # named in the hardening report, whatever litellm's source looks like
-    names |= {"fallbacks", "mock_tool_calls", "mock_response", "api_base", "base_url", "extra_headers", "model_list",
-              "context_window_fallback_dict", "mock_testing_fallbacks", "_skip_mcp_handler"}
+    names |= {
+        "fallbacks",
+        "mock_tool_calls",
+        "mock_response",
+        "api_base",
+        "base_url",
+        "extra_headers",
+        "model_list",
+        "context_window_fallback_dict",
+        "mock_testing_fallbacks",
+        "_skip_mcp_handler",
+    }
     return sorted(names - {"kwargs", "self", "model", "messages", "input"})
 
 
 def payloads(url: str) -> list[Any]:
-    target = {"model": "anthropic/claude-sonnet-4-5", "api_base": url, "base_url": url, "url": url,
-              "api_key": "sk-attacker", "custom_llm_provider": "openai"}
+    target = {
+        "model": "anthropic/claude-sonnet-4-5",
+        "api_base": url,
+        "base_url": url,
+        "url": url,
+        "api_key": "sk-attacker",
+        "custom_llm_provider": "openai",
+    }
     return [url + "/steal", [target], target]
 
 
@@ -92,7 +110,8 @@ def setup(mock_upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iter
     extra = "".join(
         f"  - model_name: {name}\n    litellm_params: {{model: {model}, api_base: '{api}', "
         f"api_key: os.environ/MOCK_PROVIDER_KEY, backend: litellm, timeout: 5}}\n"
-        for name, model in (("ll-fail", "openai/mock-500"), ("ll-ok", "openai/mock-gpt")))
+        for name, model in (("ll-fail", "openai/mock-500"), ("ll-ok", "openai/mock-gpt"))
+    )
     cfg = mock_config(mock_upstream.base).replace("model_list:\n", "model_list:\n" + extra, 1)
     gw = start_gateway(tmp_path_factory.mktemp("exfil"), cfg)
     listener = _Listener()
@@ -103,15 +122,25 @@ def setup(mock_upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def _send(gw: Proc, model: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
     with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda b: client.post(gw.base + "/v1/chat/completions", headers=H,
-                                                   json={"model": model, "messages": MSG, "max_tokens": 3, **b}),
-                             bodies))
+        return list(
+            pool.map(
+                lambda b: client.post(
+                    gw.base + "/v1/chat/completions",
+                    headers=H,
+                    json={"model": model, "messages": MSG, "max_tokens": 3, **b},
+                ),
+                bodies,
+            )
+        )
 
 
-@pytest.mark.parametrize("model,upstream,answers", [("ll-fail", "mock-500", False), ("ll-ok", "mock-gpt", True),
-                                                    ("mock-500", "mock-500", False)])
-def test_no_field_reaches_another_url_or_a_mock(setup: tuple[Proc, Proc, _Listener], model: str, upstream: str,
-                                                answers: bool) -> None:
+@pytest.mark.parametrize(
+    "model,upstream,answers",
+    [("ll-fail", "mock-500", False), ("ll-ok", "mock-gpt", True), ("mock-500", "mock-500", False)],
+)
+def test_no_field_reaches_another_url_or_a_mock(
+    setup: tuple[Proc, Proc, _Listener], model: str, upstream: str, answers: bool
+) -> None:
     gw, mock, listener = setup
     names = field_names()
     assert len(names) > 300, "litellm's parameters were enumerated"
@@ -150,27 +179,38 @@ def test_openai_upstream_gets_only_the_api_fields(setup: tuple[Proc, Proc, _List
     assert listener.hits == []
 
 
-def test_pass_through_fields_are_per_deployment_and_never_litellm_controls(
-        mock_upstream: Proc, tmp_path: Path) -> None:
+def test_pass_through_fields_are_per_deployment_and_never_litellm_controls(mock_upstream: Proc, tmp_path: Path) -> None:
     api = mock_upstream.base + "/v1"
     base = mock_config(mock_upstream.base)
-    ok = base.replace("model_list:\n", "model_list:\n"
-                      f"  - model_name: topk\n    litellm_params: {{model: openai/mock-gpt, api_base: '{api}', "
-                      "api_key: os.environ/MOCK_PROVIDER_KEY, pass_through_fields: [top_k]}\n", 1)
+    ok = base.replace(
+        "model_list:\n",
+        "model_list:\n"
+        f"  - model_name: topk\n    litellm_params: {{model: openai/mock-gpt, api_base: '{api}', "
+        "api_key: os.environ/MOCK_PROVIDER_KEY, pass_through_fields: [top_k]}\n",
+        1,
+    )
     gw = start_gateway(tmp_path / "ok", ok)
     try:
         httpx.post(mock_upstream.base + "/_reset")
         for model in ("topk", "mock-gpt"):
-            r = httpx.post(gw.base + "/v1/chat/completions", headers=H,
-                           json={"model": model, "messages": MSG, "top_k": 5, "frobnicate": 1}, timeout=30)
+            r = httpx.post(
+                gw.base + "/v1/chat/completions",
+                headers=H,
+                json={"model": model, "messages": MSG, "top_k": 5, "frobnicate": 1},
+                timeout=30,
+            )
             assert r.status_code == 200, r.text
         fields = mock_stats(mock_upstream)["fields"]
         assert fields.get("top_k") == 1, "top_k reached the deployment that passes it through, and only it"
         assert "frobnicate" not in fields
     finally:
         gw.stop()
-    bad = base.replace("model_list:\n", "model_list:\n"
-                       f"  - model_name: evil\n    litellm_params: {{model: anthropic/x, api_base: '{api}', "
-                       "api_key: os.environ/MOCK_PROVIDER_KEY, pass_through_fields: [fallbacks]}\n", 1)
+    bad = base.replace(
+        "model_list:\n",
+        "model_list:\n"
+        f"  - model_name: evil\n    litellm_params: {{model: anthropic/x, api_base: '{api}', "
+        "api_key: os.environ/MOCK_PROVIDER_KEY, pass_through_fields: [fallbacks]}\n",
+        1,
+    )
     with pytest.raises(RuntimeError, match="fallbacks"):
         start_gateway(tmp_path / "bad", bad)

@@ -30,7 +30,7 @@ model_list:
     litellm_params: {{model: openai/mock-gpt, api_base: '{mock_base}/v1', api_key: os.environ/MOCK_PROVIDER_KEY}}
     model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
 storage:
-{chr(10).join(storage) or '  data_dir: .switchyard'}
+{chr(10).join(storage) or "  data_dir: .switchyard"}
 limits:
   fail_mode: {fail_mode}
   rate_limits: [{{scope: tenant, id: a, rpm: 100000}}]
@@ -45,6 +45,7 @@ async def load(base: str, seconds: float, concurrency: int = 8) -> list[int]:
     statuses: list[int] = []
     stop = time.monotonic() + seconds
     async with httpx.AsyncClient(timeout=30) as client:
+
         async def worker() -> None:
             while time.monotonic() < stop:
                 try:
@@ -52,6 +53,7 @@ async def load(base: str, seconds: float, concurrency: int = 8) -> list[int]:
                     statuses.append(r.status_code)
                 except httpx.HTTPError:
                     statuses.append(0)
+
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses
 
@@ -68,6 +70,7 @@ def test_postgres_down_and_back_ledger_holds_exactly_one_record_per_request(tmp_
     mock = start_mock(tmp_path / "mock")
     gw = start_gateway(tmp_path / "gw", config(mock.base, db=True), {"SY_PG": pg.url})
     try:
+
         def outage() -> None:
             time.sleep(1.0)
             pg.stop()
@@ -126,8 +129,11 @@ def test_redis_down_and_back(tmp_path, fail_mode) -> None:
 
         keys = redis_lib.Redis.from_url(rd.url).keys("sy:*")
         assert keys, "admissions reach Redis again after it comes back"
-        errors = [line for line in httpx.get(gw.base + "/metrics").text.splitlines()
-                  if line.startswith("switchyard_state_errors_total")]
+        errors = [
+            line
+            for line in httpx.get(gw.base + "/metrics").text.splitlines()
+            if line.startswith("switchyard_state_errors_total")
+        ]
         assert float(errors[0].split()[-1]) >= 5
     finally:
         gw.stop()
@@ -147,8 +153,11 @@ def test_slow_redis_fails_open_within_its_timeout(tmp_path) -> None:
     try:
         assert httpx.post(gw.base + "/v1/chat/completions", headers=H, json=BODY).status_code == 200
         slept: list[object] = []
-        sleeper = threading.Thread(target=lambda: slept.append(
-            redis_lib.Redis.from_url(rd.url, socket_timeout=10).execute_command("DEBUG", "SLEEP", "3")))
+        sleeper = threading.Thread(
+            target=lambda: slept.append(
+                redis_lib.Redis.from_url(rd.url, socket_timeout=10).execute_command("DEBUG", "SLEEP", "3")
+            )
+        )
         sleeper.start()
         time.sleep(0.2)
         t0 = time.monotonic()
@@ -156,8 +165,11 @@ def test_slow_redis_fails_open_within_its_timeout(tmp_path) -> None:
         assert r.status_code == 200 and time.monotonic() - t0 < 2.0
         sleeper.join()
         assert slept, "Redis really was asleep"
-        errors = [line for line in httpx.get(gw.base + "/metrics").text.splitlines()
-                  if line.startswith("switchyard_state_errors_total")]
+        errors = [
+            line
+            for line in httpx.get(gw.base + "/metrics").text.splitlines()
+            if line.startswith("switchyard_state_errors_total")
+        ]
         assert float(errors[0].split()[-1]) >= 1, "the admission timed out against the sleeping Redis"
         keys_before = len(redis_lib.Redis.from_url(rd.url).keys("sy:rl:*"))
         assert httpx.post(gw.base + "/v1/chat/completions", headers=H, json=BODY).status_code == 200
@@ -174,9 +186,11 @@ def test_feedback_given_while_redis_is_down_reaches_it_when_it_is_back(tmp_path)
     mock = start_mock(tmp_path / "mock")
     pdir = tmp_path / "policies"
     pdir.mkdir()
-    (pdir / "learn.yaml").write_text("name: learn\nbind: {aliases: [learn]}\ncandidates: [mock-gpt]\n"
-                                     "objective: {type: cheapest_above, target: 0.5}\n"
-                                     "quality: {bandit: {enabled: true, exploration: 0}}\n")
+    (pdir / "learn.yaml").write_text(
+        "name: learn\nbind: {aliases: [learn]}\ncandidates: [mock-gpt]\n"
+        "objective: {type: cheapest_above, target: 0.5}\n"
+        "quality: {bandit: {enabled: true, exploration: 0}}\n"
+    )
     text = config(mock.base, redis=True) + f"policies: {{dirs: ['{pdir}'], watch_interval: 0.2}}\n"
     gw = start_gateway(tmp_path / "gw", text, {"SY_REDIS": rd.url})
     body = {**BODY, "model": "learn"}
@@ -193,8 +207,9 @@ def test_feedback_given_while_redis_is_down_reaches_it_when_it_is_back(tmp_path)
         while time.monotonic() < deadline and not shared.hgetall("sy:bandit:learn"):
             time.sleep(0.2)
         totals = shared.hgetall("sy:bandit:learn")
-        assert float(totals[b"n\x1fmock-gpt\x1fgeneral"]) == 1.0 and float(totals[b"s\x1fmock-gpt\x1fgeneral"]) == 0.25, \
-            "handed to Redis once it was back, so the next sync does not drop it"
+        assert (
+            float(totals[b"n\x1fmock-gpt\x1fgeneral"]) == 1.0 and float(totals[b"s\x1fmock-gpt\x1fgeneral"]) == 0.25
+        ), "handed to Redis once it was back, so the next sync does not drop it"
     finally:
         gw.stop()
         mock.stop()
@@ -255,8 +270,10 @@ def test_a_30_s_outage_keeps_the_gateway_ready_and_loses_nothing(tmp_path, compo
             after = httpx.get(gw.base + "/readyz").json()
         assert after["status"] == "ready" and after["degraded"] == []
         assert ledger_count(gw) == served
-        print(f"\n{component} outage of 30 s: {served} requests answered, {ledger_count(gw)} ledger records, "
-              f"{len(probes)} readiness probes all 200")
+        print(
+            f"\n{component} outage of 30 s: {served} requests answered, {ledger_count(gw)} ledger records, "
+            f"{len(probes)} readiness probes all 200"
+        )
         if component == "postgresql":
             server.stop()
             assert gw.stop() == 0

@@ -26,8 +26,13 @@ def reference(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     code = sum(text.count(c) for c in "(){}[]=:_") / (n + 1)
     numbers = sum(1 for w in words if w.isdigit())
     sentences = tail.count(". ") + tail.count("? ") + tail.count("?\n") + 1
-    shape = [f"__len{int(math.log2(n + 1))}", f"__code{min(int(code * 50), 10)}", f"__nums{min(numbers, 12)}",
-             f"__sent{min(sentences, 12)}", f"__words{min(len(words) // 10, 30)}"]
+    shape = [
+        f"__len{int(math.log2(n + 1))}",
+        f"__code{min(int(code * 50), 10)}",
+        f"__nums{min(numbers, 12)}",
+        f"__sent{min(sentences, 12)}",
+        f"__words{min(len(words) // 10, 30)}",
+    ]
     idx, counts = np.unique(np.array(keys, dtype=np.int64), return_counts=True)
     idx = np.concatenate([idx, np.array([crc32(k.encode()) & MASK for k in shape] + [0], dtype=np.int64)])
     val = np.concatenate([counts.astype(np.float32), np.array([2.0] * len(shape) + [1.0], dtype=np.float32)])
@@ -42,16 +47,30 @@ def same(text: str) -> None:
 
 
 def test_edge_cases_match_the_definition() -> None:
-    for text in ["", " ", "a", "!!", "x " * 500, "word" * 1000, "abcdefghij " * 300, "a." * 700,
-                 "Q: 12 + 30 = ?\nA) 42\nB) 41\nAnswer:", "def f(x):\n    return x[0] == {'a': 1}\n" * 40]:
+    for text in [
+        "",
+        " ",
+        "a",
+        "!!",
+        "x " * 500,
+        "word" * 1000,
+        "abcdefghij " * 300,
+        "a." * 700,
+        "Q: 12 + 30 = ?\nA) 42\nB) 41\nAnswer:",
+        "def f(x):\n    return x[0] == {'a': 1}\n" * 40,
+    ]:
         same(text)
 
 
 def test_long_prompts_whose_window_is_short_of_words_match() -> None:
     rng = random.Random(3)
     for _ in range(50):  # long words: the short window holds fewer than max_words of them
-        same(" ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 14)))
-                      for _ in range(rng.randint(100, 700))))
+        same(
+            " ".join(
+                "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 14)))
+                for _ in range(rng.randint(100, 700))
+            )
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,8 +87,14 @@ def test_ascii_text_matches_the_definition(text: str) -> None:
 
 
 def test_the_ascii_and_unicode_paths_agree_on_mixed_text() -> None:
-    for text in ["a\x1cb\x1fc d", "x = (1 + 2)\n" * 300 + "caf\u00e9", "\u00e9" + "word " * 400, "word " * 400 + "\u00e9",
-                 "\U0001f600 (a) [b] {c}" * 50, "Q_1: 3*4=12?\nA:" * 200]:
+    for text in [
+        "a\x1cb\x1fc d",
+        "x = (1 + 2)\n" * 300 + "caf\u00e9",
+        "\u00e9" + "word " * 400,
+        "word " * 400 + "\u00e9",
+        "\U0001f600 (a) [b] {c}" * 50,
+        "Q_1: 3*4=12?\nA:" * 200,
+    ]:
         same(text)
 
 
@@ -89,12 +114,14 @@ def plain_category(prompt: str) -> str:
     return "math" if any(k in tail for k in _MATH_WORDS) or _ARITH.search(tail) else "general"
 
 
-ARITHMETIC_TEXT = st.text(alphabet=st.sampled_from(list("0123456789+-*/^=xyz \t\n\x0b\x1c\x1f.()") + ["\u0663", "\u00a0"]),
-                          max_size=60)
+ARITHMETIC_TEXT = st.text(
+    alphabet=st.sampled_from(list("0123456789+-*/^=xyz \t\n\x0b\x1c\x1f.()") + ["\u0663", "\u00a0"]), max_size=60
+)
 
 
-OPTIONS_TEXT = st.lists(st.sampled_from(list("aAbB.):( \t\n\x0b") + ["A. 4\n", "\nB) x", "(a) y\n"]),
-                        max_size=12).map("".join)
+OPTIONS_TEXT = st.lists(st.sampled_from(list("aAbB.):( \t\n\x0b") + ["A. 4\n", "\nB) x", "(a) y\n"]), max_size=12).map(
+    "".join
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -77,16 +77,49 @@ BAD_SCHEMAS = [
     {"type": "object", "properties": {"a": {"type": "array", "maxItems": -1}}},
     {"type": "object", "properties": {"a": {"anyOf": {"type": "string"}}}},
     {"type": "object", "properties": {"a": {"type": "number", "maximum": [1]}}},
-    blowup(), blowup(6, 5), blowup(2, 20000),
+    blowup(),
+    blowup(6, 5),
+    blowup(2, 20000),
 ]
-LAX = [("temperature", "0.5"), ("top_p", True), ("frequency_penalty", "1"), ("presence_penalty", "x"), ("n", "2"),
-       ("max_tokens", 1.5), ("seed", "1"), ("logprobs", "true"), ("stream", "true"), ("stop", 5), ("user", 5),
-       ("temperature", 3), ("top_p", -0.1), ("logit_bias", {"1": 500}), ("top_logprobs", 21), ("n", 0),
-       ("metadata", {"k": 1}), ("reasoning_effort", "maximal"), ("service_tier", "gold"), ("store", "yes"),
-       ("modalities", ["smell"]), ("prediction", {"type": "content"}), ("web_search_options", "on"),
-       ("verbosity", 3), ("audio", {"voice": "x"}), ("functions", []), ("timeout", True), ("timeout", "5")]
-BAD_PARTS = [[{"type": "text"}], [{"type": "image_url"}], [{"type": "image_url", "image_url": {}}], [{"type": "bogus"}],
-             [{}], [{"type": "text", "text": 5}], [{"type": "input_audio", "input_audio": "x"}]]
+LAX = [
+    ("temperature", "0.5"),
+    ("top_p", True),
+    ("frequency_penalty", "1"),
+    ("presence_penalty", "x"),
+    ("n", "2"),
+    ("max_tokens", 1.5),
+    ("seed", "1"),
+    ("logprobs", "true"),
+    ("stream", "true"),
+    ("stop", 5),
+    ("user", 5),
+    ("temperature", 3),
+    ("top_p", -0.1),
+    ("logit_bias", {"1": 500}),
+    ("top_logprobs", 21),
+    ("n", 0),
+    ("metadata", {"k": 1}),
+    ("reasoning_effort", "maximal"),
+    ("service_tier", "gold"),
+    ("store", "yes"),
+    ("modalities", ["smell"]),
+    ("prediction", {"type": "content"}),
+    ("web_search_options", "on"),
+    ("verbosity", 3),
+    ("audio", {"voice": "x"}),
+    ("functions", []),
+    ("timeout", True),
+    ("timeout", "5"),
+]
+BAD_PARTS = [
+    [{"type": "text"}],
+    [{"type": "image_url"}],
+    [{"type": "image_url", "image_url": {}}],
+    [{"type": "bogus"}],
+    [{}],
+    [{"type": "text", "text": 5}],
+    [{"type": "input_audio", "input_audio": "x"}],
+]
 FILTERS = ("key", "alias", "model", "provider", "status", "policy", "rule", "category", "endpoint", "tenant")
 TIMES = ("nan", "inf", "-inf", "1e300", "-1e300", "NaN", "Infinity", "-1", "99999999999999", "1e309")
 
@@ -95,8 +128,9 @@ def corpus() -> list[tuple[str, Callable[[httpx.Client], httpx.Response]]]:
     out: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = []
 
     def chat(name: str, **body: Any) -> None:
-        out.append((name, lambda c: c.post("/v1/chat/completions", headers=H, json={"model": "sim", "messages": MSG,
-                                                                                      **body})))
+        out.append(
+            (name, lambda c: c.post("/v1/chat/completions", headers=H, json={"model": "sim", "messages": MSG, **body}))
+        )
 
     def get(name: str, path: str, **params: Any) -> None:
         out.append((name, lambda c: c.get(path, headers=H, params=params)))
@@ -105,10 +139,19 @@ def corpus() -> list[tuple[str, Callable[[httpx.Client], httpx.Response]]]:
         get(f"NUL in filter {dim}", "/v1/usage", **{dim: "a\x00b"})
         get(f"control char in filter {dim}", "/v1/requests/top", **{dim: "a\x1bb"})
     out.append(("NUL in request id", lambda c: c.get("/v1/requests/abc%00def", headers=H)))
-    out.append(("NUL in feedback id", lambda c: c.post("/v1/feedback", headers=H,
-                                                       json={"request_id": "a\x00b", "score": 1})))
-    out.append(("surrogate in feedback id", lambda c: c.post("/v1/feedback", headers={**H, "content-type": "application/json"},
-                                                             content=b'{"request_id": "\\ud800", "score": 1}')))
+    out.append(
+        ("NUL in feedback id", lambda c: c.post("/v1/feedback", headers=H, json={"request_id": "a\x00b", "score": 1}))
+    )
+    out.append(
+        (
+            "surrogate in feedback id",
+            lambda c: c.post(
+                "/v1/feedback",
+                headers={**H, "content-type": "application/json"},
+                content=b'{"request_id": "\\ud800", "score": 1}',
+            ),
+        )
+    )
     for t in TIMES:
         get(f"start={t}", "/v1/usage", start=t)
         get(f"end={t}", "/v1/usage", end=t)
@@ -117,26 +160,74 @@ def corpus() -> list[tuple[str, Callable[[httpx.Client], httpx.Response]]]:
     for offset in (10**30, -1, "1e3"):
         get(f"offset={offset}", "/v1/usage", offset=offset)
     deep_bodies = [
-        ("/v1/chat/completions", "tool parameters", {"model": "sim", "messages": MSG, "tools": [
-            {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": DEEP}}}]}),
-        ("/v1/chat/completions", "schema", {"model": "sim", "messages": MSG, "response_format": {
-            "type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object", "properties": DEEP}}}}),
-        ("/v1/chat/completions", "message", {"model": "sim", "messages": [{"role": "user", "content": "hi", "x": DEEP}]}),
+        (
+            "/v1/chat/completions",
+            "tool parameters",
+            {
+                "model": "sim",
+                "messages": MSG,
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "object", "properties": DEEP}},
+                    }
+                ],
+            },
+        ),
+        (
+            "/v1/chat/completions",
+            "schema",
+            {
+                "model": "sim",
+                "messages": MSG,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"type": "object", "properties": DEEP}},
+                },
+            },
+        ),
+        (
+            "/v1/chat/completions",
+            "message",
+            {"model": "sim", "messages": [{"role": "user", "content": "hi", "x": DEEP}]},
+        ),
         ("/v1/feedback", "feedback", {"request_id": "x", "score": DEEP}),
-        ("/v1/embeddings", "embeddings", {"model": "sim-embed", "input": DEEP})]
+        ("/v1/embeddings", "embeddings", {"model": "sim-embed", "input": DEEP}),
+    ]
     for depth in (130, 255, 300, 512, 1000, 1024):
         for path, where, body in deep_bodies:
-            out.append((f"{where} {depth} deep", lambda c, p=path, b=body, d=depth: c.post(
-                p, headers={**H, "content-type": "application/json"}, content=with_deep(b, d))))
+            out.append(
+                (
+                    f"{where} {depth} deep",
+                    lambda c, p=path, b=body, d=depth: c.post(
+                        p, headers={**H, "content-type": "application/json"}, content=with_deep(b, d)
+                    ),
+                )
+            )
     for i, schema in enumerate(BAD_SCHEMAS):
-        chat(f"bad response schema {i}", response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
-        chat(f"bad tool schema {i}", tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}],
-             tool_choice="required")
-        chat(f"bad streamed schema {i}", stream=True,
-             response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
+        chat(
+            f"bad response schema {i}",
+            response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+        )
+        chat(
+            f"bad tool schema {i}",
+            tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}],
+            tool_choice="required",
+        )
+        chat(
+            f"bad streamed schema {i}",
+            stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+        )
     for inputs, dims in ((["x"] * 256, 65536), (["x"], 65536), (["x"] * 4, 1537)):
-        out.append((f"embeddings {len(inputs)} x {dims}", lambda c, i=inputs, d=dims: c.post(
-            "/v1/embeddings", headers=H, json={"model": "sim-embed", "input": i, "dimensions": d})))
+        out.append(
+            (
+                f"embeddings {len(inputs)} x {dims}",
+                lambda c, i=inputs, d=dims: c.post(
+                    "/v1/embeddings", headers=H, json={"model": "sim-embed", "input": i, "dimensions": d}
+                ),
+            )
+        )
     for field, value in LAX:
         chat(f"lax {field}={value!r}", **{field: value})
     for parts in BAD_PARTS:
@@ -145,19 +236,30 @@ def corpus() -> list[tuple[str, Callable[[httpx.Client], httpx.Response]]]:
         chat(f"tool_choice {choice} without tools", tool_choice=choice)
     chat("function_call without functions", function_call="auto")
     for key in ("", "Bearer", "Bearer x", "Basic abc", "Bearer " + "k" * 600):
-        out.append((f"auth {key[:12]!r}", lambda c, k=key: c.post("/v1/chat/completions", headers={"authorization": k},
-                                                                 json={"model": "sim", "messages": MSG})))
+        out.append(
+            (
+                f"auth {key[:12]!r}",
+                lambda c, k=key: c.post(
+                    "/v1/chat/completions", headers={"authorization": k}, json={"model": "sim", "messages": MSG}
+                ),
+            )
+        )
     return out
 
 
 RAW = [
     ("unknown method token", b"FO\x01O /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"),
-    ("Transfer-Encoding with Content-Length",
-     b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"),
+    (
+        "Transfer-Encoding with Content-Length",
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
     ("NUL in a header", b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: a\x00b\r\n\r\n"),
     ("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"),
     ("bad chunk size", b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
-    ("200 headers", b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(200)) + b"\r\n"),
+    (
+        "200 headers",
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(200)) + b"\r\n",
+    ),
     ("1 MB header", b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (1 << 20) + b"\r\n\r\n"),
     ("1 MB URL", b"GET /healthz?" + b"a" * (1 << 20) + b" HTTP/1.1\r\nhost: x\r\n\r\n"),
     ("space in header name", b"GET /healthz HTTP/1.1\r\nhost: x\r\nbad header: v\r\n\r\n"),
@@ -231,12 +333,33 @@ def test_header_limits_answer_431_and_keep_alive_requests_still_work(gw: Proc) -
     assert status == 200
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
-                           | st.text(max_size=5),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-                               st.sampled_from(["type", "properties", "items", "required", "minItems", "maxItems",
-                                                "minimum", "maximum", "anyOf", "enum", "a", "b"]), inner, max_size=5),
-                           max_leaves=30)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "properties",
+                    "items",
+                    "required",
+                    "minItems",
+                    "maxItems",
+                    "minimum",
+                    "maximum",
+                    "anyOf",
+                    "enum",
+                    "a",
+                    "b",
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -263,7 +386,8 @@ def test_slow_request_heads_time_out_and_their_number_is_bounded(tmp_path) -> No
     server.max_incomplete_requests of them are read at once (503 beyond), while complete requests
     are served throughout."""
     cfg = CONFIG.replace("storage: {database_url: os.environ/SY_PG}\n", "").replace(
-        "max_headers: 64}", "max_headers: 64, header_timeout: 2, max_incomplete_requests: 3}")
+        "max_headers: 64}", "max_headers: 64, header_timeout: 2, max_incomplete_requests: 3}"
+    )
     gw = start_gateway(tmp_path, cfg)
     port = int(gw.base.rsplit(":", 1)[1])
     pending: list[socket.socket] = []

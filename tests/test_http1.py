@@ -36,8 +36,11 @@ class Scripted:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
                 body = await reader.readexactly(length)
                 self.requests.append(head + body)
                 path = head.split(b" ")[1].decode()
@@ -52,7 +55,7 @@ class Scripted:
     async def answer(self, path: str, w: asyncio.StreamWriter) -> bool:
         name = path.rsplit("/", 1)[-1].split("?")[0]
         if name == "ok":
-            w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"a\": true}")
+            w.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": true}')
         elif name == "chunked":
             w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
             await w.drain()
@@ -269,9 +272,28 @@ async def test_tls_with_the_callers_trust_and_hostname_check(tmp_path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed (needed to make a test certificate)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     s = Scripted()
@@ -400,18 +422,72 @@ def make_cert(tmp_path, name: str, ca: tuple | None = None, client: bool = False
         pytest.skip("openssl is not installed (needed to make a test certificate)")
     cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     if ca is None:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-                        "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={name}",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
     else:
         csr = tmp_path / f"{name}.csr"
-        subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                        "-keyout", str(key), "-out", str(csr)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                f"/CN={name}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(csr),
+            ],
+            check=True,
+            capture_output=True,
+        )
         ext = tmp_path / f"{name}.ext"
         ext.write_text("extendedKeyUsage=clientAuth\n" if client else "subjectAltName=DNS:localhost\n")
-        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-                        "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(ca[0]),
+                "-CAkey",
+                str(ca[1]),
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                str(ext),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return cert, key
 
 
@@ -474,8 +550,9 @@ async def test_a_proxy_that_wants_credentials(tmp_path, server, monkeypatch) -> 
     with pytest.raises(http1.ConnectFailed, match="the proxy refused the tunnel \\(HTTP 407\\)"):
         await get(refused, "ok")
     await refused.aclose()
-    authed = http1.Pool(f"https://localhost:{port}/v1", ssl_context=trusted,
-                        proxy=proxy_url.replace("http://", "http://me:s3cret@"))
+    authed = http1.Pool(
+        f"https://localhost:{port}/v1", ssl_context=trusted, proxy=proxy_url.replace("http://", "http://me:s3cret@")
+    )
     assert await get(authed, "ok") == (200, b'{"a": true}')
     await authed.aclose()
     plain = http1.Pool(server.base, proxy=proxy_url.replace("http://", "http://me:s3cret@"))
@@ -503,13 +580,19 @@ async def test_a_deployments_own_ca_and_client_certificate(tmp_path) -> None:
     tls = Scripted()
     tls.server = await asyncio.start_server(tls._conn, "127.0.0.1", 0, ssl=server_ctx)
     base = f"https://localhost:{tls.server.sockets[0].getsockname()[1]}/v1"
-    params = LiteLLMParams(model="openai/x", api_base=base, ssl_verify=str(ca[0]), ssl_certificate=str(client_cert),
-                           ssl_key=str(client_key))
+    params = LiteLLMParams(
+        model="openai/x",
+        api_base=base,
+        ssl_verify=str(ca[0]),
+        ssl_certificate=str(client_cert),
+        ssl_key=str(client_key),
+    )
     pool = http1.Pool(base, ssl_context=tls_context(params, 0), proxy=None)
     assert await get(pool, "ok") == (200, b'{"a": true}')
     await pool.aclose()
-    no_client = http1.Pool(base, ssl_context=tls_context(params.model_copy(update={"ssl_certificate": None}), 0),
-                           proxy=None)
+    no_client = http1.Pool(
+        base, ssl_context=tls_context(params.model_copy(update={"ssl_certificate": None}), 0), proxy=None
+    )
     with pytest.raises(http1.HTTPClientError):
         await get(no_client, "ok")
     await no_client.aclose()

@@ -18,8 +18,9 @@ CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "m
 
 
 def chat(gw: Proc, key: str, **extra: Any) -> httpx.Response:
-    return httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                      json={**CHAT, **extra}, timeout=30)
+    return httpx.post(
+        gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, json={**CHAT, **extra}, timeout=30
+    )
 
 
 def within(seconds: float, ok: Callable[[], bool]) -> float:
@@ -42,8 +43,17 @@ def kgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 def test_issue_use_list_change_revoke(kgw: Proc) -> None:
-    r = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={
-        "id": "app-one", "tenant": "apps", "name": "App one", "models": ["mock-gpt"], "metadata": {"team": "search"}})
+    r = httpx.post(
+        kgw.base + "/admin/keys",
+        headers=ADMIN,
+        json={
+            "id": "app-one",
+            "tenant": "apps",
+            "name": "App one",
+            "models": ["mock-gpt"],
+            "metadata": {"team": "search"},
+        },
+    )
     assert r.status_code == 201, r.text
     made = r.json()
     secret = made.pop("key")
@@ -86,14 +96,17 @@ def test_rotation_grace_expiry_and_limits(kgw: Proc) -> None:
     within(5, lambda: chat(kgw, new).status_code == 401)
 
 
-@pytest.mark.parametrize("body,status,param", [
-    ({"tenant": "x", "id": "Bad Id"}, 400, "id"),
-    ({"id": "no-tenant"}, 400, "tenant"),
-    ({"tenant": "x", "rpm": -1}, 400, "rpm"),
-    ({"tenant": "x", "budget": {"usd": 0}}, 400, "budget.usd"),
-    ({"tenant": "x", "surprise": 1}, 400, "surprise"),
-    ({"tenant": "x", "id": "tenant-a"}, 409, "id"),  # a config key's id
-])
+@pytest.mark.parametrize(
+    "body,status,param",
+    [
+        ({"tenant": "x", "id": "Bad Id"}, 400, "id"),
+        ({"id": "no-tenant"}, 400, "tenant"),
+        ({"tenant": "x", "rpm": -1}, 400, "rpm"),
+        ({"tenant": "x", "budget": {"usd": 0}}, 400, "budget.usd"),
+        ({"tenant": "x", "surprise": 1}, 400, "surprise"),
+        ({"tenant": "x", "id": "tenant-a"}, 409, "id"),  # a config key's id
+    ],
+)
 def test_bad_key_requests(kgw: Proc, body: dict, status: int, param: str) -> None:
     r = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json=body)
     assert r.status_code == status, r.text
@@ -101,16 +114,23 @@ def test_bad_key_requests(kgw: Proc, body: dict, status: int, param: str) -> Non
 
 
 def test_only_the_admin_key_manages_keys(kgw: Proc) -> None:
-    assert httpx.post(kgw.base + "/admin/keys", headers={"authorization": f"Bearer {KEY_A}"},
-                      json={"tenant": "a"}).status_code == 403
+    assert (
+        httpx.post(
+            kgw.base + "/admin/keys", headers={"authorization": f"Bearer {KEY_A}"}, json={"tenant": "a"}
+        ).status_code
+        == 403
+    )
     assert httpx.get(kgw.base + "/admin/keys").status_code == 401
     assert httpx.get(kgw.base + "/admin/keys/nope", headers=ADMIN).status_code == 404
 
 
 def test_a_tenant_admin_manages_its_own_tenants_keys_only(kgw: Proc) -> None:
     # the operator makes tenant b's admin, who may use (and so grant) mock-gpt and fast-sim only
-    made = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={"tenant": "b", "tenant_admin": True,
-                                                                    "models": ["mock-gpt", "fast-sim"]}).json()
+    made = httpx.post(
+        kgw.base + "/admin/keys",
+        headers=ADMIN,
+        json={"tenant": "b", "tenant_admin": True, "models": ["mock-gpt", "fast-sim"]},
+    ).json()
     assert made["tenant_admin"] is True
     tadmin = {"authorization": f"Bearer {made['key']}"}
     other = httpx.post(kgw.base + "/admin/keys", headers=ADMIN, json={"tenant": "a", "name": "a's"}).json()
@@ -119,16 +139,24 @@ def test_a_tenant_admin_manages_its_own_tenants_keys_only(kgw: Proc) -> None:
     assert mine.status_code == 201, mine.text
     assert mine.json()["tenant"] == "b" and chat(kgw, mine.json()["key"], model="fast-sim").status_code == 200
     # ... and no further: another tenant, a model its tenant may not use, a tenant admin of its own
-    for body, code in (({"tenant": "a"}, "tenant_forbidden"), ({"tenant_admin": True}, "tenant_forbidden"),
-                       ({"models": ["mock-400"]}, "models_not_allowed"), ({}, "models_not_allowed")):
+    for body, code in (
+        ({"tenant": "a"}, "tenant_forbidden"),
+        ({"tenant_admin": True}, "tenant_forbidden"),
+        ({"models": ["mock-400"]}, "models_not_allowed"),
+        ({}, "models_not_allowed"),
+    ):
         r = httpx.post(kgw.base + "/admin/keys", headers=tadmin, json=body)
         assert r.status_code == 403 and r.json()["error"]["code"] == code, (body, r.text)
     # it sees and changes its tenant's keys only; another tenant's are not there for it
     listed = httpx.get(kgw.base + "/admin/keys", headers=tadmin).json()["data"]
     assert {k["tenant"] for k in listed} == {"b"} and mine.json()["id"] in {k["id"] for k in listed}
     for method, path in (("GET", ""), ("PATCH", ""), ("POST", "/revoke"), ("POST", "/rotate")):
-        r = httpx.request(method, kgw.base + f"/admin/keys/{other['id']}{path}", headers=tadmin,
-                          json={"name": "x"} if method == "PATCH" else None)
+        r = httpx.request(
+            method,
+            kgw.base + f"/admin/keys/{other['id']}{path}",
+            headers=tadmin,
+            json={"name": "x"} if method == "PATCH" else None,
+        )
         assert r.status_code == 404, (method, path, r.text)
     r = httpx.patch(kgw.base + f"/admin/keys/{mine.json()['id']}", headers=tadmin, json={"models": ["mock-400"]})
     assert r.status_code == 403
@@ -136,8 +164,9 @@ def test_a_tenant_admin_manages_its_own_tenants_keys_only(kgw: Proc) -> None:
     assert r.status_code == 200 and chat(kgw, mine.json()["key"], model="fast-sim").status_code == 401
     # the audit log names who did it; the log itself is the operator's
     log = httpx.get(kgw.base + "/admin/audit", headers=ADMIN).json()["data"]
-    assert any(e["actor"] == made["id"] and e["action"] == "key.revoke" and e["target"] == mine.json()["id"]
-               for e in log)
+    assert any(
+        e["actor"] == made["id"] and e["action"] == "key.revoke" and e["target"] == mine.json()["id"] for e in log
+    )
     assert httpx.get(kgw.base + "/admin/audit", headers=tadmin).status_code == 403
     assert httpx.get(kgw.base + "/admin/usage", headers=tadmin).status_code == 403  # no other admin powers
     # an ordinary key of the tenant is no tenant admin
@@ -149,8 +178,10 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, P
     d = tmp_path_factory.mktemp("key-replicas")
     url, drop = fresh_database(shared_database_url())
     mock = start_mock(d / "mock")
-    cfg = mock_config(mock.base) + ("storage: {database_url: os.environ/KEYS_DB, redis_url: os.environ/KEYS_REDIS}\n"
-                                    "limits: {reconcile_interval: 1}\n")
+    cfg = mock_config(mock.base) + (
+        "storage: {database_url: os.environ/KEYS_DB, redis_url: os.environ/KEYS_REDIS}\n"
+        "limits: {reconcile_interval: 1}\n"
+    )
     redis_url = shared_redis_url().rsplit("/", 1)[0] + "/13"
     import redis
 
@@ -180,8 +211,11 @@ def test_a_change_on_one_replica_holds_on_the_other_within_two_seconds(replicas:
 
 def test_a_keys_limits_hold_across_replicas(replicas: tuple[Proc, Proc]) -> None:
     a, b = replicas
-    secret = httpx.post(a.base + "/admin/keys", headers=ADMIN, json={
-        "id": "limited", "tenant": "apps", "rpm": 4, "budget": {"usd": 50, "period": "day"}}).json()["key"]
+    secret = httpx.post(
+        a.base + "/admin/keys",
+        headers=ADMIN,
+        json={"id": "limited", "tenant": "apps", "rpm": 4, "budget": {"usd": 50, "period": "day"}},
+    ).json()["key"]
     within(2.0, lambda: httpx.get(b.base + "/admin/keys/limited", headers=ADMIN).status_code == 200)
     time.sleep(1.2)  # B's poll has applied the key (and its limits) by now
     codes = [chat(p, secret).status_code for p in (a, b, a, b, a, b)]
@@ -200,8 +234,13 @@ def test_the_cli_issues_lists_rotates_and_revokes(kgw: Proc) -> None:
     from tests.conftest import SWITCHYARD
 
     def run(*args: str) -> str:
-        res = subprocess.run([SWITCHYARD, "keys", *args, "--url", kgw.base], capture_output=True, text=True,
-                             env={**__import__("os").environ, "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}, timeout=60)
+        res = subprocess.run(
+            [SWITCHYARD, "keys", *args, "--url", kgw.base],
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "SWITCHYARD_ADMIN_KEY": ADMIN_KEY},
+            timeout=60,
+        )
         assert res.returncode == 0, res.stderr
         return res.stdout
 
@@ -214,8 +253,12 @@ def test_the_cli_issues_lists_rotates_and_revokes(kgw: Proc) -> None:
     assert chat(kgw, new).status_code == 200 and chat(kgw, secret).status_code == 401
     run("revoke", "cli-key")
     assert chat(kgw, new).status_code == 401
-    bad = subprocess.run([SWITCHYARD, "keys", "revoke", "cli-key", "--url", kgw.base, "--admin-key", "wrong"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [SWITCHYARD, "keys", "revoke", "cli-key", "--url", kgw.base, "--admin-key", "wrong"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "401" in bad.stderr
 
 

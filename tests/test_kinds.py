@@ -32,9 +32,13 @@ policies: {files: [%s]}
 auth:
   keys: [{id: k, tenant: t, key: os.environ/SY_KINDS_KEY}]
 """
-POLICY_ALPHA = "name: alpha-first\nbind: {aliases: [first]}\ncandidates: [zeta, alpha]\nobjective: {type: alphabetical}\n"
-POLICY_DIGITS = ("name: digits\nbind: {aliases: [checked]}\n"
-                 "objective: {type: cascade, steps: [zeta, alpha], check: {type: has_digit}}\n")
+POLICY_ALPHA = (
+    "name: alpha-first\nbind: {aliases: [first]}\ncandidates: [zeta, alpha]\nobjective: {type: alphabetical}\n"
+)
+POLICY_DIGITS = (
+    "name: digits\nbind: {aliases: [checked]}\n"
+    "objective: {type: cascade, steps: [zeta, alpha], check: {type: has_digit}}\n"
+)
 
 
 @pytest.fixture
@@ -55,14 +59,19 @@ def test_a_registered_objective_and_check_are_policy_language(toys) -> None:
     assert isinstance(policy.objective, Alphabetical)
     infos = [CandidateInfo(name=n, provider="p", price=None) for n in ("zeta", "alpha")]
     d = PolicyRouter(policy, QualityModel(policy.quality, {})).decide(
-        RequestFeatures(prompt="hi", prompt_tokens=5), infos, random.Random(0))
+        RequestFeatures(prompt="hi", prompt_tokens=5), infos, random.Random(0)
+    )
     assert d.order == ["alpha", "zeta"] and d.rule == "alphabetical(reverse=False)"
     with pytest.raises(PolicyError) as e:
         parse_policy(POLICY_ALPHA.replace("{type: alphabetical}", "{type: alphabetical, reverse: maybe}"))
     assert any(p.startswith("objective.alphabetical.reverse") for p in e.value.problems), e.value.problems
     cascade = parse_policy(POLICY_DIGITS)
     check = cascade.objective.check
-    assert isinstance(check, HasDigit) and check.passes(Answer("x1"), [], 0, {}) and not check.passes(Answer("x"), [], 0, {})
+    assert (
+        isinstance(check, HasDigit)
+        and check.passes(Answer("x1"), [], 0, {})
+        and not check.passes(Answer("x"), [], 0, {})
+    )
     schema = json_schema()
     assert "Alphabetical" in schema["$defs"] and "HasDigit" in schema["$defs"]
 
@@ -78,8 +87,10 @@ def test_unregistered_kinds_are_refused_with_the_known_ones_named(toys) -> None:
     assert "'has_digit'" in str(e.value) and "'judge'" in str(e.value)
     BACKENDS.unregister("canned")
     with pytest.raises(ConfigError) as c:  # auto now sends canned/ to litellm; naming the kind is refused
-        parse_config(CONFIG.replace("model: canned/zeta,", "model: canned/zeta, backend: canned,") % "",
-                     env={"SY_KINDS_KEY": KEY})
+        parse_config(
+            CONFIG.replace("model: canned/zeta,", "model: canned/zeta, backend: canned,") % "",
+            env={"SY_KINDS_KEY": KEY},
+        )
     assert "backend" in str(c.value) and "'canned' is not a backend kind" in str(c.value)
 
 
@@ -101,9 +112,13 @@ def test_toy_kinds_run_in_the_gateway(toys, tmp_path: Path) -> None:
     svc = build_services(cfg, env=env, sink=sink)
     assert svc.registry.candidates("zeta", "chat")[0].region == "toy-land"  # a fact the backend knows
     with TestClient(create_app(cfg, services=svc)) as c:
+
         def ask(model: str) -> dict:
-            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
-                       json={"model": model, "messages": [{"role": "user", "content": "What is six times seven?"}]})
+            r = c.post(
+                "/v1/chat/completions",
+                headers={"authorization": f"Bearer {KEY}"},
+                json={"model": model, "messages": [{"role": "user", "content": "What is six times seven?"}]},
+            )
             assert r.status_code == 200, r.text
             return r.json()
 
@@ -113,6 +128,9 @@ def test_toy_kinds_run_in_the_gateway(toys, tmp_path: Path) -> None:
     assert first["model"] == "alpha" and first["decision"]["rule"] == "alphabetical(reverse=False)"
     assert first["cost_usd"] == pytest.approx(10 * 0.00001 + 3 * 0.00002)
     assert checked["decision"]["cascade"]["check"] == {"type": "has_digit", "min_digits": 1}
-    assert [(line["role"], line["model"]) for line in checked["lines"]] == [("cascade_step", "zeta"), ("answer", "alpha")]
+    assert [(line["role"], line["model"]) for line in checked["lines"]] == [
+        ("cascade_step", "zeta"),
+        ("answer", "alpha"),
+    ]
     assert checked["cost_usd"] == pytest.approx(sum(line["cost_usd"] for line in checked["lines"]))
     assert checked["lines"][0]["cost_usd"] == pytest.approx(10 * 0.000001 + 4 * 0.000002)

@@ -29,8 +29,9 @@ def record(gw: Proc, rid: str, timeout: float = 10.0) -> dict:
 
 
 def test_non_stream_record_is_complete(gateway) -> None:
-    r = httpx.post(gateway.base + "/v1/chat/completions", headers=A,
-                   json={"model": "mock-gpt", "messages": MSG, "max_tokens": 4})
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions", headers=A, json={"model": "mock-gpt", "messages": MSG, "max_tokens": 4}
+    )
     rec = record(gateway, r.headers["x-request-id"])
     assert rec["tenant"] == "a" and rec["key_id"] == "tenant-a" and rec["alias"] == "mock-gpt"
     assert rec["status"] == 200 and rec["stream"] is False and rec["usage_source"] == "upstream"
@@ -39,15 +40,31 @@ def test_non_stream_record_is_complete(gateway) -> None:
     assert rec["charge_usd"] == pytest.approx(rec["cost_usd"])  # pass-through plan, no markup
     assert rec["price_version"] == "config:mock-gpt@1970-01-01"
     assert rec["latency_s"] >= rec["upstream_s"] > 0 and rec["overhead_s"] >= 0
-    slices = [rec[c] for c in ("app_margin_usd", "paas_margin_usd", "model_lab_usd", "iaas_margin_usd", "electricity_usd",
-                               "colocation_usd", "other_capex_usd", "chip_cost_usd", "chip_margin_usd")]
+    slices = [
+        rec[c]
+        for c in (
+            "app_margin_usd",
+            "paas_margin_usd",
+            "model_lab_usd",
+            "iaas_margin_usd",
+            "electricity_usd",
+            "colocation_usd",
+            "other_capex_usd",
+            "chip_cost_usd",
+            "chip_margin_usd",
+        )
+    ]
     assert sum(slices) == pytest.approx(rec["charge_usd"], abs=1e-12)
     assert "CANARY" not in json.dumps(rec)
 
 
 def test_stream_without_client_usage_is_metered_exactly(gateway) -> None:
-    with httpx.stream("POST", gateway.base + "/v1/chat/completions", headers=A,
-                      json={"model": "mock-gpt", "messages": MSG, "max_tokens": 6, "stream": True}) as s:
+    with httpx.stream(
+        "POST",
+        gateway.base + "/v1/chat/completions",
+        headers=A,
+        json={"model": "mock-gpt", "messages": MSG, "max_tokens": 6, "stream": True},
+    ) as s:
         rid = s.headers["x-request-id"]
         body = s.read().decode()
     assert '"usage"' not in body
@@ -58,8 +75,12 @@ def test_stream_without_client_usage_is_metered_exactly(gateway) -> None:
 
 
 def test_stream_cut_is_metered_as_estimated(gateway) -> None:
-    with httpx.stream("POST", gateway.base + "/v1/chat/completions", headers=A,
-                      json={"model": "mock-cut", "messages": MSG, "max_tokens": 10, "stream": True}) as s:
+    with httpx.stream(
+        "POST",
+        gateway.base + "/v1/chat/completions",
+        headers=A,
+        json={"model": "mock-cut", "messages": MSG, "max_tokens": 10, "stream": True},
+    ) as s:
         rid = s.headers["x-request-id"]
         s.read()
     rec = record(gateway, rid)
@@ -83,8 +104,11 @@ def test_client_disconnect_leaves_one_estimated_record(gateway) -> None:
     port = int(gateway.base.rsplit(":", 1)[1])
     body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-              + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+    s.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
     got = b""
     while got.count(b"data: ") < 4:
         got += s.recv(65536)
@@ -141,7 +165,9 @@ def test_unpriced_traffic_is_never_shown_as_zero_dollars(gateway) -> None:
     rec = record(gateway, r.headers["x-request-id"])
     assert rec["cost_usd"] is None and rec["charge_usd"] is None
     for path, headers in (("/v1/usage", A), ("/admin/usage", ADMIN)):
-        [row] = httpx.get(gateway.base + path + "?bucket=none&model=mock-unpriced&start=0", headers=headers).json()["data"]
+        [row] = httpx.get(gateway.base + path + "?bucket=none&model=mock-unpriced&start=0", headers=headers).json()[
+            "data"
+        ]
         assert row["requests"] == row["unpriced"] >= 1 and row["priced"] == "none"
         assert row["cost_usd"] is None and row["charge_usd"] is None and row.get("layers") is None
     mixed = httpx.get(gateway.base + "/admin/usage?bucket=none&start=0", headers=ADMIN).json()["data"][0]

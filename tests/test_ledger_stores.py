@@ -29,24 +29,56 @@ def synthetic_records(n: int, seed: int = 1) -> list[dict]:
         p, c = rng.randint(1, 5000), rng.randint(0, 2000)
         cost = p * 2.5e-6 + c * 1e-5 if rng.random() > 0.05 else None
         charge = None if cost is None else cost * 1.25
-        slices = None if charge is None else {"application_margin": charge - cost, "paas_margin": cost * 0.5,
-                                               "model_lab": cost * 0.15, "iaas_margin": cost * 0.1,
-                                               "electricity": cost * 0.05, "colocation": cost * 0.05,
-                                               "other_capex": cost * 0.05, "chip_vendor_cost": cost * 0.025,
-                                               "chip_vendor_margin": cost * 0.075}
-        out.append({
-            "request_id": "req_" + uuid.UUID(int=rng.getrandbits(128)).hex, "ts": base + rng.random() * 3 * 86400,
-            "tenant": rng.choice(["acme", "globex", "initech"]), "key_id": rng.choice(["k1", "k2", "k3"]),
-            "endpoint": "chat", "requested_model": rng.choice(["auto", "cheap", "gpt-4o"]),
-            "model": rng.choice(["gpt-4o", "gpt-4o-mini", "llama"]), "deployment": "d", "provider": rng.choice(["openai", "groq"]),
-            "stream": rng.random() < 0.3, "status": rng.choice([200] * 9 + [502]), "error": None, "attempts": [{}],
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "cached_tokens": rng.randint(0, p),
-                      "cache_write_tokens": 0, "reasoning_tokens": 0},
-            "usage_source": rng.choice(["upstream", "estimated"]), "cost_usd": cost, "charge_usd": charge,
-            "price_version": "v", "latency_s": 0.5, "ttft_s": 0.1, "upstream_s": 0.49,
-            "stack": None if slices is None else {"slices": slices, "serving": "api", "model_class": "mid", "gpu_hours": 1e-6},
-            "cost_lines": None if cost is None else {"input": p * 2.5e-6, "output": c * 1e-5},
-        })
+        slices = (
+            None
+            if charge is None
+            else {
+                "application_margin": charge - cost,
+                "paas_margin": cost * 0.5,
+                "model_lab": cost * 0.15,
+                "iaas_margin": cost * 0.1,
+                "electricity": cost * 0.05,
+                "colocation": cost * 0.05,
+                "other_capex": cost * 0.05,
+                "chip_vendor_cost": cost * 0.025,
+                "chip_vendor_margin": cost * 0.075,
+            }
+        )
+        out.append(
+            {
+                "request_id": "req_" + uuid.UUID(int=rng.getrandbits(128)).hex,
+                "ts": base + rng.random() * 3 * 86400,
+                "tenant": rng.choice(["acme", "globex", "initech"]),
+                "key_id": rng.choice(["k1", "k2", "k3"]),
+                "endpoint": "chat",
+                "requested_model": rng.choice(["auto", "cheap", "gpt-4o"]),
+                "model": rng.choice(["gpt-4o", "gpt-4o-mini", "llama"]),
+                "deployment": "d",
+                "provider": rng.choice(["openai", "groq"]),
+                "stream": rng.random() < 0.3,
+                "status": rng.choice([200] * 9 + [502]),
+                "error": None,
+                "attempts": [{}],
+                "usage": {
+                    "prompt_tokens": p,
+                    "completion_tokens": c,
+                    "cached_tokens": rng.randint(0, p),
+                    "cache_write_tokens": 0,
+                    "reasoning_tokens": 0,
+                },
+                "usage_source": rng.choice(["upstream", "estimated"]),
+                "cost_usd": cost,
+                "charge_usd": charge,
+                "price_version": "v",
+                "latency_s": 0.5,
+                "ttft_s": 0.1,
+                "upstream_s": 0.49,
+                "stack": None
+                if slices is None
+                else {"slices": slices, "serving": "api", "model_class": "mid", "gpu_hours": 1e-6},
+                "cost_lines": None if cost is None else {"input": p * 2.5e-6, "output": c * 1e-5},
+            }
+        )
     return out
 
 
@@ -80,7 +112,7 @@ async def _load(store: LedgerStore, records: list[dict], fresh: bool = False) ->
     i, sizes = 0, itertools.cycle([500, 1, 7, 33, 129, 513, 64])
     while i < len(rows):
         n = next(sizes)
-        await store.insert(rows[i:i + n], fresh=fresh)
+        await store.insert(rows[i : i + n], fresh=fresh)
         i += n
 
 
@@ -195,26 +227,32 @@ def test_hourly_rollup_answers_exactly_like_the_ledger(tmp_path, backend: str) -
             await _load(written, records, fresh=True)  # the live writer's path: plain driver statements
             await written.insert([to_row(r) for r in records[1000:1600]])  # a replay adds nothing
             async with written.engine.connect() as conn:  # every record once: no padding row, no replay counted
-                assert (await conn.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM requests")).one() == (
-                    len(records), len(records))
+                assert (
+                    await conn.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM requests")
+                ).one() == (len(records), len(records))
             await backfilled.migrate("0003")
             async with backfilled.engine.begin() as conn:  # the columns there at 0003 (later ones are added after)
                 have = await conn.run_sync(lambda c: {col["name"] for col in sa_inspect(c).get_columns("requests")})
-                await conn.execute(requests.insert(), [{k: v for k, v in to_row(r).items() if k in have}
-                                                       for r in records])
+                await conn.execute(
+                    requests.insert(), [{k: v for k, v in to_row(r).items() if k in have} for r in records]
+                )
             await backfilled.migrate()
             out = []
             for q in rollup_queries():
                 want = await _raw_equivalent(written, q)
-                want = want[q.offset: q.offset + q.limit]
+                want = want[q.offset : q.offset + q.limit]
                 out.append(((await written.usage(q))[0], want))
                 out.append(((await backfilled.usage(q))[0], want))
             # the costliest requests, tenant-scoped and not, from the covering indexes
             for tenant in (None, "globex"):
                 top = await written.top(UsageQuery(start=0, end=time.time() + 60, tenant=tenant), 20)
-                expect = sorted((r for r in records if r["charge_usd"] is not None and tenant in (None, r["tenant"])),
-                                key=lambda r: -r["charge_usd"])[:20]
-                assert [r["charge_usd"] for r in top] == pytest.approx([r["charge_usd"] for r in expect])  # ties: any order
+                expect = sorted(
+                    (r for r in records if r["charge_usd"] is not None and tenant in (None, r["tenant"])),
+                    key=lambda r: -r["charge_usd"],
+                )[:20]
+                assert [r["charge_usd"] for r in top] == pytest.approx(
+                    [r["charge_usd"] for r in expect]
+                )  # ties: any order
                 assert all(tenant in (None, r["tenant"]) for r in top)
             return out
         finally:
@@ -242,17 +280,27 @@ def test_ten_replicas_started_together_on_an_empty_database_all_become_ready(tmp
 
     url, drop = fresh_database(shared_database_url())
     cfg = tmp_path / "gw.yaml"
-    cfg.write_text("model_list:\n  - {model_name: sim, litellm_params: {model: simulated/mid, speed: 50}}\n"
-                   "storage: {database_url: os.environ/SY_PG}\n"
-                   "auth: {admin_key: os.environ/TEST_ADMIN_KEY, keys: [{id: k, tenant: t, key: os.environ/TEST_KEY_A}]}\n")
+    cfg.write_text(
+        "model_list:\n  - {model_name: sim, litellm_params: {model: simulated/mid, speed: 50}}\n"
+        "storage: {database_url: os.environ/SY_PG}\n"
+        "auth: {admin_key: os.environ/TEST_ADMIN_KEY, keys: [{id: k, tenant: t, key: os.environ/TEST_KEY_A}]}\n"
+    )
     env = {**os.environ, **GATEWAY_ENV, "SY_PG": url}
     ports = [free_port() for _ in range(10)]
     procs = []
     try:
         for i, port in enumerate(ports):
             log = open(tmp_path / f"gw{i}.log", "w")
-            procs.append(subprocess.Popen([SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)], stdout=log,
-                                          stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [SWITCHYARD, "serve", "--config", str(cfg), "--port", str(port)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=tmp_path,
+                    start_new_session=True,
+                )
+            )
         ready: set[int] = set()
         deadline = time.monotonic() + 120
         while len(ready) < len(ports) and time.monotonic() < deadline:
@@ -286,12 +334,16 @@ def test_workers_migrating_one_new_sqlite_file_together_all_succeed(tmp_path) ->
     import sys
 
     db, go = tmp_path / "data", tmp_path / "go"  # sqlite_url(db) is data/ledger.db
-    script = ("import asyncio, os, sys, time\n"
-              "from router.ledger.store import LedgerStore, sqlite_url\n"
-              "while not os.path.exists(sys.argv[2]): time.sleep(0.005)\n"
-              "asyncio.run(LedgerStore(sqlite_url(sys.argv[1])).migrate())\n")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(go)], stderr=subprocess.PIPE, text=True)
-             for _ in range(6)]
+    script = (
+        "import asyncio, os, sys, time\n"
+        "from router.ledger.store import LedgerStore, sqlite_url\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.005)\n"
+        "asyncio.run(LedgerStore(sqlite_url(sys.argv[1])).migrate())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(db), str(go)], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
     time.sleep(1.0)  # let every process import and reach the barrier (a late one only waits on the lock)
     go.touch()
     errors = [p.communicate(timeout=120)[1] for p in procs]
@@ -299,5 +351,7 @@ def test_workers_migrating_one_new_sqlite_file_together_all_succeed(tmp_path) ->
 
     async def revision() -> str | None:
         return await LedgerStore(sqlite_url(str(db)))._revision()
+
     from router.ledger.store import head_revision
+
     assert asyncio.run(revision()) == head_revision()

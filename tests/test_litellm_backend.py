@@ -19,8 +19,12 @@ MSG = [{"role": "user", "content": "hi"}]
 def test_litellm_backend_non_stream_and_stream(gateway, openai_schemas) -> None:
     from tests.schema import assert_valid
 
-    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, timeout=60,
-                   json={"model": "via-litellm", "messages": MSG, "max_tokens": 3})
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions",
+        headers=H,
+        timeout=60,
+        json={"model": "via-litellm", "messages": MSG, "max_tokens": 3},
+    )
     assert r.status_code == 200, r.text
     data = r.json()
     assert_valid(openai_schemas, "CreateChatCompletionResponse", data)
@@ -28,9 +32,19 @@ def test_litellm_backend_non_stream_and_stream(gateway, openai_schemas) -> None:
     assert float(r.headers["x-switchyard-cost-usd"]) > 0
     assert mock_stats(gateway.extra["mock"])["last_headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
 
-    with httpx.stream("POST", gateway.base + "/v1/chat/completions", headers=H, timeout=60,
-                      json={"model": "via-litellm", "messages": MSG, "max_tokens": 3, "stream": True,
-                            "stream_options": {"include_usage": True}}) as s:
+    with httpx.stream(
+        "POST",
+        gateway.base + "/v1/chat/completions",
+        headers=H,
+        timeout=60,
+        json={
+            "model": "via-litellm",
+            "messages": MSG,
+            "max_tokens": 3,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as s:
         ev = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
     assert ev[-1] == "[DONE]"
     chunks = [json.loads(e) for e in ev[:-1]]
@@ -42,9 +56,16 @@ def test_litellm_backend_non_stream_and_stream(gateway, openai_schemas) -> None:
 
 
 # -- native providers through litellm, rotation ----------------------------------------------------
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "weather of a city",
-                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                          "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 PRICE = "model_info: {input_cost_per_token: 0.000003, output_cost_per_token: 0.000015}"
 
 
@@ -74,8 +95,13 @@ def _chat(gw: Proc, **body: Any) -> httpx.Response:
 
 
 def _stream_chunks(gw: Proc, **body: Any) -> list[dict[str, Any]]:
-    with httpx.stream("POST", gw.base + "/v1/chat/completions", headers=H, timeout=60,
-                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as s:
+    with httpx.stream(
+        "POST",
+        gw.base + "/v1/chat/completions",
+        headers=H,
+        timeout=60,
+        json={**body, "stream": True, "stream_options": {"include_usage": True}},
+    ) as s:
         assert s.status_code == 200, s.read()
         ev = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
     assert ev[-1] == "[DONE]"
@@ -97,8 +123,10 @@ def test_tool_calls_round_trip_through_litellm(native: Proc, openai_schemas, mod
     assert mock_stats(native.extra["mock"])["last_headers"][key_header] == PROVIDER_KEY
     assert float(r.headers["x-switchyard-cost-usd"]) == pytest.approx(11 * 3e-6 + 5 * 15e-6)
     # 2. the tool's result goes back: the model answers in text
-    follow = MSG + [{"role": "assistant", "content": None, "tool_calls": [call]},
-                    {"role": "tool", "tool_call_id": call["id"], "content": '{"temp_c": 21}'}]
+    follow = MSG + [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": '{"temp_c": 21}'},
+    ]
     r2 = _chat(native, model=model, messages=follow, tools=TOOLS)
     assert r2.status_code == 200, r2.text
     assert r2.json()["choices"][0]["message"]["content"] == "hello world world"
@@ -109,10 +137,15 @@ def test_tool_calls_round_trip_through_litellm(native: Proc, openai_schemas, mod
     deltas = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls") or ()]
     assert deltas and deltas[0]["function"]["name"] == "get_weather"
     assert json.loads("".join(d["function"].get("arguments") or "" for d in deltas)) == {"city": "Paris"}
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["tool_calls"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == [
+        "tool_calls"
+    ]
     assert chunks[-1]["usage"]["completion_tokens"] == 5
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in _stream_chunks(native, model=model, messages=follow,
-                                                                                          tools=TOOLS) if c["choices"])
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or ""
+        for c in _stream_chunks(native, model=model, messages=follow, tools=TOOLS)
+        if c["choices"]
+    )
     assert text == "hello world world"
 
 
@@ -135,9 +168,14 @@ def test_a_models_deployments_take_turns_by_weight(native: Proc) -> None:
     """200 requests over two deployments of one model split 50/50; weights 3:1 split 75/25."""
     for model, want in (("twin", {"twin-a": 100, "twin-b": 100}), ("heavy", {"heavy-a": 150, "heavy-b": 50})):
         with httpx.Client(timeout=30) as client:
-            rids = [client.post(native.base + "/v1/chat/completions", headers=H,
-                                json={"model": model, "messages": MSG, "max_tokens": 2}).headers["x-request-id"]
-                    for _ in range(200)]
+            rids = [
+                client.post(
+                    native.base + "/v1/chat/completions",
+                    headers=H,
+                    json={"model": model, "messages": MSG, "max_tokens": 2},
+                ).headers["x-request-id"]
+                for _ in range(200)
+            ]
         served = Counter(record(native, rid)["attempts"][-1]["deployment"] for rid in rids)
         assert served == want, served
 

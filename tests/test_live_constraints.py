@@ -27,14 +27,17 @@ def decide(max_tokens: int | None, **facts) -> dict[str, str | None]:
     policy = parse_policy(POLICY)
     infos = [CandidateInfo(name=n, provider="p", price=ModelPrice(1e-6, 1e-6), **facts.get(n, {})) for n in "abc"]
     d = PolicyRouter(policy, QualityModel(policy.quality, {})).decide(
-        RequestFeatures(prompt="x", prompt_tokens=10, max_tokens=max_tokens), infos, random.Random(0))
+        RequestFeatures(prompt="x", prompt_tokens=10, max_tokens=max_tokens), infos, random.Random(0)
+    )
     return {c["model"]: c["removed_by"] for c in d.candidates}
 
 
 def test_ttft_and_expected_latency_ceilings() -> None:
-    facts = {"a": {"ttft_ms": 600.0},  # first token too late
-             "b": {"ttft_ms": 200.0, "tokens_per_s": 50.0},  # 200 ms + 100 tokens / 50 per s = 2,200 ms
-             "c": {"ttft_ms": 200.0, "tokens_per_s": 100.0}}  # 1,200 ms
+    facts = {
+        "a": {"ttft_ms": 600.0},  # first token too late
+        "b": {"ttft_ms": 200.0, "tokens_per_s": 50.0},  # 200 ms + 100 tokens / 50 per s = 2,200 ms
+        "c": {"ttft_ms": 200.0, "tokens_per_s": 100.0},
+    }  # 1,200 ms
     removed = decide(None, **facts)
     assert removed["a"] == "live TTFT 600 ms > 500 ms"
     assert removed["b"] == "expected latency 2200 ms > 2000 ms (100 tokens at 50/s after 200 ms)"
@@ -56,26 +59,37 @@ def test_health_smooths_the_output_rate_and_ignores_short_answers() -> None:
     assert h.tokens_per_s("d") == pytest.approx(200.0)
 
 
-@pytest.mark.parametrize("constraints, removed", [
-    ("{}", {}),
-    ("{capabilities: [tools]}", {"b": "lacks tools (policy)", "c": "lacks tools (policy)"}),
-    ("{regions: [eu]}", {"b": "region us not allowed", "c": "region unknown not allowed"}),
-    ("{no_third_party: true}", {"a": "third-party processing not allowed", "b": "third-party processing not allowed"}),
-    ("{providers_allow: [p1, p3]}", {"b": "provider p2 not allowed"}),
-    ("{providers_deny: [p1]}", {"a": "provider p1 denied"}),
-])
+@pytest.mark.parametrize(
+    "constraints, removed",
+    [
+        ("{}", {}),
+        ("{capabilities: [tools]}", {"b": "lacks tools (policy)", "c": "lacks tools (policy)"}),
+        ("{regions: [eu]}", {"b": "region us not allowed", "c": "region unknown not allowed"}),
+        (
+            "{no_third_party: true}",
+            {"a": "third-party processing not allowed", "b": "third-party processing not allowed"},
+        ),
+        ("{providers_allow: [p1, p3]}", {"b": "provider p2 not allowed"}),
+        ("{providers_deny: [p1]}", {"a": "provider p1 denied"}),
+    ],
+)
 def test_each_policy_constraint_removes_the_right_candidates(constraints: str, removed: dict[str, str]) -> None:
     policy = parse_policy(POLICY.replace("{max_ttft_ms: 500, max_latency_ms: 2000}", constraints))
-    infos = [CandidateInfo("a", "p1", ModelPrice(1e-6, 1e-6), region="eu", capabilities=frozenset({"tools"})),
-             CandidateInfo("b", "p2", ModelPrice(1e-6, 1e-6), region="us", context_window=100),
-             CandidateInfo("c", "p3", ModelPrice(1e-6, 1e-6), self_hosted=True)]
+    infos = [
+        CandidateInfo("a", "p1", ModelPrice(1e-6, 1e-6), region="eu", capabilities=frozenset({"tools"})),
+        CandidateInfo("b", "p2", ModelPrice(1e-6, 1e-6), region="us", context_window=100),
+        CandidateInfo("c", "p3", ModelPrice(1e-6, 1e-6), self_hosted=True),
+    ]
     router = PolicyRouter(policy, QualityModel(policy.quality, {}))
     d = router.decide(RequestFeatures(prompt="x", prompt_tokens=10), infos, random.Random(0))
     assert {c["model"]: c["removed_by"] for c in d.candidates} == {n: removed.get(n) for n in "abc"}
     assert d.order == [n for n in "abc" if n not in removed]
     # the request's own needs and the context window apply whatever the policy says
-    d = router.decide(RequestFeatures(prompt="x", prompt_tokens=95, max_tokens=10, needs=frozenset({"tools"})),
-                      infos, random.Random(0))
+    d = router.decide(
+        RequestFeatures(prompt="x", prompt_tokens=95, max_tokens=10, needs=frozenset({"tools"})),
+        infos,
+        random.Random(0),
+    )
     assert {c["model"]: c["removed_by"] for c in d.candidates}["b"] == "lacks tools"
     d = router.decide(RequestFeatures(prompt="x", prompt_tokens=95, max_tokens=10), infos, random.Random(0))
     assert {c["model"]: c["removed_by"] for c in d.candidates}["b"] == "context window 100 < 105 tokens"

@@ -26,11 +26,18 @@ from tests.test_ledger import record
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 KEYS = {"a": KEY_A, "b": KEY_B, "c": KEY_C}
-PLANS = {"pass-through": Plan(), "markup": Plan(markup=0.25),
-         "fixed": Plan.model_validate({"fixed": {"auto-cascade": {"input_per_mtok": 1.0, "output_per_mtok": 4.0}}})}
+PLANS = {
+    "pass-through": Plan(),
+    "markup": Plan(markup=0.25),
+    "fixed": Plan.model_validate({"fixed": {"auto-cascade": {"input_per_mtok": 1.0, "output_per_mtok": 4.0}}}),
+}
 TENANT_PLAN = {"a": "pass-through", "b": "markup", "c": "fixed"}
-CATALOG_KEY = {"small": "gpt-4.1-nano", "frontier": "gpt-4o", "checker": "gpt-4o-mini",
-               "open": "self-hosted/llama-3.1-8b-instruct"}
+CATALOG_KEY = {
+    "small": "gpt-4.1-nano",
+    "frontier": "gpt-4o",
+    "checker": "gpt-4o-mini",
+    "open": "self-hosted/llama-3.1-8b-instruct",
+}
 
 CONFIG = """
 model_list:
@@ -63,10 +70,20 @@ objective: {type: cascade, steps: [small, frontier], check: {type: agreement, wi
 
 
 def _chat(gw, tenant: str, model: str, seed: int, stream: bool = False) -> str:
-    body = {"model": model, "seed": seed, "max_tokens": 40, "stream": stream,
-            "messages": [{"role": "user", "content": f"Tell me something about routers ({seed})."}]}
-    with httpx.stream("POST", gw.base + "/v1/chat/completions", json=body, timeout=30,
-                      headers={"authorization": f"Bearer {KEYS[tenant]}"}) as r:
+    body = {
+        "model": model,
+        "seed": seed,
+        "max_tokens": 40,
+        "stream": stream,
+        "messages": [{"role": "user", "content": f"Tell me something about routers ({seed})."}],
+    }
+    with httpx.stream(
+        "POST",
+        gw.base + "/v1/chat/completions",
+        json=body,
+        timeout=30,
+        headers={"authorization": f"Bearer {KEYS[tenant]}"},
+    ) as r:
         r.read()
         assert r.status_code == 200, r.text
         return r.headers["x-request-id"]
@@ -109,8 +126,13 @@ def raw_lines(gw) -> list[dict]:
 
 
 def _usage(x: dict) -> Usage:
-    return Usage(x["prompt_tokens"], x["completion_tokens"], cached_tokens=x["cached_tokens"],
-                 cache_write_tokens=x["cache_write_tokens"], reasoning_tokens=x["reasoning_tokens"])
+    return Usage(
+        x["prompt_tokens"],
+        x["completion_tokens"],
+        cached_tokens=x["cached_tokens"],
+        cache_write_tokens=x["cache_write_tokens"],
+        reasoning_tokens=x["reasoning_tokens"],
+    )
 
 
 def expected(lines: list[dict]) -> dict:
@@ -118,8 +140,12 @@ def expected(lines: list[dict]) -> dict:
     lines, computed from the lines alone (a plan marks up the list price: for the self-hosted model its
     catalog price; the operator's cost is the line's cost, its GPU time)."""
     catalog = load_catalog()
-    out: dict = {"tenant": defaultdict(lambda: defaultdict(float)), "plan_charge": defaultdict(float), "cost": 0.0,
-                 "unpriced_requests": 0}
+    out: dict = {
+        "tenant": defaultdict(lambda: defaultdict(float)),
+        "plan_charge": defaultdict(float),
+        "cost": 0.0,
+        "unpriced_requests": 0,
+    }
     priced = [x for x in lines if x["cost_usd"] is not None and x["charge_usd"] is not None]
     for x in lines:
         if x["cost_usd"] is None:
@@ -130,14 +156,17 @@ def expected(lines: list[dict]) -> dict:
         t["charge"] += x["charge_usd"]
         t["cost"] += x["cost_usd"]
         out["cost"] += x["cost_usd"]
-        listed = cost_of(_usage(x), catalog.price(CATALOG_KEY[x["model"]], datetime.fromtimestamp(x["ts"], timezone.utc))).total
+        listed = cost_of(
+            _usage(x), catalog.price(CATALOG_KEY[x["model"]], datetime.fromtimestamp(x["ts"], timezone.utc))
+        ).total
         if x["model"] != "open":
             assert listed == pytest.approx(x["cost_usd"], rel=1e-9), "an API model costs its list price"
         for name, plan in PLANS.items():
             out["plan_charge"][name] += plan.charge(x["alias"], _usage(x), listed)
         # what the ledger booked is the tenant's own plan's charge
-        assert x["charge_usd"] == pytest.approx(PLANS[TENANT_PLAN[x["tenant"]]].charge(x["alias"], _usage(x), listed),
-                                                rel=1e-9)
+        assert x["charge_usd"] == pytest.approx(
+            PLANS[TENANT_PLAN[x["tenant"]]].charge(x["alias"], _usage(x), listed), rel=1e-9
+        )
     return out
 
 
@@ -148,8 +177,14 @@ def test_every_figure_recomputes_from_the_ledger_lines(mgw, tmp_path) -> None:
     until = mgw.extra["until"]
 
     # the usage API (and so the dashboard's Spend and Stack views) per tenant, and its waterfall
-    rows = {r["tenant"]: r for r in httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={
-        "bucket": "none", "group_by": "tenant", "start": 0, "end": until}).json()["data"]}
+    rows = {
+        r["tenant"]: r
+        for r in httpx.get(
+            mgw.base + "/admin/usage",
+            headers=ADMIN,
+            params={"bucket": "none", "group_by": "tenant", "start": 0, "end": until},
+        ).json()["data"]
+    }
     for tenant, w in want["tenant"].items():
         r = rows[tenant]
         assert r["priced"] == "partial" and r["unpriced"] == 3, "the mystery model's requests, counted, not $0"
@@ -157,26 +192,49 @@ def test_every_figure_recomputes_from_the_ledger_lines(mgw, tmp_path) -> None:
         assert r["cost_usd"] == pytest.approx(w["cost"], rel=1e-9)
         assert r["app_margin_usd"] == pytest.approx(w["charge"] - w["cost"], rel=1e-9, abs=1e-12)
         assert r["layers"]["application"]["margin"] == pytest.approx(w["charge"] - w["cost"], rel=1e-9, abs=1e-12)
-    assert rows["b"]["app_margin_usd"] > 0 and rows["a"]["app_margin_usd"] < 0, \
+    assert rows["b"]["app_margin_usd"] > 0 and rows["a"]["app_margin_usd"] < 0, (
         "pass-through earns nothing on API calls and loses on the self-hosted model's GPU time at catalog price"
+    )
 
     # a tenant sees its own charge and cost, never the operator's margin
-    mine = httpx.get(mgw.base + "/v1/usage", headers={"authorization": f"Bearer {KEY_B}"},
-                     params={"bucket": "none", "start": 0, "end": until}).json()["data"][0]
+    mine = httpx.get(
+        mgw.base + "/v1/usage",
+        headers={"authorization": f"Bearer {KEY_B}"},
+        params={"bucket": "none", "start": 0, "end": until},
+    ).json()["data"][0]
     assert mine["charge_usd"] == pytest.approx(want["tenant"]["b"]["charge"], rel=1e-9)
     assert "app_margin_usd" not in mine and "layers" not in mine
 
     # the report (JSON), by tenant
-    res = subprocess.run([SWITCHYARD, "report", "--by", "tenant", "--since", "0", "--until", str(until), "--json",
-                          "--url", mgw.base, "--key", ADMIN_KEY], capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            SWITCHYARD,
+            "report",
+            "--by",
+            "tenant",
+            "--since",
+            "0",
+            "--until",
+            str(until),
+            "--json",
+            "--url",
+            mgw.base,
+            "--key",
+            ADMIN_KEY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     for r in json.loads(res.stdout)["rows"]:
         w = want["tenant"][r["tenant"]]
         assert r["app_margin_usd"] == pytest.approx(w["charge"] - w["cost"], rel=1e-9, abs=1e-12)
 
     # Savings (the dashboard view reads /admin/insights/savings): each plan over all priced chat lines
-    s = httpx.get(mgw.base + "/admin/insights/savings", headers=ADMIN, params={
-        "start": 0, "end": until, "baseline": "frontier"}).json()
+    s = httpx.get(
+        mgw.base + "/admin/insights/savings", headers=ADMIN, params={"start": 0, "end": until, "baseline": "frontier"}
+    ).json()
     assert s["cost_usd"] == pytest.approx(want["cost"], rel=1e-9)
     assert s["unpriced"] == want["unpriced_requests"]
     booked_margin = math.fsum(w["charge"] - w["cost"] for w in want["tenant"].values())
@@ -187,8 +245,11 @@ def test_every_figure_recomputes_from_the_ledger_lines(mgw, tmp_path) -> None:
         assert plans[name]["margin_usd"] == pytest.approx(want["plan_charge"][name] - want["cost"], rel=1e-9), name
     # per tenant, its own plan's figure in Savings is exactly what the ledger booked for it
     for tenant, plan in TENANT_PLAN.items():
-        own = httpx.get(mgw.base + "/admin/insights/savings", headers=ADMIN, params={
-            "start": 0, "end": until, "baseline": "frontier", "tenant": tenant}).json()
+        own = httpx.get(
+            mgw.base + "/admin/insights/savings",
+            headers=ADMIN,
+            params={"start": 0, "end": until, "baseline": "frontier", "tenant": tenant},
+        ).json()
         row = next(p for p in own["plans"] if p["plan"] == plan)
         w = want["tenant"][tenant]
         assert row["charge_usd"] == pytest.approx(w["charge"], rel=1e-9), tenant
@@ -201,24 +262,33 @@ def test_every_figure_recomputes_from_the_ledger_lines(mgw, tmp_path) -> None:
         mine_rows = [r for r in focus if r["SubAccountId"] == tenant and r["x_Unpriced"] == "false"]
         assert math.fsum(float(r["BilledCost"]) for r in mine_rows) == pytest.approx(w["charge"], rel=1e-9)
         assert math.fsum(float(r["x_ApplicationMargin"]) for r in mine_rows) == pytest.approx(
-            w["charge"] - w["cost"], rel=1e-9, abs=1e-12)
+            w["charge"] - w["cost"], rel=1e-9, abs=1e-12
+        )
     unpriced = [r for r in focus if r["x_Unpriced"] == "true"]
     assert {r["ResourceId"] for r in unpriced} == {"mystery"}
-    assert all(r["ListCost"] == "" and r["x_ApplicationMargin"] == "" and float(r["BilledCost"]) == 0.0
-               for r in unpriced)
+    assert all(
+        r["ListCost"] == "" and r["x_ApplicationMargin"] == "" and float(r["BilledCost"]) == 0.0 for r in unpriced
+    )
     assert not any(r["ResourceId"] == "mystery" for r in focus if r["x_Unpriced"] == "false")
 
 
 def test_unpriced_traffic_is_counted_never_shown_as_zero_dollars(mgw) -> None:
     until = mgw.extra["until"]
-    by_model = {r["model"]: r for r in httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={
-        "bucket": "none", "group_by": "model", "start": 0, "end": until}).json()["data"]}
+    by_model = {
+        r["model"]: r
+        for r in httpx.get(
+            mgw.base + "/admin/usage",
+            headers=ADMIN,
+            params={"bucket": "none", "group_by": "model", "start": 0, "end": until},
+        ).json()["data"]
+    }
     m = by_model["mystery"]
     assert m["priced"] == "none" and m["unpriced"] == m["requests"] == 9
     assert m["cost_usd"] is None and m["charge_usd"] is None
     assert m["prompt_tokens"] > 0 and m["unpriced_tokens"] == m["prompt_tokens"] + m["completion_tokens"]
-    total = httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={
-        "bucket": "none", "start": 0, "end": until}).json()["data"][0]
+    total = httpx.get(
+        mgw.base + "/admin/usage", headers=ADMIN, params={"bucket": "none", "start": 0, "end": until}
+    ).json()["data"][0]
     assert total["priced"] == "partial" and total["unpriced"] == 9
     assert total["unpriced_tokens"] == m["unpriced_tokens"]
 
@@ -226,7 +296,9 @@ def test_unpriced_traffic_is_counted_never_shown_as_zero_dollars(mgw) -> None:
 def test_the_dashboard_shows_unpriced_traffic_as_a_badge_not_dollars(mgw, browser) -> None:  # noqa: F811
     from tests.test_dashboard import kpi, open_dashboard, rendered
 
-    total = httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={"bucket": "none", "start": "1d"}).json()["data"][0]
+    total = httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={"bucket": "none", "start": "1d"}).json()[
+        "data"
+    ][0]
     page, errors, _ = open_dashboard(browser, mgw, ADMIN_KEY)
     rendered(page, "spend")
     badge = page.locator('[data-kpi="unpriced"] [data-value]')

@@ -91,16 +91,22 @@ def replicas(tmp_path_factory):
 async def hammer(bases: list[str], key: str, n: int, body: dict, concurrency: int = 40) -> list[httpx.Response]:
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency * 2)) as client:
+
         async def one(i: int) -> httpx.Response:
             async with sem:
-                return await client.post(bases[i % len(bases)] + "/v1/chat/completions",
-                                         headers={"authorization": f"Bearer {key}"}, json=body)
+                return await client.post(
+                    bases[i % len(bases)] + "/v1/chat/completions",
+                    headers={"authorization": f"Bearer {key}"},
+                    json=body,
+                )
+
         return await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def ledger_total(gw, tenant: str) -> dict:
-    return httpx.get(gw.base + f"/admin/usage?bucket=none&tenant={tenant}&start=0",
-                     headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()["data"][0]
+    return httpx.get(
+        gw.base + f"/admin/usage?bucket=none&tenant={tenant}&start=0", headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    ).json()["data"][0]
 
 
 def test_budget_holds_across_replicas_with_zero_overshoot(replicas) -> None:
@@ -117,9 +123,11 @@ def test_budget_holds_across_replicas_with_zero_overshoot(replicas) -> None:
     while time.monotonic() < deadline and ledger_total(gws[0], "a")["requests"] < len(ok):
         time.sleep(0.2)
     total = ledger_total(gws[1], "a")
-    print(f"\nbudget ${BUDGET_USD}: {len(ok)} served, {len(refused)} refused, spent ${total['charge_usd']:.6f} "
-          f"(headers say ${charged:.6f}); each request costs at most "
-          f"${(11 * 1.25 + 32) * 1e-6 + 40 * 2e-6:.6f} reserved, ${11e-6 + 40 * 2e-6:.6f} actual")
+    print(
+        f"\nbudget ${BUDGET_USD}: {len(ok)} served, {len(refused)} refused, spent ${total['charge_usd']:.6f} "
+        f"(headers say ${charged:.6f}); each request costs at most "
+        f"${(11 * 1.25 + 32) * 1e-6 + 40 * 2e-6:.6f} reserved, ${11e-6 + 40 * 2e-6:.6f} actual"
+    )
     assert total["requests"] == len(ok), "one ledger, one record per request served, from both replicas"
     assert total["charge_usd"] <= BUDGET_USD
     assert charged == pytest.approx(total["charge_usd"], rel=1e-9)
@@ -146,7 +154,9 @@ def test_rate_limit_is_global_across_replicas(replicas) -> None:
 
 def served(gw, headers: dict, body: dict) -> str:
     """The model that answered one chat request on this replica."""
-    return httpx.post(gw.base + "/v1/chat/completions", headers=headers, json=body).headers.get("x-switchyard-model", "")
+    return httpx.post(gw.base + "/v1/chat/completions", headers=headers, json=body).headers.get(
+        "x-switchyard-model", ""
+    )
 
 
 def eventually(observe, want, seconds: float = 10.0):
@@ -177,7 +187,9 @@ def test_feedback_on_one_replica_shifts_the_other(replicas) -> None:
     for _ in range(3):  # posterior of other-gpt: (0.9 x 10 + 0) / (10 + 3) = 0.69 < 0.7
         r = httpx.post(gws[0].base + "/v1/chat/completions", headers=h, json=body)
         assert r.headers["x-switchyard-model"] == "other-gpt"
-        fb = httpx.post(gws[0].base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": 0})
+        fb = httpx.post(
+            gws[0].base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": 0}
+        )
         assert fb.status_code == 200, fb.text
     assert redis.Redis.from_url(redis_url).hgetall("sy:bandit:learn"), "the feedback totals are shared"
     picked = eventually(lambda: served(gws[1], h, body), "mock-gpt")
@@ -194,12 +206,17 @@ def test_a_request_scored_again_on_any_replica_counts_once(replicas) -> None:
 
     def totals() -> tuple[float, float]:
         raw = shared.hgetall("sy:bandit:learn")
-        return (float(raw.get(f"n\x1f{model}\x1fgeneral".encode(), 0)), float(raw.get(f"s\x1f{model}\x1fgeneral".encode(), 0)))
+        return (
+            float(raw.get(f"n\x1f{model}\x1fgeneral".encode(), 0)),
+            float(raw.get(f"s\x1f{model}\x1fgeneral".encode(), 0)),
+        )
 
     n0, s0 = totals()
     replaced = []
     for gw, score in ((gws[0], 0.0), (gws[1], 1.0), (gws[0], 0.25)):  # a client re-scoring, on either replica
-        fb = httpx.post(gw.base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": score})
+        fb = httpx.post(
+            gw.base + "/v1/feedback", headers=h, json={"request_id": r.headers["x-request-id"], "score": score}
+        )
         assert fb.status_code == 200, fb.text
         replaced.append(fb.json()["replaced"])
     assert replaced == [False, True, True]
@@ -212,8 +229,12 @@ def test_a_long_conversation_continues_on_its_replica_through_either_gateway(rep
     h = {"authorization": f"Bearer {KEY_C}"}
 
     def turn(gw, messages: list[dict]) -> tuple[str, str]:
-        r = httpx.post(gw.base + "/v1/chat/completions", headers=h, timeout=30,
-                       json={"model": "pair-chat", "messages": messages, "max_tokens": 3})
+        r = httpx.post(
+            gw.base + "/v1/chat/completions",
+            headers=h,
+            timeout=30,
+            json={"model": "pair-chat", "messages": messages, "max_tokens": 3},
+        )
         assert r.status_code == 200, r.text
         return record(gw, r.headers["x-request-id"])["deployment"], r.json()["choices"][0]["message"]["content"]
 

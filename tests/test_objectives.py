@@ -22,8 +22,10 @@ INFOS = [CandidateInfo(m, "p", ModelPrice(p, p)) for m, (_, p) in MODELS.items()
 
 def router(objective: str, bandit: str = "{enabled: false}", state: BanditState | None = None) -> PolicyRouter:
     priors = ", ".join(f"{m}: {q}" for m, (q, _) in MODELS.items())
-    policy = parse_policy(f"name: o\nbind: {{aliases: [x]}}\ncandidates: [cheap, mid, best]\nobjective: {objective}\n"
-                          f"quality: {{priors: {{{priors}}}, bandit: {bandit}}}\n")
+    policy = parse_policy(
+        f"name: o\nbind: {{aliases: [x]}}\ncandidates: [cheap, mid, best]\nobjective: {objective}\n"
+        f"quality: {{priors: {{{priors}}}, bandit: {bandit}}}\n"
+    )
     return PolicyRouter(policy, QualityModel(policy.quality, {}, bandit=state))
 
 
@@ -31,12 +33,15 @@ def decide(objective: str, bandit: str = "{enabled: false}", state: BanditState 
     return router(objective, bandit, state).decide(F, INFOS, random.Random(0))
 
 
-@pytest.mark.parametrize("cap, pick, reason", [
-    (0.02, "best", "best of 3 under the cap"),
-    (0.005, "mid", "best of 2 under the cap"),
-    (0.0005, "cheap", "best of 1 under the cap"),
-    (0.00001, "cheap", "none under the cap; cheapest"),
-])
+@pytest.mark.parametrize(
+    "cap, pick, reason",
+    [
+        (0.02, "best", "best of 3 under the cap"),
+        (0.005, "mid", "best of 2 under the cap"),
+        (0.0005, "cheap", "best of 1 under the cap"),
+        (0.00001, "cheap", "none under the cap; cheapest"),
+    ],
+)
 def test_best_under_takes_the_best_quality_within_the_cap(cap: float, pick: str, reason: str) -> None:
     d = decide(f"{{type: best_under, max_cost_usd: {cap}}}")
     assert d.order[0] == pick and reason in d.reason and d.rule == f"best_under(${cap:g})"
@@ -48,8 +53,10 @@ def test_utility_trades_quality_for_cost_by_lambda(lam: float, pick: str) -> Non
     assert decide(f"{{type: utility, lambda: {lam}}}").order[0] == pick
 
 
-@pytest.mark.parametrize("target, pick, reason", [(0.7, "mid", "cheapest of 2 at or above target"),
-                                                  (0.99, "best", "none reaches 0.99; best")])
+@pytest.mark.parametrize(
+    "target, pick, reason",
+    [(0.7, "mid", "cheapest of 2 at or above target"), (0.99, "best", "none reaches 0.99; best")],
+)
 def test_cheapest_above_and_the_fallback_order(target: float, pick: str, reason: str) -> None:
     d = decide(f"{{type: cheapest_above, target: {target}}}")
     assert d.order[0] == pick and reason in d.reason
@@ -59,7 +66,9 @@ def test_cheapest_above_and_the_fallback_order(target: float, pick: str, reason:
 def test_exploration_is_bounded_by_the_policy_share() -> None:
     rng = random.Random(7)
     for share in (0.0, 0.1, 0.3):
-        r = router("{type: cheapest_above, target: 0.7}", f"{{enabled: true, exploration: {share}, prior_strength: 20}}")
+        r = router(
+            "{type: cheapest_above, target: 0.7}", f"{{enabled: true, exploration: {share}, prior_strength: 20}}"
+        )
         explored = sum(r.decide(F, INFOS, rng).explored for _ in range(3000))
         assert abs(explored / 3000 - share) < 0.03, (share, explored)
 
@@ -97,12 +106,15 @@ def test_gain_without_one_of_its_models_takes_the_best_remaining() -> None:
 SOLD = RequestFeatures(prompt="hi", prompt_tokens=1000, max_tokens=100, sold_at=(2e-6, 4e-6))
 
 
-@pytest.mark.parametrize("q, pick, reason", [
-    (0.5, "cheap", "highest expected margin $0.002290 of 3 at or above 0.50"),
-    (0.7, "mid", "highest expected margin $0.001300 of 2 at or above 0.70"),
-    (0.9, "best", "highest expected margin $-0.008600 of 1 at or above 0.90"),
-    (0.99, "mid", "none reaches 0.99; best that keeps the margin: mid"),
-])
+@pytest.mark.parametrize(
+    "q, pick, reason",
+    [
+        (0.5, "cheap", "highest expected margin $0.002290 of 3 at or above 0.50"),
+        (0.7, "mid", "highest expected margin $0.001300 of 2 at or above 0.70"),
+        (0.9, "best", "highest expected margin $-0.008600 of 1 at or above 0.90"),
+        (0.99, "mid", "none reaches 0.99; best that keeps the margin: mid"),
+    ],
+)
 def test_margin_maximises_the_plan_margin_above_the_quality_bar(q: float, pick: str, reason: str) -> None:
     d = router(f"{{type: margin, min_quality: {q}}}").decide(SOLD, INFOS, random.Random(0))
     assert d.order[0] == pick and reason in d.reason, d.reason
@@ -121,21 +133,31 @@ def test_margin_without_a_fixed_price_is_the_cheapest_above_the_bar() -> None:
 
 def test_a_category_takes_its_own_objective() -> None:
     priors = ", ".join(f"{m}: {q}" for m, (q, _) in MODELS.items())
-    policy = parse_policy("name: o\nbind: {aliases: [x]}\ncandidates: [cheap, mid, best]\n"
-                          "objective: {type: cheapest_above, target: 0.7}\n"
-                          "categories:\n  choice: {type: fixed, model: best}\n  code: {type: utility, lambda: 1000}\n"
-                          f"quality: {{priors: {{{priors}}}, bandit: {{enabled: false}}}}\n")
+    policy = parse_policy(
+        "name: o\nbind: {aliases: [x]}\ncandidates: [cheap, mid, best]\n"
+        "objective: {type: cheapest_above, target: 0.7}\n"
+        "categories:\n  choice: {type: fixed, model: best}\n  code: {type: utility, lambda: 1000}\n"
+        f"quality: {{priors: {{{priors}}}, bandit: {{enabled: false}}}}\n"
+    )
     r = PolicyRouter(policy, QualityModel(policy.quality, {}))
-    pick = {c: r.decide(RequestFeatures(prompt="q", prompt_tokens=1000, max_tokens=100, category=c), INFOS,
-                        random.Random(0)).order[0] for c in ("general", "choice", "code", "math")}
+    pick = {
+        c: r.decide(
+            RequestFeatures(prompt="q", prompt_tokens=1000, max_tokens=100, category=c), INFOS, random.Random(0)
+        ).order[0]
+        for c in ("general", "choice", "code", "math")
+    }
     assert pick == {"general": "mid", "choice": "best", "code": "cheap", "math": "mid"}
     with pytest.raises(PolicyError) as e:
-        parse_policy("name: o\nbind: {aliases: [x]}\ncandidates: [cheap, mid]\nobjective: {type: utility, lambda: 1}\n"
-                     "categories: {choice: {type: fixed, model: best}}\n")
+        parse_policy(
+            "name: o\nbind: {aliases: [x]}\ncandidates: [cheap, mid]\nobjective: {type: utility, lambda: 1}\n"
+            "categories: {choice: {type: fixed, model: best}}\n"
+        )
     assert "outside candidates: best" in str(e.value)
     with pytest.raises(PolicyError) as e:
-        parse_policy("name: o\nbind: {aliases: [x]}\ncandidates: [cheap]\nobjective: {type: utility, lambda: 1}\n"
-                     "categories: {poetry: {type: fixed, model: cheap}}\n")
+        parse_policy(
+            "name: o\nbind: {aliases: [x]}\ncandidates: [cheap]\nobjective: {type: utility, lambda: 1}\n"
+            "categories: {poetry: {type: fixed, model: cheap}}\n"
+        )
     assert "categories.poetry" in str(e.value)
 
 
@@ -151,8 +173,11 @@ def test_a_margin_policy_sees_the_price_its_tenants_plan_sells_the_alias_at(tmp_
     (tmp_path / "pol" / "auto.yaml").write_text(
         "name: auto\nbind: {aliases: [auto]}\ncandidates: [small, frontier]\n"
         "objective: {type: margin, min_quality: 0.95}\n"
-        "quality: {priors: {small: 0.6, frontier: 0.9}, bandit: {enabled: false}}\n")
-    gw = start_gateway(tmp_path / "gw", f"""
+        "quality: {priors: {small: 0.6, frontier: 0.9}, bandit: {enabled: false}}\n"
+    )
+    gw = start_gateway(
+        tmp_path / "gw",
+        f"""
 model_list:
   - {{model_name: small, litellm_params: {{model: simulated/small, speed: 1000}}}}
   - {{model_name: frontier, litellm_params: {{model: simulated/frontier, speed: 1000}}}}
@@ -167,12 +192,17 @@ auth:
   keys:
     - {{id: key-a, tenant: a, key: os.environ/TEST_KEY_A}}
     - {{id: key-b, tenant: b, key: os.environ/TEST_KEY_B}}
-""")
+""",
+    )
     try:
         picks = {}
         for tenant, key in (("a", KEY_A), ("b", KEY_B)):
-            r = httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=30,
-                           json={"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                gw.base + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                timeout=30,
+                json={"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert r.status_code == 200, r.text
             rec = ledger_record(gw, key, r.headers["x-request-id"])
             picks[tenant] = (rec["model"], rec["decision"]["reason"])
@@ -193,9 +223,15 @@ def test_optimism_retries_a_model_written_off_after_one_unlucky_answer() -> None
     infos = [CandidateInfo(m, "p", ModelPrice(1e-9, 1e-9)) for m in ("a", "b")]
 
     def pick(optimism: float) -> str:
-        policy = parse_policy("name: o\nbind: {aliases: [x]}\ncandidates: [a, b]\nobjective: {type: utility, lambda: 0}\n"
-                              f"quality: {{priors: {{a: 0.5, b: 0.5}}, bandit: {{enabled: true, exploration: 0, "
-                              f"prior_strength: 2, optimism: {optimism}}}}}\n")
-        return PolicyRouter(policy, QualityModel(policy.quality, {}, bandit=state)).decide(F, infos, random.Random(0)).order[0]
+        policy = parse_policy(
+            "name: o\nbind: {aliases: [x]}\ncandidates: [a, b]\nobjective: {type: utility, lambda: 0}\n"
+            f"quality: {{priors: {{a: 0.5, b: 0.5}}, bandit: {{enabled: true, exploration: 0, "
+            f"prior_strength: 2, optimism: {optimism}}}}}\n"
+        )
+        return (
+            PolicyRouter(policy, QualityModel(policy.quality, {}, bandit=state))
+            .decide(F, infos, random.Random(0))
+            .order[0]
+        )
 
     assert pick(0) == "b" and pick(2) == "a"

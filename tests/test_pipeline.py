@@ -69,16 +69,23 @@ def one_id(r) -> str:
 def test_an_added_middleware_runs_on_the_chat_route_and_every_other(gateway) -> None:
     c, _ = gateway
     auth = {"authorization": f"Bearer {KEY}"}
-    chat = c.post("/v1/chat/completions", headers=auth, json={"model": "small", "messages": [{"role": "user", "content": "hi"}]})
+    chat = c.post(
+        "/v1/chat/completions", headers=auth, json={"model": "small", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert chat.status_code == 200 and chat.headers["x-tagged"] == "yes"
     models = c.get("/v1/models", headers=auth)
     assert models.status_code == 200 and models.headers["x-tagged"] == "yes"
-    legacy = c.post("/chat/completions", headers=auth, json={"model": "small", "messages": [{"role": "user", "content": "hi"}]})
+    legacy = c.post(
+        "/chat/completions", headers=auth, json={"model": "small", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert legacy.status_code == 200 and legacy.headers["x-tagged"] == "yes"
     ids = [one_id(r) for r in (chat, models, legacy)]
     # the middleware saw each request, after its id was given (the id it saw is the one answered)
-    assert Tagging.seen == [("POST", "/v1/chat/completions", ids[0]), ("GET", "/v1/models", ids[1]),
-                            ("POST", "/chat/completions", ids[2])]
+    assert Tagging.seen == [
+        ("POST", "/v1/chat/completions", ids[0]),
+        ("GET", "/v1/models", ids[1]),
+        ("POST", "/chat/completions", ids[2]),
+    ]
 
 
 def test_errors_come_from_one_place_in_one_shape(gateway, monkeypatch) -> None:
@@ -97,11 +104,18 @@ def test_errors_come_from_one_place_in_one_shape(gateway, monkeypatch) -> None:
 
     monkeypatch.setattr(svc.gateway, "unary", broken)  # a model route fails unexpectedly
     monkeypatch.setattr(svc, "readiness", broken)  # and so does a FastAPI route
-    hot = c.post("/v1/chat/completions", headers=auth, json={"model": "small", "messages": [{"role": "user", "content": "hi"}]})
+    hot = c.post(
+        "/v1/chat/completions", headers=auth, json={"model": "small", "messages": [{"role": "user", "content": "hi"}]}
+    )
     other = c.get("/readyz")
     for r in (hot, other):
-        assert r.status_code == 500 and r.json() == {"error": {
-            "message": "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
-            "type": "api_error", "param": None, "code": "internal_error"}}
+        assert r.status_code == 500 and r.json() == {
+            "error": {
+                "message": "The gateway hit an internal error. Quote the x-request-id header when reporting it.",
+                "type": "api_error",
+                "param": None,
+                "code": "internal_error",
+            }
+        }
         one_id(r)
         assert "secret" not in r.text

@@ -26,9 +26,20 @@ def data(path) -> None:
     for i in range(120):
         ok = i % 3 != 0
         answer = f"{i} + 1 = {i + 1}\n#### {i + 1}" if ok else f"{i} + 1 = {i + 2}, about {i}.5"
-        lines.append({"id": f"q{i}", "prompt": f"what is {i} plus one", "benchmark": "sums",
-                      "split": "train" if i < 80 else "test", "small|score": int(ok), "small|cost_usd": 0.001,
-                      "small|response": answer, "big|score": 1, "big|cost_usd": 0.02, "big|response": "#### ok"})
+        lines.append(
+            {
+                "id": f"q{i}",
+                "prompt": f"what is {i} plus one",
+                "benchmark": "sums",
+                "split": "train" if i < 80 else "test",
+                "small|score": int(ok),
+                "small|cost_usd": 0.001,
+                "small|response": answer,
+                "big|score": 1,
+                "big|cost_usd": 0.02,
+                "big|response": "#### ok",
+            }
+        )
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
@@ -37,15 +48,44 @@ def test_train_verifier_train_and_eval(tmp_path) -> None:
     d = tmp_path / "sums.jsonl"
     data(d)
     (tmp_path / "fx.yaml").write_text(POLICY)
-    r = run(cli, ["policies", "train-verifier", "--data", str(d), "--model", "small", "--out", str(tmp_path / "v.json")])
+    r = run(
+        cli, ["policies", "train-verifier", "--data", str(d), "--model", "small", "--out", str(tmp_path / "v.json")]
+    )
     assert r.exit_code == 0, r.output
     assert "trained on 80 answers of small" in r.output and "arithmetic_errors -" in r.output
-    r = run(cli, ["policies", "train", "--data", str(d), "--policy", str(tmp_path / "fx.yaml"), "--epochs", "3",
-                  "--out", str(tmp_path / "p.npz")])
+    r = run(
+        cli,
+        [
+            "policies",
+            "train",
+            "--data",
+            str(d),
+            "--policy",
+            str(tmp_path / "fx.yaml"),
+            "--epochs",
+            "3",
+            "--out",
+            str(tmp_path / "p.npz"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "80 rows x 3 columns" in r.output  # big, small and the cascade
-    r = run(cli, ["policies", "eval", "--data", str(d), "--policy", str(tmp_path / "fx.yaml"), "--json",
-                  "--sweep", "cascades.checked.check.min_confidence=0,0.5,1", "--decisions", str(tmp_path / "dec.jsonl")])
+    r = run(
+        cli,
+        [
+            "policies",
+            "eval",
+            "--data",
+            str(d),
+            "--policy",
+            str(tmp_path / "fx.yaml"),
+            "--json",
+            "--sweep",
+            "cascades.checked.check.min_confidence=0,0.5,1",
+            "--decisions",
+            str(tmp_path / "dec.jsonl"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     knob = "cascades.checked.check.min_confidence"
@@ -58,9 +98,13 @@ def test_train_verifier_train_and_eval(tmp_path) -> None:
         assert np.mean([rows[x["id"]][f"{x['model']}|score"] for x in mine]) == s["quality"]
         spent = [sum(rows[x["id"]][f"{m}|cost_usd"] for m in x.get("called", [x["model"]])) for x in mine]
         assert np.mean(spent) == s["cost"]
-    bad = run(cli, ["policies", "eval", "--data", str(d), "--policy", str(tmp_path / "fx.yaml"), "--sweep", "check.x=1"])
+    bad = run(
+        cli, ["policies", "eval", "--data", str(d), "--policy", str(tmp_path / "fx.yaml"), "--sweep", "check.x=1"]
+    )
     assert bad.exit_code == 2 and "has no parameter 'check.x'" in bad.output
-    bad = run(cli, ["policies", "train-verifier", "--data", str(d), "--model", "nope", "--out", str(tmp_path / "x.json")])
+    bad = run(
+        cli, ["policies", "train-verifier", "--data", str(d), "--model", "nope", "--out", str(tmp_path / "x.json")]
+    )
     assert bad.exit_code == 2 and "not in the data: nope" in bad.output
 
 
@@ -69,13 +113,47 @@ def test_eval_resplits_retrain_with_the_files_own_settings_and_report_the_spread
     d = tmp_path / "sums.jsonl"
     data(d)
     (tmp_path / "fx.yaml").write_text(POLICY)
-    assert run(cli, ["policies", "train-verifier", "--data", str(d), "--model", "small",
-                     "--out", str(tmp_path / "v.json")]).exit_code == 0
-    r = run(cli, ["policies", "train", "--data", str(d), "--policy", str(tmp_path / "fx.yaml"), "--epochs", "20",
-                  "--lr", "0.1", "--solver", "batch", "--l2", "2", "--out", str(tmp_path / "p.npz")])
+    assert (
+        run(
+            cli, ["policies", "train-verifier", "--data", str(d), "--model", "small", "--out", str(tmp_path / "v.json")]
+        ).exit_code
+        == 0
+    )
+    r = run(
+        cli,
+        [
+            "policies",
+            "train",
+            "--data",
+            str(d),
+            "--policy",
+            str(tmp_path / "fx.yaml"),
+            "--epochs",
+            "20",
+            "--lr",
+            "0.1",
+            "--solver",
+            "batch",
+            "--l2",
+            "2",
+            "--out",
+            str(tmp_path / "p.npz"),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    args = ["policies", "eval", "--data", str(d), "--policy", str(tmp_path / "fx.yaml"), "--json",
-            "--sweep", "lambda=0,10,1000", "--sell-at", "50,50"]
+    args = [
+        "policies",
+        "eval",
+        "--data",
+        str(d),
+        "--policy",
+        str(tmp_path / "fx.yaml"),
+        "--json",
+        "--sweep",
+        "lambda=0,10,1000",
+        "--sell-at",
+        "50,50",
+    ]
     r = run(cli, args + ["--resplits", "3"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
@@ -87,8 +165,12 @@ def test_eval_resplits_retrain_with_the_files_own_settings_and_report_the_spread
     # the cascade's verifier and the predictor were retrained on each new split: the splits differ, so do figures
     assert len(set(figures["[lambda=0] USD/1k prompts"]["values"])) > 1 or len(set(q["values"])) > 1
     assert "sums AIQ" in figures and "AIQ gain over zero router" in figures
-    for bad, why in ((["--sweep", "lambda"], "give NAME=v1,v2"), (["--sweep", "lambda=a,b"], "values are numbers"),
-                     (["--sell-at", "5"], "IN,OUT"), (["--sweep", "nothing=1"], "no parameter 'nothing'")):
+    for bad, why in (
+        (["--sweep", "lambda"], "give NAME=v1,v2"),
+        (["--sweep", "lambda=a,b"], "values are numbers"),
+        (["--sell-at", "5"], "IN,OUT"),
+        (["--sweep", "nothing=1"], "no parameter 'nothing'"),
+    ):
         r = run(cli, ["policies", "eval", "--data", str(d), "--policy", str(tmp_path / "fx.yaml")] + bad)
         assert r.exit_code == 2 and why in r.output, (bad, r.output)
 
@@ -97,18 +179,22 @@ def test_check_config_warns_when_a_fixed_price_alias_can_route_to_a_dearer_model
     (tmp_path / "pol").mkdir()
     (tmp_path / "pol" / "auto.yaml").write_text(
         "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-        "objective: {type: margin, min_quality: 0.7}\nquality: {priors: {big: 0.9, small: 0.6}}\n")
+        "objective: {type: margin, min_quality: 0.7}\nquality: {priors: {big: 0.9, small: 0.6}}\n"
+    )
     cfg = tmp_path / "gw.yaml"
     cfg.write_text(
         "model_list:\n"
         "  - {model_name: big, litellm_params: {model: simulated/frontier}}\n"  # $2.5 / $10 per 1M tokens
         "  - {model_name: small, litellm_params: {model: simulated/small}}\n"
         f"policies: {{dirs: ['{tmp_path / 'pol'}']}}\n"
-        "billing:\n  default_plan: flat\n  plans:\n    flat: {fixed: {auto: {input_per_mtok: 1.0, output_per_mtok: 20.0}}}\n")
+        "billing:\n  default_plan: flat\n  plans:\n    flat: {fixed: {auto: {input_per_mtok: 1.0, output_per_mtok: 20.0}}}\n"
+    )
     r = CliRunner().invoke(cli, ["check-config", str(cfg)])
     assert r.exit_code == 0, r.output
-    assert ("plan 'flat' sells 'auto' at a fixed $1 / $20 per million input / output tokens, and 'auto' can route "
-            "to 'big', which costs more per million tokens (input $2.5 > $1)") in r.output
+    assert (
+        "plan 'flat' sells 'auto' at a fixed $1 / $20 per million input / output tokens, and 'auto' can route "
+        "to 'big', which costs more per million tokens (input $2.5 > $1)"
+    ) in r.output
     assert "route to 'small'" not in r.output
 
 
@@ -116,11 +202,28 @@ def test_simulate_prints_the_learning_curve_and_its_gap(tmp_path) -> None:
     from tests.test_policy_metrics import bandit_dataset
 
     d = bandit_dataset(tmp_path / "b.jsonl")
-    (tmp_path / "b.yaml").write_text("name: b\nbind: {aliases: [auto]}\ncandidates: [good, bad]\n"
-                                     "objective: {type: utility, lambda: 10}\nquality: {priors: {good: 0.9, bad: 0.2}}\n")
+    (tmp_path / "b.yaml").write_text(
+        "name: b\nbind: {aliases: [auto]}\ncandidates: [good, bad]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {priors: {good: 0.9, bad: 0.2}}\n"
+    )
     run = CliRunner().invoke
-    r = run(cli, ["policies", "simulate", "--data", str(d), "--policy", str(tmp_path / "b.yaml"), "--seeds", "3",
-                  "--at", "100", "--window", "50"])
+    r = run(
+        cli,
+        [
+            "policies",
+            "simulate",
+            "--data",
+            str(d),
+            "--policy",
+            str(tmp_path / "b.yaml"),
+            "--seeds",
+            "3",
+            "--at",
+            "100",
+            "--window",
+            "50",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "after 100 feedback events: online utility over the last 50 rows vs the offline policy's" in r.output
     assert "frozen and applied greedily to all 300 rows: utility +0.0% vs the offline policy's (seeds 0..2" in r.output
@@ -133,6 +236,17 @@ def test_simulate_prints_the_learning_curve_and_its_gap(tmp_path) -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         return
-    r = run(cli, ["policies", "simulate", "--data", str(d), "--policy", str(tmp_path / "b.yaml"),
-                  "--plot", str(tmp_path / "c.png")])
+    r = run(
+        cli,
+        [
+            "policies",
+            "simulate",
+            "--data",
+            str(d),
+            "--policy",
+            str(tmp_path / "b.yaml"),
+            "--plot",
+            str(tmp_path / "c.png"),
+        ],
+    )
     assert r.exit_code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -165,8 +165,10 @@ constraints: {no_third_party: true}
 
 
 def config(mock_base: str, policy_dir: str) -> str:
-    sims = "\n".join(f"  - model_name: {n}\n    litellm_params: {{model: simulated/{p}, speed: 100}}"
-                     for n, p in (("open", "open-weights"), ("small", "small"), ("mid", "mid"), ("frontier", "frontier")))
+    sims = "\n".join(
+        f"  - model_name: {n}\n    litellm_params: {{model: simulated/{p}, speed: 100}}"
+        for n, p in (("open", "open-weights"), ("small", "small"), ("mid", "mid"), ("frontier", "frontier"))
+    )
     return f"""
 model_list:
 {sims}
@@ -220,8 +222,12 @@ def pgw(tmp_path_factory):
 
 
 def chat(gw, model: str, headers=A, **kw) -> httpx.Response:
-    return httpx.post(gw.base + "/v1/chat/completions", headers=headers, timeout=30,
-                      json={"model": model, "messages": MSG, "max_tokens": 20, **kw})
+    return httpx.post(
+        gw.base + "/v1/chat/completions",
+        headers=headers,
+        timeout=30,
+        json={"model": model, "messages": MSG, "max_tokens": 20, **kw},
+    )
 
 
 def test_target_changes_the_choice_and_explains_it(pgw) -> None:
@@ -248,16 +254,29 @@ def test_constraints_exclude_the_right_candidates(pgw) -> None:
     removed = {c["model"]: c["removed_by"] for c in d["candidates"]}
     assert removed["mid"] == "region us not allowed" and removed["open"] == "region self-hosted not allowed"
     # capability: an image needs vision, which small and open lack
-    img = [{"role": "user", "content": [{"type": "text", "text": "what is this"},
-                                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
-    r = httpx.post(pgw.base + "/v1/chat/completions", headers=A, json={"model": "auto-low", "messages": img, "max_tokens": 5})
+    img = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        }
+    ]
+    r = httpx.post(
+        pgw.base + "/v1/chat/completions", headers=A, json={"model": "auto-low", "messages": img, "max_tokens": 5}
+    )
     assert r.headers["x-switchyard-model"] == "mid"
     removed = {c["model"]: c["removed_by"] for c in record(pgw, r.headers["x-request-id"])["decision"]["candidates"]}
     assert removed["small"] == "lacks vision" and removed["open"] == "lacks vision"
     # context length: 140k tokens of prompt exceed open, mid and frontier (131k / 128k windows)
     long = [{"role": "user", "content": "route " * 140_000}]
-    r = httpx.post(pgw.base + "/v1/chat/completions", headers=A, timeout=60,
-                   json={"model": "auto-high", "messages": long, "max_tokens": 5})
+    r = httpx.post(
+        pgw.base + "/v1/chat/completions",
+        headers=A,
+        timeout=60,
+        json={"model": "auto-high", "messages": long, "max_tokens": 5},
+    )
     assert r.status_code == 200 and r.headers["x-switchyard-model"] == "small", r.text
     removed = {c["model"]: c["removed_by"] for c in record(pgw, r.headers["x-request-id"])["decision"]["candidates"]}
     assert removed["frontier"].startswith("context window 128000")
@@ -290,7 +309,7 @@ def test_circuit_breaker_opens_and_closes(pgw) -> None:
     r = chat(pgw, "auto-flaky")
     assert r.headers["x-switchyard-attempts"] == "1", "open circuit: the flaky deployment is skipped"
     assert httpx.get(mock.base + "/_stats").json()["requests"].get("mock-flaky", 0) == before
-    assert "switchyard_circuit_breaker_opened_total{model=\"flaky\"} 1.0" in httpx.get(pgw.base + "/metrics").text
+    assert 'switchyard_circuit_breaker_opened_total{model="flaky"} 1.0' in httpx.get(pgw.base + "/metrics").text
     httpx.post(mock.base + "/_flaky", json={"fail": False})
     time.sleep(1.7)  # cooldown: the next request probes, succeeds, and closes the circuit
     r = chat(pgw, "auto-flaky")
@@ -374,8 +393,13 @@ def test_the_request_deadline_bounds_attempts_and_fallbacks(pgw) -> None:
     assert "timeout" not in mock_stats(pgw.extra["mock"])["last_body"]
     # a stream: the deadline bounds the wait for the first chunk
     t0 = time.monotonic()
-    with httpx.stream("POST", pgw.base + "/v1/chat/completions", headers=A, timeout=30,
-                      json={"model": "auto-deadline", "messages": MSG, "max_tokens": 5, "stream": True}) as s:
+    with httpx.stream(
+        "POST",
+        pgw.base + "/v1/chat/completions",
+        headers=A,
+        timeout=30,
+        json={"model": "auto-deadline", "messages": MSG, "max_tokens": 5, "stream": True},
+    ) as s:
         assert s.status_code == 504
         assert '"deadline_exceeded"' in s.read().decode()
     assert time.monotonic() - t0 < 5
@@ -423,8 +447,13 @@ def test_a_named_cascade_wins_the_objective_and_runs(pgw) -> None:
     assert rec["decision"]["cascade"]["name"] == "checked" and rec["decision"]["order"] == ["small", "frontier"]
     assert "checked q=0.95" in r.headers["x-switchyard-reason"]
     # a stream cannot be checked before it is sent: the cascade steps aside, the best model streams
-    with httpx.stream("POST", pgw.base + "/v1/chat/completions", headers=A, timeout=30,
-                      json={"model": "auto-named", "messages": MSG, "max_tokens": 5, "stream": True}) as s:
+    with httpx.stream(
+        "POST",
+        pgw.base + "/v1/chat/completions",
+        headers=A,
+        timeout=30,
+        json={"model": "auto-named", "messages": MSG, "max_tokens": 5, "stream": True},
+    ) as s:
         assert s.status_code == 200 and s.headers["x-switchyard-model"] == "frontier"
         s.read()
 
@@ -439,8 +468,9 @@ def test_feedback_shifts_the_bandit(pgw) -> None:
     # prior 0.78 with strength 10, four zeros: (7.8 + 0) / 14 = 0.56 < 0.7
     assert chat(pgw, "auto-bandit").headers["x-switchyard-model"] == "frontier"
     # tenant-scoped: b cannot score a's request; nonsense scores are refused
-    f = httpx.post(pgw.base + "/v1/feedback", headers={"authorization": f"Bearer {KEY_B}"},
-                   json={"request_id": rid, "score": 1.0})
+    f = httpx.post(
+        pgw.base + "/v1/feedback", headers={"authorization": f"Bearer {KEY_B}"}, json={"request_id": rid, "score": 1.0}
+    )
     assert f.status_code == 404
     assert httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 7}).status_code == 400
 
@@ -464,8 +494,10 @@ def test_a_request_scored_again_replaces_its_score(pgw) -> None:
     # the bandit that every tenant of the policy shares
     assert chat(pgw, "auto-bandit-2").headers["x-switchyard-model"] == "mid"
     rid = chat(pgw, "auto-bandit-2").headers["x-request-id"]
-    replies = [httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 0.0}).json()
-               for _ in range(10)]
+    replies = [
+        httpx.post(pgw.base + "/v1/feedback", headers=A, json={"request_id": rid, "score": 0.0}).json()
+        for _ in range(10)
+    ]
     assert [r["replaced"] for r in replies] == [False] + [True] * 9
     # prior 0.78 with strength 10 and one zero: 7.8 / 11 = 0.71 >= 0.7 (ten zeros would give 0.39)
     assert chat(pgw, "auto-bandit-2").headers["x-switchyard-model"] == "mid"
@@ -498,7 +530,6 @@ def test_live_reload_and_invalid_file_keeps_old_policy(pgw) -> None:
     assert httpx.post(pgw.base + "/admin/policies/reload", headers=A).status_code == 403
 
 
-
 def test_reloads_under_load_drop_no_request(pgw) -> None:
     """Twenty reloads, each made while requests are in flight (the next one waits until the load has
     moved on: synchronised on progress, not on a time window a busy machine could miss)."""
@@ -509,11 +540,16 @@ def test_reloads_under_load_drop_no_request(pgw) -> None:
 
     async def load() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
+
             async def worker() -> None:
                 while not stop.is_set():
-                    r = await client.post(pgw.base + "/v1/chat/completions", headers=A,
-                                          json={"model": "auto-low", "messages": MSG, "max_tokens": 3})
+                    r = await client.post(
+                        pgw.base + "/v1/chat/completions",
+                        headers=A,
+                        json={"model": "auto-low", "messages": MSG, "max_tokens": 3},
+                    )
                     served.append((r.status_code, r.headers.get("x-switchyard-model", "")))
+
             await asyncio.gather(*(worker() for _ in range(6)))
 
     thread = threading.Thread(target=lambda: asyncio.run(load()))

@@ -17,7 +17,6 @@ from policies.schema import PolicyError, parse_policy
 from tests.conftest import ROOT
 
 
-
 def test_ndch_and_aiq_by_hand() -> None:
     pts = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (4.0, 1.0), (1.5, 0.55)]
     # (1.5, 0.55) lies under the chord from (1, .5) to (2, .9); (3, .8) is dominated
@@ -69,9 +68,21 @@ def fixture_dataset(path: Path) -> Path:
     lines = []
     for i in range(60):
         easy = i % 2 == 0
-        prompt = ("what is the capital of france" if easy else "prove the riemann hypothesis in detail") + f" #{rng.integers(1000)}"
-        lines.append({"id": f"p{i}", "prompt": prompt, "benchmark": "fx", "split": "train" if i < 40 else "test",
-                      "big|score": 1, "big|cost_usd": 0.01, "small|score": 1 if easy else 0, "small|cost_usd": 0.001})
+        prompt = (
+            "what is the capital of france" if easy else "prove the riemann hypothesis in detail"
+        ) + f" #{rng.integers(1000)}"
+        lines.append(
+            {
+                "id": f"p{i}",
+                "prompt": prompt,
+                "benchmark": "fx",
+                "split": "train" if i < 40 else "test",
+                "big|score": 1,
+                "big|cost_usd": 0.01,
+                "small|score": 1 if easy else 0,
+                "small|cost_usd": 0.001,
+            }
+        )
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
 
@@ -79,10 +90,17 @@ def fixture_dataset(path: Path) -> Path:
 def test_evaluator_learns_and_reports(tmp_path) -> None:
     ds = load_dataset(fixture_dataset(tmp_path / "fx.jsonl"))
     pred = train_predictor(ds, "train", epochs=10)
-    policy = parse_policy("name: fx\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-                          "objective: {type: cheapest_above, target: 0.8}\n")
-    report = evaluate(policy, ds, split="test", prices=load_prices(None, ds.models), predictor=pred,
-                      sweep=("target", [0.3, 0.8, 0.99]))
+    policy = parse_policy(
+        "name: fx\nbind: {aliases: [auto]}\ncandidates: [big, small]\nobjective: {type: cheapest_above, target: 0.8}\n"
+    )
+    report = evaluate(
+        policy,
+        ds,
+        split="test",
+        prices=load_prices(None, ds.models),
+        predictor=pred,
+        sweep=("target", [0.3, 0.8, 0.99]),
+    )
     assert report["rows"] == 20 and report["strongest"] == "big"
     assert report["single_models"]["big"] == {"quality": 1.0, "cost": pytest.approx(0.01)}  # plotted with the frontier
     mid = report["settings"][1]
@@ -151,17 +169,25 @@ def test_a_resplit_keeps_the_share_and_is_seeded(tmp_path) -> None:
 def test_gain_policy_apgr_and_margin_come_from_its_own_decisions(tmp_path) -> None:
     ds = load_dataset(fixture_dataset(tmp_path / "fx.jsonl"))
     pred = train_predictor(ds, "train", epochs=100, lr=0.1, solver="batch", l2=1.0)
-    policy = parse_policy("name: fx\nbind: {aliases: [auto]}\n"
-                          "objective: {type: gain, strong: big, weak: small, min_gain: 0.5}\n"
-                          "categories: {math: {type: gain, strong: big, weak: small, min_gain: 0}}\n")
+    policy = parse_policy(
+        "name: fx\nbind: {aliases: [auto]}\n"
+        "objective: {type: gain, strong: big, weak: small, min_gain: 0.5}\n"
+        "categories: {math: {type: gain, strong: big, weak: small, min_gain: 0}}\n"
+    )
     # sold at $400 per 1M tokens of any kind, each row 1,000 input + 10 output tokens of its model
     for r in ds.rows:
         for m in ("big", "small"):
             r[f"{m}|input_tokens"], r[f"{m}|output_tokens"] = 1000, 10
     sold = (4e-4, 4e-4)
     bars = [1.0, 0.5, -1.0]
-    report = evaluate(policy, ds, prices=load_prices(None, ds.models), predictor=pred,
-                      sweep=[("min_gain", bars), ("categories.math.min_gain", [0.0, 0.1, 0.2])], sold_at=sold)
+    report = evaluate(
+        policy,
+        ds,
+        prices=load_prices(None, ds.models),
+        predictor=pred,
+        sweep=[("min_gain", bars), ("categories.math.min_gain", [0.0, 0.1, 0.2])],
+        sold_at=sold,
+    )
     rows = {r["id"]: r for r in ds.split("test")}
     b = report["benchmarks"]["fx"]
     points = []
@@ -179,16 +205,35 @@ def test_gain_policy_apgr_and_margin_come_from_its_own_decisions(tmp_path) -> No
     assert b["apgr"] == pytest.approx(metrics.apgr(metrics.decision_curve(points, 1.0, 0.5), 1.0, 0.5)) == 0.75
     assert b["ranking_apgr"] == pytest.approx(0.75)
     figures = headline(report)
-    assert figures["fx APGR"] == b["apgr"] and figures["[min_gain=0.5, categories.math.min_gain=0.1] margin"] == report["settings"][1]["margin"]
+    assert (
+        figures["fx APGR"] == b["apgr"]
+        and figures["[min_gain=0.5, categories.math.min_gain=0.1] margin"] == report["settings"][1]["margin"]
+    )
     with pytest.raises(ValueError, match="lockstep"):
-        evaluate(policy, ds, prices=load_prices(None, ds.models), predictor=pred, sweep=[("min_gain", [0.1]),
-                                                                                           ("min_gain", [1.0, 2.0])])
+        evaluate(
+            policy,
+            ds,
+            prices=load_prices(None, ds.models),
+            predictor=pred,
+            sweep=[("min_gain", [0.1]), ("min_gain", [1.0, 2.0])],
+        )
 
 
 def bandit_dataset(path: Path) -> Path:
     """'good' always right at $0.001, 'bad' always wrong at $0.0005: a learner must find out which."""
-    lines = [{"id": f"b{i}", "prompt": f"question {i}", "benchmark": "fx", "split": "train" if i < 100 else "test",
-              "good|score": 1, "good|cost_usd": 0.001, "bad|score": 0, "bad|cost_usd": 0.0005} for i in range(400)]
+    lines = [
+        {
+            "id": f"b{i}",
+            "prompt": f"question {i}",
+            "benchmark": "fx",
+            "split": "train" if i < 100 else "test",
+            "good|score": 1,
+            "good|cost_usd": 0.001,
+            "bad|score": 0,
+            "bad|cost_usd": 0.0005,
+        }
+        for i in range(400)
+    ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
 
@@ -197,12 +242,23 @@ def test_simulate_learns_online_from_uninformed_priors(tmp_path) -> None:
     from policies.simulate import simulate, utility_gap
 
     ds = load_dataset(bandit_dataset(tmp_path / "b.jsonl"))
-    policy = parse_policy("name: b\nbind: {aliases: [auto]}\ncandidates: [good, bad]\n"
-                          "objective: {type: utility, lambda: 10}\n"
-                          "quality: {priors: {good: 0.9, bad: 0.2}, bandit: {enabled: false, exploration: 0.05}}\n")
+    policy = parse_policy(
+        "name: b\nbind: {aliases: [auto]}\ncandidates: [good, bad]\n"
+        "objective: {type: utility, lambda: 10}\n"
+        "quality: {priors: {good: 0.9, bad: 0.2}, bandit: {enabled: false, exploration: 0.05}}\n"
+    )
     prices = load_prices(None, ds.models)
-    r = simulate(policy, ds, prices=prices, predictor=None, start="uninformed", seed=3, window=50, every=25,
-                 checkpoints=(0, 50, 100))
+    r = simulate(
+        policy,
+        ds,
+        prices=prices,
+        predictor=None,
+        start="uninformed",
+        seed=3,
+        window=50,
+        every=25,
+        checkpoints=(0, 50, 100),
+    )
     best = 1 - 10 * 0.001  # always good
     assert r["rows"] == 300 and r["lambda"] == 10 and r["best_single_model"] == "good"
     assert r["offline_utility"] == pytest.approx(best)  # the policy's own priors already pick good
@@ -217,7 +273,8 @@ def test_simulate_learns_online_from_uninformed_priors(tmp_path) -> None:
     assert gap["n"] == 100 and gap["learned_gap"] == pytest.approx(0.0)
     # from the trained prior (here the policy's own priors), it is the offline policy from the start
     t = simulate(policy, ds, prices=prices, predictor=None, start="trained", seed=3, window=50, every=25)
-    assert [p["utility"] for p in t["curves"]["online"]] == pytest.approx([p["utility"] for p in t["curves"]["offline"]],
-                                                                          abs=0.02)
+    assert [p["utility"] for p in t["curves"]["online"]] == pytest.approx(
+        [p["utility"] for p in t["curves"]["offline"]], abs=0.02
+    )
     with pytest.raises(ValueError, match="uninformed"):
         simulate(policy, ds, prices=prices, predictor=None, start="never")

@@ -39,7 +39,9 @@ def test_h200_profile_pins_the_reference_figures() -> None:
 
 
 def test_economics_cli_prints_the_same_figures() -> None:
-    r = subprocess.run([SWITCHYARD, "economics", "--profile", "h200", "--json"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [SWITCHYARD, "economics", "--profile", "h200", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     e = H200.economics()
@@ -58,8 +60,10 @@ def test_economics_cli_prints_the_same_figures() -> None:
 def test_price_versions_apply_from_their_date_and_never_rewrite_the_past() -> None:
     cat = load_catalog()
     old = cat.price("gpt-4o", datetime.now(timezone.utc))
-    cat.add_overrides({"models": {"gpt-4o": [{"effective_from": "2030-01-01", "input_per_mtok": 1.0,
-                                               "output_per_mtok": 4.0}]}}, source="test")
+    cat.add_overrides(
+        {"models": {"gpt-4o": [{"effective_from": "2030-01-01", "input_per_mtok": 1.0, "output_per_mtok": 4.0}]}},
+        source="test",
+    )
     before = cat.price("gpt-4o", datetime(2029, 12, 31, tzinfo=timezone.utc))
     after = cat.price("gpt-4o", datetime(2030, 1, 2, tzinfo=timezone.utc))
     assert before == old and after.input == pytest.approx(1e-6) and after.output == pytest.approx(4e-6)
@@ -76,8 +80,9 @@ def test_override_file_adds_self_hosted_model() -> None:
 def test_cost_lines_by_token_type() -> None:
     p = ModelPrice(input=1e-6, output=4e-6, cache_read=0.5e-6, cache_write=1.25e-6, reasoning=8e-6)
     c = cost_of(Usage(1000, 500, cached_tokens=200, cache_write_tokens=300, reasoning_tokens=100), p)
-    assert c.lines == pytest.approx({"input": 500e-6, "cached_input": 100e-6, "cache_write": 375e-6,
-                                     "output": 1600e-6, "reasoning": 800e-6})
+    assert c.lines == pytest.approx(
+        {"input": 500e-6, "cached_input": 100e-6, "cache_write": 375e-6, "output": 1600e-6, "reasoning": 800e-6}
+    )
 
 
 def test_plans() -> None:
@@ -109,23 +114,59 @@ def test_self_hosted_waterfall_is_bottom_up() -> None:
 
 
 profiles = st.builds(
-    lambda capex, gpus, years, kw, pue, colo, elec, rent, util, pre, dec, share, lic, chip_frac, gm: StackProfile.model_validate({
-        "name": "p", "chips": {"accelerator": "X", "unit_price_usd": capex / gpus * chip_frac, "vendor_gross_margin": gm},
-        "server": {"capex_usd": capex, "gpus_per_server": gpus, "depreciation_years": years, "kw_per_gpu": kw, "pue": pue},
-        "datacenter": {"colocation_usd_per_kw_month": colo, "electricity_usd_per_kwh": elec},
-        "rental_usd_per_gpu_hour": rent, "utilisation": util,
-        "throughput": {"c": {"prefill_tokens_per_s": pre, "decode_tokens_per_s": dec}},
-        "model_lab": {"revenue_share": share, "licence_usd_per_mtok": lic}}),
-    st.floats(1e3, 1e7), st.integers(1, 16), st.floats(0.5, 10), st.floats(0.1, 3), st.floats(1, 2.5),
-    st.floats(0, 500), st.floats(0, 1), st.floats(0.01, 20), st.floats(0.05, 1), st.floats(100, 1e6),
-    st.floats(20, 1e5), st.floats(0, 0.99), st.floats(0, 5), st.floats(0.01, 0.99), st.floats(0, 0.99))
-usages = st.builds(lambda p, c, cached, rsn: Usage(p, c, cached_tokens=min(cached, p), reasoning_tokens=min(rsn, c)),
-                   st.integers(0, 1_000_000), st.integers(0, 100_000), st.integers(0, 1_000_000), st.integers(0, 100_000))
+    lambda capex, gpus, years, kw, pue, colo, elec, rent, util, pre, dec, share, lic, chip_frac, gm: (
+        StackProfile.model_validate(
+            {
+                "name": "p",
+                "chips": {"accelerator": "X", "unit_price_usd": capex / gpus * chip_frac, "vendor_gross_margin": gm},
+                "server": {
+                    "capex_usd": capex,
+                    "gpus_per_server": gpus,
+                    "depreciation_years": years,
+                    "kw_per_gpu": kw,
+                    "pue": pue,
+                },
+                "datacenter": {"colocation_usd_per_kw_month": colo, "electricity_usd_per_kwh": elec},
+                "rental_usd_per_gpu_hour": rent,
+                "utilisation": util,
+                "throughput": {"c": {"prefill_tokens_per_s": pre, "decode_tokens_per_s": dec}},
+                "model_lab": {"revenue_share": share, "licence_usd_per_mtok": lic},
+            }
+        )
+    ),
+    st.floats(1e3, 1e7),
+    st.integers(1, 16),
+    st.floats(0.5, 10),
+    st.floats(0.1, 3),
+    st.floats(1, 2.5),
+    st.floats(0, 500),
+    st.floats(0, 1),
+    st.floats(0.01, 20),
+    st.floats(0.05, 1),
+    st.floats(100, 1e6),
+    st.floats(20, 1e5),
+    st.floats(0, 0.99),
+    st.floats(0, 5),
+    st.floats(0.01, 0.99),
+    st.floats(0, 0.99),
+)
+usages = st.builds(
+    lambda p, c, cached, rsn: Usage(p, c, cached_tokens=min(cached, p), reasoning_tokens=min(rsn, c)),
+    st.integers(0, 1_000_000),
+    st.integers(0, 100_000),
+    st.integers(0, 1_000_000),
+    st.integers(0, 100_000),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(usage=usages, profile=profiles, charge=st.floats(0, 1000), api=st.one_of(st.none(), st.floats(0, 1000)),
-       self_hosted=st.booleans())
+@given(
+    usage=usages,
+    profile=profiles,
+    charge=st.floats(0, 1000),
+    api=st.one_of(st.none(), st.floats(0, 1000)),
+    self_hosted=st.booleans(),
+)
 def test_waterfall_always_sums_to_the_charge(usage, profile, charge, api, self_hosted) -> None:
     """Any usage (to 1M prompt / 100k output tokens), any profile (throughput down to 20 tok/s
     per GPU, 5% utilisation), any charge and API cost up to $1,000: the exact sum of the slices is

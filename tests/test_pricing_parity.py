@@ -69,11 +69,17 @@ CASES: list[tuple[str, Usage]] = [
 
 
 def litellm_cost(model: str, u: Usage) -> float:
-    lu = LUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, total_tokens=u.total_tokens,
-                prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=u.cached_tokens,
-                                                                 cache_creation_tokens=u.cache_write_tokens or None),
-                completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=u.reasoning_tokens),
-                cache_creation_input_tokens=u.cache_write_tokens, cache_read_input_tokens=u.cached_tokens)
+    lu = LUsage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.total_tokens,
+        prompt_tokens_details=PromptTokensDetailsWrapper(
+            cached_tokens=u.cached_tokens, cache_creation_tokens=u.cache_write_tokens or None
+        ),
+        completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=u.reasoning_tokens),
+        cache_creation_input_tokens=u.cache_write_tokens,
+        cache_read_input_tokens=u.cached_tokens,
+    )
     return litellm.completion_cost(completion_response=ModelResponse(model=model, usage=lu), model=model)
 
 

@@ -15,24 +15,51 @@ from router.tokens import BOUND_ABOVE_CHARS, Tokenizer
 TOK = Tokenizer()
 MODELS = ("gpt-4o", "gpt-4", "claude-sonnet-4-5")  # o200k_base, cl100k_base, and the approximation
 # printable text, emoji, CJK, combining marks, whitespace runs and strings that look like special tokens
-PIECES = st.one_of(st.text(min_size=1, max_size=400), st.sampled_from(
-    ["<|endoftext|>", "<|im_start|>", "\U0001F600" * 7, "\u4e2d\u6587" * 11, "e\u0301" * 9, " " * 33, "\n\n\t",
-     "0123456789" * 5]))
+PIECES = st.one_of(
+    st.text(min_size=1, max_size=400),
+    st.sampled_from(
+        [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "\U0001f600" * 7,
+            "\u4e2d\u6587" * 11,
+            "e\u0301" * 9,
+            " " * 33,
+            "\n\n\t",
+            "0123456789" * 5,
+        ]
+    ),
+)
 
 
 def texts(min_chars: int) -> st.SearchStrategy[str]:
-    return st.lists(PIECES, min_size=1, max_size=60).map("".join).map(
-        lambda t: (t * (min_chars // max(1, len(t)) + 1)) if len(t) < min_chars else t)
+    return (
+        st.lists(PIECES, min_size=1, max_size=60)
+        .map("".join)
+        .map(lambda t: (t * (min_chars // max(1, len(t)) + 1)) if len(t) < min_chars else t)
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(system=texts(1), user=st.one_of(texts(1), texts(BOUND_ABOVE_CHARS + 1)),
-       image=st.booleans(), model=st.sampled_from(MODELS))
+@given(
+    system=texts(1),
+    user=st.one_of(texts(1), texts(BOUND_ABOVE_CHARS + 1)),
+    image=st.booleans(),
+    model=st.sampled_from(MODELS),
+)
 def test_the_bound_is_never_below_the_count(system: str, user: str, image: bool, model: str) -> None:
-    parts = [{"type": "text", "text": user}] + ([{"type": "image_url", "image_url": {"url": "data:,"}}] if image else [])
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": parts},
-                {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": user[:5000]}}]}]
+    parts = [{"type": "text", "text": user}] + (
+        [{"type": "image_url", "image_url": {"url": "data:,"}}] if image else []
+    )
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": parts},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": user[:5000]}}],
+        },
+    ]
     tools = [{"type": "function", "function": {"name": "lookup", "description": user[:3000], "parameters": {}}}]
     exact = TOK.count_messages(model, messages, tools)
     bound = TOK.count_messages(model, messages, tools, bound=True)

@@ -13,8 +13,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADERS = {"loaders"}
-IO_ATTRS = {"read_text", "write_text", "read_bytes", "write_bytes", "savez", "savez_compressed", "now", "utcnow",
-            "today", "time", "time_ns", "monotonic", "perf_counter", "urlopen", "metadata"}
+IO_ATTRS = {
+    "read_text",
+    "write_text",
+    "read_bytes",
+    "write_bytes",
+    "savez",
+    "savez_compressed",
+    "now",
+    "utcnow",
+    "today",
+    "time",
+    "time_ns",
+    "monotonic",
+    "perf_counter",
+    "urlopen",
+    "metadata",
+}
 IO_MODULES = {"socket", "urllib", "httpx", "requests", "time", "importlib", "pathlib", "shutil", "os"}
 
 
@@ -32,9 +47,14 @@ def test_no_core_module_reaches_files_clock_or_network() -> None:
                 found.append(f"{where}:{node.lineno} open()")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in IO_ATTRS:
                 found.append(f"{where}:{node.lineno} .{node.func.attr}()")
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "json", "yaml", "orjson") \
-                    and node.func.value.id == "np":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in ("np", "json", "yaml", "orjson")
+                and node.func.value.id == "np"
+            ):
                 found.append(f"{where}:{node.lineno} np.load()")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -46,7 +66,7 @@ def test_no_core_module_reaches_files_clock_or_network() -> None:
     assert not found, "I/O in the cores:\n" + "\n".join(found)
 
 
-PROBE = r'''
+PROBE = r"""
 import sys, time
 
 # third-party libraries the cores use are imported first (their own start-up reads package metadata);
@@ -98,7 +118,7 @@ profiles = profiles_from_doc(yaml.safe_load(PROFILES))
 w = attribute(Usage(1000, 200), charge=cost * 1.2, api_cost=cost, profile=profiles["h200"], model_class="mid")
 assert w.charge == cost * 1.2 and w.layers and all(layer.revenue >= 0 for layer in w.layers), w
 print("PURE", d.rule, round(cost, 6), seen)
-'''
+"""
 
 
 def test_a_decision_and_a_pricing_run_with_files_clock_and_network_forbidden() -> None:

@@ -19,20 +19,29 @@ auth:
   admin_key: os.environ/TEST_ADMIN_KEY
   keys: [{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}]
 """
-BODIES = {"chat/completions": {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
-          "embeddings": {"model": "sim-embed", "input": "hi"},
-          "responses": {"model": "sim", "input": "hi", "max_output_tokens": 3},
-          "messages": {"model": "sim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]},
-          "messages/count_tokens": {"model": "sim", "messages": [{"role": "user", "content": "hi"}]},
-          "completions": {"model": "sim", "prompt": "hi", "max_tokens": 3}}
-MODEL_ROUTES = ("chat/completions", "embeddings", "responses", "messages", "messages/count_tokens", "completions",
-                "models")
+BODIES = {
+    "chat/completions": {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+    "embeddings": {"model": "sim-embed", "input": "hi"},
+    "responses": {"model": "sim", "input": "hi", "max_output_tokens": 3},
+    "messages": {"model": "sim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]},
+    "messages/count_tokens": {"model": "sim", "messages": [{"role": "user", "content": "hi"}]},
+    "completions": {"model": "sim", "prompt": "hi", "max_tokens": 3},
+}
+MODEL_ROUTES = (
+    "chat/completions",
+    "embeddings",
+    "responses",
+    "messages",
+    "messages/count_tokens",
+    "completions",
+    "models",
+)
 
 
 def documented() -> list[tuple[str, str]]:
     """(method, path) of every route in the README's HTTP surface table, placeholders filled in."""
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("## HTTP surface"):text.index("The model routes (chat completions")]
+    table = text[text.index("## HTTP surface") : text.index("The model routes (chat completions")]
     out = []
     for row in table.splitlines():
         if not row.startswith("| `"):

@@ -21,16 +21,24 @@ def fgw(tmp_path_factory):
     api = f"{mock.base}/v1"
 
     def model(name: str, upstream: str) -> str:
-        return (f"  - model_name: {name}\n    litellm_params: {{model: openai/{upstream}, api_base: '{api}', "
-                "api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 5}\n"
-                "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n")
-    config = ("model_list:\n" + model("broken", "mock-500") + model("good", "mock-gpt") + model("picky", "mock-400")
-              + model("other", "mock-gpt")
-              + "  - {model_name: embed, litellm_params: {model: simulated/embed, speed: 50}}\n"
-              + "server: {breaker_threshold: 1000}\n"
-              "auth:\n  admin_key: os.environ/TEST_ADMIN_KEY\n  keys:\n"
-              "    - {id: a, tenant: a, key: os.environ/TEST_KEY_A}\n"
-              "    - {id: b, tenant: b, key: os.environ/TEST_KEY_B, models: [broken, good]}\n")
+        return (
+            f"  - model_name: {name}\n    litellm_params: {{model: openai/{upstream}, api_base: '{api}', "
+            "api_key: os.environ/MOCK_PROVIDER_KEY, timeout: 5}\n"
+            "    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n"
+        )
+
+    config = (
+        "model_list:\n"
+        + model("broken", "mock-500")
+        + model("good", "mock-gpt")
+        + model("picky", "mock-400")
+        + model("other", "mock-gpt")
+        + "  - {model_name: embed, litellm_params: {model: simulated/embed, speed: 50}}\n"
+        + "server: {breaker_threshold: 1000}\n"
+        "auth:\n  admin_key: os.environ/TEST_ADMIN_KEY\n  keys:\n"
+        "    - {id: a, tenant: a, key: os.environ/TEST_KEY_A}\n"
+        "    - {id: b, tenant: b, key: os.environ/TEST_KEY_B, models: [broken, good]}\n"
+    )
     gw = start_gateway(d / "gw", config)
     yield gw
     gw.stop()
@@ -43,8 +51,11 @@ def post(gw, body: dict, headers=A) -> httpx.Response:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_requests_own_fallbacks_answer_when_its_model_fails(fgw, stream) -> None:
-    for body in ({"model": "broken", "fallbacks": ["good"]}, {"models": ["broken", "good"]},
-                 {"model": "broken", "models": ["broken", "good"]}):
+    for body in (
+        {"model": "broken", "fallbacks": ["good"]},
+        {"models": ["broken", "good"]},
+        {"model": "broken", "models": ["broken", "good"]},
+    ):
         r = post(fgw, {**body, "stream": stream})
         assert r.status_code == 200, (body, r.text)
         assert r.headers["x-switchyard-model"] == "good" and r.headers["x-switchyard-attempts"] == "2", body
@@ -76,8 +87,14 @@ def test_a_fallback_must_exist_and_be_allowed_to_the_key(fgw) -> None:
     assert post(fgw, {"model": "broken", "fallbacks": ["good"]}, headers=B).status_code == 200
     r = post(fgw, {"model": "broken", "fallbacks": ["embed"]})
     assert r.status_code == 400 and r.json()["error"]["code"] == "wrong_model_type", r.text
-    for bad in ({"fallbacks": "good"}, {"fallbacks": []}, {"fallbacks": [7]}, {"fallbacks": ["x"] * 9},
-                {"models": []}, {"models": [""]}):
+    for bad in (
+        {"fallbacks": "good"},
+        {"fallbacks": []},
+        {"fallbacks": [7]},
+        {"fallbacks": ["x"] * 9},
+        {"models": []},
+        {"models": [""]},
+    ):
         r = post(fgw, {"model": "broken", **bad})
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", (bad, r.text)
     r = httpx.post(fgw.base + "/v1/chat/completions", headers=A, json={"messages": MSG})  # no model at all

@@ -33,8 +33,14 @@ auth:
 
 
 def test_switchyard_headers_cannot_be_spoofed(gateway) -> None:
-    spoof = {**A, "x-request-id": "req_attacker", "x-switchyard-model": "mock-tools", "x-switchyard-tenant": "b",
-             "x-switchyard-charge-usd": "0", "x-switchyard-policy": "free"}
+    spoof = {
+        **A,
+        "x-request-id": "req_attacker",
+        "x-switchyard-model": "mock-tools",
+        "x-switchyard-tenant": "b",
+        "x-switchyard-charge-usd": "0",
+        "x-switchyard-policy": "free",
+    }
     r = httpx.post(gateway.base + "/v1/chat/completions", headers=spoof, json={"model": "mock-gpt", "messages": MSG})
     assert r.status_code == 200
     assert r.headers["x-request-id"] != "req_attacker" and r.headers["x-request-id"].startswith("req_")
@@ -46,11 +52,16 @@ def test_switchyard_headers_cannot_be_spoofed(gateway) -> None:
 
 
 def test_cors_is_off_unless_configured(gateway) -> None:
-    r = httpx.options(gateway.base + "/v1/chat/completions",
-                      headers={"origin": "https://evil.example", "access-control-request-method": "POST"})
+    r = httpx.options(
+        gateway.base + "/v1/chat/completions",
+        headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
     assert "access-control-allow-origin" not in r.headers
-    r = httpx.post(gateway.base + "/v1/chat/completions", headers={**A, "origin": "https://evil.example"},
-                   json={"model": "mock-gpt", "messages": MSG})
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions",
+        headers={**A, "origin": "https://evil.example"},
+        json={"model": "mock-gpt", "messages": MSG},
+    )
     assert "access-control-allow-origin" not in r.headers
 
 
@@ -62,8 +73,11 @@ def test_slow_bodies_time_out_keys_revoke_without_restart_and_auth_failures_thro
         # a client that starts a body and stalls gets 408, and its connection is freed
         port = int(gw.base.rsplit(":", 1)[1])
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                  + f"authorization: Bearer {KEY_A}\r\ncontent-length: 1000\r\n\r\n".encode() + b'{"model":')
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"authorization: Bearer {KEY_A}\r\ncontent-length: 1000\r\n\r\n".encode()
+            + b'{"model":'
+        )
         s.settimeout(10)
         t0 = time.monotonic()
         reply = s.recv(4096)
@@ -74,8 +88,9 @@ def test_slow_bodies_time_out_keys_revoke_without_restart_and_auth_failures_thro
         hb = {"authorization": f"Bearer {KEY_B}"}
         assert httpx.post(gw.base + "/v1/chat/completions", headers=hb, json=body).status_code == 200
         pid = gw.proc.pid
-        gw.extra["config"].write_text(small_config(
-            mock.base, keys="    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, revoked: true}"))
+        gw.extra["config"].write_text(
+            small_config(mock.base, keys="    - {id: tenant-b, tenant: b, key: os.environ/TEST_KEY_B, revoked: true}")
+        )
         r = httpx.post(gw.base + "/admin/keys/reload", headers={"authorization": f"Bearer {ADMIN_KEY}"})
         assert r.status_code == 200
         assert httpx.post(gw.base + "/v1/chat/completions", headers=hb, json=body).status_code == 401
@@ -85,15 +100,22 @@ def test_slow_bodies_time_out_keys_revoke_without_restart_and_auth_failures_thro
         # repeated failures with one key from one address: 429 for the rest of the window for that
         # key; a valid key from the same address is never refused because of them
         for i in range(3):
-            assert httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer guessing-key-{i}"},
-                              json=body).status_code == 401
+            assert (
+                httpx.post(
+                    gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer guessing-key-{i}"}, json=body
+                ).status_code
+                == 401
+            )
         r = httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": "Bearer guessing-key-4"}, json=body)
         assert r.status_code == 429 and r.json()["error"]["code"] == "auth_rate_limited"
         assert int(r.headers["retry-after"]) > 0
         assert httpx.post(gw.base + "/v1/chat/completions", headers=A, json=body).status_code == 200
         # a client address claimed in X-Forwarded-For by an untrusted peer (loopback here) is ignored
-        spoofed = {"authorization": "Bearer guessing-key-5", "x-forwarded-for": "203.0.113.9",
-                   "forwarded": "for=203.0.113.10"}
+        spoofed = {
+            "authorization": "Bearer guessing-key-5",
+            "x-forwarded-for": "203.0.113.9",
+            "forwarded": "for=203.0.113.10",
+        }
         assert httpx.post(gw.base + "/v1/chat/completions", headers=spoofed, json=body).status_code == 429
     finally:
         gw.stop()
@@ -107,8 +129,11 @@ def test_canary_secrets_appear_in_no_output(gateway, tmp_path) -> None:
     exercises success and every failure path, hold none of the planted secrets."""
     texts = []
     for model in ("mock-gpt", "mock-401", "mock-500", "mock-400", "failover", "mock-cut"):
-        r = httpx.post(gateway.base + "/v1/chat/completions", headers=A, json={"model": model, "messages": MSG,
-                                                                                 "stream": model == "mock-cut"})
+        r = httpx.post(
+            gateway.base + "/v1/chat/completions",
+            headers=A,
+            json={"model": model, "messages": MSG, "stream": model == "mock-cut"},
+        )
         texts += [r.text, str(dict(r.headers))]
         if "x-request-id" in r.headers:
             from tests.test_ledger import record
@@ -118,9 +143,15 @@ def test_canary_secrets_appear_in_no_output(gateway, tmp_path) -> None:
             except AssertionError:
                 pass
     texts.append(httpx.get(gateway.base + "/metrics").text)
-    texts.append(httpx.get(gateway.base + "/admin/usage?bucket=none&group_by=tenant,key,model",
-                           headers={"authorization": f"Bearer {ADMIN_KEY}"}).text)
-    texts.append(httpx.get(gateway.base + "/admin/requests/top?start=0", headers={"authorization": f"Bearer {ADMIN_KEY}"}).text)
+    texts.append(
+        httpx.get(
+            gateway.base + "/admin/usage?bucket=none&group_by=tenant,key,model",
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        ).text
+    )
+    texts.append(
+        httpx.get(gateway.base + "/admin/requests/top?start=0", headers={"authorization": f"Bearer {ADMIN_KEY}"}).text
+    )
     texts.append(gateway.output())
     blob = "\n".join(texts)
     for secret in SECRETS:
@@ -134,6 +165,7 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_throttle(tmp_path) -> No
     gw = start_gateway(tmp_path / "gw", small_config(mock.base, ", trusted_proxies: [127.0.0.0/8]"))
     body = {"model": "mock-gpt", "messages": MSG}
     try:
+
         def post(client: str, key: str) -> int:
             h = {"authorization": f"Bearer {key}", "x-forwarded-for": f"198.51.100.77, {client}"}
             return httpx.post(gw.base + "/v1/chat/completions", headers=h, json=body).status_code
@@ -171,9 +203,20 @@ def test_behind_the_shipped_nginx_a_bad_key_flood_spares_other_clients(tmp_path)
     conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     conf = conf.replace("http {", "http {\n  access_log off;", 1)
     (tmp_path / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g",
-                             f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            nginx,
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-g",
+            f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     lb = f"http://127.0.0.1:{port}"
     body = {"model": "mock-gpt", "messages": MSG}
     try:
@@ -195,8 +238,9 @@ def test_behind_the_shipped_nginx_a_bad_key_flood_spares_other_clients(tmp_path)
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             flood = pool.map(bad, range(1000))
-            good = [httpx.post(lb + "/v1/chat/completions", headers=A, json=body, timeout=30).status_code
-                    for _ in range(50)]
+            good = [
+                httpx.post(lb + "/v1/chat/completions", headers=A, json=body, timeout=30).status_code for _ in range(50)
+            ]
             flooded = list(flood)
         assert good == [200] * 50, "the valid key was never refused during the flood"
         assert flooded.count(401) == 3 and flooded.count(429) == 997, "one client, however it names itself"

@@ -23,8 +23,17 @@ PROMPT = "Tell me something about routers"  # what test_margins' traffic asked
 def pages(gw, path: str, headers: dict, **params) -> list[list[dict]]:
     out, cursor = [], None
     while True:
-        r = httpx.get(gw.base + path, headers=headers, params={"start": 0, "end": gw.extra["until"], "limit": 7,
-                                                                 **params, **({"cursor": cursor} if cursor else {})})
+        r = httpx.get(
+            gw.base + path,
+            headers=headers,
+            params={
+                "start": 0,
+                "end": gw.extra["until"],
+                "limit": 7,
+                **params,
+                **({"cursor": cursor} if cursor else {}),
+            },
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         out.append(body["data"])
@@ -40,9 +49,12 @@ def test_the_admin_pages_through_every_record_with_its_lines(mgw) -> None:  # no
     assert all(len(p) == 7 for p in got[:-1]) and len(got) > 3
     assert len({r["request_id"] for r in rows}) == len(rows) == len(mgw.extra["ids"])
     assert [(r["ts"], r["request_id"]) for r in rows] == sorted((r["ts"], r["request_id"]) for r in rows)
-    usage = httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={
-        "bucket": "none", "start": 0, "end": mgw.extra["until"]}).json()["data"][0]
-    assert math.fsum(r["charge_usd"] for r in rows if r["charge_usd"] is not None) == pytest.approx(usage["charge_usd"], rel=1e-9)
+    usage = httpx.get(
+        mgw.base + "/admin/usage", headers=ADMIN, params={"bucket": "none", "start": 0, "end": mgw.extra["until"]}
+    ).json()["data"][0]
+    assert math.fsum(r["charge_usd"] for r in rows if r["charge_usd"] is not None) == pytest.approx(
+        usage["charge_usd"], rel=1e-9
+    )
     split = [r for r in rows if r["lines"]]
     assert split and all(r["alias"] == "auto-cascade" for r in split)
     for r in split:
@@ -72,9 +84,28 @@ def test_a_tenant_pages_through_its_own_records_without_the_operators_margin(mgw
 def test_export_requests_totals_equal_the_usage_api(mgw, tmp_path, fmt) -> None:  # noqa: F811
     out = tmp_path / f"requests.{fmt}"
     until = mgw.extra["until"]
-    res = subprocess.run([SWITCHYARD, "export", "requests", "--since", "0", "--until", str(until), "--format", fmt,
-                          "--out", str(out), "--config", str(mgw.extra["config"])], capture_output=True, text=True,
-                         timeout=120, cwd=str(mgw.log.parent), env={**os.environ, **GATEWAY_ENV})
+    res = subprocess.run(
+        [
+            SWITCHYARD,
+            "export",
+            "requests",
+            "--since",
+            "0",
+            "--until",
+            str(until),
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "--config",
+            str(mgw.extra["config"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(mgw.log.parent),
+        env={**os.environ, **GATEWAY_ENV},
+    )
     assert res.returncode == 0, res.stderr
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -96,14 +127,23 @@ def test_export_requests_totals_equal_the_usage_api(mgw, tmp_path, fmt) -> None:
             r["charge_usd"] = float(r["charge_usd"]) if r["charge_usd"] else None
             r["cost_usd"] = float(r["cost_usd"]) if r["cost_usd"] else None
             r["lines"] = json.loads(r["lines"]) if r["lines"] else None
-    usage = httpx.get(mgw.base + "/admin/usage", headers=ADMIN, params={
-        "bucket": "none", "start": 0, "end": until}).json()["data"][0]
+    usage = httpx.get(
+        mgw.base + "/admin/usage", headers=ADMIN, params={"bucket": "none", "start": 0, "end": until}
+    ).json()["data"][0]
     assert len(rows) == usage["requests"] == len(mgw.extra["ids"])
-    assert math.fsum(r["charge_usd"] for r in rows if r["charge_usd"] is not None) == pytest.approx(usage["charge_usd"], rel=1e-9)
-    assert math.fsum(r["cost_usd"] for r in rows if r["cost_usd"] is not None) == pytest.approx(usage["cost_usd"], rel=1e-9)
+    assert math.fsum(r["charge_usd"] for r in rows if r["charge_usd"] is not None) == pytest.approx(
+        usage["charge_usd"], rel=1e-9
+    )
+    assert math.fsum(r["cost_usd"] for r in rows if r["cost_usd"] is not None) == pytest.approx(
+        usage["cost_usd"], rel=1e-9
+    )
     assert sum(1 for r in rows if r["cost_usd"] is None) == usage["unpriced"]
     assert any(r["lines"] for r in rows)
     assert f"{usage['requests']} records" in res.stdout and "unpriced" in res.stdout
-    bad = subprocess.run([SWITCHYARD, "export", "requests", "--format", "xml", "--out", str(out)], capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        [SWITCHYARD, "export", "requests", "--format", "xml", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "jsonl" in bad.stderr

@@ -20,9 +20,11 @@ INFOS = [CandidateInfo(n, "p", ModelPrice(1e-6, 1e-6)) for n in ("a", "b")]
 
 
 def router(assign_by: str) -> PolicyRouter:
-    policy = parse_policy("name: ab\nbind: {aliases: [x]}\ncandidates: [a, b]\n"
-                          f"objective: {{type: split, assign_by: {assign_by}, arms: [{{model: a, weight: 0.8}}, "
-                          "{model: b, weight: 0.2}]}\n")
+    policy = parse_policy(
+        "name: ab\nbind: {aliases: [x]}\ncandidates: [a, b]\n"
+        f"objective: {{type: split, assign_by: {assign_by}, arms: [{{model: a, weight: 0.8}}, "
+        "{model: b, weight: 0.2}]}\n"
+    )
     return PolicyRouter(policy, QualityModel(policy.quality, {}))
 
 
@@ -53,15 +55,21 @@ def test_other_units_and_per_request_draws() -> None:
 
 def test_assign_by_is_validated() -> None:
     with pytest.raises(PolicyError, match="assign_by"):
-        parse_policy("name: ab\nbind: {aliases: [x]}\nobjective: {type: split, assign_by: ip, arms: [{model: a, weight: 1}]}\n")
+        parse_policy(
+            "name: ab\nbind: {aliases: [x]}\nobjective: {type: split, assign_by: ip, arms: [{model: a, weight: 1}]}\n"
+        )
 
 
 def test_the_gateway_records_the_arm_and_keeps_a_user_on_it(tmp_path) -> None:
     pdir = tmp_path / "policies"
     pdir.mkdir()
-    (pdir / "ab.yaml").write_text("name: ab\nbind: {aliases: [ab]}\nobjective: {type: split, arms: "
-                                  "[{model: small, weight: 1}, {model: mid, weight: 1}]}\n")
-    gw = start_gateway(tmp_path / "gw", f"""
+    (pdir / "ab.yaml").write_text(
+        "name: ab\nbind: {aliases: [ab]}\nobjective: {type: split, arms: "
+        "[{model: small, weight: 1}, {model: mid, weight: 1}]}\n"
+    )
+    gw = start_gateway(
+        tmp_path / "gw",
+        f"""
 model_list:
   - model_name: small
     litellm_params: {{model: simulated/small, speed: 100}}
@@ -72,13 +80,20 @@ auth:
   admin_key: os.environ/TEST_ADMIN_KEY
   keys:
     - {{id: tenant-a, tenant: a, key: os.environ/TEST_KEY_A}}
-""")
+""",
+    )
     try:
+
         def ask(key: str, user: str) -> tuple[str, dict]:
-            r = httpx.post(gw.base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=30,
-                           json={"model": "ab", "user": user, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                gw.base + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                timeout=30,
+                json={"model": "ab", "user": user, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert r.status_code == 200, r.text
             return r.headers["x-switchyard-model"], record(gw, r.headers["x-request-id"])
+
         served = {}
         for u in range(12):
             model, rec = ask(KEY_A, f"u{u}")

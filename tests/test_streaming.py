@@ -24,8 +24,13 @@ def events(gw: Proc, body: dict) -> tuple[httpx.Response, list[str]]:
 def test_stream_relays_chunk_by_chunk(gateway) -> None:
     """The first chunk reaches the client long before a slow upstream stream ends."""
     t0 = time.monotonic()
-    with httpx.stream("POST", gateway.base + "/v1/chat/completions", headers=H,
-                      json={"model": "mock-slow", "messages": MSG, "stream": True}, timeout=30) as r:
+    with httpx.stream(
+        "POST",
+        gateway.base + "/v1/chat/completions",
+        headers=H,
+        json={"model": "mock-slow", "messages": MSG, "stream": True},
+        timeout=30,
+    ) as r:
         it = r.iter_lines()
         first = next(line for line in it if line.startswith("data: "))
         first_at = time.monotonic() - t0
@@ -48,16 +53,29 @@ def test_usage_requested_upstream_but_hidden_from_client(gateway) -> None:
 
 def test_api_fields_pass_through_and_others_do_not(gateway) -> None:
     mock = gateway.extra["mock"]
-    body = {"model": "mock-gpt", "messages": MSG, "seed": 7, "user": "u-1", "metadata": {"team": "x"},
-            "logprobs": True, "top_k": 40, "api_base": "http://evil.example/v1", "api_key": "sk-client-chosen",
-            "base_url": "http://evil.example"}
+    body = {
+        "model": "mock-gpt",
+        "messages": MSG,
+        "seed": 7,
+        "user": "u-1",
+        "metadata": {"team": "x"},
+        "logprobs": True,
+        "top_k": 40,
+        "api_base": "http://evil.example/v1",
+        "api_key": "sk-client-chosen",
+        "base_url": "http://evil.example",
+    }
     r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json=body)
     assert r.status_code == 200
     stats = mock_stats(mock)
     sent = stats["last_body"]
     assert sent["model"] == "mock-gpt"
-    assert {k: sent[k] for k in ("seed", "user", "metadata", "logprobs")} == \
-        {"seed": 7, "user": "u-1", "metadata": {"team": "x"}, "logprobs": True}
+    assert {k: sent[k] for k in ("seed", "user", "metadata", "logprobs")} == {
+        "seed": 7,
+        "user": "u-1",
+        "metadata": {"team": "x"},
+        "logprobs": True,
+    }
     # not OpenAI's fields: top_k only where the deployment passes it through (tests/test_exfiltration.py)
     assert not {"api_base", "api_key", "base_url", "top_k"} & set(sent)
     assert stats["last_headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
@@ -101,8 +119,11 @@ def test_client_disconnect_aborts_upstream_and_gateway_keeps_serving(gateway) ->
     body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
     for _ in range(3):
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                  + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         got = b""
         while got.count(b"data: ") < 3:
             got += s.recv(65536)
@@ -130,20 +151,32 @@ def _disconnects(gateway: Proc) -> float:
 
 
 def test_no_usage_upstream_is_estimated(gateway) -> None:
-    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H,
-                   json={"model": "mock-nousage", "messages": MSG, "max_tokens": 4})
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions",
+        headers=H,
+        json={"model": "mock-nousage", "messages": MSG, "max_tokens": 4},
+    )
     assert r.headers["x-switchyard-usage-source"] == "estimated"
     assert r.json()["usage"]["completion_tokens"] > 0
-    _, ev = events(gateway, {"model": "mock-nousage", "messages": MSG, "stream": True, "max_tokens": 4,
-                             "stream_options": {"include_usage": True}})
+    _, ev = events(
+        gateway,
+        {
+            "model": "mock-nousage",
+            "messages": MSG,
+            "stream": True,
+            "max_tokens": 4,
+            "stream_options": {"include_usage": True},
+        },
+    )
     tail = json.loads(ev[-2])
     assert tail["choices"] == [] and tail["switchyard"]["usage_source"] == "estimated"
     assert tail["usage"]["completion_tokens"] > 0
 
 
 def test_cost_header_and_unpriced_state(gateway) -> None:
-    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H,
-                   json={"model": "mock-gpt", "messages": MSG, "max_tokens": 4})
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions", headers=H, json={"model": "mock-gpt", "messages": MSG, "max_tokens": 4}
+    )
     # mock usage: 11 prompt + 4 completion at $1/$2 per 1M (model_info prices)
     assert float(r.headers["x-switchyard-cost-usd"]) == pytest_approx(11e-6 + 8e-6)
     r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json={"model": "mock-unpriced", "messages": MSG})
@@ -166,11 +199,17 @@ def test_usage_on_an_empty_choice_after_stop_adds_no_chunk() -> None:
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     tail = {"choices": [{"index": 0, "delta": {}, "finish_reason": None}], "usage": usage}
     assert normalize_chunk(tail, "m", "id", 1) is None
-    assert normalize_chunk({**tail, "choices": [{"index": 0, "delta": {"content": None}, "finish_reason": None}]},
-                           "m", "id", 1) is None
+    assert (
+        normalize_chunk(
+            {**tail, "choices": [{"index": 0, "delta": {"content": None}, "finish_reason": None}]}, "m", "id", 1
+        )
+        is None
+    )
     kept = normalize_chunk({"choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": usage}, "m", "id", 1)
     assert kept["choices"][0]["delta"] == {"content": "hi"}
-    stop = normalize_chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}, "m", "id", 1)
+    stop = normalize_chunk(
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}, "m", "id", 1
+    )
     assert stop["choices"][0]["finish_reason"] == "stop"
     # without usage an empty delta is relayed as before (it may be a provider's keep-alive the client expects)
     assert normalize_chunk({"choices": [{"index": 0, "delta": {}}]}, "m", "id", 1) is not None

@@ -50,7 +50,9 @@ class Collector:
                 elif self.path == "/v1/metrics":
                     req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(raw)
                     with outer.lock:
-                        outer.metrics += [m for rm in req.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+                        outer.metrics += [
+                            m for rm in req.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                        ]
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
@@ -75,12 +77,14 @@ class Collector:
 
     def trace(self, request_id: str) -> tuple[Any, list[Any]]:
         """The server span of one request and its client spans, once all are exported."""
+
         def find() -> tuple[Any, list[Any]] | None:
             server = next((s for s in self.spans if attrs(s).get("switchyard.request_id") == request_id), None)
             if server is None:
                 return None
             kids = [s for s in self.spans if s.parent_span_id == server.span_id]
             return (server, kids) if len(kids) >= attrs(server)["switchyard.attempts"] else None
+
         return self.wait(find)
 
     def close(self) -> None:
@@ -101,8 +105,12 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Col
     d = tmp_path_factory.mktemp("telemetry")
     collector = Collector()
     mock = start_mock(d / "mock")
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.base, "OTEL_BSP_SCHEDULE_DELAY": "50",
-           "OTEL_METRIC_EXPORT_INTERVAL": "200", "OTEL_SERVICE_NAME": "switchyard-test"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        "OTEL_SERVICE_NAME": "switchyard-test",
+    }
     gw = start_gateway(d / "gw", mock_config(mock.base), env)
     gw.extra["mock"] = mock
     yield gw, collector
@@ -113,10 +121,17 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Col
 
 def test_one_request_gives_the_documented_spans(traced) -> None:
     gw, collector = traced
-    r = httpx.post(gw.base + "/v1/chat/completions", timeout=30,
-                   headers={**H, "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
-                   json={"model": "mock-gpt", "messages": [{"role": "user", "content": CANARY}], "max_tokens": 7,
-                         "temperature": 0.5})
+    r = httpx.post(
+        gw.base + "/v1/chat/completions",
+        timeout=30,
+        headers={**H, "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+        json={
+            "model": "mock-gpt",
+            "messages": [{"role": "user", "content": CANARY}],
+            "max_tokens": 7,
+            "temperature": 0.5,
+        },
+    )
     assert r.status_code == 200, r.text
     rid = r.headers["x-request-id"]
     server, clients = collector.trace(rid)
@@ -140,7 +155,12 @@ def test_one_request_gives_the_documented_spans(traced) -> None:
     assert client.kind == client.SPAN_KIND_CLIENT and client.name == "chat mock-gpt"
     assert c["gen_ai.operation.name"] == "chat" and c["gen_ai.request.model"] == "mock-gpt"
     assert c["gen_ai.usage.input_tokens"] == record["prompt_tokens"] and c["switchyard.role"] == "answer"
-    assert server.start_time_unix_nano <= client.start_time_unix_nano <= client.end_time_unix_nano <= server.end_time_unix_nano
+    assert (
+        server.start_time_unix_nano
+        <= client.start_time_unix_nano
+        <= client.end_time_unix_nano
+        <= server.end_time_unix_nano
+    )
     # ... whose context the upstream received as its traceparent
     sent = mock_stats(gw.extra["mock"])["last_headers"]["traceparent"]
     assert sent == f"00-{TRACE_ID}-{client.span_id.hex()}-01"
@@ -151,8 +171,12 @@ def test_one_request_gives_the_documented_spans(traced) -> None:
 
 def test_a_failover_and_a_stream(traced) -> None:
     gw, collector = traced
-    r = httpx.post(gw.base + "/v1/chat/completions", headers=H, timeout=30,
-                   json={"model": "failover", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+    r = httpx.post(
+        gw.base + "/v1/chat/completions",
+        headers=H,
+        timeout=30,
+        json={"model": "failover", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+    )
     assert r.status_code == 200
     server, clients = collector.trace(r.headers["x-request-id"])
     assert server.parent_span_id == b""  # no traceparent from the client: a new trace
@@ -160,8 +184,13 @@ def test_a_failover_and_a_stream(traced) -> None:
     assert attrs(by_model["mock-500"])["error.type"] == "server_error"
     assert by_model["mock-500"].status.code == by_model["mock-500"].status.STATUS_CODE_ERROR
     assert "error.type" not in attrs(by_model["mock-gpt"]) and attrs(server)["switchyard.attempts"] == 2
-    with httpx.stream("POST", gw.base + "/v1/chat/completions", headers=H, timeout=30, json={
-            "model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True}) as s:
+    with httpx.stream(
+        "POST",
+        gw.base + "/v1/chat/completions",
+        headers=H,
+        timeout=30,
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    ) as s:
         rid = s.headers["x-request-id"]
         body = "".join(s.iter_text())
     assert "[DONE]" in body
@@ -171,7 +200,9 @@ def test_a_failover_and_a_stream(traced) -> None:
     assert ttft[0].unit == "s"
     # a refused request is traced too, with its status
     bad = httpx.post(gw.base + "/v1/chat/completions", headers=H, json={"model": "nope", "messages": []})
-    spans = collector.wait(lambda: [s for s in collector.spans if attrs(s).get("http.response.status_code") == bad.status_code])
+    spans = collector.wait(
+        lambda: [s for s in collector.spans if attrs(s).get("http.response.status_code") == bad.status_code]
+    )
     assert spans[0].kind == spans[0].SPAN_KIND_SERVER
 
 
@@ -179,8 +210,12 @@ def test_genai_metrics_carry_their_names_units_and_the_ledgers_tokens(traced) ->
     gw, collector = traced
     rids = []
     for _ in range(3):
-        r = httpx.post(gw.base + "/v1/chat/completions", headers=H, timeout=30,
-                       json={"model": "fast-sim", "messages": [{"role": "user", "content": "count me"}], "max_tokens": 9})
+        r = httpx.post(
+            gw.base + "/v1/chat/completions",
+            headers=H,
+            timeout=30,
+            json={"model": "fast-sim", "messages": [{"role": "user", "content": "count me"}], "max_tokens": 9},
+        )
         assert r.status_code == 200
         rids.append(r.headers["x-request-id"])
     records = [ledger_record(gw, KEY_A, rid) for rid in rids]
@@ -189,17 +224,26 @@ def test_genai_metrics_carry_their_names_units_and_the_ledgers_tokens(traced) ->
 
     def usage(kind: str) -> float | None:
         # cumulative temporality: the latest export holds the totals so far
-        points = [p for m in collector.metrics if m.name == "gen_ai.client.token.usage"
-                  for p in m.histogram.data_points
-                  if attrs(p).get("gen_ai.request.model") == "mid" and attrs(p).get("gen_ai.token.type") == kind]
+        points = [
+            p
+            for m in collector.metrics
+            if m.name == "gen_ai.client.token.usage"
+            for p in m.histogram.data_points
+            if attrs(p).get("gen_ai.request.model") == "mid" and attrs(p).get("gen_ai.token.type") == kind
+        ]
         return points[-1].sum if points else None
 
     collector.wait(lambda: usage("input") == want_in and usage("output") == want_out)
     units = {m.name: m.unit for m in collector.metrics}
     assert units["gen_ai.client.token.usage"] == "{token}"
     assert units["gen_ai.client.operation.duration"] == "s" and units["gen_ai.server.request.duration"] == "s"
-    point = next(p for m in collector.metrics if m.name == "gen_ai.client.token.usage" for p in m.histogram.data_points
-                 if attrs(p).get("gen_ai.request.model") == "mid")
+    point = next(
+        p
+        for m in collector.metrics
+        if m.name == "gen_ai.client.token.usage"
+        for p in m.histogram.data_points
+        if attrs(p).get("gen_ai.request.model") == "mid"
+    )
     assert attrs(point)["gen_ai.provider.name"] == "switchyard.simulated"
     assert list(point.explicit_bounds)[:3] == [1, 4, 16]  # the semantic conventions' boundaries
     assert all(not str(k).startswith("switchyard.tenant") for p in [point] for k in attrs(p))  # bounded labels only
@@ -211,8 +255,12 @@ def test_content_is_recorded_only_when_asked_and_off_by_default(tmp_path) -> Non
     cfg = mock_config(mock.base) + f"telemetry: {{endpoint: '{collector.base}', capture_content: true}}\n"
     gw = start_gateway(tmp_path / "gw", cfg, {"OTEL_BSP_SCHEDULE_DELAY": "50"})
     try:
-        r = httpx.post(gw.base + "/v1/chat/completions", headers=H, timeout=30,
-                       json={"model": "mock-gpt", "messages": [{"role": "user", "content": CANARY}]})
+        r = httpx.post(
+            gw.base + "/v1/chat/completions",
+            headers=H,
+            timeout=30,
+            json={"model": "mock-gpt", "messages": [{"role": "user", "content": CANARY}]},
+        )
         server, _ = collector.trace(r.headers["x-request-id"])
         assert CANARY in attrs(server)["gen_ai.input.messages"]
     finally:
@@ -226,8 +274,12 @@ def test_content_is_recorded_only_when_asked_and_off_by_default(tmp_path) -> Non
     assert wanted(TelemetryConfig(enabled=True), {}) and build_telemetry(off, {}) is None
     assert wanted(TelemetryConfig(endpoint="http://c:4318"), {})
     assert not wanted(TelemetryConfig(enabled=False, endpoint="http://c:4318"), {"OTEL_EXPORTER_OTLP_ENDPOINT": "x"})
-    assert Config.model_validate({"model_list": [{"model_name": "m", "litellm_params": {"model": "simulated/small"}}]
-                                  }).telemetry.enabled is None
+    assert (
+        Config.model_validate(
+            {"model_list": [{"model_name": "m", "litellm_params": {"model": "simulated/small"}}]}
+        ).telemetry.enabled
+        is None
+    )
 
 
 def test_a_missing_sdk_is_a_clear_error(monkeypatch) -> None:

@@ -110,8 +110,9 @@ async def test_a_private_ca_and_a_client_certificate(tmp_path, monkeypatch, kind
     ca = make_cert(tmp_path, "private-ca")
     client = make_cert(tmp_path, "client", ca=ca, client=True)
     tls, base, _ = await tls_server(tmp_path, client_ca=ca)
-    params = LiteLLMParams(model="openai/x", api_base=base, ssl_verify=str(ca[0]), ssl_certificate=str(client[0]),
-                           ssl_key=str(client[1]))
+    params = LiteLLMParams(
+        model="openai/x", api_base=base, ssl_verify=str(ca[0]), ssl_certificate=str(client[0]), ssl_key=str(client[1])
+    )
     b = backend(base, kind, ssl_context=tls_context(params, 0))
     resp = await b._pool.request("POST", "ok", b"{}", timeout=2.0)
     assert resp.status == 200 and await resp.read(100) == b'{"a": true}'
@@ -143,8 +144,13 @@ class H2App:
         while (await receive()).get("more_body"):
             pass
         stream = scope["path"].endswith("/sse")
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream" if stream else b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream" if stream else b"application/json")],
+            }
+        )
         if stream:
             for event in (b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n', b"data: [DONE]\n\n"):
                 await send({"type": "http.response.body", "body": event, "more_body": True})

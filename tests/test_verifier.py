@@ -62,14 +62,27 @@ def test_training_learns_which_answers_hold_and_round_trips(tmp_path) -> None:
 
 def test_verifier_check_needs_its_file() -> None:
     with pytest.raises(PolicyError, match="verifier"):
-        parse_policy("name: v\nbind: {aliases: [a]}\nobjective: {type: cascade, steps: [s, b], check: {type: verifier}}\n")
+        parse_policy(
+            "name: v\nbind: {aliases: [a]}\nobjective: {type: cascade, steps: [s, b], check: {type: verifier}}\n"
+        )
 
 
 def _dataset(path) -> str:
     texts, good = _answers(80)
-    lines = [{"id": f"q{i}", "prompt": f"what is {i} + 1?", "benchmark": "sums", "split": "train" if i < 40 else "test",
-              "big|score": 1, "big|cost_usd": 0.01, "small|score": g, "small|cost_usd": 0.001, "small|response": t}
-             for i, (t, g) in enumerate(zip(texts, good))]
+    lines = [
+        {
+            "id": f"q{i}",
+            "prompt": f"what is {i} + 1?",
+            "benchmark": "sums",
+            "split": "train" if i < 40 else "test",
+            "big|score": 1,
+            "big|cost_usd": 0.01,
+            "small|score": g,
+            "small|cost_usd": 0.001,
+            "small|response": t,
+        }
+        for i, (t, g) in enumerate(zip(texts, good))
+    ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return str(path)
 
@@ -78,10 +91,18 @@ def test_a_verified_cascade_replays_and_ranks_by_its_doubt(tmp_path) -> None:
     ds = load_dataset(_dataset(tmp_path / "sums.jsonl"))
     ver = train_verifier(ds, "train", "small", [])
     assert ver.meta["rows"] == 40 and set(ver.weights) == set(FEATURES)
-    policy = parse_policy("name: sums\nbind: {aliases: [auto]}\nobjective:\n  type: cascade\n  steps: [small, big]\n"
-                          "  check: {type: verifier, verifier: v.json, min_confidence: 0.5}\n")
-    report = evaluate(policy, ds, split="test", prices=load_prices(None, ds.models), verifiers={"v.json": ver},
-                      sweep=("check.min_confidence", [0.0, 0.5, 1.0]))
+    policy = parse_policy(
+        "name: sums\nbind: {aliases: [auto]}\nobjective:\n  type: cascade\n  steps: [small, big]\n"
+        "  check: {type: verifier, verifier: v.json, min_confidence: 0.5}\n"
+    )
+    report = evaluate(
+        policy,
+        ds,
+        split="test",
+        prices=load_prices(None, ds.models),
+        verifiers={"v.json": ver},
+        sweep=("check.min_confidence", [0.0, 0.5, 1.0]),
+    )
     lo, mid, hi = report["settings"]
     # bar 0: small always answers (two thirds right); bar 1: always escalates; 0.5: escalates exactly the bad ones
     assert lo["quality"] == pytest.approx(np.mean(good_of(ds, "test"))) and lo["cost"] == pytest.approx(0.001)
@@ -97,4 +118,3 @@ def test_a_verified_cascade_replays_and_ranks_by_its_doubt(tmp_path) -> None:
 
 def good_of(ds, split: str) -> list[float]:
     return [float(r["small|score"]) for r in ds.split(split)]
-

@@ -43,13 +43,23 @@ class CannedBackend:
 
     async def chat(self, call: Call) -> dict[str, Any]:
         words = len(self.reply.split())
-        return {"id": "canned-1", "object": "chat.completion", "created": int(time.time()), "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words}}
+        return {
+            "id": "canned-1",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words},
+        }
 
     async def chat_stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        yield {"id": "canned-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model,
-               "choices": [{"index": 0, "delta": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}]}
+        yield {
+            "id": "canned-1",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}],
+        }
 
     async def embeddings(self, call: Call) -> dict[str, Any]:
         raise NotImplementedError
@@ -67,7 +77,9 @@ class CannedKind(BackendKind):
         return provider == "canned"
 
     def problems(self, provider: str, params: Any) -> list[tuple[str, str]]:
-        return [] if (params.model_extra or {}).get("reply") else [("reply", "a canned deployment says what it replies")]
+        return (
+            [] if (params.model_extra or {}).get("reply") else [("reply", "a canned deployment says what it replies")]
+        )
 
     def build(self, ctx: BuildContext) -> Built:
         return Built(CannedBackend(str(ctx.extra["reply"]), ctx.upstream), None, {"region": "toy-land"})

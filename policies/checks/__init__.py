@@ -11,6 +11,21 @@ from policies.checks.verifier import VerifierCheck
 for _kind in (Agreement, Logprob, Rule, VerifierCheck, Judge):
     CHECKS.register(_kind)
 
-__all__ = ["CHECKS", "JUDGE_CHARS", "JUDGE_PROMPT", "Agreement", "Answer", "CheckKind", "Judge", "Logprob", "Rule",
-           "VerifierCheck", "agree_texts", "judge_prompt", "judge_says_yes", "logprob_ok_values", "normalise",
-           "rule_ok_text"]
+__all__ = [
+    "CHECKS",
+    "JUDGE_CHARS",
+    "JUDGE_PROMPT",
+    "Agreement",
+    "Answer",
+    "CheckKind",
+    "Judge",
+    "Logprob",
+    "Rule",
+    "VerifierCheck",
+    "agree_texts",
+    "judge_prompt",
+    "judge_says_yes",
+    "logprob_ok_values",
+    "normalise",
+    "rule_ok_text",
+]

@@ -73,12 +73,22 @@ class CheckKind(BaseModel):
         call is missing) out of ``asked`` calls; ``verifiers``: the policy's trained verifiers by name."""
         raise NotImplementedError
 
-    def replay(self, answer: Answer, votes: Sequence[Answer], asked: int, verifiers: Mapping[str, "Verifier"],
-               prior: Callable[[], float]) -> bool:
+    def replay(
+        self,
+        answer: Answer,
+        votes: Sequence[Answer],
+        asked: int,
+        verifiers: Mapping[str, "Verifier"],
+        prior: Callable[[], float],
+    ) -> bool:
         """Offline, on recorded answer texts: by default as live, a missing text read as empty.
         ``prior``: the step model's predicted quality on this prompt (for checks that can fall back on it)."""
-        return self.passes(Answer(answer.text or "", answer.logprobs),
-                           [Answer(v.text or "", v.logprobs) for v in votes], asked, verifiers)
+        return self.passes(
+            Answer(answer.text or "", answer.logprobs),
+            [Answer(v.text or "", v.logprobs) for v in votes],
+            asked,
+            verifiers,
+        )
 
 
 CHECKS: Registry[CheckKind] = Registry("check")

@@ -42,10 +42,16 @@ def judge_says_yes(reply: str) -> bool:
 
 class Judge(CheckKind):
     type: Literal["judge"]
-    with_: list[str] = Field(default_factory=list, alias="with",
-                             description="models asked whether the answer is right (every one must say yes)")
-    prompt: str | None = Field(default=None, description="the question put to the judges, with {conversation} and "
-                                                         "{answer} in it (default: policies.checks.JUDGE_PROMPT)")
+    with_: list[str] = Field(
+        default_factory=list,
+        alias="with",
+        description="models asked whether the answer is right (every one must say yes)",
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="the question put to the judges, with {conversation} and "
+        "{answer} in it (default: policies.checks.JUDGE_PROMPT)",
+    )
 
     asks = "about_answer"
     offline_needs = "verdicts of the judge models on each answer"
@@ -59,8 +65,12 @@ class Judge(CheckKind):
         return self
 
     def question(self, body: dict[str, Any], conversation: str, answer: str) -> dict[str, Any]:
-        return {"model": body.get("model", ""), "max_tokens": 8, "temperature": 0,
-                "messages": [{"role": "user", "content": judge_prompt(self.prompt, conversation, answer)}]}
+        return {
+            "model": body.get("model", ""),
+            "max_tokens": 8,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": judge_prompt(self.prompt, conversation, answer)}],
+        }
 
     def passes(self, answer: Answer, votes: Sequence[Answer], asked: int, verifiers: Mapping[str, "Verifier"]) -> bool:
         return asked > 0 and len(votes) == asked and all(judge_says_yes(v.text or "") for v in votes)

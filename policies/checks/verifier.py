@@ -25,7 +25,9 @@ class VerifierCheck(CheckKind):
     def files(self) -> list[str]:
         return [self.verifier]
 
-    def confidence(self, answer: Answer, votes: Sequence[Answer], asked: int, verifiers: Mapping[str, "Verifier"]) -> float:
+    def confidence(
+        self, answer: Answer, votes: Sequence[Answer], asked: int, verifiers: Mapping[str, "Verifier"]
+    ) -> float:
         """Voters that failed (or whose text is missing) count as disagreeing: an empty answer."""
         texts = [v.text or "" for v in votes] + [""] * max(0, asked - len(votes))
         return verifiers[self.verifier].confidence(answer.text or "", texts)
@@ -33,7 +35,13 @@ class VerifierCheck(CheckKind):
     def passes(self, answer: Answer, votes: Sequence[Answer], asked: int, verifiers: Mapping[str, "Verifier"]) -> bool:
         return self.confidence(answer, votes, asked, verifiers) >= self.min_confidence
 
-    def replay(self, answer: Answer, votes: Sequence[Answer], asked: int, verifiers: Mapping[str, "Verifier"],
-               prior: Callable[[], float]) -> bool:
+    def replay(
+        self,
+        answer: Answer,
+        votes: Sequence[Answer],
+        asked: int,
+        verifiers: Mapping[str, "Verifier"],
+        prior: Callable[[], float],
+    ) -> bool:
         conf = prior() if answer.text is None else self.confidence(answer, votes, asked, verifiers)
         return conf >= self.min_confidence

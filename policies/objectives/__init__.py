@@ -14,5 +14,19 @@ from policies.objectives.utility import Utility
 for _kind in (CheapestAbove, BestUnder, Utility, Gain, Margin, Cascade, Split, Fixed):
     OBJECTIVES.register(_kind)
 
-__all__ = ["OBJECTIVES", "Arm", "BestUnder", "Cascade", "CascadeSpec", "CheapestAbove", "Choice", "Context", "Fixed",
-           "Gain", "Margin", "ObjectiveKind", "Split", "Utility"]
+__all__ = [
+    "OBJECTIVES",
+    "Arm",
+    "BestUnder",
+    "Cascade",
+    "CascadeSpec",
+    "CheapestAbove",
+    "Choice",
+    "Context",
+    "Fixed",
+    "Gain",
+    "Margin",
+    "ObjectiveKind",
+    "Split",
+    "Utility",
+]

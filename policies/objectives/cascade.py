@@ -42,5 +42,6 @@ class Cascade(CascadeSpec, ObjectiveKind):
             last = steps[-1] if steps else ctx.by_quality[0]
             return Choice([last] + self.rest(ctx, [last]), "cascade", f"{last}; streams skip the cascade")
         check: CheckKind = self.check
-        return Choice(steps, "cascade", f"start {steps[0]}, escalate on a failed {check.type} check",
-                      cascade=self.plan(steps))
+        return Choice(
+            steps, "cascade", f"start {steps[0]}, escalate on a failed {check.type} check", cascade=self.plan(steps)
+        )

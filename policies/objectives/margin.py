@@ -14,8 +14,11 @@ from policies.objectives.base import Choice, Context, ObjectiveKind
 class Margin(ObjectiveKind):
     type: Literal["margin"]
     min_quality: float = Field(ge=0, le=1, description="predicted quality a candidate must reach")
-    min_margin: float = Field(default=0.0, description="when no candidate reaches min_quality: the best quality among "
-                                                       "those whose expected margin (USD) is at least this")
+    min_margin: float = Field(
+        default=0.0,
+        description="when no candidate reaches min_quality: the best quality among "
+        "those whose expected margin (USD) is at least this",
+    )
 
     def choose(self, ctx: Context) -> Choice:
         f, q, names = ctx.features, ctx.quality, ctx.names
@@ -33,10 +36,15 @@ class Margin(ObjectiveKind):
         if ok:
             m = margin[ok[0]]
             shown = f" ${m:.6f}" if f.sold_at is not None and m != float("-inf") else ""
-            return Choice(ok + self.rest(ctx, ok), rule,
-                          f"{ctx.fmt(ok[0])}; {why}{shown} of {len(ok)} at or above {self.min_quality:.2f}")
+            return Choice(
+                ok + self.rest(ctx, ok),
+                rule,
+                f"{ctx.fmt(ok[0])}; {why}{shown} of {len(ok)} at or above {self.min_quality:.2f}",
+            )
         keep = [n for n in ctx.by_quality if f.sold_at is not None and margin[n] >= self.min_margin]
         order = keep + sorted((n for n in names if n not in keep), key=lambda n: (-margin[n], -q[n]))
         if keep:
-            return Choice(order, rule, f"none reaches {self.min_quality:.2f}; best that keeps the margin: {ctx.fmt(order[0])}")
+            return Choice(
+                order, rule, f"none reaches {self.min_quality:.2f}; best that keeps the margin: {ctx.fmt(order[0])}"
+            )
         return Choice(order, rule, f"none reaches {self.min_quality:.2f}; highest margin: {ctx.fmt(order[0])}")

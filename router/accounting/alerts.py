@@ -54,22 +54,35 @@ def slack_text(alert: dict[str, Any]) -> str:
     if alert.get("exhausted"):
         what = "exhausted: a request was refused for lack of room"
     else:
-        what = (f"forecast to reach ${alert['forecast_usd']:.2f}" if alert["kind"] == "forecast"
-                else f"at {alert['threshold_pct']}%") + f" (${alert['spent_usd']:.4f} spent)"
-    return (f"Switchyard budget alert: the {ADVERB.get(b['period'], b['period'])} {b['scope']} budget '{b['id']}' of ${b['limit_usd']:.2f} "
-            f"is {what}{' [test]' if alert['kind'] == 'test' else ''}.")
+        what = (
+            f"forecast to reach ${alert['forecast_usd']:.2f}"
+            if alert["kind"] == "forecast"
+            else f"at {alert['threshold_pct']}%"
+        ) + f" (${alert['spent_usd']:.4f} spent)"
+    return (
+        f"Switchyard budget alert: the {ADVERB.get(b['period'], b['period'])} {b['scope']} budget '{b['id']}' of ${b['limit_usd']:.2f} "
+        f"is {what}{' [test]' if alert['kind'] == 'test' else ''}."
+    )
 
 
 class Alerter:
-    def __init__(self, cfg: AlertsConfig, state: StateStore, ledger: "LedgerStore | None", metrics: "Metrics",
-                 resolve: Callable[[str | None], str | None]):
+    def __init__(
+        self,
+        cfg: AlertsConfig,
+        state: StateStore,
+        ledger: "LedgerStore | None",
+        metrics: "Metrics",
+        resolve: Callable[[str | None], str | None],
+    ):
         self.cfg = cfg
         self.state = state
         self.ledger = ledger
         self.metrics = metrics
         self.thresholds = sorted(set(cfg.thresholds))
-        self.hooks = [(resolve(h.url) if h.url.startswith("os.environ/") else h.url, resolve(h.secret), h.format)
-                      for h in cfg.webhooks]
+        self.hooks = [
+            (resolve(h.url) if h.url.startswith("os.environ/") else h.url, resolve(h.secret), h.format)
+            for h in cfg.webhooks
+        ]
         self._claimed: set[str] = set()  # alert claims this replica has made or seen taken
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -93,8 +106,9 @@ class Alerter:
             if elapsed >= self.cfg.forecast_after * span and total_nano * span / max(elapsed, 1.0) > limit:
                 self._due(key, "forecast", None, total_nano, now)
 
-    def _due(self, key: "BudgetKey", kind: str, threshold: int | None, total_nano: int, now: float,
-             exhausted: bool = False) -> None:
+    def _due(
+        self, key: "BudgetKey", kind: str, threshold: int | None, total_nano: int, now: float, exhausted: bool = False
+    ) -> None:
         claim = f"alert:{key.key}:{threshold if kind == 'threshold' else kind}"
         if claim in self._claimed or len(self._tasks) >= MAX_PENDING:
             return
@@ -108,8 +122,16 @@ class Alerter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _raise(self, claim: str, key: "BudgetKey", kind: str, threshold: int | None, total_nano: int,
-                     now: float, exhausted: bool) -> None:
+    async def _raise(
+        self,
+        claim: str,
+        key: "BudgetKey",
+        kind: str,
+        threshold: int | None,
+        total_nano: int,
+        now: float,
+        exhausted: bool,
+    ) -> None:
         try:  # once across replicas: the first claim wins, until a day past the period's end
             won = await self.state.lock(claim, max(60.0, key.end - now + 86400))
         except Exception as exc:  # noqa: BLE001 - the state is down: try again on a later settlement
@@ -120,12 +142,25 @@ class Alerter:
             return
         spent = None if exhausted else total_nano / NANO  # refused: the spend is the state's, not known here
         r = key.rule
-        alert = {"id": "alert_" + secrets.token_hex(12), "object": "budget.alert", "kind": kind, "created": now,
-                 "threshold_pct": threshold,
-                 "budget": {"scope": r.scope, "id": key.scope_id, "period": r.period, "limit_usd": r.usd,
-                            "soft": r.soft, "period_start": key.start, "period_end": key.end},
-                 "spent_usd": spent, "exhausted": exhausted,
-                 "forecast_usd": None if spent is None else spent * (key.end - key.start) / max(now - key.start, 1.0)}
+        alert = {
+            "id": "alert_" + secrets.token_hex(12),
+            "object": "budget.alert",
+            "kind": kind,
+            "created": now,
+            "threshold_pct": threshold,
+            "budget": {
+                "scope": r.scope,
+                "id": key.scope_id,
+                "period": r.period,
+                "limit_usd": r.usd,
+                "soft": r.soft,
+                "period_start": key.start,
+                "period_end": key.end,
+            },
+            "spent_usd": spent,
+            "exhausted": exhausted,
+            "forecast_usd": None if spent is None else spent * (key.end - key.start) / max(now - key.start, 1.0),
+        }
         await self.deliver(alert, key.key)
 
     # -- delivering -----------------------------------------------------------------------------------
@@ -148,7 +183,9 @@ class Alerter:
         await self._record(alert, budget, status, attempts, error)
         return status
 
-    async def _send(self, url: str | None, secret: str | None, fmt: str, alert: dict[str, Any]) -> tuple[bool, int, str | None]:
+    async def _send(
+        self, url: str | None, secret: str | None, fmt: str, alert: dict[str, Any]
+    ) -> tuple[bool, int, str | None]:
         import aiohttp
 
         if not url:
@@ -158,8 +195,12 @@ class Alerter:
         timeout = aiohttp.ClientTimeout(total=self.cfg.timeout)
         for attempt in range(1 + self.cfg.retries):
             ts = str(int(time.time()))
-            headers = {"content-type": "application/json", "user-agent": "switchyard-alerts",
-                       "x-switchyard-timestamp": ts, "x-switchyard-alert-id": alert["id"]}
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "switchyard-alerts",
+                "x-switchyard-timestamp": ts,
+                "x-switchyard-alert-id": alert["id"],
+            }
             if secret:
                 headers["x-switchyard-signature"] = sign(secret, ts, body)
             try:
@@ -178,21 +219,44 @@ class Alerter:
         if self.ledger is None:
             return
         try:
-            await self.ledger.put_alert({"id": alert["id"], "ts": alert["created"], "kind": alert["kind"],
-                                         "budget": budget[:300], "threshold": alert["threshold_pct"],
-                                         "payload": orjson.dumps(alert).decode(), "status": status,
-                                         "attempts": attempts, "last_error": (error or "")[:300] or None,
-                                         "updated_at": time.time()})
+            await self.ledger.put_alert(
+                {
+                    "id": alert["id"],
+                    "ts": alert["created"],
+                    "kind": alert["kind"],
+                    "budget": budget[:300],
+                    "threshold": alert["threshold_pct"],
+                    "payload": orjson.dumps(alert).decode(),
+                    "status": status,
+                    "attempts": attempts,
+                    "last_error": (error or "")[:300] or None,
+                    "updated_at": time.time(),
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - the history is best effort; delivery goes on
             log.warning("could not record budget alert %s: %s", alert["id"], type(exc).__name__)
 
     async def test(self) -> str:
         """A sample alert to every webhook (``switchyard alerts test``): its final status."""
         now = time.time()
-        alert = {"id": "alert_" + secrets.token_hex(12), "object": "budget.alert", "kind": "test", "created": now,
-                 "threshold_pct": 80, "budget": {"scope": "tenant", "id": "example", "period": "month",
-                                                 "limit_usd": 100.0, "soft": False, "period_start": now,
-                                                 "period_end": now}, "spent_usd": 80.0, "forecast_usd": 80.0}
+        alert = {
+            "id": "alert_" + secrets.token_hex(12),
+            "object": "budget.alert",
+            "kind": "test",
+            "created": now,
+            "threshold_pct": 80,
+            "budget": {
+                "scope": "tenant",
+                "id": "example",
+                "period": "month",
+                "limit_usd": 100.0,
+                "soft": False,
+                "period_start": now,
+                "period_end": now,
+            },
+            "spent_usd": 80.0,
+            "forecast_usd": 80.0,
+        }
         return await self.deliver(alert, "test")
 
     async def drain(self, timeout: float = 5.0) -> None:

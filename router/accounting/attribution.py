@@ -62,7 +62,9 @@ class Attribution:
         self.keys = frozenset(cfg.tags)
         self.max_values = cfg.max_values
         self.state = state
-        self.exempt = frozenset(exempt)  # (dimension, value) pairs a rule names: "user", "alice"; "tag:feature", "search"
+        self.exempt = frozenset(
+            exempt
+        )  # (dimension, value) pairs a rule names: "user", "alice"; "tag:feature", "search"
         self._day = -1
         self._seen: dict[tuple[str, str], set[str]] = {}  # (tenant, dimension) -> values admitted today
         self._full: set[tuple[str, str]] = set()  # known full today (local counting only)

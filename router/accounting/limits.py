@@ -48,8 +48,9 @@ log = logging.getLogger("switchyard.limits")
 class BudgetLedger(Protocol):
     """What budgets need from the ledger (router.ledger.store.LedgerStore)."""
 
-    async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
-                          among: Sequence[str]) -> tuple[int, dict[str, int]]: ...
+    async def budget_sums(
+        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str]
+    ) -> tuple[int, dict[str, int]]: ...
 
 
 class Flushable(Protocol):
@@ -118,8 +119,12 @@ def _scope_id(rule: Any, ids: dict[str, str | None], attrs: Any) -> str | None:
 
 
 def _ids(who: Principal, requested: str, attrs: Any) -> dict[str, str | None]:
-    return {"key": who.key_id, "tenant": who.tenant, "alias": requested,
-            "user": attrs.user if attrs is not None else None}
+    return {
+        "key": who.key_id,
+        "tenant": who.tenant,
+        "alias": requested,
+        "user": attrs.user if attrs is not None else None,
+    }
 
 
 def _duration(seconds: float) -> str:
@@ -127,8 +132,16 @@ def _duration(seconds: float) -> str:
 
 
 class Limiter:
-    def __init__(self, cfg: LimitsConfig, state: StateStore, metrics: Metrics, *,
-                 ledger: BudgetLedger | None = None, writer: Flushable | None = None, flush_interval: float = 0.2):
+    def __init__(
+        self,
+        cfg: LimitsConfig,
+        state: StateStore,
+        metrics: Metrics,
+        *,
+        ledger: BudgetLedger | None = None,
+        writer: Flushable | None = None,
+        flush_interval: float = 0.2,
+    ):
         self.cfg = cfg
         self.state = state
         self.local = state if isinstance(state, MemoryState) else MemoryState()
@@ -153,13 +166,19 @@ class Limiter:
 
     @property
     def active(self) -> bool:
-        return bool(self.cfg.rate_limits or self.cfg.budgets or self.cfg.max_request_usd or self.key_rates
-                    or self.key_budgets)
+        return bool(
+            self.cfg.rate_limits or self.cfg.budgets or self.cfg.max_request_usd or self.key_rates or self.key_budgets
+        )
 
     @property
     def counts_tokens(self) -> bool:
-        return bool(self.cfg.budgets or self.cfg.max_request_usd or self.key_budgets or self.key_tokens
-                    or any(r.tpm is not None for r in self.cfg.rate_limits))
+        return bool(
+            self.cfg.budgets
+            or self.cfg.max_request_usd
+            or self.key_budgets
+            or self.key_tokens
+            or any(r.tpm is not None for r in self.cfg.rate_limits)
+        )
 
     def key_limits(self, rates: bool, budgets: bool, tokens: bool) -> None:
         """Whether any key issued over HTTP carries its own rate limits, budget, token limit."""
@@ -169,11 +188,14 @@ class Limiter:
 
     def start(self) -> None:
         if (self.cfg.budgets or self.key_budgets) and not self._loops:
-            self._loops = [asyncio.create_task(self._renew_loop(), name="budget-leases"),
-                           asyncio.create_task(self._reconcile_loop(), name="budget-reconcile")]
+            self._loops = [
+                asyncio.create_task(self._renew_loop(), name="budget-leases"),
+                asyncio.create_task(self._reconcile_loop(), name="budget-reconcile"),
+            ]
 
-    def _rules(self, who: Principal, requested: str, attrs: Any = None
-               ) -> tuple[list[tuple[RateLimitRule, str]], list[tuple[BudgetRule, str]]]:
+    def _rules(
+        self, who: Principal, requested: str, attrs: Any = None
+    ) -> tuple[list[tuple[RateLimitRule, str]], list[tuple[BudgetRule, str]]]:
         """The rate-limit and budget rules that apply to this request, each with the id it counts under."""
         ids = _ids(who, requested, attrs)
         rates = [(r, s) for r in self.cfg.rate_limits if (s := _scope_id(r, ids, attrs)) is not None]
@@ -183,8 +205,14 @@ class Limiter:
             budgets += [(b, who.key_id) for b in who.rules[1]]
         return rates, budgets
 
-    def budget_keys(self, who: Principal, requested: str, now: float, attrs: Any = None,
-                    budgets: list[tuple[BudgetRule, str]] | None = None) -> list[BudgetKey]:
+    def budget_keys(
+        self,
+        who: Principal,
+        requested: str,
+        now: float,
+        attrs: Any = None,
+        budgets: list[tuple[BudgetRule, str]] | None = None,
+    ) -> list[BudgetKey]:
         """``budgets``: the rules that apply, when the caller has them (``_rules``)."""
         day = int(now // 86400)  # UTC days: a key is built once per rule, id and day, then remembered
         out = []
@@ -197,15 +225,30 @@ class Limiter:
             out.append(cached)
         return out
 
-    async def admit(self, who: Principal, requested: str, tokens: int, max_charge_usd: float | None, *,
-                    request_id: str, now: float | None = None, attrs: Any = None) -> Ticket:
+    async def admit(
+        self,
+        who: Principal,
+        requested: str,
+        tokens: int,
+        max_charge_usd: float | None,
+        *,
+        request_id: str,
+        now: float | None = None,
+        attrs: Any = None,
+    ) -> Ticket:
         """Admit or raise 429 (rate or budget) / 400 (per-request cap) / 503 (state down, fail closed).
         ``now``: the request's start (UNIX seconds), which also dates its ledger record."""
-        if self.cfg.max_request_usd is not None and max_charge_usd is not None and max_charge_usd > self.cfg.max_request_usd:
+        if (
+            self.cfg.max_request_usd is not None
+            and max_charge_usd is not None
+            and max_charge_usd > self.cfg.max_request_usd
+        ):
             raise invalid_request(
                 f"This request could cost up to ${max_charge_usd:.4f}, above the per-request cap of "
-                f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.", param="max_tokens",
-                code="request_cost_cap")
+                f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.",
+                param="max_tokens",
+                code="request_cost_cap",
+            )
         now = time.time() if now is None else now
         rates, budget_rules = self._rules(who, requested, attrs)
         minute = int(now // 60)
@@ -213,21 +256,31 @@ class Limiter:
         counters, kinds = self._rate_counters(rates, minute, tokens)
         reserve = math.ceil((max_charge_usd or 0.0) * NANO)
         keys = self.budget_keys(who, requested, now, attrs, budget_rules)
-        budgets = [BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
-                   for k in keys]
+        budgets = [
+            BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
+            for k in keys
+        ]
         store = self.state
         try:
             result = await self._admit(store, request_id, counters, budgets, keys, now)
         except Exception as exc:  # Redis (or, rebuilding a budget, the ledger) unreachable or timing out
             self.metrics.state_errors.inc()
             if self.cfg.fail_mode == "closed" or store is self.local:
-                raise APIError(503, "Rate-limit and budget state is unavailable; try again shortly.",
-                               type="api_error", code="state_unavailable") from None
+                raise APIError(
+                    503,
+                    "Rate-limit and budget state is unavailable; try again shortly.",
+                    type="api_error",
+                    code="state_unavailable",
+                ) from None
             if not self._failing_open:  # once per outage, not once per request
                 self._failing_open = True
                 self.local.forget_budgets()  # this outage starts from what the shared state last said
-                log.warning("shared state unavailable (%s); failing open with local limits (%.0f%% of each budget's "
-                            "remaining room) until it answers", type(exc).__name__, 100 * self.cfg.fail_open_share)
+                log.warning(
+                    "shared state unavailable (%s); failing open with local limits (%.0f%% of each budget's "
+                    "remaining room) until it answers",
+                    type(exc).__name__,
+                    100 * self.cfg.fail_open_share,
+                )
             store = self.local
             result = await self._admit(store, request_id, counters, budgets, keys, now)
         else:
@@ -264,24 +317,41 @@ class Limiter:
                 kinds.append(("tokens", r.tpm))
         return counters, kinds
 
-    def _refusal(self, result: Any, keys: list[BudgetKey], kinds: list[tuple[str, int]], reset: float,
-                 now: float) -> APIError:
+    def _refusal(
+        self, result: Any, keys: list[BudgetKey], kinds: list[tuple[str, int]], reset: float, now: float
+    ) -> APIError:
         """The 429 for an admission the state refused: a budget without room, or a rate limit reached."""
         if result.failed_kind == "budget":
             b = keys[result.failed_index or 0].rule
             self.metrics.budget_rejections.labels(b.scope, b.period).inc()
             if self.alerter is not None:
                 self.alerter.exhausted(keys[result.failed_index or 0], now)
-            return APIError(429, f"Budget exhausted: the {ADVERB[b.period]} {b.scope} budget of ${b.usd:.2f} has no room "
-                            "for this request.", type="insufficient_quota", code="insufficient_quota")
+            return APIError(
+                429,
+                f"Budget exhausted: the {ADVERB[b.period]} {b.scope} budget of ${b.usd:.2f} has no room "
+                "for this request.",
+                type="insufficient_quota",
+                code="insufficient_quota",
+            )
         what, limit = kinds[result.failed_index or 0]
         self.metrics.rate_rejections.labels(what).inc()
-        return APIError(429, f"Rate limit reached: {limit} {what} per minute. Retry after {math.ceil(reset)}s.",
-                        type="requests" if what == "requests" else "tokens", code="rate_limit_exceeded",
-                        headers={"retry-after": str(math.ceil(reset)), **self._headers(kinds, [limit + 1] * len(kinds), reset)})
+        return APIError(
+            429,
+            f"Rate limit reached: {limit} {what} per minute. Retry after {math.ceil(reset)}s.",
+            type="requests" if what == "requests" else "tokens",
+            code="rate_limit_exceeded",
+            headers={"retry-after": str(math.ceil(reset)), **self._headers(kinds, [limit + 1] * len(kinds), reset)},
+        )
 
-    async def _admit(self, store: StateStore, request_id: str, counters: list[CounterReq], budgets: list[BudgetReq],
-                     keys: list[BudgetKey], now: float) -> Any:
+    async def _admit(
+        self,
+        store: StateStore,
+        request_id: str,
+        counters: list[CounterReq],
+        budgets: list[BudgetReq],
+        keys: list[BudgetKey],
+        now: float,
+    ) -> Any:
         """One admission; a budget key the store does not hold is built first (from the ledger, or for
         the local store during an outage, from the room last seen), then admission runs again."""
         for _ in range(len(budgets) + 2):
@@ -349,8 +419,9 @@ class Limiter:
         if self.ledger is None:
             base, prune = view.base_nano or 0, []
         else:
-            total, found = await self.ledger.budget_sums(key.rule.scope, key.scope_id, key.start, key.end,
-                                                         list(view.recent))
+            total, found = await self.ledger.budget_sums(
+                key.rule.scope, key.scope_id, key.start, key.end, list(view.recent)
+            )
             # the ledger holds these: their spend moves into the base (which the total already counts);
             # past the horizon, a settlement the ledger never got is dropped (its record was lost)
             horizon = time.time() - self.cfg.settled_horizon
@@ -405,8 +476,11 @@ class Limiter:
         lease = self.cfg.reservation_lease
         while True:
             await asyncio.sleep(lease / 3)
-            leases = [(rid, [k.key for k, _ in t.budgets if not k.rule.soft]) for rid, t in self._open.items()
-                      if t.store is self.state]
+            leases = [
+                (rid, [k.key for k, _ in t.budgets if not k.rule.soft])
+                for rid, t in self._open.items()
+                if t.store is self.state
+            ]
             if not leases:
                 continue
             try:
@@ -444,8 +518,13 @@ class Limiter:
         if not ticket.budgets and not refunds:
             self._open.pop(ticket.request_id, None)
             return
-        s = Settlement(ticket.request_id, [k.key for k, _ in ticket.budgets], actual, refunds,
-                       ttl=max((k.ttl for k, _ in ticket.budgets), default=86400))
+        s = Settlement(
+            ticket.request_id,
+            [k.key for k, _ in ticket.budgets],
+            actual,
+            refunds,
+            ttl=max((k.ttl for k, _ in ticket.budgets), default=86400),
+        )
         stores = [ticket.store] if ticket.store is self.state else [ticket.store, self.state]
         for store in stores:  # admitted locally during an outage: the shared state learns of it too
             task = asyncio.get_running_loop().create_task(self._settle(ticket, store, s))
@@ -465,8 +544,10 @@ class Limiter:
                     warned = True
                     log.warning("could not settle a budget in shared state; retrying until it answers")
                 if self._closing:
-                    log.warning("shutting down with a budget settlement undelivered; its reservation lapses "
-                                "with its lease and the ledger reconciles its spend")
+                    log.warning(
+                        "shutting down with a budget settlement undelivered; its reservation lapses "
+                        "with its lease and the ledger reconciles its spend"
+                    )
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -486,5 +567,8 @@ class Limiter:
         await self.state.aclose()
 
     def describe(self) -> dict[str, Any]:
-        return {"rate_limits": len(self.cfg.rate_limits), "budgets": len(self.cfg.budgets),
-                "fail_mode": self.cfg.fail_mode}
+        return {
+            "rate_limits": len(self.cfg.rate_limits),
+            "budgets": len(self.cfg.budgets),
+            "fail_mode": self.cfg.fail_mode,
+        }

@@ -46,10 +46,14 @@ class Priced:
         if len(parts) == 1:
             return parts[0]
         u = [p.usage for p in parts]
-        usage = Usage(sum(x.prompt_tokens for x in u), sum(x.completion_tokens for x in u),
-                      cached_tokens=sum(x.cached_tokens for x in u), cache_write_tokens=sum(x.cache_write_tokens for x in u),
-                      reasoning_tokens=sum(x.reasoning_tokens for x in u),
-                      source="estimated" if any(x.source == "estimated" for x in u) else "upstream")
+        usage = Usage(
+            sum(x.prompt_tokens for x in u),
+            sum(x.completion_tokens for x in u),
+            cached_tokens=sum(x.cached_tokens for x in u),
+            cache_write_tokens=sum(x.cache_write_tokens for x in u),
+            reasoning_tokens=sum(x.reasoning_tokens for x in u),
+            source="estimated" if any(x.source == "estimated" for x in u) else "upstream",
+        )
 
         def total(vals: list[float | None]) -> float | None:
             return None if any(v is None for v in vals) else sum(vals)  # type: ignore[arg-type]
@@ -59,9 +63,14 @@ class Priced:
         if all(x is not None for x in each):
             lines = {k: sum(x[k] for x in each if x is not None) for k in each[0] or {}}
         falls = [p.waterfall for p in parts]
-        return Priced(usage, total([p.cost_usd for p in parts]), parts[-1].price_version,
-                      total([p.charge_usd for p in parts]),
-                      merge(falls) if all(w is not None for w in falls) else None, lines)  # type: ignore[arg-type]
+        return Priced(
+            usage,
+            total([p.cost_usd for p in parts]),
+            parts[-1].price_version,
+            total([p.charge_usd for p in parts]),
+            None if None in falls else merge([w for w in falls if w is not None]),
+            lines,
+        )
 
 
 class RecordSink(Protocol):
@@ -131,8 +140,9 @@ class Billing:
 
 
 class Meter:
-    def __init__(self, catalog: PriceCatalog, tokenizer: Tokenizer, metrics: Metrics, sink: RecordSink,
-                 billing: Billing):
+    def __init__(
+        self, catalog: PriceCatalog, tokenizer: Tokenizer, metrics: Metrics, sink: RecordSink, billing: Billing
+    ):
         self.catalog = catalog
         self.tokenizer = tokenizer
         self.metrics = metrics
@@ -156,8 +166,9 @@ class Meter:
         reservation: long texts are bounded by their bytes rather than tokenised on the request path."""
         if dep.mode == "embedding":
             return self.estimate(dep, body).prompt_tokens
-        return self.tokenizer.count_messages(dep.upstream_model, body.get("messages") or [], body.get("tools"),
-                                             bound=True)
+        return self.tokenizer.count_messages(
+            dep.upstream_model, body.get("messages") or [], body.get("tools"), bound=True
+        )
 
     def worst_case(self, dep: Deployment, tenant: str | None, requested: str, prompt: int, out: int) -> float:
         """The largest charge a request of ``prompt`` tokens and ``out`` output tokens can incur."""
@@ -170,8 +181,9 @@ class Meter:
             worst = max(worst, plan.charge(requested, usage, api) or 0.0)
         return worst
 
-    def price(self, dep: Deployment, usage: Usage, *, tenant: str | None, requested: str,
-              at: datetime | None = None) -> Priced:
+    def price(
+        self, dep: Deployment, usage: Usage, *, tenant: str | None, requested: str, at: datetime | None = None
+    ) -> Priced:
         """What serving ``usage`` cost (the API's list price; for a self-hosted model, its GPU-hours and
         licence at the stack profile, the same figure the waterfall books), the tenant's charge (a plan
         prices a self-hosted model from its catalog price), and its split across the stack."""
@@ -180,12 +192,14 @@ class Meter:
         api = cost.total if cost is not None else None
         charge = self.billing.plan(tenant).charge(requested, usage, api)
         profile = self.billing.profile
-        cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
-                                                     price.output * 1e6 if price is not None else None)
+        cls = dep.model_class or profile.model_class(
+            dep.price_key or dep.upstream_model, price.output * 1e6 if price is not None else None
+        )
         waterfall = None
         if charge is not None:
-            waterfall = attribute(usage, charge=charge, api_cost=api, profile=profile, model_class=cls,
-                                  self_hosted=dep.self_hosted)
+            waterfall = attribute(
+                usage, charge=charge, api_cost=api, profile=profile, model_class=cls, self_hosted=dep.self_hosted
+            )
         lines = dict(cost.lines) if cost is not None else None
         spent = api
         if dep.self_hosted:
@@ -204,12 +218,29 @@ class Meter:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def record(self, *, request_id: str, principal: Any, endpoint: str, requested: str, dep: Deployment | None,
-               priced: Priced | None, status: int, error: str | None, attempts: list[dict[str, Any]],
-               started: float, first_chunk_at: float | None, upstream_seconds: float, stream: bool,
-               decision: dict[str, Any] | None = None, ts: float | None = None,
-               lines: Sequence[tuple[Deployment, str, Priced]] = (), attrs: Any = None, cache: str | None = None,
-               saved_usd: float | None = None) -> None:
+    def record(
+        self,
+        *,
+        request_id: str,
+        principal: Any,
+        endpoint: str,
+        requested: str,
+        dep: Deployment | None,
+        priced: Priced | None,
+        status: int,
+        error: str | None,
+        attempts: list[dict[str, Any]],
+        started: float,
+        first_chunk_at: float | None,
+        upstream_seconds: float,
+        stream: bool,
+        decision: dict[str, Any] | None = None,
+        ts: float | None = None,
+        lines: Sequence[tuple[Deployment, str, Priced]] = (),
+        attrs: Any = None,
+        cache: str | None = None,
+        saved_usd: float | None = None,
+    ) -> None:
         """``ts``: the request's start (UNIX seconds); default: now less its duration. ``lines``: every
         priced call (deployment, role, price); ``priced`` is their sum. A record keeps its lines when
         there are several."""
@@ -222,8 +253,12 @@ class Meter:
         self._child(m.overhead, endpoint).observe(max(0.0, total - upstream_seconds))
         if dep is not None and priced is not None and cache is None:  # (a hit's tokens were not the upstream's)
             u = priced.usage
-            for kind, n in (("input", u.prompt_tokens - u.cached_tokens), ("cached_input", u.cached_tokens),
-                            ("output", u.completion_tokens - u.reasoning_tokens), ("reasoning", u.reasoning_tokens)):
+            for kind, n in (
+                ("input", u.prompt_tokens - u.cached_tokens),
+                ("cached_input", u.cached_tokens),
+                ("output", u.completion_tokens - u.reasoning_tokens),
+                ("reasoning", u.reasoning_tokens),
+            ):
                 if n:
                     self._child(m.tokens, label, dep.provider, kind).inc(n)
             if priced.cost_usd is None:
@@ -248,43 +283,66 @@ class Meter:
             for a in attempts:
                 if a.get("note") == ESCALATED:
                     self._child(m.escalations, decision["policy"], a["model"]).inc()
-        self.sink.submit({
-            "request_id": request_id,
-            "ts": time.time() - total if ts is None else ts,
-            "policy": decision.get("policy") if decision else None,
-            "decision": decision,
-            "tenant": getattr(principal, "tenant", None),
-            "key_id": getattr(principal, "key_id", None),
-            "endpoint": endpoint,
-            "requested_model": requested,
-            "user": attrs.user if attrs is not None else None,
-            "cache": cache, "saved_usd": saved_usd,
-            "tags": attrs.tags if attrs is not None else None,
-            "model": dep.model_name if dep else None,
-            "deployment": dep.id if dep else None,
-            "provider": dep.provider if dep else None,
-            "stream": stream,
-            "status": status,
-            "error": error,
-            "attempts": attempts,
-            **_money(priced),
-            "lines": [{"role": role, "model": d.model_name, "deployment": d.id, "provider": d.provider, **_money(p)}
-                      for d, role, p in lines] if len(lines) > 1 else None,
-            "latency_s": total,
-            "ttft_s": None if first_chunk_at is None else first_chunk_at - started,
-            "upstream_s": upstream_seconds,
-        })
+        self.sink.submit(
+            {
+                "request_id": request_id,
+                "ts": time.time() - total if ts is None else ts,
+                "policy": decision.get("policy") if decision else None,
+                "decision": decision,
+                "tenant": getattr(principal, "tenant", None),
+                "key_id": getattr(principal, "key_id", None),
+                "endpoint": endpoint,
+                "requested_model": requested,
+                "user": attrs.user if attrs is not None else None,
+                "cache": cache,
+                "saved_usd": saved_usd,
+                "tags": attrs.tags if attrs is not None else None,
+                "model": dep.model_name if dep else None,
+                "deployment": dep.id if dep else None,
+                "provider": dep.provider if dep else None,
+                "stream": stream,
+                "status": status,
+                "error": error,
+                "attempts": attempts,
+                **_money(priced),
+                "lines": [
+                    {"role": role, "model": d.model_name, "deployment": d.id, "provider": d.provider, **_money(p)}
+                    for d, role, p in lines
+                ]
+                if len(lines) > 1
+                else None,
+                "latency_s": total,
+                "ttft_s": None if first_chunk_at is None else first_chunk_at - started,
+                "upstream_s": upstream_seconds,
+            }
+        )
 
 
 def _money(priced: Priced | None) -> dict[str, Any]:
     """A record's (or one of its lines') usage and money fields."""
     if priced is None:
-        return {"usage": None, "usage_source": None, "cost_usd": None, "charge_usd": None, "cost_lines": None,
-                "price_version": None, "stack": None}
+        return {
+            "usage": None,
+            "usage_source": None,
+            "cost_usd": None,
+            "charge_usd": None,
+            "cost_lines": None,
+            "price_version": None,
+            "stack": None,
+        }
     u = priced.usage
-    return {"usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                      "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
-                      "reasoning_tokens": u.reasoning_tokens},
-            "usage_source": u.source, "cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd,
-            "cost_lines": priced.lines, "price_version": priced.price_version,
-            "stack": None if priced.waterfall is None else priced.waterfall.as_dict()}
+    return {
+        "usage": {
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "cached_tokens": u.cached_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "reasoning_tokens": u.reasoning_tokens,
+        },
+        "usage_source": u.source,
+        "cost_usd": priced.cost_usd,
+        "charge_usd": priced.charge_usd,
+        "cost_lines": priced.lines,
+        "price_version": priced.price_version,
+        "stack": None if priced.waterfall is None else priced.waterfall.as_dict(),
+    }

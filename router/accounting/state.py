@@ -76,17 +76,20 @@ class BudgetView:
 class StateStore(Protocol):
     shared: bool  # other processes (workers, replicas) read and write the same state
 
-    async def admit(self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq],
-                    now: float, lease: float) -> Admission: ...
+    async def admit(
+        self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq], now: float, lease: float
+    ) -> Admission: ...
     async def settle(self, s: Settlement, now: float) -> None: ...
     async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None: ...
     async def budget_view(self, key: str) -> BudgetView: ...
     async def budget_apply(self, key: str, base_nano: int, prune: Sequence[str], ttl: int, now: float) -> None:
         """Set the base, drop the settlements ``prune`` names, reclaim leases ended by ``now``."""
+
     async def lock(self, name: str, seconds: float) -> str | None: ...
     async def unlock(self, name: str, token: str) -> None: ...
-    async def bandit_add(self, policy: str, model: str, category: str, score: float,
-                         request_id: str) -> float | None: ...
+    async def bandit_add(
+        self, policy: str, model: str, category: str, score: float, request_id: str
+    ) -> float | None: ...
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]: ...
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None: ...
@@ -141,8 +144,9 @@ class MemoryState:
             return 0
         return v[0]
 
-    async def admit(self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq],
-                    now: float, lease: float) -> Admission:
+    async def admit(
+        self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq], now: float, lease: float
+    ) -> Admission:
         for i, c in enumerate(counters):
             cur = self._get(c.key)
             if c.limit >= 0 and cur + c.amount > c.limit:
@@ -231,8 +235,7 @@ class MemoryState:
     async def spent(self, key: str) -> int:
         return (await self.budget_view(key)).spent_nano
 
-    async def bandit_add(self, policy: str, model: str, category: str, score: float,
-                         request_id: str) -> float | None:
+    async def bandit_add(self, policy: str, model: str, category: str, score: float, request_id: str) -> float | None:
         """One process: its own bandit state is the whole state; this only remembers each request's
         score (the most recent FEEDBACK_MEMORY of them) so that scoring it again replaces the score."""
         previous = self._scores.pop(request_id, None)
@@ -297,7 +300,9 @@ local function reclaim(k, now)
 end
 """
 
-ADMIT_LUA = RECLAIM_LUA + """
+ADMIT_LUA = (
+    RECLAIM_LUA
+    + """
 local nr = tonumber(ARGV[1])
 local nb = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -350,6 +355,7 @@ for b = 1, nb do
 end
 return {'ok', values, spents, useds}
 """
+)
 
 SETTLE_LUA = """
 local nb = tonumber(ARGV[1])
@@ -380,7 +386,9 @@ end
 return 1
 """
 
-APPLY_LUA = RECLAIM_LUA + """
+APPLY_LUA = (
+    RECLAIM_LUA
+    + """
 local k = KEYS[1]
 local pruned = 0
 reclaim(k, ARGV[3])
@@ -399,6 +407,7 @@ for _, sub in ipairs({'', ':r', ':l', ':s', ':t'}) do
 end
 return pruned
 """
+)
 
 # One of the first ARGV[2] distinct values of set KEYS[1]: 1 (added, or already there), else 0.
 DISTINCT_LUA = """
@@ -441,9 +450,14 @@ class RedisState:
         # fails on first use; the command never reached the new server). Never on a timeout: the
         # admission script may have run, and running it twice would count the request twice.
         # (redis-py's default is ten retries with backoff, timeouts included.)
-        self._r = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                    health_check_interval=10, retry_on_timeout=False,
-                                    retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+        self._r = aioredis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=10,
+            retry_on_timeout=False,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
         self._prefix = prefix
         self._admit = self._r.register_script(ADMIT_LUA)
         self._settle = self._r.register_script(SETTLE_LUA)
@@ -455,8 +469,9 @@ class RedisState:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
-    async def admit(self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq],
-                    now: float, lease: float) -> Admission:
+    async def admit(
+        self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq], now: float, lease: float
+    ) -> Admission:
         keys = [self._k(c.key) for c in counters] + [self._k(b.key) for b in budgets]
         args: list[Any] = [len(counters), len(budgets), repr(now), repr(lease), request_id]
         for c in counters:
@@ -466,8 +481,9 @@ class RedisState:
         res = await self._admit(keys=keys, args=args)
         kind = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if kind == "ok":
-            return Admission(True, [int(v) for v in res[1]], [int(v) for v in res[2]],
-                             used_nano=[int(v) for v in res[3]])
+            return Admission(
+                True, [int(v) for v in res[1]], [int(v) for v in res[2]], used_nano=[int(v) for v in res[3]]
+            )
         return Admission(False, [], [], kind, int(res[1]), int(res[2]))
 
     async def settle(self, s: Settlement, now: float) -> None:
@@ -518,11 +534,12 @@ class RedisState:
 
     # Feedback totals per policy in one hash: "n|model|category" (count) and "s|..." (summed score);
     # each request's own score under "feedback:<request id>", so that scoring it again replaces it.
-    async def bandit_add(self, policy: str, model: str, category: str, score: float,
-                         request_id: str) -> float | None:
+    async def bandit_add(self, policy: str, model: str, category: str, score: float, request_id: str) -> float | None:
         field = f"{model}\x1f{category}"
-        previous = await self._feedback(keys=[self._k("bandit:" + policy), self._k("feedback:" + request_id)],
-                                        args=["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL])
+        previous = await self._feedback(
+            keys=[self._k("bandit:" + policy), self._k("feedback:" + request_id)],
+            args=["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL],
+        )
         return None if previous is None else float(previous)
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:

@@ -29,15 +29,33 @@ def model_class(svc: Services, dep: Deployment, profile: StackProfile) -> str:
 
 async def observed(svc: Services, store: LedgerStore, q: UsageQuery, profile: StackProfile) -> list[Traffic]:
     """Each chat model's traffic in the range, from hourly roll-ups of the ledger."""
-    rows, _ = await store.usage(replace(q, bucket_seconds=3600, group_by=("model",),
-                                        filters=(*q.filters, ("endpoint", "chat")), limit=MAX_ROWS, offset=0))
+    rows, _ = await store.usage(
+        replace(
+            q,
+            bucket_seconds=3600,
+            group_by=("model",),
+            filters=(*q.filters, ("endpoint", "chat")),
+            limit=MAX_ROWS,
+            offset=0,
+        )
+    )
     days = max((min(q.end, time.time()) - q.start) / 86400, 1 / 24)
     acc: dict[str, dict[str, Any]] = {}
     for r in rows:
         if not r["model"] or not r["requests"]:
             continue
-        a = acc.setdefault(r["model"], {"prompt": 0, "cached": 0, "completion": 0, "cost": 0.0, "unpriced": 0,
-                                        "gpu_hours": 0.0, "hourly": [0.0] * 24})
+        a = acc.setdefault(
+            r["model"],
+            {
+                "prompt": 0,
+                "cached": 0,
+                "completion": 0,
+                "cost": 0.0,
+                "unpriced": 0,
+                "gpu_hours": 0.0,
+                "hourly": [0.0] * 24,
+            },
+        )
         a["prompt"] += int(r["prompt_tokens"])
         a["cached"] += int(r["cached_tokens"])
         a["completion"] += int(r["completion_tokens"])
@@ -52,11 +70,21 @@ async def observed(svc: Services, store: LedgerStore, q: UsageQuery, profile: St
         if not deps or total <= 0:
             continue
         dep = deps[0]
-        out.append(Traffic(model=name, model_class=model_class(svc, dep, profile), days=days,
-                           prompt_tokens=a["prompt"], cached_tokens=a["cached"], completion_tokens=a["completion"],
-                           hourly=tuple(h / total for h in a["hourly"]),
-                           api_cost_usd=None if a["unpriced"] else a["cost"], self_hosted=dep.self_hosted,
-                           gpu_hours=a["gpu_hours"], quality=dep.quality))
+        out.append(
+            Traffic(
+                model=name,
+                model_class=model_class(svc, dep, profile),
+                days=days,
+                prompt_tokens=a["prompt"],
+                cached_tokens=a["cached"],
+                completion_tokens=a["completion"],
+                hourly=tuple(h / total for h in a["hourly"]),
+                api_cost_usd=None if a["unpriced"] else a["cost"],
+                self_hosted=dep.self_hosted,
+                gpu_hours=a["gpu_hours"],
+                quality=dep.quality,
+            )
+        )
     return out
 
 
@@ -70,8 +98,16 @@ def substitutes(svc: Services) -> list[Deployment]:
     return out
 
 
-async def build_or_buy(svc: Services, store: LedgerStore, q: UsageQuery, *, profile_name: str | None,
-                       utilisation: float | None, rental: float | None, decline: float) -> dict[str, Any]:
+async def build_or_buy(
+    svc: Services,
+    store: LedgerStore,
+    q: UsageQuery,
+    *,
+    profile_name: str | None,
+    utilisation: float | None,
+    rental: float | None,
+    decline: float,
+) -> dict[str, Any]:
     profiles = load_profiles()
     name = profile_name or svc.config.billing.profile
     if name not in profiles:
@@ -88,16 +124,32 @@ async def build_or_buy(svc: Services, store: LedgerStore, q: UsageQuery, *, prof
             for dep in subs:
                 alt = replace(t, model=dep.model_name, model_class=model_class(svc, dep, profile), quality=dep.quality)
                 a = advise(alt, profile, utilisation=utilisation, rental=rental, decline=decline, now=now)
-                row["substitutes"].append({"model": dep.model_name, "model_class": alt.model_class,
-                                           "quality": dep.quality, "rent": _brief(a["rent"]), "own": _brief(a["own"])})
+                row["substitutes"].append(
+                    {
+                        "model": dep.model_name,
+                        "model_class": alt.model_class,
+                        "quality": dep.quality,
+                        "rent": _brief(a["rent"]),
+                        "own": _brief(a["own"]),
+                    }
+                )
         models.append(row)
-    return {"profile": name, "profiles": sorted(profiles), "economics": profile.economics().as_dict(),
-            "gpus_per_server": profile.server.gpus_per_server, "server_capex_usd": profile.server.capex_usd,
-            "depreciation_years": profile.server.depreciation_years,
-            "params": {"utilisation": utilisation if utilisation is not None else profile.utilisation,
-                       "usd_per_gpu_hour": rental if rental is not None else profile.rental_usd_per_gpu_hour,
-                       "api_price_decline_per_year": decline, "start": q.start, "end": q.end},
-            "models": models}
+    return {
+        "profile": name,
+        "profiles": sorted(profiles),
+        "economics": profile.economics().as_dict(),
+        "gpus_per_server": profile.server.gpus_per_server,
+        "server_capex_usd": profile.server.capex_usd,
+        "depreciation_years": profile.server.depreciation_years,
+        "params": {
+            "utilisation": utilisation if utilisation is not None else profile.utilisation,
+            "usd_per_gpu_hour": rental if rental is not None else profile.rental_usd_per_gpu_hour,
+            "api_price_decline_per_year": decline,
+            "start": q.start,
+            "end": q.end,
+        },
+        "models": models,
+    }
 
 
 def _brief(option: dict[str, Any]) -> dict[str, Any]:

@@ -27,17 +27,28 @@ from router.analytics.usage_api import build_query, ledger_of
 from router.api import json_response, tenant_scoped
 
 STATIC = resources.files("router").joinpath("dashboard_static")
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-         ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
 # Everything same-origin; no inline script; the page cannot be framed.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
-                    "x-frame-options": "DENY"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
 
 
 def _asset(name: str) -> Response:
-    suffix = name[name.rfind("."):] if "." in name else ""
+    suffix = name[name.rfind(".") :] if "." in name else ""
     entry = STATIC.joinpath(name)
     if "/" in name or name.startswith(".") or suffix not in TYPES or not entry.is_file():
         raise APIError(404, f"No dashboard asset '{name[:80]}'.", code="not_found")
@@ -54,8 +65,9 @@ def _number(request: Request, name: str, lo: float, hi: float, default: float | 
     except ValueError:
         value = float("nan")
     if not lo < value <= hi:  # NaN fails too
-        raise invalid_request(f"Invalid value for '{name}': a number above {lo:g} and at most {hi:g}.",
-                              param=name, code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{name}': a number above {lo:g} and at most {hi:g}.", param=name, code="invalid_value"
+        )
     return value
 
 
@@ -89,22 +101,35 @@ class Dashboard:
         svc = self.svc
         q = build_query(request, tenant)
         dims = ("tenant", "alias", "model", "provider")
-        rows, _ = await self.need_store().usage(UsageQuery(start=q.start, end=q.end, group_by=dims, tenant=tenant,
-                                                           limit=10_000))
+        rows, _ = await self.need_store().usage(
+            UsageQuery(start=q.start, end=q.end, group_by=dims, tenant=tenant, limit=10_000)
+        )
         values = {d: sorted({str(r[d]) for r in rows if r[d] is not None}) for d in dims}
-        return json_response({"filters": values, "baselines": insights.chat_models(svc),
-                              "policies": [x.policy.name for x in svc.policies.loaded],
-                              "plans": list(svc.config.billing.plans), "default_plan": svc.config.billing.default_plan,
-                              "tags": list(svc.config.attribution.tags)})
+        return json_response(
+            {
+                "filters": values,
+                "baselines": insights.chat_models(svc),
+                "policies": [x.policy.name for x in svc.policies.loaded],
+                "plans": list(svc.config.billing.plans),
+                "default_plan": svc.config.billing.default_plan,
+                "tags": list(svc.config.attribution.tags),
+            }
+        )
 
     async def savings(self, request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
         baseline = request.query_params.get("baseline") or None
         try:
-            return json_response(await insights.savings(self.svc, self.need_store(), q, baseline, operator=tenant is None))
+            return json_response(
+                await insights.savings(self.svc, self.need_store(), q, baseline, operator=tenant is None)
+            )
         except ValueError:
-            raise invalid_request(f"'{(baseline or '')[:80]}' is not a priced chat model on this gateway; pick one from "
-                                  "the dashboard options.", param="baseline", code="invalid_value") from None
+            raise invalid_request(
+                f"'{(baseline or '')[:80]}' is not a priced chat model on this gateway; pick one from "
+                "the dashboard options.",
+                param="baseline",
+                code="invalid_value",
+            ) from None
 
     async def budgets(self, request: Request, tenant: str | None) -> Response:
         only = request.query_params.get("tenant") if tenant is None else None
@@ -117,32 +142,48 @@ class Dashboard:
         q = replace(q, filters=tuple(f for f in q.filters if f[0] != "policy"))
         name = request.query_params.get("policy")
         if yaml_text is None and not name:
-            raise invalid_request("Name a loaded policy (?policy=...) or POST its YAML as {\"yaml\": \"...\"}.",
-                                  param="policy", code="missing_required_parameter")
+            raise invalid_request(
+                'Name a loaded policy (?policy=...) or POST its YAML as {"yaml": "..."}.',
+                param="policy",
+                code="missing_required_parameter",
+            )
         try:
             data = await insights.whatif(self.svc, self.need_store(), q, name, yaml_text)
             if tenant is None:  # an admin's replay is an admin action: audited (a pasted policy by its name)
-                await self.svc.audit("admin", "whatif.run", name or "pasted policy",
-                                     {"start": q.start, "end": q.end, **({"yaml_bytes": len(yaml_text)} if yaml_text else {})})
+                await self.svc.audit(
+                    "admin",
+                    "whatif.run",
+                    name or "pasted policy",
+                    {"start": q.start, "end": q.end, **({"yaml_bytes": len(yaml_text)} if yaml_text else {})},
+                )
             return json_response(data)
         except LookupError:
-            raise invalid_request(f"No loaded policy '{(name or '')[:80]}'.", param="policy", code="invalid_value") from None
+            raise invalid_request(
+                f"No loaded policy '{(name or '')[:80]}'.", param="policy", code="invalid_value"
+            ) from None
         except PolicyError as exc:
-            raise invalid_request("The policy is invalid: " + " | ".join(exc.problems)[:1500], param="yaml",
-                                  code="invalid_policy") from None
+            raise invalid_request(
+                "The policy is invalid: " + " | ".join(exc.problems)[:1500], param="yaml", code="invalid_policy"
+            ) from None
 
     async def advise(self, request: Request) -> Response:
         """Build or buy for the range's traffic (operator economics: the admin key only)."""
         self.admin(request)
         q = build_query(request, None)
         try:
-            data = await build_or_buy(self.svc, self.need_store(), q, profile_name=request.query_params.get("profile") or None,
-                                      utilisation=_number(request, "utilisation", 0, 1, None),
-                                      rental=_number(request, "rental", 0, 1000, None),
-                                      decline=_number(request, "decline", 0, 1, 0.1) or 0.1)
+            data = await build_or_buy(
+                self.svc,
+                self.need_store(),
+                q,
+                profile_name=request.query_params.get("profile") or None,
+                utilisation=_number(request, "utilisation", 0, 1, None),
+                rental=_number(request, "rental", 0, 1000, None),
+                decline=_number(request, "decline", 0, 1, 0.1) or 0.1,
+            )
         except LookupError:
-            raise invalid_request("Unknown stack profile; see 'profiles' in an answer without it.", param="profile",
-                                  code="invalid_value") from None
+            raise invalid_request(
+                "Unknown stack profile; see 'profiles' in an answer without it.", param="profile", code="invalid_value"
+            ) from None
         return json_response(data)
 
     async def whatif_yaml(self, request: Request) -> Response:
@@ -151,7 +192,7 @@ class Dashboard:
 
         body = await read_json(request, 256 * 1024)
         if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
-            raise invalid_request("Send {\"yaml\": \"<policy YAML>\"}.", param="yaml", code="missing_required_parameter")
+            raise invalid_request('Send {"yaml": "<policy YAML>"}.', param="yaml", code="missing_required_parameter")
         return await self.whatif(request, None, body["yaml"])
 
     def register(self, app: FastAPI) -> None:
@@ -159,17 +200,25 @@ class Dashboard:
         app.add_api_route("/dashboard/", self.slash, methods=["GET"], include_in_schema=False)
         app.add_api_route("/dashboard/static/{name}", self.asset, methods=["GET"], include_in_schema=False)
         app.add_api_route("/v1/whoami", self.whoami, methods=["GET"])
-        views: dict[str, Callable[..., Any]] = {"options": self.options, "savings": self.savings,
-                                                "budgets": self.budgets, "whatif": self.whatif}
+        views: dict[str, Callable[..., Any]] = {
+            "options": self.options,
+            "savings": self.savings,
+            "budgets": self.budgets,
+            "whatif": self.whatif,
+        }
         for name, view in views.items():
             for who, prefix in (("tenant", "/v1"), ("admin", "/admin")):
-                app.add_api_route(f"{prefix}/insights/{name}", tenant_scoped(view, self.principal, self.admin,
-                                                                             as_admin=who == "admin"),
-                                  methods=["GET"], name=f"{who}_{name}")
+                app.add_api_route(
+                    f"{prefix}/insights/{name}",
+                    tenant_scoped(view, self.principal, self.admin, as_admin=who == "admin"),
+                    methods=["GET"],
+                    name=f"{who}_{name}",
+                )
         app.add_api_route("/admin/insights/advise", self.advise, methods=["GET"])
         app.add_api_route("/admin/insights/whatif", self.whatif_yaml, methods=["POST"])
 
 
-def add_dashboard_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
-                         admin: Callable[[Request], None]) -> None:
+def add_dashboard_routes(
+    app: FastAPI, svc: Services, principal: Callable[[Request], Any], admin: Callable[[Request], None]
+) -> None:
     Dashboard(svc, principal, admin).register(app)

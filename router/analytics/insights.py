@@ -25,9 +25,13 @@ MAX_GROUPS = 10_000
 
 
 def _usage(row: dict[str, Any]) -> Usage:
-    return Usage(prompt_tokens=int(row["prompt_tokens"]), completion_tokens=int(row["completion_tokens"]),
-                 cached_tokens=int(row["cached_tokens"]), cache_write_tokens=int(row["cache_write_tokens"]),
-                 reasoning_tokens=int(row["reasoning_tokens"]))
+    return Usage(
+        prompt_tokens=int(row["prompt_tokens"]),
+        completion_tokens=int(row["completion_tokens"]),
+        cached_tokens=int(row["cached_tokens"]),
+        cache_write_tokens=int(row["cache_write_tokens"]),
+        reasoning_tokens=int(row["reasoning_tokens"]),
+    )
 
 
 def chat_models(svc: Services) -> list[str]:
@@ -61,12 +65,19 @@ def _traffic(svc: Services, r: dict[str, Any]) -> Traffic:
     if cost is not None and deps and deps[0].self_hosted:
         price = deps[0].price(svc.meter.catalog)
         list_cost = cost_of(u, price).total if price is not None else None
-    return Traffic(r["alias"] or "", u, list_cost, cost, r["charge_usd"] if cost is not None else None,
-                   r["requests"] - r["unpriced"])
+    return Traffic(
+        r["alias"] or "",
+        u,
+        list_cost,
+        cost,
+        r["charge_usd"] if cost is not None else None,
+        r["requests"] - r["unpriced"],
+    )
 
 
-async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: str | None, *,
-                  operator: bool = True) -> dict[str, Any]:
+async def savings(
+    svc: Services, store: LedgerStore, q: UsageQuery, baseline: str | None, *, operator: bool = True
+) -> dict[str, Any]:
     """Actual API cost against "had every chat request gone to ``baseline``", and margin per plan
     (pricing.margins: the one definition of a margin).
 
@@ -76,8 +87,16 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
     is what the plan would have charged for the baseline's calls less their cost (a markup plan:
     the markup on the baseline cost); routing earned the difference. ``operator`` False (a tenant):
     its own charge and cost only, no plan margins."""
-    rows, _ = await store.usage(replace(q, bucket_seconds=None, group_by=("alias", "model"),
-                                        filters=(*q.filters, ("endpoint", "chat")), limit=MAX_GROUPS, offset=0))
+    rows, _ = await store.usage(
+        replace(
+            q,
+            bucket_seconds=None,
+            group_by=("alias", "model"),
+            filters=(*q.filters, ("endpoint", "chat")),
+            limit=MAX_GROUPS,
+            offset=0,
+        )
+    )
     priced_rows = [r for r in rows if _priced(r)]
     if not baseline:
         names = chat_models(svc)
@@ -88,6 +107,7 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
         def cost_at(name: str) -> float:
             price = _chat_price(svc, name)
             return sum(cost_of(_usage(r), price).total for r in priced_rows)
+
         baseline = max(served, key=lambda n: (cost_at(n), n))
     price = _chat_price(svc, baseline)
     if price is None:
@@ -98,25 +118,49 @@ async def savings(svc: Services, store: LedgerStore, q: UsageQuery, baseline: st
     for r, t in zip(priced_rows, traffic):
         base = cost_of(t.usage, price).total
         at_base.append(Traffic(t.alias, t.usage, base, base, None, t.requests))
-        by_model.append({"alias": r["alias"], "model": r["model"], "requests": r["requests"], "cost_usd": t.cost,
-                         "baseline_cost_usd": base})
+        by_model.append(
+            {
+                "alias": r["alias"],
+                "model": r["model"],
+                "requests": r["requests"],
+                "cost_usd": t.cost,
+                "baseline_cost_usd": base,
+            }
+        )
     actual = booked(traffic)
     unpriced = sum(r["requests"] for r in rows) - actual.requests
     baseline_cost = math.fsum(t.cost for t in at_base)  # type: ignore[misc]
     plan_rows = []
     for name, plan in svc.config.billing.plans.items() if operator else ():
         now, then = under_plan(plan, traffic), under_plan(plan, at_base)
-        plan_rows.append({"plan": name, "charge_usd": now.charge_usd, "baseline_charge_usd": then.charge_usd,
-                          "unpriced": now.unpriced, "margin_usd": now.margin_usd,
-                          "margin_at_baseline_usd": then.margin_usd,
-                          "routing_margin_usd": now.margin_usd - then.margin_usd})
+        plan_rows.append(
+            {
+                "plan": name,
+                "charge_usd": now.charge_usd,
+                "baseline_charge_usd": then.charge_usd,
+                "unpriced": now.unpriced,
+                "margin_usd": now.margin_usd,
+                "margin_at_baseline_usd": then.margin_usd,
+                "routing_margin_usd": now.margin_usd - then.margin_usd,
+            }
+        )
     hits, cache_saved = await store.cache_savings(q)
-    return {"baseline": baseline, "requests": actual.requests, "unpriced": unpriced, "cost_usd": actual.cost_usd,
-            "cache_hits": hits, "cache_saved_usd": cache_saved,
-            "baseline_cost_usd": baseline_cost, "savings_usd": baseline_cost - actual.cost_usd,
-            "savings_pct": (baseline_cost - actual.cost_usd) / baseline_cost * 100 if baseline_cost else 0.0,
-            "charge_usd": actual.charge_usd, **({"margin_usd": actual.margin_usd} if operator else {}),
-            "by_model": by_model, "plans": plan_rows, "estimate": True}
+    return {
+        "baseline": baseline,
+        "requests": actual.requests,
+        "unpriced": unpriced,
+        "cost_usd": actual.cost_usd,
+        "cache_hits": hits,
+        "cache_saved_usd": cache_saved,
+        "baseline_cost_usd": baseline_cost,
+        "savings_usd": baseline_cost - actual.cost_usd,
+        "savings_pct": (baseline_cost - actual.cost_usd) / baseline_cost * 100 if baseline_cost else 0.0,
+        "charge_usd": actual.charge_usd,
+        **({"margin_usd": actual.margin_usd} if operator else {}),
+        "by_model": by_model,
+        "plans": plan_rows,
+        "estimate": True,
+    }
 
 
 SHARED_SCOPES = ("alias", "user", "tag")  # budgets that span tenants: the admin's to see
@@ -135,8 +179,9 @@ def _rule_visible(svc: Services, rule: BudgetRule, tenant: str | None, admin: bo
     return admin
 
 
-async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: float,
-                  only_tenant: str | None = None) -> list[dict[str, Any]]:
+async def budgets(
+    svc: Services, store: LedgerStore, tenant: str | None, now: float, only_tenant: str | None = None
+) -> list[dict[str, Any]]:
     """Per budget rule and id: spend so far this period by day, the limit, and a run-rate forecast.
 
     ``tenant`` scopes a tenant key to its own tenant and keys; alias budgets are shared across
@@ -159,8 +204,17 @@ async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: fl
         if want != "*":
             filters.append((dim, want))
         scope_tenant = tenant if tenant is not None else only_tenant
-        rows, _ = await store.usage(UsageQuery(start=start, end=end, bucket_seconds=bucket, group_by=(dim,),
-                                               tenant=scope_tenant, filters=tuple(filters), limit=MAX_GROUPS))
+        rows, _ = await store.usage(
+            UsageQuery(
+                start=start,
+                end=end,
+                bucket_seconds=bucket,
+                group_by=(dim,),
+                tenant=scope_tenant,
+                filters=tuple(filters),
+                limit=MAX_GROUPS,
+            )
+        )
         series: dict[str, list[tuple[float, float]]] = {}
         for r in rows:
             if r[dim] is None:
@@ -176,10 +230,23 @@ async def budgets(svc: Services, store: LedgerStore, tenant: str | None, now: fl
                 total += spend
                 cumulative.append({"t": ts + bucket, "spent_usd": total})
             forecast = total * (end - start) / elapsed
-            out.append({"scope": rule.scope, "id": ident, "rule_id": rule.id, "period": rule.period,
-                        "limit_usd": rule.usd, "soft": rule.soft, "start": start, "end": end, "spent_usd": total,
-                        "remaining_usd": rule.usd - total, "forecast_usd": forecast,
-                        "forecast_over": forecast > rule.usd, "burn": cumulative})
+            out.append(
+                {
+                    "scope": rule.scope,
+                    "id": ident,
+                    "rule_id": rule.id,
+                    "period": rule.period,
+                    "limit_usd": rule.usd,
+                    "soft": rule.soft,
+                    "start": start,
+                    "end": end,
+                    "spent_usd": total,
+                    "remaining_usd": rule.usd - total,
+                    "forecast_usd": forecast,
+                    "forecast_over": forecast > rule.usd,
+                    "burn": cumulative,
+                }
+            )
     return out
 
 
@@ -195,8 +262,9 @@ def _router_for(svc: Services, name: str | None, yaml_text: str | None) -> Polic
     raise LookupError(name)
 
 
-async def whatif(svc: Services, store: LedgerStore, q: UsageQuery, policy: str | None,
-                 yaml_text: str | None = None) -> dict[str, Any]:
+async def whatif(
+    svc: Services, store: LedgerStore, q: UsageQuery, policy: str | None, yaml_text: str | None = None
+) -> dict[str, Any]:
     """Replay recorded chat traffic's features (alias, category, prompt size, tokens) through a policy.
 
     Requests are grouped by (alias, category, prompt size class, served model); each group is
@@ -205,9 +273,16 @@ async def whatif(svc: Services, store: LedgerStore, q: UsageQuery, policy: str |
     model (the ledger keeps no per-request feedback scores).
     """
     router = _router_for(svc, policy, yaml_text)
-    rows, truncated = await store.usage(replace(q, bucket_seconds=None, limit=MAX_GROUPS, offset=0,
-                                                group_by=("alias", "category", "prompt_size", "model"),
-                                                filters=(*q.filters, ("endpoint", "chat"))))
+    rows, truncated = await store.usage(
+        replace(
+            q,
+            bucket_seconds=None,
+            limit=MAX_GROUPS,
+            offset=0,
+            group_by=("alias", "category", "prompt_size", "model"),
+            filters=(*q.filters, ("endpoint", "chat")),
+        )
+    )
     infos = [i for i in (svc.planner.info(n, "chat") for n in router.policy.models) if i is not None]
     prices = {i.name: i.price for i in infos}
     rng = random.Random(0)
@@ -255,11 +330,21 @@ async def whatif(svc: Services, store: LedgerStore, q: UsageQuery, policy: str |
         p["estimated_cost_usd"] += new
         p["reasons"][d.reason] = p["reasons"].get(d.reason, 0) + n
     for p in picks.values():
-        p["reasons"] = sorted(({"reason": k, "requests": v} for k, v in p["reasons"].items()),
-                              key=lambda x: -x["requests"])[:5]
-    return {"policy": router.policy.name, "requests": replayed, "skipped": skipped, "truncated": truncated,
-            "actual_cost_usd": actual, "estimated_cost_usd": estimated, "change_usd": estimated - actual,
-            "change_pct": (estimated - actual) / actual * 100 if actual else 0.0,
-            "quality_actual": q_actual / q_weight if q_weight else None,
-            "quality_estimated": q_new / q_weight if q_weight else None, "quality_requests": q_weight,
-            "picks": sorted(picks.values(), key=lambda x: -x["requests"]), "estimate": True}
+        p["reasons"] = sorted(
+            ({"reason": k, "requests": v} for k, v in p["reasons"].items()), key=lambda x: -x["requests"]
+        )[:5]
+    return {
+        "policy": router.policy.name,
+        "requests": replayed,
+        "skipped": skipped,
+        "truncated": truncated,
+        "actual_cost_usd": actual,
+        "estimated_cost_usd": estimated,
+        "change_usd": estimated - actual,
+        "change_pct": (estimated - actual) / actual * 100 if actual else 0.0,
+        "quality_actual": q_actual / q_weight if q_weight else None,
+        "quality_estimated": q_new / q_weight if q_weight else None,
+        "quality_requests": q_weight,
+        "picks": sorted(picks.values(), key=lambda x: -x["requests"]),
+        "estimate": True,
+    }

@@ -87,8 +87,15 @@ class _Parquet:
 
         def kind(col: Any) -> Any:
             t = col.type
-            return pa.bool_() if isinstance(t, Boolean) else pa.int64() if isinstance(t, Integer) else \
-                pa.float64() if isinstance(t, Float) else pa.string()
+            return (
+                pa.bool_()
+                if isinstance(t, Boolean)
+                else pa.int64()
+                if isinstance(t, Integer)
+                else pa.float64()
+                if isinstance(t, Float)
+                else pa.string()
+            )
 
         self.pa = pa
         self.schema = pa.schema([(c.name, kind(c)) for c in requests.columns] + [("lines", pa.string())])

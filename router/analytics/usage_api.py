@@ -46,8 +46,11 @@ def parse_time(value: str | None, default: float, name: str) -> float:
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise invalid_request(f"Invalid value for '{name}': use an ISO date, UNIX seconds or a duration like 24h.",
-                              param=name, code="invalid_value") from None
+        raise invalid_request(
+            f"Invalid value for '{name}': use an ISO date, UNIX seconds or a duration like 24h.",
+            param=name,
+            code="invalid_value",
+        ) from None
     return finite_time((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp(), name)
 
 
@@ -62,11 +65,18 @@ def stack_layers(row: dict[str, Any]) -> dict[str, dict[str, float]]:
     def layer(revenue: float, margin: float) -> dict[str, float]:
         return {"revenue": revenue, "cost": revenue - margin, "margin": margin}
 
-    return {"application": layer(charge, s["application_margin"]), "paas": layer(api, s["paas_margin"]),
-            "model_lab": layer(s["model_lab"], s["model_lab"]), "iaas": layer(rent, s["iaas_margin"]),
-            "chips": layer(chips, s["chip_vendor_margin"]),
-            "pass_through": {"electricity": s["electricity"], "colocation": s["colocation"],
-                             "other_capex": s["other_capex"]}}
+    return {
+        "application": layer(charge, s["application_margin"]),
+        "paas": layer(api, s["paas_margin"]),
+        "model_lab": layer(s["model_lab"], s["model_lab"]),
+        "iaas": layer(rent, s["iaas_margin"]),
+        "chips": layer(chips, s["chip_vendor_margin"]),
+        "pass_through": {
+            "electricity": s["electricity"],
+            "colocation": s["colocation"],
+            "other_capex": s["other_capex"],
+        },
+    }
 
 
 def build_query(request: Request, tenant: str | None) -> UsageQuery:
@@ -78,12 +88,17 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
         raise invalid_request("'end' must be after 'start'.", param="end", code="invalid_value")
     bucket = qp.get("bucket", "day")
     if bucket not in BUCKETS:
-        raise invalid_request(f"Invalid value for 'bucket': one of {', '.join(BUCKETS)}.", param="bucket", code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for 'bucket': one of {', '.join(BUCKETS)}.", param="bucket", code="invalid_value"
+        )
     group_by = tuple(g for g in (qp.get("group_by") or "").split(",") if g)
     for g in group_by:
         if g not in DIMENSIONS and not _TAG_DIM.match(g):
-            raise invalid_request(f"Invalid value for 'group_by': '{g[:40]}' is not one of {', '.join(DIMENSIONS)}, "
-                                  "or tag:<key>.", param="group_by", code="invalid_value")
+            raise invalid_request(
+                f"Invalid value for 'group_by': '{g[:40]}' is not one of {', '.join(DIMENSIONS)}, or tag:<key>.",
+                param="group_by",
+                code="invalid_value",
+            )
     filters = []
     for dim in ("key", "alias", "model", "provider", "status", "policy", "rule", "category", "endpoint", "user"):
         if qp.get(dim):
@@ -91,12 +106,17 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
     if qp.get("tag"):  # tag=feature=search
         tag, sep, value = qp["tag"].partition("=")
         if not sep or not _TAG_DIM.match("tag:" + tag):
-            raise invalid_request("Invalid value for 'tag': use key=value, e.g. tag=feature=search.", param="tag",
-                                  code="invalid_value")
+            raise invalid_request(
+                "Invalid value for 'tag': use key=value, e.g. tag=feature=search.", param="tag", code="invalid_value"
+            )
         filters.append(("tag:" + tag, clean_text(value, "tag", 256)))
     if tenant is not None and qp.get("tenant") and qp["tenant"] != tenant:
-        raise APIError(403, "A tenant key sees its own tenant only; the tenant filter needs the admin key.",
-                       type="permission_error", code="tenant_forbidden")
+        raise APIError(
+            403,
+            "A tenant key sees its own tenant only; the tenant filter needs the admin key.",
+            type="permission_error",
+            code="tenant_forbidden",
+        )
     if tenant is None and qp.get("tenant"):
         filters.append(("tenant", clean_text(qp["tenant"], "tenant", 128)))
     try:
@@ -105,14 +125,24 @@ def build_query(request: Request, tenant: str | None) -> UsageQuery:
     except ValueError:
         raise invalid_request("'limit' and 'offset' must be integers.", param="limit", code="invalid_value") from None
     if limit < 1 or not 0 <= offset <= MAX_OFFSET:
-        raise invalid_request(f"'limit' must be positive, 'offset' from 0 to {MAX_OFFSET}.", param="limit",
-                              code="invalid_value")
+        raise invalid_request(
+            f"'limit' must be positive, 'offset' from 0 to {MAX_OFFSET}.", param="limit", code="invalid_value"
+        )
     status = dict(filters).get("status")
     if status is not None and not (status.isascii() and status.isdigit() and 100 <= int(status) <= 599):
-        raise invalid_request("Invalid value for 'status': an HTTP status from 100 to 599.", param="status",
-                              code="invalid_value")
-    return UsageQuery(start=start, end=end, bucket_seconds=BUCKETS[bucket], group_by=group_by, tenant=tenant,
-                      filters=tuple(filters), limit=limit, offset=offset)
+        raise invalid_request(
+            "Invalid value for 'status': an HTTP status from 100 to 599.", param="status", code="invalid_value"
+        )
+    return UsageQuery(
+        start=start,
+        end=end,
+        bucket_seconds=BUCKETS[bucket],
+        group_by=group_by,
+        tenant=tenant,
+        filters=tuple(filters),
+        limit=limit,
+        offset=offset,
+    )
 
 
 def for_viewer(row: dict[str, Any], tenant: str | None) -> dict[str, Any]:
@@ -140,23 +170,27 @@ def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
             return float(ts), rid
     except (ValueError, TypeError, orjson.JSONDecodeError):
         pass
-    raise invalid_request("Invalid value for 'cursor': pass the 'next_cursor' of the previous page.", param="cursor",
-                          code="invalid_value")
+    raise invalid_request(
+        "Invalid value for 'cursor': pass the 'next_cursor' of the previous page.", param="cursor", code="invalid_value"
+    )
 
 
 def ledger_of(svc: Services) -> LedgerStore:
     """The gateway's ledger, or 501 when it keeps none (started with an in-memory sink)."""
     if svc.store is None:
-        raise APIError(501, "This gateway keeps no ledger (it was started with an in-memory sink).",
-                       type="api_error", code="no_ledger")
+        raise APIError(
+            501,
+            "This gateway keeps no ledger (it was started with an in-memory sink).",
+            type="api_error",
+            code="no_ledger",
+        )
     return svc.store
 
 
 class UsageApi:
     """The usage API: a tenant key reads its own tenant's usage (/v1/...), the admin key every tenant's (/admin/...)."""
 
-    def __init__(self, svc: Services, principal: Callable[[Request], Any],
-                     admin: Callable[[Request], None]) -> None:
+    def __init__(self, svc: Services, principal: Callable[[Request], Any], admin: Callable[[Request], None]) -> None:
         self.svc = svc
         self.principal = principal
         self.admin = admin
@@ -172,8 +206,9 @@ class UsageApi:
                 r["bucket_start"] = datetime.fromtimestamp(r["bucket"], timezone.utc).isoformat().replace("+00:00", "Z")
             r["latency_s_avg"] = r["latency_s_sum"] / r["requests"] if r["requests"] else 0.0
             # money covers the priced requests; ``unpriced`` counts the others (never folded in as $0)
-            r["priced"] = "none" if r["requests"] and r["unpriced"] == r["requests"] else (
-                "partial" if r["unpriced"] else "all")
+            r["priced"] = (
+                "none" if r["requests"] and r["unpriced"] == r["requests"] else ("partial" if r["unpriced"] else "all")
+            )
             if r["priced"] == "none":
                 for col in ("cost_usd", "charge_usd", *SLICE_COLUMNS.values()):
                     r[col] = None
@@ -182,8 +217,9 @@ class UsageApi:
                     r.pop(col, None)
             else:
                 r["layers"] = None if r["priced"] == "none" else stack_layers(r)
-        return json_response({"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end,
-                      "tenant": tenant})
+        return json_response(
+            {"object": "list", "data": rows, "has_more": more, "start": q.start, "end": q.end, "tenant": tenant}
+        )
 
     async def lookup(self, request_id: str, tenant: str | None) -> Response:
         row = await self.need_store().get(clean_text(request_id, "request_id", 128)[:64], tenant)
@@ -202,8 +238,17 @@ class UsageApi:
         more = len(rows) > limit
         rows = [for_viewer(r, tenant) for r in rows[:limit]]
         nxt = encode_cursor(rows[-1]["ts"], rows[-1]["request_id"]) if more and rows else None
-        return json_response({"object": "list", "data": rows, "has_more": more, "next_cursor": nxt,
-                              "start": q.start, "end": q.end, "tenant": tenant})
+        return json_response(
+            {
+                "object": "list",
+                "data": rows,
+                "has_more": more,
+                "next_cursor": nxt,
+                "start": q.start,
+                "end": q.end,
+                "tenant": tenant,
+            }
+        )
 
     async def top(self, request: Request, tenant: str | None) -> Response:
         q = build_query(request, tenant)
@@ -217,15 +262,23 @@ class UsageApi:
         return await self.lookup(request_id, None)
 
     def register(self, app: FastAPI) -> None:
-        for name, path, view in (("usage", "usage", self.usage), ("listing", "requests", self.listing),
-                                 ("top", "requests/top", self.top)):
+        for name, path, view in (
+            ("usage", "usage", self.usage),
+            ("listing", "requests", self.listing),
+            ("top", "requests/top", self.top),
+        ):
             for who, prefix in (("tenant", "/v1"), ("admin", "/admin")):
-                app.add_api_route(f"{prefix}/{path}", tenant_scoped(view, self.principal, self.admin, as_admin=who == "admin"),
-                                  methods=["GET"], name=f"{who}_{name}")
+                app.add_api_route(
+                    f"{prefix}/{path}",
+                    tenant_scoped(view, self.principal, self.admin, as_admin=who == "admin"),
+                    methods=["GET"],
+                    name=f"{who}_{name}",
+                )
         app.add_api_route("/v1/requests/{request_id}", self.tenant_lookup, methods=["GET"])
         app.add_api_route("/admin/requests/{request_id}", self.admin_lookup, methods=["GET"])
 
 
-def add_usage_routes(app: FastAPI, svc: Services, principal: Callable[[Request], Any],
-                     admin: Callable[[Request], None]) -> None:
+def add_usage_routes(
+    app: FastAPI, svc: Services, principal: Callable[[Request], Any], admin: Callable[[Request], None]
+) -> None:
     UsageApi(svc, principal, admin).register(app)

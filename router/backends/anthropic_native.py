@@ -29,8 +29,9 @@ class AnthropicBackend(OpenAICompatBackend):
     def _status_error(self, resp: tp.Response, raw: bytes) -> UpstreamError:
         err = super()._status_error(resp, raw)
         if resp.status == 529:  # Anthropic's "overloaded": come back shortly, as from any 503
-            return UpstreamUnavailable(f"provider overloaded: {err.message}", upstream_status=529,
-                                       retry_after=err.retry_after or 1.0)
+            return UpstreamUnavailable(
+                f"provider overloaded: {err.message}", upstream_status=529, retry_after=err.retry_after or 1.0
+            )
         return err
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:

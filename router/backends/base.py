@@ -43,8 +43,9 @@ class UpstreamError(Exception):
     kind = "upstream_error"
     by_deadline = False  # the call's timeout was the request's deadline (set by the gateway)
 
-    def __init__(self, message: str, *, upstream_status: int | None = None, retry_after: float | None = None,
-                 body: Any = None):
+    def __init__(
+        self, message: str, *, upstream_status: int | None = None, retry_after: float | None = None, body: Any = None
+    ):
         super().__init__(message)
         self.message = message
         self.upstream_status = upstream_status

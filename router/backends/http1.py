@@ -123,8 +123,12 @@ class Connection(asyncio.Protocol):
         if self._headers_done and not self._done and self._until_close():
             self._done = True  # no length, not chunked: the body ended with the connection
         elif not self._done:
-            self._fail(ConnectionBroken("the upstream closed the connection"
-                                        + (" before answering" if not self._got_bytes else " mid-answer")))
+            self._fail(
+                ConnectionBroken(
+                    "the upstream closed the connection"
+                    + (" before answering" if not self._got_bytes else " mid-answer")
+                )
+            )
         self._wake()
         self._pool._forget(self)
 
@@ -203,8 +207,13 @@ class Connection(asyncio.Protocol):
             self._waiter = None
 
     def _time_out(self, now: float) -> None:
-        self._fail(TimedOut("the upstream sent nothing within the read timeout" if now < self._total_deadline
-                            else "the upstream did not finish within the total timeout"))
+        self._fail(
+            TimedOut(
+                "the upstream sent nothing within the read timeout"
+                if now < self._total_deadline
+                else "the upstream did not finish within the total timeout"
+            )
+        )
         self._wake()
         self._abort()
 
@@ -284,10 +293,18 @@ class Connection(asyncio.Protocol):
 class Pool:
     """Keep-alive connections to one origin (scheme, host, port), at most ``max_connections``."""
 
-    def __init__(self, base_url: str, *, max_connections: int = 256, connect_timeout: float = 5.0,
-                 keepalive_timeout: float = 30.0, headers: dict[str, str] | None = None,
-                 ssl_context: ssl.SSLContext | None = None, max_decompressed: int = 64 * 1024 * 1024,
-                 proxy: str | None = "env"):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 256,
+        connect_timeout: float = 5.0,
+        keepalive_timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_decompressed: int = 64 * 1024 * 1024,
+        proxy: str | None = "env",
+    ):
         """``proxy``: an http:// proxy URL, None for none, or "env" (HTTPS_PROXY / HTTP_PROXY as the
         origin's scheme asks, unless NO_PROXY names its host)."""
         url = urlsplit(base_url)
@@ -332,8 +349,16 @@ class Pool:
         self._closed = False
 
     # -- public -----------------------------------------------------------------------------------
-    async def request(self, method: str, path: str, body: bytes, *, timeout: float, total: float | None = None,
-                      headers: dict[str, str] | None = None) -> Connection:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        timeout: float,
+        total: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Connection:
         """Send the request and wait for the response's status and headers. ``timeout``: longest
         silence from the upstream; ``total``: deadline for the whole answer (None: no deadline)."""
         head = self._head(method, path, len(body), headers)
@@ -372,8 +397,12 @@ class Pool:
     # -- internals --------------------------------------------------------------------------------
     def _head(self, method: str, path: str, length: int, headers: dict[str, str] | None) -> bytes:
         extra = _encode_headers(headers) if headers else b""
-        return (f"{method} {self._target}{self.prefix}/{path} HTTP/1.1\r\nContent-Length: {length}\r\n".encode("latin-1")
-                + self._static + extra + b"\r\n")
+        return (
+            f"{method} {self._target}{self.prefix}/{path} HTTP/1.1\r\nContent-Length: {length}\r\n".encode("latin-1")
+            + self._static
+            + extra
+            + b"\r\n"
+        )
 
     def _take_idle(self) -> Connection | None:
         """A pooled connection still open, now busy (None: none idle)."""
@@ -445,8 +474,9 @@ class Pool:
 
     async def _connect(self, conn: Connection) -> None:
         if self.proxy is None:
-            await self._loop.create_connection(lambda: conn, self.host, self.port, ssl=self._ssl,
-                                               server_hostname=self.host if self._ssl else None)
+            await self._loop.create_connection(
+                lambda: conn, self.host, self.port, ssl=self._ssl, server_hostname=self.host if self._ssl else None
+            )
         elif self._ssl is None:  # plain http: requests go to the proxy in absolute form
             await self._loop.create_connection(lambda: conn, *self._proxy_addr)
         else:  # https: a CONNECT tunnel through the proxy, then TLS with the origin inside it

@@ -62,7 +62,7 @@ def _embedded_error(text: str) -> tuple[str | None, str | None]:
     if start < 0 or end <= start:
         return None, None
     try:
-        body = json.loads(text[start:end + 1])
+        body = json.loads(text[start : end + 1])
     except ValueError:
         return None, None
     err = body.get("error") if isinstance(body, dict) else None
@@ -87,7 +87,10 @@ def sanitize(text: str, secret: str | None = None, limit: int = 300) -> str:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    for src in (getattr(getattr(exc, "response", None), "headers", None), getattr(exc, "litellm_response_headers", None)):
+    for src in (
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "litellm_response_headers", None),
+    ):
         try:
             value = src.get("retry-after") if src is not None else None
             if value is not None:
@@ -98,12 +101,21 @@ def _retry_after(exc: Exception) -> float | None:
 
 
 class LiteLLMBackend:
-    def __init__(self, *, model: str, api_key: str | None = None, api_base: str | None = None,
-                 extra: dict[str, Any] | None = None, pass_through: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        api_base: str | None = None,
+        extra: dict[str, Any] | None = None,
+        pass_through: frozenset[str] = frozenset(),
+    ):
         refused = sorted(pass_through & control_params()) if pass_through else []
         if refused:
-            raise ValueError(f"pass_through_fields {refused} are litellm's own arguments (URLs, credentials, "
-                             "routing or mocks), not provider fields")
+            raise ValueError(
+                f"pass_through_fields {refused} are litellm's own arguments (URLs, credentials, "
+                "routing or mocks), not provider fields"
+            )
         self._model = model
         # litellm drops json_object for Claude (it has no JSON mode): it is asked as a JSON Schema of
         # any object instead, which litellm answers through a forced tool call, as content
@@ -126,8 +138,10 @@ class LiteLLMBackend:
     def _args(self, call: Call) -> dict[str, Any]:
         params = {k: v for k, v in call.body.items() if k not in _NOT_KWARGS}
         if self._json_object_as_schema and (params.get("response_format") or {}).get("type") == "json_object":
-            params["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "json_object", "schema": {"type": "object"}}}
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "json_object", "schema": {"type": "object"}},
+            }
         args = {**params, **self._kw, "model": self._model, "timeout": call.timeout, "num_retries": 0}
         if call.extra_headers:  # (a trace's traceparent) beside the deployment's own extra_headers
             args["extra_headers"] = {**(self._kw.get("extra_headers") or {}), **call.extra_headers}
@@ -141,8 +155,9 @@ class LiteLLMBackend:
         overloaded = status == 529 or _embedded_error(raw)[0] == "overloaded_error"  # litellm reports 529 as 500
         if overloaded or (isinstance(exc, ll.exceptions.ServiceUnavailableError) and status in (None, 503)):
             # Anthropic's "overloaded": the client should come back shortly, as from any 503
-            return UpstreamUnavailable(f"provider overloaded: {text}", upstream_status=status,
-                                       retry_after=_retry_after(exc) or 1.0)
+            return UpstreamUnavailable(
+                f"provider overloaded: {text}", upstream_status=status, retry_after=_retry_after(exc) or 1.0
+            )
         mapping: list[tuple[Any, Any]] = [
             (ll.exceptions.RateLimitError, UpstreamRateLimited),
             (ll.exceptions.Timeout, UpstreamTimeout),
@@ -157,8 +172,9 @@ class LiteLLMBackend:
                 detail = "" if ours is UpstreamServerError and status in (401, 403) else f": {text}"
                 retry = _retry_after(exc) if ours is UpstreamRateLimited else None
                 return ours(f"provider error{detail}", upstream_status=status, retry_after=retry)
-        if isinstance(exc, (ll.exceptions.BadRequestError, ll.exceptions.NotFoundError,
-                            ll.exceptions.UnprocessableEntityError)):
+        if isinstance(
+            exc, (ll.exceptions.BadRequestError, ll.exceptions.NotFoundError, ll.exceptions.UnprocessableEntityError)
+        ):
             return UpstreamRejected(f"provider rejected the request: {text}", upstream_status=status or 400)
         return UpstreamServerError(f"provider error: {type(exc).__name__}", upstream_status=status)
 
@@ -174,8 +190,9 @@ class LiteLLMBackend:
         ll = _litellm()
         try:
             # tools are function tools (validated at the edge): litellm's MCP gateway path is never wanted
-            resp = await ll.acompletion(messages=call.body["messages"], stream=False, _skip_mcp_handler=True,
-                                        **self._args(call))
+            resp = await ll.acompletion(
+                messages=call.body["messages"], stream=False, _skip_mcp_handler=True, **self._args(call)
+            )
         except Exception as exc:  # litellm raises its own hierarchy; map every one
             raise self._error(exc) from None
         return self._dump(resp)
@@ -183,8 +200,9 @@ class LiteLLMBackend:
     async def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         ll = _litellm()
         try:
-            stream = await ll.acompletion(messages=call.body["messages"], stream=True, _skip_mcp_handler=True,
-                                          **self._args(call))
+            stream = await ll.acompletion(
+                messages=call.body["messages"], stream=True, _skip_mcp_handler=True, **self._args(call)
+            )
             async for chunk in stream:
                 yield self._dump(chunk)
         except UpstreamError:
@@ -213,7 +231,11 @@ class LiteLLMKind(BackendKind):
     def build(self, ctx: BuildContext) -> Built:
         p = ctx.params
         tls = {"ssl_verify": p.ssl_verify} if p.ssl_verify is not True else {}
-        backend = LiteLLMBackend(model=p.model, api_key=ctx.resolve(p.api_key), api_base=ctx.ref_or_literal(p.api_base),
-                                 extra={**ctx.extra, "api_version": p.api_version, **tls},
-                                 pass_through=frozenset(p.pass_through_fields))
+        backend = LiteLLMBackend(
+            model=p.model,
+            api_key=ctx.resolve(p.api_key),
+            api_base=ctx.ref_or_literal(p.api_base),
+            extra={**ctx.extra, "api_version": p.api_version, **tls},
+            pass_through=frozenset(p.pass_through_fields),
+        )
         return Built(backend, ctx.listed_price_key())

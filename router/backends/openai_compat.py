@@ -33,11 +33,21 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 class OpenAICompatBackend:
-    def __init__(self, *, api_base: str, api_key: str | None = None, azure_api_version: str | None = None,
-                 azure_deployment: str | None = None, connect_timeout: float = 5.0,
-                 max_response_bytes: int = 32 * 1024 * 1024, max_connections: int = 256,
-                 headers: dict[str, str] | None = None, native_apis: frozenset[str] = frozenset(),
-                 ssl_context: ssl.SSLContext | None = None, transport: str = "auto"):
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        api_key: str | None = None,
+        azure_api_version: str | None = None,
+        azure_deployment: str | None = None,
+        connect_timeout: float = 5.0,
+        max_response_bytes: int = 32 * 1024 * 1024,
+        max_connections: int = 256,
+        headers: dict[str, str] | None = None,
+        native_apis: frozenset[str] = frozenset(),
+        ssl_context: ssl.SSLContext | None = None,
+        transport: str = "auto",
+    ):
         self._azure_version = azure_api_version
         self._azure_deployment = azure_deployment
         self._max_bytes = max_response_bytes
@@ -51,13 +61,21 @@ class OpenAICompatBackend:
         base = api_base.rstrip("/")
         if urlsplit(base).query:
             raise ValueError("api_base must not carry a query string")
-        self._pool = tp.make_transport(base, transport, max_connections=max_connections, connect_timeout=connect_timeout,
-                                       keepalive_timeout=30.0, headers=static, ssl_context=ssl_context,
-                                       max_decompressed=max(max_response_bytes, 1 << 20))
+        self._pool = tp.make_transport(
+            base,
+            transport,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            keepalive_timeout=30.0,
+            headers=static,
+            ssl_context=ssl_context,
+            max_decompressed=max(max_response_bytes, 1 << 20),
+        )
         # client APIs this server also speaks in their own shape (router.surfaces): a request that
         # arrives in that shape and is routed here goes through as it came
-        self.native: dict[str, Any] = {"responses": NativeAPI(self, "responses", RESPONSES_ENDS)} \
-            if "responses" in native_apis else {}
+        self.native: dict[str, Any] = (
+            {"responses": NativeAPI(self, "responses", RESPONSES_ENDS)} if "responses" in native_apis else {}
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
     def _path(self, path: str) -> str:
@@ -70,8 +88,14 @@ class OpenAICompatBackend:
 
     async def _post(self, path: str, call: Call, *, stream: bool) -> tp.Response:
         try:
-            resp = await self._pool.request("POST", self._path(path), orjson.dumps(call.body), timeout=call.timeout,
-                                            total=None if stream else call.timeout, headers=call.extra_headers or None)
+            resp = await self._pool.request(
+                "POST",
+                self._path(path),
+                orjson.dumps(call.body),
+                timeout=call.timeout,
+                total=None if stream else call.timeout,
+                headers=call.extra_headers or None,
+            )
         except tp.TimedOut:
             raise UpstreamTimeout("upstream timed out before answering") from None
         except tp.BadResponse as exc:
@@ -153,8 +177,9 @@ class OpenAICompatBackend:
                     data.clear()
                     yield payload
 
-    async def _stream(self, path: str, call: Call, body: Callable[[tp.Response, list[bool]], AsyncIterator[Any]]
-                      ) -> AsyncGenerator[Any, None]:
+    async def _stream(
+        self, path: str, call: Call, body: Callable[[tp.Response, list[bool]], AsyncIterator[Any]]
+    ) -> AsyncGenerator[Any, None]:
         """A streamed answer's items (``body`` reads them from the response and marks ``done[0]`` when
         the answer ended properly), with transport failures mapped; the connection goes back to the
         pool only after a proper end, and is dropped otherwise (the upstream sees the abort and stops
@@ -204,10 +229,13 @@ class OpenAICompatBackend:
             yield chunk
         raise UpstreamStreamCut("upstream stream ended without [DONE]")
 
-    def typed_events(self, path: str, call: Call, ends: frozenset[str]) -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
+    def typed_events(
+        self, path: str, call: Call, ends: frozenset[str]
+    ) -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
         """A stream of typed events (each event's data names its ``type``, as Anthropic's and the
         Responses API's do), up to one of ``ends``: (the data, the event as the client gets it). An
         ``error`` event, or the stream ending early, is the upstream's failure."""
+
         async def events(resp: tp.Response, done: list[bool]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
             async for payload in self._events(resp):
                 try:
@@ -229,7 +257,9 @@ class OpenAICompatBackend:
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:
         err: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else event
-        return UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(err.get('message', '')))[:300]}")
+        return UpstreamServerError(
+            f"upstream reported an error mid-stream: {self._scrub(str(err.get('message', '')))[:300]}"
+        )
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -292,10 +322,15 @@ class OpenAIKind(BackendKind):
         azure = provider == "azure"
         own = provider == "openai" and base == OPENAI_COMPAT_BASES["openai"]
         native = p.native_apis if p.native_apis is not None else (["responses"] if own else [])
-        backend = OpenAICompatBackend(api_base=base, api_key=ctx.resolve(p.api_key), ssl_context=ctx.tls(),
-                                      transport=p.transport, azure_api_version=p.api_version if azure else None,
-                                      azure_deployment=ctx.upstream if azure else None,
-                                      max_response_bytes=ctx.cfg.server.max_response_bytes,
-                                      headers={str(k): str(v) for k, v in (ctx.extra.get("extra_headers") or {}).items()},
-                                      native_apis=frozenset(native))
+        backend = OpenAICompatBackend(
+            api_base=base,
+            api_key=ctx.resolve(p.api_key),
+            ssl_context=ctx.tls(),
+            transport=p.transport,
+            azure_api_version=p.api_version if azure else None,
+            azure_deployment=ctx.upstream if azure else None,
+            max_response_bytes=ctx.cfg.server.max_response_bytes,
+            headers={str(k): str(v) for k, v in (ctx.extra.get("extra_headers") or {}).items()},
+            native_apis=frozenset(native),
+        )
         return Built(backend, ctx.listed_price_key())

@@ -47,7 +47,9 @@ class SchemaError(ValueError):
 
 def _number(schema: dict[str, Any], key: str, integer: bool = False) -> None:
     v = schema.get(key)
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int))):
+    if v is not None and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int))
+    ):
         raise SchemaError(f"'{key}' must be {'an integer' if integer else 'a number'}")
     if integer and v is not None and v < 0:
         raise SchemaError(f"'{key}' must not be negative")

@@ -100,11 +100,13 @@ class SimulatedBackend:
         s = self.s
         if r < s.error_rate:
             raise (UpstreamUnavailable if self._failures.random() < 0.5 else UpstreamServerError)(
-                f"simulated provider '{s.name}' failed (injected)", upstream_status=503)
+                f"simulated provider '{s.name}' failed (injected)", upstream_status=503
+            )
         r -= s.error_rate
         if r < s.rate_limit_rate:
-            raise UpstreamRateLimited(f"simulated provider '{s.name}' is rate limited (injected)",
-                                      upstream_status=429, retry_after=1.0)
+            raise UpstreamRateLimited(
+                f"simulated provider '{s.name}' is rate limited (injected)", upstream_status=429, retry_after=1.0
+            )
         r -= s.rate_limit_rate
         if r < s.timeout_rate:
             await asyncio.sleep(call.timeout)
@@ -115,7 +117,9 @@ class SimulatedBackend:
     def _rng(self, body: dict[str, Any]) -> random.Random:
         seed = body.get("seed")
         if isinstance(seed, int) and not isinstance(seed, bool):
-            basis = orjson.dumps([self.s.name, seed, body.get("messages"), body.get("input")], option=orjson.OPT_SORT_KEYS)
+            basis = orjson.dumps(
+                [self.s.name, seed, body.get("messages"), body.get("input")], option=orjson.OPT_SORT_KEYS
+            )
             return random.Random(hashlib.sha256(basis).digest())
         return random.Random()
 
@@ -138,7 +142,7 @@ class SimulatedBackend:
                 break
         for k in (len(keys) - 2, len(keys) - 1):
             if keys[k] not in self._prefixes:
-                self._prefixes[keys[k]] = self._tok.count_messages(self.s.stands_in_for, messages[:k + 1])
+                self._prefixes[keys[k]] = self._tok.count_messages(self.s.stands_in_for, messages[: k + 1])
                 if len(self._prefixes) > 4096:
                     self._prefixes.popitem(last=False)
         return (min(prefix, prompt_tokens) // 128) * 128 if prefix >= CACHE_MIN_TOKENS else 0
@@ -154,17 +158,28 @@ class SimulatedBackend:
         if tools and choice != "none" and (choice in ("required",) or isinstance(choice, dict) or last_role != "tool"):
             if isinstance(choice, dict):
                 wanted = (choice.get("function") or {}).get("name")
-                fn = next((t["function"] for t in tools if t.get("function", {}).get("name") == wanted), tools[0]["function"])
+                fn = next(
+                    (t["function"] for t in tools if t.get("function", {}).get("name") == wanted), tools[0]["function"]
+                )
             else:
                 fn = rng.choice(tools)["function"]
-            args = orjson.dumps(simtext.instance(_checked(fn.get("parameters") or {"type": "object"},
-                                                          f"tools.{fn['name']}.parameters"), rng)).decode()
-            call = {"id": "call_" + uuid.UUID(int=rng.getrandbits(128)).hex[:24], "type": "function",
-                    "function": {"name": fn["name"], "arguments": args}}
-            pieces = [args[i:i + 8] for i in range(0, len(args), 8)] or [""]
-            return {"message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]},
-                    "finish_reason": "tool_calls", "pieces": pieces,
-                    "tokens": self._tok.count(model, fn["name"] + args) + 4}
+            args = orjson.dumps(
+                simtext.instance(
+                    _checked(fn.get("parameters") or {"type": "object"}, f"tools.{fn['name']}.parameters"), rng
+                )
+            ).decode()
+            call = {
+                "id": "call_" + uuid.UUID(int=rng.getrandbits(128)).hex[:24],
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": args},
+            }
+            pieces = [args[i : i + 8] for i in range(0, len(args), 8)] or [""]
+            return {
+                "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]},
+                "finish_reason": "tool_calls",
+                "pieces": pieces,
+                "tokens": self._tok.count(model, fn["name"] + args) + 4,
+            }
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema":
             schema = _checked((fmt.get("json_schema") or {}).get("schema") or {}, "response_format.json_schema.schema")
@@ -186,8 +201,12 @@ class SimulatedBackend:
                 ids = self._tok.encode(model, text)
                 pieces = [self._tok.decode(model, [t]) for t in ids]
                 finish = "stop"
-        return {"message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": finish, "pieces": pieces, "tokens": len(ids)}
+        return {
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "finish_reason": finish,
+            "pieces": pieces,
+            "tokens": len(ids),
+        }
 
     def _answer(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], random.Random]:
         rng = self._rng(body)
@@ -197,22 +216,36 @@ class SimulatedBackend:
         completion = sum(c["tokens"] for c in choices)
         reasoning = int(completion * self.s.reasoning_ratio)
         cached = self._cached_tokens(body["messages"], prompt)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion + reasoning,
-                 "total_tokens": prompt + completion + reasoning,
-                 "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                 "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
-                                               "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion + reasoning,
+            "total_tokens": prompt + completion + reasoning,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
         return choices, usage, rng
 
     def _logprobs(self, body: dict[str, Any], choice: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
         if not body.get("logprobs") or choice["finish_reason"] == "tool_calls":
             return None
-        return {"content": simtext.logprob_entries(choice["pieces"], rng, int(body.get("top_logprobs") or 0)),
-                "refusal": None}
+        return {
+            "content": simtext.logprob_entries(choice["pieces"], rng, int(body.get("top_logprobs") or 0)),
+            "refusal": None,
+        }
 
     def _envelope(self, obj: str) -> dict[str, Any]:
-        return {"id": "chatcmpl-sim" + uuid.uuid4().hex[:20], "object": obj, "created": int(time.time()),
-                "model": self.s.stands_in_for, "system_fingerprint": f"sim-{self.s.name}"}
+        return {
+            "id": "chatcmpl-sim" + uuid.uuid4().hex[:20],
+            "object": obj,
+            "created": int(time.time()),
+            "model": self.s.stands_in_for,
+            "system_fingerprint": f"sim-{self.s.name}",
+        }
 
     # -- the interface --------------------------------------------------------------------------
     async def chat(self, call: Call) -> dict[str, Any]:
@@ -222,8 +255,15 @@ class SimulatedBackend:
         decode_tokens = max(c["tokens"] for c in choices) + usage["completion_tokens_details"]["reasoning_tokens"]
         await self._answer_within(self.s.ttft_ms / 1000 + decode_tokens / max(self.s.tokens_per_second, 1e-9), call)
         out = self._envelope("chat.completion")
-        out["choices"] = [{"index": i, "message": c["message"], "logprobs": self._logprobs(body, c, rng),
-                           "finish_reason": c["finish_reason"]} for i, c in enumerate(choices)]
+        out["choices"] = [
+            {
+                "index": i,
+                "message": c["message"],
+                "logprobs": self._logprobs(body, c, rng),
+                "finish_reason": c["finish_reason"],
+            }
+            for i, c in enumerate(choices)
+        ]
         out["usage"] = usage
         return out
 
@@ -243,8 +283,9 @@ class SimulatedBackend:
             return c
 
         for i, c in enumerate(choices):
-            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                          "finish_reason": None}])
+            yield chunk(
+                [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+            )
         total_pieces = sum(len(c["pieces"]) for c in choices)
         cut_at = total_pieces // 2 if cut else -1
         emitted = 0
@@ -280,8 +321,9 @@ class SimulatedBackend:
             inputs = [inputs]
         dims = body.get("dimensions") or self.s.dimensions
         if dims > self.s.dimensions:  # as a real model: it cannot answer wider than it is
-            raise UpstreamRejected(f"'dimensions' must be at most {self.s.dimensions} for this model.",
-                                   upstream_status=400)
+            raise UpstreamRejected(
+                f"'dimensions' must be at most {self.s.dimensions} for this model.", upstream_status=400
+            )
         data, tokens = [], 0
         for i, item in enumerate(inputs):
             if isinstance(item, str):
@@ -297,8 +339,12 @@ class SimulatedBackend:
                 emb = vec
             data.append({"object": "embedding", "index": i, "embedding": emb})
         await self._answer_within(self.s.ttft_ms / 1000, call)
-        return {"object": "list", "data": data, "model": self.s.stands_in_for,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": self.s.stands_in_for,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     async def aclose(self) -> None:
         return None
@@ -323,7 +369,16 @@ class SimulatedKind(BackendKind):
 
     def build(self, ctx: BuildContext) -> Built:
         sim = SimSettings.from_params(ctx.upstream, ctx.extra)
-        return Built(SimulatedBackend(sim, ctx.tokenizer), sim.stands_in_for if sim.stands_in_for in ctx.catalog else None,
-                     {"mode": sim.mode, "region": sim.region, "self_hosted": sim.self_hosted,
-                      "capabilities": sim.capabilities, "max_input_tokens": sim.context_window, "quality": sim.quality,
-                      "reasoning_allowance": sim.reasoning_ratio})
+        return Built(
+            SimulatedBackend(sim, ctx.tokenizer),
+            sim.stands_in_for if sim.stands_in_for in ctx.catalog else None,
+            {
+                "mode": sim.mode,
+                "region": sim.region,
+                "self_hosted": sim.self_hosted,
+                "capabilities": sim.capabilities,
+                "max_input_tokens": sim.context_window,
+                "quality": sim.quality,
+                "reasoning_allowance": sim.reasoning_ratio,
+            },
+        )

@@ -63,8 +63,16 @@ class Response(Protocol):
 
 
 class Transport(Protocol):
-    async def request(self, method: str, path: str, body: bytes, *, timeout: float, total: float | None = None,
-                      headers: dict[str, str] | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        timeout: float,
+        total: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         """Send; wait for status and headers. ``timeout``: longest silence from the upstream;
         ``total``: deadline for the whole answer (None: none)."""
         ...
@@ -220,10 +228,19 @@ class HttpxTransport:
     """httpx's AsyncClient (HTTP/2 where the server offers it over TLS, HTTP/1.1 otherwise) behind
     the transport interface."""
 
-    def __init__(self, base_url: str, *, max_connections: int = 256, connect_timeout: float = 5.0,
-                 keepalive_timeout: float = 30.0, headers: dict[str, str] | None = None,
-                 ssl_context: ssl.SSLContext | None = None, max_decompressed: int = 64 * 1024 * 1024,
-                 proxy: str | None = "env", http2: bool = True):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 256,
+        connect_timeout: float = 5.0,
+        keepalive_timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_decompressed: int = 64 * 1024 * 1024,
+        proxy: str | None = "env",
+        http2: bool = True,
+    ):
         import httpx
 
         self.base = base_url.rstrip("/")
@@ -233,26 +250,47 @@ class HttpxTransport:
         self._drains: set[asyncio.Task[Any]] = set()
         static = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", **(headers or {})}
         self._client = httpx.AsyncClient(
-            http2=http2, verify=ssl_context if ssl_context is not None else True, headers=static,
-            trust_env=proxy == "env", proxy=None if proxy in (None, "env") else proxy,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                                keepalive_expiry=keepalive_timeout),
-            timeout=httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None), follow_redirects=False)
+            http2=http2,
+            verify=ssl_context if ssl_context is not None else True,
+            headers=static,
+            trust_env=proxy == "env",
+            proxy=None if proxy in (None, "env") else proxy,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=keepalive_timeout,
+            ),
+            timeout=httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None),
+            follow_redirects=False,
+        )
 
-    async def request(self, method: str, path: str, body: bytes, *, timeout: float, total: float | None = None,
-                      headers: dict[str, str] | None = None) -> HttpxResponse:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        timeout: float,
+        total: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpxResponse:
         import httpx
 
         if self._drains:  # a connection about to come back (its body's last bytes are in flight): wait for it
             await asyncio.wait(list(self._drains), timeout=DRAIN_S)
         start = time.monotonic()
         deadline = start + total if total is not None else float("inf")
-        req = self._client.build_request(method, f"{self.base}/{path}", content=body, headers=headers,
-                                         timeout=httpx.Timeout(connect=self.connect_timeout, read=timeout,
-                                                               write=timeout, pool=timeout))
+        req = self._client.build_request(
+            method,
+            f"{self.base}/{path}",
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(connect=self.connect_timeout, read=timeout, write=timeout, pool=timeout),
+        )
         try:
-            resp = await asyncio.wait_for(self._client.send(req, stream=True),
-                                          None if total is None else max(0.0, total))
+            resp = await asyncio.wait_for(
+                self._client.send(req, stream=True), None if total is None else max(0.0, total)
+            )
         except asyncio.TimeoutError:
             raise TimedOut("the upstream did not answer within the total timeout") from None
         except httpx.HTTPError as exc:

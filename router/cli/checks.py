@@ -23,8 +23,9 @@ def self_hosted_losses(cfg: Config) -> list[str]:
         if not dep.self_hosted or dep.mode != "chat":
             continue
         price = dep.price(catalog)
-        cls = dep.model_class or profile.model_class(dep.price_key or dep.upstream_model,
-                                                     price.output * 1e6 if price is not None else None)
+        cls = dep.model_class or profile.model_class(
+            dep.price_key or dep.upstream_model, price.output * 1e6 if price is not None else None
+        )
         for kind, usage in (("input", Usage(1_000_000, 0)), ("output", Usage(0, 1_000_000))):
             cost = self_hosted_cost(usage, profile, cls)
             api = None
@@ -33,9 +34,11 @@ def self_hosted_losses(cfg: Config) -> list[str]:
             for name, plan in cfg.billing.plans.items():
                 charge = plan.charge(dep.model_name, usage, api)
                 if charge is not None and charge < cost:
-                    out.append(f"model '{dep.model_name}' is self-hosted ({cls} class): plan '{name}' charges "
-                               f"${charge:.4f} per million {kind} tokens, below their GPU cost of ${cost:.4f} at "
-                               f"profile '{profile.name}' throughput; such requests lose money")
+                    out.append(
+                        f"model '{dep.model_name}' is self-hosted ({cls} class): plan '{name}' charges "
+                        f"${charge:.4f} per million {kind} tokens, below their GPU cost of ${cost:.4f} at "
+                        f"profile '{profile.name}' throughput; such requests lose money"
+                    )
     return out
 
 
@@ -48,8 +51,9 @@ def offline_registry(cfg: Config) -> tuple[Any, Any]:
     from router.tokens import Tokenizer
 
     catalog = load_catalog(cfg)
-    return catalog, Registry.build(cfg, catalog, Tokenizer(), lambda ref: "https://env-reference.invalid/v1"
-                                   if ref else None)
+    return catalog, Registry.build(
+        cfg, catalog, Tokenizer(), lambda ref: "https://env-reference.invalid/v1" if ref else None
+    )
 
 
 def fixed_price_losses(cfg: Config, store: Any) -> list[str]:
@@ -71,14 +75,21 @@ def fixed_price_losses(cfg: Config, store: Any) -> list[str]:
                 price = deps[0].price(catalog) if deps else None
                 if price is None:
                     continue
-                above = [f"{kind} ${have * 1e6:g} > ${sold:g}" for kind, have, sold in (
-                    ("input", price.input, fixed.input_per_mtok), ("output", price.output, fixed.output_per_mtok))
-                    if have * 1e6 > sold]
+                above = [
+                    f"{kind} ${have * 1e6:g} > ${sold:g}"
+                    for kind, have, sold in (
+                        ("input", price.input, fixed.input_per_mtok),
+                        ("output", price.output, fixed.output_per_mtok),
+                    )
+                    if have * 1e6 > sold
+                ]
                 if above:
-                    out.append(f"plan '{plan_name}' sells '{alias}' at a fixed ${fixed.input_per_mtok:g} / "
-                               f"${fixed.output_per_mtok:g} per million input / output tokens, and '{alias}' can "
-                               f"route to '{model}', which costs more per million tokens ({', '.join(above)}): "
-                               f"requests it answers lose money (a policy with a margin objective weighs this price when it routes)")
+                    out.append(
+                        f"plan '{plan_name}' sells '{alias}' at a fixed ${fixed.input_per_mtok:g} / "
+                        f"${fixed.output_per_mtok:g} per million input / output tokens, and '{alias}' can "
+                        f"route to '{model}', which costs more per million tokens ({', '.join(above)}): "
+                        f"requests it answers lose money (a policy with a margin objective weighs this price when it routes)"
+                    )
     return out
 
 

@@ -33,8 +33,13 @@ PROMPTS = [
     "Classify this support ticket: 'my card was charged twice'.",
     "Draft a polite reminder email for an unpaid invoice.",
 ]
-TOOL = {"type": "function", "function": {"name": "lookup_order", "parameters": {
-    "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup_order",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    },
+}
 
 
 def _workload(n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
@@ -44,8 +49,11 @@ def _workload(n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
         if i % 10 == 9:
             out.append(("/v1/embeddings", {"model": "sim-embed", "input": rng.sample(PROMPTS, 3)}))
             continue
-        body: dict[str, Any] = {"model": rng.choice(models), "max_tokens": rng.choice([64, 128, 256]),
-                                "messages": [{"role": "user", "content": rng.choice(PROMPTS)}]}
+        body: dict[str, Any] = {
+            "model": rng.choice(models),
+            "max_tokens": rng.choice([64, 128, 256]),
+            "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
+        }
         if i % 4 == 0:
             body.update(stream=True, stream_options={"include_usage": True})
         if i % 7 == 3:
@@ -58,6 +66,7 @@ async def _drive(base: str, key: str, work: list[tuple[str, dict[str, Any]]], co
     sem = asyncio.Semaphore(concurrency)
     ok = 0
     async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as http:
+
         async def one(path: str, body: dict[str, Any]) -> None:
             nonlocal ok
             async with sem, http.post(base + path, json=body) as resp:
@@ -73,8 +82,16 @@ def run_demo(*, requests: int, port: int, concurrency: int = 8) -> None:
     key = new_key("demo")
     sink = MemorySink(maxlen=requests * 2)
     services = build_services(embedded_default(), env={ENV_DEMO_KEY_HASH: hash_key(key)}, sink=sink)
-    server = uvicorn.Server(uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port,
-                                           log_level="warning", loop="uvloop", http="httptools"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(services=services),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -115,8 +132,12 @@ async def _ledger_records(base: str, key: str, since: float, expected: int, wait
             rows: list[dict[str, Any]] = []
             cursor = None
             while True:
-                params = {"start": str(since), "end": str(time.time() + 60), "limit": "500",
-                          **({"cursor": cursor} if cursor else {})}
+                params = {
+                    "start": str(since),
+                    "end": str(time.time() + 60),
+                    "limit": "500",
+                    **({"cursor": cursor} if cursor else {}),
+                }
                 async with http.get(base + "/v1/requests", params=params) as resp:
                     if resp.status != 200:
                         return rows
@@ -126,9 +147,18 @@ async def _ledger_records(base: str, key: str, since: float, expected: int, wait
                 if not cursor:
                     break
             if len(rows) >= expected or time.monotonic() > deadline:
-                return [{"model": r.get("model"), "requested_model": r.get("alias"), "cost_usd": r.get("cost_usd"),
-                         "usage": {"prompt_tokens": r.get("prompt_tokens") or 0,
-                                   "completion_tokens": r.get("completion_tokens") or 0}} for r in rows]
+                return [
+                    {
+                        "model": r.get("model"),
+                        "requested_model": r.get("alias"),
+                        "cost_usd": r.get("cost_usd"),
+                        "usage": {
+                            "prompt_tokens": r.get("prompt_tokens") or 0,
+                            "completion_tokens": r.get("completion_tokens") or 0,
+                        },
+                    }
+                    for r in rows
+                ]
             await asyncio.sleep(0.2)
 
 
@@ -159,5 +189,7 @@ def _report(console: Console, records: list[dict[str, Any]], ok: int, elapsed: f
     for (req, served), n in sorted(routes.items()):
         rt.add_row(req, served, str(n))
     console.print(rt)
-    console.print(f"{ok}/{len(records)} answered 200 in {elapsed:.1f}s. "
-                  "Every response carries x-switchyard-model and x-switchyard-cost-usd.")
+    console.print(
+        f"{ok}/{len(records)} answered 200 in {elapsed:.1f}s. "
+        "Every response carries x-switchyard-model and x-switchyard-cost-usd."
+    )

@@ -19,9 +19,12 @@ def _admin_call(url: str, admin_key: str | None, method: str, path: str, body: d
     if not admin_key:
         typer.echo("--admin-key (or SWITCHYARD_ADMIN_KEY) is needed with --url", err=True)
         raise typer.Exit(2)
-    req = urllib.request.Request(url.rstrip("/") + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"authorization": f"Bearer {admin_key}", "content-type": "application/json"})
+    req = urllib.request.Request(
+        url.rstrip("/") + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"authorization": f"Bearer {admin_key}", "content-type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
@@ -42,16 +45,21 @@ ADMIN_HELP = "the gateway's admin key (default: $SWITCHYARD_ADMIN_KEY)"
 
 
 @keys_cli.command("create")
-def keys_create(key_id: str = typer.Argument(None, help="Key id: a-z, 0-9 and '-' (with --url: optional)."),
-                tenant: str = typer.Option(..., help="Tenant the key bills to."),
-                url: str = typer.Option(None, help=URL_HELP),
-                admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
-                models: str = typer.Option(None, help="comma-separated model allow-list"),
-                rpm: int = typer.Option(None, min=0), tpm: int = typer.Option(None, min=0),
-                budget_usd: float = typer.Option(None, min=0), budget_period: str = typer.Option("month"),
-                expires_in_days: float = typer.Option(None, min=0),
-                tenant_admin: bool = typer.Option(False, "--tenant-admin",
-                                                  help="the key may manage its own tenant's keys (with --url)")) -> None:
+def keys_create(
+    key_id: str = typer.Argument(None, help="Key id: a-z, 0-9 and '-' (with --url: optional)."),
+    tenant: str = typer.Option(..., help="Tenant the key bills to."),
+    url: str = typer.Option(None, help=URL_HELP),
+    admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
+    models: str = typer.Option(None, help="comma-separated model allow-list"),
+    rpm: int = typer.Option(None, min=0),
+    tpm: int = typer.Option(None, min=0),
+    budget_usd: float = typer.Option(None, min=0),
+    budget_period: str = typer.Option("month"),
+    expires_in_days: float = typer.Option(None, min=0),
+    tenant_admin: bool = typer.Option(
+        False, "--tenant-admin", help="the key may manage its own tenant's keys (with --url)"
+    ),
+) -> None:
     """Make a new key and print it once. With --url the gateway issues it (every replica knows it
     within seconds); without, this prints the config entry holding only its hash."""
     from router.auth import hash_key, new_key
@@ -84,9 +92,11 @@ def keys_create(key_id: str = typer.Argument(None, help="Key id: a-z, 0-9 and '-
 
 
 @keys_cli.command("list")
-def keys_list(url: str = typer.Option(..., help="a running gateway"),
-              admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
-              tenant: str = typer.Option(None, help="only this tenant's keys")) -> None:
+def keys_list(
+    url: str = typer.Option(..., help="a running gateway"),
+    admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
+    tenant: str = typer.Option(None, help="only this tenant's keys"),
+) -> None:
     """The gateway's keys (issued over HTTP and from its config file); never a secret."""
     rows = _admin_call(url, admin_key, "GET", "/admin/keys" + (f"?tenant={tenant}" if tenant else ""))["data"]
     for k in rows:
@@ -95,17 +105,23 @@ def keys_list(url: str = typer.Option(..., help="a running gateway"),
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: str = typer.Argument(...), url: str = typer.Option(..., help="a running gateway"),
-                admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP)) -> None:
+def keys_revoke(
+    key_id: str = typer.Argument(...),
+    url: str = typer.Option(..., help="a running gateway"),
+    admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
+) -> None:
     """Revoke a key issued over HTTP: refused on every replica within seconds."""
     _admin_call(url, admin_key, "POST", f"/admin/keys/{key_id}/revoke")
     typer.echo(f"key {key_id} revoked")
 
 
 @keys_cli.command("rotate")
-def keys_rotate(key_id: str = typer.Argument(...), url: str = typer.Option(..., help="a running gateway"),
-                admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
-                grace_seconds: float = typer.Option(3600, min=0, help="how long the old secret keeps working")) -> None:
+def keys_rotate(
+    key_id: str = typer.Argument(...),
+    url: str = typer.Option(..., help="a running gateway"),
+    admin_key: str = typer.Option(None, envvar="SWITCHYARD_ADMIN_KEY", help=ADMIN_HELP),
+    grace_seconds: float = typer.Option(3600, min=0, help="how long the old secret keeps working"),
+) -> None:
     """A new secret for a key (printed once); the old one works for the grace period."""
     made = _admin_call(url, admin_key, "POST", f"/admin/keys/{key_id}/rotate", {"grace_seconds": grace_seconds})
     typer.echo(f"key {key_id}, new secret shown once: {made['key']} (the old one works for {grace_seconds:g} s)")

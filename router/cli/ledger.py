@@ -28,7 +28,11 @@ def _ledger_range(since: str, until: Optional[str], config: Optional[Path]) -> t
     except Exception as exc:
         typer.echo(str(getattr(exc, "message", exc)), err=True)
         raise typer.Exit(2)
-    return LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir)), start, end
+    return (
+        LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir)),
+        start,
+        end,
+    )
 
 
 def _with_ledger(store: Any, work: Any) -> Any:
@@ -40,6 +44,7 @@ def _with_ledger(store: Any, work: Any) -> Any:
             return await work(store)
         finally:
             await store.dispose()
+
     return asyncio.run(run())
 
 
@@ -85,7 +90,9 @@ def export_requests_cmd(
     since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
     until: Optional[str] = typer.Option(None, help="End (default: now)."),
     out: Path = typer.Option(..., "--out", help="File to write."),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl (one record per line), csv, or parquet (needs pyarrow: switchyard[parquet])."),
+    fmt: str = typer.Option(
+        "jsonl", "--format", help="jsonl (one record per line), csv, or parquet (needs pyarrow: switchyard[parquet])."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="The gateway's config (for its ledger)."),
 ) -> None:
     """Write the spend log: every ledger record of the range with its cost lines (no prompt content)."""
@@ -96,5 +103,7 @@ def export_requests_cmd(
     store, start, end = _ledger_range(since, until, config)
     t = _with_ledger(store, lambda s: export_requests(s, start, end, out, fmt))
     unpriced = f", {int(t['unpriced'])} unpriced (not in the cost)" if t["unpriced"] else ""
-    typer.echo(f"wrote {int(t['records'])} records to {out}; charge ${t['charge_usd']:.6f}, "
-               f"cost ${t['cost_usd']:.6f}{unpriced}")
+    typer.echo(
+        f"wrote {int(t['records'])} records to {out}; charge ${t['charge_usd']:.6f}, "
+        f"cost ${t['cost_usd']:.6f}{unpriced}"
+    )

@@ -20,8 +20,10 @@ def native_config(cfg: Config) -> str:
         for key in ROUTER_ONLY_PARAMS:
             params.pop(key, None)
         out["model_list"].append(entry)
-    aliases = {a: [t] if isinstance(t, str) else list(t)
-               for a, t in ((cfg.router_settings or {}).get("model_group_alias") or {}).items()}
+    aliases = {
+        a: [t] if isinstance(t, str) else list(t)
+        for a, t in ((cfg.router_settings or {}).get("model_group_alias") or {}).items()
+    }
     aliases.update(cfg.aliases)
     if aliases:
         out["aliases"] = aliases
@@ -36,10 +38,12 @@ def native_config(cfg: Config) -> str:
         auth = out.setdefault("auth", {})
         auth.setdefault("admin_key", cfg.master_key)
         auth.setdefault("keys", []).append({"id": "master-key", "tenant": "default", "key": cfg.master_key})
-    lines = ["# Switchyard configuration, imported from a LiteLLM proxy config (switchyard import-litellm).",
-             "# LiteLLM's fallbacks, context_window_fallbacks, num_retries, timeout, allowed_fails, cooldown_time,",
-             "# routing_strategy, model_group_alias, master_key, wildcard deployments, access_groups and the deployments'",
-             "# rpm, tpm, max_parallel_requests and order are carried over as Switchyard's own settings below."]
+    lines = [
+        "# Switchyard configuration, imported from a LiteLLM proxy config (switchyard import-litellm).",
+        "# LiteLLM's fallbacks, context_window_fallbacks, num_retries, timeout, allowed_fails, cooldown_time,",
+        "# routing_strategy, model_group_alias, master_key, wildcard deployments, access_groups and the deployments'",
+        "# rpm, tpm, max_parallel_requests and order are carried over as Switchyard's own settings below.",
+    ]
     ignored = ignored_litellm_settings(cfg)
     if ignored:
         lines.append("# Not carried over (Switchyard has no equivalent yet):")

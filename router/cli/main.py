@@ -20,14 +20,15 @@ from router.cli.ledger import alerts_cli, export_cli
 from router.cli.policies import policies_cli
 from router.config import Config, ignored_litellm_settings
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Switchyard: an OpenAI-compatible gateway that routes by price and quality and meters every token.")
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Switchyard: an OpenAI-compatible gateway that routes by price and quality and meters every token.",
+)
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(policies_cli, name="policies")
-
-
 
 
 def _is_loopback(host: str) -> bool:
@@ -41,7 +42,9 @@ def _is_loopback(host: str) -> bool:
 
 @cli.command()
 def serve(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; default: the embedded simulated setup."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML config; default: the embedded simulated setup."
+    ),
     host: Optional[str] = typer.Option(None, help="Bind address (default: the config's, 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, help="Port (default: the config's, 4000)."),
     workers: int = typer.Option(1, min=1, help="Worker processes; share state through Redis when more than one."),
@@ -67,8 +70,11 @@ def serve(
         notes.append(f"  Note: LiteLLM settings not honoured (ignored): {', '.join(ignored)}")
     if not cfg.auth.keys and not cfg.master_key:
         if not _is_loopback(host):
-            typer.echo(f"Refusing to bind {host}: no virtual keys are configured (auth.keys). "
-                       "Without keys Switchyard serves loopback only.", err=True)
+            typer.echo(
+                f"Refusing to bind {host}: no virtual keys are configured (auth.keys). "
+                "Without keys Switchyard serves loopback only.",
+                err=True,
+            )
             raise typer.Exit(2)
         demo = new_key("demo")
         os.environ[ENV_DEMO_KEY_HASH] = hash_key(demo)
@@ -86,12 +92,16 @@ def serve(
         if not cfg.storage.redis_url:
             notes.append("  Note: several workers without storage.redis_url keep rate limits and budgets per worker.")
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"Switchyard serving on http://{shown}:{port}/v1  ({'config ' + str(config) if config else 'embedded default: simulated providers, no keys needed'})")
+    typer.echo(
+        f"Switchyard serving on http://{shown}:{port}/v1  ({'config ' + str(config) if config else 'embedded default: simulated providers, no keys needed'})"
+    )
     for line in notes:
         typer.echo(line)
     typer.echo(f"  Models: {', '.join(_names(cfg))}")
-    typer.echo("  Routes: POST /v1/chat/completions, /v1/responses, /v1/messages (Anthropic; also count_tokens), "
-               "/v1/completions, /v1/embeddings; GET /v1/models, /v1/responses/{id}; dashboard at /dashboard")
+    typer.echo(
+        "  Routes: POST /v1/chat/completions, /v1/responses, /v1/messages (Anthropic; also count_tokens), "
+        "/v1/completions, /v1/embeddings; GET /v1/models, /v1/responses/{id}; dashboard at /dashboard"
+    )
     sys.stdout.flush()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (in-flight requests finish, the lifespan
     # flushes the ledger), then re-raises the signal to the handler that was installed before it.
@@ -99,8 +109,14 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     _raise_file_limit()
-    from router.http import (ENV_BODY_TIMEOUT, ENV_HEADER_TIMEOUT, ENV_MAX_HEADER_BYTES, ENV_MAX_HEADERS,
-                             ENV_MAX_INCOMPLETE, SwitchyardHttp)
+    from router.http import (
+        ENV_BODY_TIMEOUT,
+        ENV_HEADER_TIMEOUT,
+        ENV_MAX_HEADER_BYTES,
+        ENV_MAX_HEADERS,
+        ENV_MAX_INCOMPLETE,
+        SwitchyardHttp,
+    )
 
     os.environ[ENV_BODY_TIMEOUT] = str(cfg.server.body_timeout)
     os.environ[ENV_MAX_HEADER_BYTES] = str(cfg.server.max_header_bytes)
@@ -108,15 +124,25 @@ def serve(
     os.environ[ENV_HEADER_TIMEOUT] = str(cfg.server.header_timeout)
     os.environ[ENV_MAX_INCOMPLETE] = str(cfg.server.max_incomplete_requests)
 
-    uvicorn.run("router.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http=SwitchyardHttp, access_log=access_log, log_level=log_level,
-                # uvicorn's hints say int; it takes seconds as float
-                timeout_graceful_shutdown=cfg.server.graceful_shutdown,  # type: ignore[arg-type]
-                timeout_keep_alive=cfg.server.keepalive_timeout,  # type: ignore[arg-type]
-                backlog=4096, server_header=False,
-                # client addresses are resolved by the app, through server.trusted_proxies only
-                # (uvicorn would believe X-Forwarded-For from any loopback peer)
-                proxy_headers=False)
+    uvicorn.run(
+        "router.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http=SwitchyardHttp,
+        access_log=access_log,
+        log_level=log_level,
+        # uvicorn's hints say int; it takes seconds as float
+        timeout_graceful_shutdown=cfg.server.graceful_shutdown,  # type: ignore[arg-type]
+        timeout_keep_alive=cfg.server.keepalive_timeout,  # type: ignore[arg-type]
+        backlog=4096,
+        server_header=False,
+        # client addresses are resolved by the app, through server.trusted_proxies only
+        # (uvicorn would believe X-Forwarded-For from any loopback peer)
+        proxy_headers=False,
+    )
 
 
 def _keep_demo_key(data_dir: Path, key: str) -> None:
@@ -170,13 +196,17 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
     ignored = ignored_litellm_settings(cfg)
     if ignored:
         typer.echo(f"{config}: warning: LiteLLM settings not honoured (ignored): {', '.join(ignored)}", err=True)
-    typer.echo(f"{config}: OK - {len(cfg.model_list)} deployment(s), {len(cfg.aliases)} alias(es), "
-               f"{len(cfg.auth.keys)} key(s), {count} policy file(s)")
+    typer.echo(
+        f"{config}: OK - {len(cfg.model_list)} deployment(s), {len(cfg.aliases)} alias(es), "
+        f"{len(cfg.auth.keys)} key(s), {count} policy file(s)"
+    )
 
 
 @cli.command("import-litellm")
-def import_litellm(config: Path = typer.Argument(..., help="A LiteLLM proxy config file."),
-                   out: Path = typer.Option(None, help="write here instead of printing")) -> None:
+def import_litellm(
+    config: Path = typer.Argument(..., help="A LiteLLM proxy config file."),
+    out: Path = typer.Option(None, help="write here instead of printing"),
+) -> None:
     """Print a LiteLLM proxy config as Switchyard's own config, what it does not carry in comments."""
     from router.cli.litellm_import import native_config
 
@@ -197,8 +227,9 @@ def price(
     cache_write: int = typer.Option(0, "--cache-write", min=0, help="Prompt tokens written to the cache."),
     reasoning: int = typer.Option(0, "--reasoning", min=0, help="Reasoning tokens (part of --output)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                          help="A gateway config: its price overrides, model_info prices and model names."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="A gateway config: its price overrides, model_info prices and model names."
+    ),
 ) -> None:
     """Price one request's usage with the catalog (a catalog name, a provider/name as a deployment
     writes it, or with --config one of the config's model names)."""
@@ -220,9 +251,13 @@ def price(
     if p is None:
         typer.echo(f"{model}: unpriced (not in the catalog)", err=True)
         raise typer.Exit(1)
-    c = cost_of(Usage(input, output, cached_tokens=cached, cache_write_tokens=cache_write, reasoning_tokens=reasoning), p)
+    c = cost_of(
+        Usage(input, output, cached_tokens=cached, cache_write_tokens=cache_write, reasoning_tokens=reasoning), p
+    )
     if as_json:
-        typer.echo(json.dumps({"model": model, "price_version": p.version, "cost_usd": c.total, "lines": dict(c.lines)}))
+        typer.echo(
+            json.dumps({"model": model, "price_version": p.version, "cost_usd": c.total, "lines": dict(c.lines)})
+        )
         return
     typer.echo(f"{model}  (price {p.version})")
     for name, usd in c.lines.items():
@@ -256,12 +291,28 @@ def economics(
         per_mtok[c] = {}
         for kind, tps in (("input", tp.prefill_tokens_per_s), ("output", tp.decode_tokens_per_s)):
             hours = 1e6 / (tps * p.utilisation) / 3600
-            per_mtok[c][kind] = {"gpu_hours": hours, "chips": hours * e.chips, "electricity": hours * e.electricity,
-                                 "colocation": hours * e.colocation, "iaas_cost": hours * e.all_in,
-                                 "iaas_price": hours * e.rental, "iaas_margin": hours * e.iaas_margin}
+            per_mtok[c][kind] = {
+                "gpu_hours": hours,
+                "chips": hours * e.chips,
+                "electricity": hours * e.electricity,
+                "colocation": hours * e.colocation,
+                "iaas_cost": hours * e.all_in,
+                "iaas_price": hours * e.rental,
+                "iaas_margin": hours * e.iaas_margin,
+            }
     if as_json:
-        typer.echo(json.dumps({"profile": profile, "description": p.description, "per_gpu_hour": e.as_dict(),
-                               "utilisation": p.utilisation, "per_mtok": per_mtok}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "profile": profile,
+                    "description": p.description,
+                    "per_gpu_hour": e.as_dict(),
+                    "utilisation": p.utilisation,
+                    "per_mtok": per_mtok,
+                },
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -270,9 +321,17 @@ def economics(
     t = Table(title=f"{profile}: USD per GPU-hour ({p.description})")
     t.add_column("item")
     t.add_column("USD/GPU-h", justify="right")
-    rows = [("depreciation", e.depreciation), ("  of which chips", e.chips), ("  of which rest of server", e.other_capex),
-            ("electricity", e.electricity), ("colocation", e.colocation), ("all-in cost", e.all_in),
-            ("rental price", e.rental), ("IaaS margin", e.iaas_margin), ("chip vendor margin", e.chip_vendor_margin)]
+    rows = [
+        ("depreciation", e.depreciation),
+        ("  of which chips", e.chips),
+        ("  of which rest of server", e.other_capex),
+        ("electricity", e.electricity),
+        ("colocation", e.colocation),
+        ("all-in cost", e.all_in),
+        ("rental price", e.rental),
+        ("IaaS margin", e.iaas_margin),
+        ("chip vendor margin", e.chip_vendor_margin),
+    ]
     for name, v in rows:
         t.add_row(name, f"{v:.4f}")
     t.add_row("IaaS gross margin", f"{e.iaas_gross_margin:.1%}")
@@ -282,17 +341,27 @@ def economics(
         t2.add_column(col, justify="left" if col in ("class", "tokens") else "right")
     for c, kinds in per_mtok.items():
         for kind, v in kinds.items():
-            t2.add_row(c, kind, f"{v['gpu_hours']:.4f}", f"{v['chips']:.4f}", f"{v['electricity']:.4f}",
-                       f"{v['colocation']:.4f}", f"{v['iaas_cost']:.4f}", f"{v['iaas_price']:.4f}")
+            t2.add_row(
+                c,
+                kind,
+                f"{v['gpu_hours']:.4f}",
+                f"{v['chips']:.4f}",
+                f"{v['electricity']:.4f}",
+                f"{v['colocation']:.4f}",
+                f"{v['iaas_cost']:.4f}",
+                f"{v['iaas_price']:.4f}",
+            )
     console.print(t2)
 
 
 @cli.command()
-def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic workload."),
-         port: int = typer.Option(0, help="Port (0: any free port)."),
-         url: str = typer.Option(None, help="drive this running gateway (the embedded default's models) instead"),
-         key: str = typer.Option(None, envvar="SWITCHYARD_API_KEY", help="its API key (with --url)"),
-         key_file: Path = typer.Option(None, help="a file holding the key (make serve writes .switchyard/demo-key)")) -> None:
+def demo(
+    requests: int = typer.Option(60, min=1, help="Requests in the synthetic workload."),
+    port: int = typer.Option(0, help="Port (0: any free port)."),
+    url: str = typer.Option(None, help="drive this running gateway (the embedded default's models) instead"),
+    key: str = typer.Option(None, envvar="SWITCHYARD_API_KEY", help="its API key (with --url)"),
+    key_file: Path = typer.Option(None, help="a file holding the key (make serve writes .switchyard/demo-key)"),
+) -> None:
     """Drive a mixed workload through the embedded default (served here) or a running gateway
     (--url): where the requests went and what they cost."""
     from router.cli.demo import run_demo, run_demo_against
@@ -315,7 +384,9 @@ def demo(requests: int = typer.Option(60, min=1, help="Requests in the synthetic
 def report(
     since: str = typer.Option("24h", help="Start: ISO date/datetime, UNIX seconds, or a duration like 24h or 30d."),
     until: Optional[str] = typer.Option(None, help="End (default: now)."),
-    by: str = typer.Option("model", help="Group by: model, alias, tenant, provider, key, user, tag:<key>, or layer (the stack)."),
+    by: str = typer.Option(
+        "model", help="Group by: model, alias, tenant, provider, key, user, tag:<key>, or layer (the stack)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     url: str = typer.Option("http://127.0.0.1:4000", envvar="SWITCHYARD_URL", help="The gateway."),
     key: str = typer.Option(..., envvar="SWITCHYARD_API_KEY", help="A tenant key (its tenant) or the admin key (all)."),

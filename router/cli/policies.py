@@ -53,11 +53,15 @@ def policies_train(
     exclude_benchmark: list[str] = typer.Option([], help="Leave these benchmarks out of training."),
     epochs: int = typer.Option(5, min=1, help="adagrad: passes over the data; batch: full-batch steps."),
     lr: float = typer.Option(0.5, min=0.0, help="Step size (adagrad: smaller is smoother; batch: Adam's)."),
-    solver: str = typer.Option("adagrad", help="adagrad (stochastic, raw features) or batch (full-batch Adam, TF-IDF "
-                                                "features, L2-regularised)."),
+    solver: str = typer.Option(
+        "adagrad",
+        help="adagrad (stochastic, raw features) or batch (full-batch Adam, TF-IDF features, L2-regularised).",
+    ),
     l2: Optional[float] = typer.Option(None, min=0.0, help="L2 strength (default: 1e-6 adagrad, 1.0 batch)."),
     policy: Optional[Path] = typer.Option(None, help="Also predict the outcome of this policy's named cascades."),
-    responses: Optional[Path] = typer.Option(None, help="Answer texts for the cascades' checks (default: <data>_responses.jsonl)."),
+    responses: Optional[Path] = typer.Option(
+        None, help="Answer texts for the cascades' checks (default: <data>_responses.jsonl)."
+    ),
 ) -> None:
     """Train the quality predictor on outcome data."""
     import time as _time
@@ -80,12 +84,23 @@ def policies_train(
     if solver not in ("adagrad", "batch"):
         typer.echo(f"--solver: unknown solver '{solver}' (adagrad, batch)", err=True)
         raise typer.Exit(2)
-    pred = train_predictor(ds, split, exclude=exclude_benchmark, epochs=epochs, lr=lr, policy=pol, verifiers=verifiers,
-                           solver=solver, l2=l2,
-                           responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")))
+    pred = train_predictor(
+        ds,
+        split,
+        exclude=exclude_benchmark,
+        epochs=epochs,
+        lr=lr,
+        policy=pol,
+        verifiers=verifiers,
+        solver=solver,
+        l2=l2,
+        responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
+    )
     pred.meta.update(data=data.name)
     save_predictor(pred, out)
-    typer.echo(f"trained on {pred.meta['rows']} rows x {len(pred.models)} columns in {_time.perf_counter() - t0:.1f}s -> {out}")
+    typer.echo(
+        f"trained on {pred.meta['rows']} rows x {len(pred.models)} columns in {_time.perf_counter() - t0:.1f}s -> {out}"
+    )
 
 
 @policies_cli.command("train-verifier")
@@ -96,7 +111,9 @@ def policies_train_verifier(
     with_: list[str] = typer.Option([], "--with", help="Models whose answers it compares (the check's with:)."),
     split: str = typer.Option("train", help="Train on this split only."),
     exclude_benchmark: list[str] = typer.Option([], help="Leave these benchmarks out of training."),
-    responses: Optional[Path] = typer.Option(None, help="Answer texts by id (default: <data>_responses.jsonl, or the data's own '|response' fields)."),
+    responses: Optional[Path] = typer.Option(
+        None, help="Answer texts by id (default: <data>_responses.jsonl, or the data's own '|response' fields)."
+    ),
 ) -> None:
     """Train a cascade's answer verifier on outcome data."""
     from policies.evaluate import train_verifier
@@ -108,8 +125,14 @@ def policies_train_verifier(
         typer.echo(f"not in the data: {', '.join(unknown)}", err=True)
         raise typer.Exit(2)
     try:
-        ver = train_verifier(ds, split, model, list(with_), exclude=exclude_benchmark,
-                             responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")))
+        ver = train_verifier(
+            ds,
+            split,
+            model,
+            list(with_),
+            exclude=exclude_benchmark,
+            responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
+        )
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
@@ -119,8 +142,13 @@ def policies_train_verifier(
     typer.echo(f"trained on {ver.meta['rows']} answers of {model} -> {out}\n  {weights}")
 
 
-def _retrained(pol: Policy, ds: Dataset, pred: QualityPredictor | None, verifiers: dict[str, Verifier],
-               responses: dict[str, dict[str, str]] | None) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
+def _retrained(
+    pol: Policy,
+    ds: Dataset,
+    pred: QualityPredictor | None,
+    verifiers: dict[str, Verifier],
+    responses: dict[str, dict[str, str]] | None,
+) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
     """The policy's predictor and verifiers trained again on ``ds``'s train split, each with the
     settings it was trained with (its own metadata)."""
     from policies.evaluate import train_predictor, train_verifier
@@ -128,15 +156,25 @@ def _retrained(pol: Policy, ds: Dataset, pred: QualityPredictor | None, verifier
     fresh = {}
     for name, ver in verifiers.items():
         m = ver.meta
-        fresh[name] = train_verifier(ds, "train", m["model"], list(m.get("with") or []), exclude=m.get("excluded") or [],
-                                     responses=responses)
+        fresh[name] = train_verifier(
+            ds, "train", m["model"], list(m.get("with") or []), exclude=m.get("excluded") or [], responses=responses
+        )
     new_pred = None
     if pred is not None:
         m = pred.meta
         with_policy = any(c not in ds.models for c in pred.models)
-        new_pred = train_predictor(ds, "train", exclude=m.get("excluded") or [], epochs=int(m.get("epochs", 5)),
-                                   lr=float(m.get("lr", 0.5)), solver=m.get("solver", "adagrad"), l2=m.get("l2"),
-                                   policy=pol if with_policy else None, verifiers=fresh, responses=responses)
+        new_pred = train_predictor(
+            ds,
+            "train",
+            exclude=m.get("excluded") or [],
+            epochs=int(m.get("epochs", 5)),
+            lr=float(m.get("lr", 0.5)),
+            solver=m.get("solver", "adagrad"),
+            l2=m.get("l2"),
+            policy=pol if with_policy else None,
+            verifiers=fresh,
+            responses=responses,
+        )
     return new_pred, fresh
 
 
@@ -145,18 +183,30 @@ def policies_eval(
     data: Path = typer.Option(..., help="Outcome data (JSON lines)."),
     policy: Path = typer.Option(..., help="The policy file."),
     split: str = typer.Option("test", help="Evaluate on this split."),
-    sweep: list[str] = typer.Option([], help="NAME=v1,v2,... : a parameter to sweep (e.g. lambda, min_gain, "
-                                             "check.min_confidence, categories.choice.min_gain); several go in lockstep."),
+    sweep: list[str] = typer.Option(
+        [],
+        help="NAME=v1,v2,... : a parameter to sweep (e.g. lambda, min_gain, "
+        "check.min_confidence, categories.choice.min_gain); several go in lockstep.",
+    ),
     predictor: Optional[Path] = typer.Option(None, help="Override the policy's predictor file."),
     prices: Optional[Path] = typer.Option(None, help="prices.json (default: beside the data, if present)."),
-    responses: Optional[Path] = typer.Option(None, help="Recorded responses for cascade checks (default: <data>_responses.jsonl)."),
+    responses: Optional[Path] = typer.Option(
+        None, help="Recorded responses for cascade checks (default: <data>_responses.jsonl)."
+    ),
     decisions: Optional[Path] = typer.Option(None, help="Write one line per prompt: id, model (and the swept values)."),
     plot: Optional[Path] = typer.Option(None, help="Write the cost-quality frontier as a PNG (needs matplotlib)."),
-    sell_at: Optional[str] = typer.Option(None, help="IN,OUT: a fixed price in USD per 1M input and output tokens; "
-                                                     "reports the operator's margin under it (and margin objectives see it)."),
-    resplits: int = typer.Option(0, min=0, help="Also split the data anew K times (seeded), retrain the policy's "
-                                               "predictor and verifiers on each train split with their own settings, "
-                                               "evaluate on its test split, and report mean and spread."),
+    sell_at: Optional[str] = typer.Option(
+        None,
+        help="IN,OUT: a fixed price in USD per 1M input and output tokens; "
+        "reports the operator's margin under it (and margin objectives see it).",
+    ),
+    resplits: int = typer.Option(
+        0,
+        min=0,
+        help="Also split the data anew K times (seeded), retrain the policy's "
+        "predictor and verifiers on each train split with their own settings, "
+        "evaluate on its test split, and report mean and spread.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Replay a dataset through a policy; report cost and quality beside the baselines."""
@@ -166,8 +216,17 @@ def policies_eval(
     try:
         sweeps = [_parse_sweep(x) for x in sweep]
         sold = _parse_price(sell_at) if sell_at else None
-        report = evaluate(pol, ds, split=split, prices=price_map, predictor=pred, sweep=sweeps, responses=resp,
-                          verifiers=verifiers, sold_at=sold)
+        report = evaluate(
+            pol,
+            ds,
+            split=split,
+            prices=price_map,
+            predictor=pred,
+            sweep=sweeps,
+            responses=resp,
+            verifiers=verifiers,
+            sold_at=sold,
+        )
     except ValueError as exc:
         typer.echo(f"{policy}: {exc}", err=True)
         raise typer.Exit(2)
@@ -185,26 +244,52 @@ def policies_eval(
         for seed in range(1, resplits + 1):
             ds_k = resplit(ds, seed)
             pred_k, ver_k = _retrained(pol, ds_k, pred, verifiers, resp)
-            r = evaluate(pol, ds_k, prices=price_map, predictor=pred_k, sweep=sweeps, responses=resp, verifiers=ver_k,
-                         sold_at=sold)
+            r = evaluate(
+                pol,
+                ds_k,
+                prices=price_map,
+                predictor=pred_k,
+                sweep=sweeps,
+                responses=resp,
+                verifiers=ver_k,
+                sold_at=sold,
+            )
             r.pop("decisions")
             runs.append(headline(r))
             if not as_json:
                 typer.echo(f"re-split {seed}/{resplits}: {r['rows']} test rows", err=True)
         names = list(dict.fromkeys(k for h in runs for k in h))
-        report["resplits"] = {"k": resplits, "figures": {
-            k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                "min": float(min(v)), "max": float(max(v)), "runs": len(v), "values": v}
-            for k in names for v in [[h[k] for h in runs if k in h]]}}
+        report["resplits"] = {
+            "k": resplits,
+            "figures": {
+                k: {
+                    "mean": float(np.mean(v)),
+                    "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                    "min": float(min(v)),
+                    "max": float(max(v)),
+                    "runs": len(v),
+                    "values": v,
+                }
+                for k in names
+                for v in [[h[k] for h in runs if k in h]]
+            },
+        }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     _print_report(report)
 
 
-def _replay_inputs(policy: Path, data: Path, predictor: Optional[Path], prices: Optional[Path],
-                   responses: Optional[Path]) -> tuple[Policy, QualityPredictor | None, dict[str, Verifier], Dataset,
-                                                       dict[str, ModelPrice], dict[str, dict[str, str]] | None]:
+def _replay_inputs(
+    policy: Path, data: Path, predictor: Optional[Path], prices: Optional[Path], responses: Optional[Path]
+) -> tuple[
+    Policy,
+    QualityPredictor | None,
+    dict[str, Verifier],
+    Dataset,
+    dict[str, ModelPrice],
+    dict[str, dict[str, str]] | None,
+]:
     """What a replay needs: the policy and its trained files, the data, its prices (prices.json
     beside the data unless given) and recorded answers (<data>_responses.jsonl unless given)."""
     from policies.loaders import load_assets, load_dataset, load_prices, load_responses
@@ -261,13 +346,23 @@ def _settings_table(report: dict[str, Any]) -> Any:
         return "-" if v is None else f"{v:.1%}"
 
     for s in report["settings"]:
-        label = ", ".join(f"{k}={v:g}" for k, v in s.items()
-                          if k not in ("quality", "cost", "cost_total", "by_benchmark", "revenue", "margin")) or "policy"
+        label = (
+            ", ".join(
+                f"{k}={v:g}"
+                for k, v in s.items()
+                if k not in ("quality", "cost", "cost_total", "by_benchmark", "revenue", "margin")
+            )
+            or "policy"
+        )
         t.add_row(label, f"{s['quality']:.4f}", f"{s['cost'] * 1000:.4f}", *((margin(s["margin"]),) if sold else ()))
     for name, b in report["baselines"].items():
         model_margin = report["single_models"][b["model"]].get("margin") if sold and "model" in b else None
-        t.add_row(f"[dim]{name}{' (' + b['model'] + ')' if 'model' in b else ''}[/dim]", f"{b['quality']:.4f}",
-                  f"{b['cost'] * 1000:.4f}", *((margin(model_margin),) if sold else ()))
+        t.add_row(
+            f"[dim]{name}{' (' + b['model'] + ')' if 'model' in b else ''}[/dim]",
+            f"{b['quality']:.4f}",
+            f"{b['cost'] * 1000:.4f}",
+            *((margin(model_margin),) if sold else ()),
+        )
     return t
 
 
@@ -286,10 +381,21 @@ def _benchmark_table(report: dict[str, Any], two: bool) -> Any:
         return "-" if v is None else f"{v:.2f}"
 
     for name, e in report["benchmarks"].items():
-        row = [name, str(e["rows"]), f"{e['aiq']:.3f}", f"{e['zero_router_aiq']:.3f}",
-               _pct(e["cost_to_95pct_of_strongest_frac"]), _pct(e["cost_to_100pct_of_strongest_frac"])]
+        row = [
+            name,
+            str(e["rows"]),
+            f"{e['aiq']:.3f}",
+            f"{e['zero_router_aiq']:.3f}",
+            _pct(e["cost_to_95pct_of_strongest_frac"]),
+            _pct(e["cost_to_100pct_of_strongest_frac"]),
+        ]
         if two:
-            row += [f"{e.get('apgr', 0):.3f}", num(e.get("cpt50")), num(e.get("cpt80")), f"{e.get('ranking_apgr', 0):.3f}"]
+            row += [
+                f"{e.get('apgr', 0):.3f}",
+                num(e.get("cpt50")),
+                num(e.get("cpt80")),
+                f"{e.get('ranking_apgr', 0):.3f}",
+            ]
         bt.add_row(*row)
     return bt
 
@@ -312,15 +418,21 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(_settings_table(report))
     if "sold_at_per_mtok" in report:
         inp, out = report["sold_at_per_mtok"]
-        console.print(f"operator margin: (revenue - cost) / revenue at a fixed ${inp:g} / ${out:g} per 1M input / output tokens")
+        console.print(
+            f"operator margin: (revenue - cost) / revenue at a fixed ${inp:g} / ${out:g} per 1M input / output tokens"
+        )
     two = any("apgr" in e for e in report["benchmarks"].values())
     console.print(_benchmark_table(report, two))
-    console.print(f"mean AIQ {report['mean_aiq']:.3f} (zero router {report['mean_zero_router_aiq']:.3f}); "
-                  f"pooled cost to reach 95% of {report['strongest']}: {_pct(report['cost_to_95pct_of_strongest_frac'])}")
+    console.print(
+        f"mean AIQ {report['mean_aiq']:.3f} (zero router {report['mean_zero_router_aiq']:.3f}); "
+        f"pooled cost to reach 95% of {report['strongest']}: {_pct(report['cost_to_95pct_of_strongest_frac'])}"
+    )
     if two:
-        console.print("APGR, CPT: from the policy's own decisions (one point per setting: its share of calls to the "
-                      "strongest model, its quality). The ranking's APGR sorts prompts by the predicted gain: an "
-                      "upper envelope for a threshold on it, not what the policy does.")
+        console.print(
+            "APGR, CPT: from the policy's own decisions (one point per setting: its share of calls to the "
+            "strongest model, its quality). The ranking's APGR sorts prompts by the predicted gain: an "
+            "upper envelope for a threshold on it, not what the policy does."
+        )
     if report.get("resplits"):
         console.print(_resplits_table(report["resplits"]))
 
@@ -330,13 +442,19 @@ def policies_simulate(
     data: Path = typer.Option(..., help="Outcome data (JSON lines)."),
     policy: Path = typer.Option(..., help="The policy file."),
     split: str = typer.Option("test", help="Stream this split's rows."),
-    start: str = typer.Option("uninformed", help="uninformed (every model at 0.5, no predictor) or trained "
-                                                 "(the policy's predictor as the prior)."),
+    start: str = typer.Option(
+        "uninformed",
+        help="uninformed (every model at 0.5, no predictor) or trained (the policy's predictor as the prior).",
+    ),
     seed: int = typer.Option(0, help="Seeds the order of the rows and the bandit's draws."),
     seeds: int = typer.Option(1, min=1, help="Repeat with this many seeds (seed, seed+1, ...) and report the spread."),
     window: int = typer.Option(250, min=1, help="Rows in the trailing window of the running utility."),
-    at: int = typer.Option(500, min=1, help="Compare the online policy with the offline one after this many feedback events."),
-    lambda_: Optional[float] = typer.Option(None, "--lambda", help="Utility = quality - lambda x cost (default: the policy's)."),
+    at: int = typer.Option(
+        500, min=1, help="Compare the online policy with the offline one after this many feedback events."
+    ),
+    lambda_: Optional[float] = typer.Option(
+        None, "--lambda", help="Utility = quality - lambda x cost (default: the policy's)."
+    ),
     predictor: Optional[Path] = typer.Option(None, help="Override the policy's predictor file."),
     prices: Optional[Path] = typer.Option(None, help="prices.json (default: beside the data, if present)."),
     plot: Optional[Path] = typer.Option(None, help="Write the learning curve as a PNG (needs matplotlib)."),
@@ -350,20 +468,39 @@ def policies_simulate(
 
     pol, pred, verifiers, ds, price_map, resp = _replay_inputs(policy, data, predictor, prices, None)
     try:
-        runs = [simulate(pol, ds, prices=price_map, predictor=pred, start=start, split=split,
-                         seed=s, lam=lambda_, window=window, responses=resp, verifiers=verifiers,
-                         checkpoints=tuple(sorted({0, 100, 250, at})))
-                for s in range(seed, seed + seeds)]
+        runs = [
+            simulate(
+                pol,
+                ds,
+                prices=price_map,
+                predictor=pred,
+                start=start,
+                split=split,
+                seed=s,
+                lam=lambda_,
+                window=window,
+                responses=resp,
+                verifiers=verifiers,
+                checkpoints=tuple(sorted({0, 100, 250, at})),
+            )
+            for s in range(seed, seed + seeds)
+        ]
     except ValueError as exc:
         typer.echo(f"{policy}: {exc}", err=True)
         raise typer.Exit(2)
     gaps = [utility_gap(r, at) for r in runs]
+
     def spread(key: str) -> dict[str, float]:
         v = [g[key] for g in gaps if g[key] is not None]
         return {"mean": float(np.mean(v)), "min": float(min(v)), "max": float(max(v))} if v else {}
 
-    report = {**runs[0], "seeds": [r["seed"] for r in runs], "gap_at": gaps, "window_gap": spread("window_gap"),
-              "learned_gap": spread("learned_gap")}
+    report = {
+        **runs[0],
+        "seeds": [r["seed"] for r in runs],
+        "gap_at": gaps,
+        "window_gap": spread("window_gap"),
+        "learned_gap": spread("learned_gap"),
+    }
     if seeds > 1:
         report["runs"] = [r["curves"] for r in runs[1:]]
     if plot:
@@ -377,8 +514,10 @@ def policies_simulate(
     from rich.table import Table
 
     r0 = runs[0]
-    t = Table(title=f"policy {r0['policy']}: {r0['rows']} '{split}' rows streamed, start {start}, lambda {r0['lambda']:g}, "
-                    f"seed {seed}")
+    t = Table(
+        title=f"policy {r0['policy']}: {r0['rows']} '{split}' rows streamed, start {start}, lambda {r0['lambda']:g}, "
+        f"seed {seed}"
+    )
     names = list(r0["curves"])
     t.add_column("rows")
     for n in names:
@@ -388,9 +527,13 @@ def policies_simulate(
     Console().print(t)
     g, lg = report["window_gap"], report["learned_gap"]
     seeds_text = f"seeds {seed}..{seed + seeds - 1}"
-    typer.echo(f"after {gaps[0]['n']} feedback events: online utility over the last {window} rows vs the offline "
-               f"policy's: {g['mean']:+.1%} ({seeds_text}: {g['min']:+.1%} .. {g['max']:+.1%}); best single model: "
-               f"{r0['best_single_model']}")
+    typer.echo(
+        f"after {gaps[0]['n']} feedback events: online utility over the last {window} rows vs the offline "
+        f"policy's: {g['mean']:+.1%} ({seeds_text}: {g['min']:+.1%} .. {g['max']:+.1%}); best single model: "
+        f"{r0['best_single_model']}"
+    )
     if lg:
-        typer.echo(f"what it learned in {at} events, frozen and applied greedily to all {r0['rows']} rows: utility "
-                   f"{lg['mean']:+.1%} vs the offline policy's ({seeds_text}: {lg['min']:+.1%} .. {lg['max']:+.1%})")
+        typer.echo(
+            f"what it learned in {at} events, frozen and applied greedily to all {r0['rows']} rows: utility "
+            f"{lg['mean']:+.1%} vs the offline policy's ({seeds_text}: {lg['min']:+.1%} .. {lg['max']:+.1%})"
+        )

@@ -26,8 +26,7 @@ class ResponseStore:
     def __init__(self, ledger: LedgerStore, retention_s: float, *, via_driver: bool = True):
         self.ledger, self.retention_s, self.via_driver = ledger, retention_s, via_driver
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
-        self._insert_sql = (f"INSERT INTO responses ({', '.join(_COLUMNS)}) "
-                            f"VALUES ({ledger._params(len(_COLUMNS))})")
+        self._insert_sql = f"INSERT INTO responses ({', '.join(_COLUMNS)}) VALUES ({ledger._params(len(_COLUMNS))})"
         self._writer: asyncio.Task[None] | None = None
         # ``via_driver``: the writes' own connection, kept open between groups, used through its
         # driver. SQLAlchemy's pool checkout, parameter processing and transaction bookkeeping cost
@@ -41,10 +40,17 @@ class ResponseStore:
     def enabled(self) -> bool:
         return self.retention_s > 0
 
-    async def put(self, rid: str, tenant: str, response: dict[str, Any], conversation: list[dict[str, Any]],
-                  now: float) -> None:
-        row = (rid, tenant, now, now + self.retention_s, orjson.dumps(response).decode(),
-               orjson.dumps(conversation).decode())
+    async def put(
+        self, rid: str, tenant: str, response: dict[str, Any], conversation: list[dict[str, Any]], now: float
+    ) -> None:
+        row = (
+            rid,
+            tenant,
+            now,
+            now + self.retention_s,
+            orjson.dumps(response).decode(),
+            orjson.dumps(conversation).decode(),
+        )
         done = asyncio.get_running_loop().create_future()
         self._pending.append((row, done))
         if self._writer is None or self._writer.done():
@@ -80,7 +86,9 @@ class ResponseStore:
                 self._driver = (await self._conn.get_raw_connection()).driver_connection
             try:
                 await self._driver.executemany(self._insert_sql, rows)
-                if self.ledger.dialect == "sqlite":  # aiosqlite holds a transaction open; asyncpg commits each statement
+                if (
+                    self.ledger.dialect == "sqlite"
+                ):  # aiosqlite holds a transaction open; asyncpg commits each statement
                     await self._driver.commit()
                 return
             except Exception:
@@ -104,8 +112,9 @@ class ResponseStore:
 
     async def get(self, rid: str, tenant: str, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """(the response, the conversation it continues) or None: unknown, another tenant's, or expired."""
-        q = select(responses.c.response, responses.c.conversation).where(and_(
-            responses.c.id == rid, responses.c.tenant == tenant, responses.c.expires_at > now))
+        q = select(responses.c.response, responses.c.conversation).where(
+            and_(responses.c.id == rid, responses.c.tenant == tenant, responses.c.expires_at > now)
+        )
         async with self.ledger.engine.connect() as conn:
             row = (await conn.execute(q)).first()
         return None if row is None else (orjson.loads(row[0]), orjson.loads(row[1]))

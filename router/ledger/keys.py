@@ -40,7 +40,9 @@ class KeyTable:
 
     async def version(self) -> tuple[float | None, int]:
         async with self.ledger.engine.connect() as conn:
-            row = (await conn.execute(select(func.max(api_keys.c.updated_at), func.count()).select_from(api_keys))).one()
+            row = (
+                await conn.execute(select(func.max(api_keys.c.updated_at), func.count()).select_from(api_keys))
+            ).one()
         return row[0], int(row[1])
 
     async def rows(self) -> list[dict[str, Any]]:
@@ -59,16 +61,19 @@ class KeyTable:
             await conn.execute(insert(api_keys), [row])
             await conn.execute(insert(audit), [_audit(actor, "key.create", values["id"], _public(values), now)])
 
-    async def update(self, key_id: str, values: dict[str, Any], actor: str, action: str,
-                     detail: dict[str, Any] | None = None) -> bool:
+    async def update(
+        self, key_id: str, values: dict[str, Any], actor: str, action: str, detail: dict[str, Any] | None = None
+    ) -> bool:
         now = time.time()
         async with self.ledger.engine.begin() as conn:
-            res = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(
-                **_encode(values), updated_at=now))
+            res = await conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(**_encode(values), updated_at=now)
+            )
             if not res.rowcount:
                 return False
-            await conn.execute(insert(audit), [_audit(actor, action, key_id, detail if detail is not None else
-                                                      _public(values), now)])
+            await conn.execute(
+                insert(audit), [_audit(actor, action, key_id, detail if detail is not None else _public(values), now)]
+            )
         return True
 
     async def record(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:

@@ -23,11 +23,17 @@ SLICE_COLUMNS = {
 }
 
 # API cost lines (pricing.catalog.cost_of) as ledger columns.
-LINE_COLUMNS = {"input": "cost_input_usd", "cached_input": "cost_cached_input_usd", "cache_write": "cost_cache_write_usd",
-                "output": "cost_output_usd", "reasoning": "cost_reasoning_usd"}
+LINE_COLUMNS = {
+    "input": "cost_input_usd",
+    "cached_input": "cost_cached_input_usd",
+    "cache_write": "cost_cache_write_usd",
+    "output": "cost_output_usd",
+    "reasoning": "cost_reasoning_usd",
+}
 
 requests = Table(
-    "requests", metadata,
+    "requests",
+    metadata,
     Column("request_id", String(64), primary_key=True),
     Column("ts", Float, nullable=False),  # start, UNIX seconds (portable bucketing in SQLite and PostgreSQL)
     Column("tenant", String(128)),
@@ -64,7 +70,9 @@ requests = Table(
     Column("gpu_hours", Float),
     *[Column(col, Float) for col in SLICE_COLUMNS.values()],
     *[Column(col, Float) for col in LINE_COLUMNS.values()],
-    Column("end_user", String(128)),  # the request's user (bounded per tenant and day: router/accounting/attribution.py)
+    Column(
+        "end_user", String(128)
+    ),  # the request's user (bounded per tenant and day: router/accounting/attribution.py)
     Column("tags", Text),  # JSON object: the request's tags, tag key -> value (bounded likewise)
     Column("cache", String(8)),  # 'hit': answered from the response cache (no upstream call, no cost or charge)
     Column("saved_usd", Float),  # a cache hit: the API cost of the answer it replayed
@@ -83,7 +91,8 @@ requests = Table(
 # the common case writes one row. The request's row is the sum of its lines (migration 0005).
 ROLES = ("answer", "cascade_step", "check", "cut")
 calls = Table(
-    "calls", metadata,
+    "calls",
+    metadata,
     Column("request_id", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True),  # the order the calls were made in
     Column("ts", Float, nullable=False),  # the request's start (a line is dated with its request)
@@ -114,7 +123,8 @@ calls = Table(
 # Stored Responses-API answers (``store: true``), so a conversation can continue by
 # ``previous_response_id``; tenant-scoped, kept until ``expires_at`` (storage.responses_retention_days).
 responses = Table(
-    "responses", metadata,
+    "responses",
+    metadata,
     Column("id", String(64), primary_key=True),
     Column("tenant", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -127,7 +137,8 @@ responses = Table(
 # Virtual keys issued over HTTP (POST /admin/keys): every replica reads them (router/ledger/keys.py);
 # only the salted hash of a secret is kept. Config-file keys live beside them, in the config.
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("tenant", String(128), nullable=False),
     Column("name", String(128)),
@@ -151,7 +162,8 @@ api_keys = Table(
 
 # Who did what to the gateway: keys created, changed, rotated, revoked; prices, policies and keys reloaded.
 audit = Table(
-    "audit", metadata,
+    "audit",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
     Column("actor", String(64), nullable=False),  # the key id that acted ("admin": the admin key)
@@ -163,7 +175,8 @@ audit = Table(
 
 # Budget alerts raised (router/accounting/alerts.py) and their delivery: sent, or dead-lettered after its retries.
 alerts = Table(
-    "alerts", metadata,
+    "alerts",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("ts", Float, nullable=False),
     Column("kind", String(16), nullable=False),  # threshold | forecast | test
@@ -180,13 +193,21 @@ alerts = Table(
 PROMPT_SIZES = (256, 1024, 4096, 16384, 65536, 1048576)
 
 
-DIMENSIONS = {"tenant": requests.c.tenant, "key": requests.c.key_id, "alias": requests.c.alias, "user": requests.c.end_user,
-              "model": requests.c.model, "provider": requests.c.provider, "status": requests.c.status,
-              "policy": requests.c.policy, "rule": requests.c.rule, "category": requests.c.category,
-              "endpoint": requests.c.endpoint,
-              # prompt size class: the upper bound of the request's prompt tokens (what-if replays group by it)
-              "prompt_size": case(*[(requests.c.prompt_tokens < b, b) for b in PROMPT_SIZES[:-1]],
-                                  else_=PROMPT_SIZES[-1])}
+DIMENSIONS = {
+    "tenant": requests.c.tenant,
+    "key": requests.c.key_id,
+    "alias": requests.c.alias,
+    "user": requests.c.end_user,
+    "model": requests.c.model,
+    "provider": requests.c.provider,
+    "status": requests.c.status,
+    "policy": requests.c.policy,
+    "rule": requests.c.rule,
+    "category": requests.c.category,
+    "endpoint": requests.c.endpoint,
+    # prompt size class: the upper bound of the request's prompt tokens (what-if replays group by it)
+    "prompt_size": case(*[(requests.c.prompt_tokens < b, b) for b in PROMPT_SIZES[:-1]], else_=PROMPT_SIZES[-1]),
+}
 PROMPT_SIZE_MIDPOINTS = {256: 128, 1024: 640, 4096: 2560, 16384: 10240, 65536: 40960, 1048576: 100000}
 
 
@@ -195,12 +216,20 @@ def _money_columns(rec: dict[str, Any]) -> dict[str, Any]:
     usage = rec.get("usage") or {}
     stack = rec.get("stack") or {}
     slices = stack.get("slices") or {}
-    row = {"prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
-           "cached_tokens": usage.get("cached_tokens", 0), "cache_write_tokens": usage.get("cache_write_tokens", 0),
-           "reasoning_tokens": usage.get("reasoning_tokens", 0), "usage_source": rec.get("usage_source"),
-           "price_version": rec.get("price_version"), "cost_usd": rec.get("cost_usd"),
-           "charge_usd": rec.get("charge_usd"), "serving": stack.get("serving"),
-           "model_class": stack.get("model_class"), "gpu_hours": stack.get("gpu_hours")}
+    row = {
+        "prompt_tokens": usage.get("prompt_tokens", 0),
+        "completion_tokens": usage.get("completion_tokens", 0),
+        "cached_tokens": usage.get("cached_tokens", 0),
+        "cache_write_tokens": usage.get("cache_write_tokens", 0),
+        "reasoning_tokens": usage.get("reasoning_tokens", 0),
+        "usage_source": rec.get("usage_source"),
+        "price_version": rec.get("price_version"),
+        "cost_usd": rec.get("cost_usd"),
+        "charge_usd": rec.get("charge_usd"),
+        "serving": stack.get("serving"),
+        "model_class": stack.get("model_class"),
+        "gpu_hours": stack.get("gpu_hours"),
+    }
     for name, col in SLICE_COLUMNS.items():
         row[col] = slices.get(name)
     lines = rec.get("cost_lines") or {}
@@ -214,28 +243,52 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
     latency, upstream = rec.get("latency_s"), rec.get("upstream_s")
     decision = rec.get("decision") or {}
     row = {
-        "request_id": rec["request_id"], "ts": rec["ts"], "tenant": rec.get("tenant"), "key_id": rec.get("key_id"),
-        "endpoint": rec["endpoint"], "alias": rec.get("requested_model"), "policy": rec.get("policy"),
+        "request_id": rec["request_id"],
+        "ts": rec["ts"],
+        "tenant": rec.get("tenant"),
+        "key_id": rec.get("key_id"),
+        "endpoint": rec["endpoint"],
+        "alias": rec.get("requested_model"),
+        "policy": rec.get("policy"),
         "rule": str(decision["rule"]).split("(")[0][:64] if decision.get("rule") else None,
         "category": str(decision["category"])[:32] if decision.get("category") else None,
         "decision": orjson.dumps(rec["decision"]).decode() if rec.get("decision") is not None else None,
-        "model": rec.get("model"), "deployment": rec.get("deployment"), "provider": rec.get("provider"),
-        "stream": bool(rec.get("stream")), "status": rec["status"], "error": rec.get("error"),
+        "model": rec.get("model"),
+        "deployment": rec.get("deployment"),
+        "provider": rec.get("provider"),
+        "stream": bool(rec.get("stream")),
+        "status": rec["status"],
+        "error": rec.get("error"),
         "attempts": orjson.dumps(rec.get("attempts") or []).decode(),
         # attempts that failed before another was made; a cascade's escalations and checks are not fallbacks
         "fallbacks": sum(1 for a in (rec.get("attempts") or [])[:-1] if a.get("error")),
-        "latency_s": latency, "ttft_s": rec.get("ttft_s"), "upstream_s": upstream,
+        "latency_s": latency,
+        "ttft_s": rec.get("ttft_s"),
+        "upstream_s": upstream,
         "overhead_s": None if latency is None or upstream is None else max(0.0, latency - upstream),
-        "end_user": rec.get("user"), "cache": rec.get("cache"), "saved_usd": rec.get("saved_usd"),
+        "end_user": rec.get("user"),
+        "cache": rec.get("cache"),
+        "saved_usd": rec.get("saved_usd"),
         "tags": orjson.dumps(rec["tags"], option=orjson.OPT_SORT_KEYS).decode() if rec.get("tags") else None,
         **_money_columns(rec),
     }
     if rec.get("lines"):
-        row["_calls"] = [{"request_id": row["request_id"], "seq": i, "ts": row["ts"], "tenant": row["tenant"],
-                          "key_id": row["key_id"], "alias": row["alias"], "role": line["role"],
-                          "model": line.get("model"), "deployment": line.get("deployment"),
-                          "provider": line.get("provider"), **_money_columns(line)}
-                         for i, line in enumerate(rec["lines"])]
+        row["_calls"] = [
+            {
+                "request_id": row["request_id"],
+                "seq": i,
+                "ts": row["ts"],
+                "tenant": row["tenant"],
+                "key_id": row["key_id"],
+                "alias": row["alias"],
+                "role": line["role"],
+                "model": line.get("model"),
+                "deployment": line.get("deployment"),
+                "provider": line.get("provider"),
+                **_money_columns(line),
+            }
+            for i, line in enumerate(rec["lines"])
+        ]
     return row
 
 
@@ -244,9 +297,19 @@ def to_row(rec: dict[str, Any]) -> dict[str, Any]:
 # ``usage_hourly``, and only the partial hours at the very edges from ``requests``, so a query
 # over a month of traffic reads thousands of narrow rows, not a million wide ones.
 # Text dimensions store '' for NULL so the unique key (and the upsert on it) sees them as equal.
-ROLLUP_DIMS = {"tenant": "tenant", "key": "key_id", "alias": "alias", "model": "model", "provider": "provider",
-               "status": "status", "policy": "policy", "rule": "rule", "category": "category", "endpoint": "endpoint",
-               "prompt_size": "prompt_size"}
+ROLLUP_DIMS = {
+    "tenant": "tenant",
+    "key": "key_id",
+    "alias": "alias",
+    "model": "model",
+    "provider": "provider",
+    "status": "status",
+    "policy": "policy",
+    "rule": "rule",
+    "category": "category",
+    "endpoint": "endpoint",
+    "prompt_size": "prompt_size",
+}
 ROLLUP_COUNTS = ("requests", "errors", "unpriced", "estimated", "fallbacks", "unpriced_tokens")  # (migration 0006)
 ROLLUP_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 ROLLUP_MONEY = ("cost_usd", "charge_usd", *SLICE_COLUMNS.values(), "gpu_hours", "latency_s_sum")
@@ -254,10 +317,13 @@ ROLLUP_MONEY = ("cost_usd", "charge_usd", *SLICE_COLUMNS.values(), "gpu_hours", 
 
 def _rollup_table(name: str) -> Table:
     return Table(
-        name, metadata,
+        name,
+        metadata,
         Column("t", Float, nullable=False),  # period start, UNIX seconds
-        *[Column(col, Integer if col in ("status", "prompt_size") else String(256), nullable=False)
-          for col in ROLLUP_DIMS.values()],
+        *[
+            Column(col, Integer if col in ("status", "prompt_size") else String(256), nullable=False)
+            for col in ROLLUP_DIMS.values()
+        ],
         *[Column(col, Integer, nullable=False) for col in (*ROLLUP_COUNTS, *ROLLUP_TOKENS)],
         *[Column(col, Float, nullable=False) for col in ROLLUP_MONEY],
         Column("latency_s_max", Float, nullable=False),

@@ -18,8 +18,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from router.ledger.schema import (DIMENSIONS, ROLLUP_COUNTS, ROLLUP_DIMS, ROLLUP_MONEY, ROLLUP_TOKENS, ROLLUPS,
-                                  SLICE_COLUMNS, alerts, calls, requests)
+from router.ledger.schema import (
+    DIMENSIONS,
+    ROLLUP_COUNTS,
+    ROLLUP_DIMS,
+    ROLLUP_MONEY,
+    ROLLUP_TOKENS,
+    ROLLUPS,
+    SLICE_COLUMNS,
+    alerts,
+    calls,
+    requests,
+)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -33,10 +43,13 @@ def head_revision() -> str:
 
 def async_url(url: str) -> str:
     """Accept plain URLs (postgresql://, sqlite:///) and pick the async driver."""
-    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
         if url.startswith(plain):
-            return driver + url[len(plain):]
+            return driver + url[len(plain) :]
     return url
 
 
@@ -76,13 +89,19 @@ class LedgerStore:
         self.url = async_url(url)
         kw: dict[str, Any] = {}
         if self.url.startswith("postgresql"):
-            kw.update(pool_size=5, max_overflow=5, pool_pre_ping=True, pool_timeout=5,
-                      connect_args={"timeout": 5, "command_timeout": 10})
+            kw.update(
+                pool_size=5,
+                max_overflow=5,
+                pool_pre_ping=True,
+                pool_timeout=5,
+                connect_args={"timeout": 5, "command_timeout": 10},
+            )
         else:
             kw.update(connect_args={"timeout": 10})
         self.engine: AsyncEngine = create_async_engine(self.url, **kw)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
+
             @event.listens_for(self.engine.sync_engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 # WAL with synchronous=NORMAL: durable across process crashes (a hard kill loses
@@ -91,6 +110,7 @@ class LedgerStore:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
+
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         self._raw_sql()
 
@@ -134,7 +154,10 @@ class LedgerStore:
                 # Replicas starting together on a new database: one migrates, the others wait here
                 # and then find the schema at head (the lock ends with this transaction).
                 await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
-                if revision == "head" and (await conn.exec_driver_sql("SELECT to_regclass('alembic_version')")).scalar():
+                if (
+                    revision == "head"
+                    and (await conn.exec_driver_sql("SELECT to_regclass('alembic_version')")).scalar()
+                ):
                     done = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar()
                     if done == head_revision():
                         return
@@ -170,8 +193,9 @@ class LedgerStore:
         lines = [c for r in rows if "_calls" in r for c in r["_calls"]]
         async with self.engine.begin() as conn:
             if lines:  # a request's lines land with its row, in one transaction (a replay skips both)
-                await conn.execute(self._insert(calls).on_conflict_do_nothing(index_elements=["request_id", "seq"]),
-                                   lines)
+                await conn.execute(
+                    self._insert(calls).on_conflict_do_nothing(index_elements=["request_id", "seq"]), lines
+                )
             if fresh and self.dialect == "sqlite":
                 # One multi-row statement per batch. Python's sqlite3 releases and retakes the GIL
                 # around every statement it steps (executemany: every row), and with a busy event
@@ -181,18 +205,20 @@ class LedgerStore:
                 # skipped, firing no trigger), so only a handful of statements are ever prepared.
                 cols = self._columns
                 for i in range(0, len(rows), _ROW_LADDER[-1]):
-                    part = rows[i:i + _ROW_LADDER[-1]]
+                    part = rows[i : i + _ROW_LADDER[-1]]
                     n = next(k for k in _ROW_LADDER if k >= len(part))
                     params = [r.get(c) for r in part for c in cols]
                     if n > len(part):
-                        last = params[-len(cols):]
+                        last = params[-len(cols) :]
                         params += last * (n - len(part))
                     await conn.exec_driver_sql(self._multi_insert(n), tuple(params))
             elif fresh:
                 await conn.exec_driver_sql(self._raw_insert, [tuple(r.get(c) for c in self._columns) for r in rows])
             else:
-                await conn.execute(self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"]),
-                                   [{k: v for k, v in r.items() if k != "_calls"} if "_calls" in r else r for r in rows])
+                await conn.execute(
+                    self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"]),
+                    [{k: v for k, v in r.items() if k != "_calls"} if "_calls" in r else r for r in rows],
+                )
 
     def _params(self, n: int) -> str:
         style = self.engine.dialect.paramstyle
@@ -207,15 +233,19 @@ class LedgerStore:
         sql = self._multi.get(n)
         if sql is None:
             one = f"({self._params(len(self._columns))})"
-            sql = self._multi[n] = (f"INSERT INTO requests ({', '.join(self._columns)}) VALUES {', '.join([one] * n)} "
-                                    "ON CONFLICT (request_id) DO NOTHING")
+            sql = self._multi[n] = (
+                f"INSERT INTO requests ({', '.join(self._columns)}) VALUES {', '.join([one] * n)} "
+                "ON CONFLICT (request_id) DO NOTHING"
+            )
         return sql
 
     def _raw_sql(self) -> None:
         self._columns = [c.name for c in requests.columns]
         self._multi: dict[int, str] = {}
-        self._raw_insert = (f"INSERT INTO requests ({', '.join(self._columns)}) VALUES ({self._params(len(self._columns))}) "
-                            "ON CONFLICT (request_id) DO NOTHING")
+        self._raw_insert = (
+            f"INSERT INTO requests ({', '.join(self._columns)}) VALUES ({self._params(len(self._columns))}) "
+            "ON CONFLICT (request_id) DO NOTHING"
+        )
 
     async def count(self) -> int:
         async with self.engine.connect() as conn:
@@ -269,10 +299,12 @@ class LedgerStore:
         if {"model", "provider"} & {*q.group_by, *(d for d, _ in q.filters)}:
             await self._book_to_lines(q, keys, merged)
         ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple((v is not None, v) for v in k))]
-        page = ordered[q.offset: q.offset + q.limit]
+        page = ordered[q.offset : q.offset + q.limit]
         return page, len(ordered) > q.offset + q.limit
 
-    async def _book_to_lines(self, q: UsageQuery, keys: list[str], merged: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+    async def _book_to_lines(
+        self, q: UsageQuery, keys: list[str], merged: dict[tuple[Any, ...], dict[str, Any]]
+    ) -> None:
         """Grouped by model or provider, each cost line counts at its own model: a request with several
         lines (router.ledger.schema.calls) moves its tokens and money from the answering model's group
         to its lines' groups. Request counts, errors and latency stay with the answering model. Such
@@ -288,9 +320,13 @@ class LedgerStore:
         # an unpriced request (some line has no price) stays whole under its answering model, counted
         # there as unpriced: moving its lines would show a priced-looking group with no money
         measures = (*TOKEN_COLUMNS, *MONEY_COLUMNS, "gpu_hours")
-        stmt = (select(requests.c.request_id, *cols, *[requests.c[c].label(f"_{c}") for c in (*measures, *on_line)])
-                .where(self._where(replace(q, filters=req_filters))).where(requests.c.request_id.in_(split))
-                .where(requests.c.cost_usd.is_not(None)).where(requests.c.charge_usd.is_not(None)))
+        stmt = (
+            select(requests.c.request_id, *cols, *[requests.c[c].label(f"_{c}") for c in (*measures, *on_line)])
+            .where(self._where(replace(q, filters=req_filters)))
+            .where(requests.c.request_id.in_(split))
+            .where(requests.c.cost_usd.is_not(None))
+            .where(requests.c.charge_usd.is_not(None))
+        )
         async with self.engine.connect() as conn:
             found = [dict(r) for r in (await conn.execute(stmt)).mappings().all()]
             if not found:
@@ -301,10 +337,21 @@ class LedgerStore:
         def group(k: tuple[Any, ...]) -> dict[str, Any]:
             acc = merged.get(k)
             if acc is None:
-                base = template or {c: 0 for c in (*ROLLUP_COUNTS, *TOKEN_COLUMNS, *MONEY_COLUMNS, "gpu_hours",
-                                                      "latency_s_sum", "latency_s_max")}
-                acc = merged[k] = {**{c: (0.0 if isinstance(v, float) else 0) for c, v in base.items()},
-                                   **dict(zip(keys, k))}
+                base = template or {
+                    c: 0
+                    for c in (
+                        *ROLLUP_COUNTS,
+                        *TOKEN_COLUMNS,
+                        *MONEY_COLUMNS,
+                        "gpu_hours",
+                        "latency_s_sum",
+                        "latency_s_max",
+                    )
+                }
+                acc = merged[k] = {
+                    **{c: (0.0 if isinstance(v, float) else 0) for c, v in base.items()},
+                    **dict(zip(keys, k)),
+                }
             return acc
 
         for r in found:
@@ -331,8 +378,11 @@ class LedgerStore:
             a, b = math.ceil(start / period) * period, math.floor(end / period) * period
             if b <= a:
                 continue
-            return [await self._rollup_usage(q, table, a, b), *await self._parts(q, start, a, i + 1),
-                    *await self._parts(q, b, end, i + 1)]
+            return [
+                await self._rollup_usage(q, table, a, b),
+                *await self._parts(q, start, a, i + 1),
+                *await self._parts(q, b, end, i + 1),
+            ]
         return [await self._raw_usage(q, start, end)]
 
     async def _raw_usage(self, q: UsageQuery, start: float, end: float) -> list[dict[str, Any]]:
@@ -345,10 +395,18 @@ class LedgerStore:
             func.count().label("requests"),
             func.sum(case((requests.c.status >= 400, 1), else_=0)).label("errors"),
             func.sum(case((requests.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-            func.coalesce(func.sum(case((requests.c.cost_usd.is_(None),
-                                         func.coalesce(requests.c.prompt_tokens, 0)
-                                         + func.coalesce(requests.c.completion_tokens, 0)), else_=0)), 0
-                          ).label("unpriced_tokens"),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (
+                            requests.c.cost_usd.is_(None),
+                            func.coalesce(requests.c.prompt_tokens, 0) + func.coalesce(requests.c.completion_tokens, 0),
+                        ),
+                        else_=0,
+                    )
+                ),
+                0,
+            ).label("unpriced_tokens"),
             func.sum(case((requests.c.usage_source == "estimated", 1), else_=0)).label("estimated"),
             *[func.coalesce(func.sum(requests.c[c]), 0).label(c) for c in TOKEN_COLUMNS],
             *[func.coalesce(func.sum(requests.c[c]), 0.0).label(c) for c in MONEY_COLUMNS],
@@ -376,8 +434,10 @@ class LedgerStore:
             conds.append(t.tenant == q.tenant)
         for dim, value in q.filters:
             conds.append(t[ROLLUP_DIMS[dim]] == (int(value) if dim == "status" else value))
-        aggs = [*[func.coalesce(func.sum(t[c]), 0).label(c) for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS, *ROLLUP_MONEY)],
-                func.coalesce(func.max(t.latency_s_max), 0.0).label("latency_s_max")]
+        aggs = [
+            *[func.coalesce(func.sum(t[c]), 0).label(c) for c in (*ROLLUP_COUNTS, *ROLLUP_TOKENS, *ROLLUP_MONEY)],
+            func.coalesce(func.max(t.latency_s_max), 0.0).label("latency_s_max"),
+        ]
         stmt = select(*cols, *aggs).where(and_(*conds))
         if cols:
             stmt = stmt.group_by(*cols)
@@ -399,8 +459,13 @@ class LedgerStore:
 
     async def top(self, q: UsageQuery, n: int = 20) -> list[dict[str, Any]]:
         # The ids first, from a covering index; then only those rows.
-        ids = (select(requests.c.request_id).where(self._where(q)).where(requests.c.charge_usd.is_not(None))
-               .order_by(requests.c.charge_usd.desc()).limit(n))
+        ids = (
+            select(requests.c.request_id)
+            .where(self._where(q))
+            .where(requests.c.charge_usd.is_not(None))
+            .order_by(requests.c.charge_usd.desc())
+            .limit(n)
+        )
         stmt = select(requests).where(requests.c.request_id.in_(ids)).order_by(requests.c.charge_usd.desc())
         async with self.engine.connect() as conn:
             return [_decode(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
@@ -416,11 +481,17 @@ class LedgerStore:
                     yield {**r, "role": "answer", "request_share": 1.0}
                     continue
                 for j, c in enumerate(own):
-                    yield {**c, "status": r["status"], "end_user": r.get("end_user"), "tags": r.get("tags"),
-                           "request_share": 1.0 if j == len(own) - 1 else 0.0}
+                    yield {
+                        **c,
+                        "status": r["status"],
+                        "end_user": r.get("end_user"),
+                        "tags": r.get("tags"),
+                        "request_share": 1.0 if j == len(own) - 1 else 0.0,
+                    }
 
-    async def records(self, q: UsageQuery, after: tuple[float, str] | None = None, limit: int | None = None,
-                      batch: int = 2000) -> AsyncIterator[list[dict[str, Any]]]:
+    async def records(
+        self, q: UsageQuery, after: tuple[float, str] | None = None, limit: int | None = None, batch: int = 2000
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """The ledger's records matching ``q`` (range, tenant, filters), in (ts, request id) order after
         ``after``, in chunks, each record with its cost lines (``lines``: None for a single-call request).
         At most ``limit`` records (None: all), read ``batch`` at a time: memory stays bounded."""
@@ -429,9 +500,13 @@ class LedgerStore:
         async with self.engine.connect() as conn:
             while left is None or left > 0:
                 n = batch if left is None else min(batch, left)
-                stmt = (select(requests).where(self._where(q))
-                        .where(_after(last_ts, last_id))
-                        .order_by(requests.c.ts, requests.c.request_id).limit(n))
+                stmt = (
+                    select(requests)
+                    .where(self._where(q))
+                    .where(_after(last_ts, last_id))
+                    .order_by(requests.c.ts, requests.c.request_id)
+                    .limit(n)
+                )
                 chunk = [_decode(dict(r)) for r in (await conn.execute(stmt)).mappings().all()]
                 if not chunk:
                     return
@@ -445,8 +520,9 @@ class LedgerStore:
                 if len(chunk) < n:
                     return
 
-    async def budget_sums(self, scope: str, scope_id: str, start: float, end: float,
-                          among: Sequence[str]) -> tuple[int, dict[str, int]]:
+    async def budget_sums(
+        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str]
+    ) -> tuple[int, dict[str, int]]:
         """What a budget's requests were charged in [start, end), in nano-dollars (each request's
         charge rounded up, as a settlement counts it), and the charges of those of ``among`` (request
         ids) that are in the ledger. One statement, so both figures come from one snapshot."""
@@ -454,8 +530,12 @@ class LedgerStore:
             tag, _, scope_id = scope_id.partition("=")
             col = self.dimension("tag:" + tag)
         else:
-            col = {"key": requests.c.key_id, "tenant": requests.c.tenant, "alias": requests.c.alias,
-                   "user": requests.c.end_user}[scope]
+            col = {
+                "key": requests.c.key_id,
+                "tenant": requests.c.tenant,
+                "alias": requests.c.alias,
+                "user": requests.c.end_user,
+            }[scope]
         nano = requests.c.charge_usd * 1e9
         if self.dialect == "postgresql":
             ceil_nano: Any = cast(func.ceil(nano), BigInteger)
@@ -470,7 +550,7 @@ class LedgerStore:
             found: dict[str, int] = {}
             ids = list(among)
             for i in range(0, len(ids), 500):
-                part = ids[i:i + 500]
+                part = ids[i : i + 500]
                 stmt = select(requests.c.request_id, ceil_nano).where(where).where(requests.c.request_id.in_(part))
                 found.update({r[0]: int(r[1]) for r in (await conn.execute(stmt)).all()})
             total = (await conn.execute(select(func.coalesce(func.sum(ceil_nano), 0)).where(where))).scalar_one()
@@ -480,9 +560,15 @@ class LedgerStore:
     async def cache_savings(self, q: UsageQuery) -> tuple[int, float | None]:
         """Requests answered from the response cache in ``q``'s range and filters, and the API cost
         their replayed answers had (None when one of them was unpriced: unknown, not $0)."""
-        stmt = select(func.count(), func.sum(requests.c.saved_usd),
-                      func.sum(case((requests.c.saved_usd.is_(None), 1), else_=0))
-                      ).where(self._where(q)).where(requests.c.cache == "hit")
+        stmt = (
+            select(
+                func.count(),
+                func.sum(requests.c.saved_usd),
+                func.sum(case((requests.c.saved_usd.is_(None), 1), else_=0)),
+            )
+            .where(self._where(q))
+            .where(requests.c.cache == "hit")
+        )
         async with self.engine.connect() as conn:
             n, saved, unpriced = (await conn.execute(stmt)).one()
         return int(n), (None if unpriced else float(saved or 0.0))
@@ -490,8 +576,9 @@ class LedgerStore:
     async def put_alert(self, row: dict[str, Any]) -> None:
         """Insert or update one alert of the history (router/accounting/alerts.py)."""
         stmt = self._insert(alerts).values(**row)
-        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
-            k: row[k] for k in ("status", "attempts", "last_error", "updated_at")})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: row[k] for k in ("status", "attempts", "last_error", "updated_at")}
+        )
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
 
@@ -514,7 +601,7 @@ async def _lines_of(conn: Any, ids: Sequence[str]) -> dict[str, list[dict[str, A
     """The cost lines of those of ``ids`` that have several, by request id, in call order."""
     out: dict[str, list[dict[str, Any]]] = {}
     for i in range(0, len(ids), 500):
-        stmt = select(calls).where(calls.c.request_id.in_(ids[i:i + 500])).order_by(calls.c.request_id, calls.c.seq)
+        stmt = select(calls).where(calls.c.request_id.in_(ids[i : i + 500])).order_by(calls.c.request_id, calls.c.seq)
         for c in (await conn.execute(stmt)).mappings().all():
             out.setdefault(c["request_id"], []).append({str(k): v for k, v in c.items()})
     return out
@@ -529,8 +616,16 @@ def _after(ts: float, request_id: str) -> Any:
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     row = {str(k): v for k, v in row.items()}  # plain str keys (SQLAlchemy may hand back str subclasses)
     for k, v in row.items():
-        if k in TOKEN_COLUMNS or k in ("requests", "errors", "unpriced", "estimated", "status", "fallbacks",
-                                       "prompt_size", "unpriced_tokens"):
+        if k in TOKEN_COLUMNS or k in (
+            "requests",
+            "errors",
+            "unpriced",
+            "estimated",
+            "status",
+            "fallbacks",
+            "prompt_size",
+            "unpriced_tokens",
+        ):
             row[k] = int(v or 0)
         elif k in MONEY_COLUMNS or k in ("bucket", "gpu_hours", "latency_s_sum", "latency_s_max"):
             row[k] = float(v or 0.0)

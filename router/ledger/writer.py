@@ -32,8 +32,17 @@ log = logging.getLogger("switchyard.ledger")
 
 
 class LedgerWriter:
-    def __init__(self, store: LedgerStore, spill_dir: Path, metrics: Metrics, *, batch_size: int = 500,
-                 flush_interval: float = 0.2, max_queue: int = 50_000, replay_interval: float = 2.0):
+    def __init__(
+        self,
+        store: LedgerStore,
+        spill_dir: Path,
+        metrics: Metrics,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        max_queue: int = 50_000,
+        replay_interval: float = 2.0,
+    ):
         self.store = store
         self.metrics = metrics
         self.batch_size = batch_size

@@ -70,8 +70,9 @@ class Strategy:
         return raw, out, t0
 
     # -- shared steps ---------------------------------------------------------------------------------
-    async def call(self, dep: Deployment, body: dict[str, Any] | None = None,
-                   mode: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def call(
+        self, dep: Deployment, body: dict[str, Any] | None = None, mode: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """One upstream call; its timeout is the deployment's, cut to what the request's deadline leaves."""
         surface = self.ex.surface
         native = surface.native_call(dep) if surface is not None and body is None else None
@@ -79,11 +80,14 @@ class Strategy:
         timeout = dep.timeout if deadline is None else max(0.001, min(dep.timeout, deadline - time.perf_counter()))
         if native is not None:  # the deployment speaks the client's API: the request goes as it came
             client, native_body = native
-            call = Call(body=native_body, timeout=timeout, request_id=self.ex.request_id,
-                        extra_headers=surface.native_headers)  # type: ignore[union-attr]
+            headers = surface.native_headers  # type: ignore[union-attr]
+            call = Call(body=native_body, timeout=timeout, request_id=self.ex.request_id, extra_headers=headers)
         else:
-            call = Call(body=upstream_body(body, dep.upstream_model, mode, dep.pass_through), timeout=timeout,
-                        request_id=self.ex.request_id)
+            call = Call(
+                body=upstream_body(body, dep.upstream_model, mode, dep.pass_through),
+                timeout=timeout,
+                request_id=self.ex.request_id,
+            )
         if self.ex.trace is not None:  # the call's span, its context sent upstream as traceparent
             call.extra_headers = self.ex.trace.calling(dep, mode, call.extra_headers)
         if native is not None:
@@ -100,13 +104,18 @@ class Strategy:
         try:
             if native is not None:  # (the OpenAI-shaped view the gateway meters; the native answer rides on it)
                 return surface.from_native(raw, dep.model_name)  # type: ignore[union-attr]
-            out = normalize_embeddings(raw, dep.model_name) if mode == "embedding" else normalize_chat(raw, dep.model_name)
+            out = (
+                normalize_embeddings(raw, dep.model_name)
+                if mode == "embedding"
+                else normalize_chat(raw, dep.model_name)
+            )
         except ValueError as exc:
             raise UpstreamBadResponse(f"upstream answer is malformed ({exc})") from None
         return raw, out
 
-    def price(self, dep: Deployment, raw: dict[str, Any], out: dict[str, Any],
-              body: dict[str, Any] | None = None) -> Priced:
+    def price(
+        self, dep: Deployment, raw: dict[str, Any], out: dict[str, Any], body: dict[str, Any] | None = None
+    ) -> Priced:
         """A call's usage (the upstream's, else counted here) at the deployment's price and the tenant's plan."""
         meter, ex = self.gw.meter, self.ex
         usage = Usage.from_openai(raw.get("usage")) or meter.estimate(dep, body or self.body, generated_texts(out))
@@ -124,13 +133,17 @@ class Strategy:
         priced = ex.priced()
         assert priced is not None
         # the answer's own usage (a cascade's other calls are metered and charged, not reported here)
-        out["usage"] = ({"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
-                        if self.mode == "embedding" else own.usage.to_openai())
+        out["usage"] = (
+            {"prompt_tokens": priced.usage.prompt_tokens, "total_tokens": priced.usage.prompt_tokens}
+            if self.mode == "embedding"
+            else own.usage.to_openai()
+        )
         ex.dep, ex.status = dep, 200
         gw.health.observe_output(dep.model_name, own.usage.completion_tokens - own.usage.reasoning_tokens)
         if self.mode == "chat":  # no first-token time without a stream: the smoothed TTFT stands in
-            gw.health.observe_rate(dep.id, own.usage.completion_tokens,
-                                   answered - (gw.health.ttft_ms(dep.id) or 0.0) / 1000)
+            gw.health.observe_rate(
+                dep.id, own.usage.completion_tokens, answered - (gw.health.ttft_ms(dep.id) or 0.0) / 1000
+            )
         if ex.plan is not None:
             gw.planner.remember(ex.plan, dep)
         if ex.attempts.last_error is not None:  # an attempt failed before this one answered
@@ -146,8 +159,11 @@ def headers(dep: Deployment, ex: Exchange, priced: Priced | None, in_flight: int
     """The answer's x-switchyard-* headers. ``in_flight``: attempts still running, not yet in the
     exchange's attempts (a stream being relayed)."""
     plan = ex.plan
-    h = {"x-switchyard-model": dep.model_name, "x-switchyard-provider": dep.provider,
-         "x-switchyard-attempts": str(len(ex.attempts.items) + in_flight)}
+    h = {
+        "x-switchyard-model": dep.model_name,
+        "x-switchyard-provider": dep.provider,
+        "x-switchyard-attempts": str(len(ex.attempts.items) + in_flight),
+    }
     if plan is not None and plan.decision is not None:
         h["x-switchyard-policy"] = _ascii(plan.decision.policy, 100)
         h["x-switchyard-reason"] = _ascii(plan.decision.reason)

@@ -66,8 +66,12 @@ class Cascade(Strategy):
             votes = self.votes
         else:
             votes = []
-        return check.passes(checks.answer_of(out), [checks.answer_of(v) for v in votes], len(check.models),
-                            self.ex.plan.verifiers)  # type: ignore[union-attr]
+        return check.passes(
+            checks.answer_of(out),
+            [checks.answer_of(v) for v in votes],
+            len(check.models),
+            self.ex.plan.verifiers,  # type: ignore[union-attr]
+        )
 
     async def _ask(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The checking models' answers to ``body`` (each called once, in parallel, a priced line);

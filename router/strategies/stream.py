@@ -37,8 +37,12 @@ class Streamed(Strategy):
             native = surface.native_call(dep) if surface is not None else None
             if native is not None:  # the deployment speaks the client's API: its events are relayed as they come
                 client, native_body = native
-                call = Call(body={**native_body, "stream": True}, timeout=dep.stream_timeout, request_id=ex.request_id,
-                            extra_headers=surface.native_headers)  # type: ignore[union-attr]
+                call = Call(
+                    body={**native_body, "stream": True},
+                    timeout=dep.stream_timeout,
+                    request_id=ex.request_id,
+                    extra_headers=surface.native_headers,  # type: ignore[union-attr]
+                )
             else:
                 up = upstream_body(body, dep.upstream_model, "chat", dep.pass_through)
                 up["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -48,14 +52,20 @@ class Streamed(Strategy):
             t0 = ex.calling(dep)
             if ex.trace is not None:  # the call's span, its context sent upstream as traceparent
                 call.extra_headers = ex.trace.calling(dep, "chat", call.extra_headers)
-            chunks = (surface.native_chunks(client.stream(call), dep.model_name) if native is not None  # type: ignore[union-attr]
-                      else dep.backend.chat_stream(call))
+            chunks = (
+                surface.native_chunks(client.stream(call), dep.model_name)  # type: ignore[union-attr]
+                if native is not None
+                else dep.backend.chat_stream(call)
+            )
             try:
                 # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
-                first = await (chunks.__anext__() if deadline is None
-                               else asyncio.wait_for(chunks.__anext__(), deadline - t0))
+                first = await (
+                    chunks.__anext__() if deadline is None else asyncio.wait_for(chunks.__anext__(), deadline - t0)
+                )
             except TimeoutError:
-                ex.failed(dep, UpstreamTimeout("no first chunk before the request's deadline"), time.perf_counter() - t0)
+                ex.failed(
+                    dep, UpstreamTimeout("no first chunk before the request's deadline"), time.perf_counter() - t0
+                )
                 await chunks.aclose()
                 self.out_of_time = True
                 break
@@ -80,8 +90,16 @@ class Streamed(Strategy):
 class Relay:
     """A started upstream stream, relayed to the client as OpenAI chunks (or, through the request's surface, as that API's events)."""
 
-    def __init__(self, strategy: Streamed, dep: Deployment, chunks: AsyncGenerator[dict[str, Any], None],
-                 first: dict[str, Any], t0: float, client_usage: bool, native: bool = False):
+    def __init__(
+        self,
+        strategy: Streamed,
+        dep: Deployment,
+        chunks: AsyncGenerator[dict[str, Any], None],
+        first: dict[str, Any],
+        t0: float,
+        client_usage: bool,
+        native: bool = False,
+    ):
         self.gw, self.ex, self.body = strategy.gw, strategy.ex, strategy.body
         self.native = native  # the chunks carry the upstream's own events, relayed as they are
         self.dep, self.chunks, self.first, self.t0, self.client_usage = dep, chunks, first, t0, client_usage
@@ -102,11 +120,18 @@ class Relay:
         status, err_kind = 200, None
         chunk: dict[str, Any] | None = self.first
         surface = self.ex.surface
-        enc = (surface.encoder if surface is not None else ChatEncoder)(self.stream_id, self.created, dep.model_name,
-                                                                         self.client_usage)
+        enc = (surface.encoder if surface is not None else ChatEncoder)(
+            self.stream_id, self.created, dep.model_name, self.client_usage
+        )
         # the per-chunk loop reads locals only (it runs once per token)
-        chunks, add, encode, name, sid, created = self.chunks, self.tally.add, enc.chunk, dep.model_name, \
-            self.stream_id, self.created
+        chunks, add, encode, name, sid, created = (
+            self.chunks,
+            self.tally.add,
+            enc.chunk,
+            dep.model_name,
+            self.stream_id,
+            self.created,
+        )
         native = self.native
         try:
             head = b"" if native else enc.begin()
@@ -126,9 +151,19 @@ class Relay:
                         yield out
                 chunk = await anext(chunks, None)
             priced = self._price()
-            tail = b"" if native else enc.end(priced.usage.to_openai(), {
-                "cost_usd": priced.cost_usd, "charge_usd": priced.charge_usd, "usage_source": priced.usage.source,
-                "price_version": priced.price_version})
+            tail = (
+                b""
+                if native
+                else enc.end(
+                    priced.usage.to_openai(),
+                    {
+                        "cost_usd": priced.cost_usd,
+                        "charge_usd": priced.charge_usd,
+                        "usage_source": priced.usage.source,
+                        "price_version": priced.price_version,
+                    },
+                )
+            )
             if surface is not None:
                 await finish_surface(surface)  # before the end event: a client may continue from it at once
             if tail:
@@ -164,8 +199,9 @@ class Relay:
         if status == 200:
             gw.health.observe_output(dep.model_name, priced.usage.completion_tokens - priced.usage.reasoning_tokens)
             if self.tally.first_chunk_at is not None:
-                gw.health.observe_rate(dep.id, priced.usage.completion_tokens,
-                                       time.perf_counter() - self.tally.first_chunk_at)
+                gw.health.observe_rate(
+                    dep.id, priced.usage.completion_tokens, time.perf_counter() - self.tally.first_chunk_at
+                )
             if ex.plan is not None:
                 gw.planner.remember(ex.plan, dep)
         ex.close()
@@ -177,9 +213,20 @@ class Relay:
         if self.native or tally.tools or tally.finish is None or (body.get("n") or 1) != 1:
             return
         usage = priced.usage.to_openai()
-        out = {"id": self.stream_id, "object": "chat.completion", "created": self.created, "model": self.dep.model_name,
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tally.text)},
-                            "finish_reason": tally.finish}], "usage": usage}
+        out = {
+            "id": self.stream_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.dep.model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(tally.text)},
+                    "finish_reason": tally.finish,
+                }
+            ],
+            "usage": usage,
+        }
         keep(self.gw, self.ex, self.dep, out, priced)
 
     async def abandon(self) -> None:
@@ -187,4 +234,3 @@ class Relay:
         if not self.ex.closed:
             self.gw.meter.metrics.disconnects.labels(self.dep.model_name).inc()
             await self._finish(None, 499, "client_disconnected")
-

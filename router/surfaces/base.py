@@ -160,8 +160,9 @@ class Surface:
         it is malformed."""
         raise NotImplementedError
 
-    def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
-                      ) -> AsyncGenerator[dict[str, Any], None]:
+    def native_chunks(
+        self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """A native stream as OpenAI chunks (for metering), each carrying its native event to relay."""
         raise NotImplementedError
 
@@ -177,7 +178,6 @@ class Surface:
 def sse(event: str, data: dict[str, Any]) -> bytes:
     """One server-sent event with a name (Anthropic's and the Responses API's streams name theirs)."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
 
 
 async def finish_surface(surface: Surface) -> None:

@@ -20,8 +20,15 @@ class ChatEncoder(Encoder):
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
         if not self.client_usage:
             return b"data: [DONE]\n\n"
-        tail = {"id": self.stream_id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": usage, "switchyard": money}
+        tail = {
+            "id": self.stream_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+            "switchyard": money,
+        }
         return b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n"
 
     def fail(self, message: str, code: str) -> bytes:

@@ -30,14 +30,34 @@ DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
 MAX_PROMPTS = 20  # prompts one request may batch
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 # passed to the chat request as they are
-_SAME = ("model", "max_tokens", "n", "temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed",
-         "user", "logit_bias", "stream", "stream_options", "fallbacks", "models", "timeout")
+_SAME = (
+    "model",
+    "max_tokens",
+    "n",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+    "user",
+    "logit_bias",
+    "stream",
+    "stream_options",
+    "fallbacks",
+    "models",
+    "timeout",
+)
 
 
 class CompletionsRequest(_Open):
     model: Name
-    prompt: (StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | Annotated[list[StrictInt], Field(min_length=1)]
-             | Annotated[list[list[StrictInt]], Field(min_length=1)])
+    prompt: (
+        StrictStr
+        | Annotated[list[StrictStr], Field(min_length=1)]
+        | Annotated[list[StrictInt], Field(min_length=1)]
+        | Annotated[list[list[StrictInt]], Field(min_length=1)]
+    )
     max_tokens: Annotated[StrictInt, Field(ge=0)] | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
     best_of: Annotated[StrictInt, Field(ge=1, le=20)] | None = None
@@ -68,8 +88,11 @@ class Batch:
         for k in ("cost_usd", "charge_usd"):
             mine, theirs = self.money.get(k, 0.0), money.get(k)
             self.money[k] = None if mine is None or theirs is None else mine + theirs
-        self.money["usage_source"] = ("estimated" if "estimated" in (self.money.get("usage_source"), money.get("usage_source"))
-                                      else money.get("usage_source"))
+        self.money["usage_source"] = (
+            "estimated"
+            if "estimated" in (self.money.get("usage_source"), money.get("usage_source"))
+            else money.get("usage_source")
+        )
         self.money["price_version"] = money.get("price_version")
 
 
@@ -105,23 +128,34 @@ class Completions(Surface):
         prompt = req.prompt
         if isinstance(prompt, list):
             if not all(isinstance(p, str) for p in prompt):
-                raise invalid_request("Token-id prompts are not supported by this gateway; send the prompt as text.",
-                                      param="prompt", code="unsupported_value")
+                raise invalid_request(
+                    "Token-id prompts are not supported by this gateway; send the prompt as text.",
+                    param="prompt",
+                    code="unsupported_value",
+                )
             if len(prompt) > MAX_PROMPTS:
-                raise invalid_request(f"At most {MAX_PROMPTS} prompts in one request ({len(prompt)} sent).",
-                                      param="prompt", code="invalid_value")
+                raise invalid_request(
+                    f"At most {MAX_PROMPTS} prompts in one request ({len(prompt)} sent).",
+                    param="prompt",
+                    code="invalid_value",
+                )
             self.prompts = list(prompt)
             prompt = prompt[0]
         if req.suffix:
-            raise invalid_request("'suffix' (insertion) is not supported by this gateway.", param="suffix",
-                                  code="unsupported_value")
+            raise invalid_request(
+                "'suffix' (insertion) is not supported by this gateway.", param="suffix", code="unsupported_value"
+            )
         if req.best_of is not None and req.best_of != (req.n or 1):
-            raise invalid_request("'best_of' other than 'n' is not supported by this gateway.", param="best_of",
-                                  code="unsupported_value")
+            raise invalid_request(
+                "'best_of' other than 'n' is not supported by this gateway.", param="best_of", code="unsupported_value"
+            )
         if req.max_tokens == 0:  # scoring a prompt (echo, logprobs): chat completions cannot give its log-probabilities
-            raise invalid_request("'max_tokens' of 0 (scoring the prompt) is not supported by this gateway: the "
-                                  "prompt's log-probabilities are not available.", param="max_tokens",
-                                  code="unsupported_value")
+            raise invalid_request(
+                "'max_tokens' of 0 (scoring the prompt) is not supported by this gateway: the "
+                "prompt's log-probabilities are not available.",
+                param="max_tokens",
+                code="unsupported_value",
+            )
         self.prompt = prompt
         self.echo = bool(req.echo)
         chat: dict[str, Any] = {k: body[k] for k in _SAME if k in body}
@@ -141,11 +175,22 @@ class Completions(Surface):
             msg = ch["message"]
             text = msg.get("content") or ""
             finish = ch["finish_reason"]
-            choices.append({"text": head + text, "index": ch["index"] + self.offset,
-                            "logprobs": _legacy_logprobs(ch.get("logprobs"), len(head)),
-                            "finish_reason": finish if finish in ("stop", "length", "content_filter") else "stop"})
-        answer = {"id": _cmpl_id(out["id"]), "object": "text_completion", "created": out["created"],
-                  "model": out["model"], "choices": choices, "usage": out["usage"]}
+            choices.append(
+                {
+                    "text": head + text,
+                    "index": ch["index"] + self.offset,
+                    "logprobs": _legacy_logprobs(ch.get("logprobs"), len(head)),
+                    "finish_reason": finish if finish in ("stop", "length", "content_filter") else "stop",
+                }
+            )
+        answer = {
+            "id": _cmpl_id(out["id"]),
+            "object": "text_completion",
+            "created": out["created"],
+            "model": out["model"],
+            "choices": choices,
+            "usage": out["usage"],
+        }
         if "system_fingerprint" in out:
             answer["system_fingerprint"] = out["system_fingerprint"]
         return answer
@@ -169,8 +214,9 @@ def _legacy_logprobs(lp: Any, offset: int) -> dict[str, Any] | None:
         token = str(entry.get("token", ""))
         tokens.append(token)
         logprobs.append(entry.get("logprob"))
-        tops.append({str(t.get("token", "")): t.get("logprob") for t in entry.get("top_logprobs") or ()
-                     if isinstance(t, dict)})
+        tops.append(
+            {str(t.get("token", "")): t.get("logprob") for t in entry.get("top_logprobs") or () if isinstance(t, dict)}
+        )
         offsets.append(offset)
         offset += len(token)
     return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets}
@@ -185,8 +231,14 @@ class _Stream(ChatEncoder):
         self.offsets: dict[int, int] = {}
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        obj = {"id": self.stream_id, "object": "text_completion", "created": self.created, "model": self.model,
-               "choices": choices, **extra}
+        obj = {
+            "id": self.stream_id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
         return b"data: " + orjson.dumps(obj) + b"\n\n"
 
     def begin(self) -> bytes:
@@ -195,8 +247,9 @@ class _Stream(ChatEncoder):
         n, first = self.s.body.get("n") or 1, self.s.offset
         for i in range(n):
             self.offsets[i] = len(self.s.prompt)
-        return self._event([{"text": self.s.prompt, "index": first + i, "logprobs": None, "finish_reason": None}
-                            for i in range(n)])
+        return self._event(
+            [{"text": self.s.prompt, "index": first + i, "logprobs": None, "finish_reason": None} for i in range(n)]
+        )
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
         choices = []
@@ -209,8 +262,14 @@ class _Stream(ChatEncoder):
             at = self.offsets.get(i, 0)
             lp = _legacy_logprobs(ch.get("logprobs"), at)
             self.offsets[i] = at + len(text)
-            choices.append({"text": text, "index": i + self.s.offset, "logprobs": lp,
-                            "finish_reason": finish if finish in (None, "stop", "length", "content_filter") else "stop"})
+            choices.append(
+                {
+                    "text": text,
+                    "index": i + self.s.offset,
+                    "logprobs": lp,
+                    "finish_reason": finish if finish in (None, "stop", "length", "content_filter") else "stop",
+                }
+            )
         return self._event(choices) if choices else b""
 
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
@@ -255,8 +314,9 @@ async def serve_batch(parts: Sequence[Any], rid: str, serve: Callable[[Any, str]
     return Response(orjson.dumps(out), media_type="application/json", headers=headers)
 
 
-async def _stream_batch(parts: Sequence[Any], ids: list[str],
-                        serve: Callable[[Any, str], Awaitable[Response]]) -> Response:
+async def _stream_batch(
+    parts: Sequence[Any], ids: list[str], serve: Callable[[Any, str], Awaitable[Response]]
+) -> Response:
     first = await serve(parts[0], ids[0])
     assert isinstance(first, SSEResponse)
     current: list[SSEResponse] = [first]

@@ -36,14 +36,47 @@ if TYPE_CHECKING:
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 # what an Anthropic deployment gets of a Messages request (nothing that makes the provider fetch URLs
 # or run servers on the operator's account: no mcp_servers, no container)
-NATIVE_FIELDS = frozenset({"messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature",
-                           "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"})
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-                  "refusal": "content_filter", "pause_turn": "stop"}
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                "content_filter": "refusal"}
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+NATIVE_FIELDS = frozenset(
+    {
+        "messages",
+        "system",
+        "max_tokens",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+    }
+)
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 
 
 class TextBlock(_Open):
@@ -107,8 +140,11 @@ def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
     elif isinstance(src, dict) and src.get("type") == "url" and isinstance(src.get("url"), str):
         url = src["url"]
     else:
-        raise invalid_request(f"Invalid value for '{where}.source': an image needs a base64 or url source.",
-                              param=f"{where}.source", code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{where}.source': an image needs a base64 or url source.",
+            param=f"{where}.source",
+            code="invalid_value",
+        )
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -118,10 +154,18 @@ def _document(block: dict[str, Any], where: str) -> dict[str, Any]:
         return {"type": "text", "text": src["data"]}
     if isinstance(src, dict) and src.get("type") == "base64" and isinstance(src.get("data"), str):
         media = src.get("media_type") or "application/pdf"
-        return {"type": "file", "file": {"filename": str(block.get("title") or "document"),
-                                         "file_data": f"data:{media};base64,{src['data']}"}}
-    raise invalid_request(f"Invalid value for '{where}.source': a document needs a text or base64 source.",
-                          param=f"{where}.source", code="invalid_value")
+        return {
+            "type": "file",
+            "file": {
+                "filename": str(block.get("title") or "document"),
+                "file_data": f"data:{media};base64,{src['data']}",
+            },
+        }
+    raise invalid_request(
+        f"Invalid value for '{where}.source': a document needs a text or base64 source.",
+        param=f"{where}.source",
+        code="invalid_value",
+    )
 
 
 def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
@@ -131,8 +175,9 @@ def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     if content is None:
         return "", []
     if not isinstance(content, list):
-        raise invalid_request(f"Invalid value for '{where}': a string or a list of blocks.", param=where,
-                              code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{where}': a string or a list of blocks.", param=where, code="invalid_value"
+        )
     texts, images = [], []
     for j, b in enumerate(content):
         kind = b.get("type") if isinstance(b, dict) else None
@@ -141,8 +186,11 @@ def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
         elif kind == "image":
             images.append(_image(b, f"{where}[{j}]"))
         else:
-            raise invalid_request(f"Invalid value for '{where}[{j}]': a tool result holds text and image blocks.",
-                                  param=f"{where}[{j}]", code="invalid_value")
+            raise invalid_request(
+                f"Invalid value for '{where}[{j}]': a tool result holds text and image blocks.",
+                param=f"{where}[{j}]",
+                code="invalid_value",
+            )
     return "\n".join(texts), images
 
 
@@ -160,7 +208,9 @@ class _Turn:
         kind, role = block.get("type") if isinstance(block, dict) else None, self.role
         if kind == "text":
             if not isinstance(block.get("text"), str):
-                raise invalid_request(f"Invalid value for '{at}.text': a string.", param=f"{at}.text", code="invalid_value")
+                raise invalid_request(
+                    f"Invalid value for '{at}.text': a string.", param=f"{at}.text", code="invalid_value"
+                )
             self.parts.append({"type": "text", "text": block["text"]})
         elif kind == "image" and role == "user":
             self.parts.append(_image(block, at))
@@ -168,21 +218,34 @@ class _Turn:
             self.parts.append(_document(block, at))
         elif kind == "tool_use" and role == "assistant":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
-                raise invalid_request(f"Invalid value for '{at}': a tool_use block needs 'id' and 'name'.",
-                                      param=at, code="invalid_value")
-            self.calls.append({"id": block["id"], "type": "function", "function": {
-                "name": block["name"], "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+                raise invalid_request(
+                    f"Invalid value for '{at}': a tool_use block needs 'id' and 'name'.", param=at, code="invalid_value"
+                )
+            self.calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {"name": block["name"], "arguments": orjson.dumps(block.get("input") or {}).decode()},
+                }
+            )
         elif kind == "tool_result" and role == "user":
             self.result(block, at)
         elif kind not in ("thinking", "redacted_thinking") or role != "assistant":
             # (a model's own reasoning is dropped: chat completions has no way to send it back)
-            raise invalid_request(f"Invalid value for '{at}.type': '{str(kind)[:40]}' is not a content block a "
-                                  f"{role} message can hold here.", param=f"{at}.type", code="invalid_value")
+            raise invalid_request(
+                f"Invalid value for '{at}.type': '{str(kind)[:40]}' is not a content block a "
+                f"{role} message can hold here.",
+                param=f"{at}.type",
+                code="invalid_value",
+            )
 
     def result(self, block: dict[str, Any], at: str) -> None:
         if not isinstance(block.get("tool_use_id"), str):
-            raise invalid_request(f"Missing required parameter: '{at}.tool_use_id'.", param=f"{at}.tool_use_id",
-                                  code="missing_required_parameter")
+            raise invalid_request(
+                f"Missing required parameter: '{at}.tool_use_id'.",
+                param=f"{at}.tool_use_id",
+                code="missing_required_parameter",
+            )
         text, images = _text_of(block.get("content"), f"{at}.content")
         if block.get("is_error"):
             text = "Error: " + text
@@ -222,15 +285,26 @@ def to_chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
 def to_chat_tools(req: MessagesRequest) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if req.tools:
-        out["tools"] = [{"type": "function", "function": {
-            "name": t.name, **({"description": t.description} if t.description else {}), "parameters": t.input_schema}}
-            for t in req.tools]
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    **({"description": t.description} if t.description else {}),
+                    "parameters": t.input_schema,
+                },
+            }
+            for t in req.tools
+        ]
     choice = req.tool_choice
     if choice is not None and req.tools:
         if choice.type == "tool":
             if not choice.name:
-                raise invalid_request("Missing required parameter: 'tool_choice.name'.", param="tool_choice.name",
-                                      code="missing_required_parameter")
+                raise invalid_request(
+                    "Missing required parameter: 'tool_choice.name'.",
+                    param="tool_choice.name",
+                    code="missing_required_parameter",
+                )
             out["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
         else:
             out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
@@ -244,16 +318,24 @@ def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     read, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + read + written
     out = usage.get("output_tokens") or 0
-    return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out,
-            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": out,
+        "total_tokens": prompt + out,
+        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
+    }
 
 
 def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage the Anthropic way: input excludes what was read from or written to the cache."""
     details = usage.get("prompt_tokens_details") or {}
     cached, written = details.get("cached_tokens", 0), details.get("cache_write_tokens", 0)
-    return {"input_tokens": max(0, usage["prompt_tokens"] - cached - written), "output_tokens": usage["completion_tokens"],
-            "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
+    return {
+        "input_tokens": max(0, usage["prompt_tokens"] - cached - written),
+        "output_tokens": usage["completion_tokens"],
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
+    }
 
 
 class Messages(Surface):
@@ -262,12 +344,17 @@ class Messages(Surface):
 
     def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
         req = parse_body(MessagesRequest, self.body)
-        chat: dict[str, Any] = {"model": req.model, "messages": to_chat_messages(req), "max_tokens": req.max_tokens,
-                                **to_chat_tools(req)}
+        chat: dict[str, Any] = {
+            "model": req.model,
+            "messages": to_chat_messages(req),
+            "max_tokens": req.max_tokens,
+            **to_chat_tools(req),
+        }
         if req.stop_sequences:
             if len(req.stop_sequences) > 4:
-                raise invalid_request("This gateway accepts at most 4 'stop_sequences'.", param="stop_sequences",
-                                      code="invalid_value")
+                raise invalid_request(
+                    "This gateway accepts at most 4 'stop_sequences'.", param="stop_sequences", code="invalid_value"
+                )
             chat["stop"] = req.stop_sequences
         for name in ("temperature", "top_p", "fallbacks", "timeout", "stream"):
             if getattr(req, name) is not None:
@@ -288,11 +375,24 @@ class Messages(Surface):
             content.append({"type": "text", "text": msg["content"]})
         for call in msg.get("tool_calls") or ():
             fn = call.get("function") or {}
-            content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
-                            "name": fn.get("name", ""), "input": _arguments(fn.get("arguments"))})
-        return {"id": _msg_id(out["id"]), "type": "message", "role": "assistant", "model": out["model"],
-                "content": content, "stop_reason": STOP_REASONS.get(choice["finish_reason"], "end_turn"),
-                "stop_sequence": None, "usage": anthropic_usage(out["usage"])}
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+                    "name": fn.get("name", ""),
+                    "input": _arguments(fn.get("arguments")),
+                }
+            )
+        return {
+            "id": _msg_id(out["id"]),
+            "type": "message",
+            "role": "assistant",
+            "model": out["model"],
+            "content": content,
+            "stop_reason": STOP_REASONS.get(choice["finish_reason"], "end_turn"),
+            "stop_sequence": None,
+            "usage": anthropic_usage(out["usage"]),
+        }
 
     def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:
         return _Stream(_msg_id(stream_id), model)
@@ -314,19 +414,38 @@ class Messages(Surface):
         if not isinstance(answer.get("content"), list) or not isinstance(answer.get("usage"), dict):
             raise ValueError("an Anthropic message without content or usage")
         text = "".join(b.get("text", "") for b in answer["content"] if isinstance(b, dict) and b.get("type") == "text")
-        calls = [{"id": b.get("id"), "type": "function", "function": {
-            "name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()}}
-            for b in answer["content"] if isinstance(b, dict) and b.get("type") == "tool_use"]
-        message: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
-        raw = {"id": answer.get("id"), "choices": [{"index": 0, "message": message,
-                                                    "finish_reason": FINISH_REASONS.get(str(answer.get("stop_reason")), "stop")}],
-               "usage": openai_usage(answer["usage"])}
+        calls = [
+            {
+                "id": b.get("id"),
+                "type": "function",
+                "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()},
+            }
+            for b in answer["content"]
+            if isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": text or None,
+            **({"tool_calls": calls} if calls else {}),
+        }
+        raw = {
+            "id": answer.get("id"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": FINISH_REASONS.get(str(answer.get("stop_reason")), "stop"),
+                }
+            ],
+            "usage": openai_usage(answer["usage"]),
+        }
         out = normalize_chat(raw, model)
         out[NATIVE] = answer
         return raw, out
 
-    async def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
-                            ) -> AsyncGenerator[dict[str, Any], None]:
+    async def native_chunks(
+        self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
         usage: dict[str, Any] = {}
         async for event, raw in events:
             kind = event["type"]
@@ -339,15 +458,26 @@ class Messages(Surface):
             elif kind == "content_block_start":
                 block = event.get("content_block") or {}
                 if block.get("type") == "tool_use":
-                    delta = {"tool_calls": [{"index": event.get("index", 0), "id": block.get("id"), "type": "function",
-                                             "function": {"name": block.get("name"), "arguments": ""}}]}
+                    delta = {
+                        "tool_calls": [
+                            {
+                                "index": event.get("index", 0),
+                                "id": block.get("id"),
+                                "type": "function",
+                                "function": {"name": block.get("name"), "arguments": ""},
+                            }
+                        ]
+                    }
             elif kind == "content_block_delta":
                 d = event.get("delta") or {}
                 if d.get("type") == "text_delta":
                     delta = {"content": d.get("text", "")}
                 elif d.get("type") == "input_json_delta":
-                    delta = {"tool_calls": [{"index": event.get("index", 0),
-                                             "function": {"arguments": d.get("partial_json", "")}}]}
+                    delta = {
+                        "tool_calls": [
+                            {"index": event.get("index", 0), "function": {"arguments": d.get("partial_json", "")}}
+                        ]
+                    }
             elif kind == "message_delta":
                 usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
                 chunk["usage"] = openai_usage(usage)
@@ -398,10 +528,22 @@ class _Stream(BlockEncoder):
         self.index = -1  # the open content block's index
 
     def begin(self) -> bytes:
-        return sse("message_start", {"type": "message_start", "message": {
-            "id": self.msg_id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}}) + sse("ping", {"type": "ping"})
+        return sse(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": self.msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0},
+                },
+            },
+        ) + sse("ping", {"type": "ping"})
 
     def _block(self, block: dict[str, Any]) -> bytes:
         self.index += 1
@@ -417,8 +559,9 @@ class _Stream(BlockEncoder):
         return self._delta({"type": "text_delta", "text": text})
 
     def open_tool(self, call_id: str | None, name: str) -> bytes:
-        return self._block({"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex[:24]}", "name": name,
-                            "input": {}})
+        return self._block(
+            {"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex[:24]}", "name": name, "input": {}}
+        )
 
     def arguments(self, fragment: str) -> bytes:
         return self._delta({"type": "input_json_delta", "partial_json": fragment})
@@ -428,9 +571,18 @@ class _Stream(BlockEncoder):
 
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
         stop = STOP_REASONS.get(self.finish or "stop", "end_turn")
-        return self.close() + sse("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-            "usage": anthropic_usage(usage)}) + sse("message_stop", {"type": "message_stop"})
+        return (
+            self.close()
+            + sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": anthropic_usage(usage),
+                },
+            )
+            + sse("message_stop", {"type": "message_stop"})
+        )
 
     def fail(self, message: str, code: str) -> bytes:
         kind = "overloaded_error" if "rate_limited" in code or "unavailable" in code else "api_error"

@@ -39,12 +39,33 @@ if TYPE_CHECKING:
 
 # what a deployment that speaks the Responses API gets of the request (the gateway's own fields out;
 # ``store`` is always false there: the gateway keeps the conversation)
-NATIVE_FIELDS = frozenset({"input", "instructions", "tools", "tool_choice", "text", "max_output_tokens", "reasoning",
-                           "temperature", "top_p", "metadata", "user", "parallel_tool_calls", "stream", "truncation",
-                           "top_logprobs", "service_tier", "safety_identifier", "prompt_cache_key", "include"})
+NATIVE_FIELDS = frozenset(
+    {
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "text",
+        "max_output_tokens",
+        "reasoning",
+        "temperature",
+        "top_p",
+        "metadata",
+        "user",
+        "parallel_tool_calls",
+        "stream",
+        "truncation",
+        "top_logprobs",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+        "include",
+    }
+)
 Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-Metadata = Annotated[dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]],
-                     Field(max_length=16)]
+Metadata = Annotated[
+    dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]], Field(max_length=16)
+]
 
 
 class TextFormat(_Open):
@@ -109,39 +130,56 @@ def _part(part: Any, where: str, role: str) -> dict[str, Any] | None:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind in ("input_text", "output_text", "text"):
         if not isinstance(part.get("text"), str):
-            raise invalid_request(f"Invalid value for '{where}.text': a string.", param=f"{where}.text",
-                                  code="invalid_value")
+            raise invalid_request(
+                f"Invalid value for '{where}.text': a string.", param=f"{where}.text", code="invalid_value"
+            )
         return {"type": "text", "text": part["text"]}
     if kind == "refusal" and role == "assistant":
         return {"type": "text", "text": str(part.get("refusal", ""))}
     if kind == "input_image" and role != "assistant":
         if not isinstance(part.get("image_url"), str):
-            raise _unsupported("Images must be sent as 'image_url' (a URL or data URL); file ids are not supported "
-                               "by this gateway.", f"{where}.image_url")
+            raise _unsupported(
+                "Images must be sent as 'image_url' (a URL or data URL); file ids are not supported by this gateway.",
+                f"{where}.image_url",
+            )
         image: dict[str, Any] = {"url": part["image_url"]}
         if part.get("detail") in ("low", "high", "auto"):
             image["detail"] = part["detail"]
         return {"type": "image_url", "image_url": image}
     if kind == "input_file" and role != "assistant":
         if not isinstance(part.get("file_data"), str):
-            raise _unsupported("Files must be sent as 'file_data'; file ids and URLs are not supported by this "
-                               "gateway.", f"{where}.file_data")
-        return {"type": "file", "file": {"file_data": part["file_data"], "filename": str(part.get("filename") or "file")}}
-    raise invalid_request(f"Invalid value for '{where}.type': '{str(kind)[:40]}' is not a content part a {role} "
-                          "message can hold.", param=f"{where}.type", code="invalid_value")
+            raise _unsupported(
+                "Files must be sent as 'file_data'; file ids and URLs are not supported by this gateway.",
+                f"{where}.file_data",
+            )
+        return {
+            "type": "file",
+            "file": {"file_data": part["file_data"], "filename": str(part.get("filename") or "file")},
+        }
+    raise invalid_request(
+        f"Invalid value for '{where}.type': '{str(kind)[:40]}' is not a content part a {role} message can hold.",
+        param=f"{where}.type",
+        code="invalid_value",
+    )
 
 
 def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
     if role not in ("user", "assistant", "system", "developer"):
-        raise invalid_request(f"Invalid value for '{where}.role': one of user, assistant, system, developer.",
-                              param=f"{where}.role", code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{where}.role': one of user, assistant, system, developer.",
+            param=f"{where}.role",
+            code="invalid_value",
+        )
     content = item.get("content")
     if isinstance(content, str):
         return {"role": role, "content": content}
     if not isinstance(content, list):
-        raise invalid_request(f"Invalid value for '{where}.content': a string or a list of parts.",
-                              param=f"{where}.content", code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{where}.content': a string or a list of parts.",
+            param=f"{where}.content",
+            code="invalid_value",
+        )
     parts = [p for j, c in enumerate(content) if (p := _part(c, f"{where}.content[{j}]", role)) is not None]
     if role == "assistant" or role in ("system", "developer"):
         return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
@@ -151,9 +189,16 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
 def _function_call(item: dict[str, Any], where: str, out: list[dict[str, Any]]) -> None:
     """A function call joins the assistant turn just before it (consecutive calls are one turn)."""
     if not all(isinstance(item.get(k), str) for k in ("call_id", "name", "arguments")):
-        raise invalid_request(f"Invalid value for '{where}': a function_call item needs 'call_id', 'name' "
-                              "and 'arguments' as strings.", param=where, code="invalid_value")
-    call = {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}}
+        raise invalid_request(
+            f"Invalid value for '{where}': a function_call item needs 'call_id', 'name' and 'arguments' as strings.",
+            param=where,
+            code="invalid_value",
+        )
+    call = {
+        "id": item["call_id"],
+        "type": "function",
+        "function": {"name": item["name"], "arguments": item["arguments"]},
+    }
     last = out[-1] if out else None
     if last is not None and last["role"] == "assistant":
         last.setdefault("tool_calls", []).append(call)
@@ -166,8 +211,11 @@ def _function_output(item: dict[str, Any], where: str) -> dict[str, Any]:
     if isinstance(output, list):
         output = "".join(str(p.get("text", "")) for p in output if isinstance(p, dict))
     if not isinstance(item.get("call_id"), str) or not isinstance(output, str):
-        raise invalid_request(f"Invalid value for '{where}': a function_call_output item needs 'call_id' and "
-                              "'output' as strings.", param=where, code="invalid_value")
+        raise invalid_request(
+            f"Invalid value for '{where}': a function_call_output item needs 'call_id' and 'output' as strings.",
+            param=where,
+            code="invalid_value",
+        )
     return {"role": "tool", "tool_call_id": item["call_id"], "content": output}
 
 
@@ -186,8 +234,11 @@ def to_chat_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             out.append(_function_output(item, where))
         elif kind != "reasoning":  # (a model's own reasoning is dropped: chat completions cannot send it back)
-            raise _unsupported(f"Input items of type '{str(kind)[:40]}' are not supported by this gateway "
-                               "(messages, function_call and function_call_output are).", f"{where}.type")
+            raise _unsupported(
+                f"Input items of type '{str(kind)[:40]}' are not supported by this gateway "
+                "(messages, function_call and function_call_output are).",
+                f"{where}.type",
+            )
     return out
 
 
@@ -197,11 +248,17 @@ def _tools(req: ResponsesRequest) -> dict[str, Any]:
         tools = []
         for i, t in enumerate(req.tools):
             if t.type != "function":
-                raise _unsupported(f"Tools of type '{t.type[:40]}' are not supported by this gateway; it runs no "
-                                   "built-in tools (function tools are supported).", f"tools[{i}].type")
+                raise _unsupported(
+                    f"Tools of type '{t.type[:40]}' are not supported by this gateway; it runs no "
+                    "built-in tools (function tools are supported).",
+                    f"tools[{i}].type",
+                )
             if not t.name:
-                raise invalid_request(f"Missing required parameter: 'tools[{i}].name'.", param=f"tools[{i}].name",
-                                      code="missing_required_parameter")
+                raise invalid_request(
+                    f"Missing required parameter: 'tools[{i}].name'.",
+                    param=f"tools[{i}].name",
+                    code="missing_required_parameter",
+                )
             fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters or {"type": "object", "properties": {}}}
             if t.description:
                 fn["description"] = t.description
@@ -212,8 +269,9 @@ def _tools(req: ResponsesRequest) -> dict[str, Any]:
     choice = req.tool_choice
     if isinstance(choice, dict):
         if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
-            raise _unsupported("'tool_choice' must be none, auto, required or {\"type\": \"function\", \"name\": ...}.",
-                               "tool_choice")
+            raise _unsupported(
+                '\'tool_choice\' must be none, auto, required or {"type": "function", "name": ...}.', "tool_choice"
+            )
         out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     elif choice is not None:
         out["tool_choice"] = choice
@@ -229,8 +287,11 @@ def _format(req: ResponsesRequest) -> dict[str, Any]:
     if fmt.type == "json_object":
         return {"response_format": {"type": "json_object"}}
     if not fmt.name:
-        raise invalid_request("Missing required parameter: 'text.format.name'.", param="text.format.name",
-                              code="missing_required_parameter")
+        raise invalid_request(
+            "Missing required parameter: 'text.format.name'.",
+            param="text.format.name",
+            code="missing_required_parameter",
+        )
     js: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema_ or {}}
     if fmt.strict is not None:
         js["strict"] = fmt.strict
@@ -241,21 +302,29 @@ def _format(req: ResponsesRequest) -> dict[str, Any]:
 
 def response_usage(usage: dict[str, Any]) -> dict[str, Any]:
     pd, cd = usage.get("prompt_tokens_details") or {}, usage.get("completion_tokens_details") or {}
-    return {"input_tokens": usage["prompt_tokens"],
-            "input_tokens_details": {"cached_tokens": pd.get("cached_tokens", 0),
-                                     "cache_write_tokens": pd.get("cache_write_tokens", 0)},
-            "output_tokens": usage["completion_tokens"],
-            "output_tokens_details": {"reasoning_tokens": cd.get("reasoning_tokens", 0)},
-            "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+    return {
+        "input_tokens": usage["prompt_tokens"],
+        "input_tokens_details": {
+            "cached_tokens": pd.get("cached_tokens", 0),
+            "cache_write_tokens": pd.get("cache_write_tokens", 0),
+        },
+        "output_tokens": usage["completion_tokens"],
+        "output_tokens_details": {"reasoning_tokens": cd.get("reasoning_tokens", 0)},
+        "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+    }
 
 
 def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """A Response's usage the chat-completions way."""
     pd, od = usage.get("input_tokens_details") or {}, usage.get("output_tokens_details") or {}
     prompt, completion = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": pd.get("cached_tokens") or 0},
-            "completion_tokens_details": {"reasoning_tokens": od.get("reasoning_tokens") or 0}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": pd.get("cached_tokens") or 0},
+        "completion_tokens_details": {"reasoning_tokens": od.get("reasoning_tokens") or 0},
+    }
 
 
 def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -265,17 +334,39 @@ def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         role, content = m.get("role"), m.get("content")
         if role == "tool":
-            items.append({"type": "function_call_output", "call_id": m.get("tool_call_id"),
-                          "output": content if isinstance(content, str) else orjson.dumps(content).decode()})
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": m.get("tool_call_id"),
+                    "output": content if isinstance(content, str) else orjson.dumps(content).decode(),
+                }
+            )
         elif role == "assistant":
             if content:
-                items.append({"type": "message", "role": "assistant",
-                              "content": [{"type": "output_text", "text": content if isinstance(content, str) else
-                                           "".join(p.get("text", "") for p in content)}]})
+                items.append(
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [
+                            {
+                                "type": "output_text",
+                                "text": content
+                                if isinstance(content, str)
+                                else "".join(p.get("text", "") for p in content),
+                            }
+                        ],
+                    }
+                )
             for c in m.get("tool_calls") or ():
                 fn = c.get("function") or {}
-                items.append({"type": "function_call", "call_id": c.get("id"), "name": fn.get("name"),
-                              "arguments": fn.get("arguments") or ""})
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": c.get("id"),
+                        "name": fn.get("name"),
+                        "arguments": fn.get("arguments") or "",
+                    }
+                )
         elif isinstance(content, str):
             items.append({"type": "message", "role": role, "content": content})
         else:
@@ -285,7 +376,9 @@ def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     parts.append({"type": "input_text", "text": p.get("text", "")})
                 elif p.get("type") == "image_url":
                     img = p.get("image_url") or {}
-                    parts.append({"type": "input_image", "image_url": img.get("url"), "detail": img.get("detail", "auto")})
+                    parts.append(
+                        {"type": "input_image", "image_url": img.get("url"), "detail": img.get("detail", "auto")}
+                    )
                 elif p.get("type") == "file":
                     f = p.get("file") or {}
                     parts.append({"type": "input_file", "file_data": f.get("file_data"), "filename": f.get("filename")})
@@ -326,15 +419,22 @@ class Responses(Surface):
         if req.background:
             raise _unsupported("'background' responses are not supported by this gateway.", "background")
         if "conversation" in self.body and self.body["conversation"] is not None:
-            raise _unsupported("Server-side 'conversation' objects are not supported by this gateway; continue a "
-                               "conversation with 'previous_response_id'.", "conversation")
+            raise _unsupported(
+                "Server-side 'conversation' objects are not supported by this gateway; continue a "
+                "conversation with 'previous_response_id'.",
+                "conversation",
+            )
         if req.previous_response_id is not None:
             found = None
             if store is not None and store.enabled:
                 found = await store.get(req.previous_response_id, who.tenant, time.time())
             if found is None:
-                raise APIError(404, f"Previous response with id '{req.previous_response_id[:64]}' not found.",
-                               param="previous_response_id", code="previous_response_not_found")
+                raise APIError(
+                    404,
+                    f"Previous response with id '{req.previous_response_id[:64]}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
             self.history = found[1]
 
     def chat(self, *, max_messages: int, max_tokens_limit: int) -> dict[str, Any]:
@@ -350,8 +450,19 @@ class Responses(Surface):
             chat["verbosity"] = req.text.verbosity
         if req.top_logprobs:
             chat["logprobs"], chat["top_logprobs"] = True, req.top_logprobs
-        for name in ("temperature", "top_p", "metadata", "user", "service_tier", "safety_identifier", "prompt_cache_key",
-                     "fallbacks", "models", "timeout", "stream"):
+        for name in (
+            "temperature",
+            "top_p",
+            "metadata",
+            "user",
+            "service_tier",
+            "safety_identifier",
+            "prompt_cache_key",
+            "fallbacks",
+            "models",
+            "timeout",
+            "stream",
+        ):
             if getattr(req, name) is not None:
                 chat[name] = getattr(req, name)
         validate_chat(chat, max_messages=max_messages, max_tokens_limit=max_tokens_limit)
@@ -362,12 +473,23 @@ class Responses(Surface):
         """A Response object without output and usage: what the request asked for, echoed."""
         req = self.req
         assert req is not None
-        fmt = req.text.format.model_dump(by_alias=True, exclude_none=True) if req.text and req.text.format else {
-            "type": "text"}
+        fmt = (
+            req.text.format.model_dump(by_alias=True, exclude_none=True)
+            if req.text and req.text.format
+            else {"type": "text"}
+        )
         return {
-            "id": self.id, "object": "response", "created_at": created, "status": status, "background": False,
-            "error": None, "incomplete_details": None, "instructions": req.instructions,
-            "max_output_tokens": req.max_output_tokens, "model": model, "output": [],
+            "id": self.id,
+            "object": "response",
+            "created_at": created,
+            "status": status,
+            "background": False,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": req.instructions,
+            "max_output_tokens": req.max_output_tokens,
+            "model": model,
+            "output": [],
             "parallel_tool_calls": req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
             "previous_response_id": req.previous_response_id,
             "reasoning": {"effort": req.reasoning.effort if req.reasoning else None, "summary": None},
@@ -376,11 +498,16 @@ class Responses(Surface):
             "text": {"format": fmt, "verbosity": (req.text.verbosity if req.text else None) or "medium"},
             "tool_choice": req.tool_choice or "auto",
             "tools": [t.model_dump(exclude_none=True) for t in req.tools or ()],
-            "top_p": req.top_p if req.top_p is not None else 1.0, "truncation": req.truncation or "disabled",
-            "usage": None, "user": req.user, "metadata": req.metadata or {}}
+            "top_p": req.top_p if req.top_p is not None else 1.0,
+            "truncation": req.truncation or "disabled",
+            "usage": None,
+            "user": req.user,
+            "metadata": req.metadata or {},
+        }
 
-    def finish(self, resp: dict[str, Any], finish_reason: str | None, usage: dict[str, Any],
-               answer: dict[str, Any]) -> dict[str, Any]:
+    def finish(
+        self, resp: dict[str, Any], finish_reason: str | None, usage: dict[str, Any], answer: dict[str, Any]
+    ) -> dict[str, Any]:
         """``resp`` completed (or incomplete) with its usage; remembered for storing with ``answer``, the
         assistant's turn in chat form."""
         if finish_reason == "length":
@@ -406,8 +533,15 @@ class Responses(Surface):
             resp["output"].append(_message_item(f"msg_{_hex()}", msg["content"], "completed"))
         for call in msg.get("tool_calls") or ():
             fn = call.get("function") or {}
-            resp["output"].append(_call_item(f"fc_{_hex()}", call.get("id") or f"call_{_hex()}", fn.get("name", ""),
-                                             fn.get("arguments") or "", "completed"))
+            resp["output"].append(
+                _call_item(
+                    f"fc_{_hex()}",
+                    call.get("id") or f"call_{_hex()}",
+                    fn.get("name", ""),
+                    fn.get("arguments") or "",
+                    "completed",
+                )
+            )
         return self.finish(resp, choice["finish_reason"], out["usage"], _chat_turn(msg))
 
     def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:
@@ -435,17 +569,38 @@ class Responses(Surface):
         output, usage = answer.get("output"), answer.get("usage")
         if not isinstance(output, list) or not isinstance(usage, dict):
             raise ValueError("a Response without output or usage")
-        text = "".join(p.get("text", "") for item in output if isinstance(item, dict) and item.get("type") == "message"
-                       for p in item.get("content") or () if isinstance(p, dict) and p.get("type") == "output_text")
-        calls = [{"id": i.get("call_id"), "type": "function", "function": {"name": i.get("name"),
-                                                                          "arguments": i.get("arguments") or ""}}
-                 for i in output if isinstance(i, dict) and i.get("type") == "function_call"]
-        message: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+        text = "".join(
+            p.get("text", "")
+            for item in output
+            if isinstance(item, dict) and item.get("type") == "message"
+            for p in item.get("content") or ()
+            if isinstance(p, dict) and p.get("type") == "output_text"
+        )
+        calls = [
+            {
+                "id": i.get("call_id"),
+                "type": "function",
+                "function": {"name": i.get("name"), "arguments": i.get("arguments") or ""},
+            }
+            for i in output
+            if isinstance(i, dict) and i.get("type") == "function_call"
+        ]
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": text or None,
+            **({"tool_calls": calls} if calls else {}),
+        }
         reason = str((answer.get("incomplete_details") or {}).get("reason"))
-        finish = "tool_calls" if calls else {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
-            reason, "stop")
-        raw = {"id": answer.get("id"), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-               "usage": chat_usage(usage)}
+        finish = (
+            "tool_calls"
+            if calls
+            else {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reason, "stop")
+        )
+        raw = {
+            "id": answer.get("id"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": chat_usage(usage),
+        }
         out = normalize_chat(raw, model)
         out[NATIVE] = answer
         return raw, out
@@ -461,8 +616,9 @@ class Responses(Surface):
         self.conversation.append(_chat_turn(message))
         return resp
 
-    async def native_chunks(self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
-                            ) -> AsyncGenerator[dict[str, Any], None]:
+    async def native_chunks(
+        self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
         async for event, raw in events:
             kind = event["type"]
             chunk: dict[str, Any] = {"choices": [], NATIVE: raw}
@@ -471,16 +627,29 @@ class Responses(Surface):
                 delta = {"content": event.get("delta", "")}
             elif kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
                 item = event["item"]
-                delta = {"tool_calls": [{"index": event.get("output_index", 0), "id": item.get("call_id"),
-                                         "type": "function", "function": {"name": item.get("name"), "arguments": ""}}]}
+                delta = {
+                    "tool_calls": [
+                        {
+                            "index": event.get("output_index", 0),
+                            "id": item.get("call_id"),
+                            "type": "function",
+                            "function": {"name": item.get("name"), "arguments": ""},
+                        }
+                    ]
+                }
             elif kind == "response.function_call_arguments.delta":
-                delta = {"tool_calls": [{"index": event.get("output_index", 0),
-                                         "function": {"arguments": event.get("delta", "")}}]}
+                delta = {
+                    "tool_calls": [
+                        {"index": event.get("output_index", 0), "function": {"arguments": event.get("delta", "")}}
+                    ]
+                }
             if delta is not None:
                 chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": None}]
             if isinstance(event.get("response"), dict):  # the events that carry the Response: the gateway's model name
                 event = {**event, "response": {**event["response"], "model": model}}
-                if kind in ("response.completed", "response.incomplete") and isinstance(event["response"].get("usage"), dict):
+                if kind in ("response.completed", "response.incomplete") and isinstance(
+                    event["response"].get("usage"), dict
+                ):
                     raw_out, out = self.from_native(event["response"], model)
                     chunk["usage"] = raw_out["usage"]
                     chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": out["choices"][0]["finish_reason"]}]
@@ -491,20 +660,32 @@ class Responses(Surface):
 
 
 def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
 
 
 def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name,
-            "arguments": arguments}
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
 
 
 def _chat_turn(msg: dict[str, Any]) -> dict[str, Any]:
     turn: dict[str, Any] = {"role": "assistant", "content": msg.get("content")}
     if msg.get("tool_calls"):
-        turn["tool_calls"] = [{"id": c.get("id"), "type": "function", "function": c.get("function")}
-                              for c in msg["tool_calls"]]
+        turn["tool_calls"] = [
+            {"id": c.get("id"), "type": "function", "function": c.get("function")} for c in msg["tool_calls"]
+        ]
     return turn
 
 
@@ -532,8 +713,13 @@ class _Stream(BlockEncoder):
         shown = {**item, "content": []} if item["type"] == "message" else item
         out = self._ev("response.output_item.added", output_index=at, item=shown)
         if item["type"] == "message":
-            out += self._ev("response.content_part.added", item_id=item["id"], output_index=at, content_index=0,
-                            part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+            out += self._ev(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=at,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+            )
         return out
 
     def open_text(self) -> bytes:
@@ -542,8 +728,14 @@ class _Stream(BlockEncoder):
     def text(self, text: str) -> bytes:
         item = self.items[-1]
         item["content"][0]["text"] += text
-        return self._ev("response.output_text.delta", item_id=item["id"], output_index=len(self.items) - 1,
-                        content_index=0, delta=text, logprobs=[])
+        return self._ev(
+            "response.output_text.delta",
+            item_id=item["id"],
+            output_index=len(self.items) - 1,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
 
     def open_tool(self, call_id: str | None, name: str) -> bytes:
         return self._add(_call_item(f"fc_{_hex()}", call_id or f"call_{_hex()}", name, "", "in_progress"))
@@ -551,20 +743,37 @@ class _Stream(BlockEncoder):
     def arguments(self, fragment: str) -> bytes:
         item = self.items[-1]
         item["arguments"] += fragment
-        return self._ev("response.function_call_arguments.delta", item_id=item["id"], output_index=len(self.items) - 1,
-                        delta=fragment)
+        return self._ev(
+            "response.function_call_arguments.delta",
+            item_id=item["id"],
+            output_index=len(self.items) - 1,
+            delta=fragment,
+        )
 
     def close_block(self) -> bytes:
         item, at = self.items[-1], len(self.items) - 1
         item["status"] = "completed"
         if item["type"] == "message":
             part = item["content"][0]
-            out = self._ev("response.output_text.done", item_id=item["id"], output_index=at, content_index=0,
-                           text=part["text"], logprobs=[])
-            out += self._ev("response.content_part.done", item_id=item["id"], output_index=at, content_index=0, part=part)
+            out = self._ev(
+                "response.output_text.done",
+                item_id=item["id"],
+                output_index=at,
+                content_index=0,
+                text=part["text"],
+                logprobs=[],
+            )
+            out += self._ev(
+                "response.content_part.done", item_id=item["id"], output_index=at, content_index=0, part=part
+            )
         else:
-            out = self._ev("response.function_call_arguments.done", item_id=item["id"], output_index=at,
-                           name=item["name"], arguments=item["arguments"])
+            out = self._ev(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=at,
+                name=item["name"],
+                arguments=item["arguments"],
+            )
         return out + self._ev("response.output_item.done", output_index=at, item=item)
 
     def end(self, usage: dict[str, Any], money: dict[str, Any]) -> bytes:
@@ -572,9 +781,16 @@ class _Stream(BlockEncoder):
         resp = self.s.envelope(self.model, self.created, "completed")
         resp["output"] = self.items
         text = "".join(i["content"][0]["text"] for i in self.items if i["type"] == "message")
-        calls = [{"id": i["call_id"], "type": "function", "function": {"name": i["name"], "arguments": i["arguments"]}}
-                 for i in self.items if i["type"] == "function_call"]
-        turn: dict[str, Any] = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+        calls = [
+            {"id": i["call_id"], "type": "function", "function": {"name": i["name"], "arguments": i["arguments"]}}
+            for i in self.items
+            if i["type"] == "function_call"
+        ]
+        turn: dict[str, Any] = {
+            "role": "assistant",
+            "content": text or None,
+            **({"tool_calls": calls} if calls else {}),
+        }
         resp = self.s.finish(resp, self.finish, usage, turn)
         kind = "response.incomplete" if resp["status"] == "incomplete" else "response.completed"
         return out + self._ev(kind, response=resp)

@@ -3,6 +3,7 @@
 Revision ID: 0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -11,8 +12,17 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-_SLICES = ("app_margin_usd", "paas_margin_usd", "model_lab_usd", "iaas_margin_usd", "electricity_usd",
-           "colocation_usd", "other_capex_usd", "chip_cost_usd", "chip_margin_usd")
+_SLICES = (
+    "app_margin_usd",
+    "paas_margin_usd",
+    "model_lab_usd",
+    "iaas_margin_usd",
+    "electricity_usd",
+    "colocation_usd",
+    "other_capex_usd",
+    "chip_cost_usd",
+    "chip_margin_usd",
+)
 
 
 def upgrade() -> None:

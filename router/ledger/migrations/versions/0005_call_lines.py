@@ -5,6 +5,7 @@ existing ledgers need no backfill: each of their rows already is one line.
 Revision ID: 0005
 Revises: 0004
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +14,17 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-SLICES = ("app_margin_usd", "paas_margin_usd", "model_lab_usd", "iaas_margin_usd", "electricity_usd", "colocation_usd",
-          "other_capex_usd", "chip_cost_usd", "chip_margin_usd")
+SLICES = (
+    "app_margin_usd",
+    "paas_margin_usd",
+    "model_lab_usd",
+    "iaas_margin_usd",
+    "electricity_usd",
+    "colocation_usd",
+    "other_capex_usd",
+    "chip_cost_usd",
+    "chip_margin_usd",
+)
 LINES = ("cost_input_usd", "cost_cached_input_usd", "cost_cache_write_usd", "cost_output_usd", "cost_reasoning_usd")
 
 
@@ -31,8 +41,10 @@ def upgrade() -> None:
         sa.Column("model", sa.String(256)),
         sa.Column("deployment", sa.String(256)),
         sa.Column("provider", sa.String(64)),
-        *[sa.Column(c, sa.Integer, nullable=False, server_default="0")
-          for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")],
+        *[
+            sa.Column(c, sa.Integer, nullable=False, server_default="0")
+            for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+        ],
         sa.Column("usage_source", sa.String(16)),
         sa.Column("price_version", sa.String(128)),
         sa.Column("cost_usd", sa.Float),

@@ -5,6 +5,7 @@ with the new measure.
 Revision ID: 0006
 Revises: 0005
 """
+
 import importlib.util
 from pathlib import Path
 
@@ -30,8 +31,10 @@ def _columns(extra: bool) -> list[str]:
 
 def _values(p: str, extra: bool) -> list[str]:
     m = r4._measures(p)  # counts, money, then latency_s_max
-    unpriced = (f"CASE WHEN {p}cost_usd IS NULL THEN COALESCE({p}prompt_tokens, 0) + COALESCE({p}completion_tokens, 0) "
-                "ELSE 0 END")
+    unpriced = (
+        f"CASE WHEN {p}cost_usd IS NULL THEN COALESCE({p}prompt_tokens, 0) + COALESCE({p}completion_tokens, 0) "
+        "ELSE 0 END"
+    )
     return [*m[:-1], *([unpriced] if extra else []), m[-1]]
 
 
@@ -46,19 +49,29 @@ def _rebuild(extra: bool) -> None:
         op.execute(f"DELETE FROM {table}")
         values = [f"SUM({v})" for v in _values("", extra)[:-1]] + [f"MAX({_values('', extra)[-1]})"]
         dims = r4._dims("", period, postgres)
-        op.execute(f"INSERT INTO {table} (t, {', '.join(r4.DIMS)}, {', '.join(cols)}) "
-                   f"SELECT {', '.join(dims)}, {', '.join(values)} FROM requests GROUP BY {', '.join(dims)}")
+        op.execute(
+            f"INSERT INTO {table} (t, {', '.join(r4.DIMS)}, {', '.join(cols)}) "
+            f"SELECT {', '.join(dims)}, {', '.join(values)} FROM requests GROUP BY {', '.join(dims)}"
+        )
         sets = [f"{c} = {table}.{c} + excluded.{c}" for c in cols[:-1]]
-        sets.append(f"latency_s_max = {'GREATEST' if postgres else 'max'}({table}.latency_s_max, excluded.latency_s_max)")
-        upserts.append(f"INSERT INTO {table} (t, {', '.join(r4.DIMS)}, {', '.join(cols)}) "
-                       f"VALUES ({', '.join(r4._dims('NEW.', period, postgres) + _values('NEW.', extra))}) "
-                       f"ON CONFLICT (t, {', '.join(r4.DIMS)}) DO UPDATE SET {', '.join(sets)};")
+        sets.append(
+            f"latency_s_max = {'GREATEST' if postgres else 'max'}({table}.latency_s_max, excluded.latency_s_max)"
+        )
+        upserts.append(
+            f"INSERT INTO {table} (t, {', '.join(r4.DIMS)}, {', '.join(cols)}) "
+            f"VALUES ({', '.join(r4._dims('NEW.', period, postgres) + _values('NEW.', extra))}) "
+            f"ON CONFLICT (t, {', '.join(r4.DIMS)}) DO UPDATE SET {', '.join(sets)};"
+        )
     # as in 0004: a row the insert skips (a replayed request id) fires no trigger
     body = "\n".join(upserts)
     if postgres:
-        op.execute(f"CREATE OR REPLACE FUNCTION requests_rollup() RETURNS trigger AS $$ BEGIN\n{body}\n"
-                   "RETURN NULL; END $$ LANGUAGE plpgsql")
-        op.execute("CREATE TRIGGER requests_rollup AFTER INSERT ON requests FOR EACH ROW EXECUTE FUNCTION requests_rollup()")
+        op.execute(
+            f"CREATE OR REPLACE FUNCTION requests_rollup() RETURNS trigger AS $$ BEGIN\n{body}\n"
+            "RETURN NULL; END $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER requests_rollup AFTER INSERT ON requests FOR EACH ROW EXECUTE FUNCTION requests_rollup()"
+        )
     else:
         op.execute(f"CREATE TRIGGER requests_rollup AFTER INSERT ON requests BEGIN\n{body}\nEND")
 

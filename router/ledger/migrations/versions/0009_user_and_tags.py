@@ -6,6 +6,7 @@ roll-up trigger (a batch table rebuild would drop it).
 Revision ID: 0009
 Revises: 0008
 """
+
 import sqlalchemy as sa
 from alembic import op
 

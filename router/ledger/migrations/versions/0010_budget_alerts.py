@@ -4,6 +4,7 @@ delivery to the webhooks did, and the dead letters (router/accounting/alerts.py)
 Revision ID: 0010
 Revises: 0009
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -5,6 +5,7 @@ cache saved). ALTER TABLE ADD COLUMN, so SQLite keeps the roll-up trigger.
 Revision ID: 0011
 Revises: 0010
 """
+
 import sqlalchemy as sa
 from alembic import op
 
