@@ -27,7 +27,7 @@ _JSON = "application/json"
 
 async def read_json(request: Request, limit: int) -> Any:
     """The request body parsed as JSON, at most ``limit`` bytes. How long the body may take to
-    arrive is the server's business (``server.body_timeout``, router/http.py), not a timer here."""
+    arrive is bounded in the pipeline (``server.body_timeout``, router/http.py), not by a timer here."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise APIError(413, f"Request body too large: {length} bytes (the limit is {limit}).", code="request_too_large")

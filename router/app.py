@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.config import Config, embedded_default, load_config
 from router.errors import APIError, not_found
+from router.http import BodyDeadline
 from router.api import Api, read_json
 from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
 from router.analytics.dashboard import add_dashboard_routes
@@ -116,8 +117,8 @@ class ModelRoutes:
 class SwitchyardApp(FastAPI):
     """FastAPI behind one ASGI pipeline that every request goes through:
 
-    request ids -> the operator's middleware (``add_middleware``: CORS, or anything added) ->
-    the model routes (``ModelRoutes``) -> FastAPI's own stack and router for the rest.
+    request ids -> the body deadline (router/http.py) -> the operator's middleware
+    (``add_middleware``: CORS, or anything added) -> the model routes (``ModelRoutes``) -> FastAPI's own stack and router for the rest.
 
     ``add_middleware`` adds to this pipeline, so a middleware sees the chat route as it sees every
     other; errors come from ``error_response`` on both paths.
@@ -126,6 +127,7 @@ class SwitchyardApp(FastAPI):
     model_routes: dict[tuple[str, str], Any]
     request_ids: RequestIds
     telemetry: Any = None  # router.telemetry.Telemetry: each API request in its server span
+    body_timeout = 30.0  # server.body_timeout: seconds a request body may take to arrive
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -142,7 +144,7 @@ class SwitchyardApp(FastAPI):
         app: ASGIApp = ModelRoutes(super().build_middleware_stack(), self.model_routes)
         for cls, args, kwargs in reversed(self.pipeline):
             app = cls(app, *args, **kwargs)
-        return RequestIdMiddleware(app, self.request_ids)
+        return RequestIdMiddleware(BodyDeadline(app, self.body_timeout), self.request_ids)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan (and websockets, which no route takes): FastAPI's own handling
@@ -178,6 +180,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app = SwitchyardApp(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = svc
     app.telemetry = svc.gateway.telemetry
+    app.body_timeout = cfg.server.body_timeout
     api = Api(svc)
     bodies = request_body_schemas()
     api.register(app, bodies)

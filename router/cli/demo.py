@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import threading
 import time
 from collections import defaultdict
@@ -42,17 +43,20 @@ TOOL = {
 }
 
 
-def _workload(n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
+def _workload(n: int, rng: random.Random, user: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``n`` requests; each names ``user`` when given (how a run finds its own records)."""
+    who = {"user": user} if user else {}
     models = ["auto", "auto", "auto", "cheap", "cheap", "best", "sim-open", "sim-reasoning"]
     out = []
     for i in range(n):
         if i % 10 == 9:
-            out.append(("/v1/embeddings", {"model": "sim-embed", "input": rng.sample(PROMPTS, 3)}))
+            out.append(("/v1/embeddings", {"model": "sim-embed", "input": rng.sample(PROMPTS, 3), **who}))
             continue
         body: dict[str, Any] = {
             "model": rng.choice(models),
             "max_tokens": rng.choice([64, 128, 256]),
             "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
+            **who,
         }
         if i % 4 == 0:
             body.update(stream=True, stream_options={"include_usage": True})
@@ -113,19 +117,23 @@ def run_demo_against(url: str, key: str, *, requests: int, concurrency: int = 8)
     base = url.rstrip("/").removesuffix("/v1")
     console.print(f"Switchyard demo: {requests} requests to {base}/v1, {concurrency} at a time")
     t0, wall = time.perf_counter(), time.time()
+    run = f"switchyard-demo-{secrets.token_hex(4)}"  # this run's records, not the gateway's others
     try:
-        ok = asyncio.run(_drive(base, key, _workload(requests, random.Random(7)), concurrency))
+        ok = asyncio.run(_drive(base, key, _workload(requests, random.Random(7), run), concurrency))
     except aiohttp.ClientError as exc:
         console.print(f"cannot reach {base}: {exc}")
         return 1
     elapsed = time.perf_counter() - t0
-    records = asyncio.run(_ledger_records(base, key, wall - 1, requests))
+    records = asyncio.run(_ledger_records(base, key, wall - 1, requests, run))
     _report(console, records, ok, elapsed)
     return 0 if ok else 1
 
 
-async def _ledger_records(base: str, key: str, since: float, expected: int, wait: float = 5.0) -> list[dict[str, Any]]:
-    """This run's records in the gateway's ledger (the writer flushes in batches: wait a little for them)."""
+async def _ledger_records(
+    base: str, key: str, since: float, expected: int, user: str, wait: float = 5.0
+) -> list[dict[str, Any]]:
+    """This run's records (its ``user``) in the gateway's ledger (the writer flushes in batches: wait a
+    little for them)."""
     deadline = time.monotonic() + wait
     async with aiohttp.ClientSession(headers={"authorization": f"Bearer {key}"}) as http:
         while True:
@@ -136,6 +144,7 @@ async def _ledger_records(base: str, key: str, since: float, expected: int, wait
                     "start": str(since),
                     "end": str(time.time() + 60),
                     "limit": "500",
+                    "user": user,
                     **({"cursor": cursor} if cursor else {}),
                 }
                 async with http.get(base + "/v1/requests", params=params) as resp:

@@ -115,7 +115,7 @@ def serve(
         ENV_MAX_HEADER_BYTES,
         ENV_MAX_HEADERS,
         ENV_MAX_INCOMPLETE,
-        SwitchyardHttp,
+        HeadGuard,
     )
 
     os.environ[ENV_BODY_TIMEOUT] = str(cfg.server.body_timeout)
@@ -131,7 +131,7 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http=SwitchyardHttp,
+        http=HeadGuard,
         access_log=access_log,
         log_level=log_level,
         # uvicorn's hints say int; it takes seconds as float
