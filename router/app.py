@@ -224,8 +224,8 @@ def request_body_schemas() -> dict[str, Any]:
     and the component schemas they use."""
     from router.protocol import ChatRequest, EmbeddingsRequest
     from router.surfaces.completions import CompletionsRequest
-    from router.surfaces.messages import MessagesRequest
-    from router.surfaces.responses import ResponsesRequest
+    from router.surfaces.messages_translate import MessagesRequest
+    from router.surfaces.responses_translate import ResponsesRequest
 
     out: dict[str, Any] = {"$defs": {}}
     for model, alias in (
