@@ -32,7 +32,7 @@ import orjson
 from starlette.responses import Response
 
 from pricing import Usage
-from router.config import CacheConfig
+from router.config_sections import CacheConfig
 from router.accounting.metering import Priced
 from router.accounting.state import StateStore
 

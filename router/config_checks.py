@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from pricing.loaders import load_profiles
-from router.config import ENV_REF, SECRET_HELP, Config, DeploymentConfig
+from router.config import Config, DeploymentConfig
+from router.config_sections import ENV_REF, SECRET_HELP
 
 
 def _backend_problems(provider: str, d: DeploymentConfig) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from router.api import json_response
 from router.auth import Principal, hash_key, new_key
-from router.config import KEY_ID
+from router.config_sections import KEY_ID
 from router.errors import APIError, invalid_request
 from router.protocol import parse_body
 

@@ -20,7 +20,7 @@ from policies.predictor import QualityPredictor
 from policies.quality import BanditState, QualityModel
 from policies.schema import Policy, PolicyError, parse_policy
 from policies.verifier import Verifier
-from router.config import PoliciesConfig
+from router.config_sections import PoliciesConfig
 from router.registry import Registry
 
 log = logging.getLogger("switchyard.policies")

@@ -19,7 +19,8 @@ from router.accounting.attribution import Attribution, rule_values
 from router.cache import ResponseCache
 from router.auth import KeyStore, hash_key
 from router.balancing import USAGE_SYNC_INTERVAL
-from router.config import BudgetRule, Config, RateLimitRule, access_groups, resolve_env
+from router.config import Config, access_groups, resolve_env
+from router.config_sections import BudgetRule, RateLimitRule
 from router.ledger.conversations import ResponseStore
 from router.ledger.keys import KeyTable
 from router.ledger.store import LedgerStore, redact_url, sqlite_url

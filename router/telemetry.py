@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 import orjson
 
 if TYPE_CHECKING:
-    from router.config import TelemetryConfig
+    from router.config_sections import TelemetryConfig
     from router.exchange import Exchange
     from router.registry import Deployment
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from router.accounting.alerts import Alerter, sign
-from router.config import AlertsConfig, BudgetRule, WebhookConfig
+from router.config_sections import AlertsConfig, BudgetRule, WebhookConfig
 from router.accounting.limits import BudgetKey
 from router.metrics import Metrics
 from router.accounting.state import NANO, MemoryState

@@ -194,7 +194,7 @@ def test_a_value_a_rule_names_is_kept_beyond_the_bound() -> None:
     import asyncio
 
     from router.accounting.attribution import Attribution, rule_values
-    from router.config import AttributionConfig, BudgetRule, RateLimitRule
+    from router.config_sections import AttributionConfig, BudgetRule, RateLimitRule
     from router.accounting.state import MemoryState
 
     exempt = rule_values(

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import pytest
 
 from router.auth import Principal
-from router.config import LimitsConfig
+from router.config_sections import LimitsConfig
 from router.errors import APIError
 from router.accounting.limits import BudgetKey, Limiter
 from router.metrics import Metrics

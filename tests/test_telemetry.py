@@ -19,7 +19,8 @@ pytest.importorskip("opentelemetry.sdk", reason="the otel extra is part of the t
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
 
-from router.config import Config, TelemetryConfig  # noqa: E402
+from router.config import Config
+from router.config_sections import TelemetryConfig  # noqa: E402
 from router.telemetry import build_telemetry, wanted  # noqa: E402
 from tests.conftest import KEY_A, Proc, ledger_record, mock_config, mock_stats, start_gateway, start_mock  # noqa: E402
 

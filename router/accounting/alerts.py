@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from router.config import AlertsConfig
+from router.config_sections import AlertsConfig
 from router.accounting.limits import ADVERB
 from router.accounting.state import NANO, StateStore
 

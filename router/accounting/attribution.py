@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from router.config import AttributionConfig
+from router.config_sections import AttributionConfig
 from router.accounting.state import StateStore
 
 log = logging.getLogger("switchyard.attribution")

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, Sequence
 
 from router.auth import Principal
-from router.config import BudgetRule, LimitsConfig, RateLimitRule
+from router.config_sections import BudgetRule, LimitsConfig, RateLimitRule
 from router.errors import APIError, invalid_request
 from router.metrics import Metrics
 from router.accounting.state import NANO, BudgetReq, CounterReq, MemoryState, Settlement, StateStore

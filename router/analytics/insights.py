@@ -15,7 +15,7 @@ from typing import Any
 
 from policies.decide import PolicyRouter, RequestFeatures
 from pricing import Traffic, Usage, booked, cost_of, under_plan
-from router.config import BudgetRule
+from router.config_sections import BudgetRule
 from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
 from router.ledger.store import LedgerStore, UsageQuery
 from router.accounting.limits import period_bounds

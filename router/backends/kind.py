@@ -33,7 +33,7 @@ class BuildContext:
     tls: Callable[[], ssl.SSLContext | None]  # the deployment's TLS settings (ssl_verify, ssl_certificate, ssl_key)
 
     def ref_or_literal(self, value: str | None) -> str | None:
-        from router.config import ENV_REF
+        from router.config_sections import ENV_REF
 
         return self.resolve(value) if value and ENV_REF.match(value) else value
 

@@ -63,7 +63,7 @@ def keys_create(
     """Make a new key and print it once. With --url the gateway issues it (every replica knows it
     within seconds); without, this prints the config entry holding only its hash."""
     from router.auth import hash_key, new_key
-    from router.config import KEY_ID
+    from router.config_sections import KEY_ID
 
     if key_id is not None and not KEY_ID.match(key_id):
         typer.echo("key id must be 1-40 characters of a-z, 0-9 and '-'", err=True)
