@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from router.ledger.schema import to_row  # noqa: E402
-from router.ledger.store import LedgerStore, UsageQuery, sqlite_url  # noqa: E402
+from router.ledger.queries import UsageQuery  # noqa: E402
+from router.ledger.store import LedgerStore, sqlite_url  # noqa: E402
 from tests.test_ledger_stores import synthetic_records  # noqa: E402
 
 

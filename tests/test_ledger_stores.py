@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import inspect as sa_inspect
 
 from router.ledger.schema import requests, to_row
-from router.ledger.store import LedgerStore, UsageQuery, sqlite_url
+from router.ledger.queries import UsageQuery
+from router.ledger.store import LedgerStore, sqlite_url
 from router.ledger.writer import LedgerWriter
 from router.metrics import Metrics
 from tests.servers import PrivatePostgres, fresh_database, shared_database_url

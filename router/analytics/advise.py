@@ -12,7 +12,8 @@ from typing import Any
 from pricing import StackProfile
 from pricing.loaders import load_profiles
 from pricing.advisor import Traffic, advise
-from router.ledger.store import LedgerStore, UsageQuery
+from router.ledger.queries import UsageQuery
+from router.ledger.store import LedgerStore
 from router.registry import Deployment
 from router.services import Services
 

@@ -21,7 +21,8 @@ from router.analytics import insights
 from router.analytics.advise import build_or_buy
 from router.auth import bearer
 from router.errors import APIError, invalid_request
-from router.ledger.store import LedgerStore, UsageQuery
+from router.ledger.queries import UsageQuery
+from router.ledger.store import LedgerStore
 from router.services import Services
 from router.analytics.usage_api import build_query, ledger_of
 from router.api import json_response, tenant_scoped

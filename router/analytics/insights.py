@@ -17,7 +17,8 @@ from policies.decide import PolicyRouter, RequestFeatures
 from pricing import Traffic, Usage, booked, cost_of, under_plan
 from router.config_sections import BudgetRule
 from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
-from router.ledger.store import LedgerStore, UsageQuery
+from router.ledger.queries import UsageQuery
+from router.ledger.store import LedgerStore
 from router.accounting.limits import period_bounds
 from router.services import Services
 

@@ -16,7 +16,8 @@ from typing import IO, Any
 import orjson
 
 from router.ledger.schema import requests
-from router.ledger.store import LedgerStore, UsageQuery
+from router.ledger.queries import UsageQuery
+from router.ledger.store import LedgerStore
 
 FORMATS = ("jsonl", "csv", "parquet")
 JSON_COLUMNS = ("decision", "attempts", "tags", "lines")  # nested values, written as JSON text in CSV and Parquet

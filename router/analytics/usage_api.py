@@ -21,7 +21,8 @@ from router.api import json_response, tenant_scoped
 from router.errors import APIError, invalid_request
 from router.inputs import clean_text, finite_time
 from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS
-from router.ledger.store import LedgerStore, UsageQuery
+from router.ledger.queries import UsageQuery
+from router.ledger.store import LedgerStore
 from router.services import Services
 
 BUCKETS = {"none": None, "minute": 60, "hour": 3600, "day": 86400}

@@ -1,4 +1,5 @@
-"""The ledger table (SQLAlchemy Core) and how a meter record becomes a row."""
+"""The ledger tables (SQLAlchemy Core), how a meter record becomes a row, and how a row read back
+is typed (tokens as integers, money as floats, JSON columns decoded)."""
 
 from __future__ import annotations
 
@@ -334,3 +335,36 @@ def _rollup_table(name: str) -> Table:
 usage_hourly = _rollup_table("usage_hourly")
 usage_daily = _rollup_table("usage_daily")
 ROLLUPS = ((86400, usage_daily), (3600, usage_hourly))  # coarsest first
+
+
+def decode_row(row: dict[str, Any]) -> dict[str, Any]:
+    row = {str(k): v for k, v in row.items()}
+    for key in ("decision", "attempts", "tags"):
+        if isinstance(row.get(key), str):
+            row[key] = orjson.loads(row[key])
+    return row
+
+
+TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+MONEY_COLUMNS = ("cost_usd", "charge_usd", *SLICE_COLUMNS.values())
+
+
+def clean_row(row: dict[str, Any]) -> dict[str, Any]:
+    row = {str(k): v for k, v in row.items()}  # plain str keys (SQLAlchemy may hand back str subclasses)
+    for k, v in row.items():
+        if k in TOKEN_COLUMNS or k in (
+            "requests",
+            "errors",
+            "unpriced",
+            "estimated",
+            "status",
+            "fallbacks",
+            "prompt_size",
+            "unpriced_tokens",
+        ):
+            row[k] = int(v or 0)
+        elif k in MONEY_COLUMNS or k in ("bucket", "gpu_hours", "latency_s_sum", "latency_s_max"):
+            row[k] = float(v or 0.0)
+    return row
