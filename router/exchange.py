@@ -16,7 +16,7 @@ from router.attempts import Attempts
 from router.auth import Principal
 from router.backends.base import UpstreamError
 from router.errors import APIError
-from router.accounting.limits import Ticket
+from router.accounting.budgets import Ticket
 from router.accounting.metering import Priced
 from router.planning import RoutePlan
 from router.registry import Deployment

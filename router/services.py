@@ -33,7 +33,8 @@ from router.planning import Planner
 from router.policy_store import PolicyStore
 from router.proxy import Gateway
 from router.registry import Registry
-from router.accounting.state import MemoryState, RedisState, StateStore
+from router.accounting.redis_state import RedisState
+from router.accounting.state import MemoryState, StateStore
 from router.telemetry import build_telemetry
 from router.tokens import Tokenizer
 

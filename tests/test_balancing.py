@@ -17,7 +17,7 @@ from router.balancing import Load
 from router.config import Config
 from router.registry import Registry
 from router.services import load_catalog
-from router.accounting.state import RedisState
+from router.accounting.redis_state import RedisState
 from router.tokens import Tokenizer
 from tests.conftest import ADMIN_KEY, KEY_A, Proc, mock_stats, start_gateway, start_mock
 from tests.servers import shared_redis_url

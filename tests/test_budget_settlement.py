@@ -17,9 +17,11 @@ import pytest
 from router.auth import Principal
 from router.config_sections import LimitsConfig
 from router.errors import APIError
-from router.accounting.limits import BudgetKey, Limiter
+from router.accounting.budgets import BudgetKey
+from router.accounting.limits import Limiter
 from router.metrics import Metrics
-from router.accounting.state import NANO, MemoryState, RedisState
+from router.accounting.redis_state import RedisState
+from router.accounting.state import NANO, MemoryState
 from tests.servers import shared_redis_url
 
 

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import orjson
 
 from router.config_sections import AlertsConfig
-from router.accounting.limits import ADVERB
+from router.accounting.budgets import ADVERB
 from router.accounting.state import NANO, StateStore
 
 if TYPE_CHECKING:
     from router.ledger.store import LedgerStore
-    from router.accounting.limits import BudgetKey
+    from router.accounting.budgets import BudgetKey
     from router.metrics import Metrics
 
 log = logging.getLogger("switchyard.alerts")

@@ -19,7 +19,7 @@ from router.config_sections import BudgetRule
 from router.ledger.schema import PROMPT_SIZE_MIDPOINTS
 from router.ledger.queries import UsageQuery
 from router.ledger.store import LedgerStore
-from router.accounting.limits import period_bounds
+from router.accounting.budgets import period_bounds
 from router.services import Services
 
 MAX_GROUPS = 10_000
