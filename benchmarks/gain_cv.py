@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from policies import metrics  # noqa: E402
-from policies.evaluate import Dataset, score, train_predictor  # noqa: E402
+from policies.evaluate import train_predictor  # noqa: E402
+from policies.outcomes import Dataset, score  # noqa: E402
 from policies.loaders import load_dataset  # noqa: E402
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from policies.evaluate import Dataset, evaluate, train_predictor  # noqa: E402
+from policies.evaluate import evaluate, train_predictor  # noqa: E402
+from policies.outcomes import Dataset  # noqa: E402
 from policies.loaders import load_dataset, load_policy, load_prices, load_responses  # noqa: E402
 from policies.schema import Policy  # noqa: E402
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from policies.evaluate import Dataset, dataset_from_rows, prices_from_doc
+from policies.outcomes import Dataset, dataset_from_rows, prices_from_doc
 from policies.predictor import QualityPredictor
 from policies.schema import Policy, PolicyError, checks_of, parse_policy
 from policies.verifier import Verifier

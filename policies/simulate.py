@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from policies.evaluate import Dataset, Replay, cost, score
+from policies.replay import Replay
+from policies.outcomes import Dataset, cost, score
 from policies.predictor import QualityPredictor
 from policies.quality import BanditState
 from policies.objectives import Utility

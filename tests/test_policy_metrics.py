@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from policies import metrics
-from policies.evaluate import evaluate, headline, resplit, train_predictor
+from policies.evaluate import evaluate, headline, train_predictor
+from policies.outcomes import resplit
 from policies.loaders import load_dataset, load_predictor, load_prices, save_predictor
 from policies.predictor import QualityPredictor
 from policies.schema import PolicyError, parse_policy

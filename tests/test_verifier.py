@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from policies.evaluate import evaluate, train_verifier, with_param
+from policies.evaluate import evaluate, with_param
+from policies.outcomes import train_verifier
 from policies.loaders import load_dataset, load_prices, load_verifier, save_verifier
 from policies.schema import PolicyError, parse_policy
 from policies.verifier import FEATURES, Verifier, arithmetic, features

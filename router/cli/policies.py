@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 if TYPE_CHECKING:  # the commands import what they use when they run (a fast `switchyard --help`)
-    from policies.evaluate import Dataset
+    from policies.outcomes import Dataset
     from policies.predictor import QualityPredictor
     from policies.schema import Policy
     from policies.verifier import Verifier
@@ -116,7 +116,7 @@ def policies_train_verifier(
     ),
 ) -> None:
     """Train a cascade's answer verifier on outcome data."""
-    from policies.evaluate import train_verifier
+    from policies.outcomes import train_verifier
     from policies.loaders import load_dataset, load_responses, save_verifier
 
     ds = load_dataset(data)
@@ -151,7 +151,8 @@ def _retrained(
 ) -> tuple[QualityPredictor | None, dict[str, Verifier]]:
     """The policy's predictor and verifiers trained again on ``ds``'s train split, each with the
     settings it was trained with (its own metadata)."""
-    from policies.evaluate import train_predictor, train_verifier
+    from policies.evaluate import train_predictor
+    from policies.outcomes import train_verifier
 
     fresh = {}
     for name, ver in verifiers.items():
@@ -210,7 +211,8 @@ def policies_eval(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Replay a dataset through a policy; report cost and quality beside the baselines."""
-    from policies.evaluate import evaluate, headline, resplit
+    from policies.evaluate import evaluate, headline
+    from policies.outcomes import resplit
 
     pol, pred, verifiers, ds, price_map, resp = _replay_inputs(policy, data, predictor, prices, responses)
     try:
