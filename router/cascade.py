@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.checks import Answer, CheckKind
-from router.protocol import content_text
+from router.wire import content_text
 
 
 def answer_text(body: dict[str, Any]) -> str:

@@ -25,7 +25,8 @@ from router.errors import APIError, model_not_found, permission_error
 from router.health import Health
 from router.accounting.metering import Meter
 from router.policy_store import PolicyStore
-from router.protocol import client_fallbacks, content_text
+from router.protocol import client_fallbacks
+from router.wire import content_text
 from router.registry import Deployment, Registry
 from router.accounting.state import StateStore
 

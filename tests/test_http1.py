@@ -313,7 +313,9 @@ async def test_tls_with_the_callers_trust_and_hostname_check(tmp_path) -> None:
 
 
 async def test_a_connection_paused_by_a_large_answer_is_reusable(server, monkeypatch) -> None:
-    monkeypatch.setattr(http1_connection, "_HIGH_WATER", 1000)  # the 5,000-byte answer arrives in one read and pauses reading
+    monkeypatch.setattr(
+        http1_connection, "_HIGH_WATER", 1000
+    )  # the 5,000-byte answer arrives in one read and pauses reading
     pool = http1.Pool(server.base)
     assert await get(pool, "big") == (200, b"x" * 5000)
     assert await get(pool, "ok", timeout=1.0) == (200, b'{"a": true}')

@@ -194,7 +194,7 @@ def test_usage_on_an_empty_choice_after_stop_adds_no_chunk() -> None:
     """LiteLLM's proxy sends usage on a chunk whose one choice carries nothing, after the stop chunk:
     nothing is relayed for it (a client would see a chunk after ``finish_reason: stop``); a chunk with
     content and usage, or a finish reason, is still relayed."""
-    from router.protocol import normalize_chunk
+    from router.wire import normalize_chunk
 
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     tail = {"choices": [{"index": 0, "delta": {}, "finish_reason": None}], "usage": usage}

@@ -21,7 +21,7 @@ from router.backends.base import Call, UpstreamBadResponse, UpstreamError, Upstr
 from router.errors import APIError
 from router.exchange import Exchange
 from router.accounting.metering import Priced, generated_texts
-from router.protocol import normalize_chat, normalize_embeddings, upstream_body
+from router.wire import normalize_chat, normalize_embeddings, upstream_body
 from router.registry import Deployment
 
 if TYPE_CHECKING:

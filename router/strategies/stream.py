@@ -17,7 +17,7 @@ from pricing import Usage
 from router.cache import keep
 from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from router.accounting.metering import Priced, StreamTally
-from router.protocol import normalize_chunk, upstream_body
+from router.wire import normalize_chunk, upstream_body
 from router.registry import Deployment
 from router.sse import SSEResponse
 from router.strategies.base import Strategy, headers

@@ -25,7 +25,8 @@ import orjson
 from starlette.responses import Response
 
 from router.errors import APIError, invalid_request
-from router.protocol import normalize_chat, parse_body, validate_chat
+from router.protocol import parse_body, validate_chat
+from router.wire import normalize_chat
 from router.surfaces.base import NATIVE, Encoder, Surface
 from router.surfaces.messages_stream import MessagesEvents
 from router.surfaces.messages_translate import (

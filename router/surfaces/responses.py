@@ -26,7 +26,8 @@ from typing import Any, AsyncGenerator, AsyncIterator, TYPE_CHECKING
 
 
 from router.errors import APIError
-from router.protocol import normalize_chat, parse_body, validate_chat
+from router.protocol import parse_body, validate_chat
+from router.wire import normalize_chat
 from router.surfaces.base import NATIVE, Encoder, Surface, finish_surface, sse
 from router.surfaces.responses_stream import ResponsesEvents
 from router.surfaces.responses_translate import (
