@@ -42,7 +42,10 @@ async def drive(n: int, stream: bool) -> float:
     from router.app import create_app
     from router.config import parse_config
     from router.accounting.metering import MemorySink
-    from router.services import build_services
+    try:
+        from router.build import build_services
+    except ImportError:  # a checkout from before router/build.py
+        from router.services import build_services  # type: ignore[no-redef]
 
     env = {"K": KEY}
     cfg = parse_config(CFG, env=env)

@@ -24,7 +24,9 @@ from router.config import Config, embedded_default, load_config
 from router.errors import APIError, not_found
 from router.http import BodyDeadline
 from router.api import Api, read_json
-from router.services import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH, Services, build_services
+from router.services import Services
+from router.keyring import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH
+from router.build import build_services
 from router.analytics.dashboard import add_dashboard_routes
 from router.keys_api import add_key_routes
 from router.analytics.usage_api import add_usage_routes

@@ -9,37 +9,29 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable
 
 from pricing import PriceCatalog
 from pricing import loaders as pricing_data
 from router import memory
-from router.accounting.alerts import Alerter
-from router.accounting.attribution import Attribution, rule_values
-from router.cache import ResponseCache
-from router.auth import KeyStore, hash_key
+from router.auth import KeyStore
 from router.balancing import USAGE_SYNC_INTERVAL
-from router.config import Config, access_groups, resolve_env
-from router.config_sections import BudgetRule, RateLimitRule
+from router.config import Config
 from router.ledger.conversations import ResponseStore
 from router.ledger.keys import KeyTable
-from router.ledger.store import LedgerStore, redact_url, sqlite_url
+from router.ledger.store import LedgerStore
 from router.ledger.writer import LedgerWriter
 from router.accounting.limits import Limiter
-from router.accounting.metering import Billing, Meter, RecordSink
+from router.accounting.metering import Meter
 from router.metrics import Metrics
-from router.health import Health
 from router.planning import Planner
 from router.policy_store import PolicyStore
 from router.proxy import Gateway
 from router.registry import Registry
-from router.accounting.redis_state import RedisState
-from router.accounting.state import MemoryState, StateStore
-from router.telemetry import build_telemetry
+from router.accounting.state import StateStore
 from router.tokens import Tokenizer
+from router.keyring import build_keys, model_lists
 
-ENV_DEMO_KEY_HASH = "SWITCHYARD_DEMO_KEY_HASH"
-ENV_ADMIN_KEY_HASH = "SWITCHYARD_ADMIN_KEY_HASH"
 log = logging.getLogger("switchyard")
 KEY_SYNC_INTERVAL = 1.0  # seconds between a replica's checks for keys changed on another replica
 UNSHARED_MAX = 10_000  # feedback kept for the shared store while it is down; the oldest is dropped beyond
@@ -329,158 +321,5 @@ def _mtime(path: str) -> float:
         return -1.0
 
 
-def model_lists(cfg: Config) -> tuple[Callable[[list[str] | None], list[str] | None], dict[str, frozenset[str] | None]]:
-    """How a models list reads (access groups name their models), and each tenant's allow-list (None: every model)."""
-    groups = access_groups(cfg)
-
-    def expand(models: list[str] | None) -> list[str] | None:
-        return None if models is None else [m for name in models for m in groups.get(name, [name])]
-
-    return expand, {
-        t.id: (frozenset(expand(t.models) or ()) if t.models is not None else None) for t in cfg.auth.tenants
-    }
-
-
-def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, Any]] = ()) -> KeyStore:
-    def resolve(ref: str | None) -> str | None:
-        return resolve_env(ref, env)
-
-    expand, tenants = model_lists(cfg)
-    key_maps: list[dict[str, Any]] = [{**k.model_dump(), "models": expand(k.models)} for k in cfg.auth.keys]
-    demo_hash = env.get(ENV_DEMO_KEY_HASH)
-    if demo_hash:
-        key_maps.append({"id": "demo", "tenant": "demo", "hash": demo_hash, "models": None})
-    admin_hash = env.get(ENV_ADMIN_KEY_HASH)
-    master = resolve(cfg.master_key) if cfg.master_key else None
-    if master:  # LiteLLM's master key: calls every model (tenant "default") and is the admin key by default
-        key_maps.append({"id": "master-key", "tenant": "default", "hash": hash_key(master), "models": None})
-        admin_hash = hash_key(master)
-    if cfg.auth.admin_key:
-        admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")
-    taken = {k["id"] for k in key_maps}
-    key_maps += [
-        {**r, "models": expand(r.get("models")), "rules": key_rules(r)}  # issued over HTTP
-        for r in rows
-        if r["id"] not in taken
-    ]
-    return KeyStore.build(key_maps, tenants, resolve, admin_hash)
-
-
-def key_rules(row: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
-    """A key's own limits as config rules (scoped to the key)."""
-    rates = (
-        (RateLimitRule(scope="key", id=row["id"], rpm=row["rpm"], tpm=row["tpm"]),)
-        if row.get("rpm") is not None or row.get("tpm") is not None
-        else ()
-    )
-    budgets = (
-        (
-            BudgetRule(
-                scope="key",
-                id=row["id"],
-                period=row["budget_period"] or "month",
-                usd=row["budget_usd"],
-                soft=bool(row.get("budget_soft")),
-            ),
-        )
-        if row.get("budget_usd") is not None
-        else ()
-    )
-    return (rates, budgets) if rates or budgets else None
-
-
 def load_catalog(cfg: Config) -> PriceCatalog:
     return pricing_data.load_catalog([pricing_data.DEFAULT_OVERRIDES, *(Path(p) for p in cfg.pricing.overrides)])
-
-
-def build_services(
-    cfg: Config,
-    *,
-    env: Mapping[str, str] | None = None,
-    sink: RecordSink | None = None,
-    catalog: PriceCatalog | None = None,
-) -> Services:
-    """``sink`` replaces the ledger (tests and the demo keep records in memory)."""
-    env = os.environ if env is None else env
-
-    def resolve(ref: str | None) -> str | None:
-        return resolve_env(ref, env)
-
-    tokenizer = Tokenizer()
-    catalog = catalog or load_catalog(cfg)
-    registry = Registry.build(cfg, catalog, tokenizer, resolve)
-    keys = build_keys(cfg, env)
-    metrics = Metrics()
-    plans = cfg.billing.plans
-    billing = Billing(
-        profile=pricing_data.load_profiles()[cfg.billing.profile],
-        default_plan=plans[cfg.billing.default_plan],
-        tenant_plans={t.id: plans[t.plan] for t in cfg.auth.tenants if t.plan},
-    )
-
-    store = writer = None
-    if sink is None:
-        db_url = resolve_env(cfg.storage.database_url, env, literal_ok=True) or sqlite_url(cfg.storage.data_dir)
-        store = LedgerStore(db_url)
-        log.info("ledger: %s", redact_url(store.url))
-        writer = LedgerWriter(
-            store, Path(cfg.storage.data_dir) / "spill", metrics, flush_interval=cfg.storage.ledger_flush_interval
-        )
-        sink = writer
-    redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
-    state: StateStore = RedisState(redis_url, timeout=cfg.storage.redis_timeout) if redis_url else MemoryState()
-    limiter = Limiter(
-        cfg.limits, state, metrics, ledger=store, writer=writer, flush_interval=cfg.storage.ledger_flush_interval
-    )
-    limiter.alerter = Alerter(cfg.alerts, state, store, metrics, resolve)
-    meter = Meter(catalog, tokenizer, metrics, sink, billing)
-    policies = PolicyStore(cfg.policies, registry)
-    ok, problems = policies.reload()
-    if not ok:
-        raise PolicyStartupError(problems)
-    health = Health(threshold=cfg.server.breaker_threshold, cooldown=cfg.server.breaker_cooldown)
-    planner = Planner(
-        registry,
-        policies,
-        health,
-        meter,
-        cfg.server.num_retries,
-        shared=state if state.shared else None,
-        fallbacks=cfg.fallbacks,
-        context_fallbacks=cfg.context_window_fallbacks,
-    )
-    exempt = rule_values(cfg.limits.budgets, cfg.limits.rate_limits)
-    gateway = Gateway(
-        planner,
-        meter,
-        limiter,
-        health,
-        build_telemetry(cfg.telemetry, env),
-        Attribution(cfg.attribution, state, exempt),
-        ResponseCache(cfg.cache, state),
-    )
-    responses = ResponseStore(store, cfg.storage.responses_retention_days * 86400) if store is not None else None
-    return Services(
-        cfg,
-        keys,
-        registry,
-        gateway,
-        meter,
-        metrics,
-        tokenizer,
-        limiter,
-        state,
-        store,
-        writer,
-        policies,
-        planner,
-        int(time.time()),
-        responses,
-        KeyTable(store) if store is not None else None,
-    )
-
-
-class PolicyStartupError(ValueError):
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid policy files:\n  " + "\n  ".join(problems))

@@ -306,7 +306,7 @@ def _reasoning_run(allowance: str) -> tuple[int, float, float]:
     from router.app import create_app
     from router.config import parse_config
     from router.accounting.metering import MemorySink
-    from router.services import build_services
+    from router.build import build_services
 
     env = {"SY_REASONING_KEY": "sk-test-reasoning-0123456789"}
     cfg = parse_config(
@@ -379,7 +379,7 @@ def test_a_stream_the_server_never_started_sending_is_settled_and_recorded_once(
     one record written with 499)."""
     from router.config import parse_config
     from router.accounting.metering import MemorySink
-    from router.services import build_services
+    from router.build import build_services
 
     env = {"SY_STREAM_KEY": "sk-test-stream-0123456789"}
     cfg = parse_config(

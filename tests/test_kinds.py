@@ -99,7 +99,7 @@ def test_toy_kinds_run_in_the_gateway(toys, tmp_path: Path) -> None:
 
     from router.app import create_app
     from router.accounting.metering import MemorySink
-    from router.services import build_services
+    from router.build import build_services
 
     (tmp_path / "alpha.yaml").write_text(POLICY_ALPHA)
     (tmp_path / "digits.yaml").write_text(POLICY_DIGITS)

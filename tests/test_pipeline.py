@@ -48,7 +48,7 @@ def gateway():
 
     from router.app import create_app
     from router.accounting.metering import MemorySink
-    from router.services import build_services
+    from router.build import build_services
 
     env = {"SY_PIPE_KEY": KEY}
     cfg = parse_config(CONFIG, env=env)

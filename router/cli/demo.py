@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from router.app import create_app
-from router.services import ENV_DEMO_KEY_HASH, build_services
+from router.keyring import ENV_DEMO_KEY_HASH
+from router.build import build_services
 from router.auth import hash_key, new_key
 from router.config import embedded_default
 from router.accounting.metering import MemorySink
