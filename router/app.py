@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.config import Config, embedded_default, load_config
 from router.errors import APIError, not_found
 from router.http import BodyDeadline
-from router.api import Api, read_json
+from router.api import Api
+from router.bodies import read_json
 from router.services import Services
 from router.keyring import ENV_ADMIN_KEY_HASH, ENV_DEMO_KEY_HASH
 from router.build import build_services

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from router.api import json_response
+from router.bodies import json_response
 from router.auth import Principal, hash_key, new_key
 from router.config_sections import KEY_ID
 from router.errors import APIError, invalid_request

@@ -25,7 +25,7 @@ from router.ledger.queries import UsageQuery
 from router.ledger.store import LedgerStore
 from router.services import Services
 from router.analytics.usage_api import build_query, ledger_of
-from router.api import json_response, tenant_scoped
+from router.bodies import json_response, tenant_scoped
 
 STATIC = resources.files("router").joinpath("dashboard_static")
 TYPES = {
@@ -189,7 +189,7 @@ class Dashboard:
 
     async def whatif_yaml(self, request: Request) -> Response:
         self.admin(request)
-        from router.api import read_json
+        from router.bodies import read_json
 
         body = await read_json(request, 256 * 1024)
         if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):

@@ -17,7 +17,7 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from router.api import json_response, tenant_scoped
+from router.bodies import json_response, tenant_scoped
 from router.errors import APIError, invalid_request
 from router.inputs import clean_text, finite_time
 from router.ledger.schema import DIMENSIONS, SLICE_COLUMNS
