@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+from router.cli.eval_report import print_report
+from router.cli.simulate import policies_simulate
 
 if TYPE_CHECKING:  # the commands import what they use when they run (a fast `switchyard --help`)
     from policies.outcomes import Dataset
@@ -214,7 +217,7 @@ def policies_eval(
     from policies.evaluate import evaluate, headline
     from policies.outcomes import resplit
 
-    pol, pred, verifiers, ds, price_map, resp = _replay_inputs(policy, data, predictor, prices, responses)
+    pol, pred, verifiers, ds, price_map, resp = replay_inputs(policy, data, predictor, prices, responses)
     try:
         sweeps = [_parse_sweep(x) for x in sweep]
         sold = _parse_price(sell_at) if sell_at else None
@@ -279,10 +282,10 @@ def policies_eval(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    _print_report(report)
+    print_report(report)
 
 
-def _replay_inputs(
+def replay_inputs(
     policy: Path, data: Path, predictor: Optional[Path], prices: Optional[Path], responses: Optional[Path]
 ) -> tuple[
     Policy,
@@ -331,211 +334,4 @@ def _parse_price(text: str) -> tuple[float, float]:
     return inp / 1e6, out / 1e6
 
 
-def _pct(v: float | None) -> str:
-    return "never" if v is None else f"{v:.1%}"
-
-
-def _settings_table(report: dict[str, Any]) -> Any:
-    """One row per setting of the sweep and per baseline: quality, cost, and the margin at a fixed price."""
-    from rich.table import Table
-
-    t = Table(title=f"policy {report['policy']} on {report['rows']} '{report['split']}' rows")
-    sold = "sold_at_per_mtok" in report
-    for col in ("setting", "quality", "USD / 1k prompts") + (("operator margin",) if sold else ()):
-        t.add_column(col, justify="left" if col == "setting" else "right")
-
-    def margin(v: float | None) -> str:
-        return "-" if v is None else f"{v:.1%}"
-
-    for s in report["settings"]:
-        label = (
-            ", ".join(
-                f"{k}={v:g}"
-                for k, v in s.items()
-                if k not in ("quality", "cost", "cost_total", "by_benchmark", "revenue", "margin")
-            )
-            or "policy"
-        )
-        t.add_row(label, f"{s['quality']:.4f}", f"{s['cost'] * 1000:.4f}", *((margin(s["margin"]),) if sold else ()))
-    for name, b in report["baselines"].items():
-        model_margin = report["single_models"][b["model"]].get("margin") if sold and "model" in b else None
-        t.add_row(
-            f"[dim]{name}{' (' + b['model'] + ')' if 'model' in b else ''}[/dim]",
-            f"{b['quality']:.4f}",
-            f"{b['cost'] * 1000:.4f}",
-            *((margin(model_margin),) if sold else ()),
-        )
-    return t
-
-
-def _benchmark_table(report: dict[str, Any], two: bool) -> Any:
-    """One row per benchmark: AIQ, cost to the strongest model's quality, and (two models) APGR, CPT."""
-    from rich.table import Table
-
-    bt = Table(title="per benchmark")
-    cols = ["benchmark", "rows", "AIQ", "zero-router AIQ", "cost to 95% of strongest", "to 100%"]
-    if two:
-        cols += ["APGR", "CPT(50%)", "CPT(80%)", "APGR of the predictor's ranking"]
-    for col in cols:
-        bt.add_column(col, justify="left" if col == "benchmark" else "right")
-
-    def num(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
-
-    for name, e in report["benchmarks"].items():
-        row = [
-            name,
-            str(e["rows"]),
-            f"{e['aiq']:.3f}",
-            f"{e['zero_router_aiq']:.3f}",
-            _pct(e["cost_to_95pct_of_strongest_frac"]),
-            _pct(e["cost_to_100pct_of_strongest_frac"]),
-        ]
-        if two:
-            row += [
-                f"{e.get('apgr', 0):.3f}",
-                num(e.get("cpt50")),
-                num(e.get("cpt80")),
-                f"{e.get('ranking_apgr', 0):.3f}",
-            ]
-        bt.add_row(*row)
-    return bt
-
-
-def _resplits_table(rs: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    rt = Table(title=f"over {rs['k']} re-splits (retrained on each train split, settings fixed)")
-    for col in ("figure", "mean", "sd", "min", "max", "runs"):
-        rt.add_column(col, justify="left" if col == "figure" else "right")
-    for name, f in rs["figures"].items():
-        rt.add_row(name, f"{f['mean']:.4f}", f"{f['sd']:.4f}", f"{f['min']:.4f}", f"{f['max']:.4f}", str(f["runs"]))
-    return rt
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
-    console.print(_settings_table(report))
-    if "sold_at_per_mtok" in report:
-        inp, out = report["sold_at_per_mtok"]
-        console.print(
-            f"operator margin: (revenue - cost) / revenue at a fixed ${inp:g} / ${out:g} per 1M input / output tokens"
-        )
-    two = any("apgr" in e for e in report["benchmarks"].values())
-    console.print(_benchmark_table(report, two))
-    console.print(
-        f"mean AIQ {report['mean_aiq']:.3f} (zero router {report['mean_zero_router_aiq']:.3f}); "
-        f"pooled cost to reach 95% of {report['strongest']}: {_pct(report['cost_to_95pct_of_strongest_frac'])}"
-    )
-    if two:
-        console.print(
-            "APGR, CPT: from the policy's own decisions (one point per setting: its share of calls to the "
-            "strongest model, its quality). The ranking's APGR sorts prompts by the predicted gain: an "
-            "upper envelope for a threshold on it, not what the policy does."
-        )
-    if report.get("resplits"):
-        console.print(_resplits_table(report["resplits"]))
-
-
-@policies_cli.command("simulate")
-def policies_simulate(
-    data: Path = typer.Option(..., help="Outcome data (JSON lines)."),
-    policy: Path = typer.Option(..., help="The policy file."),
-    split: str = typer.Option("test", help="Stream this split's rows."),
-    start: str = typer.Option(
-        "uninformed",
-        help="uninformed (every model at 0.5, no predictor) or trained (the policy's predictor as the prior).",
-    ),
-    seed: int = typer.Option(0, help="Seeds the order of the rows and the bandit's draws."),
-    seeds: int = typer.Option(1, min=1, help="Repeat with this many seeds (seed, seed+1, ...) and report the spread."),
-    window: int = typer.Option(250, min=1, help="Rows in the trailing window of the running utility."),
-    at: int = typer.Option(
-        500, min=1, help="Compare the online policy with the offline one after this many feedback events."
-    ),
-    lambda_: Optional[float] = typer.Option(
-        None, "--lambda", help="Utility = quality - lambda x cost (default: the policy's)."
-    ),
-    predictor: Optional[Path] = typer.Option(None, help="Override the policy's predictor file."),
-    prices: Optional[Path] = typer.Option(None, help="prices.json (default: beside the data, if present)."),
-    plot: Optional[Path] = typer.Option(None, help="Write the learning curve as a PNG (needs matplotlib)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-) -> None:
-    """Stream rows through the live decision code, feeding each answer's recorded score back; report
-    the learning curve against the offline-trained policy, the best single model and the oracle."""
-    import numpy as np
-
-    from policies.simulate import simulate, utility_gap
-
-    pol, pred, verifiers, ds, price_map, resp = _replay_inputs(policy, data, predictor, prices, None)
-    try:
-        runs = [
-            simulate(
-                pol,
-                ds,
-                prices=price_map,
-                predictor=pred,
-                start=start,
-                split=split,
-                seed=s,
-                lam=lambda_,
-                window=window,
-                responses=resp,
-                verifiers=verifiers,
-                checkpoints=tuple(sorted({0, 100, 250, at})),
-            )
-            for s in range(seed, seed + seeds)
-        ]
-    except ValueError as exc:
-        typer.echo(f"{policy}: {exc}", err=True)
-        raise typer.Exit(2)
-    gaps = [utility_gap(r, at) for r in runs]
-
-    def spread(key: str) -> dict[str, float]:
-        v = [g[key] for g in gaps if g[key] is not None]
-        return {"mean": float(np.mean(v)), "min": float(min(v)), "max": float(max(v))} if v else {}
-
-    report = {
-        **runs[0],
-        "seeds": [r["seed"] for r in runs],
-        "gap_at": gaps,
-        "window_gap": spread("window_gap"),
-        "learned_gap": spread("learned_gap"),
-    }
-    if seeds > 1:
-        report["runs"] = [r["curves"] for r in runs[1:]]
-    if plot:
-        from router.analytics.plots import learning_png
-
-        learning_png(runs, plot)
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    r0 = runs[0]
-    t = Table(
-        title=f"policy {r0['policy']}: {r0['rows']} '{split}' rows streamed, start {start}, lambda {r0['lambda']:g}, "
-        f"seed {seed}"
-    )
-    names = list(r0["curves"])
-    t.add_column("rows")
-    for n in names:
-        t.add_column(f"{n} utility (last {window})" if n == "online" else n, justify="right")
-    for i, point in enumerate(r0["curves"]["online"]):
-        t.add_row(str(point["n"]), *(f"{r0['curves'][n][i]['window_utility']:.4f}" for n in names))
-    Console().print(t)
-    g, lg = report["window_gap"], report["learned_gap"]
-    seeds_text = f"seeds {seed}..{seed + seeds - 1}"
-    typer.echo(
-        f"after {gaps[0]['n']} feedback events: online utility over the last {window} rows vs the offline "
-        f"policy's: {g['mean']:+.1%} ({seeds_text}: {g['min']:+.1%} .. {g['max']:+.1%}); best single model: "
-        f"{r0['best_single_model']}"
-    )
-    if lg:
-        typer.echo(
-            f"what it learned in {at} events, frozen and applied greedily to all {r0['rows']} rows: utility "
-            f"{lg['mean']:+.1%} vs the offline policy's ({seeds_text}: {lg['min']:+.1%} .. {lg['max']:+.1%})"
-        )
+policies_cli.command("simulate")(policies_simulate)
