@@ -42,6 +42,7 @@ async def drive(n: int, stream: bool) -> float:
     from router.app import create_app
     from router.config import parse_config
     from router.accounting.metering import MemorySink
+
     try:
         from router.build import build_services
     except ImportError:  # a checkout from before router/build.py
