@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import types
 from dataclasses import dataclass
-from typing import Any, Mapping, cast
+from typing import Any, Generator, Mapping, cast
 
 import httptools
 import orjson
@@ -222,9 +223,33 @@ class HeadGuard(asyncio.Protocol):
             self.transport.close()
 
 
+@types.coroutine
+def _finish(coro: Any, waiting: Any) -> Generator[Any, Any, Any]:
+    """Drives ``coro``, suspended on ``waiting``, to its end, as ``await`` would have: what the task
+    sends in goes to it, and what is thrown in (the deadline's cancellation) goes into it."""
+    value = waiting
+    while True:
+        try:
+            sent = yield value
+        except BaseException as exc:
+            try:
+                value = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            value = coro.send(sent)
+        except StopIteration as stop:
+            return stop.value
+
+
 class BodyDeadline:
     """A request body must arrive within ``seconds`` of the app's first read of it (408 otherwise,
-    and the connection is closed); later reads pass through untimed."""
+    and the connection is closed); later reads pass through untimed.
+
+    A read is first run one step: when the body is already there (the usual request, whose body
+    came with its head) it ends at once and no timer is armed; only a read that has to wait
+    continues under the deadline."""
 
     def __init__(self, app: ASGIApp, seconds: float):
         self.app = app
@@ -244,16 +269,23 @@ class BodyDeadline:
                 return await receive()
             if deadline is None:
                 deadline = asyncio.get_running_loop().time() + seconds
+            read: Any = receive()
             try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise APIError(
-                    408,
-                    f"The request body did not arrive within {seconds:g} s.",
-                    code="request_timeout",
-                    headers={"connection": "close"},
-                ) from None
+                # a coroutine (as servers' receive is), else awaited as it is under the deadline
+                waiting = read.send(None) if hasattr(read, "send") else read
+            except StopIteration as done:
+                message: Message = done.value
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await (_finish(read, waiting) if waiting is not read else read)
+                except TimeoutError:
+                    raise APIError(
+                        408,
+                        f"The request body did not arrive within {seconds:g} s.",
+                        code="request_timeout",
+                        headers={"connection": "close"},
+                    ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 complete = True
             return message

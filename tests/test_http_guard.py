@@ -167,8 +167,21 @@ def test_the_body_deadline_bounds_the_body_and_not_the_reads_after_it() -> None:
             return {"type": "http.request", "body": b"{", "more_body": True}
         await asyncio.Event().wait()  # the rest never comes
 
+    arrived = asyncio.Event()
+
+    async def body_in_two_parts():  # type: ignore[no-untyped-def]
+        if not seen:
+            return {"type": "http.request", "body": b'{"a":', "more_body": True}
+        await arrived.wait()  # the rest comes while the read waits, within the deadline
+        return {"type": "http.request", "body": b"1}", "more_body": False}
+
     async def run() -> None:
         guarded = BodyDeadline(app, 0.05)
+        slow = BodyDeadline(app, 30)
+        asyncio.get_running_loop().call_soon(arrived.set)
+        await slow({"type": "http"}, body_in_two_parts, None)
+        assert [m["body"] for m in seen] == [b'{"a":', b"1}"]
+        seen.clear()
         await guarded({"type": "http"}, whole_body_then_a_late_disconnect, None)
         assert [m["type"] for m in seen] == ["http.request", "http.disconnect"]
         seen.clear()
