@@ -107,6 +107,7 @@ class HeadGuard(asyncio.Protocol):
         self.head_reads = 0  # bytes of the reads that ended inside a head (a header not yet given counts)
         self.headers = 0
         self.refusal = ""
+        self.answered = False
 
     # asyncio.Protocol: what the event loop calls, passed on to the server's protocol
 
@@ -119,7 +120,10 @@ class HeadGuard(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
-        if self.parser is not None and not self._read(data):
+        if self.parser is not None:
+            if not self._read(data):
+                return
+        elif self.answered:  # refused and closing: nothing more reaches the server
             return
         self.inner.data_received(data)
 
@@ -205,7 +209,7 @@ class HeadGuard(asyncio.Protocol):
 
     def _answer(self, status: int, reason: str, message: str, code: str, type_: str = "invalid_request_error") -> None:
         self._head_done()
-        self.parser = None
+        self.parser, self.answered = None, True
         assert self.transport is not None
         if not self.transport.is_closing():
             self.transport.write(error_bytes(status, reason, message, code, type_))
