@@ -472,3 +472,24 @@ def test_a_lost_budget_is_not_admitted_against_while_the_ledger_cannot_rebuild_i
         await state.aclose()
 
     asyncio.run(main())
+
+
+def test_in_process_settlement_is_made_in_place_and_the_next_admission_counts_it() -> None:
+    """With the in-process state, settling needs no background task: the reservation has become the
+    request's charge by the time ``settle`` returns, so the next admission counts the charge, not
+    the reservation, and nothing is left pending."""
+
+    async def run() -> None:
+        state = MemoryState()
+        cfg = LimitsConfig(budgets=[{"scope": "tenant", "id": "t1", "period": "day", "usd": 1.0}])
+        limiter = Limiter(cfg, state, Metrics(), ledger=Ledger(), flush_interval=0.0)
+        ticket = await limiter.admit(WHO[0], "cheap", 100, 0.01, request_id="a", now=time.time())
+        key = ticket.budgets[0][0].key
+        assert (await state.budget_view(key)).reserved_nano == 10_000_000
+        limiter.settle(ticket, 0.004, 60)
+        view = await state.budget_view(key)
+        assert view.reserved_nano == 0 and view.recent_nano == 4_000_000 and list(view.recent) == ["a"]
+        assert not limiter._pending and "a" not in limiter._open
+        await limiter.aclose()
+
+    asyncio.run(run())

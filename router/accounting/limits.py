@@ -344,6 +344,11 @@ class Limiter(BudgetReconciler):
         )
         stores = [ticket.store] if ticket.store is self.state else [ticket.store, self.state]
         for store in stores:  # admitted locally during an outage: the shared state learns of it too
+            if isinstance(store, MemoryState):  # in process: settled in place (no task, no retry)
+                store.settle_now(s, time.time())
+                if store is ticket.store:
+                    self._open.pop(ticket.request_id, None)
+                continue
             task = asyncio.get_running_loop().create_task(self._settle(ticket, store, s))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)

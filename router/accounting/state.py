@@ -178,6 +178,10 @@ class MemoryState:
         return Admission(True, values, spent, used_nano=after)
 
     async def settle(self, s: Settlement, now: float) -> None:
+        self.settle_now(s, now)
+
+    def settle_now(self, s: Settlement, now: float) -> None:
+        """``settle`` without a coroutine: nothing here waits, so the limiter settles in place."""
         if s.request_id in self._settled:
             return  # settled already: a retry never counts twice
         self._settled[s.request_id] = None
