@@ -307,14 +307,21 @@ class Limiter(BudgetReconciler):
 
     @staticmethod
     def _headers(kinds: list[tuple[str, int]], values: list[int], reset: float) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers: for requests and for tokens, the counter nearest its limit."""
+        tightest: dict[str, tuple[int, int]] = {}
+        for (what, limit), v in zip(kinds, values):
+            held = tightest.get(what)
+            if held is None or limit - v < held[1]:
+                tightest[what] = (limit, limit - v)
         out: dict[str, str] = {}
-        for what in ("requests", "tokens"):
-            pairs = [(limit, limit - v) for (w, limit), v in zip(kinds, values) if w == what]
-            if pairs:
-                limit, remaining = min(pairs, key=lambda p: p[1])
-                out[f"x-ratelimit-limit-{what}"] = str(limit)
-                out[f"x-ratelimit-remaining-{what}"] = str(max(0, remaining))
-                out[f"x-ratelimit-reset-{what}"] = _duration(reset)
+        if tightest:
+            resets = _duration(reset)
+            for what in ("requests", "tokens"):
+                if what in tightest:
+                    limit, remaining = tightest[what]
+                    out[f"x-ratelimit-limit-{what}"] = str(limit)
+                    out[f"x-ratelimit-remaining-{what}"] = str(max(0, remaining))
+                    out[f"x-ratelimit-reset-{what}"] = resets
         return out
 
     def settle(self, ticket: Ticket, charge_usd: float | None, tokens: int) -> None:
