@@ -6,22 +6,8 @@ and settle to the actual charge afterwards, so concurrent requests never spend p
 The bound that remains: one request's excess beyond its own reservation, when an upstream counts
 more than ``prompt_safety`` times our prompt estimate or bills beyond the output bound it was given.
 
-The ledger is the source of truth; the state (Redis, or this process's memory) is a fast copy:
-- a reservation is keyed by request id with a lease its replica renews while the request runs;
-  a dead replica's reservations are reclaimed when the lease ends;
-- a settlement is keyed by request id: a retry never counts twice; a settlement that cannot reach
-  the state is retried until it can;
-- a budget key the state does not hold (never built, evicted, Redis restarted) is rebuilt from the
-  ledger's sum for the period before anything is admitted against it;
-- every ``reconcile_interval`` one replica sets each active budget to the ledger's sum plus the
-  settlements the ledger does not hold yet (dropping those older than ``settled_horizon``: their
-  record was lost), so the state equals the ledger whatever happened in between;
-- soft budgets reserve nothing, record spend and alert when crossed;
-- with Redis down and ``fail_mode: open`` each replica spends at most ``fail_open_share`` of the
-  room each budget had when last seen (at its last admission, or its last room refresh, every
-  ``reconcile_interval``), and its settlements reach Redis once it answers. With N replicas and a
-  share of at most 1/N, the overshoot is bounded by what other replicas spent in the
-  ``reconcile_interval`` before the outage (the staleness of the room each one saw).
+How budgets stay equal to the ledger (leases, idempotent settlement, rebuilds, reconciliation,
+failing open): router/accounting/budgets.py.
 Rate limits are fixed one-minute windows, global through Redis.
 """
 
