@@ -28,6 +28,7 @@ measured) and no timer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import types
 from dataclasses import dataclass
@@ -79,6 +80,12 @@ class HeadLimits:
         )
 
 
+@functools.cache
+def _server_protocol(name: str) -> Any:
+    """uvicorn's HTTP protocol class by its public name, imported once (not once per connection)."""
+    return import_from_string(HTTP_PROTOCOLS[name])
+
+
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing a head over the limits."""
 
@@ -94,8 +101,9 @@ class HeadGuard(asyncio.Protocol):
         if cls.limits is None:
             cls.limits = HeadLimits.from_env()
         self.lim = cls.limits
-        inner = import_from_string(HTTP_PROTOCOLS[self.inner_class])
-        self.inner: asyncio.Protocol = inner(config=config, server_state=server_state, app_state=app_state, _loop=_loop)
+        self.inner: asyncio.Protocol = _server_protocol(self.inner_class)(
+            config=config, server_state=server_state, app_state=app_state, _loop=_loop
+        )
         self.loop = _loop or asyncio.get_event_loop()
         self.idle_timeout = float(config.timeout_keep_alive)
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
@@ -271,8 +279,6 @@ class BodyDeadline:
             nonlocal deadline, complete
             if complete:
                 return await receive()
-            if deadline is None:
-                deadline = asyncio.get_running_loop().time() + seconds
             read: Any = receive()
             try:
                 # a coroutine (as servers' receive is), else awaited as it is under the deadline
@@ -280,6 +286,8 @@ class BodyDeadline:
             except StopIteration as done:
                 message: Message = done.value
             else:
+                if deadline is None:  # the first read that has to wait (those before it took no time)
+                    deadline = asyncio.get_running_loop().time() + seconds
                 try:
                     async with asyncio.timeout_at(deadline):
                         message = await (_finish(read, waiting) if waiting is not read else read)
