@@ -1,12 +1,13 @@
 """CPU per request of the gateway's own code, two checkouts side by side, in process (no HTTP server).
 
     git worktree add /tmp/before <commit>
-    python benchmarks/asgi_ab.py --before /tmp/before [--rounds 8] [--requests 3000] [--stream]
+    python benchmarks/asgi_ab.py --before /tmp/before [--rounds 8] [--requests 3000] [--stream] [--distinct]
 
 Each round runs one interpreter per checkout (alternating, pinned to CPU 1) that builds the app
 with ``create_app`` (metering, budgets and rate limits on, records in memory) in front of a
 simulated model (``speed: 0``) and drives N chat requests through the ASGI app directly, after 200
-to warm up; it reports process CPU milliseconds per request. Printed: each checkout's values
+to warm up; it reports process CPU milliseconds per request. ``--distinct``: every prompt differs (a counter
+leads it), so nothing is served from a cache keyed by the prompt (its token count, say). Printed: each checkout's values
 sorted, their minimum and median, and the ratios. The machine is shared and noisy: the minimum is
 the steadiest figure. Complements benchmarks/ab.py (the same comparison through uvicorn and wrk).
 """
@@ -36,7 +37,7 @@ auth:
 """
 
 
-async def drive(n: int, stream: bool) -> float:
+async def drive(n: int, stream: bool, distinct: bool = False) -> float:
     import orjson
 
     from router.app import create_app
@@ -52,23 +53,32 @@ async def drive(n: int, stream: bool) -> float:
     cfg = parse_config(CFG, env=env)
     svc = build_services(cfg, env=env, sink=MemorySink())
     app = create_app(cfg, services=svc)
-    body = orjson.dumps(
-        {
-            "model": "m",
-            "stream": stream,
-            "seed": 1,
-            "max_tokens": 20,
-            "messages": [{"role": "user", "content": "Say something short."}],
-        }
-    )
-    headers = [
-        (b"authorization", f"Bearer {KEY}".encode()),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+
+    def request(i: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        text = f"[{i}] Say something short." if distinct else "Say something short."
+        body = orjson.dumps(
+            {
+                "model": "m",
+                "stream": stream,
+                "seed": 1,
+                "max_tokens": 20,
+                "messages": [{"role": "user", "content": text}],
+            }
+        )
+        return body, [
+            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+
+    fixed = request(0)
+    count = 0
     await svc.start()
 
     async def one() -> None:
+        nonlocal count
+        count += 1
+        body, headers = request(count) if distinct else fixed
         sent: list[dict] = []
         got = False
 
@@ -116,10 +126,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--distinct", action="store_true", help="a distinct prompt per request")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(asyncio.run(drive(a.requests, a.stream)))
+        print(asyncio.run(drive(a.requests, a.stream, a.distinct)))
         return
     assert a.before, "--before CHECKOUT"
     runs: dict[str, list[float]] = {"before": [], "after": []}
@@ -128,7 +139,11 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": path}
             cmd = ["taskset", "-c", "1", sys.executable, __file__, "--child", "--requests", str(a.requests)]
             out = subprocess.run(
-                cmd + (["--stream"] if a.stream else []), env=env, capture_output=True, text=True, check=True
+                cmd + (["--stream"] if a.stream else []) + (["--distinct"] if a.distinct else []),
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             runs[name].append(float(out.stdout.strip().splitlines()[-1]))
     for name, vals in runs.items():
@@ -138,7 +153,7 @@ def main() -> None:
     b, f = runs["before"], runs["after"]
     print(
         f"after / before: min {min(f) / min(b):.3f}, median {statistics.median(f) / statistics.median(b):.3f} "
-        f"({'stream' if a.stream else 'non-streaming'} chat, ms of CPU per request)"
+        f"({'stream' if a.stream else 'non-streaming'} chat{', distinct prompts' if a.distinct else ''}, ms of CPU per request)"
     )
 
 

@@ -2,12 +2,13 @@
 
     python benchmarks/sizes.py [--seconds 4] [--rounds 3] [--connections 32] [--tzvenv /tmp/tzvenv]
 
-Three gateways, each pinned to CPU 1, in front of the same lean mock upstream (CPU 0, with the
+Four proxies, each pinned to CPU 1, in front of the same lean mock upstream (CPU 0, with the
 load generator): Switchyard as shipped for benchmarks (`switchyard serve --config
 benchmarks/bench-config.yaml`: metering, SQLite ledger, budgets and rate limits on), TensorZero's
 Rust gateway from its Python wheel (`tensorzero._start_http_gateway`, observability off, one model
 routed to the mock; ``--tzvenv``: a venv with `pip install tensorzero==2026.6.0`), and nginx's
-`proxy_pass` (Debian's, one worker) as the floor. Scenarios: non-streaming chat with a small prompt
+`proxy_pass` (Debian's, one worker) as the floor, and the Python floor (`benchmarks/floor_proxy.py`:
+uvicorn and Switchyard's own HTTP client forwarding bytes, no gateway logic). Scenarios: non-streaming chat with a small prompt
 and with 1, 10 and 100 KB prompts, streaming chat of 20, 200 and 1,000 chunks; every request's
 prompt is distinct (a counter leads it), so no gateway sees a repeated prompt. Per scenario and
 round, each gateway takes a closed-loop window of ``--seconds`` in turn (the order rotates); its
@@ -34,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "bench" / "gateways"
-MOCK, SWITCHYARD, TENSORZERO, NGINX = 4890, 4891, 4892, 4893
+MOCK, SWITCHYARD, TENSORZERO, NGINX, FLOOR = 4890, 4891, 4892, 4893, 4894
 KEY = "sk-bench-key"
 SCENARIOS = [
     ("nonstream small", 0, False, 20),
@@ -200,7 +201,13 @@ async def inner(args: argparse.Namespace) -> None:
             {},
             work / "nginx.log",
         )
-        for port in (SWITCHYARD, TENSORZERO, NGINX):
+        procs["python floor"] = start(
+            [sys.executable, str(HERE / "floor_proxy.py"), str(FLOOR), f"http://127.0.0.1:{MOCK}/v1"],
+            "1",
+            {},
+            work / "floor.log",
+        )
+        for port in (SWITCHYARD, TENSORZERO, NGINX, FLOOR):
             wait_port(port)
         targets = {
             "switchyard": (
@@ -214,6 +221,7 @@ async def inner(args: argparse.Namespace) -> None:
                 "tensorzero::model_name::mock-gpt",
             ),
             "nginx": (f"http://127.0.0.1:{NGINX}/v1/chat/completions", {}, "mock-gpt"),
+            "python floor": (f"http://127.0.0.1:{FLOOR}/v1/chat/completions", {}, "mock-gpt"),
         }
         names = list(targets)
         counter = [0]

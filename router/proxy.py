@@ -65,10 +65,9 @@ class Gateway:
             )
             return body
         cfg = self.limiter.cfg
-        prompt = int(self.meter.prompt_bound(cands[0], body) * cfg.prompt_safety) + 32
         asked = body.get("max_completion_tokens") or body.get("max_tokens")
         n = body.get("n") or 1
-        worst_out, worst_charge = 0, 0.0
+        outs = []
         for dep in cands:
             out = 0
             if mode == "chat":
@@ -79,18 +78,27 @@ class Gateway:
                     bound = asked = cfg.default_max_tokens
                     body = {**body, "max_tokens": bound}
                 out = math.ceil(bound * (1 + dep.reasoning_allowance)) * n
-            worst_out = max(worst_out, out)
-            worst_charge = max(worst_charge, self.meter.worst_case(dep, who.tenant, body["model"], prompt, out))
-        if cascade:  # every step, and every call its check makes, at the dearest candidate's worst case
-            worst_charge *= len(cands) + cascade["check"].calls(len(cands))
+            outs.append(out)
+        model = body["model"]
+        calls = len(cands) + cascade["check"].calls(len(cands)) if cascade else 1
+
+        def need(exact: bool = False) -> tuple[int, float]:
+            """Tokens and the worst-case charge to reserve: by the prompt's byte bound, or its count."""
+            prompt = int(self.meter.prompt_bound(cands[0], body, exact=exact) * cfg.prompt_safety) + 32
+            worst = max(self.meter.worst_case(d, who.tenant, model, prompt, o) for d, o in zip(cands, outs))
+            # a cascade: every step, and every call its check makes, at the dearest candidate's worst case
+            return prompt + max(outs), worst * calls
+
+        tokens, charge = need()
         ex.ticket = await self.limiter.admit(
             who,
-            body["model"],
-            prompt + worst_out,
-            worst_charge,
+            model,
+            tokens,
+            charge,
             request_id=ex.request_id,
             now=ex.started_wall,
             attrs=ex.attrs,
+            exact=lambda: need(exact=True),
         )
         return body
 

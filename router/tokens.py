@@ -29,11 +29,6 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 COUNT_CACHE = 4096  # message texts whose token counts are remembered
 IMAGE_TOKENS = 85  # a low-detail image; high-detail tiles are not counted (approximation)
-# Texts longer than this are bounded, not counted, where a bound serves (a budget reservation): a
-# byte-level BPE token covers at least one byte (tiktoken's encodings; SentencePiece with byte
-# fallback too), so a text's UTF-8 length bounds its token count from above, for any of them,
-# at the cost of a len() instead of a tokenisation that grows with the prompt.
-BOUND_ABOVE_CHARS = 256
 
 
 def _bundled_cache_dir() -> str | None:
@@ -106,15 +101,17 @@ class Tokenizer:
         self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None, *, bound: bool = False
     ) -> int:
         """The prompt's tokens by OpenAI's recipe. ``bound``: an upper bound instead, as cheap as the
-        bytes it reads: texts over ``BOUND_ABOVE_CHARS`` count as their UTF-8 length (never fewer
-        than their tokens); shorter ones are counted exactly (they are cheap, and mostly cached)."""
+        bytes it reads: every text counts as its UTF-8 length. A byte-level BPE token covers at least
+        one byte (tiktoken's encodings; SentencePiece with byte fallback too), so that length is never
+        fewer than the text's tokens, for any of them, at the cost of a len() instead of a
+        tokenisation (which a distinct prompt would miss the cache for)."""
         enc = self.encoding(model)
         cache = self._counts
 
         def n(text: str) -> int:
             if not text:
                 return 0
-            if bound and len(text) > BOUND_ABOVE_CHARS:
+            if bound:
                 return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
             key = (enc.name, hash(text), len(text))
             hit = cache.get(key)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from router.auth import Principal
 from router.config_sections import BudgetRule, LimitsConfig, RateLimitRule
@@ -161,14 +161,18 @@ class Limiter(BudgetReconciler):
         request_id: str,
         now: float | None = None,
         attrs: Any = None,
+        exact: Callable[[], tuple[int, float]] | None = None,
     ) -> Ticket:
         """Admit or raise 429 (rate or budget) / 400 (per-request cap) / 503 (state down, fail closed).
-        ``now``: the request's start (UNIX seconds), which also dates its ledger record."""
-        if (
-            self.cfg.max_request_usd is not None
-            and max_charge_usd is not None
-            and max_charge_usd > self.cfg.max_request_usd
-        ):
+        ``now``: the request's start (UNIX seconds), which also dates its ledger record. ``exact``:
+        when ``tokens`` and ``max_charge_usd`` come from an upper bound of the prompt (its bytes), the
+        figures by its count, asked for only when the bound would be refused: a request is never
+        refused for the bound, and is tokenised only where the decision depends on it."""
+        capped = self.cfg.max_request_usd
+        if exact is not None and capped is not None and max_charge_usd is not None and max_charge_usd > capped:
+            tokens, max_charge_usd = exact()
+            exact = None
+        if capped is not None and max_charge_usd is not None and max_charge_usd > capped:
             raise invalid_request(
                 f"This request could cost up to ${max_charge_usd:.4f}, above the per-request cap of "
                 f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.",
@@ -216,6 +220,11 @@ class Limiter(BudgetReconciler):
             for k, used in zip(keys, result.used_nano):
                 self._room[k.key] = int(k.rule.usd * NANO) - used
         if not result.ok:
+            if exact is not None:  # refused by the bound: decide again by the count (a refusal changed nothing)
+                tokens, max_charge_usd = exact()
+                return await self.admit(
+                    who, requested, tokens, max_charge_usd, request_id=request_id, now=now, attrs=attrs
+                )
             raise self._refusal(result, keys, kinds, reset, now)
         headers = self._headers(kinds, result.counters, reset)
         token_keys = [c.key for c, (what, _) in zip(counters, kinds) if what == "tokens"]

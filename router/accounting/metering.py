@@ -161,13 +161,14 @@ class Meter:
         completion = self.tokenizer.count(model, "".join(completion_text))
         return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
 
-    def prompt_bound(self, dep: Deployment, body: dict[str, Any]) -> int:
+    def prompt_bound(self, dep: Deployment, body: dict[str, Any], *, exact: bool = False) -> int:
         """At least the prompt tokens ``body`` holds for ``dep`` (by the gateway's count), for a budget
-        reservation: long texts are bounded by their bytes rather than tokenised on the request path."""
+        reservation: its texts are bounded by their bytes rather than tokenised on the request path;
+        ``exact``: the count itself (for a decision the bound would change)."""
         if dep.mode == "embedding":
             return self.estimate(dep, body).prompt_tokens
         return self.tokenizer.count_messages(
-            dep.upstream_model, body.get("messages") or [], body.get("tools"), bound=True
+            dep.upstream_model, body.get("messages") or [], body.get("tools"), bound=not exact
         )
 
     def worst_case(self, dep: Deployment, tenant: str | None, requested: str, prompt: int, out: int) -> float:
