@@ -14,7 +14,10 @@ Two small pieces, neither a subclass of a server's classes:
     (503 beyond): slow-header clients cannot hold the gateway's connections;
   - a request line and headers larger than ``server.max_header_bytes`` or with more than
     ``server.max_headers`` headers get a 431 before they reach the server's parser, and malformed
-    HTTP gets a 400, both in the JSON error shape, and the connection is closed.
+    HTTP gets a 400, both in the JSON error shape, and the connection is closed;
+  - a request asking to switch protocols (``Upgrade``: curl --http2 on an http:// URL) is
+    answered as HTTP/1.1 with its body (the server's parser would read neither its body nor any
+    request after it), and bytes after one the server keeps cannot hold the connection open.
 
 - ``BodyDeadline``, a pure-ASGI middleware (in the app's pipeline, router/app.py): a request
   body that does not arrive within ``server.body_timeout`` of the first read gets a 408 and its
@@ -116,6 +119,8 @@ class HeadGuard(asyncio.Protocol):
         self.headers = 0
         self.refusal = ""
         self.answered = False
+        self.upgraded = self.rewriting = False
+        self.url = b""
 
     # asyncio.Protocol: what the event loop calls, passed on to the server's protocol
 
@@ -129,9 +134,11 @@ class HeadGuard(asyncio.Protocol):
             self.idle_timer.cancel()
             self.idle_timer = None
         if self.parser is not None:
-            if not self._read(data):
+            passed = self._read(data)
+            if passed is None:
                 return
-        elif self.answered:  # refused and closing: nothing more reaches the server
+            data = passed
+        elif self.answered or self.upgraded:  # refused and closing, or past an upgrade: nothing more goes on
             return
         self.inner.data_received(data)
 
@@ -157,6 +164,7 @@ class HeadGuard(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.head_size += len(url)
+        self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers += 1
@@ -173,37 +181,61 @@ class HeadGuard(asyncio.Protocol):
 
     # the guard's decisions
 
-    def _read(self, data: bytes) -> bool:
-        """Parses ``data``; False when the guard has answered and closed the connection."""
+    def _read(self, data: bytes) -> bytes | None:
+        """Parses ``data``; what goes on to the server (``data`` itself but past an upgrade request),
+        or None when the guard has answered and closed the connection."""
         assert self.parser is not None and self.transport is not None
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.parser = None  # the server decides about upgrades; this connection's heads are its own now
-            self._head_done()
-            return True
+        except httptools.HttpParserUpgrade as exc:
+            return self._upgrade(data, exc.args[0])
         except httptools.HttpParserError:
             if self.refusal:
                 self._answer(431, "Request Header Fields Too Large", self.refusal, "headers_too_large")
             else:
                 self._answer(400, "Bad Request", "The request is not valid HTTP/1.1.", "invalid_http")
-            return False
+            return None
         if not self.in_head:
-            return True
+            return data
         # a head still incomplete after this read: its bytes counted (a header still being read is
         # not yet seen by a callback), its time and the number of such heads bounded
         self.head_reads += len(data)
         if self.head_reads > self.lim.max_bytes:
             self._answer(431, "Request Header Fields Too Large", self._too_large(), "headers_too_large")
-            return False
+            return None
         if self.head_timer is None:
             if self.lim.incomplete >= self.lim.max_incomplete:
                 message = "Too many requests are arriving slowly at once; try again."
                 self._answer(503, "Service Unavailable", message, "server_busy", "api_error")
-                return False
+                return None
             self.lim.incomplete += 1
             self.head_timer = self.loop.call_later(self.lim.header_timeout, self._head_timed_out)
-        return True
+        return data
+
+    def _upgrade(self, data: bytes, end: int) -> bytes | None:
+        """A request asking to switch protocols (``Upgrade``; curl --http2 asks for h2c on http://
+        URLs), whose head ends at ``end``. No route takes another protocol, so the request is
+        answered as plain HTTP/1.1, which a server may do (RFC 9110, 7.8): its head goes on without
+        the upgrade, so the server's parser reads its body and the requests after it. When the head
+        did not arrive in this read (its start went to the server already), or is a WebSocket
+        handshake or a CONNECT, the server decides; it reads nothing after such a request, and
+        what follows is dropped here, so it can neither hold the connection open (the server's
+        keep-alive timer closes it after the answer) nor make the server log a warning per read."""
+        assert self.parser is not None
+        self._head_done()
+        # (one rewrite per read: a second upgrade request pipelined behind the first is the server's)
+        plain = None if self.rewriting else _without_upgrade(data, end, self.parser.get_method(), self.url)
+        if plain is None or plain[1] == data[plain[0] : end]:
+            self.parser, self.upgraded = None, True
+            return data
+        start, head = plain
+        self.parser = httptools.HttpRequestParser(self)  # at the boundary where the request begins
+        self.rewriting = True
+        try:
+            rest = self._read(head + data[end:])
+        finally:
+            self.rewriting = False
+        return None if rest is None else data[:start] + rest
 
     def _too_large(self) -> str:
         return f"The request line and headers exceed this gateway's limit of {self.lim.max_bytes} bytes."
@@ -233,6 +265,35 @@ class HeadGuard(asyncio.Protocol):
         self.idle_timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+def _without_upgrade(data: bytes, end: int, method: bytes, url: bytes) -> tuple[int, bytes] | None:
+    """Where in ``data`` the request head ending at ``end`` starts, and that head without its
+    ``Upgrade`` header and the ``upgrade`` option of ``Connection``; None when the head did not
+    start in ``data`` or asks for a WebSocket. The head starts at the last line that begins with its
+    request line: a header line cannot (a field name has no space)."""
+    if method == b"CONNECT":
+        return None
+    line = method + b" " + url + b" "
+    start = data.rfind(b"\n" + line, 0, end) + 1
+    if start == 0 and not data.startswith(line):
+        return None
+    lines = data[start:end].split(b"\r\n")
+    out = [lines[0]]
+    for raw in lines[1:]:
+        name, colon, value = raw.partition(b":")
+        field = name.strip().lower()
+        if colon and field == b"upgrade":
+            if value.strip().lower() == b"websocket":
+                return None  # the server's WebSocket handling decides
+            continue
+        if colon and field == b"connection":
+            options = [o for o in value.split(b",") if o.strip().lower() != b"upgrade"]
+            if not any(o.strip() for o in options):
+                continue
+            raw = name + b":" + b",".join(options)
+        out.append(raw)
+    return start, b"\r\n".join(out)
 
 
 @types.coroutine

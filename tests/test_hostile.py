@@ -333,6 +333,21 @@ def test_header_limits_answer_431_and_keep_alive_requests_still_work(gw: Proc) -
     assert status == 200
 
 
+def test_a_chat_request_asking_for_h2c_is_answered_as_http_1_1(gw: Proc) -> None:
+    """`curl --http2` on an http:// URL sends `Upgrade: h2c` with the body in the same read; the
+    gateway answers it as HTTP/1.1, its body read (it was answered "the request body is empty")."""
+    body = json.dumps({"model": "sim", "messages": MSG, "max_tokens": 3}).encode()
+    status, answer = raw_exchange(
+        gw,
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: "
+        + H["authorization"].encode()
+        + b"\r\nconnection: Upgrade, HTTP2-Settings, close\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQCAAAAAAIAAAAA"
+        + b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+        + body,
+    )
+    assert status == 200 and answer["object"] == "chat.completion", answer
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
     lambda inner: (

@@ -191,3 +191,71 @@ def test_the_body_deadline_bounds_the_body_and_not_the_reads_after_it() -> None:
         assert refused.value.headers == {"connection": "close"}
 
     asyncio.run(run())
+
+
+def read_answers(s: socket.socket, n: int) -> list[bytes]:
+    """``n`` answers of the echo app from ``s`` (each ends with its JSON object)."""
+    out = b""
+    while out.count(b"HTTP/1.1 ") < n or not out.endswith(b"}"):
+        chunk = s.recv(65536)
+        assert chunk, out
+        out += chunk
+    return [b"HTTP/1.1 " + a for a in out.split(b"HTTP/1.1 ")[1:]]
+
+
+H2C = b"connection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+
+
+def test_an_upgrade_request_is_answered_as_plain_http_with_its_body(server: int) -> None:
+    """curl --http2 asks an http:// URL for h2c, its body in the same read as its head. No route
+    takes another protocol, so the request is answered as HTTP/1.1 (RFC 9110, 7.8): its body reaches
+    the app, and the connection serves the requests after it, pipelined too."""
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as s:
+        s.sendall(b"POST /u HTTP/1.1\r\nhost: x\r\n" + H2C + b"content-length: 3\r\n\r\nabc")
+        [reply] = read_answers(s, 1)
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'{"path": "/u", "bytes": 3}'), reply
+        # the same connection again: a plain request, then an upgrade request pipelined between two others
+        s.sendall(b"POST /v HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab")
+        assert read_answers(s, 1)[0].endswith(b'{"path": "/v", "bytes": 2}')
+        s.sendall(
+            b"GET /w HTTP/1.1\r\nhost: x\r\n\r\n"
+            + b"POST /x HTTP/1.1\r\nhost: x\r\n"
+            + H2C
+            + b"content-length: 4\r\n\r\nabcd"
+            + b"POST /y HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\na"
+        )
+        answers = read_answers(s, 3)
+        assert [a.rsplit(b"\r\n\r\n", 1)[1] for a in answers] == [
+            b'{"path": "/w", "bytes": 0}',
+            b'{"path": "/x", "bytes": 4}',
+            b'{"path": "/y", "bytes": 1}',
+        ]
+        assert all(b"101" not in a.split(b"\r\n")[0] for a in answers)
+
+
+def test_after_an_upgrade_request_the_server_takes_trickled_bytes_cannot_hold_the_connection(server: int) -> None:
+    """An upgrade request whose head came in two reads (its start is the server's already) goes to the
+    server as it is; the server answers it and reads nothing after it. What a client sends next must
+    not keep the connection open: it is closed within the keep-alive timeout (1 s here) of the
+    answer, however the client trickles bytes."""
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as s:
+        s.sendall(b"GET /u HTTP/1.1\r\nhost: x\r\n")
+        time.sleep(0.05)
+        s.sendall(H2C + b"\r\n")
+        [reply] = read_answers(s, 1)
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'{"path": "/u", "bytes": 0}')
+        s.settimeout(0.1)
+        closed_after = None
+        started = time.monotonic()
+        while time.monotonic() - started < 10:  # ten times the keep-alive timeout
+            try:
+                s.sendall(b"G")
+                if s.recv(65536) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+        assert closed_after is not None, "a trickle of bytes held the connection open"
