@@ -77,7 +77,7 @@ def normalize_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
                 "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,
                 "message": _norm_message(ch.get("message")),
                 "logprobs": ch.get("logprobs") if isinstance(ch.get("logprobs"), dict) else None,
-                "finish_reason": finish if finish in FINISH_REASONS else "stop",
+                "finish_reason": finish if type(finish) is str and finish in FINISH_REASONS else "stop",
             }
         )
     out = {
@@ -106,6 +106,43 @@ def _tool_call_delta(tc: Any) -> Any:
 def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: int) -> dict[str, Any] | None:
     """A chat.completion.chunk in OpenAI's shape (without usage); None for an empty keep-alive."""
     choices = chunk.get("choices")
+    # Most of a stream's chunks are one token of text: one choice whose delta is its content (the
+    # first also names the role), nothing else. Those are built directly, the same as below builds
+    # them (tests/test_streaming.py holds the two equal), in about half the time.
+    if type(choices) is list and len(choices) == 1:
+        ch = choices[0]
+        delta = ch.get("delta") if type(ch) is dict else None
+        if (
+            type(delta) is dict
+            and type(delta.get("content")) is str
+            and (len(delta) == 1 or (len(delta) == 2 and delta.get("role") == "assistant"))
+            and ch.get("finish_reason") is None
+            and ch.get("logprobs") is None
+        ):
+            index = ch.get("index", 0)
+            out = {
+                "id": stream_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": index if isinstance(index, int) else 0,
+                        "delta": delta,
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+            if type(chunk.get("system_fingerprint")) is str:
+                out["system_fingerprint"] = chunk["system_fingerprint"]
+            return out
+    return _normalize_chunk(chunk, choices, model, stream_id, created)
+
+
+def _normalize_chunk(
+    chunk: dict[str, Any], choices: Any, model: str, stream_id: str, created: int
+) -> dict[str, Any] | None:
     if not isinstance(choices, list):
         raise ValueError("chunk without choices")
     out_choices: list[dict[str, Any]] = []
@@ -127,7 +164,7 @@ def normalize_chunk(chunk: dict[str, Any], model: str, stream_id: str, created: 
                 "index": ch.get("index", i) if isinstance(ch.get("index", i), int) else i,
                 "delta": delta,
                 "logprobs": ch.get("logprobs") if isinstance(ch.get("logprobs"), dict) else None,
-                "finish_reason": finish if finish in FINISH_REASONS else None,
+                "finish_reason": finish if type(finish) is str and finish in FINISH_REASONS else None,
             }
         )
     if not out_choices:

@@ -8,6 +8,8 @@ import socket
 import time
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import KEY_A, PROVIDER_KEY, Proc, mock_stats
 
@@ -213,3 +215,74 @@ def test_usage_on_an_empty_choice_after_stop_adds_no_chunk() -> None:
     assert stop["choices"][0]["finish_reason"] == "stop"
     # without usage an empty delta is relayed as before (it may be a provider's keep-alive the client expects)
     assert normalize_chunk({"choices": [{"index": 0, "delta": {}}]}, "m", "id", 1) is not None
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.text(max_size=3), st.just({}), st.just([]))
+_deltas = st.one_of(
+    st.fixed_dictionaries({"content": st.text(max_size=5)}),
+    st.fixed_dictionaries({"role": st.sampled_from(["assistant", "user"]), "content": st.text(max_size=5)}),
+    st.dictionaries(st.sampled_from(["content", "role", "refusal", "tool_calls", "reasoning_content"]), _values),
+    st.builds(  # a token of text beside one other field: only the assistant's role may take the short way
+        lambda text, extra: {"content": text, **extra},
+        st.text(max_size=5),
+        st.dictionaries(
+            st.sampled_from(["role", "refusal", "tool_calls", "audio", "function_call"]), _values, max_size=1
+        ),
+    ),
+    _values,
+)
+_choices = st.dictionaries(
+    st.sampled_from(["index", "delta", "finish_reason", "logprobs"]),
+    st.one_of(_deltas, st.sampled_from([None, "stop", "length", 0, 1, True])),
+).map(lambda c: c if "delta" not in c or isinstance(c["delta"], dict) else {**c, "delta": {"content": "x"}})
+_chunks = st.fixed_dictionaries(
+    {"choices": st.one_of(st.lists(_choices, max_size=2), _values)},
+    optional={
+        "usage": st.one_of(st.none(), st.just({"prompt_tokens": 1, "completion_tokens": 1})),
+        "system_fingerprint": st.one_of(st.none(), st.text(max_size=3), st.integers()),
+        "model": st.text(max_size=3),
+    },
+)
+
+
+_one_token = st.builds(  # the short way's own shape, and its near misses
+    lambda delta, extra, usage: {"choices": [{"index": 0, "delta": delta, **extra}], **usage},
+    st.builds(
+        lambda text, extra: {"content": text, **extra},
+        st.one_of(st.text(max_size=5), _values),
+        st.dictionaries(st.sampled_from(["role", "refusal", "tool_calls", "audio"]), _values, max_size=1),
+    ),
+    st.dictionaries(st.sampled_from(["finish_reason", "logprobs"]), st.sampled_from([None, "stop", {}]), max_size=1),
+    st.sampled_from([{}, {"usage": None}, {"usage": {"prompt_tokens": 1}}]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(chunk=st.one_of(_chunks, _one_token))
+def test_the_short_way_for_one_token_of_text_builds_what_the_general_one_does(chunk) -> None:
+    """A chunk of one token's text is built directly; whatever the chunk, the result (or the error)
+    is the general path's."""
+    import copy
+
+    from router.wire import _normalize_chunk, normalize_chunk
+
+    def run(f, *a):
+        try:
+            return f(*a)
+        except ValueError as exc:
+            return ("error", str(exc))
+
+    general = run(_normalize_chunk, copy.deepcopy(chunk), copy.deepcopy(chunk).get("choices"), "m", "id", 1)
+    assert run(normalize_chunk, chunk, "m", "id", 1) == general
+
+
+def test_a_finish_reason_that_is_not_a_string_is_read_as_none_of_the_known_ones() -> None:
+    """An upstream's `finish_reason: {}` (or a list) was looked up in a set and raised TypeError:
+    not the ValueError a malformed answer maps to, so the stream was cut without its error event."""
+    from router.wire import normalize_chat, normalize_chunk
+
+    for odd in ({}, [], {"why": "stop"}):
+        answer = normalize_chat({"choices": [{"message": {"content": "x"}, "finish_reason": odd}]}, "m")
+        assert answer["choices"][0]["finish_reason"] == "stop"
+        chunk = normalize_chunk({"choices": [{"delta": {"content": "x"}, "finish_reason": odd}]}, "m", "id", 1)
+        assert chunk is not None and chunk["choices"][0]["finish_reason"] is None
