@@ -44,7 +44,7 @@ class Ledger:
         )
 
     async def budget_sums(
-        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str]
+        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str], since: float | None = None
     ) -> tuple[int, dict[str, int]]:
         self.queries += 1
         mine = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -177,3 +178,37 @@ def _rejections(svc: Any) -> float:
         for m in metric.collect():
             total += sum(s.value for s in m.samples if s.name.endswith("_total"))
     return total
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    output=st.sampled_from([0.00001, 0.00002]),
+    reasoning=st.sampled_from([None, 0.000005, 0.00001, 0.00004]),
+    markup=st.sampled_from([0.0, 0.2]),
+    prompt=st.integers(0, 5000),
+    out=st.integers(0, 4000),
+)
+def test_the_worst_case_is_the_dearest_split_of_the_output(
+    output: float, reasoning: float | None, markup: float, prompt: int, out: int
+) -> None:
+    """A reservation's worst case: the output bound all plain or all reasoning, whichever is dearer
+    (computed once when reasoning is not priced apart), never below either."""
+    from pricing.catalog import cost_of
+    from pricing.usage import Usage
+    from router.accounting.metering import MemorySink
+    from router.build import build_services
+    from router.config import parse_config
+
+    info = {"input_cost_per_token": 0.000003, "output_cost_per_token": output}
+    if reasoning is not None:
+        info["output_cost_per_reasoning_token"] = reasoning
+    cfg = parse_config(
+        "model_list:\n  - model_name: m\n    litellm_params: {model: simulated/small}\n"
+        f"    model_info: {orjson.dumps(info).decode()}\n"
+        f"billing: {{default_plan: p, plans: {{p: {{markup: {markup}}}}}}}\n"
+    )
+    svc = build_services(cfg, env={}, sink=MemorySink())
+    dep = svc.registry.candidates("m", "chat")[0]
+    price = dep.price(svc.meter.catalog)
+    splits = [cost_of(Usage(prompt, out, reasoning_tokens=r), price).total * (1 + markup) for r in (0, out)]
+    assert svc.meter.worst_case(dep, None, "m", prompt, out) == pytest.approx(max(splits), rel=1e-12)

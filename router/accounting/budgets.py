@@ -42,7 +42,7 @@ class BudgetLedger(Protocol):
     """What budgets need from the ledger (router.ledger.store.LedgerStore)."""
 
     async def budget_sums(
-        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str]
+        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str], since: float | None = None
     ) -> tuple[int, dict[str, int]]: ...
 
 
@@ -50,6 +50,7 @@ class Flushable(Protocol):
     async def flush(self, timeout: float = 5.0) -> None: ...
 
 
+RECENT_SLACK_S = 60.0  # how long before the first settlement since the last reconciliation a reconciliation reads
 ADVERB = {"day": "daily", "month": "monthly"}
 
 
@@ -152,8 +153,11 @@ class BudgetReconciler:
         if self.ledger is None:
             base, prune = view.base_nano or 0, []
         else:
+            # (requests settled since the last reconciliation mostly started less than a minute before
+            # the first of them settled: a hint for reading them, not a condition)
+            since = min((at for _, at in view.recent.values()), default=time.time()) - RECENT_SLACK_S
             total, found = await self.ledger.budget_sums(
-                key.rule.scope, key.scope_id, key.start, key.end, list(view.recent)
+                key.rule.scope, key.scope_id, key.start, key.end, list(view.recent), since=since
             )
             # the ledger holds these: their spend moves into the base (which the total already counts);
             # past the horizon, a settlement the ledger never got is dropped (its record was lost)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Protocol, Sequence
 
-from pricing import Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
+from pricing import ModelPrice, Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
 from pricing.attribution import merge, self_hosted_cost
 from router.attempts import ESCALATED
 from router.metrics import Metrics
@@ -149,6 +149,8 @@ class Meter:
         self.sink = sink
         self.billing = billing
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._classes: dict[tuple[str, float | None], str] = {}  # (model, output price) -> its class
+        self._classes_of: Any = None  # the stack profile the remembered classes are of
 
     def estimate(self, dep: Deployment, body: dict[str, Any], completion_text: Iterable[str] = ()) -> Usage:
         model = dep.upstream_model
@@ -176,7 +178,9 @@ class Meter:
         price = dep.price(self.catalog)
         plan = self.billing.plan(tenant)
         worst = 0.0
-        for reasoning in (0, out):  # reasoning may be priced above plain output
+        # reasoning may be priced above plain output: then both are tried (else they cost the same)
+        split = price is not None and price.reasoning is not None and price.reasoning != price.output
+        for reasoning in (0, out) if split and out else (0,):
             usage = Usage(prompt, out, reasoning_tokens=reasoning)
             api = cost_of(usage, price).total if price is not None else None
             worst = max(worst, plan.charge(requested, usage, api) or 0.0)
@@ -193,9 +197,7 @@ class Meter:
         api = cost.total if cost is not None else None
         charge = self.billing.plan(tenant).charge(requested, usage, api)
         profile = self.billing.profile
-        cls = dep.model_class or profile.model_class(
-            dep.price_key or dep.upstream_model, price.output * 1e6 if price is not None else None
-        )
+        cls = dep.model_class or self._model_class(profile, dep, price)
         waterfall = None
         if charge is not None:
             waterfall = attribute(
@@ -208,6 +210,17 @@ class Meter:
             if lines is not None and api:  # the catalog's split by token type, scaled to what it cost
                 lines = {k: v * spent / api for k, v in lines.items()}
         return Priced(usage, spent, price.version if price is not None else None, charge, waterfall, lines)
+
+    def _model_class(self, profile: StackProfile, dep: Deployment, price: ModelPrice | None) -> str:
+        """The profile's class for a model (by its name and output price), remembered: the rules
+        match names by pattern, and the answer changes only with the profile."""
+        if profile is not self._classes_of or len(self._classes) > 10_000:
+            self._classes, self._classes_of = {}, profile
+        key = (dep.price_key or dep.upstream_model, price.output if price is not None else None)
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = profile.model_class(key[0], key[1] * 1e6 if key[1] is not None else None)
+        return cls
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: a request updates about twenty series."""

@@ -26,6 +26,8 @@ from router.ledger.schema import (
     requests,
 )
 
+RANGE_READ_MIN = 1000  # ids of a tenant's budget from which budget_sums reads its recent rows in one range
+
 
 @dataclass(frozen=True)
 class UsageQuery:
@@ -331,11 +333,20 @@ class LedgerQueries:
                     return
 
     async def budget_sums(
-        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str]
+        self,
+        scope: str,
+        scope_id: str,
+        start: float,
+        end: float,
+        among: Sequence[str],
+        since: float | None = None,
     ) -> tuple[int, dict[str, int]]:
         """What a budget's requests were charged in [start, end), in nano-dollars (each request's
         charge rounded up, as a settlement counts it), and the charges of those of ``among`` (request
-        ids) that are in the ledger. One statement, so both figures come from one snapshot."""
+        ids) that are in the ledger. ``since``: most of ``among`` started after it (a hint: the
+        answer is the same without it). ``among`` is read before the total, so a row landing in
+        between is counted in the total (an overcount the next reconciliation removes), never left
+        out of both."""
         if scope == "tag":  # scope_id "key=value"
             tag, _, scope_id = scope_id.partition("=")
             col = self.dimension("tag:" + tag)
@@ -355,14 +366,25 @@ class LedgerQueries:
         async with self.engine.connect() as conn:
             if self.dialect == "postgresql":  # both statements read one snapshot
                 await conn.execution_options(isolation_level="REPEATABLE READ")
-            # ``among`` first: a row landing between the two statements is then counted in the total
-            # too (an overcount the next reconciliation removes), never left out of both
             found: dict[str, int] = {}
             ids = list(among)
+            if scope == "tenant" and since is not None and len(ids) >= RANGE_READ_MIN:
+                # Many ids of a tenant's budget: one read of its rows since ``since`` on the (tenant, ts,
+                # charge, request_id) index, which holds all it needs, costs a tenth of a lookup per id;
+                # the ids it does not find (longer requests, records not yet written) are looked up.
+                wanted = set(ids)
+                recent = select(requests.c.request_id, ceil_nano).where(where).where(requests.c.ts >= since)
+                found = {r[0]: int(r[1]) for r in (await conn.execute(recent)).all() if r[0] in wanted}
+                ids = [i for i in ids if i not in found]
+            # Found by their primary key alone, the budget's conditions read from each row: given them
+            # in the WHERE clause, SQLite's planner (which has no statistics) scans the budget's whole
+            # period on the (scope, ts) index once per 500 ids, a cost that grows with the period's
+            # requests times those settled since the last reconciliation.
+            inside = case((where, 1), else_=0)
             for i in range(0, len(ids), 500):
                 part = ids[i : i + 500]
-                stmt = select(requests.c.request_id, ceil_nano).where(where).where(requests.c.request_id.in_(part))
-                found.update({r[0]: int(r[1]) for r in (await conn.execute(stmt)).all()})
+                stmt = select(requests.c.request_id, ceil_nano, inside).where(requests.c.request_id.in_(part))
+                found.update({r[0]: int(r[1]) for r in (await conn.execute(stmt)).all() if r[2]})
             total = (await conn.execute(select(func.coalesce(func.sum(ceil_nano), 0)).where(where))).scalar_one()
             await conn.rollback()
         return int(total), found
