@@ -1,0 +1,116 @@
+"""CPU per request under sustained load, window by window: two checkouts side by side.
+
+    git worktree add /tmp/before <commit>
+    python benchmarks/steady.py --before /tmp/before [--windows 40] [--seconds 2]
+
+Both checkouts' gateways run at once, each pinned to CPU 1 (`switchyard serve` with
+`benchmarks/bench-config.yaml`: metering, SQLite ledger, budgets and rate limits on, each in a fresh
+directory), in front of the mock upstream on CPU 0 with the load generator; closed-loop windows of
+``--seconds`` (32 connections, distinct small prompts) go to one and then the other, so both see
+the same point of their run and the same machine. What grows with a run shows here and not in
+short benchmarks: the ledger's size, and the budget reconciliation every 30 s (``limits.
+reconcile_interval``), which reads every request settled since the last one. Printed: each
+window's CPU milliseconds per request (the gateway's process tree) for both, then the median, the
+90th percentile and the worst window of each. Runs itself in a private network namespace, as
+benchmarks/sizes.py does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MOCK, PORTS = 4890, {"before": 4881, "after": 4882}
+KEY = "sk-bench-key"
+
+
+async def inner(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(HERE))
+    import sizes
+    from run import cpu_seconds
+
+    os.sched_setaffinity(0, {0})
+    work = Path(tempfile.mkdtemp(prefix="bench-steady-"))
+    env = {
+        **os.environ,
+        "BENCH_KEY": KEY,
+        "BENCH_PROVIDER_KEY": "sk-upstream",
+        "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1",
+    }
+    procs = {
+        "mock": sizes.start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
+    }
+    try:
+        for name, path in (("before", args.before), ("after", str(HERE.parent))):
+            (work / name).mkdir()
+            procs[name] = subprocess.Popen(
+                ["taskset", "-c", "1", sys.executable, "-m", "router.cli.main", "serve", "--config",
+                 str(HERE / "bench-config.yaml"), "--port", str(PORTS[name]), "--log-level", "warning"],
+                env={**env, "PYTHONPATH": path}, cwd=work / name, stdout=open(work / name / "log", "wb"),
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        for port in (MOCK, *PORTS.values()):
+            sizes.wait_port(port)
+        texts, counter = sizes.prompts(0, 64, seed=7), [0]
+        series: dict[str, list[float]] = {"before": [], "after": []}
+        t0 = time.monotonic()
+        for w in range(args.windows):
+            for name in ("before", "after") if w % 2 == 0 else ("after", "before"):
+                c0 = cpu_seconds(procs[name].pid)
+                done, errors = await sizes.window(
+                    f"http://127.0.0.1:{PORTS[name]}/v1/chat/completions",
+                    {"authorization": f"Bearer {KEY}"},
+                    "mock-gpt",
+                    texts,
+                    False,
+                    20,
+                    args.seconds,
+                    32,
+                    counter,
+                )
+                if errors:
+                    raise RuntimeError(f"{name}: {errors} errors")
+                series[name].append((cpu_seconds(procs[name].pid) - c0) * 1000 / done)
+            print(
+                f"{time.monotonic() - t0:6.1f} s  before {series['before'][-1]:.4f}  after {series['after'][-1]:.4f}",
+                flush=True,
+            )
+        for name, vals in series.items():
+            ordered = sorted(vals)
+            print(
+                f"{name:6} median {statistics.median(vals):.4f}  p90 {ordered[int(0.9 * (len(vals) - 1))]:.4f}  "
+                f"worst {ordered[-1]:.4f} ms per request"
+            )
+    finally:
+        for p in procs.values():
+            try:
+                os.killpg(p.pid, 15)
+                p.wait(20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, 9)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--before", required=True, help="a checkout of the baseline commit")
+    ap.add_argument("--windows", type=int, default=40)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inner:
+        asyncio.run(inner(args))
+        return
+    cmd = " ".join([sys.executable, __file__, "--inner", *sys.argv[1:]])
+    sys.exit(subprocess.call(["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"]))
+
+
+if __name__ == "__main__":
+    main()
