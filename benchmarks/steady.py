@@ -1,13 +1,14 @@
 """CPU per request under sustained load, window by window: two checkouts side by side.
 
     git worktree add /tmp/before <commit>
-    python benchmarks/steady.py --before /tmp/before [--windows 40] [--seconds 2]
+    python benchmarks/steady.py --before /tmp/before [--windows 40] [--seconds 2] [--size BYTES] [--chunks N]
 
 Both checkouts' gateways run at once, each pinned to CPU 1 (`switchyard serve` with
 `benchmarks/bench-config.yaml`: metering, SQLite ledger, budgets and rate limits on, each in a fresh
 directory), in front of the mock upstream on CPU 0 with the load generator; closed-loop windows of
 ``--seconds`` (32 connections, distinct small prompts) go to one and then the other, so both see
-the same point of their run and the same machine. What grows with a run shows here and not in
+the same point of their run and the same machine. ``--size``: prompts of that many bytes (each
+distinct); ``--chunks``: streamed answers of that many chunks instead of non-streaming ones. What grows with a run shows here and not in
 short benchmarks: the ledger's size, and the budget reconciliation every 30 s (``limits.
 reconcile_interval``), which reads every request settled since the last one. Printed: each
 window's CPU milliseconds per request (the gateway's process tree) for both, then the median, the
@@ -59,7 +60,7 @@ async def inner(args: argparse.Namespace) -> None:
             )  # fmt: skip
         for port in (MOCK, *PORTS.values()):
             sizes.wait_port(port)
-        texts, counter = sizes.prompts(0, 64, seed=7), [0]
+        texts, counter = sizes.prompts(args.size, 64, seed=7), [0]
         series: dict[str, list[float]] = {"before": [], "after": []}
         t0 = time.monotonic()
         for w in range(args.windows):
@@ -70,8 +71,8 @@ async def inner(args: argparse.Namespace) -> None:
                     {"authorization": f"Bearer {KEY}"},
                     "mock-gpt",
                     texts,
-                    False,
-                    20,
+                    args.chunks is not None,
+                    args.chunks or 20,
                     args.seconds,
                     32,
                     counter,
@@ -103,6 +104,8 @@ def main() -> None:
     ap.add_argument("--before", required=True, help="a checkout of the baseline commit")
     ap.add_argument("--windows", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--size", type=int, default=0, help="prompt bytes (0: a short question)")
+    ap.add_argument("--chunks", type=int, default=None, help="stream answers of this many chunks")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
