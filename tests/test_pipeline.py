@@ -119,3 +119,26 @@ def test_errors_come_from_one_place_in_one_shape(gateway, monkeypatch) -> None:
         }
         one_id(r)
         assert "secret" not in r.text
+
+
+def test_request_ids_are_distinct_and_ordered_by_time(monkeypatch) -> None:
+    """`req_` and 32 hex digits: milliseconds first, so the ledger's primary key takes each new id at its
+    end (random ids landed all over the index, and inserts slowed as it grew), then 80 random bits."""
+    import re
+
+    import router.app as app_module
+
+    ids = app_module.RequestIds()
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(app_module.time, "time", lambda: clock[0])
+    drawn = []
+    for _ in range(2000):
+        drawn.append(ids())
+        clock[0] += 0.0004  # several ids per millisecond
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in drawn)
+    assert len(set(drawn)) == len(drawn)
+    millis = [int(i[4:16], 16) for i in drawn]
+    assert millis == sorted(millis) and millis[0] == 1_800_000_000_000
+    later = [i for i, m in zip(drawn, millis) if m > millis[0]]
+    assert all(i > drawn[0] for i in later), "an id of a later millisecond sorts after"
+    assert len({i[16:] for i in drawn}) == len(drawn), "the random part differs within a millisecond"

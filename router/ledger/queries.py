@@ -333,13 +333,7 @@ class LedgerQueries:
                     return
 
     async def budget_sums(
-        self,
-        scope: str,
-        scope_id: str,
-        start: float,
-        end: float,
-        among: Sequence[str],
-        since: float | None = None,
+        self, scope: str, scope_id: str, start: float, end: float, among: Sequence[str], since: float | None = None
     ) -> tuple[int, dict[str, int]]:
         """What a budget's requests were charged in [start, end), in nano-dollars (each request's
         charge rounded up, as a settlement counts it), and the charges of those of ``among`` (request
@@ -376,10 +370,8 @@ class LedgerQueries:
                 recent = select(requests.c.request_id, ceil_nano).where(where).where(requests.c.ts >= since)
                 found = {r[0]: int(r[1]) for r in (await conn.execute(recent)).all() if r[0] in wanted}
                 ids = [i for i in ids if i not in found]
-            # Found by their primary key alone, the budget's conditions read from each row: given them
-            # in the WHERE clause, SQLite's planner (which has no statistics) scans the budget's whole
-            # period on the (scope, ts) index once per 500 ids, a cost that grows with the period's
-            # requests times those settled since the last reconciliation.
+            # By primary key alone, the budget's conditions read from each row: given them in the WHERE
+            # clause, SQLite's planner (no statistics) scanned the whole period's index per 500 ids.
             inside = case((where, 1), else_=0)
             for i in range(0, len(ids), 500):
                 part = ids[i : i + 500]
