@@ -136,6 +136,16 @@ def start(cmd: list[str], cpus: str, env: dict[str, str], log: Path) -> subproce
     )
 
 
+def stop(procs: Any) -> None:
+    """Ends each process's group: SIGTERM, then SIGKILL after 20 s."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, 15)
+            p.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(p.pid, 9)
+
+
 def wait_port(port: int, timeout: float = 120) -> None:
     import socket
 
@@ -259,12 +269,7 @@ async def inner(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(out, indent=2))
         print(f"results: {args.out}")
     finally:
-        for p in procs.values():
-            try:
-                os.killpg(p.pid, 15)
-                p.wait(20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, 9)
+        stop(procs.values())
 
 
 def main() -> None:

@@ -91,12 +91,7 @@ async def inner(args: argparse.Namespace) -> None:
                 f"worst {ordered[-1]:.4f} ms per request"
             )
     finally:
-        for p in procs.values():
-            try:
-                os.killpg(p.pid, 15)
-                p.wait(20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, 9)
+        sizes.stop(procs.values())
 
 
 def main() -> None:
