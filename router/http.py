@@ -118,8 +118,8 @@ class HeadGuard(asyncio.Protocol):
         self.head_reads = 0  # bytes of the reads that ended inside a head (a header not yet given counts)
         self.headers = 0
         self.refusal = ""
-        self.answered = False
-        self.upgraded = self.rewriting = False
+        self.deaf = False  # refused and closing, or past an upgrade the server kept: nothing more goes on
+        self.rewriting = False
         self.url = b""
 
     # asyncio.Protocol: what the event loop calls, passed on to the server's protocol
@@ -138,7 +138,7 @@ class HeadGuard(asyncio.Protocol):
             if passed is None:
                 return
             data = passed
-        elif self.answered or self.upgraded:  # refused and closing, or past an upgrade: nothing more goes on
+        elif self.deaf:
             return
         self.inner.data_received(data)
 
@@ -226,7 +226,7 @@ class HeadGuard(asyncio.Protocol):
         # (one rewrite per read: a second upgrade request pipelined behind the first is the server's)
         plain = None if self.rewriting else _without_upgrade(data, end, self.parser.get_method(), self.url)
         if plain is None or plain[1] == data[plain[0] : end]:
-            self.parser, self.upgraded = None, True
+            self.parser, self.deaf = None, True
             return data
         start, head = plain
         self.parser = httptools.HttpRequestParser(self)  # at the boundary where the request begins
@@ -249,7 +249,7 @@ class HeadGuard(asyncio.Protocol):
 
     def _answer(self, status: int, reason: str, message: str, code: str, type_: str = "invalid_request_error") -> None:
         self._head_done()
-        self.parser, self.answered = None, True
+        self.parser, self.deaf = None, True
         assert self.transport is not None
         if not self.transport.is_closing():
             self.transport.write(error_bytes(status, reason, message, code, type_))

@@ -164,15 +164,13 @@ class Limiter(BudgetReconciler):
         exact: Callable[[], tuple[int, float]] | None = None,
     ) -> Ticket:
         """Admit or raise 429 (rate or budget) / 400 (per-request cap) / 503 (state down, fail closed).
-        ``now``: the request's start (UNIX seconds), which also dates its ledger record. ``exact``:
-        when ``tokens`` and ``max_charge_usd`` come from an upper bound of the prompt (its bytes), the
-        figures by its count, asked for only when the bound would be refused: a request is never
-        refused for the bound, and is tokenised only where the decision depends on it."""
-        capped = self.cfg.max_request_usd
-        if exact is not None and capped is not None and max_charge_usd is not None and max_charge_usd > capped:
-            tokens, max_charge_usd = exact()
+        ``now``: the request's start (UNIX seconds), which also dates its ledger record. ``exact``: when
+        ``tokens`` and ``max_charge_usd`` bound the prompt by its bytes, the figures by its count, asked
+        for only when the bound would be refused: nobody is refused for the bound."""
+        if exact is not None and self._over_cap(max_charge_usd):
+            tokens, max_charge_usd = exact()  # over the cap by the bound: the count decides
             exact = None
-        if capped is not None and max_charge_usd is not None and max_charge_usd > capped:
+        if self._over_cap(max_charge_usd):
             raise invalid_request(
                 f"This request could cost up to ${max_charge_usd:.4f}, above the per-request cap of "
                 f"${self.cfg.max_request_usd:.4f}. Lower max_tokens or shorten the prompt.",
@@ -235,6 +233,10 @@ class Limiter(BudgetReconciler):
         if keys and reserve:
             self._open[request_id] = ticket
         return ticket
+
+    def _over_cap(self, charge_usd: float | None) -> bool:
+        cap = self.cfg.max_request_usd
+        return cap is not None and charge_usd is not None and charge_usd > cap
 
     def _rate_counters(self, rates: Any, minute: int, tokens: int) -> tuple[list[CounterReq], list[tuple[str, int]]]:
         """The counters this minute's request adds to, and what each counts (requests or tokens) and its limit."""
