@@ -284,9 +284,13 @@ def train_predictor(
     verifiers: dict[str, Verifier] | None = None,
     solver: str = "adagrad",
     l2: float | None = None,
+    topic_field: str | None = None,
+    topic_l2: float = 0.1,
+    topic_blend: float = 0.5,
 ) -> QualityPredictor:
     """One quality column per model; with a ``policy``, one more per named cascade it defines, its
-    outcome on each row replayed from the recorded answers (the check sees only answer texts)."""
+    outcome on each row replayed from the recorded answers (the check sees only answer texts). With
+    a ``topic_field``, a topic head learns that field of the rows as its target (policies.topics)."""
     rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
@@ -305,6 +309,9 @@ def train_predictor(
         lr=lr,
         l2=l2,
         solver=solver,
+        topics=None if topic_field is None else [str(r.get(topic_field) or "") for r in rows],
+        topic_l2=topic_l2,
+        topic_blend=topic_blend,
         meta={
             "rows": len(rows),
             "split": split,
@@ -314,5 +321,6 @@ def train_predictor(
             "solver": solver,
             "l2": l2,
             "cascade_columns": columns[len(ds.models) :],
+            **({"topic_field": topic_field, "topic_l2": topic_l2, "topic_blend": topic_blend} if topic_field else {}),
         },
     )

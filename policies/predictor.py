@@ -7,7 +7,8 @@ document frequency on the training prompts, the vector normalised again). The di
 models' predictions is the predicted gain a two-model router thresholds. Tiny and fast: a
 prediction is one sparse dot product per model, tens of microseconds. Saved as a compressed .npz
 with its model names, its feature weights (if any) and training metadata (which holds the
-settings it was trained with, so it can be retrained on another split alike).
+settings it was trained with, so it can be retrained on another split alike). A batch-trained
+predictor may carry a topic head (policies.topics) whose per-topic record it blends in.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from policies.features import DIM, featurize
+from policies.topics import TopicHead
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +33,7 @@ class QualityPredictor:
     meta: dict[str, Any] = field(default_factory=dict)
     idf: np.ndarray | None = None  # [DIM] feature weights (TF-IDF); None: features as they come
     bias: np.ndarray | None = None  # [n_models] intercepts beside the features (batch-trained)
+    topics: TopicHead | None = None  # what the prompt is about, blended in (batch-trained, policies.topics)
     # the same weights by feature, contiguous: a prediction gathers a few hundred rows of n_models
     # floats (one cache line each) instead of n_models scattered reads per feature
     by_feature: np.ndarray = field(init=False, repr=False)
@@ -54,14 +57,21 @@ class QualityPredictor:
         seed: int = 0,
         meta: dict[str, Any] | None = None,
         solver: str = "adagrad",
+        topics: Sequence[str] | None = None,
+        topic_l2: float = 0.1,
+        topic_blend: float = 0.5,
     ) -> "QualityPredictor":
         """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model). ``solver``
         ``batch``: ``epochs`` full-batch Adam steps of size ``lr`` on the mean log-loss plus
-        ``l2`` / n_prompts x |w|^2 / 2, over TF-IDF-weighted features."""
+        ``l2`` / n_prompts x |w|^2 / 2, over TF-IDF-weighted features; with ``topics`` (a label per
+        prompt), also a topic head (``topic_l2``), its quality weighed ``topic_blend`` in a prediction."""
         if solver == "batch":
-            return cls._train_batch(prompts, scores, models, steps=epochs, lr=lr, l2=l2, meta=meta)
+            head = (topics, topic_l2, topic_blend) if topics is not None else None
+            return cls._train_batch(prompts, scores, models, steps=epochs, lr=lr, l2=l2, meta=meta, topics=head)
         if solver != "adagrad":
             raise ValueError(f"unknown solver '{solver}' (adagrad, batch)")
+        if topics is not None:
+            raise ValueError("a topic head needs the batch solver")
         import numpy as np
 
         n, m = scores.shape
@@ -96,6 +106,7 @@ class QualityPredictor:
         lr: float,
         l2: float,
         meta: dict[str, Any] | None,
+        topics: tuple[Sequence[str], float, float] | None = None,
     ) -> "QualityPredictor":
         import numpy as np
 
@@ -128,7 +139,13 @@ class QualityPredictor:
                 mb[j] = 0.9 * mb[j] + 0.1 * gb
                 sb[j] = 0.999 * sb[j] + 0.001 * gb * gb
                 bias[j] -= lr * (mb[j] / (1 - 0.9**t)) / (np.sqrt(sb[j] / (1 - 0.999**t)) + 1e-8)
-        return cls(list(models), w.astype(np.float32), dict(meta or {}), idf=idf, bias=bias.astype(np.float32))
+        head = None
+        if topics is not None:
+            labels, topic_l2, blend = topics
+            head = TopicHead.train(rows, cols, vals, labels, scores, steps=steps, lr=lr, l2=topic_l2, blend=blend)
+        return cls(
+            list(models), w.astype(np.float32), dict(meta or {}), idf=idf, bias=bias.astype(np.float32), topics=head
+        )
 
     def _features(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
@@ -139,14 +156,20 @@ class QualityPredictor:
             val /= np.sqrt((val * val).sum())
         return idx, val
 
-    def predict(self, prompt: str) -> dict[str, float]:
+    def parts(self, prompt: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """[n_models] each: the word model's predicted quality, and the topic head's (None: no head)."""
         import numpy as np
 
         idx, val = self._features(prompt)
         z = val @ self.by_feature.take(idx, axis=0)
         if self.bias is not None:
             z += self.bias
-        p = 1.0 / (1.0 + np.exp(-z))
+        return 1.0 / (1.0 + np.exp(-z)), None if self.topics is None else self.topics.quality_of(idx, val)
+
+    def predict(self, prompt: str) -> dict[str, float]:
+        p, topic = self.parts(prompt)
+        if topic is not None:
+            p = (1.0 - self.topics.blend) * p + self.topics.blend * topic  # type: ignore[union-attr]
         return dict(zip(self.models, p.tolist()))
 
     def predict_many(self, prompts: Iterable[str]) -> np.ndarray:
@@ -167,6 +190,8 @@ class QualityPredictor:
             out["idf"] = self.idf.astype(np.float16)
         if self.bias is not None:
             out["bias"] = self.bias.astype(np.float32)
+        if self.topics is not None:
+            out.update(self.topics.to_arrays())
         return out
 
     @classmethod
@@ -181,4 +206,5 @@ class QualityPredictor:
             json.loads(str(f["meta"])),
             idf=idf,
             bias=bias,
+            topics=TopicHead.from_arrays(f),
         )

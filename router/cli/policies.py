@@ -65,6 +65,11 @@ def policies_train(
     responses: Optional[Path] = typer.Option(
         None, help="Answer texts for the cascades' checks (default: <data>_responses.jsonl)."
     ),
+    topic_field: Optional[str] = typer.Option(
+        None, help="A row field (e.g. category) a topic head learns to read from the prompt (batch solver)."
+    ),
+    topic_l2: float = typer.Option(0.1, min=0.0, help="The topic head's L2 strength."),
+    topic_blend: float = typer.Option(0.5, min=0.0, max=1.0, help="The topic quality's share in a prediction."),
 ) -> None:
     """Train the quality predictor on outcome data."""
     import time as _time
@@ -87,6 +92,9 @@ def policies_train(
     if solver not in ("adagrad", "batch"):
         typer.echo(f"--solver: unknown solver '{solver}' (adagrad, batch)", err=True)
         raise typer.Exit(2)
+    if topic_field is not None and solver != "batch":
+        typer.echo("--topic-field: a topic head needs --solver batch", err=True)
+        raise typer.Exit(2)
     pred = train_predictor(
         ds,
         split,
@@ -97,6 +105,9 @@ def policies_train(
         verifiers=verifiers,
         solver=solver,
         l2=l2,
+        topic_field=topic_field,
+        topic_l2=topic_l2,
+        topic_blend=topic_blend,
         responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
     )
     pred.meta.update(data=data.name)
@@ -175,6 +186,9 @@ def _retrained(
             lr=float(m.get("lr", 0.5)),
             solver=m.get("solver", "adagrad"),
             l2=m.get("l2"),
+            topic_field=m.get("topic_field"),
+            topic_l2=float(m.get("topic_l2", 0.1)),
+            topic_blend=float(m.get("topic_blend", 0.5)),
             policy=pol if with_policy else None,
             verifiers=fresh,
             responses=responses,
