@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from policies.adam import adam
 from policies.features import DIM, featurize
 from policies.topics import TopicHead
 
@@ -133,12 +134,10 @@ class QualityPredictor:
                 g = (1.0 / (1.0 + np.exp(-z)) - y[:, j]) * known[:, j] / counts[j]
                 gw = np.bincount(cols, weights=vals * g[rows], minlength=DIM) + l2 / counts[j] * w[j]
                 gb = g.sum()
-                mom[j] = 0.9 * mom[j] + 0.1 * gw
-                sq[j] = 0.999 * sq[j] + 0.001 * gw * gw
-                w[j] -= lr * (mom[j] / (1 - 0.9**t)) / (np.sqrt(sq[j] / (1 - 0.999**t)) + 1e-8)
-                mb[j] = 0.9 * mb[j] + 0.1 * gb
-                sb[j] = 0.999 * sb[j] + 0.001 * gb * gb
-                bias[j] -= lr * (mb[j] / (1 - 0.9**t)) / (np.sqrt(sb[j] / (1 - 0.999**t)) + 1e-8)
+                step, mom[j], sq[j] = adam(gw, mom[j], sq[j], t, lr)
+                w[j] -= step
+                step, mb[j], sb[j] = adam(gb, mb[j], sb[j], t, lr)
+                bias[j] -= step
         head = None
         if topics is not None:
             labels, topic_l2, blend = topics
@@ -168,8 +167,8 @@ class QualityPredictor:
 
     def predict(self, prompt: str) -> dict[str, float]:
         p, topic = self.parts(prompt)
-        if topic is not None:
-            p = (1.0 - self.topics.blend) * p + self.topics.blend * topic  # type: ignore[union-attr]
+        if topic is not None and self.topics is not None:
+            p = (1.0 - self.topics.blend) * p + self.topics.blend * topic
         return dict(zip(self.models, p.tolist()))
 
     def predict_many(self, prompts: Iterable[str]) -> np.ndarray:

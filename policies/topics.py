@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from policies.adam import adam
 from policies.features import DIM
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class TopicHead:
         y = np.searchsorted(topics, labels)
         k = len(topics)
         df = np.bincount(cols)
-        keep = df.take(cols) >= MIN_ROWS  # every row keeps its shape features and the bias
+        keep = (df.take(cols) >= MIN_ROWS) | (cols == 0)  # every row keeps its bias feature (index 0)
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         keys, ccols = np.unique(cols, return_inverse=True)
         vals32 = vals.astype(np.float32)
@@ -109,9 +110,8 @@ class TopicHead:
             z = np.exp(z - z.max(axis=1, keepdims=True))
             d = (z / z.sum(axis=1, keepdims=True) - onehot) / n
             g = _gather_sum(vals_by_col, rows_by_col, col_starts, d) + (l2 / n) * w
-            mom = 0.9 * mom + 0.1 * g
-            sq = 0.999 * sq + 0.001 * g * g
-            w -= lr * (mom / (1 - 0.9**t)) / (np.sqrt(sq / (1 - 0.999**t)) + 1e-8)
+            step, mom, sq = adam(g, mom, sq, t, lr)
+            w -= step
             bias -= lr * d.sum(axis=0)  # plain steps: the intercepts start at the topic shares
         known = ~np.isnan(scores)
         overall = np.nanmean(scores, axis=0)

@@ -117,6 +117,11 @@ def test_the_topic_head_survives_a_round_trip_and_stores_only_seen_features(tmp_
     plain = train_predictor(ds, "train", epochs=5, lr=0.1, solver="batch", l2=1.0)
     save_predictor(plain, tmp_path / "q.npz")
     assert load_predictor(tmp_path / "q.npz").topics is None
+    # one training prompt: no feature is in two, the bias alone carries the head
+    one = QualityPredictor.train(
+        ["x y"], np.ones((1, 2)), ["a", "b"], epochs=3, lr=0.1, l2=1.0, solver="batch", topics=["t"]
+    )
+    assert one.topics is not None and one.predict("x y") == pytest.approx({"a": 1.0, "b": 1.0}, abs=0.2)
     with pytest.raises(ValueError, match="batch solver"):
         QualityPredictor.train(["x"], np.ones((1, 1)), ["m"], topics=["a"])
 
