@@ -30,6 +30,13 @@ ADMIN_KEY = "admin-CANARY-key-11aa22bb33cc"
 SECRETS = (PROVIDER_KEY, KEY_A, KEY_B, KEY_C, ADMIN_KEY)
 
 
+def inside_one_minute(seconds: float = 10.0) -> None:
+    """Wait for the next minute when fewer than ``seconds`` are left of this one (rate limits count
+    per clock minute: a burst that straddles two windows is counted in both)."""
+    if 60 - time.time() % 60 < seconds:
+        time.sleep(60 - time.time() % 60 + 0.5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,6 +19,7 @@ from tests.conftest import (
     KEY_B,
     KEY_C,
     Proc,
+    inside_one_minute,
     ledger_record,
     mock_config,
     mock_stats,
@@ -172,7 +173,9 @@ def test_rate_limits_and_upstream_429s_get_each_surfaces_typed_error(sgw: Proc) 
         oa(sgw).responses.create(model="all-limited", input="hi", store=False)
     with pytest.raises(openai.RateLimitError):
         oa(sgw).completions.create(model="all-limited", prompt="hi")
-    # the gateway's own limit (tenant-c: 2 requests a minute), whichever surface the requests use
+    # the gateway's own limit (tenant-c: 2 requests a minute), whichever surface the requests use; the
+    # four requests inside one clock minute (a window that turned between them would admit the third)
+    inside_one_minute(20)
     oa(sgw, KEY_C).completions.create(model="mock-gpt", prompt="hi")
     an(sgw, KEY_C).messages.create(model="mock-gpt", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(anthropic.RateLimitError) as e:

@@ -16,7 +16,17 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, KEY_B, SWITCHYARD, Proc, ledger_record, start_gateway
+from tests.conftest import (
+    ADMIN_KEY,
+    GATEWAY_ENV,
+    KEY_A,
+    KEY_B,
+    SWITCHYARD,
+    Proc,
+    inside_one_minute,
+    ledger_record,
+    start_gateway,
+)
 from tests.servers import shared_redis_url
 from tests.test_focus import export
 
@@ -146,8 +156,7 @@ def test_a_budget_scoped_to_a_tag_is_enforced(gw: Proc) -> None:
 
 
 def test_a_rate_limit_per_user(gw: Proc) -> None:
-    if 60 - time.time() % 60 < 8:  # the limit counts per minute
-        time.sleep(60 - time.time() % 60 + 0.5)
+    inside_one_minute(8)
     assert [chat(gw, user="dave").status_code for _ in range(11)] == [200] * 10 + [429]
     assert chat(gw, user="erin").status_code == 200  # each user separately
     # every rule that matches holds: vip's own (1 a minute) as well as every user's (10)
@@ -157,8 +166,7 @@ def test_a_rate_limit_per_user(gw: Proc) -> None:
 def test_distinct_users_stay_within_the_bound(gw: Proc) -> None:
     # tenant b's own flood (tenant a's users do not count against it); the values beyond the bound are
     # "(other)", which shares one rate limit: 7 of them here, within its 10 a minute
-    if 60 - time.time() % 60 < 8:
-        time.sleep(60 - time.time() % 60 + 0.5)
+    inside_one_minute(8)
     for i in range(12):
         assert chat(gw, key=KEY_B, user=f"flood-{i}", meta={"feature": f"f{i}"}).status_code == 200
     rid = chat(gw, key=KEY_B, user="flood-13").headers["x-request-id"]

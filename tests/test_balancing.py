@@ -19,7 +19,7 @@ from router.registry import Registry
 from router.services import load_catalog
 from router.accounting.redis_state import RedisState
 from router.tokens import Tokenizer
-from tests.conftest import ADMIN_KEY, KEY_A, Proc, mock_stats, start_gateway, start_mock
+from tests.conftest import ADMIN_KEY, KEY_A, Proc, inside_one_minute, mock_stats, start_gateway, start_mock
 from tests.servers import shared_redis_url
 
 H = {"authorization": f"Bearer {KEY_A}"}
@@ -196,12 +196,6 @@ def chat(gw: Proc, model: str = "pool", **extra: Any) -> httpx.Response:
         timeout=30,
         json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, **extra},
     )
-
-
-def inside_one_minute(seconds: float = 10.0) -> None:
-    """Wait for the next minute when fewer than ``seconds`` are left of this one (limits count per minute)."""
-    if 60 - time.time() % 60 < seconds:
-        time.sleep(60 - time.time() % 60 + 0.5)
 
 
 def test_least_busy_sends_a_request_past_a_deployment_busy_streaming(mock: Proc, tmp_path) -> None:

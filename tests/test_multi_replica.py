@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, start_gateway, start_mock
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, inside_one_minute, start_gateway, start_mock
 from tests.servers import fresh_database, shared_database_url, shared_redis_url
 from tests.test_ledger import record
 
@@ -137,8 +137,7 @@ def test_budget_holds_across_replicas_with_zero_overshoot(replicas) -> None:
 
 def test_rate_limit_is_global_across_replicas(replicas) -> None:
     gws, _, _ = replicas
-    if 60 - time.time() % 60 < 8:  # keep the burst inside one one-minute window
-        time.sleep(60 - time.time() % 60 + 0.5)
+    inside_one_minute(8)  # keep the burst inside one one-minute window
     body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     responses = asyncio.run(hammer([g.base for g in gws], KEY_B, 60, body, concurrency=20))
     ok = [r for r in responses if r.status_code == 200]
