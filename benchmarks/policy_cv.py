@@ -4,7 +4,7 @@
         --policy policies/examples/routerbench-subset.yaml [--folds 3] [--json OUT]
 
 The train split is cut into folds (a stable hash of each row's id); for every setting of the grid
-(the predictor's epochs and step size, and which of the policy's named cascades are candidates),
+(the predictor's solver, epochs, step size and L2, and which of the policy's named cascades are candidates),
 the predictor is trained on all folds but one and the policy's lambda sweep is replayed on the one
 left out. Reported per setting, averaged over folds: the pooled cost to reach 95% of the strongest
 single model's quality (as a share of its cost) and the mean AIQ. The test split is never read, so
@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--epochs", default="2,3,5")
     ap.add_argument("--lr", default="0.05,0.1,0.2,0.5")
+    ap.add_argument("--solver", default="adagrad", choices=["adagrad", "batch"])
+    ap.add_argument("--l2", default=None, help="comma-separated L2 strengths (default: the solver's own)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     ds = load_dataset(args.data)
@@ -63,15 +65,18 @@ def main() -> None:
     names = list(policy.cascades)
     cascade_sets = [tuple(names[:k]) for k in range(len(names) + 1)]
     results = []
-    for epochs, lr, cascades in itertools.product(
-        [int(x) for x in args.epochs.split(",")], [float(x) for x in args.lr.split(",")], cascade_sets
+    l2s = [None] if args.l2 is None else [float(x) for x in args.l2.split(",")]
+    for epochs, lr, l2, cascades in itertools.product(
+        [int(x) for x in args.epochs.split(",")], [float(x) for x in args.lr.split(",")], l2s, cascade_sets
     ):
         pol = variant(policy, cascades)
         costs, aiqs = [], []
         for k in range(args.folds):
             rows = [{**r, ds.split_field: "test" if fold_of(r["id"], args.folds) == k else "train"} for r in train]
             fold_ds = Dataset(rows, ds.models, ds.split_field)
-            pred = train_predictor(fold_ds, "train", epochs=epochs, lr=lr, policy=pol, responses=responses)
+            pred = train_predictor(
+                fold_ds, "train", epochs=epochs, lr=lr, policy=pol, responses=responses, solver=args.solver, l2=l2
+            )
             rep = evaluate(
                 pol,
                 fold_ds,
@@ -88,6 +93,8 @@ def main() -> None:
         res = {
             "epochs": epochs,
             "lr": lr,
+            "solver": args.solver,
+            "l2": l2,
             "cascades": list(cascades),
             "cost_to_95pct": float(np.mean(costs)),
             "mean_aiq": float(np.mean(aiqs)),
@@ -95,13 +102,13 @@ def main() -> None:
         }
         results.append(res)
         print(
-            f"epochs={epochs} lr={lr:<5g} cascades={len(cascades)}  cost to 95%: {res['cost_to_95pct']:.3f} "
+            f"{args.solver} epochs={epochs} lr={lr:<5g} l2={l2} cascades={len(cascades)}  cost to 95%: {res['cost_to_95pct']:.3f} "
             f"(folds {', '.join(f'{c:.3f}' for c in costs)})  mean AIQ {res['mean_aiq']:.4f}",
             flush=True,
         )
     best = min(results, key=lambda r: (r["cost_to_95pct"], -r["mean_aiq"]))
     print(
-        f"chosen: epochs={best['epochs']} lr={best['lr']:g} cascades={best['cascades']} "
+        f"chosen: {args.solver} epochs={best['epochs']} lr={best['lr']:g} l2={best['l2']} cascades={best['cascades']} "
         f"(cost to 95% {best['cost_to_95pct']:.3f}, mean AIQ {best['mean_aiq']:.4f})"
     )
     if args.json:
