@@ -167,7 +167,7 @@ class PolicyRouter:
         if not names:
             return Decision(p.name, "constraints", [], "no candidate satisfies the constraints", table)
         parts = [m for n in cascades for m in p.cascades[n].models if m not in names]
-        q, explored = self.quality.estimate(names + parts, f.prompt, f.category, rng)
+        q, explored, prior = self.quality.estimate(names + parts, f.prompt, f.category, rng)
         costs: dict[str, float] = {}
         outs: dict[str, float] = {}  # expected output tokens (what a per-token price charges)
         cache = p.constraints.cache_affinity  # the conversation's cached prefix priced at the cache rate
@@ -187,6 +187,8 @@ class PolicyRouter:
         for row in table:
             if row["model"] in q and row["model"] in costs:
                 row["quality"] = round(q[row["model"]], 4)
+                if prior is not q:  # learning from feedback: the estimate before it (what feedback is measured against)
+                    row["prior"] = round(prior[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
         choice = self._objective(f, names, q, costs, rng, outs)
         order, rule, reason, arm, cascade = choice.order, choice.rule, choice.reason, choice.arm, choice.cascade

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from policies.decide import Decision
 from policies.replay import Replay
 from policies.outcomes import Dataset, cost, score
 from policies.predictor import QualityPredictor
@@ -104,7 +105,7 @@ def simulate(
         series["online"].append((q, c))
         # the answer's score comes back as feedback, to the candidate chosen (as the gateway credits it)
         arm = (online.last.cascade or {}).get("name") if online.last is not None else None
-        state.record(arm or m, online.category(r), q)
+        state.record(arm or m, online.category(r), q, prior=_prior_of(online.last, arm or m))
         series["offline"].append(offline.choose(r)[1:3])
         best = max(score(r, x) - lam * cost(r, x, prices) for x in models)
         series["oracle"].append(
@@ -147,6 +148,13 @@ def simulate(
     }
 
 
+def _prior_of(decision: Decision | None, arm: str) -> float | None:
+    """The quality estimate the decision had for ``arm`` before feedback (what the gateway's feedback
+    reads from the ledger's decision)."""
+    rows = decision.candidates if decision is not None else []
+    return next((row.get("prior") for row in rows if row["model"] == arm), None)
+
+
 def _frozen_utility(
     policy: Policy,
     ds: Dataset,
@@ -162,7 +170,7 @@ def _frozen_utility(
     greedy = policy.quality.bandit.model_copy(update={"exploration": 0.0, "optimism": 0.0})
     frozen = policy.model_copy(update={"quality": policy.quality.model_copy(update={"bandit": greedy})})
     snapshot = BanditState()
-    snapshot.replace({k: (v[0], v[1]) for k, v in state.stats.items()})
+    snapshot.replace(state.stats)
     replay = Replay(frozen, ds, prices, predictor, history, responses, verifiers, bandit=snapshot)
     return float(np.mean([(lambda x: x[1] - lam * x[2])(replay.choose(r)) for r in rows]))
 

@@ -70,7 +70,9 @@ class Services:
     _config_mtime: float = 0.0
     # feedback the shared store did not take (it was down): (policy, model, category, score, request id),
     # handed to it again before the next sync, so that it is not lost when the sync replaces local totals
-    _unshared: deque[tuple[str, str, str, float, str]] = field(default_factory=lambda: deque(maxlen=UNSHARED_MAX))
+    _unshared: deque[tuple[str, str, str, float, str, float]] = field(
+        default_factory=lambda: deque(maxlen=UNSHARED_MAX)
+    )
 
     async def start(self) -> None:
         # only the encodings the configured models use (each costs 30-70 MB of memory)
@@ -177,13 +179,17 @@ class Services:
         # the candidate the policy chose is what earned the score: a named cascade's own arm (the
         # answering step's quality depends on the check), else the model that answered
         arm = (decision.get("cascade") or {}).get("name") or row["model"]
-        entry = (decision["policy"], arm, category, score, request_id)
+        # what the policy expected of the arm when it decided: feedback corrects that estimate (a record
+        # from before priors were kept has the estimate it used; none at all: taken as no surprise)
+        seen: dict[str, Any] = next((c for c in decision.get("candidates") or [] if c.get("model") == arm), {})
+        prior = seen.get("prior", seen.get("quality", score))
+        entry = (decision["policy"], arm, category, score, request_id, float(prior))
         try:  # shared with the other replicas (Redis), which also says whether it was scored before
             previous = await self.state.bandit_add(*entry)
         except Exception as exc:  # noqa: BLE001 - the store being down must not fail the feedback
             log.warning("feedback not shared with other replicas yet (kept to retry): %s", type(exc).__name__)
             self._unshared.append(entry)
-        bandit.record(arm, category, score, replaces=previous)
+        bandit.record(arm, category, score, replaces=previous, prior=float(prior))
         self.metrics.feedback.labels(decision["policy"]).inc()
         return True, previous is not None
 

@@ -10,7 +10,16 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, inside_one_minute, start_gateway, start_mock
+from tests.conftest import (
+    ADMIN_KEY,
+    KEY_A,
+    KEY_B,
+    KEY_C,
+    inside_one_minute,
+    ledger_record,
+    start_gateway,
+    start_mock,
+)
 from tests.servers import fresh_database, shared_database_url, shared_redis_url
 from tests.test_ledger import record
 
@@ -203,14 +212,15 @@ def test_a_request_scored_again_on_any_replica_counts_once(replicas) -> None:
     model = r.headers["x-switchyard-model"]
     shared = redis.Redis.from_url(redis_url)
 
-    def totals() -> tuple[float, float]:
+    def totals() -> tuple[float, float, float]:
         raw = shared.hgetall("sy:bandit:learn")
         return (
             float(raw.get(f"n\x1f{model}\x1fgeneral".encode(), 0)),
             float(raw.get(f"s\x1f{model}\x1fgeneral".encode(), 0)),
+            float(raw.get(f"p\x1f{model}\x1fgeneral".encode(), 0)),
         )
 
-    n0, s0 = totals()
+    n0, s0, p0 = totals()
     replaced = []
     for gw, score in ((gws[0], 0.0), (gws[1], 1.0), (gws[0], 0.25)):  # a client re-scoring, on either replica
         fb = httpx.post(
@@ -219,8 +229,12 @@ def test_a_request_scored_again_on_any_replica_counts_once(replicas) -> None:
         assert fb.status_code == 200, fb.text
         replaced.append(fb.json()["replaced"])
     assert replaced == [False, True, True]
-    n1, s1 = totals()
+    n1, s1, p1 = totals()
     assert n1 == n0 + 1 and s1 == pytest.approx(s0 + 0.25), "one observation, the latest score"
+    # and the estimate the request was decided with, as its ledger record shows it, once
+    decision = ledger_record(gws[0], KEY_C, r.headers["x-request-id"])["decision"]
+    prior = next(c["prior"] for c in decision["candidates"] if c["model"] == model)
+    assert 0 < prior < 1 and p1 == pytest.approx(p0 + prior), "feedback is measured against that estimate"
 
 
 def test_a_long_conversation_continues_on_its_replica_through_either_gateway(replicas) -> None:

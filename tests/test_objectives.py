@@ -82,7 +82,7 @@ def test_feedback_moves_the_posterior_and_a_rescore_replaces() -> None:
     assert decide("{type: cheapest_above, target: 0.7}", bandit, state=state).order[0] == "best"
     for _ in range(3):  # the same three requests scored again, now 1.0: (8 + 3) / 13 = 0.85
         state.record("mid", "general", 1.0, replaces=0.0)
-    assert state.get("mid", "general") == (3.0, 3.0)
+    assert state.get("mid", "general") == (3.0, 3.0, 0.0)  # no prior given: the first scores stood for it
     assert decide("{type: cheapest_above, target: 0.7}", bandit, state=state).order[0] == "mid"
 
 

@@ -166,6 +166,7 @@ if previous then
 else
   redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], 1)
   redis.call('HINCRBYFLOAT', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[5], ARGV[6])
 end
 return previous
 """
@@ -268,23 +269,27 @@ class RedisState:
     async def spent(self, key: str) -> int:
         return (await self.budget_view(key)).spent_nano
 
-    # Feedback totals per policy in one hash: "n|model|category" (count) and "s|..." (summed score);
-    # each request's own score under "feedback:<request id>", so that scoring it again replaces it.
-    async def bandit_add(self, policy: str, model: str, category: str, score: float, request_id: str) -> float | None:
+    # Feedback totals per policy in one hash: "n|model|category" (count), "s|..." (summed score) and
+    # "p|..." (summed prior: the estimate each scored request was decided with); each request's own
+    # score under "feedback:<request id>", so that scoring it again replaces it (count and prior stay).
+    async def bandit_add(
+        self, policy: str, model: str, category: str, score: float, request_id: str, prior: float
+    ) -> float | None:
         field = f"{model}\x1f{category}"
         previous = await self._feedback(
             keys=[self._k("bandit:" + policy), self._k("feedback:" + request_id)],
-            args=["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL],
+            args=["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL, "p\x1f" + field, repr(prior)],
         )
         return None if previous is None else float(previous)
 
-    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float, float]] | None:
         raw = await self._r.hgetall(self._k("bandit:" + policy))
-        out: dict[tuple[str, str], list[float]] = {}
+        out: dict[tuple[str, str], dict[str, float]] = {}
         for f, v in raw.items():
             kind, model, category = (f.decode() if isinstance(f, bytes) else f).split("\x1f", 2)
-            out.setdefault((model, category), [0.0, 0.0])[0 if kind == "n" else 1] = float(v)
-        return {k: (n, s) for k, (n, s) in out.items()}
+            out.setdefault((model, category), {})[kind] = float(v)
+        # totals written before priors were kept have none: their scores stand for them (no surprise)
+        return {k: (t.get("n", 0.0), t.get("s", 0.0), t.get("p", t.get("s", 0.0))) for k, t in out.items()}
 
     # Where a conversation was served: "aff:<prefix hash>" -> deployment id, for its next turn on any replica.
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:

@@ -87,9 +87,9 @@ class StateStore(Protocol):
     async def lock(self, name: str, seconds: float) -> str | None: ...
     async def unlock(self, name: str, token: str) -> None: ...
     async def bandit_add(
-        self, policy: str, model: str, category: str, score: float, request_id: str
+        self, policy: str, model: str, category: str, score: float, request_id: str, prior: float
     ) -> float | None: ...
-    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None: ...
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float, float]] | None: ...
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]: ...
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None: ...
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]: ...
@@ -238,7 +238,9 @@ class MemoryState:
     async def spent(self, key: str) -> int:
         return (await self.budget_view(key)).spent_nano
 
-    async def bandit_add(self, policy: str, model: str, category: str, score: float, request_id: str) -> float | None:
+    async def bandit_add(
+        self, policy: str, model: str, category: str, score: float, request_id: str, prior: float
+    ) -> float | None:
         """One process: its own bandit state is the whole state; this only remembers each request's
         score (the most recent FEEDBACK_MEMORY of them) so that scoring it again replaces the score."""
         previous = self._scores.pop(request_id, None)
@@ -247,7 +249,7 @@ class MemoryState:
             self._scores.popitem(last=False)
         return previous
 
-    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float]] | None:
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float, float]] | None:
         return None
 
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:
