@@ -68,7 +68,7 @@ class Services:
     _usage_sync: asyncio.Task[None] | None = None
     _pruner: asyncio.Task[None] | None = None
     _config_mtime: float = 0.0
-    # feedback the shared store did not take (it was down): (policy, model, category, score, request id),
+    # feedback the shared store did not take (it was down): (policy, model, category, score, request id, prior),
     # handed to it again before the next sync, so that it is not lost when the sync replaces local totals
     _unshared: deque[tuple[str, str, str, float, str, float]] = field(
         default_factory=lambda: deque(maxlen=UNSHARED_MAX)
