@@ -184,10 +184,11 @@ class PolicyRouter:
             given = known[n].expected_cost_usd if n in known else None
             costs[n] = given if given is not None else self._cascade_cost(n, q, costs)
             table.append({"model": n, "removed_by": None, "cascade": p.cascades[n].steps})
+        learning = self.quality.cfg.bandit.enabled  # (the quality model's: replays switch it on)
         for row in table:
             if row["model"] in q and row["model"] in costs:
                 row["quality"] = round(q[row["model"]], 4)
-                if prior is not q:  # learning from feedback: the estimate before it (what feedback is measured against)
+                if learning:  # the estimate before feedback (what feedback on this request is measured against)
                     row["prior"] = round(prior[row["model"]], 4)
                 row["expected_cost_usd"] = costs[row["model"]] if costs[row["model"]] != float("inf") else None
         choice = self._objective(f, names, q, costs, rng, outs)

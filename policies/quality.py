@@ -110,10 +110,10 @@ class QualityModel:
         out = {}
         for n, q0 in prior.items():
             count, total, priors = self.bandit.get(n, category)
-            n_ = b.prior_strength + count
             if n in predicted:  # per prompt: the prediction, corrected by the mean residual
-                mean = min(max(q0 + (total - priors) / n_, 1e-6), 1.0 - 1e-6)
-                a, bb = mean * n_, (1.0 - mean) * n_
+                strength = b.prior_strength + count
+                mean = min(max(q0 + (total - priors) / strength, 1e-6), 1.0 - 1e-6)
+                a, bb = mean * strength, (1.0 - mean) * strength
             else:
                 a = q0 * b.prior_strength + total
                 bb = (1.0 - q0) * b.prior_strength + (count - total)

@@ -182,14 +182,14 @@ class Services:
         # what the policy expected of the arm when it decided: feedback corrects that estimate (a record
         # from before priors were kept has the estimate it used; none at all: taken as no surprise)
         seen: dict[str, Any] = next((c for c in decision.get("candidates") or [] if c.get("model") == arm), {})
-        prior = seen.get("prior", seen.get("quality", score))
-        entry = (decision["policy"], arm, category, score, request_id, float(prior))
+        prior = float(seen.get("prior", seen.get("quality", score)))
+        entry = (decision["policy"], arm, category, score, request_id, prior)
         try:  # shared with the other replicas (Redis), which also says whether it was scored before
             previous = await self.state.bandit_add(*entry)
         except Exception as exc:  # noqa: BLE001 - the store being down must not fail the feedback
             log.warning("feedback not shared with other replicas yet (kept to retry): %s", type(exc).__name__)
             self._unshared.append(entry)
-        bandit.record(arm, category, score, replaces=previous, prior=float(prior))
+        bandit.record(arm, category, score, replaces=previous, prior=prior)
         self.metrics.feedback.labels(decision["policy"]).inc()
         return True, previous is not None
 

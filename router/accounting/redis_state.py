@@ -282,14 +282,14 @@ class RedisState:
         )
         return None if previous is None else float(previous)
 
-    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, float, float]] | None:
+    async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, ...]] | None:
         raw = await self._r.hgetall(self._k("bandit:" + policy))
         out: dict[tuple[str, str], dict[str, float]] = {}
         for f, v in raw.items():
             kind, model, category = (f.decode() if isinstance(f, bytes) else f).split("\x1f", 2)
             out.setdefault((model, category), {})[kind] = float(v)
-        # totals written before priors were kept have none: their scores stand for them (no surprise)
-        return {k: (t.get("n", 0.0), t.get("s", 0.0), t.get("p", t.get("s", 0.0))) for k, t in out.items()}
+        # totals written before priors were kept have no "p": BanditState.replace reads them as no surprise
+        return {k: tuple(t[kind] for kind in "nsp" if kind in t) for k, t in out.items()}
 
     # Where a conversation was served: "aff:<prefix hash>" -> deployment id, for its next turn on any replica.
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:
