@@ -48,6 +48,17 @@ def shared_redis_url() -> str:
     return url
 
 
+def flushable_redis_url() -> str:
+    """A database of the shared Redis server that a test may flush: one per pytest-xdist worker
+    (``make test`` runs the suite on two), so tests in different workers never flush each other's
+    counters. Workers gw0, gw1, ... get databases 13, 12, ...; a run without workers gets 13."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    if index > 12:
+        pytest.fail(f"more test workers than the shared Redis has spare databases ({worker})")
+    return shared_redis_url().rsplit("/", 1)[0] + f"/{13 - index}"
+
+
 def shared_database_url() -> str:
     url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     from urllib.parse import urlparse

@@ -24,7 +24,7 @@ from router.accounting.limits import BudgetKey
 from router.metrics import Metrics
 from router.accounting.state import NANO, MemoryState
 from tests.conftest import ADMIN_KEY, GATEWAY_ENV, KEY_A, SWITCHYARD, free_port, start_gateway
-from tests.servers import fresh_database, shared_database_url, shared_redis_url
+from tests.servers import flushable_redis_url, fresh_database, shared_database_url
 
 SECRET = "whsec-test-0b1c2d3e4f"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -129,7 +129,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_two_replicas_crossing_together_send_each_alert_once(receiver: Receiver, tmp_path) -> None:
-    url = shared_redis_url().rsplit("/", 1)[0] + "/13"
+    url = flushable_redis_url()
     redis.Redis.from_url(url).flushdb()
     db_url, drop = fresh_database(shared_database_url())
     extra = "storage:\n  redis_url: os.environ/SY_TEST_REDIS_URL\n  database_url: os.environ/SY_TEST_DATABASE_URL\n"

@@ -27,7 +27,7 @@ from tests.conftest import (
     ledger_record,
     start_gateway,
 )
-from tests.servers import shared_redis_url
+from tests.servers import flushable_redis_url
 from tests.test_focus import export
 
 H = {"authorization": f"Bearer {KEY_A}"}
@@ -242,7 +242,7 @@ def test_tag_rules_name_configured_tags(tmp_path) -> None:
 
 
 def test_the_bound_holds_across_replicas_through_redis(tmp_path) -> None:
-    url = shared_redis_url().rsplit("/", 1)[0] + "/13"
+    url = flushable_redis_url()
     r = redis.Redis.from_url(url)
     r.flushdb()
     extra = "storage:\n  redis_url: os.environ/SY_TEST_REDIS_URL\n"

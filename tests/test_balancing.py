@@ -20,7 +20,7 @@ from router.services import load_catalog
 from router.accounting.redis_state import RedisState
 from router.tokens import Tokenizer
 from tests.conftest import ADMIN_KEY, KEY_A, Proc, inside_one_minute, mock_stats, start_gateway, start_mock
-from tests.servers import shared_redis_url
+from tests.servers import flushable_redis_url
 
 H = {"authorization": f"Bearer {KEY_A}"}
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -123,7 +123,7 @@ def test_order_tries_the_lowest_order_first_and_balances_only_it() -> None:
 
 
 def test_usage_is_shared_across_replicas_through_redis() -> None:
-    url = shared_redis_url().rsplit("/", 1)[0] + "/12"
+    url = flushable_redis_url()
     redis.Redis.from_url(url).flushdb()
 
     async def scenario() -> None:
@@ -247,7 +247,7 @@ def test_per_deployment_rpm_then_fallbacks_then_a_clear_429(mock: Proc, tmp_path
 
 
 def test_rpm_holds_across_two_replicas(mock: Proc, tmp_path) -> None:
-    url = shared_redis_url().rsplit("/", 1)[0] + "/12"
+    url = flushable_redis_url()
     redis.Redis.from_url(url).flushdb()
     extra = "storage:\n  redis_url: os.environ/SY_TEST_REDIS_URL\n"
     cfg = pool(mock.base, "usage-based-routing-v2", ", rpm: 2", extra)

@@ -22,7 +22,7 @@ from router.accounting.limits import Limiter
 from router.metrics import Metrics
 from router.accounting.redis_state import RedisState
 from router.accounting.state import NANO, MemoryState
-from tests.servers import shared_redis_url
+from tests.servers import flushable_redis_url
 
 
 class Ledger:
@@ -169,7 +169,7 @@ async def check(limiter: Limiter, ledger: Ledger, state: Any, *, hard_holds: boo
 @pytest.fixture
 def redis_state():
     """A Redis state under a key prefix of its own (other runs may share the database)."""
-    url = shared_redis_url().rsplit("/", 1)[0] + "/12"
+    url = flushable_redis_url()
     import redis as sync_redis
 
     prefix = f"sy-test-{uuid.uuid4().hex[:10]}:"

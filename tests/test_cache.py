@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, KEY_C, Proc, ledger_record, mock_stats, start_gateway, start_mock
-from tests.servers import shared_redis_url
+from tests.servers import flushable_redis_url
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -187,7 +187,7 @@ def test_a_streamed_answer_is_kept_and_replayed(cached: Proc) -> None:
 
 
 def test_a_hit_through_either_replica_and_ttl(tmp_path) -> None:
-    url = shared_redis_url().rsplit("/", 1)[0] + "/13"
+    url = flushable_redis_url()
     redis.Redis.from_url(url).flushdb()
     mock = start_mock(tmp_path / "mock")
     extra = "storage:\n  redis_url: os.environ/SY_TEST_REDIS_URL\n"

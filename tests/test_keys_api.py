@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_KEY, KEY_A, Proc, mock_config, start_gateway, start_mock
-from tests.servers import fresh_database, shared_database_url, shared_redis_url
+from tests.servers import flushable_redis_url, fresh_database, shared_database_url
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -182,7 +182,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, P
         "storage: {database_url: os.environ/KEYS_DB, redis_url: os.environ/KEYS_REDIS}\n"
         "limits: {reconcile_interval: 1}\n"
     )
-    redis_url = shared_redis_url().rsplit("/", 1)[0] + "/13"
+    redis_url = flushable_redis_url()
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()  # no counters or budgets left from an earlier run

@@ -20,7 +20,7 @@ from tests.conftest import (
     start_gateway,
     start_mock,
 )
-from tests.servers import fresh_database, shared_database_url, shared_redis_url
+from tests.servers import flushable_redis_url, fresh_database, shared_database_url
 from tests.test_ledger import record
 
 BUDGET_USD = 0.002
@@ -76,7 +76,7 @@ auth:
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
-    redis_url = shared_redis_url().rsplit("/", 1)[0] + "/11"
+    redis_url = flushable_redis_url()
     redis.Redis.from_url(redis_url).flushdb()
     db_url, drop = fresh_database(shared_database_url())
     d = tmp_path_factory.mktemp("replicas")

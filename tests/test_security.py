@@ -236,14 +236,19 @@ def test_behind_the_shipped_nginx_a_bad_key_flood_spares_other_clients(tmp_path)
             h = {"authorization": f"Bearer guessing-key-{i}", "x-forwarded-for": f"198.51.100.{i % 250}"}
             return httpx.post(lb + "/v1/chat/completions", headers=h, json=body, timeout=30).status_code
 
+        started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             flood = pool.map(bad, range(1000))
             good = [
                 httpx.post(lb + "/v1/chat/completions", headers=A, json=body, timeout=30).status_code for _ in range(50)
             ]
             flooded = list(flood)
+        # three failures per minute's window: a flood that outlasts a window (a busy machine, the
+        # suite's other workers) may start one more, each with its own three
+        windows = 1 + int((time.monotonic() - started) // 60)
         assert good == [200] * 50, "the valid key was never refused during the flood"
-        assert flooded.count(401) == 3 and flooded.count(429) == 997, "one client, however it names itself"
+        assert flooded.count(401) + flooded.count(429) == 1000
+        assert 3 <= flooded.count(401) <= 3 * windows, "one client, however it names itself"
         assert httpx.post(lb + "/v1/chat/completions", headers=A, json=body).status_code == 200
     finally:
         proc.terminate()
