@@ -192,11 +192,12 @@ async def test_read_and_total_timeouts(server) -> None:
         await get(pool, "stall-headers", timeout=0.3)
     with pytest.raises(http1.TimedOut):
         await get(pool, "stall-body", timeout=0.3)
-    assert time.monotonic() - t0 < 1.5
+    # the server stalls 5 s each: well under that means the timeouts fired (headroom for a busy machine)
+    assert time.monotonic() - t0 < 3.0
     t0 = time.monotonic()
     with pytest.raises(http1.TimedOut):  # never silent for 0.3 s, but not done within 0.5 s in all
         await get(pool, "drip", timeout=0.3, total=0.5)
-    assert 0.4 < time.monotonic() - t0 < 1.2
+    assert 0.4 < time.monotonic() - t0 < 3.0  # the drip lasts 5 s: the total timeout cut it
     assert pool.connections == 0  # timed-out connections are dropped
     await pool.aclose()
 
