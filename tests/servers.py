@@ -50,7 +50,7 @@ def shared_redis_url() -> str:
 
 def flushable_redis_url() -> str:
     """A database of the shared Redis server that a test may flush: one per pytest-xdist worker
-    (``make test`` runs the suite on two), so tests in different workers never flush each other's
+    (``make test`` runs the suite on three), so tests in different workers never flush each other's
     counters. Workers gw0, gw1, ... get databases 13, 12, ...; a run without workers gets 13."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
