@@ -447,8 +447,11 @@ def test_a_lost_budget_is_not_admitted_against_while_the_ledger_cannot_rebuild_i
         who = WHO[0]
         cfg = LimitsConfig(fail_mode="closed", budgets=[BUDGETS[0]])  # $0.05 a day for tenant t1
         limiter = Limiter(cfg, state, Metrics(), ledger=ledger, flush_interval=0.0)
-        for i in range(40):  # $0.04 already spent today, in the ledger (the Redis key is gone)
-            ledger.write(f"old{i}", who, "dear", time.time() - 60, 0.001)
+        # $0.04 already spent today, in the ledger (the Redis key is gone): earlier on the budget's
+        # UTC day, even when the test runs in its first minute
+        earlier = time.time() - min(60.0, time.time() % 86400 / 2)
+        for i in range(40):
+            ledger.write(f"old{i}", who, "dear", earlier, 0.001)
         with pytest.raises(APIError) as err:
             await limiter.admit(who, "dear", 10, 0.001, request_id="new0", now=time.time())
         assert err.value.status == 503 and err.value.code == "state_unavailable"
