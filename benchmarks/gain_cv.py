@@ -22,6 +22,7 @@ import json
 import sys
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,6 +42,17 @@ def floats(text: str) -> list[float | None]:
     return [None if v == "none" else float(v) for v in text.split(",")]
 
 
+def fold_of(train: list[dict], folds: int) -> dict:
+    """Each train row's fold, by a stable hash of its id."""
+    return {r["id"]: zlib.crc32(str(r["id"]).encode()) % folds for r in train}
+
+
+def gain_apgr(gain: Sequence[float], qs: Sequence[float], qw: Sequence[float]) -> float:
+    """The APGR of thresholding a predicted gain (GPT-4's scores ``qs``, Mixtral's ``qw``)."""
+    curve = metrics.routellm_curve([float(g) for g in gain], [float(q) for q in qs], [float(q) for q in qw])
+    return metrics.apgr(curve, float(np.mean(qs)), float(np.mean(qw)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True, type=Path)
@@ -55,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     ds = load_dataset(args.data)
     train = ds.split("train")
-    fold = {r["id"]: zlib.crc32(str(r["id"]).encode()) % args.folds for r in train}
+    fold = fold_of(train, args.folds)
     results: dict[str, dict] = {}
     held_by: dict[str, list] = {}
     for l2 in args.l2:
@@ -78,8 +90,7 @@ def main() -> None:
                     for b in blends:
                         mixed = [p if t is None else (1 - b) * p + b * t for p, t in parts]
                         gain = [float(q[s] - q[w]) for q in mixed]
-                        curve = metrics.routellm_curve(gain, qs, qw)
-                        apgrs[b].append(metrics.apgr(curve, float(np.mean(qs)), float(np.mean(qw))))
+                        apgrs[b].append(gain_apgr(gain, qs, qw))
                         held[b] += list(zip(gain, qs, qw))
                 for b in blends:
                     name = f"l2={l2:g} steps={steps:g}" + (

@@ -21,22 +21,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
+from gain_cv import STRONG, WEAK, fold_of, gain_apgr  # noqa: E402
+
 import policies.predictor as predictor_module  # noqa: E402
-from policies import metrics  # noqa: E402
 from policies.evaluate import train_predictor  # noqa: E402
 from policies.features import MASK, featurize  # noqa: E402
 from policies.loaders import load_dataset  # noqa: E402
 from policies.outcomes import Dataset, score  # noqa: E402
 
-STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -64,11 +64,6 @@ VARIANTS = {
 }
 
 
-def apgr(gain: np.ndarray, qs: np.ndarray, qw: np.ndarray) -> float:
-    curve = metrics.routellm_curve([float(g) for g in gain], [float(q) for q in qs], [float(q) for q in qw])
-    return metrics.apgr(curve, float(qs.mean()), float(qw.mean()))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True, type=Path)
@@ -77,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     ds = load_dataset(args.data)
     train = ds.split("train")
-    fold = {r["id"]: zlib.crc32(str(r["id"]).encode()) % args.folds for r in train}
+    fold = fold_of(train, args.folds)
     gains: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
     truth: list[tuple[np.ndarray, np.ndarray]] = []
     for k in range(args.folds):
@@ -95,11 +90,11 @@ def main() -> None:
     predictor_module.featurize = featurize  # type: ignore[assignment]
     results: dict[str, list[float]] = {}
     for name in VARIANTS:
-        results[name] = [apgr(g, *t) for g, t in zip(gains[name], truth)]
+        results[name] = [gain_apgr(g, *t) for g, t in zip(gains[name], truth)]
     for partner in ("chars", "adagrad"):
         for share in (0.75, 0.5, 0.25):
             results[f"{share:g} shipped + {1 - share:g} {partner}"] = [
-                apgr(share * a / a.std() + (1 - share) * b / b.std(), *t)
+                gain_apgr(share * a / a.std() + (1 - share) * b / b.std(), *t)
                 for a, b, t in zip(gains["shipped"], gains[partner], truth)
             ]
     for name, folds in results.items():

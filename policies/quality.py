@@ -23,7 +23,7 @@ import math
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from policies.predictor import QualityPredictor
 from policies.schema import Quality
@@ -63,6 +63,17 @@ class BanditState:
         store's, which every replica writes); without a summed prior, the scores stand for it."""
         with self._lock:
             self.stats = {k: [float(v[0]), float(v[1]), float(v[2] if len(v) > 2 else v[1])] for k, v in totals.items()}
+
+
+def decided_prior(candidates: Iterable[Mapping[str, Any]], arm: str) -> float | None:
+    """The estimate a decision had for ``arm`` before feedback, from its candidate rows (the
+    ledger's decision, or a live ``Decision.candidates``): its ``prior``, else (a record from before
+    priors were kept) the ``quality`` it used; None when the arm is not among them."""
+    row = next((c for c in candidates if c.get("model") == arm), None)
+    if row is None:
+        return None
+    value = row.get("prior", row.get("quality"))
+    return None if value is None else float(value)
 
 
 class QualityModel:

@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from policies.decide import Decision
 from policies.replay import Replay
 from policies.outcomes import Dataset, cost, score
 from policies.predictor import QualityPredictor
-from policies.quality import BanditState
+from policies.quality import BanditState, decided_prior
 from policies.objectives import Utility
 from policies.schema import Policy
 from policies.verifier import Verifier
@@ -105,7 +104,8 @@ def simulate(
         series["online"].append((q, c))
         # the answer's score comes back as feedback, to the candidate chosen (as the gateway credits it)
         arm = (online.last.cascade or {}).get("name") if online.last is not None else None
-        state.record(arm or m, online.category(r), q, prior=_prior_of(online.last, arm or m))
+        decided = online.last.candidates if online.last is not None else []
+        state.record(arm or m, online.category(r), q, prior=decided_prior(decided, arm or m))
         series["offline"].append(offline.choose(r)[1:3])
         best = max(score(r, x) - lam * cost(r, x, prices) for x in models)
         series["oracle"].append(
@@ -146,13 +146,6 @@ def simulate(
         "learned_utility": {str(n): u for n, u in learned.items()},
         "curves": {name: curve(points) for name, points in series.items()},
     }
-
-
-def _prior_of(decision: Decision | None, arm: str) -> float | None:
-    """The quality estimate the decision had for ``arm`` before feedback (what the gateway's feedback
-    reads from the ledger's decision)."""
-    rows = decision.candidates if decision is not None else []
-    return next((row.get("prior") for row in rows if row["model"] == arm), None)
 
 
 def _frozen_utility(

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from pricing import PriceCatalog
 from pricing import loaders as pricing_data
+from policies.quality import decided_prior
 from router import memory
 from router.auth import KeyStore
 from router.balancing import USAGE_SYNC_INTERVAL
@@ -181,8 +182,8 @@ class Services:
         arm = (decision.get("cascade") or {}).get("name") or row["model"]
         # what the policy expected of the arm when it decided: feedback corrects that estimate (a record
         # from before priors were kept has the estimate it used; none at all: taken as no surprise)
-        seen: dict[str, Any] = next((c for c in decision.get("candidates") or [] if c.get("model") == arm), {})
-        prior = float(seen.get("prior", seen.get("quality", score)))
+        prior = decided_prior(decision.get("candidates") or [], arm)
+        prior = score if prior is None else prior
         entry = (decision["policy"], arm, category, score, request_id, prior)
         try:  # shared with the other replicas (Redis), which also says whether it was scored before
             previous = await self.state.bandit_add(*entry)
