@@ -4,13 +4,17 @@
 
 POST .../chat/completions answers ``max_tokens`` completion tokens (20 when absent; at most 5,000)
 with usage; with "stream": true it sends a role chunk, one content chunk per token, a finish chunk,
-a usage chunk (when asked) and [DONE].
+a usage chunk (when asked) and [DONE]: all at once (a burst, as a fast provider or a busy
+gateway's socket buffer delivers them), or, when the request's body holds ``[pace MS]`` (a prompt
+that says so, whichever gateway forwarded it), MS milliseconds apart, as a model decodes them:
+each event arrives alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 
@@ -20,6 +24,7 @@ except ImportError:  # pragma: no cover
     uvloop = None
 
 TOKENS = 20
+PACED = re.compile(rb"\[pace ([0-9.]+)\]")
 
 
 def _usage(tokens: int) -> dict:
@@ -66,6 +71,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             model = req.get("model", "mock")
             tokens = min(5000, int(req.get("max_tokens") or req.get("max_completion_tokens") or TOKENS))
             if req.get("stream"):
+                paced = PACED.search(raw)
+                pace = float(paced.group(1)) / 1000 if paced else 0.0
                 payload = stream_events(model, bool((req.get("stream_options") or {}).get("include_usage")), tokens)
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -74,6 +81,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 for event in payload.split(b"\n\n")[:-1]:
                     event += b"\n\n"
                     writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                    if pace:
+                        await writer.drain()
+                        await asyncio.sleep(pace)
                 writer.write(b"0\r\n\r\n")
             else:
                 payload = body_nonstream(model, tokens)

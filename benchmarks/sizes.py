@@ -9,7 +9,9 @@ Rust gateway from its Python wheel (`tensorzero._start_http_gateway`, observabil
 routed to the mock; ``--tzvenv``: a venv with `pip install tensorzero==2026.6.0`), and nginx's
 `proxy_pass` (Debian's, one worker) as the floor, and the Python floor (`benchmarks/floor_proxy.py`:
 uvicorn and Switchyard's own HTTP client forwarding bytes, no gateway logic). Scenarios: non-streaming chat with a small prompt
-and with 1, 10 and 100 KB prompts, streaming chat of 20, 200 and 1,000 chunks; every request's
+and with 1, 10 and 100 KB prompts, streaming chat of 20, 200 and 1,000 chunks (the mock sends an
+answer's events at once, so each gateway reads them in a few reads) and of 20 chunks 5 ms apart (as
+a model decodes them: every event arrives alone); every request's
 prompt is distinct (a counter leads it), so no gateway sees a repeated prompt. Per scenario and
 round, each gateway takes a closed-loop window of ``--seconds`` in turn (the order rotates); its
 CPU time (process tree) over the window divided by the requests it answered is the figure; the
@@ -37,14 +39,15 @@ ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "bench" / "gateways"
 MOCK, SWITCHYARD, TENSORZERO, NGINX, FLOOR = 4890, 4891, 4892, 4893, 4894
 KEY = "sk-bench-key"
-SCENARIOS = [
-    ("nonstream small", 0, False, 20),
-    ("nonstream 1KB", 1024, False, 20),
-    ("nonstream 10KB", 10 * 1024, False, 20),
-    ("nonstream 100KB", 100 * 1024, False, 20),
-    ("stream 20 chunks", 0, True, 20),
-    ("stream 200 chunks", 0, True, 200),
-    ("stream 1000 chunks", 0, True, 1000),
+SCENARIOS = [  # label, prompt bytes, stream, answer tokens, milliseconds between stream events (0: a burst)
+    ("nonstream small", 0, False, 20, 0),
+    ("nonstream 1KB", 1024, False, 20, 0),
+    ("nonstream 10KB", 10 * 1024, False, 20, 0),
+    ("nonstream 100KB", 100 * 1024, False, 20, 0),
+    ("stream 20 chunks", 0, True, 20, 0),
+    ("stream 200 chunks", 0, True, 200, 0),
+    ("stream 1000 chunks", 0, True, 1000, 0),
+    ("stream 20 paced 5ms", 0, True, 20, 5),
 ]
 WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -240,8 +243,10 @@ async def inner(args: argparse.Namespace) -> None:
             "args": vars(args),
             "scenarios": {},
         }
-        for label, size, stream, tokens in SCENARIOS:
+        for label, size, stream, tokens, pace in SCENARIOS:
             texts = prompts(size, 64, seed=size + tokens)
+            if pace:  # the mock reads it from the prompt, so every gateway forwards it alike
+                texts = [f"[pace {pace}] {t}" for t in texts]
             per: dict[str, list[float]] = {n: [] for n in names}
             for name in names:  # warm-up, and a check that every gateway answers this scenario
                 url, headers, model = targets[name]

@@ -8,7 +8,8 @@ Both checkouts' gateways run at once, each pinned to CPU 1 (`switchyard serve` w
 directory), in front of the mock upstream on CPU 0 with the load generator; closed-loop windows of
 ``--seconds`` (32 connections, distinct small prompts) go to one and then the other, so both see
 the same point of their run and the same machine. ``--size``: prompts of that many bytes (each
-distinct); ``--chunks``: streamed answers of that many chunks instead of non-streaming ones. What grows with a run shows here and not in
+distinct); ``--chunks``: streamed answers of that many chunks instead of non-streaming ones (``--pace-ms``:
+the mock's pause between their events; by default it sends them at once). What grows with a run shows here and not in
 short benchmarks: the ledger's size, and the budget reconciliation every 30 s (``limits.
 reconcile_interval``), which reads every request settled since the last one. Printed: each
 window's CPU milliseconds per request (the gateway's process tree) for both, then the median, the
@@ -61,6 +62,8 @@ async def inner(args: argparse.Namespace) -> None:
         for port in (MOCK, *PORTS.values()):
             sizes.wait_port(port)
         texts, counter = sizes.prompts(args.size, 64, seed=7), [0]
+        if args.pace_ms:
+            texts = [f"[pace {args.pace_ms:g}] {t}" for t in texts]  # the mock reads it from the prompt
         series: dict[str, list[float]] = {"before": [], "after": []}
         t0 = time.monotonic()
         for w in range(args.windows):
@@ -101,6 +104,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--size", type=int, default=0, help="prompt bytes (0: a short question)")
     ap.add_argument("--chunks", type=int, default=None, help="stream answers of this many chunks")
+    ap.add_argument(
+        "--pace-ms", type=float, default=0.0, help="the mock's milliseconds between stream events (0: all at once)"
+    )
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:

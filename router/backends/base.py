@@ -7,7 +7,9 @@ auth or metering. Bodies are OpenAI-shaped dicts in both directions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncGenerator, Protocol
+from typing import Any, AsyncGenerator, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -26,13 +28,42 @@ class Backend(Protocol):
 
     def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         """Chat completion chunks, as parsed dicts, without ``[DONE]``. Closing the iterator
-        (``aclose``) must abort the upstream request."""
+        (``aclose``) must abort the upstream request. A backend that reads several chunks at once
+        may also offer them grouped, ``chat_batches`` (see ``chunk_batches``)."""
 
     async def embeddings(self, call: Call) -> dict[str, Any]:
         """An embeddings response body."""
 
     async def aclose(self) -> None:
         """Release pooled connections."""
+
+
+def chunk_batches(backend: Backend, call: Call) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """A streamed answer's chunks in the groups they arrive in, none empty. A backend that reads
+    several at once (``chat_batches``: an upstream that sends a burst, or events that queued while
+    the gateway was busy) hands over all it has, so the relay answers them in one write instead of
+    one per chunk; any other backend, one at a time. Nothing waits for a group to fill."""
+    batches = getattr(backend, "chat_batches", None)
+    return batches(call) if batches is not None else one_each(backend.chat_stream(call))
+
+
+async def one_each(items: AsyncGenerator[T, None]) -> AsyncGenerator[list[T], None]:
+    """Each item as a group of its own; closing this closes ``items``."""
+    try:
+        async for item in items:
+            yield [item]
+    finally:
+        await items.aclose()
+
+
+async def one_by_one(groups: AsyncGenerator[list[T], None]) -> AsyncGenerator[T, None]:
+    """The items of each group in turn; closing this closes ``groups``."""
+    try:
+        async for group in groups:
+            for item in group:
+                yield item
+    finally:
+        await groups.aclose()
 
 
 class UpstreamError(Exception):

@@ -210,10 +210,15 @@ class Connection(asyncio.Protocol):
         return int(raw) if raw is not None and raw.strip().isdigit() else None
 
     async def iter_body(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (decoded from chunked/gzip), until the answer is complete."""
+        """Body bytes as they arrive (decoded from chunked/gzip), until the answer is complete: all
+        that has arrived since the last block, in one (a burst of stream events reads as one)."""
         while True:
             while self._chunks:
-                chunk = self._chunks.popleft()
+                if len(self._chunks) == 1:
+                    chunk = self._chunks.popleft()
+                else:
+                    chunk = b"".join(self._chunks)
+                    self._chunks.clear()
                 self._buffered -= len(chunk)
                 if self._paused and self._buffered < _HIGH_WATER // 4 and self._transport is not None:
                     self._paused = False

@@ -24,6 +24,7 @@ from router.backends.base import (
     UpstreamStreamCut,
     UpstreamTimeout,
     error_for_status,
+    one_by_one,
 )
 
 if TYPE_CHECKING:
@@ -159,8 +160,9 @@ class OpenAICompatBackend:
     async def embeddings(self, call: Call) -> dict[str, Any]:
         return await self._read_json(await self._post("embeddings", call, stream=False))
 
-    async def _events(self, resp: tp.Response) -> AsyncIterator[bytes]:
-        """The data of each server-sent event of ``resp``'s body, as each event completes."""
+    async def _events(self, resp: tp.Response) -> AsyncIterator[list[bytes]]:
+        """The data of ``resp``'s server-sent events, a group per block of the body: every event
+        the bytes read so far complete (none empty)."""
         data: list[bytes] = []
         tail = b""
         async for block in resp.iter_body():
@@ -168,14 +170,16 @@ class OpenAICompatBackend:
             tail = lines.pop()
             if len(tail) > self._max_bytes:
                 raise UpstreamBadResponse("upstream stream has a line longer than the response size limit")
+            complete: list[bytes] = []
             for line in lines:
                 line = line.removesuffix(b"\r")
                 if line.startswith(b"data:"):
                     data.append(line[5:].lstrip())
                 elif not line and data:  # a blank line ends an event; comments and other fields are skipped
-                    payload = b"\n".join(data)
+                    complete.append(b"\n".join(data))
                     data.clear()
-                    yield payload
+            if complete:
+                yield complete
 
     async def _stream(
         self, path: str, call: Call, body: Callable[[tp.Response, list[bool]], AsyncIterator[Any]]
@@ -205,29 +209,50 @@ class OpenAICompatBackend:
                 resp.close()
 
     def chat_stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
-        return self._stream("chat/completions", call, self._chunks)
+        return one_by_one(self.chat_batches(call))
 
-    async def _chunks(self, resp: tp.Response, done: list[bool]) -> AsyncIterator[dict[str, Any]]:
+    def chat_batches(self, call: Call) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The chunks in the groups they arrive in (``router.backends.base.chunk_batches``)."""
+        return self._stream("chat/completions", call, self._batches)
+
+    async def _batches(self, resp: tp.Response, done: list[bool]) -> AsyncIterator[list[dict[str, Any]]]:
         seen = 0
-        async for payload in self._events(resp):
-            if payload == b"[DONE]":
-                done[0] = True
+        async for payloads in self._events(resp):
+            group: list[dict[str, Any]] = []
+            failure: UpstreamError | None = None
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    done[0] = True
+                    break
+                seen += len(payload)
+                try:
+                    group.append(self._chunk(payload, seen))
+                except UpstreamError as exc:
+                    failure = exc
+                    break
+            if group:  # what came before a bad chunk is relayed first, as it would have been alone
+                yield group
+            if failure is not None:
+                raise failure
+            if done[0]:
                 return
-            seen += len(payload)
-            if seen > self._max_bytes:
-                raise UpstreamBadResponse("upstream stream exceeds the response size limit")
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise UpstreamBadResponse("upstream sent a stream chunk that is not valid JSON") from None
-            if not isinstance(chunk, dict):
-                raise UpstreamBadResponse("upstream sent a stream chunk that is not an object")
-            if "error" in chunk and "choices" not in chunk:
-                err = chunk["error"]
-                msg = err.get("message") if isinstance(err, dict) else str(err)
-                raise UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(msg))[:300]}")
-            yield chunk
         raise UpstreamStreamCut("upstream stream ended without [DONE]")
+
+    def _chunk(self, payload: bytes, seen: int) -> dict[str, Any]:
+        """One stream event's data as a chunk; ``seen``: the stream's bytes so far, this one's included."""
+        if seen > self._max_bytes:
+            raise UpstreamBadResponse("upstream stream exceeds the response size limit")
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse("upstream sent a stream chunk that is not valid JSON") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamBadResponse("upstream sent a stream chunk that is not an object")
+        if "error" in chunk and "choices" not in chunk:
+            err = chunk["error"]
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamServerError(f"upstream reported an error mid-stream: {self._scrub(str(msg))[:300]}")
+        return chunk
 
     def typed_events(
         self, path: str, call: Call, ends: frozenset[str]
@@ -237,20 +262,21 @@ class OpenAICompatBackend:
         ``error`` event, or the stream ending early, is the upstream's failure."""
 
         async def events(resp: tp.Response, done: list[bool]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
-            async for payload in self._events(resp):
-                try:
-                    event = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise UpstreamBadResponse("upstream sent a stream event that is not valid JSON") from None
-                kind = event.get("type") if isinstance(event, dict) else None
-                if not isinstance(kind, str):
-                    raise UpstreamBadResponse("upstream sent a stream event without a type")
-                if kind == "error":
-                    raise self._event_error(event)
-                yield event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
-                if kind in ends:
-                    done[0] = True
-                    return
+            async for payloads in self._events(resp):
+                for payload in payloads:
+                    try:
+                        event = orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamBadResponse("upstream sent a stream event that is not valid JSON") from None
+                    kind = event.get("type") if isinstance(event, dict) else None
+                    if not isinstance(kind, str):
+                        raise UpstreamBadResponse("upstream sent a stream event without a type")
+                    if kind == "error":
+                        raise self._event_error(event)
+                    yield event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
+                    if kind in ends:
+                        done[0] = True
+                        return
             raise UpstreamStreamCut("upstream stream ended before its last event")
 
         return self._stream(path, call, events)

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from pricing import Usage
 from router.cache import keep
-from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout, chunk_batches, one_each
 from router.accounting.metering import Priced, StreamTally
 from router.wire import normalize_chunk, upstream_body
 from router.registry import Deployment
@@ -53,9 +53,9 @@ class Streamed(Strategy):
             if ex.trace is not None:  # the call's span, its context sent upstream as traceparent
                 call.extra_headers = ex.trace.calling(dep, "chat", call.extra_headers)
             chunks = (
-                surface.native_chunks(client.stream(call), dep.model_name)  # type: ignore[union-attr]
+                one_each(surface.native_chunks(client.stream(call), dep.model_name))  # type: ignore[union-attr]
                 if native is not None
-                else dep.backend.chat_stream(call)
+                else chunk_batches(dep.backend, call)
             )
             try:
                 # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
@@ -94,8 +94,8 @@ class Relay:
         self,
         strategy: Streamed,
         dep: Deployment,
-        chunks: AsyncGenerator[dict[str, Any], None],
-        first: dict[str, Any],
+        chunks: AsyncGenerator[list[dict[str, Any]], None],
+        first: list[dict[str, Any]],
         t0: float,
         client_usage: bool,
         native: bool = False,
@@ -104,8 +104,8 @@ class Relay:
         self.native = native  # the chunks carry the upstream's own events, relayed as they are
         self.dep, self.chunks, self.first, self.t0, self.client_usage = dep, chunks, first, t0, client_usage
         self.tally = StreamTally()
-        self.usage: Usage | None = Usage.from_openai(first["usage"]) if first.get("usage") else None
-        given_id, given_created = first.get("id"), first.get("created")
+        self.usage: Usage | None = Usage.from_openai(first[0]["usage"]) if first[0].get("usage") else None
+        given_id, given_created = first[0].get("id"), first[0].get("created")
         self.stream_id: str = given_id if isinstance(given_id, str) else f"chatcmpl-{uuid.uuid4().hex}"
         self.created: int = given_created if isinstance(given_created, int) else int(time.time())
 
@@ -118,7 +118,7 @@ class Relay:
         gw, dep = self.gw, self.dep
         priced: Priced | None = None
         status, err_kind = 200, None
-        chunk: dict[str, Any] | None = self.first
+        group: list[dict[str, Any]] | None = self.first
         surface = self.ex.surface
         enc = (surface.encoder if surface is not None else ChatEncoder)(
             self.stream_id, self.created, dep.model_name, self.client_usage
@@ -135,21 +135,25 @@ class Relay:
         native = self.native
         try:
             head = b"" if native else enc.begin()
-            if head:
-                yield head
-            while chunk is not None:
-                if chunk.get("usage"):
-                    self.usage = Usage.from_openai(chunk["usage"]) or self.usage
-                norm = normalize_chunk(chunk, name, sid, created)
-                if norm is not None:
-                    add(norm)
-                if native:
-                    yield chunk[NATIVE]
-                elif norm is not None:
-                    out = encode(norm)
-                    if out:
-                        yield out
-                chunk = await anext(chunks, None)
+            out: list[bytes] = [head] if head else []
+            while group is not None:
+                # the chunks that arrived together go out together: one write, not one per chunk
+                for chunk in group:
+                    if chunk.get("usage"):
+                        self.usage = Usage.from_openai(chunk["usage"]) or self.usage
+                    norm = normalize_chunk(chunk, name, sid, created)
+                    if norm is not None:
+                        add(norm)
+                    if native:
+                        out.append(chunk[NATIVE])
+                    elif norm is not None:
+                        encoded = encode(norm)
+                        if encoded:
+                            out.append(encoded)
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+                    out = []
+                group = await anext(chunks, None)
             priced = self._price()
             tail = (
                 b""
