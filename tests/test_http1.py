@@ -334,7 +334,9 @@ async def test_streams_read_to_done_keep_their_connection(server, monkeypatch) -
     backend._pool.prefix = "/v1"
     for _ in range(10):
         chunks = [
-            c async for group in backend._stream("sse", Call(body={}, timeout=2.0), backend._batches) for c in group
+            c
+            async for group in backend._stream("sse", Call(body={}, timeout=2.0), backend._chat_chunks())
+            for c in group
         ]
         assert chunks == [{"choices": [{"delta": {"content": "hi"}}]}]
     assert server.connections == 1 and len(server.requests) == 10
@@ -342,13 +344,17 @@ async def test_streams_read_to_done_keep_their_connection(server, monkeypatch) -
     # a body that never ends after [DONE] (on the same kept connection): dropped after the drain window
     monkeypatch.setattr(http1, "DRAIN_S", 0.1)
     chunks = [
-        c async for group in backend._stream("sse-no-end", Call(body={}, timeout=2.0), backend._batches) for c in group
+        c
+        async for group in backend._stream("sse-no-end", Call(body={}, timeout=2.0), backend._chat_chunks())
+        for c in group
     ]
     assert chunks == [] and backend._pool.draining == 1
     await asyncio.sleep(0.4)
     assert backend._pool.connections == 0 and backend._pool.draining == 0
     # the next stream waits for no one: a fresh connection
-    chunks = [c async for group in backend._stream("sse", Call(body={}, timeout=2.0), backend._batches) for c in group]
+    chunks = [
+        c async for group in backend._stream("sse", Call(body={}, timeout=2.0), backend._chat_chunks()) for c in group
+    ]
     assert len(chunks) == 1 and server.connections == 2
     await backend.aclose()
 

@@ -1,7 +1,8 @@
 """Stream events that arrive together leave together: a burst the gateway reads from its upstream in
 one go is answered in one write to the client, not one per chunk, while an event that arrives alone
 is relayed at once, never held back for more. What the client reads and what is metered are the
-same either way; a bad chunk inside a burst still lets the chunks before it through first."""
+same either way, for OpenAI chunks and for an Anthropic deployment's own events relayed to an
+Anthropic client; a bad chunk inside a burst still lets the chunks before it through first."""
 
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ def answer(bad_at: int | None = None) -> list[bytes]:
     return [*out, b"data: [DONE]\n\n"]
 
 
+def anthropic_answer() -> list[bytes]:
+    """An Anthropic Messages stream of N text deltas, usage in its first and last events."""
+
+    def ev(kind: str, **data: Any) -> bytes:
+        return f"event: {kind}\n".encode() + event({"type": kind, **data})
+
+    out = [
+        ev("message_start", message={"id": "msg_up", "type": "message", "role": "assistant", "content": [],
+                                     "model": "claude-up", "usage": {"input_tokens": 7, "output_tokens": 1}}),
+        ev("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+    ]  # fmt: skip
+    out += [ev("content_block_delta", index=0, delta={"type": "text_delta", "text": f"t{i} "}) for i in range(N)]
+    out += [
+        ev("content_block_stop", index=0),
+        ev("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": N}),
+        ev("message_stop"),
+    ]
+    return out
+
+
 class Upstream:
     """A raw HTTP/1.1 upstream. ``burst``: an answer's events in one write. Otherwise one event at a
     time, each of the first N + 2 only after ``go`` is released (the test releases it when the
@@ -47,17 +68,19 @@ class Upstream:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
+        anthropic = b"/v1/messages " in head.split(b"\r\n")[0]
         length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")).split(b":")[1])
         await reader.readexactly(length)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
-        events = answer(bad_at=N // 2 if self.mode == "bad" else None)
+        events = anthropic_answer() if anthropic else answer(bad_at=N // 2 if self.mode == "bad" else None)
+        gated = len(events) - 1 if anthropic else N + 2  # the events the client sees as they come
         if self.mode != "paced":
             writer.write(b"".join(events))
         else:
             for k, ev in enumerate(events):
                 writer.write(ev)
                 await writer.drain()
-                if k < N + 2:
+                if k < gated:
                     await self.go.get()
         await writer.drain()
         writer.close()
@@ -72,12 +95,15 @@ async def gateway() -> AsyncIterator[Any]:
     up = Upstream("burst")
     server = await asyncio.start_server(up.handle, "127.0.0.1", 0)
     up.port = server.sockets[0].getsockname()[1]
-    env = {"SY_GROUPS_KEY": KEY}
+    env = {"SY_GROUPS_KEY": KEY, "SY_GROUPS_UP": "sk-up"}
     cfg = parse_config(
         f"""
 model_list:
   - model_name: up
     litellm_params: {{model: openai/up, api_base: 'http://127.0.0.1:{up.port}/v1'}}
+    model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+  - model_name: claude
+    litellm_params: {{model: anthropic/claude-up, api_base: 'http://127.0.0.1:{up.port}', api_key: os.environ/SY_GROUPS_UP}}
     model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
 auth:
   keys: [{{id: k, tenant: t, key: os.environ/SY_GROUPS_KEY}}]
@@ -91,17 +117,20 @@ auth:
     server.close()
 
 
-async def call(app: Any, up: Upstream) -> list[bytes]:
-    """One streamed chat request through the app's ASGI interface: each body message it sent."""
-    body = json.dumps({"model": "up", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+async def call(app: Any, up: Upstream, path: str = "/v1/chat/completions") -> list[bytes]:
+    """One streamed request through the app's ASGI interface (chat, or Anthropic's Messages API to
+    the Anthropic deployment): each body message it sent."""
+    model = "claude" if path == "/v1/messages" else "up"
+    req = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 200}
+    body = json.dumps(req).encode()
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": [
@@ -167,6 +196,10 @@ async def test_a_burst_leaves_in_a_few_writes_and_a_paced_stream_event_by_event(
     # metered alike: the upstream's usage, its price, both times
     recs = [r for r in sink.records if r.get("endpoint") == "chat"]
     assert len(recs) == 2
+    check_metered(recs)
+
+
+def check_metered(recs: list[dict[str, Any]]) -> None:
     for r in recs:
         assert r["status"] == 200 and r["usage_source"] == "upstream"
         assert (r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"]) == (7, N)
@@ -186,3 +219,25 @@ async def test_a_bad_chunk_inside_a_burst_lets_the_chunks_before_it_through(gate
     used = rec["usage"]
     assert rec["usage_source"] == "estimated" and used["completion_tokens"] >= N // 2
     assert rec["cost_usd"] == pytest.approx(used["prompt_tokens"] * 0.000001 + used["completion_tokens"] * 0.000002)
+
+
+async def test_an_anthropic_deployments_own_events_are_grouped_alike(gateway) -> None:
+    """A /v1/messages stream relayed from an Anthropic deployment as it sent it."""
+    app, up, sink = gateway
+    sent = {}
+    for mode in ("burst", "paced"):
+        up.mode = mode
+        sent[mode] = await call(app, up, "/v1/messages")
+        kinds = [ln[7:] for ln in b"".join(sent[mode]).decode().split("\n") if ln.startswith("event: ")]
+        assert kinds[0] == "message_start" and kinds[-1] == "message_stop" and len(kinds) == N + 5
+        text = "".join(
+            json.loads(ln[6:])["delta"].get("text", "")
+            for ln in b"".join(sent[mode]).decode().split("\n")
+            if ln.startswith("data: ") and json.loads(ln[6:])["type"] == "content_block_delta"
+        )
+        assert text == "".join(f"t{i} " for i in range(N))
+    assert len(sent["burst"]) <= 4, [len(b) for b in sent["burst"]]
+    assert len(sent["paced"]) >= N + 4, len(sent["paced"])
+    recs = [r for r in sink.records if r.get("endpoint") == "messages"]
+    assert len(recs) == 2
+    check_metered(recs)

@@ -213,30 +213,50 @@ class OpenAICompatBackend:
 
     def chat_batches(self, call: Call) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The chunks in the groups they arrive in (``router.backends.base.chunk_batches``)."""
-        return self._stream("chat/completions", call, self._batches)
+        return self._stream("chat/completions", call, self._chat_chunks())
 
-    async def _batches(self, resp: tp.Response, done: list[bool]) -> AsyncIterator[list[dict[str, Any]]]:
-        seen = 0
-        async for payloads in self._events(resp):
-            group: list[dict[str, Any]] = []
-            failure: UpstreamError | None = None
-            for payload in payloads:
-                if payload == b"[DONE]":
-                    done[0] = True
-                    break
-                seen += len(payload)
-                try:
-                    group.append(self._chunk(payload, seen))
-                except UpstreamError as exc:
-                    failure = exc
-                    break
-            if group:  # what came before a bad chunk is relayed first, as it would have been alone
-                yield group
-            if failure is not None:
-                raise failure
-            if done[0]:
-                return
-        raise UpstreamStreamCut("upstream stream ended without [DONE]")
+    def _chat_chunks(self) -> Callable[[tp.Response, list[bool]], AsyncIterator[list[dict[str, Any]]]]:
+        """A reader of one chat stream's chunks, up to ``[DONE]``, in groups."""
+        seen = [0]
+
+        def chunk(payload: bytes) -> tuple[dict[str, Any] | None, bool]:
+            if payload == b"[DONE]":
+                return None, True
+            seen[0] += len(payload)
+            return self._chunk(payload, seen[0]), False
+
+        return self._grouped(chunk, "ended without [DONE]")
+
+    def _grouped(
+        self, read: Callable[[bytes], tuple[Any, bool]], cut: str
+    ) -> Callable[[tp.Response, list[bool]], AsyncIterator[list[Any]]]:
+        """A reader (for ``_stream``) of a response's events in the groups each block of its body
+        completes, ``read`` turning each into (its item, or None for none; whether the stream ends
+        there). An event ``read`` refuses comes after the items before it, as it would have alone."""
+
+        async def groups(resp: tp.Response, done: list[bool]) -> AsyncIterator[list[Any]]:
+            async for payloads in self._events(resp):
+                group: list[Any] = []
+                failure: UpstreamError | None = None
+                for payload in payloads:
+                    try:
+                        item, done[0] = read(payload)
+                    except UpstreamError as exc:
+                        failure = exc
+                        break
+                    if item is not None:
+                        group.append(item)
+                    if done[0]:
+                        break
+                if group:
+                    yield group
+                if failure is not None:
+                    raise failure
+                if done[0]:
+                    return
+            raise UpstreamStreamCut(f"upstream stream {cut}")
+
+        return groups
 
     def _chunk(self, payload: bytes, seen: int) -> dict[str, Any]:
         """One stream event's data as a chunk; ``seen``: the stream's bytes so far, this one's included."""
@@ -256,30 +276,25 @@ class OpenAICompatBackend:
 
     def typed_events(
         self, path: str, call: Call, ends: frozenset[str]
-    ) -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
+    ) -> AsyncGenerator[list[tuple[dict[str, Any], bytes]], None]:
         """A stream of typed events (each event's data names its ``type``, as Anthropic's and the
-        Responses API's do), up to one of ``ends``: (the data, the event as the client gets it). An
-        ``error`` event, or the stream ending early, is the upstream's failure."""
+        Responses API's do), up to one of ``ends``, in the groups they arrive in: (the data, the
+        event as the client gets it). An ``error`` event, or the stream ending early, is the
+        upstream's failure."""
 
-        async def events(resp: tp.Response, done: list[bool]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
-            async for payloads in self._events(resp):
-                for payload in payloads:
-                    try:
-                        event = orjson.loads(payload)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamBadResponse("upstream sent a stream event that is not valid JSON") from None
-                    kind = event.get("type") if isinstance(event, dict) else None
-                    if not isinstance(kind, str):
-                        raise UpstreamBadResponse("upstream sent a stream event without a type")
-                    if kind == "error":
-                        raise self._event_error(event)
-                    yield event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
-                    if kind in ends:
-                        done[0] = True
-                        return
-            raise UpstreamStreamCut("upstream stream ended before its last event")
+        def typed(payload: bytes) -> tuple[tuple[dict[str, Any], bytes], bool]:
+            try:
+                event = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamBadResponse("upstream sent a stream event that is not valid JSON") from None
+            kind = event.get("type") if isinstance(event, dict) else None
+            if not isinstance(kind, str):
+                raise UpstreamBadResponse("upstream sent a stream event without a type")
+            if kind == "error":
+                raise self._event_error(event)
+            return (event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"), kind in ends
 
-        return self._stream(path, call, events)
+        return self._stream(path, call, self._grouped(typed, "ended before its last event"))
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:
         err: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else event
@@ -304,7 +319,8 @@ class NativeAPI:
         b = self.backend
         return await b._read_json(await b._post(self.path, call, stream=False))
 
-    def stream(self, call: Call) -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
+    def stream(self, call: Call) -> AsyncGenerator[list[tuple[dict[str, Any], bytes]], None]:
+        """The answer's events, in the groups they arrive in."""
         return self.backend.typed_events(self.path, call, self.ends)
 
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from pricing import Usage
 from router.cache import keep
-from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout, chunk_batches, one_each
+from router.backends.base import Call, UpstreamBadResponse, UpstreamError, UpstreamTimeout, chunk_batches
 from router.accounting.metering import Priced, StreamTally
 from router.wire import normalize_chunk, upstream_body
 from router.registry import Deployment
@@ -53,7 +53,7 @@ class Streamed(Strategy):
             if ex.trace is not None:  # the call's span, its context sent upstream as traceparent
                 call.extra_headers = ex.trace.calling(dep, "chat", call.extra_headers)
             chunks = (
-                one_each(surface.native_chunks(client.stream(call), dep.model_name))  # type: ignore[union-attr]
+                surface.native_groups(client.stream(call), dep.model_name)  # type: ignore[union-attr]
                 if native is not None
                 else chunk_batches(dep.backend, call)
             )

@@ -16,6 +16,7 @@ meters (``from_native``, ``native_chunks``) and reaches the client as the deploy
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence, TYPE_CHECKING
 
 import orjson
@@ -163,8 +164,40 @@ class Surface:
     def native_chunks(
         self, events: AsyncIterator[tuple[dict[str, Any], bytes]], model: str
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """A native stream as OpenAI chunks (for metering), each carrying its native event to relay."""
+        """A native stream as OpenAI chunks (for metering), exactly one per event, each carrying its
+        native event to relay."""
         raise NotImplementedError
+
+    async def native_groups(
+        self, groups: AsyncGenerator[list[tuple[dict[str, Any], bytes]], None], model: str
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """``native_chunks`` over a stream whose events come in groups (those a read brought in
+        together), its chunks grouped alike, so the relay writes each group at once. Closing this
+        closes ``groups`` (the upstream call)."""
+        sizes: deque[int] = deque()
+
+        async def events() -> AsyncGenerator[tuple[dict[str, Any], bytes], None]:
+            async for group in groups:
+                sizes.append(len(group))
+                for event in group:
+                    yield event
+
+        flat = events()
+        chunks = self.native_chunks(flat, model)
+        out: list[dict[str, Any]] = []
+        try:
+            async for chunk in chunks:
+                out.append(chunk)
+                if len(out) == sizes[0]:  # a chunk per event: the group's last event is in
+                    sizes.popleft()
+                    yield out
+                    out = []
+            if out:
+                yield out
+        finally:
+            await chunks.aclose()
+            await flat.aclose()
+            await groups.aclose()
 
     def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:
         raise NotImplementedError
