@@ -136,29 +136,33 @@ def cached_answer(gw: "Gateway", ex: "Exchange", hit: dict[str, Any]) -> Respons
     enc = ChatEncoder(answer["id"], answer["created"], answer["model"], client_usage)
 
     async def replay() -> AsyncIterator[bytes]:
+        """The whole answer at once (it is all here): one write."""
         base = {
             "id": answer["id"],
             "object": "chat.completion.chunk",
             "created": answer["created"],
             "model": answer["model"],
         }
+        out = []
         for ch in answer.get("choices") or ():
             msg = ch.get("message") or {}
             delta = {"role": "assistant", "content": msg.get("content")}
             if msg.get("tool_calls"):
                 delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(msg["tool_calls"])]
-            yield enc.chunk({**base, "choices": [{"index": ch.get("index", 0), "delta": delta, "finish_reason": None}]})
-            yield enc.chunk(
-                {
-                    **base,
-                    "choices": [
-                        {"index": ch.get("index", 0), "delta": {}, "finish_reason": ch.get("finish_reason") or "stop"}
-                    ],
-                }
+            out.append(
+                enc.chunk({**base, "choices": [{"index": ch.get("index", 0), "delta": delta, "finish_reason": None}]})
             )
-        yield enc.end(
-            usage.to_openai(), {"cost_usd": 0.0, "charge_usd": 0.0, "usage_source": "cache", "saved_usd": ex.saved_usd}
+            finish = ch.get("finish_reason") or "stop"
+            out.append(
+                enc.chunk({**base, "choices": [{"index": ch.get("index", 0), "delta": {}, "finish_reason": finish}]})
+            )
+        out.append(
+            enc.end(
+                usage.to_openai(),
+                {"cost_usd": 0.0, "charge_usd": 0.0, "usage_source": "cache", "saved_usd": ex.saved_usd},
+            )
         )
+        yield b"".join(out)
 
     return SSEResponse(replay(), headers=headers)
 
