@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, TypeGuard
 
 
@@ -42,6 +42,15 @@ class Usage:
             reasoning_tokens=reasoning if _is_count(reasoning) else 0,
             source=source,
         )
+
+    def relayed_at_least(self, completion_tokens: int) -> "Usage":
+        """A cut stream's usage: what the upstream reported before the cut (its prompt side is
+        exact; its completion count may be a placeholder, as Anthropic's first event carries),
+        with the completion raised to ``completion_tokens`` (counted from the text relayed), and
+        then labelled estimated."""
+        if completion_tokens <= self.completion_tokens:
+            return self
+        return replace(self, completion_tokens=completion_tokens, source="estimated")
 
     def to_openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -57,14 +57,16 @@ def anthropic_answer() -> list[bytes]:
 
 
 class Upstream:
-    """A raw HTTP/1.1 upstream. ``burst``: an answer's events in one write. Otherwise one event at a
-    time, each of the first N + 2 only after ``go`` is released (the test releases it when the
-    client has received the event before), so a gateway that waited for more would never finish."""
+    """A raw HTTP/1.1 upstream. ``burst``: an answer's events in one write. ``paced``: one event at a
+    time, each (but the last few) only after ``go`` is released (the test releases it when the
+    client has received the event before), so a gateway that waited for more would never finish.
+    ``hang``: a burst without the answer's end, then nothing until the gateway closes the connection."""
 
     def __init__(self, mode: str):
         self.mode = mode
         self.go: asyncio.Queue[None] = asyncio.Queue()
         self.port = 0
+        self.aborted = asyncio.Event()  # ``hang``: the gateway closed the connection mid-answer
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -74,6 +76,12 @@ class Upstream:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
         events = anthropic_answer() if anthropic else answer(bad_at=N // 2 if self.mode == "bad" else None)
         gated = len(events) - 1 if anthropic else N + 2  # the events the client sees as they come
+        if self.mode == "hang":  # a burst of all but the answer's end, then silence until the gateway hangs up
+            writer.write(b"".join(events[:-3]))
+            await writer.drain()
+            await reader.read()
+            self.aborted.set()
+            return
         if self.mode != "paced":
             writer.write(b"".join(events))
         else:
@@ -117,15 +125,16 @@ auth:
     server.close()
 
 
-async def call(app: Any, up: Upstream, path: str = "/v1/chat/completions") -> list[bytes]:
+async def call(app: Any, up: Upstream, path: str = "/v1/chat/completions", leave: bool = False) -> list[bytes]:
     """One streamed request through the app's ASGI interface (chat, or Anthropic's Messages API to
-    the Anthropic deployment): each body message it sent."""
+    the Anthropic deployment): each body message it sent. ``leave``: the client disconnects once it
+    has the first."""
     model = "claude" if path == "/v1/messages" else "up"
     req = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 200}
     body = json.dumps(req).encode()
     headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {KEY}".encode())]
     scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": headers}
-    finished = asyncio.Event()
+    finished, wrote = asyncio.Event(), asyncio.Event()
     up.go = asyncio.Queue()
     sent: list[bytes] = []
     request = [{"type": "http.request", "body": body, "more_body": False}]
@@ -133,7 +142,9 @@ async def call(app: Any, up: Upstream, path: str = "/v1/chat/completions") -> li
     async def receive() -> dict[str, Any]:
         if request:
             return request.pop()
-        await finished.wait()
+        while not (finished.is_set() or (leave and sent)):
+            wrote.clear()
+            await wrote.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
@@ -145,6 +156,7 @@ async def call(app: Any, up: Upstream, path: str = "/v1/chat/completions") -> li
                 up.go.put_nowait(None)  # the client has this event: the upstream may send the next
             if not message.get("more_body"):
                 finished.set()
+            wrote.set()
 
     await asyncio.wait_for(app(scope, receive, send), 30)
     return sent
@@ -224,3 +236,25 @@ async def test_an_anthropic_deployments_own_events_are_grouped_alike(gateway) ->
     recs = [r for r in sink.records if r.get("endpoint") == "messages"]
     assert len(recs) == 2
     check_metered(recs)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_client_that_leaves_after_a_burst_aborts_the_upstream_and_is_metered(gateway, path) -> None:
+    """The client leaves once it has the burst: the upstream call is closed (its connection hung
+    up), and the request is in the ledger as a client disconnect, metered at what was relayed: an
+    Anthropic deployment's first event reports the prompt exactly but an output of 1 token, which
+    once metered a cut stream of 50 relayed tokens as 1."""
+    app, up, sink = gateway
+    up.mode = "hang"
+    before = len(sink.records)
+    sent = await call(app, up, path, leave=True)
+    assert 1 <= len(sent) <= 3, [len(b) for b in sent]
+    await asyncio.wait_for(up.aborted.wait(), 10)
+    [rec] = list(sink.records)[before:]
+    assert rec["status"] == 499 and rec["error"] == "client_disconnected"
+    used = rec["usage"]
+    assert rec["usage_source"] == "estimated"
+    assert used["completion_tokens"] >= N // 2  # the burst's N tokens went out before the client left
+    if path == "/v1/messages":  # Anthropic's first event counts the prompt exactly (its output count is 1)
+        assert used["prompt_tokens"] == 7
+    assert rec["cost_usd"] == pytest.approx(used["prompt_tokens"] * 0.000001 + used["completion_tokens"] * 0.000002)

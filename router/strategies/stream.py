@@ -109,9 +109,15 @@ class Relay:
         self.stream_id: str = given_id if isinstance(given_id, str) else f"chatcmpl-{uuid.uuid4().hex}"
         self.created: int = given_created if isinstance(given_created, int) else int(time.time())
 
-    def _price(self) -> Priced:
+    def _price(self, complete: bool = True) -> Priced:
+        """The stream's price: by the upstream's usage, else by what was relayed; a stream that did
+        not complete is charged at least for the text it relayed (the upstream's count so far may
+        be a placeholder)."""
         gw, ex = self.gw, self.ex
-        usage = self.usage or gw.meter.estimate(self.dep, self.body, self.tally.text)
+        usage = self.usage
+        if usage is None or not complete:
+            counted = gw.meter.estimate(self.dep, self.body, self.tally.text)
+            usage = counted if usage is None else usage.relayed_at_least(counted.completion_tokens)
         return gw.meter.price(self.dep, usage, tenant=ex.who.tenant, requested=ex.requested)
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -193,7 +199,7 @@ class Relay:
         ex.in_flight = None
         await self.chunks.aclose()  # aborts the upstream request if it is still running
         if priced is None:  # cut, failed or abandoned: what was relayed is counted here
-            priced = self._price()
+            priced = self._price(complete=False)
         ex.served(dep, time.perf_counter() - self.t0, error=err_kind)
         ex.line(dep, "answer", priced)
         ex.dep, ex.first_chunk_at = dep, self.tally.first_chunk_at
