@@ -22,7 +22,7 @@ import json
 import sys
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,6 +47,39 @@ def fold_of(train: list[dict], folds: int) -> dict:
     return {r["id"]: zlib.crc32(str(r["id"]).encode()) % folds for r in train}
 
 
+def probe_args() -> argparse.Namespace:
+    """The command line of a probe on the folds of train: --data, --folds, --json."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--json", type=Path)
+    return ap.parse_args()
+
+
+def blend(a: np.ndarray, b: np.ndarray, share: float) -> np.ndarray:
+    """Two predicted gains averaged, ``share`` of the first, each divided by its spread first."""
+    return share * a / a.std() + (1 - share) * b / max(float(b.std()), 1e-9)
+
+
+def report(results: dict[str, list[float]], out: Path | None) -> None:
+    """Each probe's held-out APGR over the folds: printed, and written to ``out`` as JSON."""
+    for name, folds in results.items():
+        print(f"{name}: held-out MMLU APGR {np.mean(folds):.4f} +/- {np.std(folds, ddof=1):.4f} {np.round(folds, 3)}")
+    if out:
+        out.write_text(json.dumps({n: {"mean": float(np.mean(f)), "folds": f} for n, f in results.items()}, indent=2))
+
+
+def held_out_folds(ds: Dataset, folds: int, benchmark: str = "mmlu") -> Iterator[tuple[Dataset, list[dict]]]:
+    """Each fold of the train split in turn: the data with that fold's rows marked ``held`` and the
+    others ``train``, and the fold's rows of ``benchmark``."""
+    train = ds.split("train")
+    fold = fold_of(train, folds)
+    for k in range(folds):
+        rows = [{**r, ds.split_field: "train" if fold[r["id"]] != k else "held"} for r in train]
+        fds = Dataset(rows, ds.models, ds.split_field)
+        yield fds, [r for r in fds.split("held") if r.get("benchmark") == benchmark]
+
+
 def gain_apgr(gain: Sequence[float], qs: Sequence[float], qw: Sequence[float]) -> float:
     """The APGR of thresholding a predicted gain (GPT-4's scores ``qs``, Mixtral's ``qw``)."""
     curve = metrics.routellm_curve([float(g) for g in gain], [float(q) for q in qs], [float(q) for q in qw])
@@ -66,8 +99,6 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     ds = load_dataset(args.data)
-    train = ds.split("train")
-    fold = fold_of(train, args.folds)
     results: dict[str, dict] = {}
     held_by: dict[str, list] = {}
     for l2 in args.l2:
@@ -76,14 +107,11 @@ def main() -> None:
                 blends = [0.0] if topic_l2 is None else args.blends
                 apgrs: dict[float, list[float]] = {b: [] for b in blends}
                 held: dict[float, list] = {b: [] for b in blends}
-                for k in range(args.folds):
-                    rows = [{**r, ds.split_field: "train" if fold[r["id"]] != k else "held"} for r in train]
-                    fds = Dataset(rows, ds.models, ds.split_field)
+                for fds, out in held_out_folds(ds, args.folds, args.benchmark):
                     pred = train_predictor(
                         fds, "train", exclude=["mt-bench"], epochs=int(steps), lr=args.lr, solver="batch", l2=l2,
                         topic_field=None if topic_l2 is None else "category", topic_l2=topic_l2 or 0.0,
                     )  # fmt: skip
-                    out = [r for r in fds.split("held") if r.get("benchmark") == args.benchmark]
                     s, w = pred.models.index(STRONG), pred.models.index(WEAK)
                     parts = [pred.parts(r["prompt"]) for r in out]
                     qs, qw = [score(r, STRONG) for r in out], [score(r, WEAK) for r in out]

@@ -18,8 +18,6 @@ split is never read.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from gain_cv import STRONG, WEAK, fold_of, gain_apgr  # noqa: E402
+from gain_cv import STRONG, WEAK, gain_apgr, blend, held_out_folds, probe_args, report  # noqa: E402
 
 import policies.predictor as predictor_module  # noqa: E402
 from policies.evaluate import train_predictor  # noqa: E402
 from policies.features import MASK, featurize  # noqa: E402
 from policies.loaders import load_dataset  # noqa: E402
-from policies.outcomes import Dataset, score  # noqa: E402
+from policies.outcomes import score  # noqa: E402
 
 MULT = np.uint64(0x9E3779B97F4A7C15)
 
@@ -65,20 +63,11 @@ VARIANTS = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, type=Path)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = probe_args()
     ds = load_dataset(args.data)
-    train = ds.split("train")
-    fold = fold_of(train, args.folds)
     gains: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
     truth: list[tuple[np.ndarray, np.ndarray]] = []
-    for k in range(args.folds):
-        rows = [{**r, ds.split_field: "train" if fold[r["id"]] != k else "held"} for r in train]
-        fds = Dataset(rows, ds.models, ds.split_field)
-        held = [r for r in fds.split("held") if r.get("benchmark") == "mmlu"]
+    for k, (fds, held) in enumerate(held_out_folds(ds, args.folds)):
         truth.append((np.array([score(r, STRONG) for r in held]), np.array([score(r, WEAK) for r in held])))
         for name, settings in VARIANTS.items():
             predictor_module.featurize = char_features if name == "chars" else featurize  # type: ignore[assignment]
@@ -94,15 +83,9 @@ def main() -> None:
     for partner in ("chars", "adagrad"):
         for share in (0.75, 0.5, 0.25):
             results[f"{share:g} shipped + {1 - share:g} {partner}"] = [
-                gain_apgr(share * a / a.std() + (1 - share) * b / b.std(), *t)
-                for a, b, t in zip(gains["shipped"], gains[partner], truth)
+                gain_apgr(blend(a, b, share), *t) for a, b, t in zip(gains["shipped"], gains[partner], truth)
             ]
-    for name, folds in results.items():
-        print(f"{name}: held-out MMLU APGR {np.mean(folds):.4f} +/- {np.std(folds, ddof=1):.4f} {np.round(folds, 3)}")
-    if args.json:
-        args.json.write_text(
-            json.dumps({n: {"mean": float(np.mean(f)), "folds": f} for n, f in results.items()}, indent=2)
-        )
+    report(results, args.json)
 
 
 if __name__ == "__main__":

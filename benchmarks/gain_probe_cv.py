@@ -19,8 +19,6 @@ Printed: held-out MMLU APGR, mean and spread over the folds, for each. The test 
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -31,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from gain_cv import STRONG, WEAK, fold_of, gain_apgr  # noqa: E402
+from gain_cv import STRONG, WEAK, gain_apgr, blend, held_out_folds, probe_args, report  # noqa: E402
 from gain_ensemble_cv import VARIANTS  # noqa: E402
 
 from policies.evaluate import train_predictor  # noqa: E402
 from policies.loaders import load_dataset  # noqa: E402
-from policies.outcomes import Dataset, score  # noqa: E402
+from policies.outcomes import score  # noqa: E402
 
 OPTION = re.compile(r"^[A-D]\. ")
 
@@ -61,27 +59,14 @@ def shape(prompt: str) -> list[float]:
     ]
 
 
-def blend(a: np.ndarray, b: np.ndarray, share: float) -> np.ndarray:
-    return share * a / a.std() + (1 - share) * b / max(float(b.std()), 1e-9)
-
-
 def main() -> None:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, type=Path)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = probe_args()
     ds = load_dataset(args.data)
-    train = ds.split("train")
-    fold = fold_of(train, args.folds)
     folds = []  # per fold: held-out rows, the shipped predictor's qualities and gain, the truth, training rows
-    for k in range(args.folds):
-        rows = [{**r, ds.split_field: "train" if fold[r["id"]] != k else "held"} for r in train]
-        fds = Dataset(rows, ds.models, ds.split_field)
-        held = [r for r in fds.split("held") if r.get("benchmark") == "mmlu"]
+    for k, (fds, held) in enumerate(held_out_folds(ds, args.folds)):
         pred = train_predictor(fds, "train", exclude=["mt-bench"], **VARIANTS["shipped"])  # type: ignore[arg-type]
         s, w = pred.models.index(STRONG), pred.models.index(WEAK)
         q = np.array([list(pred.predict(r["prompt"]).values()) for r in held])
@@ -128,12 +113,7 @@ def main() -> None:
                 results.setdefault(f"stack on {cols}, shipped share {share:g}", []).append(
                     gain_apgr(blend(f[3], stacked, share), *f[4])
                 )
-    for name, vals in results.items():
-        print(f"{name}: held-out MMLU APGR {np.mean(vals):.4f} +/- {np.std(vals, ddof=1):.4f}")
-    if args.json:
-        args.json.write_text(
-            json.dumps({n: {"mean": float(np.mean(v)), "folds": v} for n, v in results.items()}, indent=2)
-        )
+    report(results, args.json)
 
 
 if __name__ == "__main__":
