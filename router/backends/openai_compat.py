@@ -217,13 +217,14 @@ class OpenAICompatBackend:
 
     def _chat_chunks(self) -> Callable[[tp.Response, list[bool]], AsyncIterator[list[dict[str, Any]]]]:
         """A reader of one chat stream's chunks, up to ``[DONE]``, in groups."""
-        seen = [0]
+        seen = 0
 
         def chunk(payload: bytes) -> tuple[dict[str, Any] | None, bool]:
+            nonlocal seen
             if payload == b"[DONE]":
                 return None, True
-            seen[0] += len(payload)
-            return self._chunk(payload, seen[0]), False
+            seen += len(payload)
+            return self._chunk(payload, seen), False
 
         return self._grouped(chunk, "ended without [DONE]")
 

@@ -52,7 +52,7 @@ class Streamed(Strategy):
             t0 = ex.calling(dep)
             if ex.trace is not None:  # the call's span, its context sent upstream as traceparent
                 call.extra_headers = ex.trace.calling(dep, "chat", call.extra_headers)
-            chunks = (
+            groups = (
                 surface.native_groups(client.stream(call), dep.model_name)  # type: ignore[union-attr]
                 if native is not None
                 else chunk_batches(dep.backend, call)
@@ -60,13 +60,13 @@ class Streamed(Strategy):
             try:
                 # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
                 first = await (
-                    chunks.__anext__() if deadline is None else asyncio.wait_for(chunks.__anext__(), deadline - t0)
+                    groups.__anext__() if deadline is None else asyncio.wait_for(groups.__anext__(), deadline - t0)
                 )
             except TimeoutError:
                 ex.failed(
                     dep, UpstreamTimeout("no first chunk before the request's deadline"), time.perf_counter() - t0
                 )
-                await chunks.aclose()
+                await groups.aclose()
                 self.out_of_time = True
                 break
             except StopAsyncIteration:
@@ -74,14 +74,14 @@ class Streamed(Strategy):
                 continue
             except UpstreamError as exc:
                 ex.failed(dep, exc, time.perf_counter() - t0)
-                await chunks.aclose()
+                await groups.aclose()
                 if not exc.retryable:
                     break
                 continue
             self.gw.health.observe_ttft(dep.id, time.perf_counter() - t0)
             if ex.attempts.last_error is not None:  # an attempt failed before this one started
                 self.gw.meter.metrics.fallbacks.labels(dep.model_name).inc()
-            relay = Relay(self, dep, chunks, first, t0, client_usage, native=native is not None)
+            relay = Relay(self, dep, groups, first, t0, client_usage, native=native is not None)
             self.handed_off = True
             return SSEResponse(relay.events(), headers=headers(dep, ex, None, in_flight=1), on_close=relay.abandon)
         raise self.exhausted()
@@ -94,7 +94,7 @@ class Relay:
         self,
         strategy: Streamed,
         dep: Deployment,
-        chunks: AsyncGenerator[list[dict[str, Any]], None],
+        groups: AsyncGenerator[list[dict[str, Any]], None],
         first: list[dict[str, Any]],
         t0: float,
         client_usage: bool,
@@ -102,7 +102,7 @@ class Relay:
     ):
         self.gw, self.ex, self.body = strategy.gw, strategy.ex, strategy.body
         self.native = native  # the chunks carry the upstream's own events, relayed as they are
-        self.dep, self.chunks, self.first, self.t0, self.client_usage = dep, chunks, first, t0, client_usage
+        self.dep, self.groups, self.first, self.t0, self.client_usage = dep, groups, first, t0, client_usage
         self.tally = StreamTally()
         self.usage: Usage | None = Usage.from_openai(first[0]["usage"]) if first[0].get("usage") else None
         given_id, given_created = first[0].get("id"), first[0].get("created")
@@ -130,8 +130,8 @@ class Relay:
             self.stream_id, self.created, dep.model_name, self.client_usage
         )
         # the per-chunk loop reads locals only (it runs once per token)
-        chunks, add, encode, name, sid, created = (
-            self.chunks,
+        groups, add, encode, name, sid, created = (
+            self.groups,
             self.tally.add,
             enc.chunk,
             dep.model_name,
@@ -159,7 +159,7 @@ class Relay:
                 if out:
                     yield out[0] if len(out) == 1 else b"".join(out)
                     out = []
-                group = await anext(chunks, None)
+                group = await anext(groups, None)
             priced = self._price()
             tail = (
                 b""
@@ -197,7 +197,7 @@ class Relay:
         if ex.closed:
             return
         ex.in_flight = None
-        await self.chunks.aclose()  # aborts the upstream request if it is still running
+        await self.groups.aclose()  # aborts the upstream request if it is still running
         if priced is None:  # cut, failed or abandoned: what was relayed is counted here
             priced = self._price(complete=False)
         ex.served(dep, time.perf_counter() - self.t0, error=err_kind)

@@ -197,7 +197,7 @@ class Surface:
         finally:
             await chunks.aclose()
             await flat.aclose()
-            await groups.aclose()
+            await groups.aclose()  # even if ``native_chunks`` never read from ``flat``
 
     def encoder(self, stream_id: str, created: int, model: str, client_usage: bool) -> Encoder:
         raise NotImplementedError
