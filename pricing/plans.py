@@ -26,9 +26,13 @@ class Plan(BaseModel):
 
     def charge(self, requested: str, usage: Usage, api_cost: float | None) -> float | None:
         """The tenant's charge; None when it depends on an unknown (unpriced) API cost."""
+        return self.charge_tokens(requested, usage.prompt_tokens, usage.completion_tokens, api_cost)
+
+    def charge_tokens(self, requested: str, prompt: int, completion: int, api_cost: float | None) -> float | None:
+        """``charge`` for a request of ``prompt`` and ``completion`` tokens (reasoning included)."""
         fixed = self.fixed.get(requested)
         if fixed is not None:
-            return (usage.prompt_tokens * fixed.input_per_mtok + usage.completion_tokens * fixed.output_per_mtok) / 1e6
+            return (prompt * fixed.input_per_mtok + completion * fixed.output_per_mtok) / 1e6
         if api_cost is None:
             return None
         return api_cost * (1.0 + self.markup)

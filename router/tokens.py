@@ -105,7 +105,7 @@ class Tokenizer:
         one byte (tiktoken's encodings; SentencePiece with byte fallback too), so that length is never
         fewer than the text's tokens, for any of them, at the cost of a len() instead of a
         tokenisation (which a distinct prompt would miss the cache for)."""
-        enc = self.encoding(model)
+        enc = None if bound else self.encoding(model)  # a bound reads bytes: no encoding needed
         cache = self._counts
 
         def n(text: str) -> int:
@@ -113,6 +113,7 @@ class Tokenizer:
                 return 0
             if bound:
                 return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+            assert enc is not None
             key = (enc.name, hash(text), len(text))
             hit = cache.get(key)
             if hit is None:

@@ -53,6 +53,24 @@ def _ids(who: Principal, requested: str, attrs: Any) -> dict[str, str | None]:
     }
 
 
+class _Plan:
+    """The rules that apply to one kind of request (its key, model and, where a rule asks, user)."""
+
+    __slots__ = ("budgets", "specs", "kinds")
+
+    def __init__(
+        self, budgets: list[tuple[BudgetRule, str]], specs: list[tuple[str, int, bool]], kinds: list[tuple[str, int]]
+    ):
+        self.budgets = budgets
+        self.specs = specs  # per rate counter: its key's prefix (the minute follows), its limit, counts tokens
+        self.kinds = kinds  # per rate counter: what it counts (requests or tokens) and its limit
+
+    def counters(self, minute: int, tokens: int) -> list[CounterReq]:
+        """The counters this minute's request adds to."""
+        m = str(minute)
+        return [CounterReq(prefix + m, limit, tokens if tok else 1, 70) for prefix, limit, tok in self.specs]
+
+
 def _duration(seconds: float) -> str:
     return f"{max(0.0, seconds):.3f}s".replace(".000s", "s")
 
@@ -89,6 +107,10 @@ class Limiter(BudgetReconciler):
         self._closing = False
         self.alerter: Any = None  # router.accounting.alerts.Alerter: budget thresholds and forecasts to webhooks
         self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
+        # which rules apply to a request depends only on these of its ids: remembered per combination
+        self._plans: dict[tuple[str, str, str, str | None], _Plan] = {}
+        self._by_user = any(r.scope == "user" for r in (*cfg.rate_limits, *cfg.budgets))
+        self._by_tag = any(r.scope == "tag" for r in (*cfg.rate_limits, *cfg.budgets))
 
     @property
     def active(self) -> bool:
@@ -130,6 +152,36 @@ class Limiter(BudgetReconciler):
             rates += [(r, who.key_id) for r in who.rules[0]]
             budgets += [(b, who.key_id) for b in who.rules[1]]
         return rates, budgets
+
+    def _plan(self, who: Principal, requested: str, attrs: Any) -> _Plan:
+        """The rules that apply to this request and its rate counters' key prefixes: built once per key,
+        model and (when a rule counts per user) user; a key's own rules or a tag rule build it each time."""
+        if who.rules is not None or (self._by_tag and attrs is not None and attrs.tags):
+            return self._build_plan(who, requested, attrs)
+        user = attrs.user if self._by_user and attrs is not None else None
+        ck = (who.key_id, who.tenant, requested, user)
+        plan = self._plans.get(ck)
+        if plan is None:
+            if len(self._plans) > 100_000:
+                self._plans.clear()
+            plan = self._plans[ck] = self._build_plan(who, requested, attrs)
+        return plan
+
+    def _build_plan(self, who: Principal, requested: str, attrs: Any) -> _Plan:
+        rates, budgets = self._rules(who, requested, attrs)
+        specs: list[tuple[str, int, bool]] = []
+        kinds: list[tuple[str, int]] = []
+        for r, scope_id in rates:
+            # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
+            # config rules by their place in the config, the same on every replica
+            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
+            if r.rpm is not None:
+                specs.append((f"{base}:req:", r.rpm, False))
+                kinds.append(("requests", r.rpm))
+            if r.tpm is not None:
+                specs.append((f"{base}:tok:", r.tpm, True))
+                kinds.append(("tokens", r.tpm))
+        return _Plan(budgets, specs, kinds)
 
     def budget_keys(
         self,
@@ -178,12 +230,12 @@ class Limiter(BudgetReconciler):
                 code="request_cost_cap",
             )
         now = time.time() if now is None else now
-        rates, budget_rules = self._rules(who, requested, attrs)
+        plan = self._plan(who, requested, attrs)
         minute = int(now // 60)
         reset = (minute + 1) * 60 - now
-        counters, kinds = self._rate_counters(rates, minute, tokens)
+        counters, kinds = plan.counters(minute, tokens), plan.kinds
         reserve = math.ceil((max_charge_usd or 0.0) * NANO)
-        keys = self.budget_keys(who, requested, now, attrs, budget_rules)
+        keys = self.budget_keys(who, requested, now, attrs, plan.budgets)
         budgets = [
             BudgetReq(k.key, int(k.rule.usd * NANO), 0 if k.rule.soft else reserve, k.ttl, hard=not k.rule.soft)
             for k in keys
@@ -237,22 +289,6 @@ class Limiter(BudgetReconciler):
     def _over_cap(self, charge_usd: float | None) -> bool:
         cap = self.cfg.max_request_usd
         return cap is not None and charge_usd is not None and charge_usd > cap
-
-    def _rate_counters(self, rates: Any, minute: int, tokens: int) -> tuple[list[CounterReq], list[tuple[str, int]]]:
-        """The counters this minute's request adds to, and what each counts (requests or tokens) and its limit."""
-        counters: list[CounterReq] = []
-        kinds: list[tuple[str, int]] = []
-        for r, scope_id in rates:
-            # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
-            # config rules by their place in the config, the same on every replica
-            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
-            if r.rpm is not None:
-                counters.append(CounterReq(f"{base}:req:{minute}", r.rpm, 1, 70))
-                kinds.append(("requests", r.rpm))
-            if r.tpm is not None:
-                counters.append(CounterReq(f"{base}:tok:{minute}", r.tpm, tokens, 70))
-                kinds.append(("tokens", r.tpm))
-        return counters, kinds
 
     def _refusal(
         self, result: Any, keys: list[BudgetKey], kinds: list[tuple[str, int]], reset: float, now: float

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Protocol, Sequence
 
-from pricing import ModelPrice, Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of
+from pricing import ModelPrice, Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of, estimate_usd
 from pricing.attribution import merge, self_hosted_cost
 from router.attempts import ESCALATED
 from router.metrics import Metrics
@@ -181,9 +181,8 @@ class Meter:
         # reasoning may be priced above plain output: then both are tried (else they cost the same)
         split = price is not None and price.reasoning is not None and price.reasoning != price.output
         for reasoning in (0, out) if split and out else (0,):
-            usage = Usage(prompt, out, reasoning_tokens=reasoning)
-            api = cost_of(usage, price).total if price is not None else None
-            worst = max(worst, plan.charge(requested, usage, api) or 0.0)
+            api = estimate_usd(price, prompt, out - reasoning, reasoning=reasoning) if price is not None else None
+            worst = max(worst, plan.charge_tokens(requested, prompt, out, api) or 0.0)
         return worst
 
     def price(
