@@ -109,8 +109,8 @@ class Limiter(BudgetReconciler):
         self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
         # which rules apply to a request depends only on these of its ids: remembered per combination
         self._plans: dict[tuple[str, str, str, str | None], _Plan] = {}
-        self._by_user = any(r.scope == "user" for r in (*cfg.rate_limits, *cfg.budgets))
-        self._by_tag = any(r.scope == "tag" for r in (*cfg.rate_limits, *cfg.budgets))
+        scopes = {r.scope for r in cfg.rate_limits} | {b.scope for b in cfg.budgets}
+        self._by_user, self._by_tag = "user" in scopes, "tag" in scopes
 
     @property
     def active(self) -> bool:
