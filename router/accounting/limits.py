@@ -20,55 +20,14 @@ import time
 from typing import Any, Callable
 
 from router.auth import Principal
-from router.config_sections import BudgetRule, LimitsConfig, RateLimitRule
+from router.config_sections import BudgetRule, LimitsConfig
 from router.errors import APIError, invalid_request
 from router.metrics import Metrics
 from router.accounting.budgets import ADVERB, BudgetKey, BudgetLedger, BudgetReconciler, Flushable, Ticket
+from router.accounting.rules import Rules
 from router.accounting.state import NANO, BudgetReq, CounterReq, MemoryState, Settlement, StateStore
 
 log = logging.getLogger("switchyard.limits")
-
-
-def _matches(rule_id: str, value: str | None) -> bool:
-    return value is not None and (rule_id == "*" or rule_id == value)
-
-
-def _scope_id(rule: Any, ids: dict[str, str | None], attrs: Any) -> str | None:
-    """The id a rule counts this request under, or None when the rule does not apply to it. A tag rule's
-    id is ``key=value`` (``key=*``: each value of the tag separately)."""
-    if rule.scope != "tag":
-        value = ids[rule.scope]
-        return value if _matches(rule.id, value) else None
-    tag, _, want = rule.id.partition("=")
-    value = attrs.tags.get(tag) if attrs is not None and attrs.tags else None
-    return f"{tag}={value}" if value is not None and (want == "*" or want == value) else None
-
-
-def _ids(who: Principal, requested: str, attrs: Any) -> dict[str, str | None]:
-    return {
-        "key": who.key_id,
-        "tenant": who.tenant,
-        "alias": requested,
-        "user": attrs.user if attrs is not None else None,
-    }
-
-
-class _Plan:
-    """The rules that apply to one kind of request (its key, model and, where a rule asks, user)."""
-
-    __slots__ = ("budgets", "specs", "kinds")
-
-    def __init__(
-        self, budgets: list[tuple[BudgetRule, str]], specs: list[tuple[str, int, bool]], kinds: list[tuple[str, int]]
-    ):
-        self.budgets = budgets
-        self.specs = specs  # per rate counter: its key's prefix (the minute follows), its limit, counts tokens
-        self.kinds = kinds  # per rate counter: what it counts (requests or tokens) and its limit
-
-    def counters(self, minute: int, tokens: int) -> list[CounterReq]:
-        """The counters this minute's request adds to."""
-        m = str(minute)
-        return [CounterReq(prefix + m, limit, tokens if tok else 1, 70) for prefix, limit, tok in self.specs]
 
 
 def _duration(seconds: float) -> str:
@@ -106,11 +65,7 @@ class Limiter(BudgetReconciler):
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
         self.alerter: Any = None  # router.accounting.alerts.Alerter: budget thresholds and forecasts to webhooks
-        self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
-        # which rules apply to a request depends only on these of its ids: remembered per combination
-        self._plans: dict[tuple[str, str, str, str | None], _Plan] = {}
-        scopes = {r.scope for r in cfg.rate_limits} | {b.scope for b in cfg.budgets}
-        self._by_user, self._by_tag = "user" in scopes, "tag" in scopes
+        self.rules = Rules(cfg)
 
     @property
     def active(self) -> bool:
@@ -141,48 +96,6 @@ class Limiter(BudgetReconciler):
                 asyncio.create_task(self._reconcile_loop(), name="budget-reconcile"),
             ]
 
-    def _rules(
-        self, who: Principal, requested: str, attrs: Any = None
-    ) -> tuple[list[tuple[RateLimitRule, str]], list[tuple[BudgetRule, str]]]:
-        """The rate-limit and budget rules that apply to this request, each with the id it counts under."""
-        ids = _ids(who, requested, attrs)
-        rates = [(r, s) for r in self.cfg.rate_limits if (s := _scope_id(r, ids, attrs)) is not None]
-        budgets = [(b, s) for b in self.cfg.budgets if (s := _scope_id(b, ids, attrs)) is not None]
-        if who.rules is not None:  # the key's own (set over HTTP)
-            rates += [(r, who.key_id) for r in who.rules[0]]
-            budgets += [(b, who.key_id) for b in who.rules[1]]
-        return rates, budgets
-
-    def _plan(self, who: Principal, requested: str, attrs: Any) -> _Plan:
-        """The rules that apply to this request and its rate counters' key prefixes: built once per key,
-        model and (when a rule counts per user) user; a key's own rules or a tag rule build it each time."""
-        if who.rules is not None or (self._by_tag and attrs is not None and attrs.tags):
-            return self._build_plan(who, requested, attrs)
-        user = attrs.user if self._by_user and attrs is not None else None
-        ck = (who.key_id, who.tenant, requested, user)
-        plan = self._plans.get(ck)
-        if plan is None:
-            if len(self._plans) > 100_000:
-                self._plans.clear()
-            plan = self._plans[ck] = self._build_plan(who, requested, attrs)
-        return plan
-
-    def _build_plan(self, who: Principal, requested: str, attrs: Any) -> _Plan:
-        rates, budgets = self._rules(who, requested, attrs)
-        specs: list[tuple[str, int, bool]] = []
-        kinds: list[tuple[str, int]] = []
-        for r, scope_id in rates:
-            # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
-            # config rules by their place in the config, the same on every replica
-            base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
-            if r.rpm is not None:
-                specs.append((f"{base}:req:", r.rpm, False))
-                kinds.append(("requests", r.rpm))
-            if r.tpm is not None:
-                specs.append((f"{base}:tok:", r.tpm, True))
-                kinds.append(("tokens", r.tpm))
-        return _Plan(budgets, specs, kinds)
-
     def budget_keys(
         self,
         who: Principal,
@@ -191,10 +104,12 @@ class Limiter(BudgetReconciler):
         attrs: Any = None,
         budgets: list[tuple[BudgetRule, str]] | None = None,
     ) -> list[BudgetKey]:
-        """``budgets``: the rules that apply, when the caller has them (``_rules``)."""
+        """``budgets``: the rules that apply, when the caller has them (``Rules.applying``)."""
         day = int(now // 86400)  # UTC days: a key is built once per rule, id and day, then remembered
         out = []
-        for i, (b, scope_id) in enumerate(self._rules(who, requested, attrs)[1] if budgets is None else budgets):
+        for i, (b, scope_id) in enumerate(
+            self.rules.applying(who, requested, attrs)[1] if budgets is None else budgets
+        ):
             cached = self._keys.get((i, scope_id, day))
             if cached is None or cached.rule is not b:
                 if len(self._keys) > 100_000:
@@ -230,7 +145,7 @@ class Limiter(BudgetReconciler):
                 code="request_cost_cap",
             )
         now = time.time() if now is None else now
-        plan = self._plan(who, requested, attrs)
+        plan = self.rules.plan(who, requested, attrs)
         minute = int(now // 60)
         reset = (minute + 1) * 60 - now
         counters, kinds = plan.counters(minute, tokens), plan.kinds
