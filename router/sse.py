@@ -1,9 +1,10 @@
 """A server-sent-events response that notices a client leaving at once.
 
 Starlette's StreamingResponse (ASGI 2.4 servers) only learns of a disconnect on its next write
-and never closes the body iterator itself. Here the body is pumped in one task while another
-waits for ``http.disconnect``; a disconnect cancels the pump, and the body iterator is always
-closed, so its ``finally`` (abort the upstream call, meter the partial usage) runs promptly.
+and never closes the body iterator itself. Here the body is pumped in the response's own task
+while a second waits for ``http.disconnect``; a disconnect cancels the pump, and the body iterator
+is always closed, so its ``finally`` (abort the upstream call, meter the partial usage) runs
+promptly.
 """
 
 from __future__ import annotations
@@ -42,19 +43,37 @@ class SSEResponse(Response):
             pass
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.ensure_future(self._pump(send))
+        # The body is pumped in this task; one more task waits for the client to leave and, if it
+        # leaves while the pump runs, cancels this task (the pump), which then carries on below.
+        task = asyncio.current_task()
+        assert task is not None
+        pumping, left = True, False
+
+        def on_leave(watch: asyncio.Task[None]) -> None:
+            nonlocal left
+            if pumping and not watch.cancelled() and watch.exception() is None:
+                left = True
+                task.cancel()
+
         watch = asyncio.ensure_future(self._watch(receive))
+        watch.add_done_callback(on_leave)
+        error: BaseException | None = None
         try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not left:
+                raise  # cancelled from outside (the server shutting down): the finally still runs
+            task.uncancel()  # our own cancellation, for the client that left: nothing to say to it
+        except OSError:
+            pass  # the client went away mid-write: nothing more to say to it
+        except BaseException as exc:
+            error = exc
         finally:
-            for task in (pump, watch):
-                if not task.done():
-                    task.cancel()
-            results = await asyncio.gather(pump, watch, return_exceptions=True)
+            pumping = False
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
             if self.on_close is not None:
                 await self.on_close()
-        if isinstance(results[0], OSError):
-            return  # the client went away mid-write: nothing more to say to it
-        if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
-            raise results[0]
+        if error is not None:
+            raise error
