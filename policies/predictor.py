@@ -61,18 +61,24 @@ class QualityPredictor:
         topics: Sequence[str] | None = None,
         topic_l2: float = 0.1,
         topic_blend: float = 0.5,
+        offset: np.ndarray | None = None,
     ) -> "QualityPredictor":
         """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model). ``solver``
         ``batch``: ``epochs`` full-batch Adam steps of size ``lr`` on the mean log-loss plus
         ``l2`` / n_prompts x |w|^2 / 2, over TF-IDF-weighted features; with ``topics`` (a label per
-        prompt), also a topic head (``topic_l2``), its quality weighed ``topic_blend`` in a prediction."""
+        prompt), also a topic head (``topic_l2``), its quality weighed ``topic_blend`` in a prediction.
+        ``offset`` (batch only): [n_prompts, n_models] logits added to each prompt's in training, a
+        prior the word weights then correct (benchmarks/gain_residual_cv.py); the saved predictor
+        knows nothing of it, so its predictions are the corrections alone."""
         if solver == "batch":
             head = (topics, topic_l2, topic_blend) if topics is not None else None
-            return cls._train_batch(prompts, scores, models, steps=epochs, lr=lr, l2=l2, meta=meta, topics=head)
+            return cls._train_batch(
+                prompts, scores, models, steps=epochs, lr=lr, l2=l2, meta=meta, topics=head, offset=offset
+            )
         if solver != "adagrad":
             raise ValueError(f"unknown solver '{solver}' (adagrad, batch)")
-        if topics is not None:
-            raise ValueError("a topic head needs the batch solver")
+        if topics is not None or offset is not None:
+            raise ValueError("a topic head or an offset needs the batch solver")
         import numpy as np
 
         n, m = scores.shape
@@ -108,6 +114,7 @@ class QualityPredictor:
         l2: float,
         meta: dict[str, Any] | None,
         topics: tuple[Sequence[str], float, float] | None = None,
+        offset: np.ndarray | None = None,
     ) -> "QualityPredictor":
         import numpy as np
 
@@ -124,13 +131,15 @@ class QualityPredictor:
         y = np.nan_to_num(scores)
         w = np.zeros((m, DIM))
         base = np.clip(np.nanmean(scores, axis=0), 1e-3, 1 - 1e-3)
-        bias = np.log(base / (1 - base))  # a separate intercept, not regularised
+        bias = np.log(base / (1 - base)) if offset is None else np.zeros(m)  # an intercept, not regularised
         mom, sq = np.zeros_like(w), np.zeros_like(w)
         mb, sb = np.zeros(m), np.zeros(m)
         counts = np.maximum(known.sum(axis=0), 1)
         for t in range(1, steps + 1):
             for j in range(m):
                 z = np.bincount(rows, weights=vals * w[j, cols], minlength=n) + bias[j]
+                if offset is not None:
+                    z += offset[:, j]
                 g = (1.0 / (1.0 + np.exp(-z)) - y[:, j]) * known[:, j] / counts[j]
                 gw = np.bincount(cols, weights=vals * g[rows], minlength=DIM) + l2 / counts[j] * w[j]
                 gb = g.sum()

@@ -151,3 +151,24 @@ def test_train_with_a_topic_head_from_the_cli_and_retrain_it_on_resplits(tmp_pat
     fresh, _ = cli_policies._retrained(None, ds, pred, {}, None)  # type: ignore[arg-type]
     assert fresh is not None and fresh.topics is not None and fresh.topics.blend == pytest.approx(0.7)
     assert fresh.meta["topic_l2"] == 0.3
+
+
+def test_an_offset_is_a_prior_the_words_only_correct(tmp_path) -> None:
+    """Trained with each prompt's topic record as an offset to its logit (benchmarks/gain_residual_cv.py),
+    the word weights learn only what the offset leaves: here nothing, since the topic decides 'small'."""
+    ds = load_dataset(topic_dataset(tmp_path / "d.jsonl"))
+    rows = ds.split("train")
+    prompts = [r["prompt"] for r in rows]
+    y = np.array([[r["big|score"], r["small|score"]] for r in rows], dtype=float)
+    rate = {"cells": 0.999, "stars": 0.5, "torts": 0.001}
+    offset = np.array([[6.9, np.log(rate[r["category"]] / (1 - rate[r["category"]]))] for r in rows])
+    settings = {"epochs": 60, "lr": 0.1, "l2": 1.0, "solver": "batch"}
+    plain = QualityPredictor.train(prompts, y, ["big", "small"], **settings)
+    prior = QualityPredictor.train(prompts, y, ["big", "small"], offset=offset, **settings)
+    test = ds.split("test")
+    # alone, the words must carry the topic; over the offset, their correction stays near even odds
+    spread = [abs(plain.predict(r["prompt"])["small"] - 0.5) for r in test]
+    corrections = [abs(prior.predict(r["prompt"])["small"] - 0.5) for r in test]
+    assert np.mean(spread) > 0.08 and np.mean(corrections) < np.mean(spread) / 4  # 0.124 and 0.017
+    with pytest.raises(ValueError, match="batch solver"):
+        QualityPredictor.train(["x"], np.ones((1, 1)), ["m"], offset=np.zeros((1, 1)))
