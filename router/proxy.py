@@ -67,11 +67,10 @@ class Gateway:
         cfg = self.limiter.cfg
         asked = body.get("max_completion_tokens") or body.get("max_tokens")
         n = body.get("n") or 1
-        outs = []
-        for dep in cands:
+        outs, prices = [], [dep.price(self.meter.catalog) for dep in cands]
+        for dep, price in zip(cands, prices):
             out = 0
             if mode == "chat":
-                price = dep.price(self.meter.catalog)
                 bound = asked or (price.max_output_tokens if price is not None else None)
                 if bound is None:
                     # Nothing bounds the answer: cap it, so the reservation is a true upper bound.
@@ -85,7 +84,7 @@ class Gateway:
         def need(exact: bool = False) -> tuple[int, float]:
             """Tokens and the worst-case charge to reserve: by the prompt's byte bound, or its count."""
             prompt = int(self.meter.prompt_bound(cands[0], body, exact=exact) * cfg.prompt_safety) + 32
-            worst = max(self.meter.worst_case(d, who.tenant, model, prompt, o) for d, o in zip(cands, outs))
+            worst = max(self.meter.worst_at(p, who.tenant, model, prompt, o) for p, o in zip(prices, outs))
             # a cascade: every step, and every call its check makes, at the dearest candidate's worst case
             return prompt + max(outs), worst * calls
 

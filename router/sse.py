@@ -57,7 +57,6 @@ class SSEResponse(Response):
 
         watch = asyncio.ensure_future(self._watch(receive))
         watch.add_done_callback(on_leave)
-        error: BaseException | None = None
         try:
             await self._pump(send)
         except asyncio.CancelledError:
@@ -66,14 +65,10 @@ class SSEResponse(Response):
             task.uncancel()  # our own cancellation, for the client that left: nothing to say to it
         except OSError:
             pass  # the client went away mid-write: nothing more to say to it
-        except BaseException as exc:
-            error = exc
-        finally:
+        finally:  # any other error is raised once the body is closed and the request metered
             pumping = False
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
             if self.on_close is not None:
                 await self.on_close()
-        if error is not None:
-            raise error

@@ -97,6 +97,23 @@ class Tokenizer:
     def decode(self, model: str, tokens: list[int]) -> str:
         return self.encoding(model).decode(tokens)
 
+    def _counter(self, model: str) -> Callable[[str], int]:
+        """A text's token count for ``model``, remembered (``_counts``)."""
+        enc, cache = self.encoding(model), self._counts
+
+        def n(text: str) -> int:
+            if not text:
+                return 0
+            key = (enc.name, hash(text), len(text))
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = len(enc.encode(text, disallowed_special=()))
+                if len(cache) > COUNT_CACHE:
+                    cache.popitem(last=False)
+            return hit
+
+        return n
+
     def count_messages(
         self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None, *, bound: bool = False
     ) -> int:
@@ -105,22 +122,7 @@ class Tokenizer:
         one byte (tiktoken's encodings; SentencePiece with byte fallback too), so that length is never
         fewer than the text's tokens, for any of them, at the cost of a len() instead of a
         tokenisation (which a distinct prompt would miss the cache for)."""
-        enc = None if bound else self.encoding(model)  # a bound reads bytes: no encoding needed
-        cache = self._counts
-
-        def n(text: str) -> int:
-            if not text:
-                return 0
-            if bound:
-                return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-            assert enc is not None
-            key = (enc.name, hash(text), len(text))
-            hit = cache.get(key)
-            if hit is None:
-                hit = cache[key] = len(enc.encode(text, disallowed_special=()))
-                if len(cache) > COUNT_CACHE:
-                    cache.popitem(last=False)
-            return hit
+        n = _utf8_bytes if bound else self._counter(model)  # a bound reads bytes: no encoding needed
 
         total = REPLY_PRIMING
         for msg in messages:
@@ -138,6 +140,11 @@ class Tokenizer:
         if tools:
             total += n(orjson.dumps(tools).decode())
         return total
+
+
+def _utf8_bytes(text: str) -> int:
+    """At least ``text``'s tokens under any byte-level BPE (``count_messages``'s bound)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _parts(content: list[Any], n: Callable[[str], int]) -> int:

@@ -175,7 +175,10 @@ class Meter:
 
     def worst_case(self, dep: Deployment, tenant: str | None, requested: str, prompt: int, out: int) -> float:
         """The largest charge a request of ``prompt`` tokens and ``out`` output tokens can incur."""
-        price = dep.price(self.catalog)
+        return self.worst_at(dep.price(self.catalog), tenant, requested, prompt, out)
+
+    def worst_at(self, price: ModelPrice | None, tenant: str | None, requested: str, prompt: int, out: int) -> float:
+        """``worst_case`` at a deployment's price already looked up (None: unpriced)."""
         plan = self.billing.plan(tenant)
         worst = 0.0
         # reasoning may be priced above plain output: then both are tried (else they cost the same)

@@ -42,7 +42,7 @@ def _ids(who: Principal, requested: str, attrs: Any) -> dict[str, str | None]:
     }
 
 
-class Plan:
+class RulePlan:
     """The rules that apply to one kind of request (its key, model and, where a rule asks, user)."""
 
     __slots__ = ("budgets", "specs", "kinds")
@@ -67,7 +67,7 @@ class Rules:
         self.cfg = cfg
         self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
         # which rules apply to a request depends only on these of its ids: remembered per combination
-        self._plans: dict[tuple[str, str, str, str | None], Plan] = {}
+        self._plans: dict[tuple[str, str, str, str | None], RulePlan] = {}
         scopes = {r.scope for r in cfg.rate_limits} | {b.scope for b in cfg.budgets}
         self._by_user, self._by_tag = "user" in scopes, "tag" in scopes
 
@@ -83,7 +83,7 @@ class Rules:
             budgets += [(b, who.key_id) for b in who.rules[1]]
         return rates, budgets
 
-    def plan(self, who: Principal, requested: str, attrs: Any) -> Plan:
+    def plan(self, who: Principal, requested: str, attrs: Any) -> RulePlan:
         """The rules that apply to this request and its rate counters' key prefixes: built once per key,
         model and (when a rule counts per user) user; a key's own rules or a tag rule build it each time."""
         if who.rules is not None or (self._by_tag and attrs is not None and attrs.tags):
@@ -97,7 +97,7 @@ class Rules:
             plan = self._plans[ck] = self._build_plan(who, requested, attrs)
         return plan
 
-    def _build_plan(self, who: Principal, requested: str, attrs: Any) -> Plan:
+    def _build_plan(self, who: Principal, requested: str, attrs: Any) -> RulePlan:
         rates, budgets = self.applying(who, requested, attrs)
         specs: list[tuple[str, int, bool]] = []
         kinds: list[tuple[str, int]] = []
@@ -111,4 +111,4 @@ class Rules:
             if r.tpm is not None:
                 specs.append((f"{base}:tok:", r.tpm, True))
                 kinds.append(("tokens", r.tpm))
-        return Plan(budgets, specs, kinds)
+        return RulePlan(budgets, specs, kinds)
