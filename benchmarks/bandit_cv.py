@@ -23,8 +23,8 @@ each other. A variant is ``rule:c:exploration:pool``:
   every category (at ``pool`` pseudo-observations) instead of from 0.5, so what a model shows on one
   category informs the others.
 
-The shipped rule is ``fixed:1:0.05:0``. Rule fixed before the run: change it only for a mean gain of
-at least one point of the running gap without a worse worst order.
+The shipped rule is ``fixed:1:0.05:0``; its row equals ``switchyard policies simulate --split train
+--seeds 10``.
 """
 
 from __future__ import annotations
