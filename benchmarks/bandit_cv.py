@@ -94,7 +94,9 @@ def main() -> None:
     pol, pred, verifiers, ds, prices, responses = replay_inputs(args.policy, args.data, None, None, None)
     for variant in args.variants.split(","):
         kind, c, exploration, pool = variant.split(":")
-        quality.QualityModel.estimate = rule(kind, float(pool))  # type: ignore[method-assign]
+        # the shipped rule with the variant's optimism as it is; the others patched in
+        patched = kind != "fixed" or float(pool) > 0
+        quality.QualityModel.estimate = rule(kind, float(pool)) if patched else shipped  # type: ignore[method-assign]
         bandit = pol.quality.bandit.model_copy(update={"exploration": float(exploration), "optimism": float(c)})
         p = pol.model_copy(update={"quality": pol.quality.model_copy(update={"bandit": bandit})})
         gaps = [

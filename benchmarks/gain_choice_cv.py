@@ -23,14 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from gain_cv import STRONG, WEAK, gain_apgr, held_out_folds, probe_args, report  # noqa: E402
+from gain_cv import SHIPPED, STRONG, WEAK, gain_apgr, held_out_folds, probe_args, report  # noqa: E402
 
 from policies.features import categorize  # noqa: E402
 from policies.loaders import load_dataset  # noqa: E402
 from policies.outcomes import score  # noqa: E402
 from policies.predictor import QualityPredictor  # noqa: E402
-
-SETTINGS = {"epochs": 100, "lr": 0.1, "l2": 1.0, "solver": "batch", "topic_l2": 0.03, "topic_blend": 0.5}
 
 
 def main() -> None:
@@ -45,7 +43,7 @@ def main() -> None:
         def fit(sel: list[dict]) -> QualityPredictor:
             y = np.array([[score(r, m) for m in fds.models] for r in sel], dtype=float)
             topics = [str(r.get("category") or "") for r in sel]
-            return QualityPredictor.train([r["prompt"] for r in sel], y, fds.models, topics=topics, **SETTINGS)
+            return QualityPredictor.train([r["prompt"] for r in sel], y, fds.models, topics=topics, **SHIPPED)
 
         shipped, only = fit(rows), fit(choice)
         s, w = shipped.models.index(STRONG), shipped.models.index(WEAK)

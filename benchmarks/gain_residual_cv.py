@@ -24,13 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from gain_cv import STRONG, WEAK, gain_apgr, held_out_folds, probe_args, report  # noqa: E402
+from gain_cv import SHIPPED, STRONG, WEAK, gain_apgr, held_out_folds, probe_args, report  # noqa: E402
 
 from policies.loaders import load_dataset  # noqa: E402
 from policies.outcomes import score  # noqa: E402
 from policies.predictor import QualityPredictor  # noqa: E402
-
-SETTINGS = {"epochs": 100, "lr": 0.1, "l2": 1.0, "solver": "batch", "topic_l2": 0.03, "topic_blend": 0.5}
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -52,7 +50,7 @@ def main() -> None:
         def fit(sel: np.ndarray, offset: np.ndarray | None = None) -> QualityPredictor:
             topics = None if offset is not None else [labels[i] for i in sel]
             return QualityPredictor.train(
-                [prompts[i] for i in sel], y[sel], fds.models, topics=topics, offset=offset, **SETTINGS
+                [prompts[i] for i in sel], y[sel], fds.models, topics=topics, offset=offset, **SHIPPED
             )
 
         everything = np.arange(len(rows))
