@@ -10,11 +10,11 @@ PORT ?= 4000
 
 # runtime dependencies only (serve, demo); the test extras add the SDKs, Playwright, hypothesis...
 $(BIN)/.runtime: pyproject.toml
-	sh deploy/install.sh $(VENV) -e .
+	PYTHON=$(PYTHON) sh deploy/install.sh $(VENV) -e .
 	touch $@
 
 $(BIN)/.installed: pyproject.toml
-	sh deploy/install.sh $(VENV) -e '.[test]'
+	PYTHON=$(PYTHON) sh deploy/install.sh $(VENV) -e '.[test]'
 	touch $@ $(BIN)/.runtime
 
 install: $(BIN)/.installed

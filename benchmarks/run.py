@@ -34,6 +34,9 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interpreter import describe  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HZ = os.sysconf("SC_CLK_TCK")
@@ -499,6 +502,10 @@ async def main() -> None:
         },
         "args": {k: v for k, v in vars(args).items()},
     }
+    # the CPython build each gateway ran on, with its calibration loop on CPU 1 (benchmarks/interpreter.py)
+    results["interpreters"] = {"switchyard": describe(sys.executable)}
+    if args.litellm:
+        results["interpreters"]["litellm"] = describe(str(Path(args.litellm) / "bin" / "python"))
     serve = [
         switchyard,
         "serve",

@@ -1,6 +1,7 @@
 """CPU per request at every prompt size and stream length, beside a Rust gateway and nginx, in one run.
 
     python benchmarks/sizes.py [--seconds 4] [--rounds 3] [--connections 32] [--tzvenv /tmp/tzvenv]
+                               [--python PY] [--compare-python PY]
 
 Four proxies, each pinned to CPU 1, in front of the same lean mock upstream (CPU 0, with the
 load generator): Switchyard as shipped for benchmarks (`switchyard serve --config
@@ -17,6 +18,11 @@ round, each gateway takes a closed-loop window of ``--seconds`` in turn (the ord
 CPU time (process tree) over the window divided by the requests it answered is the figure; the
 median over rounds is reported with the spread. TensorZero refuses to bind its fixed port outside
 a private network namespace, so the script runs itself inside one (`unshare -n`, loopback only).
+``--python``: the interpreter (of a venv with Switchyard installed) that runs Switchyard and the
+Python floor, by default this one; ``--compare-python``: Switchyard measured a second time, in the
+same run, under another interpreter. The output records each interpreter's build and calibration
+loop (benchmarks/interpreter.py): the same code costs about a fifth less CPU per small request on
+an optimised CPython build than on a plain source build.
 """
 
 from __future__ import annotations
@@ -34,10 +40,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interpreter import describe  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "bench" / "gateways"
-MOCK, SWITCHYARD, TENSORZERO, NGINX, FLOOR = 4890, 4891, 4892, 4893, 4894
+MOCK, SWITCHYARD, TENSORZERO, NGINX, FLOOR, COMPARE = 4890, 4891, 4892, 4893, 4894, 4896
 KEY = "sk-bench-key"
 SCENARIOS = [  # label, prompt bytes, stream, answer tokens, milliseconds between stream events (0: a burst)
     ("nonstream small", 0, False, 20, 0),
@@ -168,22 +177,26 @@ async def inner(args: argparse.Namespace) -> None:
     try:
         procs["mock"] = start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
         wait_port(MOCK)
-        switchyard = str(Path(sys.executable).with_name("switchyard"))
-        procs["switchyard"] = start(
-            [
-                switchyard,
-                "serve",
-                "--config",
-                str(HERE / "bench-config.yaml"),
-                "--port",
-                str(SWITCHYARD),
-                "--log-level",
-                "warning",
-            ],
-            "1",
-            {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream", "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1"},
-            work / "switchyard.log",
-        )
+        args.python = os.path.abspath(args.python)  # the processes start in the work directory
+        gateways = {"switchyard": (args.python, SWITCHYARD)}
+        if args.compare_python:
+            gateways["switchyard (compare)"] = (os.path.abspath(args.compare_python), COMPARE)
+        for name, (python, port) in gateways.items():
+            procs[name] = start(
+                [
+                    str(Path(python).with_name("switchyard")),
+                    "serve",
+                    "--config",
+                    str(HERE / "bench-config.yaml"),
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                "1",
+                {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream", "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1"},
+                work / f"{name.replace(' ', '-')}.log",
+            )
         tz_cfg = work / "tensorzero.toml"
         tz_cfg.write_text((SHARED / "tensorzero" / "tensorzero.toml").read_text().replace("4890", str(MOCK)))
         procs["tensorzero"] = start(
@@ -215,19 +228,18 @@ async def inner(args: argparse.Namespace) -> None:
             work / "nginx.log",
         )
         procs["python floor"] = start(
-            [sys.executable, str(HERE / "floor_proxy.py"), str(FLOOR), f"http://127.0.0.1:{MOCK}/v1"],
+            [args.python, str(HERE / "floor_proxy.py"), str(FLOOR), f"http://127.0.0.1:{MOCK}/v1"],
             "1",
             {},
             work / "floor.log",
         )
-        for port in (SWITCHYARD, TENSORZERO, NGINX, FLOOR):
+        for port in (*(p for _, p in gateways.values()), TENSORZERO, NGINX, FLOOR):
             wait_port(port)
         targets = {
-            "switchyard": (
-                f"http://127.0.0.1:{SWITCHYARD}/v1/chat/completions",
-                {"authorization": f"Bearer {KEY}"},
-                "mock-gpt",
-            ),
+            name: (f"http://127.0.0.1:{port}/v1/chat/completions", {"authorization": f"Bearer {KEY}"}, "mock-gpt")
+            for name, (_, port) in gateways.items()
+        }
+        targets |= {
             "tensorzero": (
                 f"http://127.0.0.1:{TENSORZERO}/openai/v1/chat/completions",
                 {},
@@ -241,6 +253,8 @@ async def inner(args: argparse.Namespace) -> None:
         out: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "args": vars(args),
+            # the CPython build each Python process ran on, and its calibration loop on CPU 1
+            "interpreters": {name: describe(python) for name, (python, _) in gateways.items()},
             "scenarios": {},
         }
         for label, size, stream, tokens, pace in SCENARIOS:
@@ -283,6 +297,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--tzvenv", default="/tmp/tzvenv")
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter of a venv with Switchyard installed: it runs Switchyard and the Python floor",
+    )
+    ap.add_argument("--compare-python", help="also measure Switchyard under this interpreter (its venv's), same run")
     ap.add_argument("--out", default=str(HERE / "sizes.json"))
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -2,6 +2,7 @@
 
     git worktree add /tmp/before <commit>
     python benchmarks/steady.py --before /tmp/before [--windows 40] [--seconds 2] [--size BYTES] [--chunks N]
+    python benchmarks/steady.py --before . --before-python PY1 --after-python PY2   # two interpreters, one checkout
 
 Both checkouts' gateways run at once, each pinned to CPU 1 (`switchyard serve` with
 `benchmarks/bench-config.yaml`: metering, SQLite ledger, budgets and rate limits on, each in a fresh
@@ -51,10 +52,10 @@ async def inner(args: argparse.Namespace) -> None:
         "mock": sizes.start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
     }
     try:
-        for name, path in (("before", args.before), ("after", str(HERE.parent))):
+        for name, path in (("before", str(Path(args.before).resolve())), ("after", str(HERE.parent))):
             (work / name).mkdir()
             procs[name] = subprocess.Popen(
-                ["taskset", "-c", "1", sys.executable, "-m", "router.cli.main", "serve", "--config",
+                ["taskset", "-c", "1", os.path.abspath(getattr(args, f"{name}_python")), "-m", "router.cli.main", "serve", "--config",
                  str(HERE / "bench-config.yaml"), "--port", str(PORTS[name]), "--log-level", "warning"],
                 env={**env, "PYTHONPATH": path}, cwd=work / name, stdout=open(work / name / "log", "wb"),
                 stderr=subprocess.STDOUT, start_new_session=True,
@@ -101,6 +102,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", required=True, help="a checkout of the baseline commit")
     ap.add_argument("--windows", type=int, default=40)
+    ap.add_argument("--before-python", default=sys.executable, help="the interpreter for --before's gateway")
+    ap.add_argument("--after-python", default=sys.executable, help="the interpreter for this checkout's gateway")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--size", type=int, default=0, help="prompt bytes (0: a short question)")
     ap.add_argument("--chunks", type=int, default=None, help="stream answers of this many chunks")

@@ -44,7 +44,7 @@ async def read_json(request: Request, limit: int) -> Any:
             "We could not parse the JSON body of your request: it is not valid JSON (or not UTF-8).",
             code="invalid_json",
         ) from None
-    check_depth(body, raw.count(b"[") + raw.count(b"{"))
+    check_depth(body, raw)
     return body
 
 

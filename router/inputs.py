@@ -40,10 +40,34 @@ def finite_time(value: float, name: str) -> float:
     return value
 
 
-def check_depth(obj: Any, opens: int, limit: int = MAX_JSON_DEPTH) -> None:
-    """400 when a parsed JSON body nests deeper than ``limit``. ``opens``: the body's count of '[' and
-    '{' bytes; a body with fewer cannot be that deep, so most bodies are never walked."""
-    if opens <= limit:
+# up to this many bytes a body's '[' and '{' are counted (bytes.count, one byte at a time); past it
+# they are found with bytes.find (memchr) until more than the limit turn up: on a 100 KB prompt the
+# count took 62 us on a plain CPython build and 186 us on Debian's, the finds 3 us (RESULTS.md)
+_COUNT_BELOW = 4096
+
+
+def opens_exceed(raw: bytes, limit: int) -> bool:
+    """Whether ``raw`` holds more than ``limit`` '[' and '{' bytes (only such a body can nest deeper
+    than ``limit``)."""
+    if len(raw) <= limit:
+        return False
+    if len(raw) <= _COUNT_BELOW:
+        return raw.count(b"[") + raw.count(b"{") > limit
+    seen = 0
+    for opener in (b"[", b"{"):
+        at = raw.find(opener)
+        while at >= 0:
+            seen += 1
+            if seen > limit:
+                return True
+            at = raw.find(opener, at + 1)
+    return False
+
+
+def check_depth(obj: Any, raw: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """400 when ``obj``, parsed from ``raw``, nests deeper than ``limit``. A body with at most
+    ``limit`` '[' and '{' bytes cannot, so most bodies are never walked."""
+    if not opens_exceed(raw, limit):
         return
     stack = [(obj, 1)]
     while stack:
