@@ -3,7 +3,7 @@
     python benchmarks/sizes.py [--seconds 4] [--rounds 3] [--connections 32] [--tzvenv /tmp/tzvenv]
                                [--python PY] [--compare-python PY]
 
-Four proxies, each pinned to CPU 1, in front of the same lean mock upstream (CPU 0, with the
+Four proxies (five with ``--compare-python``), each pinned to CPU 1, in front of the same lean mock upstream (CPU 0, with the
 load generator): Switchyard as shipped for benchmarks (`switchyard serve --config
 benchmarks/bench-config.yaml`: metering, SQLite ledger, budgets and rate limits on), TensorZero's
 Rust gateway from its Python wheel (`tensorzero._start_http_gateway`, observability off, one model
