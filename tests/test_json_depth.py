@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from router.errors import APIError
 from router.inputs import _COUNT_BELOW, MAX_JSON_DEPTH, check_depth, opens_exceed
+from tests.test_hostile import deep_json  # JSON text nested a given depth (orjson writes at most 254)
 
 brackets = st.lists(
     st.sampled_from([b"[", b"{", b"]", b"}", b"a", b'"', b" ", b"x" * 50, b"[" * 40, b"{" * 40]), max_size=300
@@ -26,19 +27,12 @@ def test_opens_exceed_equals_the_count_on_short_and_long_bodies(raw: bytes, limi
         assert opens_exceed(body, limit) == (body.count(b"[") + body.count(b"{") > limit)
 
 
-def nested_json(depth: int) -> bytes:
-    """JSON text of ``depth - 1`` containers around a string (orjson writes at most 254 levels)."""
-    opens = "".join("[" if i % 2 else '{"a":' for i in range(depth - 1))
-    closes = "".join("]" if i % 2 else "}" for i in reversed(range(depth - 1)))
-    return (opens + '"x"' + closes).encode()
-
-
 @pytest.mark.parametrize("prompt_bytes", [0, 10 * _COUNT_BELOW])
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 300])
 def test_a_body_deeper_than_the_limit_is_refused_short_or_long(prompt_bytes: int, depth: int) -> None:
     """The limit holds whether the body is short (counted) or carries a long prompt (searched)."""
     head = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "p" * prompt_bytes}]})
-    raw = head[:-1] + b',"x":' + nested_json(depth) + b"}"  # containers: the body (1) down to ``depth``
+    raw = head[:-1] + b',"x":' + deep_json(depth).encode() + b"}"  # containers: the body (1) down to ``depth``
     body = orjson.loads(raw)
     assert (len(raw) > _COUNT_BELOW) == (prompt_bytes > 0)
     if depth > MAX_JSON_DEPTH:
