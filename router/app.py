@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.config import Config, embedded_default, load_config
 from router.errors import APIError, not_found
 from router.http import BodyDeadline
+from router.metrics import fast
 from router.api import Api
 from router.bodies import read_json
 from router.services import Services
@@ -102,11 +103,13 @@ def error_response(request: Request, exc: Exception) -> Response:
 
 class ModelRoutes:
     """The model routes (chat, embeddings, the API surfaces: almost all traffic), served from a
-    table; every other request goes on to FastAPI's routing. Same request, same errors."""
+    table; every other request goes on to FastAPI's routing. Same request, same errors. ``in_flight``:
+    the gauge of model requests being served (a stream until its last byte is sent)."""
 
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Any]):
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Any], in_flight: Any = None):
         self.app = app
         self.routes = routes
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
@@ -114,11 +117,18 @@ class ModelRoutes:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
+        gauge = self.in_flight
+        if gauge is not None:
+            gauge.inc()
         try:
-            response = await handler(request)
-        except Exception as exc:  # noqa: BLE001 - every error becomes the API's answer
-            response = error_response(request, exc)
-        await response(scope, receive, send)
+            try:
+                response = await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every error becomes the API's answer
+                response = error_response(request, exc)
+            await response(scope, receive, send)
+        finally:
+            if gauge is not None:
+                gauge.dec()
 
 
 class SwitchyardApp(FastAPI):
@@ -134,6 +144,7 @@ class SwitchyardApp(FastAPI):
     model_routes: dict[tuple[str, str], Any]
     request_ids: RequestIds
     telemetry: Any = None  # router.telemetry.Telemetry: each API request in its server span
+    in_flight: Any = None  # the model requests being served (a gauge; router.metrics)
     body_timeout = 30.0  # server.body_timeout: seconds a request body may take to arrive
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -148,7 +159,7 @@ class SwitchyardApp(FastAPI):
         self.pipeline.insert(0, Middleware(middleware_class, *args, **kwargs))  # the latest added runs first
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = ModelRoutes(super().build_middleware_stack(), self.model_routes)
+        app: ASGIApp = ModelRoutes(super().build_middleware_stack(), self.model_routes, self.in_flight)
         for cls, args, kwargs in reversed(self.pipeline):
             app = cls(app, *args, **kwargs)
         return RequestIdMiddleware(BodyDeadline(app, self.body_timeout), self.request_ids)
@@ -187,6 +198,7 @@ def create_app(cfg: Config | None = None, *, services: Services | None = None) -
     app = SwitchyardApp(title="Switchyard", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = svc
     app.telemetry = svc.gateway.telemetry
+    app.in_flight = fast(svc.metrics.in_flight)
     app.body_timeout = cfg.server.body_timeout
     api = Api(svc)
     bodies = request_body_schemas()

@@ -145,6 +145,40 @@ def test_client_disconnect_aborts_upstream_and_gateway_keeps_serving(gateway) ->
     assert _disconnects(gateway) - disconnects_before == 3
 
 
+def _in_flight(gateway: Proc) -> float:
+    for line in httpx.get(gateway.base + "/metrics").text.splitlines():
+        if line.startswith("switchyard_requests_in_flight "):
+            return float(line.split()[-1])
+    raise AssertionError("no switchyard_requests_in_flight in /metrics")
+
+
+def test_in_flight_counts_a_stream_until_it_ends_and_a_client_that_left(gateway) -> None:
+    """The gauge of requests being served holds a stream while it is relayed, and drops back when the
+    stream is done, when its client leaves, and after a refused request."""
+    assert _in_flight(gateway) == 0
+    port = int(gateway.base.rsplit(":", 1)[1])
+    body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    got = b""
+    while got.count(b"data: ") < 2:
+        got += s.recv(65536)
+    assert _in_flight(gateway) == 1  # the stream (this scrape is not a model request)
+    s.close()  # leave mid-stream
+    deadline = time.monotonic() + 10
+    while _in_flight(gateway) != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _in_flight(gateway) == 0
+    r = httpx.post(gateway.base + "/v1/chat/completions", headers=H, json={"model": "mock-gpt"})
+    assert r.status_code == 400
+    events(gateway, {"model": "mock-gpt", "messages": MSG, "stream": True})
+    assert _in_flight(gateway) == 0
+
+
 def _disconnects(gateway: Proc) -> float:
     for line in httpx.get(gateway.base + "/metrics").text.splitlines():
         if line.startswith('switchyard_client_disconnects_total{model="mock-slow"}'):

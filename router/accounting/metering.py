@@ -16,7 +16,7 @@ from typing import Any, Iterable, Protocol, Sequence
 from pricing import ModelPrice, Plan, PriceCatalog, StackProfile, Usage, Waterfall, attribute, cost_of, estimate_usd
 from pricing.attribution import merge, self_hosted_cost
 from router.attempts import ESCALATED
-from router.metrics import Metrics
+from router.metrics import Metrics, fast
 from router.registry import Deployment
 from router.tokens import Tokenizer
 
@@ -225,13 +225,14 @@ class Meter:
         return cls
 
     def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, remembered: a request updates about twenty series."""
+        """``metric.labels(*labels)``, remembered, with the lock-free updates of ``fast``: a request
+        updates about twenty series."""
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:
             if len(self._children) > 50_000:  # label values come from config and upstream statuses: bounded
                 self._children.clear()
-            child = self._children[key] = metric.labels(*labels)
+            child = self._children[key] = fast(metric.labels(*labels))
         return child
 
     def record(

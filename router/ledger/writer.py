@@ -26,7 +26,7 @@ import orjson
 
 from router.ledger.schema import to_row
 from router.ledger.store import LedgerStore, iter_batches
-from router.metrics import Metrics
+from router.metrics import Metrics, fast
 
 log = logging.getLogger("switchyard.ledger")
 
@@ -45,6 +45,7 @@ class LedgerWriter:
     ):
         self.store = store
         self.metrics = metrics
+        self._depth = fast(metrics.ledger_queue)  # set on every submit
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.replay_interval = replay_interval
@@ -70,7 +71,7 @@ class LedgerWriter:
         except asyncio.QueueFull:
             self._spill([row])  # overload: to disk rather than unbounded memory
             self._done += 1
-        self.metrics.ledger_queue.set(self._queue.qsize())
+        self._depth.set(self._queue.qsize())
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -132,7 +133,7 @@ class LedgerWriter:
             if batch:
                 await self._write(batch)
                 self._done += len(batch)
-            self.metrics.ledger_queue.set(self._queue.qsize())
+            self._depth.set(self._queue.qsize())
             if stop and self._queue.empty():
                 return
 
