@@ -219,6 +219,23 @@ def mock_stats(mock: Proc) -> dict[str, Any]:
     return httpx.get(mock.base + "/_stats").json()
 
 
+def stream_started(gw: Proc, body: dict[str, Any], events: int, key: str = KEY_A) -> tuple[socket.socket, bytes]:
+    """A streamed chat request on a raw socket, read until ``events`` data events have arrived: the
+    socket (close it to leave mid-stream) and what was read (the head included)."""
+    port = int(gw.base.rsplit(":", 1)[1])
+    raw = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + f"authorization: Bearer {key}\r\ncontent-length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    got = b""
+    while got.count(b"data: ") < events:
+        got += s.recv(65536)
+    return s, got
+
+
 def start_gateway(workdir: Path, config_text: str, env: dict[str, str] | None = None, name: str = "gw") -> Proc:
     """A gateway process with its own config and working directory (its SQLite ledger lives there)."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -4,13 +4,12 @@ tenant by tenant. Runs against the session gateway (SQLite ledger) as a real pro
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, Proc
+from tests.conftest import ADMIN_KEY, KEY_A, KEY_B, Proc, stream_started
 
 A = {"authorization": f"Bearer {KEY_A}"}
 B = {"authorization": f"Bearer {KEY_B}"}
@@ -101,17 +100,7 @@ def test_failed_request_leaves_one_record(gateway) -> None:
 
 
 def test_client_disconnect_leaves_one_estimated_record(gateway) -> None:
-    port = int(gateway.base.rsplit(":", 1)[1])
-    body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    got = b""
-    while got.count(b"data: ") < 4:
-        got += s.recv(65536)
+    s, got = stream_started(gateway, {"model": "mock-slow", "messages": MSG, "stream": True}, 4)
     s.close()
     rid = got.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
     rec = record(gateway, rid)

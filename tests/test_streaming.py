@@ -4,14 +4,13 @@ and clients that leave mid-stream."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import KEY_A, PROVIDER_KEY, Proc, mock_stats
+from tests.conftest import KEY_A, PROVIDER_KEY, Proc, mock_stats, stream_started
 
 H = {"authorization": f"Bearer {KEY_A}"}
 MSG = [{"role": "user", "content": "hi"}]
@@ -117,18 +116,8 @@ def test_client_disconnect_aborts_upstream_and_gateway_keeps_serving(gateway) ->
     mock = gateway.extra["mock"]
     before = mock_stats(mock)
     disconnects_before = _disconnects(gateway)
-    port = int(gateway.base.rsplit(":", 1)[1])
-    body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
     for _ in range(3):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        got = b""
-        while got.count(b"data: ") < 3:
-            got += s.recv(65536)
+        s, _ = stream_started(gateway, {"model": "mock-slow", "messages": MSG, "stream": True}, 3)
         s.close()  # leave mid-stream (the upstream has ~10 s left to send)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -156,17 +145,7 @@ def test_in_flight_counts_a_stream_until_it_ends_and_a_client_that_left(gateway)
     """The gauge of requests being served holds a stream while it is relayed, and drops back when the
     stream is done, when its client leaves, and after a refused request."""
     assert _in_flight(gateway) == 0
-    port = int(gateway.base.rsplit(":", 1)[1])
-    body = json.dumps({"model": "mock-slow", "messages": MSG, "stream": True}).encode()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        + f"authorization: Bearer {KEY_A}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    got = b""
-    while got.count(b"data: ") < 2:
-        got += s.recv(65536)
+    s, _ = stream_started(gateway, {"model": "mock-slow", "messages": MSG, "stream": True}, 2)
     assert _in_flight(gateway) == 1  # the stream (this scrape is not a model request)
     s.close()  # leave mid-stream
     deadline = time.monotonic() + 10
