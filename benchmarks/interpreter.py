@@ -5,8 +5,8 @@
 The same Switchyard code costs about a fifth less CPU per small request on an optimised CPython
 build (profile-guided and link-time optimised: the official `python` container images; Debian's and
 Ubuntu's `python3`, which also link libpython into the binary) than on a plain source build
-(pyenv's default: no `--enable-optimizations`, libpython as a shared library); 100 KB prompts cost
-no less on it (benchmarks/RESULTS.md). So a figure means little without the build it ran on.
+(pyenv's default: no `--enable-optimizations`, libpython as a shared library), and 100 KB prompts
+about a tenth less (benchmarks/RESULTS.md, sizes-2026-12-02-e.json). So a figure means little without the build it ran on.
 ``describe`` names the build and times a fixed pure-Python loop (10 million additions, pinned to
 one CPU, best of three), the calibration the notes in RESULTS.md use to compare hosts and builds.
 """
@@ -48,5 +48,7 @@ def describe(python: str = sys.executable, cpu: str | None = "1") -> dict[str, o
 
 
 if __name__ == "__main__":
+    if any(a.startswith("-") for a in sys.argv[1:]):
+        sys.exit(__doc__)
     for py in sys.argv[1:] or [sys.executable]:
         print(json.dumps(describe(py)))
