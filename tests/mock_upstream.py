@@ -45,6 +45,7 @@ STATS: dict[str, Any] = {
     "streams_completed": 0,
     "streams_aborted": 0,
     "last_body": None,
+    "last_raw": None,  # the last chat body as the bytes arrived (text)
     "last_headers": None,
 }
 
@@ -64,7 +65,9 @@ def _words(n: int) -> list[str]:
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    body = await request.json(loads=orjson.loads)
+    raw = await request.read()
+    body = orjson.loads(raw)
+    STATS["last_raw"] = raw.decode()
     model = body.get("model", "")
     STATS["requests"][model] += 1
     STATS["fields"].update(list(body) if isinstance(body, dict) else [])
@@ -203,6 +206,7 @@ async def reset(request: web.Request) -> web.Response:
         streams_completed=0,
         streams_aborted=0,
         last_body=None,
+        last_raw=None,
         last_headers=None,
     )
     return web.json_response({"ok": True})

@@ -51,6 +51,28 @@ def test_switchyard_headers_cannot_be_spoofed(gateway) -> None:
     assert rec["tenant"] == "a" and rec["charge_usd"] > 0
 
 
+def test_a_key_given_twice_goes_upstream_once_with_the_value_the_gateway_admitted(gateway) -> None:
+    """JSON parsers disagree on a repeated key (orjson, the gateway's, keeps the last; others keep the
+    first). Forwarding the client's bytes as they came would let a request be admitted, bounded and
+    capped for one value and served with the other (a huge first max_tokens, or a huge first content
+    behind a short last one): the upstream gets each key once, with the value the gateway used."""
+    mock = gateway.extra["mock"]
+    raw = (
+        b'{"model":"mock-gpt","max_tokens":100000,"messages":[{"role":"user","content":"'
+        + b"long " * 2000
+        + b'","content":"hi"}],"max_tokens":4}'
+    )
+    r = httpx.post(
+        gateway.base + "/v1/chat/completions",
+        content=raw,
+        headers={"authorization": f"Bearer {KEY_A}", "content-type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    sent = httpx.get(mock.base + "/_stats").json()["last_raw"]
+    assert sent.count('"max_tokens"') == 1 and sent.count('"content"') == 1 and "long" not in sent
+    assert '"max_tokens":4' in sent and '"content":"hi"' in sent
+
+
 def test_cors_is_off_unless_configured(gateway) -> None:
     r = httpx.options(
         gateway.base + "/v1/chat/completions",
