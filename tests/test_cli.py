@@ -138,6 +138,7 @@ def test_several_workers_share_metrics(tmp_path) -> None:
         for _ in range(4):  # whichever worker answers the scrape reports every worker's counts
             text = httpx.get(p.base + "/metrics").text
             assert 'switchyard_requests_total{endpoint="chat",model="sim-small",status="200"} 12.0' in text
+            assert "switchyard_requests_in_flight 0.0" in text  # each worker's count back to 0, summed
         assert p.output().count("Started server process") == 2
     finally:
         assert p.stop() == 0
