@@ -35,6 +35,31 @@ MOCK, PORTS = 4890, {"before": 4881, "after": 4882}
 KEY = "sk-bench-key"
 
 
+ROUTED_POLICY = """
+name: bench-auto
+bind: {aliases: [mock-auto]}
+candidates: [mock-gpt, mock-gpt-b]
+objective: {type: cheapest_above, target: 0}
+"""
+
+
+def routed_config(work: Path) -> Path:
+    """bench-config.yaml with a second, dearer deployment of the mock and a policy over both."""
+    (work / "policies").mkdir()
+    (work / "policies" / "bench-auto.yaml").write_text(ROUTED_POLICY)
+    text = (HERE / "bench-config.yaml").read_text()
+    second = (
+        "model_list:\n  - model_name: mock-gpt-b\n    litellm_params: {model: openai/mock-gpt, api_base: "
+        "os.environ/UPSTREAM_URL, api_key: os.environ/BENCH_PROVIDER_KEY}\n"
+        "    model_info: {input_cost_per_token: 0.000005, output_cost_per_token: 0.00002}\n"
+    )
+    path = work / "bench-config-routed.yaml"
+    path.write_text(
+        text.replace("model_list:\n", second, 1) + f"policies: {{dirs: ['{work / 'policies'}'], watch_interval: 0}}\n"
+    )
+    return path
+
+
 async def inner(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
     import sizes
@@ -51,12 +76,15 @@ async def inner(args: argparse.Namespace) -> None:
     procs = {
         "mock": sizes.start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
     }
+    config, model = HERE / "bench-config.yaml", "mock-gpt"
+    if args.routed:
+        config, model = routed_config(work), "mock-auto"
     try:
         for name, path in (("before", str(Path(args.before).resolve())), ("after", str(HERE.parent))):
             (work / name).mkdir()
             procs[name] = subprocess.Popen(
                 ["taskset", "-c", "1", os.path.abspath(getattr(args, f"{name}_python")), "-m", "router.cli.main", "serve", "--config",
-                 str(HERE / "bench-config.yaml"), "--port", str(PORTS[name]), "--log-level", "warning"],
+                 str(config), "--port", str(PORTS[name]), "--log-level", "warning"],
                 env={**env, "PYTHONPATH": path}, cwd=work / name, stdout=open(work / name / "log", "wb"),
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
@@ -73,7 +101,7 @@ async def inner(args: argparse.Namespace) -> None:
                 done, errors = await sizes.window(
                     f"http://127.0.0.1:{PORTS[name]}/v1/chat/completions",
                     {"authorization": f"Bearer {KEY}"},
-                    "mock-gpt",
+                    model,
                     texts,
                     args.chunks is not None,
                     args.chunks or 20,
@@ -110,6 +138,7 @@ def main() -> None:
     ap.add_argument(
         "--pace-ms", type=float, default=0.0, help="the mock's milliseconds between stream events (0: all at once)"
     )
+    ap.add_argument("--routed", action="store_true", help="requests name an alias a routing policy decides")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:

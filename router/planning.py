@@ -137,8 +137,8 @@ class Planner:
                     self._note(k, dep)
         for prefix, key in zip(prefixes, keys):
             holder = self._by_id.get(self._affinity.get(key, ""))
-            if holder is not None:
-                return holder, self.meter.tokenizer.count_messages(holder.upstream_model, prefix)
+            if holder is not None:  # (its cached tokens discount the expected costs: an estimate serves)
+                return holder, self.meter.tokenizer.count_messages(holder.upstream_model, prefix, sample=True)
         return None, 0
 
     def knows(self, name: str) -> bool:
@@ -215,11 +215,11 @@ class Planner:
         for name in names:
             deps = self.registry.candidates(name, "chat")
             window = max((d.context_window or 0) for d in deps) if deps else 0
-            if counted is None and deps:
-                counted = self.meter.estimate(deps[0], body).prompt_tokens
+            if counted is None and deps and window and self.meter.prompt_bound(deps[0], body) > window:
+                counted = self.meter.estimate(deps[0], body).prompt_tokens  # the bound does not show it fits
             if (
                 deps
-                and (not window or (counted or 0) <= window)
+                and (not window or counted is None or counted <= window)
                 and (name == model or who.models is None or name in who.models)
             ):
                 return body if name == model else {**body, "model": name}
@@ -283,7 +283,7 @@ class Planner:
         text = prompt_text(messages)
         category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))
         first = self.registry.candidates(infos[0].name, mode)[0] if infos else None
-        prompt_tokens = self.meter.estimate(first, body).prompt_tokens if first is not None else 0
+        prompt_tokens = self._prompt_tokens(first, body, infos) if first is not None else 0
         holder, cached = await self._holder(messages)
         affinity = holder.model_name if holder is not None else None
         features = RequestFeatures(
@@ -329,6 +329,19 @@ class Planner:
             _deadline(body.get("timeout"), router.policy.deadline_s),
             prompt_tokens >= CACHEABLE_TOKENS,
         )
+
+    def _prompt_tokens(self, dep: Deployment, body: dict[str, Any], infos: list[CandidateInfo]) -> int:
+        """The prompt's tokens for the decision. Counted where a candidate's context window is at
+        stake (the prompt's byte bound and the output asked for exceed the smallest window), so no
+        candidate is kept or dropped on an estimate; otherwise, for the expected costs, estimated
+        from slices of its long texts (``Meter.decision_tokens``): a 100 KB prompt is not tokenised
+        whole to be routed (6-12 ms of CPU, against about 1 ms for the rest of the request)."""
+        windows = [i.context_window for i in infos if i.context_window]
+        if windows:
+            out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+            if self.meter.prompt_bound(dep, body) + out > min(windows):
+                return self.meter.estimate(dep, body).prompt_tokens
+        return self.meter.decision_tokens(dep, body)
 
     def _sold_at(self, who: Principal, requested: str) -> tuple[float, float] | None:
         """The tenant's fixed price for what it asked for (USD per prompt and completion token), if its plan has one."""

@@ -29,6 +29,11 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 COUNT_CACHE = 4096  # message texts whose token counts are remembered
 IMAGE_TOKENS = 85  # a low-detail image; high-detail tiles are not counted (approximation)
+# A routing decision's prompt tokens (``count_messages(sample=True)``): a text up to SAMPLE_ABOVE
+# characters is counted; a longer one is estimated from SAMPLE_SLICES slices of about SAMPLE_CHARS
+# characters spread over it, so a decision tokenises at most about a kilobyte of each text (how close
+# the estimate comes: benchmarks/decision_tokens.py, benchmarks/RESULTS.md; tests/test_decision_tokens.py).
+SAMPLE_ABOVE, SAMPLE_SLICES, SAMPLE_CHARS = 1024, 8, 128
 
 
 def _bundled_cache_dir() -> str | None:
@@ -114,15 +119,38 @@ class Tokenizer:
 
         return n
 
+    def _sampler(self, model: str) -> Callable[[str], int]:
+        """A text's token count for ``model``, estimated when it is long (``SAMPLE_ABOVE``): the count of
+        slices spread over it, scaled by its length over theirs."""
+        enc, exact = self.encoding(model), self._counter(model)
+
+        def n(text: str) -> int:
+            if len(text) <= SAMPLE_ABOVE:
+                return exact(text)
+            parts = _slices(text)
+            tokens = sum(len(enc.encode(p, disallowed_special=())) for p in parts)
+            # never above the byte bound: a window the bound shows a prompt fits is not refused on the estimate
+            return max(1, min(_utf8_bytes(text), round(tokens * len(text) / sum(map(len, parts)))))
+
+        return n
+
     def count_messages(
-        self, model: str, messages: Iterable[dict[str, Any]], tools: Any = None, *, bound: bool = False
+        self,
+        model: str,
+        messages: Iterable[dict[str, Any]],
+        tools: Any = None,
+        *,
+        bound: bool = False,
+        sample: bool = False,
     ) -> int:
         """The prompt's tokens by OpenAI's recipe. ``bound``: an upper bound instead, as cheap as the
         bytes it reads: every text counts as its UTF-8 length. A byte-level BPE token covers at least
         one byte (tiktoken's encodings; SentencePiece with byte fallback too), so that length is never
         fewer than the text's tokens, for any of them, at the cost of a len() instead of a
-        tokenisation (which a distinct prompt would miss the cache for)."""
-        n = _utf8_bytes if bound else self._counter(model)  # a bound reads bytes: no encoding needed
+        tokenisation (which a distinct prompt would miss the cache for). ``sample``: an estimate for
+        a routing decision, long texts estimated from slices of them (``SAMPLE_ABOVE``)."""
+        # a bound reads bytes (no encoding needed); a sample encodes about a kilobyte of each long text
+        n = _utf8_bytes if bound else self._sampler(model) if sample else self._counter(model)
 
         total = REPLY_PRIMING
         for msg in messages:
@@ -140,6 +168,24 @@ class Tokenizer:
         if tools:
             total += n(orjson.dumps(tools).decode())
         return total
+
+
+def _slices(text: str) -> list[str]:
+    """SAMPLE_SLICES pieces of about SAMPLE_CHARS characters spread evenly over ``text`` (the first at
+    its start, the last at its end), each cut at spaces where one is near so no word is split."""
+    n, size, k = len(text), SAMPLE_CHARS, SAMPLE_SLICES
+    out = []
+    for i in range(k):
+        start = (n - size) * i // (k - 1)
+        end = start + size
+        if i:
+            space = text.find(" ", start, start + 24)
+            start = space + 1 if space >= 0 else start
+        if end < n:
+            space = text.rfind(" ", end - 24, end)
+            end = space if space > start else end
+        out.append(text[start:end])
+    return out
 
 
 def _utf8_bytes(text: str) -> int:

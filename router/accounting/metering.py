@@ -163,6 +163,15 @@ class Meter:
         completion = self.tokenizer.count(model, "".join(completion_text))
         return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
 
+    def decision_tokens(self, dep: Deployment, body: dict[str, Any]) -> int:
+        """The prompt's tokens for a routing decision's expected costs: long texts estimated from
+        slices of them (router/tokens.py, ``SAMPLE_ABOVE``), not tokenised whole."""
+        if dep.mode == "embedding":
+            return self.estimate(dep, body).prompt_tokens
+        return self.tokenizer.count_messages(
+            dep.upstream_model, body.get("messages") or [], body.get("tools"), sample=True
+        )
+
     def prompt_bound(self, dep: Deployment, body: dict[str, Any], *, exact: bool = False) -> int:
         """At least the prompt tokens ``body`` holds for ``dep`` (by the gateway's count), for a budget
         reservation: its texts are bounded by their bytes rather than tokenised on the request path;
