@@ -33,7 +33,7 @@ IMAGE_TOKENS = 85  # a low-detail image; high-detail tiles are not counted (appr
 # characters is counted; a longer one is estimated from SAMPLE_SLICES slices of about SAMPLE_CHARS
 # characters spread over it, so a decision tokenises at most about a kilobyte of each text (how close
 # the estimate comes: benchmarks/decision_tokens.py, benchmarks/RESULTS.md; tests/test_decision_tokens.py).
-SAMPLE_ABOVE, SAMPLE_SLICES, SAMPLE_CHARS = 1024, 8, 128
+SAMPLE_ABOVE, SAMPLE_SLICES, SAMPLE_CHARS = 2048, 8, 128
 
 
 def _bundled_cache_dir() -> str | None:
