@@ -89,8 +89,17 @@ def needs(body: dict[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
-def _key(messages: list[dict[str, Any]]) -> bytes:
-    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).digest()
+def _keys(messages: list[dict[str, Any]]) -> dict[int, bytes]:
+    """The prompt-cache affinity keys of the conversation and of its two shorter prefixes, by their
+    number of messages: one running hash over each message's JSON (sorted keys), so a long history
+    is serialised and hashed once rather than once per prefix."""
+    n, h, out = len(messages), hashlib.sha256(), {}
+    for i, msg in enumerate(messages, 1):
+        h.update(orjson.dumps(msg, option=orjson.OPT_SORT_KEYS))
+        h.update(b"\x1e")
+        if i >= n - 2:
+            out[i] = h.digest()  # (digest leaves the hash open to more updates)
+    return out
 
 
 class Planner:
@@ -117,13 +126,13 @@ class Planner:
         self.shared = shared  # where other replicas learn where a conversation was served (Redis)
         self._writes: set[asyncio.Task[None]] = set()
 
-    async def _holder(self, messages: list[dict[str, Any]]) -> tuple[Deployment | None, int]:
+    async def _holder(self, messages: list[dict[str, Any]], keyed: dict[int, bytes]) -> tuple[Deployment | None, int]:
         """The deployment that served this conversation's earlier turns, and how many of its tokens are
         cached there. A conversation continues as messages + [assistant reply, new user turn], so its
         cached prefix is an earlier request's whole message list (what ``remember`` stores). This
         process's memory first; the shared store for prefixes it has not seen (another replica's)."""
         prefixes = [messages[:-cut] for cut in (2, 1) if len(messages) > cut]
-        keys = [_key(p) for p in prefixes]
+        keys = [keyed[len(p)] for p in prefixes]
         unseen = [k for k in keys if k not in self._affinity]
         if self.shared is not None and unseen:
             try:
@@ -284,7 +293,8 @@ class Planner:
         category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))
         first = self.registry.candidates(infos[0].name, mode)[0] if infos else None
         prompt_tokens = self._prompt_tokens(first, body, infos) if first is not None else 0
-        holder, cached = await self._holder(messages)
+        keyed = _keys(messages)
+        holder, cached = await self._holder(messages, keyed)
         affinity = holder.model_name if holder is not None else None
         features = RequestFeatures(
             prompt=text,
@@ -324,7 +334,7 @@ class Planner:
             deps[: router.policy.max_attempts] if decision.cascade is None else deps,
             decision,
             category,
-            _key(messages),
+            keyed[len(messages)],
             router.verifiers,
             _deadline(body.get("timeout"), router.policy.deadline_s),
             prompt_tokens >= CACHEABLE_TOKENS,

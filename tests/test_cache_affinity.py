@@ -113,3 +113,25 @@ def test_a_conversation_goes_back_to_the_replica_that_served_it(replicas) -> Non
             again, answer = served(msgs)
             assert again == dep, f"conversation {i}, turn {turn + 2}"
             msgs.append({"role": "assistant", "content": answer})
+
+
+def test_a_conversations_key_is_the_next_turns_prefix_key() -> None:
+    """The keys come from one running hash over the messages: the key a turn is remembered under is
+    the key of the next turn's prefix (its messages less the reply and the new question), whatever
+    the messages hold, and conversations that differ anywhere have different keys."""
+    from router.planning import _keys
+
+    rng = random.Random(3)
+    for _ in range(50):
+        turn = [
+            {"role": rng.choice(["system", "user", "assistant"]), "content": "x" * rng.randint(0, 300) + str(i)}
+            for i in range(rng.randint(1, 6))
+        ]
+        following = turn + [{"role": "assistant", "content": "reply"}, {"role": "user", "content": "next?"}]
+        assert _keys(following)[len(turn)] == _keys(turn)[len(turn)]
+        assert _keys(following)[len(turn) + 1] == _keys(turn + following[len(turn) : len(turn) + 1])[len(turn) + 1]
+        assert set(_keys(following)) == {len(turn), len(turn) + 1, len(turn) + 2}
+        changed = [dict(m) for m in turn]
+        changed[0]["content"] += "!"
+        assert _keys(changed)[len(turn)] != _keys(turn)[len(turn)]
+        assert _keys([{"content": "a", "role": "user"}])[1] == _keys([{"role": "user", "content": "a"}])[1]
