@@ -164,10 +164,8 @@ class Meter:
         return Usage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
 
     def decision_tokens(self, dep: Deployment, body: dict[str, Any]) -> int:
-        """The prompt's tokens for a routing decision's expected costs: long texts estimated from
-        slices of them (router/tokens.py, ``SAMPLE_ABOVE``), not tokenised whole."""
-        if dep.mode == "embedding":
-            return self.estimate(dep, body).prompt_tokens
+        """A chat prompt's tokens for a routing decision's expected costs (policies route chat only):
+        long texts estimated from slices of them (router/tokens.py, ``SAMPLE_ABOVE``), not tokenised whole."""
         return self.tokenizer.count_messages(
             dep.upstream_model, body.get("messages") or [], body.get("tools"), sample=True
         )
