@@ -111,19 +111,29 @@ class Spy:
         return getattr(self.enc, name)
 
 
-def _gateway(tmp_path: Path, window: int) -> tuple[Any, list[int]]:
-    from starlette.testclient import TestClient
-
+def _services(config: str) -> tuple[Any, Any]:
+    """The config's gateway in process (records in memory): its config and services."""
     from router.accounting.metering import MemorySink
-    from router.app import create_app
     from router.build import build_services
     from router.config import parse_config
 
+    env = {"SY_DT_KEY": KEY}
+    cfg = parse_config(config, env=env)
+    return cfg, build_services(cfg, env=env, sink=MemorySink())
+
+
+def _client(cfg: Any, svc: Any) -> Any:
+    from starlette.testclient import TestClient
+
+    from router.app import create_app
+
+    return TestClient(create_app(cfg, services=svc), raise_server_exceptions=False)
+
+
+def _gateway(tmp_path: Path, window: int) -> tuple[Any, list[int]]:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "p.yaml").write_text(POLICY)
-    env = {"SY_DT_KEY": KEY}
-    cfg = parse_config(CONFIG % (window, tmp_path / "policies"), env=env)
-    svc = build_services(cfg, env=env, sink=MemorySink())
+    cfg, svc = _services(CONFIG % (window, tmp_path / "policies"))
     seen: list[int] = []
     planning = [False]
     tok = svc.meter.tokenizer
@@ -141,7 +151,7 @@ def _gateway(tmp_path: Path, window: int) -> tuple[Any, list[int]]:
             planning[0] = False
 
     planner.plan = spied  # type: ignore[method-assign]
-    return TestClient(create_app(cfg, services=svc), raise_server_exceptions=False), seen
+    return _client(cfg, svc), seen
 
 
 def _route(c: Any, text: str) -> str:
@@ -176,17 +186,8 @@ def test_where_a_context_window_is_at_stake_the_prompt_is_counted(tmp_path: Path
 def test_a_context_window_fallback_counts_only_what_the_bound_cannot_place(tmp_path: Path) -> None:
     """A model's context-window fallbacks (no policy): a prompt whose bytes fit the window is sent
     without counting; one whose bytes do not is counted, and fits or goes to the larger model."""
-    from starlette.testclient import TestClient
-
-    from router.accounting.metering import MemorySink
-    from router.app import create_app
-    from router.build import build_services
-    from router.config import parse_config
-
-    env = {"SY_DT_KEY": KEY}
     text = (CONFIG % (5_000, tmp_path)).replace("policies: {dirs: ['%s']}\n" % tmp_path, "")
-    cfg = parse_config(text + "context_window_fallbacks: {small: [big]}\n", env=env)
-    svc = build_services(cfg, env=env, sink=MemorySink())
+    cfg, svc = _services(text + "context_window_fallbacks: {small: [big]}\n")
     counted: list[int] = []
     estimate = svc.meter.estimate
 
@@ -202,7 +203,7 @@ def test_a_context_window_fallback_counts_only_what_the_bound_cannot_place(tmp_p
         assert r.status_code == 200, r.text
         return r.headers["x-switchyard-model"]
 
-    with TestClient(create_app(cfg, services=svc)) as c:
+    with _client(cfg, svc) as c:
         assert model(c, 500) == "small" and counted == [], "3,000 bytes fit 5,000 tokens: not counted"
         assert model(c, 3_000) == "small" and len(counted) == 1, "18,000 bytes might not: counted, and fit"
         assert model(c, 6_000) == "big" and len(counted) == 2
