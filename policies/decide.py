@@ -7,10 +7,10 @@ come in through ``pricing``, health and latency come in as data; nothing here do
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies.draws import Draws
 from policies.objectives import Choice, Context
 from policies.quality import QualityModel
 from policies.schema import Policy
@@ -139,7 +139,7 @@ class PolicyRouter:
                 )
         return None
 
-    def decide(self, f: RequestFeatures, candidates: list[CandidateInfo], rng: random.Random) -> Decision:
+    def decide(self, f: RequestFeatures, candidates: list[CandidateInfo], rng: Draws) -> Decision:
         """``candidates``: the live facts of every model the policy may call (``policy.models``); an
         entry named after one of the policy's cascades may carry its expected cost (offline replays)."""
         p = self.policy
@@ -249,7 +249,7 @@ class PolicyRouter:
         names: list[str],
         q: dict[str, float],
         cost: dict[str, float],
-        rng: random.Random,
+        rng: Draws,
         outs: dict[str, float],
     ) -> Choice:
         if f.concrete:

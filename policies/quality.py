@@ -20,11 +20,11 @@ policy with feedback on did worse than with it off.)
 from __future__ import annotations
 
 import math
-import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from policies.draws import Draws
 from policies.predictor import QualityPredictor
 from policies.schema import Quality
 
@@ -109,7 +109,7 @@ class QualityModel:
         return out, predicted
 
     def estimate(
-        self, names: list[str], prompt: str, category: str, rng: random.Random
+        self, names: list[str], prompt: str, category: str, rng: Draws
     ) -> tuple[dict[str, float], bool, dict[str, float]]:
         """Quality per candidate, whether this decision explored (Thompson sample), and the prior
         estimates before feedback (what feedback on this request is measured against)."""

@@ -4,13 +4,13 @@ and costs. ``policies.evaluate`` runs a dataset through it."""
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 from policies.checks import Answer, CheckKind, VerifierCheck
+from policies.draws import SeededDraws
 from policies.decide import CandidateInfo, Decision, PolicyRouter, RequestFeatures
 from policies.features import categorize
 from policies.predictor import QualityPredictor
@@ -108,7 +108,7 @@ class Replay:
         prompt_tokens = max(tokens(row, m)[0] for m in self.models)
         f = RequestFeatures(prompt=row["prompt"], prompt_tokens=prompt_tokens, category=key, sold_at=self.sold_at)
         d = self.last = self.router.decide(
-            f, infos, random.Random(str(row["id"]) if self.seed is None else f"{self.seed}\x1f{row['id']}")
+            f, infos, SeededDraws(str(row["id"]) if self.seed is None else f"{self.seed}\x1f{row['id']}")
         )
         if d.cascade is None:
             m = d.order[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import orjson
 
 from policies.decide import CandidateInfo, Decision, RequestFeatures
+from policies.draws import SeededDraws
 from policies.features import categorize
 from policies.verifier import Verifier
 from router.auth import Principal
@@ -309,8 +309,7 @@ class Planner:
             unit=_units(who, body),
             sold_at=self._sold_at(who, requested),
         )
-        rng = random.Random(rid)
-        decision = router.decide(features, infos, rng)
+        decision = router.decide(features, infos, SeededDraws(rid))  # seeded by the request id, on a first draw
         if not decision.order:
             reasons = "; ".join(f"{c['model']}: {c['removed_by']}" for c in decision.candidates)
             raise APIError(

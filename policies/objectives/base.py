@@ -5,13 +5,13 @@ request's features come in through ``Context``; the order, the rule and the reas
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from policies.draws import Draws
 from policies.kinds import Registry
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class Context:
     quality: dict[str, float]
     cost: dict[str, float]
     outs: dict[str, float]
-    rng: random.Random
+    rng: Draws
     default_output_tokens: int
 
     @cached_property
