@@ -92,7 +92,8 @@ def main() -> None:
             runs[name].append(float(out.stdout.strip().splitlines()[-1]))
     for name, vals in runs.items():
         print(
-            f"{name:6} {' '.join(f'{v:.1f}' for v in sorted(vals))}  min {min(vals):.1f}  median {statistics.median(vals):.1f} us"
+            f"{name:6} {' '.join(f'{v:.1f}' for v in sorted(vals))}  "
+            f"min {min(vals):.1f}  median {statistics.median(vals):.1f} us"
         )
     b, f = runs["before"], runs["after"]
     print(f"after / before: min {min(f) / min(b):.3f}, median {statistics.median(f) / statistics.median(b):.3f}")

@@ -9,9 +9,11 @@ Both checkouts' gateways run at once, each pinned to CPU 1 (`switchyard serve` w
 directory), in front of the mock upstream on CPU 0 with the load generator; closed-loop windows of
 ``--seconds`` (32 connections, distinct small prompts) go to one and then the other, so both see
 the same point of their run and the same machine. ``--size``: prompts of that many bytes (each
-distinct); ``--chunks``: streamed answers of that many chunks instead of non-streaming ones (``--pace-ms``:
-the mock's pause between their events; by default it sends them at once). What grows with a run shows here and not in
-short benchmarks: the ledger's size, and the budget reconciliation every 30 s (``limits.
+distinct); ``--before-model``: the model the first gateway's requests name instead (``--before .
+--routed --before-model mock-gpt``: one checkout, a named model against the routed alias);
+``--chunks``: streamed answers of that many chunks instead of non-streaming ones (``--pace-ms``: the
+mock's pause between their events; by default it sends them at once). What grows with a run shows
+here and not in short benchmarks: the ledger's size, and the budget reconciliation every 30 s (``limits.
 reconcile_interval``), which reads every request settled since the last one. Printed: each
 window's CPU milliseconds per request (the gateway's process tree) for both, then the median, the
 90th percentile and the worst window of each. Runs itself in a private network namespace, as
@@ -101,7 +103,7 @@ async def inner(args: argparse.Namespace) -> None:
                 done, errors = await sizes.window(
                     f"http://127.0.0.1:{PORTS[name]}/v1/chat/completions",
                     {"authorization": f"Bearer {KEY}"},
-                    model,
+                    args.before_model if name == "before" and args.before_model else model,
                     texts,
                     args.chunks is not None,
                     args.chunks or 20,
@@ -139,6 +141,10 @@ def main() -> None:
         "--pace-ms", type=float, default=0.0, help="the mock's milliseconds between stream events (0: all at once)"
     )
     ap.add_argument("--routed", action="store_true", help="requests name an alias a routing policy decides")
+    ap.add_argument(
+        "--before-model",
+        help="the model --before's requests name (with --before . --routed mock-gpt: named against routed)",
+    )
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
