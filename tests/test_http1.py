@@ -335,7 +335,9 @@ async def test_streams_read_to_done_keep_their_connection(server, monkeypatch) -
     for _ in range(10):
         chunks = [
             c
-            async for group in backend._stream("sse", Call(body={}, timeout=2.0), backend._chat_chunks())
+            async for group in backend._stream(
+                "sse", Call(body={}, timeout=2.0), backend._chat_chunks(), "ended without [DONE]"
+            )
             for c in group
         ]
         assert chunks == [{"choices": [{"delta": {"content": "hi"}}]}]
@@ -345,7 +347,9 @@ async def test_streams_read_to_done_keep_their_connection(server, monkeypatch) -
     monkeypatch.setattr(http1, "DRAIN_S", 0.1)
     chunks = [
         c
-        async for group in backend._stream("sse-no-end", Call(body={}, timeout=2.0), backend._chat_chunks())
+        async for group in backend._stream(
+            "sse-no-end", Call(body={}, timeout=2.0), backend._chat_chunks(), "ended without [DONE]"
+        )
         for c in group
     ]
     assert chunks == [] and backend._pool.draining == 1
@@ -353,7 +357,11 @@ async def test_streams_read_to_done_keep_their_connection(server, monkeypatch) -
     assert backend._pool.connections == 0 and backend._pool.draining == 0
     # the next stream waits for no one: a fresh connection
     chunks = [
-        c async for group in backend._stream("sse", Call(body={}, timeout=2.0), backend._chat_chunks()) for c in group
+        c
+        async for group in backend._stream(
+            "sse", Call(body={}, timeout=2.0), backend._chat_chunks(), "ended without [DONE]"
+        )
+        for c in group
     ]
     assert len(chunks) == 1 and server.connections == 2
     await backend.aclose()

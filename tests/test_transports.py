@@ -31,7 +31,11 @@ def backend(base: str, kind: str, **kw) -> OpenAICompatBackend:
 
 
 async def stream(b: OpenAICompatBackend, path: str = "sse") -> list:
-    return [c async for group in b._stream(path, Call(body={}, timeout=2.0), b._chat_chunks()) for c in group]
+    return [
+        c
+        async for group in b._stream(path, Call(body={}, timeout=2.0), b._chat_chunks(), "ended without [DONE]")
+        for c in group
+    ]
 
 
 def test_auto_picks_httpx_for_https_and_lean_for_http() -> None:

@@ -8,7 +8,7 @@ encoded with orjson, streams relayed chunk by chunk as they arrive (nothing buff
 from __future__ import annotations
 
 import ssl
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, TYPE_CHECKING
+from typing import Any, AsyncGenerator, Callable, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -160,42 +160,37 @@ class OpenAICompatBackend:
     async def embeddings(self, call: Call) -> dict[str, Any]:
         return await self._read_json(await self._post("embeddings", call, stream=False))
 
-    async def _events(self, resp: tp.Response) -> AsyncIterator[list[bytes]]:
-        """The data of ``resp``'s server-sent events, a group per block of the body: every event
-        the bytes read so far complete (none empty)."""
-        data: list[bytes] = []
-        tail = b""
-        async for block in resp.iter_body():
-            lines = (tail + block).split(b"\n")
-            tail = lines.pop()
-            if len(tail) > self._max_bytes:
-                raise UpstreamBadResponse("upstream stream has a line longer than the response size limit")
-            complete: list[bytes] = []
-            for line in lines:
-                line = line.removesuffix(b"\r")
-                if line.startswith(b"data:"):
-                    data.append(line[5:].lstrip())
-                elif not line and data:  # a blank line ends an event; comments and other fields are skipped
-                    complete.append(b"\n".join(data))
-                    data.clear()
-            if complete:
-                yield complete
-
     async def _stream(
-        self, path: str, call: Call, body: Callable[[tp.Response, list[bool]], AsyncIterator[Any]]
-    ) -> AsyncGenerator[Any, None]:
-        """A streamed answer's items (``body`` reads them from the response and marks ``done[0]`` when
-        the answer ended properly), with transport failures mapped; the connection goes back to the
-        pool only after a proper end, and is dropped otherwise (the upstream sees the abort and stops
-        generating)."""
+        self, path: str, call: Call, read: Callable[[bytes], tuple[Any, bool]], cut: str
+    ) -> AsyncGenerator[list[Any], None]:
+        """A streamed answer's items, in the groups each block of its body completes: ``read`` turns
+        each server-sent event's data into (its item, or None for none; whether the stream ends
+        there), and an event ``read`` refuses comes after the items before it, as it would have
+        alone. Transport failures are mapped; the connection goes back to the pool only after a
+        proper end, and is dropped otherwise (the upstream sees the abort and stops generating).
+        One generator from the body's blocks to the groups: each layer of async generators costs
+        every event that arrives alone (a paced stream's every token) a resumption and a yield."""
         resp = await self._post(path, call, stream=True)
-        done = [False]
+        done = False
         try:
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 raise UpstreamBadResponse(f"upstream answered a stream request with '{ctype[:60]}'")
-            async for item in body(resp, done):
-                yield item
+            data: list[bytes] = []  # the data lines of the event being read
+            tail = b""
+            async for block in resp.iter_body():
+                lines = (tail + block).split(b"\n")
+                tail = lines.pop()
+                if len(tail) > self._max_bytes:
+                    raise UpstreamBadResponse("upstream stream has a line longer than the response size limit")
+                group, failure, done = _read_events(lines, data, read)
+                if group:
+                    yield group
+                if failure is not None:
+                    raise failure
+                if done:
+                    return
+            raise UpstreamStreamCut(f"upstream stream {cut}")
         except tp.TimedOut:
             raise UpstreamTimeout("upstream stream stalled past the read timeout") from None
         except tp.BadResponse as exc:
@@ -203,7 +198,7 @@ class OpenAICompatBackend:
         except tp.HTTPClientError as exc:
             raise UpstreamStreamCut(f"upstream stream broke: {exc}") from None
         finally:
-            if done[0]:
+            if done:
                 resp.release()
             else:
                 resp.close()
@@ -213,10 +208,10 @@ class OpenAICompatBackend:
 
     def chat_batches(self, call: Call) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The chunks in the groups they arrive in (``router.backends.base.chunk_batches``)."""
-        return self._stream("chat/completions", call, self._chat_chunks())
+        return self._stream("chat/completions", call, self._chat_chunks(), "ended without [DONE]")
 
-    def _chat_chunks(self) -> Callable[[tp.Response, list[bool]], AsyncIterator[list[dict[str, Any]]]]:
-        """A reader of one chat stream's chunks, up to ``[DONE]``, in groups."""
+    def _chat_chunks(self) -> Callable[[bytes], tuple[dict[str, Any] | None, bool]]:
+        """A reader of one chat stream's events: each chunk, up to ``[DONE]``."""
         seen = 0
 
         def chunk(payload: bytes) -> tuple[dict[str, Any] | None, bool]:
@@ -226,38 +221,7 @@ class OpenAICompatBackend:
             seen += len(payload)
             return self._chunk(payload, seen), False
 
-        return self._grouped(chunk, "ended without [DONE]")
-
-    def _grouped(
-        self, read: Callable[[bytes], tuple[Any, bool]], cut: str
-    ) -> Callable[[tp.Response, list[bool]], AsyncIterator[list[Any]]]:
-        """A reader (for ``_stream``) of a response's events in the groups each block of its body
-        completes, ``read`` turning each into (its item, or None for none; whether the stream ends
-        there). An event ``read`` refuses comes after the items before it, as it would have alone."""
-
-        async def groups(resp: tp.Response, done: list[bool]) -> AsyncIterator[list[Any]]:
-            async for payloads in self._events(resp):
-                group: list[Any] = []
-                failure: UpstreamError | None = None
-                for payload in payloads:
-                    try:
-                        item, done[0] = read(payload)
-                    except UpstreamError as exc:
-                        failure = exc
-                        break
-                    if item is not None:
-                        group.append(item)
-                    if done[0]:
-                        break
-                if group:
-                    yield group
-                if failure is not None:
-                    raise failure
-                if done[0]:
-                    return
-            raise UpstreamStreamCut(f"upstream stream {cut}")
-
-        return groups
+        return chunk
 
     def _chunk(self, payload: bytes, seen: int) -> dict[str, Any]:
         """One stream event's data as a chunk; ``seen``: the stream's bytes so far, this one's included."""
@@ -295,7 +259,7 @@ class OpenAICompatBackend:
                 raise self._event_error(event)
             return (event, b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"), kind in ends
 
-        return self._stream(path, call, self._grouped(typed, "ended before its last event"))
+        return self._stream(path, call, typed, "ended before its last event")
 
     def _event_error(self, event: dict[str, Any]) -> UpstreamError:
         err: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else event
@@ -305,6 +269,31 @@ class OpenAICompatBackend:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def _read_events(
+    lines: list[bytes], data: list[bytes], read: Callable[[bytes], tuple[Any, bool]]
+) -> tuple[list[Any], UpstreamError | None, bool]:
+    """The items of the server-sent events ``lines`` complete (``data``: the data lines of the event
+    being read, carried to the next block), the failure ``read`` raised for one of them, and whether
+    the stream ended there (nothing after that event is read)."""
+    group: list[Any] = []
+    for line in lines:
+        line = line.removesuffix(b"\r")
+        if line.startswith(b"data:"):
+            data.append(line[5:].lstrip())
+        elif not line and data:  # a blank line ends an event; comments and other fields are skipped
+            payload = b"\n".join(data)
+            data.clear()
+            try:
+                item, done = read(payload)
+            except UpstreamError as exc:
+                return group, exc, False
+            if item is not None:
+                group.append(item)
+            if done:
+                return group, None, True
+    return group, None, False
 
 
 RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
