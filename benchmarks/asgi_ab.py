@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -133,28 +130,14 @@ def main() -> None:
         print(asyncio.run(drive(a.requests, a.stream, a.distinct)))
         return
     assert a.before, "--before CHECKOUT"
-    runs: dict[str, list[float]] = {"before": [], "after": []}
-    for _ in range(a.rounds):
-        for name, path in (("before", a.before), ("after", str(HERE.parent))):
-            env = {**os.environ, "PYTHONPATH": path}
-            cmd = ["taskset", "-c", "1", sys.executable, __file__, "--child", "--requests", str(a.requests)]
-            out = subprocess.run(
-                cmd + (["--stream"] if a.stream else []) + (["--distinct"] if a.distinct else []),
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[name].append(float(out.stdout.strip().splitlines()[-1]))
-    for name, vals in runs.items():
-        print(
-            f"{name:6} {' '.join(f'{v:.4f}' for v in sorted(vals))}  min {min(vals):.4f}  median {statistics.median(vals):.4f}"
-        )
-    b, f = runs["before"], runs["after"]
-    print(
-        f"after / before: min {min(f) / min(b):.3f}, median {statistics.median(f) / statistics.median(b):.3f} "
-        f"({'stream' if a.stream else 'non-streaming'} chat{', distinct prompts' if a.distinct else ''}, ms of CPU per request)"
+    sys.path.insert(0, str(HERE))
+    from alternate import alternate, report
+
+    child = (
+        ["--requests", str(a.requests)] + (["--stream"] if a.stream else []) + (["--distinct"] if a.distinct else [])
     )
+    what = f"{'stream' if a.stream else 'non-streaming'} chat{', distinct prompts' if a.distinct else ''}"
+    report(alternate(__file__, a.before, a.rounds, child), 4, "ms", what + ", ms of CPU per request")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,26 +74,11 @@ def main() -> None:
         print(asyncio.run(drive(a.plans, a.size, a.bandit == "on")))
         return
     assert a.before, "--before CHECKOUT"
-    pin = ["taskset", "-c", "1"] if shutil.which("taskset") else []
-    runs: dict[str, list[float]] = {"before": [], "after": []}
-    for _ in range(a.rounds):
-        for name, path in (("before", a.before), ("after", str(HERE.parent))):
-            cmd = [*pin, sys.executable, __file__, "--child", "--plans", str(a.plans), "--size", str(a.size)]
-            out = subprocess.run(
-                [*cmd, "--bandit", a.bandit],
-                env={**os.environ, "PYTHONPATH": str(Path(path).resolve())},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[name].append(float(out.stdout.strip().splitlines()[-1]))
-    for name, vals in runs.items():
-        print(
-            f"{name:6} {' '.join(f'{v:.1f}' for v in sorted(vals))}  "
-            f"min {min(vals):.1f}  median {statistics.median(vals):.1f} us"
-        )
-    b, f = runs["before"], runs["after"]
-    print(f"after / before: min {min(f) / min(b):.3f}, median {statistics.median(f) / statistics.median(b):.3f}")
+    sys.path.insert(0, str(HERE))
+    from alternate import alternate, report
+
+    child = ["--plans", str(a.plans), "--size", str(a.size), "--bandit", a.bandit]
+    report(alternate(__file__, a.before, a.rounds, child), 1, "us")
 
 
 if __name__ == "__main__":
