@@ -94,6 +94,7 @@ class PolicyRouter:
         # the named cascades as a decision that runs one carries them
         self.cascade_specs = {n: c.plan(name=n) for n, c in policy.cascades.items()}
         self.listed = frozenset(policy.pool)
+        self.models = policy.models  # every concrete model it may call: the candidates a decision is given
         self.pool_cascades = [n for n in policy.pool if n in policy.cascades]
         k = policy.constraints  # whether the policy's own constraints need checking per candidate
         self.constrained = bool(

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -132,8 +132,8 @@ class Policy(_M):
         return self
 
     def objective_for(self, category: str) -> ObjectiveKind:
-        found: ObjectiveKind = next((obj for name, obj in self.categories.items() if name == category), self.objective)
-        return found
+        by_category = cast(dict[str, ObjectiveKind], self.categories)  # (its keys are the category names)
+        return by_category.get(category, self.objective)
 
     @property
     def models(self) -> list[str]:

@@ -287,7 +287,7 @@ class Planner:
                 self._available(deps)[: 1 + self.num_retries], deadline_s=_deadline(body.get("timeout"), None)
             )
         messages = body["messages"]
-        pool = [requested] if concrete else router.policy.models
+        pool = [requested] if concrete else router.models
         infos = [i for i in (self.info(n, mode) for n in pool) if i is not None]
         text = prompt_text(messages)
         category = categorize(text, (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"))
