@@ -35,8 +35,6 @@ async def drive(plans: int, size: int, bandit: bool) -> float:
     from router.build import build_services
     from router.config import parse_config
 
-    if not bandit:
-        steady.ROUTED_POLICY += "quality: {bandit: {enabled: false}}\n"
     work = Path(tempfile.mkdtemp(prefix="bench-plan-"))
     os.chdir(work)
     env = {
@@ -44,7 +42,8 @@ async def drive(plans: int, size: int, bandit: bool) -> float:
         "BENCH_PROVIDER_KEY": "sk-up",
         "UPSTREAM_URL": "http://127.0.0.1:9/v1",
     }
-    cfg = parse_config(steady.routed_config(work).read_text(), env=env)
+    policy = steady.ROUTED_POLICY + ("" if bandit else "quality: {bandit: {enabled: false}}\n")
+    cfg = parse_config(steady.routed_config(work, policy).read_text(), env=env)
     planner = build_services(cfg, env=env, sink=MemorySink()).planner
     who = Principal("bench", "bench", None)
     texts = sizes.prompts(size, 64, seed=7)

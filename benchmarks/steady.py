@@ -45,10 +45,10 @@ objective: {type: cheapest_above, target: 0}
 """
 
 
-def routed_config(work: Path) -> Path:
+def routed_config(work: Path, policy: str = ROUTED_POLICY) -> Path:
     """bench-config.yaml with a second, dearer deployment of the mock and a policy over both."""
     (work / "policies").mkdir()
-    (work / "policies" / "bench-auto.yaml").write_text(ROUTED_POLICY)
+    (work / "policies" / "bench-auto.yaml").write_text(policy)
     text = (HERE / "bench-config.yaml").read_text()
     second = (
         "model_list:\n  - model_name: mock-gpt-b\n    litellm_params: {model: openai/mock-gpt, api_base: "
