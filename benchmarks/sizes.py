@@ -23,6 +23,11 @@ Python floor, by default this one; ``--compare-python``: Switchyard measured a s
 same run, under another interpreter. The output records each interpreter's build and calibration
 loop (benchmarks/interpreter.py): the same code costs about a fifth less CPU per small request on
 an optimised CPython build than on a plain source build.
+``--shared-state``: two more proxies doing the same work with their rate-limit state in a store that
+replicas share (a private Redis started on CPU 0, beside the mock; its own CPU is not counted for
+either): Switchyard with `storage.redis_url` (limits and budgets in Redis, the ledger still SQLite),
+and TensorZero with its rate limiting on (requests and tokens per minute, as the benchmark's config
+limits them), which keeps its counters in Valkey, here the same Redis (`serve_tz_valkey.py`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "bench" / "gateways"
 MOCK, SWITCHYARD, TENSORZERO, NGINX, FLOOR, COMPARE = 4890, 4891, 4892, 4893, 4894, 4896
+SWITCHYARD_REDIS, REDIS = 4897, 6391  # --shared-state: Switchyard on Redis, and the private Redis itself
+# --shared-state: TensorZero's rate limiting, kept in Valkey (here Redis), with the limits of the benchmark's
+# config (requests and tokens per minute, every request); it reserves max_tokens, as Switchyard does.
+# TensorZero has no spend limit (its rules count inferences and tokens), so nothing stands for the budget.
+TZ_RATE_LIMITS = """
+[rate_limiting]
+enabled = true
+
+[[rate_limiting.rules]]
+model_inferences_per_minute = 100000000
+tokens_per_minute = 100000000000
+always = true
+"""
 KEY = "sk-bench-key"
 SCENARIOS = [  # label, prompt bytes, stream, answer tokens, milliseconds between stream events (0: a burst)
     ("nonstream small", 0, False, 20, 0),
@@ -137,6 +155,66 @@ async def window(
     return done, errors
 
 
+def start_redis(work: Path, procs: dict[str, subprocess.Popen]) -> None:
+    """A private Redis on CPU 0 (beside the mock and the load generator), nothing persisted."""
+    procs["redis"] = start(
+        [shutil.which("redis-server") or "redis-server", "--port", str(REDIS), "--save", "", "--appendonly", "no"],
+        "0",
+        {},
+        work / "redis.log",
+    )
+    wait_port(REDIS)
+
+
+def redis_config(work: Path, base: Path) -> Path:
+    """``base`` (a bench config) with its limits and budgets in the private Redis; its own data directory."""
+    text = base.read_text().replace(
+        "data_dir: .switchyard-bench", f"data_dir: .switchyard-bench-redis\n  redis_url: redis://127.0.0.1:{REDIS}"
+    )
+    path = work / f"{base.stem}-redis.yaml"
+    path.write_text(text)
+    return path
+
+
+def shared_state(args: argparse.Namespace, work: Path, procs: dict[str, subprocess.Popen], gateways: dict) -> Any:
+    """``--shared-state``: a private Redis (CPU 0, beside the mock), Switchyard with its limits and
+    budgets in it (the ledger stays SQLite), and TensorZero with its rate limits in it. Returns a
+    function that waits for TensorZero's port."""
+    start_redis(work, procs)
+    gateways["switchyard + redis"] = (args.python, SWITCHYARD_REDIS)
+    procs["switchyard + redis"] = start(
+        [str(Path(args.python).with_name("switchyard")), "serve", "--config", str(redis_config(work, HERE / "bench-config.yaml")),
+         "--port", str(SWITCHYARD_REDIS), "--log-level", "warning"],
+        "1",
+        {"BENCH_KEY": KEY, "BENCH_PROVIDER_KEY": "sk-upstream", "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1"},
+        work / "switchyard-redis.log",
+    )  # fmt: skip
+    tz_cfg = work / "tensorzero-rate-limits.toml"
+    tz_cfg.write_text(
+        (SHARED / "tensorzero" / "tensorzero.toml").read_text().replace("4890", str(MOCK)) + TZ_RATE_LIMITS
+    )
+    port_file = work / "tensorzero-rate-limits.port"
+    procs["tensorzero + rate limits"] = start(
+        [str(Path(args.tzvenv) / "bin" / "python"), str(HERE / "serve_tz_valkey.py"), str(tz_cfg),
+         f"redis://127.0.0.1:{REDIS}", str(port_file)],
+        "1",
+        {},
+        work / "tensorzero-rate-limits.log",
+    )  # fmt: skip
+
+    def port() -> int:
+        t0 = time.monotonic()
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() - t0 > 120:
+                raise RuntimeError("TensorZero with rate limits did not start")
+            time.sleep(0.1)
+        n = int(port_file.read_text())
+        wait_port(n)
+        return n
+
+    return port
+
+
 def start(cmd: list[str], cpus: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         ["taskset", "-c", cpus, *cmd],
@@ -156,6 +234,15 @@ def stop(procs: Any) -> None:
             p.wait(20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(p.pid, 9)
+
+
+def wait_log(path: Path, text: str, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{path.name} never said {text!r}")
 
 
 def wait_port(port: int, timeout: float = 120) -> None:
@@ -233,12 +320,21 @@ async def inner(args: argparse.Namespace) -> None:
             {},
             work / "floor.log",
         )
+        if args.shared_state:  # after TensorZero has bound: while it binds, the host has one ephemeral port
+            wait_log(work / "tensorzero.log", "gateway at")  # (connecting to it to see would take that port)
+        tz_rl_port = shared_state(args, work, procs, gateways) if args.shared_state else None
         for port in (*(p for _, p in gateways.values()), TENSORZERO, NGINX, FLOOR):
             wait_port(port)
         targets = {
             name: (f"http://127.0.0.1:{port}/v1/chat/completions", {"authorization": f"Bearer {KEY}"}, "mock-gpt")
             for name, (_, port) in gateways.items()
         }
+        if tz_rl_port is not None:
+            targets["tensorzero + rate limits"] = (
+                f"http://127.0.0.1:{tz_rl_port()}/openai/v1/chat/completions",
+                {},
+                "tensorzero::model_name::mock-gpt",
+            )
         targets |= {
             "tensorzero": (
                 f"http://127.0.0.1:{TENSORZERO}/openai/v1/chat/completions",
@@ -303,6 +399,11 @@ def main() -> None:
         help="the interpreter of a venv with Switchyard installed: it runs Switchyard and the Python floor",
     )
     ap.add_argument("--compare-python", help="also measure Switchyard under this interpreter (its venv's), same run")
+    ap.add_argument(
+        "--shared-state",
+        action="store_true",
+        help="also Switchyard with its limits in Redis, and TensorZero with its rate limits in Redis (Valkey)",
+    )
     ap.add_argument("--out", default=str(HERE / "sizes.json"))
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -11,7 +11,7 @@ directory), in front of the mock upstream on CPU 0 with the load generator; clos
 the same point of their run and the same machine. ``--size``: prompts of that many bytes (each
 distinct); ``--before-model``: the model the first gateway's requests name instead (``--before .
 --routed --before-model mock-gpt``: one checkout, a named model against the routed alias);
-``--chunks``: streamed answers of that many chunks instead of non-streaming ones (``--pace-ms``: the
+``--redis``: both gateways keep their limits and budgets in one private Redis (CPU 0); ``--chunks``: streamed answers of that many chunks instead of non-streaming ones (``--pace-ms``: the
 mock's pause between their events; by default it sends them at once). What grows with a run shows
 here and not in short benchmarks: the ledger's size, and the budget reconciliation every 30 s (``limits.
 reconcile_interval``), which reads every request settled since the last one. Printed: each
@@ -81,6 +81,9 @@ async def inner(args: argparse.Namespace) -> None:
     config, model = HERE / "bench-config.yaml", "mock-gpt"
     if args.routed:
         config, model = routed_config(work), "mock-auto"
+    if args.redis:  # limits and budgets in a private Redis, shared by both gateways (as replicas share it)
+        sizes.start_redis(work, procs)
+        config = sizes.redis_config(work, config)
     try:
         for name, path in (("before", str(Path(args.before).resolve())), ("after", str(HERE.parent))):
             (work / name).mkdir()
@@ -141,6 +144,9 @@ def main() -> None:
         "--pace-ms", type=float, default=0.0, help="the mock's milliseconds between stream events (0: all at once)"
     )
     ap.add_argument("--routed", action="store_true", help="requests name an alias a routing policy decides")
+    ap.add_argument(
+        "--redis", action="store_true", help="limits and budgets in a (private) Redis: both gateways share it"
+    )
     ap.add_argument(
         "--before-model",
         help="the model --before's requests name (with --before . --routed mock-gpt: named against routed)",

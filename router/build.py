@@ -72,7 +72,11 @@ def build_services(
         )
         sink = writer
     redis_url = resolve_env(cfg.storage.redis_url, env, literal_ok=True)
-    state: StateStore = RedisState(redis_url, timeout=cfg.storage.redis_timeout) if redis_url else MemoryState()
+    state: StateStore = (
+        RedisState(redis_url, timeout=cfg.storage.redis_timeout, client=cfg.storage.redis_client)
+        if redis_url
+        else MemoryState()
+    )
     limiter = Limiter(
         cfg.limits, state, metrics, ledger=store, writer=writer, flush_interval=cfg.storage.ledger_flush_interval
     )

@@ -104,6 +104,12 @@ class StorageConfig(_Strict):
         default=None,
         description="Redis for limits and budgets across workers, e.g. os.environ/REDIS_URL; default: in memory",
     )
+    redis_client: Literal["lean", "redis-py"] = Field(
+        default="lean",
+        description="how admissions and settlements reach Redis: lean (one pipelined connection, replies read by "
+        "hiredis: about a quarter of redis-py's CPU per call; used where the URL is redis:// or rediss:// without "
+        "query options) or redis-py (the library, which serves every other Redis call either way)",
+    )
     ledger_flush_interval: float = Field(
         default=0.2, gt=0, le=10, description="seconds a ledger batch may wait; also what a hard kill can lose"
     )

@@ -25,7 +25,7 @@ TENANT_USD, KEY_SOFT_USD, ALIAS_USD = 0.006, 0.002, 0.011
 LEASE, HORIZON, RECONCILE = 3.0, 4.0, 0.5
 
 
-def config(mock_base: str) -> str:
+def config(mock_base: str, client: str = "lean") -> str:
     return f"""
 model_list:
   - model_name: mock-gpt
@@ -34,6 +34,7 @@ model_list:
 storage:
   database_url: os.environ/SY_TEST_DATABASE_URL
   redis_url: os.environ/SY_TEST_REDIS_URL
+  redis_client: {client}
   ledger_flush_interval: 0.1
 limits:
   fail_mode: closed
@@ -141,13 +142,22 @@ def settled_state(redis_url: str, db_url: str, timeout: float) -> tuple[dict, di
         time.sleep(0.25)
 
 
-@pytest.mark.parametrize("disturbance", ["none", "redis_restart", "redis_pause", "replica_killed"])
-def test_two_replicas_hard_and_soft_budgets_reconcile_with_the_ledger(mock, tmp_path, disturbance) -> None:
+@pytest.mark.parametrize(
+    "disturbance, client",
+    [
+        ("none", "lean"),
+        ("redis_restart", "lean"),
+        ("redis_pause", "lean"),
+        ("replica_killed", "lean"),
+        ("redis_restart", "redis-py"),  # the library path, kept beside the lean client (router/accounting/resp.py)
+    ],
+)
+def test_two_replicas_hard_and_soft_budgets_reconcile_with_the_ledger(mock, tmp_path, disturbance, client) -> None:
     rds = PrivateRedis()
     rds.start()
     db_url, drop = fresh_database(shared_database_url())
     env = {"SY_TEST_DATABASE_URL": db_url, "SY_TEST_REDIS_URL": rds.url}
-    gws = [start_gateway(tmp_path / f"gw{i}", config(mock.base), env) for i in range(2)]
+    gws = [start_gateway(tmp_path / f"gw{i}", config(mock.base, client), env) for i in range(2)]
     try:
         disturb, at = None, 0
         if disturbance == "redis_restart":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping, Sequence
 
+from router.accounting.resp import LeanRedis, Script, supported
 from router.accounting.state import FEEDBACK_TTL, Admission, BudgetReq, BudgetView, CounterReq, Settlement
 
 
@@ -177,7 +178,9 @@ class RedisState:
 
     shared = True
 
-    def __init__(self, url: str, *, prefix: str = "sy:", timeout: float = 0.5):
+    def __init__(self, url: str, *, prefix: str = "sy:", timeout: float = 0.5, client: str = "lean"):
+        """``client``: "lean" sends admissions and settlements through `router.accounting.resp` where it
+        takes the URL (everything else, and every call with "redis-py", goes through redis-py)."""
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -202,6 +205,8 @@ class RedisState:
         self._unlock = self._r.register_script(UNLOCK_LUA)
         self._feedback = self._r.register_script(FEEDBACK_LUA)
         self._distinct = self._r.register_script(DISTINCT_LUA)
+        self._lean = LeanRedis(url, timeout=timeout) if client == "lean" and supported(url) else None
+        self._admit_lean, self._settle_lean = Script(ADMIT_LUA), Script(SETTLE_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -215,7 +220,10 @@ class RedisState:
             args += [c.limit, c.amount, c.ttl]
         for b in budgets:
             args += [b.limit_nano, b.reserve_nano, b.ttl, 1 if b.hard else 0]
-        res = await self._admit(keys=keys, args=args)
+        if self._lean is not None:
+            res = await self._lean.script(self._admit_lean, keys, args)
+        else:
+            res = await self._admit(keys=keys, args=args)
         kind = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if kind == "ok":
             return Admission(
@@ -229,7 +237,10 @@ class RedisState:
         if s.counter_refunds:
             keys += [self._k(k) for k, _ in s.counter_refunds] + [self._k("stl:" + s.request_id)]
             args += [r for _, r in s.counter_refunds]
-        await self._settle(keys=keys, args=args)
+        if self._lean is not None:
+            await self._lean.script(self._settle_lean, keys, args)
+        else:
+            await self._settle(keys=keys, args=args)
 
     async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None:
         async with self._r.pipeline(transaction=False) as pipe:
@@ -292,19 +303,28 @@ class RedisState:
         return {k: tuple(t[kind] for kind in "nsp" if kind in t) for k, t in out.items()}
 
     # Where a conversation was served: "aff:<prefix hash>" -> deployment id, for its next turn on any replica.
+    # (these four are on the request path of routed conversations and cached answers: the lean client's)
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:
-        found = await self._r.mget([self._k("aff:" + k) for k in keys])
+        names = [self._k("aff:" + k) for k in keys]
+        found = await (self._lean.call("MGET", *names) if self._lean is not None else self._r.mget(names))
         return [v.decode() if isinstance(v, bytes) else v for v in found]
 
     async def affinity_set(self, key: str, deployment: str, ttl: int) -> None:
-        await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
+        if self._lean is not None:
+            await self._lean.call("SET", self._k("aff:" + key), deployment, "EX", ttl)
+        else:
+            await self._r.set(self._k("aff:" + key), deployment, ex=ttl)
 
     async def cache_get(self, key: str) -> bytes | None:
-        found = await self._r.get(self._k("cache:" + key))
+        name = self._k("cache:" + key)
+        found = await (self._lean.call("GET", name) if self._lean is not None else self._r.get(name))
         return found if isinstance(found, bytes) else None  # a client without decode_responses: bytes
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
-        await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))
+        if self._lean is not None:
+            await self._lean.call("SET", self._k("cache:" + key), value, "PX", max(1, int(ttl * 1000)))
+        else:
+            await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))
 
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
         return bool(await self._distinct(keys=[self._k(key)], args=[value, limit, ttl]))
@@ -335,4 +355,6 @@ class RedisState:
             return False
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._r.aclose()
