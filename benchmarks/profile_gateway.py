@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MOCK, PORT = 4890, 4881
-KEY = "sk-bench-key"
+PORT = 4881
 
 
 # Leaves that are a thread waiting for work (py-spy reports a lock wait as running): the ledger's SQLite
@@ -64,14 +63,10 @@ async def inner(args: argparse.Namespace) -> None:
 
     os.sched_setaffinity(0, {0})
     work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    env = {
-        **os.environ,
-        "BENCH_KEY": KEY,
-        "BENCH_PROVIDER_KEY": "sk-upstream",
-        "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1",
-    }
     procs = {
-        "mock": sizes.start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
+        "mock": sizes.start(
+            [sys.executable, str(HERE / "mock_upstream.py"), str(steady.MOCK)], "0", {}, work / "mock.log"
+        )
     }
     config, model = HERE / "bench-config.yaml", "mock-gpt"
     if args.routed:
@@ -84,19 +79,13 @@ async def inner(args: argparse.Namespace) -> None:
     if spy is None:
         raise SystemExit("py-spy not found: pip install py-spy")
     try:
-        (work / "gw").mkdir()
-        procs["gw"] = subprocess.Popen(
-            ["taskset", "-c", "1", python, "-m", "router.cli.main", "serve", "--config", str(config), "--port", str(PORT),
-             "--log-level", "warning"],
-            env={**env, "PYTHONPATH": str(HERE.parent)}, cwd=work / "gw", stdout=open(work / "gw" / "log", "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        for port in (MOCK, PORT):
+        procs["gw"] = steady.serve(python, str(HERE.parent), config, PORT, work / "gw", steady.gateway_env())
+        for port in (steady.MOCK, PORT):
             sizes.wait_port(port)
         texts, counter = sizes.prompts(args.size, 64, seed=7), [0]
         if args.pace_ms:
             texts = [f"[pace {args.pace_ms:g}] {t}" for t in texts]  # the mock reads it from the prompt
-        url, headers = f"http://127.0.0.1:{PORT}/v1/chat/completions", {"authorization": f"Bearer {KEY}"}
+        url, headers = f"http://127.0.0.1:{PORT}/v1/chat/completions", {"authorization": f"Bearer {steady.KEY}"}
         stream, chunks = args.chunks is not None, args.chunks or 20
         await sizes.window(url, headers, model, texts, stream, chunks, 2.0, 32, counter)  # warm up
         out = work / "profile.txt"

@@ -62,6 +62,27 @@ def routed_config(work: Path, policy: str = ROUTED_POLICY) -> Path:
     return path
 
 
+def gateway_env() -> dict[str, str]:
+    """The environment bench-config.yaml reads: the client's key, the upstream's key and URL (the mock)."""
+    return {
+        **os.environ,
+        "BENCH_KEY": KEY,
+        "BENCH_PROVIDER_KEY": "sk-upstream",
+        "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1",
+    }
+
+
+def serve(python: str, checkout: str, config: Path, port: int, work: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`switchyard serve` of ``checkout`` under ``python``, pinned to CPU 1, in a fresh directory ``work``."""
+    work.mkdir()
+    return subprocess.Popen(
+        ["taskset", "-c", "1", os.path.abspath(python), "-m", "router.cli.main", "serve", "--config", str(config),
+         "--port", str(port), "--log-level", "warning"],
+        env={**env, "PYTHONPATH": checkout}, cwd=work, stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
 async def inner(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
     import sizes
@@ -69,12 +90,7 @@ async def inner(args: argparse.Namespace) -> None:
 
     os.sched_setaffinity(0, {0})
     work = Path(tempfile.mkdtemp(prefix="bench-steady-"))
-    env = {
-        **os.environ,
-        "BENCH_KEY": KEY,
-        "BENCH_PROVIDER_KEY": "sk-upstream",
-        "UPSTREAM_URL": f"http://127.0.0.1:{MOCK}/v1",
-    }
+    env = gateway_env()
     procs = {
         "mock": sizes.start([sys.executable, str(HERE / "mock_upstream.py"), str(MOCK)], "0", {}, work / "mock.log")
     }
@@ -86,13 +102,7 @@ async def inner(args: argparse.Namespace) -> None:
         config = sizes.redis_config(work, config)
     try:
         for name, path in (("before", str(Path(args.before).resolve())), ("after", str(HERE.parent))):
-            (work / name).mkdir()
-            procs[name] = subprocess.Popen(
-                ["taskset", "-c", "1", os.path.abspath(getattr(args, f"{name}_python")), "-m", "router.cli.main", "serve", "--config",
-                 str(config), "--port", str(PORTS[name]), "--log-level", "warning"],
-                env={**env, "PYTHONPATH": path}, cwd=work / name, stdout=open(work / name / "log", "wb"),
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+            procs[name] = serve(getattr(args, f"{name}_python"), path, config, PORTS[name], work / name, env)
         for port in (MOCK, *PORTS.values()):
             sizes.wait_port(port)
         texts, counter = sizes.prompts(args.size, 64, seed=7), [0]
