@@ -1,7 +1,7 @@
 """Where a request's CPU goes: py-spy samples of one gateway under steady load, per function.
 
     python benchmarks/profile_gateway.py [--python /tmp/debvenv/bin/python] [--seconds 15] [--rate 500]
-                                          [--size BYTES] [--chunks N [--pace-ms MS]] [--routed] [--redis] [--top 40]
+                                          [--size BYTES] [--chunks N [--pace-ms MS]] [--routed] [--redis] [--gil] [--top 40]
 
 Starts the mock upstream (CPU 0, with the load generator) and one gateway as `benchmarks/steady.py`
 does (`switchyard serve --config benchmarks/bench-config.yaml`, pinned to CPU 1, distinct prompts),
@@ -15,7 +15,6 @@ py-spy``) or on PATH. Runs itself in a private network namespace, as steady.py d
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import os
 import shutil
@@ -91,7 +90,8 @@ async def inner(args: argparse.Namespace) -> None:
         out = work / "profile.txt"
         spy_proc = subprocess.Popen(
             [spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(out), "-d", str(int(args.seconds) + 1),
-             "-p", str(procs["gw"].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "-p", str(procs["gw"].pid), *(["--gil"] if args.gil else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(0.5)
         c0 = cpu_seconds(procs["gw"].pid)
@@ -125,15 +125,14 @@ def main() -> None:
     ap.add_argument("--pace-ms", type=float, default=0.0, help="the mock's milliseconds between stream events")
     ap.add_argument("--routed", action="store_true", help="requests name an alias a routing policy decides")
     ap.add_argument("--redis", action="store_true", help="limits and budgets in a (private) Redis")
+    ap.add_argument("--gil", action="store_true", help="only samples holding the GIL (drops an idle loop's epoll wait)")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--keep", help="copy py-spy's raw output here")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.inner:
-        asyncio.run(inner(args))
-        return
-    cmd = " ".join([sys.executable, __file__, "--inner", *sys.argv[1:]])
-    sys.exit(subprocess.call(["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"]))
+    sys.path.insert(0, str(HERE))
+    import steady
+
+    steady.in_namespace(ap.parse_args(), inner)
 
 
 if __name__ == "__main__":

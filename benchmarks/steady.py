@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 HERE = Path(__file__).resolve().parent
 MOCK, PORTS = 4890, {"before": 4881, "after": 4882}
@@ -60,6 +61,16 @@ def routed_config(work: Path, policy: str = ROUTED_POLICY) -> Path:
         text.replace("model_list:\n", second, 1) + f"policies: {{dirs: ['{work / 'policies'}'], watch_interval: 0}}\n"
     )
     return path
+
+
+def in_namespace(args: argparse.Namespace, inner: Callable[[argparse.Namespace], Awaitable[None]]) -> None:
+    """Run ``inner(args)`` in a private network namespace (loopback only): the script runs itself again
+    inside one, with ``--inner``."""
+    if args.inner:
+        asyncio.run(inner(args))
+        return
+    cmd = " ".join([sys.executable, os.path.abspath(sys.argv[0]), "--inner", *sys.argv[1:]])
+    sys.exit(subprocess.call(["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"]))
 
 
 def gateway_env() -> dict[str, str]:
@@ -162,12 +173,7 @@ def main() -> None:
         help="the model --before's requests name (with --before . --routed mock-gpt: named against routed)",
     )
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.inner:
-        asyncio.run(inner(args))
-        return
-    cmd = " ".join([sys.executable, __file__, "--inner", *sys.argv[1:]])
-    sys.exit(subprocess.call(["unshare", "-n", "bash", "-c", f"ip link set lo up; exec {cmd}"]))
+    in_namespace(ap.parse_args(), inner)
 
 
 if __name__ == "__main__":

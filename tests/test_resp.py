@@ -233,3 +233,16 @@ def test_a_password_in_the_url_authenticates_and_a_wrong_one_is_refused_without_
         await bad.aclose()
 
     asyncio.run(main())
+
+
+def test_a_client_used_from_a_new_event_loop_opens_a_connection_of_its_own(url) -> None:
+    c = LeanRedis(url, timeout=5)
+
+    async def once(value: str) -> bytes:
+        return await c.call("ECHO", value)
+
+    assert asyncio.run(once("first")) == b"first"
+    first = c._conn
+    assert asyncio.run(once("second")) == b"second"  # the first loop is closed: its connection is not reused
+    assert c._conn is not first and not first.usable
+    asyncio.run(c.aclose())

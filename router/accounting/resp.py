@@ -82,7 +82,7 @@ class _Connection(asyncio.Protocol):
         self._pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._out: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.failed: BaseException | None = None
 
@@ -124,13 +124,13 @@ class _Connection(asyncio.Protocol):
         return self.failed is None and self.transport is not None and not self.transport.is_closing()
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
-        fut = self._loop.create_future()
-        deadline = self._loop.time() + self._timeout
+        fut = self.loop.create_future()
+        deadline = self.loop.time() + self._timeout
         if not self._pending and self._timer is None:
-            self._timer = self._loop.call_at(deadline, self._expire)
+            self._timer = self.loop.call_at(deadline, self._expire)
         self._pending.append((fut, deadline))
         if not self._out:  # the first command of this turn: written once the turn's commands are in
-            self._loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self._out.append(payload)
         return fut
 
@@ -146,10 +146,18 @@ class _Connection(asyncio.Protocol):
         if not self._pending or self.failed is not None:
             return
         deadline = self._pending[0][1]
-        if deadline <= self._loop.time():
+        if deadline <= self.loop.time():
             self.fail(TimeoutError(f"Redis did not answer within {self._timeout:g} s"))
         else:
-            self._timer = self._loop.call_at(deadline, self._expire)
+            self._timer = self.loop.call_at(deadline, self._expire)
+
+    def abandon(self) -> None:
+        """A connection of an event loop no longer running: forget its calls, close what can be closed."""
+        self.failed = self.failed or ConnectionError("the event loop of this connection is gone")
+        self._pending.clear()
+        self._out = []
+        if self.transport is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.transport.close)
 
     def fail(self, exc: BaseException) -> None:
         """Fail every call in flight and close: no later reply can be matched to its call."""
@@ -163,7 +171,7 @@ class _Connection(asyncio.Protocol):
             fut = self._pending.popleft()[0]
             if not fut.done():
                 fut.set_exception(exc)
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.loop.is_closed() and not self.transport.is_closing():
             self.transport.close()
 
 
@@ -183,19 +191,22 @@ class LeanRedis:
         self._connect_timeout = connect_timeout or timeout
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     async def _connection(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         conn = self._conn
-        if conn is not None and conn.usable:
+        if conn is not None and conn.usable and conn.loop is loop:
             return conn
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
+        if self._connecting is None or self._lock_loop is not loop:  # (a client used from a new event loop)
+            self._connecting, self._lock_loop = asyncio.Lock(), loop
         async with self._connecting:  # one connection is opened, whoever asks meanwhile waits for it
             conn = self._conn
-            if conn is not None and conn.usable:
+            if conn is not None and conn.usable and conn.loop is loop:
                 return conn
+            if conn is not None and conn.loop is not loop:
+                conn.abandon()
             self._conn = None
-            loop = asyncio.get_running_loop()
             context = ssl.create_default_context() if self._tls else None
             _, fresh = await asyncio.wait_for(
                 loop.create_connection(
@@ -221,7 +232,7 @@ class LeanRedis:
 
     async def call(self, *args: Any) -> Any:
         conn = self._conn
-        if conn is None or not conn.usable:
+        if conn is None or not conn.usable or conn.loop is not asyncio.get_running_loop():
             conn = await self._connection()
         return await conn.send(pack(args))
 
