@@ -106,7 +106,8 @@ class StorageConfig(_Strict):
     )
     redis_client: Literal["lean", "redis-py"] = Field(
         default="lean",
-        description="how admissions and settlements reach Redis: lean (one pipelined connection, replies read by "
+        description="how the request path's Redis calls (admission, settlement, affinity, answer cache, feedback, "
+        "the cardinality bound) are made: lean (one pipelined connection, replies read by "
         "hiredis: about a quarter of redis-py's CPU per call; used where the URL is redis:// or rediss:// without "
         "query options) or redis-py (the library, which serves every other Redis call either way)",
     )

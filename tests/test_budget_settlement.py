@@ -166,14 +166,15 @@ async def check(limiter: Limiter, ledger: Ledger, state: Any, *, hard_holds: boo
             assert ledger.spent(key) <= key.rule.usd * NANO, f"{key.key} overspent"
 
 
-@pytest.fixture
-def redis_state():
-    """A Redis state under a key prefix of its own (other runs may share the database)."""
+@pytest.fixture(params=["lean", "redis-py"])
+def redis_state(request):
+    """A Redis state under a key prefix of its own (other runs may share the database), through the
+    lean client of the request path and through redis-py."""
     url = flushable_redis_url()
     import redis as sync_redis
 
     prefix = f"sy-test-{uuid.uuid4().hex[:10]}:"
-    state = RedisState(url, timeout=2.0, prefix=prefix)
+    state = RedisState(url, timeout=2.0, prefix=prefix, client=request.param)
     yield state, url, prefix
     r = sync_redis.Redis.from_url(url)
     for k in r.scan_iter(prefix + "*"):

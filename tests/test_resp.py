@@ -87,9 +87,9 @@ def test_an_error_answer_raises_and_the_connection_stays_usable(url) -> None:
     asyncio.run(main())
 
 
-def test_a_script_redis_lost_is_sent_in_full_and_runs_once(url) -> None:
-    async def main() -> None:
-        c = LeanRedis(url, timeout=5)
+def test_a_script_redis_lost_is_sent_in_full_and_runs_once(private) -> None:
+    async def main() -> None:  # (a private server: SCRIPT FLUSH empties a server's scripts for every client)
+        c = LeanRedis(private.url, timeout=5)
         s = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
         assert await c.script(s, ["k"], [5]) == 5
         await c.call("SCRIPT", "FLUSH")  # as a restart without persistence leaves it
@@ -188,8 +188,8 @@ def test_a_caller_that_leaves_takes_only_its_own_reply(url) -> None:
 
 
 def test_redis_state_answers_the_same_through_either_client(url) -> None:
-    """Admission, refusal, settlement, affinity and the answer cache: the lean client and redis-py give
-    the same answers."""
+    """Admission, refusal, settlement, affinity, the answer cache, the cardinality bound and feedback:
+    the lean client and redis-py give the same answers."""
 
     async def run(client: str) -> list:
         st_ = RedisState(url, prefix=f"same-{client}:", client=client)
@@ -208,6 +208,10 @@ def test_redis_state_answers_the_same_through_either_client(url) -> None:
         out.append(await st_.affinity_get(["conv", "other"]))
         await st_.cache_set("answer", b"\x00{}\xff", 60.0)
         out.append((await st_.cache_get("answer"), await st_.cache_get("missing")))
+        out.append([await st_.distinct_add("card", v, 2, 60) for v in ("u1", "u2", "u1", "u3")])
+        out.append(await st_.bandit_add("pol", "m", "chat", 0.75, "fb-1", 0.5))
+        out.append(await st_.bandit_add("pol", "m", "chat", 0.25, "fb-1", 0.5))  # a re-score: the previous one back
+        out.append(await st_.bandit_totals("pol"))
         await st_.aclose()
         return out
 
@@ -216,6 +220,8 @@ def test_redis_state_answers_the_same_through_either_client(url) -> None:
     assert lean[0].ok and lean[1].ok and not lean[2].ok and lean[4].ok and not lean[5].ok
     assert lean[5].failed_kind == "budget" and lean[5].failed_value == 1_500 + 4_000 + 4_000
     assert lean[6] == ["dep-1", None] and lean[7] == (b"\x00{}\xff", None)
+    assert lean[8] == [True, True, True, False] and lean[9] is None and lean[10] == 0.75
+    assert lean[11] == {("m", "chat"): (1.0, 0.25, 0.5)}
 
 
 def test_a_password_in_the_url_authenticates_and_a_wrong_one_is_refused_without_echoing_it(private) -> None:

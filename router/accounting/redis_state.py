@@ -207,6 +207,7 @@ class RedisState:
         self._distinct = self._r.register_script(DISTINCT_LUA)
         self._lean = LeanRedis(url, timeout=timeout) if client == "lean" and supported(url) else None
         self._admit_lean, self._settle_lean = Script(ADMIT_LUA), Script(SETTLE_LUA)
+        self._feedback_lean, self._distinct_lean = Script(FEEDBACK_LUA), Script(DISTINCT_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -287,10 +288,12 @@ class RedisState:
         self, policy: str, model: str, category: str, score: float, request_id: str, prior: float
     ) -> float | None:
         field = f"{model}\x1f{category}"
-        previous = await self._feedback(
-            keys=[self._k("bandit:" + policy), self._k("feedback:" + request_id)],
-            args=["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL, "p\x1f" + field, repr(prior)],
-        )
+        keys = [self._k("bandit:" + policy), self._k("feedback:" + request_id)]
+        args = ["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL, "p\x1f" + field, repr(prior)]
+        if self._lean is not None:
+            previous = await self._lean.script(self._feedback_lean, keys, args)
+        else:
+            previous = await self._feedback(keys=keys, args=args)
         return None if previous is None else float(previous)
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, ...]] | None:
@@ -303,7 +306,8 @@ class RedisState:
         return {k: tuple(t[kind] for kind in "nsp" if kind in t) for k, t in out.items()}
 
     # Where a conversation was served: "aff:<prefix hash>" -> deployment id, for its next turn on any replica.
-    # (these four are on the request path of routed conversations and cached answers: the lean client's)
+    # (these four are on the request path of routed conversations and cached answers: the lean client's,
+    # as are the admission, settlement, feedback and cardinality scripts)
     async def affinity_get(self, keys: Sequence[str]) -> list[str | None]:
         names = [self._k("aff:" + k) for k in keys]
         found = await (self._lean.call("MGET", *names) if self._lean is not None else self._r.mget(names))
@@ -327,6 +331,8 @@ class RedisState:
             await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))
 
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
+        if self._lean is not None:
+            return bool(await self._lean.script(self._distinct_lean, [self._k(key)], [value, limit, ttl]))
         return bool(await self._distinct(keys=[self._k(key)], args=[value, limit, ttl]))
 
     # Requests and tokens per deployment in one minute: "use:<minute>" hash, "<id>\x1fr" and "<id>\x1ft".
