@@ -289,7 +289,14 @@ class RedisState:
     ) -> float | None:
         field = f"{model}\x1f{category}"
         keys = [self._k("bandit:" + policy), self._k("feedback:" + request_id)]
-        args = ["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL, "p\x1f" + field, repr(prior)]
+        args: list[str | int] = [
+            "n\x1f" + field,
+            "s\x1f" + field,
+            repr(score),
+            FEEDBACK_TTL,
+            "p\x1f" + field,
+            repr(prior),
+        ]
         if self._lean is not None:
             previous = await self._lean.script(self._feedback_lean, keys, args)
         else:
