@@ -179,8 +179,9 @@ class RedisState:
     shared = True
 
     def __init__(self, url: str, *, prefix: str = "sy:", timeout: float = 0.5, client: str = "lean"):
-        """``client``: "lean" sends admissions and settlements through `router.accounting.resp` where it
-        takes the URL (everything else, and every call with "redis-py", goes through redis-py)."""
+        """``client``: "lean" sends the request path's calls (admission, settlement, feedback, the
+        cardinality bound, affinity, the answer cache) through `router.accounting.resp` where it takes
+        the URL; everything else, and every call with "redis-py", goes through redis-py."""
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -212,6 +213,12 @@ class RedisState:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
+    async def _script(self, lean: Script, library: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """A Lua script of the request path: through the lean client where it serves, else redis-py's."""
+        if self._lean is not None:
+            return await self._lean.script(lean, keys, args)
+        return await library(keys=keys, args=args)
+
     async def admit(
         self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq], now: float, lease: float
     ) -> Admission:
@@ -221,10 +228,7 @@ class RedisState:
             args += [c.limit, c.amount, c.ttl]
         for b in budgets:
             args += [b.limit_nano, b.reserve_nano, b.ttl, 1 if b.hard else 0]
-        if self._lean is not None:
-            res = await self._lean.script(self._admit_lean, keys, args)
-        else:
-            res = await self._admit(keys=keys, args=args)
+        res = await self._script(self._admit_lean, self._admit, keys, args)
         kind = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if kind == "ok":
             return Admission(
@@ -238,10 +242,7 @@ class RedisState:
         if s.counter_refunds:
             keys += [self._k(k) for k, _ in s.counter_refunds] + [self._k("stl:" + s.request_id)]
             args += [r for _, r in s.counter_refunds]
-        if self._lean is not None:
-            await self._lean.script(self._settle_lean, keys, args)
-        else:
-            await self._settle(keys=keys, args=args)
+        await self._script(self._settle_lean, self._settle, keys, args)
 
     async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None:
         async with self._r.pipeline(transaction=False) as pipe:
@@ -297,10 +298,7 @@ class RedisState:
             "p\x1f" + field,
             repr(prior),
         ]
-        if self._lean is not None:
-            previous = await self._lean.script(self._feedback_lean, keys, args)
-        else:
-            previous = await self._feedback(keys=keys, args=args)
+        previous = await self._script(self._feedback_lean, self._feedback, keys, args)
         return None if previous is None else float(previous)
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, ...]] | None:
@@ -338,9 +336,7 @@ class RedisState:
             await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))
 
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
-        if self._lean is not None:
-            return bool(await self._lean.script(self._distinct_lean, [self._k(key)], [value, limit, ttl]))
-        return bool(await self._distinct(keys=[self._k(key)], args=[value, limit, ttl]))
+        return bool(await self._script(self._distinct_lean, self._distinct, [self._k(key)], [value, limit, ttl]))
 
     # Requests and tokens per deployment in one minute: "use:<minute>" hash, "<id>\x1fr" and "<id>\x1ft".
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
