@@ -7,7 +7,7 @@ benchmark's own (`benchmarks/resp_client.py`).
 Commands are written on one connection and their replies, which Redis sends in order, resolve them in
 order; the commands of one turn of the event loop leave in one write. redis-py stays for everything
 else (pipelines, the administrative calls) and for whatever this client does not take: see
-``LeanRedis.supports``.
+``supported``.
 
 Failures, as the callers (rate limits, budgets) need them:
 - A call not answered within ``timeout`` fails with ``TimeoutError``, and so does every call sent
