@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping, Sequence
 
-from router.accounting.resp import LeanRedis, Script, supported
+from router.accounting.resp import LeanRedis, supported
 from router.accounting.state import FEEDBACK_TTL, Admission, BudgetReq, BudgetView, CounterReq, Settlement
 
 
@@ -207,17 +207,15 @@ class RedisState:
         self._feedback = self._r.register_script(FEEDBACK_LUA)
         self._distinct = self._r.register_script(DISTINCT_LUA)
         self._lean = LeanRedis(url, timeout=timeout) if client == "lean" and supported(url) else None
-        self._admit_lean, self._settle_lean = Script(ADMIT_LUA), Script(SETTLE_LUA)
-        self._feedback_lean, self._distinct_lean = Script(FEEDBACK_LUA), Script(DISTINCT_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
 
-    async def _script(self, lean: Script, library: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """A Lua script of the request path: through the lean client where it serves, else redis-py's."""
+    async def _script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """A registered Lua script of the request path: through the lean client where it serves, else redis-py."""
         if self._lean is not None:
-            return await self._lean.script(lean, keys, args)
-        return await library(keys=keys, args=args)
+            return await self._lean.script(script, keys, args)
+        return await script(keys=keys, args=args)
 
     async def admit(
         self, request_id: str, counters: Sequence[CounterReq], budgets: Sequence[BudgetReq], now: float, lease: float
@@ -228,7 +226,7 @@ class RedisState:
             args += [c.limit, c.amount, c.ttl]
         for b in budgets:
             args += [b.limit_nano, b.reserve_nano, b.ttl, 1 if b.hard else 0]
-        res = await self._script(self._admit_lean, self._admit, keys, args)
+        res = await self._script(self._admit, keys, args)
         kind = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if kind == "ok":
             return Admission(
@@ -242,7 +240,7 @@ class RedisState:
         if s.counter_refunds:
             keys += [self._k(k) for k, _ in s.counter_refunds] + [self._k("stl:" + s.request_id)]
             args += [r for _, r in s.counter_refunds]
-        await self._script(self._settle_lean, self._settle, keys, args)
+        await self._script(self._settle, keys, args)
 
     async def renew(self, leases: Sequence[tuple[str, Sequence[str]]], until: float) -> None:
         async with self._r.pipeline(transaction=False) as pipe:
@@ -290,15 +288,8 @@ class RedisState:
     ) -> float | None:
         field = f"{model}\x1f{category}"
         keys = [self._k("bandit:" + policy), self._k("feedback:" + request_id)]
-        args: list[str | int] = [
-            "n\x1f" + field,
-            "s\x1f" + field,
-            repr(score),
-            FEEDBACK_TTL,
-            "p\x1f" + field,
-            repr(prior),
-        ]
-        previous = await self._script(self._feedback_lean, self._feedback, keys, args)
+        args = ["n\x1f" + field, "s\x1f" + field, repr(score), FEEDBACK_TTL, "p\x1f" + field, repr(prior)]
+        previous = await self._script(self._feedback, keys, args)
         return None if previous is None else float(previous)
 
     async def bandit_totals(self, policy: str) -> dict[tuple[str, str], tuple[float, ...]] | None:
@@ -336,7 +327,7 @@ class RedisState:
             await self._r.set(self._k("cache:" + key), value, px=max(1, int(ttl * 1000)))
 
     async def distinct_add(self, key: str, value: str, limit: int, ttl: int) -> bool:
-        return bool(await self._script(self._distinct_lean, self._distinct, [self._k(key)], [value, limit, ttl]))
+        return bool(await self._script(self._distinct, [self._k(key)], [value, limit, ttl]))
 
     # Requests and tokens per deployment in one minute: "use:<minute>" hash, "<id>\x1fr" and "<id>\x1ft".
     async def usage_sync(self, window: int, deltas: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:

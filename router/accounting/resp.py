@@ -27,7 +27,7 @@ import asyncio
 import collections
 import hashlib
 import ssl
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 from urllib.parse import unquote, urlsplit
 
 
@@ -65,12 +65,19 @@ def pack(args: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+class Scripted(Protocol):
+    """A Lua script and its SHA-1 (redis-py's registered scripts have both)."""
+
+    script: str | bytes
+    sha: str
+
+
 class Script:
     """A Lua script, called by its SHA-1 and sent in full only when Redis does not hold it."""
 
-    def __init__(self, lua: str):
-        self.lua = lua
-        self.sha = hashlib.sha1(lua.encode()).hexdigest()
+    def __init__(self, script: str):
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
 
 
 class _Connection(asyncio.Protocol):
@@ -151,27 +158,23 @@ class _Connection(asyncio.Protocol):
         else:
             self._timer = self.loop.call_at(deadline, self._expire)
 
-    def abandon(self) -> None:
-        """A connection of an event loop no longer running: forget its calls, close what can be closed."""
-        self.failed = self.failed or ConnectionError("the event loop of this connection is gone")
-        self._pending.clear()
-        self._out = []
-        if self.transport is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.transport.close)
-
     def fail(self, exc: BaseException) -> None:
-        """Fail every call in flight and close: no later reply can be matched to its call."""
+        """Fail every call in flight and close: no later reply can be matched to its call. (A connection
+        whose event loop has ended has no caller left to tell, nor a transport that can still close.)"""
         if self.failed is None:
             self.failed = exc
+        self._out = []
+        if self.loop.is_closed():
+            self._pending.clear()
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._out = []
         while self._pending:
             fut = self._pending.popleft()[0]
             if not fut.done():
                 fut.set_exception(exc)
-        if self.transport is not None and not self.loop.is_closed() and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
 
@@ -205,7 +208,7 @@ class LeanRedis:
             if conn is not None and conn.usable and conn.loop is loop:
                 return conn
             if conn is not None and conn.loop is not loop:
-                conn.abandon()
+                conn.fail(ConnectionError("the event loop of this connection has ended"))
             self._conn = None
             context = ssl.create_default_context() if self._tls else None
             _, fresh = await asyncio.wait_for(
@@ -236,13 +239,13 @@ class LeanRedis:
             conn = await self._connection()
         return await conn.send(pack(args))
 
-    async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def script(self, script: Scripted, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            return await self.call("EVAL", script.lua, len(keys), *keys, *args)
+            return await self.call("EVAL", script.script, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
