@@ -408,3 +408,42 @@ def test_budget_sums_read_recent_rows_in_one_range_and_answer_the_same(tmp_path,
     finally:
         if drop is not None:
             drop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_row_lacking_columns_is_written_with_them_empty(tmp_path, backend: str) -> None:
+    """The live writer's rows carry every column (taken in one C call); a row that lacks some, as a
+    spilled row of an older schema may, is written with those columns NULL and the rest intact."""
+    drop = None
+    if backend == "postgresql":
+        url, drop = fresh_database(shared_database_url())
+    else:
+        url = sqlite_url(tmp_path / "a")
+    records = synthetic_records(40, seed=9)
+    rows = [to_row(r) for r in records]
+    for row in rows[::3]:
+        del row["gpu_hours"], row["model"]
+
+    async def run() -> list[tuple]:
+        store = LedgerStore(url)
+        try:
+            await store.migrate()
+            await store.insert(rows[:7], fresh=True)
+            await store.insert(rows[7:], fresh=True)
+            async with store.engine.connect() as conn:
+                got = await conn.exec_driver_sql("SELECT request_id, model, gpu_hours, tenant, cost_usd FROM requests")
+                return [tuple(r) for r in got]
+        finally:
+            await store.dispose()
+
+    try:
+        got = {r[0]: r[1:] for r in asyncio.run(run())}
+    finally:
+        if drop is not None:
+            drop()
+    assert len(got) == len(rows)
+    for row in rows:
+        model, gpu_hours, tenant, cost = got[row["request_id"]]
+        assert (model, gpu_hours) == (row.get("model"), row.get("gpu_hours"))
+        assert (tenant, cost) == (row["tenant"], row["cost_usd"])
+    assert sum(1 for v in got.values() if v[0] is None) == len(rows[::3])

@@ -7,6 +7,7 @@ lands exactly once. Reads are aggregates over indexed columns.
 from __future__ import annotations
 
 import asyncio
+import operator
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -188,18 +189,28 @@ class LedgerStore(LedgerQueries):
                 for i in range(0, len(rows), _ROW_LADDER[-1]):
                     part = rows[i : i + _ROW_LADDER[-1]]
                     n = next(k for k in _ROW_LADDER if k >= len(part))
-                    params = [r.get(c) for r in part for c in cols]
+                    params: list[Any] = []
+                    for r in part:
+                        params.extend(self._values(r))
                     if n > len(part):
                         last = params[-len(cols) :]
                         params += last * (n - len(part))
                     await conn.exec_driver_sql(self._multi_insert(n), tuple(params))
             elif fresh:
-                await conn.exec_driver_sql(self._raw_insert, [tuple(r.get(c) for c in self._columns) for r in rows])
+                await conn.exec_driver_sql(self._raw_insert, [self._values(r) for r in rows])
             else:
                 await conn.execute(
                     self._insert(requests).on_conflict_do_nothing(index_elements=["request_id"]),
                     [{k: v for k, v in r.items() if k != "_calls"} if "_calls" in r else r for r in rows],
                 )
+
+    def _values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        """A row's values in the table's column order (None for a column it lacks, as a spilled row of
+        an older schema may): one C call for the rows the writer builds, which carry every column."""
+        try:
+            return self._getter(row)
+        except KeyError:
+            return tuple(row.get(c) for c in self._columns)
 
     def _params(self, n: int) -> str:
         style = self.engine.dialect.paramstyle
@@ -222,6 +233,7 @@ class LedgerStore(LedgerQueries):
 
     def _raw_sql(self) -> None:
         self._columns = [c.name for c in requests.columns]
+        self._getter = operator.itemgetter(*self._columns)
         self._multi: dict[int, str] = {}
         self._raw_insert = (
             f"INSERT INTO requests ({', '.join(self._columns)}) VALUES ({self._params(len(self._columns))}) "
