@@ -148,6 +148,13 @@ async def inner(args: argparse.Namespace) -> None:
                 f"{name:6} median {statistics.median(vals):.4f}  p90 {ordered[int(0.9 * (len(vals) - 1))]:.4f}  "
                 f"worst {ordered[-1]:.4f} ms per request"
             )
+        # each window's pair ran back to back, so their ratio cancels most of the host's drift
+        ratios = sorted(a / b for a, b in zip(series["after"], series["before"]))
+        quart = len(ratios) // 4
+        print(
+            f"after / before, paired windows: median {statistics.median(ratios):.3f} (middle half "
+            f"{ratios[quart]:.3f}-{ratios[-1 - quart]:.3f}); after lower in {sum(r < 1 for r in ratios)} of {len(ratios)}"
+        )
     finally:
         sizes.stop(procs.values())
 
