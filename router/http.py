@@ -113,6 +113,8 @@ class CorkedTransport:
         self.size = 0
 
     def write(self, data: bytes) -> None:
+        if type(data) is not bytes:  # a writer may reuse its buffer once write returns, as the transport copies
+            data = bytes(data)
         if self.pending is None:
             self.pending, self.size = [data], len(data)
             self.loop.call_soon(self.flush)

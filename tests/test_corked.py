@@ -95,6 +95,19 @@ def test_close_eof_and_large_writes_act_at_once_and_abort_drops() -> None:
         loop.close()
 
 
+def test_a_buffer_reused_after_its_write_is_sent_as_it_was() -> None:
+    t, fake, loop = corked()
+    try:
+        buf = bytearray(b"first")
+        t.write(buf)
+        buf[:] = b"XXXXX"  # the writer's buffer, reused once write returned
+        t.write(memoryview(b"second"))
+        turn(loop)
+        assert fake.events == [("write", b"firstsecond")]
+    finally:
+        loop.close()
+
+
 def test_a_write_pending_when_the_peer_left_is_dropped() -> None:
     t, fake, loop = corked()
     try:
