@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from typing import Any, Iterator
 
 import pytest
-import uvicorn
 
 from router.http import CorkedTransport, HeadGuard, HeadLimits
-from tests.conftest import free_port
-from tests.test_http_guard import echo_app
+from tests.test_http_guard import serving
 
 
 class FakeTransport:
@@ -144,17 +140,8 @@ def counted(request) -> Iterator[tuple[int, list[bytes]]]:  # type: ignore[no-un
         def connection_made(self, transport: Any) -> None:
             super().connection_made(Counting(transport, writes))
 
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(echo_app, host="127.0.0.1", port=port, http=Guard, log_level="warning", timeout_keep_alive=1)
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.01)
-    yield port, writes
-    srv.should_exit = True
-    thread.join(10)
+    with serving(Guard) as port:
+        yield port, writes
 
 
 def test_each_answer_leaves_in_one_write_and_whole(counted: tuple[int, list[bytes]]) -> None:

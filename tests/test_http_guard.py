@@ -5,6 +5,7 @@ config's limits, is tested in tests/test_hostile.py and tests/test_security.py.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -38,18 +39,27 @@ def server(request) -> Iterator[int]:  # type: ignore[no-untyped-def]
         limits = HeadLimits(header_timeout=2.0, max_incomplete=2, max_bytes=2048, max_headers=20)
         inner_class = request.param
 
+    with serving(Guard) as port:
+        yield port
+    assert Guard.limits.incomplete == 0, "every slow head was counted out again"
+
+
+@contextlib.contextmanager
+def serving(guard: type[HeadGuard]) -> Iterator[int]:
+    """``echo_app`` under uvicorn in a thread, ``guard`` as its HTTP protocol; the port."""
     port = free_port()
     srv = uvicorn.Server(
-        uvicorn.Config(echo_app, host="127.0.0.1", port=port, http=Guard, log_level="warning", timeout_keep_alive=1)
+        uvicorn.Config(echo_app, host="127.0.0.1", port=port, http=guard, log_level="warning", timeout_keep_alive=1)
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     while not srv.started:
         time.sleep(0.01)
-    yield port
-    srv.should_exit = True
-    thread.join(10)
-    assert Guard.limits.incomplete == 0, "every slow head was counted out again"
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
 def exchange(port: int, *parts: bytes) -> bytes:
