@@ -1,6 +1,6 @@
 """The client timeouts and head limits a gateway needs that its HTTP server lacks.
 
-Three small pieces, none a subclass of a server's classes:
+Two small pieces, neither a subclass of a server's classes:
 
 - ``HeadGuard``, an ``asyncio.Protocol`` that stands in front of uvicorn's HTTP protocol (passed
   to uvicorn as ``http=``; it holds uvicorn's protocol and calls only the ``asyncio.Protocol``
@@ -24,8 +24,8 @@ Three small pieces, none a subclass of a server's classes:
   connection is closed. Once the body is complete, reads (a stream's wait for the client leaving)
   pass through untimed.
 
-- ``CorkedTransport``, the transport the guard hands the server: what the server writes in one turn
-  of the event loop leaves in one write (uvicorn writes a response's head and body apart).
+- The guard hands the server a ``CorkedTransport`` (router/corked.py): what the server writes in one
+  turn of the event loop leaves in one write (uvicorn writes a response's head and body apart).
 
 The usual request, whose head arrives in one read, costs the guard one parse of its head (0.8 us
 measured) and no timer.
@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
+from router.corked import CorkedTransport
 from router.errors import APIError
 
 ENV_BODY_TIMEOUT = "SWITCHYARD_BODY_TIMEOUT"  # set by `switchyard serve`; workers inherit it
@@ -94,59 +95,6 @@ def _server_protocol(name: str) -> Any:
 
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing a head over the limits."""
-
-
-class CorkedTransport:
-    """The connection's transport as the server's protocol sees it: what the server writes in one turn
-    of the event loop leaves in one write, at the end of that turn. uvicorn writes a response's head
-    and its body apart, two system calls for a non-streaming answer (and for a loopback peer, two passes
-    through its TCP stack in this process); corked, one. Writes past ``FLUSH_AT`` bytes, ``close``,
-    ``write_eof`` and ``abort`` act at once, in order. Everything else is the transport's own."""
-
-    FLUSH_AT = 65536
-    __slots__ = ("transport", "loop", "pending", "size")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
-        self.transport = transport
-        self.loop = loop
-        self.pending: list[bytes] | None = None
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        if type(data) is not bytes:  # a writer may reuse its buffer once write returns, as the transport copies
-            data = bytes(data)
-        if self.pending is None:
-            self.pending, self.size = [data], len(data)
-            self.loop.call_soon(self.flush)
-        else:
-            self.pending.append(data)
-            self.size += len(data)
-        if self.size >= self.FLUSH_AT:
-            self.flush()
-
-    def flush(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending and not self.transport.is_closing():
-            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def writelines(self, data: Any) -> None:
-        for d in data:
-            self.write(d)
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self.transport.write_eof()
-
-    def abort(self) -> None:
-        self.pending = None
-        self.transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
 
 
 class HeadGuard(asyncio.Protocol):

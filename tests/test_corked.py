@@ -1,4 +1,4 @@
-"""The corked transport in front of the server's protocol (router/http.py): what the server writes in
+"""The corked transport in front of the server's protocol (router/corked.py): what the server writes in
 one turn of the event loop leaves in one write, in order, and nothing is lost or reordered by close,
 abort, a large write or a connection already closing."""
 
@@ -10,7 +10,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from router.http import CorkedTransport, HeadGuard, HeadLimits
+from router.corked import CorkedTransport
+from router.http import HeadGuard, HeadLimits
 from tests.test_http_guard import serving
 
 

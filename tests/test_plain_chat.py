@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router import protocol
+from router import plain_chat, protocol
 from router.errors import APIError
-from router.protocol import _plainly_valid, validate_chat, validate_chat_fully
+from router.plain_chat import plainly_valid
+from router.protocol import validate_chat, validate_chat_fully
 
 LIMIT = 4096
 
@@ -99,7 +100,7 @@ def bodies(draw: Any) -> Any:
         body = {"model": "mock-gpt", "messages": draw(plain_messages)}
         if draw(st.booleans()):
             body["stream"] = True
-        names = draw(st.lists(st.sampled_from(sorted(protocol._PLAIN_FIELDS)), unique=True, max_size=2))
+        names = draw(st.lists(st.sampled_from(sorted(plain_chat._PLAIN_FIELDS)), unique=True, max_size=2))
     else:
         body = {}
     body.update({n: draw(FIELDS[n]) for n in names})
@@ -126,7 +127,7 @@ def full(body: dict[str, Any]) -> None:
 @settings(max_examples=3000, deadline=None)
 @given(bodies())
 def test_the_short_way_refuses_exactly_what_the_model_refuses(body: dict[str, Any]) -> None:
-    plain = _plainly_valid(dict(body), LIMIT)
+    plain = plainly_valid(dict(body), LIMIT)
     ours = verdict(lambda b: validate_chat(b, max_messages=10**6, max_tokens_limit=LIMIT), dict(body))
     theirs = verdict(full, dict(body))
     assert ours == theirs, (body, plain)
@@ -183,7 +184,7 @@ def test_what_clients_send_takes_the_short_way(body: dict[str, Any], monkeypatch
 )
 def test_what_the_short_way_declines_gets_the_full_way(change: dict[str, Any]) -> None:
     body = {**CLIENT_BODIES[0], **change}
-    assert not _plainly_valid(body, LIMIT)
+    assert not plainly_valid(body, LIMIT)
     assert verdict(lambda b: validate_chat(b, max_messages=100, max_tokens_limit=LIMIT), body) == verdict(full, body)
 
 
@@ -222,5 +223,5 @@ def test_each_plain_field_at_its_edges(field: str, value: Any, stream: bool) -> 
     assert verdict(lambda b: validate_chat(b, max_messages=100, max_tokens_limit=LIMIT), dict(body)) == verdict(
         full, dict(body)
     )
-    if _plainly_valid(dict(body), LIMIT):
+    if plainly_valid(dict(body), LIMIT):
         assert verdict(full, dict(body)) == ("accepted",)
