@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-
-# The plain shape most requests have, checked without building the model (``plainly_valid``): a
-# body of these fields only, each of a simple type, and messages of a role and a text only.
+# messages of a role and a text only (the other roles and keys go the full way)
 _PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
 _PLAIN_MESSAGE_KEYS = frozenset({"role", "content", "name"})
 

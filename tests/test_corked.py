@@ -42,78 +42,74 @@ class FakeTransport:
         return ("peer", name)
 
 
-def corked() -> tuple[CorkedTransport, FakeTransport, asyncio.AbstractEventLoop]:
+Corked = tuple[CorkedTransport, FakeTransport, asyncio.AbstractEventLoop]
+
+
+@pytest.fixture
+def corked() -> Iterator[Corked]:
+    """A corked fake transport on a loop of its own (closed after the test)."""
     loop = asyncio.new_event_loop()
     fake = FakeTransport()
-    return CorkedTransport(fake, loop), fake, loop  # type: ignore[arg-type]
+    try:
+        yield CorkedTransport(fake, loop), fake, loop  # type: ignore[arg-type]
+    finally:
+        loop.close()
 
 
 def turn(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(asyncio.sleep(0))
 
 
-def test_writes_of_one_turn_leave_as_one_write_in_order() -> None:
-    t, fake, loop = corked()
-    try:
-        t.write(b"head ")
-        t.write(b"body")
-        assert fake.events == []  # nothing leaves before the turn ends
-        turn(loop)
-        assert fake.events == [("write", b"head body")]
-        t.write(b"next")
-        turn(loop)
-        assert fake.events[-1] == ("write", b"next")
-        turn(loop)
-        assert len(fake.events) == 2  # nothing written twice
-    finally:
-        loop.close()
+def test_writes_of_one_turn_leave_as_one_write_in_order(corked: Corked) -> None:
+    t, fake, loop = corked
+    t.write(b"head ")
+    t.write(b"body")
+    assert fake.events == []  # nothing leaves before the turn ends
+    turn(loop)
+    assert fake.events == [("write", b"head body")]
+    t.write(b"next")
+    turn(loop)
+    assert fake.events[-1] == ("write", b"next")
+    turn(loop)
+    assert len(fake.events) == 2  # nothing written twice
 
 
-def test_close_eof_and_large_writes_act_at_once_and_abort_drops() -> None:
-    t, fake, loop = corked()
-    try:
-        t.write(b"a")
-        t.write_eof()
-        assert fake.events == [("write", b"a"), ("eof", None)]
-        t.write(b"x" * CorkedTransport.FLUSH_AT)
-        assert fake.events[-1] == ("write", b"x" * CorkedTransport.FLUSH_AT)
-        t.write(b"last")
-        t.close()
-        assert fake.events[-2:] == [("write", b"last"), ("close", None)]
-        turn(loop)  # the scheduled flush finds nothing, and the closed transport gets no write
-        assert fake.events[-1] == ("close", None)
-        t2 = CorkedTransport(FakeTransport(), loop)  # type: ignore[arg-type]
-        t2.write(b"dropped")
-        t2.abort()
-        turn(loop)
-        assert t2.transport.events == [("abort", None)]  # type: ignore[attr-defined]
-        assert t.get_extra_info("peername") == ("peer", "peername")  # the rest is the transport's own
-    finally:
-        loop.close()
+def test_close_eof_and_large_writes_act_at_once_and_abort_drops(corked: Corked) -> None:
+    t, fake, loop = corked
+    t.write(b"a")
+    t.write_eof()
+    assert fake.events == [("write", b"a"), ("eof", None)]
+    t.write(b"x" * CorkedTransport.FLUSH_AT)
+    assert fake.events[-1] == ("write", b"x" * CorkedTransport.FLUSH_AT)
+    t.write(b"last")
+    t.close()
+    assert fake.events[-2:] == [("write", b"last"), ("close", None)]
+    turn(loop)  # the scheduled flush finds nothing, and the closed transport gets no write
+    assert fake.events[-1] == ("close", None)
+    t2 = CorkedTransport(FakeTransport(), loop)  # type: ignore[arg-type]
+    t2.write(b"dropped")
+    t2.abort()
+    turn(loop)
+    assert t2.transport.events == [("abort", None)]  # type: ignore[attr-defined]
+    assert t.get_extra_info("peername") == ("peer", "peername")  # the rest is the transport's own
 
 
-def test_a_buffer_reused_after_its_write_is_sent_as_it_was() -> None:
-    t, fake, loop = corked()
-    try:
-        buf = bytearray(b"first")
-        t.write(buf)
-        buf[:] = b"XXXXX"  # the writer's buffer, reused once write returned
-        t.write(memoryview(b"second"))
-        turn(loop)
-        assert fake.events == [("write", b"firstsecond")]
-    finally:
-        loop.close()
+def test_a_buffer_reused_after_its_write_is_sent_as_it_was(corked: Corked) -> None:
+    t, fake, loop = corked
+    buf = bytearray(b"first")
+    t.write(buf)
+    buf[:] = b"XXXXX"  # the writer's buffer, reused once write returned
+    t.write(memoryview(b"second"))
+    turn(loop)
+    assert fake.events == [("write", b"firstsecond")]
 
 
-def test_a_write_pending_when_the_peer_left_is_dropped() -> None:
-    t, fake, loop = corked()
-    try:
-        t.write(b"late")
-        fake.closing = True  # the connection was lost before the turn ended
-        turn(loop)
-        assert fake.events == []
-    finally:
-        loop.close()
+def test_a_write_pending_when_the_peer_left_is_dropped(corked: Corked) -> None:
+    t, fake, loop = corked
+    t.write(b"late")
+    fake.closing = True  # the connection was lost before the turn ended
+    turn(loop)
+    assert fake.events == []
 
 
 class Counting:
