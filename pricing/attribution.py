@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pricing.profiles import StackProfile
 from pricing.usage import Usage
@@ -36,8 +36,9 @@ SLICES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Layer:
+class Layer(NamedTuple):
+    """One layer's share of a request: an immutable tuple (five per priced request)."""
+
     name: str
     revenue: float
     cost: float

@@ -11,6 +11,7 @@ date on and never rewrites what was metered before it.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +45,12 @@ class Tier:
     inclusive: bool = False  # the tier starts AT the threshold (xAI bills that way)
 
 
+@functools.lru_cache(maxsize=4096)
+def _version(source: str, effective_from: datetime) -> str:
+    """A price's version label (every request's ledger line carries it): a catalog holds few."""
+    return f"{source}@{effective_from.date().isoformat()}"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     input: float
@@ -61,7 +68,7 @@ class ModelPrice:
 
     @property
     def version(self) -> str:
-        return f"{self.source}@{self.effective_from.date().isoformat()}"
+        return _version(self.source, self.effective_from)
 
 
 @dataclass(frozen=True, slots=True)

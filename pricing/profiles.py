@@ -58,6 +58,9 @@ class ClassRule(_M):
     model_class: str = Field(alias="class")
 
 
+_ECONOMICS: dict[int, tuple["StackProfile", "GpuHour"]] = {}
+
+
 class StackProfile(_M):
     name: str
     description: str = ""
@@ -95,6 +98,19 @@ class StackProfile(_M):
         return next(reversed(self.throughput))  # the last class listed: the most expensive to serve
 
     def economics(self) -> "GpuHour":
+        """USD per GPU-hour by layer. Every priced request asks; a profile's fields never change
+        (frozen), so each profile object's answer is remembered (by identity: a copy with other
+        values is another object)."""
+        held = _ECONOMICS.get(id(self))
+        if held is not None and held[0] is self:
+            return held[1]
+        if len(_ECONOMICS) > 256:
+            _ECONOMICS.clear()
+        econ = self._economics()
+        _ECONOMICS[id(self)] = (self, econ)
+        return econ
+
+    def _economics(self) -> "GpuHour":
         s, d = self.server, self.datacenter
         hours = s.depreciation_years * HOURS_PER_YEAR
         depreciation = s.capex_usd / s.gpus_per_server / hours

@@ -23,18 +23,19 @@ class Usage:
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None, *, source: str = "upstream") -> "Usage | None":
         """Parse an OpenAI ``usage`` object; None when it is missing or not well formed."""
-        if not isinstance(usage, Mapping):
+        if type(usage) is not dict and not isinstance(usage, Mapping):  # (the ABC's check is slow; JSON is dicts)
             return None
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
         if not _is_count(prompt) or not _is_count(completion):
             return None
         pdet = usage.get("prompt_tokens_details") or {}
         cdet = usage.get("completion_tokens_details") or {}
-        cached = pdet.get("cached_tokens", 0) if isinstance(pdet, Mapping) else 0
-        written = pdet.get("cache_write_tokens", 0) if isinstance(pdet, Mapping) else 0
+        pmap = type(pdet) is dict or isinstance(pdet, Mapping)
+        cached = pdet.get("cached_tokens", 0) if pmap else 0
+        written = pdet.get("cache_write_tokens", 0) if pmap else 0
         # Anthropic-style fields, as some OpenAI-compatible servers pass them through.
         written = written or usage.get("cache_creation_input_tokens", 0)
-        reasoning = cdet.get("reasoning_tokens", 0) if isinstance(cdet, Mapping) else 0
+        reasoning = cdet.get("reasoning_tokens", 0) if type(cdet) is dict or isinstance(cdet, Mapping) else 0
         return cls(
             prompt_tokens=prompt,
             completion_tokens=completion,

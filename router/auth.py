@@ -3,7 +3,8 @@
 Keys are random 192-bit tokens, so a salted SHA-256 is enough (no password stretching needed)
 and keeps verification in microseconds. Comparison is constant-time. Keys made by
 ``switchyard keys create`` look like ``sk-sy-<id>.<secret>``; the id finds the record without
-scanning. Keys given as environment references are hashed at load and the clear value dropped.
+scanning. Keys given as environment references are hashed at load (salted, and tagged for lookup:
+``KeyStore``) and the clear value dropped.
 """
 
 from __future__ import annotations
@@ -43,15 +44,6 @@ class _Entry:
     def usable(self, now: float) -> bool:
         return not self.revoked and (self.expires is None or now < self.expires)
 
-    def accepts(self, token: str, now: float) -> bool:
-        """The token is this key's secret (or, during a rotation's grace, its old one) and the key is usable."""
-        if not self.usable(now):
-            return False
-        if KeyStore._matches(self.salt, self.digest, token):
-            return True
-        old = self.previous
-        return old is not None and now < old[2] and KeyStore._matches(old[0], old[1], token)
-
 
 def hash_key(key: str, salt: bytes | None = None) -> str:
     salt = salt if salt is not None else secrets.token_bytes(16)
@@ -68,15 +60,42 @@ def new_key(key_id: str) -> str:
 
 
 class KeyStore:
-    """Looks up the principal for a presented bearer token. Immutable: reload builds a new one."""
+    """Looks up the principal for a presented bearer token. Immutable: reload builds a new one.
+
+    Keys are found without hashing a token once per key (one SHA-256 per configured key on every
+    request was 0.36 ms with 1,000 keys): a Switchyard key (``sk-sy-<id>.``) by its id; any token
+    once matched, and every key whose clear value the gateway read at load (an environment
+    reference, the master key), by a tag of the token (``_known``: SHA-256 under a secret drawn per
+    store, so the tags are no hash anyone else can compute, and no clear token is kept). Only a
+    token that is none of these is hashed with each remaining key's salt in turn (keys configured
+    by their hash alone). Tags are remembered only for matches, so ``_known`` holds at most two per
+    key (its secret and, during a rotation, the old one) however many wrong tokens arrive. The
+    key's state (revoked, expired, a rotation's grace) is read on every request."""
 
     def __init__(self, entries: Iterable[_Entry], admin_hash: str | None = None):
         self._by_id: dict[str, _Entry] = {}
         self._unindexed: list[_Entry] = []
+        self._pepper = secrets.token_bytes(32)
+        self._known: dict[bytes, tuple[_Entry, bool]] = {}  # token's tag -> (its key, matched the old secret)
         for e in entries:
             self._by_id[e.principal.key_id] = e
             self._unindexed.append(e)
         self._admin = _parse_hash(admin_hash) if admin_hash else None
+
+    def _tag(self, token: str) -> bytes:
+        # (a secret prefix, not an HMAC: the tag is only a dict key, never shown, so length extension
+        # gives nothing; 0.42 us against 0.61 for keyed BLAKE2b and 1.6 for an HMAC on this machine)
+        return hashlib.sha256(self._pepper + token.encode()).digest()
+
+    def _index_clear(self, clear: Mapping[int, str]) -> None:
+        """Keys whose clear value was read at load (entry index -> secret): found by tag, not by scanning."""
+        for i, secret in clear.items():
+            entry = self._unindexed[i]
+            if not secret or (secret.startswith(PREFIX) and "." in secret):
+                continue  # (an empty secret matches nothing; a Switchyard key is found by its id)
+            self._known.setdefault(self._tag(secret), (entry, False))  # the first key listed wins, as in a scan
+        indexed = {id(e) for e, _ in self._known.values()}
+        self._unindexed = [e for e in self._unindexed if id(e) not in indexed]
 
     @classmethod
     def build(
@@ -88,12 +107,14 @@ class KeyStore:
     ) -> "KeyStore":
         """Keys as mappings (id, tenant, hash or key reference, models, revoked; for keys issued over
         HTTP also expires_at, previous_hash and previous_until, and their limits as ``rules``)."""
-        entries = []
+        entries: list[_Entry] = []
+        clear: dict[int, str] = {}
         for k in keys:
             if k.get("hash"):
                 salt, digest = _parse_hash(k["hash"])
             else:
-                salt, digest = _parse_hash(hash_key(resolve(k["key"]) or ""))
+                clear[len(entries)] = secret = resolve(k["key"]) or ""
+                salt, digest = _parse_hash(hash_key(secret))
             models = frozenset(k["models"]) if k.get("models") is not None else tenants.get(k["tenant"])
             previous = (
                 (*_parse_hash(k["previous_hash"]), float(k["previous_until"]))
@@ -112,7 +133,9 @@ class KeyStore:
                     previous,
                 )
             )
-        return cls(entries, admin_hash)
+        store = cls(entries, admin_hash)
+        store._index_clear(clear)
+        return store
 
     @staticmethod
     def _matches(entry_salt: bytes, entry_digest: bytes, token: str) -> bool:
@@ -122,13 +145,29 @@ class KeyStore:
         if not token or len(token) > 512:
             return None
         now = time.time()
+        tag = self._tag(token)
+        known = self._known.get(tag)
+        if known is None:
+            known = self._match(token)
+            if known is None:
+                return None
+            self._known[tag] = known
+        entry, old = known
+        usable = entry.usable(now) and (not old or (entry.previous is not None and now < entry.previous[2]))
+        return entry.principal if usable else None
+
+    def _match(self, token: str) -> tuple[_Entry, bool] | None:
+        """The key whose secret (or, second, whose rotated-out secret) the token is."""
         if token.startswith(PREFIX) and "." in token:
             entry = self._by_id.get(token[len(PREFIX) :].split(".", 1)[0])
             if entry is not None:
-                return entry.principal if entry.accepts(token, now) else None
+                if self._matches(entry.salt, entry.digest, token):
+                    return entry, False
+                old = entry.previous
+                return (entry, True) if old is not None and self._matches(old[0], old[1], token) else None
         for entry in self._unindexed:
             if self._matches(entry.salt, entry.digest, token):
-                return entry.principal if entry.usable(now) else None
+                return entry, False
         return None
 
     def ids(self) -> frozenset[str]:

@@ -37,7 +37,7 @@ def build_keys(cfg: Config, env: Mapping[str, str], rows: Iterable[Mapping[str, 
     admin_hash = env.get(ENV_ADMIN_KEY_HASH)
     master = resolve(cfg.master_key) if cfg.master_key else None
     if master:  # LiteLLM's master key: calls every model (tenant "default") and is the admin key by default
-        key_maps.append({"id": "master-key", "tenant": "default", "hash": hash_key(master), "models": None})
+        key_maps.append({"id": "master-key", "tenant": "default", "key": cfg.master_key, "models": None})
         admin_hash = hash_key(master)
     if cfg.auth.admin_key:
         admin_hash = hash_key(resolve(cfg.auth.admin_key) or "")

@@ -38,6 +38,16 @@ def test_h200_profile_pins_the_reference_figures() -> None:
     assert e.chip_vendor_margin == pytest.approx(0.75 * e.chips)
 
 
+def test_a_profiles_economics_are_remembered_per_object_and_follow_a_copy() -> None:
+    """``economics()`` is asked on every priced request and remembered; a copy of the profile with
+    other figures is another object and gets its own."""
+    assert H200.economics() is H200.economics()
+    dearer = H200.model_copy(update={"rental_usd_per_gpu_hour": 3.8})
+    assert dearer.economics().rental == 3.8 and H200.economics().rental == 1.90
+    assert dearer.economics() == H200.model_copy(update={"rental_usd_per_gpu_hour": 3.8})._economics()
+    assert H200.economics() == H200._economics()
+
+
 def test_economics_cli_prints_the_same_figures() -> None:
     r = subprocess.run(
         [SWITCHYARD, "economics", "--profile", "h200", "--json"], capture_output=True, text=True, timeout=60

@@ -11,23 +11,23 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, NamedTuple, Protocol, Sequence
 
 NANO = 1_000_000_000
 FEEDBACK_MEMORY = 50_000  # in-process: how many scored requests are remembered, to replace a repeated score
 FEEDBACK_TTL = 30 * 86400  # Redis: how long a request's score is remembered (seconds)
 
 
-@dataclass(frozen=True, slots=True)
-class CounterReq:
+# The messages of one admission and one settlement: immutable tuples (a request builds several, and a
+# frozen dataclass takes 0.56 us to build against 0.24 for a named tuple on this machine)
+class CounterReq(NamedTuple):
     key: str
     limit: int
     amount: int
     ttl: int
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetReq:
+class BudgetReq(NamedTuple):
     key: str
     limit_nano: int
     reserve_nano: int
@@ -46,8 +46,7 @@ class Admission:
     used_nano: list[int] = field(default_factory=list)  # spent + reserved after this admission, per BudgetReq
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     request_id: str
     budget_keys: Sequence[str]
     actual_nano: int
