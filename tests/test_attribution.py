@@ -184,7 +184,18 @@ def test_distinct_users_stay_within_the_bound(gw: Proc) -> None:
     assert chat(gw, user="frank").status_code == 200
 
 
+def sent_and_recorded(gw: Proc, users_and_features: list[tuple[str, str | None]], key: str = KEY_A) -> None:
+    """Traffic of a test's own, so that it passes alone or in any order (users and tag values the
+    module's other tests also send, so the per-tenant cardinality bound sees nothing they do not),
+    in the ledger before the test reads it."""
+    for user, feature in users_and_features:
+        meta = {"feature": feature} if feature is not None else None
+        ledger_record(gw, key, chat(gw, key=key, user=user, meta=meta).headers["x-request-id"])
+
+
 def test_focus_tags_carry_user_and_tags(gw: Proc, tmp_path) -> None:
+    sent_and_recorded(gw, [("alice", "chat"), ("bob", "chat")])
+    sent_and_recorded(gw, [(f"flood-{i}", None) for i in range(6)], key=KEY_B)  # the sixth: "(other)"
     rows = export(gw, time.time() + 1, tmp_path / "focus.csv")
     tagged = [r for r in rows if json.loads(r["Tags"]).get("feature") == "chat"]
     assert tagged and all(json.loads(r["Tags"])["model"] == "sim" for r in tagged)
@@ -264,6 +275,7 @@ def test_the_bound_holds_across_replicas_through_redis(tmp_path) -> None:
 
 
 def test_report_by_user_and_by_tag(gw: Proc) -> None:
+    sent_and_recorded(gw, [("alice", "chat"), ("bob", "summarize"), ("carol", None)])
     for by in ("user", "tag:feature"):
         res = subprocess.run(
             [SWITCHYARD, "report", "--by", by, "--since", "1d", "--json", "--url", gw.base, "--key", KEY_A],
