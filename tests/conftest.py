@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -73,8 +74,13 @@ class Proc:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
+                # what it is stuck on, in its log (``switchyard serve`` dumps its threads on SIGUSR1)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGUSR1)
+                time.sleep(1.0)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+                print(f"{self.log} did not stop within 15 s of SIGTERM; its end:\n{self.output()[-6000:]}")
         return self.proc.returncode
 
 

@@ -109,3 +109,19 @@ def test_model_routes_also_answer_without_v1(gw, name) -> None:
 
 def test_other_routes_need_v1(gw) -> None:
     assert missing(call(gw, "GET", "/usage")) and missing(call(gw, "GET", "/whoami"))
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_serving_goes_on(gw) -> None:
+    """An operator's (and the tests') view of a gateway that hangs: ``kill -USR1`` dumps its stacks."""
+    import os
+    import signal
+    import time
+
+    before = len(gw.output())
+    os.kill(gw.proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "Current thread" not in gw.output()[before:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dump = gw.output()[before:]
+    assert "Current thread" in dump and "File " in dump, dump[-2000:]
+    assert call(gw, "GET", "/v1/models").status_code == 200 and gw.proc.poll() is None

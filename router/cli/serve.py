@@ -3,6 +3,7 @@ keys (generated for a local run when none are configured) and a summary of what 
 
 from __future__ import annotations
 
+import faulthandler
 import ipaddress
 import os
 import signal
@@ -92,6 +93,9 @@ def serve(
     # A no-op handler here turns that graceful stop into exit status 0, as orchestrators expect.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    # `kill -USR1 <pid>` writes every thread's stack to stderr (the log), the process running on: what
+    # an operator (or the tests, before they kill a gateway that does not stop) needs to see a hang
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     _raise_file_limit()
     from router.http import (
         ENV_BODY_TIMEOUT,
