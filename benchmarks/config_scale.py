@@ -1,0 +1,93 @@
+"""Does a request cost more as the config grows? CPU per request of an in-process gateway whose config
+has N models, N keys (by environment reference), N rate limits and N budgets, one of each per tenant.
+
+    taskset -c 1 python benchmarks/config_scale.py [--root <another checkout>] [--sizes 1,1000]
+        [--requests 1500] [--profile tottime]
+
+The requests use the last key and the last model (a scan from the front finds them last). The
+gateway runs in this process behind httpx's ASGI client (whose own CPU is included, the same for
+every N), with the simulated provider, metering, the SQLite ledger, budgets and rate limits on.
+``--root`` imports the router from another checkout, to compare two commits in the same minutes;
+``--profile`` prints cProfile's top functions for the first size instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def config(n: int, data_dir: str) -> dict[str, Any]:
+    return {
+        "model_list": [
+            {"model_name": f"m{i}", "litellm_params": {"model": "simulated/small", "speed": 100000}} for i in range(n)
+        ],
+        "storage": {"data_dir": data_dir},
+        "limits": {
+            "rate_limits": [{"scope": "key", "id": f"k{i}", "rpm": 10**8, "tpm": 10**11} for i in range(n)],
+            "budgets": [{"scope": "tenant", "id": f"t{i}", "period": "day", "usd": 10**6} for i in range(n)],
+        },
+        "billing": {"default_plan": "standard", "plans": {"standard": {"markup": 0.2}}},
+        "auth": {"keys": [{"id": f"k{i}", "tenant": f"t{i}", "key": f"os.environ/SCALE_KEY_{i}"} for i in range(n)]},
+    }
+
+
+async def measure(n: int, requests: int, profiler: Any = None) -> float:
+    import httpx
+    import yaml
+
+    from router.app import create_app
+    from router.config import load_config
+
+    data_dir = tempfile.mkdtemp(prefix="config-scale-")
+    for i in range(n):
+        os.environ[f"SCALE_KEY_{i}"] = f"secret-{i:05d}-{'x' * 20}"
+    path = Path(data_dir) / "config.yaml"
+    path.write_text(yaml.safe_dump(config(n, data_dir)))
+    app = create_app(load_config(str(path)))
+    headers = {"authorization": f"Bearer secret-{n - 1:05d}-{'x' * 20}"}
+    body = {"model": f"m{n - 1}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            for _ in range(200):  # warm up: caches, the budget built from the ledger
+                r = await client.post("/v1/chat/completions", json=body, headers=headers)
+                assert r.status_code == 200, r.text
+            t0 = time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            for _ in range(requests):
+                await client.post("/v1/chat/completions", json=body, headers=headers)
+            if profiler is not None:
+                profiler.disable()
+            return (time.process_time() - t0) / requests * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
+    ap.add_argument("--sizes", default="1,1000")
+    ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--profile", default=None, help="a pstats sort key: profile the first size")
+    args = ap.parse_args()
+    sys.path.insert(0, args.root)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        asyncio.run(measure(sizes[0], args.requests, prof))
+        pstats.Stats(prof).sort_stats(args.profile).print_stats(30)
+        return
+    for n in sizes:
+        print(f"N={n:5d}: {asyncio.run(measure(n, args.requests)):.3f} ms CPU per request", flush=True)
+
+
+if __name__ == "__main__":
+    main()
