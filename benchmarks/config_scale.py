@@ -2,7 +2,7 @@
 has N models, N keys (by environment reference), N rate limits and N budgets, one of each per tenant.
 
     taskset -c 1 python benchmarks/config_scale.py [--root <another checkout>] [--sizes 1,1000]
-        [--requests 1500] [--profile tottime]
+        [--requests 1500] [--tagged] [--profile tottime]
 
 The requests use the last key and the last model (a scan from the front finds them last). The
 gateway runs in this process behind httpx's ASGI client (whose own CPU is included, the same for
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 
-def config(n: int, data_dir: str) -> dict[str, Any]:
-    return {
+def config(n: int, data_dir: str, tagged: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "model_list": [
             {"model_name": f"m{i}", "litellm_params": {"model": "simulated/small", "speed": 100000}} for i in range(n)
         ],
@@ -36,9 +36,13 @@ def config(n: int, data_dir: str) -> dict[str, Any]:
         "billing": {"default_plan": "standard", "plans": {"standard": {"markup": 0.2}}},
         "auth": {"keys": [{"id": f"k{i}", "tenant": f"t{i}", "key": f"os.environ/SCALE_KEY_{i}"} for i in range(n)]},
     }
+    if tagged:  # one budget per value of a tag, and requests that carry the tag
+        doc["limits"]["budgets"].append({"scope": "tag", "id": "feature=*", "period": "day", "usd": 10**6})
+        doc["attribution"] = {"tags": ["feature"]}
+    return doc
 
 
-async def measure(n: int, requests: int, profiler: Any = None) -> float:
+async def measure(n: int, requests: int, profiler: Any = None, tagged: bool = False) -> float:
     import httpx
     import yaml
 
@@ -49,10 +53,12 @@ async def measure(n: int, requests: int, profiler: Any = None) -> float:
     for i in range(n):
         os.environ[f"SCALE_KEY_{i}"] = f"secret-{i:05d}-{'x' * 20}"
     path = Path(data_dir) / "config.yaml"
-    path.write_text(yaml.safe_dump(config(n, data_dir)))
+    path.write_text(yaml.safe_dump(config(n, data_dir, tagged)))
     app = create_app(load_config(str(path)))
     headers = {"authorization": f"Bearer secret-{n - 1:05d}-{'x' * 20}"}
-    body = {"model": f"m{n - 1}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    body: dict[str, Any] = {"model": f"m{n - 1}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    if tagged:
+        body["metadata"] = {"feature": "search"}
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
             for _ in range(200):  # warm up: caches, the budget built from the ledger
@@ -73,6 +79,7 @@ def main() -> None:
     ap.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
     ap.add_argument("--sizes", default="1,1000")
     ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--tagged", action="store_true", help="a tag budget in the config, the tag on every request")
     ap.add_argument("--profile", default=None, help="a pstats sort key: profile the first size")
     args = ap.parse_args()
     sys.path.insert(0, args.root)
@@ -82,11 +89,13 @@ def main() -> None:
         import pstats
 
         prof = cProfile.Profile()
-        asyncio.run(measure(sizes[0], args.requests, prof))
+        asyncio.run(measure(sizes[0], args.requests, prof, args.tagged))
         pstats.Stats(prof).sort_stats(args.profile).print_stats(30)
         return
     for n in sizes:
-        print(f"N={n:5d}: {asyncio.run(measure(n, args.requests)):.3f} ms CPU per request", flush=True)
+        print(
+            f"N={n:5d}: {asyncio.run(measure(n, args.requests, tagged=args.tagged)):.3f} ms CPU per request", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -114,3 +114,44 @@ def test_admissions_follow_the_rules_for_any_sequence(requests: list[Any]) -> No
         await limiter.aclose()
 
     asyncio.run(run())
+
+
+def test_a_tagged_request_reads_only_the_tag_rules_and_keeps_the_configs_order(monkeypatch) -> None:
+    """The rules other than tag rules that apply to a key, model and user are remembered; a request that
+    carries tags reads only the tag rules on top of them (it read every rule of the config before), and
+    its counters and budgets keep the config's order."""
+    from router.accounting import rules as rules_mod
+    from router.accounting.rules import Rules
+
+    n = 500
+    rates = [{"scope": "key", "id": f"k{i}", "rpm": 10} for i in range(n)]
+    rates.insert(3, {"scope": "tag", "id": "team=*", "rpm": 5})
+    rates.append({"scope": "key", "id": "*", "tpm": 1000})
+    budgets = [
+        {"scope": "tenant", "id": "t1", "period": "day", "usd": 1.0},
+        {"scope": "tag", "id": "team=x", "period": "day", "usd": 0.5},
+    ]
+    budgets.append({"scope": "alias", "id": "*", "period": "month", "usd": 9.0})
+    rules = Rules(LimitsConfig(rate_limits=rates, budgets=budgets))
+    who = Principal(key_id="k7", tenant="t1", models=None)
+    tagged = Attributes(user=None, tags={"team": "x"})
+    first = rules.plan(who, "m1", tagged)
+    calls = [0]
+    real = rules_mod._scope_id
+
+    def counting(rule: Any, ids: Any, attrs: Any) -> Any:
+        calls[0] += 1
+        return real(rule, ids, attrs)
+
+    monkeypatch.setattr(rules_mod, "_scope_id", counting)
+    again = rules.plan(who, "m1", Attributes(user=None, tags={"team": "y"}))
+    assert calls[0] == 2  # the two tag rules, not the 504 rules of the config
+    # config order: key k7 (c8, after the tag rule at c3), then the wildcard tpm rule; the tag rule between
+    assert [p for p, _, _ in first.specs] == ["rl:c3:tag:team=x:req:", "rl:c8:key:k7:req:", f"rl:c{n + 1}:key:k7:tok:"]
+    assert [p for p, _, _ in again.specs] == ["rl:c3:tag:team=y:req:", "rl:c8:key:k7:req:", f"rl:c{n + 1}:key:k7:tok:"]
+    assert [(b.scope, s) for b, s in first.budgets] == [("tenant", "t1"), ("tag", "team=x"), ("alias", "m1")]
+    assert [(b.scope, s) for b, s in again.budgets] == [("tenant", "t1"), ("alias", "m1")]
+    # and what applies is what the rules' definition says, in the same order
+    r_all, b_all = rules.applying(who, "m1", tagged)
+    assert [(r.scope, s) for r, s in r_all] == [("tag", "team=x"), ("key", "k7"), ("key", "k7")]
+    assert [(b.scope, s) for b, s in b_all] == [(b.scope, s) for b, s in first.budgets]

@@ -60,48 +60,79 @@ class RulePlan:
         return [CounterReq(prefix + m, limit, tokens if tok else 1, 70) for prefix, limit, tok in self.specs]
 
 
+Applying = list[tuple[int, Any, str]]  # (the rule's place in the config, the rule, the id it counts under)
+
+
 class Rules:
     """The rules of one limits config, resolved per request."""
 
     def __init__(self, cfg: LimitsConfig):
         self.cfg = cfg
         self._rule_tags = {id(r): f"c{i}" for i, r in enumerate(cfg.rate_limits)}
-        # which rules apply to a request depends only on these of its ids: remembered per combination
-        self._plans: dict[tuple[str, str, str, str | None], RulePlan] = {}
+        # which rules apply to a request depends only on these of its ids: remembered per combination.
+        # Tag rules depend on the request's tags as well, so they are resolved per request, and only
+        # they: the rest of the plan is still remembered (a tagged request no longer reads every rule)
+        self._plans: dict[tuple[str, str, str, str | None], tuple[Applying, Applying, RulePlan]] = {}
+        self._rates = [(i, r) for i, r in enumerate(cfg.rate_limits) if r.scope != "tag"]
+        self._budgets = [(i, b) for i, b in enumerate(cfg.budgets) if b.scope != "tag"]
+        self._tag_rates = [(i, r) for i, r in enumerate(cfg.rate_limits) if r.scope == "tag"]
+        self._tag_budgets = [(i, b) for i, b in enumerate(cfg.budgets) if b.scope == "tag"]
         scopes = {r.scope for r in cfg.rate_limits} | {b.scope for b in cfg.budgets}
         self._by_user, self._by_tag = "user" in scopes, "tag" in scopes
 
     def applying(
         self, who: Principal, requested: str, attrs: Any = None
     ) -> tuple[list[tuple[RateLimitRule, str]], list[tuple[BudgetRule, str]]]:
-        """The rate-limit and budget rules that apply to this request, each with the id it counts under."""
-        ids = _ids(who, requested, attrs)
-        rates = [(r, s) for r in self.cfg.rate_limits if (s := _scope_id(r, ids, attrs)) is not None]
-        budgets = [(b, s) for b in self.cfg.budgets if (s := _scope_id(b, ids, attrs)) is not None]
-        if who.rules is not None:  # the key's own (set over HTTP)
-            rates += [(r, who.key_id) for r in who.rules[0]]
-            budgets += [(b, who.key_id) for b in who.rules[1]]
+        """The rate-limit and budget rules that apply to this request, each with the id it counts under:
+        config rules in the config's order, then the key's own."""
+        rates, budgets = self._applying(who, requested, attrs)
+        return [(r, s) for _, r, s in rates], [(b, s) for _, b, s in budgets]
+
+    def _applying(self, who: Principal, requested: str, attrs: Any) -> tuple[Applying, Applying]:
+        base_rates, base_budgets, _ = self._base(who, requested, attrs)
+        rates, budgets = base_rates, base_budgets
+        if self._by_tag and attrs is not None and attrs.tags:
+            ids = _ids(who, requested, attrs)
+            tag_rates = [(i, r, s) for i, r in self._tag_rates if (s := _scope_id(r, ids, attrs)) is not None]
+            tag_budgets = [(i, b, s) for i, b in self._tag_budgets if (s := _scope_id(b, ids, attrs)) is not None]
+            if tag_rates:
+                rates = sorted(rates + tag_rates, key=_place)
+            if tag_budgets:
+                budgets = sorted(budgets + tag_budgets, key=_place)
+        if who.rules is not None:  # the key's own (set over HTTP), after the config's
+            rates = [*rates, *((len(self.cfg.rate_limits), r, who.key_id) for r in who.rules[0])]
+            budgets = [*budgets, *((len(self.cfg.budgets), b, who.key_id) for b in who.rules[1])]
         return rates, budgets
 
-    def plan(self, who: Principal, requested: str, attrs: Any) -> RulePlan:
-        """The rules that apply to this request and its rate counters' key prefixes: built once per key,
-        model and (when a rule counts per user) user; a key's own rules or a tag rule build it each time."""
-        if who.rules is not None or (self._by_tag and attrs is not None and attrs.tags):
-            return self._build_plan(who, requested, attrs)
+    def _base(self, who: Principal, requested: str, attrs: Any) -> tuple[Applying, Applying, RulePlan]:
+        """The config's rules other than tag rules that apply (and their plan), remembered per key,
+        tenant, model and (when a rule counts per user) user."""
         user = attrs.user if self._by_user and attrs is not None else None
         ck = (who.key_id, who.tenant, requested, user)
-        plan = self._plans.get(ck)
-        if plan is None:
+        held = self._plans.get(ck)
+        if held is None:
             if len(self._plans) > 100_000:
                 self._plans.clear()
-            plan = self._plans[ck] = self._build_plan(who, requested, attrs)
-        return plan
+            ids = _ids(who, requested, attrs)
+            rates = [(i, r, s) for i, r in self._rates if (s := _scope_id(r, ids, attrs)) is not None]
+            budgets = [(i, b, s) for i, b in self._budgets if (s := _scope_id(b, ids, attrs)) is not None]
+            held = self._plans[ck] = (rates, budgets, self._build_plan(rates, budgets))
+        return held
 
-    def _build_plan(self, who: Principal, requested: str, attrs: Any) -> RulePlan:
-        rates, budgets = self.applying(who, requested, attrs)
+    def plan(self, who: Principal, requested: str, attrs: Any) -> RulePlan:
+        """The rules that apply to this request and its rate counters' key prefixes: remembered per key,
+        model and (when a rule counts per user) user; a key's own rules or a tag rule add to it per request."""
+        if who.rules is None and not (self._by_tag and attrs is not None and attrs.tags):
+            user = attrs.user if self._by_user and attrs is not None else None
+            held = self._plans.get((who.key_id, who.tenant, requested, user))  # (``_base``, inline: every request)
+            return held[2] if held is not None else self._base(who, requested, attrs)[2]
+        rates, budgets = self._applying(who, requested, attrs)
+        return self._build_plan(rates, budgets)
+
+    def _build_plan(self, rates: Applying, budgets: Applying) -> RulePlan:
         specs: list[tuple[str, int, bool]] = []
         kinds: list[tuple[str, int]] = []
-        for r, scope_id in rates:
+        for _, r, scope_id in rates:
             # each rule counts apart (a wildcard rule and one naming the same id, a key's own limits):
             # config rules by their place in the config, the same on every replica
             base = f"rl:{self._rule_tags.get(id(r), 'own')}:{r.scope}:{scope_id}"
@@ -111,4 +142,8 @@ class Rules:
             if r.tpm is not None:
                 specs.append((f"{base}:tok:", r.tpm, True))
                 kinds.append(("tokens", r.tpm))
-        return RulePlan(budgets, specs, kinds)
+        return RulePlan([(b, s) for _, b, s in budgets], specs, kinds)
+
+
+def _place(item: tuple[int, Any, str]) -> int:
+    return item[0]
