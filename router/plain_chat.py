@@ -20,6 +20,10 @@ def _number_within(v: Any, lo: float, hi: float) -> bool:
     return v is None or ((t is int or (t is float and math.isfinite(v))) and lo <= v <= hi)
 
 
+def _tokens_within(v: Any, body: dict[str, Any], limit: int) -> bool:
+    return v is None or (type(v) is int and 1 <= v <= limit)
+
+
 def _plain_messages(v: Any) -> bool:
     if type(v) is not list or not v:
         return False
@@ -46,8 +50,8 @@ _PLAIN_FIELDS: dict[str, Callable[[Any, dict[str, Any], int], bool]] = {
     "messages": lambda v, body, limit: _plain_messages(v),
     "model": lambda v, body, limit: type(v) is str and 0 < len(v) <= 256,
     "stream": lambda v, body, limit: v is None or type(v) is bool,
-    "max_tokens": lambda v, body, limit: v is None or (type(v) is int and 1 <= v <= limit),
-    "max_completion_tokens": lambda v, body, limit: v is None or (type(v) is int and 1 <= v <= limit),
+    "max_tokens": _tokens_within,
+    "max_completion_tokens": _tokens_within,
     "temperature": lambda v, body, limit: _number_within(v, 0, 2),
     "top_p": lambda v, body, limit: _number_within(v, 0, 1),
     "stream_options": lambda v, body, limit: _plain_stream_options(v, body),

@@ -4,7 +4,10 @@ README says; the others are refused without it."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 
 import httpx
 import pytest
@@ -113,10 +116,6 @@ def test_other_routes_need_v1(gw) -> None:
 
 def test_sigusr1_writes_every_threads_stack_to_the_log_and_serving_goes_on(gw) -> None:
     """An operator's (and the tests') view of a gateway that hangs: ``kill -USR1`` dumps its stacks."""
-    import os
-    import signal
-    import time
-
     before = len(gw.output())
     os.kill(gw.proc.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 10

@@ -123,9 +123,7 @@ class Rules:
         """The rules that apply to this request and its rate counters' key prefixes: remembered per key,
         model and (when a rule counts per user) user; a key's own rules or a tag rule add to it per request."""
         if who.rules is None and not (self._by_tag and attrs is not None and attrs.tags):
-            user = attrs.user if self._by_user and attrs is not None else None
-            held = self._plans.get((who.key_id, who.tenant, requested, user))  # (``_base``, inline: every request)
-            return held[2] if held is not None else self._base(who, requested, attrs)[2]
+            return self._base(who, requested, attrs)[2]
         rates, budgets = self._applying(who, requested, attrs)
         return self._build_plan(rates, budgets)
 
