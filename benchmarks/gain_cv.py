@@ -2,7 +2,7 @@
 
     python benchmarks/gain_cv.py --data ../shared/data/routing/routellm_gpt4_mixtral.jsonl \
         [--folds 5] [--benchmark mmlu] [--l2 1,3,10] [--steps 50,100,200] \
-        [--topic-l2 none,0.03,0.1,0.3 --blends 0.25,0.5,0.75] [--json OUT]
+        [--topic-l2 none,0.03,0.1,0.3 --blends 0.25,0.5,0.75] [--features words|options-apart] [--fold-salt S] [--json OUT]
 
 The train split is cut into folds (a stable hash of each row's id). For each setting of the
 batch-trained predictor (L2 strength, Adam steps; with a topic head, its L2 strength and the share
@@ -44,9 +44,9 @@ def floats(text: str) -> list[float | None]:
     return [None if v == "none" else float(v) for v in text.split(",")]
 
 
-def fold_of(train: list[dict], folds: int) -> dict:
-    """Each train row's fold, by a stable hash of its id."""
-    return {r["id"]: zlib.crc32(str(r["id"]).encode()) % folds for r in train}
+def fold_of(train: list[dict], folds: int, salt: str = "") -> dict:
+    """Each train row's fold, by a stable hash of its id (``salt``: another partition of the same rows)."""
+    return {r["id"]: zlib.crc32((salt + str(r["id"])).encode()) % folds for r in train}
 
 
 def probe_args() -> argparse.Namespace:
@@ -71,11 +71,13 @@ def report(results: dict[str, list[float]], out: Path | None) -> None:
         out.write_text(json.dumps({n: {"mean": float(np.mean(f)), "folds": f} for n, f in results.items()}, indent=2))
 
 
-def held_out_folds(ds: Dataset, folds: int, benchmark: str = "mmlu") -> Iterator[tuple[Dataset, list[dict]]]:
+def held_out_folds(
+    ds: Dataset, folds: int, benchmark: str = "mmlu", salt: str = ""
+) -> Iterator[tuple[Dataset, list[dict]]]:
     """Each fold of the train split in turn: the data with that fold's rows marked ``held`` and the
     others ``train``, and the fold's rows of ``benchmark``."""
     train = ds.split("train")
-    fold = fold_of(train, folds)
+    fold = fold_of(train, folds, salt)
     for k in range(folds):
         rows = [{**r, ds.split_field: "train" if fold[r["id"]] != k else "held"} for r in train]
         fds = Dataset(rows, ds.models, ds.split_field)
@@ -98,6 +100,8 @@ def main() -> None:
     ap.add_argument("--steps", type=floats, default=[50, 100, 200])
     ap.add_argument("--topic-l2", type=floats, default=[None], help="none: no topic head")
     ap.add_argument("--blends", type=floats, default=[0.5])
+    ap.add_argument("--features", default="words", help="the prompt's feature set (words, options-apart)")
+    ap.add_argument("--fold-salt", default="", help="another partition of train into folds (hashed with the ids)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     ds = load_dataset(args.data)
@@ -109,10 +113,11 @@ def main() -> None:
                 blends = [0.0] if topic_l2 is None else args.blends
                 apgrs: dict[float, list[float]] = {b: [] for b in blends}
                 held: dict[float, list] = {b: [] for b in blends}
-                for fds, out in held_out_folds(ds, args.folds, args.benchmark):
+                for fds, out in held_out_folds(ds, args.folds, args.benchmark, args.fold_salt):
                     pred = train_predictor(
                         fds, "train", exclude=["mt-bench"], epochs=int(steps), lr=args.lr, solver="batch", l2=l2,
                         topic_field=None if topic_l2 is None else "category", topic_l2=topic_l2 or 0.0,
+                        features=args.features,
                     )  # fmt: skip
                     s, w = pred.models.index(STRONG), pred.models.index(WEAK)
                     parts = [pred.parts(r["prompt"]) for r in out]

@@ -287,10 +287,12 @@ def train_predictor(
     topic_field: str | None = None,
     topic_l2: float = 0.1,
     topic_blend: float = 0.5,
+    features: str = "words",
 ) -> QualityPredictor:
     """One quality column per model; with a ``policy``, one more per named cascade it defines, its
     outcome on each row replayed from the recorded answers (the check sees only answer texts). With
-    a ``topic_field``, a topic head learns that field of the rows as its target (policies.topics)."""
+    a ``topic_field``, a topic head learns that field of the rows as its target (policies.topics).
+    ``features``: the prompt's feature set (``policies.features.FEATURES``)."""
     rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
@@ -312,6 +314,7 @@ def train_predictor(
         topics=None if topic_field is None else [str(r.get(topic_field) or "") for r in rows],
         topic_l2=topic_l2,
         topic_blend=topic_blend,
+        features=features,
         meta={
             "rows": len(rows),
             "split": split,

@@ -114,6 +114,44 @@ def featurize(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
     return idx, val
 
 
+# where a multiple-choice question's options begin: the last line that opens with "A." / "(a)" / "A)"
+_OPTIONS_START = re.compile(r"\n[ \t]*\(?[Aa][.):]")
+
+
+def featurize_options_apart(text: str, max_words: int = 192) -> tuple[np.ndarray, np.ndarray]:
+    """``featurize``, with a multiple-choice question's stem and its options as two texts whose words
+    are different features ("4" among the options is not "4" in the question): each part's features
+    L2-normalised, the options' keys remapped by a multiplicative hash, duplicates summed, the whole
+    normalised again. Text without lettered options gets ``featurize``'s features unchanged. The
+    options are found in the last 4,000 characters, the part ``featurize`` reads."""
+    import numpy as np
+
+    tail = text[-4000:]
+    found = None
+    for found in _OPTIONS_START.finditer(tail):
+        pass
+    if found is None:
+        return featurize(text, max_words)
+    cut = len(text) - len(tail) + found.start()
+    i1, v1 = featurize(text[:cut], max_words)
+    i2, v2 = featurize(text[cut:], max_words)
+    i2 = ((i2.astype(np.uint64) * np.uint64(0x9E3779B1) + np.uint64(0x7F4A7C15)) & np.uint64(MASK)).astype(np.int64)
+    idx = np.concatenate([i1, i2])
+    order = idx.argsort(kind="stable")
+    idx, val = idx[order], np.concatenate([v1, v2])[order]
+    first = np.empty(len(idx), dtype=bool)
+    first[0] = True
+    np.not_equal(idx[1:], idx[:-1], out=first[1:])
+    if not first.all():  # a key of both parts (rare): summed
+        starts = first.nonzero()[0]
+        idx, val = idx[starts], np.add.reduceat(val, starts)
+    val /= np.sqrt((val * val).sum())
+    return idx, val
+
+
+# a predictor's feature set, by the name its training metadata records ("features"; none: "words")
+FEATURES = {"words": featurize, "options-apart": featurize_options_apart}
+
 _CODE_MARKS = ("```", "def ", "class ", "function", "return ", "#include", "import ", "=>", "};", "python", "code")
 _MATH_WORDS = ("solve", "equation", "calculate", "integral", "probability", "how many", "how much", "percent")
 _ARITH = re.compile(r"\d\s*[-+*/^=]\s*\d")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from policies.adam import adam
-from policies.features import DIM, featurize
+from policies.features import DIM, FEATURES
 from policies.topics import TopicHead
 
 if TYPE_CHECKING:
@@ -42,6 +42,10 @@ class QualityPredictor:
     def __post_init__(self) -> None:
         import numpy as np
 
+        name = self.meta.get("features", "words")
+        if name not in FEATURES:
+            raise ValueError(f"unknown feature set '{name}' ({', '.join(FEATURES)})")
+        self.featurize = FEATURES[name]
         self.by_feature = np.ascontiguousarray(self.weights.T)
         self.weights = self.by_feature.T  # a view: the weights are held once
 
@@ -62,6 +66,7 @@ class QualityPredictor:
         topic_l2: float = 0.1,
         topic_blend: float = 0.5,
         offset: np.ndarray | None = None,
+        features: str = "words",
     ) -> "QualityPredictor":
         """``scores``: [n_prompts, n_models] in [0, 1] (NaN: no outcome for that model). ``solver``
         ``batch``: ``epochs`` full-batch Adam steps of size ``lr`` on the mean log-loss plus
@@ -69,7 +74,11 @@ class QualityPredictor:
         prompt), also a topic head (``topic_l2``), its quality weighed ``topic_blend`` in a prediction.
         ``offset`` (batch only): [n_prompts, n_models] logits added to each prompt's in training, a
         prior the word weights then correct (benchmarks/gain_residual_cv.py); the saved predictor
-        knows nothing of it, so its predictions are the corrections alone."""
+        knows nothing of it, so its predictions are the corrections alone. ``features``: the feature set
+        (``policies.features.FEATURES``), recorded in the metadata."""
+        if features not in FEATURES:
+            raise ValueError(f"unknown feature set '{features}' ({', '.join(FEATURES)})")
+        meta = {**(meta or {}), **({"features": features} if features != "words" else {})}
         if solver == "batch":
             head = (topics, topic_l2, topic_blend) if topics is not None else None
             return cls._train_batch(
@@ -84,7 +93,7 @@ class QualityPredictor:
         n, m = scores.shape
         w = np.zeros((m, DIM), dtype=np.float32)
         g2 = np.full((m, DIM), 1e-6, dtype=np.float32)
-        feats = [featurize(p) for p in prompts]
+        feats = [FEATURES[features](p) for p in prompts]
         rng = np.random.default_rng(seed)
         known = ~np.isnan(scores)
         y_all = np.nan_to_num(scores)
@@ -119,6 +128,7 @@ class QualityPredictor:
         import numpy as np
 
         n, m = scores.shape
+        featurize = FEATURES[(meta or {}).get("features", "words")]
         feats = [featurize(p) for p in prompts]
         rows = np.repeat(np.arange(n), [len(i) for i, _ in feats])
         cols = np.concatenate([i for i, _ in feats]) if feats else np.zeros(0, dtype=np.int64)
@@ -158,7 +168,7 @@ class QualityPredictor:
     def _features(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
 
-        idx, val = featurize(prompt)
+        idx, val = self.featurize(prompt)
         if self.idf is not None:
             val = val * self.idf.take(idx)
             val /= np.sqrt((val * val).sum())

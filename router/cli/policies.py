@@ -70,6 +70,9 @@ def policies_train(
     ),
     topic_l2: float = typer.Option(0.1, min=0.0, help="The topic head's L2 strength."),
     topic_blend: float = typer.Option(0.5, min=0.0, max=1.0, help="The topic quality's share in a prediction."),
+    features: str = typer.Option(
+        "words", help="The prompt's features: words, or options-apart (a question's stem and options apart)."
+    ),
 ) -> None:
     """Train the quality predictor on outcome data."""
     import time as _time
@@ -92,6 +95,11 @@ def policies_train(
     if solver not in ("adagrad", "batch"):
         typer.echo(f"--solver: unknown solver '{solver}' (adagrad, batch)", err=True)
         raise typer.Exit(2)
+    from policies.features import FEATURES
+
+    if features not in FEATURES:
+        typer.echo(f"--features: unknown feature set '{features}' ({', '.join(FEATURES)})", err=True)
+        raise typer.Exit(2)
     if topic_field is not None and solver != "batch":
         typer.echo("--topic-field: a topic head needs --solver batch", err=True)
         raise typer.Exit(2)
@@ -108,6 +116,7 @@ def policies_train(
         topic_field=topic_field,
         topic_l2=topic_l2,
         topic_blend=topic_blend,
+        features=features,
         responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
     )
     pred.meta.update(data=data.name)
@@ -189,6 +198,7 @@ def _retrained(
             topic_field=m.get("topic_field"),
             topic_l2=float(m.get("topic_l2", 0.1)),
             topic_blend=float(m.get("topic_blend", 0.5)),
+            features=str(m.get("features", "words")),
             policy=pol if with_policy else None,
             verifiers=fresh,
             responses=responses,
