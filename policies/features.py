@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 from zlib import crc32
 
 if TYPE_CHECKING:
@@ -151,6 +151,14 @@ def featurize_options_apart(text: str, max_words: int = 192) -> tuple[np.ndarray
 
 # a predictor's feature set, by the name its training metadata records ("features"; none: "words")
 FEATURES = {"words": featurize, "options-apart": featurize_options_apart}
+
+
+def feature_set(name: str) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+    """The feature function named ``name``; ValueError naming the known sets for any other."""
+    if name not in FEATURES:
+        raise ValueError(f"unknown feature set '{name}' ({', '.join(FEATURES)})")
+    return FEATURES[name]
+
 
 _CODE_MARKS = ("```", "def ", "class ", "function", "return ", "#include", "import ", "=>", "};", "python", "code")
 _MATH_WORDS = ("solve", "equation", "calculate", "integral", "probability", "how many", "how much", "percent")

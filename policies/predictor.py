@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from policies.adam import adam
-from policies.features import DIM, FEATURES
+from policies.features import DIM, feature_set
 from policies.topics import TopicHead
 
 if TYPE_CHECKING:
@@ -42,10 +42,7 @@ class QualityPredictor:
     def __post_init__(self) -> None:
         import numpy as np
 
-        name = self.meta.get("features", "words")
-        if name not in FEATURES:
-            raise ValueError(f"unknown feature set '{name}' ({', '.join(FEATURES)})")
-        self.featurize = FEATURES[name]
+        self.featurize = feature_set(self.meta.get("features", "words"))
         self.by_feature = np.ascontiguousarray(self.weights.T)
         self.weights = self.by_feature.T  # a view: the weights are held once
 
@@ -76,13 +73,12 @@ class QualityPredictor:
         prior the word weights then correct (benchmarks/gain_residual_cv.py); the saved predictor
         knows nothing of it, so its predictions are the corrections alone. ``features``: the feature set
         (``policies.features.FEATURES``), recorded in the metadata."""
-        if features not in FEATURES:
-            raise ValueError(f"unknown feature set '{features}' ({', '.join(FEATURES)})")
+        featurize = feature_set(features)
         meta = {**(meta or {}), **({"features": features} if features != "words" else {})}
         if solver == "batch":
             head = (topics, topic_l2, topic_blend) if topics is not None else None
             return cls._train_batch(
-                prompts, scores, models, steps=epochs, lr=lr, l2=l2, meta=meta, topics=head, offset=offset
+                prompts, scores, models, featurize, steps=epochs, lr=lr, l2=l2, meta=meta, topics=head, offset=offset
             )
         if solver != "adagrad":
             raise ValueError(f"unknown solver '{solver}' (adagrad, batch)")
@@ -93,7 +89,7 @@ class QualityPredictor:
         n, m = scores.shape
         w = np.zeros((m, DIM), dtype=np.float32)
         g2 = np.full((m, DIM), 1e-6, dtype=np.float32)
-        feats = [FEATURES[features](p) for p in prompts]
+        feats = [featurize(p) for p in prompts]
         rng = np.random.default_rng(seed)
         known = ~np.isnan(scores)
         y_all = np.nan_to_num(scores)
@@ -117,6 +113,7 @@ class QualityPredictor:
         prompts: Sequence[str],
         scores: np.ndarray,
         models: Sequence[str],
+        featurize: Callable[[str], tuple[np.ndarray, np.ndarray]],
         *,
         steps: int,
         lr: float,
@@ -128,7 +125,6 @@ class QualityPredictor:
         import numpy as np
 
         n, m = scores.shape
-        featurize = FEATURES[(meta or {}).get("features", "words")]
         feats = [featurize(p) for p in prompts]
         rows = np.repeat(np.arange(n), [len(i) for i, _ in feats])
         cols = np.concatenate([i for i, _ in feats]) if feats else np.zeros(0, dtype=np.int64)

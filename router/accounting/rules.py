@@ -89,9 +89,8 @@ class Rules:
         return [(r, s) for _, r, s in rates], [(b, s) for _, b, s in budgets]
 
     def _applying(self, who: Principal, requested: str, attrs: Any) -> tuple[Applying, Applying]:
-        base_rates, base_budgets, _ = self._base(who, requested, attrs)
-        rates, budgets = base_rates, base_budgets
-        if self._by_tag and attrs is not None and attrs.tags:
+        rates, budgets, _ = self._base(who, requested, attrs)
+        if self._tagged(attrs):
             ids = _ids(who, requested, attrs)
             tag_rates = [(i, r, s) for i, r in self._tag_rates if (s := _scope_id(r, ids, attrs)) is not None]
             tag_budgets = [(i, b, s) for i, b in self._tag_budgets if (s := _scope_id(b, ids, attrs)) is not None]
@@ -103,6 +102,10 @@ class Rules:
             rates = [*rates, *((len(self.cfg.rate_limits), r, who.key_id) for r in who.rules[0])]
             budgets = [*budgets, *((len(self.cfg.budgets), b, who.key_id) for b in who.rules[1])]
         return rates, budgets
+
+    def _tagged(self, attrs: Any) -> bool:
+        """The request carries tags and the config has a tag rule: tag rules are read for it."""
+        return self._by_tag and attrs is not None and bool(attrs.tags)
 
     def _base(self, who: Principal, requested: str, attrs: Any) -> tuple[Applying, Applying, RulePlan]:
         """The config's rules other than tag rules that apply (and their plan), remembered per key,
@@ -122,7 +125,7 @@ class Rules:
     def plan(self, who: Principal, requested: str, attrs: Any) -> RulePlan:
         """The rules that apply to this request and its rate counters' key prefixes: remembered per key,
         model and (when a rule counts per user) user; a key's own rules or a tag rule add to it per request."""
-        if who.rules is None and not (self._by_tag and attrs is not None and attrs.tags):
+        if who.rules is None and not self._tagged(attrs):
             return self._base(who, requested, attrs)[2]
         rates, budgets = self._applying(who, requested, attrs)
         return self._build_plan(rates, budgets)

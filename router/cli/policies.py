@@ -95,10 +95,12 @@ def policies_train(
     if solver not in ("adagrad", "batch"):
         typer.echo(f"--solver: unknown solver '{solver}' (adagrad, batch)", err=True)
         raise typer.Exit(2)
-    from policies.features import FEATURES
+    from policies.features import feature_set
 
-    if features not in FEATURES:
-        typer.echo(f"--features: unknown feature set '{features}' ({', '.join(FEATURES)})", err=True)
+    try:
+        feature_set(features)
+    except ValueError as exc:
+        typer.echo(f"--features: {exc}", err=True)
         raise typer.Exit(2)
     if topic_field is not None and solver != "batch":
         typer.echo("--topic-field: a topic head needs --solver batch", err=True)
