@@ -2,7 +2,7 @@
 
     python benchmarks/gain_cv.py --data ../shared/data/routing/routellm_gpt4_mixtral.jsonl \
         [--folds 5] [--benchmark mmlu] [--l2 1,3,10] [--steps 50,100,200] \
-        [--topic-l2 none,0.03,0.1,0.3 --blends 0.25,0.5,0.75] [--features words|options-apart] [--fold-salt S] [--json OUT]
+        [--topic-l2 none,0.03,0.1,0.3 --blends 0.25,0.5,0.75] [--features words|options-apart] [--fold-salt S] [--category choice] [--json OUT]
 
 The train split is cut into folds (a stable hash of each row's id). For each setting of the
 batch-trained predictor (L2 strength, Adam steps; with a topic head, its L2 strength and the share
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--blends", type=floats, default=[0.5])
     ap.add_argument("--features", default="words", help="the prompt's feature set (words, options-apart)")
     ap.add_argument("--fold-salt", default="", help="another partition of train into folds (hashed with the ids)")
+    ap.add_argument("--category", action="append", default=[], help="learn only from prompts of this task category")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     ds = load_dataset(args.data)
@@ -117,7 +118,7 @@ def main() -> None:
                     pred = train_predictor(
                         fds, "train", exclude=["mt-bench"], epochs=int(steps), lr=args.lr, solver="batch", l2=l2,
                         topic_field=None if topic_l2 is None else "category", topic_l2=topic_l2 or 0.0,
-                        features=args.features,
+                        features=args.features, categories=args.category,
                     )  # fmt: skip
                     s, w = pred.models.index(STRONG), pred.models.index(WEAK)
                     parts = [pred.parts(r["prompt"]) for r in out]

@@ -14,10 +14,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from policies import metrics
+from policies.features import categorize
 from policies.predictor import QualityPredictor
 from policies.replay import Replay
 from policies.outcomes import Dataset, answer_texts, cost, prices_from_doc, score, tokens
-from policies.schema import Policy
+from policies.schema import CATEGORIES, Policy
 from policies.verifier import Verifier
 from pricing import ModelPrice
 
@@ -288,12 +289,23 @@ def train_predictor(
     topic_l2: float = 0.1,
     topic_blend: float = 0.5,
     features: str = "words",
+    categories: Iterable[str] = (),
 ) -> QualityPredictor:
     """One quality column per model; with a ``policy``, one more per named cascade it defines, its
     outcome on each row replayed from the recorded answers (the check sees only answer texts). With
     a ``topic_field``, a topic head learns that field of the rows as its target (policies.topics).
-    ``features``: the prompt's feature set (``policies.features.FEATURES``)."""
-    rows = [r for r in ds.split(split) if r.get("benchmark") not in set(exclude)]
+    ``features``: the prompt's feature set (``policies.features.FEATURES``). ``categories``: learn
+    only from the rows whose prompt reads as one of these task categories (``categorize``, the
+    prompt's own words, never the row's benchmark label); empty: every row."""
+    kinds = set(categories)
+    unknown = kinds - set(CATEGORIES)
+    if unknown:
+        raise ValueError(f"unknown task categories {sorted(unknown)} (known: {', '.join(CATEGORIES)})")
+    rows = [
+        r
+        for r in ds.split(split)
+        if r.get("benchmark") not in set(exclude) and (not kinds or categorize(r["prompt"]) in kinds)
+    ]
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
     if policy is not None and policy.cascades:
@@ -324,6 +336,7 @@ def train_predictor(
             "solver": solver,
             "l2": l2,
             "cascade_columns": columns[len(ds.models) :],
+            **({"categories": sorted(kinds)} if kinds else {}),
             **({"topic_field": topic_field, "topic_l2": topic_l2, "topic_blend": topic_blend} if topic_field else {}),
         },
     )

@@ -73,6 +73,9 @@ def policies_train(
     features: str = typer.Option(
         "words", help="The prompt's features: words, or options-apart (a question's stem and options apart)."
     ),
+    category: list[str] = typer.Option(
+        [], help="Learn only from rows whose prompt reads as this task category (repeatable; e.g. choice)."
+    ),
 ) -> None:
     """Train the quality predictor on outcome data."""
     import time as _time
@@ -105,6 +108,11 @@ def policies_train(
     if topic_field is not None and solver != "batch":
         typer.echo("--topic-field: a topic head needs --solver batch", err=True)
         raise typer.Exit(2)
+    from policies.schema import CATEGORIES
+
+    if set(category) - set(CATEGORIES):
+        typer.echo(f"--category: unknown {sorted(set(category) - set(CATEGORIES))} ({', '.join(CATEGORIES)})", err=True)
+        raise typer.Exit(2)
     pred = train_predictor(
         ds,
         split,
@@ -119,6 +127,7 @@ def policies_train(
         topic_l2=topic_l2,
         topic_blend=topic_blend,
         features=features,
+        categories=category,
         responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
     )
     pred.meta.update(data=data.name)
@@ -201,6 +210,7 @@ def _retrained(
             topic_l2=float(m.get("topic_l2", 0.1)),
             topic_blend=float(m.get("topic_blend", 0.5)),
             features=str(m.get("features", "words")),
+            categories=list(m.get("categories") or []),
             policy=pol if with_policy else None,
             verifiers=fresh,
             responses=responses,
