@@ -196,6 +196,11 @@ def evaluate(
         ]
         c_max = max(c for c, _ in singles)
         best_c, best_q = dict(zip(ds.models, singles))[strongest]
+        if not best_c > 0:
+            raise ValueError(
+                f"'{strongest}' costs nothing on the {b} rows: costs and shares of its cost are undefined "
+                "(give the rows costs, or prices.json a price for it)"
+            )
         pts = per_bench_points[b]
         entry: dict[str, Any] = {
             "rows": len(brows),

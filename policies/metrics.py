@@ -92,6 +92,10 @@ def ndch(points: Sequence[tuple[float, float]], c_max: float | None = None) -> l
 
 
 def aiq(points: Sequence[tuple[float, float]], c_max: float) -> float:
+    """The area under the non-decreasing convex hull of (cost, quality) points over [0, c_max], over
+    c_max (which must be positive: a curve over no cost has no area to compare)."""
+    if not c_max > 0:
+        raise ValueError("AIQ needs a positive cost: every model costs nothing on these rows")
     hull = ndch(points, c_max)
     area = sum((c2 - c1) * (q1 + q2) / 2 for (c1, q1), (c2, q2) in zip(hull, hull[1:]))
     return area / c_max

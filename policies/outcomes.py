@@ -57,11 +57,26 @@ def cost(row: dict[str, Any], model: str, prices: dict[str, ModelPrice]) -> floa
     return inp * p.input + out * p.output
 
 
+def _price_entry(doc: Mapping[str, Any], model: str) -> Any:
+    return doc.get(model) or doc.get(model.split("/")[-1])
+
+
+def unpriced_models(ds: Dataset, doc: Mapping[str, Any]) -> list[str]:
+    """The models some row of ``ds`` has no cost for (no ``<model>|cost_usd`` or ``|cost_usd_est``)
+    while the prices document names no price for them either: their cost would be read as $0."""
+    return [
+        m
+        for m in ds.models
+        if not _price_entry(doc, m)
+        and any(r.get(f"{m}|cost_usd") is None and r.get(f"{m}|cost_usd_est") is None for r in ds.rows)
+    ]
+
+
 def prices_from_doc(doc: Mapping[str, Any], models: list[str]) -> dict[str, ModelPrice]:
     """Per-model prices from a prices.json as shipped with the routing data ({model: {dataset_price_usd_per_1M: ...}})."""
     out: dict[str, ModelPrice] = {}
     for m in models:
-        entry = doc.get(m) or doc.get(m.split("/")[-1]) or {}
+        entry = _price_entry(doc, m) or {}
         per_m = entry.get("dataset_price_usd_per_1M") or entry
         out[m] = ModelPrice(
             input=float(per_m.get("input", 0.0)) / 1e6, output=float(per_m.get("output", 0.0)) / 1e6, source="dataset"

@@ -135,6 +135,13 @@ class Policy(_M):
         by_category = cast(dict[str, ObjectiveKind], self.categories)  # (its keys are the category names)
         return by_category.get(category, self.objective)
 
+    def untrained_categories(self, learned: list[str] | None) -> list[str]:
+        """The task categories this policy routes by predicted quality that a predictor which learned
+        only from ``learned`` categories never saw (None or empty: it learned from every prompt)."""
+        if not learned:
+            return []
+        return [c for c in CATEGORIES if c not in learned and self.objective_for(c).reads_quality]
+
     @property
     def models(self) -> list[str]:
         """Every concrete model the policy may call: its candidates, with each cascade's steps and voters."""

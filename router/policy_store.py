@@ -106,7 +106,26 @@ class PolicyStore:
         self.version += 1
         self._mtimes = self._current_mtimes()
         log.info("policies loaded: %s", ", ".join(x.policy.name for x in loaded) or "(none)")
+        for warning in self.predictor_gaps():
+            log.warning("%s", warning)
         return True, []
+
+    def predictor_gaps(self) -> list[str]:
+        """Policies that route prompts of a task category by a predictor that never learned from it
+        (trained with ``policies train --category``): there its predictions are extrapolations."""
+        out = []
+        for x in self.loaded:
+            pred = x.router.quality.predictor
+            learned = list(pred.meta.get("categories") or []) if pred is not None else []
+            gaps = x.policy.untrained_categories(learned)
+            if gaps:
+                out.append(
+                    f"policy '{x.policy.name}' routes {', '.join(gaps)} prompts by predicted quality, but its "
+                    f"predictor learned only from {', '.join(learned)} prompts: its predictions there are "
+                    "guesses (train it on every category, or give those categories an objective that does "
+                    "not read it, as `categories:` allows)"
+                )
+        return out
 
     def match(self, requested: str, tenant: str | None, concrete: bool) -> PolicyRouter | None:
         for x in self.loaded:

@@ -250,3 +250,43 @@ def test_simulate_prints_the_learning_curve_and_its_gap(tmp_path) -> None:
         ],
     )
     assert r.exit_code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_replaying_data_with_no_cost_for_a_model_is_refused_not_priced_at_zero(tmp_path) -> None:
+    """A model whose rows carry no cost and which prices.json does not price would be read as free:
+    eval and simulate refuse the data, naming the model, instead of reporting $0 (or crashing on a
+    division by a cost of zero, as eval did)."""
+    from tests.test_train_categories import _data
+
+    rows = [json.loads(x) for x in _data(tmp_path).read_text().splitlines()]
+    for r in rows:
+        del r["small|cost_usd"]
+    data = tmp_path / "nocost.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pol = tmp_path / "auto.yaml"
+    pol.write_text(
+        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
+    )
+    for command in ("eval", "simulate"):
+        r = CliRunner().invoke(cli, ["policies", command, "--data", str(data), "--policy", str(pol)])
+        assert r.exit_code == 2, (command, r.output)
+        assert "no cost for small" in r.output and "Traceback" not in r.output
+    # priced by a prices.json beside the data (tokens x price): accepted
+    for r in rows:
+        r["small|input_tokens"], r["small|output_tokens"] = 100, 10
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "prices.json").write_text(
+        json.dumps({"small": {"dataset_price_usd_per_1M": {"input": 1, "output": 2}}})
+    )
+    r = CliRunner().invoke(cli, ["policies", "eval", "--data", str(data), "--policy", str(pol), "--json"])
+    assert r.exit_code == 0, r.output
+    # every model free (all costs zero): a clear refusal, not a division by zero
+    for r in rows:
+        r["big|cost_usd"] = 0.0
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "prices.json").write_text(
+        json.dumps({"small": {"dataset_price_usd_per_1M": {"input": 0, "output": 0}}})
+    )
+    r = CliRunner().invoke(cli, ["policies", "eval", "--data", str(data), "--policy", str(pol)])
+    assert r.exit_code == 2 and "costs nothing" in r.output and "Traceback" not in r.output, r.output

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from policies.evaluate import train_predictor
 from policies.features import categorize
-from policies.loaders import load_dataset, load_predictor
+from policies.loaders import load_dataset, load_predictor, save_predictor
+from policies.predictor import QualityPredictor
 from router.cli import cli
 from router.cli import policies as cli_policies
 
@@ -41,6 +43,8 @@ def _data(tmp_path: Path) -> Path:
                 "split": "train" if i < 90 else "test",
                 "big|score": 1,
                 "small|score": (i // 3) % 2,
+                "big|cost_usd": 0.01,
+                "small|cost_usd": 0.001,
             }
         )
     path = tmp_path / "d.jsonl"
@@ -112,3 +116,106 @@ def test_the_shipped_predictor_is_what_its_policy_file_says() -> None:
     policy = load_policy(root / "policies/examples/routellm-gpt4-mixtral.yaml")
     by_predictor = {name for name, rule in (policy.categories or {}).items() if rule.type == "gain"}
     assert by_predictor == {"choice"}
+
+
+def _choice_predictor(path: Path) -> None:
+    """A predictor that learned from multiple-choice prompts only (as ``--category choice`` records)."""
+    prompts = [question(f"Which follows {i}?", [str(i + 1), str(i + 2)]) for i in range(30)]
+    scores = [[1.0, float(i % 2)] for i in range(30)]
+    pred = QualityPredictor.train(
+        prompts, np.array(scores), ["big", "small"], solver="batch", epochs=10, lr=0.1, l2=1.0,
+        meta={"categories": ["choice"]},
+    )  # fmt: skip
+    save_predictor(pred, path)
+
+
+def test_a_policy_routing_other_categories_by_a_predictor_that_never_saw_them_is_warned_of(tmp_path: Path) -> None:
+    """check-config (and the gateway's log at load) names the categories a policy routes by predicted
+    quality that its predictor, trained with --category, never learned from; a policy that routes
+    those by an objective that does not read the predictor is not warned of."""
+    import logging
+
+    from router.cli.checks import load_policies
+    from router.config import parse_config
+
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    _choice_predictor(pol / "p.npz")
+    (pol / "auto.yaml").write_text(
+        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {predictor: p.npz}\n"
+    )
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(
+        "model_list:\n"
+        "  - {model_name: big, litellm_params: {model: simulated/frontier}}\n"
+        "  - {model_name: small, litellm_params: {model: simulated/small}}\n"
+        f"policies: {{dirs: ['{pol}']}}\n"
+    )
+    r = CliRunner().invoke(cli, ["check-config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert (
+        "policy 'auto' routes json, code, math, general prompts by predicted quality, but its predictor "
+        "learned only from choice prompts"
+    ) in r.output
+    # the same policy, everything but multiple choice sent by a fixed model and a cascade: no warning
+    (pol / "auto.yaml").write_text(
+        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+        "objective: {type: cascade, steps: [small, big], check: {type: agreement, with: [big]}}\n"
+        "categories:\n  choice: {type: gain, strong: big, weak: small, min_gain: 0.1}\n"
+        "  code: {type: fixed, model: big}\n"
+        "quality: {predictor: p.npz}\n"
+    )
+    r = CliRunner().invoke(cli, ["check-config", str(cfg)])
+    assert r.exit_code == 0 and "predicted quality" not in r.output, r.output
+    # ... and one category left to an objective that reads it: named alone
+    (pol / "auto.yaml").write_text(
+        (pol / "auto.yaml").read_text().replace("code: {type: fixed, model: big}", "code: {type: utility, lambda: 5}")
+    )
+    store, problems = load_policies(parse_config(cfg.read_text()))
+    assert not problems
+    assert [w.split(" by predicted")[0] for w in store.predictor_gaps()] == ["policy 'auto' routes code prompts"]
+    # the gateway says it in its log when it loads the policies
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("switchyard.policies")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        ok, _ = store.reload()
+    finally:
+        logger.removeHandler(handler)
+    assert ok and any("routes code prompts by predicted quality" in r.getMessage() for r in records)
+
+
+def test_the_shipped_policy_routes_by_its_predictor_only_what_it_learned() -> None:
+    from policies.loaders import load_policy
+
+    root = Path(__file__).resolve().parent.parent
+    policy = load_policy(root / "policies/examples/routellm-gpt4-mixtral.yaml")
+    learned = load_predictor(root / "policies/data/routellm-gpt4-mixtral.npz").meta["categories"]
+    assert policy.untrained_categories(learned) == []
+    assert policy.untrained_categories(None) == [] and policy.untrained_categories([]) == []
+    assert policy.untrained_categories(["code"]) == ["choice"]
+
+
+def test_policies_eval_warns_of_the_same(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    pred_path = tmp_path / "p.npz"
+    r = CliRunner().invoke(
+        cli,
+        ["policies", "train", "--data", str(data), "--out", str(pred_path), "--solver", "batch", "--epochs", "5"]
+        + ["--category", "choice"],
+    )
+    assert r.exit_code == 0, r.output
+    pol = tmp_path / "auto.yaml"
+    pol.write_text(
+        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {predictor: p.npz}\n"
+    )
+    r = CliRunner().invoke(cli, ["policies", "eval", "--data", str(data), "--policy", str(pol)])
+    assert r.exit_code == 0, r.output
+    assert "warning: 'auto' routes json, code, math, general prompts by a predictor that learned only from choice" in (
+        r.output
+    )

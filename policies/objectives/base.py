@@ -69,6 +69,9 @@ class ObjectiveKind(BaseModel):
     # an objective that chooses among the policy's candidates (named cascades among them); one that
     # names its own models (split, fixed, cascade, gain) takes its candidates from them
     chooses: ClassVar[bool] = True
+    # an objective whose choice rests on each candidate's predicted quality (a fixed model, a split by
+    # share and a cascade's steps do not; they read it only to order fallbacks)
+    reads_quality: ClassVar[bool] = True
 
     @property
     def models(self) -> list[str]:

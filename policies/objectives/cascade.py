@@ -35,6 +35,7 @@ class Cascade(CascadeSpec, ObjectiveKind):
     type: Literal["cascade"]
 
     chooses = False
+    reads_quality = False
 
     def choose(self, ctx: Context) -> Choice:
         steps = [s for s in self.steps if s in ctx.names]

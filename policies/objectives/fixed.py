@@ -12,6 +12,7 @@ class Fixed(ObjectiveKind):
     model: str
 
     chooses = False
+    reads_quality = False
 
     @property
     def models(self) -> list[str]:

@@ -28,6 +28,7 @@ class Split(ObjectiveKind):
     )
 
     chooses = False
+    reads_quality = False
 
     @property
     def models(self) -> list[str]:

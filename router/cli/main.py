@@ -40,7 +40,7 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
         typer.echo(f"{config}: policies: {problem}", err=True)
     if problems:
         raise typer.Exit(2)
-    for warning in self_hosted_losses(cfg) + fixed_price_losses(cfg, store):
+    for warning in self_hosted_losses(cfg) + fixed_price_losses(cfg, store) + store.predictor_gaps():
         typer.echo(f"{config}: warning: {warning}", err=True)
     ignored = ignored_litellm_settings(cfg)
     if ignored:

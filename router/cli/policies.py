@@ -254,6 +254,13 @@ def policies_eval(
     from policies.outcomes import resplit
 
     pol, pred, verifiers, ds, price_map, resp = replay_inputs(policy, data, predictor, prices, responses)
+    gaps = pol.untrained_categories(pred.meta.get("categories") if pred is not None else None)
+    if gaps and pred is not None:
+        typer.echo(
+            f"warning: '{pol.name}' routes {', '.join(gaps)} prompts by a predictor that learned only from "
+            f"{', '.join(pred.meta['categories'])} prompts",
+            err=True,
+        )
     try:
         sweeps = [_parse_sweep(x) for x in sweep]
         sold = _parse_price(sell_at) if sell_at else None
@@ -343,8 +350,18 @@ def replay_inputs(
     except PolicyError as exc:
         typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
         raise typer.Exit(2)
+    from policies.outcomes import unpriced_models
+
     ds = load_dataset(data)
     prices_path = prices or (data.parent / "prices.json" if (data.parent / "prices.json").exists() else None)
+    unpriced = unpriced_models(ds, json.loads(prices_path.read_text()) if prices_path else {})
+    if unpriced:  # their cost would be read as $0: every figure in dollars would be wrong
+        typer.echo(
+            f"{data}: no cost for {', '.join(unpriced)}: rows without '<model>|cost_usd' need a price in "
+            f"{prices_path or 'a prices.json beside the data (or --prices)'}",
+            err=True,
+        )
+        raise typer.Exit(2)
     resp = load_responses(responses or data.with_name(data.stem + "_responses.jsonl"))
     return pol, pred, verifiers, ds, load_prices(prices_path, ds.models), resp
 
