@@ -311,6 +311,11 @@ def train_predictor(
         for r in ds.split(split)
         if r.get("benchmark") not in set(exclude) and (not kinds or categorize(r["prompt"]) in kinds)
     ]
+    if not rows:
+        raise ValueError(
+            f"no rows to learn from in split '{split}'"
+            + (f" whose prompt reads as {', '.join(sorted(kinds))}" if kinds else "")
+        )
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
     if policy is not None and policy.cascades:

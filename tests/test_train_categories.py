@@ -88,6 +88,9 @@ def test_the_cli_records_the_categories_and_a_resplit_keeps_them(tmp_path: Path)
     args = ["policies", "train", "--data", str(data), "--out", str(out), "--solver", "batch", "--epochs", "20"]
     bad = CliRunner().invoke(cli, [*args, "--category", "mmlu"])
     assert bad.exit_code == 2 and "--category" in bad.output and not out.exists()
+    none = CliRunner().invoke(cli, [*args, "--category", "json"])  # a category no training prompt reads as
+    assert none.exit_code == 2 and "no rows to learn from in split 'train' whose prompt reads as json" in none.output
+    assert not out.exists() and "Traceback" not in none.output
     r = CliRunner().invoke(cli, [*args, "--lr", "0.1", "--category", "choice", "--features", "options-apart"])
     assert r.exit_code == 0, r.output
     pred = load_predictor(out)

@@ -113,23 +113,27 @@ def policies_train(
     if set(category) - set(CATEGORIES):
         typer.echo(f"--category: unknown {sorted(set(category) - set(CATEGORIES))} ({', '.join(CATEGORIES)})", err=True)
         raise typer.Exit(2)
-    pred = train_predictor(
-        ds,
-        split,
-        exclude=exclude_benchmark,
-        epochs=epochs,
-        lr=lr,
-        policy=pol,
-        verifiers=verifiers,
-        solver=solver,
-        l2=l2,
-        topic_field=topic_field,
-        topic_l2=topic_l2,
-        topic_blend=topic_blend,
-        features=features,
-        categories=category,
-        responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
-    )
+    try:
+        pred = train_predictor(
+            ds,
+            split,
+            exclude=exclude_benchmark,
+            epochs=epochs,
+            lr=lr,
+            policy=pol,
+            verifiers=verifiers,
+            solver=solver,
+            l2=l2,
+            topic_field=topic_field,
+            topic_l2=topic_l2,
+            topic_blend=topic_blend,
+            features=features,
+            categories=category,
+            responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
+        )
+    except ValueError as exc:  # e.g. no row of the data reads as the --category asked for
+        typer.echo(f"{data}: {exc}", err=True)
+        raise typer.Exit(2)
     pred.meta.update(data=data.name)
     save_predictor(pred, out)
     typer.echo(
