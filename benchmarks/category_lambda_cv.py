@@ -27,10 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from policy_cv import LAMBDAS, fold_of  # noqa: E402
+from policy_cv import LAMBDAS, fold_of, inputs  # noqa: E402
 
 from policies.evaluate import evaluate, train_predictor  # noqa: E402
-from policies.loaders import load_dataset, load_policy, load_prices, load_responses  # noqa: E402
 from policies.outcomes import Dataset  # noqa: E402
 from policies.schema import Policy  # noqa: E402
 
@@ -50,11 +49,8 @@ def main() -> None:
     ap.add_argument("--ratios", default="0.25,0.5,1,2,4")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    ds = load_dataset(args.data)
-    base = load_policy(args.policy)
+    ds, base, prices, responses = inputs(args.data, args.policy)
     policy = with_code_lambda(base)
-    prices = load_prices(args.data.parent / "prices.json", ds.models)
-    responses = load_responses(args.data.with_name(args.data.stem + "_responses.jsonl"))
     ratios = [float(x) for x in args.ratios.split(",")]
     costs: dict[float, list[float]] = {r: [] for r in ratios}
     aiqs: dict[float, list[float]] = {r: [] for r in ratios}

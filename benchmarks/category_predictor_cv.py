@@ -26,11 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from policy_cv import LAMBDAS, fold_of  # noqa: E402
+from policy_cv import LAMBDAS, fold_of, inputs  # noqa: E402
 
 from policies.evaluate import evaluate, train_predictor  # noqa: E402
 from policies.features import categorize  # noqa: E402
-from policies.loaders import load_dataset, load_policy, load_prices, load_responses  # noqa: E402
 from policies.outcomes import Dataset  # noqa: E402
 from policies.predictor import QualityPredictor  # noqa: E402
 from policies.schema import CATEGORIES  # noqa: E402
@@ -54,10 +53,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    ds = load_dataset(args.data)
-    policy = load_policy(args.policy)
-    prices = load_prices(args.data.parent / "prices.json", ds.models)
-    responses = load_responses(args.data.with_name(args.data.stem + "_responses.jsonl"))
+    ds, policy, prices, responses = inputs(args.data, args.policy)
     settings = {"epochs": 100, "lr": 0.1, "solver": "batch", "l2": 1.0, "policy": policy, "responses": responses}
     names = ["one predictor (shipped)", "a predictor per category"]
     costs: dict[str, list[float]] = {n: [] for n in names}

@@ -42,6 +42,13 @@ def fold_of(row_id: str, folds: int) -> int:
     return zlib.crc32(str(row_id).encode()) % folds
 
 
+def inputs(data: Path, policy: Path) -> tuple[Dataset, Policy, dict, dict | None]:
+    """The data, the policy, the prices beside the data and the recorded answers a probe replays."""
+    ds = load_dataset(data)
+    prices = load_prices(data.parent / "prices.json", ds.models)
+    return ds, load_policy(policy), prices, load_responses(data.with_name(data.stem + "_responses.jsonl"))
+
+
 def variant(policy: Policy, cascades: tuple[str, ...]) -> Policy:
     """The policy with only these named cascades among its candidates."""
     keep = [c for c in policy.candidates if c not in policy.cascades or c in cascades]
@@ -63,10 +70,7 @@ def main() -> None:
     ap.add_argument("--features", default="words", help="the prompt's feature set (words, options-apart)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    ds = load_dataset(args.data)
-    policy = load_policy(args.policy)
-    prices = load_prices(args.data.parent / "prices.json", ds.models)
-    responses = load_responses(args.data.with_name(args.data.stem + "_responses.jsonl"))
+    ds, policy, prices, responses = inputs(args.data, args.policy)
     train = ds.split("train")
     names = list(policy.cascades)
     cascade_sets = [tuple(names[:k]) for k in range(len(names) + 1)]
