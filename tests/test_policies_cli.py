@@ -290,3 +290,31 @@ def test_replaying_data_with_no_cost_for_a_model_is_refused_not_priced_at_zero(t
     )
     r = CliRunner().invoke(cli, ["policies", "eval", "--data", str(data), "--policy", str(pol)])
     assert r.exit_code == 2 and "costs nothing" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_resplit_whose_rows_cannot_be_scored_is_a_clear_error(tmp_path) -> None:
+    """The official split passes, and a re-split puts rows where the strongest model costs nothing in
+    its test split: the command names the re-split and exits 2 (it raised a traceback before)."""
+    rows = []
+    for i in range(80):
+        rows.append(
+            {"id": f"a{i}", "prompt": f"question {i}", "benchmark": "a", "split": "train" if i < 60 else "test",
+             "big|score": 1, "small|score": i % 2, "big|cost_usd": 0.01, "small|cost_usd": 0.001}
+        )  # fmt: skip
+    for i in range(12):  # a benchmark whose rows are all free, every one of them in train
+        rows.append(
+            {"id": f"b{i}", "prompt": f"free {i}", "benchmark": "b", "split": "train",
+             "big|score": 1, "small|score": 0, "big|cost_usd": 0.0, "small|cost_usd": 0.0}
+        )  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pol = tmp_path / "p.yaml"
+    pol.write_text(
+        "name: p\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
+    )
+    args = ["policies", "eval", "--data", str(data), "--policy", str(pol)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    r = CliRunner().invoke(cli, [*args, "--resplits", "3"])
+    assert r.exit_code == 2, r.output
+    assert "re-split" in r.output and "costs nothing on the b rows" in r.output and "Traceback" not in r.output

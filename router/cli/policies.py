@@ -295,17 +295,13 @@ def policies_eval(
         runs = []
         for seed in range(1, resplits + 1):
             ds_k = resplit(ds, seed)
-            pred_k, ver_k = _retrained(pol, ds_k, pred, verifiers, resp)
-            r = evaluate(
-                pol,
-                ds_k,
-                prices=price_map,
-                predictor=pred_k,
-                sweep=sweeps,
-                responses=resp,
-                verifiers=ver_k,
-                sold_at=sold,
-            )
+            try:
+                pred_k, ver_k = _retrained(pol, ds_k, pred, verifiers, resp)
+                r = evaluate(pol, ds_k, prices=price_map, predictor=pred_k, sweep=sweeps, responses=resp,
+                             verifiers=ver_k, sold_at=sold)  # fmt: skip
+            except ValueError as exc:  # what the official split passed, a re-split's rows may not
+                typer.echo(f"{policy}: re-split {seed}: {exc}", err=True)
+                raise typer.Exit(2)
             r.pop("decisions")
             runs.append(headline(r))
             if not as_json:
