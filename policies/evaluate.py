@@ -316,6 +316,8 @@ def train_predictor(
             f"no rows to learn from in split '{split}'"
             + (f" whose prompt reads as {', '.join(sorted(kinds))}" if kinds else "")
         )
+    if topic_field is not None and not any(r.get(topic_field) for r in rows):
+        raise ValueError(f"no training row has the topic field '{topic_field}'")
     columns = list(ds.models)
     y = np.array([[score(r, m) for m in ds.models] for r in rows], dtype=float)
     if policy is not None and policy.cascades:

@@ -77,10 +77,26 @@ def load_assets(
 
 
 def load_dataset(path: str | Path, *, include_excluded: bool = False) -> Dataset:
-    """A routing outcome dataset (JSON lines, one prompt per row with each model's score, tokens, cost)."""
-    with open(path) as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return dataset_from_rows(rows, include_excluded=include_excluded)
+    """A routing outcome dataset (JSON lines, one prompt per row with each model's score, tokens, cost).
+    Raises OSError when the file cannot be read, ValueError (naming the line) when it is not such data."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise ValueError(f"line {n} is not JSON (the data is JSON lines, one row each)") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise ValueError(f"line {n} is not a row: a JSON object with a 'prompt' text")
+            rows.append(row)
+    if not rows:
+        raise ValueError("no rows in the data")
+    ds = dataset_from_rows(rows, include_excluded=include_excluded)
+    if not ds.models:
+        raise ValueError("no '<model>|score' fields in the first row: no model to evaluate")
+    return ds
 
 
 def load_prices(path: str | Path | None, models: list[str]) -> dict[str, ModelPrice]:

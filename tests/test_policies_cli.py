@@ -318,3 +318,49 @@ def test_a_resplit_whose_rows_cannot_be_scored_is_a_clear_error(tmp_path) -> Non
     r = CliRunner().invoke(cli, [*args, "--resplits", "3"])
     assert r.exit_code == 2, r.output
     assert "re-split" in r.output and "costs nothing on the b rows" in r.output and "Traceback" not in r.output
+
+
+def test_the_policies_commands_answer_bad_files_with_a_clear_error(tmp_path) -> None:
+    """Data that is missing, not JSON lines, not rows or holds no model; an output in a folder that does
+    not exist; a topic field no row has: each an error naming the file and exit 2, never a traceback."""
+    from tests.test_train_categories import _data
+
+    good = _data(tmp_path)
+    pol = tmp_path / "p.yaml"
+    pol.write_text(
+        "name: p\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
+    )
+    bad = {
+        "missing.jsonl": None,
+        "yaml.jsonl": "name: p\n",
+        "array.jsonl": "[1, 2]\n",
+        "empty.jsonl": "\n\n",
+        "noscore.jsonl": json.dumps({"id": "a", "prompt": "hi", "split": "train"}) + "\n",
+        "latin1.jsonl": b'{"prompt": "caf\xe9"}\n',
+    }
+    for name, text in bad.items():
+        path = tmp_path / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        elif text is not None:
+            path.write_text(text)
+        for args in (
+            ["policies", "eval", "--data", str(path), "--policy", str(pol)],
+            ["policies", "simulate", "--data", str(path), "--policy", str(pol)],
+            ["policies", "train", "--data", str(path), "--out", str(tmp_path / "o.npz")],
+        ):
+            r = CliRunner().invoke(cli, args)
+            assert r.exit_code == 2 and f"{path}: cannot read the data" in r.output, (name, args[1], r.output)
+            assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), r.exception
+    nowhere = tmp_path / "no-such-folder" / "x"
+    for args in (
+        ["policies", "train", "--data", str(good), "--out", f"{nowhere}.npz"],
+        ["policies", "eval", "--data", str(good), "--policy", str(pol), "--decisions", f"{nowhere}.jsonl"],
+    ):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and "cannot write: No such file or directory" in r.output, (args, r.output)
+    args = ["policies", "train", "--data", str(good), "--out", str(tmp_path / "o.npz"), "--solver", "batch"]
+    r = CliRunner().invoke(cli, [*args, "--topic-field", "subject"])
+    assert r.exit_code == 2 and "no training row has the topic field 'subject'" in r.output
+    assert not (tmp_path / "o.npz").exists()

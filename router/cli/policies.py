@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from router.cli.common import load_data, written
 from router.cli.eval_report import print_report
 from router.cli.simulate import policies_simulate
 
@@ -81,11 +82,11 @@ def policies_train(
     import time as _time
 
     from policies.evaluate import train_predictor
-    from policies.loaders import load_assets, load_dataset, load_responses, save_predictor
+    from policies.loaders import load_assets, load_responses, save_predictor
     from policies.loaders import load_policy
     from policies.schema import PolicyError
 
-    ds = load_dataset(data)
+    ds = load_data(data)
     pol, verifiers = None, {}
     if policy is not None:
         try:
@@ -135,7 +136,7 @@ def policies_train(
         typer.echo(f"{data}: {exc}", err=True)
         raise typer.Exit(2)
     pred.meta.update(data=data.name)
-    save_predictor(pred, out)
+    written(out, lambda p: save_predictor(pred, p))
     typer.echo(
         f"trained on {pred.meta['rows']} rows x {len(pred.models)} columns in {_time.perf_counter() - t0:.1f}s -> {out}"
     )
@@ -155,9 +156,9 @@ def policies_train_verifier(
 ) -> None:
     """Train a cascade's answer verifier on outcome data."""
     from policies.outcomes import train_verifier
-    from policies.loaders import load_dataset, load_responses, save_verifier
+    from policies.loaders import load_responses, save_verifier
 
-    ds = load_dataset(data)
+    ds = load_data(data)
     unknown = [m for m in [model, *with_] if m not in ds.models]
     if unknown:
         typer.echo(f"not in the data: {', '.join(unknown)}", err=True)
@@ -175,7 +176,7 @@ def policies_train_verifier(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
     ver.meta.update(data=data.name)
-    save_verifier(ver, out)
+    written(out, lambda p: save_verifier(ver, p))
     weights = ", ".join(f"{k} {v:+.2f}" for k, v in ver.weights.items() if v)
     typer.echo(f"trained on {ver.meta['rows']} answers of {model} -> {out}\n  {weights}")
 
@@ -284,11 +285,11 @@ def policies_eval(
         raise typer.Exit(2)
     lines = report.pop("decisions")
     if decisions:
-        decisions.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        written(decisions, lambda p: p.write_text("".join(json.dumps(x) + "\n" for x in lines)))
     if plot:
         from router.analytics.plots import frontier_png
 
-        frontier_png(report, plot)
+        written(plot, lambda p: frontier_png(report, p))
     if resplits:
         import numpy as np
 
@@ -340,7 +341,7 @@ def replay_inputs(
 ]:
     """What a replay needs: the policy and its trained files, the data, its prices (prices.json
     beside the data unless given) and recorded answers (<data>_responses.jsonl unless given)."""
-    from policies.loaders import load_assets, load_dataset, load_prices, load_responses
+    from policies.loaders import load_assets, load_prices, load_responses
     from policies.loaders import load_policy
     from policies.schema import PolicyError
 
@@ -352,7 +353,7 @@ def replay_inputs(
         raise typer.Exit(2)
     from policies.outcomes import unpriced_models
 
-    ds = load_dataset(data)
+    ds = load_data(data)
     prices_path = prices or (data.parent / "prices.json" if (data.parent / "prices.json").exists() else None)
     unpriced = unpriced_models(ds, json.loads(prices_path.read_text()) if prices_path else {})
     if unpriced:  # their cost would be read as $0: every figure in dollars would be wrong

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from router.cli.common import written
+
 
 def policies_simulate(
     data: Path = typer.Option(..., help="Outcome data (JSON lines)."),
@@ -80,7 +82,7 @@ def policies_simulate(
     if plot:
         from router.analytics.plots import learning_png
 
-        learning_png(runs, plot)
+        written(plot, lambda p: learning_png(runs, p))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
