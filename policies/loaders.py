@@ -19,9 +19,11 @@ from pricing import ModelPrice
 def load_policy(path: str | Path) -> Policy:
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(str(p), [f"not UTF-8 text (byte {exc.start})"]) from None
     return parse_policy(text, str(p))
 
 

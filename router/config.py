@@ -336,9 +336,11 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [Problem("", None, f"not UTF-8 text (byte {exc.start})")]) from None
     return parse_config(text, str(p), env)
 
 

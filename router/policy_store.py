@@ -45,9 +45,11 @@ def policy_sources(cfg: PoliciesConfig) -> list[tuple[str, str, Path | None]]:
         paths += sorted(Path(d).glob("*.yaml"))
     for p in paths:
         try:
-            out.append((str(p), p.read_text(), p))
+            out.append((str(p), p.read_text(encoding="utf-8"), p))
         except OSError as exc:
             raise PolicyError(str(p), [f"cannot read: {exc.strerror}"]) from None
+        except UnicodeDecodeError as exc:
+            raise PolicyError(str(p), [f"not UTF-8 text (byte {exc.start})"]) from None
     return out
 
 

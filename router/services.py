@@ -36,6 +36,7 @@ from router.keyring import build_keys, model_lists
 log = logging.getLogger("switchyard")
 KEY_SYNC_INTERVAL = 1.0  # seconds between a replica's checks for keys changed on another replica
 UNSHARED_MAX = 10_000  # feedback kept for the shared store while it is down; the oldest is dropped beyond
+STOP_TASKS_S = 10.0  # longest a background task may take to end once cancelled, at shutdown
 
 
 @dataclass
@@ -98,17 +99,24 @@ class Services:
 
     async def stop(self) -> None:
         """Flush: settle budgets, write every queued ledger record, close connections."""
-        for task in (
-            self._watcher,
-            self._config_watcher,
-            self._trimmer,
-            self._bandit_sync,
-            self._pruner,
-            self._key_sync,
-            self._usage_sync,
-        ):
-            if task is not None:
-                task.cancel()
+        tasks = [
+            t
+            for t in (
+                self._watcher,
+                self._config_watcher,
+                self._trimmer,
+                self._bandit_sync,
+                self._pruner,
+                self._key_sync,
+                self._usage_sync,
+            )
+            if t is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let them end before their connections close under them (a query in flight that
+            # loses its connection never ends, and asyncio's exit waits for it: the process hung)
+            await asyncio.wait(tasks, timeout=STOP_TASKS_S)
         await self.limiter.aclose()
         if self.limiter.alerter is not None:
             await self.limiter.alerter.drain()

@@ -240,3 +240,22 @@ def test_demo_drives_a_running_gateway_with_the_key_make_serve_kept(embedded) ->
         [SWITCHYARD, "demo", "--url", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "needs --key" in bad.stderr
+
+
+def test_serve_exits_when_its_port_is_taken_or_invalid(tmp_path) -> None:
+    """A port another process holds: the gateway says so and exits with uvicorn's startup-failure
+    status. It used to hang after shutting down: the stored-responses pruner's first query was still
+    in flight when the database closed under it, and the loop waited for it forever (SIGTERM too)."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        for _ in range(2):
+            r = subprocess.run(
+                [SWITCHYARD, "serve", "--port", str(port)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+            )
+            assert r.returncode == 3 and "address already in use" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([SWITCHYARD, "serve", "--port", "99999"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--port" in r.stderr

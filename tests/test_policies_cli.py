@@ -364,3 +364,22 @@ def test_the_policies_commands_answer_bad_files_with_a_clear_error(tmp_path) -> 
     r = CliRunner().invoke(cli, [*args, "--topic-field", "subject"])
     assert r.exit_code == 2 and "no training row has the topic field 'subject'" in r.output
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_a_config_or_policy_file_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:
+    cfg, pol = tmp_path / "gw.yaml", tmp_path / "p.yaml"
+    cfg.write_bytes(b"model_list: []\n# caf\xe9\n")
+    pol.write_bytes(b"name: caf\xe9\n")
+    for args, where in ((["check-config", str(cfg)], cfg), (["policies", "check", str(pol)], pol)):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and f"{where}" in r.output and "not UTF-8 text (byte " in r.output, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+    # a policy directory holding such a file: the config names it, it does not crash
+    (tmp_path / "pols").mkdir()
+    (tmp_path / "pols" / "p.yaml").write_bytes(b"name: caf\xe9\n")
+    cfg.write_text(
+        "model_list:\n  - {model_name: big, litellm_params: {model: simulated/frontier}}\n"
+        f"policies: {{dirs: ['{tmp_path / 'pols'}']}}\n"
+    )
+    r = CliRunner().invoke(cli, ["check-config", str(cfg)])
+    assert r.exit_code == 2 and "not UTF-8 text" in r.output, r.output

@@ -31,7 +31,7 @@ def serve(
         None, "--config", "-c", help="YAML config; default: the embedded simulated setup."
     ),
     host: Optional[str] = typer.Option(None, help="Bind address (default: the config's, 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port (default: the config's, 4000)."),
+    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port (default: the config's, 4000)."),
     workers: int = typer.Option(1, min=1, help="Worker processes; share state through Redis when more than one."),
     access_log: bool = typer.Option(False, help="Log every request line."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
