@@ -302,14 +302,14 @@ def train_predictor(
     ``features``: the prompt's feature set (``policies.features.FEATURES``). ``categories``: learn
     only from the rows whose prompt reads as one of these task categories (``categorize``, the
     prompt's own words, never the row's benchmark label); empty: every row."""
-    kinds = set(categories)
+    kinds, excluded = set(categories), set(exclude)
     unknown = kinds - set(CATEGORIES)
     if unknown:
         raise ValueError(f"unknown task categories {sorted(unknown)} (known: {', '.join(CATEGORIES)})")
     rows = [
         r
         for r in ds.split(split)
-        if r.get("benchmark") not in set(exclude) and (not kinds or categorize(r["prompt"]) in kinds)
+        if r.get("benchmark") not in excluded and (not kinds or categorize(r["prompt"]) in kinds)
     ]
     if not rows:
         raise ValueError(

@@ -252,6 +252,14 @@ def test_simulate_prints_the_learning_curve_and_its_gap(tmp_path) -> None:
     assert r.exit_code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def utility_policy(name: str) -> str:
+    """A two-model utility policy over big and small, with fixed priors (no predictor)."""
+    return (
+        f"name: {name}\nbind: {{aliases: [auto]}}\ncandidates: [big, small]\n"
+        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
+    )
+
+
 def test_replaying_data_with_no_cost_for_a_model_is_refused_not_priced_at_zero(tmp_path) -> None:
     """A model whose rows carry no cost and which prices.json does not price would be read as free:
     eval and simulate refuse the data, naming the model, instead of reporting $0 (or crashing on a
@@ -264,10 +272,7 @@ def test_replaying_data_with_no_cost_for_a_model_is_refused_not_priced_at_zero(t
     data = tmp_path / "nocost.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pol = tmp_path / "auto.yaml"
-    pol.write_text(
-        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
-    )
+    pol.write_text(utility_policy("auto"))
     for command in ("eval", "simulate"):
         r = CliRunner().invoke(cli, ["policies", command, "--data", str(data), "--policy", str(pol)])
         assert r.exit_code == 2, (command, r.output)
@@ -309,10 +314,7 @@ def test_a_resplit_whose_rows_cannot_be_scored_is_a_clear_error(tmp_path) -> Non
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pol = tmp_path / "p.yaml"
-    pol.write_text(
-        "name: p\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
-    )
+    pol.write_text(utility_policy("p"))
     args = ["policies", "eval", "--data", str(data), "--policy", str(pol)]
     assert CliRunner().invoke(cli, args).exit_code == 0
     r = CliRunner().invoke(cli, [*args, "--resplits", "3"])
@@ -327,10 +329,7 @@ def test_the_policies_commands_answer_bad_files_with_a_clear_error(tmp_path) -> 
 
     good = _data(tmp_path)
     pol = tmp_path / "p.yaml"
-    pol.write_text(
-        "name: p\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-        "objective: {type: utility, lambda: 10}\nquality: {priors: {big: 0.9, small: 0.5}}\n"
-    )
+    pol.write_text(utility_policy("p"))
     bad = {
         "missing.jsonl": None,
         "yaml.jsonl": "name: p\n",

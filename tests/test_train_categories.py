@@ -21,6 +21,12 @@ from policies.predictor import QualityPredictor
 from router.cli import cli
 from router.cli import policies as cli_policies
 
+# a policy routing every category by the predictor beside it (p.npz)
+BY_PREDICTOR = (
+    "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
+    "objective: {type: utility, lambda: 10}\nquality: {predictor: p.npz}\n"
+)
+
 
 def question(stem: str, options: list[str]) -> str:
     return stem + "".join(f"\n{letter}. {o}" for letter, o in zip("ABCD", options)) + "\nAnswer:"
@@ -144,10 +150,7 @@ def test_a_policy_routing_other_categories_by_a_predictor_that_never_saw_them_is
     pol = tmp_path / "pol"
     pol.mkdir()
     _choice_predictor(pol / "p.npz")
-    (pol / "auto.yaml").write_text(
-        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-        "objective: {type: utility, lambda: 10}\nquality: {predictor: p.npz}\n"
-    )
+    (pol / "auto.yaml").write_text(BY_PREDICTOR)
     cfg = tmp_path / "gw.yaml"
     cfg.write_text(
         "model_list:\n"
@@ -213,10 +216,7 @@ def test_policies_eval_warns_of_the_same(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     pol = tmp_path / "auto.yaml"
-    pol.write_text(
-        "name: auto\nbind: {aliases: [auto]}\ncandidates: [big, small]\n"
-        "objective: {type: utility, lambda: 10}\nquality: {predictor: p.npz}\n"
-    )
+    pol.write_text(BY_PREDICTOR)
     r = CliRunner().invoke(cli, ["policies", "eval", "--data", str(data), "--policy", str(pol)])
     assert r.exit_code == 0, r.output
     assert "warning: 'auto' routes json, code, math, general prompts by a predictor that learned only from choice" in (
