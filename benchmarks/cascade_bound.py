@@ -1,14 +1,26 @@
-"""How far agreement cascades and plurality votes can lift RouterBench's AIQ: a bound, not a router.
+"""How far agreement cascades and plurality votes can lift RouterBench's figures: a bound, not a router.
 
     python benchmarks/cascade_bound.py [--data ../shared/data/routing/routerbench_subset.jsonl] [--split test]
+        [--max-voters 2] [--resplits 5] [--no-votes]
 
 For each benchmark, every agreement cascade over the cheaper models (one answering model, one to
 ``--max-voters`` checking models of which at least k must give the same answer, a final model
 otherwise) is replayed on the split, and AIQ is taken over the upper hull of all of them together
 with the single models; then again with plurality votes added (three to five of the cheaper models
-all answer, the most common answer is sent, ties to the better model, all of them paid). Choosing
-among them with the split's own scores is what a router cannot do, so the figures bound what any
-policy built from these cascades or votes could score on that split.
+all answer, the most common answer is sent, ties to the better model, all of them paid).
+
+Issue 22's other RouterBench figure, the pooled cost of reaching 95% of GPT-4's accuracy, is bounded
+the same way: the least total cost of one point (or a mix of two neighbouring points) on each
+benchmark's hull whose pooled accuracy is 95% of GPT-4's, found by taking the hulls' segments in
+order of accuracy gained per dollar. That is what a router choosing one cascade per task category
+(and mixing two) could reach at best.
+
+Choosing among them with the split's own scores is what a router cannot do, so the figures bound what
+any policy built from these cascades or votes could score on that split. ``--resplits K`` repeats it
+on the test rows of the K seeded re-splits ``switchyard policies eval --resplits K`` scores.
+``--choose-on-train`` keeps only the cascades on each benchmark's hull of the *train* rows (votes
+left out) and scores those on the test rows: what a router that picks its cascades honestly reaches
+(the pooled figure still mixes them with the test rows' hull, so it stays a bound).
 """
 
 from __future__ import annotations
@@ -26,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from policies.checks import normalise  # noqa: E402
-from policies.metrics import aiq  # noqa: E402
+from policies.loaders import load_dataset  # noqa: E402
+from policies.metrics import aiq, ndch  # noqa: E402
+from policies.outcomes import resplit  # noqa: E402
 
 CHEAP = [
     "zero-one-ai/Yi-34B-Chat",
@@ -39,6 +53,7 @@ CHEAP = [
     "meta/code-llama-instruct-34b-chat",
 ]
 FINAL = ["gpt-4-1106-preview", "gpt-3.5-turbo-1106", "zero-one-ai/Yi-34B-Chat", "claude-v1"]
+STRONG = "gpt-4-1106-preview"
 
 
 def main() -> None:
@@ -46,47 +61,118 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/routing/routerbench_subset.jsonl")
     ap.add_argument("--split", default="test")
     ap.add_argument("--max-voters", type=int, default=2)
+    ap.add_argument("--resplits", type=int, default=0, help="also bound the test rows of K seeded re-splits")
+    ap.add_argument("--no-votes", action="store_true", help="cascades only (plurality votes are the slow part)")
+    ap.add_argument("--choose-on-train", action="store_true", help="only the cascades on the train rows' hull")
     args = ap.parse_args()
-    rows = [r for r in map(json.loads, open(args.data)) if r["routerdc_split"] == args.split]
+    ds = load_dataset(args.data)
     answers = {
         r["id"]: {m: normalise(str(t)) for m, t in r.items() if m != "id"}
         for r in map(json.loads, open(args.data.with_name(args.data.stem + "_responses.jsonl")))
     }
-    models = sorted({k.split("|")[0] for k in rows[0] if k.endswith("|score")})
-    out, with_votes = [], []
+    runs = [("official", ds)] + [(f"re-split {s}", resplit(ds, s)) for s in range(1, args.resplits + 1)]
+    pooled_all, gain_all = [], []
+    for name, d in runs:
+        rows = d.split(args.split)
+        print(f"{name}: {len(rows)} {args.split} rows")
+        chooser = d.split("train") if args.choose_on_train else None
+        gain, pooled = bound(rows, d.models, answers, args.max_voters, not args.no_votes and not chooser, chooser)
+        gain_all.append(gain)
+        pooled_all.append(pooled)
+    if len(runs) > 1:
+        ps, gs = np.array(pooled_all[1:]), np.array(gain_all[1:])
+        print(
+            f"over {len(ps)} re-splits: pooled cost to 95% of GPT-4 {ps.mean():.1%} +/- {ps.std(ddof=1):.1%} "
+            f"({', '.join(f'{p:.1%}' for p in ps)}); AIQ gain of the hull {gs.mean():+.4f} +/- {gs.std(ddof=1):.4f}"
+        )
+
+
+def bound(
+    rows: list[dict], models: list[str], answers: dict, max_voters: int, with_votes: bool, chooser: list[dict] | None
+) -> tuple[float, float]:
+    """Prints each benchmark's bounds; returns (mean AIQ gain of the hull over the zero router, pooled
+    cost share to 95% of GPT-4's accuracy). ``chooser``: rows whose hull picks the cascades kept."""
+    gains, hulls = [], {}
     for bench in sorted({r["benchmark"] for r in rows}):
         rs = [r for r in rows if r["benchmark"] == bench]
         score = {m: np.array([r[f"{m}|score"] for r in rs], dtype=float) for m in models}
         cost = {m: np.array([r[f"{m}|cost_usd"] for r in rs]) for m in models}
         said = {m: [answers[r["id"]][m] for r in rs] for m in models}
         singles = [(float(cost[m].mean()), float(score[m].mean())) for m in models]
-        points = list(singles)
-        n = 0
-        for first in CHEAP:
-            for k in range(1, args.max_voters + 1):
-                for voters in itertools.combinations([m for m in CHEAP if m != first], k):
-                    agreeing = sum(
-                        np.array([bool(a) and said[v][i] == a for i, a in enumerate(said[first])]) for v in voters
-                    )
-                    base = cost[first] + sum(cost[v] for v in voters)
-                    for need in range(1, k + 1):
-                        agree = agreeing >= need
-                        for last in FINAL:
-                            if last == first or last in voters:
-                                continue
-                            q = np.where(agree, score[first], score[last]).mean()
-                            c = (base + np.where(agree, 0.0, cost[last])).mean()
-                            points.append((float(c), float(q)))
-                            n += 1
+        found = cascades(said, score, cost, max_voters)
+        if chooser is not None:
+            found = {
+                k: found[k]
+                for k in train_hull([r for r in chooser if r["benchmark"] == bench], models, answers, max_voters)
+            }
+        points = singles + list(found.values())
         c_max = max(c for c, _ in singles)
-        out.append(aiq(points, c_max))
-        points += votes(said, score, cost, len(rs))
-        with_votes.append(aiq(points, c_max))
-        print(
-            f"{bench:<14} rows {len(rs):>4}  cascades {n}  zero router AIQ {aiq(singles, c_max):.3f}  "
-            f"hull of singles and cascades {out[-1]:.3f}  with plurality votes {with_votes[-1]:.3f}"
+        zero, hull_aiq = aiq(singles, c_max), aiq(points, c_max)
+        line = (
+            f"  {bench:<14} rows {len(rs):>4}  zero router AIQ {zero:.3f}  hull of singles and cascades {hull_aiq:.3f}"
         )
-    print(f"mean AIQ of the hull: {np.mean(out):.3f}; with plurality votes {np.mean(with_votes):.3f}")
+        if with_votes:
+            points += votes(said, score, cost, len(rs))
+            hull_aiq = aiq(points, c_max)
+            line += f"  with plurality votes {hull_aiq:.3f}"
+        print(line)
+        gains.append(hull_aiq - zero)
+        hulls[bench] = [(c * len(rs), q * len(rs)) for c, q in ndch(points)]  # totals, so benchmarks add
+    strong_cost = sum(r[f"{STRONG}|cost_usd"] for r in rows)
+    target = 0.95 * sum(r[f"{STRONG}|score"] for r in rows)
+    share = pooled_cost(list(hulls.values()), target) / strong_cost
+    print(f"  mean AIQ gain of the hull {np.mean(gains):+.4f}; pooled cost to 95% of GPT-4's accuracy {share:.1%}")
+    return float(np.mean(gains)), share
+
+
+def train_hull(rows: list[dict], models: list[str], answers: dict, max_voters: int) -> list[tuple]:
+    """The cascades on the hull of ``rows`` (a benchmark's train rows), by name."""
+    score = {m: np.array([r[f"{m}|score"] for r in rows], dtype=float) for m in models}
+    cost = {m: np.array([r[f"{m}|cost_usd"] for r in rows]) for m in models}
+    said = {m: [answers[r["id"]][m] for r in rows] for m in models}
+    found = cascades(said, score, cost, max_voters)
+    singles = [(float(cost[m].mean()), float(score[m].mean())) for m in models]
+    hull = set(ndch(singles + list(found.values())))
+    return [k for k, p in found.items() if p in hull]
+
+
+def cascades(said: dict, score: dict, cost: dict, max_voters: int) -> dict[tuple, tuple[float, float]]:
+    """(cost, quality) of every agreement cascade of one answering model and up to ``max_voters``
+    checkers, by (answering model, checkers, agreeing needed, final model)."""
+    points = {}
+    for first in CHEAP:
+        for k in range(1, max_voters + 1):
+            for voters in itertools.combinations([m for m in CHEAP if m != first], k):
+                agreeing = sum(
+                    np.array([bool(a) and said[v][i] == a for i, a in enumerate(said[first])]) for v in voters
+                )
+                base = cost[first] + sum(cost[v] for v in voters)
+                for need in range(1, k + 1):
+                    agree = agreeing >= need
+                    for last in FINAL:
+                        if last == first or last in voters:
+                            continue
+                        q = np.where(agree, score[first], score[last]).mean()
+                        c = (base + np.where(agree, 0.0, cost[last])).mean()
+                        points[(first, voters, need, last)] = (float(c), float(q))
+    return points
+
+
+def pooled_cost(hulls: list[list[tuple[float, float]]], target: float) -> float:
+    """The least total cost at which one point per hull (two neighbours mixed on one of them) reaches
+    ``target`` summed quality: start at each hull's cheapest point and take segments by their slope.
+    Hulls are concave, so the slopes along each one fall and the greedy order is optimal."""
+    c = sum(h[0][0] for h in hulls)
+    q = sum(h[0][1] for h in hulls)
+    segments = sorted(
+        ((q2 - q1) / (c2 - c1), c2 - c1, q2 - q1) for h in hulls for (c1, q1), (c2, q2) in zip(h, h[1:]) if c2 > c1
+    )
+    for _, dc, dq in reversed(segments):
+        if q >= target:
+            break
+        take = min(1.0, (target - q) / dq)
+        c, q = c + take * dc, q + take * dq
+    return c if q >= target - 1e-9 else float("inf")
 
 
 def votes(said: dict, score: dict, cost: dict, n: int) -> list[tuple[float, float]]:
