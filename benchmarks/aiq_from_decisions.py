@@ -41,8 +41,20 @@ def hull(points: list[tuple[float, float]], c_max: float | None = None) -> list[
 
 
 def area_share(points: list[tuple[float, float]], c_max: float) -> float:
-    h = hull(points, c_max)
-    return sum((c2 - c1) * (q1 + q2) / 2 for (c1, q1), (c2, q2) in zip(h, h[1:])) / c_max
+    """Area under the hull up to c_max only (a dearer point counts through the chord that crosses c_max)."""
+    h = hull(points)
+    xs = [c for c, _ in h if c < c_max] + [c_max]
+    return sum((b - a) * (at(h, a) + at(h, b)) / 2 for a, b in zip(xs, xs[1:])) / c_max
+
+
+def at(h: list[tuple[float, float]], c: float) -> float:
+    """The hull's value at cost c: flat past its last point, on the chord between two points, 0 before the first."""
+    if c < h[0][0]:
+        return 0.0
+    for (c1, q1), (c2, q2) in zip(h, h[1:]):
+        if c1 <= c <= c2:
+            return q2 if c2 == c1 else q1 + (q2 - q1) * (c - c1) / (c2 - c1)
+    return h[-1][1]
 
 
 def cost_to(points: list[tuple[float, float]], target: float) -> float | None:

@@ -15,6 +15,11 @@ benchmark's hull whose pooled accuracy is 95% of GPT-4's, found by taking the hu
 order of accuracy gained per dollar. That is what a router choosing one cascade per task category
 (and mixing two) could reach at best.
 
+``--patterns`` adds what a learned verifier over checkers' votes could do at best: for the three best
+cheaper answering models and every three checkers, the eight patterns of which checkers agree are
+ranked by how often the answer is right *on these rows* and each cut of that ranking is a setting
+(answers under the cut go to GPT-4).
+
 Choosing among them with the split's own scores is what a router cannot do, so the figures bound what
 any policy built from these cascades or votes could score on that split. ``--resplits K`` repeats it
 on the test rows of the K seeded re-splits ``switchyard policies eval --resplits K`` scores.
@@ -64,6 +69,7 @@ def main() -> None:
     ap.add_argument("--resplits", type=int, default=0, help="also bound the test rows of K seeded re-splits")
     ap.add_argument("--no-votes", action="store_true", help="cascades only (plurality votes are the slow part)")
     ap.add_argument("--choose-on-train", action="store_true", help="only the cascades on the train rows' hull")
+    ap.add_argument("--patterns", action="store_true", help="add verifiers ranking three checkers' agreement patterns")
     args = ap.parse_args()
     ds = load_dataset(args.data)
     answers = {
@@ -76,7 +82,8 @@ def main() -> None:
         rows = d.split(args.split)
         print(f"{name}: {len(rows)} {args.split} rows")
         chooser = d.split("train") if args.choose_on_train else None
-        gain, pooled = bound(rows, d.models, answers, args.max_voters, not args.no_votes and not chooser, chooser)
+        votes_too = not args.no_votes and not chooser
+        gain, pooled = bound(rows, d.models, answers, args.max_voters, votes_too, chooser, args.patterns)
         gain_all.append(gain)
         pooled_all.append(pooled)
     if len(runs) > 1:
@@ -88,7 +95,13 @@ def main() -> None:
 
 
 def bound(
-    rows: list[dict], models: list[str], answers: dict, max_voters: int, with_votes: bool, chooser: list[dict] | None
+    rows: list[dict],
+    models: list[str],
+    answers: dict,
+    max_voters: int,
+    with_votes: bool,
+    chooser: list[dict] | None,
+    with_patterns: bool = False,
 ) -> tuple[float, float]:
     """Prints each benchmark's bounds; returns (mean AIQ gain of the hull over the zero router, pooled
     cost share to 95% of GPT-4's accuracy). ``chooser``: rows whose hull picks the cascades kept."""
@@ -115,6 +128,10 @@ def bound(
             points += votes(said, score, cost, len(rs))
             hull_aiq = aiq(points, c_max)
             line += f"  with plurality votes {hull_aiq:.3f}"
+        if with_patterns:
+            points += patterns(said, score, cost, len(rs))
+            hull_aiq = aiq(points, c_max)
+            line += f"  with agreement-pattern verifiers {hull_aiq:.3f}"
         print(line)
         gains.append(hull_aiq - zero)
         hulls[bench] = [(c * len(rs), q * len(rs)) for c, q in ndch(points)]  # totals, so benchmarks add
@@ -173,6 +190,24 @@ def pooled_cost(hulls: list[list[tuple[float, float]]], target: float) -> float:
         take = min(1.0, (target - q) / dq)
         c, q = c + take * dc, q + take * dq
     return c if q >= target - 1e-9 else float("inf")
+
+
+def patterns(said: dict, score: dict, cost: dict, n: int) -> list[tuple[float, float]]:
+    """(cost, quality) of each cut of every agreement-pattern verifier (see the module's docstring)."""
+    points = []
+    for first in sorted(CHEAP, key=lambda m: -score[m].mean())[:3]:
+        for voters in itertools.combinations([m for m in CHEAP if m != first], 3):
+            pattern = np.zeros(n, dtype=int)
+            for j, v in enumerate(voters):
+                pattern += np.array([bool(a) and said[v][i] == a for i, a in enumerate(said[first])], dtype=int) << j
+            base = cost[first] + sum(cost[v] for v in voters)
+            right = {k: score[first][pattern == k].mean() for k in range(8) if (pattern == k).any()}
+            ranked = sorted(right, key=lambda k: -right[k])
+            for cut in range(len(ranked) + 1):
+                keep = np.isin(pattern, ranked[:cut])
+                q = np.where(keep, score[first], score[STRONG]).mean()
+                points.append((float((base + np.where(keep, 0.0, cost[STRONG])).mean()), float(q)))
+    return points
 
 
 def votes(said: dict, score: dict, cost: dict, n: int) -> list[tuple[float, float]]:

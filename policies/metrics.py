@@ -92,12 +92,20 @@ def ndch(points: Sequence[tuple[float, float]], c_max: float | None = None) -> l
 
 
 def aiq(points: Sequence[tuple[float, float]], c_max: float) -> float:
-    """The area under the non-decreasing convex hull of (cost, quality) points over [0, c_max], over
-    c_max (which must be positive: a curve over no cost has no area to compare)."""
+    """The area under the non-decreasing convex hull of (cost, quality) points from its cheapest point
+    to ``c_max``, over c_max (which must be positive: a curve over no cost has no area to compare).
+    A point dearer than c_max shapes the hull below it (mixing it with a cheaper setting costs c_max
+    at most) but adds no area past it, so AIQ never exceeds the best quality reached by c_max."""
     if not c_max > 0:
         raise ValueError("AIQ needs a positive cost: every model costs nothing on these rows")
     hull = ndch(points, c_max)
-    area = sum((c2 - c1) * (q1 + q2) / 2 for (c1, q1), (c2, q2) in zip(hull, hull[1:]))
+    area = 0.0
+    for (c1, q1), (c2, q2) in zip(hull, hull[1:]):
+        if c1 >= c_max:
+            break
+        if c2 > c_max:  # the hull's value at c_max, on the chord that crosses it
+            c2, q2 = c_max, q1 + (q2 - q1) * (c_max - c1) / (c2 - c1)
+        area += (c2 - c1) * (q1 + q2) / 2
     return area / c_max
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from policies import metrics
 from policies.evaluate import evaluate, headline, train_predictor
@@ -26,6 +27,50 @@ def test_ndch_and_aiq_by_hand() -> None:
     assert metrics.aiq(pts, 5.0) == pytest.approx(3.6 / 5)
     assert metrics.cost_to_reach(pts, 0.7) == pytest.approx(1.5)  # halfway up the first segment
     assert metrics.cost_to_reach(pts, 1.01) is None
+
+
+def test_aiq_counts_no_area_past_c_max() -> None:
+    """RouterBench's AIQ integrates the hull up to the dearest single model's cost. A setting dearer
+    than that (a cascade that pays its checkers and then GPT-4) shapes the hull below c_max through
+    the chord to it, and adds nothing past it: AIQ is never above the best quality reached by c_max
+    (it was: these points scored 1.125)."""
+    pts = [(0.5, 0.5), (1.0, 0.6), (2.0, 1.0)]
+    # (1, .6) is under the chord from (.5, .5) to (2, 1), whose value at c_max 1 is 0.5 + 0.5/3
+    at_c_max = 0.5 + 0.5 * (0.5 / 1.5)
+    assert metrics.aiq(pts, 1.0) == pytest.approx(0.5 * (0.5 + at_c_max) / 2)
+    assert metrics.aiq([(2.0, 1.0)], 1.0) == 0.0  # nothing at or below c_max
+    assert metrics.aiq([(0.5, 0.5), (1.0, 0.6)], 1.0) == pytest.approx(0.5 * 1.1 / 2)  # unchanged inside
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.01, 10.0), st.floats(0.0, 1.0)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.floats(0.05, 10.0),
+)
+def test_aiq_bounded_and_agrees_with_the_decisions_script(pts: list[tuple[float, float]], c_max: float) -> None:
+    """For any points and c_max: AIQ is at most the hull's value at c_max times the share of [0, c_max]
+    it covers, never negative, and equal to benchmarks/aiq_from_decisions.py's own computation (written
+    apart, so a reader can recompute a policy's AIQ without the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("aiq_script", ROOT / "benchmarks" / "aiq_from_decisions.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    value = metrics.aiq(pts, c_max)
+    reached = [q for c, q in pts if c <= c_max]
+    hull = metrics.ndch(pts)
+    best_by_c_max = max(
+        [q1 + (q2 - q1) * (c_max - c1) / (c2 - c1) for (c1, q1), (c2, q2) in zip(hull, hull[1:]) if c1 <= c_max < c2]
+        + reached
+        + [0.0]
+    )
+    assert 0.0 <= value <= best_by_c_max + 1e-9
+    assert value == pytest.approx(script.area_share(pts, c_max), abs=1e-9)
 
 
 def test_routellm_metrics_by_hand() -> None:
