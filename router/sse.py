@@ -51,7 +51,8 @@ class SSEResponse(Response):
 
         def on_leave(watch: asyncio.Task[None]) -> None:
             nonlocal left
-            if pumping and not watch.cancelled() and watch.exception() is None:
+            # its outcome is always read (no "exception never retrieved" for a watch nobody awaits)
+            if not watch.cancelled() and watch.exception() is None and pumping:
                 left = True
                 task.cancel()
 
@@ -67,8 +68,7 @@ class SSEResponse(Response):
             pass  # the client went away mid-write: nothing more to say to it
         finally:  # any other error is raised once the body is closed and the request metered
             pumping = False
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            watch.cancel()  # not awaited: it ends on the loop's next turn, its leaving ignored (pumping is off)
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
             if self.on_close is not None:
                 await self.on_close()

@@ -109,6 +109,12 @@ class Scripted:
             await w.drain()
             await asyncio.sleep(0)
             w.write(b"0\r\n\r\n")
+        elif name == "sse-stall":  # one event, then silence
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            event = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
+            w.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await w.drain()
+            await asyncio.sleep(5)
         elif name == "sse-no-end":  # [DONE], then the body never ends
             w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             event = b"data: [DONE]\n\n"

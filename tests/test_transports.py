@@ -38,6 +38,25 @@ async def stream(b: OpenAICompatBackend, path: str = "sse") -> list:
     ]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_that_falls_silent_fails_at_the_read_timeout(server, kind) -> None:
+    """The read timeout bounds each wait for the next block (a timeout scope per block on the httpx
+    path): the event before the silence is relayed, then the stream fails as stalled, not later."""
+    from router.backends.base import UpstreamTimeout
+
+    b = backend(server.base, kind)
+    b._pool.base = server.base
+    got, t0 = [], asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamTimeout, match="stalled past the read timeout"):
+        async for group in b._stream("sse-stall", Call(body={}, timeout=0.3), b._chat_chunks(), "ended"):
+            got += group
+    assert got == [{"choices": [{"delta": {"content": "hi"}}]}]
+    assert asyncio.get_running_loop().time() - t0 < 3  # the server stays silent for 5 s
+    # the pool is not left broken: the next stream on it is served
+    assert await stream(b) == [{"choices": [{"delta": {"content": "hi"}}]}]
+    await b.aclose()
+
+
 def test_auto_picks_httpx_for_https_and_lean_for_http() -> None:
     from router.backends import http1
 

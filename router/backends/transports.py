@@ -147,7 +147,8 @@ class HttpxResponse:
                 self._failed = True
                 raise TimedOut("the upstream did not finish within the total timeout")
             try:
-                block = await asyncio.wait_for(self._raw.__anext__(), min(left, self._read_timeout))
+                async with asyncio.timeout(min(left, self._read_timeout)):  # not wait_for: no task per block
+                    block = await self._raw.__anext__()
             except StopAsyncIteration:
                 self._done = True
                 return

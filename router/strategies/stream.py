@@ -59,9 +59,12 @@ class Streamed(Strategy):
             )
             try:
                 # the deadline bounds the wait for the first chunk; once it flows, the stream's own timeout rules
-                first = await (
-                    groups.__anext__() if deadline is None else asyncio.wait_for(groups.__anext__(), deadline - t0)
-                )
+                # (a timeout scope, not wait_for: on 3.11 wait_for runs the wait in a task of its own)
+                if deadline is None:
+                    first = await groups.__anext__()
+                else:
+                    async with asyncio.timeout(deadline - t0):
+                        first = await groups.__anext__()
             except TimeoutError:
                 ex.failed(
                     dep, UpstreamTimeout("no first chunk before the request's deadline"), time.perf_counter() - t0
