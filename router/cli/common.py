@@ -4,11 +4,17 @@ reading data and writing files with a clear error instead of a traceback."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 
 from router.config import Config, ConfigError, embedded_default, load_config
+
+
+def refuse(message: str) -> NoReturn:
+    """The command's clear error: ``message`` on standard error, exit status 2."""
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
 
 
 def load_data(path: Path) -> Any:
@@ -19,8 +25,7 @@ def load_data(path: Path) -> Any:
         return load_dataset(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        typer.echo(f"{path}: cannot read the data: {why}", err=True)
-        raise typer.Exit(2)
+        refuse(f"{path}: cannot read the data: {why}")
 
 
 def written(out: Path, write: Callable[[Path], object]) -> None:
@@ -28,14 +33,12 @@ def written(out: Path, write: Callable[[Path], object]) -> None:
     try:
         write(out)
     except OSError as exc:
-        typer.echo(f"{out}: cannot write: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2)
+        refuse(f"{out}: cannot write: {exc.strerror or exc}")
 
 
 def load_cfg(config: Optional[Path]) -> Config:
     try:
         cfg = load_config(config) if config else embedded_default()
     except ConfigError as exc:
-        typer.echo(exc.render(), err=True)
-        raise typer.Exit(2)
+        refuse(exc.render())
     return cfg

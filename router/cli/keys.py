@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from router.cli.common import refuse
+
 keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys.")
 
 
@@ -17,8 +19,7 @@ def _admin_call(url: str, admin_key: str | None, method: str, path: str, body: d
     import urllib.request
 
     if not admin_key:
-        typer.echo("--admin-key (or SWITCHYARD_ADMIN_KEY) is needed with --url", err=True)
-        raise typer.Exit(2)
+        refuse("--admin-key (or SWITCHYARD_ADMIN_KEY) is needed with --url")
     req = urllib.request.Request(
         url.rstrip("/") + path,
         method=method,
@@ -66,8 +67,7 @@ def keys_create(
     from router.config_sections import KEY_ID
 
     if key_id is not None and not KEY_ID.match(key_id):
-        typer.echo("key id must be 1-40 characters of a-z, 0-9 and '-'", err=True)
-        raise typer.Exit(2)
+        refuse("key id must be 1-40 characters of a-z, 0-9 and '-'")
     if url:
         body: dict[str, Any] = {"tenant": tenant, **({"id": key_id} if key_id else {})}
         if models:
@@ -83,8 +83,7 @@ def keys_create(
         typer.echo(f"key {made['id']} (tenant {made['tenant']}), shown once: {made['key']}")
         return
     if key_id is None:
-        typer.echo("a key id is needed without --url", err=True)
-        raise typer.Exit(2)
+        refuse("a key id is needed without --url")
     key = new_key(key_id)
     typer.echo(f"key (shown once): {key}")
     typer.echo("config entry for auth.keys:")

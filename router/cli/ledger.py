@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from router.cli.common import load_cfg as _load
+from router.cli.common import load_cfg as _load, refuse
 
 export_cli = typer.Typer(no_args_is_help=True, help="Exports of the ledger.")
 alerts_cli = typer.Typer(no_args_is_help=True, help="Budget alerts (router/accounting/alerts.py).")
@@ -26,8 +26,7 @@ def _ledger_range(since: str, until: Optional[str], config: Optional[Path]) -> t
         start = parse_time(since, 0.0, "since")
         end = parse_time(until, _time.time() + 1, "until")
     except Exception as exc:
-        typer.echo(str(getattr(exc, "message", exc)), err=True)
-        raise typer.Exit(2)
+        refuse(str(getattr(exc, "message", exc)))
     return (
         LedgerStore(resolve_env(cfg.storage.database_url, literal_ok=True) or sqlite_url(cfg.storage.data_dir)),
         start,
@@ -62,8 +61,7 @@ def alerts_test_cmd(
 
     cfg = _load(config)
     if not cfg.alerts.webhooks:
-        typer.echo("no alerts.webhooks in this config: nothing to send", err=True)
-        raise typer.Exit(2)
+        refuse("no alerts.webhooks in this config: nothing to send")
     alerter = Alerter(cfg.alerts, MemoryState(), None, Metrics(), lambda ref: resolve_env(ref))
     status = asyncio.run(alerter.test())
     typer.echo(f"sample alert to {len(cfg.alerts.webhooks)} webhook(s): {status}")

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from router.cli.checks import fixed_price_losses, load_policies, offline_registry, self_hosted_losses
-from router.cli.common import load_cfg as _load
+from router.cli.common import load_cfg as _load, refuse
 from router.cli.keys import keys_cli
 from router.cli.ledger import alerts_cli, export_cli
 from router.cli.policies import policies_cli
@@ -126,14 +126,12 @@ def economics(
 
     profiles = load_profiles()
     if profile not in profiles:
-        typer.echo(f"unknown profile '{profile}'; known: {', '.join(sorted(profiles))}", err=True)
-        raise typer.Exit(2)
+        refuse(f"unknown profile '{profile}'; known: {', '.join(sorted(profiles))}")
     p = profiles[profile]
     e = p.economics()
     classes = [model_class] if model_class else list(p.throughput)
     if model_class and model_class not in p.throughput:
-        typer.echo(f"unknown model class '{model_class}'; known: {', '.join(p.throughput)}", err=True)
-        raise typer.Exit(2)
+        refuse(f"unknown model class '{model_class}'; known: {', '.join(p.throughput)}")
     per_mtok: dict[str, Any] = {}
     for c in classes:
         tp = p.throughput[c]
@@ -223,8 +221,7 @@ def demo(
                 typer.echo(f"cannot read {key_file}: {exc.strerror}", err=True)
                 raise typer.Exit(2) from None
         if not key:
-            typer.echo("--url needs --key (or SWITCHYARD_API_KEY, or --key-file)", err=True)
-            raise typer.Exit(2)
+            refuse("--url needs --key (or SWITCHYARD_API_KEY, or --key-file)")
         raise typer.Exit(run_demo_against(url, key, requests=requests))
     run_demo(requests=requests, port=port or _free_port())
 

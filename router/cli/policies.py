@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from router.cli.common import load_data, written
+from router.cli.common import load_data, refuse, written
 from router.cli.eval_report import print_report
 from router.cli.simulate import policies_simulate
 
@@ -93,27 +93,22 @@ def policies_train(
             pol = load_policy(policy)
             verifiers = load_assets(pol, policy.parent, with_predictor=False)[1]
         except PolicyError as exc:
-            typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
-            raise typer.Exit(2)
+            refuse("\n".join(f"{policy}: {p}" for p in exc.problems))
     t0 = _time.perf_counter()
     if solver not in ("adagrad", "batch"):
-        typer.echo(f"--solver: unknown solver '{solver}' (adagrad, batch)", err=True)
-        raise typer.Exit(2)
+        refuse(f"--solver: unknown solver '{solver}' (adagrad, batch)")
     from policies.features import feature_set
 
     try:
         feature_set(features)
     except ValueError as exc:
-        typer.echo(f"--features: {exc}", err=True)
-        raise typer.Exit(2)
+        refuse(f"--features: {exc}")
     if topic_field is not None and solver != "batch":
-        typer.echo("--topic-field: a topic head needs --solver batch", err=True)
-        raise typer.Exit(2)
+        refuse("--topic-field: a topic head needs --solver batch")
     from policies.schema import CATEGORIES
 
     if set(category) - set(CATEGORIES):
-        typer.echo(f"--category: unknown {sorted(set(category) - set(CATEGORIES))} ({', '.join(CATEGORIES)})", err=True)
-        raise typer.Exit(2)
+        refuse(f"--category: unknown {sorted(set(category) - set(CATEGORIES))} ({', '.join(CATEGORIES)})")
     try:
         pred = train_predictor(
             ds,
@@ -133,8 +128,7 @@ def policies_train(
             responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
         )
     except ValueError as exc:  # e.g. no row of the data reads as the --category asked for
-        typer.echo(f"{data}: {exc}", err=True)
-        raise typer.Exit(2)
+        refuse(f"{data}: {exc}")
     pred.meta.update(data=data.name)
     written(out, lambda p: save_predictor(pred, p))
     typer.echo(
@@ -161,8 +155,7 @@ def policies_train_verifier(
     ds = load_data(data)
     unknown = [m for m in [model, *with_] if m not in ds.models]
     if unknown:
-        typer.echo(f"not in the data: {', '.join(unknown)}", err=True)
-        raise typer.Exit(2)
+        refuse(f"not in the data: {', '.join(unknown)}")
     try:
         ver = train_verifier(
             ds,
@@ -173,8 +166,7 @@ def policies_train_verifier(
             responses=load_responses(responses or data.with_name(data.stem + "_responses.jsonl")),
         )
     except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2)
+        refuse(str(exc))
     ver.meta.update(data=data.name)
     written(out, lambda p: save_verifier(ver, p))
     weights = ", ".join(f"{k} {v:+.2f}" for k, v in ver.weights.items() if v)
@@ -281,8 +273,7 @@ def policies_eval(
             sold_at=sold,
         )
     except ValueError as exc:
-        typer.echo(f"{policy}: {exc}", err=True)
-        raise typer.Exit(2)
+        refuse(f"{policy}: {exc}")
     lines = report.pop("decisions")
     if decisions:
         written(decisions, lambda p: p.write_text("".join(json.dumps(x) + "\n" for x in lines)))
@@ -301,8 +292,7 @@ def policies_eval(
                 r = evaluate(pol, ds_k, prices=price_map, predictor=pred_k, sweep=sweeps, responses=resp,
                              verifiers=ver_k, sold_at=sold)  # fmt: skip
             except ValueError as exc:  # what the official split passed, a re-split's rows may not
-                typer.echo(f"{policy}: re-split {seed}: {exc}", err=True)
-                raise typer.Exit(2)
+                refuse(f"{policy}: re-split {seed}: {exc}")
             r.pop("decisions")
             runs.append(headline(r))
             if not as_json:
@@ -349,8 +339,7 @@ def replay_inputs(
         pol = load_policy(policy)
         pred, verifiers = load_assets(pol, policy.parent, predictor)
     except PolicyError as exc:
-        typer.echo("\n".join(f"{policy}: {p}" for p in exc.problems), err=True)
-        raise typer.Exit(2)
+        refuse("\n".join(f"{policy}: {p}" for p in exc.problems))
     from policies.outcomes import unpriced_models
 
     ds = load_data(data)

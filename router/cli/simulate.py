@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from router.cli.common import written
+from router.cli.common import refuse, written
 
 
 def policies_simulate(
@@ -62,8 +62,7 @@ def policies_simulate(
             for s in range(seed, seed + seeds)
         ]
     except ValueError as exc:
-        typer.echo(f"{policy}: {exc}", err=True)
-        raise typer.Exit(2)
+        refuse(f"{policy}: {exc}")
     gaps = [utility_gap(r, at) for r in runs]
 
     def spread(key: str) -> dict[str, float]:
